@@ -1,0 +1,179 @@
+# msgwire - one non-recursive Makefile.
+#
+#   make            library (static + shared) and examples, optimised
+#   make test       install missing Debian packages, then build and run every
+#                   test under ASan + UBSan
+#   make demo       pingpong demo (a Svc and a Clt, latency percentiles)
+#   make bench      raw-socket baselines beside msgwire, ratios printed
+#   make bench-serdes
+#   make install PREFIX=/usr/local [DESTDIR=]
+#   V=1             show full commands
+#
+# Layers see only the include paths below them (core <- serdes <- clt, svc),
+# so an upward #include fails to compile.
+
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
+E := $(if $(filter 1,$(V)),@true,@printf '  %-7s %s\n')
+
+CC ?= cc
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCDIR ?= $(PREFIX)/include
+B := build
+
+# Debian packages the build, the tests and the demo need.
+DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libmsgpack-dev libcmocka-dev \
+            openssl python3 python3-msgpack python3-websockets
+
+MSGPACK_PC := $(shell pkg-config --exists msgpack-c 2>/dev/null && echo msgpack-c || echo msgpack)
+DEP_PCS := libevent libevent_pthreads openssl $(MSGPACK_PC)
+DEP_CFLAGS := $(shell pkg-config --cflags $(DEP_PCS) 2>/dev/null)
+DEP_LIBS := $(shell pkg-config --libs $(DEP_PCS) 2>/dev/null) -lpthread -lm
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wpointer-arith -Wvla -Wstrict-prototypes \
+        -Wmissing-prototypes -Wno-missing-field-initializers
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(DEP_CFLAGS) -MMD -MP
+OPT_CFLAGS := -O2 -g
+SAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+              -fno-sanitize-recover=undefined -DMW_SANITIZED=1
+SAN_LDFLAGS := -fsanitize=address,undefined
+CFLAGS ?=
+LDFLAGS ?=
+
+INC_core := -Icore
+INC_serdes := -Icore -Iserdes
+INC_clt := -Icore -Iserdes -Iclt
+INC_svc := -Icore -Iserdes -Isvc
+INC_all := -Icore -Iserdes -Iclt -Isvc -Itests/util -Iexamples/common
+
+LIB_SRCS := $(wildcard core/*.c) $(wildcard serdes/*.c) $(wildcard clt/*.c) $(wildcard svc/*.c)
+PUB_HDRS := $(wildcard core/mw_*.h serdes/mw_*.h clt/mw_*.h svc/mw_*.h)
+layer = $(firstword $(subst /, ,$(1)))
+
+# ---- release objects, libraries ------------------------------------------
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
+$(B)/obj/%.o: %.c
+	$(E) CC $<
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) $(OPT_CFLAGS) $(INC_$(call layer,$<)) $(CFLAGS) -c $< -o $@
+
+$(B)/libmsgwire.a: $(LIB_OBJS)
+	$(E) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(B)/libmsgwire.so: $(LIB_OBJS)
+	$(E) LD $@
+	$(Q)$(CC) -shared -Wl,-soname,libmsgwire.so.0 -o $@ $^ $(DEP_LIBS) $(LDFLAGS)
+
+# ---- sanitizer objects, library ------------------------------------------
+SAN_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/san/obj/%.o)
+$(B)/san/obj/%.o: %.c
+	$(E) CC-SAN $<
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) $(INC_$(call layer,$<)) $(CFLAGS) -c $< -o $@
+$(B)/san/libmsgwire.a: $(SAN_LIB_OBJS)
+	$(E) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# ---- examples (examples/*.c are programs; examples/common/*.c shared) -----
+EX_SRCS := $(wildcard examples/*.c)
+EX_BINS := $(EX_SRCS:examples/%.c=$(B)/examples/%)
+EX_COMMON := $(wildcard examples/common/*.c)
+EX_COMMON_OBJS := $(EX_COMMON:%.c=$(B)/obj/%.o)
+INC_examples := $(INC_all)
+$(B)/examples/%: $(B)/obj/examples/%.o $(EX_COMMON_OBJS) $(B)/libmsgwire.a
+	$(E) LD $@
+	@mkdir -p $(@D)
+	$(Q)$(CC) -o $@ $< $(EX_COMMON_OBJS) $(B)/libmsgwire.a $(DEP_LIBS) $(LDFLAGS)
+
+# ---- benchmarks (tests/bench/*.c are programs) ------------------------------
+BENCH_SRCS := $(wildcard tests/bench/*.c)
+BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%)
+INC_tests := $(INC_all)
+$(B)/bench/%: $(B)/obj/tests/bench/%.o $(EX_COMMON_OBJS) $(B)/libmsgwire.a
+	$(E) LD $@
+	@mkdir -p $(@D)
+	$(Q)$(CC) -o $@ $< $(EX_COMMON_OBJS) $(B)/libmsgwire.a $(DEP_LIBS) $(LDFLAGS)
+
+# ---- tests: tests/test_*.c, one cmocka binary each, under ASan + UBSan ------
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(B)/san/tests/%)
+TEST_UTIL := $(wildcard tests/util/*.c)
+TEST_UTIL_OBJS := $(TEST_UTIL:%.c=$(B)/san/obj/%.o)
+SAN_EX_COMMON_OBJS := $(EX_COMMON:%.c=$(B)/san/obj/%.o)
+TEST_DEFS := -DMW_SRC_ROOT='"$(CURDIR)"' -DMW_BUILD_DIR='"$(CURDIR)/$(B)"' -DMW_CC='"$(CC)"'
+$(B)/san/obj/tests/%.o: CFLAGS += $(TEST_DEFS)
+$(B)/san/tests/%: $(B)/san/obj/tests/%.o $(TEST_UTIL_OBJS) $(SAN_EX_COMMON_OBJS) $(B)/san/libmsgwire.a
+	$(E) LD $@
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(SAN_LDFLAGS) -o $@ $< $(TEST_UTIL_OBJS) $(SAN_EX_COMMON_OBJS) \
+	    $(B)/san/libmsgwire.a $(CMOCKA_LIBS) $(DEP_LIBS) $(LDFLAGS)
+
+# ---- top-level targets -----------------------------------------------------
+.PHONY: all lib examples bench-bins tests deps check test demo bench bench-serdes \
+        install uninstall clean
+all: lib examples
+lib: $(B)/libmsgwire.a $(B)/libmsgwire.so
+examples: $(EX_BINS)
+bench-bins: $(BENCH_BINS) $(EX_BINS)
+tests: $(TEST_BINS) $(EX_BINS) $(BENCH_BINS)
+
+# deps: install missing Debian packages (root) or print the exact command.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	    echo "deps: installing$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null \
+	        || { echo "deps: apt-get install failed"; exit 1; }; \
+	else \
+	    echo "deps: missing Debian packages. Run:"; \
+	    echo "    sudo apt-get install -y$$missing"; exit 1; \
+	fi
+
+# The test and demo entry points first make sure the packages are there, then
+# re-read this Makefile (pkg-config flags are computed at parse time).
+test: deps
+	$(Q)$(MAKE) --no-print-directory check
+check: tests
+	$(Q)MW_BUILD_DIR=$(CURDIR)/$(B) sh tests/run.sh $(TEST_BINS)
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory examples
+	$(Q)./$(B)/examples/pingpong demo
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory bench-bins
+	$(Q)sh tests/bench/run_bench.sh
+
+bench-serdes: deps
+	$(Q)$(MAKE) --no-print-directory $(B)/bench/bench_serdes
+	$(Q)taskset -c 1 ./$(B)/bench/bench_serdes
+
+install: lib
+	$(E) INSTALL $(DESTDIR)$(PREFIX)
+	$(Q)install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/msgwire
+	$(Q)install -m 644 $(B)/libmsgwire.a $(DESTDIR)$(LIBDIR)/
+	$(Q)install -m 755 $(B)/libmsgwire.so $(DESTDIR)$(LIBDIR)/libmsgwire.so.0
+	$(Q)ln -sf libmsgwire.so.0 $(DESTDIR)$(LIBDIR)/libmsgwire.so
+	$(Q)install -m 644 $(PUB_HDRS) $(DESTDIR)$(INCDIR)/msgwire/
+	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
+	    'Name: msgwire' 'Description: low-latency typed messaging over TCP, TLS and WebSocket' \
+	    'Version: 0.1.0' 'Requires.private: $(DEP_PCS)' \
+	    'Cflags: -I$${includedir}/msgwire' 'Libs: -L$${libdir} -lmsgwire' \
+	    'Libs.private: -lpthread -lm' > $(DESTDIR)$(LIBDIR)/pkgconfig/msgwire.pc
+
+uninstall:
+	rm -rf $(DESTDIR)$(INCDIR)/msgwire $(DESTDIR)$(LIBDIR)/libmsgwire.* \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/msgwire.pc
+
+clean:
+	rm -rf $(B)
+
+.SECONDARY:
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,135 @@
+/* mw_serdes.h - serializers behind one ops table, chosen by name at run time.
+ *
+ *   "text"     one JSON object per message: {"type":"new_order","order_id":7,...}
+ *   "fixed"    fixed-size little-endian packed layout, 2-byte tag first
+ *   "msgpack"  a msgpack map {"type": name, field: value, ...}
+ *              (flag MW_SERDES_MSGPACK_ARRAY: an array [tag, value, ...])
+ *
+ * The wire format of each is specified in README.md ("Wire formats").
+ *
+ * encode writes one message payload (no framing) into out[0..cap) and returns
+ * its length, or MW_ETOOBIG when it does not fit, or MW_ERANGE / MW_EUTF8 /
+ * MW_EINVAL when the struct holds a value the format cannot carry (a
+ * non-finite double in text, invalid UTF-8 in a CHARS field, an ENUM out of
+ * range, a BOOL that is neither 0 nor 1).
+ *
+ * decode reads exactly one framed payload in[0..len) (borrowed: not kept
+ * after the call), looks the type up in the protocol, fills *msg_out (all
+ * bytes of the struct are written; CHARS are NUL-padded) and sets *schema_out.
+ * It returns len on success, or a specific error:
+ *   MW_ETRUNC    the payload ends inside the message
+ *   MW_EPROTO    syntax error (not JSON / not msgpack / bad escape)
+ *   MW_ETAG      unknown type name or tag
+ *   MW_EFIELD    unknown or duplicate field
+ *   MW_EMISSING  a field is missing
+ *   MW_ETYPE     a value of the wrong type for its field
+ *   MW_ERANGE    a number out of its field's range (or an ENUM >= n)
+ *   MW_ETOOBIG   a string longer than its CHARS/BYTES field, or the struct is
+ *                larger than msg_cap
+ *   MW_EUTF8     invalid UTF-8 in a string
+ *   MW_ETRAILING bytes after the message
+ * with a sentence in sd->err naming the field ("field \"qty\": 70000 is out of
+ * range for u16"). On error *msg_out is unspecified.
+ *
+ * Neither encode nor decode allocates in steady state. A serdes object holds
+ * per-direction state (msgpack's zone), so give each thread its own; "text"
+ * and "fixed" are stateless but follow the same rule.
+ */
+#ifndef MW_SERDES_H
+#define MW_SERDES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mw_err.h"
+#include "mw_frame.h"
+#include "mw_schema.h"
+
+typedef struct mw_serdes mw_serdes_t;
+
+enum {
+    MW_SERDES_MSGPACK_ARRAY = 1 /* msgpack: array form [tag, v1, v2, ...] */
+};
+
+typedef struct mw_serdes_ops {
+    const char *name;
+    mw_frame_kind_t default_frame; /* framing on byte streams (TCP, TLS) */
+    bool text;                     /* WebSocket: text frames (else binary) */
+    int (*init)(mw_serdes_t *sd);  /* may allocate; NULL if stateless */
+    void (*fini)(mw_serdes_t *sd);
+    ssize_t (*encode)(mw_serdes_t *sd, const mw_schema_t *s, const void *msg,
+                      uint8_t *out, size_t cap);
+    ssize_t (*decode)(mw_serdes_t *sd, const uint8_t *in, size_t len,
+                      const mw_protocol_t *p, const mw_schema_t **schema_out,
+                      void *msg_out, size_t msg_cap);
+} mw_serdes_ops_t;
+
+struct mw_serdes {
+    const mw_serdes_ops_t *ops;
+    unsigned flags;
+    void *state;
+    mw_err_t err;
+};
+
+extern const mw_serdes_ops_t mw_serdes_text_ops;
+extern const mw_serdes_ops_t mw_serdes_fixed_ops;
+extern const mw_serdes_ops_t mw_serdes_msgpack_ops;
+
+/* mw_serdes_find returns the ops named "text", "fixed" or "msgpack", or NULL. */
+const mw_serdes_ops_t *mw_serdes_find(const char *name);
+
+/* mw_serdes_init sets sd up for the named serdes ("msgpack-array" is
+ * "msgpack" with MW_SERDES_MSGPACK_ARRAY). Returns 0, MW_EINVAL for an
+ * unknown name (text in sd->err), or MW_ENOMEM. Allocates for msgpack. */
+int mw_serdes_init(mw_serdes_t *sd, const char *name, unsigned flags);
+int mw_serdes_init_ops(mw_serdes_t *sd, const mw_serdes_ops_t *ops, unsigned flags);
+/* Releases what init allocated; safe on a zeroed or already-finished sd. */
+void mw_serdes_fini(mw_serdes_t *sd);
+
+static inline ssize_t mw_serdes_encode(mw_serdes_t *sd, const mw_schema_t *s, const void *msg,
+                                       uint8_t *out, size_t cap) {
+    return sd->ops->encode(sd, s, msg, out, cap);
+}
+
+static inline ssize_t mw_serdes_decode(mw_serdes_t *sd, const uint8_t *in, size_t len,
+                                       const mw_protocol_t *p, const mw_schema_t **schema_out,
+                                       void *msg_out, size_t msg_cap) {
+    return sd->ops->decode(sd, in, len, p, schema_out, msg_out, msg_cap);
+}
+
+static inline const char *mw_serdes_name(const mw_serdes_t *sd) { return sd->ops->name; }
+static inline const char *mw_serdes_last_error(const mw_serdes_t *sd) { return mw_err_text(&sd->err); }
+
+/* Upper bound of an encoded payload for schema s in this serdes, for sizing
+ * send buffers (text: worst case with every byte escaped). */
+size_t mw_serdes_max_len(const mw_serdes_t *sd, const mw_schema_t *s);
+
+/* ---- helpers shared by the serdes implementations and the clt/svc layers -- */
+
+/* Reads/writes a field of any integer kind as int64/uint64 (BOOL and ENUM
+ * are unsigned). */
+int64_t mw_field_get_i64(const mw_field_t *f, const void *msg);
+uint64_t mw_field_get_u64(const mw_field_t *f, const void *msg);
+void mw_field_set_i64(const mw_field_t *f, void *msg, int64_t v);
+void mw_field_set_u64(const mw_field_t *f, void *msg, uint64_t v);
+/* True if kind is signed integer / unsigned integer (incl. BOOL, ENUM). */
+bool mw_fkind_is_signed(int kind);
+bool mw_fkind_is_unsigned(int kind);
+/* Range of an integer kind. */
+int64_t mw_fkind_min(int kind);
+uint64_t mw_fkind_max(const mw_field_t *f);
+
+/* Validates UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF).
+ * Returns true if p[0..n) is valid. */
+bool mw_utf8_valid(const uint8_t *p, size_t n);
+
+/* Length of a CHARS field's text: bytes before the first NUL, at most size. */
+static inline size_t mw_chars_len(const mw_field_t *f, const void *msg) {
+    const char *p = (const char *)msg + f->offset;
+    const void *z = memchr(p, 0, f->size);
+    return z ? (size_t)((const char *)z - p) : f->size;
+}
+
+#endif

@@ -1,0 +1,39 @@
+/* mw_test.h - helpers shared by the cmocka test binaries. */
+#ifndef MW_TEST_H
+#define MW_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* ---- guard pages -----------------------------------------------------------
+ * mw_guard_copy places a copy of src[0..n) so that its last byte is the last
+ * byte before a PROT_NONE page: reading one byte past the end crashes (ASan
+ * or SIGSEGV). Free with mw_guard_free. Aborts the test on mmap failure. */
+typedef struct mw_guard { void *map; size_t maplen; uint8_t *p; size_t n; } mw_guard_t;
+uint8_t *mw_guard_copy(mw_guard_t *g, const void *src, size_t n);
+void mw_guard_free(mw_guard_t *g);
+
+/* ---- allocation counting ---------------------------------------------------
+ * Counts every malloc/calloc/realloc in the process (all threads, shared
+ * libraries included) through the sanitizer allocator hooks. Works only in the
+ * sanitizer build (the tests' build); mw_alloc_counting_works() says so. */
+bool mw_alloc_counting_works(void);
+uint64_t mw_alloc_count(void);
+
+/* ---- waiting ---------------------------------------------------------------
+ * Polls cond(ud) until it returns true or timeout_ms passes, yielding between
+ * tries. Returns the last value of cond. Use instead of sleeping. */
+bool mw_wait_until(bool (*cond)(void *ud), void *ud, int timeout_ms);
+
+/* ---- running programs ------------------------------------------------------
+ * Runs a shell command, captures up to cap-1 bytes of stdout into out (NUL
+ * terminated, may be NULL), returns the exit status (or -1). */
+int mw_run(const char *cmd, char *out, size_t cap);
+/* Path of the Debian system python (independent peer for interop tests). */
+#define MW_PYTHON "/usr/bin/python3"
+
+#endif
