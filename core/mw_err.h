@@ -43,8 +43,9 @@ enum {
     MW__ELAST = -23
 };
 
-/* mw_strerror returns a static, human-readable name for an MW_E* code (or
- * "success" for 0, "unknown error" otherwise). Never NULL, never allocates,
+/* mw_strerror returns a static, human-readable text for an MW_E* code:
+ * "success" for 0 and for positive values (success counts), "unknown error"
+ * for negative values that are not MW_E* codes. Never NULL, never allocates,
  * any thread. */
 const char *mw_strerror(int code);
 
@@ -53,7 +54,7 @@ const char *mw_errname(int code);
 
 /* mw_err_from_errno maps an errno value to the closest MW_E* code:
  * EAGAIN/EWOULDBLOCK/EINPROGRESS -> MW_EAGAIN, ECONNREFUSED -> MW_ECONNREFUSED,
- * EPIPE/ECONNRESET/ENOTCONN -> MW_ECLOSED, ETIMEDOUT -> MW_ETIMEDOUT,
+ * EPIPE/ECONNRESET/ECONNABORTED/ENOTCONN -> MW_ECLOSED, ETIMEDOUT -> MW_ETIMEDOUT,
  * ENOMEM/ENOBUFS -> MW_ENOMEM, EINVAL -> MW_EINVAL, anything else -> MW_ESYS. */
 int mw_err_from_errno(int errnum);
 
