@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -42,7 +43,29 @@ typedef struct mw_stream_ops {
     void (*close)(mw_stream_t *s);
     /* Closes and frees the object and any inner stream it owns. */
     void (*free)(mw_stream_t *s);
+    /* Optional (NULL: MW_ENOTSUP): control requests, MW_STREAM_CTL_*.
+     * Decorators answer what they know and pass the rest to their inner
+     * stream. */
+    int (*ctl)(mw_stream_t *s, int op, intptr_t arg);
 } mw_stream_ops_t;
+
+/* Stream control requests (mw_stream_ctl). */
+enum {
+    /* 1 if the stream delivers whole messages as records (WebSocket): each
+     * read yields u32 big-endian length + payload records and each write
+     * takes the same; the caller must frame with MW_FRAME_U32BE. */
+    MW_STREAM_CTL_MSG_RECORDS = 1,
+    /* arg 1: the following written records are text messages; 0: binary. */
+    MW_STREAM_CTL_MSG_TEXT = 2,
+    /* 1 once the stream's handshakes (TLS, WebSocket) are complete, 0 before. */
+    MW_STREAM_CTL_READY = 3,
+    /* Advances the handshakes without consuming application data: 1 when
+     * complete, MW_EAGAIN (wait for want()), or the handshake's error.
+     * A decorator first completes its inner stream's handshake. Base
+     * streams answer 1. Bytes that arrive after a handshake stay buffered
+     * for the next read. */
+    MW_STREAM_CTL_HANDSHAKE = 4,
+};
 
 struct mw_stream {
     const mw_stream_ops_t *ops;
@@ -64,6 +87,13 @@ static inline int mw_stream_want(const mw_stream_t *s) { return s->ops->want(s);
 static inline int mw_stream_fd(const mw_stream_t *s) { return s->ops->fd(s); }
 static inline void mw_stream_close(mw_stream_t *s) { if (s) s->ops->close(s); }
 static inline void mw_stream_free(mw_stream_t *s) { if (s) s->ops->free(s); }
+/* Control request: decorators answer or forward; MW_ENOTSUP if nobody knows.
+ * Base streams with no handshake answer READY and HANDSHAKE with 1. */
+static inline int mw_stream_ctl(mw_stream_t *s, int op, intptr_t arg) {
+    for (; s; s = s->inner)
+        if (s->ops->ctl) return s->ops->ctl(s, op, arg);
+    return op == MW_STREAM_CTL_READY || op == MW_STREAM_CTL_HANDSHAKE ? 1 : MW_ENOTSUP;
+}
 static inline const char *mw_stream_last_error(const mw_stream_t *s) { return mw_err_text(&s->err); }
 
 /* mw_stream_write_all writes every byte, waiting with poll() for writability

@@ -1,0 +1,454 @@
+/* io.c - the IO service core: one selector, a timer heap and a queue of
+ * functions posted from other threads, driven by mw_io_poll.
+ *
+ * Timers: a binary min-heap of pointers ordered by due, slot = index + 1.
+ * A poll first moves every timer already due into the `ready` array, then
+ * runs that array. Timers armed by those callbacks (even for "now") go back
+ * to the heap and wait for the next poll, so a timer re-arming itself at the
+ * current time cannot keep one poll busy forever. A ready timer's slot is
+ * READY_BIT | index, so stop and re-arm can pull it out before it runs.
+ *
+ * Posts: a mutex-protected FIFO plus an atomic flag that poll checks without
+ * the lock. Only the post that makes the queue non-empty wakes the selector:
+ * later ones are drained by the poll that wake causes.
+ *
+ * libevent: when the selector runs on an event_base, the base must drive
+ * timers and posts even when the caller runs the loop. One libevent timer is
+ * kept armed for the earliest due timer, and posts get their own eventfd
+ * source whose callback runs them. Inside mw_io_poll those callbacks leave
+ * the work to the poll, so a poll behaves the same on every backend.
+ */
+#include "mw_io.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#define READY_BIT 0x80000000u
+#define MIN_TIMERS 16u
+/* Longest libevent timer we arm; a later due is reached by re-arming. */
+#define MAX_TEV_NS (3600 * MW_NS_PER_S)
+
+typedef struct post {
+    struct post *next;
+    void (*fn)(void *ud);
+    void *ud;
+} post_t;
+
+struct mw_io {
+    mw_selector_t sel;
+    const mw_clock_t *clock; /* NULL: the monotonic clock */
+
+    mw_io_timer_t **heap;
+    mw_io_timer_t **ready; /* due timers taken by the running pass */
+    uint32_t nheap, cap;
+
+    pthread_mutex_t post_mu;
+    post_t *post_head, *post_tail;
+    atomic_bool post_pending;
+
+    /* libevent only */
+    struct event *tev;   /* fires at the earliest due */
+    uint64_t tev_due;    /* the due tev is armed for; MW_FOREVER: not armed */
+    int post_fd;         /* eventfd the post source waits on; -1 otherwise */
+    mw_sel_src_t post_src;
+    bool polling;        /* inside mw_io_poll's wait: leave timers and posts to it */
+    int own_fired;       /* post_src dispatches in that wait, not counted as work */
+
+    atomic_bool brk;
+    atomic_bool running;
+    pthread_t run_thread;
+
+    pthread_mutex_t life_mu; /* start/stop */
+    atomic_bool started;
+    pthread_t thread;
+    bool spin;
+    mw_idle_t idle;
+};
+
+/* ---- timer heap ------------------------------------------------------------ */
+
+static void heap_put(mw_io_t *io, uint32_t i, mw_io_timer_t *t) {
+    io->heap[i] = t;
+    t->slot = i + 1;
+}
+
+static void sift_up(mw_io_t *io, uint32_t i) {
+    mw_io_timer_t *t = io->heap[i];
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+        if (io->heap[p]->due <= t->due) break;
+        heap_put(io, i, io->heap[p]);
+        i = p;
+    }
+    heap_put(io, i, t);
+}
+
+static void sift_down(mw_io_t *io, uint32_t i) {
+    mw_io_timer_t *t = io->heap[i];
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= io->nheap) break;
+        if (c + 1 < io->nheap && io->heap[c + 1]->due < io->heap[c]->due) c++;
+        if (t->due <= io->heap[c]->due) break;
+        heap_put(io, i, io->heap[c]);
+        i = c;
+    }
+    heap_put(io, i, t);
+}
+
+static void heap_remove(mw_io_t *io, uint32_t i) {
+    io->heap[i]->slot = 0;
+    mw_io_timer_t *last = io->heap[--io->nheap];
+    if (i == io->nheap) return;
+    heap_put(io, i, last);
+    if (i > 0 && last->due < io->heap[(i - 1) / 2]->due) sift_up(io, i);
+    else sift_down(io, i);
+}
+
+/* The ready array never holds more than the heap did, so both share cap. */
+static int heap_grow(mw_io_t *io) {
+    uint32_t cap = io->cap ? io->cap * 2 : MIN_TIMERS;
+    if (cap >= READY_BIT) return MW_ENOMEM;
+    mw_io_timer_t **h = realloc(io->heap, cap * sizeof *h);
+    if (!h) return MW_ENOMEM;
+    io->heap = h;
+    h = realloc(io->ready, cap * sizeof *h);
+    if (!h) return MW_ENOMEM;
+    io->ready = h;
+    io->cap = cap;
+    return 0;
+}
+
+static void sync_tev(mw_io_t *io) {
+    uint64_t due = io->nheap ? io->heap[0]->due : MW_FOREVER;
+    if (due == io->tev_due) return;
+    io->tev_due = due;
+    if (due == MW_FOREVER) {
+        event_del(io->tev);
+        return;
+    }
+    uint64_t now = mw_clock_now(io->clock);
+    uint64_t ns = due > now ? due - now : 0;
+    if (ns > (uint64_t)MAX_TEV_NS) ns = MAX_TEV_NS;
+    uint64_t us = (ns + MW_NS_PER_US - 1) / MW_NS_PER_US;
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    event_add(io->tev, &tv);
+}
+
+int mw_io_timer_at(mw_io_t *io, mw_io_timer_t *t, uint64_t due) {
+    bool in_heap = t->slot && !(t->slot & READY_BIT);
+    if (!in_heap && io->nheap == io->cap && heap_grow(io) < 0) return MW_ENOMEM;
+    if (t->slot & READY_BIT) io->ready[t->slot & ~READY_BIT] = NULL;
+    uint64_t old = t->due;
+    t->due = due;
+    if (in_heap) {
+        if (due < old) sift_up(io, t->slot - 1);
+        else sift_down(io, t->slot - 1);
+    } else {
+        io->heap[io->nheap++] = t;
+        sift_up(io, io->nheap - 1);
+    }
+    if (io->tev) sync_tev(io);
+    return 0;
+}
+
+void mw_io_timer_stop(mw_io_t *io, mw_io_timer_t *t) {
+    if (!t->slot) return;
+    if (t->slot & READY_BIT) {
+        io->ready[t->slot & ~READY_BIT] = NULL;
+        t->slot = 0;
+        return;
+    }
+    heap_remove(io, t->slot - 1);
+    if (io->tev) sync_tev(io);
+}
+
+static int run_timers(mw_io_t *io) {
+    uint64_t now = mw_clock_now(io->clock);
+    uint32_t n = 0;
+    while (io->nheap && io->heap[0]->due <= now) {
+        mw_io_timer_t *t = io->heap[0];
+        heap_remove(io, 0);
+        io->ready[n] = t;
+        t->slot = READY_BIT | n++;
+    }
+    int ran = 0;
+    /* io->ready is re-read each time: a callback arming timers may grow it. */
+    for (uint32_t i = 0; i < n; i++) {
+        mw_io_timer_t *t = io->ready[i];
+        if (!t) continue; /* stopped or re-armed by an earlier callback */
+        io->ready[i] = NULL;
+        t->slot = 0;
+        t->fn(t, t->ud);
+        ran++;
+    }
+    if (io->tev) sync_tev(io);
+    return ran;
+}
+
+/* The libevent timer is one-shot: once fired it is no longer armed, even if
+ * it fired a little early by our clock and nothing was due. Inside
+ * mw_io_poll the poll runs the timers itself (and re-arms tev), so a poll
+ * behaves the same on every backend. */
+static void tev_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    mw_io_t *io = arg;
+    io->tev_due = MW_FOREVER;
+    if (!io->polling) run_timers(io);
+}
+
+/* ---- posts ----------------------------------------------------------------- */
+
+static int run_posts(mw_io_t *io) {
+    pthread_mutex_lock(&io->post_mu);
+    post_t *p = io->post_head;
+    io->post_head = io->post_tail = NULL;
+    atomic_store_explicit(&io->post_pending, false, memory_order_relaxed);
+    pthread_mutex_unlock(&io->post_mu);
+    int n = 0;
+    while (p) {
+        post_t *next = p->next;
+        p->fn(p->ud);
+        free(p);
+        p = next;
+        n++;
+    }
+    return n;
+}
+
+static void post_ready(mw_sel_src_t *src, int events) {
+    (void)events;
+    mw_io_t *io = src->ud;
+    uint64_t v;
+    ssize_t r = read(io->post_fd, &v, sizeof v); /* EAGAIN: already drained */
+    (void)r;
+    if (io->polling) io->own_fired++;
+    else run_posts(io);
+}
+
+int mw_io_post(mw_io_t *io, void (*fn)(void *ud), void *ud) {
+    post_t *p = malloc(sizeof *p);
+    if (!p) return MW_ENOMEM;
+    p->next = NULL;
+    p->fn = fn;
+    p->ud = ud;
+    pthread_mutex_lock(&io->post_mu);
+    bool first = io->post_head == NULL;
+    if (io->post_tail) io->post_tail->next = p;
+    else io->post_head = p;
+    io->post_tail = p;
+    atomic_store_explicit(&io->post_pending, true, memory_order_release);
+    pthread_mutex_unlock(&io->post_mu);
+    if (!first) return 0;
+    if (io->post_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t r = write(io->post_fd, &one, sizeof one); /* EAGAIN: already signalled */
+        (void)r;
+    } else {
+        mw_selector_wake(&io->sel);
+    }
+    return 0;
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+void mw_io_opts_init(mw_io_opts_t *o) { memset(o, 0, sizeof *o); }
+
+static int libevent_hooks(mw_io_t *io, mw_err_t *err) {
+    struct event_base *base = mw_selector_event_base(&io->sel);
+    io->tev = evtimer_new(base, tev_cb, io);
+    if (!io->tev) return mw_err_set(err, MW_ENOMEM, "io: evtimer_new failed");
+    io->post_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (io->post_fd < 0) return mw_err_set_errno(err, errno, "io: eventfd");
+    mw_sel_src_init(&io->post_src, io->post_fd, MW_WANT_READ, post_ready, io);
+    int rc = mw_selector_add(&io->sel, &io->post_src);
+    if (rc < 0) mw_err_copy(err, &io->sel.err);
+    return rc;
+}
+
+int mw_io_new(mw_io_t **out, const mw_io_opts_t *o, mw_err_t *err) {
+    if (!out) return mw_err_set(err, MW_EINVAL, "io: out is NULL");
+    *out = NULL;
+    mw_io_opts_t def;
+    if (!o) {
+        mw_io_opts_init(&def);
+        o = &def;
+    }
+    const char *name = o->backend ? o->backend : o->base ? "libevent" : "epoll";
+    const mw_selector_ops_t *ops = mw_selector_find(name);
+    if (!ops) return mw_err_set(err, MW_EINVAL, "io: unknown selector backend \"%s\"", name);
+    mw_io_t *io = calloc(1, sizeof *io);
+    if (!io) return mw_err_set(err, MW_ENOMEM, "io: out of memory");
+    io->clock = o->clock;
+    io->post_fd = -1;
+    io->tev_due = MW_FOREVER;
+    atomic_init(&io->post_pending, false);
+    atomic_init(&io->brk, false);
+    atomic_init(&io->running, false);
+    atomic_init(&io->started, false);
+    pthread_mutex_init(&io->post_mu, NULL);
+    pthread_mutex_init(&io->life_mu, NULL);
+    int rc = mw_selector_open(&io->sel, ops, o->base);
+    if (rc < 0) {
+        mw_err_copy(err, &io->sel.err);
+    } else if (mw_selector_event_base(&io->sel)) {
+        rc = libevent_hooks(io, err);
+    }
+    if (rc < 0) {
+        mw_io_free(io);
+        return rc;
+    }
+    *out = io;
+    return 0;
+}
+
+void mw_io_free(mw_io_t *io) {
+    if (!io) return;
+    mw_io_stop(io);
+    while (run_posts(io) > 0) {} /* a posted function may post again */
+    if (io->post_fd >= 0) {
+        mw_selector_del(&io->sel, &io->post_src);
+        close(io->post_fd);
+    }
+    if (io->tev) event_free(io->tev);
+    mw_selector_close(&io->sel);
+    /* Timers still armed are forgotten; their owners may re-use them. */
+    for (uint32_t i = 0; i < io->nheap; i++) io->heap[i]->slot = 0;
+    free(io->heap);
+    free(io->ready);
+    pthread_mutex_destroy(&io->post_mu);
+    pthread_mutex_destroy(&io->life_mu);
+    free(io);
+}
+
+mw_selector_t *mw_io_selector(mw_io_t *io) { return &io->sel; }
+const mw_clock_t *mw_io_clock(const mw_io_t *io) { return io->clock ? io->clock : &mw_clock_mono; }
+uint64_t mw_io_now(const mw_io_t *io) { return mw_clock_now(io->clock); }
+const char *mw_io_backend(const mw_io_t *io) { return io->sel.ops->name; }
+
+int mw_io_add(mw_io_t *io, mw_sel_src_t *src) { return mw_selector_add(&io->sel, src); }
+int mw_io_mod(mw_io_t *io, mw_sel_src_t *src, int events) { return mw_selector_mod(&io->sel, src, events); }
+int mw_io_del(mw_io_t *io, mw_sel_src_t *src) { return mw_selector_del(&io->sel, src); }
+
+/* ---- polling --------------------------------------------------------------- */
+
+/* timeout_ns (not 0) shortened to the earliest due timer. */
+static int64_t until_timer(const mw_io_t *io, int64_t timeout_ns) {
+    uint64_t now = mw_clock_now(io->clock), due = io->heap[0]->due;
+    if (due <= now) return 0;
+    uint64_t left = due - now;
+    if (timeout_ns > 0 && left > (uint64_t)timeout_ns) return timeout_ns;
+    return left > INT64_MAX ? INT64_MAX : (int64_t)left;
+}
+
+int mw_io_poll(mw_io_t *io, int64_t timeout_ns) {
+    if (atomic_load_explicit(&io->post_pending, memory_order_relaxed)) timeout_ns = 0;
+    else if (io->nheap && timeout_ns != 0) timeout_ns = until_timer(io, timeout_ns);
+    io->polling = true;
+    io->own_fired = 0;
+    int n = mw_selector_wait(&io->sel, timeout_ns);
+    io->polling = false;
+    if (n < 0) return n;
+    n -= io->own_fired;
+    if (io->nheap) n += run_timers(io);
+    if (atomic_load_explicit(&io->post_pending, memory_order_acquire)) n += run_posts(io);
+    return n;
+}
+
+static void run_enter(mw_io_t *io) {
+    io->run_thread = pthread_self();
+    atomic_store(&io->running, true);
+}
+
+/* A break is consumed by the loop it stopped. */
+static void run_leave(mw_io_t *io) {
+    atomic_store(&io->running, false);
+    atomic_store(&io->brk, false);
+}
+
+static bool broken(mw_io_t *io) { return atomic_load_explicit(&io->brk, memory_order_acquire); }
+
+int mw_io_run(mw_io_t *io) {
+    int rc = 0;
+    run_enter(io);
+    while (!broken(io)) {
+        int n = mw_io_poll(io, -1);
+        if (n < 0) {
+            rc = n;
+            break;
+        }
+    }
+    run_leave(io);
+    return rc;
+}
+
+int mw_io_run_spin(mw_io_t *io, mw_idle_t *idle) {
+    int rc = 0;
+    run_enter(io);
+    while (!broken(io)) {
+        int n = mw_io_poll(io, 0);
+        if (n < 0) {
+            rc = n;
+            break;
+        }
+        if (idle) mw_idle(idle, n);
+        else mw_cpu_relax();
+    }
+    run_leave(io);
+    return rc;
+}
+
+void mw_io_break(mw_io_t *io) {
+    atomic_store_explicit(&io->brk, true, memory_order_release);
+    mw_selector_wake(&io->sel);
+}
+
+static void *io_main(void *arg) {
+    mw_io_t *io = arg;
+    int rc = io->spin ? mw_io_run_spin(io, &io->idle) : mw_io_run(io);
+    if (rc < 0) mw__logf(MW_LOG_ERROR, "io thread stopped: %s", mw_err_text(&io->sel.err));
+    return NULL;
+}
+
+int mw_io_start(mw_io_t *io, const mw_idle_t *idle) {
+    int rc = 0;
+    pthread_mutex_lock(&io->life_mu);
+    if (atomic_load(&io->started)) {
+        rc = MW_ESTATE;
+    } else {
+        io->spin = idle != NULL;
+        if (idle) io->idle = *idle;
+        atomic_store(&io->brk, false);
+        if (pthread_create(&io->thread, NULL, io_main, io) != 0) rc = MW_ESYS;
+        else atomic_store(&io->started, true);
+    }
+    pthread_mutex_unlock(&io->life_mu);
+    return rc;
+}
+
+void mw_io_stop(mw_io_t *io) {
+    if (!io) return;
+    pthread_mutex_lock(&io->life_mu);
+    if (atomic_load(&io->started)) {
+        assert(!pthread_equal(pthread_self(), io->thread) && "mw_io_stop on the io thread");
+        mw_io_break(io);
+        pthread_join(io->thread, NULL);
+        atomic_store(&io->started, false);
+    }
+    pthread_mutex_unlock(&io->life_mu);
+}
+
+bool mw_io_in_thread(const mw_io_t *io) {
+    if (atomic_load(&io->running)) return pthread_equal(pthread_self(), io->run_thread);
+    if (atomic_load(&io->started)) return pthread_equal(pthread_self(), io->thread);
+    return true;
+}

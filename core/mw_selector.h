@@ -1,0 +1,112 @@
+/* mw_selector.h - readiness backends behind one ops table.
+ *
+ *   epoll     Linux epoll, level-triggered. The default.
+ *   libevent  an event_base (its own, or the caller's): sources become
+ *             persistent libevent events whose callbacks dispatch directly,
+ *             so a caller running event_base_dispatch() drives msgwire too.
+ *   direct    no kernel readiness API: every wait reports every source as
+ *             ready for the events it asked for, and the owner simply tries.
+ *             For spin mode with a handful of connections: no epoll_wait
+ *             syscall per poll, one recv per source instead.
+ *
+ * A source is an mw_sel_src_t embedded in its owner (no allocation for epoll
+ * and direct; libevent allocates its event at add time). The selector calls
+ * src->fn(src, events) for each ready source from inside wait().
+ *
+ * Thread rules: one thread owns a selector; only `wake` may be called from
+ * other threads.
+ */
+#ifndef MW_SELECTOR_H
+#define MW_SELECTOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mw_err.h"
+#include "mw_stream.h" /* MW_WANT_READ / MW_WANT_WRITE */
+
+struct event_base;
+
+typedef struct mw_sel_src mw_sel_src_t;
+typedef void (*mw_sel_ready_fn)(mw_sel_src_t *src, int events);
+
+struct mw_sel_src {
+    int fd;            /* -1 allowed for the direct backend only */
+    int events;        /* MW_WANT_READ | MW_WANT_WRITE currently wanted */
+    mw_sel_ready_fn fn;
+    void *ud;          /* owner's pointer, untouched by the selector */
+    /* backend-private */
+    void *bk;                /* libevent: struct event * */
+    mw_sel_src_t *next, *prev; /* direct, libevent: list links */
+    bool added;
+};
+
+typedef struct mw_selector mw_selector_t;
+
+typedef struct mw_selector_ops {
+    const char *name;
+    /* base: libevent only, caller's event_base or NULL for an own one. */
+    int (*open)(mw_selector_t *s, struct event_base *base);
+    void (*close)(mw_selector_t *s);
+    /* add registers src for src->events: 0, MW_ESTATE if already added,
+     * MW_EINVAL if fd < 0 (except direct), MW_ESYS / MW_ENOMEM (text in err).
+     * mod changes the wanted events (on a source not added it only sets
+     * src->events). del unregisters (0 if not added) and may be called from
+     * any callback, for any source, even one already reported ready in the
+     * same wait(): it will not be dispatched, and its owner may free it as
+     * soon as del returns. Deleting after the fd was closed is tolerated. */
+    int (*add)(mw_selector_t *s, mw_sel_src_t *src);
+    int (*mod)(mw_selector_t *s, mw_sel_src_t *src, int events);
+    int (*del)(mw_selector_t *s, mw_sel_src_t *src);
+    /* Waits up to timeout_ns (0: don't block; < 0: no limit) and dispatches.
+     * Returns the number of sources dispatched (>= 0) or an MW_E* error.
+     * Returns early (possibly 0) after wake(). epoll waits with ns precision
+     * where the kernel has epoll_pwait2 (else rounded up to ms), libevent
+     * with us precision. direct never blocks, whatever the timeout. */
+    int (*wait)(mw_selector_t *s, int64_t timeout_ns);
+    /* Thread-safe: makes a blocked or next wait() return. */
+    void (*wake)(mw_selector_t *s);
+} mw_selector_ops_t;
+
+struct mw_selector {
+    const mw_selector_ops_t *ops;
+    void *impl;
+    mw_err_t err;
+};
+
+extern const mw_selector_ops_t mw_selector_epoll;
+extern const mw_selector_ops_t mw_selector_libevent;
+extern const mw_selector_ops_t mw_selector_direct;
+
+/* "epoll", "libevent", "direct" -> ops, or NULL. */
+const mw_selector_ops_t *mw_selector_find(const char *name);
+
+/* Opens s with ops (caller-owned struct). base is for libevent only (the
+ * caller's event_base, not freed by close; NULL: an own one); with another
+ * backend it is MW_EINVAL. Returns 0 or MW_E* (text in s->err). Allocates. */
+int mw_selector_open(mw_selector_t *s, const mw_selector_ops_t *ops, struct event_base *base);
+/* Closes s; idempotent. Sources still added are forgotten (their fds are not
+ * closed); the libevent backend frees their events. */
+void mw_selector_close(mw_selector_t *s);
+
+static inline void mw_sel_src_init(mw_sel_src_t *src, int fd, int events,
+                                   mw_sel_ready_fn fn, void *ud) {
+    src->fd = fd;
+    src->events = events;
+    src->fn = fn;
+    src->ud = ud;
+    src->bk = NULL;
+    src->next = src->prev = NULL;
+    src->added = false;
+}
+static inline int mw_selector_add(mw_selector_t *s, mw_sel_src_t *src) { return s->ops->add(s, src); }
+static inline int mw_selector_mod(mw_selector_t *s, mw_sel_src_t *src, int ev) { return s->ops->mod(s, src, ev); }
+static inline int mw_selector_del(mw_selector_t *s, mw_sel_src_t *src) { return s->ops->del(s, src); }
+static inline int mw_selector_wait(mw_selector_t *s, int64_t t) { return s->ops->wait(s, t); }
+static inline void mw_selector_wake(mw_selector_t *s) { s->ops->wake(s); }
+
+/* libevent backend: the event_base in use (NULL for other backends, or a
+ * selector not open). Defined in selector_libevent.c. */
+struct event_base *mw_selector_event_base(const mw_selector_t *s);
+
+#endif

@@ -1,0 +1,667 @@
+/* test_io.c - the IO service core over every selector backend: timers on a
+ * fake clock (due order, re-arm and stop from callbacks, 1000 random timers),
+ * posts from many threads (each exactly once, FIFO per thread), the run
+ * thread's start/stop, posts run by mw_io_free, a steady state that does not
+ * allocate, and a caller-owned event_base whose own loop drives sources,
+ * timers and posts. */
+#include "mw_test.h"
+
+#include "mw_clock.h"
+#include "mw_io.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static const char *const backends[] = {"epoll", "libevent", "direct"};
+#define NBACKENDS (sizeof backends / sizeof backends[0])
+#define T0 1000000u /* fake clock start */
+
+static mw_io_t *new_io(const char *backend, const mw_clock_t *clock) {
+    mw_io_opts_t o;
+    mw_io_opts_init(&o);
+    o.backend = backend;
+    o.clock = clock;
+    mw_io_t *io = NULL;
+    mw_err_t err = {0};
+    assert_int_equal(mw_io_new(&io, &o, &err), 0);
+    assert_non_null(io);
+    assert_string_equal(mw_io_backend(io), backend);
+    return io;
+}
+
+static void pair(int sv[2]) {
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static void test_io_new_checks_options(void **state) {
+    (void)state;
+    mw_io_opts_t o;
+    mw_io_opts_init(&o);
+    mw_io_t *io = (mw_io_t *)&o;
+    mw_err_t err = {0};
+    o.backend = "kqueue";
+    assert_int_equal(mw_io_new(&io, &o, &err), MW_EINVAL);
+    assert_null(io);
+    assert_true(strstr(mw_err_text(&err), "kqueue") != NULL);
+    struct event_base *base = event_base_new();
+    o.backend = "epoll";
+    o.base = base;
+    assert_int_equal(mw_io_new(&io, &o, &err), MW_EINVAL);
+    assert_null(io);
+    event_base_free(base);
+    /* Defaults: epoll on the monotonic clock. */
+    assert_int_equal(mw_io_new(&io, NULL, NULL), 0);
+    assert_string_equal(mw_io_backend(io), "epoll");
+    assert_ptr_equal(mw_io_clock(io), &mw_clock_mono);
+    assert_true(mw_io_in_thread(io));
+    mw_io_free(io);
+    mw_io_free(NULL);
+}
+
+/* ---- timers on a fake clock ---------------------------------------------- */
+
+#define MAXREC 2048
+
+typedef struct rec {
+    mw_io_t *io;
+    mw_clock_t clock;
+    int order[MAXREC];
+    uint64_t dues[MAXREC];
+    int n;
+} rec_t;
+
+typedef struct tmr {
+    mw_io_timer_t t;
+    rec_t *r;
+    int id;
+    int rearms;          /* re-arm itself this many more times */
+    uint64_t rearm_ns;   /* ... this far ahead */
+    struct tmr *victim;  /* stop this one when firing */
+    struct tmr *pushed;  /* re-arm this one 100 ns ahead when firing */
+} tmr_t;
+
+static void on_timer(mw_io_timer_t *t, void *ud) {
+    tmr_t *m = ud;
+    assert_ptr_equal(&m->t, t);
+    assert_false(mw_io_timer_armed(t));
+    rec_t *r = m->r;
+    assert_true(t->due <= mw_io_now(r->io));
+    assert_true(r->n < MAXREC);
+    r->dues[r->n] = t->due;
+    r->order[r->n++] = m->id;
+    if (m->victim) mw_io_timer_stop(r->io, &m->victim->t);
+    if (m->pushed) assert_int_equal(mw_io_timer_after(r->io, &m->pushed->t, 100), 0);
+    if (m->rearms > 0) {
+        m->rearms--;
+        assert_int_equal(mw_io_timer_after(r->io, t, (int64_t)m->rearm_ns), 0);
+    }
+}
+
+static void tmr_init(tmr_t *m, rec_t *r, int id) {
+    memset(m, 0, sizeof *m);
+    m->r = r;
+    m->id = id;
+    mw_io_timer_init(&m->t, on_timer, m);
+}
+
+static rec_t *rec_new(const char *backend) {
+    rec_t *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    mw_clock_fake_init(&r->clock, T0);
+    r->io = new_io(backend, &r->clock);
+    assert_ptr_equal(mw_io_clock(r->io), &r->clock);
+    assert_int_equal(mw_io_now(r->io), T0);
+    return r;
+}
+
+static void rec_free(rec_t *r) {
+    mw_io_free(r->io);
+    free(r);
+}
+
+static void test_io_timers_fire_in_due_order(void **state) {
+    (void)state;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        rec_t *r = rec_new(backends[b]);
+        tmr_t m[5];
+        const uint64_t due[5] = {50, 10, 30, 20, 40};
+        for (int i = 0; i < 5; i++) {
+            tmr_init(&m[i], r, i);
+            assert_int_equal(mw_io_timer_at(r->io, &m[i].t, T0 + due[i]), 0);
+            assert_true(mw_io_timer_armed(&m[i].t));
+        }
+        assert_int_equal(mw_io_poll(r->io, 0), 0);
+        assert_int_equal(r->n, 0);
+        mw_clock_fake_advance(&r->clock, 10);
+        assert_int_equal(mw_io_poll(r->io, 0), 1);
+        assert_int_equal(r->n, 1);
+        assert_int_equal(r->order[0], 1);
+        mw_clock_fake_advance(&r->clock, 25); /* now T0 + 35 */
+        assert_int_equal(mw_io_poll(r->io, 0), 2);
+        mw_clock_fake_advance(&r->clock, 1000);
+        assert_int_equal(mw_io_poll(r->io, -1), 2); /* due timers: never blocks */
+        const int want[5] = {1, 3, 2, 4, 0};
+        assert_int_equal(r->n, 5);
+        assert_memory_equal(r->order, want, sizeof want);
+        for (int i = 0; i < 5; i++) assert_false(mw_io_timer_armed(&m[i].t));
+        assert_int_equal(mw_io_poll(r->io, 0), 0);
+        rec_free(r);
+    }
+}
+
+static void test_io_timer_rearm_and_stop_from_callbacks(void **state) {
+    (void)state;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        rec_t *r = rec_new(backends[b]);
+        tmr_t rep, killer, victim, pusher, pushed, moved;
+        tmr_init(&rep, r, 0);
+        tmr_init(&killer, r, 1);
+        tmr_init(&victim, r, 2);
+        tmr_init(&pusher, r, 3);
+        tmr_init(&pushed, r, 4);
+        tmr_init(&moved, r, 5);
+        rep.rearms = 3;
+        rep.rearm_ns = 100;
+        killer.victim = &victim;
+        pusher.pushed = &pushed;
+        assert_int_equal(mw_io_timer_at(r->io, &rep.t, T0 + 100), 0);
+        assert_int_equal(mw_io_timer_at(r->io, &killer.t, T0 + 5), 0);
+        assert_int_equal(mw_io_timer_at(r->io, &victim.t, T0 + 6), 0);
+        assert_int_equal(mw_io_timer_at(r->io, &pusher.t, T0 + 7), 0);
+        assert_int_equal(mw_io_timer_at(r->io, &pushed.t, T0 + 8), 0);
+        /* Re-arming an armed timer moves it, later and earlier. */
+        assert_int_equal(mw_io_timer_at(r->io, &moved.t, T0 + 1), 0);
+        assert_int_equal(mw_io_timer_at(r->io, &moved.t, T0 + 1000), 0);
+        assert_int_equal(mw_io_timer_at(r->io, &moved.t, T0 + 9), 0);
+        /* All of killer..moved are due in one poll: killer stops victim and
+         * pusher moves pushed into the future before either runs. */
+        mw_clock_fake_advance(&r->clock, 10);
+        assert_int_equal(mw_io_poll(r->io, 0), 3);
+        const int want1[3] = {1, 3, 5};
+        assert_int_equal(r->n, 3);
+        assert_memory_equal(r->order, want1, sizeof want1);
+        assert_false(mw_io_timer_armed(&victim.t));
+        assert_true(mw_io_timer_armed(&pushed.t));
+        assert_int_equal(pushed.t.due, T0 + 110);
+        /* rep fires at 100 then re-arms itself 3 times, 100 ns apart;
+         * pushed (110) runs after the first. */
+        for (int i = 0; i < 4; i++) {
+            mw_clock_fake_advance(&r->clock, 100);
+            assert_true(mw_io_poll(r->io, 0) >= 1);
+        }
+        const int want2[8] = {1, 3, 5, 0, 4, 0, 0, 0};
+        assert_int_equal(r->n, 8);
+        assert_memory_equal(r->order, want2, sizeof want2);
+        assert_false(mw_io_timer_armed(&rep.t));
+        rec_free(r);
+    }
+}
+
+/* A timer re-arming itself at "now" runs once per poll, not forever. */
+static void test_io_timer_rearmed_at_now_waits_for_next_poll(void **state) {
+    (void)state;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        rec_t *r = rec_new(backends[b]);
+        tmr_t m;
+        tmr_init(&m, r, 7);
+        m.rearms = 1000000;
+        m.rearm_ns = 0;
+        assert_int_equal(mw_io_timer_after(r->io, &m.t, 0), 0);
+        for (int i = 1; i <= 5; i++) {
+            assert_int_equal(mw_io_poll(r->io, -1), 1);
+            assert_int_equal(r->n, i);
+        }
+        mw_io_timer_stop(r->io, &m.t);
+        mw_io_timer_stop(r->io, &m.t); /* idempotent */
+        assert_int_equal(mw_io_poll(r->io, 0), 0);
+        rec_free(r);
+    }
+}
+
+static void test_io_1000_random_timers_fire_in_order(void **state) {
+    (void)state;
+    enum { N = 1000 };
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        rec_t *r = rec_new(backends[b]);
+        tmr_t *m = calloc(N, sizeof *m);
+        assert_non_null(m);
+        srand(42 + (unsigned)b);
+        for (int i = 0; i < N; i++) {
+            tmr_init(&m[i], r, i);
+            assert_int_equal(mw_io_timer_at(r->io, &m[i].t, T0 + (uint64_t)(rand() % 100000)), 0);
+        }
+        /* Move some around and stop every tenth. */
+        for (int i = 0; i < N; i += 7)
+            assert_int_equal(mw_io_timer_at(r->io, &m[i].t, T0 + (uint64_t)(rand() % 100000)), 0);
+        int stopped = 0;
+        for (int i = 0; i < N; i += 10, stopped++) mw_io_timer_stop(r->io, &m[i].t);
+        int polls = 0;
+        while (mw_io_now(r->io) < T0 + 100000) {
+            mw_clock_fake_advance(&r->clock, (uint64_t)(rand() % 3000));
+            int before = r->n;
+            assert_true(mw_io_poll(r->io, 0) == r->n - before);
+            for (int k = before; k < r->n; k++) assert_true(r->dues[k] <= mw_io_now(r->io));
+            polls++;
+        }
+        assert_true(polls > 10);
+        assert_int_equal(r->n, N - stopped);
+        bool *seen = calloc(N, 1);
+        assert_non_null(seen);
+        for (int k = 0; k < r->n; k++) {
+            if (k > 0) assert_true(r->dues[k - 1] <= r->dues[k]);
+            assert_int_not_equal(r->order[k] % 10, 0);
+            assert_false(seen[r->order[k]]);
+            seen[r->order[k]] = true;
+            assert_int_equal(r->dues[k], m[r->order[k]].t.due);
+        }
+        free(seen);
+        free(m);
+        rec_free(r);
+    }
+}
+
+/* Armed timers shorten a blocking poll (real clock). */
+static bool g_fired;
+static void on_flag(mw_io_timer_t *t, void *ud) {
+    (void)t;
+    *(bool *)ud = true;
+}
+
+static void test_io_poll_wakes_for_next_timer(void **state) {
+    (void)state;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        mw_io_t *io = new_io(backends[b], NULL);
+        mw_io_timer_t t;
+        g_fired = false;
+        mw_io_timer_init(&t, on_flag, &g_fired);
+        assert_int_equal(mw_io_timer_after(io, &t, 2 * MW_NS_PER_MS), 0);
+        uint64_t t0 = mw_now_ns();
+        for (int i = 0; i < 100000 && !g_fired; i++) assert_true(mw_io_poll(io, 5 * MW_NS_PER_S) >= 0);
+        assert_true(g_fired);
+        assert_true(mw_now_ns() - t0 < 4 * (uint64_t)MW_NS_PER_S);
+        mw_io_free(io);
+    }
+}
+
+/* ---- sources through the io ---------------------------------------------- */
+
+typedef struct src_owner {
+    mw_sel_src_t src;
+    int fd, peer, calls;
+} src_owner_t;
+
+static void on_src(mw_sel_src_t *src, int events) {
+    src_owner_t *o = src->ud;
+    char buf[64];
+    if (events & MW_WANT_READ)
+        while (read(o->fd, buf, sizeof buf) > 0) {}
+    o->calls++;
+}
+
+static void src_owner_init(src_owner_t *o) {
+    int sv[2];
+    pair(sv);
+    memset(o, 0, sizeof *o);
+    o->fd = sv[0];
+    o->peer = sv[1];
+    mw_sel_src_init(&o->src, o->fd, MW_WANT_READ, on_src, o);
+}
+
+static void src_owner_fini(src_owner_t *o) {
+    close(o->fd);
+    close(o->peer);
+}
+
+static int g_posted;
+static void on_post_count(void *ud) {
+    (void)ud;
+    g_posted++;
+}
+
+static void test_io_poll_counts_sources_timers_and_posts(void **state) {
+    (void)state;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        rec_t *r = rec_new(backends[b]);
+        src_owner_t o;
+        src_owner_init(&o);
+        assert_int_equal(mw_io_add(r->io, &o.src), 0);
+        assert_int_equal(write(o.peer, "x", 1), 1);
+        tmr_t m;
+        tmr_init(&m, r, 1);
+        assert_int_equal(mw_io_timer_at(r->io, &m.t, T0), 0);
+        g_posted = 0;
+        assert_int_equal(mw_io_post(r->io, on_post_count, NULL), 0);
+        assert_int_equal(mw_io_poll(r->io, 5 * MW_NS_PER_S), 3);
+        assert_int_equal(o.calls, 1);
+        assert_int_equal(r->n, 1);
+        assert_int_equal(g_posted, 1);
+        assert_int_equal(mw_io_mod(r->io, &o.src, MW_WANT_WRITE), 0);
+        assert_int_equal(mw_io_poll(r->io, 5 * MW_NS_PER_S), 1);
+        assert_int_equal(o.calls, 2);
+        assert_int_equal(mw_io_del(r->io, &o.src), 0);
+        assert_int_equal(mw_io_poll(r->io, 0), 0);
+        assert_ptr_equal(mw_io_selector(r->io)->ops, mw_selector_find(backends[b]));
+        src_owner_fini(&o);
+        rec_free(r);
+    }
+}
+
+/* Steady state: sources firing and timers re-armed allocate nothing. */
+static void test_io_steady_state_does_not_allocate(void **state) {
+    (void)state;
+    if (!mw_alloc_counting_works()) skip();
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        rec_t *r = rec_new(backends[b]);
+        src_owner_t o;
+        src_owner_init(&o);
+        assert_int_equal(mw_io_add(r->io, &o.src), 0);
+        tmr_t m[4];
+        for (int i = 0; i < 4; i++) tmr_init(&m[i], r, i);
+        uint64_t before = 0;
+        for (int round = 0; round < 600; round++) {
+            if (round == 100) before = mw_alloc_count(); /* after warm-up */
+            assert_int_equal(write(o.peer, "x", 1), 1);
+            for (int i = 0; i < 4; i++)
+                assert_int_equal(mw_io_timer_after(r->io, &m[i].t, (int64_t)(i * 10)), 0);
+            mw_clock_fake_advance(&r->clock, 50);
+            r->n = 0;
+            assert_int_equal(mw_io_poll(r->io, 5 * MW_NS_PER_S), 5);
+            assert_int_equal(r->n, 4);
+        }
+        assert_int_equal(mw_alloc_count() - before, 0);
+        assert_int_equal(mw_io_del(r->io, &o.src), 0);
+        src_owner_fini(&o);
+        rec_free(r);
+    }
+}
+
+/* ---- posts ----------------------------------------------------------------- */
+
+#define PTHREADS 4
+#define PER_THREAD 1000
+
+typedef struct post_ctx post_ctx_t;
+typedef struct item {
+    post_ctx_t *c;
+    int th, seq;
+} item_t;
+
+struct post_ctx {
+    mw_io_t *io;
+    item_t items[PTHREADS][PER_THREAD];
+    int next[PTHREADS]; /* io thread only */
+    int errors;         /* io thread only */
+    bool wrong_thread;  /* io thread only */
+    atomic_int total;
+    atomic_int post_fail;
+};
+
+static void on_item(void *ud) {
+    item_t *it = ud;
+    post_ctx_t *c = it->c;
+    if (it->seq != c->next[it->th]) c->errors++;
+    c->next[it->th] = it->seq + 1;
+    if (!mw_io_in_thread(c->io)) c->wrong_thread = true;
+    atomic_fetch_add(&c->total, 1);
+}
+
+typedef struct producer {
+    post_ctx_t *c;
+    int th;
+} producer_t;
+
+static void *produce(void *arg) {
+    producer_t *p = arg;
+    for (int i = 0; i < PER_THREAD; i++) {
+        item_t *it = &p->c->items[p->th][i];
+        it->c = p->c;
+        it->th = p->th;
+        it->seq = i;
+        if (mw_io_post(p->c->io, on_item, it) != 0) atomic_fetch_add(&p->c->post_fail, 1);
+    }
+    return NULL;
+}
+
+static bool all_posted(void *ud) {
+    post_ctx_t *c = ud;
+    return atomic_load(&c->total) == PTHREADS * PER_THREAD;
+}
+
+static void posts_round(const char *backend, const mw_idle_t *idle) {
+    post_ctx_t *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->io = new_io(backend, NULL);
+    assert_int_equal(mw_io_start(c->io, idle), 0);
+    assert_int_equal(mw_io_start(c->io, idle), MW_ESTATE);
+    assert_false(mw_io_in_thread(c->io));
+    pthread_t th[PTHREADS];
+    producer_t p[PTHREADS];
+    for (int i = 0; i < PTHREADS; i++) {
+        p[i].c = c;
+        p[i].th = i;
+        assert_int_equal(pthread_create(&th[i], NULL, produce, &p[i]), 0);
+    }
+    for (int i = 0; i < PTHREADS; i++) pthread_join(th[i], NULL);
+    assert_true(mw_wait_until(all_posted, c, 10000));
+    mw_io_stop(c->io);
+    mw_io_stop(c->io); /* idempotent */
+    assert_int_equal(atomic_load(&c->post_fail), 0);
+    assert_int_equal(atomic_load(&c->total), PTHREADS * PER_THREAD);
+    assert_int_equal(c->errors, 0);
+    assert_false(c->wrong_thread);
+    for (int i = 0; i < PTHREADS; i++) assert_int_equal(c->next[i], PER_THREAD);
+    mw_io_free(c->io);
+    free(c);
+}
+
+static void test_io_posts_from_4_threads_run_once_in_fifo_order(void **state) {
+    (void)state;
+    mw_idle_t idle;
+    mw_idle_init_backoff(&idle, 100, 10, 1000, 100000);
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        posts_round(backends[b], NULL);  /* blocking run thread */
+        posts_round(backends[b], &idle); /* spin run thread */
+    }
+}
+
+typedef struct flag_post {
+    mw_io_t *io;
+    atomic_int runs;
+    atomic_bool in_thread;
+} flag_post_t;
+
+static void on_flag_post(void *ud) {
+    flag_post_t *f = ud;
+    atomic_store(&f->in_thread, mw_io_in_thread(f->io));
+    atomic_fetch_add(&f->runs, 1);
+}
+
+static bool flag_ran(void *ud) { return atomic_load(&((flag_post_t *)ud)->runs) > 0; }
+
+static void test_io_start_stop_joins(void **state) {
+    (void)state;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        mw_idle_t busy;
+        mw_idle_init_busy(&busy);
+        for (int spin = 0; spin < 2; spin++) {
+            flag_post_t f = {.io = new_io(backends[b], NULL)};
+            mw_io_stop(f.io); /* not started: a no-op */
+            assert_int_equal(mw_io_start(f.io, spin ? &busy : NULL), 0);
+            assert_int_equal(mw_io_post(f.io, on_flag_post, &f), 0);
+            assert_true(mw_wait_until(flag_ran, &f, 5000));
+            assert_true(atomic_load(&f.in_thread));
+            mw_io_stop(f.io);
+            /* Once stop returns nothing runs on its own any more. */
+            assert_true(mw_io_in_thread(f.io));
+            assert_int_equal(mw_io_post(f.io, on_flag_post, &f), 0);
+            assert_int_equal(atomic_load(&f.runs), 1);
+            assert_true(mw_io_poll(f.io, 0) >= 1);
+            assert_int_equal(atomic_load(&f.runs), 2);
+            /* And it can start again. */
+            assert_int_equal(mw_io_start(f.io, spin ? &busy : NULL), 0);
+            assert_int_equal(mw_io_post(f.io, on_flag_post, &f), 0);
+            mw_io_free(f.io); /* stops, then runs what is left */
+            assert_int_equal(atomic_load(&f.runs), 3);
+        }
+    }
+}
+
+static void break_io(void *ud) { mw_io_break(ud); }
+
+static void test_io_break_ends_run_on_the_callers_thread(void **state) {
+    (void)state;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        mw_io_t *io = new_io(backends[b], NULL);
+        assert_int_equal(mw_io_post(io, break_io, io), 0);
+        assert_int_equal(mw_io_run(io), 0);
+        assert_int_equal(mw_io_post(io, break_io, io), 0);
+        mw_idle_t y;
+        mw_idle_init_yield(&y);
+        assert_int_equal(mw_io_run_spin(io, &y), 0);
+        mw_io_free(io);
+    }
+}
+
+typedef struct order_ctx {
+    int seen[3], n;
+} order_ctx_t;
+static order_ctx_t g_order;
+static void on_order(void *ud) { g_order.seen[g_order.n++] = (int)(intptr_t)ud; }
+
+static void test_io_free_runs_pending_posts(void **state) {
+    (void)state;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        mw_io_t *io = new_io(backends[b], NULL);
+        memset(&g_order, 0, sizeof g_order);
+        for (intptr_t i = 0; i < 3; i++) assert_int_equal(mw_io_post(io, on_order, (void *)i), 0);
+        mw_io_free(io);
+        assert_int_equal(g_order.n, 3);
+        for (int i = 0; i < 3; i++) assert_int_equal(g_order.seen[i], i);
+    }
+}
+
+/* ---- the caller's own event_base ------------------------------------------- */
+
+typedef struct ev_ctx {
+    struct event_base *base;
+    mw_io_t *io;
+    src_owner_t o;
+    mw_io_timer_t t;
+    int timer_runs;
+    atomic_int posts;
+    uint64_t deadline;
+} ev_ctx_t;
+
+static bool ev_done(const ev_ctx_t *c) {
+    return c->o.calls > 0 && c->timer_runs >= 3 && atomic_load(&c->posts) >= 1;
+}
+
+static void ev_check(ev_ctx_t *c) {
+    if (ev_done(c) || mw_now_ns() > c->deadline) event_base_loopbreak(c->base);
+}
+
+static ev_ctx_t *g_ev;
+
+static void on_ev_src(mw_sel_src_t *src, int events) {
+    on_src(src, events);
+    ev_check(g_ev);
+}
+
+static void on_ev_timer(mw_io_timer_t *t, void *ud) {
+    ev_ctx_t *c = ud;
+    if (++c->timer_runs < 3) assert_int_equal(mw_io_timer_after(c->io, t, MW_NS_PER_MS), 0);
+    ev_check(c);
+}
+
+static void on_ev_post(void *ud) {
+    ev_ctx_t *c = ud;
+    atomic_fetch_add(&c->posts, 1);
+    ev_check(c);
+}
+
+static void *post_later(void *arg) {
+    ev_ctx_t *c = arg;
+    if (mw_io_post(c->io, on_ev_post, c) != 0) atomic_store(&c->posts, -1000);
+    return NULL;
+}
+
+/* A safety net so a broken build ends the loop instead of hanging. */
+static void on_guard(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    ev_check(arg);
+}
+
+static void test_io_callers_event_base_drives_sources_timers_and_posts(void **state) {
+    (void)state;
+    for (int use_dispatch = 0; use_dispatch < 2; use_dispatch++) {
+        ev_ctx_t *c = calloc(1, sizeof *c);
+        assert_non_null(c);
+        g_ev = c;
+        c->base = event_base_new();
+        assert_non_null(c->base);
+        mw_io_opts_t o;
+        mw_io_opts_init(&o);
+        o.base = c->base; /* backend left NULL: libevent */
+        assert_int_equal(mw_io_new(&c->io, &o, NULL), 0);
+        assert_string_equal(mw_io_backend(c->io), "libevent");
+        assert_ptr_equal(mw_selector_event_base(mw_io_selector(c->io)), c->base);
+
+        src_owner_init(&c->o);
+        c->o.src.fn = on_ev_src;
+        assert_int_equal(mw_io_add(c->io, &c->o.src), 0);
+        assert_int_equal(write(c->o.peer, "x", 1), 1);
+        mw_io_timer_init(&c->t, on_ev_timer, c);
+        assert_int_equal(mw_io_timer_after(c->io, &c->t, MW_NS_PER_MS), 0);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, post_later, c), 0);
+
+        c->deadline = mw_now_ns() + 10 * (uint64_t)MW_NS_PER_S;
+        struct event *guard = event_new(c->base, -1, EV_PERSIST, on_guard, c);
+        struct timeval tv = {0, 100000};
+        assert_int_equal(event_add(guard, &tv), 0);
+        if (use_dispatch) {
+            assert_true(event_base_dispatch(c->base) >= 0);
+        } else {
+            while (!ev_done(c) && mw_now_ns() < c->deadline) event_base_loop(c->base, EVLOOP_ONCE);
+        }
+        pthread_join(th, NULL);
+        assert_true(ev_done(c));
+        assert_int_equal(c->timer_runs, 3);
+        assert_int_equal(atomic_load(&c->posts), 1);
+        assert_false(mw_io_timer_armed(&c->t));
+        event_free(guard);
+
+        /* Freeing the io leaves the caller's base empty and usable. */
+        assert_int_equal(mw_io_del(c->io, &c->o.src), 0);
+        mw_io_free(c->io);
+        assert_int_equal(event_base_get_num_events(c->base, EVENT_BASE_COUNT_ADDED), 0);
+        event_base_free(c->base);
+        src_owner_fini(&c->o);
+        free(c);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_io_new_checks_options),
+        cmocka_unit_test(test_io_timers_fire_in_due_order),
+        cmocka_unit_test(test_io_timer_rearm_and_stop_from_callbacks),
+        cmocka_unit_test(test_io_timer_rearmed_at_now_waits_for_next_poll),
+        cmocka_unit_test(test_io_1000_random_timers_fire_in_order),
+        cmocka_unit_test(test_io_poll_wakes_for_next_timer),
+        cmocka_unit_test(test_io_poll_counts_sources_timers_and_posts),
+        cmocka_unit_test(test_io_steady_state_does_not_allocate),
+        cmocka_unit_test(test_io_posts_from_4_threads_run_once_in_fifo_order),
+        cmocka_unit_test(test_io_start_stop_joins),
+        cmocka_unit_test(test_io_break_ends_run_on_the_callers_thread),
+        cmocka_unit_test(test_io_free_runs_pending_posts),
+        cmocka_unit_test(test_io_callers_event_base_drives_sources_timers_and_posts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
