@@ -8,10 +8,11 @@
  * The wire format of each is specified in README.md ("Wire formats").
  *
  * encode writes one message payload (no framing) into out[0..cap) and returns
- * its length, or MW_ETOOBIG when it does not fit, or MW_ERANGE / MW_EUTF8 /
- * MW_EINVAL when the struct holds a value the format cannot carry (a
- * non-finite double in text, invalid UTF-8 in a CHARS field, an ENUM out of
- * range, a BOOL that is neither 0 nor 1).
+ * its length, or MW_ETOOBIG when it does not fit, or MW_ERANGE when the struct
+ * holds a value the format cannot carry (a non-finite double in text, an ENUM
+ * >= its count, a BOOL byte that is neither 0 nor 1) or MW_EUTF8 (a CHARS field
+ * that is not valid UTF-8). Values are checked before space, so a bad value is
+ * reported as such even with a small buffer.
  *
  * decode reads exactly one framed payload in[0..len) (borrowed: not kept
  * after the call), looks the type up in the protocol, fills *msg_out (all
@@ -30,6 +31,14 @@
  *   MW_ETRAILING bytes after the message
  * with a sentence in sd->err naming the field ("field \"qty\": 70000 is out of
  * range for u16"). On error *msg_out is unspecified.
+ *
+ * msgpack decodes either form (map or array) whatever the flag; the flag picks
+ * what encode writes. Before msgpack-c sees the input, a structural pre-check
+ * walks it without allocating, so a declared element count that the bytes do
+ * not back (e.g. "array of 4 billion" in 5 bytes) is an error, not a huge
+ * allocation. Schemas of more than ~170 fields outgrow the decoder's 8 KiB
+ * zone chunk and then allocate per decode. A field may not be named "type"
+ * (text and msgpack use that key for the message name).
  *
  * Neither encode nor decode allocates in steady state. A serdes object holds
  * per-direction state (msgpack's zone), so give each thread its own; "text"
