@@ -117,7 +117,7 @@ all: lib examples
 lib: $(B)/libmsgwire.a $(B)/libmsgwire.so
 examples: $(EX_BINS)
 bench-bins: $(BENCH_BINS) $(EX_BINS)
-tests: $(TEST_BINS) $(EX_BINS) $(BENCH_BINS)
+tests: $(TEST_BINS) $(EX_BINS) $(BENCH_BINS) $(B)/libmsgwire.so
 
 # deps: install missing Debian packages (root) or print the exact command.
 deps:
@@ -164,7 +164,7 @@ install: lib
 	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	    'Name: msgwire' 'Description: low-latency typed messaging over TCP, TLS and WebSocket' \
 	    'Version: 0.1.0' 'Requires.private: $(DEP_PCS)' \
-	    'Cflags: -I$${includedir}/msgwire' 'Libs: -L$${libdir} -lmsgwire' \
+	    'Cflags: -I$${includedir} -I$${includedir}/msgwire' 'Libs: -L$${libdir} -lmsgwire' \
 	    'Libs.private: -lpthread -lm' > $(DESTDIR)$(LIBDIR)/pkgconfig/msgwire.pc
 
 uninstall:

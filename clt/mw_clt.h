@@ -1,0 +1,153 @@
+/* mw_clt.h - the client: connects to a Svc and exchanges typed messages.
+ *
+ * One Clt, three run modes (chosen at connect, opts.mode):
+ *
+ *   MW_MODE_SPIN      nonblocking socket. send/recv return at once: 0 when
+ *                     done, MW_EAGAIN when not. The *_busywait_timeout
+ *                     variants spin with opts.idle until done or the deadline.
+ *   MW_MODE_BLOCKING  blocking socket. send/recv wait until done or
+ *                     opts.timeout_ns (MW_ETIMEDOUT), one syscall per wait.
+ *   MW_MODE_EVENT     nonblocking socket attached to an mw_io (opts.io): the
+ *                     io's thread calls on_connect / on_msg / on_close.
+ *                     Sends may come from inside callbacks or from any other
+ *                     thread (a tiny spinlock guards the tx buffer in this
+ *                     mode only). Use mw_io_start for a poll thread that
+ *                     drives many Clts (and Svcs) at once.
+ *
+ * Typed sends: `MW_CLT_SEND(clt, &new_order, ORDERS_MSGS)` picks the schema
+ * from the pointer's type at compile time (a struct outside the protocol does
+ * not compile), or declare wrappers with MW_CLT_TYPED(ORDERS_MSGS).
+ *
+ * Split: mw_clt_sender() and mw_clt_receiver() return two views of one Clt
+ * for two threads, one sending and one receiving, with no lock between them.
+ *
+ * Errors: functions return 0 / MW_E*; mw_clt_last_error(c) gives the sentence
+ * ("connect 127.0.0.1:7001: Connection refused", "recv: fixed decode: unknown
+ * tag 77"). After an I/O or protocol error the Clt is failed: close and free
+ * it (or reconnect a new one).
+ */
+#ifndef MW_CLT_H
+#define MW_CLT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mw_conn.h"
+#include "mw_idle.h"
+#include "mw_io.h"
+#include "mw_tcp.h"
+
+typedef struct mw_clt mw_clt_t;
+
+typedef struct mw_clt_opts {
+    mw_mode_t mode;            /* default MW_MODE_SPIN */
+    mw_conn_opts_t conn;       /* serdes, framing, max_msg, buffers */
+    mw_tcp_opts_t tcp;         /* nodelay, bind address/interface, buffers */
+    int64_t connect_timeout_ns;/* per attempt; default 5 s */
+    uint32_t connect_attempts; /* total attempts; default 1 */
+    int64_t retry_delay_ns;    /* first delay between attempts (doubles); default 100 ms */
+    int64_t retry_max_delay_ns;/* cap of the delay; default 2 s */
+    int64_t timeout_ns;        /* blocking mode send/recv limit; < 0: none (default) */
+    mw_idle_t idle;            /* busywait variants; default busy spin */
+    /* event mode */
+    mw_io_t *io; /* required in MW_MODE_EVENT; must outlive the Clt */
+    void (*on_connect)(mw_clt_t *c, void *ud);
+    /* msg is borrowed: valid until the callback returns. */
+    void (*on_msg)(mw_clt_t *c, const mw_schema_t *s, const void *msg, void *ud);
+    /* reason: MW_ECLOSED for an orderly close by the peer, else the error. */
+    void (*on_close)(mw_clt_t *c, int reason, void *ud);
+    void *ud;
+    /* every message sent / received, any mode */
+    mw_conn_hook_fn on_sent, on_recvd;
+    void *hook_ud;
+} mw_clt_opts_t;
+
+void mw_clt_opts_init(mw_clt_opts_t *o);
+
+/* mw_clt_connect connects to url ("tcp://host:port"), retrying per opts, and
+ * returns a new Clt in *out. Blocks for the connect (name resolution is
+ * getaddrinfo). In event mode the Clt is then attached to opts.io and
+ * on_connect runs on the io thread. Returns 0, MW_EINVAL (bad url/options),
+ * MW_ERESOLVE, MW_ECONNREFUSED, MW_ETIMEDOUT, MW_ENOTSUP (scheme not built
+ * yet), MW_ENOMEM; the sentence goes to err. Allocates. Any thread. */
+int mw_clt_connect(mw_clt_t **out, const char *url, const mw_protocol_t *p,
+                   const mw_clt_opts_t *o, mw_err_t *err);
+
+/* ---- sending (the sender's thread) --------------------------------------- */
+
+/* Sends one message: encodes it into the tx buffer and writes.
+ * Spin/event: 0 when accepted (written, or queued behind a full socket),
+ * MW_EAGAIN when the tx buffer is full. Blocking: waits until every byte is
+ * written or timeout_ns (MW_ETIMEDOUT). Encode errors (MW_ERANGE, MW_EUTF8,
+ * MW_ETOOBIG) reject this message only; MW_ECLOSED or I/O errors fail the Clt. */
+int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg);
+/* Queues without writing (batching): many send_more, then one flush = one
+ * write syscall. 0, MW_EAGAIN (buffer full: flush), or an encode error. */
+int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg);
+/* Writes queued bytes: 0 when none remain, MW_EAGAIN if some remain (spin),
+ * an error. Blocking mode waits until all are written. */
+int mw_clt_flush(mw_clt_t *c);
+/* Spins with opts.idle until the message is accepted AND written, or
+ * timeout_ns passes (MW_ETIMEDOUT). Any mode but event. */
+int mw_clt_send_busywait_timeout(mw_clt_t *c, const mw_schema_t *s, const void *msg, int64_t timeout_ns);
+/* Raw zero-copy send of an already-encoded payload: see mw_conn_claim. */
+uint8_t *mw_clt_claim(mw_clt_t *c, size_t max);
+int mw_clt_commit(mw_clt_t *c, size_t len);
+
+/* ---- receiving (the receiver's thread; not in event mode) ---------------- */
+
+/* Receives one message into msg (cap bytes: use sizeof(proto_msg_t)) and sets
+ * *s to its schema. Spin: 0 or MW_EAGAIN at once. Blocking: waits up to
+ * timeout_ns. MW_ECLOSED when the peer closed and everything sent before was
+ * received; decode/framing errors fail the Clt. */
+int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap);
+/* Spins with opts.idle until a message arrives or timeout_ns passes. */
+int mw_clt_recv_busywait_timeout(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap,
+                                 int64_t timeout_ns);
+
+/* ---- split sender / receiver --------------------------------------------- */
+typedef struct mw_clt_sender mw_clt_sender_t;
+typedef struct mw_clt_receiver mw_clt_receiver_t;
+mw_clt_sender_t *mw_clt_sender(mw_clt_t *c);
+mw_clt_receiver_t *mw_clt_receiver(mw_clt_t *c);
+int mw_clt_sender_send(mw_clt_sender_t *tx, const mw_schema_t *s, const void *msg);
+int mw_clt_sender_send_busywait_timeout(mw_clt_sender_t *tx, const mw_schema_t *s, const void *msg,
+                                        int64_t timeout_ns);
+int mw_clt_receiver_recv(mw_clt_receiver_t *rx, const mw_schema_t **s, void *msg, size_t cap);
+int mw_clt_receiver_recv_busywait_timeout(mw_clt_receiver_t *rx, const mw_schema_t **s, void *msg,
+                                          size_t cap, int64_t timeout_ns);
+
+/* ---- serdes switch, state, lifetime --------------------------------------- */
+
+/* Switches serdes (and its default framing) for dirs (MW_DIR_TX, MW_DIR_RX),
+ * effective from the next message in that direction. Both peers must switch
+ * at the same message (e.g. after a login reply). Call TX from the sender's
+ * thread and RX from the receiver's; in event mode, RX from inside on_msg. */
+int mw_clt_set_serdes(mw_clt_t *c, int dirs, const char *serdes);
+
+mw_mode_t mw_clt_mode(const mw_clt_t *c);
+void mw_clt_stats(const mw_clt_t *c, mw_conn_stats_t *st);
+const char *mw_clt_last_error(const mw_clt_t *c);
+/* The underlying connection (advanced use: raw views, buffers). */
+mw_conn_t *mw_clt_conn(mw_clt_t *c);
+/* "ip:port" of the local end. */
+int mw_clt_local_name(const mw_clt_t *c, char *buf, size_t cap);
+/* True until the Clt failed or was closed. */
+bool mw_clt_is_open(const mw_clt_t *c);
+
+/* Closes the socket (idempotent, never frees). In event mode it detaches from
+ * the io; call it on the io thread or after mw_io_stop. */
+void mw_clt_close(mw_clt_t *c);
+/* Closes and frees; NULL is a no-op. Event mode: as for close. */
+void mw_clt_free(mw_clt_t *c);
+
+/* Typed sends. */
+#define MW_CLT_SEND(clt, msgp, MSGS) mw_clt_send((clt), MW_SCHEMA_OF((msgp), MSGS), (msgp))
+#define MW__CLT_TYPED(m)                                                            \
+    static inline int m##_clt_send(mw_clt_t *c, const m##_t *msg) {                 \
+        return mw_clt_send(c, m##_schema(), msg);                                   \
+    }
+/* MW_CLT_TYPED(MSGS): declares new_order_clt_send(clt, const new_order_t *)... */
+#define MW_CLT_TYPED(MSGS) MSGS(MW__CLT_TYPED)
+
+#endif

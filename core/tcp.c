@@ -1,0 +1,482 @@
+/* tcp.c - TCP streams and listeners.
+ *
+ * Sockets are always created nonblocking and close-on-exec; a stream asked
+ * to be blocking is switched once it is connected, so connect can honour a
+ * deadline either way.
+ */
+#include "mw_tcp.h"
+
+#include "mw_clock.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NAME_MAX_LEN 80 /* "[v6%scope]:port" */
+
+enum { CONNECTED = 0, CONNECTING = 1 }; /* or a negative MW_E* once failed */
+
+typedef struct tcp {
+    mw_stream_t base;
+    int fd;
+    int cstate;         /* CONNECTED, CONNECTING, or the connect error */
+    bool block_when_up; /* opts.blocking, applied when the connect completes */
+    char peer[NAME_MAX_LEN]; /* for error text: the address is gone after a reset */
+} tcp_t;
+
+struct mw_listener {
+    int fd;
+    int port;
+    mw_tcp_opts_t o; /* applied to accepted sockets; string fields cleared */
+};
+
+void mw_tcp_opts_init(mw_tcp_opts_t *o) {
+    *o = (mw_tcp_opts_t){.nodelay = true, .reuseaddr = true, .backlog = 128};
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* "ip:port", or "[ip]:port" for IPv6. Returns 0 or MW_ETOOBIG/MW_ESYS. */
+static int fmt_addr(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap) {
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    if (getnameinfo(sa, len, host, sizeof host, serv, sizeof serv,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(buf, cap, "?");
+        return MW_ESYS;
+    }
+    bool v6 = sa->sa_family == AF_INET6;
+    int n = snprintf(buf, cap, "%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", serv);
+    return n < 0 ? MW_ESYS : (size_t)n >= cap ? MW_ETOOBIG : 0;
+}
+
+static int set_int(int fd, int level, int name, int v) {
+    return setsockopt(fd, level, name, &v, sizeof v);
+}
+
+static int set_nonblock(int fd, bool on) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return -1;
+    int nfl = on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK;
+    return nfl == fl ? 0 : fcntl(fd, F_SETFL, nfl);
+}
+
+static int resolve_fail(mw_err_t *err, const char *host, const char *port, int gai) {
+    if (gai == EAI_SYSTEM) return mw_err_set_errno(err, errno, "resolve %s:%s", host, port);
+    return mw_err_set(err, MW_ERESOLVE, "resolve %s:%s: %s", host, port, gai_strerror(gai));
+}
+
+/* Socket options from o. Buffers and the interface apply to every socket;
+ * `conn` adds the per-connection ones. A refused SO_BUSY_POLL is recorded in
+ * soft (if not NULL) and is not a failure. */
+static int set_opts(int fd, const mw_tcp_opts_t *o, bool conn, mw_err_t *err, mw_err_t *soft) {
+    if (o->rcvbuf > 0 && set_int(fd, SOL_SOCKET, SO_RCVBUF, o->rcvbuf) < 0)
+        return mw_err_set_errno(err, errno, "setsockopt SO_RCVBUF %d", o->rcvbuf);
+    if (o->sndbuf > 0 && set_int(fd, SOL_SOCKET, SO_SNDBUF, o->sndbuf) < 0)
+        return mw_err_set_errno(err, errno, "setsockopt SO_SNDBUF %d", o->sndbuf);
+    if (o->bind_iface && o->bind_iface[0] &&
+        setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, o->bind_iface,
+                   (socklen_t)strlen(o->bind_iface) + 1) < 0)
+        return mw_err_set_errno(err, errno, "bind to device %s", o->bind_iface);
+    if (!conn) return 0;
+    if (o->nodelay && set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0)
+        return mw_err_set_errno(err, errno, "setsockopt TCP_NODELAY");
+    if (o->busy_poll_us > 0 && set_int(fd, SOL_SOCKET, SO_BUSY_POLL, o->busy_poll_us) < 0)
+        mw_err_set_errno(soft, errno, "setsockopt SO_BUSY_POLL %d", o->busy_poll_us);
+    return 0;
+}
+
+/* Splits "ip", "ip:port", "[v6]", "[v6]:port" or a bare "v6" into host and
+ * port (NULL when absent). Returns 0 or -1 when malformed. */
+static int split_hostport(const char *spec, char *host, size_t cap, const char **port) {
+    const char *h = spec, *end, *colon;
+    *port = NULL;
+    if (spec[0] == '[') {
+        h = spec + 1;
+        end = strchr(h, ']');
+        if (!end || (end[1] && end[1] != ':')) return -1;
+        if (end[1]) *port = end + 2;
+    } else if ((colon = strchr(spec, ':')) && !strchr(colon + 1, ':')) {
+        end = colon;
+        *port = colon + 1;
+    } else {
+        end = spec + strlen(spec);
+    }
+    if ((size_t)(end - h) >= cap || end == h) return -1;
+    memcpy(host, h, (size_t)(end - h));
+    host[end - h] = '\0';
+    return 0;
+}
+
+static int bind_local(int fd, int family, const char *spec, mw_err_t *err) {
+    char host[NI_MAXHOST];
+    const char *port;
+    if (split_hostport(spec, host, sizeof host, &port) < 0 || (port && !port[0]))
+        return mw_err_set(err, MW_EINVAL, "bind address \"%s\": malformed", spec);
+    struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *ai;
+    int g = getaddrinfo(host, port ? port : "0", &hints, &ai);
+    if (g != 0)
+        return mw_err_set(err, MW_EINVAL, "bind address \"%s\": %s", spec, gai_strerror(g));
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    /* Without a fixed port, let connect pick it: saves the ephemeral range. */
+    if (!port || strcmp(port, "0") == 0) (void)set_int(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+#endif
+    int r = bind(fd, ai->ai_addr, ai->ai_addrlen);
+    int e = errno;
+    freeaddrinfo(ai);
+    return r == 0 ? 0 : mw_err_set_errno(err, e, "bind %s", spec);
+}
+
+/* ---- stream ops ------------------------------------------------------------ */
+
+static const mw_stream_ops_t tcp_ops;
+
+static int io_fail(tcp_t *t, const char *op, int e) {
+    if (t->fd < 0) return mw_err_set(&t->base.err, MW_ECLOSED, "%s %s: stream closed", op, t->peer);
+    return mw_err_set_errno(&t->base.err, e, "%s %s", op, t->peer);
+}
+
+static ssize_t tcp_read(mw_stream_t *s, void *dst, size_t cap) {
+    tcp_t *t = (tcp_t *)s;
+    assert(cap > 0); /* recv would return 0, which means end of stream */
+    for (;;) {
+        ssize_t n = recv(t->fd, dst, cap, 0);
+        if (n > 0) return n;
+        if (n == 0) return mw_err_set(&s->err, MW_ECLOSED, "read %s: closed by peer", t->peer);
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return MW_EAGAIN;
+        if (errno != EINTR) return io_fail(t, "read", errno);
+    }
+}
+
+static ssize_t tcp_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt) {
+    tcp_t *t = (tcp_t *)s;
+    struct msghdr m = {.msg_iov = (struct iovec *)iov,
+                       .msg_iovlen = (size_t)(iovcnt < IOV_MAX ? iovcnt : IOV_MAX)};
+    for (;;) {
+        ssize_t n = sendmsg(t->fd, &m, MSG_NOSIGNAL);
+        if (n >= 0) return n;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return MW_EAGAIN;
+        if (errno != EINTR) return io_fail(t, "write", errno);
+    }
+}
+
+static int tcp_want(const mw_stream_t *s) {
+    return ((const tcp_t *)s)->cstate == CONNECTING ? MW_WANT_WRITE : 0;
+}
+
+static int tcp_fd(const mw_stream_t *s) { return ((const tcp_t *)s)->fd; }
+
+static void tcp_close(mw_stream_t *s) {
+    tcp_t *t = (tcp_t *)s;
+    if (t->fd >= 0) close(t->fd);
+    t->fd = -1;
+}
+
+static void tcp_free(mw_stream_t *s) {
+    tcp_close(s);
+    free(s);
+}
+
+/* A connect in progress is TCP's handshake: decorators stacked on a stream
+ * from mw_tcp_connect_start see it through READY / HANDSHAKE. */
+static int tcp_ctl(mw_stream_t *s, int op, intptr_t arg) {
+    (void)arg;
+    if (op == MW_STREAM_CTL_READY) return ((tcp_t *)s)->cstate == CONNECTED;
+    if (op != MW_STREAM_CTL_HANDSHAKE) return MW_ENOTSUP;
+    int r = mw_tcp_connect_finish(s);
+    return r == 0 ? 1 : r;
+}
+
+static const mw_stream_ops_t tcp_ops = {
+    .name = "tcp",
+    .read = tcp_read,
+    .writev = tcp_writev,
+    .want = tcp_want,
+    .fd = tcp_fd,
+    .close = tcp_close,
+    .free = tcp_free,
+    .ctl = tcp_ctl,
+};
+
+static tcp_t *tcp_new(int fd, const char *peer) {
+    tcp_t *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->base.ops = &tcp_ops;
+    t->fd = fd;
+    snprintf(t->peer, sizeof t->peer, "%s", peer);
+    return t;
+}
+
+/* The TCP stream at the bottom of a decorator stack, or NULL. */
+static tcp_t *find_tcp(const mw_stream_t *s) {
+    while (s && s->ops != &tcp_ops) s = s->inner;
+    return (tcp_t *)s;
+}
+
+bool mw_is_tcp(const mw_stream_t *s) { return s && s->ops == &tcp_ops; }
+
+/* ---- connect ------------------------------------------------------------- */
+
+static int connected(tcp_t *t) {
+    t->cstate = CONNECTED;
+    if (t->block_when_up && set_nonblock(t->fd, false) < 0)
+        return t->cstate = mw_err_set_errno(&t->base.err, errno, "set blocking %s", t->peer);
+    return 0;
+}
+
+int mw_tcp_connect_start(mw_stream_t **out, const struct sockaddr *sa, socklen_t salen,
+                         const mw_tcp_opts_t *o, mw_err_t *err) {
+    mw_tcp_opts_t def;
+    if (!o) {
+        mw_tcp_opts_init(&def);
+        o = &def;
+    }
+    char name[NAME_MAX_LEN];
+    fmt_addr(sa, salen, name, sizeof name);
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return mw_err_set_errno(err, errno, "socket for %s", name);
+    tcp_t *t = tcp_new(fd, name);
+    if (!t) {
+        close(fd);
+        return mw_err_set(err, MW_ENOMEM, "connect %s: out of memory", name);
+    }
+    t->block_when_up = o->blocking;
+    int rc = set_opts(fd, o, true, err, &t->base.err);
+    if (rc == 0 && o->bind_addr && o->bind_addr[0]) rc = bind_local(fd, sa->sa_family, o->bind_addr, err);
+    if (rc == 0) {
+        if (connect(fd, sa, salen) == 0) {
+            rc = connected(t);
+            if (rc < 0) mw_err_copy(err, &t->base.err);
+        } else if (errno == EINPROGRESS || errno == EINTR) {
+            t->cstate = CONNECTING;
+            rc = MW_EAGAIN;
+        } else {
+            rc = mw_err_set_errno(err, errno, "connect %s", name);
+        }
+    }
+    if (rc < 0 && rc != MW_EAGAIN) {
+        tcp_free(&t->base);
+        return rc;
+    }
+    *out = &t->base;
+    return rc;
+}
+
+int mw_tcp_connect_finish(mw_stream_t *s) {
+    tcp_t *t = find_tcp(s);
+    if (!t) return MW_EINVAL;
+    if (t->cstate != CONNECTING) return t->cstate;
+    struct pollfd p = {.fd = t->fd, .events = POLLOUT};
+    int r = poll(&p, 1, 0);
+    if (r == 0 || (r < 0 && errno == EINTR)) return MW_EAGAIN;
+    if (r < 0) return mw_err_set_errno(&t->base.err, errno, "connect %s: poll", t->peer);
+    int e = 0;
+    socklen_t len = sizeof e;
+    if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0) e = errno;
+    if (e != 0) return t->cstate = mw_err_set_errno(&t->base.err, e, "connect %s", t->peer);
+    return connected(t);
+}
+
+/* Connects to one address within the deadline; on failure the text is in err. */
+static int connect_one(mw_stream_t **out, const struct addrinfo *ai, const mw_tcp_opts_t *o,
+                       uint64_t deadline, mw_err_t *err) {
+    mw_stream_t *s = NULL;
+    int rc = mw_tcp_connect_start(&s, ai->ai_addr, ai->ai_addrlen, o, err);
+    while (rc == MW_EAGAIN) {
+        int64_t left = mw_deadline_left(NULL, deadline);
+        if (left == 0) {
+            rc = mw_err_set(err, MW_ETIMEDOUT, "connect %s: timed out", find_tcp(s)->peer);
+            break;
+        }
+        int w = mw_stream_wait(s, MW_WANT_WRITE, left);
+        if (w == MW_ETIMEDOUT) continue;
+        if (w < 0) {
+            rc = mw_err_set_errno(err, errno, "connect %s: poll", find_tcp(s)->peer);
+            break;
+        }
+        rc = mw_tcp_connect_finish(s);
+        if (rc < 0 && rc != MW_EAGAIN) mw_err_copy(err, &s->err);
+    }
+    if (rc < 0) {
+        mw_stream_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int mw_tcp_connect(mw_stream_t **out, const char *host, const char *port,
+                   const mw_tcp_opts_t *o, int64_t timeout_ns, mw_err_t *err) {
+    if (!out || !host || !port) return mw_err_set(err, MW_EINVAL, "connect: host and port required");
+    uint64_t deadline = mw_deadline_in(NULL, timeout_ns);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res;
+    int g = getaddrinfo(host, port, &hints, &res);
+    if (g != 0) return resolve_fail(err, host, port, g);
+    int rc = MW_ERESOLVE;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        rc = connect_one(out, ai, o, deadline, err);
+        if (rc == 0 || mw_deadline_passed(NULL, deadline)) break;
+    }
+    freeaddrinfo(res);
+    if (rc == 0) mw_err_clear(err); /* drop the text of addresses that failed first */
+    return rc;
+}
+
+/* ---- per-stream settings -------------------------------------------------- */
+
+static struct timeval to_tv(int64_t ns) {
+    if (ns <= 0) return (struct timeval){0, 0};
+    int64_t us = (ns + MW_NS_PER_US - 1) / MW_NS_PER_US; /* 0 would mean "forever" */
+    return (struct timeval){.tv_sec = us / 1000000, .tv_usec = us % 1000000};
+}
+
+int mw_tcp_set_timeouts(mw_stream_t *s, int64_t rcv_ns, int64_t snd_ns) {
+    tcp_t *t = find_tcp(s);
+    if (!t) return MW_EINVAL;
+    struct timeval r = to_tv(rcv_ns), w = to_tv(snd_ns);
+    if (setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &r, sizeof r) < 0)
+        return mw_err_set_errno(&t->base.err, errno, "setsockopt SO_RCVTIMEO");
+    if (setsockopt(t->fd, SOL_SOCKET, SO_SNDTIMEO, &w, sizeof w) < 0)
+        return mw_err_set_errno(&t->base.err, errno, "setsockopt SO_SNDTIMEO");
+    return 0;
+}
+
+int mw_tcp_set_blocking(mw_stream_t *s, bool blocking) {
+    tcp_t *t = find_tcp(s);
+    if (!t) return MW_EINVAL;
+    if (set_nonblock(t->fd, !blocking) < 0)
+        return mw_err_set_errno(&t->base.err, errno, "set %s", blocking ? "blocking" : "nonblocking");
+    return 0;
+}
+
+static int sock_name(const mw_stream_t *s, bool peer, char *buf, size_t cap) {
+    const tcp_t *t = find_tcp(s);
+    if (!t) return MW_EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int r = peer ? getpeername(t->fd, (struct sockaddr *)&ss, &len)
+                 : getsockname(t->fd, (struct sockaddr *)&ss, &len);
+    if (r < 0) return MW_ESYS;
+    return fmt_addr((struct sockaddr *)&ss, len, buf, cap);
+}
+
+int mw_tcp_peer_name(const mw_stream_t *s, char *buf, size_t cap) { return sock_name(s, true, buf, cap); }
+int mw_tcp_local_name(const mw_stream_t *s, char *buf, size_t cap) { return sock_name(s, false, buf, cap); }
+
+/* ---- listener -------------------------------------------------------------- */
+
+static int listen_one(const struct addrinfo *ai, const mw_tcp_opts_t *o, mw_err_t *err) {
+    char name[NAME_MAX_LEN];
+    fmt_addr(ai->ai_addr, ai->ai_addrlen, name, sizeof name);
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return mw_err_set_errno(err, errno, "socket for %s", name);
+    int rc = 0;
+    if (o->reuseaddr && set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1) < 0)
+        rc = mw_err_set_errno(err, errno, "setsockopt SO_REUSEADDR");
+    /* Buffer sizes must be set before listen to shape the window scale. */
+    if (rc == 0) rc = set_opts(fd, o, false, err, NULL);
+    if (rc == 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        rc = mw_err_set_errno(err, errno, "bind %s", name);
+    if (rc == 0 && listen(fd, o->backlog > 0 ? o->backlog : 128) < 0)
+        rc = mw_err_set_errno(err, errno, "listen %s", name);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+static int bound_port(int fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -1;
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+int mw_tcp_listen(mw_listener_t **out, const char *host, const char *port,
+                  const mw_tcp_opts_t *o, mw_err_t *err) {
+    mw_tcp_opts_t def;
+    if (!o) {
+        mw_tcp_opts_init(&def);
+        o = &def;
+    }
+    bool any = !host || !host[0];
+    if (!port || !port[0]) port = "0";
+    struct addrinfo hints = {.ai_family = any ? AF_INET : AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res;
+    int g = getaddrinfo(any ? NULL : host, port, &hints, &res);
+    if (g != 0) return resolve_fail(err, any ? "*" : host, port, g);
+    int fd = MW_ERESOLVE;
+    for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) fd = listen_one(ai, o, err);
+    freeaddrinfo(res);
+    if (fd < 0) return fd;
+    mw_listener_t *l = calloc(1, sizeof *l);
+    if (!l) {
+        close(fd);
+        return mw_err_set(err, MW_ENOMEM, "listen: out of memory");
+    }
+    l->fd = fd;
+    l->port = bound_port(fd);
+    l->o = *o;
+    l->o.bind_addr = NULL;  /* not ours to keep; the interface is inherited */
+    l->o.bind_iface = NULL;
+    *out = l;
+    return 0;
+}
+
+int mw_listener_port(const mw_listener_t *l) { return l->port; }
+int mw_listener_fd(const mw_listener_t *l) { return l->fd; }
+
+int mw_listener_accept(mw_listener_t *l, mw_stream_t **out, mw_err_t *err) {
+    if (l->fd < 0) return mw_err_set(err, MW_ECLOSED, "accept: listener closed");
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd;
+    do {
+        len = sizeof ss;
+        fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    } while (fd < 0 && (errno == EINTR || errno == ECONNABORTED));
+    if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return MW_EAGAIN;
+        return mw_err_set_errno(err, errno, "accept on port %d", l->port);
+    }
+    char name[NAME_MAX_LEN];
+    fmt_addr((struct sockaddr *)&ss, len, name, sizeof name);
+    tcp_t *t = tcp_new(fd, name);
+    if (!t) {
+        close(fd);
+        return mw_err_set(err, MW_ENOMEM, "accept %s: out of memory", name);
+    }
+    int rc = set_opts(fd, &l->o, true, err, &t->base.err);
+    if (rc == 0 && l->o.blocking && set_nonblock(fd, false) < 0)
+        rc = mw_err_set_errno(err, errno, "accept %s: set blocking", name);
+    if (rc < 0) {
+        tcp_free(&t->base);
+        return rc;
+    }
+    *out = &t->base;
+    return 0;
+}
+
+void mw_listener_close(mw_listener_t *l) {
+    if (l && l->fd >= 0) close(l->fd);
+    if (l) l->fd = -1;
+}
+
+void mw_listener_free(mw_listener_t *l) {
+    mw_listener_close(l);
+    free(l);
+}

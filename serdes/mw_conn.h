@@ -1,0 +1,172 @@
+/* mw_conn.h - a message connection: a stream plus framing, serdes and
+ * fixed-capacity buffers. The engine under both mw_clt and mw_svc (it sits at
+ * the top of the serdes layer so that clt and svc, which never include each
+ * other, can share it).
+ *
+ * Send path: the message is encoded in place into the tx buffer (framing
+ * prefix reserved, payload encoded after it, prefix sealed), then flushed with
+ * one write of every pending byte. A message is "accepted" once it is in the
+ * tx buffer: from then on it goes out in order even if the socket is full now
+ * (mw_conn_flush later, or the event loop on writability).
+ *
+ * Receive path: one read fills the rx buffer with as many frames as the kernel
+ * has; frames are then decoded one at a time, so a serdes or framing switch
+ * takes effect exactly at the next message.
+ *
+ * Thread rules: the tx side (send, enqueue, flush, claim/commit, tx serdes
+ * switch) belongs to one thread and the rx side (recv, fill, dispatch, rx
+ * serdes switch) to one thread; the two may be different threads at the same
+ * time with no lock. With MW_CONN_TX_LOCK the tx side takes a spinlock so
+ * several threads (e.g. an event loop flushing and an application thread
+ * sending) may share it.
+ *
+ * Steady state allocates nothing: buffers and the decode scratch are
+ * allocated by mw_conn_init.
+ */
+#ifndef MW_CONN_H
+#define MW_CONN_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mw_buf.h"
+#include "mw_err.h"
+#include "mw_frame.h"
+#include "mw_serdes.h"
+#include "mw_stream.h"
+
+/* Run modes shared by mw_clt and mw_svc. */
+typedef enum mw_mode { MW_MODE_SPIN = 0, MW_MODE_BLOCKING, MW_MODE_EVENT } mw_mode_t;
+/* "spin", "blocking", "event" -> mode, or MW_EINVAL. */
+int mw_mode_parse(const char *name);
+const char *mw_mode_name(mw_mode_t m);
+
+enum { MW_DIR_TX = 1, MW_DIR_RX = 2, MW_DIR_BOTH = 3 };
+enum { MW_CONN_TX_LOCK = 1, MW_CONN_RX_TIMESTAMPS = 2 };
+#define MW_FRAME_AUTO (-1)
+
+typedef struct mw_conn_opts {
+    const char *serdes;  /* "fixed" (default), "text", "msgpack", "msgpack-array" */
+    int frame;           /* MW_FRAME_* or MW_FRAME_AUTO: the serdes' default */
+    uint32_t max_msg;    /* largest payload sent or accepted; default 65536 */
+    uint32_t rx_buf;     /* rx buffer bytes; default 256 KiB, at least one max frame */
+    uint32_t tx_buf;     /* tx buffer bytes; default 256 KiB, at least one max frame */
+    unsigned flags;      /* MW_CONN_* */
+} mw_conn_opts_t;
+
+void mw_conn_opts_init(mw_conn_opts_t *o);
+
+/* Called for every message sent (after it is accepted) or received (before
+ * it is delivered). For logging and counting; keep it cheap. */
+typedef void (*mw_conn_hook_fn)(void *ud, const mw_schema_t *s, const void *msg);
+
+typedef struct mw_conn_side {
+    mw_serdes_t sd;
+    mw_framer_t fr;
+    mw_buf_t buf;
+    uint64_t msgs, bytes;
+    mw_conn_hook_fn hook;
+    void *hook_ud;
+    int failed; /* first fatal MW_E* on this side, 0 if none */
+    mw_err_t err;
+} mw_conn_side_t;
+
+typedef struct mw_conn {
+    mw_stream_t *stream; /* owned: freed by mw_conn_fini */
+    const mw_protocol_t *proto;
+    unsigned flags;
+    uint32_t max_msg;
+    bool records;       /* the stream delivers messages as records (WebSocket) */
+    mw_conn_side_t tx;
+    mw_conn_side_t rx;
+    void *rx_msg;       /* decode scratch of proto->max_size bytes */
+    uint64_t rx_ts_ns;  /* MW_CONN_RX_TIMESTAMPS: clock at the last read */
+    atomic_flag tx_lock;
+} mw_conn_t;
+
+typedef struct mw_conn_stats {
+    uint64_t msgs_out, bytes_out, msgs_in, bytes_in;
+} mw_conn_stats_t;
+
+/* Takes ownership of stream (also on failure: it is freed). Allocates the
+ * buffers and scratch. Returns 0, MW_EINVAL (bad options: unknown serdes,
+ * buffers smaller than one max frame; text in err) or MW_ENOMEM. */
+int mw_conn_init(mw_conn_t *c, mw_stream_t *stream, const mw_protocol_t *p,
+                 const mw_conn_opts_t *o, mw_err_t *err);
+/* Frees the stream, buffers and serdes state. Safe on a zeroed conn. */
+void mw_conn_fini(mw_conn_t *c);
+
+/* Switches serdes (and framing: MW_FRAME_AUTO = the serdes' default) for the
+ * given directions, effective from the next message. Returns 0 or MW_EINVAL
+ * (text in the side's err). May allocate (msgpack state). */
+int mw_conn_set_serdes(mw_conn_t *c, int dirs, const char *serdes, int frame);
+
+/* ---- tx side -------------------------------------------------------------- */
+
+/* Encodes msg into the tx buffer without writing. Returns 0 (accepted),
+ * MW_EAGAIN (no room now: flush first), or the encoder's error (MW_ETOOBIG over
+ * max_msg, MW_ERANGE, MW_EUTF8, ...: the message cannot be sent; the
+ * connection is unaffected). */
+int mw_conn_enqueue(mw_conn_t *c, const mw_schema_t *s, const void *msg);
+/* Writes pending bytes. Returns 0 when none remain, MW_EAGAIN when some remain
+ * (the socket is full), MW_ECLOSED or another error (the connection failed;
+ * text in tx.err). One write syscall at most per call... plus retries on a
+ * partial write that made progress. */
+int mw_conn_flush(mw_conn_t *c);
+/* enqueue (flushing first if the buffer is full), then flush. Returns 0 when
+ * the message was accepted (it may still be pending: see mw_conn_tx_pending),
+ * MW_EAGAIN when it was not accepted (buffer full and socket full), or an
+ * error (encode errors leave the connection usable; I/O errors do not). */
+int mw_conn_send(mw_conn_t *c, const mw_schema_t *s, const void *msg);
+/* Bytes not yet on the socket: the tx buffer, plus (> 0) when a decorator
+ * (WebSocket) still holds accepted records in its own buffer. */
+static inline size_t mw_conn_tx_pending(const mw_conn_t *c) {
+    size_t n = mw_buf_len(&c->tx.buf);
+    if (!n && c->records && (mw_stream_want(c->stream) & MW_WANT_WRITE)) n = 1;
+    return n;
+}
+
+/* Zero-copy raw send: claim room for a payload of up to max bytes, write it,
+ * then commit its real length (framing is added around it). claim returns
+ * NULL when there is no room (flush and retry) or max > max_msg. commit
+ * returns 0, MW_ETOOBIG or MW_EINVAL (see mw_frame_seal). Nothing is written
+ * to the socket until flush. */
+uint8_t *mw_conn_claim(mw_conn_t *c, size_t max);
+int mw_conn_commit(mw_conn_t *c, size_t len);
+
+/* ---- rx side -------------------------------------------------------------- */
+
+/* One read into the rx buffer. Returns bytes read (> 0), MW_EAGAIN, MW_ECLOSED
+ * (peer closed: bytes already buffered can still be received), or an error. */
+ssize_t mw_conn_fill(mw_conn_t *c);
+
+/* Decodes the next buffered message into msg (cap bytes) without reading.
+ * Returns 0, MW_EAGAIN (no complete frame buffered), or a fatal error
+ * (MW_ETOOBIG frame over max_msg, decode errors): the connection must be
+ * closed; messages before the bad one were already delivered. */
+int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap);
+
+/* next, reading once if nothing is buffered. Returns 0, MW_EAGAIN,
+ * MW_ECLOSED (peer closed and nothing left), or an error. Never blocks on a
+ * nonblocking stream; on a blocking stream it waits in read. */
+int mw_conn_recv(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap);
+
+/* Raw borrowed view of the next frame's payload (valid until the next rx
+ * call). Returns 0, MW_EAGAIN or a framing error. Consumes the frame. */
+int mw_conn_next_raw(mw_conn_t *c, const uint8_t **payload, size_t *len);
+
+/* Event mode: decodes every buffered message (up to budget, < 0 = all) and
+ * calls fn for each with a borrowed struct valid until fn returns. fn returns
+ * true to continue, false to stop (e.g. it closed the connection). Returns the
+ * number delivered, or a fatal error after delivering the ones before it. */
+typedef bool (*mw_conn_msg_fn)(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg);
+int mw_conn_dispatch(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int budget);
+
+static inline bool mw_conn_rx_buffered(const mw_conn_t *c) { return mw_buf_len(&c->rx.buf) != 0; }
+
+void mw_conn_stats(const mw_conn_t *c, mw_conn_stats_t *st);
+/* The most relevant error text: rx side's if it failed, else tx side's. */
+const char *mw_conn_last_error(const mw_conn_t *c);
+
+#endif

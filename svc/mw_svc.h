@@ -1,0 +1,124 @@
+/* mw_svc.h - the service: listens, accepts Clts into a pool of connections,
+ * and exchanges typed messages with them.
+ *
+ * Connections are named by mw_conn_id_t = (generation << 32) | slot. A slot
+ * is reused after its connection closes, with a new generation, so an old id
+ * never reaches the new connection (calls with it return MW_ECLOSED).
+ *
+ * Run modes (opts.mode):
+ *   MW_MODE_SPIN      the caller polls: mw_svc_recv returns a message from any
+ *                     connection (round-robin, so one busy peer cannot starve
+ *                     the others) or MW_EAGAIN at once; accepting and reading
+ *                     happen inside it (or in mw_svc_poll).
+ *   MW_MODE_BLOCKING  as spin, but mw_svc_recv waits in epoll up to
+ *                     opts.timeout_ns.
+ *   MW_MODE_EVENT     callbacks (on_accept, on_msg, on_close) from worker
+ *                     threads: opts.workers threads each run their own io loop,
+ *                     accepted connections are spread over them round-robin,
+ *                     and each connection's callbacks always run on the same
+ *                     worker. With workers == 0 the Svc attaches to opts.io
+ *                     instead and the caller runs it (or a poll thread does).
+ *
+ * Bad input (oversized frame, garbage, unknown tag, invalid field) closes that
+ * connection only, with the reason in on_close and mw_svc_conn_error; every
+ * message it sent before the bad one was delivered. A client over
+ * max_connections is accepted and closed at once, and counted.
+ *
+ * Thread rules: spin/blocking: one thread calls everything. Event mode:
+ * send_to, broadcast and close_conn may be called from any thread (inside
+ * callbacks too); close_conn from inside a callback is deferred until the
+ * callback returns.
+ */
+#ifndef MW_SVC_H
+#define MW_SVC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mw_conn.h"
+#include "mw_idle.h"
+#include "mw_io.h"
+#include "mw_tcp.h"
+
+typedef struct mw_svc mw_svc_t;
+typedef uint64_t mw_conn_id_t;
+#define MW_CONN_ID_NONE ((mw_conn_id_t)0)
+
+typedef struct mw_svc_opts {
+    mw_mode_t mode;            /* default MW_MODE_SPIN */
+    mw_conn_opts_t conn;       /* serdes, framing, max_msg, buffers (per connection) */
+    mw_tcp_opts_t tcp;         /* listener and accepted sockets */
+    uint32_t max_connections;  /* default 64 */
+    int64_t timeout_ns;        /* blocking mode recv limit; < 0: none (default) */
+    mw_idle_t idle;            /* busywait variants; default busy spin */
+    /* event mode */
+    uint32_t workers;          /* worker threads; default 1; 0: attach to io */
+    const char *backend;       /* workers' selector: "epoll" (default), "libevent" */
+    mw_io_t *io;               /* workers == 0: the io to attach to */
+    void (*on_accept)(mw_svc_t *s, mw_conn_id_t id, void *ud);
+    /* msg is borrowed: valid until the callback returns. */
+    void (*on_msg)(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud);
+    /* reason: MW_ECLOSED (peer closed), MW_ESTATE (closed by the Svc),
+     * or the error that closed it (text: mw_svc_conn_error). */
+    void (*on_close)(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud);
+    void *ud;
+    mw_conn_hook_fn on_sent, on_recvd; /* every message, any mode */
+    void *hook_ud;
+} mw_svc_opts_t;
+
+typedef struct mw_svc_stats {
+    uint64_t accepted, refused_full, closed, closed_bad_input;
+    uint64_t msgs_in, msgs_out;
+    uint32_t connections; /* open now */
+} mw_svc_stats_t;
+
+void mw_svc_opts_init(mw_svc_opts_t *o);
+
+/* Binds url ("tcp://host:port"; port 0 picks a free port, see mw_svc_port)
+ * and listens. Event mode with workers starts them (mw_svc_free stops them).
+ * Returns 0, MW_EINVAL, MW_ENOTSUP, MW_ESYS (e.g. address in use), MW_ENOMEM;
+ * the sentence goes to err. Allocates. */
+int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
+                  const mw_svc_opts_t *o, mw_err_t *err);
+int mw_svc_port(const mw_svc_t *s);
+
+/* Spin/blocking: accepts pending clients and reads what the sockets hold,
+ * without decoding. Waits up to timeout_ns (0: never). Returns the work done. */
+int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns);
+
+/* Spin/blocking: next message from any connection. Returns 0 (*id, *sch and
+ * msg set), MW_EAGAIN (spin: nothing now), MW_ETIMEDOUT (blocking). Closed
+ * connections are reported through on_close (if set) and skipped. */
+int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap);
+int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg,
+                                 size_t cap, int64_t timeout_ns);
+
+/* Sends to one connection: 0 (accepted), MW_EAGAIN (its tx buffer is full),
+ * MW_ECLOSED (no such connection: closed or stale id), encode errors. A
+ * connection whose socket fails is closed. */
+int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
+/* Sends to every open connection; returns how many accepted it (>= 0). */
+int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg);
+/* Closes one connection (on_close reason MW_ESTATE). Deferred inside its own
+ * callbacks. 0 or MW_ECLOSED (unknown id). */
+int mw_svc_close_conn(mw_svc_t *s, mw_conn_id_t id);
+
+/* Switches a connection's serdes (see mw_clt_set_serdes). Spin/blocking, or
+ * from inside that connection's callbacks in event mode. */
+int mw_svc_set_serdes(mw_svc_t *s, mw_conn_id_t id, int dirs, const char *serdes);
+
+/* The last error of a connection (valid inside on_close), or "". */
+const char *mw_svc_conn_error(const mw_svc_t *s, mw_conn_id_t id);
+const char *mw_svc_last_error(const mw_svc_t *s);
+void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st);
+uint32_t mw_svc_conn_count(const mw_svc_t *s);
+
+/* Stops accepting and closes every connection (idempotent; event mode: stops
+ * the workers first, returns when no callback can still run). */
+void mw_svc_close(mw_svc_t *s);
+/* Closes and frees; NULL is a no-op. */
+void mw_svc_free(mw_svc_t *s);
+
+#define MW_SVC_SEND_TO(svc, id, msgp, MSGS) mw_svc_send_to((svc), (id), MW_SCHEMA_OF((msgp), MSGS), (msgp))
+
+#endif

@@ -1,0 +1,547 @@
+/* svc.c - the service: listener, connection pool, three run modes. */
+#include "mw_svc.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct worker worker_t;
+
+typedef struct slot {
+    mw_conn_t conn;
+    mw_sel_src_t src;
+    mw_svc_t *svc;
+    worker_t *w;              /* event mode: the owning worker */
+    pthread_mutex_t mu;       /* event mode: lifetime vs other threads' sends */
+    _Atomic uint32_t gen;     /* generation of the current (or last) connection */
+    atomic_bool used;
+    bool eof;                 /* peer closed; buffered messages still to deliver */
+    bool in_cb, close_pending;
+    int close_reason;
+    uint32_t idx;
+    mw_err_t err;             /* why it closed; kept for on_close / conn_error */
+} slot_t;
+
+struct worker {
+    mw_io_t *io;
+    mw_svc_t *svc;
+    bool own_io;
+};
+
+struct mw_svc {
+    mw_svc_opts_t o;
+    const mw_protocol_t *proto;
+    mw_listener_t *lis;
+    mw_sel_src_t lis_src;
+    mw_io_t *io;               /* spin/blocking: own io; event: workers[0].io */
+    worker_t *workers;
+    uint32_t nworkers, next_worker;
+    slot_t *slots;
+    uint32_t cap;
+    uint32_t *active;          /* spin/blocking: open slots, for fair recv */
+    uint32_t nactive, rr;
+    uint32_t accept_tick;
+    pthread_mutex_t lock;      /* slot allocation (event mode: accept vs close) */
+    _Atomic uint64_t accepted, refused_full, closed, closed_bad_input, msgs_in, msgs_out;
+    atomic_uint nconns;
+    bool threads_started;
+    bool closed_all; /* tearing down: no more callbacks */
+    mw_err_t err;
+};
+
+static inline mw_conn_id_t make_id(const slot_t *sl) {
+    return ((uint64_t)atomic_load(&sl->gen) << 32) | sl->idx;
+}
+
+void mw_svc_opts_init(mw_svc_opts_t *o) {
+    memset(o, 0, sizeof *o);
+    o->mode = MW_MODE_SPIN;
+    mw_conn_opts_init(&o->conn);
+    mw_tcp_opts_init(&o->tcp);
+    o->max_connections = 64;
+    o->timeout_ns = -1;
+    mw_idle_init_busy(&o->idle);
+    o->workers = 1;
+}
+
+/* Slot for an id, or NULL when the id is stale or unknown. */
+static slot_t *lookup(const mw_svc_t *s, mw_conn_id_t id) {
+    uint32_t idx = (uint32_t)id;
+    if (idx >= s->cap) return NULL;
+    slot_t *sl = &s->slots[idx];
+    if (!atomic_load(&sl->used) || atomic_load(&sl->gen) != (uint32_t)(id >> 32)) return NULL;
+    return sl;
+}
+
+/* ---- closing -------------------------------------------------------------- */
+
+static void active_remove(mw_svc_t *s, uint32_t idx) {
+    for (uint32_t i = 0; i < s->nactive; i++) {
+        if (s->active[i] != idx) continue;
+        s->active[i] = s->active[--s->nactive];
+        return;
+    }
+}
+
+/* Closes a slot on its owning thread. reason: MW_ECLOSED (peer), MW_ESTATE
+ * (closed by us) or the error. The connection's last error is kept. */
+static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
+    if (sl->in_cb) {
+        sl->close_pending = true;
+        if (!sl->close_reason) sl->close_reason = reason;
+        return;
+    }
+    mw_io_t *io = sl->w ? sl->w->io : s->io;
+    if (sl->src.added) mw_io_del(io, &sl->src);
+    mw_conn_id_t id = make_id(sl);
+    const char *why = mw_conn_last_error(&sl->conn);
+    if (*why) mw_err_set(&sl->err, reason, "%s", why);
+    else mw_err_set(&sl->err, reason, "%s", reason == MW_ESTATE ? "closed by the service" : mw_strerror(reason));
+    if (reason != MW_ECLOSED && reason != MW_ESTATE) {
+        atomic_fetch_add(&s->closed_bad_input, 1);
+        mw__logf(MW_LOG_WARN, "svc: closing connection %u: %s", sl->idx, sl->err.text);
+    }
+    if (s->o.on_close && !s->closed_all) s->o.on_close(s, id, reason, s->o.ud);
+    mw_conn_stats_t st;
+    mw_conn_stats(&sl->conn, &st);
+    atomic_fetch_add(&s->msgs_in, st.msgs_in);
+    atomic_fetch_add(&s->msgs_out, st.msgs_out);
+    if (s->o.mode != MW_MODE_EVENT) active_remove(s, sl->idx);
+    pthread_mutex_lock(&sl->mu);
+    mw_conn_fini(&sl->conn);
+    atomic_fetch_add(&sl->gen, 1);
+    atomic_store(&sl->used, false);
+    pthread_mutex_unlock(&sl->mu);
+    sl->eof = sl->close_pending = false;
+    sl->close_reason = 0;
+    atomic_fetch_add(&s->closed, 1);
+    atomic_fetch_sub(&s->nconns, 1);
+}
+
+/* ---- event mode connection handling -------------------------------------- */
+
+static bool deliver(void *ud, mw_conn_t *c, const mw_schema_t *sch, const void *msg) {
+    (void)c;
+    slot_t *sl = ud;
+    mw_svc_t *s = sl->svc;
+    if (s->o.on_msg) s->o.on_msg(s, make_id(sl), sch, msg, s->o.ud);
+    return !sl->close_pending;
+}
+
+static void on_conn_event(mw_sel_src_t *src, int events) {
+    slot_t *sl = src->ud;
+    mw_svc_t *s = sl->svc;
+    int r = 0;
+    sl->in_cb = true;
+    if (events & MW_WANT_WRITE) {
+        r = mw_conn_flush(&sl->conn);
+        if (r == 0) mw_io_mod(sl->w->io, &sl->src, MW_WANT_READ);
+        if (r == MW_EAGAIN) r = 0;
+    }
+    if (!r && (events & MW_WANT_READ)) {
+        ssize_t n = mw_conn_fill(&sl->conn);
+        int d = mw_conn_dispatch(&sl->conn, deliver, sl, -1);
+        if (d < 0) r = d;
+        else if (n < 0 && n != MW_EAGAIN) r = (int)n;
+    }
+    sl->in_cb = false;
+    if (sl->close_pending) r = sl->close_reason ? sl->close_reason : MW_ESTATE;
+    if (r < 0) close_slot(s, sl, r);
+    else if (mw_conn_tx_pending(&sl->conn)) mw_io_mod(sl->w->io, &sl->src, MW_WANT_READ | MW_WANT_WRITE);
+}
+
+static void adopt(void *ud) {
+    slot_t *sl = ud;
+    mw_svc_t *s = sl->svc;
+    mw_sel_src_init(&sl->src, mw_stream_fd(sl->conn.stream), MW_WANT_READ, on_conn_event, sl);
+    int r = mw_io_add(sl->w->io, &sl->src);
+    if (r < 0) {
+        mw_err_set(&sl->conn.rx.err, r, "register with io: %s", mw_err_text(&mw_io_selector(sl->w->io)->err));
+        close_slot(s, sl, r);
+        return;
+    }
+    if (s->o.on_accept) {
+        sl->in_cb = true;
+        s->o.on_accept(s, make_id(sl), s->o.ud);
+        sl->in_cb = false;
+        if (sl->close_pending) close_slot(s, sl, sl->close_reason ? sl->close_reason : MW_ESTATE);
+    }
+}
+
+/* ---- spin/blocking connection handling ------------------------------------ */
+
+static void on_conn_poll(mw_sel_src_t *src, int events) {
+    slot_t *sl = src->ud;
+    if (events & MW_WANT_WRITE) {
+        int r = mw_conn_flush(&sl->conn);
+        if (r == 0) mw_io_mod(sl->svc->io, &sl->src, MW_WANT_READ);
+    }
+    if (!(events & MW_WANT_READ) || sl->eof) return;
+    ssize_t n = mw_conn_fill(&sl->conn);
+    if (n >= 0 || n == MW_EAGAIN) return;
+    /* Closed or failed: stop polling; recv delivers what is buffered, then closes. */
+    sl->eof = true;
+    mw_io_del(sl->svc->io, &sl->src);
+}
+
+/* ---- accepting ------------------------------------------------------------ */
+
+static slot_t *alloc_slot(mw_svc_t *s) {
+    pthread_mutex_lock(&s->lock);
+    slot_t *found = NULL;
+    for (uint32_t i = 0; i < s->cap && !found; i++)
+        if (!atomic_load(&s->slots[i].used)) found = &s->slots[i];
+    if (found) atomic_store(&found->used, true);
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+static void accept_one(mw_svc_t *s, mw_stream_t *st) {
+    slot_t *sl = alloc_slot(s);
+    if (!sl) {
+        atomic_fetch_add(&s->refused_full, 1);
+        mw__logf(MW_LOG_WARN, "svc: refusing a client: max_connections %u reached", s->cap);
+        mw_stream_free(st);
+        return;
+    }
+    mw_conn_opts_t co = s->o.conn;
+    if (s->o.mode == MW_MODE_EVENT) co.flags |= MW_CONN_TX_LOCK;
+    pthread_mutex_lock(&sl->mu);
+    int r = mw_conn_init(&sl->conn, st, s->proto, &co, &s->err);
+    pthread_mutex_unlock(&sl->mu);
+    if (r < 0) {
+        atomic_store(&sl->used, false);
+        return;
+    }
+    sl->conn.tx.hook = s->o.on_sent;
+    sl->conn.rx.hook = s->o.on_recvd;
+    sl->conn.tx.hook_ud = sl->conn.rx.hook_ud = s->o.hook_ud;
+    sl->eof = sl->in_cb = sl->close_pending = false;
+    sl->close_reason = 0;
+    mw_err_clear(&sl->err);
+    atomic_fetch_add(&s->accepted, 1);
+    atomic_fetch_add(&s->nconns, 1);
+    if (s->o.mode == MW_MODE_EVENT) {
+        sl->w = &s->workers[s->next_worker++ % s->nworkers];
+        if (sl->w == &s->workers[0]) adopt(sl);
+        else if (mw_io_post(sl->w->io, adopt, sl) < 0) close_slot(s, sl, MW_ENOMEM);
+        return;
+    }
+    s->active[s->nactive++] = sl->idx;
+    mw_sel_src_init(&sl->src, mw_stream_fd(st), MW_WANT_READ, on_conn_poll, sl);
+    if ((r = mw_io_add(s->io, &sl->src)) < 0) {
+        close_slot(s, sl, r);
+        return;
+    }
+    if (s->o.on_accept) s->o.on_accept(s, make_id(sl), s->o.ud);
+}
+
+static void on_listener(mw_sel_src_t *src, int events) {
+    (void)events;
+    mw_svc_t *s = src->ud;
+    /* Spin mode polls the listener with everything else: an accept4 syscall per
+     * poll would double the cost of an idle spin, so try every 64th poll once
+     * a client is connected. Accept latency does not matter; message latency does. */
+    if (s->o.mode == MW_MODE_SPIN && s->nactive && (s->accept_tick++ & 63)) return;
+    for (int i = 0; i < 16; i++) {
+        mw_stream_t *st;
+        int r = mw_listener_accept(s->lis, &st, &s->err);
+        if (r < 0) break;
+        accept_one(s, st);
+    }
+}
+
+/* ---- set-up --------------------------------------------------------------- */
+
+static int setup_workers(mw_svc_t *s, mw_err_t *err) {
+    if (s->o.workers == 0) {
+        if (!s->o.io) return mw_err_set(err, MW_EINVAL, "event mode with workers = 0 needs opts.io");
+        s->nworkers = 1;
+        s->workers = calloc(1, sizeof *s->workers);
+        if (!s->workers) return mw_err_set(err, MW_ENOMEM, "out of memory");
+        s->workers[0] = (worker_t){s->o.io, s, false};
+        return 0;
+    }
+    s->nworkers = s->o.workers;
+    s->workers = calloc(s->nworkers, sizeof *s->workers);
+    if (!s->workers) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    mw_io_opts_t io;
+    mw_io_opts_init(&io);
+    io.backend = s->o.backend ? s->o.backend : "epoll";
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        int r = mw_io_new(&s->workers[i].io, &io, err);
+        if (r < 0) return r;
+        s->workers[i].svc = s;
+        s->workers[i].own_io = true;
+    }
+    return 0;
+}
+
+static int start_workers(mw_svc_t *s, mw_err_t *err) {
+    for (uint32_t i = 0; i < s->nworkers; i++) {
+        if (!s->workers[i].own_io) continue;
+        int r = mw_io_start(s->workers[i].io, NULL);
+        if (r < 0) return mw_err_set(err, r, "cannot start worker thread %u", i);
+        s->threads_started = true;
+    }
+    return 0;
+}
+
+static int setup(mw_svc_t *s, const mw_url_t *u, mw_err_t *err) {
+    s->slots = calloc(s->cap, sizeof *s->slots);
+    s->active = calloc(s->cap, sizeof *s->active);
+    if (!s->slots || !s->active) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < s->cap; i++) {
+        s->slots[i].idx = i;
+        s->slots[i].svc = s;
+        atomic_init(&s->slots[i].gen, 1);
+        pthread_mutex_init(&s->slots[i].mu, NULL);
+    }
+    mw_tcp_opts_t tcp = s->o.tcp;
+    tcp.blocking = false; /* blocking mode waits in epoll, then reads without blocking */
+    int r = mw_tcp_listen(&s->lis, u->host, u->port, &tcp, err);
+    if (r < 0) return r;
+    if (s->o.mode == MW_MODE_EVENT) {
+        if ((r = setup_workers(s, err)) < 0) return r;
+        s->io = s->workers[0].io;
+    } else {
+        mw_io_opts_t io;
+        mw_io_opts_init(&io);
+        io.backend = s->o.mode == MW_MODE_SPIN ? "direct" : "epoll";
+        if ((r = mw_io_new(&s->io, &io, err)) < 0) return r;
+    }
+    mw_sel_src_init(&s->lis_src, mw_listener_fd(s->lis), MW_WANT_READ, on_listener, s);
+    if ((r = mw_io_add(s->io, &s->lis_src)) < 0)
+        return mw_err_set(err, r, "register listener: %s", mw_err_text(&mw_io_selector(s->io)->err));
+    return s->o.mode == MW_MODE_EVENT ? start_workers(s, err) : 0;
+}
+
+int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
+                  const mw_svc_opts_t *o, mw_err_t *err) {
+    mw_svc_opts_t def;
+    if (!o) {
+        mw_svc_opts_init(&def);
+        o = &def;
+    }
+    *out = NULL;
+    mw_url_t u;
+    int r = mw_url_parse(url, &u, err);
+    if (r < 0) return r;
+    if (u.scheme != MW_SCHEME_TCP)
+        return mw_err_set(err, MW_ENOTSUP, "%s: scheme %s:// is not supported yet", url,
+                          mw_scheme_name(u.scheme));
+    mw_svc_t *s = calloc(1, sizeof *s);
+    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    s->o = *o;
+    s->proto = p;
+    s->cap = o->max_connections ? o->max_connections : 64;
+    pthread_mutex_init(&s->lock, NULL);
+    if ((r = setup(s, &u, err)) < 0) {
+        mw_svc_free(s);
+        return r;
+    }
+    *out = s;
+    return 0;
+}
+
+int mw_svc_port(const mw_svc_t *s) { return mw_listener_port(s->lis); }
+
+/* ---- spin/blocking receive ------------------------------------------------ */
+
+int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns) {
+    if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
+    return mw_io_poll(s->io, timeout_ns);
+}
+
+/* One round-robin pass over the open connections: the first buffered message
+ * wins, and the next pass starts after its connection. */
+static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
+    uint32_t n = s->nactive;
+    for (uint32_t k = 0; k < n && s->nactive; k++) {
+        uint32_t pos = (s->rr + k) % s->nactive;
+        slot_t *sl = &s->slots[s->active[pos]];
+        int r = mw_conn_next(&sl->conn, sch, msg, cap);
+        if (r == 0) {
+            s->rr = pos + 1;
+            *id = make_id(sl);
+            return 0;
+        }
+        if (r != MW_EAGAIN) close_slot(s, sl, r);
+        else if (sl->eof) close_slot(s, sl, sl->conn.rx.failed ? sl->conn.rx.failed : MW_ECLOSED);
+        else continue;
+        k--; /* the list shrank: the same position holds another slot now */
+        n--;
+    }
+    return MW_EAGAIN;
+}
+
+int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
+    if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
+    int r = scan(s, id, sch, msg, cap);
+    if (r != MW_EAGAIN) return r;
+    if (s->o.mode == MW_MODE_SPIN) {
+        mw_io_poll(s->io, 0);
+        return scan(s, id, sch, msg, cap);
+    }
+    uint64_t dl = mw_deadline_in(NULL, s->o.timeout_ns);
+    for (;;) {
+        int64_t left = mw_deadline_left(NULL, dl);
+        if (left == 0) return MW_ETIMEDOUT;
+        mw_io_poll(s->io, left);
+        if ((r = scan(s, id, sch, msg, cap)) != MW_EAGAIN) return r;
+    }
+}
+
+int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg,
+                                 size_t cap, int64_t timeout_ns) {
+    uint64_t dl = mw_deadline_in(NULL, timeout_ns);
+    mw_idle_t idle = s->o.idle;
+    int r;
+    while ((r = mw_svc_recv(s, id, sch, msg, cap)) == MW_EAGAIN || r == MW_ETIMEDOUT) {
+        if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
+        mw_idle(&idle, 0);
+    }
+    return r;
+}
+
+/* ---- sending -------------------------------------------------------------- */
+
+/* Cross-thread requests carry the id, not the slot, so a connection closed
+ * in the meantime is simply not found. They allocate: only used on the slow
+ * paths (a full socket, a close from another thread). */
+typedef struct id_req { mw_svc_t *s; mw_conn_id_t id; } id_req_t;
+
+static int post_req(mw_io_t *io, void (*fn)(void *), mw_svc_t *s, mw_conn_id_t id) {
+    id_req_t *q = malloc(sizeof *q);
+    if (!q) return MW_ENOMEM;
+    *q = (id_req_t){s, id};
+    int r = mw_io_post(io, fn, q);
+    if (r < 0) free(q);
+    return r;
+}
+
+static void arm_write_posted(void *ud) {
+    id_req_t *q = ud;
+    slot_t *sl = lookup(q->s, q->id);
+    if (sl && sl->src.added && mw_conn_tx_pending(&sl->conn))
+        mw_io_mod(sl->w->io, &sl->src, MW_WANT_READ | MW_WANT_WRITE);
+    free(q);
+}
+
+static void close_posted(void *ud) {
+    id_req_t *q = ud;
+    slot_t *sl = lookup(q->s, q->id);
+    if (sl) close_slot(q->s, sl, MW_ESTATE);
+    free(q);
+}
+
+static int send_slot(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg) {
+    int r = mw_conn_send(&sl->conn, sch, msg);
+    if (r == 0 && mw_conn_tx_pending(&sl->conn)) {
+        if (s->o.mode != MW_MODE_EVENT) mw_io_mod(s->io, &sl->src, MW_WANT_READ | MW_WANT_WRITE);
+        else if (mw_io_in_thread(sl->w->io)) mw_io_mod(sl->w->io, &sl->src, MW_WANT_READ | MW_WANT_WRITE);
+        else post_req(sl->w->io, arm_write_posted, s, make_id(sl));
+    }
+    return r;
+}
+
+int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    slot_t *sl = lookup(s, id);
+    if (!sl) return MW_ECLOSED;
+    if (s->o.mode != MW_MODE_EVENT) {
+        int r = send_slot(s, sl, sch, msg);
+        if (r < 0 && r != MW_EAGAIN && sl->conn.tx.failed) close_slot(s, sl, r);
+        return r;
+    }
+    pthread_mutex_lock(&sl->mu);
+    int r = lookup(s, id) ? send_slot(s, sl, sch, msg) : MW_ECLOSED;
+    pthread_mutex_unlock(&sl->mu);
+    return r;
+}
+
+int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg) {
+    int n = 0;
+    for (uint32_t i = 0; i < s->cap; i++) {
+        slot_t *sl = &s->slots[i];
+        if (atomic_load(&sl->used) && mw_svc_send_to(s, make_id(sl), sch, msg) == 0) n++;
+    }
+    return n;
+}
+
+int mw_svc_close_conn(mw_svc_t *s, mw_conn_id_t id) {
+    slot_t *sl = lookup(s, id);
+    if (!sl) return MW_ECLOSED;
+    if (s->o.mode != MW_MODE_EVENT || mw_io_in_thread(sl->w->io)) {
+        close_slot(s, sl, MW_ESTATE);
+        return 0;
+    }
+    return post_req(sl->w->io, close_posted, s, id);
+}
+
+int mw_svc_set_serdes(mw_svc_t *s, mw_conn_id_t id, int dirs, const char *serdes) {
+    slot_t *sl = lookup(s, id);
+    if (!sl) return MW_ECLOSED;
+    return mw_conn_set_serdes(&sl->conn, dirs, serdes, MW_FRAME_AUTO);
+}
+
+/* ---- state and lifetime --------------------------------------------------- */
+
+const char *mw_svc_conn_error(const mw_svc_t *s, mw_conn_id_t id) {
+    uint32_t idx = (uint32_t)id;
+    if (idx >= s->cap) return "";
+    const slot_t *sl = &s->slots[idx];
+    if (atomic_load(&sl->gen) != (uint32_t)(id >> 32)) return "";
+    if (sl->err.code) return mw_err_text(&sl->err);
+    return atomic_load(&sl->used) ? mw_conn_last_error(&sl->conn) : "";
+}
+
+const char *mw_svc_last_error(const mw_svc_t *s) { return mw_err_text(&s->err); }
+
+void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st) {
+    st->accepted = atomic_load(&s->accepted);
+    st->refused_full = atomic_load(&s->refused_full);
+    st->closed = atomic_load(&s->closed);
+    st->closed_bad_input = atomic_load(&s->closed_bad_input);
+    st->msgs_in = atomic_load(&s->msgs_in);
+    st->msgs_out = atomic_load(&s->msgs_out);
+    st->connections = atomic_load(&s->nconns);
+    /* add the open connections' counts (racy in event mode; for display) */
+    for (uint32_t i = 0; i < s->cap; i++) {
+        if (!atomic_load(&s->slots[i].used)) continue;
+        st->msgs_in += s->slots[i].conn.rx.msgs;
+        st->msgs_out += s->slots[i].conn.tx.msgs;
+    }
+}
+
+uint32_t mw_svc_conn_count(const mw_svc_t *s) { return atomic_load(&s->nconns); }
+
+void mw_svc_close(mw_svc_t *s) {
+    if (!s || s->closed_all) return;
+    s->closed_all = true;
+    for (uint32_t i = 0; i < s->nworkers; i++)
+        if (s->workers[i].own_io) mw_io_stop(s->workers[i].io);
+    if (s->io && s->lis_src.added) mw_io_del(s->io, &s->lis_src);
+    mw_listener_free(s->lis);
+    s->lis = NULL;
+    for (uint32_t i = 0; s->slots && i < s->cap; i++) {
+        slot_t *sl = &s->slots[i];
+        if (!atomic_load(&sl->used)) continue;
+        sl->in_cb = false;
+        close_slot(s, sl, MW_ESTATE);
+    }
+}
+
+void mw_svc_free(mw_svc_t *s) {
+    if (!s) return;
+    mw_svc_close(s);
+    for (uint32_t i = 0; i < s->nworkers; i++)
+        if (s->workers[i].own_io) mw_io_free(s->workers[i].io);
+    if (s->o.mode != MW_MODE_EVENT) mw_io_free(s->io);
+    for (uint32_t i = 0; s->slots && i < s->cap; i++) pthread_mutex_destroy(&s->slots[i].mu);
+    pthread_mutex_destroy(&s->lock);
+    free(s->workers);
+    free(s->slots);
+    free(s->active);
+    free(s);
+}
