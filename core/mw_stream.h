@@ -65,6 +65,9 @@ enum {
      * streams answer 1. Bytes that arrive after a handshake stay buffered
      * for the next read. */
     MW_STREAM_CTL_HANDSHAKE = 4,
+    /* writes the monotonic ns of the chunk the last read returned to
+     * *(uint64_t *)arg; 0 or MW_ENOTSUP */
+    MW_STREAM_CTL_RX_TS = 5,
 };
 
 struct mw_stream {
