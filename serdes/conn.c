@@ -270,8 +270,10 @@ ssize_t mw_conn_fill(mw_conn_t *c) {
         mw_buf_compact(&r->buf);
         tail = mw_buf_tailroom(&r->buf);
     }
-    if (tail == 0) /* cannot happen while the buffer holds a max frame; be safe */
-        return rx_fail(c, MW_ETOOBIG, "recv: rx buffer full without a complete frame");
+    /* Full of frames not consumed yet: the buffer holds at least one max
+     * frame, so it starts with a complete frame (or a prefix mw_conn_next
+     * rejects). Nothing can be read until they are consumed: not an error. */
+    if (tail == 0) return MW_EAGAIN;
     ssize_t n = mw_stream_read(c->stream, mw_buf_tail(&r->buf), tail);
     if (n > 0) {
         mw_buf_commit(&r->buf, (size_t)n);
