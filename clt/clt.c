@@ -1,22 +1,10 @@
-/* clt.c - the client in spin, blocking and event modes. */
-#include "mw_clt.h"
+/* clt.c - the client: messaging in every mode, synchronous connect for the
+ * spin and blocking modes. The event-mode lifecycle is in clt_ep.c. */
+#include "clt_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-struct mw_clt {
-    mw_conn_t conn;
-    mw_clt_opts_t o;
-    mw_url_t url;
-    bool open;
-    mw_err_t err;        /* connect / lifecycle errors; I/O errors live in conn */
-    mw_idle_t tx_idle;   /* busywait state, one per thread side */
-    mw_idle_t rx_idle;
-    /* event mode, io thread only */
-    mw_sel_src_t src;
-    bool attached, in_cb, close_pending, closed_notified;
-};
 
 /* The split views are the Clt itself, typed so a thread cannot call the
  * other side's functions by mistake. */
@@ -28,51 +16,116 @@ void mw_clt_opts_init(mw_clt_opts_t *o) {
     o->mode = MW_MODE_SPIN;
     mw_conn_opts_init(&o->conn);
     mw_tcp_opts_init(&o->tcp);
+    mw_transport_opts_init(&o->tr);
     o->connect_timeout_ns = 5 * MW_NS_PER_S;
     o->connect_attempts = 1;
     o->retry_delay_ns = 100 * MW_NS_PER_MS;
     o->retry_max_delay_ns = 2 * MW_NS_PER_S;
     o->timeout_ns = -1;
     mw_idle_init_busy(&o->idle);
+    o->reconnect.min_delay_ns = 100 * MW_NS_PER_MS;
+    o->reconnect.max_delay_ns = 10 * MW_NS_PER_S;
+    o->reconnect.jitter = 0.2;
 }
+
+/* ---- tx lock (event mode): the io thread tears the conn down on a drop
+ * while application threads may be sending. ------------------------------ */
+
+static inline bool locked_mode(const mw_clt_t *c) { return c->o.mode == MW_MODE_EVENT; }
+
+static inline void txl(mw_clt_t *c) {
+    if (!locked_mode(c)) return;
+    while (atomic_flag_test_and_set_explicit(&c->txlock, memory_order_acquire)) mw_cpu_relax();
+}
+
+static inline void txu(mw_clt_t *c) {
+    if (locked_mode(c)) atomic_flag_clear_explicit(&c->txlock, memory_order_release);
+}
+
+/* ---- conn set-up / teardown ------------------------------------------------ */
+
+int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err) {
+    mw_conn_opts_t co = c->o.conn;
+    if (c->o.rx_timestamps) co.flags |= MW_CONN_RX_TIMESTAMPS;
+    txl(c);
+    int r = mw_conn_init(&c->conn, s, c->proto, &co, err);
+    if (r == 0) {
+        c->conn.tx.hook = c->o.on_sent;
+        c->conn.rx.hook = c->o.on_recvd;
+        c->conn.tx.hook_ud = c->conn.rx.hook_ud = c->o.hook_ud;
+        c->have_conn = true;
+        c->open = true;
+    }
+    txu(c);
+    return r;
+}
+
+void mw__clt_conn_teardown(mw_clt_t *c) {
+    txl(c);
+    if (c->have_conn) mw_conn_fini(&c->conn);
+    c->have_conn = false;
+    c->open = false;
+    txu(c);
+}
+
+/* ---- synchronous connect (spin, blocking) ----------------------------------- */
 
 static void nap(int64_t ns) {
     struct timespec ts = {(time_t)(ns / MW_NS_PER_S), (long)(ns % MW_NS_PER_S)};
     while (nanosleep(&ts, &ts) != 0) {}
 }
 
-/* Connect with the retry policy: a refused or timed-out attempt waits
- * retry_delay (doubling up to retry_max_delay) before the next. */
-static int connect_retry(mw_stream_t **s, const mw_url_t *u, const mw_clt_opts_t *o,
-                         const mw_tcp_opts_t *tcp, mw_err_t *err) {
-    uint32_t attempts = o->connect_attempts ? o->connect_attempts : 1;
-    int64_t delay = o->retry_delay_ns;
+/* One attempt: TCP connect, wrap per scheme, handshakes, all within the
+ * connect timeout. */
+static int connect_once(mw_clt_t *c, mw_stream_t **out, mw_err_t *err) {
+    uint64_t dl = mw_deadline_in(NULL, c->o.connect_timeout_ns);
+    mw_tcp_opts_t tcp = c->o.tcp;
+    tcp.blocking = false; /* handshakes are driven nonblocking, then switched */
+    mw_stream_t *s;
+    int r = mw_tcp_connect(&s, c->url.host, c->url.port, &tcp, c->o.connect_timeout_ns, err);
+    if (r < 0) return r;
+    if ((r = mw_transport_wrap(&c->tr, s, &s, err)) < 0) return r;
+    if ((r = mw_transport_handshake(s, dl, err)) < 0) {
+        mw_stream_free(s);
+        return r;
+    }
+    if (c->o.mode == MW_MODE_BLOCKING) {
+        mw_tcp_set_blocking(s, true);
+        if (c->o.timeout_ns > 0) mw_tcp_set_timeouts(s, c->o.timeout_ns, c->o.timeout_ns);
+    }
+    *out = s;
+    return 0;
+}
+
+/* The retry policy: a failed attempt waits retry_delay (doubling up to
+ * retry_max_delay) before the next. */
+static int connect_sync(mw_clt_t *c, mw_err_t *err) {
+    uint32_t attempts = c->o.connect_attempts ? c->o.connect_attempts : 1;
+    int64_t delay = c->o.retry_delay_ns;
     int r = MW_EINVAL;
+    mw_stream_t *s = NULL;
     for (uint32_t i = 0; i < attempts; i++) {
         if (i) {
             nap(delay);
-            delay = delay * 2 > o->retry_max_delay_ns ? o->retry_max_delay_ns : delay * 2;
+            delay = delay * 2 > c->o.retry_max_delay_ns ? c->o.retry_max_delay_ns : delay * 2;
         }
-        r = mw_tcp_connect(s, u->host, u->port, tcp, o->connect_timeout_ns, err);
+        r = connect_once(c, &s, err);
         if (r == 0 || r == MW_EINVAL || r == MW_ENOMEM) break;
     }
-    return r;
+    if (r < 0) return r;
+    return mw__clt_conn_setup(c, s, err);
 }
 
-static void on_ready(mw_sel_src_t *src, int events);
-
-static void attach(void *ud) {
-    mw_clt_t *c = ud;
-    mw_sel_src_init(&c->src, mw_stream_fd(c->conn.stream), MW_WANT_READ, on_ready, c);
-    int r = mw_io_add(c->o.io, &c->src);
-    if (r < 0) {
-        mw_err_set(&c->err, r, "attach to io: %s", mw_err_text(&mw_io_selector(c->o.io)->err));
-        c->open = false;
-        if (c->o.on_close) c->o.on_close(c, r, c->o.ud);
-        return;
-    }
-    c->attached = true;
-    if (c->o.on_connect) c->o.on_connect(c, c->o.ud);
+static mw_clt_t *clt_new(const mw_protocol_t *p, const mw_clt_opts_t *o) {
+    mw_clt_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->o = *o;
+    c->proto = p;
+    c->tx_idle = c->rx_idle = o->idle;
+    atomic_flag_clear(&c->txlock);
+    atomic_init(&c->refs, 1);
+    c->state = MW_CLT_CLOSED;
+    return c;
 }
 
 int mw_clt_connect(mw_clt_t **out, const char *url, const mw_protocol_t *p,
@@ -83,99 +136,48 @@ int mw_clt_connect(mw_clt_t **out, const char *url, const mw_protocol_t *p,
         o = &def;
     }
     *out = NULL;
-    mw_url_t u;
-    int r = mw_url_parse(url, &u, err);
-    if (r < 0) return r;
-    if (u.scheme != MW_SCHEME_TCP)
-        return mw_err_set(err, MW_ENOTSUP, "%s: scheme %s:// is not supported yet", url,
-                          mw_scheme_name(u.scheme));
-    if (o->mode == MW_MODE_EVENT && !o->io)
-        return mw_err_set(err, MW_EINVAL, "event mode needs opts.io");
-    mw_tcp_opts_t tcp = o->tcp;
-    tcp.blocking = o->mode == MW_MODE_BLOCKING;
-    mw_stream_t *s;
-    if ((r = connect_retry(&s, &u, o, &tcp, err)) < 0) return r;
-    if (o->mode == MW_MODE_BLOCKING && o->timeout_ns > 0) mw_tcp_set_timeouts(s, o->timeout_ns, o->timeout_ns);
-    mw_clt_t *c = calloc(1, sizeof *c);
-    if (!c) {
-        mw_stream_free(s);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
-    }
-    c->o = *o;
-    c->url = u;
-    mw_conn_opts_t co = o->conn;
-    if (o->mode == MW_MODE_EVENT) co.flags |= MW_CONN_TX_LOCK;
-    if ((r = mw_conn_init(&c->conn, s, p, &co, err)) < 0) {
-        free(c);
+    if (o->mode == MW_MODE_EVENT && !o->io) return mw_err_set(err, MW_EINVAL, "event mode needs opts.io");
+    mw_clt_t *c = clt_new(p, o);
+    if (!c) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    int r = mw_url_parse(url, &c->url, err);
+    mw_transport_opts_t tr = o->tr;
+    if (tr.ws.max_msg > c->o.conn.max_msg) tr.ws.max_msg = c->o.conn.max_msg; /* one limit, not two */
+    if (r == 0 && (r = mw_transport_init(&c->tr, &c->url, false, &tr, err)) == 0) c->have_tr = true;
+    /* Event mode with reconnects (or asked to) connects from the io: errors
+     * then arrive through on_close. Otherwise connect here and now. */
+    bool async = o->mode == MW_MODE_EVENT && (o->async_connect || o->reconnect.enabled);
+    if (r == 0 && !async) r = connect_sync(c, err);
+    if (r == 0 && o->mode == MW_MODE_EVENT) r = mw__clt_ep_start(c);
+    if (r < 0) {
+        mw_clt_free(c);
         return r;
     }
-    c->conn.tx.hook = o->on_sent;
-    c->conn.rx.hook = o->on_recvd;
-    c->conn.tx.hook_ud = c->conn.rx.hook_ud = o->hook_ud;
-    c->tx_idle = c->rx_idle = o->idle;
-    c->open = true;
-    if (o->mode == MW_MODE_EVENT && (r = mw_io_post(o->io, attach, c)) < 0) {
-        mw_clt_free(c);
-        return mw_err_set(err, r, "cannot post to io");
-    }
+    if (o->mode != MW_MODE_EVENT) c->state = MW_CLT_OPEN;
     *out = c;
     return 0;
 }
 
-/* ---- event mode ----------------------------------------------------------- */
-
-static void detach(mw_clt_t *c) {
-    if (c->attached) mw_io_del(c->o.io, &c->src);
-    c->attached = false;
-}
-
-static void fail_event(mw_clt_t *c, int reason) {
-    c->open = false;
-    detach(c);
-    mw_stream_close(c->conn.stream);
-    if (!c->closed_notified && c->o.on_close) {
-        c->closed_notified = true;
-        c->o.on_close(c, reason, c->o.ud);
+int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
+                       const mw_clt_opts_t *o, mw_err_t *err) {
+    mw_clt_opts_t def;
+    if (!o) {
+        mw_clt_opts_init(&def);
+        o = &def;
     }
-}
-
-static bool deliver(void *ud, mw_conn_t *conn, const mw_schema_t *s, const void *msg) {
-    (void)conn;
-    mw_clt_t *c = ud;
-    if (c->o.on_msg) c->o.on_msg(c, s, msg, c->o.ud);
-    return !c->close_pending;
-}
-
-static void arm_write(mw_clt_t *c) {
-    if (c->attached && !(c->src.events & MW_WANT_WRITE))
-        mw_io_mod(c->o.io, &c->src, MW_WANT_READ | MW_WANT_WRITE);
-}
-
-static void arm_write_posted(void *ud) { arm_write(ud); }
-
-static void on_ready(mw_sel_src_t *src, int events) {
-    mw_clt_t *c = src->ud;
-    int r = 0;
-    c->in_cb = true;
-    if (events & MW_WANT_WRITE) {
-        r = mw_conn_flush(&c->conn);
-        if (r == 0) mw_io_mod(c->o.io, &c->src, MW_WANT_READ);
+    *out = NULL;
+    mw_clt_t *c = NULL;
+    int r = MW_EINVAL;
+    if (o->mode == MW_MODE_EVENT && !o->io) mw_err_set(err, r, "event mode needs opts.io");
+    else if (!(c = clt_new(p, o))) r = mw_err_set(err, MW_ENOMEM, "out of memory");
+    else if ((r = mw__clt_conn_setup(c, s, err)) == 0 && o->mode == MW_MODE_EVENT) r = mw__clt_ep_start(c);
+    if (r < 0) {
+        if (!c || !c->have_conn) mw_stream_free(s);
+        mw_clt_free(c);
+        return r;
     }
-    if (r >= 0 || r == MW_EAGAIN) r = 0;
-    ssize_t n = 0;
-    if (!r && (events & MW_WANT_READ)) {
-        n = mw_conn_fill(&c->conn);
-        int d = mw_conn_dispatch(&c->conn, deliver, c, -1);
-        if (d < 0) r = d;
-        else if (n < 0 && n != MW_EAGAIN) r = (int)n;
-    }
-    c->in_cb = false;
-    if (c->close_pending) {
-        mw_clt_close(c);
-        return;
-    }
-    if (r < 0) fail_event(c, r);
-    else if (mw_conn_tx_pending(&c->conn)) arm_write(c);
+    if (o->mode != MW_MODE_EVENT) c->state = MW_CLT_OPEN;
+    *out = c;
+    return 0;
 }
 
 /* ---- sending -------------------------------------------------------------- */
@@ -184,29 +186,40 @@ static int blocking_result(const mw_clt_t *c, int r) {
     return c->o.mode == MW_MODE_BLOCKING && r == MW_EAGAIN ? MW_ETIMEDOUT : r;
 }
 
+static void arm_posted(mw_clt_t *c) { mw__clt_arm(c); }
+
+/* Event mode: bytes left behind a full socket need write readiness, which
+ * only the io thread may ask for. */
 static void after_send(mw_clt_t *c) {
     if (c->o.mode != MW_MODE_EVENT || !mw_conn_tx_pending(&c->conn)) return;
-    if (mw_io_in_thread(c->o.io)) arm_write(c);
-    else mw_io_post(c->o.io, arm_write_posted, c);
+    if (mw_io_in_thread(c->o.io)) mw__clt_arm(c);
+    else mw__clt_post(c, arm_posted);
 }
 
 int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
-    int r = mw_conn_send(&c->conn, s, msg);
-    if (r == 0 && c->o.mode == MW_MODE_BLOCKING && mw_conn_tx_pending(&c->conn))
-        return MW_ETIMEDOUT; /* the blocking write stopped at SO_SNDTIMEO */
+    txl(c);
+    int r = c->have_conn ? mw_conn_send(&c->conn, s, msg) : MW_ECLOSED;
+    bool pending = r == 0 && c->have_conn && mw_conn_tx_pending(&c->conn);
     if (r == 0) after_send(c);
-    if (r == MW_ECLOSED || (r < 0 && c->conn.tx.failed)) c->open = false;
+    if (r < 0 && c->have_conn && c->conn.tx.failed) c->open = false;
+    txu(c);
+    if (pending && c->o.mode == MW_MODE_BLOCKING) return MW_ETIMEDOUT; /* SO_SNDTIMEO hit */
     return blocking_result(c, r);
 }
 
 int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
-    return mw_conn_enqueue(&c->conn, s, msg);
+    txl(c);
+    int r = c->have_conn ? mw_conn_enqueue(&c->conn, s, msg) : MW_ECLOSED;
+    txu(c);
+    return r;
 }
 
 int mw_clt_flush(mw_clt_t *c) {
-    int r = mw_conn_flush(&c->conn);
+    txl(c);
+    int r = c->have_conn ? mw_conn_flush(&c->conn) : MW_ECLOSED;
     if (r == MW_EAGAIN) after_send(c);
-    if (r < 0 && c->conn.tx.failed) c->open = false;
+    if (r < 0 && r != MW_EAGAIN && c->have_conn && c->conn.tx.failed) c->open = false;
+    txu(c);
     return blocking_result(c, r);
 }
 
@@ -217,7 +230,7 @@ int mw_clt_send_busywait_timeout(mw_clt_t *c, const mw_schema_t *s, const void *
         if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
         mw_idle(&c->tx_idle, 0);
     }
-    while (r == 0 && (r = mw_conn_flush(&c->conn)) == MW_EAGAIN) {
+    while (r == 0 && (r = mw_clt_flush(c)) == MW_EAGAIN) {
         if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
         mw_idle(&c->tx_idle, 0);
     }
@@ -225,13 +238,23 @@ int mw_clt_send_busywait_timeout(mw_clt_t *c, const mw_schema_t *s, const void *
     return r;
 }
 
-uint8_t *mw_clt_claim(mw_clt_t *c, size_t max) { return mw_conn_claim(&c->conn, max); }
+uint8_t *mw_clt_claim(mw_clt_t *c, size_t max) {
+    txl(c);
+    uint8_t *p = c->have_conn ? mw_conn_claim(&c->conn, max) : NULL;
+    if (!p) txu(c);
+    return p; /* the lock (event mode) is held until commit */
+}
 
-int mw_clt_commit(mw_clt_t *c, size_t len) { return mw_conn_commit(&c->conn, len); }
+int mw_clt_commit(mw_clt_t *c, size_t len) {
+    int r = mw_conn_commit(&c->conn, len);
+    txu(c);
+    return r;
+}
 
 /* ---- receiving ------------------------------------------------------------ */
 
 int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
+    if (!c->have_conn) return MW_ECLOSED;
     int r = mw_conn_recv(&c->conn, s, msg, cap);
     if (r < 0 && r != MW_EAGAIN) c->open = false;
     return blocking_result(c, r);
@@ -275,42 +298,59 @@ int mw_clt_receiver_recv_busywait_timeout(mw_clt_receiver_t *rx, const mw_schema
 /* ---- state and lifetime --------------------------------------------------- */
 
 int mw_clt_set_serdes(mw_clt_t *c, int dirs, const char *serdes) {
+    if (!c->have_conn) return MW_ECLOSED;
     return mw_conn_set_serdes(&c->conn, dirs, serdes, MW_FRAME_AUTO);
 }
 
 mw_mode_t mw_clt_mode(const mw_clt_t *c) { return c->o.mode; }
+mw_clt_state_t mw_clt_state(const mw_clt_t *c) { return c->state; }
+uint64_t mw_clt_connects(const mw_clt_t *c) { return c->connects ? c->connects : c->have_conn; }
+uint64_t mw_clt_rx_time_ns(const mw_clt_t *c) { return c->have_conn ? c->conn.rx_ts_ns : 0; }
 
-void mw_clt_stats(const mw_clt_t *c, mw_conn_stats_t *st) { mw_conn_stats(&c->conn, st); }
+const char *mw_clt_state_name(mw_clt_state_t st) {
+    static const char *const n[] = {"resolving", "connecting", "handshaking", "open", "backoff", "closed"};
+    return (unsigned)st <= MW_CLT_CLOSED ? n[st] : "?";
+}
+
+void mw_clt_stats(const mw_clt_t *c, mw_conn_stats_t *st) {
+    if (c->have_conn) mw_conn_stats(&c->conn, st);
+    else memset(st, 0, sizeof *st);
+}
 
 const char *mw_clt_last_error(const mw_clt_t *c) {
-    const char *e = mw_conn_last_error(&c->conn);
+    const char *e = c->have_conn ? mw_conn_last_error(&c->conn) : "";
     return *e ? e : mw_err_text(&c->err);
 }
 
-mw_conn_t *mw_clt_conn(mw_clt_t *c) { return &c->conn; }
+mw_conn_t *mw_clt_conn(mw_clt_t *c) { return c->have_conn ? &c->conn : NULL; }
 
 int mw_clt_local_name(const mw_clt_t *c, char *buf, size_t cap) {
-    return mw_tcp_local_name(c->conn.stream, buf, cap);
+    return c->have_conn ? mw_tcp_local_name(c->conn.stream, buf, cap) : MW_ECLOSED;
 }
 
 bool mw_clt_is_open(const mw_clt_t *c) { return c->open; }
 
 void mw_clt_close(mw_clt_t *c) {
     if (!c) return;
-    if (c->in_cb) { /* deferred until the callback returns */
-        c->close_pending = true;
+    if (c->o.mode == MW_MODE_EVENT) {
+        mw__clt_ep_stop(c);
         return;
     }
-    c->close_pending = false;
     c->open = false;
-    detach(c);
-    if (c->conn.stream) mw_stream_close(c->conn.stream);
+    c->state = MW_CLT_CLOSED;
+    if (c->have_conn) mw_stream_close(c->conn.stream);
 }
 
 void mw_clt_free(mw_clt_t *c) {
     if (!c) return;
-    c->in_cb = false;
+    if (c->in_cb) { /* inside its own callback: done when the callback returns */
+        c->free_pending = true;
+        return;
+    }
     mw_clt_close(c);
-    mw_conn_fini(&c->conn);
-    free(c);
+    mw__clt_conn_teardown(c);
+    if (c->have_tr) mw_transport_fini(&c->tr);
+    c->have_tr = false;
+    atomic_store(&c->freed, true);
+    mw__clt_unref(c);
 }

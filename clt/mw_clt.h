@@ -7,12 +7,30 @@
  *                     variants spin with opts.idle until done or the deadline.
  *   MW_MODE_BLOCKING  blocking socket. send/recv wait until done or
  *                     opts.timeout_ns (MW_ETIMEDOUT), one syscall per wait.
- *   MW_MODE_EVENT     nonblocking socket attached to an mw_io (opts.io): the
- *                     io's thread calls on_connect / on_msg / on_close.
- *                     Sends may come from inside callbacks or from any other
- *                     thread (a tiny spinlock guards the tx buffer in this
- *                     mode only). Use mw_io_start for a poll thread that
- *                     drives many Clts (and Svcs) at once.
+ *   MW_MODE_EVENT     an endpoint on an mw_io (opts.io). mw_clt_connect
+ *                     connects (and handshakes) before it returns, then the io
+ *                     thread calls on_connect, on_msg per message and on_close.
+ *                     With opts.async_connect or opts.reconnect.enabled it
+ *                     returns at once instead, and the io resolves the name
+ *                     (async, evdns), connects, runs the TLS/WebSocket
+ *                     handshakes and calls on_connect; failed attempts and
+ *                     drops both reach on_close. With opts.reconnect.enabled it
+ *                     reconnects with exponential backoff and jitter (asking
+ *                     can_reconnect first), rotates the connection after
+ *                     opts.ttl_ns, drops a silent one after
+ *                     opts.idle_timeout_ns, and calls on_heartbeat every
+ *                     opts.heartbeat_ns. Whatever drives the io drives the
+ *                     endpoint: mw_io_poll(io, 0) in your spin loop (one poll
+ *                     serves every endpoint), mw_io_run (blocking waits), a
+ *                     libevent loop, or mw_io_start (a poll thread for many
+ *                     Clts and Svcs). Sends may come from callbacks or any
+ *                     other thread (a tiny spinlock guards the tx buffer in
+ *                     this mode only); they return MW_ECLOSED while not
+ *                     connected.
+ *
+ * URLs: tcp://host:port, tls://host:port, ws://host:port/path,
+ * wss://host:port/path. The same program talks any of them by changing only
+ * the URL (options for TLS and WebSocket in opts.tr).
  *
  * Typed sends: `MW_CLT_SEND(clt, &new_order, ORDERS_MSGS)` picks the schema
  * from the pointer's type at compile time (a struct outside the protocol does
@@ -36,13 +54,22 @@
 #include "mw_idle.h"
 #include "mw_io.h"
 #include "mw_tcp.h"
+#include "mw_transport.h"
 
 typedef struct mw_clt mw_clt_t;
+
+/* Event-mode lifecycle states. */
+typedef enum mw_clt_state {
+    MW_CLT_RESOLVING, MW_CLT_CONNECTING, MW_CLT_HANDSHAKING, MW_CLT_OPEN,
+    MW_CLT_BACKOFF, MW_CLT_CLOSED
+} mw_clt_state_t;
 
 typedef struct mw_clt_opts {
     mw_mode_t mode;            /* default MW_MODE_SPIN */
     mw_conn_opts_t conn;       /* serdes, framing, max_msg, buffers */
-    mw_tcp_opts_t tcp;         /* nodelay, bind address/interface, buffers */
+    mw_tcp_opts_t tcp;         /* nodelay, bind address/interface, busy poll, buffers */
+    mw_transport_opts_t tr;    /* TLS (CA, certs, verification), WebSocket (path, origin,
+                                  subprotocol, limits), record_path */
     int64_t connect_timeout_ns;/* per attempt; default 5 s */
     uint32_t connect_attempts; /* total attempts; default 1 */
     int64_t retry_delay_ns;    /* first delay between attempts (doubles); default 100 ms */
@@ -54,9 +81,28 @@ typedef struct mw_clt_opts {
     void (*on_connect)(mw_clt_t *c, void *ud);
     /* msg is borrowed: valid until the callback returns. */
     void (*on_msg)(mw_clt_t *c, const mw_schema_t *s, const void *msg, void *ud);
-    /* reason: MW_ECLOSED for an orderly close by the peer, else the error. */
+    /* reason: MW_ECLOSED (the peer closed), MW_ESTATE (rotated after ttl_ns),
+     * MW_ETIMEDOUT (connect/handshake or idle timeout), else the error
+     * (MW_ECONNREFUSED, MW_ERESOLVE, MW_ETLS, MW_EPROTO, ...). Called for failed
+     * attempts too (the text: mw_clt_last_error). */
     void (*on_close)(mw_clt_t *c, int reason, void *ud);
     void *ud;
+    /* event mode lifecycle */
+    struct {
+        bool enabled;          /* reconnect after a drop or a failed attempt */
+        int64_t min_delay_ns;  /* first delay; default 100 ms (TTL rotation: none) */
+        int64_t max_delay_ns;  /* cap of the doubling; default 10 s */
+        double jitter;         /* 0..1: delays scaled by a random factor in [1-jitter, 1]; 0.2 */
+        uint32_t max_attempts; /* consecutive failures before giving up; 0: no limit */
+    } reconnect;
+    /* Asked before each reconnect; false ends the endpoint (state CLOSED). */
+    bool (*can_reconnect)(mw_clt_t *c, int reason, uint32_t attempt, void *ud);
+    int64_t ttl_ns;            /* rotate an open connection after this long; 0: never */
+    int64_t idle_timeout_ns;   /* drop (and reconnect) after this long without input; 0: never */
+    int64_t heartbeat_ns;      /* call on_heartbeat this often while open; 0: never */
+    void (*on_heartbeat)(mw_clt_t *c, void *ud);
+    bool rx_timestamps;        /* take one timestamp per read (mw_clt_rx_time_ns) */
+    bool async_connect;        /* event mode: connect from the io (implied by reconnect) */
     /* every message sent / received, any mode */
     mw_conn_hook_fn on_sent, on_recvd;
     void *hook_ud;
@@ -72,6 +118,13 @@ void mw_clt_opts_init(mw_clt_opts_t *o);
  * yet), MW_ENOMEM; the sentence goes to err. Allocates. Any thread. */
 int mw_clt_connect(mw_clt_t **out, const char *url, const mw_protocol_t *p,
                    const mw_clt_opts_t *o, mw_err_t *err);
+
+/* Builds a Clt over a stream you already have (e.g. mw_replay_open, or a
+ * stream you connected yourself). Ownership of s passes (also on failure).
+ * Event mode: attached to opts.io and on_connect runs from the next poll; no
+ * reconnects. Returns 0, MW_EINVAL, MW_ENOMEM. */
+int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
+                       const mw_clt_opts_t *o, mw_err_t *err);
 
 /* ---- sending (the sender's thread) --------------------------------------- */
 
@@ -126,6 +179,15 @@ int mw_clt_receiver_recv_busywait_timeout(mw_clt_receiver_t *rx, const mw_schema
 int mw_clt_set_serdes(mw_clt_t *c, int dirs, const char *serdes);
 
 mw_mode_t mw_clt_mode(const mw_clt_t *c);
+/* Event mode: the lifecycle state; other modes: OPEN or CLOSED. */
+mw_clt_state_t mw_clt_state(const mw_clt_t *c);
+const char *mw_clt_state_name(mw_clt_state_t st);
+/* Successful connects so far (1 + reconnects). */
+uint64_t mw_clt_connects(const mw_clt_t *c);
+/* With opts.rx_timestamps: monotonic ns of the read that brought the message
+ * being handled (one timestamp per read: every message of a batch shares it;
+ * for a replayed stream, the recorded time). Receiver's thread / on_msg. */
+uint64_t mw_clt_rx_time_ns(const mw_clt_t *c);
 void mw_clt_stats(const mw_clt_t *c, mw_conn_stats_t *st);
 const char *mw_clt_last_error(const mw_clt_t *c);
 /* The underlying connection (advanced use: raw views, buffers). */
@@ -135,10 +197,14 @@ int mw_clt_local_name(const mw_clt_t *c, char *buf, size_t cap);
 /* True until the Clt failed or was closed. */
 bool mw_clt_is_open(const mw_clt_t *c);
 
-/* Closes the socket (idempotent, never frees). In event mode it detaches from
- * the io; call it on the io thread or after mw_io_stop. */
+/* Closes the socket (idempotent, never frees); an event-mode endpoint stops
+ * for good (no reconnect, no more callbacks). Event mode: call it on the io
+ * thread (callbacks included: deferred until the callback returns) or while
+ * the io is not running. */
 void mw_clt_close(mw_clt_t *c);
-/* Closes and frees; NULL is a no-op. Event mode: as for close. */
+/* Closes and frees; NULL is a no-op. Event mode: on the io thread (not
+ * inside this Clt's callbacks) or while the io is not running, before
+ * mw_io_free. Callbacks posted but not yet run are dropped safely. */
 void mw_clt_free(mw_clt_t *c);
 
 /* Typed sends. */

@@ -80,22 +80,34 @@ static ssize_t dec_u32(const mw_framer_t *f, const uint8_t *in, size_t len,
 }
 
 /* A line longer than max_len is known to be too big once max_len + 1 bytes
- * have arrived without a newline; searching further would only cost time. */
-static ssize_t dec_line(const mw_framer_t *f, const uint8_t *in, size_t len,
+ * have arrived without a newline; searching further would only cost time.
+ * `from` bytes are already known to hold no newline (a resumed search), so a
+ * line arriving byte by byte costs linear, not quadratic, time. */
+static ssize_t dec_line(const mw_framer_t *f, const uint8_t *in, size_t len, size_t *from,
                         const uint8_t **payload, size_t *plen) {
     size_t window = (size_t)f->max_len + 1;
     size_t scan = len < window ? len : window;
-    const uint8_t *nl = scan ? memchr(in, '\n', scan) : NULL;
-    if (!nl) return len >= window ? MW_ETOOBIG : MW_EAGAIN;
+    size_t start = from && *from < scan ? *from : 0;
+    const uint8_t *nl = scan > start ? memchr(in + start, '\n', scan - start) : NULL;
+    if (!nl) {
+        if (from) *from = scan;
+        return len >= window ? MW_ETOOBIG : MW_EAGAIN;
+    }
+    if (from) *from = 0;
     return ok(in, 0, (size_t)(nl - in), 1, payload, plen);
 }
 
 ssize_t mw_frame_decode(const mw_framer_t *f, const uint8_t *in, size_t len,
                         const uint8_t **payload, size_t *plen) {
+    return mw_frame_decode_resume(f, in, len, NULL, payload, plen);
+}
+
+ssize_t mw_frame_decode_resume(const mw_framer_t *f, const uint8_t *in, size_t len, size_t *scanned,
+                               const uint8_t **payload, size_t *plen) {
     switch (f->kind) {
     case MW_FRAME_U16BE: return dec_u16(f, in, len, payload, plen);
     case MW_FRAME_U32BE: return dec_u32(f, in, len, payload, plen);
-    case MW_FRAME_LINE: return dec_line(f, in, len, payload, plen);
+    case MW_FRAME_LINE: return dec_line(f, in, len, scanned, payload, plen);
     case MW_FRAME_FIXED:
         if (len < f->fixed_len) return MW_EAGAIN;
         return ok(in, 0, f->fixed_len, 0, payload, plen);

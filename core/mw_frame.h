@@ -54,6 +54,13 @@ const char *mw_frame_kind_name(mw_frame_kind_t kind);
 ssize_t mw_frame_decode(const mw_framer_t *f, const uint8_t *in, size_t len,
                         const uint8_t **payload, size_t *plen);
 
+/* mw_frame_decode for a caller that retries as more bytes arrive: *scanned
+ * (start at 0) remembers how far a LINE search got, so each retry only looks
+ * at the new bytes. Set it back to 0 after consuming a frame (a successful
+ * decode does so itself). Other kinds ignore it. */
+ssize_t mw_frame_decode_resume(const mw_framer_t *f, const uint8_t *in, size_t len, size_t *scanned,
+                               const uint8_t **payload, size_t *plen);
+
 /* Bytes before and after the payload on the wire. */
 static inline size_t mw_frame_prefix_len(const mw_framer_t *f) {
     return f->kind == MW_FRAME_U16BE ? 2u : f->kind == MW_FRAME_U32BE ? 4u : 0u;

@@ -54,7 +54,8 @@ typedef struct mw_selector_ops {
      * src->events). del unregisters (0 if not added) and may be called from
      * any callback, for any source, even one already reported ready in the
      * same wait(): it will not be dispatched, and its owner may free it as
-     * soon as del returns. Deleting after the fd was closed is tolerated. */
+     * soon as del returns. Delete BEFORE closing the fd: once closed, the number may already
+     * belong to a new socket, and epoll would remove that one. */
     int (*add)(mw_selector_t *s, mw_sel_src_t *src);
     int (*mod)(mw_selector_t *s, mw_sel_src_t *src, int events);
     int (*del)(mw_selector_t *s, mw_sel_src_t *src);

@@ -55,6 +55,10 @@ static int side_setup(mw_conn_side_t *side, const char *serdes, int frame, uint3
     /* A message stream (WebSocket) delimits messages itself: its records are
      * u32-prefixed whatever the serdes, and nothing else goes on the wire. */
     int kind = records ? MW_FRAME_U32BE : frame == MW_FRAME_AUTO ? (int)nsd.ops->default_frame : frame;
+    if (kind == MW_FRAME_NONE && !records) { /* a byte stream needs a delimiter */
+        mw_serdes_fini(&nsd);
+        return mw_err_set(&side->err, MW_EINVAL, "framing \"none\" needs a message stream (WebSocket)");
+    }
     uint32_t max = kind == MW_FRAME_U16BE && max_msg > 65535 ? 65535 : max_msg;
     mw_framer_t fr;
     r = mw_framer_init(&fr, (mw_frame_kind_t)kind, max, kind == MW_FRAME_FIXED ? max : 0);
@@ -82,7 +86,8 @@ int mw_conn_init(mw_conn_t *c, mw_stream_t *stream, const mw_protocol_t *p,
     c->flags = o->flags;
     c->max_msg = o->max_msg ? o->max_msg : 65536;
     int r;
-    if (o->rx_buf < c->max_msg + FRAME_OVERHEAD || o->tx_buf < c->max_msg + FRAME_OVERHEAD) {
+    uint64_t need = (uint64_t)c->max_msg + FRAME_OVERHEAD; /* no uint32 wrap-around */
+    if (o->rx_buf < need || o->tx_buf < need) {
         r = mw_err_set(err, MW_EINVAL, "buffers (rx %u, tx %u) must each hold one frame of max_msg %u + %u",
                        o->rx_buf, o->tx_buf, c->max_msg, FRAME_OVERHEAD);
         goto fail;
@@ -128,7 +133,10 @@ int mw_conn_set_serdes(mw_conn_t *c, int dirs, const char *serdes, int frame) {
         tx_unlock(c);
         if (r < 0) return r;
     }
-    if (dirs & MW_DIR_RX) r = side_setup(&c->rx, serdes, frame, c->max_msg, c->records);
+    if (dirs & MW_DIR_RX) {
+        r = side_setup(&c->rx, serdes, frame, c->max_msg, c->records);
+        if (r == 0) c->rx_scanned = 0; /* a new framing starts its search afresh */
+    }
     return r;
 }
 
@@ -149,19 +157,21 @@ static int enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     if (t->failed) return t->failed;
     size_t pre = mw_frame_prefix_len(&t->fr), suf = mw_frame_suffix_len(&t->fr);
     size_t want = c->max_msg + pre + suf;
-    uint8_t *p = mw_buf_reserve(&t->buf, want);
-    size_t room = want;
-    if (!p) { /* less than a worst-case frame left: the message may still fit */
-        room = mw_buf_space(&t->buf);
-        if (room <= pre + suf) return MW_EAGAIN;
+    ssize_t n;
+    size_t room;
+    /* Encode into the tail as it is; compact (move pending bytes) only when
+     * the message did not fit, not whenever a worst-case frame would not. */
+    for (;;) {
+        room = mw_buf_tailroom(&t->buf);
+        if (room > want) room = want;
+        n = room > pre + suf ? mw_serdes_encode(&t->sd, s, msg, mw_buf_tail(&t->buf) + pre, room - pre - suf)
+                             : MW_ETOOBIG;
+        if (n != MW_ETOOBIG || room == want) break;
+        if (!t->buf.rd) return MW_EAGAIN; /* full: flush first */
         mw_buf_compact(&t->buf);
-        p = mw_buf_tail(&t->buf);
     }
-    ssize_t n = mw_serdes_encode(&t->sd, s, msg, p + pre, room - pre - suf);
-    if (n < 0) {
-        if (n == MW_ETOOBIG && room < want) return MW_EAGAIN;
-        return mw_err_set(&t->err, (int)n, "encode %s: %s", s->name, mw_serdes_last_error(&t->sd));
-    }
+    if (n < 0) return mw_err_set(&t->err, (int)n, "encode %s: %s", s->name, mw_serdes_last_error(&t->sd));
+    uint8_t *p = mw_buf_tail(&t->buf);
     ssize_t fl = mw_frame_seal(&t->fr, p, (size_t)n);
     if (fl < 0) return mw_err_set(&t->err, (int)fl, "frame %s: %zd bytes: %s", s->name, n, mw_strerror((int)fl));
     mw_buf_commit(&t->buf, (size_t)fl);
@@ -179,6 +189,9 @@ static int flush_nl(mw_conn_t *c) {
         ssize_t n = mw_stream_write(c->stream, mw_buf_data(&t->buf), len);
         if (n > 0) {
             mw_buf_consume(&t->buf, (size_t)n);
+            /* A short write means the socket is full (or, blocking, that
+             * SO_SNDTIMEO expired): retrying now would only wait again. */
+            if ((size_t)n < len) return MW_EAGAIN;
             continue;
         }
         if (n == 0 || n == MW_EAGAIN) return MW_EAGAIN;
@@ -226,18 +239,22 @@ uint8_t *mw_conn_claim(mw_conn_t *c, size_t max) {
     tx_lock(c);
     mw_conn_side_t *t = &c->tx;
     uint8_t *p = NULL;
-    if (!t->failed && max <= c->max_msg)
+    if (!t->failed && !c->tx_claimed && max <= c->max_msg)
         p = mw_buf_reserve(&t->buf, max + mw_frame_prefix_len(&t->fr) + mw_frame_suffix_len(&t->fr));
     if (!p) {
         tx_unlock(c);
         return NULL;
     }
+    c->tx_claimed = true;
+    c->tx_claim_max = max;
     return p + mw_frame_prefix_len(&t->fr);
 }
 
 int mw_conn_commit(mw_conn_t *c, size_t len) {
+    if (!c->tx_claimed) return MW_EINVAL; /* no claim: nothing reserved, no lock held */
+    c->tx_claimed = false;
     mw_conn_side_t *t = &c->tx;
-    ssize_t fl = mw_frame_seal(&t->fr, mw_buf_tail(&t->buf), len);
+    ssize_t fl = len > c->tx_claim_max ? MW_EINVAL : mw_frame_seal(&t->fr, mw_buf_tail(&t->buf), len);
     if (fl >= 0) {
         mw_buf_commit(&t->buf, (size_t)fl);
         t->msgs++;
@@ -245,6 +262,14 @@ int mw_conn_commit(mw_conn_t *c, size_t len) {
     }
     tx_unlock(c);
     return fl < 0 ? (int)fl : 0;
+}
+
+size_t mw_conn_tx_pending(mw_conn_t *c) {
+    tx_lock(c);
+    size_t n = mw_buf_len(&c->tx.buf);
+    if (!n && c->records && (mw_stream_want(c->stream) & MW_WANT_WRITE)) n = 1;
+    tx_unlock(c);
+    return n;
 }
 
 /* ---- rx ------------------------------------------------------------------- */
@@ -304,7 +329,7 @@ int mw_conn_next_raw(mw_conn_t *c, const uint8_t **payload, size_t *len) {
     if (r->failed) return r->failed;
     size_t have = mw_buf_len(&r->buf);
     if (!have) return MW_EAGAIN;
-    ssize_t fl = mw_frame_decode(&r->fr, mw_buf_data(&r->buf), have, payload, len);
+    ssize_t fl = mw_frame_decode_resume(&r->fr, mw_buf_data(&r->buf), have, &c->rx_scanned, payload, len);
     if (fl < 0) return fl == MW_EAGAIN ? MW_EAGAIN : frame_error(c, fl);
     mw_buf_consume(&r->buf, (size_t)fl);
     r->msgs++;
@@ -318,7 +343,7 @@ int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (!have) return MW_EAGAIN;
     const uint8_t *pl;
     size_t pn;
-    ssize_t fl = mw_frame_decode(&r->fr, mw_buf_data(&r->buf), have, &pl, &pn);
+    ssize_t fl = mw_frame_decode_resume(&r->fr, mw_buf_data(&r->buf), have, &c->rx_scanned, &pl, &pn);
     if (fl < 0) return fl == MW_EAGAIN ? MW_EAGAIN : frame_error(c, fl);
     ssize_t d = mw_serdes_decode(&r->sd, pl, pn, c->proto, s, msg, cap);
     if (d < 0)
@@ -341,15 +366,35 @@ int mw_conn_recv(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
 
 int mw_conn_dispatch(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int budget) {
     int n = 0;
+    c->rx_stopped = false;
     while (budget < 0 || n < budget) {
         const mw_schema_t *s;
         int r = mw_conn_next(c, &s, c->rx_msg, c->proto->max_size);
         if (r == MW_EAGAIN) break;
         if (r < 0) return r;
         n++;
-        if (!fn(ud, c, s, c->rx_msg)) break;
+        if (!fn(ud, c, s, c->rx_msg)) {
+            c->rx_stopped = true;
+            break;
+        }
     }
     return n;
+}
+
+ssize_t mw_conn_pump(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int max_reads, bool *more) {
+    bool decorated = c->stream->inner != NULL;
+    ssize_t total = 0;
+    *more = false;
+    for (int i = 0; i < max_reads; i++) {
+        ssize_t n = mw_conn_fill(c);
+        int d = mw_conn_dispatch(c, fn, ud, -1); /* before the error: deliver what came first */
+        if (d < 0) return d;
+        if (n < 0) return n == MW_EAGAIN ? total : n;
+        total += n;
+        if (!decorated || c->rx_stopped) return total;
+    }
+    *more = true;
+    return total;
 }
 
 void mw_conn_stats(const mw_conn_t *c, mw_conn_stats_t *st) {

@@ -48,7 +48,11 @@ enum { MW_CONN_TX_LOCK = 1, MW_CONN_RX_TIMESTAMPS = 2 };
 
 typedef struct mw_conn_opts {
     const char *serdes;  /* "fixed" (default), "text", "msgpack", "msgpack-array" */
-    int frame;           /* MW_FRAME_* or MW_FRAME_AUTO: the serdes' default */
+    int frame;           /* MW_FRAME_* or MW_FRAME_AUTO: the serdes' default.
+                            MW_FRAME_FIXED frames are exactly max_msg bytes (for
+                            protocols of one fixed-size message); MW_FRAME_NONE
+                            only on message streams (WebSocket: there framing is
+                            always the stream's records, whatever is asked) */
     uint32_t max_msg;    /* largest payload sent or accepted; default 65536 */
     uint32_t rx_buf;     /* rx buffer bytes; default 256 KiB, at least one max frame */
     uint32_t tx_buf;     /* tx buffer bytes; default 256 KiB, at least one max frame */
@@ -82,7 +86,11 @@ typedef struct mw_conn {
     mw_conn_side_t rx;
     void *rx_msg;       /* decode scratch of proto->max_size bytes */
     uint64_t rx_ts_ns;  /* MW_CONN_RX_TIMESTAMPS: clock at the last read */
+    size_t rx_scanned;  /* LINE framing: buffered bytes known to hold no newline */
+    bool rx_stopped;    /* the last dispatch stopped because its callback asked */
     atomic_flag tx_lock;
+    bool tx_claimed;    /* between a successful claim and its commit */
+    size_t tx_claim_max;
 } mw_conn_t;
 
 typedef struct mw_conn_stats {
@@ -110,9 +118,9 @@ int mw_conn_set_serdes(mw_conn_t *c, int dirs, const char *serdes, int frame);
  * connection is unaffected). */
 int mw_conn_enqueue(mw_conn_t *c, const mw_schema_t *s, const void *msg);
 /* Writes pending bytes. Returns 0 when none remain, MW_EAGAIN when some remain
- * (the socket is full), MW_ECLOSED or another error (the connection failed;
- * text in tx.err). One write syscall at most per call... plus retries on a
- * partial write that made progress. */
+ * (the socket is full, or a blocking socket's send timeout expired),
+ * MW_ECLOSED or another error (the connection failed; text in tx.err). Stops
+ * at the first short write: one write syscall per call in the usual case. */
 int mw_conn_flush(mw_conn_t *c);
 /* enqueue (flushing first if the buffer is full), then flush. Returns 0 when
  * the message was accepted (it may still be pending: see mw_conn_tx_pending),
@@ -120,18 +128,19 @@ int mw_conn_flush(mw_conn_t *c);
  * error (encode errors leave the connection usable; I/O errors do not). */
 int mw_conn_send(mw_conn_t *c, const mw_schema_t *s, const void *msg);
 /* Bytes not yet on the socket: the tx buffer, plus (> 0) when a decorator
- * (WebSocket) still holds accepted records in its own buffer. */
-static inline size_t mw_conn_tx_pending(const mw_conn_t *c) {
-    size_t n = mw_buf_len(&c->tx.buf);
-    if (!n && c->records && (mw_stream_want(c->stream) & MW_WANT_WRITE)) n = 1;
-    return n;
-}
+ * (WebSocket) still holds accepted records in its own buffer. Takes the tx
+ * lock (MW_CONN_TX_LOCK), so any thread may ask. */
+size_t mw_conn_tx_pending(mw_conn_t *c);
 
 /* Zero-copy raw send: claim room for a payload of up to max bytes, write it,
  * then commit its real length (framing is added around it). claim returns
- * NULL when there is no room (flush and retry) or max > max_msg. commit
- * returns 0, MW_ETOOBIG or MW_EINVAL (see mw_frame_seal). Nothing is written
- * to the socket until flush. */
+ * NULL when there is no room (flush and retry), max > max_msg, or a claim is
+ * already open. commit returns 0, or MW_EINVAL (len > the claimed max, or no
+ * claim open; LINE framing and a '\n' in the payload) or MW_ETOOBIG: an
+ * error abandons the claim, nothing is queued. With MW_CONN_TX_LOCK the lock
+ * is held from a successful claim until commit: do not send or flush in
+ * between. Nothing is written to the socket until flush. Raw messages are not
+ * seen by the hooks (they have no schema). */
 uint8_t *mw_conn_claim(mw_conn_t *c, size_t max);
 int mw_conn_commit(mw_conn_t *c, size_t len);
 
@@ -162,6 +171,15 @@ int mw_conn_next_raw(mw_conn_t *c, const uint8_t **payload, size_t *len);
  * number delivered, or a fatal error after delivering the ones before it. */
 typedef bool (*mw_conn_msg_fn)(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg);
 int mw_conn_dispatch(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int budget);
+
+/* Event loops: reads and delivers what the connection holds. Plain TCP: one
+ * read (level-triggered readiness brings the loop back for the rest).
+ * Decorated streams (TLS, WebSocket) can keep input inside after a read,
+ * which no readiness event would announce: they are read until MW_EAGAIN, at
+ * most max_reads times, and *more says input may remain (call again soon).
+ * Stops early when fn returns false. Returns the bytes read (>= 0), or the
+ * fatal error / MW_ECLOSED after delivering every message before it. */
+ssize_t mw_conn_pump(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int max_reads, bool *more);
 
 static inline bool mw_conn_rx_buffered(const mw_conn_t *c) { return mw_buf_len(&c->rx.buf) != 0; }
 

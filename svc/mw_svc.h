@@ -39,6 +39,7 @@
 #include "mw_idle.h"
 #include "mw_io.h"
 #include "mw_tcp.h"
+#include "mw_transport.h"
 
 typedef struct mw_svc mw_svc_t;
 typedef uint64_t mw_conn_id_t;
@@ -48,6 +49,11 @@ typedef struct mw_svc_opts {
     mw_mode_t mode;            /* default MW_MODE_SPIN */
     mw_conn_opts_t conn;       /* serdes, framing, max_msg, buffers (per connection) */
     mw_tcp_opts_t tcp;         /* listener and accepted sockets */
+    mw_transport_opts_t tr;    /* tls:// and wss://: tr.tls.cert_file/key_file (required),
+                                  ca_file + verify_client; ws/wss: tr.ws limits, expect_path */
+    int64_t handshake_timeout_ns; /* TLS/WebSocket handshake must finish within this;
+                                     default 10 s; the slot is freed otherwise */
+    int64_t idle_timeout_ns;   /* close a connection silent for this long; 0: never */
     uint32_t max_connections;  /* default 64 */
     int64_t timeout_ns;        /* blocking mode recv limit; < 0: none (default) */
     mw_idle_t idle;            /* busywait variants; default busy spin */
@@ -59,7 +65,10 @@ typedef struct mw_svc_opts {
     /* msg is borrowed: valid until the callback returns. */
     void (*on_msg)(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud);
     /* reason: MW_ECLOSED (peer closed), MW_ESTATE (closed by the Svc),
-     * or the error that closed it (text: mw_svc_conn_error). */
+     * MW_ETIMEDOUT (handshake or idle timeout), or the error that closed it
+     * (MW_EPROTO, MW_ETOOBIG, MW_EUTF8, MW_ETLS, ...; text: mw_svc_conn_error).
+     * on_accept runs when the connection is accepted, before its TLS/WebSocket
+     * handshakes; messages flow once they complete. */
     void (*on_close)(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud);
     void *ud;
     mw_conn_hook_fn on_sent, on_recvd; /* every message, any mode */
@@ -74,7 +83,8 @@ typedef struct mw_svc_stats {
 
 void mw_svc_opts_init(mw_svc_opts_t *o);
 
-/* Binds url ("tcp://host:port"; port 0 picks a free port, see mw_svc_port)
+/* Binds url ("tcp://host:port", "tls://host:port", "ws://host:port/path",
+ * "wss://host:port/path"; port 0 picks a free port, see mw_svc_port)
  * and listens. Event mode with workers starts them (mw_svc_free stops them).
  * Returns 0, MW_EINVAL, MW_ENOTSUP, MW_ESYS (e.g. address in use), MW_ENOMEM;
  * the sentence goes to err. Allocates. */

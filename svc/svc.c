@@ -17,9 +17,12 @@ typedef struct slot {
     _Atomic uint32_t gen;     /* generation of the current (or last) connection */
     atomic_bool used;
     bool eof;                 /* peer closed; buffered messages still to deliver */
-    bool in_cb, close_pending;
+    bool in_cb, close_pending, closing;
     int close_reason;
     uint32_t idx;
+    bool handshaking;         /* TLS/WebSocket handshake not finished yet */
+    uint64_t last_rx_ns;      /* idle timeout only */
+    mw_io_timer_t t_hs, t_idle, t_more;
     mw_err_t err;             /* why it closed; kept for on_close / conn_error */
 } slot_t;
 
@@ -34,6 +37,8 @@ struct mw_svc {
     const mw_protocol_t *proto;
     mw_listener_t *lis;
     mw_sel_src_t lis_src;
+    mw_transport_t tr;
+    bool have_tr;
     mw_io_t *io;               /* spin/blocking: own io; event: workers[0].io */
     worker_t *workers;
     uint32_t nworkers, next_worker;
@@ -63,6 +68,8 @@ void mw_svc_opts_init(mw_svc_opts_t *o) {
     o->timeout_ns = -1;
     mw_idle_init_busy(&o->idle);
     o->workers = 1;
+    mw_transport_opts_init(&o->tr);
+    o->handshake_timeout_ns = 10 * MW_NS_PER_S;
 }
 
 /* Slot for an id, or NULL when the id is stale or unknown. */
@@ -72,6 +79,31 @@ static slot_t *lookup(const mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = &s->slots[idx];
     if (!atomic_load(&sl->used) || atomic_load(&sl->gen) != (uint32_t)(id >> 32)) return NULL;
     return sl;
+}
+
+static mw_io_t *slot_io(const mw_svc_t *s, const slot_t *sl) { return sl->w ? sl->w->io : s->io; }
+
+/* Readiness a connection waits for: always input, output while bytes are
+ * pending, and whatever its stream needs (TLS may need writability to read). */
+static void rearm(mw_svc_t *s, slot_t *sl) {
+    if (!sl->src.added) return;
+    int want = MW_WANT_READ | mw_stream_want(sl->conn.stream);
+    if (mw_conn_tx_pending(&sl->conn)) want |= MW_WANT_WRITE;
+    if (want != sl->src.events) mw_io_mod(slot_io(s, sl), &sl->src, want);
+}
+
+/* Cross-thread requests carry the id, not the slot, so a connection closed
+ * in the meantime is simply not found. They allocate: only used on the slow
+ * paths (a full socket, a close from another thread). */
+typedef struct id_req { mw_svc_t *s; mw_conn_id_t id; } id_req_t;
+
+static int post_req(mw_io_t *io, void (*fn)(void *), mw_svc_t *s, mw_conn_id_t id) {
+    id_req_t *q = malloc(sizeof *q);
+    if (!q) return MW_ENOMEM;
+    *q = (id_req_t){s, id};
+    int r = mw_io_post(io, fn, q);
+    if (r < 0) free(q);
+    return r;
 }
 
 /* ---- closing -------------------------------------------------------------- */
@@ -87,13 +119,21 @@ static void active_remove(mw_svc_t *s, uint32_t idx) {
 /* Closes a slot on its owning thread. reason: MW_ECLOSED (peer), MW_ESTATE
  * (closed by us) or the error. The connection's last error is kept. */
 static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
+    if (sl->closing) return; /* e.g. close_conn called from its own on_close */
     if (sl->in_cb) {
         sl->close_pending = true;
         if (!sl->close_reason) sl->close_reason = reason;
         return;
     }
-    mw_io_t *io = sl->w ? sl->w->io : s->io;
+    mw_io_t *io = slot_io(s, sl);
     if (sl->src.added) mw_io_del(io, &sl->src);
+    mw_io_timer_stop(io, &sl->t_hs);
+    mw_io_timer_stop(io, &sl->t_idle);
+    mw_io_timer_stop(io, &sl->t_more);
+    /* Best effort: a queued close frame or HTTP error reply goes out first. */
+    if (sl->conn.stream && (mw_stream_want(sl->conn.stream) & MW_WANT_WRITE))
+        mw_stream_writev(sl->conn.stream, NULL, 0);
+    sl->closing = true;
     mw_conn_id_t id = make_id(sl);
     const char *why = mw_conn_last_error(&sl->conn);
     if (*why) mw_err_set(&sl->err, reason, "%s", why);
@@ -113,10 +153,54 @@ static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
     atomic_fetch_add(&sl->gen, 1);
     atomic_store(&sl->used, false);
     pthread_mutex_unlock(&sl->mu);
-    sl->eof = sl->close_pending = false;
+    sl->eof = sl->close_pending = sl->closing = false;
     sl->close_reason = 0;
     atomic_fetch_add(&s->closed, 1);
     atomic_fetch_sub(&s->nconns, 1);
+}
+
+/* After a read: notes input for the idle timeout and the end of handshakes. */
+static void after_fill(mw_svc_t *s, slot_t *sl, ssize_t n) {
+    if (n > 0 && s->o.idle_timeout_ns > 0) sl->last_rx_ns = mw_io_now(slot_io(s, sl));
+    if (sl->handshaking && mw_stream_ctl(sl->conn.stream, MW_STREAM_CTL_READY, 0) == 1) {
+        sl->handshaking = false;
+        mw_io_timer_stop(slot_io(s, sl), &sl->t_hs);
+    }
+}
+
+static void on_hs_timeout(mw_io_timer_t *t, void *ud) {
+    (void)t;
+    slot_t *sl = ud;
+    mw_err_set(&sl->conn.rx.err, MW_ETIMEDOUT, "handshake not completed within %lld ms",
+               (long long)(sl->svc->o.handshake_timeout_ns / MW_NS_PER_MS));
+    close_slot(sl->svc, sl, MW_ETIMEDOUT);
+}
+
+static void on_idle_timeout(mw_io_timer_t *t, void *ud) {
+    slot_t *sl = ud;
+    mw_svc_t *s = sl->svc;
+    uint64_t due = sl->last_rx_ns + (uint64_t)s->o.idle_timeout_ns;
+    if (mw_io_now(slot_io(s, sl)) < due) {
+        mw_io_timer_at(slot_io(s, sl), t, due);
+        return;
+    }
+    mw_err_set(&sl->conn.rx.err, MW_ETIMEDOUT, "nothing received for %lld ms",
+               (long long)(s->o.idle_timeout_ns / MW_NS_PER_MS));
+    close_slot(s, sl, MW_ETIMEDOUT);
+}
+
+static void on_more(mw_io_timer_t *t, void *ud);
+
+/* Arms the per-connection timers on the owning io's thread. */
+static void arm_timers(mw_svc_t *s, slot_t *sl) {
+    mw_io_t *io = slot_io(s, sl);
+    mw_io_timer_init(&sl->t_hs, on_hs_timeout, sl);
+    mw_io_timer_init(&sl->t_idle, on_idle_timeout, sl);
+    mw_io_timer_init(&sl->t_more, on_more, sl);
+    sl->handshaking = mw_stream_ctl(sl->conn.stream, MW_STREAM_CTL_READY, 0) != 1;
+    if (sl->handshaking && s->o.handshake_timeout_ns > 0) mw_io_timer_after(io, &sl->t_hs, s->o.handshake_timeout_ns);
+    sl->last_rx_ns = mw_io_now(io);
+    if (s->o.idle_timeout_ns > 0) mw_io_timer_after(io, &sl->t_idle, s->o.idle_timeout_ns);
 }
 
 /* ---- event mode connection handling -------------------------------------- */
@@ -136,25 +220,35 @@ static void on_conn_event(mw_sel_src_t *src, int events) {
     sl->in_cb = true;
     if (events & MW_WANT_WRITE) {
         r = mw_conn_flush(&sl->conn);
-        if (r == 0) mw_io_mod(sl->w->io, &sl->src, MW_WANT_READ);
         if (r == MW_EAGAIN) r = 0;
     }
-    if (!r && (events & MW_WANT_READ)) {
-        ssize_t n = mw_conn_fill(&sl->conn);
-        int d = mw_conn_dispatch(&sl->conn, deliver, sl, -1);
-        if (d < 0) r = d;
-        else if (n < 0 && n != MW_EAGAIN) r = (int)n;
+    bool more = false;
+    if (!r) { /* also on writability: a TLS read may have been waiting for it */
+        ssize_t n = mw_conn_pump(&sl->conn, deliver, sl, 16, &more);
+        after_fill(s, sl, n);
+        r = n < 0 ? (int)n : 0;
     }
     sl->in_cb = false;
     if (sl->close_pending) r = sl->close_reason ? sl->close_reason : MW_ESTATE;
-    if (r < 0) close_slot(s, sl, r);
-    else if (mw_conn_tx_pending(&sl->conn)) mw_io_mod(sl->w->io, &sl->src, MW_WANT_READ | MW_WANT_WRITE);
+    if (r < 0) {
+        close_slot(s, sl, r);
+        return;
+    }
+    rearm(s, sl);
+    if (more) mw_io_timer_after(slot_io(s, sl), &sl->t_more, 0); /* input held inside TLS/WebSocket */
+}
+
+static void on_more(mw_io_timer_t *t, void *ud) {
+    (void)t;
+    slot_t *sl = ud;
+    if (atomic_load(&sl->used) && sl->src.added) on_conn_event(&sl->src, MW_WANT_READ);
 }
 
 static void adopt(void *ud) {
     slot_t *sl = ud;
     mw_svc_t *s = sl->svc;
     mw_sel_src_init(&sl->src, mw_stream_fd(sl->conn.stream), MW_WANT_READ, on_conn_event, sl);
+    arm_timers(s, sl);
     int r = mw_io_add(sl->w->io, &sl->src);
     if (r < 0) {
         mw_err_set(&sl->conn.rx.err, r, "register with io: %s", mw_err_text(&mw_io_selector(sl->w->io)->err));
@@ -169,20 +263,41 @@ static void adopt(void *ud) {
     }
 }
 
+/* A connection handed to another worker is named by id: if the Svc closed it
+ * before the worker ran this, it is simply not found. */
+static void adopt_posted(void *ud) {
+    id_req_t *q = ud;
+    slot_t *sl = q->s->closed_all ? NULL : lookup(q->s, q->id);
+    if (sl) adopt(sl);
+    free(q);
+}
+
 /* ---- spin/blocking connection handling ------------------------------------ */
+
+/* Closed or failed: stop polling; recv delivers what is buffered, then closes. */
+static void mark_eof(slot_t *sl) {
+    sl->eof = true;
+    mw_io_del(sl->svc->io, &sl->src);
+}
 
 static void on_conn_poll(mw_sel_src_t *src, int events) {
     slot_t *sl = src->ud;
-    if (events & MW_WANT_WRITE) {
-        int r = mw_conn_flush(&sl->conn);
-        if (r == 0) mw_io_mod(sl->svc->io, &sl->src, MW_WANT_READ);
-    }
-    if (!(events & MW_WANT_READ) || sl->eof) return;
+    mw_svc_t *s = sl->svc;
+    if (events & MW_WANT_WRITE) mw_conn_flush(&sl->conn);
+    if (sl->eof) return;
     ssize_t n = mw_conn_fill(&sl->conn);
-    if (n >= 0 || n == MW_EAGAIN) return;
-    /* Closed or failed: stop polling; recv delivers what is buffered, then closes. */
-    sl->eof = true;
-    mw_io_del(sl->svc->io, &sl->src);
+    /* TLS/WebSocket may hold input past a read: take it while there is room */
+    for (int i = 0; n > 0 && sl->conn.stream->inner && i < 16; i++) {
+        ssize_t m = mw_conn_fill(&sl->conn);
+        if (m == MW_EAGAIN) break;
+        n = m;
+    }
+    after_fill(s, sl, n);
+    if (n >= 0 || n == MW_EAGAIN) {
+        rearm(s, sl);
+        return;
+    }
+    mark_eof(sl);
 }
 
 /* ---- accepting ------------------------------------------------------------ */
@@ -198,6 +313,11 @@ static slot_t *alloc_slot(mw_svc_t *s) {
 }
 
 static void accept_one(mw_svc_t *s, mw_stream_t *st) {
+    mw_err_t err;
+    if (mw_transport_wrap(&s->tr, st, &st, &err) < 0) { /* st is gone */
+        mw__logf(MW_LOG_WARN, "svc: cannot set up an accepted connection: %s", err.text);
+        return;
+    }
     slot_t *sl = alloc_slot(s);
     if (!sl) {
         atomic_fetch_add(&s->refused_full, 1);
@@ -225,11 +345,12 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     if (s->o.mode == MW_MODE_EVENT) {
         sl->w = &s->workers[s->next_worker++ % s->nworkers];
         if (sl->w == &s->workers[0]) adopt(sl);
-        else if (mw_io_post(sl->w->io, adopt, sl) < 0) close_slot(s, sl, MW_ENOMEM);
+        else if (post_req(sl->w->io, adopt_posted, s, make_id(sl)) < 0) close_slot(s, sl, MW_ENOMEM);
         return;
     }
     s->active[s->nactive++] = sl->idx;
     mw_sel_src_init(&sl->src, mw_stream_fd(st), MW_WANT_READ, on_conn_poll, sl);
+    arm_timers(s, sl);
     if ((r = mw_io_add(s->io, &sl->src)) < 0) {
         close_slot(s, sl, r);
         return;
@@ -328,12 +449,16 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
     mw_url_t u;
     int r = mw_url_parse(url, &u, err);
     if (r < 0) return r;
-    if (u.scheme != MW_SCHEME_TCP)
-        return mw_err_set(err, MW_ENOTSUP, "%s: scheme %s:// is not supported yet", url,
-                          mw_scheme_name(u.scheme));
     mw_svc_t *s = calloc(1, sizeof *s);
     if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
     s->o = *o;
+    mw_transport_opts_t tr = o->tr;
+    if (tr.ws.max_msg > o->conn.max_msg) tr.ws.max_msg = o->conn.max_msg; /* one limit, not two */
+    if ((r = mw_transport_init(&s->tr, &u, true, &tr, err)) < 0) {
+        free(s);
+        return r;
+    }
+    s->have_tr = true;
     s->proto = p;
     s->cap = o->max_connections ? o->max_connections : 64;
     pthread_mutex_init(&s->lock, NULL);
@@ -362,6 +487,14 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
         uint32_t pos = (s->rr + k) % s->nactive;
         slot_t *sl = &s->slots[s->active[pos]];
         int r = mw_conn_next(&sl->conn, sch, msg, cap);
+        if (r == MW_EAGAIN && !sl->eof && s->nactive > 1) {
+            /* Its turn and nothing buffered: read its socket now, or a peer
+             * with a long backlog would be served alone until it drains. */
+            ssize_t got = mw_conn_fill(&sl->conn);
+            after_fill(s, sl, got);
+            if (got > 0) r = mw_conn_next(&sl->conn, sch, msg, cap);
+            else if (got != MW_EAGAIN) mark_eof(sl);
+        }
         if (r == 0) {
             s->rr = pos + 1;
             *id = make_id(sl);
@@ -407,25 +540,10 @@ int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_
 
 /* ---- sending -------------------------------------------------------------- */
 
-/* Cross-thread requests carry the id, not the slot, so a connection closed
- * in the meantime is simply not found. They allocate: only used on the slow
- * paths (a full socket, a close from another thread). */
-typedef struct id_req { mw_svc_t *s; mw_conn_id_t id; } id_req_t;
-
-static int post_req(mw_io_t *io, void (*fn)(void *), mw_svc_t *s, mw_conn_id_t id) {
-    id_req_t *q = malloc(sizeof *q);
-    if (!q) return MW_ENOMEM;
-    *q = (id_req_t){s, id};
-    int r = mw_io_post(io, fn, q);
-    if (r < 0) free(q);
-    return r;
-}
-
 static void arm_write_posted(void *ud) {
     id_req_t *q = ud;
     slot_t *sl = lookup(q->s, q->id);
-    if (sl && sl->src.added && mw_conn_tx_pending(&sl->conn))
-        mw_io_mod(sl->w->io, &sl->src, MW_WANT_READ | MW_WANT_WRITE);
+    if (sl) rearm(q->s, sl);
     free(q);
 }
 
@@ -439,8 +557,7 @@ static void close_posted(void *ud) {
 static int send_slot(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg) {
     int r = mw_conn_send(&sl->conn, sch, msg);
     if (r == 0 && mw_conn_tx_pending(&sl->conn)) {
-        if (s->o.mode != MW_MODE_EVENT) mw_io_mod(s->io, &sl->src, MW_WANT_READ | MW_WANT_WRITE);
-        else if (mw_io_in_thread(sl->w->io)) mw_io_mod(sl->w->io, &sl->src, MW_WANT_READ | MW_WANT_WRITE);
+        if (s->o.mode != MW_MODE_EVENT || mw_io_in_thread(sl->w->io)) rearm(s, sl);
         else post_req(sl->w->io, arm_write_posted, s, make_id(sl));
     }
     return r;
@@ -540,6 +657,7 @@ void mw_svc_free(mw_svc_t *s) {
     if (s->o.mode != MW_MODE_EVENT) mw_io_free(s->io);
     for (uint32_t i = 0; s->slots && i < s->cap; i++) pthread_mutex_destroy(&s->slots[i].mu);
     pthread_mutex_destroy(&s->lock);
+    if (s->have_tr) mw_transport_fini(&s->tr);
     free(s->workers);
     free(s->slots);
     free(s->active);

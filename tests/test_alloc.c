@@ -1,0 +1,282 @@
+/* test_alloc.c - steady state allocates nothing.
+ *
+ * A Clt and a Svc play ping-pong over TCP loopback (all_kinds and ping in
+ * turn). After WARMUP round trips, every malloc/calloc/realloc in the process
+ * is counted over MEASURED round trips: both sides run inside that window (the
+ * Svc on its own thread or worker, the Clt in the test thread or on its io
+ * thread), so the count must be exactly 0.
+ *
+ *   spin   the Svc loops on mw_svc_recv on its own thread; the Clt sends and
+ *          receives in the test thread. Both yield when idle (2-core boxes).
+ *   event  the Svc runs one worker; the Clt is attached to an io on its own
+ *          thread and sends each next message from inside on_msg.
+ */
+#include "mw_test.h"
+#include "test_proto.h"
+
+#include "mw_clock.h"
+#include "mw_clt.h"
+#include "mw_svc.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WARMUP 1000
+#define MEASURED 10000
+#define WAIT_MS 30000
+
+typedef struct alloc_case {
+    char name[64];
+    mw_mode_t mode;
+    const char *serdes;
+    const char *backend; /* event: the Svc worker's and the Clt io's selector */
+} alloc_case_t;
+
+/* Round trip i carries message i: all_kinds on even i, ping on odd. */
+static const mw_schema_t *make_msg(uint64_t i, test_msg_t *m) {
+    memset(m, 0, sizeof *m);
+    if (i % 2) {
+        m->ping.seq = i;
+        m->ping.sent_ns = i * 7;
+        return ping_schema();
+    }
+    all_kinds_t *a = &m->all_kinds;
+    a->i8 = (int8_t)(uint8_t)i, a->i16 = (int16_t)(uint16_t)(i * 3), a->i32 = -(int32_t)(i % 100000);
+    a->i64 = (int64_t)(i * UINT64_C(0x9E3779B97F4A7C15));
+    a->u8 = (uint8_t)i, a->u16 = (uint16_t)i, a->u32 = (uint32_t)(i * 2654435761u), a->u64 = ~i;
+    a->f64 = (double)i * 0.5 - 7.25;
+    a->flag = (i / 2) % 2;
+    snprintf(a->sym, sizeof a->sym, "S%" PRIu64, i % 1000000);
+    memcpy(a->raw, &i, sizeof a->raw);
+    a->side = (uint8_t)(i % 3);
+    return all_kinds_schema();
+}
+
+/* Cheap echo check, no allocation and no cmocka call (may run on the io
+ * thread): the tag and the field that carries i. */
+static bool is_echo(uint64_t i, const mw_schema_t *s, const void *msg) {
+    if (i % 2) return s->tag == ping_TAG && ((const ping_t *)msg)->seq == i;
+    return s->tag == all_kinds_TAG && ((const all_kinds_t *)msg)->u64 == ~i;
+}
+
+typedef struct run {
+    const alloc_case_t *c;
+    mw_svc_t *svc;
+    pthread_t svc_th;
+    bool svc_th_started;
+    atomic_bool stop;
+    atomic_int svc_errors;
+    mw_io_t *io;
+    mw_clt_t *clt;
+    /* event-mode ping-pong state, io thread */
+    atomic_ulong done;
+    uint64_t limit;
+    atomic_int clt_errors;
+} run_t;
+
+/* ---- the Svc ---------------------------------------------------------------- */
+
+static void svc_on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
+    run_t *r = ud;
+    if (mw_svc_send_to(s, id, sch, msg) != 0) atomic_fetch_add(&r->svc_errors, 1);
+}
+
+static void *svc_loop(void *arg) {
+    run_t *r = arg;
+    test_msg_t m;
+    while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+        mw_conn_id_t id;
+        const mw_schema_t *sch;
+        int rc = mw_svc_recv(r->svc, &id, &sch, &m, sizeof m);
+        if (rc == 0) {
+            while ((rc = mw_svc_send_to(r->svc, id, sch, &m)) == MW_EAGAIN && !atomic_load(&r->stop))
+                mw_svc_poll(r->svc, 0);
+            if (rc != 0) atomic_fetch_add(&r->svc_errors, 1);
+        } else if (rc == MW_EAGAIN) {
+            sched_yield();
+        } else {
+            atomic_fetch_add(&r->svc_errors, 1);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void svc_start(run_t *r) {
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.mode = r->c->mode;
+    o.conn.serdes = r->c->serdes;
+    o.backend = r->c->backend;
+    o.workers = 1;
+    o.on_msg = svc_on_msg;
+    o.ud = r;
+    mw_err_t err = {0};
+    int rc = mw_svc_listen(&r->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err);
+    if (rc != 0) fail_msg("svc listen: %s: %s", mw_errname(rc), mw_err_text(&err));
+    if (r->c->mode == MW_MODE_SPIN) {
+        assert_int_equal(pthread_create(&r->svc_th, NULL, svc_loop, r), 0);
+        r->svc_th_started = true;
+    }
+}
+
+/* ---- the Clt ---------------------------------------------------------------- */
+
+static void send_next(run_t *r, mw_clt_t *c, uint64_t i) {
+    test_msg_t m;
+    const mw_schema_t *s = make_msg(i, &m);
+    if (mw_clt_send(c, s, &m) != 0) atomic_fetch_add(&r->clt_errors, 1);
+}
+
+/* Event mode: each echo sends the next message, up to the limit. */
+static void clt_on_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg, void *ud) {
+    run_t *r = ud;
+    uint64_t i = atomic_load_explicit(&r->done, memory_order_relaxed);
+    if (!is_echo(i, s, msg)) atomic_fetch_add(&r->clt_errors, 1);
+    atomic_store_explicit(&r->done, i + 1, memory_order_release);
+    if (i + 1 < r->limit) send_next(r, c, i + 1);
+}
+
+static void clt_connect(run_t *r) {
+    mw_clt_opts_t o;
+    mw_clt_opts_init(&o);
+    o.mode = r->c->mode;
+    o.conn.serdes = r->c->serdes;
+    mw_idle_init_yield(&o.idle);
+    if (r->c->mode == MW_MODE_EVENT) {
+        mw_io_opts_t io_o;
+        mw_io_opts_init(&io_o);
+        io_o.backend = r->c->backend;
+        mw_err_t err = {0};
+        if (mw_io_new(&r->io, &io_o, &err) != 0) fail_msg("io: %s", mw_err_text(&err));
+        o.io = r->io;
+        o.on_msg = clt_on_msg;
+        o.ud = r;
+    }
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", mw_svc_port(r->svc));
+    mw_err_t err = {0};
+    int rc = mw_clt_connect(&r->clt, url, &test_protocol, &o, &err);
+    if (rc != 0) fail_msg("clt connect: %s: %s", mw_errname(rc), mw_err_text(&err));
+}
+
+/* Spin mode: round trips [from, to) in the test thread. */
+static void spin_round_trips(run_t *r, uint64_t from, uint64_t to) {
+    for (uint64_t i = from; i < to; i++) {
+        test_msg_t m;
+        const mw_schema_t *s = make_msg(i, &m);
+        int rc = mw_clt_send_busywait_timeout(r->clt, s, &m, 5 * MW_NS_PER_S);
+        if (rc != 0) fail_msg("send %" PRIu64 ": %s: %s", i, mw_errname(rc), mw_clt_last_error(r->clt));
+        rc = mw_clt_recv_busywait_timeout(r->clt, &s, &m, sizeof m, 5 * MW_NS_PER_S);
+        if (rc != 0) fail_msg("recv %" PRIu64 ": %s: %s", i, mw_errname(rc), mw_clt_last_error(r->clt));
+        if (!is_echo(i, s, &m)) fail_msg("round trip %" PRIu64 ": wrong echo (%s)", i, s->name);
+    }
+}
+
+typedef struct reached { run_t *r; uint64_t n; } reached_t;
+static bool done_reached(void *ud) {
+    reached_t *q = ud;
+    return atomic_load_explicit(&q->r->done, memory_order_acquire) >= q->n ||
+           atomic_load(&q->r->clt_errors) || atomic_load(&q->r->svc_errors);
+}
+
+static void wait_done(run_t *r, uint64_t n) {
+    reached_t q = {r, n};
+    if (!mw_wait_until(done_reached, &q, WAIT_MS) || atomic_load(&r->clt_errors) || atomic_load(&r->svc_errors))
+        fail_msg("ping-pong stopped at %" PRIu64 " of %" PRIu64 " (clt errors %d, svc errors %d)",
+                 atomic_load(&r->done), n, atomic_load(&r->clt_errors), atomic_load(&r->svc_errors));
+}
+
+static void test_steady_state_allocates_nothing(void **state) {
+    run_t *r = *state;
+    assert_true(mw_alloc_counting_works());
+    svc_start(r);
+    clt_connect(r);
+    uint64_t before, after;
+    if (r->c->mode == MW_MODE_SPIN) {
+        spin_round_trips(r, 0, WARMUP);
+        before = mw_alloc_count();
+        spin_round_trips(r, WARMUP, WARMUP + MEASURED);
+        after = mw_alloc_count();
+    } else {
+        /* The chain runs on without pausing: the window is what the test
+         * thread observed, at least MEASURED round trips after the warm-up. */
+        r->limit = WARMUP + MEASURED + WARMUP;
+        assert_int_equal(mw_io_start(r->io, NULL), 0);
+        send_next(r, r->clt, 0);
+        wait_done(r, WARMUP);
+        before = mw_alloc_count();
+        uint64_t first = atomic_load(&r->done);
+        wait_done(r, first + MEASURED);
+        after = mw_alloc_count();
+        wait_done(r, r->limit);
+    }
+    assert_int_equal(atomic_load(&r->svc_errors), 0);
+    assert_int_equal(atomic_load(&r->clt_errors), 0);
+    if (after != before)
+        fail_msg("%" PRIu64 " allocations in %d round trips (%s, %s)", after - before, MEASURED,
+                 mw_mode_name(r->c->mode), r->c->serdes);
+}
+
+static void test_alloc_counting_works(void **state) {
+    (void)state;
+    assert_true(mw_alloc_counting_works());
+    uint64_t before = mw_alloc_count();
+    void *volatile p = malloc(32);
+    free(p);
+    assert_true(mw_alloc_count() > before);
+}
+
+static int run_setup(void **state) {
+    run_t *r = calloc(1, sizeof *r);
+    if (!r) return -1;
+    r->c = *state;
+    *state = r;
+    return 0;
+}
+
+static int run_teardown(void **state) {
+    run_t *r = *state;
+    if (r->io) mw_io_stop(r->io);
+    mw_clt_close(r->clt);
+    mw_io_free(r->io);
+    mw_clt_free(r->clt);
+    atomic_store(&r->stop, true);
+    if (r->svc_th_started) pthread_join(r->svc_th, NULL);
+    mw_svc_free(r->svc);
+    free(r);
+    return 0;
+}
+
+/* ---- registration ---------------------------------------------------------------- */
+
+#define NCASES 8
+static alloc_case_t cases[NCASES];
+
+int main(void) {
+    static const char *const serdes[] = {"fixed", "text", "msgpack"};
+    struct CMUnitTest tests[NCASES + 1];
+    tests[0] = (struct CMUnitTest){"test_alloc_counting_works", test_alloc_counting_works, NULL, NULL, NULL};
+    int n = 0;
+    for (int s = 0; s < 3; s++) {
+        cases[n] = (alloc_case_t){"", MW_MODE_SPIN, serdes[s], NULL};
+        cases[n + 1] = (alloc_case_t){"", MW_MODE_EVENT, serdes[s], "epoll"};
+        n += 2;
+    }
+    cases[n++] = (alloc_case_t){"", MW_MODE_EVENT, "fixed", "libevent"};
+    cases[n++] = (alloc_case_t){"", MW_MODE_EVENT, "msgpack-array", "epoll"};
+    for (int i = 0; i < NCASES; i++) {
+        alloc_case_t *c = &cases[i];
+        if (c->mode == MW_MODE_EVENT)
+            snprintf(c->name, sizeof c->name, "test_alloc_steady_state_is_zero_event_%s_%s", c->backend, c->serdes);
+        else
+            snprintf(c->name, sizeof c->name, "test_alloc_steady_state_is_zero_spin_%s", c->serdes);
+        tests[i + 1] = (struct CMUnitTest){c->name, test_steady_state_allocates_nothing, run_setup, run_teardown, c};
+    }
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1102 @@
+/* test_svc.c - the Svc's connection pool, limits and bad input, over TCP
+ * loopback, in spin and blocking mode (the test thread drives it) and in
+ * event mode (worker threads call back, or the test polls the Svc's io).
+ *
+ * The Svc under test echoes every message to its sender and records what its
+ * callbacks saw (accepts, messages, closes with their reason and text, the
+ * thread of each). Good peers are spin-mode Clts; bad peers are raw sockets
+ * that write exactly the bytes a test wants. Waits poll with a deadline.
+ */
+#include "mw_test.h"
+#include "test_proto.h"
+
+#include "mw_clock.h"
+#include "mw_clt.h"
+#include "mw_svc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define WAIT_MS 5000
+#define MAX_PEERS 16
+#define MAX_MSGS 8192
+#define RAW_SEQ 4242 /* the good message a bad peer sends before its bad bytes */
+#define NO_SEQ UINT64_MAX
+
+/* ---- the Svc under test ----------------------------------------------------- */
+
+typedef struct msg_rec {
+    mw_conn_id_t id;
+    uint16_t tag;
+    uint64_t seq;  /* ping.seq, else NO_SEQ */
+    uint64_t order;
+    pthread_t th;
+} msg_rec_t;
+
+typedef struct close_rec {
+    mw_conn_id_t id;
+    int reason;
+    uint64_t order;
+    pthread_t th;
+    char text[MW_ERR_TEXT_MAX];
+} close_rec_t;
+
+typedef struct env {
+    mw_mode_t mode;
+    mw_svc_t *svc;
+    mw_io_t *io; /* event mode, workers = 0: the caller's io, polled by the test thread */
+    int port;
+    pthread_mutex_t mu;
+    uint64_t order; /* one sequence over messages and closes */
+    mw_conn_id_t accepted[MAX_PEERS];
+    pthread_t accept_th[MAX_PEERS];
+    int naccepted;
+    close_rec_t closed[MAX_PEERS];
+    int nclosed;
+    msg_rec_t msgs[MAX_MSGS];
+    int nmsgs;
+    bool echo;
+    uint64_t close_on_seq; /* on_msg closes the connection on this ping seq */
+    bool close_on_accept;
+    int accept_close_rc;
+    int close_rc;
+    bool in_msg;
+    bool closed_inside_msg; /* on_close ran while on_msg was still running */
+    /* peers, closed by the fixture */
+    mw_clt_t *clts[MAX_PEERS];
+    int nclts;
+    int fds[MAX_PEERS];
+    int nfds;
+} env_t;
+
+static uint64_t ping_seq(const mw_schema_t *sch, const void *msg) {
+    return sch->tag == ping_TAG ? ((const ping_t *)msg)->seq : NO_SEQ;
+}
+
+static void handle_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
+    env_t *e = ud;
+    uint64_t seq = ping_seq(sch, msg);
+    pthread_mutex_lock(&e->mu);
+    if (e->nmsgs < MAX_MSGS)
+        e->msgs[e->nmsgs++] = (msg_rec_t){id, sch->tag, seq, e->order++, pthread_self()};
+    e->in_msg = true;
+    pthread_mutex_unlock(&e->mu);
+    if (e->echo) mw_svc_send_to(s, id, sch, msg); /* may be closing: checked by the peers */
+    if (seq != NO_SEQ && seq == e->close_on_seq) e->close_rc = mw_svc_close_conn(s, id);
+    pthread_mutex_lock(&e->mu);
+    e->in_msg = false;
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void on_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
+    (void)s;
+    env_t *e = ud;
+    pthread_mutex_lock(&e->mu);
+    if (e->naccepted < MAX_PEERS) {
+        e->accept_th[e->naccepted] = pthread_self();
+        e->accepted[e->naccepted++] = id;
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (e->close_on_accept) e->accept_close_rc = mw_svc_close_conn(s, id);
+}
+
+static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
+    env_t *e = ud;
+    pthread_mutex_lock(&e->mu);
+    if (e->in_msg) e->closed_inside_msg = true;
+    if (e->nclosed < MAX_PEERS) {
+        close_rec_t *c = &e->closed[e->nclosed++];
+        c->id = id;
+        c->reason = reason;
+        c->order = e->order++;
+        c->th = pthread_self();
+        snprintf(c->text, sizeof c->text, "%s", mw_svc_conn_error(s, id));
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+typedef struct env_cfg {
+    const char *serdes;
+    uint32_t max_connections;
+    uint32_t workers;
+    uint32_t max_msg, rx_buf, tx_buf;
+    int sndbuf;         /* accepted sockets' SO_SNDBUF */
+    bool on_callers_io; /* event mode, workers = 0: attach to an io the test polls */
+} env_cfg_t;
+
+static void env_start(env_t *e, const env_cfg_t *cfg) {
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.mode = e->mode;
+    if (cfg && cfg->serdes) o.conn.serdes = cfg->serdes;
+    if (cfg && cfg->max_connections) o.max_connections = cfg->max_connections;
+    if (cfg && cfg->workers) o.workers = cfg->workers;
+    if (cfg && cfg->max_msg) o.conn.max_msg = cfg->max_msg;
+    if (cfg && cfg->rx_buf) o.conn.rx_buf = cfg->rx_buf;
+    if (cfg && cfg->tx_buf) o.conn.tx_buf = cfg->tx_buf;
+    if (cfg && cfg->sndbuf) o.tcp.sndbuf = cfg->sndbuf;
+    if (cfg && cfg->on_callers_io) {
+        mw_err_t ioerr = {0};
+        if (mw_io_new(&e->io, NULL, &ioerr) != 0) fail_msg("io: %s", mw_err_text(&ioerr));
+        o.workers = 0;
+        o.io = e->io;
+    }
+    o.timeout_ns = MW_NS_PER_MS; /* blocking pump: short waits */
+    o.on_accept = on_accept;
+    o.on_msg = handle_msg;
+    o.on_close = on_close;
+    o.ud = e;
+    e->echo = true;
+    mw_err_t err = {0};
+    int r = mw_svc_listen(&e->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err);
+    if (r != 0) fail_msg("svc listen: %s: %s", mw_errname(r), mw_err_text(&err));
+    e->port = mw_svc_port(e->svc);
+    assert_true(e->port > 0);
+}
+
+/* Spin/blocking: one receive (which also accepts and reads); event: nothing,
+ * the workers run on their own. */
+static void env_pump(env_t *e) {
+    if (e->io) {
+        if (mw_io_poll(e->io, 0) < 0) fail_msg("io poll failed");
+        return;
+    }
+    if (e->mode == MW_MODE_EVENT) return;
+    test_msg_t m;
+    mw_conn_id_t id;
+    const mw_schema_t *sch;
+    int r = mw_svc_recv(e->svc, &id, &sch, &m, sizeof m);
+    if (r == 0) handle_msg(e->svc, id, sch, &m, e);
+    else if (r != MW_EAGAIN && r != MW_ETIMEDOUT) fail_msg("svc recv: %s", mw_errname(r));
+}
+
+typedef struct pumped {
+    env_t *e;
+    bool (*cond)(void *ud);
+    void *ud;
+} pumped_t;
+
+static bool pump_then(void *ud) {
+    pumped_t *p = ud;
+    env_pump(p->e);
+    return p->cond(p->ud);
+}
+
+/* Waits for cond, driving the Svc if the test thread has to. */
+static bool env_wait(env_t *e, bool (*cond)(void *ud), void *ud) {
+    pumped_t p = {e, cond, ud};
+    return mw_wait_until(pump_then, &p, WAIT_MS);
+}
+
+static int env_naccepted(env_t *e) {
+    pthread_mutex_lock(&e->mu);
+    int n = e->naccepted;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+static int env_nclosed(env_t *e) {
+    pthread_mutex_lock(&e->mu);
+    int n = e->nclosed;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+typedef struct count_cond { env_t *e; int want; int (*get)(env_t *e); } count_cond_t;
+static bool count_reached(void *ud) {
+    count_cond_t *c = ud;
+    return c->get(c->e) >= c->want;
+}
+
+static mw_conn_id_t wait_accepted(env_t *e, int n) {
+    count_cond_t c = {e, n, env_naccepted};
+    if (!env_wait(e, count_reached, &c)) fail_msg("the Svc accepted %d connections, want %d", env_naccepted(e), n);
+    pthread_mutex_lock(&e->mu);
+    mw_conn_id_t id = e->accepted[n - 1];
+    pthread_mutex_unlock(&e->mu);
+    return id;
+}
+
+/* Waits for the close of id and returns a copy of its record. */
+static close_rec_t wait_closed(env_t *e, mw_conn_id_t id) {
+    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        for (int i = 0; i < e->nclosed; i++) {
+            if (e->closed[i].id != id) continue;
+            close_rec_t c = e->closed[i];
+            pthread_mutex_unlock(&e->mu);
+            return c;
+        }
+        pthread_mutex_unlock(&e->mu);
+        if (mw_deadline_passed(NULL, dl)) fail_msg("connection %#" PRIx64 " was not closed", id);
+        env_pump(e);
+        sched_yield();
+    }
+}
+
+static bool was_closed(env_t *e, mw_conn_id_t id) {
+    pthread_mutex_lock(&e->mu);
+    bool found = false;
+    for (int i = 0; i < e->nclosed; i++) found |= e->closed[i].id == id;
+    pthread_mutex_unlock(&e->mu);
+    return found;
+}
+
+/* The record of the message with ping seq `seq` from id, or fails. */
+static msg_rec_t find_msg(env_t *e, mw_conn_id_t id, uint64_t seq) {
+    pthread_mutex_lock(&e->mu);
+    for (int i = 0; i < e->nmsgs; i++) {
+        if (e->msgs[i].id != id || e->msgs[i].seq != seq) continue;
+        msg_rec_t m = e->msgs[i];
+        pthread_mutex_unlock(&e->mu);
+        return m;
+    }
+    pthread_mutex_unlock(&e->mu);
+    fail_msg("the Svc did not deliver ping %" PRIu64 " from %#" PRIx64, seq, id);
+    return (msg_rec_t){0};
+}
+
+static int msgs_from(env_t *e, mw_conn_id_t id) {
+    pthread_mutex_lock(&e->mu);
+    int n = 0;
+    for (int i = 0; i < e->nmsgs; i++) n += e->msgs[i].id == id;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+typedef struct conns_cond { env_t *e; uint32_t want; } conns_cond_t;
+static bool conns_are(void *ud) {
+    conns_cond_t *c = ud;
+    return mw_svc_conn_count(c->e->svc) == c->want;
+}
+
+/* The peer may see its connection closed a moment before the Svc's count
+ * drops (the socket is closed first). */
+static void wait_conns(env_t *e, uint32_t want) {
+    conns_cond_t c = {e, want};
+    if (!env_wait(e, conns_are, &c)) fail_msg("%u connections open, want %u", mw_svc_conn_count(e->svc), want);
+}
+
+static mw_svc_stats_t env_stats(env_t *e) {
+    mw_svc_stats_t st;
+    mw_svc_stats(e->svc, &st);
+    return st;
+}
+
+/* ---- fixture ------------------------------------------------------------------ */
+
+static mw_mode_t mode_spin = MW_MODE_SPIN, mode_blocking = MW_MODE_BLOCKING, mode_event = MW_MODE_EVENT;
+
+static int env_setup(void **state) {
+    env_t *e = calloc(1, sizeof *e);
+    if (!e) return -1;
+    e->mode = *(mw_mode_t *)*state;
+    e->close_on_seq = NO_SEQ;
+    pthread_mutex_init(&e->mu, NULL);
+    *state = e;
+    return 0;
+}
+
+static int env_teardown(void **state) {
+    env_t *e = *state;
+    mw_svc_free(e->svc); /* event mode: stops the workers first */
+    mw_io_free(e->io);
+    for (int i = 0; i < e->nclts; i++) mw_clt_free(e->clts[i]);
+    for (int i = 0; i < e->nfds; i++) if (e->fds[i] >= 0) close(e->fds[i]);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+    return 0;
+}
+
+/* ---- good peers: spin-mode Clts ---------------------------------------------- */
+
+static mw_clt_t *clt_open(env_t *e, const char *serdes) {
+    mw_clt_opts_t o;
+    mw_clt_opts_init(&o);
+    o.mode = MW_MODE_SPIN;
+    if (serdes) o.conn.serdes = serdes;
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", e->port);
+    mw_clt_t *c = NULL;
+    mw_err_t err = {0};
+    int r = mw_clt_connect(&c, url, &test_protocol, &o, &err);
+    if (r != 0) fail_msg("clt connect: %s: %s", mw_errname(r), mw_err_text(&err));
+    assert_true(e->nclts < MAX_PEERS);
+    e->clts[e->nclts++] = c;
+    return c;
+}
+
+/* Frees a Clt early (the fixture would free it at the end otherwise). */
+static void clt_drop(env_t *e, mw_clt_t *c) {
+    for (int i = 0; i < e->nclts; i++)
+        if (e->clts[i] == c) e->clts[i] = e->clts[--e->nclts];
+    mw_clt_free(c);
+}
+
+static void clt_send_ping(mw_clt_t *c, uint64_t seq) {
+    ping_t p = {.seq = seq, .sent_ns = seq * 3};
+    int r = mw_clt_send(c, ping_schema(), &p);
+    if (r != 0) fail_msg("clt send ping %" PRIu64 ": %s: %s", seq, mw_errname(r), mw_clt_last_error(c));
+}
+
+/* Receives one message, driving the Svc meanwhile. Returns 0, MW_ECLOSED or
+ * an error; fails on timeout. */
+static int clt_wait_msg(env_t *e, mw_clt_t *c, const mw_schema_t **s, test_msg_t *m) {
+    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    for (;;) {
+        int r = mw_clt_recv(c, s, m, sizeof *m);
+        if (r != MW_EAGAIN) return r;
+        if (mw_deadline_passed(NULL, dl)) fail_msg("clt: nothing received in %d ms", WAIT_MS);
+        env_pump(e);
+        sched_yield();
+    }
+}
+
+static void clt_expect_ping(env_t *e, mw_clt_t *c, uint64_t seq) {
+    const mw_schema_t *s;
+    test_msg_t m;
+    int r = clt_wait_msg(e, c, &s, &m);
+    if (r != 0) fail_msg("clt waiting for ping %" PRIu64 ": %s: %s", seq, mw_errname(r), mw_clt_last_error(c));
+    assert_int_equal(s->tag, ping_TAG);
+    assert_int_equal(m.ping.seq, seq);
+    assert_int_equal(m.ping.sent_ns, seq * 3);
+}
+
+static void roundtrip(env_t *e, mw_clt_t *c, uint64_t seq) {
+    clt_send_ping(c, seq);
+    clt_expect_ping(e, c, seq);
+}
+
+static void clt_expect_closed(env_t *e, mw_clt_t *c) {
+    const mw_schema_t *s;
+    test_msg_t m;
+    int r = clt_wait_msg(e, c, &s, &m);
+    if (r != MW_ECLOSED) fail_msg("clt: want MW_ECLOSED, got %s (%s)", mw_errname(r), mw_clt_last_error(c));
+    assert_false(mw_clt_is_open(c));
+}
+
+/* ---- bad peers: raw sockets ------------------------------------------------ */
+
+static int raw_connect(env_t *e) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)e->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) fail_msg("raw connect: %s", strerror(errno));
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    assert_true(e->nfds < MAX_PEERS);
+    e->fds[e->nfds++] = fd;
+    return fd;
+}
+
+static void raw_close(env_t *e, int fd) {
+    for (int i = 0; i < e->nfds; i++)
+        if (e->fds[i] == fd) e->fds[i] = -1;
+    close(fd);
+}
+
+static void raw_write(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w <= 0) fail_msg("raw send: %s", strerror(errno));
+        b += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Waits until the Svc closed the raw peer's connection: end of stream or a
+ * reset. Returns the bytes it sent before (the echoes), up to cap. */
+static size_t raw_wait_eof(env_t *e, int fd, uint8_t *got, size_t cap) {
+    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    size_t n = 0;
+    uint8_t tmp[4096];
+    for (;;) {
+        ssize_t r = recv(fd, tmp, sizeof tmp, MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno == ECONNRESET)) return n;
+        if (r > 0) {
+            size_t k = (size_t)r < cap - n ? (size_t)r : cap - n;
+            memcpy(got + n, tmp, k);
+            n += k;
+            continue;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) fail_msg("raw recv: %s", strerror(errno));
+        if (mw_deadline_passed(NULL, dl)) fail_msg("the Svc did not close the raw connection");
+        env_pump(e);
+        sched_yield();
+    }
+}
+
+/* Reads exactly n bytes the Svc sends, driving it meanwhile. */
+static void raw_read_exact(env_t *e, int fd, uint8_t *got, size_t n) {
+    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    size_t have = 0;
+    while (have < n) {
+        ssize_t r = recv(fd, got + have, n - have, MSG_DONTWAIT);
+        if (r > 0) {
+            have += (size_t)r;
+            continue;
+        }
+        if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) fail_msg("raw recv: closed early");
+        if (mw_deadline_passed(NULL, dl)) fail_msg("raw recv: %zu of %zu bytes", have, n);
+        env_pump(e);
+        sched_yield();
+    }
+}
+
+/* Encodes msg with serdes and frames it as that serdes does on TCP (u32
+ * big-endian length for binary serdes, a newline after text). */
+static size_t frame_msg(const char *serdes, const mw_schema_t *s, const void *msg, uint8_t *out, size_t cap) {
+    mw_serdes_t sd;
+    assert_int_equal(mw_serdes_init(&sd, serdes, 0), 0);
+    bool text = strcmp(serdes, "text") == 0;
+    ssize_t n = mw_serdes_encode(&sd, s, msg, out + (text ? 0 : 4), cap - 5);
+    mw_serdes_fini(&sd);
+    assert_true(n > 0);
+    if (text) {
+        out[n] = '\n';
+        return (size_t)n + 1;
+    }
+    out[0] = (uint8_t)(n >> 24), out[1] = (uint8_t)(n >> 16), out[2] = (uint8_t)(n >> 8), out[3] = (uint8_t)n;
+    return (size_t)n + 4;
+}
+
+static size_t frame_ping(const char *serdes, uint64_t seq, uint8_t *out, size_t cap) {
+    ping_t p = {.seq = seq, .sent_ns = seq * 3};
+    return frame_msg(serdes, ping_schema(), &p, out, cap);
+}
+
+static void fill_all_kinds(all_kinds_t *a) {
+    memset(a, 0, sizeof *a);
+    a->i8 = 99, a->i16 = -2, a->i32 = 3, a->i64 = -4, a->u8 = 5, a->u16 = 6, a->u32 = 7, a->u64 = 8;
+    a->f64 = 0.5, a->flag = true, a->side = 2;
+    memcpy(a->sym, "SYM", 3);
+    memcpy(a->raw, "\x01\x02\x03\x04", 4);
+}
+
+/* xorshift64, reseeded by each test that uses it so its bytes do not depend
+ * on which tests ran before. */
+static uint64_t rng_state;
+static void rng_seed(void) { rng_state = 0x853c49e6748fea9bULL; }
+static uint8_t rng_byte(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint8_t)(rng_state >> 24);
+}
+
+/* One bad peer: a good Clt is connected first; the raw peer sends a good
+ * ping and then `bad`. The Svc must deliver the ping, close only the raw
+ * connection with `want_code` and a text containing `want_text`, and keep
+ * the good Clt working. Returns the close record. */
+static close_rec_t bad_peer(env_t *e, const char *serdes, const uint8_t *bad, size_t bad_len, int want_code,
+                            const char *want_text) {
+    mw_clt_t *good = clt_open(e, serdes);
+    mw_conn_id_t good_id = wait_accepted(e, 1);
+    roundtrip(e, good, 1);
+
+    int fd = raw_connect(e);
+    mw_conn_id_t bad_id = wait_accepted(e, 2);
+    static uint8_t wire[1 << 17];
+    size_t n = frame_ping(serdes, RAW_SEQ, wire, sizeof wire);
+    assert_true(n + bad_len <= sizeof wire);
+    memcpy(wire + n, bad, bad_len);
+    raw_write(fd, wire, n + bad_len); /* one write: both in the same read */
+
+    close_rec_t c = wait_closed(e, bad_id);
+    if (c.reason != want_code)
+        fail_msg("closed with %s (%s), want %s", mw_errname(c.reason), c.text, mw_errname(want_code));
+    if (!strstr(c.text, want_text)) fail_msg("close text \"%s\" does not mention \"%s\"", c.text, want_text);
+    msg_rec_t m = find_msg(e, bad_id, RAW_SEQ); /* accepted before the bad bytes: not lost */
+    assert_true(m.order < c.order);
+    assert_int_equal(msgs_from(e, bad_id), 1);
+    uint8_t echo[256];
+    size_t got = raw_wait_eof(e, fd, echo, sizeof echo);
+    assert_int_equal(got, frame_ping(serdes, RAW_SEQ, wire, sizeof wire));
+    assert_memory_equal(echo, wire, got);
+    raw_close(e, fd);
+
+    assert_false(was_closed(e, good_id));
+    roundtrip(e, good, 2);
+    assert_int_equal(mw_svc_conn_count(e->svc), 1);
+    mw_svc_stats_t st = env_stats(e);
+    assert_int_equal(st.closed_bad_input, 1);
+    assert_int_equal(st.closed, 1);
+    assert_int_equal(mw_svc_send_to(e->svc, bad_id, ping_schema(), &(ping_t){0}), MW_ECLOSED);
+    return c;
+}
+
+/* ---- pool and limits ------------------------------------------------------------ */
+
+static void test_svc_refuses_clients_over_max_connections(void **state) {
+    env_t *e = *state;
+    env_start(e, &(env_cfg_t){.max_connections = 2});
+    mw_clt_t *a = clt_open(e, NULL);
+    mw_clt_t *b = clt_open(e, NULL);
+    wait_accepted(e, 2);
+    mw_clt_t *c = clt_open(e, NULL); /* the kernel accepts it; the Svc closes it */
+    clt_expect_closed(e, c);
+    mw_svc_stats_t st = env_stats(e);
+    assert_int_equal(st.refused_full, 1);
+    assert_int_equal(st.accepted, 2);
+    assert_int_equal(st.connections, 2);
+    assert_int_equal(env_naccepted(e), 2); /* no on_accept for the refused one */
+    assert_int_equal(env_nclosed(e), 0);   /* nor on_close */
+    roundtrip(e, a, 10);
+    roundtrip(e, b, 11);
+    roundtrip(e, a, 12);
+    assert_int_equal(mw_svc_conn_count(e->svc), 2);
+}
+
+static void test_svc_stale_id_never_reaches_the_reused_slot(void **state) {
+    env_t *e = *state;
+    env_start(e, &(env_cfg_t){.max_connections = 1});
+    mw_clt_t *a = clt_open(e, NULL);
+    mw_conn_id_t id_a = wait_accepted(e, 1);
+    roundtrip(e, a, 1);
+    clt_drop(e, a);
+    close_rec_t ca = wait_closed(e, id_a);
+    assert_int_equal(ca.reason, MW_ECLOSED);
+
+    mw_clt_t *b = clt_open(e, NULL);
+    mw_conn_id_t id_b = wait_accepted(e, 2);
+    assert_int_equal((uint32_t)id_a, (uint32_t)id_b); /* the same slot */
+    assert_true(id_a != id_b);                        /* another generation */
+    assert_true(id_b != MW_CONN_ID_NONE);
+    ping_t p = {.seq = 77, .sent_ns = 77 * 3};
+    assert_int_equal(mw_svc_send_to(e->svc, id_a, ping_schema(), &p), MW_ECLOSED);
+    assert_int_equal(mw_svc_close_conn(e->svc, id_a), MW_ECLOSED);
+    assert_int_equal(mw_svc_set_serdes(e->svc, id_a, MW_DIR_BOTH, "text"), MW_ECLOSED);
+    assert_string_equal(mw_svc_conn_error(e->svc, id_a), "");
+    assert_int_equal(mw_svc_send_to(e->svc, id_b, ping_schema(), &p), 0);
+    clt_expect_ping(e, b, 77);
+    roundtrip(e, b, 78);
+}
+
+static void test_svc_send_to_and_broadcast_reach_each_client(void **state) {
+    env_t *e = *state;
+    env_start(e, NULL);
+    enum { N = 3 };
+    mw_clt_t *c[N];
+    mw_conn_id_t id[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = clt_open(e, NULL);
+        id[i] = wait_accepted(e, i + 1);
+    }
+    ping_t p = {.seq = 500, .sent_ns = 1500};
+    assert_int_equal(mw_svc_broadcast(e->svc, ping_schema(), &p), N);
+    for (int i = 0; i < N; i++) clt_expect_ping(e, c[i], 500);
+    for (int i = 0; i < N; i++) {
+        ping_t q = {.seq = 600 + (uint64_t)i, .sent_ns = (600 + (uint64_t)i) * 3};
+        assert_int_equal(mw_svc_send_to(e->svc, id[i], ping_schema(), &q), 0);
+    }
+    for (int i = 0; i < N; i++) clt_expect_ping(e, c[i], 600 + (uint64_t)i);
+    /* One leaves: broadcast reaches the other two. */
+    clt_drop(e, c[1]);
+    wait_closed(e, id[1]);
+    p.seq = 700, p.sent_ns = 2100;
+    assert_int_equal(mw_svc_broadcast(e->svc, ping_schema(), &p), N - 1);
+    clt_expect_ping(e, c[0], 700);
+    clt_expect_ping(e, c[2], 700);
+    mw_svc_stats_t st = env_stats(e);
+    assert_int_equal(st.connections, N - 1);
+    assert_int_equal(st.closed, 1);
+}
+
+/* ---- closing from the application --------------------------------------------- */
+
+static void test_svc_close_conn_inside_on_msg_is_deferred(void **state) {
+    env_t *e = *state;
+    e->close_on_seq = 1;
+    env_start(e, NULL);
+    mw_clt_t *c = clt_open(e, NULL);
+    mw_conn_id_t id = wait_accepted(e, 1);
+    /* Three pings in one write: the close on the first stops delivery. */
+    for (uint64_t s = 1; s <= 3; s++) {
+        ping_t p = {.seq = s, .sent_ns = s * 3};
+        assert_int_equal(mw_clt_send_more(c, ping_schema(), &p), 0);
+    }
+    assert_int_equal(mw_clt_flush(c), 0);
+    close_rec_t cr = wait_closed(e, id);
+    assert_int_equal(cr.reason, MW_ESTATE);
+    assert_int_equal(e->close_rc, 0);
+    assert_false(e->closed_inside_msg);
+    assert_int_equal(msgs_from(e, id), 1);
+    assert_true(find_msg(e, id, 1).order < cr.order);
+    clt_expect_ping(e, c, 1); /* the echo sent before the close still goes out */
+    clt_expect_closed(e, c);
+    wait_conns(e, 0);
+    assert_int_equal(env_stats(e).closed_bad_input, 0);
+}
+
+static void test_svc_close_conn_from_another_thread(void **state) {
+    env_t *e = *state;
+    env_start(e, NULL);
+    mw_clt_t *c = clt_open(e, NULL);
+    mw_conn_id_t id = wait_accepted(e, 1);
+    roundtrip(e, c, 1);
+    assert_int_equal(mw_svc_close_conn(e->svc, id), 0);
+    close_rec_t cr = wait_closed(e, id);
+    assert_int_equal(cr.reason, MW_ESTATE);
+    assert_false(pthread_equal(cr.th, pthread_self())); /* ran on the worker */
+    clt_expect_closed(e, c);
+    wait_conns(e, 0); /* the id is invalidated after on_close returns */
+    assert_int_equal(mw_svc_close_conn(e->svc, id), MW_ECLOSED);
+    assert_int_equal(env_nclosed(e), 1);
+}
+
+/* ---- bad input ------------------------------------------------------------------- */
+
+static void test_svc_peer_leaving_mid_message_is_closed_alone(void **state) {
+    env_t *e = *state;
+    env_start(e, NULL);
+    mw_clt_t *good = clt_open(e, NULL);
+    mw_conn_id_t good_id = wait_accepted(e, 1);
+    int fd = raw_connect(e);
+    mw_conn_id_t bad_id = wait_accepted(e, 2);
+    uint8_t wire[256];
+    size_t n = frame_ping("fixed", RAW_SEQ, wire, sizeof wire);
+    raw_write(fd, wire, n);
+    uint8_t echo[256];
+    raw_read_exact(e, fd, echo, n); /* nothing unread when it leaves */
+    assert_memory_equal(echo, wire, n);
+    all_kinds_t a;
+    fill_all_kinds(&a);
+    size_t an = frame_msg("fixed", all_kinds_schema(), &a, wire, sizeof wire);
+    raw_write(fd, wire, an / 2);
+    raw_close(e, fd);
+
+    close_rec_t c = wait_closed(e, bad_id);
+    assert_int_equal(c.reason, MW_ECLOSED);
+    if (!strstr(c.text, "inside a message")) fail_msg("close text \"%s\" does not mention the partial message", c.text);
+    assert_int_equal(msgs_from(e, bad_id), 1);
+    find_msg(e, bad_id, RAW_SEQ);
+    assert_false(was_closed(e, good_id));
+    roundtrip(e, good, 5);
+    assert_int_equal(env_stats(e).closed_bad_input, 0); /* leaving is not bad input */
+}
+
+static void test_svc_oversized_frame_closes_without_reserving(void **state) {
+    env_t *e = *state;
+    env_start(e, NULL);
+    mw_clt_t *good = clt_open(e, NULL);
+    mw_conn_id_t good_id = wait_accepted(e, 1);
+    roundtrip(e, good, 1);
+    int fd = raw_connect(e);
+    mw_conn_id_t bad_id = wait_accepted(e, 2);
+    uint8_t wire[64];
+    size_t n = frame_ping("fixed", RAW_SEQ, wire, sizeof wire);
+    memcpy(wire + n, "\x7f\xff\xff\xff" "abc", 7);
+    /* Everything was allocated at accept; rejecting a 2 GiB length must not
+     * allocate anything (let alone 2 GiB). */
+    uint64_t allocs = mw_alloc_count();
+    raw_write(fd, wire, n + 7);
+    close_rec_t c = wait_closed(e, bad_id);
+    uint64_t during = mw_alloc_count() - allocs;
+    assert_int_equal(c.reason, MW_ETOOBIG);
+    if (!strstr(c.text, "max_msg")) fail_msg("close text \"%s\" does not mention max_msg", c.text);
+    if (mw_alloc_counting_works()) assert_int_equal(during, 0);
+    find_msg(e, bad_id, RAW_SEQ);
+    assert_int_equal(msgs_from(e, bad_id), 1);
+    raw_close(e, fd);
+    assert_false(was_closed(e, good_id));
+    roundtrip(e, good, 2);
+    assert_int_equal(env_stats(e).closed_bad_input, 1);
+}
+
+static void test_svc_garbage_text_closes_with_eproto(void **state) {
+    env_t *e = *state;
+    rng_seed();
+    env_start(e, &(env_cfg_t){.serdes = "text"});
+    uint8_t bad[512];
+    for (size_t i = 0; i < sizeof bad - 1; i++) {
+        do bad[i] = rng_byte();
+        while (bad[i] == '\n' || bad[i] == '{' || bad[i] == ' ' || bad[i] == '\t' || bad[i] == '\r');
+    }
+    bad[sizeof bad - 1] = '\n';
+    bad_peer(e, "text", bad, sizeof bad, MW_EPROTO, "text decode");
+}
+
+static void test_svc_garbage_msgpack_closes_with_eproto(void **state) {
+    env_t *e = *state;
+    rng_seed();
+    env_start(e, &(env_cfg_t){.serdes = "msgpack"});
+    uint8_t bad[4 + 200] = {0, 0, 0, 200, 0xc1};
+    for (size_t i = 5; i < sizeof bad; i++) bad[i] = rng_byte();
+    bad_peer(e, "msgpack", bad, sizeof bad, MW_EPROTO, "msgpack");
+}
+
+static void test_svc_random_bytes_close_only_that_connection(void **state) {
+    env_t *e = *state;
+    rng_seed();
+    env_start(e, NULL);
+    /* Random bytes under u32 framing: a random length, almost surely over
+     * max_msg, so the frame is refused as soon as its prefix arrives. */
+    uint8_t bad[1000];
+    for (size_t i = 0; i < sizeof bad; i++) bad[i] = rng_byte();
+    bad[0] |= 0x10;
+    bad_peer(e, "fixed", bad, sizeof bad, MW_ETOOBIG, "max_msg");
+}
+
+static void test_svc_unknown_tag_closes_with_etag(void **state) {
+    env_t *e = *state;
+    env_start(e, NULL);
+    uint8_t bad[4 + all_kinds_FIXED_SIZE] = {0, 0, 0, all_kinds_FIXED_SIZE, 77, 0};
+    close_rec_t c = bad_peer(e, "fixed", bad, sizeof bad, MW_ETAG, "unknown tag 77");
+    assert_string_equal(c.text, "recv: fixed decode: fixed: unknown tag 77");
+}
+
+static void test_svc_bad_bool_closes_with_erange(void **state) {
+    env_t *e = *state;
+    env_start(e, NULL);
+    all_kinds_t a;
+    fill_all_kinds(&a);
+    uint8_t bad[128];
+    size_t n = frame_msg("fixed", all_kinds_schema(), &a, bad, sizeof bad);
+    const mw_field_t *flag = NULL;
+    const mw_schema_t *s = all_kinds_schema();
+    size_t off = 4 + 2;
+    for (unsigned i = 0; i < s->nfields && !flag; i++) {
+        if (strcmp(s->fields[i].name, "flag") == 0) flag = &s->fields[i];
+        else off += s->fields[i].size;
+    }
+    assert_non_null(flag);
+    assert_int_equal(bad[off], 1);
+    bad[off] = 7;
+    bad_peer(e, "fixed", bad, n, MW_ERANGE, "\"flag\"");
+}
+
+static void test_svc_out_of_range_text_int_closes_with_erange(void **state) {
+    env_t *e = *state;
+    env_start(e, &(env_cfg_t){.serdes = "text"});
+    all_kinds_t a;
+    fill_all_kinds(&a);
+    uint8_t good[512];
+    size_t n = frame_msg("text", all_kinds_schema(), &a, good, sizeof good);
+    good[n] = '\0';
+    char *at = strstr((char *)good, "\"i8\":99");
+    assert_non_null(at);
+    char bad[600];
+    int k = snprintf(bad, sizeof bad, "%.*s\"i8\":300%s", (int)(at - (char *)good), (char *)good,
+                     at + strlen("\"i8\":99"));
+    bad_peer(e, "text", (const uint8_t *)bad, (size_t)k, MW_ERANGE, "\"i8\"");
+}
+
+static void test_svc_close_conn_inside_on_accept(void **state) {
+    env_t *e = *state;
+    e->close_on_accept = true;
+    env_start(e, NULL);
+    mw_clt_t *c = clt_open(e, NULL);
+    mw_conn_id_t id = wait_accepted(e, 1);
+    close_rec_t cr = wait_closed(e, id);
+    assert_int_equal(cr.reason, MW_ESTATE);
+    assert_int_equal(e->accept_close_rc, 0);
+    clt_expect_closed(e, c);
+    wait_conns(e, 0);
+    assert_int_equal(msgs_from(e, id), 0);
+    /* The next client gets the slot and works. */
+    e->close_on_accept = false;
+    mw_clt_t *d = clt_open(e, NULL);
+    mw_conn_id_t id2 = wait_accepted(e, 2);
+    assert_true(id2 != id);
+    roundtrip(e, d, 1);
+}
+
+/* The Svc outruns its peer: send_to says MW_EAGAIN when the connection's tx
+ * buffer is full, and everything it accepted arrives, in order, once the peer
+ * reads (spin: mw_svc_poll flushes; event: the worker flushes on
+ * writability, also for sends from the test thread). */
+static void test_svc_send_to_backpressure_then_everything_arrives(void **state) {
+    env_t *e = *state;
+    env_start(e, &(env_cfg_t){.max_msg = 1024, .tx_buf = 4096, .sndbuf = 4096});
+    e->echo = false;
+    enum { N = 20000 };
+    mw_clt_t *c = clt_open(e, NULL);
+    mw_conn_id_t id = wait_accepted(e, 1);
+    uint64_t sent = 0, got = 0, eagain = 0;
+    uint64_t dl = mw_deadline_in(NULL, 4 * WAIT_MS * MW_NS_PER_MS);
+    while (got < N) {
+        bool progress = false;
+        while (sent < N) {
+            ping_t p = {.seq = sent, .sent_ns = sent * 3};
+            int r = mw_svc_send_to(e->svc, id, ping_schema(), &p);
+            if (r == MW_EAGAIN) {
+                eagain++;
+                break;
+            }
+            if (r != 0) fail_msg("send_to %" PRIu64 ": %s: %s", sent, mw_errname(r), mw_svc_conn_error(e->svc, id));
+            sent++;
+            progress = true;
+        }
+        if (e->mode != MW_MODE_EVENT) assert_true(mw_svc_poll(e->svc, 0) >= 0);
+        /* Read only a little at a time, so the Svc keeps hitting a full buffer. */
+        for (int k = 0; k < 50 && got < sent; k++) {
+            const mw_schema_t *s;
+            test_msg_t m;
+            int r = mw_clt_recv(c, &s, &m, sizeof m);
+            if (r == MW_EAGAIN) break;
+            if (r != 0) fail_msg("clt recv after %" PRIu64 ": %s: %s", got, mw_errname(r), mw_clt_last_error(c));
+            if (s->tag != ping_TAG || m.ping.seq != got) fail_msg("message %" PRIu64 " is seq %" PRIu64, got, m.ping.seq);
+            got++;
+            progress = true;
+        }
+        if (!progress) {
+            if (mw_deadline_passed(NULL, dl)) fail_msg("stuck: sent %" PRIu64 ", received %" PRIu64, sent, got);
+            sched_yield();
+        }
+    }
+    assert_true(eagain > 0);
+    assert_false(was_closed(e, id));
+}
+
+/* workers = 0: the Svc lives on the caller's io, which the test thread polls. */
+static void test_svc_event_without_workers_runs_on_the_callers_io(void **state) {
+    env_t *e = *state;
+    env_start(e, &(env_cfg_t){.on_callers_io = true});
+    mw_clt_t *a = clt_open(e, NULL);
+    mw_clt_t *b = clt_open(e, NULL);
+    mw_conn_id_t id_a = wait_accepted(e, 1);
+    wait_accepted(e, 2);
+    for (uint64_t s = 0; s < 20; s++) {
+        roundtrip(e, a, s);
+        roundtrip(e, b, 100 + s);
+    }
+    pthread_mutex_lock(&e->mu);
+    for (int i = 0; i < e->nmsgs; i++) assert_true(pthread_equal(e->msgs[i].th, pthread_self()));
+    pthread_mutex_unlock(&e->mu);
+    assert_int_equal(mw_svc_close_conn(e->svc, id_a), 0);
+    assert_int_equal(wait_closed(e, id_a).reason, MW_ESTATE);
+    clt_expect_closed(e, a);
+    roundtrip(e, b, 200);
+}
+
+/* ---- fairness and threads -------------------------------------------------------- */
+
+static void flood(mw_clt_t *c, uint64_t n) {
+    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    for (uint64_t s = 0; s < n;) {
+        ping_t p = {.seq = s, .sent_ns = s * 3};
+        int r = mw_clt_send(c, ping_schema(), &p);
+        if (r == 0) s++;
+        else if (r != MW_EAGAIN) fail_msg("flood: %s", mw_errname(r));
+        else if (mw_deadline_passed(NULL, dl)) fail_msg("flood: stuck at %" PRIu64, s);
+    }
+    while (mw_clt_flush(c) == MW_EAGAIN) {
+        if (mw_deadline_passed(NULL, dl)) fail_msg("flood: flush stuck");
+        sched_yield();
+    }
+}
+
+typedef struct outq_cond { mw_clt_t *c; } outq_cond_t;
+static bool outq_empty(void *ud) {
+    int fd = mw_stream_fd(mw_clt_conn(((outq_cond_t *)ud)->c)->stream);
+    int n = -1;
+    return ioctl(fd, SIOCOUTQ, &n) == 0 && n == 0;
+}
+
+/* Waits until the Svc's kernel holds every byte c sent (nothing left
+ * unacknowledged in c's socket), so the test knows what a read can see. */
+static void wait_delivered(mw_clt_t *c) {
+    outq_cond_t q = {c};
+    assert_true(mw_wait_until(outq_empty, &q, WAIT_MS));
+}
+
+typedef struct tally {
+    mw_conn_id_t id_a, id_b;
+    int na, nb, run, longest;
+    uint64_t next_a, next_b;
+    mw_conn_id_t prev;
+} tally_t;
+
+/* Receives n messages, checking each client's order and counting. */
+static void recv_tally(env_t *e, tally_t *t, int n) {
+    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    t->na = t->nb = t->run = t->longest = 0;
+    t->prev = MW_CONN_ID_NONE;
+    while (t->na + t->nb < n) {
+        test_msg_t m;
+        mw_conn_id_t id;
+        const mw_schema_t *sch;
+        int r = mw_svc_recv(e->svc, &id, &sch, &m, sizeof m);
+        if (r == MW_EAGAIN || r == MW_ETIMEDOUT) {
+            if (mw_deadline_passed(NULL, dl)) fail_msg("recv stalled at %d+%d", t->na, t->nb);
+            continue;
+        }
+        assert_int_equal(r, 0);
+        assert_int_equal(sch->tag, ping_TAG);
+        if (id == t->id_a) assert_int_equal(m.ping.seq, t->next_a++), t->na++;
+        else if (id == t->id_b) assert_int_equal(m.ping.seq, t->next_b++), t->nb++;
+        else fail_msg("message from unknown id %#" PRIx64, id);
+        t->run = id == t->prev ? t->run + 1 : 1;
+        t->longest = t->run > t->longest ? t->run : t->longest;
+        t->prev = id;
+    }
+}
+
+enum { FLOOD = 1500, FIRST = 1000 };
+
+static void test_svc_recv_alternates_between_flooding_clients(void **state) {
+    env_t *e = *state;
+    env_start(e, NULL);
+    e->echo = false;
+    mw_clt_t *a = clt_open(e, NULL);
+    mw_clt_t *b = clt_open(e, NULL);
+    tally_t t = {.id_a = wait_accepted(e, 1), .id_b = wait_accepted(e, 2)};
+    flood(a, FLOOD);
+    flood(b, FLOOD);
+    wait_delivered(a);
+    wait_delivered(b);
+    recv_tally(e, &t, FIRST);
+    if (t.na < FIRST / 2 - 2 || t.nb < FIRST / 2 - 2 || t.longest > 2)
+        fail_msg("first %d messages: %d from a, %d from b, longest run %d", FIRST, t.na, t.nb, t.longest);
+}
+
+/* a's backlog is already in the Svc's buffer when b starts flooding: b must
+ * still get its turns, not wait behind the whole backlog. */
+static void test_svc_recv_does_not_starve_a_client_behind_a_busy_one(void **state) {
+    env_t *e = *state;
+    env_start(e, NULL);
+    e->echo = false;
+    mw_clt_t *a = clt_open(e, NULL);
+    mw_clt_t *b = clt_open(e, NULL);
+    tally_t t = {.id_a = wait_accepted(e, 1), .id_b = wait_accepted(e, 2)};
+    flood(a, FLOOD);
+    wait_delivered(a);
+    recv_tally(e, &t, 1); /* reads a's backlog into the Svc */
+    assert_int_equal(t.na, 1);
+    flood(b, FLOOD);
+    wait_delivered(b);
+    recv_tally(e, &t, FIRST);
+    if (t.nb < FIRST / 2 - 100)
+        fail_msg("next %d messages: %d from a, %d from b (longest run %d)", FIRST, t.na, t.nb, t.longest);
+}
+
+static void test_svc_workers_keep_each_connection_on_one_thread(void **state) {
+    env_t *e = *state;
+    enum { WORKERS = 3, CLTS = 6, PINGS = 20 };
+    env_start(e, &(env_cfg_t){.workers = WORKERS});
+    mw_clt_t *c[CLTS];
+    for (int i = 0; i < CLTS; i++) c[i] = clt_open(e, NULL);
+    wait_accepted(e, CLTS);
+    for (uint64_t s = 0; s < PINGS; s++) {
+        for (int i = 0; i < CLTS; i++) clt_send_ping(c[i], s);
+        for (int i = 0; i < CLTS; i++) clt_expect_ping(e, c[i], s);
+    }
+    pthread_mutex_lock(&e->mu);
+    pthread_t threads[CLTS];
+    int nthreads = 0, per_thread[CLTS] = {0};
+    for (int i = 0; i < CLTS; i++) {
+        pthread_t th = e->accept_th[i];
+        assert_false(pthread_equal(th, pthread_self()));
+        int seen = 0;
+        for (int k = 0; k < e->nmsgs; k++) {
+            if (e->msgs[k].id != e->accepted[i]) continue;
+            seen++;
+            if (!pthread_equal(e->msgs[k].th, th)) {
+                pthread_mutex_unlock(&e->mu);
+                fail_msg("connection %d: on_msg on two threads", i);
+            }
+        }
+        assert_int_equal(seen, PINGS);
+        int t = 0;
+        while (t < nthreads && !pthread_equal(threads[t], th)) t++;
+        if (t == nthreads) threads[nthreads++] = th;
+        per_thread[t]++;
+    }
+    pthread_mutex_unlock(&e->mu);
+    assert_int_equal(nthreads, WORKERS);
+    for (int t = 0; t < WORKERS; t++) assert_int_equal(per_thread[t], CLTS / WORKERS);
+}
+
+/* mw_svc_poll "reads what the sockets hold": calling it while the rx buffer
+ * is full of complete frames (the application is busy flushing, say) must not
+ * break the connection. */
+static void test_svc_poll_with_full_rx_buffer_keeps_the_connection(void **state) {
+    env_t *e = *state;
+    env_start(e, &(env_cfg_t){.max_msg = 1024, .rx_buf = 2048});
+    e->echo = false;
+    enum { PINGS = 300 };
+    mw_clt_t *c = clt_open(e, NULL);
+    mw_conn_id_t id = wait_accepted(e, 1);
+    flood(c, PINGS);
+    for (int i = 0; i < 10; i++) assert_true(mw_svc_poll(e->svc, 0) >= 0);
+    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    for (uint64_t s = 0; s < PINGS;) {
+        test_msg_t m;
+        mw_conn_id_t from;
+        const mw_schema_t *sch;
+        int r = mw_svc_recv(e->svc, &from, &sch, &m, sizeof m);
+        if (r == 0) {
+            assert_int_equal(from, id);
+            assert_int_equal(m.ping.seq, s++);
+            continue;
+        }
+        if (was_closed(e, id)) {
+            close_rec_t cr = wait_closed(e, id);
+            fail_msg("connection closed after %" PRIu64 " of %d pings: %s: %s", s, PINGS, mw_errname(cr.reason),
+                     cr.text);
+        }
+        if (mw_deadline_passed(NULL, dl)) fail_msg("stalled after %" PRIu64 " pings", s);
+    }
+    assert_int_equal(env_nclosed(e), 0);
+}
+
+#define T(fn, mode) {#fn "_" #mode, fn, env_setup, env_teardown, &mode_##mode}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        T(test_svc_refuses_clients_over_max_connections, spin),
+        T(test_svc_refuses_clients_over_max_connections, event),
+        T(test_svc_stale_id_never_reaches_the_reused_slot, spin),
+        T(test_svc_stale_id_never_reaches_the_reused_slot, event),
+        T(test_svc_send_to_and_broadcast_reach_each_client, spin),
+        T(test_svc_send_to_and_broadcast_reach_each_client, event),
+        T(test_svc_close_conn_inside_on_msg_is_deferred, event),
+        T(test_svc_close_conn_from_another_thread, event),
+        T(test_svc_close_conn_inside_on_accept, spin),
+        T(test_svc_close_conn_inside_on_accept, event),
+        T(test_svc_send_to_backpressure_then_everything_arrives, spin),
+        T(test_svc_send_to_backpressure_then_everything_arrives, blocking),
+        T(test_svc_send_to_backpressure_then_everything_arrives, event),
+        T(test_svc_event_without_workers_runs_on_the_callers_io, event),
+        T(test_svc_peer_leaving_mid_message_is_closed_alone, spin),
+        T(test_svc_peer_leaving_mid_message_is_closed_alone, event),
+        T(test_svc_oversized_frame_closes_without_reserving, spin),
+        T(test_svc_oversized_frame_closes_without_reserving, event),
+        T(test_svc_garbage_text_closes_with_eproto, spin),
+        T(test_svc_garbage_text_closes_with_eproto, event),
+        T(test_svc_garbage_msgpack_closes_with_eproto, spin),
+        T(test_svc_garbage_msgpack_closes_with_eproto, event),
+        T(test_svc_random_bytes_close_only_that_connection, spin),
+        T(test_svc_random_bytes_close_only_that_connection, event),
+        T(test_svc_unknown_tag_closes_with_etag, spin),
+        T(test_svc_unknown_tag_closes_with_etag, event),
+        T(test_svc_bad_bool_closes_with_erange, spin),
+        T(test_svc_bad_bool_closes_with_erange, event),
+        T(test_svc_out_of_range_text_int_closes_with_erange, spin),
+        T(test_svc_out_of_range_text_int_closes_with_erange, event),
+        T(test_svc_recv_alternates_between_flooding_clients, spin),
+        T(test_svc_recv_alternates_between_flooding_clients, blocking),
+        T(test_svc_recv_does_not_starve_a_client_behind_a_busy_one, spin),
+        T(test_svc_recv_does_not_starve_a_client_behind_a_busy_one, blocking),
+        T(test_svc_workers_keep_each_connection_on_one_thread, event),
+        T(test_svc_poll_with_full_rx_buffer_keeps_the_connection, spin),
+        T(test_svc_poll_with_full_rx_buffer_keeps_the_connection, blocking),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
