@@ -1,0 +1,459 @@
+/* tool.c - helpers shared by the command-line tools; see tool.h. */
+#include "tool.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mw_serdes.h"
+
+static const char *prog_name = "tool";
+static atomic_bool stopping;
+
+void tool_init(const char *prog) { prog_name = prog; }
+
+const char *tool_prog(void) { return prog_name; }
+
+static void vsay(const char *fmt, va_list ap) {
+    fflush(stdout);
+    fprintf(stderr, "%s: ", prog_name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+_Noreturn void tool_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(fmt, ap);
+    va_end(ap);
+    exit(TOOL_EXIT_FAIL);
+}
+
+_Noreturn void tool_usage_fail(const char *usage, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsay(fmt, ap);
+    va_end(ap);
+    fputs(usage, stderr);
+    exit(TOOL_EXIT_USAGE);
+}
+
+static void on_signal(int sig) {
+    (void)sig;
+    atomic_store(&stopping, true);
+}
+
+void tool_catch_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+bool tool_stopping(void) { return atomic_load_explicit(&stopping, memory_order_relaxed); }
+
+/* ---- options -------------------------------------------------------------- */
+
+static bool parse_value(const tool_opt_t *o, const char *val) {
+    char *end;
+    errno = 0;
+    switch (o->kind) {
+    case TOOL_OPT_STR:
+        *(const char **)o->dst = val;
+        return *val != '\0';
+    case TOOL_OPT_U64: {
+        if (*val < '0' || *val > '9') return false;
+        unsigned long long v = strtoull(val, &end, 10);
+        if (errno || *end) return false;
+        *(uint64_t *)o->dst = (uint64_t)v;
+        return true;
+    }
+    case TOOL_OPT_INT: {
+        if (*val < '0' || *val > '9') return false;
+        long v = strtol(val, &end, 10);
+        if (errno || *end || v > INT_MAX) return false;
+        *(int *)o->dst = (int)v;
+        return true;
+    }
+    case TOOL_OPT_F64: {
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || !isfinite(v) || v < 0) return false;
+        *(double *)o->dst = v;
+        return true;
+    }
+    case TOOL_OPT_FLAG:
+        break;
+    }
+    return false;
+}
+
+static const tool_opt_t *find_opt(const tool_opt_t *opts, size_t n, const char *name, size_t len) {
+    for (size_t i = 0; i < n; i++)
+        if (strlen(opts[i].name) == len && memcmp(opts[i].name, name, len) == 0) return &opts[i];
+    return NULL;
+}
+
+void tool_parse(int argc, char **argv, int first, const tool_opt_t *opts, size_t nopts,
+                const char *usage) {
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            exit(TOOL_EXIT_OK);
+        }
+        if (strncmp(a, "--", 2) != 0) tool_usage_fail(usage, "unexpected argument '%s'", a);
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        const tool_opt_t *o = find_opt(opts, nopts, a, len);
+        if (!o) tool_usage_fail(usage, "unknown option '%.*s'", (int)len, a);
+        if (o->seen) *o->seen = true;
+        if (o->kind == TOOL_OPT_FLAG) {
+            if (eq) tool_usage_fail(usage, "%s takes no value", o->name);
+            *(bool *)o->dst = true;
+            continue;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val) {
+            if (i + 1 >= argc) tool_usage_fail(usage, "%s needs a value", o->name);
+            val = argv[++i];
+        }
+        if (!parse_value(o, val)) tool_usage_fail(usage, "bad value for %s: '%s'", o->name, val);
+    }
+}
+
+mw_mode_t tool_parse_mode(const char *name, const char *usage) {
+    int m = mw_mode_parse(name);
+    if (m < 0) tool_usage_fail(usage, "unknown mode '%s' (spin, blocking, event)", name);
+    return (mw_mode_t)m;
+}
+
+void tool_check_serdes(const char *name, const char *usage) {
+    if (mw_serdes_find(name) || strcmp(name, "msgpack-array") == 0) return;
+    tool_usage_fail(usage, "unknown serdes '%s' (fixed, text, msgpack, msgpack-array)", name);
+}
+
+/* ---- statistics ----------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+void tool_sort_u64(uint64_t *v, size_t n) { qsort(v, n, sizeof *v, cmp_u64); }
+
+uint64_t tool_rank(const uint64_t *sorted, size_t n, double pct) {
+    /* rank = ceil(pct/100 * n), computed in integers where it matters: the
+     * 1e-9 guard keeps 99.9% of 1000 from rounding up to rank 1000. */
+    double r = pct / 100.0 * (double)n;
+    size_t rank = (size_t)r;
+    if ((double)rank < r - 1e-9) rank++;
+    if (rank < 1) rank = 1;
+    if (rank > n) rank = n;
+    return sorted[rank - 1];
+}
+
+void tool_percentiles(uint64_t *v, size_t n, tool_pct_t *out) {
+    tool_sort_u64(v, n);
+    out->min = v[0];
+    out->p50 = tool_rank(v, n, 50);
+    out->p90 = tool_rank(v, n, 90);
+    out->p99 = tool_rank(v, n, 99);
+    out->p999 = tool_rank(v, n, 99.9);
+    out->max = v[n - 1];
+}
+
+/* ---- JSON ----------------------------------------------------------------- */
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void json_key(tool_json_t *j, const char *key) {
+    if (j->comma[j->depth]) fputc(',', j->f);
+    j->comma[j->depth] = true;
+    json_string(j->f, key);
+    fputc(':', j->f);
+}
+
+void tool_json_begin(tool_json_t *j, FILE *f) {
+    j->f = f;
+    j->depth = 0;
+    j->comma[0] = false;
+    fputc('{', f);
+}
+
+void tool_json_str(tool_json_t *j, const char *key, const char *val) {
+    json_key(j, key);
+    json_string(j->f, val);
+}
+
+void tool_json_u64(tool_json_t *j, const char *key, uint64_t val) {
+    json_key(j, key);
+    fprintf(j->f, "%llu", (unsigned long long)val);
+}
+
+void tool_json_f64(tool_json_t *j, const char *key, double val, int decimals) {
+    json_key(j, key);
+    if (isfinite(val)) fprintf(j->f, "%.*f", decimals, val);
+    else fputs("null", j->f);
+}
+
+void tool_json_obj(tool_json_t *j, const char *key) {
+    json_key(j, key);
+    fputc('{', j->f);
+    if (j->depth + 1 < (int)(sizeof j->comma / sizeof j->comma[0])) j->depth++;
+    j->comma[j->depth] = false;
+}
+
+void tool_json_close(tool_json_t *j) {
+    fputc('}', j->f);
+    if (j->depth > 0) j->depth--;
+}
+
+void tool_json_end(tool_json_t *j) {
+    while (j->depth > 0) tool_json_close(j);
+    fputs("}\n", j->f);
+    fflush(j->f);
+}
+
+/* ---- progress ------------------------------------------------------------- */
+
+#define NS_PER_S 1000000000ull
+
+void tool_progress_init(tool_progress_t *p, bool force, const char *unit, uint64_t total) {
+    memset(p, 0, sizeof *p);
+    p->on = force || isatty(STDERR_FILENO);
+    p->unit = unit;
+    p->total = total;
+    p->next_ns = 0; /* the first tick only sets the clock */
+}
+
+void tool__progress_print(tool_progress_t *p, uint64_t now_ns, uint64_t done) {
+    if (p->last_ns == 0) { /* first call: start the clock, print nothing yet */
+        p->last_ns = now_ns;
+        p->last_done = done;
+        p->next_ns = now_ns + NS_PER_S;
+        return;
+    }
+    double rate = (double)(done - p->last_done) * 1e9 / (double)(now_ns - p->last_ns);
+    if (p->total)
+        fprintf(stderr, "\r%s: %llu/%llu %s (%.0f%%), %.0f/s   ", prog_name, (unsigned long long)done,
+                (unsigned long long)p->total, p->unit, 100.0 * (double)done / (double)p->total, rate);
+    else
+        fprintf(stderr, "\r%s: %llu %s, %.0f/s   ", prog_name, (unsigned long long)done, p->unit, rate);
+    fflush(stderr);
+    p->printed = true;
+    p->last_ns = now_ns;
+    p->last_done = done;
+    p->next_ns = now_ns + NS_PER_S;
+}
+
+void tool_progress_end(tool_progress_t *p) {
+    if (p->printed) fputc('\n', stderr);
+    p->printed = false;
+}
+
+/* ---- SVG histogram -------------------------------------------------------- */
+
+enum { SVG_W = 860, SVG_H = 480, PL = 80, PR = 30, PT = 110, PB = 70, MAX_BUCKETS = 240 };
+
+typedef struct chart {
+    FILE *f;
+    double lo, hi; /* log10(us) at the left and right edges */
+    double x0, y0, w, h;
+    uint64_t ymax, ystep;
+} chart_t;
+
+static double log_us(uint64_t ns) { return log10((double)(ns ? ns : 1) / 1e3); }
+
+static double xpos(const chart_t *c, double lg) { return c->x0 + (lg - c->lo) / (c->hi - c->lo) * c->w; }
+
+static double ypos(const chart_t *c, double count) { return c->y0 + c->h - count / (double)c->ymax * c->h; }
+
+/* Round up to 1, 2 or 5 times a power of ten. */
+static uint64_t nice_ceil(uint64_t v) {
+    uint64_t p = 1;
+    while (p * 10 <= v) p *= 10;
+    if (v <= p) return p;
+    if (v <= 2 * p) return 2 * p;
+    if (v <= 5 * p) return 5 * p;
+    return 10 * p;
+}
+
+/* Tick label in microseconds, compact from 10^5 on ("200k"). */
+static void tick_label(char *buf, size_t cap, double us) {
+    if (us >= 1e5) snprintf(buf, cap, "%gk", us / 1e3);
+    else snprintf(buf, cap, "%g", us);
+}
+
+static void svg_x_axis(const chart_t *c) {
+    /* Gridlines at 1, 2, 5 x 10^k; every integer multiple when the range is
+     * under a decade; only 1 x 10^k labelled when it is wide. */
+    static const int fine[] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, coarse[] = {1, 2, 5};
+    bool narrow = c->hi - c->lo < 1, wide = c->hi - c->lo > 2.5;
+    const int *steps = narrow ? fine : coarse;
+    int nsteps = narrow ? 9 : 3;
+    fprintf(c->f, "<g font-size=\"12\" text-anchor=\"middle\" fill=\"#333\">\n");
+    for (int e = (int)floor(c->lo) - 1; e <= (int)ceil(c->hi); e++) {
+        for (int k = 0; k < nsteps; k++) {
+            double lg = e + log10(steps[k]);
+            if (lg < c->lo - 1e-9 || lg > c->hi + 1e-9) continue;
+            double x = xpos(c, lg);
+            fprintf(c->f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", x,
+                    c->y0, x, c->y0 + c->h);
+            if (wide && k) continue;
+            char label[32];
+            tick_label(label, sizeof label, pow(10, lg));
+            fprintf(c->f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", x,
+                    c->y0 + c->h, x, c->y0 + c->h + 5);
+            fprintf(c->f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", x, c->y0 + c->h + 19, label);
+        }
+    }
+    fprintf(c->f, "<text x=\"%.1f\" y=\"%d\" font-size=\"13\">round-trip time (microseconds, log scale)</text>\n",
+            c->x0 + c->w / 2, SVG_H - 22);
+    fprintf(c->f, "</g>\n");
+}
+
+static void svg_y_axis(const chart_t *c) {
+    fprintf(c->f, "<g font-size=\"12\" text-anchor=\"end\" fill=\"#333\">\n");
+    for (uint64_t v = 0; v <= c->ymax; v += c->ystep) {
+        double y = ypos(c, (double)v);
+        fprintf(c->f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", c->x0, y,
+                c->x0 + c->w, y);
+        fprintf(c->f, "<text x=\"%.1f\" y=\"%.1f\">%llu</text>\n", c->x0 - 8, y + 4, (unsigned long long)v);
+    }
+    fprintf(c->f, "<text transform=\"translate(18,%.1f) rotate(-90)\" text-anchor=\"middle\" "
+                  "font-size=\"13\">count per bucket</text>\n", c->y0 + c->h / 2);
+    fprintf(c->f, "</g>\n");
+}
+
+static void svg_bars(const chart_t *c, const uint32_t *counts, int nb, double per) {
+    fprintf(c->f, "<g fill=\"#4a7fb5\">\n");
+    for (int i = 0; i < nb; i++) {
+        if (!counts[i]) continue;
+        double xa = xpos(c, c->lo + i / per), xb = xpos(c, c->lo + (i + 1) / per);
+        /* At least 1.5 px tall: the rare slow round trips are the tail to see. */
+        double hgt = c->y0 + c->h - ypos(c, counts[i]);
+        if (hgt < 1.5) hgt = 1.5;
+        fprintf(c->f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n", xa,
+                c->y0 + c->h - hgt, xb - xa > 1.5 ? xb - xa - 0.5 : 1.0, hgt);
+    }
+    fprintf(c->f, "</g>\n");
+}
+
+static void svg_markers(const chart_t *c, const tool_pct_t *p) {
+    const struct { const char *name; uint64_t v; const char *color; } m[] = {
+        {"p50", p->p50, "#2a9d3a"}, {"p90", p->p90, "#c98a00"},
+        {"p99", p->p99, "#d0502a"}, {"p99.9", p->p999, "#a02070"}};
+    for (int i = 0; i < 4; i++) {
+        double x = xpos(c, log_us(m[i].v));
+        fprintf(c->f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                      "stroke-width=\"1.5\" stroke-dasharray=\"5,3\"/>\n",
+                x, c->y0 - 4 - 14.0 * (3 - i), x, c->y0 + c->h, m[i].color);
+        bool left = x > c->x0 + c->w * 0.8; /* keep labels near the right edge inside */
+        fprintf(c->f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" fill=\"%s\" text-anchor=\"%s\">"
+                      "%s %.2f us</text>\n",
+                left ? x - 4 : x + 4, c->y0 - 6 - 14.0 * (3 - i), m[i].color, left ? "end" : "start",
+                m[i].name, (double)m[i].v / 1e3);
+    }
+}
+
+/* Buckets per decade: fine enough to show shape, at most MAX_BUCKETS. */
+static int fill_buckets(const uint64_t *v, size_t n, double lo, double hi, uint32_t *counts,
+                        double *per_out) {
+    double per = 40;
+    while ((hi - lo) * per > MAX_BUCKETS) per /= 2;
+    int nb = (int)ceil((hi - lo) * per - 1e-9);
+    if (nb < 1) nb = 1;
+    memset(counts, 0, sizeof(uint32_t) * MAX_BUCKETS);
+    for (size_t i = 0; i < n; i++) {
+        int b = (int)((log_us(v[i]) - lo) * per);
+        counts[b < 0 ? 0 : b >= nb ? nb - 1 : b]++;
+    }
+    *per_out = per;
+    return nb;
+}
+
+int tool_svg_histogram(const char *path, const uint64_t *v, size_t n, const tool_pct_t *p,
+                       const char *title) {
+    if (n == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    chart_t c = {f, 0, 0, PL, PT, SVG_W - PL - PR, SVG_H - PT - PB, 1, 1};
+    /* Range: whole tenths of a decade around min .. max. */
+    c.lo = floor(log_us(v[0]) * 10) / 10;
+    c.hi = ceil(log_us(v[n - 1]) * 10 + 1e-9) / 10;
+    if (c.hi - c.lo < 0.3) c.hi = c.lo + 0.3;
+    uint32_t counts[MAX_BUCKETS];
+    double per;
+    int nb = fill_buckets(v, n, c.lo, c.hi, counts, &per);
+    for (int i = 0; i < nb; i++)
+        if (counts[i] > c.ymax) c.ymax = counts[i];
+    /* About five gridlines at a 1-2-5 step, the top one just above the peak. */
+    c.ystep = nice_ceil((c.ymax + 4) / 5);
+    c.ymax = (c.ymax + c.ystep - 1) / c.ystep * c.ystep;
+
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+               "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n"
+               "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n",
+            SVG_W, SVG_H, SVG_W, SVG_H);
+    fprintf(f, "<text x=\"%d\" y=\"20\" font-size=\"15\" font-weight=\"bold\">", PL);
+    for (const char *s = title; *s; s++) { /* XML-escape the title */
+        if (*s == '<') fputs("&lt;", f);
+        else if (*s == '>') fputs("&gt;", f);
+        else if (*s == '&') fputs("&amp;", f);
+        else fputc(*s, f);
+    }
+    fprintf(f, "</text>\n<text x=\"%d\" y=\"38\" font-size=\"12\" fill=\"#555\">%zu samples, "
+               "min %.2f us, max %.2f us</text>\n",
+            PL, n, (double)p->min / 1e3, (double)p->max / 1e3);
+    svg_y_axis(&c);
+    svg_x_axis(&c);
+    svg_bars(&c, counts, nb, per);
+    svg_markers(&c, p);
+    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n"
+               "</svg>\n", c.x0, c.y0, c.w, c.h);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        if (!errno) errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- CPU ------------------------------------------------------------------ */
+
+int tool_pin_cpu(int cpu) {
+    if (cpu < 0) return 0;
+    if (cpu >= CPU_SETSIZE) return EINVAL;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : errno;
+}
+
+int tool_ncpu(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}

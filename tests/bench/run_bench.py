@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""msgwire benchmarks beside raw-socket baselines of the same wait strategy.
+
+Each row runs the raw baseline and msgwire alternately, ROUNDS times, in the
+same run, with the same pinning; the table shows the median of each and the
+ratio msgwire/raw. Latency: p50 and p99 round-trip time of pingpong (64-byte
+messages unless --size). Throughput: flood of 64-byte messages, msgs/s.
+
+Pinning (2-core machine): spin runs svc and clt on different cores (each
+spins a core); blocking and event run both on the same core, where every
+round trip is two context switches (that is the point of those modes).
+
+Usage: run_bench.py [--rounds N] [--count N] [--quick] [--json FILE]
+Only loopback addresses are used; every process is started here and ended by
+its PID; every run is bounded by --count / --seconds and a timeout.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, "build")
+RAW_PP = os.path.join(BUILD, "bench", "raw_pingpong")
+RAW_ST = os.path.join(BUILD, "bench", "raw_stream")
+MW_PP = os.path.join(BUILD, "examples", "pingpong")
+MW_FL = os.path.join(BUILD, "examples", "flood")
+TIMEOUT = 120
+
+
+def start_svc(cmd, cpu):
+    """Starts a server pinned to cpu, returns (proc, port) once it listens."""
+    full = ["taskset", "-c", str(cpu)] + cmd
+    p = subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        if line.startswith("listening on "):
+            return p, int(line.split()[2])
+    p.kill()
+    p.wait()
+    raise RuntimeError("server did not report its port: %s" % " ".join(cmd))
+
+
+def run_client(cmd, cpu):
+    full = ["taskset", "-c", str(cpu)] + cmd
+    r = subprocess.run(full, capture_output=True, text=True, timeout=TIMEOUT)
+    if r.returncode != 0:
+        raise RuntimeError("client failed (%d): %s\n%s" % (r.returncode, " ".join(cmd), r.stderr))
+    return r.stdout
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError("no JSON result line in:\n" + text)
+
+
+def finish(p, what):
+    try:
+        out, err = p.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise RuntimeError(what + " did not exit")
+    if p.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (what, p.returncode, err))
+    return out
+
+
+def pingpong(impl, mode, serdes, size, count, warmup, cpus):
+    if impl == "raw":
+        svc = [RAW_PP, "svc", "--url", "tcp://127.0.0.1:0", "--mode", mode, "--size", str(size), "--once"]
+    else:
+        svc = [MW_PP, "svc", "--url", "tcp://127.0.0.1:0", "--mode", mode, "--serdes", serdes, "--once"]
+    p, port = start_svc(svc, cpus[0])
+    url = "tcp://127.0.0.1:%d" % port
+    exe = RAW_PP if impl == "raw" else MW_PP
+    clt = [exe, "clt", "--url", url, "--mode", mode, "--size", str(size), "--count", str(count),
+           "--warmup", str(warmup), "--json"]
+    if impl != "raw":
+        clt += ["--serdes", serdes]
+    try:
+        res = last_json(run_client(clt, cpus[1]))
+    finally:
+        finish(p, "svc")
+    return res
+
+
+def flood(impl, mode, serdes, size, seconds, cpus):
+    if impl == "raw":
+        recv = [RAW_ST, "recv", "--url", "tcp://127.0.0.1:0", "--mode", mode, "--size", str(size), "--json"]
+    else:
+        recv = [MW_FL, "recv", "--url", "tcp://127.0.0.1:0", "--mode", mode, "--serdes", serdes,
+                "--size", str(size), "--json"]
+    p, port = start_svc(recv, cpus[0])
+    url = "tcp://127.0.0.1:%d" % port
+    exe = RAW_ST if impl == "raw" else MW_FL
+    send = [exe, "send", "--url", url, "--mode", mode, "--size", str(size), "--seconds", str(seconds)]
+    if impl != "raw":
+        send += ["--serdes", serdes]
+    run_client(send, cpus[1])
+    return last_json(finish(p, "receiver"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--count", type=int, default=50000)
+    ap.add_argument("--seconds", type=float, default=2)
+    ap.add_argument("--quick", action="store_true", help="1 round, small counts (smoke test)")
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.count, a.seconds = 1, 3000, 0.5
+    warmup = max(a.count // 10, 100)
+    ncpu = os.cpu_count() or 1
+    other = 1 if ncpu > 1 else 0
+    # (label, raw mode, msgwire mode, cpus svc/clt, target ratio on p50)
+    rows = [
+        ("spin (busy-poll)", "spin", "spin", (0, other), 1.05),
+        ("blocking", "blocking", "blocking", (0, 0), 1.10),
+        ("event (epoll)", "epoll", "event", (0, 0), 1.15),
+    ]
+    results = {"method": "median of %d interleaved rounds; pingpong count %d (warmup %d), 64 B fixed; "
+                         "flood %.1f s of 64 B fixed" % (a.rounds, a.count, warmup, a.seconds),
+               "latency": [], "flood": []}
+    print("msgwire vs raw sockets, same wait strategy, same run (%s)" % results["method"])
+    print()
+    hdr = "%-18s %10s %10s %7s %10s %10s %7s %7s" % ("pingpong", "raw p50", "mw p50", "ratio", "raw p99",
+                                                     "mw p99", "ratio", "target")
+    print(hdr)
+    print("-" * len(hdr))
+    for label, rmode, mmode, cpus, target in rows:
+        raw, mw = [], []
+        for _ in range(a.rounds):
+            raw.append(pingpong("raw", rmode, "raw", 64, a.count, warmup, cpus))
+            mw.append(pingpong("mw", mmode, "fixed", 64, a.count, warmup, cpus))
+        med = lambda rs, k: statistics.median(r["rtt_ns"][k] for r in rs)
+        r50, m50, r99, m99 = med(raw, "p50"), med(mw, "p50"), med(raw, "p99"), med(mw, "p99")
+        ratio = m50 / r50 if r50 else float("nan")
+        print("%-18s %8.2fus %8.2fus %7.3f %8.2fus %8.2fus %7.3f %6.2fx%s" % (
+            label, r50 / 1e3, m50 / 1e3, ratio, r99 / 1e3, m99 / 1e3, m99 / r99 if r99 else 0, target,
+            "" if ratio <= target else "  (over target)"))
+        results["latency"].append({"mode": label, "raw_p50_ns": r50, "mw_p50_ns": m50, "ratio_p50": ratio,
+                                   "raw_p99_ns": r99, "mw_p99_ns": m99, "target": target,
+                                   "rounds_raw_p50": [r["rtt_ns"]["p50"] for r in raw],
+                                   "rounds_mw_p50": [r["rtt_ns"]["p50"] for r in mw]})
+    print()
+    hdr = "%-18s %14s %14s %7s %7s" % ("flood 64 B", "raw msgs/s", "mw msgs/s", "ratio", "target")
+    print(hdr)
+    print("-" * len(hdr))
+    for label, rmode, mmode, cpus in [("spin", "spin", "spin", (0, other)),
+                                      ("blocking", "blocking", "blocking", (0, other))]:
+        raw, mw = [], []
+        for _ in range(a.rounds):
+            raw.append(flood("raw", rmode, "raw", 64, a.seconds, cpus))
+            mw.append(flood("mw", mmode, "fixed", 64, a.seconds, cpus))
+        rm = statistics.median(r["msgs_per_s"] for r in raw)
+        mm = statistics.median(r["msgs_per_s"] for r in mw)
+        lost = sum(r.get("lost", 0) + r.get("out_of_order", 0) for r in mw)
+        ratio = mm / rm if rm else float("nan")
+        print("%-18s %14.0f %14.0f %7.3f %6.2fx%s%s" % (label, rm, mm, ratio, 0.6,
+                                                        "" if ratio >= 0.6 else "  (under target)",
+                                                        "  LOST %d" % lost if lost else ""))
+        results["flood"].append({"mode": label, "raw_msgs_per_s": rm, "mw_msgs_per_s": mm, "ratio": ratio,
+                                 "lost_or_reordered": lost})
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
