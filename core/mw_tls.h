@@ -18,8 +18,14 @@
  * "... hostname mismatch", "... certificate has expired", "... wrong version
  * number (is the peer speaking TLS?)".
  *
- * Thread rules: as for any stream; a context may be shared by many streams
- * and threads once built.
+ * Thread rules: one reader and one writer thread may use a TLS stream at the
+ * same time (a lock serialises them inside, as OpenSSL needs); a context may
+ * be shared by many streams and threads once built. After MW_EAGAIN or a
+ * short write, the next writev must start with the unsent bytes (a transmit
+ * buffer that keeps them does). OpenSSL allocates a little per record
+ * internally, so TLS connections are not allocation-free (msgwire's own code
+ * is). mw_tls_handshake returns MW_EINVAL for a stream that is not TLS;
+ * MW_STREAM_CTL_HANDSHAKE drives the TCP connect and then the TLS handshake.
  */
 #ifndef MW_TLS_H
 #define MW_TLS_H

@@ -50,6 +50,10 @@ typedef struct tls {
     int io_err;   /* last inner stream failure seen by the BIO, 0 if none */
     bool eof;     /* the inner stream ended (or was reset) under a read */
     bool closed;
+    /* One SSL object serves both directions, and OpenSSL does not allow two
+     * threads in it at once; the lock lets a split sender and receiver share
+     * a TLS stream (uncontended: ~20 ns beside microseconds of crypto). */
+    pthread_mutex_t mu;
     char name[NAME_LEN]; /* the peer, for error text: "localhost (127.0.0.1:4433)" */
     unsigned char gather[GATHER_MAX];
 } tls_t;
@@ -79,7 +83,6 @@ static int bio_write(BIO *b, const char *p, int n) {
 static int bio_read(BIO *b, char *p, int n) {
     tls_t *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    if (n <= 0) return 0;
     ssize_t r = mw_stream_read(t->base.inner, p, (size_t)n);
     if (r > 0) return (int)r;
     if (r == MW_EAGAIN) {
@@ -224,8 +227,7 @@ static int gone(const tls_t *t) { return t->closed ? MW_ECLOSED : t->dead; }
 
 /* ---- stream ops ---------------------------------------------------------------- */
 
-static ssize_t tls_read(mw_stream_t *s, void *dst, size_t cap) {
-    tls_t *t = (tls_t *)s;
+static ssize_t read_locked(tls_t *t, void *dst, size_t cap) {
     if (gone(t)) return gone(t);
     if (t->rdone) return MW_ECLOSED;
     size_t n = 0;
@@ -239,7 +241,15 @@ static ssize_t tls_read(mw_stream_t *s, void *dst, size_t cap) {
     return fail(t, r, "read");
 }
 
-/* Fills t->gather from iov[*i] + *off onwards; returns the length. */
+static ssize_t tls_read(mw_stream_t *s, void *dst, size_t cap) {
+    tls_t *t = (tls_t *)s;
+    pthread_mutex_lock(&t->mu);
+    ssize_t n = read_locked(t, dst, cap);
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+/* Fills t->gather from iov[i] + off onwards; returns the length. */
 static size_t gather(tls_t *t, const struct iovec *iov, int iovcnt, int i, size_t off) {
     size_t n = 0;
     for (; i < iovcnt && n < GATHER_MAX; i++, off = 0) {
@@ -251,23 +261,32 @@ static size_t gather(tls_t *t, const struct iovec *iov, int iovcnt, int i, size_
     return n;
 }
 
-/* Writes the iovecs in order, one SSL_write per chunk, stopping at the first
- * partial write. The chunking depends only on the bytes offered, so a retry
- * after MW_EAGAIN offering the same bytes (or more) hands OpenSSL at least
- * the length it was given before, which its write-retry rule requires. */
-static ssize_t tls_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt) {
-    tls_t *t = (tls_t *)s;
+/* Steps *i / *off over n bytes of the iovecs. */
+static void advance(const struct iovec *iov, int *i, size_t *off, size_t n) {
+    while (n > 0) {
+        size_t k = iov[*i].iov_len - *off < n ? iov[*i].iov_len - *off : n;
+        n -= k, *off += k;
+        if (*off == iov[*i].iov_len) ++*i, *off = 0;
+    }
+}
+
+/* Writes the iovecs in order, one record per SSL_write (partial-write mode),
+ * until all is written or the socket is full. The chunking depends only on
+ * the bytes offered, so a retry after MW_EAGAIN that offers the same bytes
+ * (or more) hands OpenSSL at least the length it had before, as its
+ * write-retry rule requires. */
+static ssize_t writev_locked(tls_t *t, const struct iovec *iov, int iovcnt) {
     if (gone(t)) return gone(t);
     size_t total = 0, off = 0;
     int i = 0;
     while (i < iovcnt) {
-        size_t left = iov[i].iov_len - off, len = left, done = 0;
+        size_t len = iov[i].iov_len - off, done = 0;
         const void *p = (const char *)iov[i].iov_base + off;
-        if (left == 0) {
+        if (len == 0) {
             i++, off = 0;
             continue;
         }
-        if (left < GATHER_MAX && i + 1 < iovcnt) {
+        if (len < GATHER_MAX && i + 1 < iovcnt) {
             len = gather(t, iov, iovcnt, i, off);
             p = t->gather;
         }
@@ -280,14 +299,17 @@ static ssize_t tls_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt) {
         t->want = 0;
         t->up = true;
         total += done;
-        if (done < len) break;
-        for (size_t adv = done; adv > 0;) { /* step over the bytes written */
-            size_t k = iov[i].iov_len - off < adv ? iov[i].iov_len - off : adv;
-            adv -= k, off += k;
-            if (off == iov[i].iov_len) i++, off = 0;
-        }
+        advance(iov, &i, &off, done);
     }
     return (ssize_t)total;
+}
+
+static ssize_t tls_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt) {
+    tls_t *t = (tls_t *)s;
+    pthread_mutex_lock(&t->mu);
+    ssize_t n = writev_locked(t, iov, iovcnt);
+    pthread_mutex_unlock(&t->mu);
+    return n;
 }
 
 static int tls_want(const mw_stream_t *s) { return ((const tls_t *)s)->want; }
@@ -297,6 +319,12 @@ static int tls_fd(const mw_stream_t *s) { return mw_stream_fd(s->inner); }
 static int tls_ctl(mw_stream_t *s, int op, intptr_t arg) {
     tls_t *t = (tls_t *)s;
     if (op == MW_STREAM_CTL_READY) return is_up(t) ? 1 : 0;
+    if (op == MW_STREAM_CTL_HANDSHAKE) {
+        int r = mw_stream_ctl(s->inner, op, arg); /* the TCP connect first */
+        if (r != 1) return r;
+        r = mw_tls_handshake(s);
+        return r == 0 ? 1 : r;
+    }
     return mw_stream_ctl(s->inner, op, arg);
 }
 
@@ -313,7 +341,9 @@ static void send_close_notify(tls_t *t) {
 static void tls_close(mw_stream_t *s) {
     tls_t *t = (tls_t *)s;
     if (t->closed) return;
+    pthread_mutex_lock(&t->mu);
     send_close_notify(t);
+    pthread_mutex_unlock(&t->mu);
     t->closed = true;
     t->want = 0;
     mw_stream_close(s->inner);
@@ -324,6 +354,7 @@ static void tls_free(mw_stream_t *s) {
     tls_close(s);
     SSL_free(t->ssl); /* frees the BIO too */
     mw_stream_free(s->inner);
+    pthread_mutex_destroy(&t->mu);
     free(t);
 }
 
@@ -346,18 +377,26 @@ int mw_tls_handshake(mw_stream_t *s) {
     if (gone(t)) return gone(t);
     if (is_up(t)) return 0;
     if (t->rdone) return MW_ECLOSED;
+    pthread_mutex_lock(&t->mu);
     ERR_clear_error();
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
         t->want = 0;
         t->up = true;
-        return 0;
+        r = 0;
+    } else {
+        r = fail(t, r, "handshake");
     }
-    return fail(t, r, "handshake");
+    pthread_mutex_unlock(&t->mu);
+    return r;
 }
 
 void mw_tls_shutdown(mw_stream_t *s) {
-    if (mw_is_tls(s)) send_close_notify((tls_t *)s);
+    if (!mw_is_tls(s)) return;
+    tls_t *t = (tls_t *)s;
+    pthread_mutex_lock(&t->mu);
+    send_close_notify(t);
+    pthread_mutex_unlock(&t->mu);
 }
 
 /* ---- context -------------------------------------------------------------------- */
@@ -551,6 +590,7 @@ int mw_tls_wrap(mw_stream_t **out, mw_stream_t *tcp, mw_tls_ctx_t *ctx, const ch
     }
     t->base.ops = &tls_ops;
     t->base.inner = tcp;
+    pthread_mutex_init(&t->mu, NULL);
     set_name(t, name);
     int rc = tls_setup(t, ctx, name, err);
     if (rc < 0) {

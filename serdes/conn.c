@@ -290,6 +290,7 @@ static int rx_fail(mw_conn_t *c, int code, const char *fmt, ...) {
 ssize_t mw_conn_fill(mw_conn_t *c) {
     mw_conn_side_t *r = &c->rx;
     if (r->failed) return r->failed;
+    if (c->rx_eof) return MW_ECLOSED;
     size_t tail = mw_buf_tailroom(&r->buf);
     if (tail < c->max_msg + FRAME_OVERHEAD && r->buf.rd) {
         mw_buf_compact(&r->buf);
@@ -308,14 +309,25 @@ ssize_t mw_conn_fill(mw_conn_t *c) {
     }
     if (n == MW_EAGAIN) return n;
     if (n == MW_ECLOSED) {
-        if (mw_buf_len(&r->buf))
-            mw_err_set(&r->err, MW_ECLOSED, "recv: peer closed inside a message (%zu bytes of it buffered)",
-                       mw_buf_len(&r->buf));
-        else
-            mw_err_set(&r->err, MW_ECLOSED, "recv: peer closed the connection");
+        /* Whether the peer left mid-message is known only once the complete
+         * messages before it are consumed: mw_conn_next tells. */
+        c->rx_eof = true;
+        if (!r->err.code) { /* the stream may know more (a WebSocket close code) */
+            const char *why = c->stream->err.code ? mw_stream_last_error(c->stream) : "";
+            mw_err_set(&r->err, MW_ECLOSED, "recv: %s", *why ? why : "peer closed the connection");
+        }
         return n;
     }
     return rx_fail(c, (int)n, "recv: %s", mw_stream_last_error(c->stream));
+}
+
+/* No complete frame buffered. After the peer closed that is the end: clean
+ * if nothing is left, truncated if part of a message is. */
+static int need_more(mw_conn_t *c) {
+    if (!c->rx_eof) return MW_EAGAIN;
+    size_t have = mw_buf_len(&c->rx.buf);
+    if (!have) return MW_ECLOSED;
+    return rx_fail(c, MW_ETRUNC, "recv: peer closed inside a message (%zu bytes of it received)", have);
 }
 
 static int frame_error(mw_conn_t *c, ssize_t code) {
@@ -328,9 +340,9 @@ int mw_conn_next_raw(mw_conn_t *c, const uint8_t **payload, size_t *len) {
     mw_conn_side_t *r = &c->rx;
     if (r->failed) return r->failed;
     size_t have = mw_buf_len(&r->buf);
-    if (!have) return MW_EAGAIN;
+    if (!have) return need_more(c);
     ssize_t fl = mw_frame_decode_resume(&r->fr, mw_buf_data(&r->buf), have, &c->rx_scanned, payload, len);
-    if (fl < 0) return fl == MW_EAGAIN ? MW_EAGAIN : frame_error(c, fl);
+    if (fl < 0) return fl == MW_EAGAIN ? need_more(c) : frame_error(c, fl);
     mw_buf_consume(&r->buf, (size_t)fl);
     r->msgs++;
     return 0;
@@ -340,11 +352,11 @@ int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     mw_conn_side_t *r = &c->rx;
     if (r->failed) return r->failed;
     size_t have = mw_buf_len(&r->buf);
-    if (!have) return MW_EAGAIN;
+    if (!have) return need_more(c);
     const uint8_t *pl;
     size_t pn;
     ssize_t fl = mw_frame_decode_resume(&r->fr, mw_buf_data(&r->buf), have, &c->rx_scanned, &pl, &pn);
-    if (fl < 0) return fl == MW_EAGAIN ? MW_EAGAIN : frame_error(c, fl);
+    if (fl < 0) return fl == MW_EAGAIN ? need_more(c) : frame_error(c, fl);
     ssize_t d = mw_serdes_decode(&r->sd, pl, pn, c->proto, s, msg, cap);
     if (d < 0)
         return rx_fail(c, (int)d, "recv: %s decode: %s", mw_serdes_name(&r->sd),
@@ -360,6 +372,7 @@ int mw_conn_recv(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
         int r = mw_conn_next(c, s, msg, cap);
         if (r != MW_EAGAIN) return r;
         ssize_t n = mw_conn_fill(c);
+        if (n == MW_ECLOSED) continue; /* next says: clean end or truncated */
         if (n < 0) return (int)n;
     }
 }

@@ -88,6 +88,7 @@ typedef struct mw_conn {
     uint64_t rx_ts_ns;  /* MW_CONN_RX_TIMESTAMPS: clock at the last read */
     size_t rx_scanned;  /* LINE framing: buffered bytes known to hold no newline */
     bool rx_stopped;    /* the last dispatch stopped because its callback asked */
+    bool rx_eof;        /* the peer closed; buffered frames may remain */
     atomic_flag tx_lock;
     bool tx_claimed;    /* between a successful claim and its commit */
     size_t tx_claim_max;
@@ -151,14 +152,17 @@ int mw_conn_commit(mw_conn_t *c, size_t len);
 ssize_t mw_conn_fill(mw_conn_t *c);
 
 /* Decodes the next buffered message into msg (cap bytes) without reading.
- * Returns 0, MW_EAGAIN (no complete frame buffered), or a fatal error
- * (MW_ETOOBIG frame over max_msg, decode errors): the connection must be
- * closed; messages before the bad one were already delivered. */
+ * Returns 0, MW_EAGAIN (no complete frame buffered), MW_ECLOSED (the peer
+ * closed and every message was delivered), MW_ETRUNC (the peer closed in the
+ * middle of a message), or another fatal error (MW_ETOOBIG frame over
+ * max_msg, decode errors): the connection must be closed; messages before
+ * the bad one were already delivered. */
 int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap);
 
 /* next, reading once if nothing is buffered. Returns 0, MW_EAGAIN,
- * MW_ECLOSED (peer closed and nothing left), or an error. Never blocks on a
- * nonblocking stream; on a blocking stream it waits in read. */
+ * MW_ECLOSED (peer closed and nothing left), MW_ETRUNC (peer closed inside a
+ * message), or an error. Never blocks on a nonblocking stream; on a blocking
+ * stream it waits in read. */
 int mw_conn_recv(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap);
 
 /* Raw borrowed view of the next frame's payload (valid until the next rx

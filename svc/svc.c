@@ -116,6 +116,18 @@ static void active_remove(mw_svc_t *s, uint32_t idx) {
     }
 }
 
+/* What the peer sent was rejected (as opposed to leaving, timing out, or
+ * being closed by us). */
+static bool is_bad_input(int code) {
+    switch (code) {
+    case MW_EPROTO: case MW_ETOOBIG: case MW_ETAG: case MW_EFIELD: case MW_EMISSING:
+    case MW_ETYPE: case MW_ERANGE: case MW_ETRAILING: case MW_EUTF8: case MW_ETLS:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* Closes a slot on its owning thread. reason: MW_ECLOSED (peer), MW_ESTATE
  * (closed by us) or the error. The connection's last error is kept. */
 static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
@@ -138,7 +150,7 @@ static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
     const char *why = mw_conn_last_error(&sl->conn);
     if (*why) mw_err_set(&sl->err, reason, "%s", why);
     else mw_err_set(&sl->err, reason, "%s", reason == MW_ESTATE ? "closed by the service" : mw_strerror(reason));
-    if (reason != MW_ECLOSED && reason != MW_ESTATE) {
+    if (is_bad_input(reason)) {
         atomic_fetch_add(&s->closed_bad_input, 1);
         mw__logf(MW_LOG_WARN, "svc: closing connection %u: %s", sl->idx, sl->err.text);
     }
@@ -492,17 +504,20 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
              * with a long backlog would be served alone until it drains. */
             ssize_t got = mw_conn_fill(&sl->conn);
             after_fill(s, sl, got);
-            if (got > 0) r = mw_conn_next(&sl->conn, sch, msg, cap);
-            else if (got != MW_EAGAIN) mark_eof(sl);
+            if (got != MW_EAGAIN) {
+                if (got < 0) mark_eof(sl);
+                r = mw_conn_next(&sl->conn, sch, msg, cap); /* a message, or how it ended */
+            }
         }
         if (r == 0) {
             s->rr = pos + 1;
             *id = make_id(sl);
             return 0;
         }
-        if (r != MW_EAGAIN) close_slot(s, sl, r);
-        else if (sl->eof) close_slot(s, sl, sl->conn.rx.failed ? sl->conn.rx.failed : MW_ECLOSED);
-        else continue;
+        /* After a read error or the peer's close, next reports how it ended
+         * (MW_ECLOSED, MW_ETRUNC, the error) once the messages before are out. */
+        if (r == MW_EAGAIN) continue;
+        close_slot(s, sl, r);
         k--; /* the list shrank: the same position holds another slot now */
         n--;
     }

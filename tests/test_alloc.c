@@ -75,7 +75,7 @@ typedef struct run {
     mw_clt_t *clt;
     /* event-mode ping-pong state, io thread */
     atomic_ulong done;
-    uint64_t limit;
+    atomic_bool chain_stop; /* the test thread ends the chain after measuring */
     atomic_int clt_errors;
 } run_t;
 
@@ -133,13 +133,14 @@ static void send_next(run_t *r, mw_clt_t *c, uint64_t i) {
     if (mw_clt_send(c, s, &m) != 0) atomic_fetch_add(&r->clt_errors, 1);
 }
 
-/* Event mode: each echo sends the next message, up to the limit. */
+/* Event mode: each echo sends the next message until the test says stop.
+ * (A fixed limit raced with a slow test thread on a loaded machine.) */
 static void clt_on_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg, void *ud) {
     run_t *r = ud;
     uint64_t i = atomic_load_explicit(&r->done, memory_order_relaxed);
     if (!is_echo(i, s, msg)) atomic_fetch_add(&r->clt_errors, 1);
     atomic_store_explicit(&r->done, i + 1, memory_order_release);
-    if (i + 1 < r->limit) send_next(r, c, i + 1);
+    if (!atomic_load(&r->chain_stop)) send_next(r, c, i + 1);
 }
 
 static void clt_connect(run_t *r) {
@@ -206,7 +207,6 @@ static void test_steady_state_allocates_nothing(void **state) {
     } else {
         /* The chain runs on without pausing: the window is what the test
          * thread observed, at least MEASURED round trips after the warm-up. */
-        r->limit = WARMUP + MEASURED + WARMUP;
         assert_int_equal(mw_io_start(r->io, NULL), 0);
         send_next(r, r->clt, 0);
         wait_done(r, WARMUP);
@@ -214,7 +214,7 @@ static void test_steady_state_allocates_nothing(void **state) {
         uint64_t first = atomic_load(&r->done);
         wait_done(r, first + MEASURED);
         after = mw_alloc_count();
-        wait_done(r, r->limit);
+        atomic_store(&r->chain_stop, true);
     }
     assert_int_equal(atomic_load(&r->svc_errors), 0);
     assert_int_equal(atomic_load(&r->clt_errors), 0);
