@@ -186,14 +186,18 @@ static int blocking_result(const mw_clt_t *c, int r) {
     return c->o.mode == MW_MODE_BLOCKING && r == MW_EAGAIN ? MW_ETIMEDOUT : r;
 }
 
-static void arm_posted(mw_clt_t *c) { mw__clt_arm(c); }
+static void arm_posted(mw_clt_t *c) {
+    atomic_store(&c->arm_posted, false);
+    mw__clt_arm(c);
+}
 
 /* Event mode: bytes left behind a full socket need write readiness, which
  * only the io thread may ask for. */
 static void after_send(mw_clt_t *c) {
     if (c->o.mode != MW_MODE_EVENT || !mw_conn_tx_pending(&c->conn)) return;
     if (mw_io_in_thread(c->o.io)) mw__clt_arm(c);
-    else mw__clt_post(c, arm_posted);
+    else if (!atomic_exchange(&c->arm_posted, true) && mw__clt_post(c, arm_posted) < 0)
+        atomic_store(&c->arm_posted, false); /* one request in flight is enough */
 }
 
 int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) {

@@ -28,15 +28,17 @@ static void post_run(void *ud) {
     free(p);
 }
 
-void mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c)) {
+int mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c)) {
     post_t *p = malloc(sizeof *p);
-    if (!p) return;
+    if (!p) return MW_ENOMEM;
     *p = (post_t){c, fn};
     atomic_fetch_add(&c->refs, 1);
     if (mw_io_post(io_of(c), post_run, p) < 0) {
         atomic_fetch_sub(&c->refs, 1);
         free(p);
+        return MW_ENOMEM;
     }
+    return 0;
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -364,8 +366,7 @@ int mw__clt_ep_start(mw_clt_t *c) {
     mw_io_timer_init(&c->t_more, on_more, c);
     c->rng = (uint64_t)(uintptr_t)c ^ mw_now_ns() ^ 0x9E3779B97F4A7C15ull;
     c->state = c->have_conn ? MW_CLT_HANDSHAKING : MW_CLT_RESOLVING;
-    mw__clt_post(c, begin);
-    return 0;
+    return mw__clt_post(c, begin);
 }
 
 void mw__clt_ep_stop(mw_clt_t *c) {

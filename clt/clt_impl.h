@@ -37,12 +37,13 @@ struct mw_clt {
     mw_io_timer_t t_connect, t_backoff, t_ttl, t_idle, t_heartbeat, t_more;
     atomic_int refs;       /* the user's reference + posted callbacks in flight */
     atomic_bool freed;
+    atomic_bool arm_posted; /* event mode: a write-arm request is queued for the io */
 };
 
 /* clt_ep.c */
 int mw__clt_ep_start(mw_clt_t *c);
 void mw__clt_ep_stop(mw_clt_t *c);
-void mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c));
+int mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c));
 void mw__clt_unref(mw_clt_t *c);
 void mw__clt_on_ready(mw_sel_src_t *src, int events);
 void mw__clt_drop(mw_clt_t *c, int reason);

@@ -78,6 +78,7 @@ typedef struct mw_svc_opts {
 typedef struct mw_svc_stats {
     uint64_t accepted, refused_full, closed, closed_bad_input;
     uint64_t msgs_in, msgs_out;
+    uint64_t bytes_in, bytes_out; /* wire bytes (framing included) */
     uint32_t connections; /* open now */
 } mw_svc_stats_t;
 
@@ -122,6 +123,9 @@ const char *mw_svc_conn_error(const mw_svc_t *s, mw_conn_id_t id);
 const char *mw_svc_last_error(const mw_svc_t *s);
 void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st);
 uint32_t mw_svc_conn_count(const mw_svc_t *s);
+/* Messages and bytes of one open connection: 0 or MW_ECLOSED. Event mode:
+ * from that connection's callbacks (exact) or elsewhere (for display). */
+int mw_svc_conn_stats(const mw_svc_t *s, mw_conn_id_t id, mw_conn_stats_t *st);
 
 /* Stops accepting and closes every connection (idempotent; event mode: stops
  * the workers first, returns when no callback can still run). */

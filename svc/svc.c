@@ -16,6 +16,7 @@ typedef struct slot {
     pthread_mutex_t mu;       /* event mode: lifetime vs other threads' sends */
     _Atomic uint32_t gen;     /* generation of the current (or last) connection */
     atomic_bool used;
+    atomic_bool arm_posted;   /* event mode: a write-arm request is queued */
     bool eof;                 /* peer closed; buffered messages still to deliver */
     bool in_cb, close_pending, closing;
     int close_reason;
@@ -48,7 +49,7 @@ struct mw_svc {
     uint32_t nactive, rr;
     uint32_t accept_tick;
     pthread_mutex_t lock;      /* slot allocation (event mode: accept vs close) */
-    _Atomic uint64_t accepted, refused_full, closed, closed_bad_input, msgs_in, msgs_out;
+    _Atomic uint64_t accepted, refused_full, closed, closed_bad_input, msgs_in, msgs_out, bytes_in, bytes_out;
     atomic_uint nconns;
     bool threads_started;
     bool closed_all; /* tearing down: no more callbacks */
@@ -159,6 +160,8 @@ static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
     mw_conn_stats(&sl->conn, &st);
     atomic_fetch_add(&s->msgs_in, st.msgs_in);
     atomic_fetch_add(&s->msgs_out, st.msgs_out);
+    atomic_fetch_add(&s->bytes_in, st.bytes_in);
+    atomic_fetch_add(&s->bytes_out, st.bytes_out);
     if (s->o.mode != MW_MODE_EVENT) active_remove(s, sl->idx);
     pthread_mutex_lock(&sl->mu);
     mw_conn_fini(&sl->conn);
@@ -558,6 +561,7 @@ int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_
 static void arm_write_posted(void *ud) {
     id_req_t *q = ud;
     slot_t *sl = lookup(q->s, q->id);
+    if (sl) atomic_store(&sl->arm_posted, false);
     if (sl) rearm(q->s, sl);
     free(q);
 }
@@ -573,7 +577,8 @@ static int send_slot(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void
     int r = mw_conn_send(&sl->conn, sch, msg);
     if (r == 0 && mw_conn_tx_pending(&sl->conn)) {
         if (s->o.mode != MW_MODE_EVENT || mw_io_in_thread(sl->w->io)) rearm(s, sl);
-        else post_req(sl->w->io, arm_write_posted, s, make_id(sl));
+        else if (!atomic_exchange(&sl->arm_posted, true)) /* one request in flight is enough */
+            post_req(sl->w->io, arm_write_posted, s, make_id(sl));
     }
     return r;
 }
@@ -637,13 +642,26 @@ void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st) {
     st->closed_bad_input = atomic_load(&s->closed_bad_input);
     st->msgs_in = atomic_load(&s->msgs_in);
     st->msgs_out = atomic_load(&s->msgs_out);
+    st->bytes_in = atomic_load(&s->bytes_in);
+    st->bytes_out = atomic_load(&s->bytes_out);
     st->connections = atomic_load(&s->nconns);
     /* add the open connections' counts (racy in event mode; for display) */
     for (uint32_t i = 0; i < s->cap; i++) {
         if (!atomic_load(&s->slots[i].used)) continue;
-        st->msgs_in += s->slots[i].conn.rx.msgs;
-        st->msgs_out += s->slots[i].conn.tx.msgs;
+        mw_conn_stats_t c;
+        mw_conn_stats(&s->slots[i].conn, &c);
+        st->msgs_in += c.msgs_in;
+        st->msgs_out += c.msgs_out;
+        st->bytes_in += c.bytes_in;
+        st->bytes_out += c.bytes_out;
     }
+}
+
+int mw_svc_conn_stats(const mw_svc_t *s, mw_conn_id_t id, mw_conn_stats_t *st) {
+    slot_t *sl = lookup(s, id);
+    if (!sl) return MW_ECLOSED;
+    mw_conn_stats(&sl->conn, st);
+    return 0;
 }
 
 uint32_t mw_svc_conn_count(const mw_svc_t *s) { return atomic_load(&s->nconns); }
