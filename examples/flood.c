@@ -1,7 +1,7 @@
 /* flood.c - one-way throughput from a Clt to a Svc.
  *
  *   flood recv --url URL [--mode spin|blocking|event] [--serdes S] [--size BYTES]
- *              [--cpu N] [--json] [--progress]
+ *              [--cpu N] [--json] [--progress] [--cert F --key F] [--ca F] [--insecure]
  *   flood send --url URL [--mode spin|blocking|event] [--serdes S] [--size BYTES]
  *              [--seconds S] [--count N] [--cpu N] [--json] [--progress]
  *
@@ -37,7 +37,10 @@ static const char USAGE[] =
     "  flood send --url URL [--mode spin|blocking|event] [--serdes fixed|text|msgpack]\n"
     "             [--size BYTES] [--seconds S] [--count N] [--cpu N] [--json] [--progress]\n"
     "\n"
-    "  URL is tcp://HOST:PORT (recv: port 0 picks a free port, printed as 'listening on PORT').\n"
+    "  URL is tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH\n"
+    "  (recv: port 0 picks a free port, printed as 'listening on PORT'). tls/wss: recv\n"
+    "  needs --cert FILE --key FILE; send verifies against --ca FILE (or the system\n"
+    "  store), --insecure skips verification (tests only).\n"
     "  --size picks the smallest message of 32, 64, 128, 256, 512, 1024 or 4096 bytes\n"
     "  (fixed wire size) that holds BYTES; default 64 (recv: default any, taken from the\n"
     "  first message). send stops after --seconds (default 2) or --count messages.\n"
@@ -53,6 +56,7 @@ typedef struct cfg {
     double seconds;
     bool size_given, count_given, seconds_given;
     int cpu;
+    tool_tls_t tls;
     bool json, progress;
     const mw_schema_t *sch; /* NULL: recv takes any type */
 } cfg_t;
@@ -306,6 +310,7 @@ static int run_recv(const cfg_t *c) {
     wire_init(&k->wire, c->serdes);
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
+    tool_apply_tls(&o.tr, &c->tls, true);
     o.mode = c->mode;
     o.conn.serdes = c->serdes;
     o.timeout_ns = 100 * MW_NS_PER_MS; /* blocking: wake up to check the idle limit */
@@ -394,6 +399,7 @@ static void wait_room(source_t *p) {
 static void send_open(source_t *p, const cfg_t *c) {
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
+    tool_apply_tls(&o.tr, &c->tls, false);
     o.mode = c->mode;
     o.conn.serdes = c->serdes;
     o.timeout_ns = IDLE_LIMIT_NS; /* blocking: a write that long is a failure */
@@ -493,6 +499,7 @@ int main(int argc, char **argv) {
         {"--cpu", TOOL_OPT_INT, &c.cpu, NULL},
         {"--json", TOOL_OPT_FLAG, &c.json, NULL},
         {"--progress", TOOL_OPT_FLAG, &c.progress, NULL},
+        TOOL_TLS_OPTS(&c.tls),
     };
     tool_parse(argc, argv, 2, opts, sizeof opts / sizeof opts[0], USAGE);
     if (recv && (c.count_given || c.seconds_given))

@@ -1,6 +1,7 @@
 /* pingpong.c - round-trip latency between a Clt and a Svc.
  *
  *   pingpong svc  --url URL [--mode spin|blocking|event] [--serdes S] [--once] [--cpu N]
+ *                 [--cert F --key F] (and for clt: [--ca F] [--insecure])
  *   pingpong clt  --url URL [--mode ...] [--serdes S] [--size BYTES] [--count N]
  *                 [--warmup N] [--cpu N] [--json] [--plot FILE] [--progress]
  *   pingpong demo [--mode M] [--serdes S] [--count N] [--cpu N]
@@ -43,7 +44,10 @@ static const char USAGE[] =
     "  pingpong demo [--mode spin|blocking|event] [--serdes fixed|text|msgpack] [--count N]\n"
     "                [--cpu N]  (clt on cpu N, svc on the next one)\n"
     "\n"
-    "  URL is tcp://HOST:PORT (svc: port 0 picks a free port, printed as 'listening on PORT').\n"
+    "  URL is tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH\n"
+    "  (svc: port 0 picks a free port, printed as 'listening on PORT'). tls/wss: the svc\n"
+    "  needs --cert FILE --key FILE; the clt verifies against --ca FILE (or the system\n"
+    "  store), --insecure skips verification (tests only).\n"
     "  --size picks the smallest message of 32, 64, 128, 256, 512, 1024 or 4096 bytes\n"
     "  (fixed wire size) that holds BYTES; default 64. clt defaults: --count 100000\n"
     "  --warmup 10000. Exit status: 0 ok, 1 usage, 2 failure.\n";
@@ -56,6 +60,7 @@ typedef struct cfg {
     mw_mode_t mode;
     uint64_t size, count, warmup;
     int cpu;
+    tool_tls_t tls;
     bool once, json, progress;
     const mw_schema_t *sch;
 } cfg_t;
@@ -116,6 +121,7 @@ static void echo_sync(echo_t *e, mw_conn_id_t id, const mw_schema_t *sch, const 
 static void svc_open(echo_t *e, const cfg_t *c, const char *url) {
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
+    tool_apply_tls(&o.tr, &c->tls, true);
     o.mode = c->mode;
     o.conn.serdes = c->serdes;
     o.timeout_ns = 200 * MW_NS_PER_MS; /* blocking: wake up to notice --once / signals */
@@ -311,6 +317,7 @@ static uint64_t *ping_run(const cfg_t *c, const char *url, result_t *res) {
 
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
+    tool_apply_tls(&o.tr, &c->tls, false);
     o.mode = c->mode;
     o.conn.serdes = c->serdes;
     o.timeout_ns = RTT_LIMIT_NS; /* blocking mode */
@@ -459,6 +466,7 @@ int main(int argc, char **argv) {
         {"--cpu", TOOL_OPT_INT, &c.cpu, NULL},         {"--once", TOOL_OPT_FLAG, &c.once, NULL},
         {"--json", TOOL_OPT_FLAG, &c.json, NULL},      {"--plot", TOOL_OPT_STR, &c.plot, NULL},
         {"--progress", TOOL_OPT_FLAG, &c.progress, NULL},
+        TOOL_TLS_OPTS(&c.tls),
     };
     if (!demo && strcmp(cmd, "svc") != 0 && strcmp(cmd, "clt") != 0) {
         if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

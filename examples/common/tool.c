@@ -457,3 +457,15 @@ int tool_ncpu(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
+
+void tool_apply_tls(mw_transport_opts_t *tr, const tool_tls_t *t, bool server) {
+    if (server) {
+        tr->tls.cert_file = t->cert;
+        tr->tls.key_file = t->key;
+        return;
+    }
+    tr->tls.ca_file = t->ca;
+    tr->tls.cert_file = t->cert; /* a client certificate, if the server asks */
+    tr->tls.key_file = t->key;
+    tr->tls.insecure_skip_verify = t->insecure;
+}

@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "mw_conn.h"
+#include "mw_transport.h"
 
 enum { TOOL_EXIT_OK = 0, TOOL_EXIT_USAGE = 1, TOOL_EXIT_FAIL = 2 };
 
@@ -56,6 +57,16 @@ typedef struct tool_opt {
  * stray argument, fails through tool_usage_fail (exit 1). */
 void tool_parse(int argc, char **argv, int first, const tool_opt_t *opts, size_t nopts,
                 const char *usage);
+
+/* TLS material for tls:// and wss:// URLs: --cert/--key (servers), --ca
+ * (clients verify against it; default: the system store), --insecure
+ * (clients skip verification: tests only). */
+typedef struct tool_tls {
+    const char *cert, *key, *ca;
+    bool insecure;
+} tool_tls_t;
+#define TOOL_TLS_OPTS(t)                                                                       {"--cert", TOOL_OPT_STR, &(t)->cert, NULL}, {"--key", TOOL_OPT_STR, &(t)->key, NULL},         {"--ca", TOOL_OPT_STR, &(t)->ca, NULL}, {"--insecure", TOOL_OPT_FLAG, &(t)->insecure, NULL}
+void tool_apply_tls(mw_transport_opts_t *tr, const tool_tls_t *t, bool server);
 
 /* --mode and --serdes values: fail through tool_usage_fail when unknown. */
 mw_mode_t tool_parse_mode(const char *name, const char *usage);
