@@ -1,7 +1,7 @@
 /* flood.c - one-way throughput from a Clt to a Svc.
  *
  *   flood recv --url URL [--mode spin|blocking|event] [--serdes S] [--size BYTES]
- *              [--cpu N] [--json] [--progress] [--cert F --key F] [--ca F] [--insecure]
+ *              [--cpu N] [--json] [--progress] [--check-payload] [--cert F --key F] [--ca F] [--insecure]
  *   flood send --url URL [--mode spin|blocking|event] [--serdes S] [--size BYTES]
  *              [--seconds S] [--count N] [--cpu N] [--json] [--progress]
  *
@@ -33,7 +33,7 @@
 static const char USAGE[] =
     "usage:\n"
     "  flood recv --url URL [--mode spin|blocking|event] [--serdes fixed|text|msgpack]\n"
-    "             [--size BYTES] [--cpu N] [--json] [--progress]\n"
+    "             [--size BYTES] [--cpu N] [--json] [--progress] [--check-payload]\n"
     "  flood send --url URL [--mode spin|blocking|event] [--serdes fixed|text|msgpack]\n"
     "             [--size BYTES] [--seconds S] [--count N] [--cpu N] [--json] [--progress]\n"
     "\n"
@@ -44,6 +44,7 @@ static const char USAGE[] =
     "  --size picks the smallest message of 32, 64, 128, 256, 512, 1024 or 4096 bytes\n"
     "  (fixed wire size) that holds BYTES; default 64 (recv: default any, taken from the\n"
     "  first message). send stops after --seconds (default 2) or --count messages.\n"
+    "  recv checks every sequence number; --check-payload also checks every pad byte.\n"
     "  Exit status: 0 ok, 1 usage, 2 failure (including lost or reordered messages).\n";
 
 #define IDLE_LIMIT_NS (60 * MW_NS_PER_S)
@@ -57,7 +58,7 @@ typedef struct cfg {
     bool size_given, count_given, seconds_given;
     int cpu;
     tool_tls_t tls;
-    bool json, progress;
+    bool json, progress, check_payload;
     const mw_schema_t *sch; /* NULL: recv takes any type */
 } cfg_t;
 
@@ -85,77 +86,6 @@ static void json_rate(tool_json_t *j, const cfg_t *c, const mw_schema_t *s, uint
     tool_json_f64(j, "mb_per_s", secs > 0 ? mb / secs : 0, 3);
 }
 
-/* ---- recv: wire bytes ------------------------------------------------------
- * The Svc counts messages but not bytes (mw_svc_stats has no byte counters and
- * there is no per-connection stats call), so the receiver works the wire size
- * out itself: each message's encoded length comes from the same serdes, plus
- * the framing. Encoding every message would halve the rate being measured,
- * so the length is cached: within one serdes it changes only when seq or
- * sent_ns crosses a power of two (msgpack) or of ten (text). */
-
-typedef struct wire {
-    mw_serdes_t sd;
-    size_t frame;       /* framing bytes per message */
-    unsigned tag;       /* cache: valid for this type ... */
-    uint64_t seq_lo, seq_hi, ns_lo, ns_hi; /* ... and these ranges [lo, hi) */
-    size_t len;
-    uint8_t *buf;
-    size_t cap;
-} wire_t;
-
-static void wire_init(wire_t *w, const char *serdes) {
-    memset(w, 0, sizeof *w);
-    if (mw_serdes_init(&w->sd, serdes, 0) < 0) tool_fail("serdes %s: %s", serdes, mw_serdes_last_error(&w->sd));
-    mw_frame_kind_t k = w->sd.ops->default_frame;
-    w->frame = k == MW_FRAME_U16BE ? 2 : k == MW_FRAME_U32BE ? 4 : k == MW_FRAME_LINE ? 1 : 0;
-}
-
-/* The range around v within which neither its bit length nor its decimal
- * digit count changes. */
-static void same_len_range(uint64_t v, uint64_t *lo, uint64_t *hi) {
-    int b = v ? 63 - __builtin_clzll(v) : -1;
-    uint64_t blo = b < 0 ? 0 : 1ull << b, bhi = b < 0 ? 1 : b == 63 ? UINT64_MAX : 1ull << (b + 1);
-    uint64_t dlo = 0, dhi = 10;
-    while (v >= dhi) {
-        dlo = dhi;
-        if (dhi > UINT64_MAX / 10) {
-            dhi = UINT64_MAX;
-            break;
-        }
-        dhi *= 10;
-    }
-    *lo = blo > dlo ? blo : dlo;
-    *hi = bhi < dhi ? bhi : dhi;
-}
-
-static void wire_refresh(wire_t *w, const mw_schema_t *s, const void *msg) {
-    size_t need = mw_serdes_max_len(&w->sd, s);
-    if (need > w->cap) {
-        free(w->buf);
-        w->buf = malloc(need);
-        if (!w->buf) tool_fail("out of memory");
-        w->cap = need;
-    }
-    ssize_t n = mw_serdes_encode(&w->sd, s, msg, w->buf, w->cap);
-    if (n < 0) tool_fail("re-encoding a %s: %s", s->name, mw_serdes_last_error(&w->sd));
-    w->len = (size_t)n + w->frame;
-    w->tag = s->tag;
-    same_len_range(pp_seq(s, msg), &w->seq_lo, &w->seq_hi);
-    same_len_range(pp_sent_ns(s, msg), &w->ns_lo, &w->ns_hi);
-}
-
-static inline size_t wire_len(wire_t *w, const mw_schema_t *s, const void *msg) {
-    uint64_t seq = pp_seq(s, msg), ns = pp_sent_ns(s, msg);
-    if (s->tag != w->tag || seq < w->seq_lo || seq >= w->seq_hi || ns < w->ns_lo || ns >= w->ns_hi)
-        wire_refresh(w, s, msg);
-    return w->len;
-}
-
-static void wire_fini(wire_t *w) {
-    mw_serdes_fini(&w->sd);
-    free(w->buf);
-}
-
 /* ---- recv ----------------------------------------------------------------- */
 
 typedef struct sink {
@@ -166,7 +96,6 @@ typedef struct sink {
     uint64_t expect, msgs, lost, ooo, bytes;
     uint64_t gap_seq, gap_expect; /* first irregular seq and what was expected */
     uint64_t t_first, t_last;
-    wire_t wire;
     int close_reason;
     char close_why[MW_ERR_TEXT_MAX];
     bool warned_other;
@@ -209,11 +138,12 @@ static void sink_msg(sink_t *k, mw_conn_id_t id, const mw_schema_t *s, const voi
     uint64_t seq = pp_seq(s, msg);
     if (s->tag != k->seen->tag)
         tool_fail("message seq %" PRIu64 ": a %s in a stream of %s", seq, s->name, k->seen->name);
-    long bad = pp_check_pad(s, msg);
-    if (bad >= 0) tool_fail("message seq %" PRIu64 ": pad mismatch at byte %ld", seq, bad);
+    if (k->cfg->check_payload) {
+        long bad = pp_check_pad(s, msg);
+        if (bad >= 0) tool_fail("message seq %" PRIu64 ": pad mismatch at byte %ld", seq, bad);
+    }
     if (seq == k->expect) k->expect++;
     else sink_irregular(k, seq);
-    k->bytes += wire_len(&k->wire, s, msg);
     if ((++k->msgs & 63) == 0) {
         k->t_last = mw_now_ns();
         atomic_store_explicit(&k->published, k->msgs, memory_order_relaxed);
@@ -233,6 +163,8 @@ static void sink_on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
     if (k->msgs ? id != k->sender : !failed) return;
     k->t_last = mw_now_ns();
     k->close_reason = reason;
+    mw_conn_stats_t st; /* wire bytes, framing included */
+    if (mw_svc_conn_stats(s, id, &st) == 0) k->bytes = st.bytes_in;
     snprintf(k->close_why, sizeof k->close_why, "%s", mw_svc_conn_error(s, id));
     atomic_store_explicit(&k->published, k->msgs, memory_order_relaxed);
     atomic_store_explicit(&k->closed, true, memory_order_release);
@@ -307,7 +239,6 @@ static int run_recv(const cfg_t *c) {
     k->cfg = c;
     atomic_init(&k->closed, false);
     atomic_init(&k->published, 0);
-    wire_init(&k->wire, c->serdes);
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     tool_apply_tls(&o.tr, &c->tls, true);
@@ -341,7 +272,6 @@ static int run_recv(const cfg_t *c) {
                 tool_prog(), k->lost, k->ooo, k->gap_seq, k->gap_expect);
         rc = TOOL_EXIT_FAIL;
     }
-    wire_fini(&k->wire);
     free(k);
     return rc;
 }
@@ -499,6 +429,7 @@ int main(int argc, char **argv) {
         {"--cpu", TOOL_OPT_INT, &c.cpu, NULL},
         {"--json", TOOL_OPT_FLAG, &c.json, NULL},
         {"--progress", TOOL_OPT_FLAG, &c.progress, NULL},
+        {"--check-payload", TOOL_OPT_FLAG, &c.check_payload, NULL},
         TOOL_TLS_OPTS(&c.tls),
     };
     tool_parse(argc, argv, 2, opts, sizeof opts / sizeof opts[0], USAGE);

@@ -18,6 +18,12 @@
 #else
 #error "fixed.c: unknown byte order (__BYTE_ORDER__ is not defined)"
 #endif
+/* Whole-message copies (MW_SCHEMA_PLAIN) need the wire's byte order. */
+#if HOST_LE
+#define PLAIN_OK 1
+#else
+#define PLAIN_OK 0
+#endif
 
 /* Copies an n-byte number between host order and little-endian (the same
  * operation in both directions). n is a constant at every call site. */
@@ -120,6 +126,10 @@ static ssize_t fixed_encode(mw_serdes_t *sd, const mw_schema_t *s, const void *m
                           s->name, (unsigned)s->fixed_size, cap);
     out[0] = (uint8_t)(s->tag & 0xff);
     out[1] = (uint8_t)(s->tag >> 8);
+    if (PLAIN_OK && (s->flags & MW_SCHEMA_PLAIN)) {
+        memcpy(out + 2, msg, s->fixed_size - 2u);
+        return (ssize_t)s->fixed_size;
+    }
     /* Locals, not s->..., in the loop: byte stores may alias the schema, so
      * the compiler would reload them for every field. */
     const mw_field_t *fields = s->fields;
@@ -150,12 +160,19 @@ static ssize_t fixed_decode(mw_serdes_t *sd, const uint8_t *in, size_t len,
     if (msg_cap < s->size)
         return mw_err_set(&sd->err, MW_ETOOBIG, "fixed: %s (%u bytes) does not fit in %zu bytes",
                           s->name, (unsigned)s->size, msg_cap);
+    uint8_t *m = msg_out;
+    const size_t body = s->fixed_size - 2u;
+    if (PLAIN_OK && (s->flags & MW_SCHEMA_PLAIN)) { /* the wire bytes are the struct's */
+        memcpy(m, in + 2, body);
+        if (s->size > body) memset(m + body, 0, s->size - body);
+        *schema_out = s;
+        return (ssize_t)len;
+    }
     /* Every byte of the struct is written: the fields by the loop, padding
      * (if the struct has any) here. */
-    if (s->size != s->fixed_size - 2u) memset(msg_out, 0, s->size);
+    if (s->size != body) memset(msg_out, 0, s->size);
     const mw_field_t *fields = s->fields;
     const unsigned nfields = s->nfields;
-    uint8_t *m = msg_out;
     const uint8_t *q = in + 2;
     for (unsigned i = 0; i < nfields; i++) {
         const mw_field_t *f = &fields[i];

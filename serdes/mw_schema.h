@@ -74,7 +74,14 @@ typedef struct mw_schema {
     uint32_t fixed_size; /* bytes in the fixed serdes: 2 (tag) + sum of field sizes */
     uint16_t nfields;
     const mw_field_t *fields;
+    uint32_t flags;      /* MW_SCHEMA_* */
 } mw_schema_t;
+
+/* The struct's bytes [0, fixed_size - 2) are exactly the fixed wire layout on
+ * a little-endian host (every field at its packed offset) and no field needs
+ * checking (no BOOL, ENUM or CHARS): the fixed serdes then copies the whole
+ * message at once. Computed at compile time by MW_MESSAGE. */
+#define MW_SCHEMA_PLAIN 1u
 
 typedef struct mw_protocol {
     const char *name;
@@ -148,6 +155,22 @@ const char *mw_fkind_name(int kind);
 
 #define MW__CNT(kind, ...) 1 +
 
+#define MW__PK_I8(n) 1 &&
+#define MW__PK_I16(n) 1 &&
+#define MW__PK_I32(n) 1 &&
+#define MW__PK_I64(n) 1 &&
+#define MW__PK_U8(n) 1 &&
+#define MW__PK_U16(n) 1 &&
+#define MW__PK_U32(n) 1 &&
+#define MW__PK_U64(n) 1 &&
+#define MW__PK_F64(n) 1 &&
+#define MW__PK_BOOL(n) 0 &&
+#define MW__PK_CHARS(n, len) 0 &&
+#define MW__PK_BYTES(n, len) 1 &&
+#define MW__PK_ENUM(n, count) 0 &&
+#define MW__PK(kind, ...) MW__PK_##kind(__VA_ARGS__)
+#define MW__SAMEOFF(kind, n, ...) (offsetof(mw__self_t, n) == offsetof(mw__packed_t, n)) &&
+
 /* MW_MESSAGE(name, tag, FIELDS): see the top of this file. */
 #define MW_MESSAGE(name, tag_, FIELDS)                                                  \
     typedef struct name { FIELDS(MW__ST) } name##_t;                                    \
@@ -155,11 +178,14 @@ const char *mw_fkind_name(int kind);
     _Static_assert((tag_) >= 1 && (tag_) <= 65535, #name ": tag must be 1..65535");     \
     static inline const mw_schema_t *name##_schema(void) {                              \
         typedef struct name mw__self_t;                                                 \
+        typedef struct __attribute__((packed)) { FIELDS(MW__ST) } mw__packed_t;         \
         static const mw_field_t fields[] = {FIELDS(MW__FT)};                            \
         static const mw_schema_t s = {#name, (uint16_t)(sizeof(#name) - 1),             \
                                       (uint16_t)(tag_), (uint32_t)sizeof(mw__self_t),   \
                                       (uint32_t)name##_FIXED_SIZE,                      \
-                                      (uint16_t)(FIELDS(MW__CNT) 0), fields};           \
+                                      (uint16_t)(FIELDS(MW__CNT) 0), fields,            \
+                                      (FIELDS(MW__PK) FIELDS(MW__SAMEOFF) 1) ?          \
+                                          MW_SCHEMA_PLAIN : 0u};                        \
         return &s;                                                                      \
     }                                                                                   \
     static inline ssize_t name##_encode(mw_serdes_t *sd, const name##_t *msg,            \

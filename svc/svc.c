@@ -498,11 +498,11 @@ int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns) {
  * wins, and the next pass starts after its connection. */
 static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
     uint32_t n = s->nactive;
-    for (uint32_t k = 0; k < n && s->nactive; k++) {
-        uint32_t pos = (s->rr + k) % s->nactive;
+    uint32_t pos = s->rr < n ? s->rr : 0;
+    for (uint32_t k = 0; k < n; k++) {
         slot_t *sl = &s->slots[s->active[pos]];
         int r = mw_conn_next(&sl->conn, sch, msg, cap);
-        if (r == MW_EAGAIN && !sl->eof && s->nactive > 1) {
+        if (r == MW_EAGAIN && n > 1 && !sl->eof) {
             /* Its turn and nothing buffered: read its socket now, or a peer
              * with a long backlog would be served alone until it drains. */
             ssize_t got = mw_conn_fill(&sl->conn);
@@ -517,12 +517,14 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
             *id = make_id(sl);
             return 0;
         }
-        /* After a read error or the peer's close, next reports how it ended
-         * (MW_ECLOSED, MW_ETRUNC, the error) once the messages before are out. */
-        if (r == MW_EAGAIN) continue;
-        close_slot(s, sl, r);
-        k--; /* the list shrank: the same position holds another slot now */
-        n--;
+        if (r != MW_EAGAIN) {
+            /* After a read error or the peer's close, next reports how it
+             * ended (MW_ECLOSED, MW_ETRUNC, the error) once the messages
+             * before it are out. The list shrinks: start the pass again. */
+            close_slot(s, sl, r);
+            return scan(s, id, sch, msg, cap);
+        }
+        if (++pos == n) pos = 0;
     }
     return MW_EAGAIN;
 }

@@ -29,6 +29,21 @@ static void test_schema_field_table_matches_struct(void **state) {
         assert_int_equal(strlen(s->fields[i].name), s->fields[i].name_len);
 }
 
+#define PADDED_FIELDS(F) F(U8, small) F(U64, big)
+MW_MESSAGE(padded, 9, PADDED_FIELDS)
+#define PLAIN_BYTES_FIELDS(F) F(U32, a) F(U32, b) F(BYTES, raw, 8) F(F64, x)
+MW_MESSAGE(plain_bytes, 10, PLAIN_BYTES_FIELDS)
+
+static void test_schema_plain_flag_only_when_struct_bytes_are_the_wire_bytes(void **state) {
+    (void)state;
+    assert_true(ping_schema()->flags & MW_SCHEMA_PLAIN);          /* u64, u64 */
+    assert_true(plain_bytes_schema()->flags & MW_SCHEMA_PLAIN);   /* u32, u32, bytes[8], f64 */
+    assert_false(all_kinds_schema()->flags & MW_SCHEMA_PLAIN);    /* bool, enum, chars need checks */
+    assert_false(heartbeat_schema()->flags & MW_SCHEMA_PLAIN);    /* a bool */
+    assert_false(padded_schema()->flags & MW_SCHEMA_PLAIN);       /* 7 bytes of padding after u8 */
+    assert_int_equal(padded_schema()->fixed_size, 2 + 9);
+}
+
 static void test_protocol_lookup_by_tag_name_and_index(void **state) {
     (void)state;
     const mw_protocol_t *p = &test_protocol;
@@ -79,6 +94,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schema_field_table_matches_struct),
         cmocka_unit_test(test_protocol_lookup_by_tag_name_and_index),
+        cmocka_unit_test(test_schema_plain_flag_only_when_struct_bytes_are_the_wire_bytes),
         cmocka_unit_test(test_schema_of_picks_by_static_type),
         cmocka_unit_test(test_typed_encode_rejects_wrong_struct_at_compile_time),
     };

@@ -75,18 +75,23 @@ def finish(p, what):
     return out
 
 
-def pingpong(impl, mode, serdes, size, count, warmup, cpus):
+def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=None):
+    base = "%s://127.0.0.1:%%d%s" % (scheme, "/pp" if scheme.startswith("ws") else "")
     if impl == "raw":
-        svc = [RAW_PP, "svc", "--url", "tcp://127.0.0.1:0", "--mode", mode, "--size", str(size), "--once"]
+        svc = [RAW_PP, "svc", "--url", base % 0, "--mode", mode, "--size", str(size), "--once"]
     else:
-        svc = [MW_PP, "svc", "--url", "tcp://127.0.0.1:0", "--mode", mode, "--serdes", serdes, "--once"]
+        svc = [MW_PP, "svc", "--url", base % 0, "--mode", mode, "--serdes", serdes, "--once"]
+        if pki:
+            svc += ["--cert", pki[0], "--key", pki[1]]
     p, port = start_svc(svc, cpus[0])
-    url = "tcp://127.0.0.1:%d" % port
+    url = base % port
     exe = RAW_PP if impl == "raw" else MW_PP
     clt = [exe, "clt", "--url", url, "--mode", mode, "--size", str(size), "--count", str(count),
            "--warmup", str(warmup), "--json"]
     if impl != "raw":
         clt += ["--serdes", serdes]
+        if pki:
+            clt += ["--ca", pki[0]]
     try:
         res = last_json(run_client(clt, cpus[1]))
     finally:
@@ -108,6 +113,41 @@ def flood(impl, mode, serdes, size, seconds, cpus):
         send += ["--serdes", serdes]
     run_client(send, cpus[1])
     return last_json(finish(p, "receiver"))
+
+
+def make_pki(tmp):
+    """A self-signed certificate for localhost/127.0.0.1, made now (EC P-256)."""
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def transports(a, warmup, other, results):
+    """msgwire over each URL scheme against msgwire over TCP, spin mode."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        pki = make_pki(tmp)
+        print()
+        hdr = "%-18s %10s %10s %7s %7s" % ("transport (spin)", "tcp p50", "p50", "ratio", "target")
+        print(hdr)
+        print("-" * len(hdr))
+        results["transports"] = []
+        for scheme, target in [("ws", 1.10), ("tls", None), ("wss", None)]:
+            tcp, other_runs = [], []
+            for _ in range(a.rounds):
+                tcp.append(pingpong("mw", "spin", "fixed", 64, a.count, warmup, (0, other)))
+                other_runs.append(pingpong("mw", "spin", "fixed", 64, a.count, warmup, (0, other),
+                                           scheme, pki if scheme in ("tls", "wss") else None))
+            t50 = statistics.median(r["rtt_ns"]["p50"] for r in tcp)
+            o50 = statistics.median(r["rtt_ns"]["p50"] for r in other_runs)
+            ratio = o50 / t50 if t50 else float("nan")
+            note = "" if target is None or ratio <= target else "  (over target)"
+            print("%-18s %8.2fus %8.2fus %7.3f %7s%s" % (scheme + "://", t50 / 1e3, o50 / 1e3, ratio,
+                                                         "%.2fx" % target if target else "-", note))
+            results["transports"].append({"scheme": scheme, "tcp_p50_ns": t50, "p50_ns": o50, "ratio": ratio})
 
 
 def main():
@@ -172,6 +212,7 @@ def main():
                                                         "  LOST %d" % lost if lost else ""))
         results["flood"].append({"mode": label, "raw_msgs_per_s": rm, "mw_msgs_per_s": mm, "ratio": ratio,
                                  "lost_or_reordered": lost})
+    transports(a, warmup, other, results)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
