@@ -37,11 +37,11 @@ extern char **environ;
 
 static char dir[64]; /* the generated certificates */
 
-/* Path of a file in the certificate directory (eight rotating buffers). */
+/* Path of a file in the certificate directory (sixteen rotating buffers). */
 static const char *f(const char *name) {
-    static char buf[8][128];
+    static char buf[16][128];
     static int next;
-    char *p = buf[next++ % 8];
+    char *p = buf[next++ % 16];
     snprintf(p, sizeof buf[0], "%s/%s", dir, name);
     return p;
 }
