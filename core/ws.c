@@ -125,7 +125,9 @@ static inline void xor_copy(uint8_t *d, const uint8_t *s, size_t n, const uint8_
 }
 
 static bool close_code_ok(unsigned c) {
-    return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1011) || (c >= 3000 && c <= 4999);
+    /* 1012-1014 (service restart, try again later, bad gateway) are registered
+     * with IANA after RFC 6455; 1004-1006 and 1015 must never be sent. */
+    return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
 }
 
 static size_t put_rec_hdr(const ws_t *w, uint8_t *p, unsigned op, size_t n) {

@@ -6,7 +6,6 @@
 #include <time.h>
 
 #include "mw_clock.h"
-#include "mw_ws.h"
 
 #define INITIAL_CAP (64u * 1024)
 #define MIN_TAIL 4096u
