@@ -18,6 +18,7 @@ typedef struct slot {
     atomic_bool used;
     atomic_bool arm_posted;   /* event mode: a write-arm request is queued */
     bool eof;                 /* peer closed; buffered messages still to deliver */
+    bool held;                /* spin/blocking: TLS/WebSocket may hold input the socket no longer shows */
     bool in_cb, close_pending, closing;
     int close_reason;
     uint32_t idx;
@@ -307,6 +308,9 @@ static void on_conn_poll(mw_sel_src_t *src, int events) {
         if (m == MW_EAGAIN) break;
         n = m;
     }
+    /* Stopped with the rx buffer full or the budget spent: what the decorator
+     * holds shows on no socket, so scan must read it on the slot's turn. */
+    sl->held = n > 0 && sl->conn.stream->inner;
     after_fill(s, sl, n);
     if (n >= 0 || n == MW_EAGAIN) {
         rearm(s, sl);
@@ -502,10 +506,13 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
     for (uint32_t k = 0; k < n; k++) {
         slot_t *sl = &s->slots[s->active[pos]];
         int r = mw_conn_next(&sl->conn, sch, msg, cap);
-        if (r == MW_EAGAIN && n > 1 && !sl->eof) {
+        if (r == MW_EAGAIN && (n > 1 || sl->held) && !sl->eof) {
             /* Its turn and nothing buffered: read its socket now, or a peer
-             * with a long backlog would be served alone until it drains. */
+             * with a long backlog would be served alone until it drains (and
+             * input held inside TLS/WebSocket would wait for a readiness event
+             * that never comes). */
             ssize_t got = mw_conn_fill(&sl->conn);
+            sl->held = got > 0 && sl->conn.stream->inner;
             after_fill(s, sl, got);
             if (got != MW_EAGAIN) {
                 if (got < 0) mark_eof(sl);
