@@ -194,19 +194,28 @@ static void arm_posted(mw_clt_t *c) {
 /* Event mode: bytes left behind a full socket need write readiness, which
  * only the io thread may ask for. */
 static void after_send(mw_clt_t *c) {
-    if (c->o.mode != MW_MODE_EVENT || !mw_conn_tx_pending(&c->conn)) return;
+    if (c->o.mode != MW_MODE_EVENT) return;
     if (mw_io_in_thread(c->o.io)) mw__clt_arm(c);
     else if (!atomic_exchange(&c->arm_posted, true) && mw__clt_post(c, arm_posted) < 0)
         atomic_store(&c->arm_posted, false); /* one request in flight is enough */
+}
+
+/* The io thread's view of the tx side, under the tx lock (a sender thread
+ * may be writing the buffer). Not with the lock held. */
+bool mw__clt_tx_pending(mw_clt_t *c) {
+    txl(c);
+    bool p = c->have_conn && mw_conn_tx_pending(&c->conn);
+    txu(c);
+    return p;
 }
 
 int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     txl(c);
     int r = c->have_conn ? mw_conn_send(&c->conn, s, msg) : MW_ECLOSED;
     bool pending = r == 0 && c->have_conn && mw_conn_tx_pending(&c->conn);
-    if (r == 0) after_send(c);
     if (r < 0 && c->have_conn && c->conn.tx.failed) c->open = false;
     txu(c);
+    if (pending) after_send(c); /* outside the lock: arming takes it */
     if (pending && c->o.mode == MW_MODE_BLOCKING) return MW_ETIMEDOUT; /* SO_SNDTIMEO hit */
     return blocking_result(c, r);
 }
@@ -221,9 +230,9 @@ int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
 int mw_clt_flush(mw_clt_t *c) {
     txl(c);
     int r = c->have_conn ? mw_conn_flush(&c->conn) : MW_ECLOSED;
-    if (r == MW_EAGAIN) after_send(c);
     if (r < 0 && r != MW_EAGAIN && c->have_conn && c->conn.tx.failed) c->open = false;
     txu(c);
+    if (r == MW_EAGAIN) after_send(c);
     return blocking_result(c, r);
 }
 

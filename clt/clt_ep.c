@@ -98,8 +98,10 @@ static int64_t backoff_delay(mw_clt_t *c) {
 static void start_attempt(mw_clt_t *c);
 
 static void schedule(mw_clt_t *c, int reason) {
+    if (finish_deferred(c)) return; /* closed or freed inside on_close: no more callbacks */
     const uint32_t max = c->o.reconnect.max_attempts;
-    bool again = !c->stopped && c->o.reconnect.enabled && (!max || c->failures < max);
+    /* a Clt over the caller's stream (mw_clt_open_stream) has nothing to reconnect to */
+    bool again = !c->stopped && c->have_tr && c->o.reconnect.enabled && (!max || c->failures < max);
     if (again && c->o.can_reconnect) USER_CB(c, again = c->o.can_reconnect(c, reason, c->failures, c->o.ud));
     if (finish_deferred(c)) return; /* stopped (maybe freed) inside can_reconnect */
     if (!again) {
@@ -149,7 +151,7 @@ static bool deliver(void *ud, mw_conn_t *conn, const mw_schema_t *s, const void 
 void mw__clt_arm(mw_clt_t *c) {
     if (!c->attached || c->state != MW_CLT_OPEN) return;
     int want = MW_WANT_READ;
-    if (c->have_conn && mw_conn_tx_pending(&c->conn)) want |= MW_WANT_WRITE;
+    if (mw__clt_tx_pending(c)) want |= MW_WANT_WRITE;
     if (c->have_conn) want |= mw_stream_want(c->conn.stream); /* TLS may need writability to read */
     if (want != c->src.events) mw_io_mod(io_of(c), &c->src, want);
 }

@@ -51,5 +51,6 @@ void mw__clt_arm(mw_clt_t *c);
 /* clt.c */
 int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err);
 void mw__clt_conn_teardown(mw_clt_t *c);
+bool mw__clt_tx_pending(mw_clt_t *c);
 
 #endif

@@ -304,7 +304,10 @@ ssize_t mw_conn_fill(mw_conn_t *c) {
     if (n > 0) {
         mw_buf_commit(&r->buf, (size_t)n);
         r->bytes += (uint64_t)n;
-        if (c->flags & MW_CONN_RX_TIMESTAMPS) c->rx_ts_ns = mw_now_ns();
+        if (c->flags & MW_CONN_RX_TIMESTAMPS) {
+            uint64_t ts; /* a recorder or a replay knows the time of the read */
+            c->rx_ts_ns = mw_stream_ctl(c->stream, MW_STREAM_CTL_RX_TS, (intptr_t)&ts) == 0 ? ts : mw_now_ns();
+        }
         return n;
     }
     if (n == MW_EAGAIN) return n;

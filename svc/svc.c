@@ -53,7 +53,8 @@ struct mw_svc {
     _Atomic uint64_t accepted, refused_full, closed, closed_bad_input, msgs_in, msgs_out, bytes_in, bytes_out;
     atomic_uint nconns;
     bool threads_started;
-    bool closed_all; /* tearing down: no more callbacks */
+    bool close_started; /* mw_svc_close ran (idempotence; closing thread only) */
+    bool closed_all;    /* workers stopped, tearing down: no more callbacks */
     mw_err_t err;
 };
 
@@ -676,10 +677,11 @@ int mw_svc_conn_stats(const mw_svc_t *s, mw_conn_id_t id, mw_conn_stats_t *st) {
 uint32_t mw_svc_conn_count(const mw_svc_t *s) { return atomic_load(&s->nconns); }
 
 void mw_svc_close(mw_svc_t *s) {
-    if (!s || s->closed_all) return;
-    s->closed_all = true;
+    if (!s || s->close_started) return;
+    s->close_started = true;
     for (uint32_t i = 0; i < s->nworkers; i++)
         if (s->workers[i].own_io) mw_io_stop(s->workers[i].io);
+    s->closed_all = true; /* only now: the workers read it until they stop */
     if (s->io && s->lis_src.added) mw_io_del(s->io, &s->lis_src);
     mw_listener_free(s->lis);
     s->lis = NULL;
