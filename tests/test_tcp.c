@@ -35,24 +35,7 @@ static const char *port_of(const mw_listener_t *l, char *buf, size_t cap) {
     return buf;
 }
 
-typedef struct accept_try {
-    mw_listener_t *l;
-    mw_stream_t *s;
-    int rc;
-} accept_try_t;
-
-static bool try_accept(void *ud) {
-    accept_try_t *a = ud;
-    a->rc = mw_listener_accept(a->l, &a->s, NULL);
-    return a->rc != MW_EAGAIN;
-}
-
-static mw_stream_t *accept_one(mw_listener_t *l) {
-    accept_try_t a = {.l = l};
-    assert_true(mw_wait_until(try_accept, &a, 5000));
-    assert_int_equal(a.rc, 0);
-    return a.s;
-}
+static mw_stream_t *accept_one(mw_listener_t *l) { return mw_test_accept(l, 5000); }
 
 static mw_stream_t *connect_to(const char *host, const mw_listener_t *l, const mw_tcp_opts_t *o) {
     char port[8];

@@ -104,27 +104,10 @@ static const char gen_sh[] =
     "openssl verify -CAfile ca.pem srv.pem wrong.pem cli.pem\n"
     "if openssl verify -CAfile ca.pem expired.pem; then exit 1; fi\n";
 
-static int write_file(const char *path, const char *text) {
-    FILE *fp = fopen(path, "w");
-    if (!fp) return -1;
-    int rc = fputs(text, fp) < 0 ? -1 : 0;
-    return fclose(fp) == 0 ? rc : -1;
-}
-
 static int group_setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/mw_tls_XXXXXX");
-    if (!mkdtemp(dir)) return -1;
-    if (write_file(f("x.cnf"), cnf) < 0 || write_file(f("gen.sh"), gen_sh) < 0) return -1;
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "cd '%s' && sh gen.sh > gen.log 2>&1", dir);
-    if (mw_run(cmd, NULL, 0) != 0) {
-        char log[4096];
-        snprintf(cmd, sizeof cmd, "cat '%s/gen.log'", dir);
-        mw_run(cmd, log, sizeof log);
-        fprintf(stderr, "certificate generation failed:\n%s\n", log);
-        return -1;
-    }
+    const char *const files[][2] = {{"x.cnf", cnf}, {"gen.sh", gen_sh}};
+    if (mw_tmpdir_script(dir, sizeof dir, "tls", files, 2, "gen.sh") < 0) return -1;
     /* A failed test must die by its assertion, not by SIGPIPE. */
     signal(SIGPIPE, SIG_DFL);
     return 0;
@@ -132,9 +115,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return mw_run(cmd, NULL, 0) == 0 ? 0 : -1;
+    return mw_tmpdir_remove(dir);
 }
 
 /* ---- external processes ---------------------------------------------------------- */
@@ -266,24 +247,7 @@ static mw_stream_t *tcp_connect(int port, const mw_tcp_opts_t *o) {
     return s;
 }
 
-typedef struct accept_try {
-    mw_listener_t *l;
-    mw_stream_t *s;
-    int rc;
-} accept_try_t;
-
-static bool try_accept(void *ud) {
-    accept_try_t *a = ud;
-    a->rc = mw_listener_accept(a->l, &a->s, NULL);
-    return a->rc != MW_EAGAIN;
-}
-
-static mw_stream_t *tcp_accept(mw_listener_t *l) {
-    accept_try_t a = {.l = l};
-    assert_true(mw_wait_until(try_accept, &a, 10000));
-    assert_int_equal(a.rc, 0);
-    return a.s;
-}
+static mw_stream_t *tcp_accept(mw_listener_t *l) { return mw_test_accept(l, 10000); }
 
 static mw_stream_t *wrap(mw_stream_t *tcp, mw_tls_ctx_t *ctx, const char *host) {
     mw_stream_t *s = NULL;

@@ -94,35 +94,16 @@ static const char gen_sh[] =
     "openssl verify -CAfile ca.pem srv.pem\n"
     "if openssl verify -CAfile other.pem srv.pem; then exit 1; fi\n";
 
-static int write_file(const char *path, const char *text) {
-    FILE *fp = fopen(path, "w");
-    if (!fp) return -1;
-    int rc = fputs(text, fp) < 0 ? -1 : 0;
-    return fclose(fp) == 0 ? rc : -1;
-}
-
 static int group_setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/mw_transport_XXXXXX");
-    if (!mkdtemp(dir)) return -1;
-    if (write_file(cert("x.cnf"), cnf) < 0 || write_file(cert("gen.sh"), gen_sh) < 0) return -1;
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "cd '%s' && sh gen.sh > gen.log 2>&1", dir);
-    if (mw_run(cmd, NULL, 0) != 0) {
-        char log[4096];
-        snprintf(cmd, sizeof cmd, "cat '%s/gen.log'", dir);
-        mw_run(cmd, log, sizeof log);
-        fprintf(stderr, "certificate generation failed:\n%s\n", log);
-        return -1;
-    }
+    const char *const files[][2] = {{"x.cnf", cnf}, {"gen.sh", gen_sh}};
+    if (mw_tmpdir_script(dir, sizeof dir, "transport", files, 2, "gen.sh") < 0) return -1;
     return 0;
 }
 
 static int group_teardown(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return mw_run(cmd, NULL, 0) == 0 ? 0 : -1;
+    return mw_tmpdir_remove(dir);
 }
 
 /* ---- schemes ------------------------------------------------------------------- */

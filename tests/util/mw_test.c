@@ -1,6 +1,8 @@
 /* mw_test.c - see mw_test.h. */
 #include "mw_test.h"
 
+#include "mw_tcp.h"
+
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -84,4 +86,54 @@ int mw_run(const char *cmd, char *out, size_t cap) {
     if (out && cap) out[n] = '\0';
     int st = pclose(f);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int write_file(const char *path, const char *text) {
+    FILE *fp = fopen(path, "w");
+    if (!fp) return -1;
+    int rc = fputs(text, fp) < 0 ? -1 : 0;
+    return fclose(fp) == 0 ? rc : -1;
+}
+
+int mw_tmpdir_script(char *dir, size_t cap, const char *tag, const char *const files[][2], size_t nfiles,
+                     const char *script) {
+    snprintf(dir, cap, "/tmp/mw_%s_XXXXXX", tag);
+    if (!mkdtemp(dir)) return -1;
+    char path[512], cmd[768];
+    for (size_t i = 0; i < nfiles; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i][0]);
+        if (write_file(path, files[i][1]) < 0) return -1;
+    }
+    snprintf(cmd, sizeof cmd, "cd '%s' && sh '%s' > script.log 2>&1", dir, script);
+    if (mw_run(cmd, NULL, 0) == 0) return 0;
+    char log[4096];
+    snprintf(cmd, sizeof cmd, "cat '%s/script.log'", dir);
+    mw_run(cmd, log, sizeof log);
+    fprintf(stderr, "%s in %s failed:\n%s\n", script, dir, log);
+    return -1;
+}
+
+int mw_tmpdir_remove(const char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return mw_run(cmd, NULL, 0) == 0 ? 0 : -1;
+}
+
+typedef struct accept_try {
+    mw_listener_t *l;
+    mw_stream_t *s;
+    int rc;
+} accept_try_t;
+
+static bool try_accept(void *ud) {
+    accept_try_t *a = ud;
+    a->rc = mw_listener_accept(a->l, &a->s, NULL);
+    return a->rc != MW_EAGAIN;
+}
+
+mw_stream_t *mw_test_accept(mw_listener_t *l, int timeout_ms) {
+    accept_try_t a = {.l = l};
+    if (!mw_wait_until(try_accept, &a, timeout_ms)) fail_msg("no connection to accept within %d ms", timeout_ms);
+    if (a.rc != 0) fail_msg("accept: %s", mw_strerror(a.rc));
+    return a.s;
 }

@@ -33,6 +33,22 @@ bool mw_wait_until(bool (*cond)(void *ud), void *ud, int timeout_ms);
  * Runs a shell command, captures up to cap-1 bytes of stdout into out (NUL
  * terminated, may be NULL), returns the exit status (or -1). */
 int mw_run(const char *cmd, char *out, size_t cap);
+/* Creates a temporary directory "/tmp/mw_<tag>_XXXXXX" (path into dir),
+ * writes files[i][0] with contents files[i][1] into it, then runs
+ * `sh <script>` there (script is one of the files). On failure the script's
+ * output is printed. Returns 0 or -1. For test set-up such as generating
+ * certificates with the openssl command line. */
+int mw_tmpdir_script(char *dir, size_t cap, const char *tag, const char *const files[][2], size_t nfiles,
+                     const char *script);
+/* Removes a directory made by mw_tmpdir_script. 0 or -1. */
+int mw_tmpdir_remove(const char *dir);
+
+/* Accepts one connection from a nonblocking listener, waiting up to
+ * timeout_ms; fails the test otherwise. */
+struct mw_listener;
+struct mw_stream;
+struct mw_stream *mw_test_accept(struct mw_listener *l, int timeout_ms);
+
 /* Path of the Debian system python (independent peer for interop tests). */
 #define MW_PYTHON "/usr/bin/python3"
 
