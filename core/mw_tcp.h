@@ -50,6 +50,9 @@ int mw_tcp_connect_finish(mw_stream_t *s);
 
 /* Socket timeouts for blocking streams (0 or negative: none). */
 int mw_tcp_set_timeouts(mw_stream_t *s, int64_t rcv_ns, int64_t snd_ns);
+/* Writes never wait, even on a blocking socket (MSG_DONTWAIT per write):
+ * for a socket that should block in read only. 0 or MW_EINVAL (no TCP). */
+int mw_tcp_set_write_nowait(mw_stream_t *s, bool on);
 /* Switches O_NONBLOCK; returns 0 or MW_ESYS. */
 int mw_tcp_set_blocking(mw_stream_t *s, bool blocking);
 /* "ip:port" of the peer / the local end into buf. Returns 0 or MW_ESYS. */

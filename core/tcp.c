@@ -30,6 +30,7 @@ typedef struct tcp {
     int fd;
     int cstate;         /* CONNECTED, CONNECTING, or the connect error */
     bool block_when_up; /* opts.blocking, applied when the connect completes */
+    int wflags;         /* extra sendmsg flags: MSG_DONTWAIT for never-blocking writes */
     char peer[NAME_MAX_LEN]; /* for error text: the address is gone after a reset */
 } tcp_t;
 
@@ -163,7 +164,7 @@ static ssize_t tcp_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt) {
     struct msghdr m = {.msg_iov = (struct iovec *)iov,
                        .msg_iovlen = (size_t)(iovcnt < IOV_MAX ? iovcnt : IOV_MAX)};
     for (;;) {
-        ssize_t n = sendmsg(t->fd, &m, MSG_NOSIGNAL);
+        ssize_t n = sendmsg(t->fd, &m, MSG_NOSIGNAL | t->wflags);
         if (n >= 0) return n;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return MW_EAGAIN;
         if (errno != EINTR) return io_fail(t, "write", errno);
@@ -349,6 +350,13 @@ int mw_tcp_set_timeouts(mw_stream_t *s, int64_t rcv_ns, int64_t snd_ns) {
         return mw_err_set_errno(&t->base.err, errno, "setsockopt SO_RCVTIMEO");
     if (setsockopt(t->fd, SOL_SOCKET, SO_SNDTIMEO, &w, sizeof w) < 0)
         return mw_err_set_errno(&t->base.err, errno, "setsockopt SO_SNDTIMEO");
+    return 0;
+}
+
+int mw_tcp_set_write_nowait(mw_stream_t *s, bool on) {
+    tcp_t *t = find_tcp(s);
+    if (!t) return MW_EINVAL;
+    t->wflags = on ? MSG_DONTWAIT : 0;
     return 0;
 }
 

@@ -49,6 +49,8 @@ struct mw_svc {
     uint32_t *active;          /* spin/blocking: open slots, for fair recv */
     uint32_t nactive, rr;
     uint32_t accept_tick;
+    slot_t *solo;              /* blocking mode, one connection: read it blocking */
+    uint32_t solo_tick, spin_tick;
     pthread_mutex_t lock;      /* slot allocation (event mode: accept vs close) */
     _Atomic uint64_t accepted, refused_full, closed, closed_bad_input, msgs_in, msgs_out, bytes_in, bytes_out;
     atomic_uint nconns;
@@ -119,6 +121,43 @@ static void active_remove(mw_svc_t *s, uint32_t idx) {
     }
 }
 
+/* ---- blocking mode with one connection ------------------------------------
+ * A blocking Svc serving a single client waits in a blocking read on that
+ * socket (bounded by SOLO_WAIT_NS), one syscall per message like a plain
+ * blocking server, instead of epoll_wait and then read (writes still never
+ * wait: send_to keeps returning MW_EAGAIN on a full socket). The listener and the
+ * timers are polled every SOLO_POLL_EVERY messages and whenever the read times
+ * out, so a second client waits at most that long to be accepted; with two or
+ * more connections the Svc goes back to epoll. */
+#define SOLO_WAIT_NS (10 * MW_NS_PER_MS)
+#define SOLO_POLL_EVERY 64u
+
+static void solo_enter(mw_svc_t *s, slot_t *sl) {
+    if (mw_tcp_set_blocking(sl->conn.stream, true) < 0) return; /* no TCP underneath: stay on epoll */
+    int64_t wait = s->o.timeout_ns > 0 && s->o.timeout_ns < SOLO_WAIT_NS ? s->o.timeout_ns : SOLO_WAIT_NS;
+    mw_tcp_set_timeouts(sl->conn.stream, wait, 0);
+    mw_tcp_set_write_nowait(sl->conn.stream, true); /* sends keep their MW_EAGAIN semantics */
+    if (sl->src.added) mw_io_del(s->io, &sl->src);
+    s->solo = sl;
+}
+
+static void solo_leave(mw_svc_t *s, slot_t *sl) {
+    s->solo = NULL;
+    mw_tcp_set_timeouts(sl->conn.stream, 0, 0);
+    mw_tcp_set_write_nowait(sl->conn.stream, false);
+    mw_tcp_set_blocking(sl->conn.stream, false);
+    if (!sl->eof && !sl->src.added) mw_io_add(s->io, &sl->src);
+}
+
+static void solo_update(mw_svc_t *s) {
+    if (s->o.mode != MW_MODE_BLOCKING) return;
+    slot_t *want = s->nactive == 1 ? &s->slots[s->active[0]] : NULL;
+    if (want && want->eof) want = NULL;
+    if (want == s->solo) return;
+    if (s->solo) solo_leave(s, s->solo);
+    if (want) solo_enter(s, want);
+}
+
 /* What the peer sent was rejected (as opposed to leaving, timing out, or
  * being closed by us). */
 static bool is_bad_input(int code) {
@@ -164,6 +203,7 @@ static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
     atomic_fetch_add(&s->msgs_out, st.msgs_out);
     atomic_fetch_add(&s->bytes_in, st.bytes_in);
     atomic_fetch_add(&s->bytes_out, st.bytes_out);
+    if (s->solo == sl) s->solo = NULL; /* closing: no need to restore the socket */
     if (s->o.mode != MW_MODE_EVENT) active_remove(s, sl->idx);
     pthread_mutex_lock(&sl->mu);
     mw_conn_fini(&sl->conn);
@@ -174,6 +214,7 @@ static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
     sl->close_reason = 0;
     atomic_fetch_add(&s->closed, 1);
     atomic_fetch_sub(&s->nconns, 1);
+    if (!s->closed_all) solo_update(s);
 }
 
 /* After a read: notes input for the idle timeout and the end of handshakes. */
@@ -375,6 +416,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
         close_slot(s, sl, r);
         return;
     }
+    solo_update(s);
     if (s->o.on_accept) s->o.on_accept(s, make_id(sl), s->o.ud);
 }
 
@@ -496,7 +538,13 @@ int mw_svc_port(const mw_svc_t *s) { return mw_listener_port(s->lis); }
 
 int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns) {
     if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
-    return mw_io_poll(s->io, timeout_ns);
+    int work = 0;
+    if (s->solo && mw_conn_tx_pending(&s->solo->conn)) { /* not on epoll: flush it here */
+        mw_conn_flush(&s->solo->conn);
+        work++;
+    }
+    int r = mw_io_poll(s->io, work ? 0 : timeout_ns);
+    return r < 0 ? r : r + work;
 }
 
 /* One round-robin pass over the open connections: the first buffered message
@@ -507,7 +555,7 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
     for (uint32_t k = 0; k < n; k++) {
         slot_t *sl = &s->slots[s->active[pos]];
         int r = mw_conn_next(&sl->conn, sch, msg, cap);
-        if (r == MW_EAGAIN && (n > 1 || sl->held) && !sl->eof) {
+        if (r == MW_EAGAIN && (n > 1 || sl->held || s->o.mode == MW_MODE_SPIN) && !sl->eof) {
             /* Its turn and nothing buffered: read its socket now, or a peer
              * with a long backlog would be served alone until it drains (and
              * input held inside TLS/WebSocket would wait for a readiness event
@@ -537,19 +585,44 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
     return MW_EAGAIN;
 }
 
+/* One blocking read on the solo connection (bounded by its socket timeout);
+ * the listener and timers now and then, and always after an idle wait. */
+static void solo_wait(mw_svc_t *s) {
+    slot_t *sl = s->solo;
+    if ((++s->solo_tick & (SOLO_POLL_EVERY - 1)) == 0) {
+        mw_io_poll(s->io, 0);
+        if (s->solo != sl) return; /* a second client arrived: epoll from now on */
+    }
+    if (mw_conn_tx_pending(&sl->conn)) mw_conn_flush(&sl->conn); /* after a send timeout */
+    ssize_t n = mw_conn_fill(&sl->conn);
+    after_fill(s, sl, n);
+    if (n == MW_EAGAIN) mw_io_poll(s->io, 0);
+    else if (n < 0) sl->eof = true; /* scan delivers what is left, then closes it */
+}
+
 int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
     if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
     int r = scan(s, id, sch, msg, cap);
     if (r != MW_EAGAIN) return r;
     if (s->o.mode == MW_MODE_SPIN) {
-        mw_io_poll(s->io, 0);
-        return scan(s, id, sch, msg, cap);
+        /* scan read every connection on its turn; the listener and the
+         * timers need only an occasional look, so an idle spin costs one
+         * recv per connection, as a hand-written busy-poll loop would. */
+        if ((++s->spin_tick & (SOLO_POLL_EVERY - 1)) == 0 || s->nactive == 0) {
+            mw_io_poll(s->io, 0);
+            return scan(s, id, sch, msg, cap);
+        }
+        return MW_EAGAIN;
     }
     uint64_t dl = mw_deadline_in(NULL, s->o.timeout_ns);
     for (;;) {
         int64_t left = mw_deadline_left(NULL, dl);
         if (left == 0) return MW_ETIMEDOUT;
-        mw_io_poll(s->io, left);
+        if (s->solo) {
+            solo_wait(s);
+        } else {
+            mw_io_poll(s->io, left);
+        }
         if ((r = scan(s, id, sch, msg, cap)) != MW_EAGAIN) return r;
     }
 }
