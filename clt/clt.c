@@ -2,6 +2,7 @@
  * spin and blocking modes. The event-mode lifecycle is in clt_ep.c. */
 #include "clt_impl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -75,6 +76,17 @@ static void nap(int64_t ns) {
     while (nanosleep(&ts, &ts) != 0) {}
 }
 
+/* The recording file for the next connection: a "%u" in opts.tr.record_path
+ * becomes the connect number, so every session gets a file of its own. */
+void mw__clt_record_name(mw_clt_t *c) {
+    const char *pat = c->o.tr.record_path;
+    const char *u = pat ? strstr(pat, "%u") : NULL;
+    if (!u) return;
+    snprintf(c->rec_name, sizeof c->rec_name, "%.*s%llu%s", (int)(u - pat), pat,
+             (unsigned long long)(c->connects + 1), u + 2);
+    c->tr.o.record_path = c->rec_name;
+}
+
 /* One attempt: TCP connect, wrap per scheme, handshakes, all within the
  * connect timeout. */
 static int connect_once(mw_clt_t *c, mw_stream_t **out, mw_err_t *err) {
@@ -84,6 +96,7 @@ static int connect_once(mw_clt_t *c, mw_stream_t **out, mw_err_t *err) {
     mw_stream_t *s;
     int r = mw_tcp_connect(&s, c->url.host, c->url.port, &tcp, c->o.connect_timeout_ns, err);
     if (r < 0) return r;
+    mw__clt_record_name(c);
     if ((r = mw_transport_wrap(&c->tr, s, &s, err)) < 0) return r;
     if ((r = mw_transport_handshake(s, dl, err)) < 0) {
         mw_stream_free(s);

@@ -133,6 +133,7 @@ void mw__clt_drop(mw_clt_t *c, int reason) {
     detach(c);
     const char *why = c->have_conn ? mw_conn_last_error(&c->conn) : "";
     if (*why) mw_err_set(&c->err, reason, "%s", why);
+    if (c->have_conn) mw_transport_close(c->conn.stream, reason, mw_err_text(&c->err), false);
     mw__clt_conn_teardown(c);
     c->failures = reason == MW_ESTATE ? 0 : 1;
     notify_close(c, reason);
@@ -286,6 +287,7 @@ static void on_pending(mw_sel_src_t *src, int events) {
     mw_stream_t *s = c->pending;
     c->pending = NULL; /* wrap takes ownership, also on failure */
     detach(c);
+    mw__clt_record_name(c);
     if ((r = mw_transport_wrap(&c->tr, s, &c->pending, &c->err)) < 0) {
         attempt_failed(c, r);
         return;

@@ -37,7 +37,8 @@ struct mw_clt {
     mw_io_timer_t t_connect, t_backoff, t_ttl, t_idle, t_heartbeat, t_more;
     atomic_int refs;       /* the user's reference + posted callbacks in flight */
     atomic_bool freed;
-    atomic_bool arm_posted; /* event mode: a write-arm request is queued for the io */
+    atomic_bool arm_posted;
+    char rec_name[512];     /* record_path with "%u" filled in for this connection */ /* event mode: a write-arm request is queued for the io */
 };
 
 /* clt_ep.c */
@@ -50,6 +51,7 @@ void mw__clt_drop(mw_clt_t *c, int reason);
 void mw__clt_arm(mw_clt_t *c);
 /* clt.c */
 int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err);
+void mw__clt_record_name(mw_clt_t *c);
 void mw__clt_conn_teardown(mw_clt_t *c);
 bool mw__clt_tx_pending(mw_clt_t *c);
 

@@ -64,6 +64,10 @@ typedef enum mw_clt_state {
     MW_CLT_BACKOFF, MW_CLT_CLOSED
 } mw_clt_state_t;
 
+/* Options are copied, but the strings they point to (serdes name, TLS file
+ * names, WebSocket path/host/origin, record_path, bind address/interface)
+ * are used again at every connect or accept: keep them alive as long as the
+ * object. */
 typedef struct mw_clt_opts {
     mw_mode_t mode;            /* default MW_MODE_SPIN */
     mw_conn_opts_t conn;       /* serdes, framing, max_msg, buffers */

@@ -22,6 +22,10 @@
 #include "mw_tls.h"
 #include "mw_ws.h"
 
+/* The strings these options point to are used again at every connect or
+ * accept (not copied): keep them alive as long as the Clt or Svc. A
+ * record_path containing "%u" gets the connect number (1, 2, ...) there,
+ * so each connection of an endpoint records to a file of its own. */
 typedef struct mw_transport_opts {
     mw_tls_opts_t tls;       /* tls:// and wss:// */
     mw_ws_opts_t ws;         /* ws:// and wss:// (path/host default from the URL) */
@@ -58,6 +62,14 @@ int mw_transport_handshake(mw_stream_t *s, uint64_t deadline, mw_err_t *err);
 /* The first error text found down the stack (e.g. TLS's under WebSocket's),
  * into err with code. */
 void mw_transport_error(const mw_stream_t *s, int code, mw_err_t *err);
+
+/* Before closing a connection on purpose: over WebSocket, sends the close
+ * frame whose code matches the reason (1007 for input that could not be
+ * decoded, 1009 too big, 1001 timeouts or going_away (shutdown), 1000 a
+ * plain close, 1011 our own failure) with `why` as its reason text (cut to
+ * 120 bytes at a UTF-8 boundary), best effort. Nothing for other transports,
+ * for MW_ECLOSED (the peer closed), or if a close was already exchanged. */
+void mw_transport_close(mw_stream_t *s, int reason, const char *why, bool going_away);
 
 /* Nonblocking step: 1 done, MW_EAGAIN (wait for mw_stream_want), or error. */
 static inline int mw_transport_step(mw_stream_t *s) {

@@ -84,3 +84,36 @@ int mw_transport_handshake(mw_stream_t *s, uint64_t deadline, mw_err_t *err) {
         if (r < 0 && r != MW_ETIMEDOUT) return mw_err_set(err, r, "handshake: wait failed");
     }
 }
+
+/* The WebSocket close code for why we close: the peer's input could not be
+ * used (1007), was too big (1009), we are shutting down or timed out (1001),
+ * or a plain close (1000); 1011 for failures of our own. */
+static uint16_t ws_code_for(int reason) {
+    switch (reason) {
+    case 0:
+    case MW_ESTATE: return MW_WS_CLOSE_NORMAL;
+    case MW_ETIMEDOUT: return MW_WS_CLOSE_GOING_AWAY;
+    case MW_ETOOBIG: return MW_WS_CLOSE_TOO_BIG;
+    case MW_EPROTO: case MW_ETRUNC: case MW_ETAG: case MW_EFIELD: case MW_EMISSING:
+    case MW_ETYPE: case MW_ERANGE: case MW_ETRAILING: case MW_EUTF8:
+        return MW_WS_CLOSE_BAD_DATA;
+    default: return MW_WS_CLOSE_INTERNAL;
+    }
+}
+
+void mw_transport_close(mw_stream_t *s, int reason, const char *why, bool going_away) {
+    if (!s || reason == MW_ECLOSED || mw_ws_sent_close_code(s) != 0 || mw_ws_peer_close_code(s) != 0) return;
+    uint16_t code = going_away ? MW_WS_CLOSE_GOING_AWAY : ws_code_for(reason);
+    char text[121]; /* a close reason holds 123 bytes */
+    size_t n = why ? strlen(why) : 0;
+    if (n >= sizeof text) n = sizeof text - 1;
+    mw_utf8_state_t u;
+    for (;; n--) { /* cut at a character boundary */
+        mw_utf8_init(&u);
+        if (!n || (mw_utf8_feed(&u, (const uint8_t *)why, n) && mw_utf8_complete(&u))) break;
+    }
+    memcpy(text, why ? why : "", n);
+    text[n] = '\0';
+    if (mw_ws_close(s, code, text) == 0 && (mw_stream_want(s) & MW_WANT_WRITE))
+        mw_stream_writev(s, NULL, 0); /* best effort: the socket closes next */
+}

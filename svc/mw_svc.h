@@ -45,6 +45,10 @@ typedef struct mw_svc mw_svc_t;
 typedef uint64_t mw_conn_id_t;
 #define MW_CONN_ID_NONE ((mw_conn_id_t)0)
 
+/* Options are copied, but the strings they point to (serdes name, TLS file
+ * names, WebSocket path/host/origin, record_path, bind address/interface)
+ * are used again at every connect or accept: keep them alive as long as the
+ * object. */
 typedef struct mw_svc_opts {
     mw_mode_t mode;            /* default MW_MODE_SPIN */
     mw_conn_opts_t conn;       /* serdes, framing, max_msg, buffers (per connection) */

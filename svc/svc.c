@@ -184,9 +184,12 @@ static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
     mw_io_timer_stop(io, &sl->t_hs);
     mw_io_timer_stop(io, &sl->t_idle);
     mw_io_timer_stop(io, &sl->t_more);
-    /* Best effort: a queued close frame or HTTP error reply goes out first. */
-    if (sl->conn.stream && (mw_stream_want(sl->conn.stream) & MW_WANT_WRITE))
-        mw_stream_writev(sl->conn.stream, NULL, 0);
+    /* Best effort: the WebSocket close frame with the reason's code, and any
+     * queued close or HTTP error reply, go out before the socket closes. */
+    if (sl->conn.stream) {
+        mw_transport_close(sl->conn.stream, reason, mw_conn_last_error(&sl->conn), s->closed_all);
+        if (mw_stream_want(sl->conn.stream) & MW_WANT_WRITE) mw_stream_writev(sl->conn.stream, NULL, 0);
+    }
     sl->closing = true;
     mw_conn_id_t id = make_id(sl);
     const char *why = mw_conn_last_error(&sl->conn);

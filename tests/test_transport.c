@@ -1058,12 +1058,22 @@ static void test_ws_svc_bad_peers_close_alone_and_a_good_client_keeps_working(vo
     expect_close(&p->h, 2, good, MW_EUTF8, "not valid UTF-8");
     echo_once(p->good, i++, &p->h.fail);
 
+    /* 4. Valid UTF-8 that is no message of the protocol: the Svc closes with
+     * 1007 (data inconsistent with the message type), not 1000. */
+    rw_open(w, mw_svc_port(p->h.svc), "/feed");
+    p->fds[3] = w->fd;
+    const char nope[] = "{\"type\":\"no_such_message\"}";
+    rw_send(w, 0x1, nope, sizeof nope - 1);
+    rw_expect_close(w, 1007);
+    expect_close(&p->h, 3, good, MW_ETAG, "no_such_message");
+    echo_once(p->good, i++, &p->h.fail);
+
     mw_svc_stats_t ss;
     mw_svc_stats(p->h.svc, &ss);
-    assert_int_equal(ss.accepted, 4);
-    assert_int_equal(ss.closed_bad_input, 3);
+    assert_int_equal(ss.accepted, 5);
+    assert_int_equal(ss.closed_bad_input, 4);
     assert_int_equal(mw_svc_conn_count(p->h.svc), 1);
-    assert_int_equal(h_nclosed(&p->h), 3);
+    assert_int_equal(h_nclosed(&p->h), 4);
     assert_true(mw_clt_is_open(p->good));
 }
 
