@@ -172,7 +172,16 @@ static int enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     }
     if (n < 0) return mw_err_set(&t->err, (int)n, "encode %s: %s", s->name, mw_serdes_last_error(&t->sd));
     uint8_t *p = mw_buf_tail(&t->buf);
-    ssize_t fl = mw_frame_seal(&t->fr, p, (size_t)n);
+    ssize_t fl;
+    if (t->fr.kind == MW_FRAME_U32BE && (size_t)n <= t->fr.max_len) { /* the common framing, inline */
+        p[0] = (uint8_t)(n >> 24); /* big-endian on any host; compiles to bswap + store */
+        p[1] = (uint8_t)(n >> 16);
+        p[2] = (uint8_t)(n >> 8);
+        p[3] = (uint8_t)n;
+        fl = n + 4;
+    } else {
+        fl = mw_frame_seal(&t->fr, p, (size_t)n);
+    }
     if (fl < 0) return mw_err_set(&t->err, (int)fl, "frame %s: %zd bytes: %s", s->name, n, mw_strerror((int)fl));
     mw_buf_commit(&t->buf, (size_t)fl);
     t->msgs++;
@@ -358,8 +367,18 @@ int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (!have) return need_more(c);
     const uint8_t *pl;
     size_t pn;
-    ssize_t fl = mw_frame_decode_resume(&r->fr, mw_buf_data(&r->buf), have, &c->rx_scanned, &pl, &pn);
-    if (fl < 0) return fl == MW_EAGAIN ? need_more(c) : frame_error(c, fl);
+    ssize_t fl;
+    const uint8_t *in = mw_buf_data(&r->buf);
+    if (r->fr.kind == MW_FRAME_U32BE && have >= 4) { /* the common framing, inline */
+        pn = (size_t)in[0] << 24 | (size_t)in[1] << 16 | (size_t)in[2] << 8 | in[3];
+        if (pn > r->fr.max_len) return frame_error(c, MW_ETOOBIG);
+        if (pn > have - 4) return need_more(c);
+        pl = in + 4;
+        fl = (ssize_t)pn + 4;
+    } else {
+        fl = mw_frame_decode_resume(&r->fr, in, have, &c->rx_scanned, &pl, &pn);
+        if (fl < 0) return fl == MW_EAGAIN ? need_more(c) : frame_error(c, fl);
+    }
     ssize_t d = mw_serdes_decode(&r->sd, pl, pn, c->proto, s, msg, cap);
     if (d < 0)
         return rx_fail(c, (int)d, "recv: %s decode: %s", mw_serdes_name(&r->sd),

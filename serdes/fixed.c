@@ -151,7 +151,7 @@ static ssize_t fixed_decode(mw_serdes_t *sd, const uint8_t *in, size_t len,
     if (len < 2)
         return mw_err_set(&sd->err, MW_ETRUNC, "fixed: %zu bytes, shorter than the 2-byte tag", len);
     unsigned tag = (unsigned)in[0] | (unsigned)in[1] << 8;
-    const mw_schema_t *s = mw_protocol_by_tag(p, tag);
+    const mw_schema_t *s = mw_serdes_lookup(sd, p, tag);
     if (!s) return mw_err_set(&sd->err, MW_ETAG, "fixed: unknown tag %u", tag);
     if (len != s->fixed_size)
         return mw_err_set(&sd->err, len < s->fixed_size ? MW_ETRUNC : MW_ETRAILING,

@@ -80,8 +80,25 @@ struct mw_serdes {
     const mw_serdes_ops_t *ops;
     unsigned flags;
     void *state;
+    /* one-entry tag -> schema cache for decoders (a stream usually carries
+     * one type at a time); see mw_serdes_lookup */
+    const mw_protocol_t *c_proto;
+    const mw_schema_t *c_schema;
+    unsigned c_tag;
     mw_err_t err;
 };
+
+/* The schema for a tag, through the one-entry cache. NULL if unknown. */
+static inline const mw_schema_t *mw_serdes_lookup(mw_serdes_t *sd, const mw_protocol_t *p, unsigned tag) {
+    if (sd->c_tag == tag && sd->c_proto == p && sd->c_schema) return sd->c_schema;
+    const mw_schema_t *s = mw_protocol_by_tag(p, tag);
+    if (s) {
+        sd->c_proto = p;
+        sd->c_tag = tag;
+        sd->c_schema = s;
+    }
+    return s;
+}
 
 extern const mw_serdes_ops_t mw_serdes_text_ops;
 extern const mw_serdes_ops_t mw_serdes_fixed_ops;
