@@ -103,8 +103,16 @@ static int connect_once(mw_clt_t *c, mw_stream_t **out, mw_err_t *err) {
         return r;
     }
     if (c->o.mode == MW_MODE_BLOCKING) {
-        mw_tcp_set_blocking(s, true);
-        if (c->o.timeout_ns > 0) mw_tcp_set_timeouts(s, c->o.timeout_ns, c->o.timeout_ns);
+        bool tls = c->url.scheme == MW_SCHEME_TLS || c->url.scheme == MW_SCHEME_WSS;
+        if (tls) {
+            /* A blocking socket would make SSL_read sleep inside the TLS
+             * lock and starve a split sender: stay nonblocking and wait in
+             * poll() outside it instead. */
+            c->poll_wait = true;
+        } else {
+            mw_tcp_set_blocking(s, true);
+            if (c->o.timeout_ns > 0) mw_tcp_set_timeouts(s, c->o.timeout_ns, c->o.timeout_ns);
+        }
     }
     *out = s;
     return 0;
@@ -193,6 +201,16 @@ int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
     return 0;
 }
 
+/* Blocking mode over a nonblocking socket (TLS): waits for what the stream
+ * needs, up to the deadline. MW_ETIMEDOUT when it passed. */
+static int wait_stream(mw_clt_t *c, int events, uint64_t dl) {
+    int64_t left = mw_deadline_left(NULL, dl);
+    if (left == 0) return MW_ETIMEDOUT;
+    int want = mw_stream_want(c->conn.stream);
+    int r = mw_stream_wait(c->conn.stream, want ? want : events, left);
+    return r == MW_ETIMEDOUT ? r : 0;
+}
+
 /* ---- sending -------------------------------------------------------------- */
 
 static int blocking_result(const mw_clt_t *c, int r) {
@@ -215,16 +233,29 @@ static void after_send(mw_clt_t *c) {
 
 /* The io thread's view of the tx side, under the tx lock (a sender thread
  * may be writing the buffer). Not with the lock held. */
-bool mw__clt_tx_pending(mw_clt_t *c) {
+int mw__clt_tx_want(mw_clt_t *c) {
     txl(c);
-    bool p = c->have_conn && mw_conn_tx_pending(&c->conn);
+    int want = 0;
+    if (c->have_conn) {
+        if (mw_conn_tx_pending(&c->conn)) want |= MW_WANT_WRITE;
+        want |= mw_stream_want(c->conn.stream);
+    }
     txu(c);
-    return p;
+    return want;
 }
 
 int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     txl(c);
     int r = c->have_conn ? mw_conn_send(&c->conn, s, msg) : MW_ECLOSED;
+    if (c->poll_wait && r >= 0 && (r == MW_EAGAIN || mw_conn_tx_pending(&c->conn))) {
+        /* blocking over TLS: wait until the message is accepted and written */
+        uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
+        while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = mw_conn_send(&c->conn, s, msg);
+        while (r == 0 && mw_conn_tx_pending(&c->conn) && wait_stream(c, MW_WANT_WRITE, dl) == 0) {
+            int f = mw_conn_flush(&c->conn);
+            if (f < 0 && f != MW_EAGAIN) r = f;
+        }
+    }
     bool pending = r == 0 && c->have_conn && mw_conn_tx_pending(&c->conn);
     if (r < 0 && c->have_conn && c->conn.tx.failed) c->open = false;
     txu(c);
@@ -282,7 +313,12 @@ int mw_clt_commit(mw_clt_t *c, size_t len) {
 int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (!c->have_conn) return MW_ECLOSED;
     int r = mw_conn_recv(&c->conn, s, msg, cap);
-    if (r < 0 && r != MW_EAGAIN) c->open = false;
+    if (r == MW_EAGAIN && c->poll_wait) {
+        uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
+        while (r == MW_EAGAIN && (r = wait_stream(c, MW_WANT_READ, dl)) == 0)
+            r = mw_conn_recv(&c->conn, s, msg, cap);
+    }
+    if (r < 0 && r != MW_EAGAIN && r != MW_ETIMEDOUT) c->open = false;
     return blocking_result(c, r);
 }
 
@@ -292,9 +328,11 @@ int mw_clt_recv_busywait_timeout(mw_clt_t *c, const mw_schema_t **s, void *msg, 
     int r;
     unsigned spins = 0;
     while ((r = mw_clt_recv(c, s, msg, cap)) == MW_EAGAIN) {
-        /* The clock every 64th empty poll: a poll is a recv syscall anyway,
-         * and a clock read in every one delays noticing the message. */
-        if ((++spins & 63) == 0 && mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
+        /* Busy spin: the clock every 64th empty poll (a clock read in every
+         * one delays noticing the message); idle strategies that sleep check
+         * it every time, or they would overshoot the deadline. */
+        if ((c->rx_idle.kind != MW_IDLE_BUSY || (++spins & 63) == 0) && mw_deadline_passed(NULL, dl))
+            return MW_ETIMEDOUT;
         mw_idle(&c->rx_idle, 0);
     }
     mw_idle_reset(&c->rx_idle);

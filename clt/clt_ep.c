@@ -151,27 +151,26 @@ static bool deliver(void *ud, mw_conn_t *conn, const mw_schema_t *s, const void 
 
 void mw__clt_arm(mw_clt_t *c) {
     if (!c->attached || c->state != MW_CLT_OPEN) return;
-    int want = MW_WANT_READ;
-    if (mw__clt_tx_pending(c)) want |= MW_WANT_WRITE;
-    if (c->have_conn) want |= mw_stream_want(c->conn.stream); /* TLS may need writability to read */
+    int want = MW_WANT_READ | mw__clt_tx_want(c);
     if (want != c->src.events) mw_io_mod(io_of(c), &c->src, want);
 }
 
 void mw__clt_on_ready(mw_sel_src_t *src, int events) {
     mw_clt_t *c = src->ud;
-    int r = 0;
+    int w = 0;
     if (events & MW_WANT_WRITE) {
-        r = mw_clt_flush(c);
-        if (r == MW_EAGAIN || r == MW_ETIMEDOUT) r = 0;
+        w = mw_clt_flush(c);
+        if (w == MW_EAGAIN || w == MW_ETIMEDOUT) w = 0;
     }
+    /* Read even after a failed write (also on writability: a TLS read may
+     * have waited for it): what the peer sent first is delivered, and the
+     * read side says how the connection ended. */
     bool more = false;
-    if (r == 0) { /* also on writability: a TLS read may have been waiting for it */
-        c->in_cb = true;
-        ssize_t n = mw_conn_pump(&c->conn, deliver, c, 16, &more);
-        c->in_cb = false;
-        if (n > 0 && c->o.idle_timeout_ns > 0) c->last_rx_ns = mw_io_now(io_of(c));
-        r = n < 0 ? (int)n : 0;
-    }
+    c->in_cb = true;
+    ssize_t n = mw_conn_pump(&c->conn, deliver, c, 16, &more);
+    c->in_cb = false;
+    if (n > 0 && c->o.idle_timeout_ns > 0) c->last_rx_ns = mw_io_now(io_of(c));
+    int r = n < 0 ? (int)n : n == 0 ? w : 0;
     if (finish_deferred(c)) return;
     if (r < 0) {
         mw__clt_drop(c, r);
@@ -187,9 +186,21 @@ static void on_more(mw_io_timer_t *t, void *ud) {
     if (c->state == MW_CLT_OPEN && c->have_conn) mw__clt_on_ready(&c->src, MW_WANT_READ);
 }
 
+/* Rotation is our own decision: messages already accepted are not thrown
+ * away with the old connection. While bytes are still queued, retry every
+ * millisecond for up to TTL_DRAIN_TRIES, then rotate anyway. */
+#define TTL_DRAIN_TRIES 200
+
 static void on_ttl(mw_io_timer_t *t, void *ud) {
-    (void)t;
     mw_clt_t *c = ud;
+    if (mw__clt_tx_want(c) & MW_WANT_WRITE) {
+        mw_clt_flush(c);
+        if ((mw__clt_tx_want(c) & MW_WANT_WRITE) && c->ttl_tries++ < TTL_DRAIN_TRIES) {
+            mw_io_timer_after(io_of(c), t, MW_NS_PER_MS);
+            return;
+        }
+    }
+    c->ttl_tries = 0;
     mw_err_set(&c->err, MW_ESTATE, "rotated after ttl %lld ms", (long long)(c->o.ttl_ns / MW_NS_PER_MS));
     mw__clt_drop(c, MW_ESTATE);
 }

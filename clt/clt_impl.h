@@ -18,6 +18,7 @@ struct mw_clt {
     mw_transport_t tr;
     bool have_tr;
     bool open;
+    bool poll_wait;        /* blocking mode over TLS: nonblocking socket, waits in poll() */
     mw_err_t err;          /* connect / lifecycle errors; I/O errors live in conn */
     mw_idle_t tx_idle;     /* busywait state, one per thread side */
     mw_idle_t rx_idle;
@@ -34,6 +35,7 @@ struct mw_clt {
     uint64_t connects;     /* successful connects so far */
     uint64_t opened_at, last_rx_ns;
     uint64_t rng;          /* jitter */
+    unsigned ttl_tries;    /* rotation waiting for queued bytes to drain */
     mw_io_timer_t t_connect, t_backoff, t_ttl, t_idle, t_heartbeat, t_more;
     atomic_int refs;       /* the user's reference + posted callbacks in flight */
     atomic_bool freed;
@@ -53,6 +55,8 @@ void mw__clt_arm(mw_clt_t *c);
 int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err);
 void mw__clt_record_name(mw_clt_t *c);
 void mw__clt_conn_teardown(mw_clt_t *c);
-bool mw__clt_tx_pending(mw_clt_t *c);
+/* Readiness the tx side needs, under the tx lock: MW_WANT_WRITE while bytes
+ * are queued, plus what the stream asks for (TLS may need writability). */
+int mw__clt_tx_want(mw_clt_t *c);
 
 #endif

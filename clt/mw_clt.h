@@ -6,7 +6,10 @@
  *                     done, MW_EAGAIN when not. The *_busywait_timeout
  *                     variants spin with opts.idle until done or the deadline.
  *   MW_MODE_BLOCKING  blocking socket. send/recv wait until done or
- *                     opts.timeout_ns (MW_ETIMEDOUT), one syscall per wait.
+ *                     opts.timeout_ns (MW_ETIMEDOUT), one syscall per wait
+ *                     (over tls:// and wss:// the socket stays nonblocking and
+ *                     the waits are poll() calls, so a split sender and
+ *                     receiver never block each other inside TLS).
  *   MW_MODE_EVENT     an endpoint on an mw_io (opts.io). mw_clt_connect
  *                     connects (and handshakes) before it returns, then the io
  *                     thread calls on_connect, on_msg per message and on_close.
@@ -135,7 +138,9 @@ int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
 /* Sends one message: encodes it into the tx buffer and writes.
  * Spin/event: 0 when accepted (written, or queued behind a full socket),
  * MW_EAGAIN when the tx buffer is full. Blocking: waits until every byte is
- * written or timeout_ns (MW_ETIMEDOUT). Encode errors (MW_ERANGE, MW_EUTF8,
+ * written or timeout_ns (MW_ETIMEDOUT: the message WAS accepted and the rest
+ * of its bytes stay queued for the next send or flush; do not send it again).
+ * Encode errors (MW_ERANGE, MW_EUTF8,
  * MW_ETOOBIG) reject this message only; MW_ECLOSED or I/O errors fail the Clt. */
 int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg);
 /* Queues without writing (batching): many send_more, then one flush = one

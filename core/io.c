@@ -65,6 +65,9 @@ struct mw_io {
     atomic_bool brk;
     atomic_bool running;
     pthread_t run_thread;
+    /* the thread that last polled (as an integer: pthread_t is one on Linux,
+     * and an atomic lets other threads ask mw_io_in_thread safely); 0: none */
+    atomic_uintptr_t owner;
 
     pthread_mutex_t life_mu; /* start/stop */
     atomic_bool started;
@@ -198,10 +201,19 @@ static int run_timers(mw_io_t *io) {
  * it fired a little early by our clock and nothing was due. Inside
  * mw_io_poll the poll runs the timers itself (and re-arms tev), so a poll
  * behaves the same on every backend. */
+/* A caller's libevent loop runs our callbacks without mw_io_poll: note its
+ * thread as the owner here too. */
+static void note_owner(mw_io_t *io) {
+    uintptr_t me = (uintptr_t)pthread_self();
+    if (atomic_load_explicit(&io->owner, memory_order_relaxed) != me)
+        atomic_store_explicit(&io->owner, me, memory_order_release);
+}
+
 static void tev_cb(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     mw_io_t *io = arg;
+    note_owner(io);
     io->tev_due = MW_FOREVER;
     if (!io->polling) run_timers(io);
 }
@@ -228,6 +240,7 @@ static int run_posts(mw_io_t *io) {
 static void post_ready(mw_sel_src_t *src, int events) {
     (void)events;
     mw_io_t *io = src->ud;
+    note_owner(io);
     uint64_t v;
     ssize_t r = read(io->post_fd, &v, sizeof v); /* EAGAIN: already drained */
     (void)r;
@@ -351,6 +364,7 @@ static int64_t until_timer(const mw_io_t *io, int64_t timeout_ns) {
 }
 
 int mw_io_poll(mw_io_t *io, int64_t timeout_ns) {
+    note_owner(io);
     if (atomic_load_explicit(&io->post_pending, memory_order_relaxed)) timeout_ns = 0;
     else if (io->nheap && timeout_ns != 0) timeout_ns = until_timer(io, timeout_ns);
     io->polling = true;
@@ -442,6 +456,7 @@ void mw_io_stop(mw_io_t *io) {
         assert(!pthread_equal(pthread_self(), io->thread) && "mw_io_stop on the io thread");
         mw_io_break(io);
         pthread_join(io->thread, NULL);
+        atomic_store(&io->owner, 0); /* stopped: whoever drives it next owns it */
         atomic_store(&io->started, false);
     }
     pthread_mutex_unlock(&io->life_mu);
@@ -450,5 +465,8 @@ void mw_io_stop(mw_io_t *io) {
 bool mw_io_in_thread(const mw_io_t *io) {
     if (atomic_load(&io->running)) return pthread_equal(pthread_self(), io->run_thread);
     if (atomic_load(&io->started)) return pthread_equal(pthread_self(), io->thread);
-    return true;
+    /* Driven by the caller's own mw_io_poll loop: the thread that polled last.
+     * Never polled yet (set-up): any thread. */
+    uintptr_t owner = atomic_load_explicit(&io->owner, memory_order_acquire);
+    return owner == 0 || owner == (uintptr_t)pthread_self();
 }

@@ -299,7 +299,7 @@ static int rx_fail(mw_conn_t *c, int code, const char *fmt, ...) {
 ssize_t mw_conn_fill(mw_conn_t *c) {
     mw_conn_side_t *r = &c->rx;
     if (r->failed) return r->failed;
-    if (c->rx_eof) return MW_ECLOSED;
+    if (c->rx_eof) return c->rx_io_err ? c->rx_io_err : MW_ECLOSED;
     size_t tail = mw_buf_tailroom(&r->buf);
     if (tail < c->max_msg + FRAME_OVERHEAD && r->buf.rd) {
         mw_buf_compact(&r->buf);
@@ -330,13 +330,22 @@ ssize_t mw_conn_fill(mw_conn_t *c) {
         }
         return n;
     }
-    return rx_fail(c, (int)n, "recv: %s", mw_stream_last_error(c->stream));
+    /* Like a close: the frames already buffered are delivered first, then
+     * mw_conn_next reports the error. */
+    c->rx_eof = true;
+    c->rx_io_err = (int)n;
+    mw_err_set(&r->err, (int)n, "recv: %s", mw_stream_last_error(c->stream));
+    return n;
 }
 
 /* No complete frame buffered. After the peer closed that is the end: clean
  * if nothing is left, truncated if part of a message is. */
 static int need_more(mw_conn_t *c) {
     if (!c->rx_eof) return MW_EAGAIN;
+    if (c->rx_io_err) { /* the read failed: now that the buffered frames are out, say so */
+        c->rx.failed = c->rx_io_err;
+        return c->rx_io_err;
+    }
     size_t have = mw_buf_len(&c->rx.buf);
     if (!have) return MW_ECLOSED;
     return rx_fail(c, MW_ETRUNC, "recv: peer closed inside a message (%zu bytes of it received)", have);
@@ -394,8 +403,8 @@ int mw_conn_recv(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
         int r = mw_conn_next(c, s, msg, cap);
         if (r != MW_EAGAIN) return r;
         ssize_t n = mw_conn_fill(c);
-        if (n == MW_ECLOSED) continue; /* next says: clean end or truncated */
-        if (n < 0) return (int)n;
+        if (n == MW_EAGAIN) return MW_EAGAIN;
+        /* a close or a failed read: next delivers what is buffered, then says how it ended */
     }
 }
 

@@ -88,7 +88,8 @@ typedef struct mw_conn {
     uint64_t rx_ts_ns;  /* MW_CONN_RX_TIMESTAMPS: clock at the last read */
     size_t rx_scanned;  /* LINE framing: buffered bytes known to hold no newline */
     bool rx_stopped;    /* the last dispatch stopped because its callback asked */
-    bool rx_eof;        /* the peer closed; buffered frames may remain */
+    bool rx_eof;        /* the peer closed (or a read failed); buffered frames may remain */
+    int rx_io_err;      /* the read failure, reported once the buffered frames are out */
     atomic_flag tx_lock;
     bool tx_claimed;    /* between a successful claim and its commit */
     size_t tx_claim_max;

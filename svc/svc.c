@@ -48,14 +48,16 @@ struct mw_svc {
     uint32_t cap;
     uint32_t *active;          /* spin/blocking: open slots, for fair recv */
     uint32_t nactive, rr;
-    uint32_t accept_tick;
     slot_t *solo;              /* blocking mode, one connection: read it blocking */
     uint32_t solo_tick, spin_tick;
+    uint64_t solo_polled_ns;
     pthread_mutex_t lock;      /* slot allocation (event mode: accept vs close) */
     _Atomic uint64_t accepted, refused_full, closed, closed_bad_input, msgs_in, msgs_out, bytes_in, bytes_out;
     atomic_uint nconns;
     bool threads_started;
     bool close_started; /* mw_svc_close ran (idempotence; closing thread only) */
+    atomic_uint refs;   /* 1 for the owner + 1 per cross-thread request queued */
+    atomic_bool dead;   /* mw_svc_free ran: queued requests find nothing */
     bool closed_all;    /* workers stopped, tearing down: no more callbacks */
     mw_err_t err;
 };
@@ -102,13 +104,30 @@ static void rearm(mw_svc_t *s, slot_t *sl) {
  * paths (a full socket, a close from another thread). */
 typedef struct id_req { mw_svc_t *s; mw_conn_id_t id; } id_req_t;
 
+static void svc_release(mw_svc_t *s);
+
 static int post_req(mw_io_t *io, void (*fn)(void *), mw_svc_t *s, mw_conn_id_t id) {
     id_req_t *q = malloc(sizeof *q);
     if (!q) return MW_ENOMEM;
     *q = (id_req_t){s, id};
+    atomic_fetch_add(&s->refs, 1); /* the Svc outlives the request (a caller's io may run it late) */
     int r = mw_io_post(io, fn, q);
-    if (r < 0) free(q);
+    if (r < 0) {
+        atomic_fetch_sub(&s->refs, 1);
+        free(q);
+    }
     return r;
+}
+
+/* The slot a queued request names, or NULL if the Svc or the connection is gone. */
+static slot_t *req_slot(const id_req_t *q) {
+    return atomic_load(&q->s->dead) ? NULL : lookup(q->s, q->id);
+}
+
+static void req_done(id_req_t *q) {
+    mw_svc_t *s = q->s;
+    free(q);
+    if (atomic_fetch_sub(&s->refs, 1) == 1) svc_release(s);
 }
 
 /* ---- closing -------------------------------------------------------------- */
@@ -146,7 +165,11 @@ static void solo_leave(mw_svc_t *s, slot_t *sl) {
     mw_tcp_set_timeouts(sl->conn.stream, 0, 0);
     mw_tcp_set_write_nowait(sl->conn.stream, false);
     mw_tcp_set_blocking(sl->conn.stream, false);
-    if (!sl->eof && !sl->src.added) mw_io_add(s->io, &sl->src);
+    if (!sl->eof && !sl->src.added) { /* with what it needs now: replies may be queued */
+        sl->src.events = MW_WANT_READ | mw_stream_want(sl->conn.stream) |
+                         (mw_conn_tx_pending(&sl->conn) ? MW_WANT_WRITE : 0);
+        mw_io_add(s->io, &sl->src);
+    }
 }
 
 static void solo_update(mw_svc_t *s) {
@@ -211,10 +234,11 @@ static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
     pthread_mutex_lock(&sl->mu);
     mw_conn_fini(&sl->conn);
     atomic_fetch_add(&sl->gen, 1);
+    /* Reset before the slot is free: the acceptor may take it at once. */
+    sl->eof = sl->close_pending = sl->closing = sl->held = false;
+    sl->close_reason = 0;
     atomic_store(&sl->used, false);
     pthread_mutex_unlock(&sl->mu);
-    sl->eof = sl->close_pending = sl->closing = false;
-    sl->close_reason = 0;
     atomic_fetch_add(&s->closed, 1);
     atomic_fetch_sub(&s->nconns, 1);
     if (!s->closed_all) solo_update(s);
@@ -279,16 +303,18 @@ static void on_conn_event(mw_sel_src_t *src, int events) {
     mw_svc_t *s = sl->svc;
     int r = 0;
     sl->in_cb = true;
+    int w = 0;
     if (events & MW_WANT_WRITE) {
-        r = mw_conn_flush(&sl->conn);
-        if (r == MW_EAGAIN) r = 0;
+        w = mw_conn_flush(&sl->conn);
+        if (w == MW_EAGAIN) w = 0;
     }
+    /* Read even after a failed write (also on writability: a TLS read may
+     * have waited for it): what the peer sent before it left is delivered,
+     * and the read side says how it ended. */
     bool more = false;
-    if (!r) { /* also on writability: a TLS read may have been waiting for it */
-        ssize_t n = mw_conn_pump(&sl->conn, deliver, sl, 16, &more);
-        after_fill(s, sl, n);
-        r = n < 0 ? (int)n : 0;
-    }
+    ssize_t n = mw_conn_pump(&sl->conn, deliver, sl, 16, &more);
+    after_fill(s, sl, n);
+    r = n < 0 ? (int)n : n == 0 ? w : 0;
     sl->in_cb = false;
     if (sl->close_pending) r = sl->close_reason ? sl->close_reason : MW_ESTATE;
     if (r < 0) {
@@ -328,9 +354,9 @@ static void adopt(void *ud) {
  * before the worker ran this, it is simply not found. */
 static void adopt_posted(void *ud) {
     id_req_t *q = ud;
-    slot_t *sl = q->s->closed_all ? NULL : lookup(q->s, q->id);
+    slot_t *sl = q->s->closed_all ? NULL : req_slot(q);
     if (sl) adopt(sl);
-    free(q);
+    req_done(q);
 }
 
 /* ---- spin/blocking connection handling ------------------------------------ */
@@ -426,10 +452,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
 static void on_listener(mw_sel_src_t *src, int events) {
     (void)events;
     mw_svc_t *s = src->ud;
-    /* Spin mode polls the listener with everything else: an accept4 syscall per
-     * poll would double the cost of an idle spin, so try every 64th poll once
-     * a client is connected. Accept latency does not matter; message latency does. */
-    if (s->o.mode == MW_MODE_SPIN && s->nactive && (s->accept_tick++ & 63)) return;
+
     for (int i = 0; i < 16; i++) {
         mw_stream_t *st;
         int r = mw_listener_accept(s->lis, &st, &s->err);
@@ -526,6 +549,7 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
     s->have_tr = true;
     s->proto = p;
     s->cap = o->max_connections ? o->max_connections : 64;
+    atomic_init(&s->refs, 1);
     pthread_mutex_init(&s->lock, NULL);
     if ((r = setup(s, &u, err)) < 0) {
         mw_svc_free(s);
@@ -558,11 +582,11 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
     for (uint32_t k = 0; k < n; k++) {
         slot_t *sl = &s->slots[s->active[pos]];
         int r = mw_conn_next(&sl->conn, sch, msg, cap);
-        if (r == MW_EAGAIN && (n > 1 || sl->held || s->o.mode == MW_MODE_SPIN) && !sl->eof) {
-            /* Its turn and nothing buffered: read its socket now, or a peer
-             * with a long backlog would be served alone until it drains (and
-             * input held inside TLS/WebSocket would wait for a readiness event
-             * that never comes). */
+        if (r == MW_EAGAIN && (sl->held || s->o.mode == MW_MODE_SPIN) && !sl->eof) {
+            /* Spin: its turn and nothing buffered, read its socket now (one
+             * recv per connection per pass, as a busy-poll loop would).
+             * Blocking: epoll says which sockets to read, except for input
+             * held inside TLS/WebSocket, which no readiness event announces. */
             ssize_t got = mw_conn_fill(&sl->conn);
             sl->held = got > 0 && sl->conn.stream->inner;
             after_fill(s, sl, got);
@@ -592,7 +616,9 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
  * the listener and timers now and then, and always after an idle wait. */
 static void solo_wait(mw_svc_t *s) {
     slot_t *sl = s->solo;
-    if ((++s->solo_tick & (SOLO_POLL_EVERY - 1)) == 0) {
+    uint64_t now = mw_now_ns();
+    if ((++s->solo_tick & (SOLO_POLL_EVERY - 1)) == 0 || now - s->solo_polled_ns >= (uint64_t)SOLO_WAIT_NS) {
+        s->solo_polled_ns = now;
         mw_io_poll(s->io, 0);
         if (s->solo != sl) return; /* a second client arrived: epoll from now on */
     }
@@ -605,28 +631,18 @@ static void solo_wait(mw_svc_t *s) {
 
 int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
     if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
+    /* The listener, the timers and write readiness get a look every 64th
+     * call even while messages keep coming (a busy peer must not keep new
+     * clients out), and whenever nothing is buffered. */
+    if (!s->solo && ((++s->spin_tick & (SOLO_POLL_EVERY - 1)) == 0 || s->nactive == 0)) mw_io_poll(s->io, 0);
     int r = scan(s, id, sch, msg, cap);
-    if (r != MW_EAGAIN) return r;
-    if (s->o.mode == MW_MODE_SPIN) {
-        /* scan read every connection on its turn; the listener and the
-         * timers need only an occasional look, so an idle spin costs one
-         * recv per connection, as a hand-written busy-poll loop would. */
-        if ((++s->spin_tick & (SOLO_POLL_EVERY - 1)) == 0 || s->nactive == 0) {
-            mw_io_poll(s->io, 0);
-            return scan(s, id, sch, msg, cap);
-        }
-        return MW_EAGAIN;
-    }
+    if (r != MW_EAGAIN || s->o.mode == MW_MODE_SPIN) return r;
     uint64_t dl = mw_deadline_in(NULL, s->o.timeout_ns);
-    for (;;) {
-        int64_t left = mw_deadline_left(NULL, dl);
-        if (left == 0) return MW_ETIMEDOUT;
-        if (s->solo) {
-            solo_wait(s);
-        } else {
-            mw_io_poll(s->io, left);
-        }
+    for (;;) { /* blocking: wait at least once, even with a zero timeout */
+        if (s->solo) solo_wait(s);
+        else mw_io_poll(s->io, mw_deadline_left(NULL, dl));
         if ((r = scan(s, id, sch, msg, cap)) != MW_EAGAIN) return r;
+        if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
     }
 }
 
@@ -646,17 +662,17 @@ int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_
 
 static void arm_write_posted(void *ud) {
     id_req_t *q = ud;
-    slot_t *sl = lookup(q->s, q->id);
+    slot_t *sl = req_slot(q);
     if (sl) atomic_store(&sl->arm_posted, false);
     if (sl) rearm(q->s, sl);
-    free(q);
+    req_done(q);
 }
 
 static void close_posted(void *ud) {
     id_req_t *q = ud;
-    slot_t *sl = lookup(q->s, q->id);
+    slot_t *sl = req_slot(q);
     if (sl) close_slot(q->s, sl, MW_ESTATE);
-    free(q);
+    req_done(q);
 }
 
 static int send_slot(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg) {
@@ -673,9 +689,9 @@ int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const v
     slot_t *sl = lookup(s, id);
     if (!sl) return MW_ECLOSED;
     if (s->o.mode != MW_MODE_EVENT) {
-        int r = send_slot(s, sl, sch, msg);
-        if (r < 0 && r != MW_EAGAIN && sl->conn.tx.failed) close_slot(s, sl, r);
-        return r;
+        /* A failed send does not close the slot: what the peer sent before
+         * it left is still to be delivered; the read side ends it. */
+        return send_slot(s, sl, sch, msg);
     }
     pthread_mutex_lock(&sl->mu);
     int r = lookup(s, id) ? send_slot(s, sl, sch, msg) : MW_ECLOSED;
@@ -772,9 +788,19 @@ void mw_svc_close(mw_svc_t *s) {
 void mw_svc_free(mw_svc_t *s) {
     if (!s) return;
     mw_svc_close(s);
+    atomic_store(&s->dead, true);
+    /* Our own ios run what is still queued on them as they go (finding
+     * nothing, and dropping their references); a caller's io may run its
+     * requests later, so the memory lives until the last reference. */
     for (uint32_t i = 0; i < s->nworkers; i++)
         if (s->workers[i].own_io) mw_io_free(s->workers[i].io);
     if (s->o.mode != MW_MODE_EVENT) mw_io_free(s->io);
+    s->io = NULL;
+    if (atomic_fetch_sub(&s->refs, 1) == 1) svc_release(s);
+}
+
+/* The last reference: the owner's (mw_svc_free) or a queued request's. */
+static void svc_release(mw_svc_t *s) {
     for (uint32_t i = 0; s->slots && i < s->cap; i++) pthread_mutex_destroy(&s->slots[i].mu);
     pthread_mutex_destroy(&s->lock);
     if (s->have_tr) mw_transport_fini(&s->tr);
