@@ -296,18 +296,31 @@ static int rx_fail(mw_conn_t *c, int code, const char *fmt, ...) {
     return code;
 }
 
+/* Compaction moves every buffered byte: worth it when that is no more than
+ * what was consumed since the last one (amortised O(1) a byte), or when the
+ * buffer is full and does not start with a complete frame (the rest of that
+ * frame needs the room). A fill on a buffer still full of unconsumed frames
+ * (an io poll while the consumer is behind) must not move them each time. */
+static bool compact_pays(mw_conn_t *c) {
+    mw_buf_t *b = &c->rx.buf;
+    if (mw_buf_len(b) <= b->rd) return true;
+    if (mw_buf_tailroom(b) != 0) return false;
+    const uint8_t *pl;
+    size_t pn;
+    return mw_frame_decode(&c->rx.fr, mw_buf_data(b), mw_buf_len(b), &pl, &pn) == MW_EAGAIN;
+}
+
 ssize_t mw_conn_fill(mw_conn_t *c) {
     mw_conn_side_t *r = &c->rx;
     if (r->failed) return r->failed;
     if (c->rx_eof) return c->rx_io_err ? c->rx_io_err : MW_ECLOSED;
     size_t tail = mw_buf_tailroom(&r->buf);
-    if (tail < c->max_msg + FRAME_OVERHEAD && r->buf.rd) {
+    if (tail < c->max_msg + FRAME_OVERHEAD && r->buf.rd && compact_pays(c)) {
         mw_buf_compact(&r->buf);
         tail = mw_buf_tailroom(&r->buf);
     }
-    /* Full of frames not consumed yet: the buffer holds at least one max
-     * frame, so it starts with a complete frame (or a prefix mw_conn_next
-     * rejects). Nothing can be read until they are consumed: not an error. */
+    /* Full of frames not consumed yet: nothing can be read until they are
+     * consumed. Not an error. */
     if (tail == 0) return MW_EAGAIN;
     ssize_t n = mw_stream_read(c->stream, mw_buf_tail(&r->buf), tail);
     if (n > 0) {

@@ -1,6 +1,7 @@
 /* svc.c - the service: listener, connection pool, three run modes. */
 #include "mw_svc.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -449,10 +450,18 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     if (s->o.on_accept) s->o.on_accept(s, make_id(sl), s->o.ud);
 }
 
+/* True if a client waits. Spin mode's direct selector calls the listener
+ * blindly, and a failing accept4 is expensive on Linux (it allocates and
+ * frees a socket): a zero-timeout poll() answers without allocating. */
+static bool listener_ready(const mw_svc_t *s) {
+    struct pollfd p = {mw_listener_fd(s->lis), POLLIN, 0};
+    return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
 static void on_listener(mw_sel_src_t *src, int events) {
     (void)events;
     mw_svc_t *s = src->ud;
-
+    if (s->o.mode == MW_MODE_SPIN && !listener_ready(s)) return;
     for (int i = 0; i < 16; i++) {
         mw_stream_t *st;
         int r = mw_listener_accept(s->lis, &st, &s->err);
