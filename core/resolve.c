@@ -45,6 +45,7 @@ typedef struct resolver resolver_t;
 struct mw_resolve_req {
     mw_resolve_req_t *next, *prev; /* in r->reqs */
     resolver_t *r;                 /* NULL once orphaned by shutdown */
+    resolver_t *owner;             /* the resolver it was started on, never cleared */
     struct evdns_getaddrinfo_request *gai; /* while evdns may still call back */
     mw_resolve_fn fn;
     void *ud;
@@ -68,6 +69,7 @@ struct resolver {
     mw_io_timer_t pump;
     mw_resolve_req_t *reqs;      /* live requests */
     int nevdns;                  /* evdns callbacks still to come */
+    bool dying;                  /* shut down; freed by the last evdns callback */
 };
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -105,6 +107,7 @@ static resolver_t *resolver_get(mw_io_t *io) {
 
 static void req_link(resolver_t *r, mw_resolve_req_t *q) {
     q->r = r;
+    q->owner = r;
     q->prev = NULL;
     q->next = r->reqs;
     if (r->reqs) r->reqs->prev = q;
@@ -189,14 +192,29 @@ static void map_result(mw_resolve_req_t *q, int result, const struct evutil_addr
     }
 }
 
+static void resolver_free(resolver_t *r);
+
+/* The evdns base cannot be freed from inside its own callback: one zero
+ * timeout later, on the same base. */
+static void resolver_free_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    resolver_free(arg);
+}
+
 static void gai_cb(int result, struct evutil_addrinfo *ai, void *arg) {
     mw_resolve_req_t *q = arg;
+    resolver_t *o = q->owner;
     q->in_evdns = false;
     q->gai = NULL;
-    if (q->r) q->r->nevdns--;
+    o->nevdns--;
     if (q->cancelled) {
         if (ai) evutil_freeaddrinfo(ai);
         if (!q->posted) req_free(q);
+        if (o->dying && o->nevdns == 0) {
+            static const struct timeval zero = {0, 0};
+            event_base_once(o->base, -1, EV_TIMEOUT, resolver_free_cb, o, &zero);
+        }
         return;
     }
     map_result(q, result, ai);
@@ -364,9 +382,16 @@ void mw_resolve_cancel(mw_resolve_req_t *req) {
  * sources, as one mw_io_poll(io, 0) would. Otherwise the running loop
  * delivers them later to the orphaned requests, which only free themselves. */
 static void drain(resolver_t *r) {
-    if (!r->own_base && event_base_get_running_event(r->base)) return;
+    /* event_base_loop refuses to run inside the running loop (-1): then the
+     * running loop delivers the cancelled callbacks, and the last frees. */
     for (int i = 0; i < DRAIN_PASSES && r->nevdns > 0; i++)
         if (event_base_loop(r->base, EVLOOP_NONBLOCK) < 0) break;
+}
+
+static void resolver_free(resolver_t *r) {
+    if (r->dns) evdns_base_free(r->dns, 0);
+    if (r->own_base) event_base_free(r->own_base);
+    free(r);
 }
 
 void mw_resolve_shutdown(mw_io_t *io) {
@@ -384,7 +409,9 @@ void mw_resolve_shutdown(mw_io_t *io) {
     }
     if (r->dns && r->nevdns > 0) drain(r);
     while (r->reqs) req_unlink(r->reqs);
-    if (r->dns) evdns_base_free(r->dns, 0);
-    if (r->own_base) event_base_free(r->own_base);
-    free(r);
+    if (r->nevdns > 0) { /* callbacks still owed (shut down inside the running loop) */
+        r->dying = true;
+        return;
+    }
+    resolver_free(r);
 }

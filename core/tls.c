@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,10 @@ struct mw_tls_ctx {
 typedef struct tls {
     mw_stream_t base;
     SSL *ssl;
-    int want;     /* MW_WANT_* asked by the last call that returned MW_EAGAIN */
+    /* MW_WANT_* asked by the last read (or handshake) / write that returned
+     * MW_EAGAIN: one per direction, so a reader's wait for input does not
+     * hide a writer's wait for room. */
+    atomic_int want_rd, want_wr;
     int dead;     /* 0, or the MW_E* code of a fatal failure: every call returns it */
     bool rdone;   /* close_notify received: reads return MW_ECLOSED, writes go on */
     bool up;      /* the handshake has completed (OpenSSL forgets after a fatal error) */
@@ -186,18 +190,18 @@ static int ssl_failure(tls_t *t, const char *op) {
 
 /* Turns a failed SSL call into MW_EAGAIN (remembering what it waits for) or
  * an error with text; errors other than MW_EAGAIN are final. */
-static int fail(tls_t *t, int r, const char *op) {
+static int fail(tls_t *t, int r, const char *op, atomic_int *want) {
     int e = SSL_get_error(t->ssl, r);
     int code;
     switch (e) {
     case SSL_ERROR_WANT_READ:
-        t->want = MW_WANT_READ;
+        atomic_store(want, MW_WANT_READ);
         return MW_EAGAIN;
     case SSL_ERROR_WANT_WRITE:
-        t->want = MW_WANT_WRITE;
+        atomic_store(want, MW_WANT_WRITE);
         return MW_EAGAIN;
     case SSL_ERROR_ZERO_RETURN:
-        t->want = 0;
+        atomic_store(want, 0);
         t->rdone = true;
         return mw_err_set(&t->base.err, MW_ECLOSED, "tls %s %s: closed by peer (close_notify)",
                           op, t->name);
@@ -218,7 +222,8 @@ static int fail(tls_t *t, int r, const char *op) {
                           what(t, op), t->name, e);
         break;
     }
-    t->want = 0;
+    atomic_store(&t->want_rd, 0);
+    atomic_store(&t->want_wr, 0);
     t->dead = code;
     return code;
 }
@@ -234,11 +239,11 @@ static ssize_t read_locked(tls_t *t, void *dst, size_t cap) {
     ERR_clear_error();
     int r = SSL_read_ex(t->ssl, dst, cap, &n);
     if (r == 1) {
-        t->want = 0;
+        atomic_store(&t->want_rd, 0);
         t->up = true;
         return (ssize_t)n;
     }
-    return fail(t, r, "read");
+    return fail(t, r, "read", &t->want_rd);
 }
 
 static ssize_t tls_read(mw_stream_t *s, void *dst, size_t cap) {
@@ -293,10 +298,10 @@ static ssize_t writev_locked(tls_t *t, const struct iovec *iov, int iovcnt) {
         ERR_clear_error();
         int r = SSL_write_ex(t->ssl, p, len, &done);
         if (r != 1) {
-            int rc = fail(t, r, "write");
+            int rc = fail(t, r, "write", &t->want_wr);
             return total > 0 && rc == MW_EAGAIN ? (ssize_t)total : rc;
         }
-        t->want = 0;
+        atomic_store(&t->want_wr, 0);
         t->up = true;
         total += done;
         advance(iov, &i, &off, done);
@@ -312,13 +317,21 @@ static ssize_t tls_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt) {
     return n;
 }
 
-static int tls_want(const mw_stream_t *s) { return ((const tls_t *)s)->want; }
+static int tls_want(const mw_stream_t *s) {
+    tls_t *t = (tls_t *)s;
+    return atomic_load(&t->want_rd) | atomic_load(&t->want_wr);
+}
 
 static int tls_fd(const mw_stream_t *s) { return mw_stream_fd(s->inner); }
 
 static int tls_ctl(mw_stream_t *s, int op, intptr_t arg) {
     tls_t *t = (tls_t *)s;
-    if (op == MW_STREAM_CTL_READY) return is_up(t) ? 1 : 0;
+    if (op == MW_STREAM_CTL_READY) { /* SSL state: not while another thread is inside SSL */
+        pthread_mutex_lock(&t->mu);
+        int up = is_up(t) ? 1 : 0;
+        pthread_mutex_unlock(&t->mu);
+        return up;
+    }
     if (op == MW_STREAM_CTL_HANDSHAKE) {
         int r = mw_stream_ctl(s->inner, op, arg); /* the TCP connect first */
         if (r != 1) return r;
@@ -345,7 +358,8 @@ static void tls_close(mw_stream_t *s) {
     send_close_notify(t);
     pthread_mutex_unlock(&t->mu);
     t->closed = true;
-    t->want = 0;
+    atomic_store(&t->want_rd, 0);
+    atomic_store(&t->want_wr, 0);
     mw_stream_close(s->inner);
 }
 
@@ -375,17 +389,21 @@ int mw_tls_handshake(mw_stream_t *s) {
     tls_t *t = (tls_t *)s;
     if (!mw_is_tls(s)) return MW_EINVAL;
     if (gone(t)) return gone(t);
-    if (is_up(t)) return 0;
     if (t->rdone) return MW_ECLOSED;
     pthread_mutex_lock(&t->mu);
+    if (is_up(t)) {
+        pthread_mutex_unlock(&t->mu);
+        return 0;
+    }
     ERR_clear_error();
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {
-        t->want = 0;
+        atomic_store(&t->want_rd, 0);
+        atomic_store(&t->want_wr, 0);
         t->up = true;
         r = 0;
     } else {
-        r = fail(t, r, "handshake");
+        r = fail(t, r, "handshake", &t->want_rd);
     }
     pthread_mutex_unlock(&t->mu);
     return r;

@@ -645,7 +645,7 @@ static bool deliver(ws_t *w, uint8_t *dst, size_t cap, size_t *out) {
         k = rhl - off < n ? rhl - off : n;
         memcpy(d, rh + off, k);
     }
-    memcpy(d + k, w->reasm + (off + k - rhl), n - k);
+    if (n > k) memcpy(d + k, w->reasm + (off + k - rhl), n - k); /* n == k: no index into reasm */
     *out += n;
     w->deliver_off += n;
     if (w->deliver_off < total) return false;
@@ -705,8 +705,12 @@ static int hs_server(ws_t *w, size_t len) {
     copy_str(w->path, sizeof w->path, q.target);
     copy_str(w->proto, sizeof w->proto, q.protocol);
     tx_lock(w);
-    ssize_t n = mw__ws_response_build((char *)mw_buf_reserve(&w->tx, 512), 512, 101, q.key, q.protocol);
-    assert(n > 0);
+    /* 101 head: fixed headers plus a subprotocol of < 128 bytes (checked at wrap) */
+    ssize_t n = mw__ws_response_build((char *)mw_buf_reserve(&w->tx, 1024), 1024, 101, q.key, q.protocol);
+    if (n <= 0) {
+        tx_unlock(w);
+        return hs_reject(w, 500, "response does not fit");
+    }
     mw_buf_commit(&w->tx, (size_t)n);
     int r = flush_tx(w);
     tx_unlock(w);
@@ -924,6 +928,10 @@ static int ws_new(ws_t **out, mw_stream_t *inner, const mw_ws_opts_t *o, bool se
     atomic_init(&w->ready, false);
     atomic_init(&w->inner_up, false);
     atomic_init(&w->tx_held, false);
+    if (o->subprotocol && strlen(o->subprotocol) >= sizeof w->proto) {
+        ws_free(&w->base);
+        return mw_err_set(err, MW_EINVAL, "ws: subprotocol longer than %zu bytes", sizeof w->proto - 1);
+    }
     bool oom = false;
     size_t rx_cap = w->max_header + 1024 > RX_MIN ? w->max_header + 1024 : RX_MIN;
     size_t tx_cap = (w->max_msg > 8192 ? w->max_msg : 8192) + 1024;
