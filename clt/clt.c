@@ -287,9 +287,11 @@ int mw_clt_send_busywait_timeout(mw_clt_t *c, const mw_schema_t *s, const void *
         if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
         mw_idle(&c->tx_idle, 0);
     }
-    while (r == 0 && (r = mw_clt_flush(c)) == MW_EAGAIN) {
-        if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
-        mw_idle(&c->tx_idle, 0);
+    if (r == 0) { /* accepted: now until every byte is written */
+        while ((r = mw_clt_flush(c)) == MW_EAGAIN) {
+            if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
+            mw_idle(&c->tx_idle, 0);
+        }
     }
     mw_idle_reset(&c->tx_idle);
     return r;
