@@ -51,7 +51,7 @@ struct mw_svc {
     uint32_t nactive, rr;
     slot_t *solo;              /* blocking mode, one connection: read it blocking */
     uint32_t solo_tick, spin_tick;
-    uint64_t solo_polled_ns;
+    uint64_t solo_polled_ns, polled_ns;
     pthread_mutex_t lock;      /* slot allocation (event mode: accept vs close) */
     _Atomic uint64_t accepted, refused_full, closed, closed_bad_input, msgs_in, msgs_out, bytes_in, bytes_out;
     atomic_uint nconns;
@@ -638,12 +638,24 @@ static void solo_wait(mw_svc_t *s) {
     else if (n < 0) sl->eof = true; /* scan delivers what is left, then closes it */
 }
 
+#define BUSY_POLL_NS MW_NS_PER_MS
+
+static bool poll_due(mw_svc_t *s) {
+    if (s->nactive == 0) return true;
+    if ((++s->spin_tick & (SOLO_POLL_EVERY - 1)) != 0) return false;
+    uint64_t now = mw_now_ns();
+    if (now - s->polled_ns < (uint64_t)BUSY_POLL_NS) return false;
+    s->polled_ns = now;
+    return true;
+}
+
 int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
     if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
-    /* The listener, the timers and write readiness get a look every 64th
-     * call even while messages keep coming (a busy peer must not keep new
-     * clients out), and whenever nothing is buffered. */
-    if (!s->solo && ((++s->spin_tick & (SOLO_POLL_EVERY - 1)) == 0 || s->nactive == 0)) mw_io_poll(s->io, 0);
+    /* The listener, the timers and write readiness get a look at least every
+     * millisecond even while messages keep coming (a busy peer must not keep
+     * new clients out): the clock is read every 64th call, the io polled
+     * only when a millisecond has passed. */
+    if (!s->solo && poll_due(s)) mw_io_poll(s->io, 0);
     int r = scan(s, id, sch, msg, cap);
     if (r != MW_EAGAIN || s->o.mode == MW_MODE_SPIN) return r;
     uint64_t dl = mw_deadline_in(NULL, s->o.timeout_ns);
