@@ -43,7 +43,7 @@
  * for two threads, one sending and one receiving, with no lock between them.
  *
  * Errors: functions return 0 / MW_E*; mw_clt_last_error(c) gives the sentence
- * ("connect 127.0.0.1:7001: Connection refused", "recv: fixed decode: unknown
+ * ("connect 127.0.0.1:7001: Connection refused", "recv: fixed decode: fixed: unknown
  * tag 77"). After an I/O or protocol error the Clt is failed: close and free
  * it (or reconnect a new one).
  */
