@@ -12,6 +12,8 @@
 # Layers see only the include paths below them (core <- serdes <- clt, svc),
 # so an upward #include fails to compile.
 
+.DEFAULT_GOAL := all
+
 V ?= 0
 Q := $(if $(filter 1,$(V)),,@)
 E := $(if $(filter 1,$(V)),@true,@printf '  %-7s %s\n')
