@@ -381,14 +381,8 @@ static void wait_flag(atomic_bool *flag, const char *what) {
 
 /* ---- raw peers ---------------------------------------------------------------- */
 
-static int raw_connect(fx_t *f) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) fail_msg("raw connect: %s", strerror(errno));
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+static int raw_connect(fx_t *f) { /* tracked: the fixture closes what a test leaves open */
+    int fd = mw_test_raw_connect(f->port);
     assert_true(f->nfds < MAX_CONNS);
     f->fds[f->nfds++] = fd;
     return fd;
@@ -400,15 +394,6 @@ static void raw_close(fx_t *f, int fd) {
     close(fd);
 }
 
-static void raw_write(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w <= 0) fail_msg("raw send: %s", strerror(errno));
-        b += w;
-        n -= (size_t)w;
-    }
-}
 
 /* A ping encoded with the default ("fixed") serdes, no framing. */
 static size_t encode_ping(uint64_t seq, uint8_t *out, size_t cap) {
@@ -472,7 +457,7 @@ static void test_svc_failed_send_does_not_drop_requests_buffered_before_the_peer
     uint8_t wire[512];
     size_t n = 0;
     for (uint64_t seq = 1; seq <= 5; seq++) n += tcp_frame_ping(seq, wire + n, sizeof wire - n);
-    raw_write(fd, wire, n);
+    mw_test_raw_write(fd, wire, n);
     assert_int_equal(shutdown(fd, SHUT_WR), 0);
     if (!mw_wait_until(fin_acked, &fd, WAIT_MS)) fail_msg("the Svc's kernel did not acknowledge our FIN");
     raw_close(f, fd); /* nothing unread: the next bytes the Svc sends draw a reset */
@@ -589,7 +574,7 @@ static void test_svc_ws_blocking_delivers_good_frames_read_with_a_bad_one_then_c
     const uint8_t bad[] = {0x82, 0x01, 0x00}; /* a client frame without a mask */
     memcpy(wire + n, bad, sizeof bad);
     n += sizeof bad;
-    raw_write(mw_stream_fd(mw_clt_conn(a)->stream), wire, n);
+    mw_test_raw_write(mw_stream_fd(mw_clt_conn(a)->stream), wire, n);
 
     close_rec_t cr = wait_closed(f, id_a);
     if (cr.reason != MW_EPROTO) fail_msg("A closed with %s (%s), want MW_EPROTO", mw_errname(cr.reason), cr.text);

@@ -391,14 +391,8 @@ static void clt_expect_closed(env_t *e, mw_clt_t *c) {
 
 /* ---- bad peers: raw sockets ------------------------------------------------ */
 
-static int raw_connect(env_t *e) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)e->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) fail_msg("raw connect: %s", strerror(errno));
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+static int raw_connect(env_t *e) { /* tracked: the fixture closes what a test leaves open */
+    int fd = mw_test_raw_connect(e->port);
     assert_true(e->nfds < MAX_PEERS);
     e->fds[e->nfds++] = fd;
     return fd;
@@ -410,15 +404,6 @@ static void raw_close(env_t *e, int fd) {
     close(fd);
 }
 
-static void raw_write(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w <= 0) fail_msg("raw send: %s", strerror(errno));
-        b += w;
-        n -= (size_t)w;
-    }
-}
 
 /* Waits until the Svc closed the raw peer's connection: end of stream or a
  * reset. Returns the bytes it sent before (the echoes), up to cap. */
@@ -516,7 +501,7 @@ static close_rec_t bad_peer(env_t *e, const char *serdes, const uint8_t *bad, si
     size_t n = frame_ping(serdes, RAW_SEQ, wire, sizeof wire);
     assert_true(n + bad_len <= sizeof wire);
     memcpy(wire + n, bad, bad_len);
-    raw_write(fd, wire, n + bad_len); /* one write: both in the same read */
+    mw_test_raw_write(fd, wire, n + bad_len); /* one write: both in the same read */
 
     close_rec_t c = wait_closed(e, bad_id);
     if (c.reason != want_code)
@@ -671,14 +656,14 @@ static void test_svc_peer_leaving_mid_message_is_closed_alone(void **state) {
     mw_conn_id_t bad_id = wait_accepted(e, 2);
     uint8_t wire[256];
     size_t n = frame_ping("fixed", RAW_SEQ, wire, sizeof wire);
-    raw_write(fd, wire, n);
+    mw_test_raw_write(fd, wire, n);
     uint8_t echo[256];
     raw_read_exact(e, fd, echo, n); /* nothing unread when it leaves */
     assert_memory_equal(echo, wire, n);
     all_kinds_t a;
     fill_all_kinds(&a);
     size_t an = frame_msg("fixed", all_kinds_schema(), &a, wire, sizeof wire);
-    raw_write(fd, wire, an / 2);
+    mw_test_raw_write(fd, wire, an / 2);
     raw_close(e, fd);
 
     close_rec_t c = wait_closed(e, bad_id);
@@ -705,7 +690,7 @@ static void test_svc_oversized_frame_closes_without_reserving(void **state) {
     /* Everything was allocated at accept; rejecting a 2 GiB length must not
      * allocate anything (let alone 2 GiB). */
     uint64_t allocs = mw_alloc_count();
-    raw_write(fd, wire, n + 7);
+    mw_test_raw_write(fd, wire, n + 7);
     close_rec_t c = wait_closed(e, bad_id);
     uint64_t during = mw_alloc_count() - allocs;
     assert_int_equal(c.reason, MW_ETOOBIG);

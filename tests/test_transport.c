@@ -118,92 +118,6 @@ static void make_url(char *url, size_t cap, scheme_t s, int port, const char *pa
     snprintf(url, cap, "%s://127.0.0.1:%d%s", scheme_names[s], port, is_ws(s) ? path : "");
 }
 
-/* ---- messages ------------------------------------------------------------------ */
-
-/* Message i: every third a ping, the rest all_kinds, values varying with i
- * and reaching the extremes of every field type. */
-static const mw_schema_t *make_msg(uint64_t i, test_msg_t *m) {
-    static const double f64s[] = {0.0, -0.0, 1e300, -2.5, 5e-324, 3.141592653589793, -123456.0625};
-    static const char *const syms[] = {"", "Z", "ABCDEFGH", "\xc3\xa9\xe2\x82\xac!", "a\"b\\c\x01", "sym"};
-    memset(m, 0, sizeof *m);
-    if (i % 3 == 2) {
-        m->ping.seq = i;
-        m->ping.sent_ns = UINT64_MAX - i * 7919u;
-        return ping_schema();
-    }
-    all_kinds_t *a = &m->all_kinds;
-    switch (i % 4) {
-    case 0:
-        a->i8 = INT8_MIN, a->i16 = INT16_MIN, a->i32 = INT32_MIN, a->i64 = INT64_MIN;
-        break;
-    case 1:
-        a->i8 = INT8_MAX, a->i16 = INT16_MAX, a->i32 = INT32_MAX, a->i64 = INT64_MAX;
-        a->u8 = UINT8_MAX, a->u16 = UINT16_MAX, a->u32 = UINT32_MAX, a->u64 = UINT64_MAX;
-        break;
-    default:
-        a->i8 = (int8_t)(uint8_t)(i * 41u);
-        a->i16 = (int16_t)(uint16_t)(i * 5003u);
-        a->i32 = (int32_t)(uint32_t)(i * 2654435761u);
-        a->i64 = (int64_t)(i * UINT64_C(0x9E3779B97F4A7C15));
-        a->u8 = (uint8_t)(i * 11u);
-        a->u16 = (uint16_t)(i * 40503u);
-        a->u32 = (uint32_t)(i * 2246822519u);
-        a->u64 = i * UINT64_C(0xC2B2AE3D27D4EB4F);
-        break;
-    }
-    a->f64 = f64s[i % (sizeof f64s / sizeof f64s[0])];
-    a->flag = (i / 3) % 2;
-    const char *sym = syms[i % (sizeof syms / sizeof syms[0])];
-    memcpy(a->sym, sym, strlen(sym)); /* "ABCDEFGH" fills all 8 bytes, no NUL */
-    for (int k = 0; k < 4; k++) a->raw[k] = (uint8_t)(i * 29u + (unsigned)k * 67u);
-    a->side = (uint8_t)(i % 3);
-    return all_kinds_schema();
-}
-
-#define CMP(field, fmt)                                                                         \
-    if (got->field != want->field) {                                                            \
-        snprintf(why, cap, "msg %" PRIu64 ": " #field " is %" fmt ", sent %" fmt, i,            \
-                 got->field, want->field);                                                      \
-        return false;                                                                           \
-    }
-
-static bool same_all_kinds(uint64_t i, const all_kinds_t *got, const all_kinds_t *want, char *why,
-                           size_t cap) {
-    CMP(i8, PRId8) CMP(i16, PRId16) CMP(i32, PRId32) CMP(i64, PRId64)
-    CMP(u8, PRIu8) CMP(u16, PRIu16) CMP(u32, PRIu32) CMP(u64, PRIu64)
-    CMP(flag, "d") CMP(side, PRIu8)
-    if (memcmp(&got->f64, &want->f64, sizeof got->f64) != 0) { /* bit-exact: -0.0 stays -0.0 */
-        snprintf(why, cap, "msg %" PRIu64 ": f64 is %.17g, sent %.17g", i, got->f64, want->f64);
-        return false;
-    }
-    if (memcmp(got->sym, want->sym, sizeof got->sym) != 0) {
-        snprintf(why, cap, "msg %" PRIu64 ": sym is \"%.8s\", sent \"%.8s\"", i, got->sym, want->sym);
-        return false;
-    }
-    if (memcmp(got->raw, want->raw, sizeof got->raw) != 0) {
-        snprintf(why, cap, "msg %" PRIu64 ": raw differs", i);
-        return false;
-    }
-    return true;
-}
-
-static bool same_ping(uint64_t i, const ping_t *got, const ping_t *want, char *why, size_t cap) {
-    CMP(seq, PRIu64) CMP(sent_ns, PRIu64)
-    return true;
-}
-
-/* True when (s, msg) is message i; else the difference in why. */
-static bool check_echo(uint64_t i, const mw_schema_t *s, const void *msg, char *why, size_t cap) {
-    test_msg_t want;
-    const mw_schema_t *ws = make_msg(i, &want);
-    if (!s || s->tag != ws->tag) {
-        snprintf(why, cap, "msg %" PRIu64 ": got type %s, sent %s", i, s ? s->name : "(none)", ws->name);
-        return false;
-    }
-    if (ws->tag == ping_TAG) return same_ping(i, msg, &want.ping, why, cap);
-    return same_all_kinds(i, msg, &want.all_kinds, why, cap);
-}
-
 /* ---- failures from other threads ----------------------------------------------- */
 
 typedef struct failure {
@@ -427,13 +341,13 @@ static mw_clt_t *clt_connect(const char *url, const mw_clt_opts_t *o) {
 /* A spin Clt sends message i and checks its echo. */
 static void echo_once(mw_clt_t *c, uint64_t i, failure_t *f) {
     test_msg_t m;
-    const mw_schema_t *s = make_msg(i, &m);
+    const mw_schema_t *s = test_make_msg(i, &m);
     int r = mw_clt_send_busywait_timeout(c, s, &m, IO_NS);
     if (r != 0) fail_msg("send msg %" PRIu64 ": %s: %s", i, mw_errname(r), mw_clt_last_error(c));
     r = mw_clt_recv_busywait_timeout(c, &s, &m, sizeof m, IO_NS);
     if (r != 0) fail_msg("echo of msg %" PRIu64 ": %s: %s", i, mw_errname(r), mw_clt_last_error(c));
     char why[WHY_CAP];
-    if (!check_echo(i, s, &m, why, sizeof why)) fail_msg("%s", why);
+    if (!test_check_echo(i, s, &m, why, sizeof why)) fail_msg("%s", why);
     assert_no_failure(f);
 }
 
@@ -481,7 +395,7 @@ static void on_clt_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg, void 
     (void)c;
     run_t *r = ud;
     char why[WHY_CAP];
-    if (!check_echo(r->recvd, s, msg, why, sizeof why)) fail_once(&r->f, "clt: %s", why);
+    if (!test_check_echo(r->recvd, s, msg, why, sizeof why)) fail_once(&r->f, "clt: %s", why);
     r->recvd++;
 }
 
@@ -495,7 +409,7 @@ static bool fill_window(run_t *r) {
     bool progress = false;
     while (r->sent < r->c->n && r->sent - r->recvd < WINDOW) {
         test_msg_t m;
-        const mw_schema_t *s = make_msg(r->sent, &m);
+        const mw_schema_t *s = test_make_msg(r->sent, &m);
         int rc = mw_clt_send(r->clt, s, &m);
         if (rc == MW_EAGAIN) break;
         if (rc != 0)
@@ -630,26 +544,6 @@ static int run_teardown(void **state) {
 
 /* ---- raw sockets: our own peers ---------------------------------------------------- */
 
-static int raw_connect(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) fail_msg("connect: %s", strerror(errno));
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
-static void raw_send(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) fail_msg("send: %s", strerror(errno));
-        b += w, n -= (size_t)w;
-    }
-}
 
 /* One read within the deadline: > 0 bytes, 0 end of stream, -1 reset. */
 static ssize_t raw_recv(int fd, void *p, size_t cap, uint64_t dl) {
@@ -713,14 +607,14 @@ static void rw_consume(raw_ws_t *w, size_t n) {
 /* Connects and upgrades; bytes after the 101 head stay in buf. */
 static void rw_open(raw_ws_t *w, int port, const char *path) {
     memset(w, 0, sizeof *w);
-    w->fd = raw_connect(port);
+    w->fd = mw_test_raw_connect(port);
     w->mask_seed = 0x9E3779B9u;
     char req[512];
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: " RAW_KEY "\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n", path, port);
-    raw_send(w->fd, req, (size_t)n);
+    mw_test_raw_write(w->fd, req, (size_t)n);
     uint64_t dl = mw_deadline_in(NULL, IO_NS);
     char *end;
     for (;;) {
@@ -759,7 +653,7 @@ static void rw_send(raw_ws_t *w, int op, const void *payload, size_t n) {
     memcpy(f + k, mask, 4);
     k += 4;
     for (size_t i = 0; i < n; i++) f[k + i] = ((const uint8_t *)payload)[i] ^ mask[i & 3];
-    raw_send(w->fd, f, k + n);
+    mw_test_raw_write(w->fd, f, k + n);
     free(f);
 }
 
@@ -867,7 +761,7 @@ static size_t encode(const char *serdes, uint64_t i, uint8_t *out, size_t cap) {
     mw_serdes_t sd;
     assert_int_equal(mw_serdes_init(&sd, serdes, 0), 0);
     test_msg_t m;
-    const mw_schema_t *s = make_msg(i, &m);
+    const mw_schema_t *s = test_make_msg(i, &m);
     ssize_t n = mw_serdes_encode(&sd, s, &m, out, cap);
     if (n <= 0) fail_msg("encode %s: %s", serdes, mw_serdes_last_error(&sd));
     mw_serdes_fini(&sd);
@@ -891,9 +785,9 @@ static void frames_echo_one_to_one(peers_t *p, const char *serdes, int op) {
     for (uint64_t i = 0; i < 3; i++) lens[i] = encode(serdes, i + 1, msgs[i], sizeof msgs[i]);
     if (op == 0x1) {
         /* the canonical JSON of a ping, no newline: what the peer's app sees */
-        const char ping[] = "{\"type\":\"ping\",\"seq\":2,\"sent_ns\":18446744073709535777}";
-        assert_int_equal(lens[1], strlen(ping));
-        assert_memory_equal(msgs[1], ping, lens[1]);
+        const char ping[] = "{\"type\":\"ping\",\"seq\":3,\"sent_ns\":15755400384260043839}";
+        assert_int_equal(lens[2], strlen(ping));
+        assert_memory_equal(msgs[2], ping, lens[2]);
     }
     /* One alone, then two in one TCP segment: each stays its own frame. */
     rw_send(w, op, msgs[0], lens[0]);
@@ -969,7 +863,7 @@ static void test_tls_svc_bad_peers_close_alone_and_a_good_client_keeps_working(v
     make_url(url, sizeof url, TCP, mw_svc_port(p->h.svc), "");
     p->other = clt_connect(url, &co);
     test_msg_t m;
-    const mw_schema_t *s = make_msg(2, &m);
+    const mw_schema_t *s = test_make_msg(2, &m);
     assert_int_equal(mw_clt_send_busywait_timeout(p->other, s, &m, IO_NS), 0);
     expect_close(&p->h, 0, good, MW_ETLS, "(is the peer speaking TLS?)");
     /* The plaintext Clt sees its connection end (closed, or garbage that is
@@ -995,7 +889,7 @@ static void test_tls_svc_bad_peers_close_alone_and_a_good_client_keeps_working(v
 
     /* 3. A client that connects and says nothing: the handshake timeout. */
     uint64_t t0 = mw_now_ns();
-    p->fds[0] = raw_connect(mw_svc_port(p->h.svc));
+    p->fds[0] = mw_test_raw_connect(mw_svc_port(p->h.svc));
     expect_close(&p->h, 2, good, MW_ETIMEDOUT, "handshake not completed within 200 ms");
     uint64_t took = mw_now_ns() - t0;
     if (took < 150 * MW_NS_PER_MS) fail_msg("closed after %" PRIu64 " ms, before the 200 ms timeout", took / MW_NS_PER_MS);
@@ -1027,9 +921,9 @@ static void test_ws_svc_bad_peers_close_alone_and_a_good_client_keeps_working(vo
     uint64_t i = 1;
 
     /* 1. Plain HTTP, no upgrade: an HTTP 4xx, then the end. */
-    p->fds[0] = raw_connect(mw_svc_port(p->h.svc));
+    p->fds[0] = mw_test_raw_connect(mw_svc_port(p->h.svc));
     const char get[] = "GET /feed HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n";
-    raw_send(p->fds[0], get, sizeof get - 1);
+    mw_test_raw_write(p->fds[0], get, sizeof get - 1);
     char reply[1024];
     raw_read_to_end(p->fds[0], reply, sizeof reply);
     if (strncmp(reply, "HTTP/1.1 4", 10) != 0) fail_msg("plain GET answered \"%s\"", reply);
@@ -1161,7 +1055,7 @@ static void burst_is_echoed_whole(peers_t *p, scheme_t sch, mw_mode_t mode) {
     assert_true(mw_wait_until(parked, &p->h, WAIT_MS));
     for (uint64_t i = 1; i <= BURST; i++) { /* each send is written at once: one record */
         test_msg_t m;
-        const mw_schema_t *s = make_msg(i, &m);
+        const mw_schema_t *s = test_make_msg(i, &m);
         int r = mw_clt_send_busywait_timeout(p->good, s, &m, IO_NS);
         if (r != 0) fail_msg("send %" PRIu64 ": %s: %s", i, mw_errname(r), mw_clt_last_error(p->good));
     }
@@ -1174,7 +1068,7 @@ static void burst_is_echoed_whole(peers_t *p, scheme_t sch, mw_mode_t mode) {
             fail_msg("%s %s Svc: echo %" PRIu64 " of %d: %s (the Svc echoed %lu)", scheme_names[sch],
                      mw_mode_name(mode), i, BURST, mw_errname(r), atomic_load(&p->h.echoed));
         char why[WHY_CAP];
-        if (!check_echo(i, s, &m, why, sizeof why)) fail_msg("%s", why);
+        if (!test_check_echo(i, s, &m, why, sizeof why)) fail_msg("%s", why);
     }
     assert_int_equal(atomic_load(&p->h.echoed), BURST + 1);
     assert_int_equal(h_nclosed(&p->h), 0);

@@ -3,6 +3,11 @@
 
 #include "mw_tcp.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -136,4 +141,28 @@ mw_stream_t *mw_test_accept(mw_listener_t *l, int timeout_ms) {
     if (!mw_wait_until(try_accept, &a, timeout_ms)) fail_msg("no connection to accept within %d ms", timeout_ms);
     if (a.rc != 0) fail_msg("accept: %s", mw_strerror(a.rc));
     return a.s;
+}
+
+int mw_test_raw_connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) fail_msg("socket: %s", strerror(errno));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) fail_msg("raw connect: %s", strerror(errno));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+void mw_test_raw_write(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) fail_msg("raw send: %s", strerror(errno));
+        b += w;
+        n -= (size_t)w;
+    }
 }

@@ -49,6 +49,12 @@ struct mw_listener;
 struct mw_stream;
 struct mw_stream *mw_test_accept(struct mw_listener *l, int timeout_ms);
 
+/* A plain TCP client socket to 127.0.0.1:port (TCP_NODELAY, 5 s send
+ * timeout), for tests that play a misbehaving peer. Fails the test on error. */
+int mw_test_raw_connect(int port);
+/* Writes all n bytes (MSG_NOSIGNAL); fails the test on error. */
+void mw_test_raw_write(int fd, const void *p, size_t n);
+
 /* Path of the Debian system python (independent peer for interop tests). */
 #define MW_PYTHON "/usr/bin/python3"
 

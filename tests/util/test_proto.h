@@ -32,4 +32,11 @@ MW_MESSAGE(heartbeat, 3, EMPTY_FIELDS)
 #define TEST_MSGS(M) M(all_kinds) M(ping) M(heartbeat)
 MW_PROTOCOL(test, TEST_MSGS)
 
+/* Message i of the end-to-end tests' stream (test_msgs.c): every fourth a
+ * ping, the rest all_kinds, values varying with i and reaching every field
+ * type's extremes (min/max ints, -0.0, denormals, empty/full/UTF-8 chars). */
+const mw_schema_t *test_make_msg(uint64_t i, test_msg_t *m);
+/* True if (s, msg) is the echo of message i; else a sentence in why. */
+bool test_check_echo(uint64_t i, const mw_schema_t *s, const void *msg, char *why, size_t cap);
+
 #endif
