@@ -30,6 +30,7 @@ static const struct { const char *name, *text; } errtab[] = {
     {"MW_EFULL", "capacity reached"},
     {"MW_ESTATE", "invalid state for operation"},
     {"MW_ENOTSUP", "not supported"},
+    {"MW_ESLOW", "slow consumer (send queue full too long)"},
 };
 
 const char *mw_strerror(int code) {

@@ -310,8 +310,12 @@ int mw_io_new(mw_io_t **out, const mw_io_opts_t *o, mw_err_t *err) {
     atomic_init(&io->started, false);
     pthread_mutex_init(&io->post_mu, NULL);
     pthread_mutex_init(&io->life_mu, NULL);
-    int rc = mw_selector_open(&io->sel, ops, o->base);
+    /* Room for the first timers up front: arming a connection's timers (a
+     * close's linger, say) should not be where memory is first asked for. */
+    int rc = heap_grow(io);
     if (rc < 0) {
+        mw_err_set(err, rc, "io: out of memory");
+    } else if ((rc = mw_selector_open(&io->sel, ops, o->base)) < 0) {
         mw_err_copy(err, &io->sel.err);
     } else if (mw_selector_event_base(&io->sel)) {
         rc = libevent_hooks(io, err);

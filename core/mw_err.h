@@ -40,7 +40,8 @@ enum {
     MW_EFULL = -20,        /* a capacity limit (connections, slots) was reached */
     MW_ESTATE = -21,       /* the object is not in a state that allows the call */
     MW_ENOTSUP = -22,      /* not supported by this backend or build */
-    MW__ELAST = -23
+    MW_ESLOW = -23,        /* the peer does not read: its send queue stayed full too long */
+    MW__ELAST = -24
 };
 
 /* mw_strerror returns a static, human-readable text for an MW_E* code:

@@ -97,6 +97,12 @@ static inline int mw_stream_ctl(mw_stream_t *s, int op, intptr_t arg) {
         if (s->ops->ctl) return s->ops->ctl(s, op, arg);
     return op == MW_STREAM_CTL_READY || op == MW_STREAM_CTL_HANDSHAKE ? 1 : MW_ENOTSUP;
 }
+/* Advances the handshakes (TLS, WebSocket): 1 when complete, MW_EAGAIN (wait
+ * for want()), or the handshake's error. */
+static inline int mw_stream_handshake(mw_stream_t *s) { return mw_stream_ctl(s, MW_STREAM_CTL_HANDSHAKE, 0); }
+/* Input held inside a decorator that no readiness event announces (> 0 may
+ * mean "some"). */
+static inline size_t mw_stream_pending(const mw_stream_t *s) { return s->inner != NULL; }
 static inline const char *mw_stream_last_error(const mw_stream_t *s) { return mw_err_text(&s->err); }
 
 /* mw_stream_write_all writes every byte, waiting with poll() for writability

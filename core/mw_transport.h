@@ -71,6 +71,10 @@ void mw_transport_error(const mw_stream_t *s, int code, mw_err_t *err);
  * for MW_ECLOSED (the peer closed), or if a close was already exchanged. */
 void mw_transport_close(mw_stream_t *s, int reason, const char *why, bool going_away);
 
+/* Graceful end of the write side: TLS close_notify (if TLS is in the stack),
+ * then FIN (shutdown of the socket's write side). Reads still work, so the
+ * caller can drain the peer's input until its EOF. Best effort. */
+void mw_transport_shutdown(mw_stream_t *s);
 /* Nonblocking step: 1 done, MW_EAGAIN (wait for mw_stream_want), or error. */
 static inline int mw_transport_step(mw_stream_t *s) {
     return mw_stream_ctl(s, MW_STREAM_CTL_HANDSHAKE, 0);

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "mw_clock.h"
 #include "mw_record.h"
@@ -116,4 +117,14 @@ void mw_transport_close(mw_stream_t *s, int reason, const char *why, bool going_
     text[n] = '\0';
     if (mw_ws_close(s, code, text) == 0 && (mw_stream_want(s) & MW_WANT_WRITE))
         mw_stream_writev(s, NULL, 0); /* best effort: the socket closes next */
+}
+
+void mw_transport_shutdown(mw_stream_t *s) {
+    for (mw_stream_t *x = s; x; x = x->inner) /* the transport knows its own stack */
+        if (mw_is_tls(x)) {
+            mw_tls_shutdown(x);
+            break;
+        }
+    int fd = s ? mw_stream_fd(s) : -1;
+    if (fd >= 0) (void)shutdown(fd, SHUT_WR);
 }

@@ -1,5 +1,6 @@
 /* conn.c - message connection: framing + serdes + buffers over a stream. */
 #include "mw_conn.h"
+#include "drv_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -229,7 +230,8 @@ int mw_conn_flush(mw_conn_t *c) {
     return r;
 }
 
-int mw_conn_send(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+/* 0 accepted and written, 1 accepted with bytes still queued, or < 0. */
+int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     tx_lock(c);
     int r = enqueue_nl(c, s, msg);
     if (r == MW_EAGAIN) {
@@ -238,10 +240,16 @@ int mw_conn_send(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     }
     if (r == 0) {
         int f = flush_nl(c);
-        if (f < 0 && f != MW_EAGAIN) r = f;
+        if (f == MW_EAGAIN) r = 1;
+        else if (f < 0) r = f;
     }
     tx_unlock(c);
     return r;
+}
+
+int mw_conn_send(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+    int r = mw__conn_send_q(c, s, msg);
+    return r == 1 ? 0 : r;
 }
 
 uint8_t *mw_conn_claim(mw_conn_t *c, size_t max) {

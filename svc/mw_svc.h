@@ -58,6 +58,12 @@ typedef struct mw_svc_opts {
     int64_t handshake_timeout_ns; /* TLS/WebSocket handshake must finish within this;
                                      default 10 s; the slot is freed otherwise */
     int64_t idle_timeout_ns;   /* close a connection silent for this long; 0: never */
+    int64_t linger_ns;         /* a close writes the replies already accepted, then
+                                  FIN, and reads until the client's EOF, for at most
+                                  this long (then the socket closes anyway);
+                                  default 2 s; 0: close at once */
+    int64_t slow_consumer_ns;  /* close a connection whose send queue stays full
+                                  this long (reason MW_ESLOW); 0: never (default) */
     uint32_t max_connections;  /* default 64 */
     int64_t timeout_ns;        /* blocking mode recv limit; < 0: none (default) */
     mw_idle_t idle;            /* busywait variants; default busy spin */
@@ -74,6 +80,10 @@ typedef struct mw_svc_opts {
      * on_accept runs when the connection is accepted, before its TLS/WebSocket
      * handshakes; messages flow once they complete. */
     void (*on_close)(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud);
+    /* A send to id returned MW_EAGAIN (its queue was full) and the queue has
+     * since drained to its low-water mark: send again. Any mode; event mode:
+     * on the connection's worker. May be NULL. */
+    void (*on_drain)(mw_svc_t *s, mw_conn_id_t id, void *ud);
     void *ud;
     mw_conn_hook_fn on_sent, on_recvd; /* every message, any mode */
     void *hook_ud;
@@ -112,11 +122,32 @@ int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_
  * MW_ECLOSED (no such connection: closed or stale id), encode errors. A
  * connection whose socket fails is closed. */
 int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
+/* Queues without writing (batching): many send_more, then one mw_svc_flush
+ * = one write. 0, MW_EAGAIN (queue full: flush), MW_ECLOSED, encode errors. */
+int mw_svc_send_more(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
+/* Writes what is queued for id: 0 when nothing is left, MW_EAGAIN when some
+ * is (the socket is full: the rest goes out by itself as the client reads,
+ * and on_drain tells when there is room again), MW_ECLOSED, or the error. */
+int mw_svc_flush(mw_svc_t *s, mw_conn_id_t id);
 /* Sends to every open connection; returns how many accepted it (>= 0). */
 int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg);
-/* Closes one connection (on_close reason MW_ESTATE). Deferred inside its own
- * callbacks. 0 or MW_ECLOSED (unknown id). */
+/* Closes one connection (on_close reason MW_ESTATE, "closed by the
+ * service"), gracefully: every message already accepted for it is still
+ * written, then the socket's write side is shut (FIN) and input is read and
+ * dropped until the client closes too, bounded by opts.linger_ns. Unread
+ * input therefore never turns the close into an RST that would destroy the
+ * replies. The id is stale at once (sends return MW_ECLOSED). Deferred
+ * inside its own callbacks. Any thread in event mode. 0 or MW_ECLOSED. */
 int mw_svc_close_conn(mw_svc_t *s, mw_conn_id_t id);
+/* Closes at once: queued bytes are dropped and unread input makes the
+ * kernel send an RST. on_close reason MW_ESTATE. 0 or MW_ECLOSED. */
+int mw_svc_abort_conn(mw_svc_t *s, mw_conn_id_t id);
+/* Stops reading from id (its messages wait in the kernel, and TCP flow
+ * control slows the client down) until mw_svc_resume_recv. For a gateway
+ * whose replies to this client cannot be queued now. Any thread in event
+ * mode (takes effect on the worker). 0 or MW_ECLOSED. */
+int mw_svc_pause_recv(mw_svc_t *s, mw_conn_id_t id);
+int mw_svc_resume_recv(mw_svc_t *s, mw_conn_id_t id);
 
 /* Switches a connection's serdes (see mw_clt_set_serdes). Spin/blocking, or
  * from inside that connection's callbacks in event mode. */

@@ -1,5 +1,6 @@
 /* svc.c - the service: listener, connection pool, three run modes. */
 #include "mw_svc.h"
+#include "drv_impl.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -11,21 +12,13 @@ typedef struct worker worker_t;
 
 typedef struct slot {
     mw_conn_t conn;
-    mw_sel_src_t src;
+    mw__drv_t drv;            /* drives conn on its io while attached */
     mw_svc_t *svc;
     worker_t *w;              /* event mode: the owning worker */
     pthread_mutex_t mu;       /* event mode: lifetime vs other threads' sends */
     _Atomic uint32_t gen;     /* generation of the current (or last) connection */
-    atomic_bool used;
-    atomic_bool arm_posted;   /* event mode: a write-arm request is queued */
-    bool eof;                 /* peer closed; buffered messages still to deliver */
-    bool held;                /* spin/blocking: TLS/WebSocket may hold input the socket no longer shows */
-    bool in_cb, close_pending, closing;
-    int close_reason;
+    atomic_bool used;         /* from accept until the driver let go (linger included) */
     uint32_t idx;
-    bool handshaking;         /* TLS/WebSocket handshake not finished yet */
-    uint64_t last_rx_ns;      /* idle timeout only */
-    mw_io_timer_t t_hs, t_idle, t_more;
     mw_err_t err;             /* why it closed; kept for on_close / conn_error */
 } slot_t;
 
@@ -45,6 +38,7 @@ struct mw_svc {
     mw_io_t *io;               /* spin/blocking: own io; event: workers[0].io */
     worker_t *workers;
     uint32_t nworkers, next_worker;
+    mw__drv_cfg_t drv_cfg;     /* one driver configuration for every connection */
     slot_t *slots;
     uint32_t cap;
     uint32_t *active;          /* spin/blocking: open slots, for fair recv */
@@ -78,9 +72,11 @@ void mw_svc_opts_init(mw_svc_opts_t *o) {
     o->workers = 1;
     mw_transport_opts_init(&o->tr);
     o->handshake_timeout_ns = 10 * MW_NS_PER_S;
+    o->linger_ns = 2 * MW_NS_PER_S;
 }
 
-/* Slot for an id, or NULL when the id is stale or unknown. */
+/* Slot for an id, or NULL when the id is stale or unknown. A connection
+ * being closed (on_close ran) is unknown already, even while it lingers. */
 static slot_t *lookup(const mw_svc_t *s, mw_conn_id_t id) {
     uint32_t idx = (uint32_t)id;
     if (idx >= s->cap) return NULL;
@@ -91,28 +87,40 @@ static slot_t *lookup(const mw_svc_t *s, mw_conn_id_t id) {
 
 static mw_io_t *slot_io(const mw_svc_t *s, const slot_t *sl) { return sl->w ? sl->w->io : s->io; }
 
-/* Readiness a connection waits for: always input, output while bytes are
- * pending, and whatever its stream needs (TLS may need writability to read). */
-static void rearm(mw_svc_t *s, slot_t *sl) {
-    if (!sl->src.added) return;
-    int want = MW_WANT_READ | mw_stream_want(sl->conn.stream);
-    if (mw_conn_tx_pending(&sl->conn)) want |= MW_WANT_WRITE;
-    if (want != sl->src.events) mw_io_mod(slot_io(s, sl), &sl->src, want);
-}
-
 /* Cross-thread requests carry the id, not the slot, so a connection closed
  * in the meantime is simply not found. They allocate: only used on the slow
  * paths (a full socket, a close from another thread). */
-typedef struct id_req { mw_svc_t *s; mw_conn_id_t id; } id_req_t;
+typedef struct id_req {
+    mw_svc_t *s;
+    mw_conn_id_t id;
+    void (*fn)(mw_svc_t *s, slot_t *sl, intptr_t arg);
+    intptr_t arg;
+} id_req_t;
 
 static void svc_release(mw_svc_t *s);
 
-static int post_req(mw_io_t *io, void (*fn)(void *), mw_svc_t *s, mw_conn_id_t id) {
+static void req_run(void *ud) {
+    id_req_t *q = ud;
+    mw_svc_t *s = q->s;
+    slot_t *sl = atomic_load(&s->dead) || s->closed_all ? NULL : lookup(s, q->id);
+    if (sl) q->fn(s, sl, q->arg);
+    free(q);
+    if (atomic_fetch_sub(&s->refs, 1) == 1) svc_release(s);
+}
+
+/* Runs fn(s, slot, arg) on the slot's io thread: now if this is that
+ * thread (or the Svc is not threaded), else posted. */
+static int on_slot_thread(mw_svc_t *s, slot_t *sl, void (*fn)(mw_svc_t *, slot_t *, intptr_t), intptr_t arg) {
+    mw_io_t *io = slot_io(s, sl);
+    if (s->o.mode != MW_MODE_EVENT || mw_io_in_thread(io)) {
+        fn(s, sl, arg);
+        return 0;
+    }
     id_req_t *q = malloc(sizeof *q);
     if (!q) return MW_ENOMEM;
-    *q = (id_req_t){s, id};
+    *q = (id_req_t){s, make_id(sl), fn, arg};
     atomic_fetch_add(&s->refs, 1); /* the Svc outlives the request (a caller's io may run it late) */
-    int r = mw_io_post(io, fn, q);
+    int r = mw_io_post(io, req_run, q);
     if (r < 0) {
         atomic_fetch_sub(&s->refs, 1);
         free(q);
@@ -120,18 +128,40 @@ static int post_req(mw_io_t *io, void (*fn)(void *), mw_svc_t *s, mw_conn_id_t i
     return r;
 }
 
-/* The slot a queued request names, or NULL if the Svc or the connection is gone. */
-static slot_t *req_slot(const id_req_t *q) {
-    return atomic_load(&q->s->dead) ? NULL : lookup(q->s, q->id);
+/* ---- the driver's callbacks ---------------------------------------------------- */
+
+static void run_drv_fn(mw_svc_t *s, slot_t *sl, intptr_t arg) {
+    (void)s;
+    void (*fn)(mw__drv_t *) = (void (*)(mw__drv_t *))arg;
+    if (mw__drv_attached(&sl->drv)) fn(&sl->drv);
 }
 
-static void req_done(id_req_t *q) {
-    mw_svc_t *s = q->s;
-    free(q);
-    if (atomic_fetch_sub(&s->refs, 1) == 1) svc_release(s);
+static int drv_post(mw__drv_t *d, void (*fn)(mw__drv_t *d)) {
+    slot_t *sl = d->ud;
+    id_req_t *q = malloc(sizeof *q);
+    if (!q) return MW_ENOMEM;
+    *q = (id_req_t){sl->svc, make_id(sl), run_drv_fn, (intptr_t)fn};
+    atomic_fetch_add(&sl->svc->refs, 1);
+    int r = mw_io_post(slot_io(sl->svc, sl), req_run, q);
+    if (r < 0) {
+        atomic_fetch_sub(&sl->svc->refs, 1);
+        free(q);
+    }
+    return r;
 }
 
-/* ---- closing -------------------------------------------------------------- */
+static bool drv_msg(mw__drv_t *d, const mw_schema_t *sch, const void *msg) {
+    slot_t *sl = d->ud;
+    mw_svc_t *s = sl->svc;
+    if (s->o.on_msg) s->o.on_msg(s, make_id(sl), sch, msg, s->o.ud);
+    return true;
+}
+
+static void drv_drain(mw__drv_t *d) {
+    slot_t *sl = d->ud;
+    mw_svc_t *s = sl->svc;
+    if (s->o.on_drain) s->o.on_drain(s, make_id(sl), s->o.ud);
+}
 
 static void active_remove(mw_svc_t *s, uint32_t idx) {
     for (uint32_t i = 0; i < s->nactive; i++) {
@@ -141,46 +171,8 @@ static void active_remove(mw_svc_t *s, uint32_t idx) {
     }
 }
 
-/* ---- blocking mode with one connection ------------------------------------
- * A blocking Svc serving a single client waits in a blocking read on that
- * socket (bounded by SOLO_WAIT_NS), one syscall per message like a plain
- * blocking server, instead of epoll_wait and then read (writes still never
- * wait: send_to keeps returning MW_EAGAIN on a full socket). The listener and the
- * timers are polled every SOLO_POLL_EVERY messages and whenever the read times
- * out, so a second client waits at most that long to be accepted; with two or
- * more connections the Svc goes back to epoll. */
-#define SOLO_WAIT_NS (10 * MW_NS_PER_MS)
-#define SOLO_POLL_EVERY 64u
-
-static void solo_enter(mw_svc_t *s, slot_t *sl) {
-    if (mw_tcp_set_blocking(sl->conn.stream, true) < 0) return; /* no TCP underneath: stay on epoll */
-    int64_t wait = s->o.timeout_ns > 0 && s->o.timeout_ns < SOLO_WAIT_NS ? s->o.timeout_ns : SOLO_WAIT_NS;
-    mw_tcp_set_timeouts(sl->conn.stream, wait, 0);
-    mw_tcp_set_write_nowait(sl->conn.stream, true); /* sends keep their MW_EAGAIN semantics */
-    if (sl->src.added) mw_io_del(s->io, &sl->src);
-    s->solo = sl;
-}
-
-static void solo_leave(mw_svc_t *s, slot_t *sl) {
-    s->solo = NULL;
-    mw_tcp_set_timeouts(sl->conn.stream, 0, 0);
-    mw_tcp_set_write_nowait(sl->conn.stream, false);
-    mw_tcp_set_blocking(sl->conn.stream, false);
-    if (!sl->eof && !sl->src.added) { /* with what it needs now: replies may be queued */
-        sl->src.events = MW_WANT_READ | mw_stream_want(sl->conn.stream) |
-                         (mw_conn_tx_pending(&sl->conn) ? MW_WANT_WRITE : 0);
-        mw_io_add(s->io, &sl->src);
-    }
-}
-
-static void solo_update(mw_svc_t *s) {
-    if (s->o.mode != MW_MODE_BLOCKING) return;
-    slot_t *want = s->nactive == 1 ? &s->slots[s->active[0]] : NULL;
-    if (want && want->eof) want = NULL;
-    if (want == s->solo) return;
-    if (s->solo) solo_leave(s, s->solo);
-    if (want) solo_enter(s, want);
-}
+static void solo_leave(mw_svc_t *s, slot_t *sl);
+static void solo_update(mw_svc_t *s);
 
 /* What the peer sent was rejected (as opposed to leaving, timing out, or
  * being closed by us). */
@@ -194,34 +186,19 @@ static bool is_bad_input(int code) {
     }
 }
 
-/* Closes a slot on its owning thread. reason: MW_ECLOSED (peer), MW_ESTATE
- * (closed by us) or the error. The connection's last error is kept. */
-static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
-    if (sl->closing) return; /* e.g. close_conn called from its own on_close */
-    if (sl->in_cb) {
-        sl->close_pending = true;
-        if (!sl->close_reason) sl->close_reason = reason;
-        return;
-    }
-    mw_io_t *io = slot_io(s, sl);
-    if (sl->src.added) mw_io_del(io, &sl->src);
-    mw_io_timer_stop(io, &sl->t_hs);
-    mw_io_timer_stop(io, &sl->t_idle);
-    mw_io_timer_stop(io, &sl->t_more);
-    /* Best effort: the WebSocket close frame with the reason's code, and any
-     * queued close or HTTP error reply, go out before the socket closes. */
-    if (sl->conn.stream) {
-        mw_transport_close(sl->conn.stream, reason, mw_conn_last_error(&sl->conn), s->closed_all);
-        if (mw_stream_want(sl->conn.stream) & MW_WANT_WRITE) mw_stream_writev(sl->conn.stream, NULL, 0);
-    }
-    sl->closing = true;
+/* The connection ended for the application: reason MW_ECLOSED (peer),
+ * MW_ESTATE (closed by us) or the error. Its id is stale from here on; the
+ * driver may still linger to deliver accepted replies (drv_gone ends it). */
+static void drv_closed(mw__drv_t *d, int reason) {
+    slot_t *sl = d->ud;
+    mw_svc_t *s = sl->svc;
     mw_conn_id_t id = make_id(sl);
     const char *why = mw_conn_last_error(&sl->conn);
     if (*why) mw_err_set(&sl->err, reason, "%s", why);
     else mw_err_set(&sl->err, reason, "%s", reason == MW_ESTATE ? "closed by the service" : mw_strerror(reason));
     if (is_bad_input(reason)) {
         atomic_fetch_add(&s->closed_bad_input, 1);
-        mw__logf(MW_LOG_WARN, "svc: closing connection %u: %s", sl->idx, sl->err.text);
+        mw__logf(MW_LOG_WARN, "svc: closing connection %#llx: %s", (unsigned long long)id, sl->err.text);
     }
     if (s->o.on_close && !s->closed_all) s->o.on_close(s, id, reason, s->o.ud);
     mw_conn_stats_t st;
@@ -230,168 +207,99 @@ static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
     atomic_fetch_add(&s->msgs_out, st.msgs_out);
     atomic_fetch_add(&s->bytes_in, st.bytes_in);
     atomic_fetch_add(&s->bytes_out, st.bytes_out);
-    if (s->solo == sl) s->solo = NULL; /* closing: no need to restore the socket */
-    if (s->o.mode != MW_MODE_EVENT) active_remove(s, sl->idx);
-    pthread_mutex_lock(&sl->mu);
-    mw_conn_fini(&sl->conn);
+    if (s->o.mode != MW_MODE_EVENT) {
+        active_remove(s, sl->idx);
+        if (s->solo == sl) solo_leave(s, sl); /* lingering needs the io's readiness */
+    }
+    pthread_mutex_lock(&sl->mu); /* a send from another thread finishes first */
     atomic_fetch_add(&sl->gen, 1);
-    /* Reset before the slot is free: the acceptor may take it at once. */
-    sl->eof = sl->close_pending = sl->closing = sl->held = false;
-    sl->close_reason = 0;
-    atomic_store(&sl->used, false);
     pthread_mutex_unlock(&sl->mu);
     atomic_fetch_add(&s->closed, 1);
     atomic_fetch_sub(&s->nconns, 1);
     if (!s->closed_all) solo_update(s);
 }
 
-/* After a read: notes input for the idle timeout and the end of handshakes. */
-static void after_fill(mw_svc_t *s, slot_t *sl, ssize_t n) {
-    if (n > 0 && s->o.idle_timeout_ns > 0) sl->last_rx_ns = mw_io_now(slot_io(s, sl));
-    if (sl->handshaking && mw_stream_ctl(sl->conn.stream, MW_STREAM_CTL_READY, 0) == 1) {
-        sl->handshaking = false;
-        mw_io_timer_stop(slot_io(s, sl), &sl->t_hs);
-    }
+/* The driver let go: the slot can be reused. */
+static void drv_gone(mw__drv_t *d) {
+    slot_t *sl = d->ud;
+    pthread_mutex_lock(&sl->mu);
+    mw_conn_fini(&sl->conn);
+    atomic_store(&sl->used, false);
+    pthread_mutex_unlock(&sl->mu);
 }
 
-static void on_hs_timeout(mw_io_timer_t *t, void *ud) {
-    (void)t;
-    slot_t *sl = ud;
-    mw_err_set(&sl->conn.rx.err, MW_ETIMEDOUT, "handshake not completed within %lld ms",
-               (long long)(sl->svc->o.handshake_timeout_ns / MW_NS_PER_MS));
-    close_slot(sl->svc, sl, MW_ETIMEDOUT);
+/* ---- blocking mode with one connection ------------------------------------
+ * A blocking Svc serving a single client waits in a blocking read on that
+ * socket (bounded by SOLO_WAIT_NS), one syscall per message like a plain
+ * blocking server, instead of epoll_wait and then read (writes still never
+ * wait: send_to keeps returning MW_EAGAIN on a full socket). The listener and the
+ * timers are polled every SOLO_POLL_EVERY messages and whenever the read times
+ * out, so a second client waits at most that long to be accepted; with two or
+ * more connections the Svc goes back to epoll. This is a wait strategy of
+ * the Svc's own io, not a mode: the connection keeps its driver. */
+#define SOLO_WAIT_NS (10 * MW_NS_PER_MS)
+#define SOLO_POLL_EVERY 64u
+
+static void solo_enter(mw_svc_t *s, slot_t *sl) {
+    if (mw_tcp_set_blocking(sl->conn.stream, true) < 0) return; /* no TCP underneath: stay on epoll */
+    int64_t wait = s->o.timeout_ns > 0 && s->o.timeout_ns < SOLO_WAIT_NS ? s->o.timeout_ns : SOLO_WAIT_NS;
+    mw_tcp_set_timeouts(sl->conn.stream, wait, 0);
+    mw_tcp_set_write_nowait(sl->conn.stream, true); /* sends keep their MW_EAGAIN semantics */
+    if (sl->drv.src.added) mw_io_del(s->io, &sl->drv.src);
+    s->solo = sl;
 }
 
-static void on_idle_timeout(mw_io_timer_t *t, void *ud) {
-    slot_t *sl = ud;
-    mw_svc_t *s = sl->svc;
-    uint64_t due = sl->last_rx_ns + (uint64_t)s->o.idle_timeout_ns;
-    if (mw_io_now(slot_io(s, sl)) < due) {
-        mw_io_timer_at(slot_io(s, sl), t, due);
-        return;
-    }
-    mw_err_set(&sl->conn.rx.err, MW_ETIMEDOUT, "nothing received for %lld ms",
-               (long long)(s->o.idle_timeout_ns / MW_NS_PER_MS));
-    close_slot(s, sl, MW_ETIMEDOUT);
+static void solo_leave(mw_svc_t *s, slot_t *sl) {
+    s->solo = NULL;
+    mw_tcp_set_timeouts(sl->conn.stream, 0, 0);
+    mw_tcp_set_write_nowait(sl->conn.stream, false);
+    mw_tcp_set_blocking(sl->conn.stream, false);
+    if (mw__drv_attached(&sl->drv) && !sl->drv.src.added) mw_io_add(s->io, &sl->drv.src);
 }
 
-static void on_more(mw_io_timer_t *t, void *ud);
-
-/* Arms the per-connection timers on the owning io's thread. */
-static void arm_timers(mw_svc_t *s, slot_t *sl) {
-    mw_io_t *io = slot_io(s, sl);
-    mw_io_timer_init(&sl->t_hs, on_hs_timeout, sl);
-    mw_io_timer_init(&sl->t_idle, on_idle_timeout, sl);
-    mw_io_timer_init(&sl->t_more, on_more, sl);
-    sl->handshaking = mw_stream_ctl(sl->conn.stream, MW_STREAM_CTL_READY, 0) != 1;
-    if (sl->handshaking && s->o.handshake_timeout_ns > 0) mw_io_timer_after(io, &sl->t_hs, s->o.handshake_timeout_ns);
-    sl->last_rx_ns = mw_io_now(io);
-    if (s->o.idle_timeout_ns > 0) mw_io_timer_after(io, &sl->t_idle, s->o.idle_timeout_ns);
+static void solo_update(mw_svc_t *s) {
+    if (s->o.mode != MW_MODE_BLOCKING) return;
+    slot_t *want = s->nactive == 1 ? &s->slots[s->active[0]] : NULL;
+    if (want && (want->drv.rx_done || !mw__drv_up(&want->drv))) want = NULL; /* handshakes need the io */
+    if (want == s->solo) return;
+    if (s->solo) solo_leave(s, s->solo);
+    if (want) solo_enter(s, want);
 }
 
-/* ---- event mode connection handling -------------------------------------- */
+/* ---- accepting ------------------------------------------------------------ */
 
-static bool deliver(void *ud, mw_conn_t *c, const mw_schema_t *sch, const void *msg) {
-    (void)c;
-    slot_t *sl = ud;
-    mw_svc_t *s = sl->svc;
-    if (s->o.on_msg) s->o.on_msg(s, make_id(sl), sch, msg, s->o.ud);
-    return !sl->close_pending;
+static void drv_up(mw__drv_t *d) {
+    slot_t *sl = d->ud;
+    solo_update(sl->svc);
 }
 
-static void on_conn_event(mw_sel_src_t *src, int events) {
-    slot_t *sl = src->ud;
-    mw_svc_t *s = sl->svc;
-    int r = 0;
-    sl->in_cb = true;
-    int w = 0;
-    if (events & MW_WANT_WRITE) {
-        w = mw_conn_flush(&sl->conn);
-        if (w == MW_EAGAIN) w = 0;
-    }
-    /* Read even after a failed write (also on writability: a TLS read may
-     * have waited for it): what the peer sent before it left is delivered,
-     * and the read side says how it ended. */
-    bool more = false;
-    ssize_t n = mw_conn_pump(&sl->conn, deliver, sl, 16, &more);
-    after_fill(s, sl, n);
-    r = n < 0 ? (int)n : n == 0 ? w : 0;
-    sl->in_cb = false;
-    if (sl->close_pending) r = sl->close_reason ? sl->close_reason : MW_ESTATE;
+static void attach(mw_svc_t *s, slot_t *sl) {
+    int r = mw__drv_start(&sl->drv, slot_io(s, sl), &sl->conn, &s->drv_cfg, sl);
     if (r < 0) {
-        close_slot(s, sl, r);
-        return;
-    }
-    rearm(s, sl);
-    if (more) mw_io_timer_after(slot_io(s, sl), &sl->t_more, 0); /* input held inside TLS/WebSocket */
-}
-
-static void on_more(mw_io_timer_t *t, void *ud) {
-    (void)t;
-    slot_t *sl = ud;
-    if (atomic_load(&sl->used) && sl->src.added) on_conn_event(&sl->src, MW_WANT_READ);
-}
-
-static void adopt(void *ud) {
-    slot_t *sl = ud;
-    mw_svc_t *s = sl->svc;
-    mw_sel_src_init(&sl->src, mw_stream_fd(sl->conn.stream), MW_WANT_READ, on_conn_event, sl);
-    arm_timers(s, sl);
-    int r = mw_io_add(sl->w->io, &sl->src);
-    if (r < 0) {
-        mw_err_set(&sl->conn.rx.err, r, "register with io: %s", mw_err_text(&mw_io_selector(sl->w->io)->err));
-        close_slot(s, sl, r);
+        mw_err_set(&sl->err, r, "register with io: %s", mw_err_text(&mw_io_selector(slot_io(s, sl))->err));
+        pthread_mutex_lock(&sl->mu);
+        atomic_fetch_add(&sl->gen, 1);
+        mw_conn_fini(&sl->conn);
+        atomic_store(&sl->used, false);
+        pthread_mutex_unlock(&sl->mu);
+        atomic_fetch_sub(&s->nconns, 1);
+        atomic_fetch_add(&s->closed, 1);
         return;
     }
     if (s->o.on_accept) {
-        sl->in_cb = true;
+        mw__drv_enter(&sl->drv);
         s->o.on_accept(s, make_id(sl), s->o.ud);
-        sl->in_cb = false;
-        if (sl->close_pending) close_slot(s, sl, sl->close_reason ? sl->close_reason : MW_ESTATE);
+        mw__drv_leave(&sl->drv);
     }
+    mw__drv_go(&sl->drv);
 }
 
 /* A connection handed to another worker is named by id: if the Svc closed it
  * before the worker ran this, it is simply not found. */
-static void adopt_posted(void *ud) {
-    id_req_t *q = ud;
-    slot_t *sl = q->s->closed_all ? NULL : req_slot(q);
-    if (sl) adopt(sl);
-    req_done(q);
+static void attach_posted(mw_svc_t *s, slot_t *sl, intptr_t arg) {
+    (void)arg;
+    attach(s, sl);
 }
-
-/* ---- spin/blocking connection handling ------------------------------------ */
-
-/* Closed or failed: stop polling; recv delivers what is buffered, then closes. */
-static void mark_eof(slot_t *sl) {
-    sl->eof = true;
-    mw_io_del(sl->svc->io, &sl->src);
-}
-
-static void on_conn_poll(mw_sel_src_t *src, int events) {
-    slot_t *sl = src->ud;
-    mw_svc_t *s = sl->svc;
-    if (events & MW_WANT_WRITE) mw_conn_flush(&sl->conn);
-    if (sl->eof) return;
-    ssize_t n = mw_conn_fill(&sl->conn);
-    /* TLS/WebSocket may hold input past a read: take it while there is room */
-    for (int i = 0; n > 0 && sl->conn.stream->inner && i < 16; i++) {
-        ssize_t m = mw_conn_fill(&sl->conn);
-        if (m == MW_EAGAIN) break;
-        n = m;
-    }
-    /* Stopped with the rx buffer full or the budget spent: what the decorator
-     * holds shows on no socket, so scan must read it on the slot's turn. */
-    sl->held = n > 0 && sl->conn.stream->inner;
-    after_fill(s, sl, n);
-    if (n >= 0 || n == MW_EAGAIN) {
-        rearm(s, sl);
-        return;
-    }
-    mark_eof(sl);
-}
-
-/* ---- accepting ------------------------------------------------------------ */
 
 static slot_t *alloc_slot(mw_svc_t *s) {
     pthread_mutex_lock(&s->lock);
@@ -428,26 +336,24 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     sl->conn.tx.hook = s->o.on_sent;
     sl->conn.rx.hook = s->o.on_recvd;
     sl->conn.tx.hook_ud = sl->conn.rx.hook_ud = s->o.hook_ud;
-    sl->eof = sl->in_cb = sl->close_pending = false;
-    sl->close_reason = 0;
     mw_err_clear(&sl->err);
     atomic_fetch_add(&s->accepted, 1);
     atomic_fetch_add(&s->nconns, 1);
     if (s->o.mode == MW_MODE_EVENT) {
         sl->w = &s->workers[s->next_worker++ % s->nworkers];
-        if (sl->w == &s->workers[0]) adopt(sl);
-        else if (post_req(sl->w->io, adopt_posted, s, make_id(sl)) < 0) close_slot(s, sl, MW_ENOMEM);
+        if (on_slot_thread(s, sl, attach_posted, 0) < 0) {
+            mw_err_set(&sl->err, MW_ENOMEM, "cannot hand the connection to its worker");
+            pthread_mutex_lock(&sl->mu);
+            atomic_fetch_add(&sl->gen, 1);
+            mw_conn_fini(&sl->conn);
+            atomic_store(&sl->used, false);
+            pthread_mutex_unlock(&sl->mu);
+            atomic_fetch_sub(&s->nconns, 1);
+        }
         return;
     }
     s->active[s->nactive++] = sl->idx;
-    mw_sel_src_init(&sl->src, mw_stream_fd(st), MW_WANT_READ, on_conn_poll, sl);
-    arm_timers(s, sl);
-    if ((r = mw_io_add(s->io, &sl->src)) < 0) {
-        close_slot(s, sl, r);
-        return;
-    }
-    solo_update(s);
-    if (s->o.on_accept) s->o.on_accept(s, make_id(sl), s->o.ud);
+    attach(s, sl);
 }
 
 /* True if a client waits. Spin mode's direct selector calls the listener
@@ -513,6 +419,7 @@ static int setup(mw_svc_t *s, const mw_url_t *u, mw_err_t *err) {
     for (uint32_t i = 0; i < s->cap; i++) {
         s->slots[i].idx = i;
         s->slots[i].svc = s;
+        s->slots[i].drv.ud = &s->slots[i];
         atomic_init(&s->slots[i].gen, 1);
         pthread_mutex_init(&s->slots[i].mu, NULL);
     }
@@ -558,6 +465,19 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
     s->have_tr = true;
     s->proto = p;
     s->cap = o->max_connections ? o->max_connections : 64;
+    s->drv_cfg = (mw__drv_cfg_t){
+        .on_msg = o->mode == MW_MODE_EVENT ? drv_msg : NULL, /* spin/blocking: recv pulls */
+        .on_up = o->mode == MW_MODE_BLOCKING ? drv_up : NULL,
+        .on_drain = drv_drain,
+        .on_close = drv_closed,
+        .on_gone = drv_gone,
+        .post = drv_post,
+        .handshake_timeout_ns = o->handshake_timeout_ns,
+        .idle_timeout_ns = o->idle_timeout_ns,
+        .linger_ns = o->linger_ns,
+        .slow_consumer_ns = o->slow_consumer_ns,
+        .budget = -1,
+    };
     atomic_init(&s->refs, 1);
     pthread_mutex_init(&s->lock, NULL);
     if ((r = setup(s, &u, err)) < 0) {
@@ -575,8 +495,8 @@ int mw_svc_port(const mw_svc_t *s) { return mw_listener_port(s->lis); }
 int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns) {
     if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
     int work = 0;
-    if (s->solo && mw_conn_tx_pending(&s->solo->conn)) { /* not on epoll: flush it here */
-        mw_conn_flush(&s->solo->conn);
+    if (s->solo && mw_conn_tx_pending(&s->solo->conn)) { /* not on the io: flush it here */
+        mw__drv_flush(&s->solo->drv);
         work++;
     }
     int r = mw_io_poll(s->io, work ? 0 : timeout_ns);
@@ -584,45 +504,38 @@ int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns) {
 }
 
 /* One round-robin pass over the open connections: the first buffered message
- * wins, and the next pass starts after its connection. */
+ * wins, and the next pass starts after its connection. Spin mode reads a
+ * connection on its turn when nothing is buffered (one recv per connection
+ * per pass, as a busy-poll loop would); blocking mode reads only what the io
+ * found ready, and the solo connection with a blocking read. */
 static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
-    uint32_t n = s->nactive;
-    uint32_t pos = s->rr < n ? s->rr : 0;
-    for (uint32_t k = 0; k < n; k++) {
-        slot_t *sl = &s->slots[s->active[pos]];
-        int r = mw_conn_next(&sl->conn, sch, msg, cap);
-        if (r == MW_EAGAIN && (sl->held || s->o.mode == MW_MODE_SPIN) && !sl->eof) {
-            /* Spin: its turn and nothing buffered, read its socket now (one
-             * recv per connection per pass, as a busy-poll loop would).
-             * Blocking: epoll says which sockets to read, except for input
-             * held inside TLS/WebSocket, which no readiness event announces. */
-            ssize_t got = mw_conn_fill(&sl->conn);
-            sl->held = got > 0 && sl->conn.stream->inner;
-            after_fill(s, sl, got);
-            if (got != MW_EAGAIN) {
-                if (got < 0) mark_eof(sl);
-                r = mw_conn_next(&sl->conn, sch, msg, cap); /* a message, or how it ended */
-            }
+    for (;;) {
+        uint32_t n = s->nactive;
+        uint32_t pos = s->rr < n ? s->rr : 0;
+        int r = MW_EAGAIN;
+        slot_t *sl = NULL;
+        for (uint32_t k = 0; k < n; k++) {
+            sl = &s->slots[s->active[pos]];
+            bool read = s->o.mode == MW_MODE_SPIN || sl == s->solo;
+            r = mw__drv_next(&sl->drv, sch, msg, cap, read);
+            if (r != MW_EAGAIN) break;
+            if (++pos == n) pos = 0;
         }
         if (r == 0) {
             s->rr = pos + 1;
             *id = make_id(sl);
             return 0;
         }
-        if (r != MW_EAGAIN) {
-            /* After a read error or the peer's close, next reports how it
-             * ended (MW_ECLOSED, MW_ETRUNC, the error) once the messages
-             * before it are out. The list shrinks: start the pass again. */
-            close_slot(s, sl, r);
-            return scan(s, id, sch, msg, cap);
-        }
-        if (++pos == n) pos = 0;
+        if (r == MW_EAGAIN) return r;
+        /* How it ended (MW_ECLOSED, MW_ETRUNC, the error), now that every
+         * message before it is out. The list shrinks: scan again. */
+        mw__drv_close(&sl->drv, r, true);
     }
-    return MW_EAGAIN;
 }
 
-/* One blocking read on the solo connection (bounded by its socket timeout);
- * the listener and timers now and then, and always after an idle wait. */
+/* The solo connection waits in its blocking read (inside scan); the
+ * listener and timers get a look now and then, and always after an idle
+ * wait. */
 static void solo_wait(mw_svc_t *s) {
     slot_t *sl = s->solo;
     uint64_t now = mw_now_ns();
@@ -631,11 +544,7 @@ static void solo_wait(mw_svc_t *s) {
         mw_io_poll(s->io, 0);
         if (s->solo != sl) return; /* a second client arrived: epoll from now on */
     }
-    if (mw_conn_tx_pending(&sl->conn)) mw_conn_flush(&sl->conn); /* after a send timeout */
-    ssize_t n = mw_conn_fill(&sl->conn);
-    after_fill(s, sl, n);
-    if (n == MW_EAGAIN) mw_io_poll(s->io, 0);
-    else if (n < 0) sl->eof = true; /* scan delivers what is left, then closes it */
+    if (mw_conn_tx_pending(&sl->conn)) mw__drv_flush(&sl->drv); /* after a send timeout */
 }
 
 #define BUSY_POLL_NS MW_NS_PER_MS
@@ -679,45 +588,33 @@ int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_
     return r;
 }
 
-/* ---- sending -------------------------------------------------------------- */
+/* ---- sending, flow control, closing ----------------------------------------- */
 
-static void arm_write_posted(void *ud) {
-    id_req_t *q = ud;
-    slot_t *sl = req_slot(q);
-    if (sl) atomic_store(&sl->arm_posted, false);
-    if (sl) rearm(q->s, sl);
-    req_done(q);
-}
-
-static void close_posted(void *ud) {
-    id_req_t *q = ud;
-    slot_t *sl = req_slot(q);
-    if (sl) close_slot(q->s, sl, MW_ESTATE);
-    req_done(q);
-}
-
-static int send_slot(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg) {
-    int r = mw_conn_send(&sl->conn, sch, msg);
-    if (r == 0 && mw_conn_tx_pending(&sl->conn)) {
-        if (s->o.mode != MW_MODE_EVENT || mw_io_in_thread(sl->w->io)) rearm(s, sl);
-        else if (!atomic_exchange(&sl->arm_posted, true)) /* one request in flight is enough */
-            post_req(sl->w->io, arm_write_posted, s, make_id(sl));
-    }
-    return r;
-}
+/* Runs op on an open connection with its lifetime held: event mode takes the
+ * slot's lock so the owning worker cannot tear it down meanwhile. */
+#define WITH_SLOT(s, id, sl, expr)                                                    \
+    do {                                                                              \
+        slot_t *sl = lookup((s), (id));                                               \
+        if (!sl) return MW_ECLOSED;                                                   \
+        if ((s)->o.mode != MW_MODE_EVENT) return (expr);                              \
+        pthread_mutex_lock(&sl->mu);                                                  \
+        int r_ = lookup((s), (id)) ? (expr) : MW_ECLOSED;                             \
+        pthread_mutex_unlock(&sl->mu);                                                \
+        return r_;                                                                    \
+    } while (0)
 
 int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
-    slot_t *sl = lookup(s, id);
-    if (!sl) return MW_ECLOSED;
-    if (s->o.mode != MW_MODE_EVENT) {
-        /* A failed send does not close the slot: what the peer sent before
-         * it left is still to be delivered; the read side ends it. */
-        return send_slot(s, sl, sch, msg);
-    }
-    pthread_mutex_lock(&sl->mu);
-    int r = lookup(s, id) ? send_slot(s, sl, sch, msg) : MW_ECLOSED;
-    pthread_mutex_unlock(&sl->mu);
-    return r;
+    /* A failed send does not close the connection: what the peer sent
+     * before it left is still to be delivered; the read side ends it. */
+    WITH_SLOT(s, id, sl, mw__drv_send(&sl->drv, sch, msg));
+}
+
+int mw_svc_send_more(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    WITH_SLOT(s, id, sl, mw__drv_enqueue(&sl->drv, sch, msg));
+}
+
+int mw_svc_flush(mw_svc_t *s, mw_conn_id_t id) {
+    WITH_SLOT(s, id, sl, mw__drv_flush(&sl->drv));
 }
 
 int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg) {
@@ -729,14 +626,34 @@ int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg) {
     return n;
 }
 
+static void close_on_thread(mw_svc_t *s, slot_t *sl, intptr_t graceful) {
+    (void)s;
+    mw__drv_close(&sl->drv, MW_ESTATE, graceful != 0);
+}
+
 int mw_svc_close_conn(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    if (!sl) return MW_ECLOSED;
-    if (s->o.mode != MW_MODE_EVENT || mw_io_in_thread(sl->w->io)) {
-        close_slot(s, sl, MW_ESTATE);
-        return 0;
-    }
-    return post_req(sl->w->io, close_posted, s, id);
+    return sl ? on_slot_thread(s, sl, close_on_thread, 1) : MW_ECLOSED;
+}
+
+int mw_svc_abort_conn(mw_svc_t *s, mw_conn_id_t id) {
+    slot_t *sl = lookup(s, id);
+    return sl ? on_slot_thread(s, sl, close_on_thread, 0) : MW_ECLOSED;
+}
+
+static void pause_on_thread(mw_svc_t *s, slot_t *sl, intptr_t paused) {
+    (void)s;
+    mw__drv_pause(&sl->drv, paused != 0);
+}
+
+int mw_svc_pause_recv(mw_svc_t *s, mw_conn_id_t id) {
+    slot_t *sl = lookup(s, id);
+    return sl ? on_slot_thread(s, sl, pause_on_thread, 1) : MW_ECLOSED;
+}
+
+int mw_svc_resume_recv(mw_svc_t *s, mw_conn_id_t id) {
+    slot_t *sl = lookup(s, id);
+    return sl ? on_slot_thread(s, sl, pause_on_thread, 0) : MW_ECLOSED;
 }
 
 int mw_svc_set_serdes(mw_svc_t *s, mw_conn_id_t id, int dirs, const char *serdes) {
@@ -801,8 +718,15 @@ void mw_svc_close(mw_svc_t *s) {
     for (uint32_t i = 0; s->slots && i < s->cap; i++) {
         slot_t *sl = &s->slots[i];
         if (!atomic_load(&sl->used)) continue;
-        sl->in_cb = false;
-        close_slot(s, sl, MW_ESTATE);
+        if (sl->drv.state != MW__DRV_LINGER) { /* still open for the application */
+            /* shutting down: the WebSocket close says "going away" */
+            if (mw__drv_attached(&sl->drv))
+                mw_transport_close(sl->conn.stream, MW_ESTATE, "service shutting down", true);
+            sl->drv.in_cb = false;
+            drv_closed(&sl->drv, MW_ESTATE);
+        }
+        mw__drv_stop(&sl->drv);
+        drv_gone(&sl->drv);
     }
 }
 

@@ -684,7 +684,7 @@ static void test_exchange_sim_serves_plain_json_to_python_websockets(void **stat
     assert_int_equal(exit_code(proc_end(fx, sim, SIGTERM, EXIT_MS)), 0);
     assert_non_null(strstr(out_of(sim), "exchange_sim: 2 clients served, "));
     assert_non_null(strstr(out_of(sim), " 2 clients closed on an error")); /* the 404 and the garbage */
-    assert_non_null(strstr(err_of(sim), "closed: recv: ws handshake: answered 404 Not Found"));
+    assert_non_null(strstr(err_of(sim), "closed: ws handshake: answered 404 Not Found"));
 }
 
 static void test_md_examples_fail_with_the_documented_exit_codes(void **state) {

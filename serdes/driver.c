@@ -1,0 +1,429 @@
+/* driver.c - the one connection driver (see drv_impl.h). */
+#include "drv_impl.h"
+
+#include <sys/socket.h>
+
+#include "mw_transport.h"
+
+/* Reads per pass while a decorator (TLS, WebSocket) still holds input. */
+#define PASS_READS 16
+
+static void on_ready(mw_sel_src_t *src, int events);
+static void finish(mw__drv_t *d);
+
+/* ---- interest ------------------------------------------------------------------ */
+
+static int want_of(mw__drv_t *d) {
+    mw_stream_t *s = d->conn->stream;
+    if (d->state == MW__DRV_HANDSHAKE) {
+        int w = mw_stream_want(s);
+        return w ? w : MW_WANT_READ;
+    }
+    int want = mw_stream_want(s);
+    if (d->state == MW__DRV_LINGER || (!d->paused && !d->rx_done)) want |= MW_WANT_READ;
+    if (mw_conn_tx_pending(d->conn)) want |= MW_WANT_WRITE;
+    return want;
+}
+
+static void rearm(mw__drv_t *d) {
+    if (d->state == MW__DRV_OFF) return;
+    int want = want_of(d);
+    if (want != d->src.events) mw_io_mod(d->io, &d->src, want);
+}
+
+/* Input may wait inside a decorator with no readiness to announce it: come
+ * back on the next poll. */
+static void again_soon(mw__drv_t *d) {
+    if (!mw_io_timer_armed(&d->t_more)) mw_io_timer_after(d->io, &d->t_more, 0);
+}
+
+/* ---- deferred close ------------------------------------------------------------ */
+
+/* After a user callback: carries out a close asked for inside it. True if
+ * the connection is no longer up. */
+static bool after_cb(mw__drv_t *d) {
+    if (d->close_pending) {
+        d->close_pending = false;
+        mw__drv_close(d, d->close_reason, d->close_graceful);
+    }
+    return d->state != MW__DRV_UP;
+}
+
+bool mw__drv_leave(mw__drv_t *d) {
+    d->in_cb = false;
+    return after_cb(d);
+}
+
+static void call_up(mw__drv_t *d) {
+    if (!d->cfg->on_up) return;
+    d->in_cb = true;
+    d->cfg->on_up(d);
+    d->in_cb = false;
+}
+
+/* ---- backpressure ---------------------------------------------------------------- */
+
+static size_t low_water(const mw_conn_t *c) {
+    size_t cap = c->tx.buf.cap, frame = (size_t)c->max_msg + 8, lwm = cap / 4;
+    return cap > frame && cap - frame < lwm ? cap - frame : lwm;
+}
+
+static void check_drain(mw__drv_t *d) {
+    if (!atomic_load_explicit(&d->want_drain, memory_order_relaxed)) return;
+    if (mw_conn_tx_pending(d->conn) > low_water(d->conn)) return;
+    atomic_store(&d->want_drain, false);
+    mw_io_timer_stop(d->io, &d->t_slow);
+    if (!d->cfg->on_drain) return;
+    d->in_cb = true;
+    d->cfg->on_drain(d);
+    d->in_cb = false;
+}
+
+static void on_slow(mw_io_timer_t *t, void *ud) {
+    (void)t;
+    mw__drv_t *d = ud;
+    if (!atomic_load(&d->want_drain) || d->state != MW__DRV_UP) return;
+    mw_err_set(&d->conn->tx.err, MW_ESLOW, "slow consumer: the peer read nothing while the send queue was full for %lld ms",
+               (long long)(d->cfg->slow_consumer_ns / MW_NS_PER_MS));
+    mw__drv_close(d, MW_ESLOW, false);
+}
+
+/* Io thread: interest from the current state, and the slow-consumer clock
+ * once a send found the queue full. */
+static void arm_io(mw__drv_t *d) {
+    if (d->state != MW__DRV_UP && d->state != MW__DRV_LINGER) return;
+    rearm(d);
+    if (d->cfg->slow_consumer_ns > 0 && atomic_load(&d->want_drain) && !mw_io_timer_armed(&d->t_slow))
+        mw_io_timer_after(d->io, &d->t_slow, d->cfg->slow_consumer_ns);
+}
+
+static void arm_posted(mw__drv_t *d) {
+    atomic_store(&d->arm_posted, false);
+    arm_io(d);
+}
+
+void mw__drv_kick(mw__drv_t *d) {
+    if (mw_io_in_thread(d->io)) {
+        arm_io(d);
+        return;
+    }
+    /* one request in flight is enough: it re-reads the state when it runs */
+    if (!atomic_exchange(&d->arm_posted, true) && d->cfg->post(d, arm_posted) < 0)
+        atomic_store(&d->arm_posted, false);
+}
+
+/* ---- sending ---------------------------------------------------------------------- */
+
+int mw__drv_send(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
+    int r = mw__conn_send_q(d->conn, s, msg);
+    if (r == 1) { /* accepted, bytes queued behind a full socket */
+        mw__drv_kick(d);
+        return 0;
+    }
+    if (r == MW_EAGAIN) {
+        atomic_store(&d->want_drain, true);
+        mw__drv_kick(d);
+    }
+    return r;
+}
+
+int mw__drv_enqueue(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
+    int r = mw_conn_enqueue(d->conn, s, msg);
+    if (r == MW_EAGAIN) atomic_store(&d->want_drain, true);
+    return r;
+}
+
+int mw__drv_flush(mw__drv_t *d) {
+    int r = mw_conn_flush(d->conn);
+    if (r == MW_EAGAIN) mw__drv_kick(d);
+    return r;
+}
+
+/* ---- reading --------------------------------------------------------------------- */
+
+static void note_input(mw__drv_t *d, ssize_t n) {
+    if (n > 0 && d->cfg->idle_timeout_ns > 0) d->last_rx_ns = mw_io_now(d->io);
+}
+
+/* Pull mode: one read into the rx buffer with its bookkeeping. */
+static ssize_t fill(mw__drv_t *d) {
+    ssize_t n = mw_conn_fill(d->conn);
+    note_input(d, n);
+    d->held = n > 0 && mw_stream_pending(d->conn->stream) > 0;
+    if (n < 0 && n != MW_EAGAIN) {
+        d->rx_done = true; /* the owner delivers what is buffered, then learns how it ended */
+        rearm(d);
+    }
+    return n;
+}
+
+int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, bool read) {
+    int r = mw_conn_next(d->conn, s, msg, cap);
+    if (r != MW_EAGAIN || d->rx_done || d->paused || d->state != MW__DRV_UP || !(read || d->held)) return r;
+    if (fill(d) == MW_EAGAIN) return r;
+    return mw_conn_next(d->conn, s, msg, cap); /* a message, or how it ended */
+}
+
+static bool deliver(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+    (void)c;
+    mw__drv_t *d = ud;
+    return d->cfg->on_msg(d, s, msg) && !d->close_pending && !d->paused && d->state == MW__DRV_UP;
+}
+
+/* One read pass. Push: decode and deliver (budgeted), 0 or the end of the
+ * connection. Pull: fill, tell the owner. */
+static int read_pass(mw__drv_t *d) {
+    if (d->cfg->on_msg) {
+        bool more = false;
+        d->in_cb = true;
+        ssize_t n = mw_conn_pump(d->conn, deliver, d, PASS_READS, &more);
+        d->in_cb = false;
+        note_input(d, n);
+        if (n < 0) return (int)n;
+        if (more) again_soon(d); /* the read budget ran out with input left inside */
+        return 0;
+    }
+    ssize_t n = 0;
+    for (int i = 0; i < PASS_READS && !d->rx_done; i++) {
+        n = fill(d);
+        if (n <= 0 || !d->held) break;
+    }
+    if (d->held) again_soon(d);
+    if ((n > 0 || d->rx_done) && d->cfg->on_input) {
+        d->in_cb = true;
+        d->cfg->on_input(d);
+        d->in_cb = false;
+    }
+    return 0;
+}
+
+static void step_up(mw__drv_t *d) {
+    int r = 0;
+    if (mw_conn_tx_pending(d->conn)) {
+        r = mw_conn_flush(d->conn);
+        if (r == MW_EAGAIN) r = 0;
+        check_drain(d);
+        if (after_cb(d)) return;
+    }
+    /* Read even after a failed write (also on writability: a TLS read may
+     * have waited for it): what the peer sent first is delivered, and the
+     * read side says how the connection ended. */
+    int rd = d->paused || d->rx_done ? 0 : read_pass(d);
+    if (after_cb(d)) return;
+    if (rd < 0) r = rd;
+    if (r < 0) {
+        mw__drv_close(d, r, d->conn->tx.failed == 0);
+        return;
+    }
+    rearm(d);
+}
+
+/* ---- handshakes ------------------------------------------------------------------ */
+
+static void became_up(mw__drv_t *d) {
+    d->state = MW__DRV_UP;
+    mw_io_timer_stop(d->io, &d->t_hs);
+    call_up(d);
+    if (after_cb(d)) return;
+    rearm(d);
+    /* bytes may have come with the last handshake read */
+    if (mw_conn_rx_buffered(d->conn) || mw_stream_pending(d->conn->stream)) again_soon(d);
+}
+
+static void step_handshake(mw__drv_t *d) {
+    mw_stream_t *s = d->conn->stream;
+    int r, want = 0;
+    /* want() == 0 after MW_EAGAIN means "call again now" (a layer finished
+     * and the next one can start); bounded in case a layer misbehaves. */
+    for (int i = 0; i < 8; i++) {
+        r = mw_stream_handshake(s);
+        if (r != MW_EAGAIN || (want = mw_stream_want(s)) != 0) break;
+    }
+    if (r == MW_EAGAIN) {
+        int w = want ? want : MW_WANT_READ;
+        if (w != d->src.events) mw_io_mod(d->io, &d->src, w);
+        return;
+    }
+    if (r < 0) {
+        mw_err_t e;
+        mw_transport_error(s, r, &e);
+        if (!d->conn->rx.err.code) mw_err_copy(&d->conn->rx.err, &e);
+        mw__drv_close(d, r, true); /* an HTTP error answer may still be on its way */
+        return;
+    }
+    became_up(d);
+}
+
+/* ---- graceful close ------------------------------------------------------------- */
+
+static void on_linger(mw_io_timer_t *t, void *ud) {
+    (void)t;
+    finish(ud); /* the peer kept the connection past the linger: give up on it */
+}
+
+/* Writes what was accepted, then FIN, then reads (and drops) until the
+ * peer's EOF: closing with unread input would send an RST, and an RST makes
+ * the peer's kernel drop the replies it has not read yet. */
+static void linger_step(mw__drv_t *d) {
+    mw_conn_t *c = d->conn;
+    int r = mw_conn_flush(c);
+    if (r == 0 && (mw_stream_want(c->stream) & MW_WANT_WRITE)) {
+        /* output the stream made itself: an HTTP error answer, a TLS alert */
+        ssize_t n = mw_stream_writev(c->stream, NULL, 0);
+        r = n < 0 ? (int)n : (mw_stream_want(c->stream) & MW_WANT_WRITE) ? MW_EAGAIN : 0;
+    }
+    if (r < 0 && r != MW_EAGAIN) {
+        finish(d);
+        return;
+    }
+    if (r == 0 && !d->shut_wr) {
+        mw_transport_shutdown(c->stream);
+        d->shut_wr = true;
+    }
+    for (int i = 0; i < PASS_READS; i++) {
+        mw_buf_t *b = &c->rx.buf;
+        b->rd = b->wr = 0; /* unread input is discarded */
+        ssize_t n = mw_stream_read(c->stream, b->base, b->cap);
+        if (n == MW_EAGAIN) break;
+        if (n < 0) {
+            c->rx_eof = true;
+            break;
+        }
+    }
+    if (c->rx_eof && d->shut_wr) {
+        finish(d);
+        return;
+    }
+    rearm(d);
+}
+
+static void finish(mw__drv_t *d) {
+    if (d->state == MW__DRV_OFF) return;
+    mw__drv_stop(d);
+    if (d->cfg->on_gone) d->cfg->on_gone(d);
+}
+
+void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
+    if (d->state == MW__DRV_OFF) return;
+    if (d->in_cb) { /* deferred until the callback returns */
+        if (!d->close_pending) {
+            d->close_pending = true;
+            d->close_reason = reason;
+            d->close_graceful = graceful;
+        }
+        return;
+    }
+    if (d->state == MW__DRV_LINGER) {
+        if (!graceful) finish(d);
+        return;
+    }
+    mw_io_timer_stop(d->io, &d->t_hs);
+    mw_io_timer_stop(d->io, &d->t_idle);
+    mw_io_timer_stop(d->io, &d->t_slow);
+    mw_io_timer_stop(d->io, &d->t_more);
+    bool was_up = d->state == MW__DRV_UP;
+    d->state = MW__DRV_LINGER; /* no more messages either way */
+    /* the WebSocket close frame, with the code that matches the reason */
+    if (was_up) mw_transport_close(d->conn->stream, reason, mw_conn_last_error(d->conn), false);
+    if (d->cfg->on_close) d->cfg->on_close(d, reason);
+    if (!graceful || d->cfg->linger_ns <= 0 || d->conn->tx.failed) {
+        finish(d);
+        return;
+    }
+    mw_io_timer_after(d->io, &d->t_linger, d->cfg->linger_ns);
+    linger_step(d);
+}
+
+/* ---- timers ----------------------------------------------------------------------- */
+
+static void on_hs_timeout(mw_io_timer_t *t, void *ud) {
+    (void)t;
+    mw__drv_t *d = ud;
+    mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "handshake not completed within %lld ms",
+               (long long)(d->cfg->handshake_timeout_ns / MW_NS_PER_MS));
+    mw__drv_close(d, MW_ETIMEDOUT, false);
+}
+
+static void on_idle(mw_io_timer_t *t, void *ud) {
+    mw__drv_t *d = ud;
+    uint64_t due = d->last_rx_ns + (uint64_t)d->cfg->idle_timeout_ns;
+    if (mw_io_now(d->io) < due) {
+        mw_io_timer_at(d->io, t, due);
+        return;
+    }
+    mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "nothing received for %lld ms",
+               (long long)(d->cfg->idle_timeout_ns / MW_NS_PER_MS));
+    mw__drv_close(d, MW_ETIMEDOUT, true);
+}
+
+static void on_more(mw_io_timer_t *t, void *ud) {
+    (void)t;
+    mw__drv_t *d = ud;
+    if (d->state == MW__DRV_UP) step_up(d);
+}
+
+/* ---- readiness -------------------------------------------------------------------- */
+
+static void on_ready(mw_sel_src_t *src, int events) {
+    (void)events;
+    mw__drv_t *d = src->ud;
+    switch (d->state) {
+    case MW__DRV_HANDSHAKE: step_handshake(d); break;
+    case MW__DRV_UP: step_up(d); break;
+    case MW__DRV_LINGER: linger_step(d); break;
+    default: break;
+    }
+}
+
+/* ---- attach / detach ---------------------------------------------------------------- */
+
+int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_t *cfg, void *ud) {
+    d->conn = conn;
+    d->io = io;
+    d->cfg = cfg;
+    d->ud = ud;
+    d->in_cb = d->close_pending = d->paused = d->rx_done = d->held = d->shut_wr = false;
+    d->close_reason = 0;
+    atomic_store(&d->want_drain, false);
+    atomic_store(&d->arm_posted, false);
+    mw_io_timer_init(&d->t_hs, on_hs_timeout, d);
+    mw_io_timer_init(&d->t_idle, on_idle, d);
+    mw_io_timer_init(&d->t_linger, on_linger, d);
+    mw_io_timer_init(&d->t_slow, on_slow, d);
+    mw_io_timer_init(&d->t_more, on_more, d);
+    d->state = MW__DRV_HANDSHAKE;
+    mw_sel_src_init(&d->src, mw_stream_fd(conn->stream), want_of(d), on_ready, d);
+    int r = mw_io_add(io, &d->src);
+    if (r < 0) {
+        d->state = MW__DRV_OFF;
+        return r;
+    }
+    d->last_rx_ns = mw_io_now(io);
+    if (cfg->handshake_timeout_ns > 0) mw_io_timer_after(io, &d->t_hs, cfg->handshake_timeout_ns);
+    if (cfg->idle_timeout_ns > 0) mw_io_timer_after(io, &d->t_idle, cfg->idle_timeout_ns);
+    return 0;
+}
+
+void mw__drv_go(mw__drv_t *d) {
+    if (d->state == MW__DRV_HANDSHAKE) step_handshake(d);
+}
+
+void mw__drv_pause(mw__drv_t *d, bool paused) {
+    if (d->paused == paused) return;
+    d->paused = paused;
+    if (d->state != MW__DRV_UP) return;
+    rearm(d);
+    /* messages already buffered are not announced by any readiness */
+    if (!paused && (mw_conn_rx_buffered(d->conn) || mw_stream_pending(d->conn->stream))) again_soon(d);
+}
+
+void mw__drv_stop(mw__drv_t *d) {
+    if (d->state == MW__DRV_OFF) return;
+    if (d->src.added) mw_io_del(d->io, &d->src);
+    mw_io_timer_stop(d->io, &d->t_hs);
+    mw_io_timer_stop(d->io, &d->t_idle);
+    mw_io_timer_stop(d->io, &d->t_linger);
+    mw_io_timer_stop(d->io, &d->t_slow);
+    mw_io_timer_stop(d->io, &d->t_more);
+    d->state = MW__DRV_OFF;
+}

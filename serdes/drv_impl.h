@@ -1,0 +1,136 @@
+/* drv_impl.h - the one connection driver: a message connection (mw_conn_t)
+ * attached to an io. Clt and Svc both use it; neither re-implements it.
+ *
+ * What it does, once, for every connection in every mode:
+ *   - drives the TLS/WebSocket handshakes on readiness (handshake timeout);
+ *   - flushes on writability and re-arms interest from want() + pending tx;
+ *   - reads with a per-pass budget, and keeps reading while the stream holds
+ *     input that no readiness event would announce;
+ *   - push (event) mode: decodes and calls on_msg; pull (spin/blocking) mode:
+ *     only fills the rx buffer, the owner decodes with mw__drv_next;
+ *   - idle timeout, backpressure (on_drain after MW_EAGAIN, pause/resume of
+ *     reads, slow-consumer close), and one close rule: a close asked for
+ *     inside a callback is deferred until the callback returns; a graceful
+ *     close writes what was accepted (bounded by linger_ns), shuts the write
+ *     side and drains the read side until EOF, so no RST destroys the replies;
+ *   - one cross-thread "arm write" request in flight at most.
+ *
+ * Thread rules: everything on the io's thread, except mw__drv_send,
+ * mw__drv_enqueue, mw__drv_flush and mw__drv_kick, which may be called from
+ * any thread when the conn was built with MW_CONN_TX_LOCK (one lock on the
+ * send path: the conn's own tx lock).
+ */
+#ifndef MW_DRV_IMPL_H
+#define MW_DRV_IMPL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mw_conn.h"
+#include "mw_io.h"
+
+typedef struct mw__drv mw__drv_t;
+
+typedef struct mw__drv_cfg {
+    /* Push mode: one decoded message (borrowed). Return false to stop this
+     * pass (the callback closed or paused the connection). NULL: pull mode. */
+    bool (*on_msg)(mw__drv_t *d, const mw_schema_t *s, const void *msg);
+    /* Pull mode: a read buffered input, or the read side ended. May be NULL. */
+    void (*on_input)(mw__drv_t *d);
+    /* The handshakes completed; messages flow from now on. May be NULL. */
+    void (*on_up)(mw__drv_t *d);
+    /* The tx queue fell to the low-water mark after a send saw MW_EAGAIN. */
+    void (*on_drain)(mw__drv_t *d);
+    /* The connection ended for its user (reason as documented for on_close
+     * of Clt and Svc). A graceful close may still linger after this. */
+    void (*on_close)(mw__drv_t *d, int reason);
+    /* Detached for good: the owner may now fini the conn and reuse it. */
+    void (*on_gone)(mw__drv_t *d);
+    /* Runs fn on the io thread later (the owner keeps itself alive until
+     * then). Used for the cross-thread arm. Returns 0 or MW_ENOMEM. */
+    int (*post)(mw__drv_t *d, void (*fn)(mw__drv_t *d));
+    int64_t handshake_timeout_ns; /* 0: none */
+    int64_t idle_timeout_ns;      /* 0: none */
+    int64_t linger_ns;            /* graceful close bound; 0: close at once */
+    int64_t slow_consumer_ns;     /* close when tx stays full this long; 0: never */
+    int budget;                   /* messages per pass in push mode */
+} mw__drv_cfg_t;
+
+enum { MW__DRV_OFF = 0, MW__DRV_HANDSHAKE, MW__DRV_UP, MW__DRV_LINGER };
+
+struct mw__drv {
+    mw_conn_t *conn;
+    mw_io_t *io;
+    const mw__drv_cfg_t *cfg;
+    void *ud;                 /* the owner's */
+    mw_sel_src_t src;
+    mw_io_timer_t t_hs, t_idle, t_linger, t_slow, t_more;
+    uint64_t last_rx_ns;
+    int state;                /* MW__DRV_* */
+    int close_reason;         /* deferred close */
+    bool in_cb, close_pending, close_graceful;
+    bool paused;              /* reads paused by the user */
+    bool rx_done;             /* pull: the read side ended; the owner drains the buffer */
+    bool held;                /* pull: the stream may hold input past the last read */
+    bool shut_wr;             /* linger: write side shut */
+    atomic_bool want_drain;   /* a send saw MW_EAGAIN */
+    atomic_bool arm_posted;   /* a cross-thread arm is queued */
+};
+
+/* Attaches conn to io: registers the fd, arms the handshake and idle
+ * timers; no I/O yet, no callback. Returns 0 or the io's error (nothing
+ * registered then). Then the owner runs its own "accepted" callback (inside
+ * mw__drv_enter/leave, so a close there is honoured) and calls mw__drv_go,
+ * which takes the first handshake step (plain TCP: up at once, on_up). */
+int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_t *cfg, void *ud);
+void mw__drv_go(mw__drv_t *d);
+
+/* Sends (encode + write what the socket takes). 0 accepted, MW_EAGAIN not
+ * accepted (tx full: on_drain follows), encode errors, or the I/O error.
+ * Asks for write readiness when bytes stay queued. Any thread (TX_LOCK). */
+int mw__drv_send(mw__drv_t *d, const mw_schema_t *s, const void *msg);
+/* Queues without writing (0, MW_EAGAIN, encode errors). Any thread. */
+int mw__drv_enqueue(mw__drv_t *d, const mw_schema_t *s, const void *msg);
+/* Writes queued bytes: 0 none left, MW_EAGAIN some left (write readiness is
+ * armed, they go out by themselves), or the error. Any thread. */
+int mw__drv_flush(mw__drv_t *d);
+/* After bytes were queued from any thread: makes sure the io waits for
+ * write readiness (at once on the io thread, else one posted request). */
+void mw__drv_kick(mw__drv_t *d);
+
+/* Pull mode: the next buffered message (mw_conn_next), reading once first
+ * when nothing complete is buffered and `read` is set or the stream may
+ * hold input. Returns 0, MW_EAGAIN, or how the connection ended (the owner
+ * closes it then). */
+int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, bool read);
+
+/* Stops or restarts reading (input stays in the kernel: TCP flow control
+ * pushes back on the peer). Io thread. */
+void mw__drv_pause(mw__drv_t *d, bool paused);
+
+/* Ends the connection with reason (on_close gets it). graceful: write what
+ * was accepted, then FIN, drain input until EOF, all bounded by linger_ns;
+ * otherwise at once (an RST if input is unread). Deferred when called from
+ * inside one of its callbacks. Io thread. */
+void mw__drv_close(mw__drv_t *d, int reason, bool graceful);
+
+/* Detaches at once without callbacks (owner shutting down). Io thread, or
+ * when the io no longer runs. */
+void mw__drv_stop(mw__drv_t *d);
+
+/* conn.c: mw_conn_send that also says whether bytes stayed queued: 0 written,
+ * 1 accepted but (partly) queued, or < 0 as mw_conn_send. One tx lock. */
+int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg);
+
+/* Brackets a user callback that is not a message (on_accept, ...): a close
+ * asked for inside it is deferred; leave carries it out and returns true if
+ * the connection is no longer up. */
+static inline void mw__drv_enter(mw__drv_t *d) { d->in_cb = true; }
+bool mw__drv_leave(mw__drv_t *d);
+
+static inline bool mw__drv_attached(const mw__drv_t *d) { return d->state != MW__DRV_OFF; }
+/* True while messages flow (handshakes done, not closing). */
+static inline bool mw__drv_up(const mw__drv_t *d) { return d->state == MW__DRV_UP; }
+
+#endif
