@@ -274,6 +274,11 @@ int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
 int mw_clt_flush(mw_clt_t *c) {
     txl(c);
     int r = c->have_conn ? mw_conn_flush(&c->conn) : MW_ECLOSED;
+    if (r == MW_EAGAIN && c->poll_wait) {
+        /* blocking over TLS: wait for the socket, as a blocking write would */
+        uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
+        while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = mw_conn_flush(&c->conn);
+    }
     if (r < 0 && r != MW_EAGAIN && c->have_conn && c->conn.tx.failed) c->open = false;
     txu(c);
     if (r == MW_EAGAIN) after_send(c);
@@ -312,8 +317,19 @@ int mw_clt_commit(mw_clt_t *c, size_t len) {
 
 /* ---- receiving ------------------------------------------------------------ */
 
-int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
+/* Accepted bytes still queued (a full socket at send time) are written by
+ * the next call of any kind, recv included, so a caller that sends and then
+ * only waits for the answer never stalls. Not when the Clt is split: its tx
+ * side belongs to the sender's thread then. */
+static void recv_flush(mw_clt_t *c) {
+    if (c->split || c->o.mode == MW_MODE_EVENT || !mw_conn_tx_pending(&c->conn)) return;
+    int r = mw_conn_flush(&c->conn);
+    if (r < 0 && r != MW_EAGAIN && c->conn.tx.failed) c->open = false;
+}
+
+static int recv_one(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (!c->have_conn) return MW_ECLOSED;
+    recv_flush(c);
     int r = mw_conn_recv(&c->conn, s, msg, cap);
     if (r == MW_EAGAIN && c->poll_wait) {
         uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
@@ -323,6 +339,8 @@ int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (r < 0 && r != MW_EAGAIN && r != MW_ETIMEDOUT) c->open = false;
     return blocking_result(c, r);
 }
+
+int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) { return recv_one(c, s, msg, cap); }
 
 int mw_clt_recv_busywait_timeout(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap,
                                  int64_t timeout_ns) {
@@ -343,8 +361,14 @@ int mw_clt_recv_busywait_timeout(mw_clt_t *c, const mw_schema_t **s, void *msg, 
 
 /* ---- split ---------------------------------------------------------------- */
 
-mw_clt_sender_t *mw_clt_sender(mw_clt_t *c) { return (mw_clt_sender_t *)c; }
-mw_clt_receiver_t *mw_clt_receiver(mw_clt_t *c) { return (mw_clt_receiver_t *)c; }
+mw_clt_sender_t *mw_clt_sender(mw_clt_t *c) {
+    c->split = true;
+    return (mw_clt_sender_t *)c;
+}
+mw_clt_receiver_t *mw_clt_receiver(mw_clt_t *c) {
+    c->split = true;
+    return (mw_clt_receiver_t *)c;
+}
 
 int mw_clt_sender_send(mw_clt_sender_t *tx, const mw_schema_t *s, const void *msg) {
     return mw_clt_send(&tx->c, s, msg);

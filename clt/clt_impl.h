@@ -19,6 +19,7 @@ struct mw_clt {
     bool have_tr;
     bool open;
     bool poll_wait;        /* blocking mode over TLS: nonblocking socket, waits in poll() */
+    bool split;            /* mw_clt_sender/receiver handed out: recv leaves tx alone */
     mw_err_t err;          /* connect / lifecycle errors; I/O errors live in conn */
     mw_idle_t tx_idle;     /* busywait state, one per thread side */
     mw_idle_t rx_idle;

@@ -21,7 +21,7 @@ static int want_of(mw__drv_t *d) {
     }
     int want = mw_stream_want(s);
     if (d->state == MW__DRV_LINGER || (!d->paused && !d->rx_done)) want |= MW_WANT_READ;
-    if (mw_conn_tx_pending(d->conn)) want |= MW_WANT_WRITE;
+    if (!d->conn->tx.failed && mw_conn_tx_pending(d->conn)) want |= MW_WANT_WRITE;
     return want;
 }
 
@@ -139,6 +139,13 @@ int mw__drv_flush(mw__drv_t *d) {
     return r;
 }
 
+void mw__drv_write(mw__drv_t *d) {
+    if (d->state != MW__DRV_UP) return;
+    (void)mw_conn_flush(d->conn); /* a failure: the read side ends the connection (pull mode) */
+    check_drain(d);
+    (void)after_cb(d);
+}
+
 /* ---- reading --------------------------------------------------------------------- */
 
 static void note_input(mw__drv_t *d, ssize_t n) {
@@ -211,7 +218,9 @@ static void step_up(mw__drv_t *d) {
     int rd = d->paused || d->rx_done ? 0 : read_pass(d);
     if (after_cb(d)) return;
     if (rd < 0) r = rd;
-    if (r < 0) {
+    /* Pull mode: the owner still has to take the messages read before the
+     * failure; the read side tells it how the connection ended. */
+    if (r < 0 && (d->cfg->on_msg || rd < 0)) {
         mw__drv_close(d, r, d->conn->tx.failed == 0);
         return;
     }

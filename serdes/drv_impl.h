@@ -95,6 +95,9 @@ int mw__drv_enqueue(mw__drv_t *d, const mw_schema_t *s, const void *msg);
 /* Writes queued bytes: 0 none left, MW_EAGAIN some left (write readiness is
  * armed, they go out by themselves), or the error. Any thread. */
 int mw__drv_flush(mw__drv_t *d);
+/* Io thread, for owners that wait on the socket themselves (a blocking read
+ * outside the io): writes what is queued and fires on_drain when due. */
+void mw__drv_write(mw__drv_t *d);
 /* After bytes were queued from any thread: makes sure the io waits for
  * write readiness (at once on the io thread, else one posted request). */
 void mw__drv_kick(mw__drv_t *d);

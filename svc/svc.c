@@ -453,6 +453,11 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
     mw_url_t u;
     int r = mw_url_parse(url, &u, err);
     if (r < 0) return r;
+    /* what every accept would refuse is refused here, loudly */
+    uint64_t frame = (uint64_t)(o->conn.max_msg ? o->conn.max_msg : 65536) + 8;
+    if (o->conn.rx_buf < frame || o->conn.tx_buf < frame)
+        return mw_err_set(err, MW_EINVAL, "buffers (rx %u, tx %u) must each hold one frame of max_msg + 8 (%llu)",
+                          o->conn.rx_buf, o->conn.tx_buf, (unsigned long long)frame);
     mw_svc_t *s = calloc(1, sizeof *s);
     if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
     s->o = *o;
@@ -496,7 +501,7 @@ int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns) {
     if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
     int work = 0;
     if (s->solo && mw_conn_tx_pending(&s->solo->conn)) { /* not on the io: flush it here */
-        mw__drv_flush(&s->solo->drv);
+        mw__drv_write(&s->solo->drv);
         work++;
     }
     int r = mw_io_poll(s->io, work ? 0 : timeout_ns);
@@ -533,9 +538,9 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
     }
 }
 
-/* The solo connection waits in its blocking read (inside scan); the
- * listener and timers get a look now and then, and always after an idle
- * wait. */
+/* The solo connection waits in its blocking read (inside scan), so its
+ * replies are written here, before each read; the listener and timers get a
+ * look every 64th call and whenever 10 ms have passed. */
 static void solo_wait(mw_svc_t *s) {
     slot_t *sl = s->solo;
     uint64_t now = mw_now_ns();
@@ -544,7 +549,7 @@ static void solo_wait(mw_svc_t *s) {
         mw_io_poll(s->io, 0);
         if (s->solo != sl) return; /* a second client arrived: epoll from now on */
     }
-    if (mw_conn_tx_pending(&sl->conn)) mw__drv_flush(&sl->drv); /* after a send timeout */
+    if (mw_conn_tx_pending(&sl->conn)) mw__drv_write(&sl->drv); /* its socket is not on the io */
 }
 
 #define BUSY_POLL_NS MW_NS_PER_MS
@@ -564,7 +569,8 @@ int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
      * millisecond even while messages keep coming (a busy peer must not keep
      * new clients out): the clock is read every 64th call, the io polled
      * only when a millisecond has passed. */
-    if (!s->solo && poll_due(s)) mw_io_poll(s->io, 0);
+    if (s->solo) solo_wait(s); /* its replies go out between reads, whatever comes in */
+    else if (poll_due(s)) mw_io_poll(s->io, 0);
     int r = scan(s, id, sch, msg, cap);
     if (r != MW_EAGAIN || s->o.mode == MW_MODE_SPIN) return r;
     uint64_t dl = mw_deadline_in(NULL, s->o.timeout_ns);

@@ -55,6 +55,13 @@ int mw_test_raw_connect(int port);
 /* Writes all n bytes (MSG_NOSIGNAL); fails the test on error. */
 void mw_test_raw_write(int fd, const void *p, size_t n);
 
+/* ---- certificates ----------------------------------------------------------
+ * Path of a file of the shared test certificate set, made on first use:
+ * "ca.pem" (the CA), "srv.pem" + "srv.key" (server certificate for localhost
+ * and 127.0.0.1, signed by ca.pem), "other.pem" (an unrelated CA). Fails the
+ * test if openssl cannot make them. Not thread-safe on first use. */
+const char *mw_test_cert(const char *name);
+
 /* Path of the Debian system python (independent peer for interop tests). */
 #define MW_PYTHON "/usr/bin/python3"
 
