@@ -1048,6 +1048,7 @@ static void test_svc_poll_with_full_rx_buffer_keeps_the_connection(void **state)
 #include "svc_harness.h"
 
 #include <netinet/tcp.h>
+#include <poll.h>
 
 /* Our FIN reached the peer's kernel (it acknowledged it). */
 static bool fin_acked(void *ud) {
@@ -1421,6 +1422,71 @@ static void test_svc_blocking_zero_timeout_still_accepts_and_receives(void **sta
     const mw_schema_t *sch;
     assert_int_equal(mw_svc_recv(f->svc, &id, &sch, &m, sizeof m), MW_ETIMEDOUT);
 }
+/* ---- ws:// Svc: bytes no HTTP request begins with get 400 at once ---------------- */
+
+/* Reads fd until EOF or until `limit_ns` from t0 passed; the bytes read go to
+ * out (NUL-terminated). Returns the time of EOF after t0, or -1 if none came. */
+static int64_t read_until_eof(int fd, uint64_t t0, int64_t limit_ns, char *out, size_t cap) {
+    size_t n = 0;
+    for (;;) {
+        int64_t left = limit_ns - (int64_t)(mw_now_ns() - t0);
+        if (left <= 0) break;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, (int)(left / MW_NS_PER_MS) + 1) <= 0) continue;
+        char tmp[512];
+        ssize_t r = recv(fd, tmp, sizeof tmp, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            out[n] = '\0';
+            return (int64_t)(mw_now_ns() - t0);
+        }
+        size_t k = (size_t)r < cap - 1 - n ? (size_t)r : cap - 1 - n;
+        memcpy(out + n, tmp, k);
+        n += k;
+    }
+    out[n] = '\0';
+    return -1;
+}
+
+/* A TLS ClientHello, a NUL byte or a byte >= 0x80 sent to a ws:// Svc is
+ * answered "400 Bad Request" and closed at once, long before the handshake
+ * timeout (3 s here; the default is 10 s). A client that sent a valid but
+ * partial request line is still given the whole handshake timeout. */
+static void test_svc_ws_answers_400_at_once_to_bytes_no_request_begins_with(void **state) {
+    svh_t *f = *state;
+    const int64_t hs_timeout = 3 * MW_NS_PER_S;
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.handshake_timeout_ns = hs_timeout;
+    o.timeout_ns = 10 * MW_NS_PER_MS;
+    svh_listen(f, "ws", &o);
+    if (f->mode != MW_MODE_EVENT) svh_spawn(f, svc_thread, f); /* the handshakes need the Svc running */
+
+    int slow = svh_raw_connect(f);
+    uint64_t slow_t0 = mw_now_ns();
+    mw_test_raw_write(slow, "GET / HTTP/1.1\r\nHost: x\r\n", 25);
+
+    static const struct { const char *p; size_t n; } bad[] = {
+        {"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11}, {"\x00", 1}, {"\x80", 1}};
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        int fd = svh_raw_connect(f);
+        uint64_t t0 = mw_now_ns();
+        mw_test_raw_write(fd, bad[b].p, bad[b].n);
+        char got[1024];
+        int64_t eof = read_until_eof(fd, t0, hs_timeout + 2 * MW_NS_PER_S, got, sizeof got);
+        svh_raw_close(f, fd);
+        if (strncmp(got, "HTTP/1.1 400 ", 13) != 0) fail_msg("case %zu: answered \"%s\"", b, got);
+        if (eof < 0 || eof > hs_timeout / 2)
+            fail_msg("case %zu: closed after %.0f ms (handshake timeout %.0f ms)", b, (double)eof / 1e6,
+                     (double)hs_timeout / 1e6);
+    }
+    char got[1024];
+    int64_t eof = read_until_eof(slow, slow_t0, hs_timeout + 5 * MW_NS_PER_S, got, sizeof got);
+    if (eof < hs_timeout - 50 * MW_NS_PER_MS)
+        fail_msg("a partial request was closed after %.0f ms, before the %.0f ms handshake timeout (answer \"%s\")",
+                 (double)eof / 1e6, (double)hs_timeout / 1e6, got);
+    assert_true(strncmp(got, "HTTP/1.1 400", 12) != 0);
+}
 /* ==== end of the harness tests ==== */
 
 #define T(fn, mode) {#fn "_" #mode, fn, env_setup, env_teardown, &mode_##mode}
@@ -1475,6 +1541,8 @@ int main(void) {
         SVH_T(test_svc_close_conn_queued_on_a_callers_io_runs_safely_after_svc_free, event),
         SVH_T(test_svc_blocking_second_client_does_not_strand_replies_queued_for_the_first, blocking),
         SVH_T(test_svc_blocking_zero_timeout_still_accepts_and_receives, blocking),
+        SVH_T(test_svc_ws_answers_400_at_once_to_bytes_no_request_begins_with, event),
+        SVH_T(test_svc_ws_answers_400_at_once_to_bytes_no_request_begins_with, blocking),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
