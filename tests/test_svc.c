@@ -1487,6 +1487,113 @@ static void test_svc_ws_answers_400_at_once_to_bytes_no_request_begins_with(void
                  (double)eof / 1e6, (double)hs_timeout / 1e6, got);
     assert_true(strncmp(got, "HTTP/1.1 400", 12) != 0);
 }
+/* ---- ws:// Svc: the close code says why ---------------------------------------------- */
+
+/* A WebSocket client on a raw socket: the upgrade request, then frames made
+ * here. Fails the test unless the Svc answers 101. */
+static int ws_raw_open(svh_t *f) {
+    static const char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    int fd = svh_raw_connect(f);
+    mw_test_raw_write(fd, req, sizeof req - 1);
+    char head[1024];
+    size_t n = 0;
+    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    while (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0) { /* byte by byte: nothing after the head */
+        if (n == sizeof head - 1 || mw_deadline_passed(NULL, dl)) fail_msg("no upgrade response");
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, 10) <= 0) continue;
+        if (recv(fd, head + n, 1, 0) != 1) fail_msg("closed during the upgrade");
+        n++;
+    }
+    head[n] = '\0';
+    if (strncmp(head, "HTTP/1.1 101 ", 13) != 0) fail_msg("upgrade answered: %s", head);
+    return fd;
+}
+
+/* Sends one message in one frame, masked with key 0 (the payload goes as is). */
+static void ws_raw_send(int fd, int opcode, const void *p, size_t n) {
+    uint8_t h[14];
+    size_t hl = 0;
+    h[hl++] = (uint8_t)(0x80 | opcode);
+    if (n < 126) {
+        h[hl++] = (uint8_t)(0x80 | n);
+    } else {
+        assert_true(n < 65536);
+        h[hl++] = 0x80 | 126;
+        h[hl++] = (uint8_t)(n >> 8);
+        h[hl++] = (uint8_t)n;
+    }
+    memset(h + hl, 0, 4);
+    hl += 4;
+    mw_test_raw_write(fd, h, hl);
+    mw_test_raw_write(fd, p, n);
+}
+
+/* Reads what the Svc sends until it closes TCP; returns the code of its
+ * close frame (the first frame: the peer sent nothing valid before). */
+static int ws_raw_close_code(int fd) {
+    char got[512];
+    int64_t eof = read_until_eof(fd, mw_now_ns(), SVH_WAIT_MS * MW_NS_PER_MS, got, sizeof got);
+    if (eof < 0) fail_msg("the Svc did not close the connection");
+    const uint8_t *b = (const uint8_t *)got;
+    if (b[0] != 0x88 || (b[1] & 0x7f) < 2) fail_msg("first frame %02x %02x is not a close with a code", b[0], b[1]);
+    return b[2] << 8 | b[3];
+}
+
+/* One bad message on a fresh WebSocket connection: the close code it draws,
+ * and the reason on_close saw. */
+static int ws_bad_message(svh_t *f, int opcode, const void *p, size_t n, int want_reason) {
+    int before = svh_naccepted(f);
+    int fd = ws_raw_open(f);
+    mw_conn_id_t id = svh_wait_accepted(f, before + 1);
+    ws_raw_send(fd, opcode, p, n);
+    int code = ws_raw_close_code(fd);
+    svh_raw_close(f, fd);
+    svh_close_t c = svh_wait_closed(f, id);
+    if (c.reason != want_reason)
+        fail_msg("closed with %s (%s), want %s", mw_errname(c.reason), c.text, mw_errname(want_reason));
+    return code;
+}
+
+static void ws_svc(svh_t *f, const char *serdes, uint32_t max_msg) {
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.conn.serdes = serdes;
+    if (max_msg) o.conn.max_msg = max_msg;
+    svh_listen(f, "ws", &o);
+}
+
+/* text serdes: a string longer than its chars[8] field is a decode error
+ * inside a valid message: 1007, not 1009 (message too big). */
+static void test_svc_ws_string_too_long_for_its_field_closes_1007(void **state) {
+    svh_t *f = *state;
+    ws_svc(f, "text", 0);
+    static const char msg[] = "{\"type\":\"all_kinds\",\"i8\":1,\"i16\":2,\"i32\":3,\"i64\":4,\"u8\":5,\"u16\":6,"
+                              "\"u32\":7,\"u64\":8,\"f64\":1.5,\"flag\":true,\"sym\":\"MUCH-TOO-LONG-SYMBOL\","
+                              "\"raw\":\"00010203\",\"side\":1}";
+    assert_int_equal(ws_bad_message(f, 1, msg, sizeof msg - 1, MW_ETOOBIG), 1007);
+}
+
+/* Other decode errors inside a valid message: the same documented 1007. */
+static void test_svc_ws_decode_errors_inside_a_message_close_1007(void **state) {
+    svh_t *f = *state;
+    ws_svc(f, "text", 0);
+    static const char unknown[] = "{\"type\":\"no_such_message\"}";
+    assert_int_equal(ws_bad_message(f, 1, unknown, sizeof unknown - 1, MW_ETAG), 1007);
+    static const char garbage[] = "this is not JSON";
+    assert_int_equal(ws_bad_message(f, 1, garbage, sizeof garbage - 1, MW_EPROTO), 1007);
+}
+
+/* A message over max_msg is what 1009 means. */
+static void test_svc_ws_message_over_max_msg_closes_1009(void **state) {
+    svh_t *f = *state;
+    ws_svc(f, "fixed", 256);
+    uint8_t big[1000];
+    memset(big, 0x5a, sizeof big);
+    assert_int_equal(ws_bad_message(f, 2, big, sizeof big, MW_ETOOBIG), 1009);
+}
+
 /* ==== end of the harness tests ==== */
 
 #define T(fn, mode) {#fn "_" #mode, fn, env_setup, env_teardown, &mode_##mode}
@@ -1543,6 +1650,9 @@ int main(void) {
         SVH_T(test_svc_blocking_zero_timeout_still_accepts_and_receives, blocking),
         SVH_T(test_svc_ws_answers_400_at_once_to_bytes_no_request_begins_with, event),
         SVH_T(test_svc_ws_answers_400_at_once_to_bytes_no_request_begins_with, blocking),
+        SVH_T(test_svc_ws_string_too_long_for_its_field_closes_1007, event),
+        SVH_T(test_svc_ws_decode_errors_inside_a_message_close_1007, event),
+        SVH_T(test_svc_ws_message_over_max_msg_closes_1009, event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
