@@ -172,7 +172,19 @@ bool mw_test_ci(void) {
     return ci && strcmp(ci, "true") == 0;
 }
 
+/* MW_TEST_PRETEND_MISSING=websockets,openssl makes those look missing, so
+ * tests/test_run.c can check how skips are reported without uninstalling. */
+static bool pretend_missing(const char *what) {
+    const char *list = getenv("MW_TEST_PRETEND_MISSING");
+    size_t n = strlen(what);
+    for (const char *p = list; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+        if (strncmp(p, what, n) == 0 && (p[n] == ',' || p[n] == '\0')) return true;
+    }
+    return false;
+}
+
 bool mw_have_python_module(const char *mod) {
+    if (pretend_missing(mod)) return false;
     static struct { char mod[32]; bool have; } seen[8];
     static size_t nseen;
     for (size_t i = 0; i < nseen; i++)
@@ -188,6 +200,7 @@ bool mw_have_python_module(const char *mod) {
 }
 
 bool mw_have_openssl_cli(void) {
+    if (pretend_missing("openssl")) return false;
     static int have = -1;
     if (have < 0) have = mw_run("openssl version >/dev/null 2>&1", NULL, 0) == 0;
     return have == 1;

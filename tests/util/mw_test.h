@@ -67,6 +67,8 @@ void mw_test_raw_write(int fd, const void *p, size_t n);
  *
  * mw_have_python_module: MW_PYTHON exists and can `import mod` (cached).
  * mw_have_openssl_cli: the openssl command runs (cached).
+ * Both say no for a name listed in MW_TEST_PRETEND_MISSING (comma-separated:
+ * "openssl", or a python module name), to test the reporting of skips.
  * mw_test_ci: CI=true in the environment.
  * mw_test_require: returns if have; otherwise prints why, then skips the
  * calling test (or fails it under CI). Call it from a test body, not from a
