@@ -469,7 +469,7 @@ const char *mw_conn_last_error(const mw_conn_t *c) {
     return mw_err_text(&c->tx.err);
 }
 
-void mw_conn_close_transport(mw_conn_t *c, int reason, bool going_away) {
+void mw_conn_close_transport(mw_conn_t *c, int reason, const char *why, bool going_away) {
     mw_close_where_t where = reason && reason == c->rx.failed ? (mw_close_where_t)c->rx_where : MW_CLOSE_STREAM;
-    mw_transport_close_at(c->stream, reason, where, mw_conn_last_error(c), going_away);
+    mw_transport_close_at(c->stream, reason, where, why ? why : mw_conn_last_error(c), going_away);
 }

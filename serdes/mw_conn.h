@@ -197,8 +197,9 @@ const char *mw_conn_last_error(const mw_conn_t *c);
  * error that ends it): over WebSocket, sends the close frame whose code fits
  * the reason and where it arose (a decode error inside a complete message is
  * 1007, a message over max_msg 1009; the table is mw_transport_ws_close_code),
- * with mw_conn_last_error as its text; going_away (shutdown) is 1001. Best
- * effort, nothing for other transports. The caller then closes the stream. */
-void mw_conn_close_transport(mw_conn_t *c, int reason, bool going_away);
+ * with why as its text (NULL: mw_conn_last_error); going_away (shutdown) is
+ * 1001. Best effort, nothing for other transports. The caller then closes
+ * the stream. */
+void mw_conn_close_transport(mw_conn_t *c, int reason, const char *why, bool going_away);
 
 #endif

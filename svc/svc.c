@@ -211,7 +211,7 @@ static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
     /* Best effort: the WebSocket close frame with the reason's code, and any
      * queued close or HTTP error reply, go out before the socket closes. */
     if (sl->conn.stream) {
-        mw_conn_close_transport(&sl->conn, reason, s->closed_all);
+        mw_conn_close_transport(&sl->conn, reason, NULL, s->closed_all);
         if (mw_stream_want(sl->conn.stream) & MW_WANT_WRITE) mw_stream_writev(sl->conn.stream, NULL, 0);
     }
     sl->closing = true;
