@@ -6,7 +6,8 @@
 #   make demo       pingpong demo (a Svc and a Clt, latency percentiles)
 #   make bench      raw-socket baselines beside msgwire, ratios printed
 #   make bench-serdes
-#   make install PREFIX=/usr/local [DESTDIR=]
+#   make install PREFIX=/usr/local [DESTDIR=]   (runs ldconfig as root without DESTDIR)
+#   make uninstall PREFIX=/usr/local [DESTDIR=] removes exactly what install put
 #   V=1             show full commands
 #
 # Layers see only the include paths below them (core <- serdes <- clt, svc),
@@ -156,6 +157,16 @@ bench-serdes: deps
 	$(Q)$(MAKE) --no-print-directory $(B)/bench/bench_serdes
 	$(Q)taskset -c 1 ./$(B)/bench/bench_serdes
 
+# install/uninstall into the live system (no DESTDIR) as root refresh the
+# dynamic loader's cache, so a program linked against a system prefix starts
+# (LDCONFIG= to skip, or another command for tests). A staged install
+# (DESTDIR=...) or a user's own prefix does not need it: see the README for
+# running a program against a custom prefix.
+LDCONFIG ?= ldconfig
+LIVE_LDCONFIG = $(if $(strip $(LDCONFIG)),if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then $(LDCONFIG); fi,:)
+# everything install puts, so uninstall removes exactly that
+INST_LIBS := libmsgwire.a libmsgwire.so.0 libmsgwire.so
+
 install: lib
 	$(E) INSTALL $(DESTDIR)$(PREFIX)
 	$(Q)install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/msgwire
@@ -168,10 +179,15 @@ install: lib
 	    'Version: 0.1.0' 'Requires.private: $(DEP_PCS)' \
 	    'Cflags: -I$${includedir} -I$${includedir}/msgwire' 'Libs: -L$${libdir} -lmsgwire' \
 	    'Libs.private: -lpthread -lm' > $(DESTDIR)$(LIBDIR)/pkgconfig/msgwire.pc
+	$(Q)$(LIVE_LDCONFIG)
 
+# The include/msgwire directory is msgwire's own; the lib, lib/pkgconfig and
+# include directories may hold other packages' files and stay.
 uninstall:
-	rm -rf $(DESTDIR)$(INCDIR)/msgwire $(DESTDIR)$(LIBDIR)/libmsgwire.* \
-	    $(DESTDIR)$(LIBDIR)/pkgconfig/msgwire.pc
+	$(E) UNINSTALL $(DESTDIR)$(PREFIX)
+	$(Q)rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,$(INST_LIBS)) $(DESTDIR)$(LIBDIR)/pkgconfig/msgwire.pc
+	$(Q)rm -rf $(DESTDIR)$(INCDIR)/msgwire
+	$(Q)$(LIVE_LDCONFIG)
 
 clean:
 	rm -rf $(B)

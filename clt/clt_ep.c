@@ -133,7 +133,7 @@ void mw__clt_drop(mw_clt_t *c, int reason) {
     detach(c);
     const char *why = c->have_conn ? mw_conn_last_error(&c->conn) : "";
     if (*why) mw_err_set(&c->err, reason, "%s", why);
-    if (c->have_conn) mw_transport_close(c->conn.stream, reason, mw_err_text(&c->err), false);
+    if (c->have_conn) mw_conn_close_transport(&c->conn, reason, mw_err_text(&c->err), false);
     mw__clt_conn_teardown(c);
     c->failures = reason == MW_ESTATE ? 0 : 1;
     notify_close(c, reason);

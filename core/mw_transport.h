@@ -63,12 +63,39 @@ int mw_transport_handshake(mw_stream_t *s, uint64_t deadline, mw_err_t *err);
  * into err with code. */
 void mw_transport_error(const mw_stream_t *s, int code, mw_err_t *err);
 
+/* Where the reason for closing arose: it decides the WebSocket close code
+ * when one MW_E* code can mean either (MW_ETOOBIG is a message over max_msg
+ * in the stream, but a string too long for its field inside a message). */
+typedef enum mw_close_where {
+    MW_CLOSE_STREAM = 0,    /* the connection, its framing, or our side */
+    MW_CLOSE_MESSAGE = 1,   /* a complete, well-formed message whose content did not decode */
+    MW_CLOSE_WRONG_TYPE = 2 /* a binary message where the serdes reads text */
+} mw_close_where_t;
+
+/* The WebSocket close code (RFC 6455 7.4.1) for closing on purpose with
+ * reason (0 or an MW_E* code), the one table behind every close msgwire
+ * starts (the README lists it):
+ *   going_away (the service shuts down) or MW_ETIMEDOUT         1001
+ *   0 or MW_ESTATE (closed by the application)                  1000
+ *   where MW_CLOSE_WRONG_TYPE                                    1003
+ *   where MW_CLOSE_MESSAGE: any error (unknown tag, a value of
+ *     the wrong type or out of range, a string too long for its
+ *     field, malformed text, ...)                                1007
+ *   MW_ETOOBIG (a message over max_msg)                          1009
+ *   MW_EPROTO, MW_ETRUNC, MW_ETAG, MW_EFIELD, MW_EMISSING,
+ *     MW_ETYPE, MW_ERANGE, MW_ETRAILING, MW_EUTF8                1007
+ *   anything else (our own failure: MW_ENOMEM, MW_ESYS, ...)    1011
+ * Pure function, any thread. Protocol violations found by the WebSocket
+ * stream itself close with its own codes (mw_ws.h: 1002, 1007, 1009). */
+uint16_t mw_transport_ws_close_code(int reason, mw_close_where_t where, bool going_away);
+
 /* Before closing a connection on purpose: over WebSocket, sends the close
- * frame whose code matches the reason (1007 for input that could not be
- * decoded, 1009 too big, 1001 timeouts or going_away (shutdown), 1000 a
- * plain close, 1011 our own failure) with `why` as its reason text (cut to
- * 120 bytes at a UTF-8 boundary), best effort. Nothing for other transports,
- * for MW_ECLOSED (the peer closed), or if a close was already exchanged. */
+ * frame mw_transport_ws_close_code gives for reason and where, with `why`
+ * as its reason text (cut to 120 bytes at a UTF-8 boundary), best effort.
+ * Nothing for other transports, for MW_ECLOSED (the peer closed), or if a
+ * close was already exchanged. mw_transport_close is where = MW_CLOSE_STREAM;
+ * a message connection knows better: mw_conn_close_transport (mw_conn.h). */
+void mw_transport_close_at(mw_stream_t *s, int reason, mw_close_where_t where, const char *why, bool going_away);
 void mw_transport_close(mw_stream_t *s, int reason, const char *why, bool going_away);
 
 /* Graceful end of the write side: TLS close_notify (if TLS is in the stack),

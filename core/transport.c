@@ -86,14 +86,15 @@ int mw_transport_handshake(mw_stream_t *s, uint64_t deadline, mw_err_t *err) {
     }
 }
 
-/* The WebSocket close code for why we close: the peer's input could not be
- * used (1007), was too big (1009), we are shutting down or timed out (1001),
- * or a plain close (1000); 1011 for failures of our own. */
-static uint16_t ws_code_for(int reason) {
+/* One table (mw_transport.h, README "WebSocket close codes"). MW_ETOOBIG
+ * is 1009 only for a message over the size limit: a string too long for its
+ * field is bad data inside a valid message (1007), like any decode error. */
+uint16_t mw_transport_ws_close_code(int reason, mw_close_where_t where, bool going_away) {
+    if (going_away || reason == MW_ETIMEDOUT) return MW_WS_CLOSE_GOING_AWAY;
+    if (reason == 0 || reason == MW_ESTATE) return MW_WS_CLOSE_NORMAL;
+    if (where == MW_CLOSE_WRONG_TYPE) return MW_WS_CLOSE_UNSUPPORTED;
+    if (where == MW_CLOSE_MESSAGE) return MW_WS_CLOSE_BAD_DATA;
     switch (reason) {
-    case 0:
-    case MW_ESTATE: return MW_WS_CLOSE_NORMAL;
-    case MW_ETIMEDOUT: return MW_WS_CLOSE_GOING_AWAY;
     case MW_ETOOBIG: return MW_WS_CLOSE_TOO_BIG;
     case MW_EPROTO: case MW_ETRUNC: case MW_ETAG: case MW_EFIELD: case MW_EMISSING:
     case MW_ETYPE: case MW_ERANGE: case MW_ETRAILING: case MW_EUTF8:
@@ -103,8 +104,12 @@ static uint16_t ws_code_for(int reason) {
 }
 
 void mw_transport_close(mw_stream_t *s, int reason, const char *why, bool going_away) {
+    mw_transport_close_at(s, reason, MW_CLOSE_STREAM, why, going_away);
+}
+
+void mw_transport_close_at(mw_stream_t *s, int reason, mw_close_where_t where, const char *why, bool going_away) {
     if (!s || reason == MW_ECLOSED || mw_ws_sent_close_code(s) != 0 || mw_ws_peer_close_code(s) != 0) return;
-    uint16_t code = going_away ? MW_WS_CLOSE_GOING_AWAY : ws_code_for(reason);
+    uint16_t code = mw_transport_ws_close_code(reason, where, going_away);
     char text[121]; /* a close reason holds 123 bytes */
     size_t n = why ? strlen(why) : 0;
     if (n >= sizeof text) n = sizeof text - 1;

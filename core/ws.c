@@ -767,6 +767,8 @@ static int hs_drive(ws_t *w) {
             mw_err_set(&w->base.err, MW_EPROTO, "ws handshake: response head over %zu bytes", w->max_header);
             return hs_fail(w, MW_EPROTO);
         }
+        const char *bad = w->server ? mw__ws_request_start_bad(mw_buf_data(&w->rx), mw_buf_len(&w->rx)) : NULL;
+        if (bad) return hs_reject(w, 400, bad); /* never a request: answer now, not at the timeout */
         w->rx_need = 0;
         ssize_t n = fill(w);
         if (n == MW_EAGAIN) return MW_EAGAIN;

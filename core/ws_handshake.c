@@ -91,6 +91,38 @@ ssize_t mw__ws_head_end(const uint8_t *p, size_t len, size_t max, size_t *scan) 
     return len >= max ? MW_ETOOBIG : MW_EAGAIN;
 }
 
+/* ---- the start of a request ------------------------------------------------------------ */
+
+enum { METHOD_MAX = 16, START_CHECK_MAX = 256 };
+
+/* tchar of RFC 9110 5.6.2: the characters of a method. */
+static bool is_tchar(uint8_t c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Checks what has arrived of "METHOD SP /target SP HTTP/1.x" (at most the
+ * first START_CHECK_MAX bytes: a bounded cost however the head is split). */
+const char *mw__ws_request_start_bad(const uint8_t *p, size_t len) {
+    static const char version[] = "HTTP/1.";
+    if (len && p[0] == 0x16) return "a TLS ClientHello on a plain ws:// listener (is the client using wss://?)";
+    if (len > START_CHECK_MAX) len = START_CHECK_MAX;
+    size_t i = 0, m = 0;
+    while (i < len && is_tchar(p[i])) i++;
+    if (i == len) return i > METHOD_MAX ? "request method too long" : NULL;
+    if (i == 0) return "not an HTTP request";
+    if (i > METHOD_MAX) return "request method too long";
+    if (p[i++] != ' ') return "malformed request line";
+    if (i < len && p[i] != '/') return "request target is not a path";
+    while (i < len && p[i] > 0x20 && p[i] != 0x7f) i++; /* bytes >= 0x80 as the full parser allows */
+    if (i == len) return NULL;
+    if (p[i++] != ' ') return "malformed request target";
+    for (; i < len && m < sizeof version - 1; i++, m++)
+        if (p[i] != version[m]) return "not HTTP/1.1";
+    if (i < len && m == sizeof version - 1 && (p[i] < '1' || p[i] > '9')) return "not HTTP/1.1";
+    return NULL;
+}
+
 /* Splits off the next line (without its CRLF or LF). False at the end. */
 static bool next_line(const char **p, const char *end, mw__ws_str_t *line) {
     if (*p >= end) return false;

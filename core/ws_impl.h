@@ -41,6 +41,15 @@ bool mw__ws_key_valid(const char *key, size_t n);
 ssize_t mw__ws_request_build(char *out, size_t cap, const mw_ws_opts_t *o, const char *host,
                              const char *key);
 
+/* Server: whether the first bytes of a request head, before it is complete,
+ * can still become an HTTP/1.1 request line ("METHOD /target HTTP/1.x").
+ * Returns NULL while they can (any prefix of a valid line, including none),
+ * otherwise a static text saying what they look like instead (a TLS
+ * ClientHello, binary, a malformed line): the server answers 400 at once
+ * instead of waiting for a head that will never be valid. Looks at no more
+ * than the first 256 bytes. */
+const char *mw__ws_request_start_bad(const uint8_t *p, size_t len);
+
 typedef struct mw__ws_req {
     mw__ws_str_t method, target, host, key, origin, version;
     mw__ws_str_t protocol; /* the subprotocol accepted (empty: none) */

@@ -9,6 +9,7 @@
 
 #include "mw_clock.h"
 #include "mw_idle.h"
+#include "mw_transport.h"
 
 /* Room for the largest framing overhead (u32 prefix, or a newline). */
 #define FRAME_OVERHEAD 8u
@@ -410,9 +411,11 @@ int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
         if (fl < 0) return fl == MW_EAGAIN ? need_more(c) : frame_error(c, fl);
     }
     ssize_t d = mw_serdes_decode(&r->sd, pl, pn, c->proto, s, msg, cap);
-    if (d < 0)
+    if (d < 0) {
+        if (!r->failed) c->rx_where = MW_CLOSE_MESSAGE; /* the frame was whole: its content is bad */
         return rx_fail(c, (int)d, "recv: %s decode: %s", mw_serdes_name(&r->sd),
                        mw_serdes_last_error(&r->sd));
+    }
     mw_buf_consume(&r->buf, (size_t)fl);
     r->msgs++;
     if (r->hook) r->hook(r->hook_ud, *s, msg);
@@ -472,4 +475,9 @@ void mw_conn_stats(const mw_conn_t *c, mw_conn_stats_t *st) {
 const char *mw_conn_last_error(const mw_conn_t *c) {
     if (c->rx.err.code) return mw_err_text(&c->rx.err);
     return mw_err_text(&c->tx.err);
+}
+
+void mw_conn_close_transport(mw_conn_t *c, int reason, const char *why, bool going_away) {
+    mw_close_where_t where = reason && reason == c->rx.failed ? (mw_close_where_t)c->rx_where : MW_CLOSE_STREAM;
+    mw_transport_close_at(c->stream, reason, where, why ? why : mw_conn_last_error(c), going_away);
 }

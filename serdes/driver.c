@@ -333,7 +333,7 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
     bool was_up = d->state == MW__DRV_UP;
     d->state = MW__DRV_LINGER; /* no more messages either way */
     /* the WebSocket close frame, with the code that matches the reason */
-    if (was_up) mw_transport_close(d->conn->stream, reason, mw_conn_last_error(d->conn), false);
+    if (was_up) mw_conn_close_transport(d->conn, reason, NULL, false);
     if (d->cfg->on_close) d->cfg->on_close(d, reason);
     if (!graceful || d->cfg->linger_ns <= 0 || d->conn->tx.failed) {
         finish(d);

@@ -90,6 +90,7 @@ typedef struct mw_conn {
     bool rx_stopped;    /* the last dispatch stopped because its callback asked */
     bool rx_eof;        /* the peer closed (or a read failed); buffered frames may remain */
     int rx_io_err;      /* the read failure, reported once the buffered frames are out */
+    uint8_t rx_where;   /* mw_close_where_t of rx.failed: where the rx error arose */
     atomic_flag tx_lock;
     bool tx_claimed;    /* between a successful claim and its commit */
     size_t tx_claim_max;
@@ -191,5 +192,14 @@ static inline bool mw_conn_rx_buffered(const mw_conn_t *c) { return mw_buf_len(&
 void mw_conn_stats(const mw_conn_t *c, mw_conn_stats_t *st);
 /* The most relevant error text: rx side's if it failed, else tx side's. */
 const char *mw_conn_last_error(const mw_conn_t *c);
+
+/* Before closing the connection on purpose with reason (0, MW_ESTATE, or the
+ * error that ends it): over WebSocket, sends the close frame whose code fits
+ * the reason and where it arose (a decode error inside a complete message is
+ * 1007, a message over max_msg 1009; the table is mw_transport_ws_close_code),
+ * with why as its text (NULL: mw_conn_last_error); going_away (shutdown) is
+ * 1001. Best effort, nothing for other transports. The caller then closes
+ * the stream. */
+void mw_conn_close_transport(mw_conn_t *c, int reason, const char *why, bool going_away);
 
 #endif

@@ -727,7 +727,7 @@ void mw_svc_close(mw_svc_t *s) {
         if (sl->drv.state != MW__DRV_LINGER) { /* still open for the application */
             /* shutting down: the WebSocket close says "going away" */
             if (mw__drv_attached(&sl->drv))
-                mw_transport_close(sl->conn.stream, MW_ESTATE, "service shutting down", true);
+                mw_conn_close_transport(&sl->conn, MW_ESTATE, "service shutting down", true);
             sl->drv.in_cb = false;
             drv_closed(&sl->drv, MW_ESTATE);
         }

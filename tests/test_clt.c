@@ -940,6 +940,148 @@ static void test_clt_event_free_before_io_ran_is_safe(void **state) {
                  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 }
 
+
+/* ==== Svc/Clt/io harness tests (tests/util/svc_harness.h) ==========================
+ * Tests on the shared Svc harness, kept together at the end of the file.
+ * Each replays a scenario that once failed (found in review). */
+#include "svc_harness.h"
+
+#include <sys/syscall.h>
+
+/* ---- tls:// blocking Clt: split sender and receiver do not block each other --- */
+
+static void *echo_thread(void *ud) {
+    svh_t *f = ud;
+    uint64_t dl = mw_deadline_in(NULL, 30 * MW_NS_PER_S);
+    while (!atomic_load(&f->stop) && !mw_deadline_passed(NULL, dl)) {
+        test_msg_t m;
+        mw_conn_id_t id;
+        const mw_schema_t *sch;
+        if (mw_svc_recv(f->svc, &id, &sch, &m, sizeof m) == 0) mw_svc_send_to(f->svc, id, sch, &m);
+        else sched_yield();
+    }
+    return NULL;
+}
+
+/* The thread is asleep in the kernel (state S in /proc). */
+static bool thread_sleeping(int tid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] == 'S';
+}
+
+static bool receiver_waiting(void *ud) {
+    svh_t *f = ud;
+    return atomic_load(&f->rx_waiting) && thread_sleeping(atomic_load(&f->rx_tid));
+}
+
+static void *split_sender(void *ud) {
+    svh_t *f = ud;
+    /* Send only once the receiver sleeps inside its recv. */
+    mw_wait_until(receiver_waiting, f, SVH_WAIT_MS);
+    ping_t p = {.seq = 42, .sent_ns = 126};
+    uint64_t t0 = mw_now_ns();
+    atomic_store(&f->tx_rc, mw_clt_sender_send(mw_clt_sender(f->split), ping_schema(), &p));
+    atomic_store(&f->tx_ns, (long long)(mw_now_ns() - t0));
+    return NULL;
+}
+
+/* Blocking Clt over tls:// split into a receiver (waiting in recv first) and
+ * a sender: the send goes through and the echo arrives within 1 s, not
+ * after the receiver's 2 s timeout. */
+static void test_clt_tls_blocking_split_sender_is_not_held_by_a_waiting_receiver(void **state) {
+    svh_t *f = *state;
+    mw_test_require(f->cert[0] != '\0', "the openssl command (Debian package openssl)");
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.tr.tls.cert_file = f->cert;
+    o.tr.tls.key_file = f->key;
+    svh_listen(f, "tls", &o);
+    svh_spawn(f, echo_thread, f);
+
+    mw_clt_opts_t co;
+    mw_clt_opts_init(&co);
+    co.mode = MW_MODE_BLOCKING;
+    co.timeout_ns = 2 * MW_NS_PER_S;
+    co.tr.tls.insecure_skip_verify = true;
+    f->split = svh_clt_connect(f, &co);
+    atomic_store(&f->tx_rc, 1);
+    svh_spawn(f, split_sender, f);
+
+    test_msg_t m;
+    const mw_schema_t *sch;
+    atomic_store(&f->rx_tid, (int)syscall(SYS_gettid));
+    atomic_store(&f->rx_waiting, true);
+    uint64_t t0 = mw_now_ns();
+    int r = mw_clt_receiver_recv(mw_clt_receiver(f->split), &sch, &m, sizeof m);
+    double ms = (double)(mw_now_ns() - t0) / 1e6;
+    atomic_store(&f->stop, true);
+    svh_join_all(f);
+    if (r != 0) fail_msg("receiver: %s after %.0f ms (%s)", mw_errname(r), ms, mw_clt_last_error(f->split));
+    assert_int_equal(sch->tag, ping_TAG);
+    assert_int_equal(m.ping.seq, 42);
+    if (ms >= 1000) fail_msg("the echo took %.0f ms", ms);
+    assert_int_equal(atomic_load(&f->tx_rc), 0);
+    if (atomic_load(&f->tx_ns) >= MW_NS_PER_S) fail_msg("the send took %lld ms", atomic_load(&f->tx_ns) / MW_NS_PER_MS);
+}
+
+/* ---- Clt: busywait timeout with a sleeping idle strategy ---------------------- */
+
+/* A 5 ms sleep per idle step and a 10 ms timeout: MW_ETIMEDOUT close to the
+ * deadline (under 100 ms), not after 64 sleeps. */
+static void test_clt_recv_busywait_timeout_with_a_sleeping_idle_ends_near_its_deadline(void **state) {
+    svh_t *f = *state;
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    svh_listen(f, "tcp", &o);
+    mw_clt_opts_t co;
+    mw_clt_opts_init(&co);
+    mw_idle_init_sleep(&co.idle, 5 * MW_NS_PER_MS);
+    mw_clt_t *c = svh_clt_connect(f, &co); /* from the backlog: the Svc never runs, nothing arrives */
+    test_msg_t m;
+    const mw_schema_t *s;
+    uint64_t t0 = mw_now_ns();
+    int r = mw_clt_recv_busywait_timeout(c, &s, &m, sizeof m, 10 * MW_NS_PER_MS);
+    int64_t el = (int64_t)(mw_now_ns() - t0);
+    assert_int_equal(r, MW_ETIMEDOUT);
+    if (el < 10 * MW_NS_PER_MS) fail_msg("returned early: %.1f ms", (double)el / 1e6);
+    if (el >= 100 * MW_NS_PER_MS) fail_msg("returned %.1f ms after a 10 ms timeout", (double)el / 1e6);
+}
+
+/* A peer that never reads: send_busywait_timeout keeps accepting until the
+ * socket and the tx buffer are full, then waits and says MW_ETIMEDOUT. It
+ * used to return MW_EAGAIN at once when the flush would block. */
+static void test_clt_send_busywait_timeout_waits_for_a_full_socket_then_times_out(void **state) {
+    svh_t *f = *state;
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.tcp.rcvbuf = 4096; /* a fixed receive buffer: no autotuning that keeps taking a little more */
+    svh_listen(f, "tcp", &o);
+    mw_clt_opts_t co;
+    mw_clt_opts_init(&co);
+    co.tcp.sndbuf = 4096;
+    co.conn.tx_buf = 70000;
+    mw_clt_t *c = svh_clt_connect(f, &co); /* from the backlog: the Svc never reads */
+    int r = 0;
+    uint64_t sent = 0, t0 = 0;
+    for (; sent < 1000000 && r == 0; sent++) {
+        ping_t p = {.seq = sent};
+        t0 = mw_now_ns();
+        r = mw_clt_send_busywait_timeout(c, ping_schema(), &p, 50 * MW_NS_PER_MS);
+    }
+    int64_t el = (int64_t)(mw_now_ns() - t0);
+    if (r != MW_ETIMEDOUT) fail_msg("after %" PRIu64 " sends: %s, not MW_ETIMEDOUT", sent, mw_errname(r));
+    if (el < 50 * MW_NS_PER_MS) fail_msg("timed out early: %.1f ms", (double)el / 1e6);
+    assert_true(sent > 10); /* it did accept messages until the buffers were full */
+}
+/* ==== end of the harness tests ==== */
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void) {
@@ -963,6 +1105,12 @@ int main(void) {
         T(test_clt_event_sends_from_another_thread_under_backpressure),
         T(test_clt_bad_input_fails_the_clt_after_earlier_messages),
         T(test_clt_event_free_before_io_ran_is_safe),
+        /* harness tests (svc_harness.h) */
+        {"test_clt_tls_blocking_split_sender_is_not_held_by_a_waiting_receiver",
+         test_clt_tls_blocking_split_sender_is_not_held_by_a_waiting_receiver, svh_tls_setup, svh_teardown,
+         &svh_mode_spin},
+        SVH_T(test_clt_recv_busywait_timeout_with_a_sleeping_idle_ends_near_its_deadline, spin),
+        SVH_T(test_clt_send_busywait_timeout_waits_for_a_full_socket_then_times_out, spin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

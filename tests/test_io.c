@@ -647,6 +647,60 @@ static void test_io_callers_event_base_drives_sources_timers_and_posts(void **st
     }
 }
 
+
+/* ==== Svc/Clt/io harness tests (tests/util/svc_harness.h) ==========================
+ * Tests on the shared Svc harness, kept together at the end of the file.
+ * Each replays a scenario that once failed (found in review). */
+#include "svc_harness.h"
+
+/* ---- caller's poll loop: only the polling thread is the io thread ------------- */
+
+static void *poll_loop(void *ud) {
+    svh_t *f = ud;
+    uint64_t dl = mw_deadline_in(NULL, 30 * MW_NS_PER_S);
+    while (!atomic_load(&f->stop) && !mw_deadline_passed(NULL, dl)) {
+        mw_io_poll(f->io, MW_NS_PER_MS);
+        if (atomic_load(&f->polls) == 0) atomic_store(&f->poller_in_thread, mw_io_in_thread(f->io));
+        atomic_fetch_add(&f->polls, 1);
+    }
+    return NULL;
+}
+
+static bool polled(void *ud) { return atomic_load(&((svh_t *)ud)->polls) > 0; }
+
+/* A thread drives the io with mw_io_poll (no mw_io_start, no mw_io_run).
+ * mw_io_in_thread is true there and false on the test thread, so a
+ * close_conn from the test thread is handed to the poller: on_close runs on
+ * the polling thread. */
+static void test_io_in_thread_is_false_off_the_thread_polling_a_callers_loop(void **state) {
+    svh_t *f = *state;
+    mw_err_t err = {0};
+    if (mw_io_new(&f->io, NULL, &err) != 0) fail_msg("io: %s", mw_err_text(&err));
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.workers = 0;
+    o.io = f->io;
+    svh_listen(f, "tcp", &o);
+    pthread_t poller = svh_spawn(f, poll_loop, f);
+    if (!mw_wait_until(polled, f, SVH_WAIT_MS)) fail_msg("the poll thread did not poll");
+
+    assert_false(mw_io_in_thread(f->io));
+    assert_true(atomic_load(&f->poller_in_thread));
+
+    mw_clt_t *c = svh_clt_connect(f, NULL);
+    mw_conn_id_t id = svh_wait_accepted(f, 1);
+    pthread_mutex_lock(&f->mu);
+    bool accepted_on_poller = pthread_equal(f->accept_th[0], poller);
+    pthread_mutex_unlock(&f->mu);
+    assert_true(accepted_on_poller);
+    assert_int_equal(mw_svc_close_conn(f->svc, id), 0);
+    svh_close_t cr = svh_wait_closed(f, id);
+    assert_int_equal(cr.reason, MW_ESTATE);
+    assert_true(pthread_equal(cr.th, poller));
+    if (!mw_wait_until(svh_clt_sees_closed, c, SVH_WAIT_MS)) fail_msg("the client did not see its connection end");
+}
+/* ==== end of the harness tests ==== */
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_io_new_checks_options),
@@ -662,6 +716,8 @@ int main(void) {
         cmocka_unit_test(test_io_break_ends_run_on_the_callers_thread),
         cmocka_unit_test(test_io_free_runs_pending_posts),
         cmocka_unit_test(test_io_callers_event_base_drives_sources_timers_and_posts),
+        /* harness tests (svc_harness.h) */
+        SVH_T(test_io_in_thread_is_false_off_the_thread_polling_a_callers_loop, event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

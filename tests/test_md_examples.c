@@ -666,10 +666,7 @@ static bool sim_reported_garbage(void *ud) { return strstr(err_of(ud), "closed: 
 
 static void test_exchange_sim_serves_plain_json_to_python_websockets(void **state) {
     fixture_t *fx = *state;
-    if (access(MW_PYTHON, X_OK) != 0 || mw_run(MW_PYTHON " -c 'import websockets' 2>/dev/null", NULL, 0) != 0) {
-        printf("skipping: %s with python3-websockets is not installed\n", MW_PYTHON);
-        skip();
-    }
+    mw_test_require(mw_have_python_module("websockets"), MW_PYTHON " with websockets (python3-websockets)");
     int port = 0;
     proc_t *sim = sim_start(fx, &port, "400");
     char ps[16];

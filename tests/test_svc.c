@@ -1041,6 +1041,561 @@ static void test_svc_poll_with_full_rx_buffer_keeps_the_connection(void **state)
     assert_int_equal(env_nclosed(e), 0);
 }
 
+
+/* ==== Svc/Clt/io harness tests (tests/util/svc_harness.h) ==========================
+ * Tests on the shared Svc harness, kept together at the end of the file.
+ * Each replays a scenario that once failed (found in review). */
+#include "svc_harness.h"
+
+#include <netinet/tcp.h>
+#include <poll.h>
+
+/* Our FIN reached the peer's kernel (it acknowledged it). */
+static bool fin_acked(void *ud) {
+    int fd = *(int *)ud;
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_FIN_WAIT2;
+}
+
+static void busy_for(int64_t ns) {
+    uint64_t dl = mw_deadline_in(NULL, ns);
+    while (!mw_deadline_passed(NULL, dl)) mw_cpu_relax();
+}
+
+/* ---- spin/blocking Svc: a failed reply loses nothing the peer sent ------------ */
+
+/* A client sends 5 requests and leaves. The Svc answers each as it reads it:
+ * the first answer reaches the closed socket, which resets the connection,
+ * so a later answer fails (EPIPE). Requests 3-5 were already received and
+ * must still be delivered, before on_close. */
+static void test_svc_failed_send_does_not_drop_requests_buffered_before_the_peer_left(void **state) {
+    svh_t *f = *state;
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.timeout_ns = 10 * MW_NS_PER_MS;
+    svh_listen(f, "tcp", &o);
+    int fd = svh_raw_connect(f);
+    svh_pump_until_conns(f, 1);
+    mw_conn_id_t id = svh_accepted_id(f, 0);
+
+    uint8_t wire[512];
+    size_t n = 0;
+    for (uint64_t seq = 1; seq <= 5; seq++) n += svh_tcp_frame_ping(seq, wire + n, sizeof wire - n);
+    mw_test_raw_write(fd, wire, n);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    if (!mw_wait_until(fin_acked, &fd, SVH_WAIT_MS)) fail_msg("the Svc's kernel did not acknowledge our FIN");
+    svh_raw_close(f, fd); /* nothing unread: the next bytes the Svc sends draw a reset */
+
+    int got = 0, first_failed = 0;
+    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    while (!svh_find_close(f, id, NULL)) {
+        if (mw_deadline_passed(NULL, dl)) fail_msg("no on_close after %d requests", got);
+        test_msg_t m;
+        mw_conn_id_t from;
+        const mw_schema_t *sch;
+        int r = mw_svc_recv(f->svc, &from, &sch, &m, sizeof m);
+        if (r == MW_EAGAIN || r == MW_ETIMEDOUT) continue;
+        if (r != 0) fail_msg("svc recv: %s", mw_errname(r));
+        assert_int_equal(from, id);
+        svh_rec_msg(f, from, sch, &m);
+        got++;
+        int s = mw_svc_send_to(f->svc, from, sch, &m);
+        if (s < 0 && s != MW_EAGAIN && !first_failed) first_failed = got;
+    }
+    svh_close_t c;
+    assert_true(svh_find_close(f, id, &c));
+    svh_expect_pings(f, id, 1, 5, c.order);
+    /* The scenario happened: the answer to request 1 went out, a later one failed. */
+    if (first_failed < 2 || first_failed > 4)
+        fail_msg("first failed answer: to request %d, want one of 2..4", first_failed);
+    assert_int_equal(mw_svc_conn_count(f->svc), 0);
+}
+
+/* ---- event Svc: a resetting peer's messages come before on_close -------------- */
+
+/* Replies are pending (write interest armed) when a peer sends 5 messages
+ * and resets. Both events arrive together: the write fails, but every
+ * message the peer sent is delivered to on_msg first. */
+static void test_svc_event_delivers_a_resetting_peers_messages_before_on_close_with_replies_pending(void **state) {
+    svh_t *f = *state;
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.workers = 1;
+    o.conn.max_msg = 1024;
+    o.conn.tx_buf = o.conn.rx_buf = 8192;
+    o.tcp.sndbuf = 4096;
+    f->fill_on_accept = true;
+    svh_listen(f, "tcp", &o);
+
+    mw_clt_opts_t co;
+    mw_clt_opts_init(&co);
+    co.tcp.rcvbuf = 4096;
+    mw_clt_t *c = svh_clt_connect(f, &co);
+    svh_wait_flag(&f->filled, "on_accept to fill the tx side");
+    assert_true(atomic_load(&f->fill_count) > 0);
+    assert_int_equal(atomic_load(&f->fill_last), MW_EAGAIN);
+    mw_conn_id_t id = svh_accepted_id(f, 0);
+
+    for (uint64_t seq = 1; seq <= 5; seq++) svh_send_ping(c, seq);
+    svh_clt_drop(f, c); /* replies unread: the kernel resets the connection */
+    atomic_store(&f->peer_gone, true);
+
+    svh_close_t cr = svh_wait_closed(f, id);
+    svh_expect_pings(f, id, 1, 5, cr.order);
+}
+
+/* ---- ws:// blocking Svc: good frames before a bad one are delivered ----------- */
+
+static void *svc_thread(void *ud) {
+    svh_t *f = ud;
+    uint64_t dl = mw_deadline_in(NULL, 30 * MW_NS_PER_S);
+    while (!atomic_load(&f->stop) && !mw_deadline_passed(NULL, dl)) {
+        test_msg_t m;
+        mw_conn_id_t id;
+        const mw_schema_t *sch;
+        if (mw_svc_recv(f->svc, &id, &sch, &m, sizeof m) == 0) svh_rec_msg(f, id, sch, &m);
+    }
+    return NULL;
+}
+
+/* Two clients (so the Svc reads through epoll, not solo). Client A writes
+ * three good frames and a bad one (unmasked) in one write: the three are
+ * delivered, then A is closed with MW_EPROTO; B is untouched. */
+static void test_svc_ws_blocking_delivers_good_frames_read_with_a_bad_one_then_closes(void **state) {
+    svh_t *f = *state;
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.timeout_ns = 20 * MW_NS_PER_MS;
+    svh_listen(f, "ws", &o);
+    svh_spawn(f, svc_thread, f); /* the handshakes need the Svc running */
+    mw_clt_t *a = svh_clt_connect(f, NULL);
+    mw_conn_id_t id_a = svh_wait_accepted(f, 1);
+    mw_clt_t *b = svh_clt_connect(f, NULL);
+    mw_conn_id_t id_b = svh_wait_accepted(f, 2);
+
+    uint8_t wire[256];
+    size_t n = 0;
+    for (uint64_t seq = 1; seq <= 3; seq++) n += svh_ws_frame_ping(seq, wire + n, sizeof wire - n);
+    const uint8_t bad[] = {0x82, 0x01, 0x00}; /* a client frame without a mask */
+    memcpy(wire + n, bad, sizeof bad);
+    n += sizeof bad;
+    mw_test_raw_write(mw_stream_fd(mw_clt_conn(a)->stream), wire, n);
+
+    svh_close_t cr = svh_wait_closed(f, id_a);
+    if (cr.reason != MW_EPROTO) fail_msg("A closed with %s (%s), want MW_EPROTO", mw_errname(cr.reason), cr.text);
+    svh_expect_pings(f, id_a, 1, 3, cr.order);
+
+    svh_send_ping(b, 7);
+    svh_msg_cond_t mc = {f, id_b, 7};
+    if (!mw_wait_until(svh_msg_seen, &mc, SVH_WAIT_MS)) fail_msg("B's ping was not delivered after A was closed");
+    assert_false(svh_find_close(f, id_b, NULL));
+}
+
+/* ---- spin/blocking Svc: a steady sender does not keep new clients out --------- */
+
+static void *flooder(void *ud) {
+    svh_t *f = ud;
+    mw_clt_opts_t co;
+    mw_clt_opts_init(&co);
+    mw_idle_init_yield(&co.idle);
+    mw_clt_t *c = NULL;
+    if (mw_clt_connect(&c, f->url, &test_protocol, &co, NULL) != 0) {
+        atomic_fetch_add(&f->flooder_err, 1);
+        atomic_fetch_add(&f->flooders_done, 1);
+        return NULL;
+    }
+    ping_t p = {0};
+    uint64_t dl = mw_deadline_in(NULL, 30 * MW_NS_PER_S);
+    while (!atomic_load(&f->go) && !atomic_load(&f->stop) && !mw_deadline_passed(NULL, dl)) sched_yield();
+    while (!atomic_load(&f->stop) && !mw_deadline_passed(NULL, dl)) {
+        p.seq++;
+        /* MW_EAGAIN is an accepted message too: the call returns it when
+         * the flush after the send would block. */
+        int r = mw_clt_send_busywait_timeout(c, ping_schema(), &p, 100 * MW_NS_PER_MS);
+        if (r != 0 && r != MW_EAGAIN && r != MW_ETIMEDOUT) {
+            atomic_fetch_add(&f->flooder_err, 1);
+            break;
+        }
+    }
+    mw_clt_free(c);
+    atomic_fetch_add(&f->flooders_done, 1);
+    return NULL;
+}
+
+/* One receive with some work per message (the Svc is the slower side). */
+static int busy_recv(svh_t *f) {
+    int r = svh_pump(f);
+    if (r == 0) busy_for(20 * MW_NS_PER_US);
+    return r;
+}
+
+typedef struct steady { svh_t *f; uint32_t want; long msgs; } steady_t;
+static bool steady_conns(void *ud) {
+    steady_t *s = ud;
+    if (busy_recv(s->f) == 0) s->msgs++;
+    return mw_svc_conn_count(s->f->svc) >= s->want;
+}
+
+static bool steady_msgs(void *ud) {
+    steady_t *s = ud;
+    if (busy_recv(s->f) == 0) s->msgs++;
+    return s->msgs >= 2000;
+}
+
+static bool flooders_done(void *ud) {
+    svh_t *f = ud;
+    svh_pump(f);
+    return atomic_load(&f->flooders_done) == atomic_load(&f->flooders);
+}
+
+/* Spin: one steady sender; blocking: two (one would be served solo). Once
+ * they are connected they send without pause, and the Svc is kept busy:
+ * every receive returns a message. A new client must still be accepted
+ * within 1 s. */
+static void test_svc_busy_with_a_steady_sender_still_accepts_a_new_client(void **state) {
+    svh_t *f = *state;
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.timeout_ns = 10 * MW_NS_PER_MS;
+    svh_listen(f, "tcp", &o);
+    uint32_t nflood = f->mode == MW_MODE_BLOCKING ? 2 : 1;
+    atomic_store(&f->flooders, (int)nflood);
+    for (uint32_t i = 0; i < nflood; i++) svh_spawn(f, flooder, f);
+    svh_pump_until_conns(f, nflood); /* all accepted before the traffic starts */
+    atomic_store(&f->go, true);
+    steady_t st = {f, nflood + 1, 0};
+    if (!mw_wait_until(steady_msgs, &st, SVH_WAIT_MS)) fail_msg("only %ld messages from the steady senders", st.msgs);
+    assert_int_equal(atomic_load(&f->flooder_err), 0);
+
+    svh_clt_connect(f, NULL); /* completes from the listen backlog */
+    uint64_t t0 = mw_now_ns();
+    st.msgs = 0;
+    bool ok = mw_wait_until(steady_conns, &st, 1000);
+    double ms = (double)(mw_now_ns() - t0) / 1e6;
+    if (!ok) fail_msg("new client not accepted in %.0f ms (%ld messages received meanwhile)", ms, st.msgs);
+
+    atomic_store(&f->stop, true);
+    if (!mw_wait_until(flooders_done, f, SVH_WAIT_MS)) fail_msg("steady senders did not stop");
+    svh_join_all(f);
+    assert_int_equal(atomic_load(&f->flooder_err), 0);
+}
+
+/* ---- event Svc on a caller's io: queued requests outlive mw_svc_free ---------- */
+
+/* Posted to the io: holds its thread until released, so what other threads
+ * post meanwhile stays queued. */
+static void blocker(void *ud) {
+    svh_t *f = ud;
+    atomic_store(&f->blocker_running, true);
+    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    while (!atomic_load(&f->release) && !mw_deadline_passed(NULL, dl)) sched_yield();
+}
+
+/* workers = 0 on a caller's io that runs on its own thread. While that
+ * thread is busy, another thread sends to a connection whose socket is full
+ * (queues a write-arming request) or closes it (queues a close request).
+ * The io is stopped, the Svc freed, then mw_io_free runs the queued request:
+ * it must find the Svc gone, not freed memory. */
+static void queued_request_after_svc_free(svh_t *f, bool send) {
+    mw_err_t err = {0};
+    if (mw_io_new(&f->io, NULL, &err) != 0) fail_msg("io: %s", mw_err_text(&err));
+    assert_int_equal(mw_io_start(f->io, NULL), 0);
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.workers = 0;
+    o.io = f->io;
+    o.conn.max_msg = 1024;
+    o.conn.tx_buf = o.conn.rx_buf = 8192;
+    o.tcp.sndbuf = 4096;
+    svh_listen(f, "tcp", &o);
+    mw_clt_opts_t co;
+    mw_clt_opts_init(&co);
+    co.tcp.rcvbuf = 4096;
+    mw_clt_t *c = svh_clt_connect(f, &co);
+    mw_conn_id_t id = svh_wait_accepted(f, 1);
+
+    assert_int_equal(mw_io_post(f->io, blocker, f), 0);
+    svh_wait_flag(&f->blocker_running, "the io thread to run the blocker");
+    assert_false(mw_io_in_thread(f->io));
+    if (send) {
+        svh_fill_tx(f, f->svc, id);
+        assert_true(atomic_load(&f->fill_count) > 0);
+        assert_int_equal(atomic_load(&f->fill_last), MW_EAGAIN);
+    } else {
+        assert_int_equal(mw_svc_close_conn(f->svc, id), 0);
+        assert_false(svh_find_close(f, id, NULL)); /* queued, not run here */
+    }
+    mw_io_break(f->io);
+    atomic_store(&f->release, true);
+    mw_io_stop(f->io);
+    mw_svc_free(f->svc);
+    f->svc = NULL;
+    mw_io_free(f->io); /* runs the queued request */
+    f->io = NULL;
+
+    assert_false(svh_find_close(f, id, NULL)); /* closed by mw_svc_free: no callback */
+    if (!mw_wait_until(svh_clt_sees_closed, c, SVH_WAIT_MS)) fail_msg("the client did not see its connection end");
+}
+
+static void test_svc_send_to_queued_on_a_callers_io_runs_safely_after_svc_free(void **state) {
+    queued_request_after_svc_free(*state, true);
+}
+
+static void test_svc_close_conn_queued_on_a_callers_io_runs_safely_after_svc_free(void **state) {
+    queued_request_after_svc_free(*state, false);
+}
+
+/* ---- blocking Svc: leaving solo mode keeps the replies queued while solo ------ */
+
+typedef struct drain { svh_t *f; mw_clt_t *c; int got, want; bool bad; } drain_t;
+static bool drained(void *ud) {
+    drain_t *d = ud;
+    test_msg_t m;
+    const mw_schema_t *s;
+    int r;
+    while ((r = mw_clt_recv(d->c, &s, &m, sizeof m)) == 0) {
+        if (s->tag != ping_TAG || m.ping.seq != (uint64_t)d->got) d->bad = true;
+        d->got++;
+    }
+    if (r != MW_EAGAIN) d->bad = true;
+    if (d->bad || d->got >= d->want) return true;
+    svh_pump(d->f);
+    return false;
+}
+
+/* One client: the Svc serves it solo and queues replies behind its full
+ * socket. A second client arrives (the Svc leaves solo mode); then the
+ * first client reads: every queued reply must reach it. */
+static void test_svc_blocking_second_client_does_not_strand_replies_queued_for_the_first(void **state) {
+    svh_t *f = *state;
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.timeout_ns = MW_NS_PER_MS;
+    o.conn.max_msg = 1024;
+    o.conn.tx_buf = o.conn.rx_buf = 8192;
+    o.tcp.sndbuf = 4096;
+    svh_listen(f, "tcp", &o);
+    mw_clt_opts_t co;
+    mw_clt_opts_init(&co);
+    co.tcp.rcvbuf = 4096;
+    mw_clt_t *a = svh_clt_connect(f, &co);
+    svh_send_ping(a, 1);
+    svh_msg_cond_t mc = {f, 0, 1};
+    if (!mw_wait_until(svh_pumped_msg, &mc, SVH_WAIT_MS)) fail_msg("the first client's ping was not delivered");
+    assert_int_equal(mw_svc_conn_count(f->svc), 1);
+
+    svh_fill_tx(f, f->svc, mc.id);
+    int queued = atomic_load(&f->fill_count);
+    assert_true(queued > 0);
+    assert_int_equal(atomic_load(&f->fill_last), MW_EAGAIN);
+
+    svh_clt_connect(f, NULL);
+    svh_pump_until_conns(f, 2);
+
+    drain_t d = {f, a, 0, queued, false};
+    bool done = mw_wait_until(drained, &d, 3000);
+    if (d.bad) fail_msg("the first client got a wrong message or an error after %d replies", d.got);
+    if (!done) fail_msg("the first client got %d of %d replies", d.got, queued);
+    assert_int_equal(d.got, queued);
+}
+
+/* ---- blocking Svc: timeout_ns = 0 still polls -------------------------------- */
+
+
+static void test_svc_blocking_zero_timeout_still_accepts_and_receives(void **state) {
+    svh_t *f = *state;
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.timeout_ns = 0;
+    svh_listen(f, "tcp", &o);
+    mw_clt_t *c = svh_clt_connect(f, NULL);
+    svh_send_ping(c, 1);
+    svh_msg_cond_t mc = {f, 0, 1};
+    if (!mw_wait_until(svh_pumped_msg, &mc, SVH_WAIT_MS))
+        fail_msg("timeout_ns = 0: %d accepted, %u connections, ping not received", svh_naccepted(f),
+                 mw_svc_conn_count(f->svc));
+    assert_int_equal(mw_svc_conn_count(f->svc), 1);
+    /* and with nothing more to read, it returns */
+    test_msg_t m;
+    mw_conn_id_t id;
+    const mw_schema_t *sch;
+    assert_int_equal(mw_svc_recv(f->svc, &id, &sch, &m, sizeof m), MW_ETIMEDOUT);
+}
+/* ---- ws:// Svc: bytes no HTTP request begins with get 400 at once ---------------- */
+
+/* Reads fd until EOF or until `limit_ns` from t0 passed; the bytes read go to
+ * out (NUL-terminated). Returns the time of EOF after t0, or -1 if none came. */
+static int64_t read_until_eof(int fd, uint64_t t0, int64_t limit_ns, char *out, size_t cap) {
+    size_t n = 0;
+    for (;;) {
+        int64_t left = limit_ns - (int64_t)(mw_now_ns() - t0);
+        if (left <= 0) break;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, (int)(left / MW_NS_PER_MS) + 1) <= 0) continue;
+        char tmp[512];
+        ssize_t r = recv(fd, tmp, sizeof tmp, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            out[n] = '\0';
+            return (int64_t)(mw_now_ns() - t0);
+        }
+        size_t k = (size_t)r < cap - 1 - n ? (size_t)r : cap - 1 - n;
+        memcpy(out + n, tmp, k);
+        n += k;
+    }
+    out[n] = '\0';
+    return -1;
+}
+
+/* A TLS ClientHello, a NUL byte or a byte >= 0x80 sent to a ws:// Svc is
+ * answered "400 Bad Request" and closed at once, long before the handshake
+ * timeout (3 s here; the default is 10 s). A client that sent a valid but
+ * partial request line is still given the whole handshake timeout. */
+static void test_svc_ws_answers_400_at_once_to_bytes_no_request_begins_with(void **state) {
+    svh_t *f = *state;
+    const int64_t hs_timeout = 3 * MW_NS_PER_S;
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.handshake_timeout_ns = hs_timeout;
+    o.timeout_ns = 10 * MW_NS_PER_MS;
+    svh_listen(f, "ws", &o);
+    if (f->mode != MW_MODE_EVENT) svh_spawn(f, svc_thread, f); /* the handshakes need the Svc running */
+
+    int slow = svh_raw_connect(f);
+    uint64_t slow_t0 = mw_now_ns();
+    mw_test_raw_write(slow, "GET / HTTP/1.1\r\nHost: x\r\n", 25);
+
+    static const struct { const char *p; size_t n; } bad[] = {
+        {"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11}, {"\x00", 1}, {"\x80", 1}};
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        int fd = svh_raw_connect(f);
+        uint64_t t0 = mw_now_ns();
+        mw_test_raw_write(fd, bad[b].p, bad[b].n);
+        char got[1024];
+        int64_t eof = read_until_eof(fd, t0, hs_timeout + 2 * MW_NS_PER_S, got, sizeof got);
+        svh_raw_close(f, fd);
+        if (strncmp(got, "HTTP/1.1 400 ", 13) != 0) fail_msg("case %zu: answered \"%s\"", b, got);
+        if (eof < 0 || eof > hs_timeout / 2)
+            fail_msg("case %zu: closed after %.0f ms (handshake timeout %.0f ms)", b, (double)eof / 1e6,
+                     (double)hs_timeout / 1e6);
+    }
+    char got[1024];
+    int64_t eof = read_until_eof(slow, slow_t0, hs_timeout + 5 * MW_NS_PER_S, got, sizeof got);
+    if (eof < hs_timeout - 50 * MW_NS_PER_MS)
+        fail_msg("a partial request was closed after %.0f ms, before the %.0f ms handshake timeout (answer \"%s\")",
+                 (double)eof / 1e6, (double)hs_timeout / 1e6, got);
+    assert_true(strncmp(got, "HTTP/1.1 400", 12) != 0);
+}
+/* ---- ws:// Svc: the close code says why ---------------------------------------------- */
+
+/* A WebSocket client on a raw socket: the upgrade request, then frames made
+ * here. Fails the test unless the Svc answers 101. */
+static int ws_raw_open(svh_t *f) {
+    static const char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    int fd = svh_raw_connect(f);
+    mw_test_raw_write(fd, req, sizeof req - 1);
+    char head[1024];
+    size_t n = 0;
+    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    while (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0) { /* byte by byte: nothing after the head */
+        if (n == sizeof head - 1 || mw_deadline_passed(NULL, dl)) fail_msg("no upgrade response");
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, 10) <= 0) continue;
+        if (recv(fd, head + n, 1, 0) != 1) fail_msg("closed during the upgrade");
+        n++;
+    }
+    head[n] = '\0';
+    if (strncmp(head, "HTTP/1.1 101 ", 13) != 0) fail_msg("upgrade answered: %s", head);
+    return fd;
+}
+
+/* Sends one message in one frame, masked with key 0 (the payload goes as is). */
+static void ws_raw_send(int fd, int opcode, const void *p, size_t n) {
+    uint8_t h[14];
+    size_t hl = 0;
+    h[hl++] = (uint8_t)(0x80 | opcode);
+    if (n < 126) {
+        h[hl++] = (uint8_t)(0x80 | n);
+    } else {
+        assert_true(n < 65536);
+        h[hl++] = 0x80 | 126;
+        h[hl++] = (uint8_t)(n >> 8);
+        h[hl++] = (uint8_t)n;
+    }
+    memset(h + hl, 0, 4);
+    hl += 4;
+    mw_test_raw_write(fd, h, hl);
+    mw_test_raw_write(fd, p, n);
+}
+
+/* Reads what the Svc sends until it closes TCP; returns the code of its
+ * close frame (the first frame: the peer sent nothing valid before). */
+static int ws_raw_close_code(int fd) {
+    char got[512];
+    int64_t eof = read_until_eof(fd, mw_now_ns(), SVH_WAIT_MS * MW_NS_PER_MS, got, sizeof got);
+    if (eof < 0) fail_msg("the Svc did not close the connection");
+    const uint8_t *b = (const uint8_t *)got;
+    if (b[0] != 0x88 || (b[1] & 0x7f) < 2) fail_msg("first frame %02x %02x is not a close with a code", b[0], b[1]);
+    return b[2] << 8 | b[3];
+}
+
+/* One bad message on a fresh WebSocket connection: the close code it draws,
+ * and the reason on_close saw. */
+static int ws_bad_message(svh_t *f, int opcode, const void *p, size_t n, int want_reason) {
+    int before = svh_naccepted(f);
+    int fd = ws_raw_open(f);
+    mw_conn_id_t id = svh_wait_accepted(f, before + 1);
+    ws_raw_send(fd, opcode, p, n);
+    int code = ws_raw_close_code(fd);
+    svh_raw_close(f, fd);
+    svh_close_t c = svh_wait_closed(f, id);
+    if (c.reason != want_reason)
+        fail_msg("closed with %s (%s), want %s", mw_errname(c.reason), c.text, mw_errname(want_reason));
+    return code;
+}
+
+static void ws_svc(svh_t *f, const char *serdes, uint32_t max_msg) {
+    mw_svc_opts_t o;
+    svh_svc_opts(f, &o);
+    o.conn.serdes = serdes;
+    if (max_msg) o.conn.max_msg = max_msg;
+    svh_listen(f, "ws", &o);
+}
+
+/* text serdes: a string longer than its chars[8] field is a decode error
+ * inside a valid message: 1007, not 1009 (message too big). */
+static void test_svc_ws_string_too_long_for_its_field_closes_1007(void **state) {
+    svh_t *f = *state;
+    ws_svc(f, "text", 0);
+    static const char msg[] = "{\"type\":\"all_kinds\",\"i8\":1,\"i16\":2,\"i32\":3,\"i64\":4,\"u8\":5,\"u16\":6,"
+                              "\"u32\":7,\"u64\":8,\"f64\":1.5,\"flag\":true,\"sym\":\"MUCH-TOO-LONG-SYMBOL\","
+                              "\"raw\":\"00010203\",\"side\":1}";
+    assert_int_equal(ws_bad_message(f, 1, msg, sizeof msg - 1, MW_ETOOBIG), 1007);
+}
+
+/* Other decode errors inside a valid message: the same documented 1007. */
+static void test_svc_ws_decode_errors_inside_a_message_close_1007(void **state) {
+    svh_t *f = *state;
+    ws_svc(f, "text", 0);
+    static const char unknown[] = "{\"type\":\"no_such_message\"}";
+    assert_int_equal(ws_bad_message(f, 1, unknown, sizeof unknown - 1, MW_ETAG), 1007);
+    static const char garbage[] = "this is not JSON";
+    assert_int_equal(ws_bad_message(f, 1, garbage, sizeof garbage - 1, MW_EPROTO), 1007);
+}
+
+/* A message over max_msg is what 1009 means. */
+static void test_svc_ws_message_over_max_msg_closes_1009(void **state) {
+    svh_t *f = *state;
+    ws_svc(f, "fixed", 256);
+    uint8_t big[1000];
+    memset(big, 0x5a, sizeof big);
+    assert_int_equal(ws_bad_message(f, 2, big, sizeof big, MW_ETOOBIG), 1009);
+}
+
+/* ==== end of the harness tests ==== */
+
 #define T(fn, mode) {#fn "_" #mode, fn, env_setup, env_teardown, &mode_##mode}
 
 int main(void) {
@@ -1082,6 +1637,22 @@ int main(void) {
         T(test_svc_workers_keep_each_connection_on_one_thread, event),
         T(test_svc_poll_with_full_rx_buffer_keeps_the_connection, spin),
         T(test_svc_poll_with_full_rx_buffer_keeps_the_connection, blocking),
+        /* harness tests (svc_harness.h) */
+        SVH_T(test_svc_failed_send_does_not_drop_requests_buffered_before_the_peer_left, spin),
+        SVH_T(test_svc_failed_send_does_not_drop_requests_buffered_before_the_peer_left, blocking),
+        SVH_T(test_svc_event_delivers_a_resetting_peers_messages_before_on_close_with_replies_pending, event),
+        SVH_T(test_svc_ws_blocking_delivers_good_frames_read_with_a_bad_one_then_closes, blocking),
+        SVH_T(test_svc_busy_with_a_steady_sender_still_accepts_a_new_client, spin),
+        SVH_T(test_svc_busy_with_a_steady_sender_still_accepts_a_new_client, blocking),
+        SVH_T(test_svc_send_to_queued_on_a_callers_io_runs_safely_after_svc_free, event),
+        SVH_T(test_svc_close_conn_queued_on_a_callers_io_runs_safely_after_svc_free, event),
+        SVH_T(test_svc_blocking_second_client_does_not_strand_replies_queued_for_the_first, blocking),
+        SVH_T(test_svc_blocking_zero_timeout_still_accepts_and_receives, blocking),
+        SVH_T(test_svc_ws_answers_400_at_once_to_bytes_no_request_begins_with, event),
+        SVH_T(test_svc_ws_answers_400_at_once_to_bytes_no_request_begins_with, blocking),
+        SVH_T(test_svc_ws_string_too_long_for_its_field_closes_1007, event),
+        SVH_T(test_svc_ws_decode_errors_inside_a_message_close_1007, event),
+        SVH_T(test_svc_ws_message_over_max_msg_closes_1009, event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1057,5 +1057,6 @@ int main(void) {
         T(test_tls_server_interop_with_openssl_s_client),
 #undef T
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return mw_run_group_requiring(mw_have_openssl_cli(), "the openssl command (Debian package openssl)", tests, group_setup,
+                                  group_teardown);
 }

@@ -1087,6 +1087,37 @@ static void test_tls_spin_svc_reads_on_what_tls_holds_after_the_socket_is_draine
     burst_is_echoed_whole(*state, TLS, MW_MODE_SPIN);
 }
 
+/* ---- the WebSocket close code for each reason ------------------------------------------ */
+
+/* The table of mw_transport.h and the README: the code depends on where an
+ * error arose, not only on its MW_E* code. */
+static void test_ws_close_code_table_by_reason_and_where(void **state) {
+    (void)state;
+    static const struct { int reason; mw_close_where_t where; bool away; uint16_t code; } t[] = {
+        {0, MW_CLOSE_STREAM, false, 1000},
+        {MW_ESTATE, MW_CLOSE_STREAM, false, 1000},
+        {MW_ESTATE, MW_CLOSE_STREAM, true, 1001},
+        {MW_ETIMEDOUT, MW_CLOSE_STREAM, false, 1001},
+        {MW_ETYPE, MW_CLOSE_WRONG_TYPE, false, 1003},
+        {MW_ETOOBIG, MW_CLOSE_STREAM, false, 1009},   /* a message over max_msg */
+        {MW_ETOOBIG, MW_CLOSE_MESSAGE, false, 1007},  /* a string too long for its field */
+        {MW_ETAG, MW_CLOSE_MESSAGE, false, 1007},
+        {MW_ERANGE, MW_CLOSE_MESSAGE, false, 1007},
+        {MW_EPROTO, MW_CLOSE_MESSAGE, false, 1007},
+        {MW_EMISSING, MW_CLOSE_MESSAGE, false, 1007},
+        {MW_EUTF8, MW_CLOSE_STREAM, false, 1007},
+        {MW_ETRUNC, MW_CLOSE_STREAM, false, 1007},
+        {MW_ENOMEM, MW_CLOSE_STREAM, false, 1011},
+        {MW_ESYS, MW_CLOSE_STREAM, false, 1011},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        uint16_t got = mw_transport_ws_close_code(t[i].reason, t[i].where, t[i].away);
+        if (got != t[i].code)
+            fail_msg("%s where %d going_away %d: %u, want %u", mw_errname(t[i].reason), (int)t[i].where,
+                     t[i].away, got, t[i].code);
+    }
+}
+
 /* ---- registration ------------------------------------------------------------------ */
 
 static const char *const serdes_names[] = {"fixed", "text", "msgpack"};
@@ -1094,7 +1125,7 @@ static const mw_mode_t modes[] = {MW_MODE_SPIN, MW_MODE_BLOCKING, MW_MODE_EVENT}
 #define NSERDES 3
 #define NMODES 3
 #define NCASES (NSCHEMES * NMODES * NSERDES)
-#define NOTHER 10
+#define NOTHER 11
 
 static tcase_t cases[NCASES];
 static struct CMUnitTest tests[NCASES + NOTHER];
@@ -1128,9 +1159,12 @@ int main(void) {
     tests[n++] = P(test_tls_blocking_svc_reads_on_what_tls_holds_after_the_socket_is_drained);
     tests[n++] = P(test_wss_blocking_svc_reads_on_what_tls_holds_after_the_socket_is_drained);
 #undef P
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_ws_close_code_table_by_reason_and_where);
     if (n != NCASES + NOTHER) {
         fprintf(stderr, "test_transport: %d tests registered, %d expected\n", n, NCASES + NOTHER);
         return 1;
     }
+    if (!mw_have_openssl_cli()) /* every test shares the certificates */
+        return mw_test_skip_group("tests", tests, (size_t)n, "the openssl command (Debian package openssl)");
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1862,6 +1862,7 @@ static int tls_teardown(void **state) {
 /* wss://: ws_echo over TLS, driven by the library's own client stack. */
 static void test_ws_echo_over_tls_echoes_for_the_library_client(void **state) {
     (void)state;
+    mw_test_require(mw_have_openssl_cli(), "the openssl command (Debian package openssl)");
     char cmd[1024], cert[64], key[64];
     snprintf(tls_dir, sizeof tls_dir, "/tmp/mw_wsconf_XXXXXX");
     assert_non_null(mkdtemp(tls_dir));

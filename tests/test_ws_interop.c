@@ -325,18 +325,11 @@ static void test_ws_interop_python_client_with_our_echo_server(void **state) {
 }
 
 int main(void) {
-    if (access(MW_PYTHON, X_OK) != 0) {
-        printf("skipping: %s not found\n", MW_PYTHON);
-        return 0;
-    }
-    if (mw_run(MW_PYTHON " -c 'import websockets' 2>/dev/null", NULL, 0) != 0) {
-        printf("skipping: python3-websockets is not installed (apt-get install python3-websockets)\n");
-        return 0;
-    }
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ws_interop_our_client_with_python_echo_server),
         cmocka_unit_test(test_ws_interop_python_client_with_our_echo_server),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mw_run_group_requiring(mw_have_python_module("websockets"),
+                                  MW_PYTHON " with websockets (python3-websockets)", tests, NULL, NULL);
 }

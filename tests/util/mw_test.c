@@ -166,3 +166,62 @@ void mw_test_raw_write(int fd, const void *p, size_t n) {
         n -= (size_t)w;
     }
 }
+
+bool mw_test_ci(void) {
+    const char *ci = getenv("CI");
+    return ci && strcmp(ci, "true") == 0;
+}
+
+/* MW_TEST_PRETEND_MISSING=websockets,openssl makes those look missing, so
+ * tests/test_run.c can check how skips are reported without uninstalling. */
+static bool pretend_missing(const char *what) {
+    const char *list = getenv("MW_TEST_PRETEND_MISSING");
+    size_t n = strlen(what);
+    for (const char *p = list; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+        if (strncmp(p, what, n) == 0 && (p[n] == ',' || p[n] == '\0')) return true;
+    }
+    return false;
+}
+
+bool mw_have_python_module(const char *mod) {
+    if (pretend_missing(mod)) return false;
+    static struct { char mod[32]; bool have; } seen[8];
+    static size_t nseen;
+    for (size_t i = 0; i < nseen; i++)
+        if (strcmp(seen[i].mod, mod) == 0) return seen[i].have;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, MW_PYTHON " -c 'import %s' >/dev/null 2>&1", mod);
+    bool have = access(MW_PYTHON, X_OK) == 0 && mw_run(cmd, NULL, 0) == 0;
+    if (nseen < sizeof seen / sizeof seen[0] && strlen(mod) < sizeof seen[0].mod) {
+        snprintf(seen[nseen].mod, sizeof seen[nseen].mod, "%s", mod);
+        seen[nseen++].have = have;
+    }
+    return have;
+}
+
+bool mw_have_openssl_cli(void) {
+    if (pretend_missing("openssl")) return false;
+    static int have = -1;
+    if (have < 0) have = mw_run("openssl version >/dev/null 2>&1", NULL, 0) == 0;
+    return have == 1;
+}
+
+void mw_test_require(bool have, const char *what) {
+    if (have) return;
+    if (mw_test_ci()) fail_msg("%s is missing, and CI=true: install it (make deps)", what);
+    print_message("skipping: %s is missing (make deps installs it)\n", what);
+    skip();
+}
+
+static void skipped_test(void **state) { mw_test_require(false, *state); }
+
+int mw_test_skip_group(const char *name, const struct CMUnitTest *tests, size_t n, const char *what) {
+    struct CMUnitTest *t = calloc(n, sizeof *t);
+    if (!t) return 1;
+    for (size_t i = 0; i < n; i++)
+        t[i] = (struct CMUnitTest){.name = tests[i].name, .test_func = skipped_test,
+                                   .initial_state = (void *)what};
+    int r = _cmocka_run_group_tests(name, t, n, NULL, NULL);
+    free(t);
+    return r;
+}

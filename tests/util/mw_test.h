@@ -65,4 +65,33 @@ const char *mw_test_cert(const char *name);
 /* Path of the Debian system python (independent peer for interop tests). */
 #define MW_PYTHON "/usr/bin/python3"
 
+/* ---- optional peers and tools ------------------------------------------------
+ * Interop tests need independent peers: Debian's python3 with a module
+ * (msgpack, websockets) or the openssl command. Without one, a test is
+ * skipped with cmocka's skip() (counted and listed by name by tests/run.sh),
+ * never passed; under CI (CI=true in the environment) it fails instead, since
+ * there the peer must be installed.
+ *
+ * mw_have_python_module: MW_PYTHON exists and can `import mod` (cached).
+ * mw_have_openssl_cli: the openssl command runs (cached).
+ * Both say no for a name listed in MW_TEST_PRETEND_MISSING (comma-separated:
+ * "openssl", or a python module name), to test the reporting of skips.
+ * mw_test_ci: CI=true in the environment.
+ * mw_test_require: returns if have; otherwise prints why, then skips the
+ * calling test (or fails it under CI). Call it from a test body, not from a
+ * setup function (cmocka counts a skip there as an error). */
+bool mw_have_python_module(const char *mod);
+bool mw_have_openssl_cli(void);
+bool mw_test_ci(void);
+void mw_test_require(bool have, const char *what);
+
+/* Runs a group whose every test needs `what` (set-up included, such as
+ * certificates made with the openssl command): the group as usual when have
+ * is true, otherwise each test by name as a mw_test_require(false, what), so
+ * every one is reported as skipped (failed under CI). */
+#define mw_run_group_requiring(have, what, tests, setup, teardown)                                  \
+    ((have) ? cmocka_run_group_tests(tests, setup, teardown)                                          \
+            : mw_test_skip_group(#tests, tests, sizeof(tests) / sizeof((tests)[0]), what))
+int mw_test_skip_group(const char *name, const struct CMUnitTest *tests, size_t n, const char *what);
+
 #endif

@@ -1,0 +1,378 @@
+/* svc_harness.c - see svc_harness.h. */
+#include "svc_harness.h"
+
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+
+mw_mode_t svh_mode_spin = MW_MODE_SPIN, svh_mode_blocking = MW_MODE_BLOCKING, svh_mode_event = MW_MODE_EVENT;
+
+int svh_setup(void **state) {
+    svh_t *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->mode = *state ? *(mw_mode_t *)*state : MW_MODE_SPIN;
+    pthread_mutex_init(&f->mu, NULL);
+    *state = f;
+    return 0;
+}
+
+/* Starts a thread that the fixture joins (after setting stop). */
+pthread_t svh_spawn(svh_t *f, void *(*fn)(void *), void *ud) {
+    for (int i = 0; i < SVH_MAX_THREADS; i++) {
+        if (f->th_live[i]) continue;
+        if (pthread_create(&f->th[i], NULL, fn, ud) != 0) fail_msg("pthread_create failed");
+        f->th_live[i] = true;
+        return f->th[i];
+    }
+    fail_msg("too many threads");
+    return pthread_self();
+}
+
+void svh_join_all(svh_t *f) {
+    for (int i = 0; i < SVH_MAX_THREADS; i++) {
+        if (!f->th_live[i]) continue;
+        pthread_join(f->th[i], NULL);
+        f->th_live[i] = false;
+    }
+}
+
+int svh_teardown(void **state) {
+    svh_t *f = *state;
+    atomic_store(&f->stop, true);
+    atomic_store(&f->release, true);
+    atomic_store(&f->peer_gone, true);
+    svh_join_all(f);
+    if (f->io) mw_io_stop(f->io); /* a Svc on a caller's io is freed while it does not run */
+    mw_svc_free(f->svc);
+    mw_io_free(f->io);
+    for (int i = 0; i < f->nclts; i++) mw_clt_free(f->clts[i]);
+    for (int i = 0; i < f->nfds; i++)
+        if (f->fds[i] >= 0) close(f->fds[i]);
+    if (f->dir[0]) mw_tmpdir_remove(f->dir);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    return 0;
+}
+
+/* ---- recording ------------------------------------------------------------------ */
+
+void svh_rec_msg(svh_t *f, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    uint64_t seq = sch->tag == ping_TAG ? ((const ping_t *)msg)->seq : UINT64_MAX;
+    pthread_mutex_lock(&f->mu);
+    if (f->nmsgs < SVH_MAX_MSGS) f->msgs[f->nmsgs++] = (svh_msg_t){id, seq, f->order++};
+    pthread_mutex_unlock(&f->mu);
+}
+
+void svh_fill_tx(svh_t *f, mw_svc_t *s, mw_conn_id_t id) {
+    ping_t p = {0};
+    int n = 0, r;
+    while ((r = mw_svc_send_to(s, id, ping_schema(), &p)) == 0 && n < SVH_FILL_LIMIT) {
+        n++;
+        p.seq++;
+    }
+    atomic_store(&f->fill_count, n);
+    atomic_store(&f->fill_last, r);
+}
+
+static void on_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
+    svh_t *f = ud;
+    pthread_mutex_lock(&f->mu);
+    if (f->naccepted < SVH_MAX_CONNS) {
+        f->accept_th[f->naccepted] = pthread_self();
+        f->accepted[f->naccepted++] = id;
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (!f->fill_on_accept) return;
+    /* Replies pending (write interest armed), and the worker stays busy
+     * while the peer sends and leaves: both events are there at once. */
+    svh_fill_tx(f, s, id);
+    atomic_store(&f->filled, true);
+    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    while (!atomic_load(&f->peer_gone) && !mw_deadline_passed(NULL, dl)) sched_yield();
+}
+
+static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
+    (void)s;
+    svh_rec_msg(ud, id, sch, msg);
+}
+
+static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
+    svh_t *f = ud;
+    pthread_mutex_lock(&f->mu);
+    if (f->ncloses < SVH_MAX_CONNS) {
+        svh_close_t *c = &f->closes[f->ncloses++];
+        c->id = id;
+        c->reason = reason;
+        c->order = f->order++;
+        c->th = pthread_self();
+        snprintf(c->text, sizeof c->text, "%s", mw_svc_conn_error(s, id));
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+int svh_naccepted(svh_t *f) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->naccepted;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+mw_conn_id_t svh_accepted_id(svh_t *f, int i) {
+    pthread_mutex_lock(&f->mu);
+    mw_conn_id_t id = f->accepted[i];
+    pthread_mutex_unlock(&f->mu);
+    return id;
+}
+
+/* The close record of id, if there is one. */
+bool svh_find_close(svh_t *f, mw_conn_id_t id, svh_close_t *out) {
+    bool found = false;
+    pthread_mutex_lock(&f->mu);
+    for (int i = 0; i < f->ncloses && !found; i++) {
+        if (f->closes[i].id != id) continue;
+        if (out) *out = f->closes[i];
+        found = true;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return found;
+}
+
+/* Asserts that id delivered exactly pings first..last, in order, all
+ * before its close (order < before). */
+void svh_expect_pings(svh_t *f, mw_conn_id_t id, uint64_t first, uint64_t last, uint64_t before) {
+    pthread_mutex_lock(&f->mu);
+    uint64_t want = first;
+    int n = 0;
+    for (int i = 0; i < f->nmsgs; i++) {
+        svh_msg_t m = f->msgs[i];
+        if (m.id != id) continue;
+        n++;
+        if (m.seq != want || m.order > before) {
+            pthread_mutex_unlock(&f->mu);
+            fail_msg("message %d from %#" PRIx64 ": ping %" PRIu64 " (order %" PRIu64 "), want ping %" PRIu64
+                     " before order %" PRIu64, n, id, m.seq, m.order, want, before);
+        }
+        want++;
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (want != last + 1)
+        fail_msg("the Svc delivered %d of pings %" PRIu64 "..%" PRIu64 " from %#" PRIx64, n, first, last, id);
+}
+
+/* ---- Svc, peers, waits -------------------------------------------------------- */
+
+void svh_svc_opts(svh_t *f, mw_svc_opts_t *o) {
+    mw_svc_opts_init(o);
+    o->mode = f->mode;
+    o->on_accept = on_accept;
+    o->on_msg = on_msg;
+    o->on_close = on_close;
+    o->ud = f;
+}
+
+/* Listens on scheme://127.0.0.1:0 and sets f->port and f->url. */
+void svh_listen(svh_t *f, const char *scheme, const mw_svc_opts_t *o) {
+    const char *path = strncmp(scheme, "ws", 2) == 0 ? "/" : "";
+    char url[96];
+    snprintf(url, sizeof url, "%s://127.0.0.1:0%s", scheme, path);
+    mw_err_t err = {0};
+    int r = mw_svc_listen(&f->svc, url, &test_protocol, o, &err);
+    if (r != 0) fail_msg("svc listen %s: %s: %s", url, mw_errname(r), mw_err_text(&err));
+    f->port = mw_svc_port(f->svc);
+    assert_true(f->port > 0);
+    snprintf(f->url, sizeof f->url, "%s://127.0.0.1:%d%s", scheme, f->port, path);
+}
+
+/* Connects a Clt to the Svc (o NULL: spin mode, defaults). */
+mw_clt_t *svh_clt_connect(svh_t *f, const mw_clt_opts_t *o) {
+    mw_clt_opts_t def;
+    if (!o) {
+        mw_clt_opts_init(&def);
+        o = &def;
+    }
+    mw_clt_t *c = NULL;
+    mw_err_t err = {0};
+    int r = mw_clt_connect(&c, f->url, &test_protocol, o, &err);
+    if (r != 0) fail_msg("clt connect %s: %s: %s", f->url, mw_errname(r), mw_err_text(&err));
+    assert_true(f->nclts < SVH_MAX_CONNS);
+    f->clts[f->nclts++] = c;
+    return c;
+}
+
+/* Frees a Clt before the fixture would. */
+void svh_clt_drop(svh_t *f, mw_clt_t *c) {
+    for (int i = 0; i < f->nclts; i++)
+        if (f->clts[i] == c) f->clts[i] = f->clts[--f->nclts];
+    mw_clt_free(c);
+}
+
+void svh_send_ping(mw_clt_t *c, uint64_t seq) {
+    ping_t p = {.seq = seq, .sent_ns = seq * 3};
+    int r = mw_clt_send(c, ping_schema(), &p);
+    if (r != 0) fail_msg("clt send ping %" PRIu64 ": %s: %s", seq, mw_errname(r), mw_clt_last_error(c));
+}
+
+/* Spin/blocking: one mw_svc_recv on the test thread, recording a message. */
+int svh_pump(svh_t *f) {
+    test_msg_t m;
+    mw_conn_id_t id;
+    const mw_schema_t *sch;
+    int r = mw_svc_recv(f->svc, &id, &sch, &m, sizeof m);
+    if (r == 0) svh_rec_msg(f, id, sch, &m);
+    else if (r != MW_EAGAIN && r != MW_ETIMEDOUT) fail_msg("svc recv: %s", mw_errname(r));
+    return r;
+}
+
+typedef struct conns_cond { svh_t *f; uint32_t want; bool pump; } conns_cond_t;
+static bool conns_reached(void *ud) {
+    conns_cond_t *c = ud;
+    if (c->pump) svh_pump(c->f);
+    return mw_svc_conn_count(c->f->svc) >= c->want;
+}
+
+/* Drives the Svc from the test thread until it holds `want` connections. */
+void svh_pump_until_conns(svh_t *f, uint32_t want) {
+    conns_cond_t c = {f, want, true};
+    if (!mw_wait_until(conns_reached, &c, SVH_WAIT_MS))
+        fail_msg("the Svc holds %u connections, want %u", mw_svc_conn_count(f->svc), want);
+}
+
+typedef struct count_cond { svh_t *f; int want; } count_cond_t;
+static bool accepts_reached(void *ud) {
+    count_cond_t *c = ud;
+    return svh_naccepted(c->f) >= c->want;
+}
+
+/* Event mode / a Svc thread: waits until on_accept ran n times; returns the nth id. */
+mw_conn_id_t svh_wait_accepted(svh_t *f, int n) {
+    count_cond_t c = {f, n};
+    if (!mw_wait_until(accepts_reached, &c, SVH_WAIT_MS)) fail_msg("%d accepted, want %d", svh_naccepted(f), n);
+    return svh_accepted_id(f, n - 1);
+}
+
+typedef struct close_cond { svh_t *f; mw_conn_id_t id; } close_cond_t;
+static bool closed_now(void *ud) {
+    close_cond_t *c = ud;
+    return svh_find_close(c->f, c->id, NULL);
+}
+
+svh_close_t svh_wait_closed(svh_t *f, mw_conn_id_t id) {
+    close_cond_t c = {f, id};
+    if (!mw_wait_until(closed_now, &c, SVH_WAIT_MS)) fail_msg("connection %#" PRIx64 " was not closed", id);
+    svh_close_t r;
+    svh_find_close(f, id, &r);
+    return r;
+}
+
+static bool flag_set(void *ud) { return atomic_load((atomic_bool *)ud); }
+
+void svh_wait_flag(atomic_bool *flag, const char *what) {
+    if (!mw_wait_until(flag_set, flag, SVH_WAIT_MS)) fail_msg("timed out waiting for %s", what);
+}
+
+/* ---- raw peers ---------------------------------------------------------------- */
+
+int svh_raw_connect(svh_t *f) { /* tracked: the fixture closes what a test leaves open */
+    int fd = mw_test_raw_connect(f->port);
+    assert_true(f->nfds < SVH_MAX_CONNS);
+    f->fds[f->nfds++] = fd;
+    return fd;
+}
+
+void svh_raw_close(svh_t *f, int fd) {
+    for (int i = 0; i < f->nfds; i++)
+        if (f->fds[i] == fd) f->fds[i] = -1;
+    close(fd);
+}
+
+
+/* A ping encoded with the default ("fixed") serdes, no framing. */
+size_t svh_encode_ping(uint64_t seq, uint8_t *out, size_t cap) {
+    mw_serdes_t sd;
+    assert_int_equal(mw_serdes_init(&sd, "fixed", 0), 0);
+    ping_t p = {.seq = seq, .sent_ns = seq * 3};
+    ssize_t n = ping_encode(&sd, &p, out, cap);
+    mw_serdes_fini(&sd);
+    assert_true(n > 0);
+    return (size_t)n;
+}
+
+/* A ping framed as on TCP: u32 big-endian length, then the payload. */
+size_t svh_tcp_frame_ping(uint64_t seq, uint8_t *out, size_t cap) {
+    assert_true(cap > 4);
+    size_t n = svh_encode_ping(seq, out + 4, cap - 4);
+    out[0] = (uint8_t)(n >> 24), out[1] = (uint8_t)(n >> 16), out[2] = (uint8_t)(n >> 8), out[3] = (uint8_t)n;
+    return n + 4;
+}
+
+/* A ping as a client's WebSocket frame: FIN + binary, masked with key 0. */
+size_t svh_ws_frame_ping(uint64_t seq, uint8_t *out, size_t cap) {
+    assert_true(cap > 6);
+    size_t n = svh_encode_ping(seq, out + 6, cap - 6);
+    assert_true(n < 126);
+    out[0] = 0x82;
+    out[1] = (uint8_t)(0x80 | n);
+    memset(out + 2, 0, 4);
+    return n + 6;
+}
+
+
+bool svh_msg_seen(void *ud) {
+    svh_msg_cond_t *c = ud;
+    pthread_mutex_lock(&c->f->mu);
+    bool found = false;
+    for (int i = 0; i < c->f->nmsgs; i++) found |= c->f->msgs[i].id == c->id && c->f->msgs[i].seq == c->seq;
+    pthread_mutex_unlock(&c->f->mu);
+    return found;
+}
+
+/* Drives the Svc from the test thread until ping c->seq from the first
+ * accepted connection was delivered. */
+bool svh_pumped_msg(void *ud) {
+    svh_msg_cond_t *c = ud;
+    svh_pump(c->f);
+    if (!c->id && svh_naccepted(c->f) > 0) c->id = svh_accepted_id(c->f, 0);
+    return c->id && svh_msg_seen(c);
+}
+
+bool svh_clt_sees_closed(void *ud) {
+    mw_clt_t *c = ud;
+    test_msg_t m;
+    const mw_schema_t *s;
+    int r;
+    while ((r = mw_clt_recv(c, &s, &m, sizeof m)) == 0) {}
+    return r != MW_EAGAIN;
+}
+
+/* ---- a certificate for tls:// ------------------------------------------------------- */
+
+static const char tls_cnf[] =
+    "[req]\n"
+    "distinguished_name = dn\n"
+    "prompt = no\n"
+    "[dn]\n"
+    "CN = localhost\n";
+static const char tls_gen_sh[] =
+    "set -e\n"
+    "openssl req -config x.cnf -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\\n"
+    "    -keyout key.pem -out cert.pem -days 30 -subj /CN=localhost\n";
+
+int svh_tls_setup(void **state) {
+    if (svh_setup(state) != 0) return -1;
+    svh_t *f = *state;
+    if (!mw_have_openssl_cli()) return 0; /* the test skips (mw_test_require) */
+    const char *const files[][2] = {{"x.cnf", tls_cnf}, {"gen.sh", tls_gen_sh}};
+    if (mw_tmpdir_script(f->dir, sizeof f->dir, "svh_tls", files, 2, "gen.sh") < 0) {
+        svh_teardown(state); /* removes the directory */
+        return -1;
+    }
+    snprintf(f->cert, sizeof f->cert, "%s/cert.pem", f->dir);
+    snprintf(f->key, sizeof f->key, "%s/key.pem", f->dir);
+    return 0;
+}
