@@ -48,6 +48,7 @@ static inline void txu(mw_clt_t *c) {
 int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err) {
     mw_conn_opts_t co = c->o.conn;
     if (c->o.rx_timestamps) co.flags |= MW_CONN_RX_TIMESTAMPS;
+    if (c->o.mode == MW_MODE_EVENT) co.flags |= MW_CONN_TX_LOCK; /* the io thread flushes too */
     txl(c);
     int r = mw_conn_init(&c->conn, s, c->proto, &co, err);
     if (r == 0) {
@@ -217,18 +218,10 @@ static int blocking_result(const mw_clt_t *c, int r) {
     return c->o.mode == MW_MODE_BLOCKING && r == MW_EAGAIN ? MW_ETIMEDOUT : r;
 }
 
-static void arm_posted(mw_clt_t *c) {
-    atomic_store(&c->arm_posted, false);
-    mw__clt_arm(c);
-}
-
 /* Event mode: bytes left behind a full socket need write readiness, which
- * only the io thread may ask for. */
+ * the driver asks the io for (from any thread). */
 static void after_send(mw_clt_t *c) {
-    if (c->o.mode != MW_MODE_EVENT) return;
-    if (mw_io_in_thread(c->o.io)) mw__clt_arm(c);
-    else if (!atomic_exchange(&c->arm_posted, true) && mw__clt_post(c, arm_posted) < 0)
-        atomic_store(&c->arm_posted, false); /* one request in flight is enough */
+    if (c->o.mode == MW_MODE_EVENT && c->have_conn && mw__drv_attached(&c->drv)) mw__drv_kick(&c->drv);
 }
 
 /* The io thread's view of the tx side, under the tx lock (a sender thread
@@ -246,7 +239,9 @@ int mw__clt_tx_want(mw_clt_t *c) {
 
 int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     txl(c);
-    int r = c->have_conn ? mw_conn_send(&c->conn, s, msg) : MW_ECLOSED;
+    int r = !c->have_conn                                            ? MW_ECLOSED
+            : c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv) ? mw__drv_send(&c->drv, s, msg)
+                                                                       : mw_conn_send(&c->conn, s, msg);
     if (c->poll_wait && r >= 0 && (r == MW_EAGAIN || mw_conn_tx_pending(&c->conn))) {
         /* blocking over TLS: wait until the message is accepted and written */
         uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
@@ -441,6 +436,7 @@ void mw_clt_free(mw_clt_t *c) {
         return;
     }
     mw_clt_close(c);
+    if (c->o.mode == MW_MODE_EVENT && c->o.io) mw__clt_ep_abort(c); /* no linger past free */
     mw__clt_conn_teardown(c);
     if (c->have_tr) mw_transport_fini(&c->tr);
     c->have_tr = false;

@@ -47,9 +47,8 @@ static void stop_timers(mw_clt_t *c) {
     mw_io_timer_stop(io_of(c), &c->t_connect);
     mw_io_timer_stop(io_of(c), &c->t_backoff);
     mw_io_timer_stop(io_of(c), &c->t_ttl);
-    mw_io_timer_stop(io_of(c), &c->t_idle);
     mw_io_timer_stop(io_of(c), &c->t_heartbeat);
-    mw_io_timer_stop(io_of(c), &c->t_more);
+    mw_io_timer_stop(io_of(c), &c->t_gone);
 }
 
 static void detach(mw_clt_t *c) {
@@ -116,7 +115,8 @@ static void notify_close(mw_clt_t *c, int reason) {
     if (c->o.on_close) USER_CB(c, c->o.on_close(c, reason, c->o.ud));
 }
 
-/* A connect attempt failed (resolve, connect, handshake, timeout). */
+/* A connect attempt failed before there was a connection (resolve, connect,
+ * timeout). */
 static void attempt_failed(mw_clt_t *c, int reason) {
     drop_pending(c);
     mw_io_timer_stop(io_of(c), &c->t_connect);
@@ -127,63 +127,110 @@ static void attempt_failed(mw_clt_t *c, int reason) {
     schedule(c, reason);
 }
 
-/* An open connection ended. reason MW_ESTATE (rotation) reconnects at once. */
-void mw__clt_drop(mw_clt_t *c, int reason) {
-    stop_timers(c);
-    detach(c);
-    const char *why = c->have_conn ? mw_conn_last_error(&c->conn) : "";
-    if (*why) mw_err_set(&c->err, reason, "%s", why);
-    if (c->have_conn) mw_conn_close_transport(&c->conn, reason, mw_err_text(&c->err), false);
-    mw__clt_conn_teardown(c);
-    c->failures = reason == MW_ESTATE ? 0 : 1;
-    notify_close(c, reason);
-    schedule(c, reason);
+/* ---- the connection, on the one driver ------------------------------------------ */
+
+static void free_posted(mw_clt_t *c) { mw_clt_free(c); }
+
+/* After a user callback that ran inside the driver: a close or free asked
+ * for there. The driver carries the close out once its own callback
+ * returns; the free waits for the next poll (the driver still runs on this
+ * memory until then). */
+static bool stop_from_drv(mw_clt_t *c) {
+    if (!c->close_pending && !c->free_pending) return c->stopped;
+    bool free_it = c->free_pending;
+    c->close_pending = c->free_pending = false;
+    if (!c->stopped) {
+        c->stopped = true;
+        stop_timers(c);
+        drop_pending(c);
+        c->state = MW_CLT_CLOSED;
+    }
+    mw__drv_close(&c->drv, MW_ESTATE, !free_it);
+    if (free_it && mw__clt_post(c, free_posted) < 0) c->leak_guard = true; /* no memory: it stays */
+    return true;
 }
 
-/* ---- open connection ---------------------------------------------------------- */
+static bool drv_msg(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
+    mw_clt_t *c = d->ud;
+    if (c->o.on_msg) USER_CB(c, c->o.on_msg(c, s, msg, c->o.ud));
+    return !stop_from_drv(c);
+}
 
-static bool deliver(void *ud, mw_conn_t *conn, const mw_schema_t *s, const void *msg) {
-    (void)conn;
+static void on_heartbeat(mw_io_timer_t *t, void *ud) {
     mw_clt_t *c = ud;
-    if (c->o.on_msg) c->o.on_msg(c, s, msg, c->o.ud);
-    return !c->close_pending && !c->free_pending && !c->stopped;
-}
-
-void mw__clt_arm(mw_clt_t *c) {
-    if (!c->attached || c->state != MW_CLT_OPEN) return;
-    int want = MW_WANT_READ | mw__clt_tx_want(c);
-    if (want != c->src.events) mw_io_mod(io_of(c), &c->src, want);
-}
-
-void mw__clt_on_ready(mw_sel_src_t *src, int events) {
-    mw_clt_t *c = src->ud;
-    int w = 0;
-    if (events & MW_WANT_WRITE) {
-        w = mw_clt_flush(c);
-        if (w == MW_EAGAIN || w == MW_ETIMEDOUT) w = 0;
-    }
-    /* Read even after a failed write (also on writability: a TLS read may
-     * have waited for it): what the peer sent first is delivered, and the
-     * read side says how the connection ended. */
-    bool more = false;
-    c->in_cb = true;
-    ssize_t n = mw_conn_pump(&c->conn, deliver, c, 16, &more);
-    c->in_cb = false;
-    if (n > 0 && c->o.idle_timeout_ns > 0) c->last_rx_ns = mw_io_now(io_of(c));
-    int r = n < 0 ? (int)n : n == 0 ? w : 0;
+    if (c->o.on_heartbeat) USER_CB(c, c->o.on_heartbeat(c, c->o.ud));
     if (finish_deferred(c)) return;
-    if (r < 0) {
-        mw__clt_drop(c, r);
-        return;
-    }
-    mw__clt_arm(c);
-    if (more) mw_io_timer_after(io_of(c), &c->t_more, 0); /* input held inside TLS/WebSocket */
+    if (c->state == MW_CLT_OPEN) mw_io_timer_after(io_of(c), t, c->o.heartbeat_ns);
 }
 
-static void on_more(mw_io_timer_t *t, void *ud) {
+/* The handshakes are done: open. */
+static void drv_up(mw__drv_t *d) {
+    mw_clt_t *c = d->ud;
+    mw_io_timer_stop(io_of(c), &c->t_connect);
+    c->state = MW_CLT_OPEN;
+    c->failures = 0;
+    c->connects++;
+    c->opened_at = mw_io_now(io_of(c));
+    if (c->o.ttl_ns > 0) mw_io_timer_after(io_of(c), &c->t_ttl, c->o.ttl_ns);
+    if (c->o.heartbeat_ns > 0) mw_io_timer_after(io_of(c), &c->t_heartbeat, c->o.heartbeat_ns);
+    if (c->o.on_connect) USER_CB(c, c->o.on_connect(c, c->o.ud));
+    stop_from_drv(c);
+}
+
+static void drv_drain(mw__drv_t *d) {
+    mw_clt_t *c = d->ud;
+    if (c->o.on_drain) USER_CB(c, c->o.on_drain(c, c->o.ud));
+    stop_from_drv(c);
+}
+
+/* The connection ended (the peer, an error, a timeout, rotation, or a
+ * failed handshake): on_close now, the next attempt once the driver has let
+ * go of the connection (drv_gone). */
+static void drv_closed(mw__drv_t *d, int reason) {
+    mw_clt_t *c = d->ud;
+    const char *why = mw_conn_last_error(&c->conn);
+    if (*why && !(reason == MW_ESTATE && c->err.code == MW_ESTATE)) mw_err_set(&c->err, reason, "%s", why);
+    c->open = false;
+    if (c->stopped) return; /* closed by the user: no more callbacks */
+    bool was_open = c->state == MW_CLT_OPEN;
+    mw_io_timer_stop(io_of(c), &c->t_connect);
+    mw_io_timer_stop(io_of(c), &c->t_ttl);
+    mw_io_timer_stop(io_of(c), &c->t_heartbeat);
+    c->state = MW_CLT_BACKOFF;
+    c->gone_reason = reason;
+    if (was_open) {
+        c->failures = reason == MW_ESTATE ? 0 : 1; /* rotation reconnects at once */
+    } else {
+        c->failures++;
+        mw__logf(MW_LOG_INFO, "clt %s://%s:%s: attempt failed: %s", mw_scheme_name(c->url.scheme), c->url.host,
+                 c->url.port, mw_err_text(&c->err));
+    }
+    notify_close(c, reason);
+    stop_from_drv(c);
+}
+
+static void on_gone_timer(mw_io_timer_t *t, void *ud) {
     (void)t;
     mw_clt_t *c = ud;
-    if (c->state == MW_CLT_OPEN && c->have_conn) mw__clt_on_ready(&c->src, MW_WANT_READ);
+    if (!c->stopped) schedule(c, c->gone_reason);
+}
+
+static void drv_gone(mw__drv_t *d) {
+    mw_clt_t *c = d->ud;
+    mw__clt_conn_teardown(c);
+    /* from a timer: schedule may free the Clt, and the driver is still on
+     * this stack */
+    if (!c->stopped) mw_io_timer_after(io_of(c), &c->t_gone, 0);
+}
+
+static int drv_post(mw__drv_t *d, void (*fn)(mw__drv_t *d)) {
+    mw_clt_t *c = d->ud;
+    c->drv_fn = fn; /* one kind of request only: the write arm */
+    return mw__clt_post(c, mw__clt_run_drv_fn);
+}
+
+void mw__clt_run_drv_fn(mw_clt_t *c) {
+    if (mw__drv_attached(&c->drv) && c->drv_fn) c->drv_fn(&c->drv);
 }
 
 /* Rotation is our own decision: messages already accepted are not thrown
@@ -202,89 +249,29 @@ static void on_ttl(mw_io_timer_t *t, void *ud) {
     }
     c->ttl_tries = 0;
     mw_err_set(&c->err, MW_ESTATE, "rotated after ttl %lld ms", (long long)(c->o.ttl_ns / MW_NS_PER_MS));
-    mw__clt_drop(c, MW_ESTATE);
+    mw__drv_close(&c->drv, MW_ESTATE, false);
 }
 
-static void on_idle(mw_io_timer_t *t, void *ud) {
-    mw_clt_t *c = ud;
-    uint64_t due = c->last_rx_ns + (uint64_t)c->o.idle_timeout_ns;
-    if (mw_io_now(io_of(c)) < due) {
-        mw_io_timer_at(io_of(c), t, due);
+/* Hands the connected stream (handshakes not done yet) to the driver. */
+static void attach_conn(mw_clt_t *c) {
+    c->state = MW_CLT_HANDSHAKING;
+    int r = mw__drv_start(&c->drv, io_of(c), &c->conn, &c->drv_cfg, c);
+    if (r < 0) {
+        mw_err_set(&c->err, r, "cannot register with the io");
+        mw__clt_conn_teardown(c);
+        attempt_failed(c, r);
         return;
     }
-    mw_err_set(&c->err, MW_ETIMEDOUT, "nothing received for %lld ms", (long long)(c->o.idle_timeout_ns / MW_NS_PER_MS));
-    if (c->have_conn) mw_err_copy(&c->conn.rx.err, &c->err);
-    mw__clt_drop(c, MW_ETIMEDOUT);
-}
-
-static void on_heartbeat(mw_io_timer_t *t, void *ud) {
-    mw_clt_t *c = ud;
-    if (c->o.on_heartbeat) USER_CB(c, c->o.on_heartbeat(c, c->o.ud));
-    if (finish_deferred(c)) return;
-    if (c->state == MW_CLT_OPEN) mw_io_timer_after(io_of(c), t, c->o.heartbeat_ns);
-}
-
-static void opened(mw_clt_t *c) {
-    mw_io_timer_stop(io_of(c), &c->t_connect);
-    c->state = MW_CLT_OPEN;
-    c->failures = 0;
-    c->connects++;
-    c->opened_at = c->last_rx_ns = mw_io_now(io_of(c));
-    mw_sel_src_init(&c->src, mw_stream_fd(c->conn.stream), MW_WANT_READ, mw__clt_on_ready, c);
-    if (mw_io_add(io_of(c), &c->src) < 0) {
-        mw_err_set(&c->err, MW_ESYS, "cannot register with the io");
-        mw__clt_drop(c, MW_ESYS);
-        return;
-    }
-    c->attached = true;
-    if (c->o.ttl_ns > 0) mw_io_timer_after(io_of(c), &c->t_ttl, c->o.ttl_ns);
-    if (c->o.idle_timeout_ns > 0) mw_io_timer_after(io_of(c), &c->t_idle, c->o.idle_timeout_ns);
-    if (c->o.heartbeat_ns > 0) mw_io_timer_after(io_of(c), &c->t_heartbeat, c->o.heartbeat_ns);
-    if (c->o.on_connect) USER_CB(c, c->o.on_connect(c, c->o.ud));
-    if (finish_deferred(c)) return;
-    /* bytes may have arrived with the last handshake read */
-    if (c->have_conn && mw_conn_rx_buffered(&c->conn)) mw__clt_on_ready(&c->src, 0);
-    else mw__clt_arm(c);
+    mw__drv_go(&c->drv);
 }
 
 /* ---- connecting ------------------------------------------------------------- */
 
 static void try_next_addr(mw_clt_t *c);
 
-static void step_handshake(mw_clt_t *c) {
-    int r, want = 0;
-    /* want() == 0 after MW_EAGAIN means "call again now" (a layer finished
-     * and the next one can start); bounded in case a layer misbehaves. */
-    for (int i = 0; i < 8; i++) {
-        r = mw_transport_step(c->pending);
-        if (r != MW_EAGAIN || (want = mw_stream_want(c->pending)) != 0) break;
-    }
-    if (r == MW_EAGAIN) {
-        mw_io_mod(io_of(c), &c->src, want ? want : MW_WANT_READ);
-        return;
-    }
-    if (r < 0) {
-        stack_error(c, c->pending, r);
-        attempt_failed(c, r);
-        return;
-    }
-    detach(c);
-    mw_stream_t *s = c->pending;
-    c->pending = NULL;
-    if ((r = mw__clt_conn_setup(c, s, &c->err)) < 0) {
-        attempt_failed(c, r);
-        return;
-    }
-    opened(c);
-}
-
 static void on_pending(mw_sel_src_t *src, int events) {
     (void)events;
     mw_clt_t *c = src->ud;
-    if (c->state == MW_CLT_HANDSHAKING) {
-        step_handshake(c);
-        return;
-    }
     int r = mw_tcp_connect_finish(c->pending);
     if (r == MW_EAGAIN) return;
     if (r < 0) {
@@ -299,14 +286,11 @@ static void on_pending(mw_sel_src_t *src, int events) {
     c->pending = NULL; /* wrap takes ownership, also on failure */
     detach(c);
     mw__clt_record_name(c);
-    if ((r = mw_transport_wrap(&c->tr, s, &c->pending, &c->err)) < 0) {
+    if ((r = mw_transport_wrap(&c->tr, s, &s, &c->err)) < 0 || (r = mw__clt_conn_setup(c, s, &c->err)) < 0) {
         attempt_failed(c, r);
         return;
     }
-    c->state = MW_CLT_HANDSHAKING;
-    mw_sel_src_init(&c->src, mw_stream_fd(c->pending), MW_WANT_WRITE, on_pending, c);
-    if (mw_io_add(io_of(c), &c->src) == 0) c->attached = true;
-    step_handshake(c);
+    attach_conn(c);
 }
 
 static void try_next_addr(mw_clt_t *c) {
@@ -348,6 +332,11 @@ static void on_connect_timeout(mw_io_timer_t *t, void *ud) {
     mw_clt_t *c = ud;
     mw_err_set(&c->err, MW_ETIMEDOUT, "connect %s:%s: no connection within %lld ms", c->url.host, c->url.port,
                (long long)(c->o.connect_timeout_ns / MW_NS_PER_MS));
+    if (mw__drv_attached(&c->drv)) { /* handshaking */
+        mw_err_copy(&c->conn.rx.err, &c->err);
+        mw__drv_close(&c->drv, MW_ETIMEDOUT, false);
+        return;
+    }
     attempt_failed(c, MW_ETIMEDOUT);
 }
 
@@ -368,7 +357,7 @@ static void on_backoff(mw_io_timer_t *t, void *ud) {
 
 static void begin(mw_clt_t *c) {
     if (c->stopped) return;
-    if (c->have_conn) opened(c); /* mw_clt_open_stream: already connected */
+    if (c->have_conn) attach_conn(c); /* mw_clt_open_stream: already connected */
     else start_attempt(c);
 }
 
@@ -376,9 +365,20 @@ int mw__clt_ep_start(mw_clt_t *c) {
     mw_io_timer_init(&c->t_connect, on_connect_timeout, c);
     mw_io_timer_init(&c->t_backoff, on_backoff, c);
     mw_io_timer_init(&c->t_ttl, on_ttl, c);
-    mw_io_timer_init(&c->t_idle, on_idle, c);
     mw_io_timer_init(&c->t_heartbeat, on_heartbeat, c);
-    mw_io_timer_init(&c->t_more, on_more, c);
+    mw_io_timer_init(&c->t_gone, on_gone_timer, c);
+    c->drv_cfg = (mw__drv_cfg_t){
+        .on_msg = drv_msg,
+        .on_up = drv_up,
+        .on_drain = drv_drain,
+        .on_close = drv_closed,
+        .on_gone = drv_gone,
+        .post = drv_post,
+        .idle_timeout_ns = c->o.idle_timeout_ns,
+        .linger_ns = 0,
+        .slow_consumer_ns = 0,
+        .budget = -1,
+    };
     c->rng = (uint64_t)(uintptr_t)c ^ mw_now_ns() ^ 0x9E3779B97F4A7C15ull;
     c->state = c->have_conn ? MW_CLT_HANDSHAKING : MW_CLT_RESOLVING;
     return mw__clt_post(c, begin);
@@ -389,12 +389,25 @@ void mw__clt_ep_stop(mw_clt_t *c) {
         c->close_pending = true;
         return;
     }
+    bool was_stopped = c->stopped;
     c->stopped = true;
     c->close_pending = false;
     if (c->o.io) stop_timers(c);
     drop_pending(c);
-    mw__clt_conn_teardown(c);
+    /* What the socket takes now still goes out, then FIN. No linger: the
+     * caller may free the io right after this (a Svc's close_conn lingers). */
+    if (!was_stopped && mw__drv_attached(&c->drv)) {
+        mw__drv_write(&c->drv);
+        mw__drv_close(&c->drv, MW_ESTATE, false);
+    }
+    if (!mw__drv_attached(&c->drv)) mw__clt_conn_teardown(c);
     c->state = MW_CLT_CLOSED;
+}
+
+/* Ends the driver at once (mw_clt_free: a linger is cut short). */
+void mw__clt_ep_abort(mw_clt_t *c) {
+    mw__drv_stop(&c->drv);
+    mw__clt_conn_teardown(c);
 }
 
 /* After a user callback: carries out a close (or free) asked for inside it.

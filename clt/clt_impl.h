@@ -8,6 +8,7 @@
 
 #include "mw_clt.h"
 #include "mw_resolve.h"
+#include "drv_impl.h"
 
 struct mw_clt {
     mw_conn_t conn;        /* valid while have_conn */
@@ -34,14 +35,18 @@ struct mw_clt {
     int next_addr;
     uint32_t failures;     /* consecutive failed attempts (for backoff) */
     uint64_t connects;     /* successful connects so far */
-    uint64_t opened_at, last_rx_ns;
+    uint64_t opened_at;
     uint64_t rng;          /* jitter */
     unsigned ttl_tries;    /* rotation waiting for queued bytes to drain */
-    mw_io_timer_t t_connect, t_backoff, t_ttl, t_idle, t_heartbeat, t_more;
+    mw_io_timer_t t_connect, t_backoff, t_ttl, t_heartbeat, t_gone;
+    mw__drv_t drv;         /* drives the open connection (event mode) */
+    mw__drv_cfg_t drv_cfg;
+    void (*drv_fn)(mw__drv_t *d); /* the driver's posted request (write arm) */
+    int gone_reason;       /* why the last connection ended, for the reconnect */
+    bool leak_guard;       /* a free could not be posted (no memory) */
     atomic_int refs;       /* the user's reference + posted callbacks in flight */
     atomic_bool freed;
-    atomic_bool arm_posted;
-    char rec_name[512];     /* record_path with "%u" filled in for this connection */ /* event mode: a write-arm request is queued for the io */
+    char rec_name[512];    /* record_path with "%u" filled in for this connection */
 };
 
 /* clt_ep.c */
@@ -49,9 +54,8 @@ int mw__clt_ep_start(mw_clt_t *c);
 void mw__clt_ep_stop(mw_clt_t *c);
 int mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c));
 void mw__clt_unref(mw_clt_t *c);
-void mw__clt_on_ready(mw_sel_src_t *src, int events);
-void mw__clt_drop(mw_clt_t *c, int reason);
-void mw__clt_arm(mw_clt_t *c);
+void mw__clt_ep_abort(mw_clt_t *c);
+void mw__clt_run_drv_fn(mw_clt_t *c);
 /* clt.c */
 int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err);
 void mw__clt_record_name(mw_clt_t *c);

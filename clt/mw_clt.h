@@ -107,6 +107,9 @@ typedef struct mw_clt_opts {
     int64_t ttl_ns;            /* rotate an open connection after this long; 0: never */
     int64_t idle_timeout_ns;   /* drop (and reconnect) after this long without input; 0: never */
     int64_t heartbeat_ns;      /* call on_heartbeat this often while open; 0: never */
+    /* A send returned MW_EAGAIN (tx buffer full) and the buffer has drained
+     * to its low-water mark since: send again. Event mode, on the io thread. */
+    void (*on_drain)(mw_clt_t *c, void *ud);
     void (*on_heartbeat)(mw_clt_t *c, void *ud);
     bool rx_timestamps;        /* take one timestamp per read (mw_clt_rx_time_ns) */
     bool async_connect;        /* event mode: connect from the io (implied by reconnect) */
