@@ -56,6 +56,7 @@
 #include "mw_conn.h"
 #include "mw_idle.h"
 #include "mw_io.h"
+#include "mw_mode.h"
 #include "mw_tcp.h"
 #include "mw_transport.h"
 

@@ -14,18 +14,6 @@
 /* Room for the largest framing overhead (u32 prefix, or a newline). */
 #define FRAME_OVERHEAD 8u
 
-static const char *const mode_names[] = {"spin", "blocking", "event"};
-
-int mw_mode_parse(const char *name) {
-    for (int i = 0; i < 3; i++)
-        if (name && strcmp(name, mode_names[i]) == 0) return i;
-    return MW_EINVAL;
-}
-
-const char *mw_mode_name(mw_mode_t m) {
-    return (unsigned)m < 3 ? mode_names[m] : "?";
-}
-
 void mw_conn_opts_init(mw_conn_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->serdes = "fixed";

@@ -36,11 +36,6 @@
 #include "mw_serdes.h"
 #include "mw_stream.h"
 
-/* Run modes shared by mw_clt and mw_svc. */
-typedef enum mw_mode { MW_MODE_SPIN = 0, MW_MODE_BLOCKING, MW_MODE_EVENT } mw_mode_t;
-/* "spin", "blocking", "event" -> mode, or MW_EINVAL. */
-int mw_mode_parse(const char *name);
-const char *mw_mode_name(mw_mode_t m);
 
 enum { MW_DIR_TX = 1, MW_DIR_RX = 2, MW_DIR_BOTH = 3 };
 enum { MW_CONN_TX_LOCK = 1, MW_CONN_RX_TIMESTAMPS = 2 };

@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "mw_conn.h"
+#include "mw_mode.h"
 #include "mw_transport.h"
 
 enum { TOOL_EXIT_OK = 0, TOOL_EXIT_USAGE = 1, TOOL_EXIT_FAIL = 2 };
