@@ -57,54 +57,8 @@
 
 /* ---- certificates ------------------------------------------------------------ */
 
-static char dir[64];
-
-static const char *cert(const char *name) {
-    static char buf[8][128];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
-    return p;
-}
-
-static const char cnf[] =
-    "[req]\n"
-    "distinguished_name = dn\n"
-    "prompt = no\n"
-    "[dn]\n"
-    "CN = unused\n"
-    "[ca_ext]\n"
-    "basicConstraints = critical,CA:TRUE\n"
-    "keyUsage = critical,keyCertSign,cRLSign\n"
-    "subjectKeyIdentifier = hash\n"
-    "[srv_ext]\n"
-    "basicConstraints = CA:FALSE\n"
-    "subjectAltName = DNS:localhost,IP:127.0.0.1\n"
-    "extendedKeyUsage = serverAuth\n";
-
-static const char gen_sh[] =
-    "set -e\n"
-    "K='-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes'\n"
-    "R='openssl req -config x.cnf'\n"
-    "$R -x509 $K -keyout ca.key -out ca.pem -days 30 -subj '/CN=msgwire transport test CA' -extensions ca_ext\n"
-    "$R -x509 $K -keyout other.key -out other.pem -days 30 -subj '/CN=an untrusted CA' -extensions ca_ext\n"
-    "$R -new $K -keyout srv.key -out srv.csr -subj /CN=localhost\n"
-    "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 30 \\\n"
-    "    -extfile x.cnf -extensions srv_ext -out srv.pem\n"
-    "openssl verify -CAfile ca.pem srv.pem\n"
-    "if openssl verify -CAfile other.pem srv.pem; then exit 1; fi\n";
-
-static int group_setup(void **state) {
-    (void)state;
-    const char *const files[][2] = {{"x.cnf", cnf}, {"gen.sh", gen_sh}};
-    if (mw_tmpdir_script(dir, sizeof dir, "transport", files, 2, "gen.sh") < 0) return -1;
-    return 0;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    return mw_tmpdir_remove(dir);
-}
+/* The shared set (tests/util/certs.c): ca.pem, srv.pem/srv.key, other.pem. */
+static const char *cert(const char *name) { return mw_test_cert(name); }
 
 /* ---- schemes ------------------------------------------------------------------- */
 
@@ -1166,5 +1120,5 @@ int main(void) {
     }
     if (!mw_have_openssl_cli()) /* every test shares the certificates */
         return mw_test_skip_group("tests", tests, (size_t)n, "the openssl command (Debian package openssl)");
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
