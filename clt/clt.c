@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* The split views are the Clt itself, typed so a thread cannot call the
  * other side's functions by mistake. */
@@ -72,11 +71,6 @@ void mw__clt_conn_teardown(mw_clt_t *c) {
 
 /* ---- synchronous connect (spin, blocking) ----------------------------------- */
 
-static void nap(int64_t ns) {
-    struct timespec ts = {(time_t)(ns / MW_NS_PER_S), (long)(ns % MW_NS_PER_S)};
-    while (nanosleep(&ts, &ts) != 0) {}
-}
-
 /* The recording file for the next connection: a "%u" in opts.tr.record_path
  * becomes the connect number, so every session gets a file of its own. */
 void mw__clt_record_name(mw_clt_t *c) {
@@ -88,21 +82,71 @@ void mw__clt_record_name(mw_clt_t *c) {
     c->tr.o.record_path = c->rec_name;
 }
 
-/* One attempt: TCP connect, wrap per scheme, handshakes, all within the
- * connect timeout. */
-static int connect_once(mw_clt_t *c, mw_stream_t **out, mw_err_t *err) {
-    uint64_t dl = mw_deadline_in(NULL, c->o.connect_timeout_ns);
-    mw_tcp_opts_t tcp = c->o.tcp;
-    tcp.blocking = false; /* handshakes are driven nonblocking, then switched */
-    mw_stream_t *s;
-    int r = mw_tcp_connect(&s, c->url.host, c->url.port, &tcp, c->o.connect_timeout_ns, err);
-    if (r < 0) return r;
-    mw__clt_record_name(c);
-    if ((r = mw_transport_wrap(&c->tr, s, &s, err)) < 0) return r;
-    if ((r = mw_transport_handshake(s, dl, err)) < 0) {
+/* The endpoint on a private io, polled here until it hands over a stream
+ * whose handshakes completed, or gives up. */
+typedef struct sync_connect {
+    mw_clt_t *c;
+    mw_stream_t *stream;
+    int end;             /* the reason it gave up; 0 while going */
+} sync_connect_t;
+
+static void sc_attempt(mw__ep_t *e) { mw__clt_record_name(((sync_connect_t *)e->ud)->c); }
+
+static int sc_stream(mw__ep_t *e, mw_stream_t *s) {
+    sync_connect_t *sc = e->ud;
+    int r = mw_transport_handshake(s, mw_deadline_in(NULL, sc->c->o.connect_timeout_ns), &e->err);
+    if (r < 0) {
         mw_stream_free(s);
         return r;
     }
+    sc->stream = s;
+    return 0;
+}
+
+static void sc_fail(mw__ep_t *e, int reason) { mw__ep_retry(e, reason, -1); }
+
+/* A certificate that fails verification fails the same way every time. */
+static bool sc_can_retry(mw__ep_t *e, int reason, uint32_t failures) {
+    (void)e;
+    (void)failures;
+    return reason != MW_ETLS;
+}
+
+static void sc_end(mw__ep_t *e, int reason) { ((sync_connect_t *)e->ud)->end = reason < 0 ? reason : MW_ECLOSED; }
+
+static const mw__ep_cfg_t sc_cfg = {
+    .on_attempt = sc_attempt,
+    .on_stream = sc_stream,
+    .on_fail = sc_fail,
+    .can_retry = sc_can_retry,
+    .on_end = sc_end,
+};
+
+/* connect_attempts attempts, retry_delay_ns doubling up to
+ * retry_max_delay_ns in between (the endpoint's backoff, no jitter), each
+ * bounded by connect_timeout_ns. */
+static int connect_sync(mw_clt_t *c, mw_err_t *err) {
+    mw_io_t *io;
+    int r = mw_io_new(&io, NULL, err);
+    if (r < 0) return r;
+    sync_connect_t sc = {c, NULL, 0};
+    mw__backoff_opts_t bo = {.min_delay_ns = c->o.retry_delay_ns,
+                             .max_delay_ns = c->o.retry_max_delay_ns,
+                             .max_attempts = c->o.connect_attempts ? c->o.connect_attempts : 1};
+    mw__ep_t ep;
+    mw_tcp_opts_t tcp = c->o.tcp;
+    tcp.blocking = false; /* handshakes are driven nonblocking, then switched */
+    mw__ep_init(&ep, io, &sc_cfg, &sc, &c->url, &c->tr, &tcp, c->o.connect_timeout_ns, &bo, 0);
+    mw__ep_start(&ep);
+    while (!sc.stream && !sc.end && (r = mw_io_poll(io, -1)) >= 0) {}
+    mw__ep_stop(&ep);
+    mw_resolve_shutdown(io);
+    mw_io_free(io);
+    if (!sc.stream) {
+        mw_err_copy(err, &ep.err);
+        return ep.err.code ? ep.err.code : r < 0 ? r : MW_ECONNREFUSED;
+    }
+    mw_stream_t *s = sc.stream;
     if (c->o.mode == MW_MODE_BLOCKING) {
         bool tls = c->url.scheme == MW_SCHEME_TLS || c->url.scheme == MW_SCHEME_WSS;
         if (tls) {
@@ -115,26 +159,6 @@ static int connect_once(mw_clt_t *c, mw_stream_t **out, mw_err_t *err) {
             if (c->o.timeout_ns > 0) mw_tcp_set_timeouts(s, c->o.timeout_ns, c->o.timeout_ns);
         }
     }
-    *out = s;
-    return 0;
-}
-
-/* The retry policy: a failed attempt waits retry_delay (doubling up to
- * retry_max_delay) before the next. */
-static int connect_sync(mw_clt_t *c, mw_err_t *err) {
-    uint32_t attempts = c->o.connect_attempts ? c->o.connect_attempts : 1;
-    int64_t delay = c->o.retry_delay_ns;
-    int r = MW_EINVAL;
-    mw_stream_t *s = NULL;
-    for (uint32_t i = 0; i < attempts; i++) {
-        if (i) {
-            nap(delay);
-            delay = delay * 2 > c->o.retry_max_delay_ns ? c->o.retry_max_delay_ns : delay * 2;
-        }
-        r = connect_once(c, &s, err);
-        if (r == 0 || r == MW_EINVAL || r == MW_ENOMEM) break;
-    }
-    if (r < 0) return r;
     return mw__clt_conn_setup(c, s, err);
 }
 

@@ -44,26 +44,9 @@ int mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c)) {
 /* ---- helpers ---------------------------------------------------------------- */
 
 static void stop_timers(mw_clt_t *c) {
-    mw_io_timer_stop(io_of(c), &c->t_connect);
-    mw_io_timer_stop(io_of(c), &c->t_backoff);
     mw_io_timer_stop(io_of(c), &c->t_ttl);
     mw_io_timer_stop(io_of(c), &c->t_heartbeat);
     mw_io_timer_stop(io_of(c), &c->t_gone);
-}
-
-static void detach(mw_clt_t *c) {
-    if (c->attached) mw_io_del(io_of(c), &c->src);
-    c->attached = false;
-}
-
-static void stack_error(mw_clt_t *c, mw_stream_t *s, int code) { mw_transport_error(s, code, &c->err); }
-
-static void drop_pending(mw_clt_t *c) {
-    detach(c);
-    mw_stream_free(c->pending);
-    c->pending = NULL;
-    mw_resolve_cancel(c->dns);
-    c->dns = NULL;
 }
 
 /* Runs a user callback with the deferred-close guard. */
@@ -76,55 +59,52 @@ static void drop_pending(mw_clt_t *c) {
 
 static bool finish_deferred(mw_clt_t *c);
 
-/* ---- reconnect policy ------------------------------------------------------- */
-
-static double rand01(mw_clt_t *c) {
-    c->rng ^= c->rng << 13; /* xorshift64: jitter needs spread, not secrecy */
-    c->rng ^= c->rng >> 7;
-    c->rng ^= c->rng << 17;
-    return (double)(c->rng >> 11) / 9007199254740992.0;
-}
-
-static int64_t backoff_delay(mw_clt_t *c) {
-    if (c->failures == 0) return 0;
-    int64_t d = c->o.reconnect.min_delay_ns;
-    for (uint32_t i = 1; i < c->failures && d < c->o.reconnect.max_delay_ns; i++) d *= 2;
-    if (d > c->o.reconnect.max_delay_ns) d = c->o.reconnect.max_delay_ns;
-    double j = c->o.reconnect.jitter < 0 ? 0 : c->o.reconnect.jitter > 1 ? 1 : c->o.reconnect.jitter;
-    return (int64_t)((double)d * (1.0 - j * rand01(c)));
-}
-
-static void start_attempt(mw_clt_t *c);
-
-static void schedule(mw_clt_t *c, int reason) {
-    if (finish_deferred(c)) return; /* closed or freed inside on_close: no more callbacks */
-    const uint32_t max = c->o.reconnect.max_attempts;
-    /* a Clt over the caller's stream (mw_clt_open_stream) has nothing to reconnect to */
-    bool again = !c->stopped && c->have_tr && c->o.reconnect.enabled && (!max || c->failures < max);
-    if (again && c->o.can_reconnect) USER_CB(c, again = c->o.can_reconnect(c, reason, c->failures, c->o.ud));
-    if (finish_deferred(c)) return; /* stopped (maybe freed) inside can_reconnect */
-    if (!again) {
-        c->state = MW_CLT_CLOSED;
-        return;
-    }
-    c->state = MW_CLT_BACKOFF;
-    mw_io_timer_after(io_of(c), &c->t_backoff, backoff_delay(c));
-}
+/* ---- the endpoint's callbacks (core/endpoint.c) ---------------------------------- */
 
 static void notify_close(mw_clt_t *c, int reason) {
     if (c->o.on_close) USER_CB(c, c->o.on_close(c, reason, c->o.ud));
 }
 
-/* A connect attempt failed before there was a connection (resolve, connect,
- * timeout). */
-static void attempt_failed(mw_clt_t *c, int reason) {
-    drop_pending(c);
-    mw_io_timer_stop(io_of(c), &c->t_connect);
-    c->failures++;
-    mw__logf(MW_LOG_INFO, "clt %s://%s:%s: attempt failed: %s", mw_scheme_name(c->url.scheme), c->url.host,
-             c->url.port, mw_err_text(&c->err));
+static void ep_attempt(mw__ep_t *e) {
+    mw_clt_t *c = e->ud;
+    c->state = MW_CLT_RESOLVING;
+    mw__clt_record_name(c);
+}
+
+static void attach_conn(mw_clt_t *c);
+
+static int ep_stream(mw__ep_t *e, mw_stream_t *s) {
+    mw_clt_t *c = e->ud;
+    int r = mw__clt_conn_setup(c, s, &e->err);
+    if (r < 0) return r;
+    attach_conn(c);
+    return 0;
+}
+
+/* An attempt failed before there was a connection (resolve, connect,
+ * timeout): on_close, then the endpoint's retry policy. */
+static void ep_fail(mw__ep_t *e, int reason) {
+    mw_clt_t *c = e->ud;
+    mw_err_copy(&c->err, &e->err);
+    c->state = MW_CLT_BACKOFF;
     notify_close(c, reason);
-    schedule(c, reason);
+    if (finish_deferred(c)) return; /* closed or freed inside on_close */
+    mw__ep_retry(e, reason, -1);
+}
+
+static bool ep_can_retry(mw__ep_t *e, int reason, uint32_t failures) {
+    mw_clt_t *c = e->ud;
+    /* a Clt over the caller's stream (mw_clt_open_stream) has nothing to reconnect to */
+    bool again = !c->stopped && c->have_tr && c->o.reconnect.enabled;
+    if (again && c->o.can_reconnect) USER_CB(c, again = c->o.can_reconnect(c, reason, failures, c->o.ud));
+    return again && !c->close_pending && !c->free_pending; /* a close asked for there ends it: on_end */
+}
+
+static void ep_end(mw__ep_t *e, int reason) {
+    (void)reason;
+    mw_clt_t *c = e->ud;
+    c->state = MW_CLT_CLOSED;
+    finish_deferred(c); /* last: it may free c */
 }
 
 /* ---- the connection, on the one driver ------------------------------------------ */
@@ -142,7 +122,7 @@ static bool stop_from_drv(mw_clt_t *c) {
     if (!c->stopped) {
         c->stopped = true;
         stop_timers(c);
-        drop_pending(c);
+        mw__ep_stop(&c->ep);
         c->state = MW_CLT_CLOSED;
     }
     mw__drv_close(&c->drv, MW_ESTATE, !free_it);
@@ -166,9 +146,8 @@ static void on_heartbeat(mw_io_timer_t *t, void *ud) {
 /* The handshakes are done: open. */
 static void drv_up(mw__drv_t *d) {
     mw_clt_t *c = d->ud;
-    mw_io_timer_stop(io_of(c), &c->t_connect);
+    mw__ep_up(&c->ep);
     c->state = MW_CLT_OPEN;
-    c->failures = 0;
     c->connects++;
     c->opened_at = mw_io_now(io_of(c));
     if (c->o.ttl_ns > 0) mw_io_timer_after(io_of(c), &c->t_ttl, c->o.ttl_ns);
@@ -192,19 +171,11 @@ static void drv_closed(mw__drv_t *d, int reason) {
     if (*why && !(reason == MW_ESTATE && c->err.code == MW_ESTATE)) mw_err_set(&c->err, reason, "%s", why);
     c->open = false;
     if (c->stopped) return; /* closed by the user: no more callbacks */
-    bool was_open = c->state == MW_CLT_OPEN;
-    mw_io_timer_stop(io_of(c), &c->t_connect);
     mw_io_timer_stop(io_of(c), &c->t_ttl);
     mw_io_timer_stop(io_of(c), &c->t_heartbeat);
+    c->rotating = c->state == MW_CLT_OPEN && reason == MW_ESTATE; /* rotation reconnects at once */
     c->state = MW_CLT_BACKOFF;
     c->gone_reason = reason;
-    if (was_open) {
-        c->failures = reason == MW_ESTATE ? 0 : 1; /* rotation reconnects at once */
-    } else {
-        c->failures++;
-        mw__logf(MW_LOG_INFO, "clt %s://%s:%s: attempt failed: %s", mw_scheme_name(c->url.scheme), c->url.host,
-                 c->url.port, mw_err_text(&c->err));
-    }
     notify_close(c, reason);
     stop_from_drv(c);
 }
@@ -212,7 +183,7 @@ static void drv_closed(mw__drv_t *d, int reason) {
 static void on_gone_timer(mw_io_timer_t *t, void *ud) {
     (void)t;
     mw_clt_t *c = ud;
-    if (!c->stopped) schedule(c, c->gone_reason);
+    if (!c->stopped) mw__ep_retry(&c->ep, c->gone_reason, c->rotating ? 0 : -1);
 }
 
 static void drv_gone(mw__drv_t *d) {
@@ -259,98 +230,11 @@ static void attach_conn(mw_clt_t *c) {
     if (r < 0) {
         mw_err_set(&c->err, r, "cannot register with the io");
         mw__clt_conn_teardown(c);
-        attempt_failed(c, r);
+        notify_close(c, r);
+        if (!finish_deferred(c)) mw__ep_retry(&c->ep, r, -1);
         return;
     }
     mw__drv_go(&c->drv);
-}
-
-/* ---- connecting ------------------------------------------------------------- */
-
-static void try_next_addr(mw_clt_t *c);
-
-static void on_pending(mw_sel_src_t *src, int events) {
-    (void)events;
-    mw_clt_t *c = src->ud;
-    int r = mw_tcp_connect_finish(c->pending);
-    if (r == MW_EAGAIN) return;
-    if (r < 0) {
-        stack_error(c, c->pending, r);
-        detach(c);
-        mw_stream_free(c->pending);
-        c->pending = NULL;
-        try_next_addr(c);
-        return;
-    }
-    mw_stream_t *s = c->pending;
-    c->pending = NULL; /* wrap takes ownership, also on failure */
-    detach(c);
-    mw__clt_record_name(c);
-    if ((r = mw_transport_wrap(&c->tr, s, &s, &c->err)) < 0 || (r = mw__clt_conn_setup(c, s, &c->err)) < 0) {
-        attempt_failed(c, r);
-        return;
-    }
-    attach_conn(c);
-}
-
-static void try_next_addr(mw_clt_t *c) {
-    int r = c->err.code ? c->err.code : MW_ECONNREFUSED;
-    while (c->next_addr < c->addrs.naddrs) {
-        int i = c->next_addr++;
-        mw_stream_t *s;
-        mw_tcp_opts_t tcp = c->o.tcp;
-        tcp.blocking = false;
-        r = mw_tcp_connect_start(&s, (struct sockaddr *)&c->addrs.addrs[i], c->addrs.lens[i], &tcp, &c->err);
-        if (r != 0 && r != MW_EAGAIN) continue;
-        c->pending = s;
-        c->state = MW_CLT_CONNECTING;
-        mw_sel_src_init(&c->src, mw_stream_fd(s), MW_WANT_WRITE, on_pending, c);
-        if ((r = mw_io_add(io_of(c), &c->src)) < 0) break;
-        c->attached = true;
-        return;
-    }
-    if (!c->err.code) mw_err_set(&c->err, r, "connect %s:%s: no address to try", c->url.host, c->url.port);
-    attempt_failed(c, r);
-}
-
-static void on_resolved(const mw_resolve_result_t *res, void *ud) {
-    mw_clt_t *c = ud;
-    c->dns = NULL;
-    if (res->code < 0) {
-        mw_err_set(&c->err, res->code, "%s", res->text);
-        attempt_failed(c, res->code);
-        return;
-    }
-    c->addrs = *res;
-    c->next_addr = 0;
-    mw_err_clear(&c->err);
-    try_next_addr(c);
-}
-
-static void on_connect_timeout(mw_io_timer_t *t, void *ud) {
-    (void)t;
-    mw_clt_t *c = ud;
-    mw_err_set(&c->err, MW_ETIMEDOUT, "connect %s:%s: no connection within %lld ms", c->url.host, c->url.port,
-               (long long)(c->o.connect_timeout_ns / MW_NS_PER_MS));
-    if (mw__drv_attached(&c->drv)) { /* handshaking */
-        mw_err_copy(&c->conn.rx.err, &c->err);
-        mw__drv_close(&c->drv, MW_ETIMEDOUT, false);
-        return;
-    }
-    attempt_failed(c, MW_ETIMEDOUT);
-}
-
-static void start_attempt(mw_clt_t *c) {
-    if (c->stopped) return;
-    c->state = MW_CLT_RESOLVING;
-    if (c->o.connect_timeout_ns > 0) mw_io_timer_after(io_of(c), &c->t_connect, c->o.connect_timeout_ns);
-    int r = mw_resolve_start(io_of(c), c->url.host, c->url.port, on_resolved, c, &c->dns, &c->err);
-    if (r < 0) attempt_failed(c, r);
-}
-
-static void on_backoff(mw_io_timer_t *t, void *ud) {
-    (void)t;
-    start_attempt(ud);
 }
 
 /* ---- start / stop -------------------------------------------------------------- */
@@ -358,12 +242,24 @@ static void on_backoff(mw_io_timer_t *t, void *ud) {
 static void begin(mw_clt_t *c) {
     if (c->stopped) return;
     if (c->have_conn) attach_conn(c); /* mw_clt_open_stream: already connected */
-    else start_attempt(c);
+    else mw__ep_start(&c->ep);
 }
 
+static const mw__ep_cfg_t ep_cfg = {
+    .on_attempt = ep_attempt,
+    .on_stream = ep_stream,
+    .on_fail = ep_fail,
+    .can_retry = ep_can_retry,
+    .on_end = ep_end,
+};
+
 int mw__clt_ep_start(mw_clt_t *c) {
-    mw_io_timer_init(&c->t_connect, on_connect_timeout, c);
-    mw_io_timer_init(&c->t_backoff, on_backoff, c);
+    mw__backoff_opts_t bo = {.min_delay_ns = c->o.reconnect.min_delay_ns,
+                             .max_delay_ns = c->o.reconnect.max_delay_ns,
+                             .jitter = c->o.reconnect.jitter,
+                             .max_attempts = c->o.reconnect.max_attempts};
+    mw__ep_init(&c->ep, io_of(c), &ep_cfg, c, &c->url, &c->tr, &c->o.tcp, c->o.connect_timeout_ns, &bo,
+                (uint64_t)(uintptr_t)c ^ mw_now_ns());
     mw_io_timer_init(&c->t_ttl, on_ttl, c);
     mw_io_timer_init(&c->t_heartbeat, on_heartbeat, c);
     mw_io_timer_init(&c->t_gone, on_gone_timer, c);
@@ -374,12 +270,13 @@ int mw__clt_ep_start(mw_clt_t *c) {
         .on_close = drv_closed,
         .on_gone = drv_gone,
         .post = drv_post,
+        /* the connect timeout bounds resolve + connect, then the handshakes */
+        .handshake_timeout_ns = c->o.connect_timeout_ns,
         .idle_timeout_ns = c->o.idle_timeout_ns,
         .linger_ns = 0,
         .slow_consumer_ns = 0,
         .budget = -1,
     };
-    c->rng = (uint64_t)(uintptr_t)c ^ mw_now_ns() ^ 0x9E3779B97F4A7C15ull;
     c->state = c->have_conn ? MW_CLT_HANDSHAKING : MW_CLT_RESOLVING;
     return mw__clt_post(c, begin);
 }
@@ -392,8 +289,10 @@ void mw__clt_ep_stop(mw_clt_t *c) {
     bool was_stopped = c->stopped;
     c->stopped = true;
     c->close_pending = false;
-    if (c->o.io) stop_timers(c);
-    drop_pending(c);
+    if (c->o.io) {
+        stop_timers(c);
+        mw__ep_stop(&c->ep);
+    }
     /* What the socket takes now still goes out, then FIN. No linger: the
      * caller may free the io right after this (a Svc's close_conn lingers). */
     if (!was_stopped && mw__drv_attached(&c->drv)) {

@@ -9,6 +9,7 @@
 #include "mw_clt.h"
 #include "mw_resolve.h"
 #include "drv_impl.h"
+#include "endpoint_impl.h"
 
 struct mw_clt {
     mw_conn_t conn;        /* valid while have_conn */
@@ -26,23 +27,18 @@ struct mw_clt {
     mw_idle_t rx_idle;
     /* event mode, io thread only */
     mw_clt_state_t state;
-    mw_sel_src_t src;
     bool attached, in_cb, close_pending, free_pending, stopped;
     atomic_flag txlock;    /* event mode: tx side vs the io thread's teardown */
-    mw_stream_t *pending;  /* connecting / handshaking stream, before the conn */
-    mw_resolve_req_t *dns;
-    mw_resolve_result_t addrs;
-    int next_addr;
-    uint32_t failures;     /* consecutive failed attempts (for backoff) */
     uint64_t connects;     /* successful connects so far */
     uint64_t opened_at;
-    uint64_t rng;          /* jitter */
     unsigned ttl_tries;    /* rotation waiting for queued bytes to drain */
-    mw_io_timer_t t_connect, t_backoff, t_ttl, t_heartbeat, t_gone;
+    mw__ep_t ep;           /* resolve, connect, retry (event mode) */
+    mw_io_timer_t t_ttl, t_heartbeat, t_gone;
     mw__drv_t drv;         /* drives the open connection (event mode) */
     mw__drv_cfg_t drv_cfg;
     void (*drv_fn)(mw__drv_t *d); /* the driver's posted request (write arm) */
     int gone_reason;       /* why the last connection ended, for the reconnect */
+    bool rotating;         /* the TTL ended it: reconnect at once */
     bool leak_guard;       /* a free could not be posted (no memory) */
     atomic_int refs;       /* the user's reference + posted callbacks in flight */
     atomic_bool freed;

@@ -409,6 +409,36 @@ static void test_flow_blocking_tls_batches_complete(void **s) {
     assert_true(mw_wait_until(got_msgs, f, WAIT_MS));
 }
 
+/* ---- 6. a connect does not retry what no retry can mend ------------------------- */
+
+/* A certificate that fails verification fails the same way every time:
+ * twenty attempts 100 ms apart would take two seconds to say so. */
+static void test_flow_connect_does_not_retry_a_certificate_that_fails_verification(void **s) {
+    flood_svc_t *f = *s;
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.tr.tls.cert_file = mw_test_cert("srv.pem");
+    o.tr.tls.key_file = mw_test_cert("srv.key");
+    fs_start(f, MW_MODE_EVENT, "tls://127.0.0.1:0", &o);
+    char url[64];
+    snprintf(url, sizeof url, "tls://127.0.0.1:%d", mw_svc_port(f->svc));
+    mw_clt_opts_t co;
+    mw_clt_opts_init(&co);
+    co.tr.tls.ca_file = mw_test_cert("other.pem"); /* not the CA that signed srv.pem */
+    co.connect_attempts = 20;
+    co.retry_delay_ns = co.retry_max_delay_ns = 100 * MW_NS_PER_MS;
+    mw_clt_t *c = NULL;
+    mw_err_t err;
+    uint64_t t0 = mw_now_ns();
+    int r = mw_clt_connect(&c, url, &test_protocol, &co, &err);
+    uint64_t took = mw_now_ns() - t0;
+    assert_null(c);
+    if (r != MW_ETLS) fail_msg("connect: %s (%s), want MW_ETLS", mw_errname(r), mw_err_text(&err));
+    assert_non_null(strstr(mw_err_text(&err), "certificate"));
+    if (took >= 100 * MW_NS_PER_MS) fail_msg("took %llu ms: retried", (unsigned long long)(took / MW_NS_PER_MS));
+    assert_int_equal(atomic_load(&f->accepted), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_spin, setup, teardown),
@@ -421,6 +451,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_flow_blocking_flush_honours_timeout_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flow_blocking_flush_honours_timeout_wss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flow_blocking_tls_batches_complete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_connect_does_not_retry_a_certificate_that_fails_verification, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
