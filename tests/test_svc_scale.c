@@ -78,11 +78,12 @@ static void echo(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const voi
     mw_svc_send_to(s, id, sch, msg);
 }
 
-static mw_svc_t *svc_start(uint32_t workers, uint32_t max_conns) {
+static mw_svc_t *svc_start(uint32_t workers, uint32_t max_conns, const char *backend) {
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.mode = MW_MODE_EVENT;
     o.workers = workers;
+    o.backend = backend;
     o.max_connections = max_conns;
     /* small buffers: hundreds of connections under ASan stay cheap */
     o.conn.rx_buf = o.conn.tx_buf = 4096;
@@ -97,12 +98,13 @@ static mw_svc_t *svc_start(uint32_t workers, uint32_t max_conns) {
 
 typedef struct want { mw_svc_t *s; uint64_t n; int fds; } want_t;
 
-/* Every one of the n connections accepted, and as many closed. */
+/* n connections closed and none open (an extra accept, if any, is caught
+ * by the exact count afterwards). */
 static bool all_closed(void *ud) {
     want_t *w = ud;
     mw_svc_stats_t st;
     mw_svc_stats(w->s, &st);
-    return st.accepted >= w->n && st.closed >= st.accepted && st.connections == 0;
+    return st.closed >= w->n && st.connections == 0;
 }
 
 static bool fds_back(void *ud) { return count_fds() == ((want_t *)ud)->fds; }
@@ -129,9 +131,13 @@ static void close_reset(int fd) {
  * reset; the rest leave at once, often before the Svc has even handed them
  * to a worker. Rounds follow each other without waiting, so closes of one
  * round overlap accepts of the next. */
-static void churn(uint32_t workers, int rounds, int per_round) {
+static void churn(uint32_t workers, const char *backend, int rounds, int per_round) {
+    /* MW_SCALE_ROUNDS / MW_SCALE_PER_ROUND scale it up by hand (a stress run). */
+    const char *er = getenv("MW_SCALE_ROUNDS"), *ep = getenv("MW_SCALE_PER_ROUND");
+    if (er && atoi(er) > 0) rounds = atoi(er);
+    if (ep && atoi(ep) > 0) per_round = atoi(ep);
     const int n = rounds * per_round;
-    mw_svc_t *s = svc_start(workers, (uint32_t)n);
+    mw_svc_t *s = svc_start(workers, (uint32_t)n, backend);
     int port = mw_svc_port(s);
     int base = count_fds();
     int *fds = calloc((size_t)per_round, sizeof *fds);
@@ -171,17 +177,22 @@ static void churn(uint32_t workers, int rounds, int per_round) {
 
 static void test_svc_counts_each_client_once_and_frees_its_fd_with_2_workers(void **state) {
     (void)state;
-    churn(2, 5, 100);
+    churn(2, NULL, 5, 100);
 }
 
 static void test_svc_counts_each_client_once_and_frees_its_fd_with_3_workers(void **state) {
     (void)state;
-    churn(3, 4, 100);
+    churn(3, NULL, 4, 100);
+}
+
+static void test_svc_counts_each_client_once_and_frees_its_fd_with_2_libevent_workers(void **state) {
+    (void)state;
+    churn(2, "libevent", 3, 100);
 }
 
 static void test_svc_counts_each_client_once_with_1_worker(void **state) {
     (void)state;
-    churn(1, 3, 100);
+    churn(1, NULL, 3, 100);
 }
 
 /* ---- listen backlog ------------------------------------------------------------ */
@@ -279,6 +290,7 @@ int main(void) {
         cmocka_unit_test(test_svc_counts_each_client_once_with_1_worker),
         cmocka_unit_test(test_svc_counts_each_client_once_and_frees_its_fd_with_2_workers),
         cmocka_unit_test(test_svc_counts_each_client_once_and_frees_its_fd_with_3_workers),
+        cmocka_unit_test(test_svc_counts_each_client_once_and_frees_its_fd_with_2_libevent_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,639 @@
+/*
+ * scale_load - many-connection load generator for `make bench-scale`.
+ *
+ *   scale_load --server NAME=COMMAND [--server NAME=COMMAND ...]
+ *              [--conns 1000,5000,10000] [--secs S] [--threads 1|2] [--cpu A[,B]]
+ *
+ * For each connection count N and each server (the first is the reference,
+ * normally raw_echo), in one run:
+ *   1. starts the server (`sh -c "exec COMMAND"`: its pid is the server's),
+ *      reads "port P" from its stdout, and notes its RSS (VmRSS in
+ *      /proc/PID/status) and fd count (entries of /proc/PID/fd);
+ *   2. connect: N nonblocking connects to 127.0.0.1:P issued at once, timed
+ *      until every one has completed (and the kernel's ListenOverflows
+ *      counter read before and after);
+ *   3. ready: one 64-byte message through every connection, timed until
+ *      every echo is back (so the server has accepted and serves them all);
+ *      then the server's RSS and fds idle;
+ *   4. load: a closed loop for S seconds, one message in flight per
+ *      connection: each echo is checked byte for byte and its round trip
+ *      recorded; echoes/s over the window, p50/p99 RTT, the server's RSS and
+ *      fds at the middle of the window;
+ *   5. leave: every client closes; waits (deadline 15 s) until the server's
+ *      fd count is back to its baseline, then its RSS, and asks it "stats"
+ *      on stdin (it answers "accepted A closed C open O ..."): accepted must
+ *      be exactly N.
+ * Then prints one table per N with the ratios to the reference.
+ *
+ * Wire format (README, "Wire formats"): the `fixed` serdes with u32 framing,
+ * a 4-byte big-endian length (64) and the pp protocol's ping64: u16 tag 2,
+ * u64 seq, u64 sent_ns, 46 pad bytes, all little-endian: 68 bytes a message.
+ * The load threads are pinned (--cpu, one cpu per thread); pin the server
+ * elsewhere with taskset in COMMAND. Everything runs on loopback; the
+ * soft RLIMIT_NOFILE is raised to the hard limit.
+ */
+#define RAW_PROG "scale_load"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "raw_common.h"
+
+#define MSG_WIRE 68
+#define MSG_PAYLOAD 64
+#define PP_TAG_PING64 2
+#define MAX_SERVERS 8
+#define MAX_THREADS 2
+#define HIST_BUCKETS (64 * 32)
+
+/* ---- histogram: log-linear, 32 sub-buckets per power of two (~3 %) --------- */
+
+static int hist_idx(uint64_t v) {
+    if (v < 32) return (int)v;
+    int e = 63 - __builtin_clzll(v); /* >= 5 */
+    return e * 32 + (int)((v >> (e - 5)) & 31);
+}
+
+static uint64_t hist_val(int i) { /* the middle of bucket i */
+    if (i < 32) return (uint64_t)i;
+    int e = i / 32, sub = i % 32;
+    uint64_t lo = (1ull << e) | ((uint64_t)sub << (e - 5));
+    return lo + (1ull << (e - 5)) / 2;
+}
+
+static uint64_t hist_pct(const uint64_t *h, uint64_t n, double p) {
+    uint64_t want = (uint64_t)((double)n * p), seen = 0;
+    for (int i = 0; i < HIST_BUCKETS; i++) {
+        seen += h[i];
+        if (seen > want) return hist_val(i);
+    }
+    return 0;
+}
+
+/* ---- connections and load threads ---------------------------------------- */
+
+enum { C_CONNECTING, C_UP, C_DEAD };
+
+typedef struct conn {
+    int fd;
+    uint8_t state;
+    bool waiting; /* a message is in flight */
+    uint16_t got;
+    uint64_t seq, sent_ns;
+    unsigned char rx[MSG_WIRE];
+} conn_t;
+
+typedef struct run run_t;
+
+typedef struct lt {
+    run_t *run;
+    int idx, cpu;
+    pthread_t th;
+    int ep;
+    conn_t *c;
+    int n;
+    /* results */
+    uint64_t conn_done_ns, ready_done_ns;
+    int connect_failed, broken;
+    uint64_t echoes, hist[HIST_BUCKETS];
+    char err[160];
+} lt_t;
+
+struct run {
+    struct sockaddr_in addr;
+    int nthreads;
+    pthread_barrier_t bar;
+    uint64_t t0, load_start, load_end;
+    lt_t t[MAX_THREADS];
+};
+
+static void build(unsigned char *m, uint64_t seq, uint64_t sent_ns) {
+    put_be32(m, MSG_PAYLOAD);
+    m[4] = PP_TAG_PING64;
+    m[5] = 0;
+    put_le64(m + 6, seq);
+    put_le64(m + 14, sent_ns);
+    for (int i = 22; i < MSG_WIRE; i++) m[i] = (unsigned char)(seq + (uint64_t)i);
+}
+
+static void pin(int cpu) {
+    if (cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity %d: %s", cpu, strerror(errno));
+}
+
+static void mark_dead(lt_t *t, conn_t *c) {
+    if (c->state == C_DEAD) return;
+    epoll_ctl(t->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    c->state = C_DEAD;
+}
+
+static int send_msg(lt_t *t, conn_t *c) {
+    unsigned char m[MSG_WIRE];
+    c->seq++;
+    c->sent_ns = now_ns();
+    build(m, c->seq, c->sent_ns);
+    ssize_t w = send(c->fd, m, MSG_WIRE, MSG_NOSIGNAL);
+    if (w != MSG_WIRE) { /* 68 bytes into an empty socket buffer: anything else is a failure */
+        if (!t->err[0])
+            snprintf(t->err, sizeof t->err, "send: %s", w < 0 ? strerror(errno) : "short write");
+        t->broken++;
+        mark_dead(t, c);
+        return -1;
+    }
+    c->waiting = true;
+    c->got = 0;
+    return 0;
+}
+
+/* Reads what the echo has; 1 when the whole echo is in and correct, 0 when
+ * more is to come, -1 when the connection failed or the echo was wrong. */
+static int recv_echo(lt_t *t, conn_t *c) {
+    ssize_t r = recv(c->fd, c->rx + c->got, MSG_WIRE - c->got, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+    if (r <= 0 || !c->waiting) {
+        if (!t->err[0])
+            snprintf(t->err, sizeof t->err, "recv: %s", r < 0 ? strerror(errno) : r == 0 ? "server closed" : "unasked bytes");
+        t->broken++;
+        mark_dead(t, c);
+        return -1;
+    }
+    c->got += (uint16_t)r;
+    if (c->got < MSG_WIRE) return 0;
+    unsigned char want[MSG_WIRE];
+    build(want, c->seq, c->sent_ns);
+    if (memcmp(want, c->rx, MSG_WIRE) != 0) {
+        if (!t->err[0]) snprintf(t->err, sizeof t->err, "echo of seq %llu differs", (unsigned long long)c->seq);
+        t->broken++;
+        mark_dead(t, c);
+        return -1;
+    }
+    c->waiting = false;
+    return 1;
+}
+
+static void phase_connect(lt_t *t) {
+    run_t *R = t->run;
+    int pending = 0;
+    for (int i = 0; i < t->n; i++) {
+        conn_t *c = &t->c[i];
+        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c->fd < 0) die("socket (connection %d): %s", i, strerror(errno));
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        int r = connect(c->fd, (struct sockaddr *)&R->addr, sizeof R->addr);
+        c->state = C_CONNECTING;
+        if (r != 0 && errno != EINPROGRESS) {
+            t->connect_failed++;
+            close(c->fd);
+            c->fd = -1;
+            c->state = C_DEAD;
+            continue;
+        }
+        struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(t->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) die("epoll add: %s", strerror(errno));
+        pending++;
+    }
+    uint64_t dl = R->t0 + 60ull * 1000000000u;
+    struct epoll_event evs[512];
+    while (pending > 0 && now_ns() < dl) {
+        int n = epoll_wait(t->ep, evs, 512, 100);
+        for (int k = 0; k < n; k++) {
+            conn_t *c = &t->c[evs[k].data.u32];
+            if (c->state != C_CONNECTING) continue;
+            int e = 0;
+            socklen_t el = sizeof e;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el);
+            pending--;
+            if (e) {
+                if (!t->err[0]) snprintf(t->err, sizeof t->err, "connect: %s", strerror(e));
+                t->connect_failed++;
+                mark_dead(t, c);
+                continue;
+            }
+            c->state = C_UP;
+            struct epoll_event ev = {.events = EPOLLIN, .data.u32 = evs[k].data.u32};
+            epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev);
+        }
+    }
+    for (int i = 0; i < t->n; i++)
+        if (t->c[i].state == C_CONNECTING) {
+            t->connect_failed++;
+            mark_dead(t, &t->c[i]);
+        }
+    t->conn_done_ns = now_ns();
+}
+
+/* One message through every connection; returns when every echo is back. */
+static void phase_ready(lt_t *t) {
+    int waiting = 0;
+    for (int i = 0; i < t->n; i++)
+        if (t->c[i].state == C_UP && send_msg(t, &t->c[i]) == 0) waiting++;
+    uint64_t dl = now_ns() + 60ull * 1000000000u;
+    struct epoll_event evs[512];
+    while (waiting > 0 && now_ns() < dl) {
+        int n = epoll_wait(t->ep, evs, 512, 100);
+        for (int k = 0; k < n; k++) {
+            conn_t *c = &t->c[evs[k].data.u32];
+            if (c->state != C_UP) continue;
+            if (recv_echo(t, c) != 0) waiting--;
+        }
+    }
+    if (waiting > 0 && !t->err[0]) snprintf(t->err, sizeof t->err, "%d first echoes missing after 60 s", waiting);
+    t->broken += waiting;
+    t->ready_done_ns = now_ns();
+}
+
+static void phase_load(lt_t *t) {
+    run_t *R = t->run;
+    for (int i = 0; i < t->n; i++)
+        if (t->c[i].state == C_UP) send_msg(t, &t->c[i]);
+    struct epoll_event evs[512];
+    for (;;) {
+        uint64_t now = now_ns();
+        if (now >= R->load_end) break;
+        int n = epoll_wait(t->ep, evs, 512, 5);
+        for (int k = 0; k < n; k++) {
+            conn_t *c = &t->c[evs[k].data.u32];
+            if (c->state != C_UP || recv_echo(t, c) != 1) continue;
+            uint64_t done = now_ns();
+            if (done <= R->load_end) {
+                t->echoes++;
+                t->hist[hist_idx(done - c->sent_ns)]++;
+                send_msg(t, c);
+            }
+        }
+    }
+    /* Let what is in flight come back, so the clients leave with nothing unread. */
+    uint64_t dl = now_ns() + 2ull * 1000000000u;
+    int waiting;
+    do {
+        waiting = 0;
+        for (int i = 0; i < t->n; i++) waiting += t->c[i].state == C_UP && t->c[i].waiting;
+        if (!waiting) break;
+        int n = epoll_wait(t->ep, evs, 512, 5);
+        for (int k = 0; k < n; k++) {
+            conn_t *c = &t->c[evs[k].data.u32];
+            if (c->state == C_UP) recv_echo(t, c);
+        }
+    } while (now_ns() < dl);
+}
+
+static void *load_main(void *arg) {
+    lt_t *t = arg;
+    run_t *R = t->run;
+    pin(t->cpu);
+    pthread_barrier_wait(&R->bar); /* go: connect */
+    phase_connect(t);
+    pthread_barrier_wait(&R->bar);
+    phase_ready(t);
+    pthread_barrier_wait(&R->bar);
+    pthread_barrier_wait(&R->bar); /* main measured idle, set the load window */
+    phase_load(t);
+    pthread_barrier_wait(&R->bar);
+    pthread_barrier_wait(&R->bar); /* main noted the time: leave */
+    for (int i = 0; i < t->n; i++)
+        if (t->c[i].fd >= 0) close(t->c[i].fd);
+    pthread_barrier_wait(&R->bar);
+    return NULL;
+}
+
+/* ---- the server process ------------------------------------------------------ */
+
+typedef struct server {
+    const char *name, *cmd;
+    pid_t pid;
+    int in_fd, out_fd;
+    char buf[512];
+    size_t have;
+} server_t;
+
+/* Reads one line from the server's stdout within ms; false on timeout/EOF. */
+static bool srv_line(server_t *s, char *line, size_t cap, int ms) {
+    uint64_t dl = now_ns() + (uint64_t)ms * 1000000u;
+    for (;;) {
+        char *nl = memchr(s->buf, '\n', s->have);
+        if (nl) {
+            size_t k = (size_t)(nl - s->buf);
+            snprintf(line, cap, "%.*s", (int)k, s->buf);
+            memmove(s->buf, nl + 1, s->have - k - 1);
+            s->have -= k + 1;
+            return true;
+        }
+        uint64_t now = now_ns();
+        if (now >= dl || s->have == sizeof s->buf) return false;
+        struct pollfd p = {s->out_fd, POLLIN, 0};
+        if (poll(&p, 1, (int)((dl - now) / 1000000u) + 1) <= 0) continue;
+        ssize_t r = read(s->out_fd, s->buf + s->have, sizeof s->buf - s->have);
+        if (r <= 0) return false;
+        s->have += (size_t)r;
+    }
+}
+
+static int srv_start(server_t *s) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) die("pipe: %s", strerror(errno));
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "exec %s", s->cmd);
+    pid_t pid = fork();
+    if (pid < 0) die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    s->pid = pid;
+    s->in_fd = in[1];
+    s->out_fd = out[0];
+    s->have = 0;
+    char line[256];
+    int port = 0;
+    if (!srv_line(s, line, sizeof line, 10000) || sscanf(line, "port %d", &port) != 1)
+        die("%s: no 'port P' line from '%s'", s->name, s->cmd);
+    return port;
+}
+
+static bool srv_stats(server_t *s, unsigned long long *acc, unsigned long long *closed) {
+    if (write(s->in_fd, "stats\n", 6) != 6) return false;
+    char line[256];
+    if (!srv_line(s, line, sizeof line, 5000)) return false;
+    return sscanf(line, "accepted %llu closed %llu", acc, closed) == 2;
+}
+
+static void srv_stop(server_t *s) {
+    close(s->in_fd);
+    uint64_t dl = now_ns() + 10ull * 1000000000u;
+    int st;
+    while (waitpid(s->pid, &st, WNOHANG) == 0) {
+        if (now_ns() > dl) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, &st, 0);
+            break;
+        }
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    close(s->out_fd);
+}
+
+static long rss_kb(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+    fclose(f);
+    return kb;
+}
+
+static int fd_count(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+/* TcpExt ListenOverflows from /proc/net/netstat (this network namespace). */
+static long long listen_overflows(void) {
+    FILE *f = fopen("/proc/net/netstat", "r");
+    if (!f) return -1;
+    static char names[8192], vals[8192];
+    long long v = -1;
+    while (fgets(names, sizeof names, f) && fgets(vals, sizeof vals, f)) {
+        if (strncmp(names, "TcpExt:", 7) != 0) continue;
+        char *sn, *sv;
+        char *n = strtok_r(names, " \n", &sn), *x = strtok_r(vals, " \n", &sv);
+        while (n && x) {
+            if (!strcmp(n, "ListenOverflows")) v = atoll(x);
+            n = strtok_r(NULL, " \n", &sn);
+            x = strtok_r(NULL, " \n", &sv);
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+/* ---- one measurement ---------------------------------------------------------- */
+
+typedef struct result {
+    double connect_ms, ready_ms, echoes_per_s, p50_us, p99_us;
+    long rss0, rss_idle, rss_load, rss_after; /* kB */
+    int fds0, fds_idle, fds_load, fds_after;
+    unsigned long long accepted, closed;
+    long long overflows;
+    int failed, broken;
+    bool stats_ok, fds_back;
+    char err[160];
+} result_t;
+
+static void measure(server_t *sv, int n, double secs, int nthreads, const int *cpus, result_t *res) {
+    memset(res, 0, sizeof *res);
+    int port = srv_start(sv);
+    run_t *R = calloc(1, sizeof *R);
+    if (!R) die("out of memory");
+    R->addr = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    R->nthreads = nthreads;
+    pthread_barrier_init(&R->bar, NULL, (unsigned)nthreads + 1);
+    for (int i = 0; i < nthreads; i++) {
+        lt_t *t = &R->t[i];
+        t->run = R;
+        t->idx = i;
+        t->cpu = cpus[i];
+        t->n = n / nthreads + (i < n % nthreads);
+        t->c = calloc((size_t)t->n, sizeof *t->c);
+        t->ep = epoll_create1(EPOLL_CLOEXEC);
+        if (!t->c || t->ep < 0) die("out of memory or epoll");
+        if (pthread_create(&t->th, NULL, load_main, t) != 0) die("pthread_create");
+    }
+    res->rss0 = rss_kb(sv->pid);
+    res->fds0 = fd_count(sv->pid);
+    long long ov0 = listen_overflows();
+    R->t0 = now_ns();
+    pthread_barrier_wait(&R->bar); /* connect */
+    pthread_barrier_wait(&R->bar); /* connected */
+    uint64_t connected = 0;
+    for (int i = 0; i < nthreads; i++)
+        if (R->t[i].conn_done_ns > connected) connected = R->t[i].conn_done_ns;
+    res->overflows = ov0 >= 0 ? listen_overflows() - ov0 : -1;
+    res->connect_ms = (double)(connected - R->t0) / 1e6;
+    pthread_barrier_wait(&R->bar); /* ready */
+    uint64_t ready = 0;
+    for (int i = 0; i < nthreads; i++)
+        if (R->t[i].ready_done_ns > ready) ready = R->t[i].ready_done_ns;
+    res->ready_ms = (double)(ready - R->t0) / 1e6;
+    res->rss_idle = rss_kb(sv->pid);
+    res->fds_idle = fd_count(sv->pid);
+    R->load_start = now_ns();
+    R->load_end = R->load_start + (uint64_t)(secs * 1e9);
+    pthread_barrier_wait(&R->bar); /* load */
+    struct timespec half = {(time_t)(secs / 2), (long)((secs / 2 - (double)(time_t)(secs / 2)) * 1e9)};
+    nanosleep(&half, NULL);
+    res->rss_load = rss_kb(sv->pid);
+    res->fds_load = fd_count(sv->pid);
+    pthread_barrier_wait(&R->bar); /* load over */
+    pthread_barrier_wait(&R->bar); /* leave */
+    pthread_barrier_wait(&R->bar); /* every client closed */
+    uint64_t dl = now_ns() + 15ull * 1000000000u;
+    while ((res->fds_after = fd_count(sv->pid)) != res->fds0 && now_ns() < dl) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    res->fds_back = res->fds_after == res->fds0;
+    res->rss_after = rss_kb(sv->pid);
+    res->stats_ok = srv_stats(sv, &res->accepted, &res->closed);
+    srv_stop(sv);
+    uint64_t echoes = 0;
+    static uint64_t hist[HIST_BUCKETS];
+    memset(hist, 0, sizeof hist);
+    for (int i = 0; i < nthreads; i++) {
+        lt_t *t = &R->t[i];
+        pthread_join(t->th, NULL);
+        echoes += t->echoes;
+        for (int b = 0; b < HIST_BUCKETS; b++) hist[b] += t->hist[b];
+        res->failed += t->connect_failed;
+        res->broken += t->broken;
+        if (!res->err[0] && t->err[0]) snprintf(res->err, sizeof res->err, "%s", t->err);
+        close(t->ep);
+        free(t->c);
+    }
+    res->echoes_per_s = (double)echoes / secs;
+    res->p50_us = (double)hist_pct(hist, echoes, 0.50) / 1e3;
+    res->p99_us = (double)hist_pct(hist, echoes, 0.99) / 1e3;
+    pthread_barrier_destroy(&R->bar);
+    free(R);
+}
+
+/* ---- report ----------------------------------------------------------------------- */
+
+/* VmRSS is in KiB ("kB" in /proc). */
+static double per_conn_kib(long kb, long base, int n) { return (double)(kb - base) / (double)n; }
+
+static void report(int n, double secs, server_t *sv, result_t *res, int ns) {
+    printf("\nN = %d connections, %.0f s closed loop, one 64-byte message (68 B framed) in flight each\n", n, secs);
+    printf("| server | connect ms | ready ms | echoes/s | p50 us | p99 us | RSS base MB | KiB/conn idle | KiB/conn load "
+           "| fds/conn idle, load | RSS after MB (vs base) | fds after - base | accepted | ListenOverflows |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < ns; i++) {
+        result_t *r = &res[i];
+        char acc[48];
+        if (r->stats_ok) snprintf(acc, sizeof acc, "%llu%s", r->accepted, r->accepted == (unsigned long long)n ? "" : " (!)");
+        else snprintf(acc, sizeof acc, "?");
+        printf("| %s | %.0f | %.0f | %.0f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f, %.2f | %.1f (%+.0f%%) | %+d | %s | %lld |\n",
+               sv[i].name, r->connect_ms, r->ready_ms, r->echoes_per_s, r->p50_us, r->p99_us, r->rss0 / 1024.0,
+               per_conn_kib(r->rss_idle, r->rss0, n), per_conn_kib(r->rss_load, r->rss0, n),
+               (double)(r->fds_idle - r->fds0) / n, (double)(r->fds_load - r->fds0) / n, r->rss_after / 1024.0,
+               r->rss0 > 0 ? 100.0 * (double)(r->rss_after - r->rss0) / (double)r->rss0 : 0.0,
+               r->fds_after - r->fds0, acc, r->overflows);
+    }
+    for (int i = 1; i < ns; i++) {
+        result_t *r = &res[i], *b = &res[0];
+        printf("ratio %s / %s: connect %.2fx, ready %.2fx, echoes/s %.2fx, p50 %.2fx, p99 %.2fx\n", sv[i].name,
+               sv[0].name, r->connect_ms / b->connect_ms, r->ready_ms / b->ready_ms,
+               r->echoes_per_s / b->echoes_per_s, r->p50_us / b->p50_us, r->p99_us / b->p99_us);
+    }
+    for (int i = 0; i < ns; i++)
+        if (res[i].failed || res[i].broken || !res[i].fds_back || res[i].err[0])
+            printf("note %s: %d connects failed, %d connections broke, fds %s%s%s\n", sv[i].name, res[i].failed,
+                   res[i].broken, res[i].fds_back ? "back" : "NOT back within 15 s", res[i].err[0] ? "; first error: " : "",
+                   res[i].err);
+    fflush(stdout);
+}
+
+static void usage(void) {
+    die("usage: scale_load --server NAME=COMMAND [--server ...] [--conns N[,N...]] [--secs S] "
+        "[--threads 1|2] [--cpu A[,B]]");
+}
+
+int main(int argc, char **argv) {
+    server_t sv[MAX_SERVERS];
+    int ns = 0, nthreads = 1, cpus[MAX_THREADS] = {-1, -1}, conns[16], nconns = 0;
+    double secs = 3;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc) usage();
+        char *v = argv[++i];
+        if (!strcmp(a, "--server")) {
+            char *eq = strchr(v, '=');
+            if (!eq || ns == MAX_SERVERS) usage();
+            *eq = 0;
+            sv[ns++] = (server_t){.name = v, .cmd = eq + 1};
+        } else if (!strcmp(a, "--conns")) {
+            for (char *sp, *tok = strtok_r(v, ",", &sp); tok && nconns < 16; tok = strtok_r(NULL, ",", &sp))
+                conns[nconns++] = (int)parse_u64("--conns", tok);
+        } else if (!strcmp(a, "--secs")) {
+            secs = (double)parse_u64("--secs", v);
+        } else if (!strcmp(a, "--threads")) {
+            nthreads = (int)parse_u64("--threads", v);
+            if (nthreads < 1 || nthreads > MAX_THREADS) usage();
+        } else if (!strcmp(a, "--cpu")) {
+            char *comma = strchr(v, ',');
+            if (comma) *comma = 0;
+            cpus[0] = (int)parse_u64("--cpu", v);
+            cpus[1] = comma ? (int)parse_u64("--cpu", comma + 1) : cpus[0];
+        } else {
+            usage();
+        }
+    }
+    if (ns == 0 || secs <= 0) usage();
+    if (nconns == 0) {
+        conns[0] = 1000, conns[1] = 5000, conns[2] = 10000;
+        nconns = 3;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        int most = 0;
+        for (int i = 0; i < nconns; i++) most = conns[i] > most ? conns[i] : most;
+        if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)most + 64 > rl.rlim_cur)
+            die("%d connections need more fds than RLIMIT_NOFILE allows (%llu)", most, (unsigned long long)rl.rlim_cur);
+    }
+    pin(cpus[0]); /* the main thread mostly sleeps; keep it off the server's cpu */
+    printf("scale_load: %d load thread(s), cpu %d", nthreads, cpus[0]);
+    if (nthreads > 1) printf(",%d", cpus[1]);
+    printf("; servers:");
+    for (int i = 0; i < ns; i++) printf(" %s = `%s`%s", sv[i].name, sv[i].cmd, i + 1 < ns ? ";" : "\n");
+    result_t res[MAX_SERVERS];
+    for (int k = 0; k < nconns; k++) {
+        for (int i = 0; i < ns; i++) measure(&sv[i], conns[k], secs, nthreads, cpus, &res[i]);
+        report(conns[k], secs, sv, res, ns);
+    }
+    return 0;
+}
