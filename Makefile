@@ -186,12 +186,13 @@ clean:
 .PHONY: bench-scale
 SCALE_CONNS ?= 1000,5000,10000
 SCALE_SECS ?= 3
+SCALE_ROUNDS ?= 3
 SCALE_THREADS ?= 1
 SCALE_CPU ?= 1
 SCALE_SVC_CPU ?= 0
 bench-scale: deps
 	$(Q)$(MAKE) --no-print-directory $(B)/bench/scale_load $(B)/bench/scale_svc $(B)/bench/raw_echo
-	$(Q)./$(B)/bench/scale_load --conns $(SCALE_CONNS) --secs $(SCALE_SECS) --threads $(SCALE_THREADS) \
+	$(Q)./$(B)/bench/scale_load --conns $(SCALE_CONNS) --secs $(SCALE_SECS) --rounds $(SCALE_ROUNDS) --threads $(SCALE_THREADS) \
 	    --cpu $(SCALE_CPU) \
 	    --server "raw=taskset -c $(SCALE_SVC_CPU) ./$(B)/bench/raw_echo" \
 	    --server "svc-1w=taskset -c $(SCALE_SVC_CPU) ./$(B)/bench/scale_svc --workers 1" \

@@ -2,10 +2,11 @@
  * scale_load - many-connection load generator for `make bench-scale`.
  *
  *   scale_load --server NAME=COMMAND [--server NAME=COMMAND ...]
- *              [--conns 1000,5000,10000] [--secs S] [--threads 1|2] [--cpu A[,B]]
+ *              [--conns 1000,5000,10000] [--secs S] [--rounds R]
+ *              [--threads 1|2] [--cpu A[,B]]
  *
- * For each connection count N and each server (the first is the reference,
- * normally raw_echo), in one run:
+ * For each connection count N, R rounds, and in each round each server in
+ * turn (the first is the reference, normally raw_echo):
  *   1. starts the server (`sh -c "exec COMMAND"`: its pid is the server's),
  *      reads "port P" from its stdout, and notes its RSS (VmRSS in
  *      /proc/PID/status) and fd count (entries of /proc/PID/fd);
@@ -13,17 +14,21 @@
  *      until every one has completed (and the kernel's ListenOverflows
  *      counter read before and after);
  *   3. ready: one 64-byte message through every connection, timed until
- *      every echo is back (so the server has accepted and serves them all);
- *      then the server's RSS and fds idle;
+ *      every echo is back (so the server has accepted and serves them all),
+ *      with the server's CPU time over steps 2-3 (sum of its threads'
+ *      /proc/PID/task/TID/schedstat, ns); then its RSS and fds idle;
  *   4. load: a closed loop for S seconds, one message in flight per
  *      connection: each echo is checked byte for byte and its round trip
- *      recorded; echoes/s over the window, p50/p99 RTT, the server's RSS and
- *      fds at the middle of the window;
+ *      recorded; echoes/s over the window, p50/p99 RTT, the server's CPU time
+ *      per echo, and its RSS and fds at the middle of the window;
  *   5. leave: every client closes; waits (deadline 15 s) until the server's
  *      fd count is back to its baseline, then its RSS, and asks it "stats"
  *      on stdin (it answers "accepted A closed C open O ..."): accepted must
  *      be exactly N.
- * Then prints one table per N with the ratios to the reference.
+ * Then prints one table per N: the median of the rounds per server, and the
+ * median (and range) of the per-round ratios to the reference. Wall-clock
+ * figures move with whatever else runs on the machine; the server's CPU time
+ * per echo and per accept is the steadier comparison.
  *
  * Wire format (README, "Wire formats"): the `fixed` serdes with u32 framing,
  * a 4-byte big-endian length (64) and the pp protocol's ping64: u16 tag 2,
@@ -34,6 +39,7 @@
  */
 #define RAW_PROG "scale_load"
 #include <dirent.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -448,18 +454,50 @@ static long long listen_overflows(void) {
     return v;
 }
 
+/* CPU time of every thread of pid in ns: the first field of each
+ * /proc/PID/task/TID/schedstat (time on a cpu, ns resolution, unlike the
+ * clock ticks of /proc/PID/stat). Threads that ended are not counted: the
+ * servers' threads live as long as they do. */
+static long long cpu_ns(pid_t pid) {
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    long long sum = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/%d/task/%.20s/schedstat", (int)pid, de->d_name);
+        FILE *f = fopen(path, "r");
+        long long v = 0;
+        if (f && fscanf(f, "%lld", &v) == 1) sum += v;
+        if (f) fclose(f);
+    }
+    closedir(d);
+    return sum;
+}
+
 /* ---- one measurement ---------------------------------------------------------- */
 
 typedef struct result {
     double connect_ms, ready_ms, echoes_per_s, p50_us, p99_us;
-    long rss0, rss_idle, rss_load, rss_after; /* kB */
-    int fds0, fds_idle, fds_load, fds_after;
+    double cpu_accept_ms;   /* server CPU from the first connect until every first echo */
+    double cpu_echo_us;     /* server CPU per echo in the load window */
+    double rss0, rss_idle, rss_load, rss_after; /* KiB */
+    double fds0, fds_idle, fds_load, fds_after;
+    double overflows;
     unsigned long long accepted, closed;
-    long long overflows;
     int failed, broken;
     bool stats_ok, fds_back;
     char err[160];
 } result_t;
+
+static void nap_until(uint64_t t) {
+    uint64_t now = now_ns();
+    if (now >= t) return;
+    struct timespec ts = {(time_t)((t - now) / 1000000000u), (long)((t - now) % 1000000000u)};
+    nanosleep(&ts, NULL);
+}
 
 static void measure(server_t *sv, int n, double secs, int nthreads, const int *cpus, result_t *res) {
     memset(res, 0, sizeof *res);
@@ -481,31 +519,36 @@ static void measure(server_t *sv, int n, double secs, int nthreads, const int *c
         if (!t->c || t->ep < 0) die("out of memory or epoll");
         if (pthread_create(&t->th, NULL, load_main, t) != 0) die("pthread_create");
     }
-    res->rss0 = rss_kb(sv->pid);
+    res->rss0 = (double)rss_kb(sv->pid);
     res->fds0 = fd_count(sv->pid);
     long long ov0 = listen_overflows();
+    long long cpu0 = cpu_ns(sv->pid);
     R->t0 = now_ns();
     pthread_barrier_wait(&R->bar); /* connect */
     pthread_barrier_wait(&R->bar); /* connected */
     uint64_t connected = 0;
     for (int i = 0; i < nthreads; i++)
         if (R->t[i].conn_done_ns > connected) connected = R->t[i].conn_done_ns;
-    res->overflows = ov0 >= 0 ? listen_overflows() - ov0 : -1;
+    res->overflows = ov0 >= 0 ? (double)(listen_overflows() - ov0) : -1;
     res->connect_ms = (double)(connected - R->t0) / 1e6;
     pthread_barrier_wait(&R->bar); /* ready */
     uint64_t ready = 0;
     for (int i = 0; i < nthreads; i++)
         if (R->t[i].ready_done_ns > ready) ready = R->t[i].ready_done_ns;
     res->ready_ms = (double)(ready - R->t0) / 1e6;
-    res->rss_idle = rss_kb(sv->pid);
+    long long cpu1 = cpu_ns(sv->pid);
+    res->cpu_accept_ms = (double)(cpu1 - cpu0) / 1e6;
+    res->rss_idle = (double)rss_kb(sv->pid);
     res->fds_idle = fd_count(sv->pid);
     R->load_start = now_ns();
     R->load_end = R->load_start + (uint64_t)(secs * 1e9);
+    long long cpu2 = cpu_ns(sv->pid);
     pthread_barrier_wait(&R->bar); /* load */
-    struct timespec half = {(time_t)(secs / 2), (long)((secs / 2 - (double)(time_t)(secs / 2)) * 1e9)};
-    nanosleep(&half, NULL);
-    res->rss_load = rss_kb(sv->pid);
+    nap_until(R->load_start + (R->load_end - R->load_start) / 2);
+    res->rss_load = (double)rss_kb(sv->pid);
     res->fds_load = fd_count(sv->pid);
+    nap_until(R->load_end);
+    long long cpu3 = cpu_ns(sv->pid);
     pthread_barrier_wait(&R->bar); /* load over */
     pthread_barrier_wait(&R->bar); /* leave */
     pthread_barrier_wait(&R->bar); /* every client closed */
@@ -515,7 +558,7 @@ static void measure(server_t *sv, int n, double secs, int nthreads, const int *c
         nanosleep(&ts, NULL);
     }
     res->fds_back = res->fds_after == res->fds0;
-    res->rss_after = rss_kb(sv->pid);
+    res->rss_after = (double)rss_kb(sv->pid);
     res->stats_ok = srv_stats(sv, &res->accepted, &res->closed);
     srv_stop(sv);
     uint64_t echoes = 0;
@@ -533,57 +576,110 @@ static void measure(server_t *sv, int n, double secs, int nthreads, const int *c
         free(t->c);
     }
     res->echoes_per_s = (double)echoes / secs;
+    res->cpu_echo_us = echoes ? (double)(cpu3 - cpu2) / 1e3 / (double)echoes : 0;
     res->p50_us = (double)hist_pct(hist, echoes, 0.50) / 1e3;
     res->p99_us = (double)hist_pct(hist, echoes, 0.99) / 1e3;
     pthread_barrier_destroy(&R->bar);
     free(R);
 }
 
-/* ---- report ----------------------------------------------------------------------- */
+/* ---- report: the median of the rounds ------------------------------------------------ */
 
-/* VmRSS is in KiB ("kB" in /proc). */
-static double per_conn_kib(long kb, long base, int n) { return (double)(kb - base) / (double)n; }
+#define MAX_ROUNDS 9
 
-static void report(int n, double secs, server_t *sv, result_t *res, int ns) {
-    printf("\nN = %d connections, %.0f s closed loop, one 64-byte message (68 B framed) in flight each\n", n, secs);
-    printf("| server | connect ms | ready ms | echoes/s | p50 us | p99 us | RSS base MB | KiB/conn idle | KiB/conn load "
-           "| fds/conn idle, load | RSS after MB (vs base) | fds after - base | accepted | ListenOverflows |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median over the rounds of one field (by offset) of server i. */
+static double med(result_t (*res)[MAX_SERVERS], int rounds, int i, size_t off) {
+    double v[MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++) memcpy(&v[r], (const char *)&res[r][i] + off, sizeof v[r]);
+    qsort(v, (size_t)rounds, sizeof v[0], cmp_d);
+    return rounds % 2 ? v[rounds / 2] : (v[rounds / 2 - 1] + v[rounds / 2]) / 2;
+}
+#define MED(i, f) med(res, rounds, (i), offsetof(result_t, f))
+
+/* Median over the rounds of the per-round ratio server i / server 0 of a field. */
+static double med_ratio(result_t (*res)[MAX_SERVERS], int rounds, int i, size_t off, double *lo, double *hi) {
+    double v[MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++) {
+        double a, b;
+        memcpy(&a, (const char *)&res[r][i] + off, sizeof a);
+        memcpy(&b, (const char *)&res[r][0] + off, sizeof b);
+        v[r] = b > 0 ? a / b : 0;
+    }
+    qsort(v, (size_t)rounds, sizeof v[0], cmp_d);
+    *lo = v[0];
+    *hi = v[rounds - 1];
+    return rounds % 2 ? v[rounds / 2] : (v[rounds / 2 - 1] + v[rounds / 2]) / 2;
+}
+
+static void report(int n, double secs, int rounds, server_t *sv, result_t (*res)[MAX_SERVERS], int ns) {
+    printf("\nN = %d connections, %.0f s closed loop, one 64-byte message (68 B framed) in flight each; "
+           "median of %d round(s)\n", n, secs, rounds);
+    printf("| server | connect ms | ready ms | server CPU ms to accept | echoes/s | server CPU us/echo | p50 us | p99 us "
+           "| RSS base MB | KiB/conn idle | KiB/conn load | fds/conn idle, load | RSS after MB (vs base) "
+           "| fds after - base | accepted | ListenOverflows |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < ns; i++) {
-        result_t *r = &res[i];
-        char acc[48];
-        if (r->stats_ok) snprintf(acc, sizeof acc, "%llu%s", r->accepted, r->accepted == (unsigned long long)n ? "" : " (!)");
-        else snprintf(acc, sizeof acc, "?");
-        printf("| %s | %.0f | %.0f | %.0f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f, %.2f | %.1f (%+.0f%%) | %+d | %s | %lld |\n",
-               sv[i].name, r->connect_ms, r->ready_ms, r->echoes_per_s, r->p50_us, r->p99_us, r->rss0 / 1024.0,
-               per_conn_kib(r->rss_idle, r->rss0, n), per_conn_kib(r->rss_load, r->rss0, n),
-               (double)(r->fds_idle - r->fds0) / n, (double)(r->fds_load - r->fds0) / n, r->rss_after / 1024.0,
-               r->rss0 > 0 ? 100.0 * (double)(r->rss_after - r->rss0) / (double)r->rss0 : 0.0,
-               r->fds_after - r->fds0, acc, r->overflows);
+        double rss0 = MED(i, rss0), after = MED(i, rss_after), f0 = MED(i, fds0);
+        char acc[64] = "";
+        int worst_fds = 0;
+        for (int r = 0; r < rounds; r++) {
+            result_t *x = &res[r][i];
+            char one[24];
+            if (!x->stats_ok) snprintf(one, sizeof one, "%s?", r ? "/" : "");
+            else snprintf(one, sizeof one, "%s%llu%s", r ? "/" : "", x->accepted, x->accepted == (unsigned long long)n ? "" : "(!)");
+            if (x->stats_ok && x->accepted == (unsigned long long)n && r) continue; /* exact: say it once */
+            strncat(acc, one, sizeof acc - strlen(acc) - 1);
+            int d = (int)(x->fds_after - x->fds0);
+            if (abs(d) > abs(worst_fds)) worst_fds = d;
+        }
+        printf("| %s | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f | %.0f | %.1f | %.2f | %.2f | %.2f, %.2f | %.1f (%+.0f%%) "
+               "| %+d | %s | %.0f |\n",
+               sv[i].name, MED(i, connect_ms), MED(i, ready_ms), MED(i, cpu_accept_ms), MED(i, echoes_per_s),
+               MED(i, cpu_echo_us), MED(i, p50_us), MED(i, p99_us), rss0 / 1024.0, (MED(i, rss_idle) - rss0) / n,
+               (MED(i, rss_load) - rss0) / n, (MED(i, fds_idle) - f0) / n, (MED(i, fds_load) - f0) / n,
+               after / 1024.0, rss0 > 0 ? 100.0 * (after - rss0) / rss0 : 0.0, worst_fds, acc, MED(i, overflows));
     }
+    static const struct { const char *name; size_t off; } rat[] = {
+        {"connect", offsetof(result_t, connect_ms)},      {"ready", offsetof(result_t, ready_ms)},
+        {"CPU to accept", offsetof(result_t, cpu_accept_ms)}, {"echoes/s", offsetof(result_t, echoes_per_s)},
+        {"CPU/echo", offsetof(result_t, cpu_echo_us)},      {"p50", offsetof(result_t, p50_us)},
+        {"p99", offsetof(result_t, p99_us)},
+    };
     for (int i = 1; i < ns; i++) {
-        result_t *r = &res[i], *b = &res[0];
-        printf("ratio %s / %s: connect %.2fx, ready %.2fx, echoes/s %.2fx, p50 %.2fx, p99 %.2fx\n", sv[i].name,
-               sv[0].name, r->connect_ms / b->connect_ms, r->ready_ms / b->ready_ms,
-               r->echoes_per_s / b->echoes_per_s, r->p50_us / b->p50_us, r->p99_us / b->p99_us);
+        printf("ratio %s / %s (median of per-round ratios [min-max]):", sv[i].name, sv[0].name);
+        for (size_t k = 0; k < sizeof rat / sizeof rat[0]; k++) {
+            double lo, hi, m = med_ratio(res, rounds, i, rat[k].off, &lo, &hi);
+            printf("%s %s %.2fx", k ? "," : "", rat[k].name, m);
+            if (rounds > 1) printf(" [%.2f-%.2f]", lo, hi);
+        }
+        printf("\n");
     }
-    for (int i = 0; i < ns; i++)
-        if (res[i].failed || res[i].broken || !res[i].fds_back || res[i].err[0])
-            printf("note %s: %d connects failed, %d connections broke, fds %s%s%s\n", sv[i].name, res[i].failed,
-                   res[i].broken, res[i].fds_back ? "back" : "NOT back within 15 s", res[i].err[0] ? "; first error: " : "",
-                   res[i].err);
+    for (int r = 0; r < rounds; r++)
+        for (int i = 0; i < ns; i++) {
+            result_t *x = &res[r][i];
+            if (x->failed || x->broken || !x->fds_back || x->err[0])
+                printf("note round %d %s: %d connects failed, %d connections broke, fds %s%s%s\n", r + 1, sv[i].name,
+                       x->failed, x->broken, x->fds_back ? "back" : "NOT back within 15 s",
+                       x->err[0] ? "; first error: " : "", x->err);
+        }
     fflush(stdout);
 }
 
 static void usage(void) {
     die("usage: scale_load --server NAME=COMMAND [--server ...] [--conns N[,N...]] [--secs S] "
-        "[--threads 1|2] [--cpu A[,B]]");
+        "[--rounds R] [--threads 1|2] [--cpu A[,B]]");
 }
 
 int main(int argc, char **argv) {
     server_t sv[MAX_SERVERS];
     int ns = 0, nthreads = 1, cpus[MAX_THREADS] = {-1, -1}, conns[16], nconns = 0;
     double secs = 3;
+    int rounds = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 >= argc) usage();
@@ -598,6 +694,9 @@ int main(int argc, char **argv) {
                 conns[nconns++] = (int)parse_u64("--conns", tok);
         } else if (!strcmp(a, "--secs")) {
             secs = (double)parse_u64("--secs", v);
+        } else if (!strcmp(a, "--rounds")) {
+            rounds = (int)parse_u64("--rounds", v);
+            if (rounds < 1 || rounds > MAX_ROUNDS) usage();
         } else if (!strcmp(a, "--threads")) {
             nthreads = (int)parse_u64("--threads", v);
             if (nthreads < 1 || nthreads > MAX_THREADS) usage();
@@ -630,10 +729,11 @@ int main(int argc, char **argv) {
     if (nthreads > 1) printf(",%d", cpus[1]);
     printf("; servers:");
     for (int i = 0; i < ns; i++) printf(" %s = `%s`%s", sv[i].name, sv[i].cmd, i + 1 < ns ? ";" : "\n");
-    result_t res[MAX_SERVERS];
+    static result_t res[MAX_ROUNDS][MAX_SERVERS];
     for (int k = 0; k < nconns; k++) {
-        for (int i = 0; i < ns; i++) measure(&sv[i], conns[k], secs, nthreads, cpus, &res[i]);
-        report(conns[k], secs, sv, res, ns);
+        for (int r = 0; r < rounds; r++) /* interleaved: every server once per round */
+            for (int i = 0; i < ns; i++) measure(&sv[i], conns[k], secs, nthreads, cpus, &res[r][i]);
+        report(conns[k], secs, rounds, sv, res, ns);
     }
     return 0;
 }
