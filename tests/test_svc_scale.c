@@ -195,6 +195,44 @@ static void test_svc_counts_each_client_once_with_1_worker(void **state) {
     churn(1, NULL, 3, 100);
 }
 
+typedef struct over { mw_svc_t *s; uint64_t n; } over_t;
+
+static bool all_seen(void *ud) {
+    over_t *o = ud;
+    mw_svc_stats_t st;
+    mw_svc_stats(o->s, &st);
+    return st.accepted + st.refused_full >= o->n && st.closed >= st.accepted && st.connections == 0;
+}
+
+/* More clients at once than max_connections, through 2 workers: each one is
+ * either accepted or refused (closed at once), never both or neither, and
+ * every fd comes back. */
+static void test_svc_over_max_connections_counts_each_client_once_with_2_workers(void **state) {
+    (void)state;
+    enum { ROUNDS = 4, PER_ROUND = 100, MAX = 40 };
+    mw_svc_t *s = svc_start(2, MAX, NULL);
+    int port = mw_svc_port(s);
+    int base = count_fds();
+    int fds[PER_ROUND];
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < PER_ROUND; i++) fds[i] = raw_connect(port);
+        for (int i = 0; i < PER_ROUND; i++) close(fds[i]);
+    }
+    over_t o = {s, ROUNDS * PER_ROUND};
+    bool done = mw_wait_until(all_seen, &o, WAIT_MS);
+    want_t w = {s, o.n, base};
+    mw_wait_until(fds_back, &w, WAIT_MS);
+    mw_svc_stats_t st;
+    mw_svc_stats(s, &st);
+    int after = count_fds();
+    if (!done || st.accepted + st.refused_full != o.n || st.closed != st.accepted || after != base)
+        fail_msg("%llu clients: accepted %llu + refused %llu, closed %llu, open %u; fds %d before, %d after",
+                 (unsigned long long)o.n, (unsigned long long)st.accepted, (unsigned long long)st.refused_full,
+                 (unsigned long long)st.closed, st.connections, base, after);
+    print_message("accepted %llu, refused %llu\n", (unsigned long long)st.accepted, (unsigned long long)st.refused_full);
+    mw_svc_free(s);
+}
+
 /* ---- listen backlog ------------------------------------------------------------ */
 
 static int somaxconn(void) {
@@ -291,6 +329,7 @@ int main(void) {
         cmocka_unit_test(test_svc_counts_each_client_once_and_frees_its_fd_with_2_workers),
         cmocka_unit_test(test_svc_counts_each_client_once_and_frees_its_fd_with_3_workers),
         cmocka_unit_test(test_svc_counts_each_client_once_and_frees_its_fd_with_2_libevent_workers),
+        cmocka_unit_test(test_svc_over_max_connections_counts_each_client_once_with_2_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

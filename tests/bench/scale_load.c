@@ -22,7 +22,7 @@
  *      recorded; echoes/s over the window, p50/p99 RTT, the server's CPU time
  *      per echo, and its RSS and fds at the middle of the window;
  *   5. leave: every client closes; waits (deadline 15 s) until the server's
- *      fd count is back to its baseline, then its RSS, and asks it "stats"
+ *      fd count is back to its baseline, then (300 ms later) its RSS, and asks it "stats"
  *      on stdin (it answers "accepted A closed C open O ..."): accepted must
  *      be exactly N.
  * Then prints one table per N: the median of the rounds per server, and the
@@ -409,17 +409,21 @@ static void srv_stop(server_t *s) {
     close(s->out_fd);
 }
 
-static long rss_kb(pid_t pid) {
+/* A "Vm...:" line of /proc/PID/status in KiB ("kB"), or -1. */
+static long vm_kb(pid_t pid, const char *key) {
     char path[64], line[256];
+    size_t klen = strlen(key);
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f) return -1;
     long kb = -1;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':' && sscanf(line + klen + 1, "%ld", &kb) == 1) break;
     fclose(f);
     return kb;
 }
+
+static long rss_kb(pid_t pid) { return vm_kb(pid, "VmRSS"); }
 
 static int fd_count(pid_t pid) {
     char path[64];
@@ -484,6 +488,7 @@ typedef struct result {
     double cpu_accept_ms;   /* server CPU from the first connect until every first echo */
     double cpu_echo_us;     /* server CPU per echo in the load window */
     double rss0, rss_idle, rss_load, rss_after; /* KiB */
+    double virt0, virt_idle;                    /* VmSize, KiB */
     double fds0, fds_idle, fds_load, fds_after;
     double overflows;
     unsigned long long accepted, closed;
@@ -520,6 +525,7 @@ static void measure(server_t *sv, int n, double secs, int nthreads, const int *c
         if (pthread_create(&t->th, NULL, load_main, t) != 0) die("pthread_create");
     }
     res->rss0 = (double)rss_kb(sv->pid);
+    res->virt0 = (double)vm_kb(sv->pid, "VmSize");
     res->fds0 = fd_count(sv->pid);
     long long ov0 = listen_overflows();
     long long cpu0 = cpu_ns(sv->pid);
@@ -539,6 +545,7 @@ static void measure(server_t *sv, int n, double secs, int nthreads, const int *c
     long long cpu1 = cpu_ns(sv->pid);
     res->cpu_accept_ms = (double)(cpu1 - cpu0) / 1e6;
     res->rss_idle = (double)rss_kb(sv->pid);
+    res->virt_idle = (double)vm_kb(sv->pid, "VmSize");
     res->fds_idle = fd_count(sv->pid);
     R->load_start = now_ns();
     R->load_end = R->load_start + (uint64_t)(secs * 1e9);
@@ -558,6 +565,7 @@ static void measure(server_t *sv, int n, double secs, int nthreads, const int *c
         nanosleep(&ts, NULL);
     }
     res->fds_back = res->fds_after == res->fds0;
+    nap_until(now_ns() + 300000000u); /* memory is given back after the fds: let it settle */
     res->rss_after = (double)rss_kb(sv->pid);
     res->stats_ok = srv_stats(sv, &res->accepted, &res->closed);
     srv_stop(sv);
@@ -620,9 +628,9 @@ static void report(int n, double secs, int rounds, server_t *sv, result_t (*res)
     printf("\nN = %d connections, %.0f s closed loop, one 64-byte message (68 B framed) in flight each; "
            "median of %d round(s)\n", n, secs, rounds);
     printf("| server | connect ms | ready ms | server CPU ms to accept | echoes/s | server CPU us/echo | p50 us | p99 us "
-           "| RSS base MB | KiB/conn idle | KiB/conn load | fds/conn idle, load | RSS after MB (vs base) "
+           "| RSS base MB | KiB/conn idle | KiB/conn load | virtual KiB/conn | fds/conn idle, load | RSS after MB (vs base) "
            "| fds after - base | accepted | ListenOverflows |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < ns; i++) {
         double rss0 = MED(i, rss0), after = MED(i, rss_after), f0 = MED(i, fds0);
         char acc[64] = "";
@@ -637,11 +645,11 @@ static void report(int n, double secs, int rounds, server_t *sv, result_t (*res)
             int d = (int)(x->fds_after - x->fds0);
             if (abs(d) > abs(worst_fds)) worst_fds = d;
         }
-        printf("| %s | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f | %.0f | %.1f | %.2f | %.2f | %.2f, %.2f | %.1f (%+.0f%%) "
-               "| %+d | %s | %.0f |\n",
+        printf("| %s | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f | %.0f | %.1f | %.2f | %.2f | %.0f | %.2f, %.2f "
+               "| %.1f (%+.0f%%) | %+d | %s | %.0f |\n",
                sv[i].name, MED(i, connect_ms), MED(i, ready_ms), MED(i, cpu_accept_ms), MED(i, echoes_per_s),
                MED(i, cpu_echo_us), MED(i, p50_us), MED(i, p99_us), rss0 / 1024.0, (MED(i, rss_idle) - rss0) / n,
-               (MED(i, rss_load) - rss0) / n, (MED(i, fds_idle) - f0) / n, (MED(i, fds_load) - f0) / n,
+               (MED(i, rss_load) - rss0) / n, (MED(i, virt_idle) - MED(i, virt0)) / n, (MED(i, fds_idle) - f0) / n, (MED(i, fds_load) - f0) / n,
                after / 1024.0, rss0 > 0 ? 100.0 * (after - rss0) / rss0 : 0.0, worst_fds, acc, MED(i, overflows));
     }
     static const struct { const char *name; size_t off; } rat[] = {

@@ -2,13 +2,18 @@
  * scale_svc - msgwire's event-mode Svc as an echo server, for the scale
  * benchmark (scale_load drives it beside raw_echo).
  *
- *   scale_svc [--workers N] [--max-conns N] [--serdes NAME]
- *             [--rx-buf BYTES] [--tx-buf BYTES] [--backlog N]
+ *   scale_svc [--workers N] [--max-conns N] [--serdes NAME] [--max-msg BYTES]
+ *             [--rx-buf BYTES] [--tx-buf BYTES] [--backlog N] [--trim-when-empty]
  *
  * Listens on tcp://127.0.0.1:0 (pp protocol, fixed serdes by default, as
  * pingpong and flood use) and prints "port P" on stdout. Every message is
  * sent back to its sender from the worker that received it. Buffers and the
  * backlog are the library's defaults unless given.
+ *
+ * --trim-when-empty (a profiling aid, not a recommendation): a thread calls
+ * glibc's malloc_trim(0) each time the Svc's last connection has closed, to
+ * show how much of the RSS left after the clients leave is memory the
+ * allocator keeps in its free lists rather than memory still in use.
  *
  * Control on stdin, one command per line: "stats" answers
  * "accepted A closed C open O refused R" on stdout; end of input closes the
@@ -18,6 +23,10 @@
 #include "pp_proto.h"
 
 #include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +35,25 @@
 static void echo(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
     (void)ud;
     mw_svc_send_to(s, id, sch, msg);
+}
+
+static atomic_bool stopping;
+
+/* Polls the connection count every 10 ms; trims once per emptying. */
+static void *trimmer(void *arg) {
+    mw_svc_t *s = arg;
+    bool had = false;
+    while (!atomic_load(&stopping)) {
+        uint32_t n = mw_svc_conn_count(s);
+        if (n > 0) had = true;
+        else if (had) {
+            malloc_trim(0);
+            had = false;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
 }
 
 static unsigned long num(const char *opt, const char *v) {
@@ -44,8 +72,13 @@ int main(int argc, char **argv) {
     mw_svc_opts_init(&o);
     o.mode = MW_MODE_EVENT;
     o.max_connections = 16384;
+    bool trim = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--trim-when-empty")) {
+            trim = true;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "scale_svc: %s needs a value\n", a);
             return 2;
@@ -54,6 +87,7 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--workers")) o.workers = (uint32_t)num(a, v);
         else if (!strcmp(a, "--max-conns")) o.max_connections = (uint32_t)num(a, v);
         else if (!strcmp(a, "--serdes")) o.conn.serdes = v;
+        else if (!strcmp(a, "--max-msg")) o.conn.max_msg = (uint32_t)num(a, v);
         else if (!strcmp(a, "--rx-buf")) o.conn.rx_buf = (uint32_t)num(a, v);
         else if (!strcmp(a, "--tx-buf")) o.conn.tx_buf = (uint32_t)num(a, v);
         else if (!strcmp(a, "--backlog")) o.tcp.backlog = (int)num(a, v);
@@ -75,6 +109,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "scale_svc: listen: %s\n", mw_err_text(&err));
         return 1;
     }
+    pthread_t th;
+    if (trim && pthread_create(&th, NULL, trimmer, s) != 0) trim = false;
     printf("port %d\n", mw_svc_port(s));
     fflush(stdout);
     char line[128];
@@ -85,6 +121,10 @@ int main(int argc, char **argv) {
         printf("accepted %llu closed %llu open %u refused %llu\n", (unsigned long long)st.accepted,
                (unsigned long long)st.closed, st.connections, (unsigned long long)st.refused_full);
         fflush(stdout);
+    }
+    if (trim) {
+        atomic_store(&stopping, true);
+        pthread_join(th, NULL);
     }
     mw_svc_free(s);
     return 0;
