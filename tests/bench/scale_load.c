@@ -2,14 +2,16 @@
  * scale_load - many-connection load generator for `make bench-scale`.
  *
  *   scale_load --server NAME=COMMAND [--server NAME=COMMAND ...]
- *              [--conns 1000,5000,10000] [--secs S] [--rounds R]
+ *              [--conns 1000,5000,10000] [--secs S] [--rounds R] [--warmup W]
  *              [--threads 1|2] [--cpu A[,B]]
  *
  * For each connection count N, R rounds, and in each round each server in
  * turn (the first is the reference, normally raw_echo):
  *   1. starts the server (`sh -c "exec COMMAND"`: its pid is the server's),
- *      reads "port P" from its stdout, and notes its RSS (VmRSS in
- *      /proc/PID/status) and fd count (entries of /proc/PID/fd);
+ *      reads "port P" from its stdout; W clients (--warmup, 100) connect one
+ *      after the other, exchange one message and leave, so the server has
+ *      served clients before, as a running server has; then notes its RSS
+ *      (VmRSS in /proc/PID/status) and fd count (entries of /proc/PID/fd);
  *   2. connect: N nonblocking connects to 127.0.0.1:P issued at once, timed
  *      until every one has completed (and the kernel's ListenOverflows
  *      counter read before and after);
@@ -23,8 +25,8 @@
  *      per echo, and its RSS and fds at the middle of the window;
  *   5. leave: every client closes; waits (deadline 15 s) until the server's
  *      fd count is back to its baseline, then (300 ms later) its RSS, and asks it "stats"
- *      on stdin (it answers "accepted A closed C open O ..."): accepted must
- *      be exactly N.
+ *      on stdin (it answers "accepted A closed C open O ..."): accepted, less
+ *      the warm-up clients, must be exactly N.
  * Then prints one table per N: the median of the rounds per server, and the
  * median (and range) of the per-round ratios to the reference. Wall-clock
  * figures move with whatever else runs on the machine; the server's CPU time
@@ -504,6 +506,38 @@ static void nap_until(uint64_t t) {
     nanosleep(&ts, NULL);
 }
 
+/* A server that has served clients before: `warmup` clients, one after the
+ * other, connect, exchange one message and leave, before the baseline is
+ * taken (an allocator's state after closes differs from a fresh process's).
+ * Returns when the server's fd count is back to fds0. */
+static int warmup = 100;
+
+static void warm_up(server_t *sv, const struct sockaddr_in *addr, int fds0) {
+    for (int i = 0; i < warmup; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (const struct sockaddr *)addr, sizeof *addr) != 0)
+            die("warm-up connect: %s", strerror(errno));
+        unsigned char m[MSG_WIRE], back[MSG_WIRE];
+        build(m, (uint64_t)i, 0);
+        if (send(fd, m, MSG_WIRE, MSG_NOSIGNAL) != MSG_WIRE) die("warm-up send: %s", strerror(errno));
+        size_t got = 0;
+        while (got < MSG_WIRE) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, 5000) <= 0) die("%s: no warm-up echo within 5 s", sv->name);
+            ssize_t r = recv(fd, back + got, MSG_WIRE - got, 0);
+            if (r <= 0) die("%s: warm-up recv: %s", sv->name, r == 0 ? "closed" : strerror(errno));
+            got += (size_t)r;
+        }
+        if (memcmp(m, back, MSG_WIRE) != 0) die("%s: warm-up echo differs", sv->name);
+        close(fd);
+    }
+    uint64_t dl = now_ns() + 5ull * 1000000000u;
+    while (fd_count(sv->pid) != fds0 && now_ns() < dl) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void measure(server_t *sv, int n, double secs, int nthreads, const int *cpus, result_t *res) {
     memset(res, 0, sizeof *res);
     int port = srv_start(sv);
@@ -524,9 +558,11 @@ static void measure(server_t *sv, int n, double secs, int nthreads, const int *c
         if (!t->c || t->ep < 0) die("out of memory or epoll");
         if (pthread_create(&t->th, NULL, load_main, t) != 0) die("pthread_create");
     }
+    res->fds0 = fd_count(sv->pid);
+    warm_up(sv, &R->addr, (int)res->fds0);
+    nap_until(now_ns() + 300000000u); /* as after the run: let freed memory settle */
     res->rss0 = (double)rss_kb(sv->pid);
     res->virt0 = (double)vm_kb(sv->pid, "VmSize");
-    res->fds0 = fd_count(sv->pid);
     long long ov0 = listen_overflows();
     long long cpu0 = cpu_ns(sv->pid);
     R->t0 = now_ns();
@@ -568,6 +604,7 @@ static void measure(server_t *sv, int n, double secs, int nthreads, const int *c
     nap_until(now_ns() + 300000000u); /* memory is given back after the fds: let it settle */
     res->rss_after = (double)rss_kb(sv->pid);
     res->stats_ok = srv_stats(sv, &res->accepted, &res->closed);
+    res->accepted -= res->stats_ok && res->accepted >= (unsigned long long)warmup ? (unsigned long long)warmup : 0;
     srv_stop(sv);
     uint64_t echoes = 0;
     static uint64_t hist[HIST_BUCKETS];
@@ -680,7 +717,7 @@ static void report(int n, double secs, int rounds, server_t *sv, result_t (*res)
 
 static void usage(void) {
     die("usage: scale_load --server NAME=COMMAND [--server ...] [--conns N[,N...]] [--secs S] "
-        "[--rounds R] [--threads 1|2] [--cpu A[,B]]");
+        "[--rounds R] [--warmup W] [--threads 1|2] [--cpu A[,B]]");
 }
 
 int main(int argc, char **argv) {
@@ -702,6 +739,8 @@ int main(int argc, char **argv) {
                 conns[nconns++] = (int)parse_u64("--conns", tok);
         } else if (!strcmp(a, "--secs")) {
             secs = (double)parse_u64("--secs", v);
+        } else if (!strcmp(a, "--warmup")) {
+            warmup = (int)parse_u64("--warmup", v);
         } else if (!strcmp(a, "--rounds")) {
             rounds = (int)parse_u64("--rounds", v);
             if (rounds < 1 || rounds > MAX_ROUNDS) usage();

@@ -16,8 +16,9 @@
  * allocator keeps in its free lists rather than memory still in use.
  *
  * Control on stdin, one command per line: "stats" answers
- * "accepted A closed C open O refused R" on stdout; end of input closes the
- * Svc and exits.
+ * "accepted A closed C open O refused R" on stdout; "malloc" answers glibc's
+ * mallinfo2() as "in_use B free B mmapped B arena B" (bytes; a profiling
+ * aid); end of input closes the Svc and exits.
  */
 #include "mw_svc.h"
 #include "pp_proto.h"
@@ -115,6 +116,12 @@ int main(int argc, char **argv) {
     fflush(stdout);
     char line[128];
     while (fgets(line, sizeof line, stdin)) {
+        if (strncmp(line, "malloc", 6) == 0) { /* glibc's view: in use, free in its lists, mmapped */
+            struct mallinfo2 mi = mallinfo2();
+            printf("in_use %zu free %zu mmapped %zu arena %zu\n", mi.uordblks, mi.fordblks, mi.hblkhd, mi.arena);
+            fflush(stdout);
+            continue;
+        }
         if (strncmp(line, "stats", 5) != 0) continue;
         mw_svc_stats_t st;
         mw_svc_stats(s, &st);
