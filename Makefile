@@ -195,3 +195,21 @@ clean:
 .SECONDARY:
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
+
+# ---- bench-scale: many connections, msgwire's event Svc beside a raw epoll
+# echo server (tests/bench/scale_load.c drives both; README "Scale"). The
+# servers run on SCALE_SVC_CPU, the load generator on SCALE_CPU.
+.PHONY: bench-scale
+SCALE_CONNS ?= 1000,5000,10000
+SCALE_SECS ?= 3
+SCALE_ROUNDS ?= 3
+SCALE_THREADS ?= 1
+SCALE_CPU ?= 1
+SCALE_SVC_CPU ?= 0
+bench-scale: deps
+	$(Q)$(MAKE) --no-print-directory $(B)/bench/scale_load $(B)/bench/scale_svc $(B)/bench/raw_echo
+	$(Q)./$(B)/bench/scale_load --conns $(SCALE_CONNS) --secs $(SCALE_SECS) --rounds $(SCALE_ROUNDS) --threads $(SCALE_THREADS) \
+	    --cpu $(SCALE_CPU) \
+	    --server "raw=taskset -c $(SCALE_SVC_CPU) ./$(B)/bench/raw_echo" \
+	    --server "svc-1w=taskset -c $(SCALE_SVC_CPU) ./$(B)/bench/scale_svc --workers 1" \
+	    --server "svc-2w=taskset -c $(SCALE_SVC_CPU) ./$(B)/bench/scale_svc --workers 2"

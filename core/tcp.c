@@ -41,7 +41,7 @@ struct mw_listener {
 };
 
 void mw_tcp_opts_init(mw_tcp_opts_t *o) {
-    *o = (mw_tcp_opts_t){.nodelay = true, .reuseaddr = true, .backlog = 128};
+    *o = (mw_tcp_opts_t){.nodelay = true, .reuseaddr = true, .backlog = MW_TCP_BACKLOG_DEFAULT};
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -396,7 +396,7 @@ static int listen_one(const struct addrinfo *ai, const mw_tcp_opts_t *o, mw_err_
     if (rc == 0) rc = set_opts(fd, o, false, err, NULL);
     if (rc == 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
         rc = mw_err_set_errno(err, errno, "bind %s", name);
-    if (rc == 0 && listen(fd, o->backlog > 0 ? o->backlog : 128) < 0)
+    if (rc == 0 && listen(fd, o->backlog > 0 ? o->backlog : MW_TCP_BACKLOG_DEFAULT) < 0)
         rc = mw_err_set_errno(err, errno, "listen %s", name);
     if (rc < 0) {
         close(fd);

@@ -189,7 +189,7 @@ static void test_tcp_opts_init_fills_documented_defaults(void **state) {
     assert_true(o.nodelay);
     assert_false(o.blocking);
     assert_true(o.reuseaddr);
-    assert_int_equal(o.backlog, 128);
+    assert_int_equal(o.backlog, MW_TCP_BACKLOG_DEFAULT);
     assert_null(o.bind_addr);
     assert_null(o.bind_iface);
     assert_int_equal(o.busy_poll_us, 0);
