@@ -248,7 +248,7 @@ static void close_slot(mw_svc_t *s, slot_t *sl, int reason) {
 /* After a read: notes input for the idle timeout and the end of handshakes. */
 static void after_fill(mw_svc_t *s, slot_t *sl, ssize_t n) {
     if (n > 0 && s->o.idle_timeout_ns > 0) sl->last_rx_ns = mw_io_now(slot_io(s, sl));
-    if (sl->handshaking && mw_stream_ctl(sl->conn.stream, MW_STREAM_CTL_READY, 0) == 1) {
+    if (sl->handshaking && mw_stream_handshake(sl->conn.stream) == 1) {
         sl->handshaking = false;
         mw_io_timer_stop(slot_io(s, sl), &sl->t_hs);
     }
@@ -283,7 +283,7 @@ static void arm_timers(mw_svc_t *s, slot_t *sl) {
     mw_io_timer_init(&sl->t_hs, on_hs_timeout, sl);
     mw_io_timer_init(&sl->t_idle, on_idle_timeout, sl);
     mw_io_timer_init(&sl->t_more, on_more, sl);
-    sl->handshaking = mw_stream_ctl(sl->conn.stream, MW_STREAM_CTL_READY, 0) != 1;
+    sl->handshaking = s->tr.url.scheme != MW_SCHEME_TCP; /* accepted: TLS and WebSocket still to come */
     if (sl->handshaking && s->o.handshake_timeout_ns > 0) mw_io_timer_after(io, &sl->t_hs, s->o.handshake_timeout_ns);
     sl->last_rx_ns = mw_io_now(io);
     if (s->o.idle_timeout_ns > 0) mw_io_timer_after(io, &sl->t_idle, s->o.idle_timeout_ns);
@@ -375,14 +375,14 @@ static void on_conn_poll(mw_sel_src_t *src, int events) {
     if (sl->eof) return;
     ssize_t n = mw_conn_fill(&sl->conn);
     /* TLS/WebSocket may hold input past a read: take it while there is room */
-    for (int i = 0; n > 0 && sl->conn.stream->inner && i < 16; i++) {
+    for (int i = 0; n > 0 && mw_stream_pending(sl->conn.stream) > 0 && i < 16; i++) {
         ssize_t m = mw_conn_fill(&sl->conn);
         if (m == MW_EAGAIN) break;
         n = m;
     }
     /* Stopped with the rx buffer full or the budget spent: what the decorator
      * holds shows on no socket, so scan must read it on the slot's turn. */
-    sl->held = n > 0 && sl->conn.stream->inner;
+    sl->held = n > 0 && mw_stream_pending(sl->conn.stream) > 0;
     after_fill(s, sl, n);
     if (n >= 0 || n == MW_EAGAIN) {
         rearm(s, sl);
@@ -597,7 +597,7 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
              * Blocking: epoll says which sockets to read, except for input
              * held inside TLS/WebSocket, which no readiness event announces. */
             ssize_t got = mw_conn_fill(&sl->conn);
-            sl->held = got > 0 && sl->conn.stream->inner;
+            sl->held = got > 0 && mw_stream_pending(sl->conn.stream) > 0;
             after_fill(s, sl, got);
             if (got != MW_EAGAIN) {
                 if (got < 0) mark_eof(sl);

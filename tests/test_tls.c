@@ -413,13 +413,14 @@ static void test_tls_verified_handshake_and_data_both_ways(void **state) {
     assert_int_equal(mw_stream_fd(c), cfd);
     assert_false(mw_is_tls(ct));
     assert_false(mw_is_tls(NULL));
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_READY, 0), 0);
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_READY, 0), 0);
+    /* The handshake op sends the ClientHello and waits for the answer. */
+    assert_int_equal(mw_stream_handshake(c), MW_EAGAIN);
+    assert_int_equal(mw_stream_want(c), MW_WANT_READ);
     handshake_ok(c, s);
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_READY, 0), 1);
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_READY, 0), 1);
-    /* Other requests reach the inner stream, which knows none. */
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_MSG_RECORDS, 0), MW_ENOTSUP);
+    assert_int_equal(mw_stream_handshake(c), 1);
+    assert_int_equal(mw_stream_handshake(s), 1);
+    assert_int_equal(mw_stream_pending(c), 0);
+    assert_false(mw_stream_is_msg(c));
     assert_int_equal(mw_tls_handshake(c), 0); /* done stays done */
     assert_int_equal(mw_stream_want(c), 0);
 
@@ -456,7 +457,7 @@ static void test_tls_server_starts_by_reading_and_client_by_writing(void **state
         if (w <= 0 && r <= 0 && (ev[0] || ev[1])) wait_streams(ss, ev, 2, deadline);
     }
     assert_memory_equal(buf, msg, sizeof msg);
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_READY, 0), 1);
+    assert_int_equal(mw_stream_handshake(c), 1);
     mw_stream_free(c);
     mw_stream_free(s);
     mw_listener_free(l);
