@@ -388,7 +388,9 @@ static ssize_t fill_msgs(mw_conn_t *c) {
     /* Compact when that makes room for a largest message: a message stream
      * cannot take part of one. */
     if (mw_buf_tailroom(b) < need && b->rd && b->cap - mw_buf_len(b) >= need) mw_buf_compact(b);
-    while (mw_buf_tailroom(b) >= need) {
+    /* After the first message, go on only while the stream holds more: no
+     * call that would find nothing. */
+    while (mw_buf_tailroom(b) >= need && (!total || mw_stream_pending(c->stream) > 0)) {
         uint8_t *p = mw_buf_tail(b);
         ssize_t n = mw_stream_readmsg(c->stream, p + MSG_HDR, c->max_msg, total ? MW_MSG_BUFFERED : 0, NULL);
         if (n < 0) {

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -431,6 +432,67 @@ static void test_tls_verified_handshake_and_data_both_ways(void **state) {
     mw_stream_free(c);
     mw_stream_free(s);
     mw_listener_free(l);
+}
+
+/* True when fd has nothing to read now. */
+static bool fd_quiet(int fd) {
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    return poll(&pf, 1, 0) == 0;
+}
+
+/* Input TLS has taken off the socket (a record read in part, records read
+ * ahead) is reported by pending(), which is what a caller must go by: the
+ * fd shows nothing. */
+static void test_tls_pending_reports_input_the_socket_no_longer_shows(void **state) {
+    (void)state;
+    mw_tls_ctx_t *sctx = server_ctx("srv.pem", "srv.key"), *cctx = client_ctx();
+    mw_listener_t *l = listen_local(NULL);
+    mw_stream_t *c, *s;
+    tls_conn(l, cctx, sctx, "localhost", &c, &s);
+    handshake_ok(c, s);
+    /* One byte first: the client takes the session tickets sent after the
+     * handshake with it, so only the records below are on its socket next. */
+    assert_int_equal(mw_stream_write(s, "x", 1), 1);
+    char in[300];
+    uint64_t deadline = mw_deadline_in(NULL, WAIT_NS);
+    ssize_t r;
+    while ((r = mw_stream_read(c, in, sizeof in)) == MW_EAGAIN) {
+        int ev = want_or(c, MW_WANT_READ);
+        wait_streams(&c, &ev, 1, deadline);
+    }
+    assert_int_equal(r, 1);
+    assert_int_equal(mw_stream_pending(c), 0);
+    /* Three records of 100 bytes, all on the client's socket before it reads. */
+    char out[300];
+    for (size_t i = 0; i < sizeof out; i++) out[i] = (char)('a' + i % 26);
+    for (int k = 0; k < 3; k++) assert_int_equal(mw_stream_write(s, out + 100 * k, 100), 100);
+    int fd = mw_stream_fd(c);
+    for (int avail = 0; avail < 3 * (100 + 22);) { /* 100 bytes + TLS 1.3 record overhead */
+        assert_true(mw_deadline_left(NULL, deadline) != 0);
+        if (ioctl(fd, FIONREAD, &avail) < 0) fail_msg("FIONREAD: %s", strerror(errno));
+        if (avail < 3 * (100 + 22)) sched_yield();
+    }
+    assert_int_equal(mw_stream_read(c, in, 10), 10); /* part of the first record */
+    size_t got = 10;
+    /* OpenSSL read ahead: the socket is empty, the rest is inside TLS. */
+    assert_true(fd_quiet(fd));
+    assert_true(mw_stream_pending(c) > 0);
+    /* Reading while pending() says so gets everything, never waiting. */
+    for (int i = 0; mw_stream_pending(c) > 0 && i < 100; i++) {
+        r = mw_stream_read(c, in + got, sizeof in - got < 10 ? sizeof in - got : 10);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    assert_int_equal(got, sizeof in);
+    assert_memory_equal(in, out, sizeof out);
+    assert_int_equal(mw_stream_pending(c), 0);
+    assert_true(fd_quiet(fd));
+    assert_int_equal(mw_stream_read(c, in, sizeof in), MW_EAGAIN);
+    mw_stream_free(c);
+    mw_stream_free(s);
+    mw_listener_free(l);
+    mw_tls_ctx_free(cctx);
+    mw_tls_ctx_free(sctx);
 }
 
 static void test_tls_server_starts_by_reading_and_client_by_writing(void **state) {
@@ -1038,6 +1100,7 @@ int main(void) {
 #define T(fn) cmocka_unit_test_teardown(fn, test_teardown)
         T(test_tls_verified_handshake_and_data_both_ways),
         T(test_tls_server_starts_by_reading_and_client_by_writing),
+    T(test_tls_pending_reports_input_the_socket_no_longer_shows),
         T(test_tls_verifies_an_ip_address_against_the_ip_san),
         T(test_tls_wrong_host_name_fails_with_hostname_mismatch),
         T(test_tls_self_signed_server_fails_verification),
