@@ -1,5 +1,7 @@
-/* mw_stream.h - byte streams behind one ops table: TCP, an in-process pair,
- * and (stacked as decorators) TLS, WebSocket and record/replay.
+/* mw_stream.h - streams behind one ops table: TCP, an in-process pair, and
+ * (stacked as decorators) TLS, WebSocket and record/replay. Byte streams
+ * read and write bytes; a message stream (WebSocket) reads and writes whole
+ * messages (see "Message streams" below).
  *
  * All streams are nonblocking unless a backend documents a blocking option:
  * read and writev return MW_EAGAIN instead of waiting. want() tells the
@@ -7,6 +9,15 @@
  * before the next call can progress; TLS uses it to ask for write readiness
  * to finish a read. fd() is the descriptor to wait on, or -1 for streams
  * without one (the in-process pair), which only the direct selector can poll.
+ *
+ * What a caller needs from a stack it gets from the top stream's ops, never
+ * by looking underneath: handshake() drives TLS and WebSocket handshakes
+ * (each decorator completes its inner stream's first), pending() says input
+ * is buffered inside a decorator where no fd readiness will announce it (read
+ * again before waiting), rx_time() gives a recorder's or replay's timestamp.
+ * A driver's loop is: handshake() until 1; then on readiness (or while
+ * pending() > 0) read; on MW_EAGAIN wait for want() (plus write readiness
+ * while it has bytes to send).
  *
  * Thread rules: one thread reads and one thread writes at a time; read and
  * writev may run concurrently on two threads for the TCP and pair streams

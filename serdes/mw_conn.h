@@ -13,6 +13,14 @@
  * has; frames are then decoded one at a time, so a serdes or framing switch
  * takes effect exactly at the next message.
  *
+ * Over a message stream (WebSocket, mw_stream_is_msg) the stream carries the
+ * boundaries: flush hands the queued messages to writemsgs as one iovec each
+ * (a batch per write syscall), and fill takes one message per readmsg, as
+ * many as the stream already holds, writing in front of each an in-memory
+ * length header that only this connection reads. Nothing but the payload
+ * reaches the stream, text or binary per the tx serdes each message was
+ * encoded with.
+ *
  * Thread rules: the tx side (send, enqueue, flush, claim/commit, tx serdes
  * switch) belongs to one thread and the rx side (recv, fill, dispatch, rx
  * serdes switch) to one thread; the two may be different threads at the same
