@@ -13,6 +13,7 @@
 #include "mw_clock.h"
 #include "mw_tcp.h"
 #include "mw_tls.h"
+#include "mw_ws.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -867,6 +868,44 @@ static void test_tls_over_a_pair_split_at_every_byte(void **state) {
     mw_tls_ctx_free(sctx);
 }
 
+/* wss over the in-process pair, driven by the handshake op alone: each
+ * decorator completes the TLS handshake below it before its own upgrade,
+ * and a message sent right behind the 101 is reported by pending(). */
+static void test_tls_wss_handshake_op_steps_through_both_layers_over_a_pair(void **state) {
+    (void)state;
+    mw_tls_ctx_t *sctx = server_ctx("srv.pem", "srv.key"), *cctx = client_ctx();
+    mw_stream_t *a, *b, *c, *s;
+    assert_int_equal(mw_pair_new(&a, &b, 65536, 0), 0);
+    mw_err_t err = {0};
+    assert_int_equal(mw_ws_client_wrap(&c, wrap(a, cctx, "localhost"), NULL, &err), 0);
+    assert_int_equal(mw_ws_server_wrap(&s, wrap(b, sctx, NULL), NULL, &err), 0);
+    mw_tls_ctx_free(cctx);
+    mw_tls_ctx_free(sctx);
+    int rc = MW_EAGAIN, rs = MW_EAGAIN, steps = 0;
+    struct iovec m = {(void *)"first", 5};
+    while (rc != 1 || rs != 1) {
+        assert_true(++steps < 100);
+        if (rc != 1) rc = mw_stream_handshake(c);
+        if (rs != 1) {
+            rs = mw_stream_handshake(s);
+            if (rs == 1) assert_int_equal(mw_stream_writemsgs(s, &m, 1, 0), 1);
+        }
+        assert_true(rc == 1 || rc == MW_EAGAIN);
+        assert_true(rs == 1 || rs == MW_EAGAIN);
+    }
+    assert_true(steps >= 3); /* TLS flights, then the upgrade: no single step */
+    /* The message's record came with the 101's: still inside TLS, which
+     * pending() counts through the WebSocket layer. A read gets it now. */
+    assert_true(mw_stream_pending(c) > 0);
+    char in[16];
+    assert_int_equal(mw_stream_readmsg(c, in, sizeof in, 0, NULL), 5);
+    assert_memory_equal(in, "first", 5);
+    assert_int_equal(mw_stream_pending(c), 0);
+    assert_int_equal(mw_stream_readmsg(c, in, sizeof in, 0, NULL), MW_EAGAIN);
+    mw_stream_free(c);
+    mw_stream_free(s);
+}
+
 /* OpenSSL 3.0 mallocs and frees small WPACKET bookkeeping for every record
  * (measured: three per record written, one per record read); the TLS stream
  * itself adds nothing, so a message costs at most four. */
@@ -1112,6 +1151,7 @@ int main(void) {
         T(test_tls_client_to_plaintext_server_fails_clearly),
         T(test_tls_4mib_both_ways_byte_exact_with_partial_writes),
         T(test_tls_over_a_pair_split_at_every_byte),
+        T(test_tls_wss_handshake_op_steps_through_both_layers_over_a_pair),
         T(test_tls_steady_state_allocations_are_only_openssl_record_bookkeeping),
         T(test_tls_clean_shutdown_reads_closed),
         T(test_tls_write_to_departed_peer_is_closed_not_sigpipe),
