@@ -243,7 +243,8 @@ static void opened(mw_clt_t *c) {
     if (c->o.on_connect) USER_CB(c, c->o.on_connect(c, c->o.ud));
     if (finish_deferred(c)) return;
     /* bytes may have arrived with the last handshake read */
-    if (c->have_conn && (mw_conn_rx_buffered(&c->conn) || mw_stream_pending(c->conn.stream) > 0)) mw__clt_on_ready(&c->src, 0);
+    if (c->have_conn && (mw_conn_rx_buffered(&c->conn) || mw_stream_pending(c->conn.stream)))
+        mw__clt_on_ready(&c->src, 0);
     else mw__clt_arm(c);
 }
 

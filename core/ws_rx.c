@@ -249,7 +249,7 @@ ssize_t mw__ws_readmsg(mw_stream_t *s, void *dst, size_t cap, int flags, int *of
         ssize_t n = next_msg(w, dst, cap, flags);
         if (n >= 0 && oflags) *oflags = msg_flags(w);
         if (n == BIG)
-            return mw_err_set(&w->base.err, MW_ETOOBIG, "ws: message of %zu bytes is over max_msg %zu (the reader's buffer)",
+            return mw_err_set(&w->base.err, MW_ETOOBIG, "ws: message of %zu bytes is over max_msg %zu",
                               w->reasm_len, cap);
         if (n != MW_EAGAIN || (flags & MW_MSG_BUFFERED)) return n;
         if ((n = mw__ws_fill(w)) < 0) return n;
