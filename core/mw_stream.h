@@ -48,6 +48,10 @@ enum {
      * MW_EAGAIN otherwise. For reading a burst of messages one at a time
      * without reordering them against the stream's own replies. */
     MW_MSG_BUFFERED = 2,
+    /* writemsgs (in): more messages follow in the next call, so the stream
+     * may keep these in its buffer rather than write now (like MSG_MORE);
+     * the last call of a batch goes without it. */
+    MW_MSG_MORE = 4,
 };
 
 typedef struct mw_stream mw_stream_t;
@@ -63,9 +67,10 @@ typedef struct mw_stream mw_stream_t;
  *   error. Accepted messages may wait in the stream's own buffer while the
  *   socket is full: want() then says MW_WANT_WRITE and writemsgs(s, NULL, 0,
  *   0) pushes them on (0 when all are out, MW_EAGAIN otherwise). One call
- *   costs one write syscall for its whole batch (the WebSocket server
- *   gathers headers and payloads into one writev; the client masks into its
- *   buffer and writes that once) and allocates nothing.
+ *   costs at most one write syscall for its whole batch (the WebSocket
+ *   server gathers headers and payloads into one writev; the client masks
+ *   into its buffer and writes that once, or not yet with MW_MSG_MORE) and
+ *   allocates nothing.
  * - readmsg(s, dst, cap, flags, &oflags) returns exactly one message: its
  *   length (>= 0: an empty message is 0), MW_EAGAIN, MW_ECLOSED, an error, or
  *   MW_ETOOBIG when the next message is larger than cap (it stays for a

@@ -167,16 +167,31 @@ static inline void mw__ws_xor_copy(uint8_t *d, const uint8_t *s, size_t n, const
         memcpy(d, s, n);
         return;
     }
+    /* the mask as a word in memory order, starting at mask byte off % 4 */
+    uint32_t m32;
+    memcpy(&m32, mask, 4);
+    unsigned sh = (unsigned)(off & 3) * 8;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (sh) m32 = m32 >> sh | m32 << (32 - sh);
+#else
+    if (sh) m32 = m32 << sh | m32 >> (32 - sh);
+#endif
+    uint64_t m = (uint64_t)m32 << 32 | m32;
     uint8_t m8[8];
-    for (int i = 0; i < 8; i++) m8[i] = mask[(off + (size_t)i) & 3];
-    uint64_t m;
-    memcpy(&m, m8, 8);
+    memcpy(m8, &m, 8);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
+    for (; i + 16 <= n; i += 16) { /* two words per turn: half the loop overhead */
+        uint64_t v[2];
+        memcpy(v, s + i, 16);
+        v[0] ^= m, v[1] ^= m;
+        memcpy(d + i, v, 16);
+    }
+    if (i + 8 <= n) {
         uint64_t v;
         memcpy(&v, s + i, 8);
         v ^= m;
         memcpy(d + i, &v, 8);
+        i += 8;
     }
     for (; i < n; i++) d[i] = s[i] ^ m8[i & 7];
 }

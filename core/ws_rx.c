@@ -240,6 +240,8 @@ ssize_t mw__ws_readmsg(mw_stream_t *s, void *dst, size_t cap, int flags, int *of
     ws_t *w = (ws_t *)s;
     if (oflags) *oflags = 0;
     if (w->rx_err) return w->rx_err;
+    /* the end of a burst, cheaply: nothing buffered */
+    if ((flags & MW_MSG_BUFFERED) && !w->deliver && !mw_buf_len(&w->rx)) return MW_EAGAIN;
     if (!mw__ws_ready(w)) {
         if (flags & MW_MSG_BUFFERED) return MW_EAGAIN;
         int r = mw__ws_hs_drive(w);

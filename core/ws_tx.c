@@ -280,13 +280,15 @@ static int gather(ws_t *w, const wmsg_t *m, int n) {
 
 /* Sends messages m[0..n): the count accepted (from the front, > 0), or
  * MW_EAGAIN / an error when none was. Accepted messages may wait in tx. */
-static ssize_t send_msgs(ws_t *w, const wmsg_t *m, int n) {
+static ssize_t send_msgs(ws_t *w, const wmsg_t *m, int n, bool more) {
     int ok = 0, done = 0, r = 0;
     while (ok < n && m[ok].len <= w->max_msg) ok++;
     if (!ok)
         return mw_err_set(&w->base.err, MW_ETOOBIG, "ws: message of %zu bytes is over max_msg %zu", m[0].len,
                           w->max_msg);
-    if (held(w) && (r = mw__ws_flush_tx(w)) < 0 && r != MW_EAGAIN) return r;
+    /* A server pushes out what waits first, so that it may gather again; a
+     * client appends behind it (and writes when tx is full or at the end). */
+    if (w->server && held(w) && (r = mw__ws_flush_tx(w)) < 0 && r != MW_EAGAIN) return r;
     bool encoded = false;
     while (done < ok) {
         if (w->server && !held(w)) {
@@ -301,7 +303,8 @@ static ssize_t send_msgs(ws_t *w, const wmsg_t *m, int n) {
             encoded = true;
         }
     }
-    if (encoded) {
+    /* More to come: what was copied waits for them (or for tx to fill). */
+    if (encoded && !more) {
         int f = mw__ws_flush_tx(w);
         if (f < 0 && f != MW_EAGAIN && !done) return f;
     }
@@ -335,7 +338,7 @@ ssize_t mw__ws_writemsgs(mw_stream_t *s, const struct iovec *msgs, int n, int fl
     for (int i = 0; i < n; i++) m[i] = (wmsg_t){{&msgs[i], 1, 0, 0}, msgs[i].iov_len, op};
     mw__ws_tx_lock(w);
     ssize_t r = tx_gate(w, n <= 0);
-    if (r == 1) r = send_msgs(w, m, n);
+    if (r == 1) r = send_msgs(w, m, n, flags & MW_MSG_MORE);
     mw__ws_tx_unlock(w);
     return r;
 }
@@ -376,7 +379,7 @@ static ssize_t send_records(ws_t *w, const struct iovec *iov, int iovcnt) {
         int n = 0, k = 0;
         while (n < GATHER_MSGS && (k = rec_next(w, &c, &left, &m[n])) == 1) n++;
         if (!n) return done ? (ssize_t)done : k;
-        ssize_t r = send_msgs(w, m, n);
+        ssize_t r = send_msgs(w, m, n, false);
         if (r < 0) return done ? (ssize_t)done : r;
         for (ssize_t i = 0; i < r; i++) done += w->rhs + m[i].len;
         if (r < n || k != 1) return (ssize_t)done;

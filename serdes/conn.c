@@ -218,7 +218,7 @@ static int flush_msgs(mw_conn_t *c) {
             v[n++] = (struct iovec){(void *)(p + MSG_HDR), len};
             p += MSG_HDR + len;
         }
-        ssize_t k = mw_stream_writemsgs(c->stream, v, n, text ? MW_MSG_TEXT : 0);
+        ssize_t k = mw_stream_writemsgs(c->stream, v, n, (text ? MW_MSG_TEXT : 0) | (p < end ? MW_MSG_MORE : 0));
         if (k == MW_EAGAIN || k == 0) return MW_EAGAIN;
         if (k < 0) return tx_fail(c, (int)k);
         const uint8_t *last = (const uint8_t *)v[k - 1].iov_base + v[k - 1].iov_len;
@@ -388,9 +388,7 @@ static ssize_t fill_msgs(mw_conn_t *c) {
     /* Compact when that makes room for a largest message: a message stream
      * cannot take part of one. */
     if (mw_buf_tailroom(b) < need && b->rd && b->cap - mw_buf_len(b) >= need) mw_buf_compact(b);
-    /* After the first message, go on only while the stream holds more: no
-     * call that would find nothing. */
-    while (mw_buf_tailroom(b) >= need && (!total || mw_stream_pending(c->stream) > 0)) {
+    while (mw_buf_tailroom(b) >= need) {
         uint8_t *p = mw_buf_tail(b);
         ssize_t n = mw_stream_readmsg(c->stream, p + MSG_HDR, c->max_msg, total ? MW_MSG_BUFFERED : 0, NULL);
         if (n < 0) {

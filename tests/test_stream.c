@@ -362,6 +362,23 @@ static void test_stream_ws_conn_batch_is_one_writev_each_way(void **state) {
     assert_int_equal(frames(x.ts, false, ops, lens, N + 1), N);
     for (int i = 0; i < N; i++) assert_int_equal(lens[i], (size_t)plen);
     recv_pings(&x.cc, N, 100);
+
+    /* More than one writemsgs call holds (128 messages): the client keeps
+     * what it masked until the last call (MW_MSG_MORE), one write in all;
+     * the server gathers each call's messages into one writev. */
+    enum { M = 300 };
+    x.tc->writes = x.ts->writes = 0;
+    for (int i = 0; i < M; i++) {
+        ping_t p = {.seq = 1000 + (uint64_t)i};
+        assert_int_equal(mw_conn_enqueue(&x.cc, ping_schema(), &p), 0);
+        assert_int_equal(mw_conn_enqueue(&x.cs, ping_schema(), &p), 0);
+    }
+    assert_int_equal(mw_conn_flush(&x.cc), 0);
+    assert_int_equal(mw_conn_flush(&x.cs), 0);
+    assert_int_equal(x.tc->writes, 1);
+    assert_int_equal(x.ts->writes, (M + 127) / 128);
+    recv_pings(&x.cs, M, 1000);
+    recv_pings(&x.cc, M, 1000);
     assert_int_equal(mw_conn_tx_pending(&x.cc), 0);
     assert_int_equal(mw_conn_tx_pending(&x.cs), 0);
     conns_close(&x);
