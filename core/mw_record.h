@@ -47,7 +47,8 @@ int mw_record_wrap(mw_stream_t **out, mw_stream_t *inner, const char *path, cons
 int mw_replay_open(mw_stream_t **out, const char *path, mw_err_t *err);
 
 /* Monotonic timestamp of the chunk the last read returned (replay and record
- * streams), also answered through MW_STREAM_CTL_RX_TS. */
+ * streams), also answered by mw_stream_rx_time (which decorators above
+ * forward). */
 uint64_t mw_replay_last_ts(const mw_stream_t *s);
 /* Wall-clock start and label from the header. */
 uint64_t mw_replay_start_wall_ns(const mw_stream_t *s);

@@ -25,7 +25,9 @@
  * buffer that keeps them does). OpenSSL allocates a little per record
  * internally, so TLS connections are not allocation-free (msgwire's own code
  * is). mw_tls_handshake returns MW_EINVAL for a stream that is not TLS;
- * MW_STREAM_CTL_HANDSHAKE drives the TCP connect and then the TLS handshake.
+ * mw_stream_handshake drives the TCP connect and then the TLS handshake.
+ * mw_stream_pending counts decrypted bytes not yet read and records OpenSSL
+ * has read ahead (read again before waiting on the socket).
  */
 #ifndef MW_TLS_H
 #define MW_TLS_H

@@ -104,7 +104,7 @@ void mw_transport_close(mw_stream_t *s, int reason, const char *why, bool going_
 void mw_transport_shutdown(mw_stream_t *s);
 /* Nonblocking step: 1 done, MW_EAGAIN (wait for mw_stream_want), or error. */
 static inline int mw_transport_step(mw_stream_t *s) {
-    return mw_stream_ctl(s, MW_STREAM_CTL_HANDSHAKE, 0);
+    return mw_stream_handshake(s);
 }
 
 #endif

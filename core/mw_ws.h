@@ -9,30 +9,34 @@
  * 64-bit length with the top bit set) or MW_ETOOBIG (over max).
  *
  * ---- Stream decorator ----------------------------------------------------------
- * The WebSocket stream presents messages, not bytes, to the layer above
- * (MW_STREAM_CTL_MSG_RECORDS): every read yields whole records of
+ * The WebSocket stream is a message stream (mw_stream.h): readmsg returns one
+ * WebSocket message per call (fragments reassembled, control frames handled
+ * inside: pings answered with pongs, pongs noted, close answered) and
+ * writemsgs sends each iovec as one message, text or binary per MW_MSG_TEXT.
+ * One socket read can bring many messages: pending() is then > 0 and they
+ * are read without waiting. A client masks with fresh random keys; a server
+ * never masks. Accepted messages may wait in the stream's own buffer while
+ * the socket is full: want() then reports MW_WANT_WRITE, and a writemsgs with
+ * no messages (or a writev with iovcnt 0) pushes them on (0 when all are
+ * out, MW_EAGAIN otherwise). Pongs and close replies produced by reads queue
+ * the same way. msgwire's mw_conn uses these, so over WebSocket one msgwire
+ * message is exactly one WebSocket message, with no length prefix anywhere.
+ *
+ * Record view, for tools that handle bytes (echo servers, the Autobahn
+ * client): read yields whole records of
  *     u32 big-endian length, payload
- * one per WebSocket message (fragments reassembled, control frames handled
- * inside: pings answered with pongs, pongs noted, close answered), as many as
- * fit per read (one socket read can yield many messages). Every write takes
- * the same records and sends each as one WebSocket message, text or binary per
- * MW_STREAM_CTL_MSG_TEXT (or per record with MW_WS_RECORD_OPCODE). A client
- * masks with fresh random keys; a server never masks.
- * writev consumes whole records only (a record cut off at the end of the
- * input is left for the next call) and returns the bytes of records consumed.
- * Consumed records may wait in the stream's own buffer while the socket is
- * full: want() then reports MW_WANT_WRITE, and a writev with no records
- * (iovcnt 0) pushes them on (0 when all are out, MW_EAGAIN otherwise). Pongs
- * and close replies produced by reads queue the same way.
- * msgwire's mw_conn detects this and frames with MW_FRAME_U32BE, so over
- * WebSocket one msgwire message is exactly one WebSocket message, with no
- * extra length prefix on the wire.
- * A record larger than the caller's read buffer is handed over in pieces by
- * successive reads (a buffer of max_msg + 5 bytes never sees that). A read
- * that returned records may leave more frames buffered in the stream: read
- * until MW_EAGAIN before waiting on the fd. read and writev may run on two
- * threads at once (the transmit side is under a spinlock, since reads queue
- * pongs and close replies too).
+ * one per message, as many as fit per read, and writev takes the same records
+ * and sends each as one message, text or binary per mw_ws_set_text (or per
+ * record with MW_WS_RECORD_OPCODE). writev consumes whole records only (a
+ * record cut off at the end of the input is left for the next call) and
+ * returns the bytes of records consumed. A record larger than the caller's
+ * read buffer is handed over in pieces by successive reads (a buffer of
+ * max_msg + 5 bytes never sees that).
+ *
+ * A read that returned messages may leave more frames buffered in the
+ * stream: read while mw_stream_pending() > 0 before waiting on the fd. read
+ * and writev may run on two threads at once (the transmit side is under a
+ * spinlock, since reads queue pongs and close replies too).
  *
  * Failures close the connection with the RFC close code and return:
  *   MW_EPROTO  (1002 protocol error)     MW_EUTF8  (1007 invalid UTF-8 in text)
@@ -112,7 +116,7 @@ typedef struct mw_ws_opts {
     uint32_t max_msg;         /* largest message (reassembled); default 16 MiB */
     uint32_t max_frame;       /* largest frame; default max_msg */
     uint32_t max_header;      /* largest handshake head; default 8 KiB */
-    bool text;                /* initial message type for writes: text (else binary) */
+    bool text;                /* record view: records are text messages (else binary) */
     unsigned flags;           /* MW_WS_* below */
 } mw_ws_opts_t;
 
@@ -127,9 +131,15 @@ void mw_ws_opts_init(mw_ws_opts_t *o);
 
 /* Wraps a connected stream (TCP or TLS; ownership passes, also on failure).
  * The client queues its upgrade request at once; the server waits for one.
- * Reads return MW_EAGAIN until the handshake completes (MW_STREAM_CTL_READY). */
+ * Reads return MW_EAGAIN until the handshake completes (mw_stream_handshake
+ * drives it and returns 1 then). */
 int mw_ws_client_wrap(mw_stream_t **out, mw_stream_t *inner, const mw_ws_opts_t *o, mw_err_t *err);
 int mw_ws_server_wrap(mw_stream_t **out, mw_stream_t *inner, const mw_ws_opts_t *o, mw_err_t *err);
+
+/* Record view: the records written from now on (without an opcode byte)
+ * are text messages (else binary). Writer side. No effect on writemsgs,
+ * whose flags say it per call. */
+void mw_ws_set_text(mw_stream_t *s, bool text);
 
 /* Sends a ping with up to 125 bytes of payload. 0, MW_EAGAIN, MW_EINVAL, error. */
 int mw_ws_ping(mw_stream_t *s, const void *data, size_t n);

@@ -75,8 +75,8 @@ static const tap_t *tap_of(const mw_stream_t *s) {
     return NULL;
 }
 
-static int tap_ctl_ts(const tap_t *t, intptr_t arg) {
-    *(uint64_t *)arg = t->last_ts;
+static int tap_rx_time(const mw_stream_t *s, uint64_t *ns) {
+    *ns = ((const tap_t *)s)->last_ts;
     return 0;
 }
 
@@ -133,10 +133,13 @@ static void rec_free(mw_stream_t *s) {
     free(s);
 }
 
-static int rec_ctl(mw_stream_t *s, int op, intptr_t arg) {
-    if (op == MW_STREAM_CTL_RX_TS) return tap_ctl_ts((tap_t *)s, arg);
-    return mw_stream_ctl(s->inner, op, arg);
+static int rec_handshake(mw_stream_t *s) {
+    int r = mw_stream_handshake(s->inner);
+    if (r < 0 && r != MW_EAGAIN) mw_err_copy(&s->err, &s->inner->err);
+    return r;
 }
+
+static size_t rec_pending(const mw_stream_t *s) { return mw_stream_pending(s->inner); }
 
 static const mw_stream_ops_t rec_ops = {
     .name = "record",
@@ -146,7 +149,9 @@ static const mw_stream_ops_t rec_ops = {
     .fd = rec_fd,
     .close = rec_close,
     .free = rec_free,
-    .ctl = rec_ctl,
+    .handshake = rec_handshake,
+    .pending = rec_pending,
+    .rx_time = tap_rx_time,
 };
 
 static int write_header(rec_t *r, mw_err_t *err) {
@@ -299,12 +304,6 @@ static void replay_free(mw_stream_t *s) {
     free(s);
 }
 
-static int replay_ctl(mw_stream_t *s, int op, intptr_t arg) {
-    if (op == MW_STREAM_CTL_RX_TS) return tap_ctl_ts((tap_t *)s, arg);
-    if (op == MW_STREAM_CTL_READY || op == MW_STREAM_CTL_HANDSHAKE) return 1;
-    return MW_ENOTSUP;
-}
-
 static const mw_stream_ops_t replay_ops = {
     .name = "replay",
     .read = replay_read,
@@ -313,7 +312,7 @@ static const mw_stream_ops_t replay_ops = {
     .fd = replay_fd,
     .close = replay_close,
     .free = replay_free,
-    .ctl = replay_ctl,
+    .rx_time = tap_rx_time,
 };
 
 static int replay_file(replay_t *p, const char *path, mw_err_t *err) {

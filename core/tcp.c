@@ -189,11 +189,8 @@ static void tcp_free(mw_stream_t *s) {
 }
 
 /* A connect in progress is TCP's handshake: decorators stacked on a stream
- * from mw_tcp_connect_start see it through READY / HANDSHAKE. */
-static int tcp_ctl(mw_stream_t *s, int op, intptr_t arg) {
-    (void)arg;
-    if (op == MW_STREAM_CTL_READY) return ((tcp_t *)s)->cstate == CONNECTED;
-    if (op != MW_STREAM_CTL_HANDSHAKE) return MW_ENOTSUP;
+ * from mw_tcp_connect_start complete it first through their handshake op. */
+static int tcp_handshake(mw_stream_t *s) {
     int r = mw_tcp_connect_finish(s);
     return r == 0 ? 1 : r;
 }
@@ -206,7 +203,7 @@ static const mw_stream_ops_t tcp_ops = {
     .fd = tcp_fd,
     .close = tcp_close,
     .free = tcp_free,
-    .ctl = tcp_ctl,
+    .handshake = tcp_handshake,
 };
 
 static tcp_t *tcp_new(int fd, const char *peer) {

@@ -324,22 +324,33 @@ static int tls_want(const mw_stream_t *s) {
 
 static int tls_fd(const mw_stream_t *s) { return mw_stream_fd(s->inner); }
 
-static int tls_ctl(mw_stream_t *s, int op, intptr_t arg) {
-    tls_t *t = (tls_t *)s;
-    if (op == MW_STREAM_CTL_READY) { /* SSL state: not while another thread is inside SSL */
-        pthread_mutex_lock(&t->mu);
-        int up = is_up(t) ? 1 : 0;
-        pthread_mutex_unlock(&t->mu);
-        return up;
+/* The TCP connect first, then the TLS handshake. */
+static int tls_handshake_op(mw_stream_t *s) {
+    int r = mw_stream_handshake(s->inner);
+    if (r != 1) {
+        if (r != MW_EAGAIN) mw_err_copy(&s->err, &s->inner->err);
+        return r;
     }
-    if (op == MW_STREAM_CTL_HANDSHAKE) {
-        int r = mw_stream_ctl(s->inner, op, arg); /* the TCP connect first */
-        if (r != 1) return r;
-        r = mw_tls_handshake(s);
-        return r == 0 ? 1 : r;
-    }
-    return mw_stream_ctl(s->inner, op, arg);
+    r = mw_tls_handshake(s);
+    return r == 0 ? 1 : r;
 }
+
+/* Decrypted bytes not yet returned, or records read ahead of them: the
+ * socket has already given them up. Under the lock: SSL state. */
+static size_t tls_pending(const mw_stream_t *s) {
+    tls_t *t = (tls_t *)s;
+    if (!t->ssl) return 0;
+    pthread_mutex_lock(&t->mu);
+    size_t n = 0;
+    if (!t->closed && !t->dead && !t->rdone) {
+        int k = SSL_pending(t->ssl);
+        n = k > 0 ? (size_t)k : SSL_has_pending(t->ssl) ? 1 : 0;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+static int tls_rx_time(const mw_stream_t *s, uint64_t *ns) { return mw_stream_rx_time(s->inner, ns); }
 
 /* Sends close_notify once, if the connection is in a state to carry it. */
 static void send_close_notify(tls_t *t) {
@@ -380,7 +391,9 @@ static const mw_stream_ops_t tls_ops = {
     .fd = tls_fd,
     .close = tls_close,
     .free = tls_free,
-    .ctl = tls_ctl,
+    .handshake = tls_handshake_op,
+    .pending = tls_pending,
+    .rx_time = tls_rx_time,
 };
 
 bool mw_is_tls(const mw_stream_t *s) { return s && s->ops == &tls_ops; }

@@ -1,17 +1,31 @@
-/* ws_impl.h - internals shared by ws_codec.c, ws_handshake.c, ws.c and the
- * tests: the sans-I/O HTTP/1.1 upgrade handshake. Not installed.
+/* ws_impl.h - internals shared by the WebSocket files and the tests. Not
+ * installed.
  *
- * Every function takes (ptr, len) and fills a caller-owned struct; nothing
- * here touches an fd or allocates. Parsed fields are views into the caller's
- * head buffer (or into the strings passed in), valid while those live.
+ *   ws_codec.c      frame headers, masking, UTF-8 (sans-I/O)
+ *   ws_handshake.c  the HTTP/1.1 upgrade request/response (sans-I/O)
+ *   ws.c            the stream: ops table, construction, handshake driver,
+ *                   public helpers (ping, close, getters)
+ *   ws_rx.c         the reading half: frames -> messages (readmsg, pending,
+ *                   the record view's read)
+ *   ws_tx.c         the writing half: messages -> frames (writemsgs, the
+ *                   record view's writev, control frames, the tx buffer)
+ *
+ * The sans-I/O functions take (ptr, len) and fill a caller-owned struct;
+ * nothing there touches an fd or allocates. Parsed fields are views into the
+ * caller's head buffer (or into the strings passed in), valid while those
+ * live.
  */
 #ifndef MW_WS_IMPL_H
 #define MW_WS_IMPL_H
 
+#include <sched.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <string.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "mw_buf.h"
 #include "mw_ws.h"
 
 typedef struct mw__ws_str {
@@ -89,5 +103,128 @@ int mw__ws_response_parse(const char *head, size_t len, const char *accept, cons
 
 /* The reason phrase for the statuses above ("Bad Request"). */
 const char *mw__ws_status_text(int status);
+
+/* ---- the stream (ws.c, ws_rx.c, ws_tx.c) ------------------------------------ */
+
+#define MW__WS_CTRL_MAX 125
+#define MW__WS_HDR_MAX 14
+#define MW__WS_MASK_POOL 512
+
+enum { MW__WS_HS_WAIT, MW__WS_HS_DONE, MW__WS_HS_FAILED };
+
+typedef struct mw__ws {
+    mw_stream_t base;
+    bool server;
+    unsigned flags;
+    size_t max_msg, max_header;
+    uint64_t max_frame;
+    size_t rhs; /* record view: record header size, 4 or 5 with MW_WS_RECORD_OPCODE */
+
+    /* handshake */
+    atomic_bool ready;
+    atomic_bool inner_up; /* the inner stream's own handshake (TCP connect, TLS) is done */
+    int hs;
+    size_t hs_scan;
+    char accept[29];     /* client: the Sec-WebSocket-Accept we expect */
+    char *offered;       /* client: subprotocols offered */
+    char *expect_path;   /* server */
+    char *accept_proto;  /* server */
+    char proto[128];
+    char path[1024];
+
+    /* rx half: the reading thread only */
+    mw_buf_t rx;
+    size_t rx_need; /* bytes from rx.rd that must be present to go on */
+    int rx_err;     /* sticky: every later read returns it */
+    mw_ws_hdr_t fh; /* the frame being streamed into reasm */
+    bool in_frame, in_msg, deliver;
+    size_t frame_left, frame_off;
+    uint8_t msg_op;
+    uint8_t *reasm;
+    size_t reasm_len, deliver_off;
+    mw_utf8_state_t utf8;
+    int peer_code;
+    uint64_t pongs;
+
+    /* tx half: under lock */
+    atomic_flag lock;
+    atomic_bool tx_held; /* tx bytes or a pending control frame: want() WRITE */
+    mw_buf_t tx;
+    int tx_err;    /* sticky result of writes (I/O or protocol failure) */
+    int tx_io_err; /* the inner stream failed: nothing can be flushed */
+    bool text;     /* record view: records without an opcode byte are text */
+    bool close_queued;
+    int sent_code;
+    bool pong_pending, close_pending; /* control frames waiting for room in tx */
+    uint8_t pong[MW__WS_CTRL_MAX], closef[MW__WS_CTRL_MAX];
+    size_t pong_len, close_len;
+    size_t pool_pos;
+    uint8_t pool[MW__WS_MASK_POOL];
+} mw__ws_t;
+
+static inline void mw__ws_tx_lock(mw__ws_t *w) {
+    while (atomic_flag_test_and_set_explicit(&w->lock, memory_order_acquire)) sched_yield();
+}
+static inline void mw__ws_tx_unlock(mw__ws_t *w) { atomic_flag_clear_explicit(&w->lock, memory_order_release); }
+static inline bool mw__ws_ready(const mw__ws_t *w) {
+    return atomic_load_explicit(&w->ready, memory_order_acquire);
+}
+
+/* dst = src XOR mask (from mask offset off), or a plain copy without a mask. */
+static inline void mw__ws_xor_copy(uint8_t *d, const uint8_t *s, size_t n, const uint8_t *mask, size_t off) {
+    if (!mask) {
+        memcpy(d, s, n);
+        return;
+    }
+    /* the mask as a word in memory order, starting at mask byte off % 4 */
+    uint32_t m32;
+    memcpy(&m32, mask, 4);
+    unsigned sh = (unsigned)(off & 3) * 8;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (sh) m32 = m32 >> sh | m32 << (32 - sh);
+#else
+    if (sh) m32 = m32 << sh | m32 >> (32 - sh);
+#endif
+    uint64_t m = (uint64_t)m32 << 32 | m32;
+    uint8_t m8[8];
+    memcpy(m8, &m, 8);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) { /* two words per turn: half the loop overhead */
+        uint64_t v[2];
+        memcpy(v, s + i, 16);
+        v[0] ^= m, v[1] ^= m;
+        memcpy(d + i, v, 16);
+    }
+    if (i + 8 <= n) {
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        v ^= m;
+        memcpy(d + i, &v, 8);
+        i += 8;
+    }
+    for (; i < n; i++) d[i] = s[i] ^ m8[i & 7];
+}
+
+/* A close code that may be sent (RFC 6455 7.4 plus the IANA additions). */
+bool mw__ws_close_code_ok(unsigned c);
+
+/* ws.c: drives the handshake; 1 done, MW_EAGAIN, or the error. Reader side. */
+int mw__ws_hs_drive(mw__ws_t *w);
+
+/* ws_rx.c (reader side) */
+ssize_t mw__ws_fill(mw__ws_t *w);
+ssize_t mw__ws_read(mw_stream_t *s, void *dst, size_t cap);
+ssize_t mw__ws_readmsg(mw_stream_t *s, void *dst, size_t cap, int flags, int *oflags);
+size_t mw__ws_pending(const mw_stream_t *s);
+
+/* ws_tx.c; the functions taking w expect the tx lock held. */
+void mw__ws_upd_held(mw__ws_t *w);
+int mw__ws_tx_fail(mw__ws_t *w, int code);
+int mw__ws_put_frame(mw__ws_t *w, unsigned op, const uint8_t *p, size_t n);
+int mw__ws_flush_tx(mw__ws_t *w);
+void mw__ws_queue_ctrl(mw__ws_t *w, unsigned op, const uint8_t *p, size_t n);
+void mw__ws_send_close(mw__ws_t *w, unsigned code, const char *reason);
+ssize_t mw__ws_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt);
+ssize_t mw__ws_writemsgs(mw_stream_t *s, const struct iovec *msgs, int n, int flags);
 
 #endif

@@ -122,7 +122,7 @@ static int ws_open(app_t *a, const char *path, mw_stream_t **out, mw_err_t *err)
     wo.flags = MW_WS_RECORD_OPCODE;
     if ((r = mw_ws_client_wrap(&s, s, &wo, err)) < 0) return r;
     uint64_t deadline = mw_now_ns() + CONNECT_NS;
-    while ((r = mw_stream_ctl(s, MW_STREAM_CTL_HANDSHAKE, 0)) == MW_EAGAIN) {
+    while ((r = mw_stream_handshake(s)) == MW_EAGAIN) {
         uint64_t now = mw_now_ns();
         int want = mw_stream_want(s);
         if (now >= deadline || mw_stream_wait(s, want ? want : MW_WANT_READ, (int64_t)(deadline - now)) < 0) {

@@ -173,7 +173,7 @@ static void conn_pump(conn_t *c) {
         conn_ended(c, r);
         return;
     }
-    if (mw_io_timer_armed(&c->timer) && mw_stream_ctl(c->s, MW_STREAM_CTL_READY, 0) == 1)
+    if (mw_io_timer_armed(&c->timer) && mw_stream_handshake(c->s) == 1)
         mw_io_timer_stop(c->srv->io, &c->timer);
     conn_arm(c, ws_echo_events(&c->echo, c->s));
 }
@@ -268,7 +268,7 @@ static void begin_stop(server_t *sv) {
     for (conn_t *c = sv->conns, *next; c; c = next) {
         next = c->next; /* the pump may free c */
         if (c->state != C_OPEN) continue;
-        if (mw_stream_ctl(c->s, MW_STREAM_CTL_READY, 0) != 1) {
+        if (mw_stream_handshake(c->s) != 1) {
             conn_free(c);
             continue;
         }

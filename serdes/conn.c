@@ -14,6 +14,17 @@
 /* Room for the largest framing overhead (u32 prefix, or a newline). */
 #define FRAME_OVERHEAD 8u
 
+/* Over a message stream (WebSocket) the buffers hold each message behind a
+ * u32 big-endian length header that only this file writes and reads: the
+ * stream is handed the payloads as iovecs (writemsgs) and returns one
+ * message per readmsg, so no length goes on the wire. In the tx buffer the
+ * header's top bit marks a text message (the tx serdes when it was encoded). */
+#define MSG_HDR 4u
+#define MSG_TEXT_BIT 0x80u
+#define MSG_MAX 0x7FFFFFFFu
+/* Messages handed to the stream per writemsgs call (one syscall). */
+#define MSGS_PER_WRITE 128
+
 void mw_conn_opts_init(mw_conn_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->serdes = "fixed";
@@ -35,17 +46,17 @@ static void tx_unlock(mw_conn_t *c) {
 /* Configures one side's serdes and framer; the old serdes is released only
  * once the new one is ready, so a failed switch leaves the side as it was. */
 static int side_setup(mw_conn_side_t *side, const char *serdes, int frame, uint32_t max_msg,
-                      bool records) {
+                      bool msgs) {
     mw_serdes_t nsd;
     int r = mw_serdes_init(&nsd, serdes, 0);
     if (r < 0) {
         mw_err_copy(&side->err, &nsd.err);
         return r;
     }
-    /* A message stream (WebSocket) delimits messages itself: its records are
-     * u32-prefixed whatever the serdes, and nothing else goes on the wire. */
-    int kind = records ? MW_FRAME_U32BE : frame == MW_FRAME_AUTO ? (int)nsd.ops->default_frame : frame;
-    if (kind == MW_FRAME_NONE && !records) { /* a byte stream needs a delimiter */
+    /* A message stream (WebSocket) delimits messages itself: the buffers keep
+     * each behind the in-memory header (MSG_HDR) whatever the serdes asks. */
+    int kind = msgs ? MW_FRAME_U32BE : frame == MW_FRAME_AUTO ? (int)nsd.ops->default_frame : frame;
+    if (kind == MW_FRAME_NONE && !msgs) { /* a byte stream needs a delimiter */
         mw_serdes_fini(&nsd);
         return mw_err_set(&side->err, MW_EINVAL, "framing \"none\" needs a message stream (WebSocket)");
     }
@@ -83,13 +94,16 @@ int mw_conn_init(mw_conn_t *c, mw_stream_t *stream, const mw_protocol_t *p,
         goto fail;
     }
     const char *serdes = o->serdes ? o->serdes : "fixed";
-    c->records = mw_stream_ctl(stream, MW_STREAM_CTL_MSG_RECORDS, 0) == 1;
-    if ((r = side_setup(&c->tx, serdes, o->frame, c->max_msg, c->records)) < 0 ||
-        (r = side_setup(&c->rx, serdes, o->frame, c->max_msg, c->records)) < 0) {
+    c->msgs = mw_stream_is_msg(stream);
+    if (c->msgs && c->max_msg > MSG_MAX) {
+        r = mw_err_set(err, MW_EINVAL, "max_msg %u is over 2 GiB", c->max_msg);
+        goto fail;
+    }
+    if ((r = side_setup(&c->tx, serdes, o->frame, c->max_msg, c->msgs)) < 0 ||
+        (r = side_setup(&c->rx, serdes, o->frame, c->max_msg, c->msgs)) < 0) {
         mw_err_copy(err, c->tx.err.code ? &c->tx.err : &c->rx.err);
         goto fail;
     }
-    if (c->records) mw_stream_ctl(stream, MW_STREAM_CTL_MSG_TEXT, c->tx.sd.ops->text);
     c->rx_msg = calloc(1, p->max_size);
     if (!c->rx_msg || mw_buf_init(&c->tx.buf, o->tx_buf) < 0 || mw_buf_init(&c->rx.buf, o->rx_buf) < 0) {
         r = mw_err_set(err, MW_ENOMEM, "out of memory for connection buffers");
@@ -117,14 +131,13 @@ int mw_conn_set_serdes(mw_conn_t *c, int dirs, const char *serdes, int frame) {
     int r = 0;
     if (dirs & MW_DIR_TX) {
         tx_lock(c);
-        r = side_setup(&c->tx, serdes, frame, c->max_msg, c->records);
-        /* Records already handed to the stream keep the type they were sent with. */
-        if (r == 0 && c->records) mw_stream_ctl(c->stream, MW_STREAM_CTL_MSG_TEXT, c->tx.sd.ops->text);
+        /* Queued messages keep the type (text/binary) they were encoded with. */
+        r = side_setup(&c->tx, serdes, frame, c->max_msg, c->msgs);
         tx_unlock(c);
         if (r < 0) return r;
     }
     if (dirs & MW_DIR_RX) {
-        r = side_setup(&c->rx, serdes, frame, c->max_msg, c->records);
+        r = side_setup(&c->rx, serdes, frame, c->max_msg, c->msgs);
         if (r == 0) c->rx_scanned = 0; /* a new framing starts its search afresh */
     }
     return r;
@@ -173,6 +186,7 @@ static int enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
         fl = mw_frame_seal(&t->fr, p, (size_t)n);
     }
     if (fl < 0) return mw_err_set(&t->err, (int)fl, "frame %s: %zd bytes: %s", s->name, n, mw_strerror((int)fl));
+    if (c->msgs && t->sd.ops->text) p[0] |= MSG_TEXT_BIT;
     mw_buf_commit(&t->buf, (size_t)fl);
     t->msgs++;
     t->bytes += (uint64_t)fl;
@@ -180,9 +194,40 @@ static int enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     return 0;
 }
 
+/* Hands the queued messages to a message stream, up to MSGS_PER_WRITE of one type
+ * (text or binary) per call: each call is one write syscall. */
+static int flush_msgs(mw_conn_t *c) {
+    mw_conn_side_t *t = &c->tx;
+    struct iovec v[MSGS_PER_WRITE];
+    while (mw_buf_len(&t->buf)) {
+        const uint8_t *p = mw_buf_data(&t->buf), *end = p + mw_buf_len(&t->buf);
+        bool text = p[0] & MSG_TEXT_BIT;
+        int n = 0;
+        while (n < MSGS_PER_WRITE && p < end && (bool)(p[0] & MSG_TEXT_BIT) == text) {
+            size_t len = (size_t)(p[0] & ~MSG_TEXT_BIT) << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+            v[n++] = (struct iovec){(void *)(p + MSG_HDR), len};
+            p += MSG_HDR + len;
+        }
+        ssize_t k = mw_stream_writemsgs(c->stream, v, n, (text ? MW_MSG_TEXT : 0) | (p < end ? MW_MSG_MORE : 0));
+        if (k == MW_EAGAIN || k == 0) return MW_EAGAIN;
+        if (k < 0) return tx_fail(c, (int)k);
+        const uint8_t *last = (const uint8_t *)v[k - 1].iov_base + v[k - 1].iov_len;
+        mw_buf_consume(&t->buf, (size_t)(last - mw_buf_data(&t->buf)));
+        if (k < n) return MW_EAGAIN;
+    }
+    if (mw_stream_want(c->stream) & MW_WANT_WRITE) {
+        /* messages accepted by the stream but still in its own buffer */
+        ssize_t n = mw_stream_writemsgs(c->stream, NULL, 0, 0);
+        if (n == MW_EAGAIN) return MW_EAGAIN;
+        if (n < 0) return tx_fail(c, (int)n);
+    }
+    return 0;
+}
+
 static int flush_nl(mw_conn_t *c) {
     mw_conn_side_t *t = &c->tx;
     if (t->failed) return t->failed;
+    if (c->msgs) return flush_msgs(c);
     size_t len;
     while ((len = mw_buf_len(&t->buf)) != 0) {
         ssize_t n = mw_stream_write(c->stream, mw_buf_data(&t->buf), len);
@@ -195,12 +240,6 @@ static int flush_nl(mw_conn_t *c) {
         }
         if (n == 0 || n == MW_EAGAIN) return MW_EAGAIN;
         return tx_fail(c, (int)n);
-    }
-    if (c->records && (mw_stream_want(c->stream) & MW_WANT_WRITE)) {
-        /* records accepted by the stream but still in its own buffer */
-        ssize_t n = mw_stream_writev(c->stream, NULL, 0);
-        if (n == MW_EAGAIN) return MW_EAGAIN;
-        if (n < 0) return tx_fail(c, (int)n);
     }
     return 0;
 }
@@ -262,6 +301,7 @@ int mw_conn_commit(mw_conn_t *c, size_t len) {
     mw_conn_side_t *t = &c->tx;
     ssize_t fl = len > c->tx_claim_max ? MW_EINVAL : mw_frame_seal(&t->fr, mw_buf_tail(&t->buf), len);
     if (fl >= 0) {
+        if (c->msgs && t->sd.ops->text) mw_buf_tail(&t->buf)[0] |= MSG_TEXT_BIT;
         mw_buf_commit(&t->buf, (size_t)fl);
         t->msgs++;
         t->bytes += (uint64_t)fl;
@@ -273,7 +313,7 @@ int mw_conn_commit(mw_conn_t *c, size_t len) {
 size_t mw_conn_tx_pending(mw_conn_t *c) {
     tx_lock(c);
     size_t n = mw_buf_len(&c->tx.buf);
-    if (!n && c->records && (mw_stream_want(c->stream) & MW_WANT_WRITE)) n = 1;
+    if (!n && c->msgs && (mw_stream_want(c->stream) & MW_WANT_WRITE)) n = 1;
     tx_unlock(c);
     return n;
 }
@@ -307,10 +347,65 @@ static bool compact_pays(mw_conn_t *c) {
     return mw_frame_decode(&c->rx.fr, mw_buf_data(b), mw_buf_len(b), &pl, &pn) == MW_EAGAIN;
 }
 
+/* A read ended with n (< 0, not MW_EAGAIN): a close, or a failure that is
+ * reported once the frames already buffered are delivered (mw_conn_next). */
+static ssize_t read_end(mw_conn_t *c, ssize_t n) {
+    mw_conn_side_t *r = &c->rx;
+    c->rx_eof = true;
+    if (n == MW_ECLOSED) {
+        /* Whether the peer left mid-message is known only once the complete
+         * messages before it are consumed: mw_conn_next tells. */
+        if (!r->err.code) { /* the stream may know more (a WebSocket close code) */
+            const char *why = c->stream->err.code ? mw_stream_last_error(c->stream) : "";
+            mw_err_set(&r->err, MW_ECLOSED, "recv: %s", *why ? why : "peer closed the connection");
+        }
+        return n;
+    }
+    c->rx_io_err = (int)n;
+    mw_err_set(&r->err, (int)n, "recv: %s", mw_stream_last_error(c->stream));
+    return n;
+}
+
+static void note_read(mw_conn_t *c, size_t n) {
+    c->rx.bytes += (uint64_t)n;
+    if (c->flags & MW_CONN_RX_TIMESTAMPS) {
+        uint64_t ts; /* a recorder or a replay knows the time of the read */
+        c->rx_ts_ns = mw_stream_rx_time(c->stream, &ts) == 0 ? ts : mw_now_ns();
+    }
+}
+
+/* A message stream: one message per readmsg, each put behind the in-memory
+ * header, while the rx buffer has room for a largest one. After the first,
+ * only messages already whole inside the stream join (MW_MSG_BUFFERED): no
+ * second read of the socket, and the stream's replies (pong, close) wait
+ * until these messages are consumed. */
+static ssize_t fill_msgs(mw_conn_t *c) {
+    mw_buf_t *b = &c->rx.buf;
+    size_t need = (size_t)c->max_msg + MSG_HDR, total = 0;
+    /* Compact when that makes room for a largest message: a message stream
+     * cannot take part of one. */
+    if (mw_buf_tailroom(b) < need && b->rd && b->cap - mw_buf_len(b) >= need) mw_buf_compact(b);
+    while (mw_buf_tailroom(b) >= need) {
+        uint8_t *p = mw_buf_tail(b);
+        ssize_t n = mw_stream_readmsg(c->stream, p + MSG_HDR, c->max_msg, total ? MW_MSG_BUFFERED : 0, NULL);
+        if (n < 0) {
+            if (total) break; /* a failure is met again by the next read */
+            return n == MW_EAGAIN ? n : read_end(c, n);
+        }
+        p[0] = (uint8_t)(n >> 24), p[1] = (uint8_t)(n >> 16), p[2] = (uint8_t)(n >> 8), p[3] = (uint8_t)n;
+        mw_buf_commit(b, MSG_HDR + (size_t)n);
+        total += MSG_HDR + (size_t)n;
+    }
+    if (!total) return MW_EAGAIN; /* full of messages not consumed yet */
+    note_read(c, total);
+    return (ssize_t)total;
+}
+
 ssize_t mw_conn_fill(mw_conn_t *c) {
     mw_conn_side_t *r = &c->rx;
     if (r->failed) return r->failed;
     if (c->rx_eof) return c->rx_io_err ? c->rx_io_err : MW_ECLOSED;
+    if (c->msgs) return fill_msgs(c);
     size_t tail = mw_buf_tailroom(&r->buf);
     if (tail < c->max_msg + FRAME_OVERHEAD && r->buf.rd && compact_pays(c)) {
         mw_buf_compact(&r->buf);
@@ -322,30 +417,10 @@ ssize_t mw_conn_fill(mw_conn_t *c) {
     ssize_t n = mw_stream_read(c->stream, mw_buf_tail(&r->buf), tail);
     if (n > 0) {
         mw_buf_commit(&r->buf, (size_t)n);
-        r->bytes += (uint64_t)n;
-        if (c->flags & MW_CONN_RX_TIMESTAMPS) {
-            uint64_t ts; /* a recorder or a replay knows the time of the read */
-            c->rx_ts_ns = mw_stream_ctl(c->stream, MW_STREAM_CTL_RX_TS, (intptr_t)&ts) == 0 ? ts : mw_now_ns();
-        }
+        note_read(c, (size_t)n);
         return n;
     }
-    if (n == MW_EAGAIN) return n;
-    if (n == MW_ECLOSED) {
-        /* Whether the peer left mid-message is known only once the complete
-         * messages before it are consumed: mw_conn_next tells. */
-        c->rx_eof = true;
-        if (!r->err.code) { /* the stream may know more (a WebSocket close code) */
-            const char *why = c->stream->err.code ? mw_stream_last_error(c->stream) : "";
-            mw_err_set(&r->err, MW_ECLOSED, "recv: %s", *why ? why : "peer closed the connection");
-        }
-        return n;
-    }
-    /* Like a close: the frames already buffered are delivered first, then
-     * mw_conn_next reports the error. */
-    c->rx_eof = true;
-    c->rx_io_err = (int)n;
-    mw_err_set(&r->err, (int)n, "recv: %s", mw_stream_last_error(c->stream));
-    return n;
+    return n == MW_EAGAIN ? n : read_end(c, n);
 }
 
 /* No complete frame buffered. After the peer closed that is the end: clean
@@ -438,16 +513,17 @@ int mw_conn_dispatch(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int budget) {
 }
 
 ssize_t mw_conn_pump(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int max_reads, bool *more) {
-    bool decorated = c->stream->inner != NULL;
     ssize_t total = 0;
     *more = false;
     for (int i = 0; i < max_reads; i++) {
         ssize_t n = mw_conn_fill(c);
         int d = mw_conn_dispatch(c, fn, ud, -1); /* before the error: deliver what came first */
         if (d < 0) return d;
-        if (n < 0) return n == MW_EAGAIN ? total : n;
-        total += n;
-        if (!decorated || c->rx_stopped) return total;
+        if (n < 0 && n != MW_EAGAIN) return n;
+        if (n > 0) total += n;
+        /* Input the stream holds (TLS, WebSocket) shows on no fd: read again.
+         * This also covers a fill that found the rx buffer full. */
+        if (c->rx_stopped || mw_stream_pending(c->stream) == 0) return total;
     }
     *more = true;
     return total;

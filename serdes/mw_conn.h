@@ -13,6 +13,14 @@
  * has; frames are then decoded one at a time, so a serdes or framing switch
  * takes effect exactly at the next message.
  *
+ * Over a message stream (WebSocket, mw_stream_is_msg) the stream carries the
+ * boundaries: flush hands the queued messages to writemsgs as one iovec each
+ * (a batch per write syscall), and fill takes one message per readmsg, as
+ * many as the stream already holds, writing in front of each an in-memory
+ * length header that only this connection reads. Nothing but the payload
+ * reaches the stream, text or binary per the tx serdes each message was
+ * encoded with.
+ *
  * Thread rules: the tx side (send, enqueue, flush, claim/commit, tx serdes
  * switch) belongs to one thread and the rx side (recv, fill, dispatch, rx
  * serdes switch) to one thread; the two may be different threads at the same
@@ -47,7 +55,7 @@ typedef struct mw_conn_opts {
                             MW_FRAME_FIXED frames are exactly max_msg bytes (for
                             protocols of one fixed-size message); MW_FRAME_NONE
                             only on message streams (WebSocket: there framing is
-                            always the stream's records, whatever is asked) */
+                            always the stream's messages, whatever is asked) */
     uint32_t max_msg;    /* largest payload sent or accepted; default 65536 */
     uint32_t rx_buf;     /* rx buffer bytes; default 256 KiB, at least one max frame */
     uint32_t tx_buf;     /* tx buffer bytes; default 256 KiB, at least one max frame */
@@ -76,7 +84,7 @@ typedef struct mw_conn {
     const mw_protocol_t *proto;
     unsigned flags;
     uint32_t max_msg;
-    bool records;       /* the stream delivers messages as records (WebSocket) */
+    bool msgs;          /* the stream is a message stream (WebSocket): readmsg/writemsgs */
     mw_conn_side_t tx;
     mw_conn_side_t rx;
     void *rx_msg;       /* decode scratch of proto->max_size bytes */
@@ -126,7 +134,7 @@ int mw_conn_flush(mw_conn_t *c);
  * error (encode errors leave the connection usable; I/O errors do not). */
 int mw_conn_send(mw_conn_t *c, const mw_schema_t *s, const void *msg);
 /* Bytes not yet on the socket: the tx buffer, plus (> 0) when a decorator
- * (WebSocket) still holds accepted records in its own buffer. Takes the tx
+ * (WebSocket) still holds accepted messages in its own buffer. Takes the tx
  * lock (MW_CONN_TX_LOCK), so any thread may ask. */
 size_t mw_conn_tx_pending(mw_conn_t *c);
 
@@ -173,11 +181,11 @@ int mw_conn_next_raw(mw_conn_t *c, const uint8_t **payload, size_t *len);
 typedef bool (*mw_conn_msg_fn)(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg);
 int mw_conn_dispatch(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int budget);
 
-/* Event loops: reads and delivers what the connection holds. Plain TCP: one
- * read (level-triggered readiness brings the loop back for the rest).
- * Decorated streams (TLS, WebSocket) can keep input inside after a read,
- * which no readiness event would announce: they are read until MW_EAGAIN, at
- * most max_reads times, and *more says input may remain (call again soon).
+/* Event loops: reads and delivers what the connection holds: one read
+ * (level-triggered readiness brings the loop back for the rest), again while
+ * the stream reports input held inside it (mw_stream_pending: TLS read-ahead,
+ * WebSocket frames), which no readiness event would announce, at most
+ * max_reads times; *more says input may remain (call again soon).
  * Stops early when fn returns false. Returns the bytes read (>= 0), or the
  * fatal error / MW_ECLOSED after delivering every message before it. */
 ssize_t mw_conn_pump(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int max_reads, bool *more);

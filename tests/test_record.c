@@ -47,9 +47,9 @@ static void tmp_path(char *buf, size_t cap) {
     close(fd);
 }
 
-static uint64_t ctl_ts(mw_stream_t *s) {
+static uint64_t rx_time(mw_stream_t *s) {
     uint64_t ts = 1;
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_RX_TS, (intptr_t)&ts), 0);
+    assert_int_equal(mw_stream_rx_time(s, &ts), 0);
     return ts;
 }
 
@@ -71,7 +71,7 @@ static void live_read(mw_stream_t *rec, chunks_t *c, size_t want) {
         c->ts[c->n] = mw_replay_last_ts(rec);
         assert_true(c->ts[c->n] > 0);
         assert_true(c->n == 0 || c->ts[c->n] >= c->ts[c->n - 1]);
-        assert_int_equal(ctl_ts(rec), c->ts[c->n]);
+        assert_int_equal(rx_time(rec), c->ts[c->n]);
         c->total += (size_t)r;
         c->n++;
     }
@@ -103,8 +103,8 @@ static void check_replay(const char *path, const chunks_t *c, size_t cap) {
     mw_stream_t *s = replay_open(path);
     assert_int_equal(mw_stream_fd(s), -1);
     assert_int_equal(mw_stream_want(s), 0);
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_READY, 0), 1);
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_HANDSHAKE, 0), 1);
+    assert_int_equal(mw_stream_handshake(s), 1); /* no handshake to drive */
+    assert_int_equal(mw_stream_pending(s), 0);
     uint8_t *buf = malloc(cap);
     assert_non_null(buf);
     size_t total = 0;
@@ -115,7 +115,7 @@ static void check_replay(const char *path, const chunks_t *c, size_t cap) {
             assert_int_equal(r, (ssize_t)expect);
             assert_memory_equal(buf, c->data + c->off[i] + done, expect);
             assert_int_equal(mw_replay_last_ts(s), c->ts[i]);
-            assert_int_equal(ctl_ts(s), c->ts[i]);
+            assert_int_equal(rx_time(s), c->ts[i]);
             done += expect;
             total += expect;
         }
@@ -151,7 +151,7 @@ static void test_record_tcp_session_replays_same_chunks_and_timestamps(void **st
     uint64_t wall1 = mw_wall_ns();
     assert_int_equal(mw_replay_last_ts(rec), 0);
     assert_string_equal(mw_replay_label(rec), label);
-    assert_int_equal(mw_stream_ctl(rec, MW_STREAM_CTL_READY, 0), 1); /* forwarded to TCP */
+    assert_int_equal(mw_stream_handshake(rec), 1); /* forwarded to TCP, connected */
 
     /* The peer writes each chunk only after the last one was read whole. */
     static const size_t sizes[] = {1, 17, 1000, 3, 70000, 2, 4096, 5};
@@ -298,34 +298,34 @@ static void test_record_label_and_start_time_round_trip(void **state) {
     unlink(path);
 }
 
-static void test_record_ctl_rx_ts_and_forwarding(void **state) {
+static void test_record_rx_time_and_forwarding(void **state) {
     (void)state;
     char path[64];
     tmp_path(path, sizeof path);
     mw_stream_t *a = NULL, *b = NULL, *rec = NULL;
     assert_int_equal(mw_pair_new(&a, &b, 64, 0), 0);
     uint64_t ts = 1;
-    assert_int_equal(mw_stream_ctl(a, MW_STREAM_CTL_RX_TS, (intptr_t)&ts), MW_ENOTSUP);
+    assert_int_equal(mw_stream_rx_time(a, &ts), MW_ENOTSUP);
     assert_int_equal(mw_record_wrap(&rec, a, path, "ctl", NULL), 0);
-    assert_int_equal(ctl_ts(rec), 0);
-    assert_int_equal(mw_stream_ctl(rec, MW_STREAM_CTL_READY, 0), 1);
-    assert_int_equal(mw_stream_ctl(rec, MW_STREAM_CTL_HANDSHAKE, 0), 1);
-    assert_int_equal(mw_stream_ctl(rec, MW_STREAM_CTL_MSG_RECORDS, 0), MW_ENOTSUP);
+    assert_int_equal(rx_time(rec), 0);
+    assert_int_equal(mw_stream_handshake(rec), 1);
+    assert_int_equal(mw_stream_pending(rec), 0);
+    assert_false(mw_stream_is_msg(rec));
     assert_int_equal(mw_stream_fd(rec), -1);
     assert_int_equal(mw_stream_want(rec), mw_stream_want(a));
     uint64_t t0 = mw_now_ns();
     assert_int_equal(mw_stream_write(b, "abc", 3), 3);
     uint8_t buf[8];
     assert_int_equal(mw_stream_read(rec, buf, sizeof buf), 3);
-    assert_true(ctl_ts(rec) >= t0 && ctl_ts(rec) <= mw_now_ns());
+    assert_true(rx_time(rec) >= t0 && rx_time(rec) <= mw_now_ns());
     assert_int_equal(mw_stream_read(rec, buf, sizeof buf), MW_EAGAIN); /* not recorded */
     mw_stream_free(rec);
     mw_stream_free(b);
     mw_stream_t *s = replay_open(path);
-    assert_int_equal(ctl_ts(s), 0);
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_MSG_RECORDS, 0), MW_ENOTSUP);
+    assert_int_equal(rx_time(s), 0);
+    assert_false(mw_stream_is_msg(s));
     assert_int_equal(mw_stream_read(s, buf, sizeof buf), 3);
-    assert_true(ctl_ts(s) >= t0);
+    assert_true(rx_time(s) >= t0);
     assert_int_equal(mw_stream_read(s, buf, sizeof buf), MW_ECLOSED);
     mw_stream_free(s);
     unlink(path);
@@ -460,7 +460,7 @@ int main(void) {
         cmocka_unit_test(test_record_pair_chunks_replay_split_but_never_merged),
         cmocka_unit_test(test_record_writes_to_replay_are_discarded_and_counted),
         cmocka_unit_test(test_record_label_and_start_time_round_trip),
-        cmocka_unit_test(test_record_ctl_rx_ts_and_forwarding),
+        cmocka_unit_test(test_record_rx_time_and_forwarding),
         cmocka_unit_test(test_record_corrupt_recordings_are_eproto_with_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -226,15 +226,14 @@ static void test_tcp_connect_start_and_finish_report_progress(void **state) {
     assert_non_null(c);
     if (rc == MW_EAGAIN) {
         assert_int_equal(mw_stream_want(c), MW_WANT_WRITE);
-        assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_READY, 0), 0);
         assert_true(mw_stream_wait(c, MW_WANT_WRITE, WAIT_NS) & MW_WANT_WRITE);
-        assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_HANDSHAKE, 0), 1);
+        assert_int_equal(mw_stream_handshake(c), 1);
     }
     assert_int_equal(mw_stream_want(c), 0);
     assert_int_equal(mw_tcp_connect_finish(c), 0);
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_READY, 0), 1);
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_HANDSHAKE, 0), 1);
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_MSG_RECORDS, 0), MW_ENOTSUP);
+    assert_int_equal(mw_stream_handshake(c), 1);
+    assert_int_equal(mw_stream_pending(c), 0);
+    assert_false(mw_stream_is_msg(c));
     mw_stream_t *s = accept_one(l);
     assert_int_equal(mw_stream_write(c, "!", 1), 1);
     char ch = 0;
@@ -251,8 +250,8 @@ static void test_tcp_connect_start_and_finish_report_progress(void **state) {
     if (rc == MW_EAGAIN) {
         assert_true(mw_stream_wait(c, MW_WANT_WRITE, WAIT_NS) > 0);
         assert_int_equal(mw_tcp_connect_finish(c), MW_ECONNREFUSED);
-        assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_HANDSHAKE, 0), MW_ECONNREFUSED);
-        assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_READY, 0), 0);
+        assert_int_equal(mw_stream_handshake(c), MW_ECONNREFUSED);
+        assert_int_equal(mw_stream_handshake(c), MW_ECONNREFUSED); /* sticky */
         assert_non_null(strstr(mw_stream_last_error(c), "Connection refused"));
         mw_stream_free(c);
     } else {

@@ -13,6 +13,7 @@
 #include "mw_clock.h"
 #include "mw_tcp.h"
 #include "mw_tls.h"
+#include "mw_ws.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -413,13 +415,14 @@ static void test_tls_verified_handshake_and_data_both_ways(void **state) {
     assert_int_equal(mw_stream_fd(c), cfd);
     assert_false(mw_is_tls(ct));
     assert_false(mw_is_tls(NULL));
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_READY, 0), 0);
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_READY, 0), 0);
+    /* The handshake op sends the ClientHello and waits for the answer. */
+    assert_int_equal(mw_stream_handshake(c), MW_EAGAIN);
+    assert_int_equal(mw_stream_want(c), MW_WANT_READ);
     handshake_ok(c, s);
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_READY, 0), 1);
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_READY, 0), 1);
-    /* Other requests reach the inner stream, which knows none. */
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_MSG_RECORDS, 0), MW_ENOTSUP);
+    assert_int_equal(mw_stream_handshake(c), 1);
+    assert_int_equal(mw_stream_handshake(s), 1);
+    assert_int_equal(mw_stream_pending(c), 0);
+    assert_false(mw_stream_is_msg(c));
     assert_int_equal(mw_tls_handshake(c), 0); /* done stays done */
     assert_int_equal(mw_stream_want(c), 0);
 
@@ -430,6 +433,67 @@ static void test_tls_verified_handshake_and_data_both_ways(void **state) {
     mw_stream_free(c);
     mw_stream_free(s);
     mw_listener_free(l);
+}
+
+/* True when fd has nothing to read now. */
+static bool fd_quiet(int fd) {
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    return poll(&pf, 1, 0) == 0;
+}
+
+/* Input TLS has taken off the socket (a record read in part, records read
+ * ahead) is reported by pending(), which is what a caller must go by: the
+ * fd shows nothing. */
+static void test_tls_pending_reports_input_the_socket_no_longer_shows(void **state) {
+    (void)state;
+    mw_tls_ctx_t *sctx = server_ctx("srv.pem", "srv.key"), *cctx = client_ctx();
+    mw_listener_t *l = listen_local(NULL);
+    mw_stream_t *c, *s;
+    tls_conn(l, cctx, sctx, "localhost", &c, &s);
+    handshake_ok(c, s);
+    /* One byte first: the client takes the session tickets sent after the
+     * handshake with it, so only the records below are on its socket next. */
+    assert_int_equal(mw_stream_write(s, "x", 1), 1);
+    char in[300];
+    uint64_t deadline = mw_deadline_in(NULL, WAIT_NS);
+    ssize_t r;
+    while ((r = mw_stream_read(c, in, sizeof in)) == MW_EAGAIN) {
+        int ev = want_or(c, MW_WANT_READ);
+        wait_streams(&c, &ev, 1, deadline);
+    }
+    assert_int_equal(r, 1);
+    assert_int_equal(mw_stream_pending(c), 0);
+    /* Three records of 100 bytes, all on the client's socket before it reads. */
+    char out[300];
+    for (size_t i = 0; i < sizeof out; i++) out[i] = (char)('a' + i % 26);
+    for (int k = 0; k < 3; k++) assert_int_equal(mw_stream_write(s, out + 100 * k, 100), 100);
+    int fd = mw_stream_fd(c);
+    for (int avail = 0; avail < 3 * (100 + 22);) { /* 100 bytes + TLS 1.3 record overhead */
+        assert_true(mw_deadline_left(NULL, deadline) != 0);
+        if (ioctl(fd, FIONREAD, &avail) < 0) fail_msg("FIONREAD: %s", strerror(errno));
+        if (avail < 3 * (100 + 22)) sched_yield();
+    }
+    assert_int_equal(mw_stream_read(c, in, 10), 10); /* part of the first record */
+    size_t got = 10;
+    /* OpenSSL read ahead: the socket is empty, the rest is inside TLS. */
+    assert_true(fd_quiet(fd));
+    assert_true(mw_stream_pending(c) > 0);
+    /* Reading while pending() says so gets everything, never waiting. */
+    for (int i = 0; mw_stream_pending(c) > 0 && i < 100; i++) {
+        r = mw_stream_read(c, in + got, sizeof in - got < 10 ? sizeof in - got : 10);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    assert_int_equal(got, sizeof in);
+    assert_memory_equal(in, out, sizeof out);
+    assert_int_equal(mw_stream_pending(c), 0);
+    assert_true(fd_quiet(fd));
+    assert_int_equal(mw_stream_read(c, in, sizeof in), MW_EAGAIN);
+    mw_stream_free(c);
+    mw_stream_free(s);
+    mw_listener_free(l);
+    mw_tls_ctx_free(cctx);
+    mw_tls_ctx_free(sctx);
 }
 
 static void test_tls_server_starts_by_reading_and_client_by_writing(void **state) {
@@ -456,7 +520,7 @@ static void test_tls_server_starts_by_reading_and_client_by_writing(void **state
         if (w <= 0 && r <= 0 && (ev[0] || ev[1])) wait_streams(ss, ev, 2, deadline);
     }
     assert_memory_equal(buf, msg, sizeof msg);
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_READY, 0), 1);
+    assert_int_equal(mw_stream_handshake(c), 1);
     mw_stream_free(c);
     mw_stream_free(s);
     mw_listener_free(l);
@@ -804,6 +868,44 @@ static void test_tls_over_a_pair_split_at_every_byte(void **state) {
     mw_tls_ctx_free(sctx);
 }
 
+/* wss over the in-process pair, driven by the handshake op alone: each
+ * decorator completes the TLS handshake below it before its own upgrade,
+ * and a message sent right behind the 101 is reported by pending(). */
+static void test_tls_wss_handshake_op_steps_through_both_layers_over_a_pair(void **state) {
+    (void)state;
+    mw_tls_ctx_t *sctx = server_ctx("srv.pem", "srv.key"), *cctx = client_ctx();
+    mw_stream_t *a, *b, *c, *s;
+    assert_int_equal(mw_pair_new(&a, &b, 65536, 0), 0);
+    mw_err_t err = {0};
+    assert_int_equal(mw_ws_client_wrap(&c, wrap(a, cctx, "localhost"), NULL, &err), 0);
+    assert_int_equal(mw_ws_server_wrap(&s, wrap(b, sctx, NULL), NULL, &err), 0);
+    mw_tls_ctx_free(cctx);
+    mw_tls_ctx_free(sctx);
+    int rc = MW_EAGAIN, rs = MW_EAGAIN, steps = 0;
+    struct iovec m = {(void *)"first", 5};
+    while (rc != 1 || rs != 1) {
+        assert_true(++steps < 100);
+        if (rc != 1) rc = mw_stream_handshake(c);
+        if (rs != 1) {
+            rs = mw_stream_handshake(s);
+            if (rs == 1) assert_int_equal(mw_stream_writemsgs(s, &m, 1, 0), 1);
+        }
+        assert_true(rc == 1 || rc == MW_EAGAIN);
+        assert_true(rs == 1 || rs == MW_EAGAIN);
+    }
+    assert_true(steps >= 3); /* TLS flights, then the upgrade: no single step */
+    /* The message's record came with the 101's: still inside TLS, which
+     * pending() counts through the WebSocket layer. A read gets it now. */
+    assert_true(mw_stream_pending(c) > 0);
+    char in[16];
+    assert_int_equal(mw_stream_readmsg(c, in, sizeof in, 0, NULL), 5);
+    assert_memory_equal(in, "first", 5);
+    assert_int_equal(mw_stream_pending(c), 0);
+    assert_int_equal(mw_stream_readmsg(c, in, sizeof in, 0, NULL), MW_EAGAIN);
+    mw_stream_free(c);
+    mw_stream_free(s);
+}
+
 /* OpenSSL 3.0 mallocs and frees small WPACKET bookkeeping for every record
  * (measured: three per record written, one per record read); the TLS stream
  * itself adds nothing, so a message costs at most four. */
@@ -1037,6 +1139,7 @@ int main(void) {
 #define T(fn) cmocka_unit_test_teardown(fn, test_teardown)
         T(test_tls_verified_handshake_and_data_both_ways),
         T(test_tls_server_starts_by_reading_and_client_by_writing),
+    T(test_tls_pending_reports_input_the_socket_no_longer_shows),
         T(test_tls_verifies_an_ip_address_against_the_ip_san),
         T(test_tls_wrong_host_name_fails_with_hostname_mismatch),
         T(test_tls_self_signed_server_fails_verification),
@@ -1048,6 +1151,7 @@ int main(void) {
         T(test_tls_client_to_plaintext_server_fails_clearly),
         T(test_tls_4mib_both_ways_byte_exact_with_partial_writes),
         T(test_tls_over_a_pair_split_at_every_byte),
+        T(test_tls_wss_handshake_op_steps_through_both_layers_over_a_pair),
         T(test_tls_steady_state_allocations_are_only_openssl_record_bookkeeping),
         T(test_tls_clean_shutdown_reads_closed),
         T(test_tls_write_to_departed_peer_is_closed_not_sigpipe),

@@ -653,8 +653,8 @@ static void handshake_both(mw_stream_t *c, mw_stream_t *s) {
     uint64_t dl = mw_now_ns() + WAIT_NS;
     int rc = 0, rs = 0;
     while (rc != 1 || rs != 1) {
-        if (rc != 1) rc = mw_stream_ctl(c, MW_STREAM_CTL_HANDSHAKE, 0);
-        if (rs != 1) rs = mw_stream_ctl(s, MW_STREAM_CTL_HANDSHAKE, 0);
+        if (rc != 1) rc = mw_stream_handshake(c);
+        if (rs != 1) rs = mw_stream_handshake(s);
         if ((rc < 0 && rc != MW_EAGAIN) || (rs < 0 && rs != MW_EAGAIN))
             fail_msg("handshake: client %s (%s), server %s (%s)", mw_errname(rc), mw_stream_last_error(c),
                      mw_errname(rs), mw_stream_last_error(s));
@@ -782,7 +782,7 @@ static size_t raw_read_head(raw_t *r, mw_stream_t *drive) {
         ssize_t e = mw__ws_head_end(r->buf, r->len, 65536, &scan);
         if (e > 0) return (size_t)e;
         if (raw_fill(r)) continue;
-        if (drive) mw_stream_ctl(drive, MW_STREAM_CTL_HANDSHAKE, 0);
+        if (drive) mw_stream_handshake(drive);
         check_deadline(dl, "raw_read_head");
         sched_yield();
     }
@@ -823,7 +823,7 @@ static void raw_client_upgrade(raw_t *r, const char *path) {
     if (mw__ws_response_parse((const char *)r->buf, hl, acc, NULL, &a) != 0)
         fail_msg("server's response rejected: %s: %.*s", a.why, (int)hl, r->buf);
     raw_consume(r, hl);
-    assert_int_equal(mw_stream_ctl(r->ws, MW_STREAM_CTL_READY, 0), 1);
+    assert_int_equal(mw_stream_handshake(r->ws), 1);
 }
 
 /* Raw server: answer the WebSocket client's request, then send `after`. */
@@ -875,16 +875,16 @@ static void test_ws_pair_round_trips_text_and_binary_records_in_small_chunks(voi
     duo_t d;
     duo_pair(&d, 1 << 16, 7, &co, &so);
     assert_true(mw_is_ws(d.c) && mw_is_ws(d.s));
-    assert_int_equal(mw_stream_ctl(d.c, MW_STREAM_CTL_MSG_RECORDS, 0), 1);
-    assert_int_equal(mw_stream_ctl(d.s, MW_STREAM_CTL_READY, 0), 1);
+    assert_true(mw_stream_is_msg(d.c));
+    assert_int_equal(mw_stream_handshake(d.s), 1);
     assert_int_equal(mw_stream_fd(d.c), -1);
     /* client -> server: text, binary, empty, per MSG_TEXT */
     uint8_t out[256], in[256], want[256];
     const uint8_t bin[] = {0, 1, 2, 0xff, 0x80};
-    assert_int_equal(mw_stream_ctl(d.c, MW_STREAM_CTL_MSG_TEXT, 1), 0);
+    mw_ws_set_text(d.c, true);
     size_t n = rec_put(out, -1, "h\xc3\xa9llo", 6);
     write_records(d.c, out, n);
-    assert_int_equal(mw_stream_ctl(d.c, MW_STREAM_CTL_MSG_TEXT, 0), 0);
+    mw_ws_set_text(d.c, false);
     n = rec_put(out, -1, bin, sizeof bin);
     n += rec_put(out + n, -1, NULL, 0);
     write_records(d.c, out, n);
@@ -1266,7 +1266,7 @@ static void big_transfer(mw_stream_t *wr, mw_stream_t *rd, bool text) {
     uint8_t *out = malloc(n + 4), *in = malloc(n + 4);
     for (size_t i = 0; i < n; i++) out[4 + i] = text ? (uint8_t)('a' + i % 26) : pattern_byte(i);
     rec_put(out, -1, NULL, n); /* header only; the payload is already there */
-    mw_stream_ctl(wr, MW_STREAM_CTL_MSG_TEXT, text);
+    mw_ws_set_text(wr, text);
     reader_t r = {rd, in, n + 4};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
@@ -1438,12 +1438,10 @@ static void test_ws_before_the_handshake_writes_wait_and_reads_drive_it(void **s
     assert_int_equal(mw_ws_server_wrap(&s, b, NULL, NULL), 0);
     uint8_t rec[16], in[16];
     size_t n = rec_put(rec, -1, "early", 5);
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_READY, 0), 0);
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_READY, 0), 0);
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_MSG_RECORDS, 0), 1);
+    assert_true(mw_stream_is_msg(c));
     assert_int_equal(mw_stream_want(c), 0); /* the pair needs no handshake: drive ours now */
     assert_int_equal(mw_stream_want(s), 0);
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_HANDSHAKE, 0), MW_EAGAIN);
+    assert_int_equal(mw_stream_handshake(s), MW_EAGAIN);
     assert_int_equal(mw_stream_want(s), MW_WANT_READ);
     assert_int_equal(mw_stream_write(c, rec, n), MW_EAGAIN);
     assert_int_equal(mw_stream_write(s, rec, n), MW_EAGAIN);
@@ -1451,11 +1449,11 @@ static void test_ws_before_the_handshake_writes_wait_and_reads_drive_it(void **s
     assert_int_equal(mw_stream_read(c, in, sizeof in), MW_EAGAIN); /* sends the request */
     assert_int_equal(mw_stream_want(c), MW_WANT_READ);
     assert_int_equal(mw_stream_read(s, in, sizeof in), MW_EAGAIN); /* answers 101 */
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_READY, 0), 1);
+    assert_int_equal(mw_stream_handshake(s), 1);
     assert_int_equal(mw_stream_write(s, rec, n), (ssize_t)n);
     assert_int_equal(mw_stream_read(c, in, sizeof in), (ssize_t)n); /* 101, then the record */
     assert_memory_equal(in, rec, n);
-    assert_int_equal(mw_stream_ctl(c, MW_STREAM_CTL_READY, 0), 1);
+    assert_int_equal(mw_stream_handshake(c), 1);
     assert_int_equal(mw_stream_want(c), 0);
     mw_stream_free(c);
     mw_stream_free(s);
@@ -1501,7 +1499,7 @@ static void expect_refusal(const mw_ws_opts_t *o, const char *head, size_t n, in
     char num[8];
     snprintf(num, sizeof num, "%d", status);
     assert_non_null(strstr(mw_stream_last_error(r.ws), num));
-    assert_int_equal(mw_stream_ctl(r.ws, MW_STREAM_CTL_HANDSHAKE, 0), MW_EPROTO);
+    assert_int_equal(mw_stream_handshake(r.ws), MW_EPROTO);
     uint8_t rec[8];
     assert_int_equal(mw_stream_write(r.ws, rec, rec_put(rec, -1, "x", 1)), MW_EPROTO);
     raw_free(&r);
@@ -1547,12 +1545,12 @@ static void test_ws_handshake_byte_by_byte_then_frames(void **state) {
     ssize_t n = mw__ws_request_build(req, sizeof req, &co, "h", key);
     uint8_t in[16];
     for (ssize_t i = 0; i < n; i++) {
-        assert_int_equal(mw_stream_ctl(r.ws, MW_STREAM_CTL_READY, 0), 0);
+        assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
         raw_send_bytes(&r, req + i, 1);
         ssize_t rr = mw_stream_read(r.ws, in, sizeof in);
         assert_int_equal(rr, MW_EAGAIN);
     }
-    assert_int_equal(mw_stream_ctl(r.ws, MW_STREAM_CTL_READY, 0), 1);
+    assert_int_equal(mw_stream_handshake(r.ws), 1);
     assert_string_equal(mw_ws_path(r.ws), "/deep/path?q=1");
     assert_string_equal(mw_ws_subprotocol(r.ws), "v2");
     size_t hl = raw_read_head(&r, NULL);
@@ -1599,11 +1597,11 @@ static void test_ws_subprotocol_and_path_are_negotiated(void **state) {
 static void client_refuses(const char *resp, const char *text) {
     raw_t r;
     raw_init(&r, false, NULL, 1 << 16, 0);
-    assert_int_equal(mw_stream_ctl(r.ws, MW_STREAM_CTL_HANDSHAKE, 0), MW_EAGAIN);
+    assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
     raw_server_upgrade(&r, resp, NULL, 0);
     uint64_t dl = mw_now_ns() + WAIT_NS;
     int rc;
-    while ((rc = mw_stream_ctl(r.ws, MW_STREAM_CTL_HANDSHAKE, 0)) == MW_EAGAIN) check_deadline(dl, "refusal");
+    while ((rc = mw_stream_handshake(r.ws)) == MW_EAGAIN) check_deadline(dl, "refusal");
     assert_int_equal(rc, MW_EPROTO);
     if (!strstr(mw_stream_last_error(r.ws), text)) fail_msg("error text \"%s\" lacks \"%s\"", mw_stream_last_error(r.ws), text);
     uint8_t in[8];
@@ -1629,11 +1627,11 @@ static void test_ws_frames_right_after_the_101_are_kept_for_reads(void **state) 
     memcpy(f + n, "hi", 2);
     n += 2;
     n += mw_ws_hdr_encode(f + n, true, MW_WS_PING, 0, NULL);
-    assert_int_equal(mw_stream_ctl(r.ws, MW_STREAM_CTL_HANDSHAKE, 0), MW_EAGAIN);
+    assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
     raw_server_upgrade(&r, NULL, f, n);
     uint64_t dl = mw_now_ns() + WAIT_NS;
     int rc;
-    while ((rc = mw_stream_ctl(r.ws, MW_STREAM_CTL_HANDSHAKE, 0)) == MW_EAGAIN) check_deadline(dl, "hs");
+    while ((rc = mw_stream_handshake(r.ws)) == MW_EAGAIN) check_deadline(dl, "hs");
     assert_int_equal(rc, 1);
     uint8_t in[16], want[16];
     size_t wn = rec_put(want, -1, "hi", 2);
@@ -1656,7 +1654,7 @@ static void test_ws_replay_client_sends_no_request_and_skips_the_accept_check(vo
     o.flags = MW_WS_REPLAY;
     raw_t r;
     raw_init(&r, false, &o, 1 << 16, 0);
-    assert_int_equal(mw_stream_ctl(r.ws, MW_STREAM_CTL_HANDSHAKE, 0), MW_EAGAIN);
+    assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
     assert_true(raw_nothing_pending(&r));
     const char *resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                        "Sec-WebSocket-Accept: recordedrecordedrecorded123=\r\n\r\n\x81\x02ok";
@@ -1700,7 +1698,7 @@ static void test_ws_control_replies_wait_for_room_when_tx_is_full(void **state) 
     raw_server_upgrade(&r, NULL, NULL, 0);
     uint64_t dl = mw_now_ns() + WAIT_NS;
     int rc;
-    while ((rc = mw_stream_ctl(r.ws, MW_STREAM_CTL_HANDSHAKE, 0)) == MW_EAGAIN) check_deadline(dl, "hs");
+    while ((rc = mw_stream_handshake(r.ws)) == MW_EAGAIN) check_deadline(dl, "hs");
     assert_int_equal(rc, 1);
     /* fill the ring and then the stream's buffer to the last byte, with ever
      * smaller records, so not even a pong fits */
@@ -1785,9 +1783,9 @@ static void test_ws_client_handshake_failures_are_reported(void **state) {
     /* the server hangs up before answering */
     raw_t r;
     raw_init(&r, false, NULL, 1 << 16, 0);
-    assert_int_equal(mw_stream_ctl(r.ws, MW_STREAM_CTL_HANDSHAKE, 0), MW_EAGAIN);
+    assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
     mw_stream_close(r.s);
-    assert_int_equal(mw_stream_ctl(r.ws, MW_STREAM_CTL_HANDSHAKE, 0), MW_ECLOSED);
+    assert_int_equal(mw_stream_handshake(r.ws), MW_ECLOSED);
     assert_non_null(strstr(mw_stream_last_error(r.ws), "handshake"));
     uint8_t in[8];
     assert_int_equal(mw_stream_read(r.ws, in, sizeof in), MW_ECLOSED);
@@ -1797,12 +1795,12 @@ static void test_ws_client_handshake_failures_are_reported(void **state) {
     mw_ws_opts_init(&o);
     o.max_header = 256;
     raw_init(&r, false, &o, 1 << 16, 0);
-    assert_int_equal(mw_stream_ctl(r.ws, MW_STREAM_CTL_HANDSHAKE, 0), MW_EAGAIN);
+    assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
     char head[600];
     memset(head, 'x', sizeof head);
     memcpy(head, "HTTP/1.1 101 OK\r\nX: ", 20);
     raw_send_bytes(&r, head, sizeof head);
-    assert_int_equal(mw_stream_ctl(r.ws, MW_STREAM_CTL_HANDSHAKE, 0), MW_EPROTO);
+    assert_int_equal(mw_stream_handshake(r.ws), MW_EPROTO);
     assert_non_null(strstr(mw_stream_last_error(r.ws), "256"));
     raw_free(&r);
 }
@@ -1822,10 +1820,12 @@ static void test_ws_wrap_failures_free_the_inner_stream(void **state) {
     assert_int_equal(mw_ws_server_wrap(&w, b, &o, &err), MW_EINVAL);
     assert_null(w);
     assert_int_equal(mw_ws_client_wrap(&w, NULL, NULL, &err), MW_EINVAL);
-    /* unknown ctl requests go to the inner stream */
+    /* rx_time goes to the inner stream (the pair knows none); nothing buffered */
     duo_t d;
     duo_pair(&d, 1 << 12, 0, NULL, NULL);
-    assert_int_equal(mw_stream_ctl(d.c, 999, 0), MW_ENOTSUP);
+    uint64_t ts;
+    assert_int_equal(mw_stream_rx_time(d.c, &ts), MW_ENOTSUP);
+    assert_int_equal(mw_stream_pending(d.c), 0);
     assert_int_equal(mw_ws_close(d.c, 1000, "\xff"), MW_EINVAL);
     char longr[130];
     memset(longr, 'r', sizeof longr - 1);
@@ -1925,7 +1925,7 @@ static void test_ws_tcp_round_trip_large_messages_ping_and_close(void **state) {
     duo_tcp(&d, &co, &so);
     assert_true(mw_stream_fd(d.c) >= 0);
     uint8_t out[64], in[64], want[64];
-    mw_stream_ctl(d.c, MW_STREAM_CTL_MSG_TEXT, 1);
+    mw_ws_set_text(d.c, true);
     size_t n = rec_put(out, -1, "text \xe2\x9c\x93", 8);
     write_records(d.c, out, n);
     size_t wn = rec_put(want, MW_WS_TEXT, "text \xe2\x9c\x93", 8);
@@ -2020,8 +2020,8 @@ static void test_ws_over_tls_round_trip_large_message_and_close(void **state) {
     duo_t d;
     assert_int_equal(mw_ws_client_wrap(&d.c, ctls, &wo, &err), 0);
     assert_int_equal(mw_ws_server_wrap(&d.s, stls, &wo, &err), 0);
-    handshake_both(d.c, d.s); /* TLS first, then the upgrade, through one ctl */
-    assert_int_equal(mw_stream_ctl(d.c, MW_STREAM_CTL_READY, 0), 1);
+    handshake_both(d.c, d.s); /* TLS first, then the upgrade, through one op */
+    assert_int_equal(mw_stream_handshake(d.c), 1);
     uint8_t out[64], in[64];
     size_t n = rec_put(out, -1, "over tls", 8);
     write_records(d.c, out, n);
@@ -2097,7 +2097,7 @@ static void test_ws_server_answers_400_at_once_to_bytes_no_request_begins_with(v
         assert_int_equal(mw_pair_new(&a, &pb, 1 << 16, 0), 0);
         assert_int_equal(mw_ws_server_wrap(&s, pb, NULL, NULL), 0);
         assert_int_equal(mw_stream_write(a, bad[b].p, bad[b].n), (ssize_t)bad[b].n);
-        assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_HANDSHAKE, 0), MW_EPROTO);
+        assert_int_equal(mw_stream_handshake(s), MW_EPROTO);
         assert_non_null(strstr(mw_stream_last_error(s), "400"));
         char resp[512] = {0};
         ssize_t n = mw_stream_read(a, resp, sizeof resp - 1);
@@ -2110,7 +2110,7 @@ static void test_ws_server_answers_400_at_once_to_bytes_no_request_begins_with(v
     assert_int_equal(mw_pair_new(&a, &pb, 1 << 16, 0), 0);
     assert_int_equal(mw_ws_server_wrap(&s, pb, NULL, NULL), 0);
     assert_int_equal(mw_stream_write(a, "GET / HTTP/1.", 13), 13);
-    assert_int_equal(mw_stream_ctl(s, MW_STREAM_CTL_HANDSHAKE, 0), MW_EAGAIN);
+    assert_int_equal(mw_stream_handshake(s), MW_EAGAIN);
     char resp[64];
     assert_int_equal(mw_stream_read(a, resp, sizeof resp), MW_EAGAIN); /* no answer yet */
     mw_stream_free(s);

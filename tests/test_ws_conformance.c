@@ -1899,7 +1899,7 @@ static void test_ws_echo_over_tls_echoes_for_the_library_client(void **state) {
     assert_int_equal(mw_ws_client_wrap(&s, s, &wo, &err), 0);
     uint64_t deadline = now_ms() + BIG_MS;
     int r;
-    while ((r = mw_stream_ctl(s, MW_STREAM_CTL_HANDSHAKE, 0)) == MW_EAGAIN) stream_wait(s, deadline, "handshake");
+    while ((r = mw_stream_handshake(s)) == MW_EAGAIN) stream_wait(s, deadline, "handshake");
     if (r != 1) fail_msg("wss handshake: %s", mw_stream_last_error(s));
     static const uint8_t rec[] = {OP_TEXT, 0, 0, 0, 9, 'h', 'e', 'l', 'l', 'o', ' ', 'w', 's', 's'};
     assert_int_equal(mw_stream_write_all(s, rec, sizeof rec, 5 * 1000000000LL), 0);

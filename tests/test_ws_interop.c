@@ -147,7 +147,7 @@ static void exchange(mw_stream_t *s, child_t *c, const uint8_t *out, size_t n, u
 static void handshake(mw_stream_t *s, child_t *c) {
     uint64_t dl = mw_now_ns() + WAIT_NS;
     int r;
-    while ((r = mw_stream_ctl(s, MW_STREAM_CTL_HANDSHAKE, 0)) == MW_EAGAIN) {
+    while ((r = mw_stream_handshake(s)) == MW_EAGAIN) {
         check_deadline(dl, c, "handshake");
         wait_stream(s, 0);
     }
