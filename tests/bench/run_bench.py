@@ -10,13 +10,23 @@ Pinning (2-core machine): spin runs svc and clt on different cores (each
 spins a core); blocking and event run both on the same core, where every
 round trip is two context switches (that is the point of those modes).
 
+Syscalls (a separate section after the timed ones, skipped with
+--no-syscalls or when strace is missing): each mode's ping-pong runs under
+`strace -c -f` on both processes, once with --sys-base and once with
+--sys-base + --sys-count round trips; the difference of the two counts per
+syscall, divided by --sys-count, is the cost per round trip without setup
+and teardown. Failed calls (EAGAIN: a read that found nothing) are counted
+apart: in spin mode they are the spin itself and depend on timing.
+
 Usage: run_bench.py [--rounds N] [--count N] [--quick] [--json FILE]
+                    [--no-syscalls] [--sys-count N] [--sys-base N]
 Only loopback addresses are used; every process is started here and ended by
 its PID; every run is bounded by --count / --seconds and a timeout.
 """
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,6 +39,11 @@ RAW_ST = os.path.join(BUILD, "bench", "raw_stream")
 MW_PP = os.path.join(BUILD, "examples", "pingpong")
 MW_FL = os.path.join(BUILD, "examples", "flood")
 TIMEOUT = 120
+
+
+def strace_wrap(cmd, out):
+    """cmd run under strace -c -f (counts per syscall, all threads), summary to out."""
+    return ["strace", "-f", "-c", "-o", out, "--"] + cmd if out else cmd
 
 
 def start_svc(cmd, cpu):
@@ -75,7 +90,8 @@ def finish(p, what):
     return out
 
 
-def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=None):
+def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=None, trace=None):
+    """One ping-pong run; trace=(svc file, clt file) runs both under strace -c."""
     base = "%s://127.0.0.1:%%d%s" % (scheme, "/pp" if scheme.startswith("ws") else "")
     if impl == "raw":
         svc = [RAW_PP, "svc", "--url", base % 0, "--mode", mode, "--size", str(size), "--once"]
@@ -83,7 +99,7 @@ def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=No
         svc = [MW_PP, "svc", "--url", base % 0, "--mode", mode, "--serdes", serdes, "--once"]
         if pki:
             svc += ["--cert", pki[0], "--key", pki[1]]
-    p, port = start_svc(svc, cpus[0])
+    p, port = start_svc(strace_wrap(svc, trace and trace[0]), cpus[0])
     url = base % port
     exe = RAW_PP if impl == "raw" else MW_PP
     clt = [exe, "clt", "--url", url, "--mode", mode, "--size", str(size), "--count", str(count),
@@ -93,7 +109,7 @@ def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=No
         if pki:
             clt += ["--ca", pki[0]]
     try:
-        res = last_json(run_client(clt, cpus[1]))
+        res = last_json(run_client(strace_wrap(clt, trace and trace[1]), cpus[1]))
     finally:
         finish(p, "svc")
     return res
@@ -150,6 +166,78 @@ def transports(a, warmup, other, results):
             results["transports"].append({"scheme": scheme, "tcp_p50_ns": t50, "p50_ns": o50, "ratio": ratio})
 
 
+def strace_counts(path):
+    """strace -c summary -> {syscall: (calls, errors)}."""
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            t = line.split()
+            if len(t) < 5 or not t[3].isdigit() or t[-1] == "total":
+                continue
+            errors = int(t[4]) if len(t) == 6 else 0
+            counts[t[-1]] = (int(t[3]), errors)
+    return counts
+
+
+def traced_counts(impl, mode, n, cpus, tmp):
+    """Syscalls of svc + clt over a run of n round trips (no warmup)."""
+    files = (os.path.join(tmp, "svc.st"), os.path.join(tmp, "clt.st"))
+    pingpong(impl, mode, "fixed", 64, n, 0, cpus, trace=files)
+    total = {}
+    for path in files:
+        for name, (calls, errors) in strace_counts(path).items():
+            c, e = total.get(name, (0, 0))
+            total[name] = (c + calls, e + errors)
+    return total
+
+
+def per_rt(impl, mode, base, count, cpus, tmp):
+    """{syscall: (ok calls per round trip, failed calls per round trip)}."""
+    lo = traced_counts(impl, mode, base, cpus, tmp)
+    hi = traced_counts(impl, mode, base + count, cpus, tmp)
+    out = {}
+    for name in set(lo) | set(hi):
+        c1, e1 = lo.get(name, (0, 0))
+        c2, e2 = hi.get(name, (0, 0))
+        ok, failed = ((c2 - e2) - (c1 - e1)) / count, (e2 - e1) / count
+        if abs(ok) >= 0.005 or abs(failed) >= 0.005:
+            out[name] = (ok, failed)
+    return out
+
+
+def syscalls(a, other, results):
+    """Syscalls per round trip, raw vs msgwire, each mode (strace -c -f, both sides)."""
+    import tempfile
+    print()
+    if not shutil.which("strace"):
+        print("syscalls per round trip: skipped (strace is not installed)")
+        return
+    print("syscalls per round trip, svc + clt (strace -c -f; runs of %d and %d round trips, "
+          "difference / %d). ok = calls that did something; +N failed = EAGAIN reads (in spin "
+          "mode the spin itself)" % (a.sys_base, a.sys_base + a.sys_count, a.sys_count))
+    hdr = "%-9s %-16s %16s %16s %8s" % ("mode", "syscall", "raw ok (+failed)", "mw ok (+failed)", "ok diff")
+    print(hdr)
+    print("-" * len(hdr))
+    results["syscalls"] = {"method": "strace -c -f on svc and clt; (counts at %d - counts at %d) / %d" % (
+        a.sys_base + a.sys_count, a.sys_base, a.sys_count), "modes": []}
+    fmt = lambda v: "%.2f (+%.2f)" % v if v[1] >= 0.005 else "%.2f" % v[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, rmode, mmode, cpus in [("spin", "spin", "spin", (0, other)),
+                                          ("blocking", "blocking", "blocking", (0, 0)),
+                                          ("event", "epoll", "event", (0, 0))]:
+            raw = per_rt("raw", rmode, a.sys_base, a.sys_count, cpus, tmp)
+            mw = per_rt("mw", mmode, a.sys_base, a.sys_count, cpus, tmp)
+            names = sorted(set(raw) | set(mw), key=lambda k: -max(raw.get(k, (0, 0))[0], mw.get(k, (0, 0))[0]))
+            for name in names:
+                r, m = raw.get(name, (0.0, 0.0)), mw.get(name, (0.0, 0.0))
+                print("%-9s %-16s %16s %16s %+8.2f" % (label, name, fmt(r), fmt(m), m[0] - r[0]))
+            rt = (sum(v[0] for v in raw.values()), sum(v[1] for v in raw.values()))
+            mt = (sum(v[0] for v in mw.values()), sum(v[1] for v in mw.values()))
+            print("%-9s %-16s %16s %16s %+8.2f" % (label, "total", fmt(rt), fmt(mt), mt[0] - rt[0]))
+            sys.stdout.flush()
+            results["syscalls"]["modes"].append({"mode": label, "raw": raw, "mw": mw})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -157,9 +245,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=2)
     ap.add_argument("--quick", action="store_true", help="1 round, small counts (smoke test)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--no-syscalls", action="store_true", help="skip the strace section")
+    ap.add_argument("--sys-count", type=int, default=20000, help="round trips counted under strace")
+    ap.add_argument("--sys-base", type=int, default=2000, help="round trips of the baseline run")
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.count, a.seconds = 1, 3000, 0.5
+        a.sys_count, a.sys_base = 2000, 500
     warmup = max(a.count // 10, 100)
     ncpu = os.cpu_count() or 1
     other = 1 if ncpu > 1 else 0
@@ -213,6 +305,8 @@ def main():
         results["flood"].append({"mode": label, "raw_msgs_per_s": rm, "mw_msgs_per_s": mm, "ratio": ratio,
                                  "lost_or_reordered": lost})
     transports(a, warmup, other, results)
+    if not a.no_syscalls:
+        syscalls(a, other, results)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
