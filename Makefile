@@ -191,9 +191,9 @@ $(B)/bench/peers/%: tests/bench/peers/%.c tests/bench/peers/peer_common.h tests/
 	$(Q)$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT_CFLAGS) $(CFLAGS) -o $@ $< $(PEER_LIBS_$*) $(LDFLAGS)
 
 .PHONY: bench-peers bench-peers-deps
-bench-peers-deps:
+bench-peers-deps: deps
 	$(Q)$(MAKE) --no-print-directory deps DEB_PKGS="$(PEER_PKGS)"
-bench-peers: deps bench-peers-deps
+bench-peers: bench-peers-deps
 	$(Q)$(MAKE) --no-print-directory bench-bins $(PEER_BINS)
 	$(Q)/usr/bin/python3 tests/bench/peers/run_peers.py --json $(B)/bench/peers.json
 

@@ -180,29 +180,32 @@ def strace_counts(path):
 
 
 def traced_counts(impl, mode, n, cpus, tmp):
-    """Syscalls of svc + clt over a run of n round trips (no warmup)."""
+    """{"svc"|"clt": {syscall: (calls, errors)}} over a run of n round trips (no warmup)."""
     files = (os.path.join(tmp, "svc.st"), os.path.join(tmp, "clt.st"))
+    t0 = time.monotonic()
     pingpong(impl, mode, "fixed", 64, n, 0, cpus, trace=files)
-    total = {}
-    for path in files:
-        for name, (calls, errors) in strace_counts(path).items():
-            c, e = total.get(name, (0, 0))
-            total[name] = (c + calls, e + errors)
-    return total
+    return {"svc": strace_counts(files[0]), "clt": strace_counts(files[1]), "secs": time.monotonic() - t0}
 
 
 def per_rt(impl, mode, base, count, cpus, tmp):
-    """{syscall: (ok calls per round trip, failed calls per round trip)}."""
+    """{(side, syscall): (ok calls per round trip, failed calls per round trip)}."""
     lo = traced_counts(impl, mode, base, cpus, tmp)
     hi = traced_counts(impl, mode, base + count, cpus, tmp)
-    out = {}
-    for name in set(lo) | set(hi):
-        c1, e1 = lo.get(name, (0, 0))
-        c2, e2 = hi.get(name, (0, 0))
-        ok, failed = ((c2 - e2) - (c1 - e1)) / count, (e2 - e1) / count
-        if abs(ok) >= 0.005 or abs(failed) >= 0.005:
-            out[name] = (ok, failed)
+    out = {"traced_us_per_rt": (hi["secs"] - lo["secs"]) * 1e6 / count}
+    for side in ("clt", "svc"):
+        for name in set(lo[side]) | set(hi[side]):
+            c1, e1 = lo[side].get(name, (0, 0))
+            c2, e2 = hi[side].get(name, (0, 0))
+            ok, failed = ((c2 - e2) - (c1 - e1)) / count, (e2 - e1) / count
+            if abs(ok) >= 0.005 or abs(failed) >= 0.005:
+                out[(side, name)] = (ok, failed)
     return out
+
+
+def split_traced(d):
+    """(the per-syscall entries, traced microseconds per round trip)."""
+    d = dict(d)
+    return d, d.pop("traced_us_per_rt")
 
 
 def syscalls(a, other, results):
@@ -212,10 +215,13 @@ def syscalls(a, other, results):
     if not shutil.which("strace"):
         print("syscalls per round trip: skipped (strace is not installed)")
         return
-    print("syscalls per round trip, svc + clt (strace -c -f; runs of %d and %d round trips, "
-          "difference / %d). ok = calls that did something; +N failed = EAGAIN reads (in spin "
-          "mode the spin itself)" % (a.sys_base, a.sys_base + a.sys_count, a.sys_count))
-    hdr = "%-9s %-16s %16s %16s %8s" % ("mode", "syscall", "raw ok (+failed)", "mw ok (+failed)", "ok diff")
+    print("syscalls per round trip (strace -c -f on each process; runs of %d and %d round trips, difference "
+          "/ %d).\nok = calls that returned data or did their work; (+N) = failed calls, EAGAIN: a read that "
+          "found nothing (in spin mode, the spin itself; under strace it spins slower). Calls made once per "
+          "millisecond count more per round trip under strace, which slows each round trip (traced rt time)." % (
+              a.sys_base, a.sys_base + a.sys_count, a.sys_count))
+    hdr = "%-9s %-4s %-16s %16s %16s %8s" % ("mode", "side", "syscall", "raw ok (+failed)", "mw ok (+failed)",
+                                           "ok diff")
     print(hdr)
     print("-" * len(hdr))
     results["syscalls"] = {"method": "strace -c -f on svc and clt; (counts at %d - counts at %d) / %d" % (
@@ -225,17 +231,24 @@ def syscalls(a, other, results):
         for label, rmode, mmode, cpus in [("spin", "spin", "spin", (0, other)),
                                           ("blocking", "blocking", "blocking", (0, 0)),
                                           ("event", "epoll", "event", (0, 0))]:
-            raw = per_rt("raw", rmode, a.sys_base, a.sys_count, cpus, tmp)
-            mw = per_rt("mw", mmode, a.sys_base, a.sys_count, cpus, tmp)
-            names = sorted(set(raw) | set(mw), key=lambda k: -max(raw.get(k, (0, 0))[0], mw.get(k, (0, 0))[0]))
-            for name in names:
-                r, m = raw.get(name, (0.0, 0.0)), mw.get(name, (0.0, 0.0))
-                print("%-9s %-16s %16s %16s %+8.2f" % (label, name, fmt(r), fmt(m), m[0] - r[0]))
+            raw, raw_us = split_traced(per_rt("raw", rmode, a.sys_base, a.sys_count, cpus, tmp))
+            mw, mw_us = split_traced(per_rt("mw", mmode, a.sys_base, a.sys_count, cpus, tmp))
+            keys = sorted(set(raw) | set(mw), key=lambda k: (k[0], -max(raw.get(k, (0, 0))[0], mw.get(k, (0, 0))[0]),
+                                                             k[1]))
+            for side, name in keys:
+                r, m = raw.get((side, name), (0.0, 0.0)), mw.get((side, name), (0.0, 0.0))
+                print("%-9s %-4s %-16s %16s %16s %+8.2f" % (label, side, name, fmt(r), fmt(m), m[0] - r[0]))
             rt = (sum(v[0] for v in raw.values()), sum(v[1] for v in raw.values()))
             mt = (sum(v[0] for v in mw.values()), sum(v[1] for v in mw.values()))
-            print("%-9s %-16s %16s %16s %+8.2f" % (label, "total", fmt(rt), fmt(mt), mt[0] - rt[0]))
+            print("%-9s %-4s %-16s %16s %16s %+8.2f" % (label, "both", "total", fmt(rt), fmt(mt), mt[0] - rt[0]))
+            print("%-9s %-4s %-16s %14.0fus %14.0fus" % (label, "", "traced rt time", raw_us, mw_us))
             sys.stdout.flush()
-            results["syscalls"]["modes"].append({"mode": label, "raw": raw, "mw": mw})
+            results["syscalls"]["modes"].append({
+                "mode": label,
+                "raw": {"%s %s" % k: v for k, v in raw.items()},
+                "mw": {"%s %s" % k: v for k, v in mw.items()},
+                "raw_total_ok": rt[0], "mw_total_ok": mt[0],
+                "traced_us_per_rt_raw": raw_us, "traced_us_per_rt_mw": mw_us})
 
 
 def main():
