@@ -179,19 +179,21 @@ def strace_counts(path):
     return counts
 
 
-def traced_counts(impl, mode, n, cpus, tmp):
-    """{"svc"|"clt": {syscall: (calls, errors)}} over a run of n round trips (no warmup)."""
+def traced_counts(run, n, tmp):
+    """{"svc"|"clt": {syscall: (calls, errors)}, "secs": wall time} of run(n, (svc file, clt file)),
+    a ping-pong of n round trips with both processes under strace -c."""
     files = (os.path.join(tmp, "svc.st"), os.path.join(tmp, "clt.st"))
     t0 = time.monotonic()
-    pingpong(impl, mode, "fixed", 64, n, 0, cpus, trace=files)
+    run(n, files)
     return {"svc": strace_counts(files[0]), "clt": strace_counts(files[1]), "secs": time.monotonic() - t0}
 
 
-def per_rt(impl, mode, base, count, cpus, tmp):
-    """{(side, syscall): (ok calls per round trip, failed calls per round trip)}."""
-    lo = traced_counts(impl, mode, base, cpus, tmp)
-    hi = traced_counts(impl, mode, base + count, cpus, tmp)
-    out = {"traced_us_per_rt": (hi["secs"] - lo["secs"]) * 1e6 / count}
+def per_rt(run, base, count, tmp):
+    """({(side, syscall): (ok calls per round trip, failed calls per round trip)}, traced us per round trip):
+    the counts of a run of base + count round trips minus those of a run of base, over count."""
+    lo = traced_counts(run, base, tmp)
+    hi = traced_counts(run, base + count, tmp)
+    out = {}
     for side in ("clt", "svc"):
         for name in set(lo[side]) | set(hi[side]):
             c1, e1 = lo[side].get(name, (0, 0))
@@ -199,56 +201,62 @@ def per_rt(impl, mode, base, count, cpus, tmp):
             ok, failed = ((c2 - e2) - (c1 - e1)) / count, (e2 - e1) / count
             if abs(ok) >= 0.005 or abs(failed) >= 0.005:
                 out[(side, name)] = (ok, failed)
-    return out
+    return out, (hi["secs"] - lo["secs"]) * 1e6 / count
 
 
-def split_traced(d):
-    """(the per-syscall entries, traced microseconds per round trip)."""
-    d = dict(d)
-    return d, d.pop("traced_us_per_rt")
+SYS_HDR = "%-12s %-4s %-16s %16s %16s %8s"
+
+
+def syscall_header(base, count, what):
+    """Prints the method and the header of a syscall table; False when strace is missing."""
+    print()
+    if not shutil.which("strace"):
+        print("syscalls per round trip: skipped (strace is not installed)")
+        return False
+    print("syscalls per round trip (strace -c -f on each process; runs of %d and %d round trips, difference "
+          "/ %d).\nok = calls that returned data or did their work; (+N) = failed calls, EAGAIN: a read that "
+          "found nothing (in spin mode, the spin itself; under strace it spins slower). Calls made once per "
+          "millisecond count more per round trip under strace, which slows each round trip (traced rt time)." % (
+              base, base + count, count))
+    hdr = SYS_HDR % ("mode", "side", "syscall", what + " ok (+failed)", "mw ok (+failed)", "ok diff")
+    print(hdr)
+    print("-" * len(hdr))
+    return True
+
+
+def syscall_rows(label, base, count, run_ref, run_mw, tmp):
+    """Measures and prints one mode's rows: the reference, msgwire, the difference; returns them."""
+    ref, ref_us = per_rt(run_ref, base, count, tmp)
+    mw, mw_us = per_rt(run_mw, base, count, tmp)
+    fmt = lambda v: "%.2f (+%.2f)" % v if v[1] >= 0.005 else "%.2f" % v[0]
+    keys = sorted(set(ref) | set(mw), key=lambda k: (k[0], -max(ref.get(k, (0, 0))[0], mw.get(k, (0, 0))[0]), k[1]))
+    for side, name in keys:
+        r, m = ref.get((side, name), (0.0, 0.0)), mw.get((side, name), (0.0, 0.0))
+        print(SYS_HDR.replace("%8s", "%+8.2f") % (label, side, name, fmt(r), fmt(m), m[0] - r[0]))
+    rt = (sum(v[0] for v in ref.values()), sum(v[1] for v in ref.values()))
+    mt = (sum(v[0] for v in mw.values()), sum(v[1] for v in mw.values()))
+    print(SYS_HDR.replace("%8s", "%+8.2f") % (label, "both", "total", fmt(rt), fmt(mt), mt[0] - rt[0]))
+    print("%-12s %-4s %-16s %14.0fus %14.0fus" % (label, "", "traced rt time", ref_us, mw_us))
+    sys.stdout.flush()
+    return {"mode": label, "ref": {"%s %s" % k: v for k, v in ref.items()},
+            "mw": {"%s %s" % k: v for k, v in mw.items()}, "ref_total_ok": rt[0], "mw_total_ok": mt[0],
+            "traced_us_per_rt_ref": ref_us, "traced_us_per_rt_mw": mw_us}
 
 
 def syscalls(a, other, results):
     """Syscalls per round trip, raw vs msgwire, each mode (strace -c -f, both sides)."""
     import tempfile
-    print()
-    if not shutil.which("strace"):
-        print("syscalls per round trip: skipped (strace is not installed)")
+    if not syscall_header(a.sys_base, a.sys_count, "raw"):
         return
-    print("syscalls per round trip (strace -c -f on each process; runs of %d and %d round trips, difference "
-          "/ %d).\nok = calls that returned data or did their work; (+N) = failed calls, EAGAIN: a read that "
-          "found nothing (in spin mode, the spin itself; under strace it spins slower). Calls made once per "
-          "millisecond count more per round trip under strace, which slows each round trip (traced rt time)." % (
-              a.sys_base, a.sys_base + a.sys_count, a.sys_count))
-    hdr = "%-9s %-4s %-16s %16s %16s %8s" % ("mode", "side", "syscall", "raw ok (+failed)", "mw ok (+failed)",
-                                           "ok diff")
-    print(hdr)
-    print("-" * len(hdr))
     results["syscalls"] = {"method": "strace -c -f on svc and clt; (counts at %d - counts at %d) / %d" % (
         a.sys_base + a.sys_count, a.sys_base, a.sys_count), "modes": []}
-    fmt = lambda v: "%.2f (+%.2f)" % v if v[1] >= 0.005 else "%.2f" % v[0]
     with tempfile.TemporaryDirectory() as tmp:
         for label, rmode, mmode, cpus in [("spin", "spin", "spin", (0, other)),
                                           ("blocking", "blocking", "blocking", (0, 0)),
                                           ("event", "epoll", "event", (0, 0))]:
-            raw, raw_us = split_traced(per_rt("raw", rmode, a.sys_base, a.sys_count, cpus, tmp))
-            mw, mw_us = split_traced(per_rt("mw", mmode, a.sys_base, a.sys_count, cpus, tmp))
-            keys = sorted(set(raw) | set(mw), key=lambda k: (k[0], -max(raw.get(k, (0, 0))[0], mw.get(k, (0, 0))[0]),
-                                                             k[1]))
-            for side, name in keys:
-                r, m = raw.get((side, name), (0.0, 0.0)), mw.get((side, name), (0.0, 0.0))
-                print("%-9s %-4s %-16s %16s %16s %+8.2f" % (label, side, name, fmt(r), fmt(m), m[0] - r[0]))
-            rt = (sum(v[0] for v in raw.values()), sum(v[1] for v in raw.values()))
-            mt = (sum(v[0] for v in mw.values()), sum(v[1] for v in mw.values()))
-            print("%-9s %-4s %-16s %16s %16s %+8.2f" % (label, "both", "total", fmt(rt), fmt(mt), mt[0] - rt[0]))
-            print("%-9s %-4s %-16s %14.0fus %14.0fus" % (label, "", "traced rt time", raw_us, mw_us))
-            sys.stdout.flush()
-            results["syscalls"]["modes"].append({
-                "mode": label,
-                "raw": {"%s %s" % k: v for k, v in raw.items()},
-                "mw": {"%s %s" % k: v for k, v in mw.items()},
-                "raw_total_ok": rt[0], "mw_total_ok": mt[0],
-                "traced_us_per_rt_raw": raw_us, "traced_us_per_rt_mw": mw_us})
+            raw = lambda n, files: pingpong("raw", rmode, "raw", 64, n, 0, cpus, trace=files)
+            mw = lambda n, files: pingpong("mw", mmode, "fixed", 64, n, 0, cpus, trace=files)
+            results["syscalls"]["modes"].append(syscall_rows(label, a.sys_base, a.sys_count, raw, mw, tmp))
 
 
 def main():

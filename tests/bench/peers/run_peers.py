@@ -15,7 +15,13 @@ p50 and p99 of each and the ratio msgwire/peer (below 1: msgwire is faster).
   tls block   msgwire blocking over tls:// vs OpenSSL with a blocking
               SSL_read, core 0
 
+Then, unless --no-syscalls (or strace is missing), the syscalls per round
+trip of the two tls rows, msgwire beside raw OpenSSL, counted as in
+run_bench.py (strace -c -f, difference of two run lengths), outside the
+timed runs.
+
 Usage: run_peers.py [--rounds N] [--count N] [--quick] [--json FILE]
+                    [--no-syscalls] [--sys-count N] [--sys-base N]
 Only loopback addresses; every process is started here and waited for (by
 its PID, with a timeout); certificates are made in a temporary directory.
 """
@@ -32,19 +38,19 @@ import run_bench as rb  # noqa: E402  (start_svc, run_client, pingpong, make_pki
 PEERS = os.path.join(rb.BUILD, "bench", "peers")
 
 
-def peer_pingpong(prog, scheme, mode, count, warmup, cpus, pki=None):
+def peer_pingpong(prog, scheme, mode, count, warmup, cpus, pki=None, trace=None):
     exe = os.path.join(PEERS, prog)
     path = "/pp" if scheme == "ws" else ""
     svc = [exe, "svc", "--url", "%s://127.0.0.1:0%s" % (scheme, path), "--mode", mode, "--once"]
     if pki:
         svc += ["--cert", pki[0], "--key", pki[1]]
-    p, port = rb.start_svc(svc, cpus[0])
+    p, port = rb.start_svc(rb.strace_wrap(svc, trace and trace[0]), cpus[0])
     clt = [exe, "clt", "--url", "%s://127.0.0.1:%d%s" % (scheme, port, path), "--mode", mode,
            "--size", "64", "--count", str(count), "--warmup", str(warmup), "--json"]
     if pki:
         clt += ["--ca", pki[0]]
     try:
-        return rb.last_json(rb.run_client(clt, cpus[1]))
+        return rb.last_json(rb.run_client(rb.strace_wrap(clt, trace and trace[1]), cpus[1]))
     finally:
         rb.finish(p, prog + " svc")
 
@@ -55,9 +61,12 @@ def main():
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--quick", action="store_true", help="1 round, small counts (smoke test)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--no-syscalls", action="store_true", help="skip the strace section")
+    ap.add_argument("--sys-count", type=int, default=10000, help="round trips counted under strace")
+    ap.add_argument("--sys-base", type=int, default=1000, help="round trips of the baseline run")
     a = ap.parse_args()
     if a.quick:
-        a.rounds, a.count = 1, 2000
+        a.rounds, a.count, a.sys_count, a.sys_base = 1, 2000, 2000, 500
     warmup = max(a.count // 10, 100)
     other = 1 if (os.cpu_count() or 1) > 1 else 0
     for prog in ("peer_zmq", "peer_nng", "peer_lws", "peer_tls"):
@@ -107,9 +116,15 @@ def main():
                     "target_p50": target,
                     "rounds_mw_p50": [r["rtt_ns"]["p50"] for r in mw],
                     "rounds_peer_p50": [r["rtt_ns"]["p50"] for r in others[plabel]]})
-    print()
-    print("ratio = msgwire / peer (below 1: msgwire is faster). Pinning: event and blocking rows put "
-          "both processes on core 0; tls spin puts the svc on core 0 and the clt on core %d." % other)
+        print()
+        print("ratio = msgwire / peer (below 1: msgwire is faster). Pinning: event and blocking rows put "
+              "both processes on core 0; tls spin puts the svc on core 0 and the clt on core %d." % other)
+        if not a.no_syscalls and rb.syscall_header(a.sys_base, a.sys_count, "OpenSSL"):
+            results["syscalls"] = []
+            for mode, cpus in (("spin", (0, other)), ("blocking", (0, 0))):
+                ref = lambda n, files: peer_pingpong("peer_tls", "tls", mode, n, 0, cpus, pki, files)
+                mw = lambda n, files: rb.pingpong("mw", mode, "fixed", 64, n, 0, cpus, "tls", pki, files)
+                results["syscalls"].append(rb.syscall_rows("tls " + mode, a.sys_base, a.sys_count, ref, mw, tmp))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
