@@ -12,7 +12,7 @@ round trip is two context switches (that is the point of those modes).
 
 Syscalls (a separate section after the timed ones, skipped with
 --no-syscalls or when strace is missing): each mode's ping-pong runs under
-`strace -c -f` on both processes, once with --sys-base and once with
+`strace -f` on both processes (the svc's calls counted from its accept on), once with --sys-base and once with
 --sys-base + --sys-count round trips; the difference of the two counts per
 syscall, divided by --sys-count, is the cost per round trip without setup
 and teardown. Failed calls (EAGAIN: a read that found nothing) are counted
@@ -26,6 +26,7 @@ its PID; every run is bounded by --count / --seconds and a timeout.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -42,8 +43,8 @@ TIMEOUT = 120
 
 
 def strace_wrap(cmd, out):
-    """cmd run under strace -c -f (counts per syscall, all threads), summary to out."""
-    return ["strace", "-f", "-c", "-o", out, "--"] + cmd if out else cmd
+    """cmd run under strace -f (every syscall of every thread, one line each) into out."""
+    return ["strace", "-f", "-qq", "-s", "0", "-o", out, "--"] + cmd if out else cmd
 
 
 def start_svc(cmd, cpu):
@@ -91,7 +92,7 @@ def finish(p, what):
 
 
 def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=None, trace=None):
-    """One ping-pong run; trace=(svc file, clt file) runs both under strace -c."""
+    """One ping-pong run; trace=(svc file, clt file) runs both under strace -f."""
     base = "%s://127.0.0.1:%%d%s" % (scheme, "/pp" if scheme.startswith("ws") else "")
     if impl == "raw":
         svc = [RAW_PP, "svc", "--url", base % 0, "--mode", mode, "--size", str(size), "--once"]
@@ -166,26 +167,46 @@ def transports(a, warmup, other, results):
             results["transports"].append({"scheme": scheme, "tcp_p50_ns": t50, "p50_ns": o50, "ratio": ratio})
 
 
-def strace_counts(path):
-    """strace -c summary -> {syscall: (calls, errors)}."""
+SYSCALL_DONE = re.compile(r"\)\s+=\s+(-?\d+|\?|0x[0-9a-f]+)(\s+E[A-Z0-9]+)?")
+
+
+def strace_counts(path, from_accept=False):
+    """strace -f output -> {syscall: (calls, errors)}, each call counted when it returns.
+    from_accept: only from the first accepted connection on (a svc), so that a spin-mode svc
+    polling its listener until the clt has started is not counted."""
     counts = {}
+    started = not from_accept
     with open(path) as f:
         for line in f:
-            t = line.split()
-            if len(t) < 5 or not t[3].isdigit() or t[-1] == "total":
+            parts = line.split(None, 1)
+            if len(parts) < 2 or not parts[0].isdigit():
                 continue
-            errors = int(t[4]) if len(t) == 6 else 0
-            counts[t[-1]] = (int(t[3]), errors)
+            rest = parts[1].rstrip()
+            if rest.endswith("<unfinished ...>") or rest.startswith(("---", "+++")):
+                continue
+            if rest.startswith("<... "):
+                name = rest[5:].split(None, 1)[0]
+            else:
+                name = rest.split("(", 1)[0]
+            done = SYSCALL_DONE.findall(rest)
+            if not done or not name.isidentifier():
+                continue
+            ret, err = done[-1]
+            if not started:
+                started = name.startswith("accept") and not ret.startswith("-")
+                continue
+            c, e = counts.get(name, (0, 0))
+            counts[name] = (c + 1, e + (1 if err else 0))
     return counts
 
 
 def traced_counts(run, n, tmp):
     """{"svc"|"clt": {syscall: (calls, errors)}, "secs": wall time} of run(n, (svc file, clt file)),
-    a ping-pong of n round trips with both processes under strace -c."""
+    a ping-pong of n round trips with both processes under strace -f."""
     files = (os.path.join(tmp, "svc.st"), os.path.join(tmp, "clt.st"))
     t0 = time.monotonic()
     run(n, files)
-    return {"svc": strace_counts(files[0]), "clt": strace_counts(files[1]), "secs": time.monotonic() - t0}
+    return {"svc": strace_counts(files[0], True), "clt": strace_counts(files[1]), "secs": time.monotonic() - t0}
 
 
 def per_rt(run, base, count, tmp):
@@ -213,7 +234,7 @@ def syscall_header(base, count, what):
     if not shutil.which("strace"):
         print("syscalls per round trip: skipped (strace is not installed)")
         return False
-    print("syscalls per round trip (strace -c -f on each process; runs of %d and %d round trips, difference "
+    print("syscalls per round trip (strace -f on each process, the svc's from its accept on; runs of %d and %d round trips, difference "
           "/ %d).\nok = calls that returned data or did their work; (+N) = failed calls, EAGAIN: a read that "
           "found nothing (in spin mode, the spin itself; under strace it spins slower). Calls made once per "
           "millisecond count more per round trip under strace, which slows each round trip (traced rt time)." % (
@@ -244,11 +265,11 @@ def syscall_rows(label, base, count, run_ref, run_mw, tmp):
 
 
 def syscalls(a, other, results):
-    """Syscalls per round trip, raw vs msgwire, each mode (strace -c -f, both sides)."""
+    """Syscalls per round trip, raw vs msgwire, each mode (strace -f, both sides)."""
     import tempfile
     if not syscall_header(a.sys_base, a.sys_count, "raw"):
         return
-    results["syscalls"] = {"method": "strace -c -f on svc and clt; (counts at %d - counts at %d) / %d" % (
+    results["syscalls"] = {"method": "strace -f on svc (from its accept) and clt; (counts at %d - counts at %d) / %d" % (
         a.sys_base + a.sys_count, a.sys_base, a.sys_count), "modes": []}
     with tempfile.TemporaryDirectory() as tmp:
         for label, rmode, mmode, cpus in [("spin", "spin", "spin", (0, other)),

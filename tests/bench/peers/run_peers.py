@@ -17,7 +17,7 @@ p50 and p99 of each and the ratio msgwire/peer (below 1: msgwire is faster).
 
 Then, unless --no-syscalls (or strace is missing), the syscalls per round
 trip of the two tls rows, msgwire beside raw OpenSSL, counted as in
-run_bench.py (strace -c -f, difference of two run lengths), outside the
+run_bench.py (strace -f, difference of two run lengths), outside the
 timed runs.
 
 Usage: run_peers.py [--rounds N] [--count N] [--quick] [--json FILE]
