@@ -16,8 +16,7 @@ p50 and p99 of each and the ratio msgwire/peer (below 1: msgwire is faster).
               SSL_read, core 0
 
 Then, unless --no-syscalls (or strace is missing), the syscalls per round
-trip of the two tls rows, msgwire beside raw OpenSSL, counted as in
-run_bench.py (strace -f, difference of two run lengths), outside the
+trip of each row, msgwire beside the peer, counted as in run_bench.py (strace -f, difference of two run lengths), outside the
 timed runs.
 
 Usage: run_peers.py [--rounds N] [--count N] [--quick] [--json FILE]
@@ -119,12 +118,16 @@ def main():
         print()
         print("ratio = msgwire / peer (below 1: msgwire is faster). Pinning: event and blocking rows put "
               "both processes on core 0; tls spin puts the svc on core 0 and the clt on core %d." % other)
-        if not a.no_syscalls and rb.syscall_header(a.sys_base, a.sys_count, "OpenSSL"):
+        if not a.no_syscalls and rb.syscall_header(a.sys_base, a.sys_count, "peer"):
             results["syscalls"] = []
-            for mode, cpus in (("spin", (0, other)), ("blocking", (0, 0))):
-                ref = lambda n, files: peer_pingpong("peer_tls", "tls", mode, n, 0, cpus, pki, files)
-                mw = lambda n, files: rb.pingpong("mw", mode, "fixed", 64, n, 0, cpus, "tls", pki, files)
-                results["syscalls"].append(rb.syscall_rows("tls " + mode, a.sys_base, a.sys_count, ref, mw, tmp))
+            for label, (scheme, mode), cpus, peers in rows:
+                tls = pki if scheme == "tls" else None
+                for plabel, prog, pscheme, pmode, _t in peers:
+                    ref = lambda n, files: peer_pingpong(prog, pscheme, pmode, n, 0, cpus, tls, files)
+                    mw = lambda n, files: rb.pingpong("mw", mode, "fixed", 64, n, 0, cpus, scheme, tls, files)
+                    row = rb.syscall_rows(prog[5:] + " " + mode, a.sys_base, a.sys_count, ref, mw, tmp)
+                    row["peer"] = plabel
+                    results["syscalls"].append(row)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
