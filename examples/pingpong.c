@@ -391,7 +391,7 @@ static int run_clt(const cfg_t *c) {
                  c->sch->name, c->sch->fixed_size);
         if (tool_svg_histogram(c->plot, rtt, c->count, &res.pct, title) != 0)
             tool_fail("cannot write %s: %s", c->plot, strerror(errno));
-        printf("histogram: %s\n", c->plot);
+        printf("plot: %s\n", c->plot);
     }
     if (c->json) print_json(c, &res);
     fflush(stdout);
