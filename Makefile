@@ -192,6 +192,27 @@ uninstall:
 clean:
 	rm -rf $(B)
 
+# ---- bench-peers: ZeroMQ, nng, libwebsockets and raw OpenSSL beside msgwire --
+# The peers' libraries are installed by this target only (not by `make deps`);
+# tests/bench/peers/*.c are standalone programs that do not link msgwire.
+PEER_PKGS := libzmq3-dev libnng-dev libwebsockets-dev libssl-dev openssl
+PEER_BINS := $(patsubst tests/bench/peers/%.c,$(B)/bench/peers/%,$(wildcard tests/bench/peers/peer_*.c))
+PEER_LIBS_peer_zmq := -lzmq
+PEER_LIBS_peer_nng := -lnng -lpthread
+PEER_LIBS_peer_lws := -lwebsockets
+PEER_LIBS_peer_tls := -lssl -lcrypto
+$(B)/bench/peers/%: tests/bench/peers/%.c tests/bench/peers/peer_common.h tests/bench/raw_common.h
+	$(E) CC $@
+	@mkdir -p $(@D)
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT_CFLAGS) $(CFLAGS) -o $@ $< $(PEER_LIBS_$*) $(LDFLAGS)
+
+.PHONY: bench-peers bench-peers-deps
+bench-peers-deps: deps
+	$(Q)$(MAKE) --no-print-directory deps DEB_PKGS="$(PEER_PKGS)"
+bench-peers: bench-peers-deps
+	$(Q)$(MAKE) --no-print-directory bench-bins $(PEER_BINS)
+	$(Q)/usr/bin/python3 tests/bench/peers/run_peers.py --json $(B)/bench/peers.json
+
 .SECONDARY:
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -50,7 +50,10 @@ static const char USAGE[] =
     "  store), --insecure skips verification (tests only).\n"
     "  --size picks the smallest message of 32, 64, 128, 256, 512, 1024 or 4096 bytes\n"
     "  (fixed wire size) that holds BYTES; default 64. clt defaults: --count 100000\n"
-    "  --warmup 10000. Exit status: 0 ok, 1 usage, 2 failure.\n";
+    "  --warmup 10000. --serdes must be the same on both sides. spin mode busy-polls: give\n"
+    "  the svc and the clt a core each (--cpu N, different N), or both slow down.\n"
+    "  --plot FILE writes an SVG: a log-scale histogram and latency by percentile.\n"
+    "  Exit status: 0 ok, 1 usage, 2 failure.\n";
 
 /* A round trip slower than this is a failure, not a measurement. */
 #define RTT_LIMIT_NS (10 * MW_NS_PER_S)
@@ -187,14 +190,20 @@ typedef struct pinger {
     bool finished;
 } pinger_t;
 
+/* Before the first echo the usual cause is a svc started with another
+ * --serdes (it cannot read our pings): say so. */
 static _Noreturn void ping_fail(const pinger_t *p, const char *what, int r) {
+    char hint[200] = "";
+    if (p->seq == 0)
+        snprintf(hint, sizeof hint, "; the svc and the clt must use the same --serdes (this clt: %s); "
+                 "the svc's stderr may say more", p->cfg->serdes);
     if (r == MW_ECLOSED)
-        tool_fail("%s: the svc closed the connection after %" PRIu64 " round trips", what, p->seq);
+        tool_fail("%s: the svc closed the connection after %" PRIu64 " round trips%s", what, p->seq, hint);
     if (r == MW_ETIMEDOUT)
-        tool_fail("%s: no echo of ping %" PRIu64 " within %d s", what, p->seq,
-                  (int)(RTT_LIMIT_NS / MW_NS_PER_S));
+        tool_fail("%s: no echo of ping %" PRIu64 " within %d s%s", what, p->seq,
+                  (int)(RTT_LIMIT_NS / MW_NS_PER_S), hint);
     const char *why = p->clt ? mw_clt_last_error(p->clt) : "";
-    tool_fail("%s: %s", what, *why ? why : mw_strerror(r));
+    tool_fail("%s: %s%s", what, *why ? why : mw_strerror(r), hint);
 }
 
 /* Fills the next ping (outside the timed section) and stamps it. */
@@ -375,12 +384,14 @@ static int run_clt(const cfg_t *c) {
     uint64_t *rtt = ping_run(c, c->url, &res);
     print_result(c, &res);
     if (c->plot) {
-        char title[200];
-        snprintf(title, sizeof title, "msgwire pingpong round trips: %s mode, %s serdes, %s (%u bytes)",
-                 mw_mode_name(c->mode), c->serdes, c->sch->name, c->sch->fixed_size);
+        char title[400];
+        const char *sep = strstr(c->url, "://");
+        snprintf(title, sizeof title, "msgwire pingpong: %s, %.*s transport, %s mode, %s serdes, %s (%u bytes)",
+                 c->url, sep ? (int)(sep - c->url) : 3, sep ? c->url : "tcp", mw_mode_name(c->mode), c->serdes,
+                 c->sch->name, c->sch->fixed_size);
         if (tool_svg_histogram(c->plot, rtt, c->count, &res.pct, title) != 0)
             tool_fail("cannot write %s: %s", c->plot, strerror(errno));
-        printf("histogram: %s\n", c->plot);
+        printf("plot: %s\n", c->plot);
     }
     if (c->json) print_json(c, &res);
     fflush(stdout);

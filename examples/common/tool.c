@@ -270,31 +270,40 @@ void tool_progress_end(tool_progress_t *p) {
     p->printed = false;
 }
 
-/* ---- SVG histogram -------------------------------------------------------- */
+/* ---- SVG latency chart ---------------------------------------------------- */
 
-enum { SVG_W = 860, SVG_H = 480, PL = 80, PR = 30, PT = 110, PB = 70, MAX_BUCKETS = 240 };
+/* Two panels: a histogram with log-scaled round-trip times (x) and counts
+ * (y), so one slow sample in 100,000 still shows as a bar, and below it the
+ * latency at each percentile on a "nines" axis (0, 90, 99, 99.9 %, ...), where
+ * a 1 % tail at milliseconds is a visible step. */
+enum { SVG_W = 860, SVG_H = 900, PL = 80, PR = 45, MAX_BUCKETS = 240,
+       HIST_Y = 130, HIST_H = 280, PCT_Y = 520, PCT_H = 300 };
 
 typedef struct chart {
     FILE *f;
-    double lo, hi; /* log10(us) at the left and right edges */
-    double x0, y0, w, h;
-    uint64_t ymax, ystep;
+    double xlo, xhi, ylo, yhi; /* data range at the edges (log units) */
+    double x0, y0, w, h;       /* plot area in pixels */
 } chart_t;
 
 static double log_us(uint64_t ns) { return log10((double)(ns ? ns : 1) / 1e3); }
 
-static double xpos(const chart_t *c, double lg) { return c->x0 + (lg - c->lo) / (c->hi - c->lo) * c->w; }
+static double px(const chart_t *c, double x) { return c->x0 + (x - c->xlo) / (c->xhi - c->xlo) * c->w; }
 
-static double ypos(const chart_t *c, double count) { return c->y0 + c->h - count / (double)c->ymax * c->h; }
+static double py(const chart_t *c, double y) { return c->y0 + c->h - (y - c->ylo) / (c->yhi - c->ylo) * c->h; }
 
-/* Round up to 1, 2 or 5 times a power of ten. */
-static uint64_t nice_ceil(uint64_t v) {
-    uint64_t p = 1;
-    while (p * 10 <= v) p *= 10;
-    if (v <= p) return p;
-    if (v <= 2 * p) return 2 * p;
-    if (v <= 5 * p) return 5 * p;
-    return 10 * p;
+static void svg_line(FILE *f, double x1, double y1, double x2, double y2, const char *stroke) {
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", x1, y1, x2, y2, stroke);
+}
+
+static void svg_text(FILE *f, double x, double y, const char *anchor, const char *text) {
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\">", x, y, anchor);
+    for (const char *s = text; *s; s++) { /* XML-escape */
+        if (*s == '<') fputs("&lt;", f);
+        else if (*s == '>') fputs("&gt;", f);
+        else if (*s == '&') fputs("&amp;", f);
+        else fputc(*s, f);
+    }
+    fputs("</text>\n", f);
 }
 
 /* Tick label in microseconds, compact from 10^5 on ("200k"). */
@@ -303,44 +312,58 @@ static void tick_label(char *buf, size_t cap, double us) {
     else snprintf(buf, cap, "%g", us);
 }
 
-static void svg_x_axis(const chart_t *c) {
-    /* Gridlines at 1, 2, 5 x 10^k; every integer multiple when the range is
-     * under a decade; only 1 x 10^k labelled when it is wide. */
+/* Gridlines and labels of a log10(microseconds) axis, horizontal (the
+ * histogram's x) or vertical (the percentile panel's y): at 1, 2, 5 x 10^k,
+ * every integer multiple when the range is under a decade, only 10^k labelled
+ * when it is wide. */
+static void svg_us_axis(const chart_t *c, bool vertical) {
     static const int fine[] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, coarse[] = {1, 2, 5};
-    bool narrow = c->hi - c->lo < 1, wide = c->hi - c->lo > 2.5;
+    double lo = vertical ? c->ylo : c->xlo, hi = vertical ? c->yhi : c->xhi;
+    bool narrow = hi - lo < 1, wide = hi - lo > 2.5;
     const int *steps = narrow ? fine : coarse;
     int nsteps = narrow ? 9 : 3;
-    fprintf(c->f, "<g font-size=\"12\" text-anchor=\"middle\" fill=\"#333\">\n");
-    for (int e = (int)floor(c->lo) - 1; e <= (int)ceil(c->hi); e++) {
+    fprintf(c->f, "<g font-size=\"12\" fill=\"#333\">\n");
+    for (int e = (int)floor(lo) - 1; e <= (int)ceil(hi); e++) {
         for (int k = 0; k < nsteps; k++) {
             double lg = e + log10(steps[k]);
-            if (lg < c->lo - 1e-9 || lg > c->hi + 1e-9) continue;
-            double x = xpos(c, lg);
-            fprintf(c->f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", x,
-                    c->y0, x, c->y0 + c->h);
-            if (wide && k) continue;
+            if (lg < lo - 1e-9 || lg > hi + 1e-9) continue;
             char label[32];
             tick_label(label, sizeof label, pow(10, lg));
-            fprintf(c->f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", x,
-                    c->y0 + c->h, x, c->y0 + c->h + 5);
-            fprintf(c->f, "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n", x, c->y0 + c->h + 19, label);
+            if (vertical) {
+                double y = py(c, lg);
+                svg_line(c->f, c->x0, y, c->x0 + c->w, y, "#e4e4e4");
+                if (!wide || !k) svg_text(c->f, c->x0 - 8, y + 4, "end", label);
+            } else {
+                double x = px(c, lg);
+                svg_line(c->f, x, c->y0, x, c->y0 + c->h, "#e4e4e4");
+                if (!wide || !k) svg_text(c->f, x, c->y0 + c->h + 19, "middle", label);
+            }
         }
     }
-    fprintf(c->f, "<text x=\"%.1f\" y=\"%d\" font-size=\"13\">round-trip time (microseconds, log scale)</text>\n",
-            c->x0 + c->w / 2, SVG_H - 22);
     fprintf(c->f, "</g>\n");
 }
 
-static void svg_y_axis(const chart_t *c) {
-    fprintf(c->f, "<g font-size=\"12\" text-anchor=\"end\" fill=\"#333\">\n");
-    for (uint64_t v = 0; v <= c->ymax; v += c->ystep) {
-        double y = ypos(c, (double)v);
-        fprintf(c->f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", c->x0, y,
-                c->x0 + c->w, y);
-        fprintf(c->f, "<text x=\"%.1f\" y=\"%.1f\">%llu</text>\n", c->x0 - 8, y + 4, (unsigned long long)v);
+static void svg_axis_titles(const chart_t *c, const char *xtitle, const char *ytitle) {
+    fprintf(c->f, "<g font-size=\"13\" fill=\"#333\">\n");
+    svg_text(c->f, c->x0 + c->w / 2, c->y0 + c->h + 42, "middle", xtitle);
+    fprintf(c->f, "<text transform=\"translate(18,%.1f) rotate(-90)\" text-anchor=\"middle\">%s</text>\n",
+            c->y0 + c->h / 2, ytitle);
+    fprintf(c->f, "</g>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+                  "stroke=\"#333\"/>\n", c->x0, c->y0, c->w, c->h);
+}
+
+/* ---- histogram panel ---- */
+
+/* Counts axis: log10(count) from log10(0.5) (so a single sample has a bar)
+ * to a whole decade; gridlines at 1, 10, 100, ... */
+static void svg_count_axis(const chart_t *c) {
+    fprintf(c->f, "<g font-size=\"12\" fill=\"#333\">\n");
+    for (int e = 0; e <= (int)c->yhi; e++) {
+        static const char *const names[] = {"1", "10", "100", "1k", "10k", "100k", "1M", "10M", "100M", "1G"};
+        double y = py(c, e);
+        svg_line(c->f, c->x0, y, c->x0 + c->w, y, "#e4e4e4");
+        svg_text(c->f, c->x0 - 8, y + 4, "end", e < 10 ? names[e] : "");
     }
-    fprintf(c->f, "<text transform=\"translate(18,%.1f) rotate(-90)\" text-anchor=\"middle\" "
-                  "font-size=\"13\">count per bucket</text>\n", c->y0 + c->h / 2);
     fprintf(c->f, "</g>\n");
 }
 
@@ -348,30 +371,35 @@ static void svg_bars(const chart_t *c, const uint32_t *counts, int nb, double pe
     fprintf(c->f, "<g fill=\"#4a7fb5\">\n");
     for (int i = 0; i < nb; i++) {
         if (!counts[i]) continue;
-        double xa = xpos(c, c->lo + i / per), xb = xpos(c, c->lo + (i + 1) / per);
-        /* At least 1.5 px tall: the rare slow round trips are the tail to see. */
-        double hgt = c->y0 + c->h - ypos(c, counts[i]);
-        if (hgt < 1.5) hgt = 1.5;
-        fprintf(c->f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n", xa,
-                c->y0 + c->h - hgt, xb - xa > 1.5 ? xb - xa - 0.5 : 1.0, hgt);
+        double xa = px(c, c->xlo + i / per), xb = px(c, c->xlo + (i + 1) / per);
+        double top = py(c, log10(counts[i]));
+        fprintf(c->f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/>\n", xa, top,
+                xb - xa > 1.5 ? xb - xa - 0.5 : 1.0, c->y0 + c->h - top);
     }
     fprintf(c->f, "</g>\n");
 }
 
+static const struct marker {
+    const char *name, *color;
+    double pct;
+} markers[] = {{"p50", "#2a9d3a", 50}, {"p90", "#c98a00", 90}, {"p99", "#d0502a", 99}, {"p99.9", "#a02070", 99.9}};
+
+static uint64_t marker_value(const tool_pct_t *p, int i) {
+    const uint64_t v[] = {p->p50, p->p90, p->p99, p->p999};
+    return v[i];
+}
+
 static void svg_markers(const chart_t *c, const tool_pct_t *p) {
-    const struct { const char *name; uint64_t v; const char *color; } m[] = {
-        {"p50", p->p50, "#2a9d3a"}, {"p90", p->p90, "#c98a00"},
-        {"p99", p->p99, "#d0502a"}, {"p99.9", p->p999, "#a02070"}};
     for (int i = 0; i < 4; i++) {
-        double x = xpos(c, log_us(m[i].v));
+        uint64_t v = marker_value(p, i);
+        double x = px(c, log_us(v)), ly = c->y0 - 6 - 14.0 * (3 - i);
         fprintf(c->f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
                       "stroke-width=\"1.5\" stroke-dasharray=\"5,3\"/>\n",
-                x, c->y0 - 4 - 14.0 * (3 - i), x, c->y0 + c->h, m[i].color);
+                x, ly + 2, x, c->y0 + c->h, markers[i].color);
         bool left = x > c->x0 + c->w * 0.8; /* keep labels near the right edge inside */
         fprintf(c->f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" fill=\"%s\" text-anchor=\"%s\">"
                       "%s %.2f us</text>\n",
-                left ? x - 4 : x + 4, c->y0 - 6 - 14.0 * (3 - i), m[i].color, left ? "end" : "start",
-                m[i].name, (double)m[i].v / 1e3);
+                left ? x - 4 : x + 4, ly, markers[i].color, left ? "end" : "start", markers[i].name, v / 1e3);
     }
 }
 
@@ -391,6 +419,66 @@ static int fill_buckets(const uint64_t *v, size_t n, double lo, double hi, uint3
     return nb;
 }
 
+static void svg_histogram(FILE *f, const uint64_t *v, size_t n, const tool_pct_t *p, double lo, double hi) {
+    uint32_t counts[MAX_BUCKETS], peak = 1;
+    double per;
+    int nb = fill_buckets(v, n, lo, hi, counts, &per);
+    for (int i = 0; i < nb; i++)
+        if (counts[i] > peak) peak = counts[i];
+    chart_t c = {f, lo, hi, log10(0.5), ceil(log10(peak) + 1e-9), PL, HIST_Y, SVG_W - PL - PR, HIST_H};
+    if (c.yhi < 1) c.yhi = 1;
+    svg_count_axis(&c);
+    svg_us_axis(&c, false);
+    svg_bars(&c, counts, nb, per);
+    svg_markers(&c, p);
+    svg_axis_titles(&c, "round-trip time (microseconds, log scale)", "count per bucket (log scale)");
+}
+
+/* ---- percentile panel ---- */
+
+/* The nines axis: x = log10(1 / (1 - q)), so 0 %, 90 %, 99 %, 99.9 % ... are
+ * equally spaced. */
+static void svg_nines_axis(const chart_t *c) {
+    fprintf(c->f, "<g font-size=\"12\" fill=\"#333\">\n");
+    for (int k = 0; k <= (int)c->xhi; k++) {
+        char label[32]; /* 0%, 90%, 99%, 99.9%, 99.99% ... */
+        if (k < 3) snprintf(label, sizeof label, "%s%%", k == 0 ? "0" : k == 1 ? "90" : "99");
+        else snprintf(label, sizeof label, "99.%.*s%%", k - 2, "9999999999");
+        double x = px(c, k);
+        svg_line(c->f, x, c->y0, x, c->y0 + c->h, "#e4e4e4");
+        svg_text(c->f, x, c->y0 + c->h + 19, "middle", label);
+    }
+    fprintf(c->f, "</g>\n");
+}
+
+static void svg_percentiles(FILE *f, const uint64_t *v, size_t n, const tool_pct_t *p, double lo, double hi) {
+    double top = log10((double)n); /* the slowest sample sits at 1 - 1/n */
+    chart_t c = {f, 0, top < 1 ? 1 : top, lo, hi, PL, PCT_Y, SVG_W - PL - PR, PCT_H};
+    svg_us_axis(&c, true);
+    svg_nines_axis(&c);
+    /* One point per pixel column: the sample at the rank where that column's
+     * percentile falls, then the slowest one. */
+    fprintf(f, "<polyline fill=\"none\" stroke=\"#4a7fb5\" stroke-width=\"2\" points=\"");
+    int cols = (int)c.w;
+    for (int i = 0; i <= cols; i++) {
+        double x = c.xhi * i / cols;
+        if (x > top) break;
+        double rank = (double)n - (double)n / pow(10, x);
+        size_t r = rank < 0 ? 0 : (size_t)rank >= n ? n - 1 : (size_t)rank;
+        fprintf(f, "%.1f,%.1f ", px(&c, x), py(&c, log_us(v[r])));
+    }
+    fprintf(f, "%.1f,%.1f\"/>\n", px(&c, top), py(&c, log_us(v[n - 1])));
+    for (int i = 0; i < 4; i++) {
+        double x = px(&c, -log10(1 - markers[i].pct / 100)), y = py(&c, log_us(marker_value(p, i)));
+        if (markers[i].pct / 100 > 1 - 1.0 / (double)n) continue; /* beyond the samples */
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n"
+                   "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" fill=\"%s\">%s %.2f us</text>\n",
+                x, y, markers[i].color, x + 6, y > c.y0 + c.h / 2 ? y - 9 : y + 17, markers[i].color, markers[i].name,
+                marker_value(p, i) / 1e3);
+    }
+    svg_axis_titles(&c, "percentile (share of round trips at or below)", "round-trip time (us, log scale)");
+}
+
 int tool_svg_histogram(const char *path, const uint64_t *v, size_t n, const tool_pct_t *p,
                        const char *title) {
     if (n == 0) {
@@ -399,41 +487,42 @@ int tool_svg_histogram(const char *path, const uint64_t *v, size_t n, const tool
     }
     FILE *f = fopen(path, "w");
     if (!f) return -1;
-    chart_t c = {f, 0, 0, PL, PT, SVG_W - PL - PR, SVG_H - PT - PB, 1, 1};
-    /* Range: whole tenths of a decade around min .. max. */
-    c.lo = floor(log_us(v[0]) * 10) / 10;
-    c.hi = ceil(log_us(v[n - 1]) * 10 + 1e-9) / 10;
-    if (c.hi - c.lo < 0.3) c.hi = c.lo + 0.3;
-    uint32_t counts[MAX_BUCKETS];
-    double per;
-    int nb = fill_buckets(v, n, c.lo, c.hi, counts, &per);
-    for (int i = 0; i < nb; i++)
-        if (counts[i] > c.ymax) c.ymax = counts[i];
-    /* About five gridlines at a 1-2-5 step, the top one just above the peak. */
-    c.ystep = nice_ceil((c.ymax + 4) / 5);
-    c.ymax = (c.ymax + c.ystep - 1) / c.ystep * c.ystep;
-
+    /* Latency range: whole tenths of a decade around min .. max. */
+    double lo = floor(log_us(v[0]) * 10) / 10, hi = ceil(log_us(v[n - 1]) * 10 + 1e-9) / 10;
+    if (hi - lo < 0.3) hi = lo + 0.3;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
                "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n"
                "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n",
             SVG_W, SVG_H, SVG_W, SVG_H);
-    fprintf(f, "<text x=\"%d\" y=\"20\" font-size=\"15\" font-weight=\"bold\">", PL);
-    for (const char *s = title; *s; s++) { /* XML-escape the title */
-        if (*s == '<') fputs("&lt;", f);
-        else if (*s == '>') fputs("&gt;", f);
-        else if (*s == '&') fputs("&amp;", f);
-        else fputc(*s, f);
+    /* The title on one line, or two when long: broken after the comma
+     * nearest the middle. */
+    char line[512];
+    snprintf(line, sizeof line, "%s", title);
+    const char *rest = "";
+    size_t len = strlen(line);
+    if (len > 80) {
+        char *best = NULL;
+        for (char *q = strstr(line, ", "); q; q = strstr(q + 1, ", "))
+            if (!best || labs((long)(q - line) - (long)len / 2) < labs((long)(best - line) - (long)len / 2)) best = q;
+        if (best) {
+            best[1] = 0;
+            rest = best + 2;
+        }
     }
-    fprintf(f, "</text>\n<text x=\"%d\" y=\"38\" font-size=\"12\" fill=\"#555\">%zu samples, "
-               "min %.2f us, max %.2f us</text>\n",
-            PL, n, (double)p->min / 1e3, (double)p->max / 1e3);
-    svg_y_axis(&c);
-    svg_x_axis(&c);
-    svg_bars(&c, counts, nb, per);
-    svg_markers(&c, p);
-    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n"
-               "</svg>\n", c.x0, c.y0, c.w, c.h);
+    fprintf(f, "<g font-size=\"15\" font-weight=\"bold\">\n");
+    svg_text(f, PL, 22, "start", line);
+    svg_text(f, PL, 42, "start", rest);
+    size_t over_ms = 0;
+    while (over_ms < n && v[n - 1 - over_ms] > 1000000) over_ms++;
+    fprintf(f, "</g>\n<text x=\"%d\" y=\"64\" font-size=\"12\" fill=\"#555\">%zu samples, min %.2f us, "
+               "p50 %.2f us, p99 %.2f us, max %.2f us; %zu over 1 ms (%.3f%%)</text>\n",
+            PL, n, p->min / 1e3, p->p50 / 1e3, p->p99 / 1e3, p->max / 1e3, over_ms, 100.0 * (double)over_ms / (double)n);
+    svg_histogram(f, v, n, p, lo, hi);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"14\" font-weight=\"bold\">Latency by percentile "
+               "(the tail, right, on a log axis)</text>\n", PL, PCT_Y - 22);
+    svg_percentiles(f, v, n, p, lo, hi);
+    fprintf(f, "</svg>\n");
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
         if (!errno) errno = EIO;

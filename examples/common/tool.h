@@ -1,7 +1,7 @@
 /* tool.h - helpers shared by the command-line tools (pingpong, flood):
  * failing with the right exit code, option parsing, percentiles over a
  * recorded array, a one-line JSON writer, a progress line, an SVG latency
- * histogram and CPU pinning.
+ * chart and CPU pinning.
  *
  * Exit codes of every tool: 0 ok, 1 usage error, 2 runtime failure (one line
  * on stderr). Results go to stdout; progress and errors go to stderr.
@@ -125,12 +125,17 @@ static inline void tool_progress_tick(tool_progress_t *p, uint64_t now_ns, uint6
 /* Ends the line (if one was printed) so the results start on a fresh line. */
 void tool_progress_end(tool_progress_t *p);
 
-/* ---- SVG histogram -------------------------------------------------------- */
+/* ---- SVG latency chart ---------------------------------------------------- */
 
-/* Writes a self-contained SVG histogram of the sorted latencies v[0..n)
- * (nanoseconds) to path: log-scaled buckets, the x axis in microseconds, the
- * y axis in counts, and markers at p50, p90, p99 and p99.9. title is one line
- * of text above the chart. Returns 0, or -1 with errno set. */
+/* Writes a self-contained SVG of the sorted latencies v[0..n) (nanoseconds)
+ * to path, in two panels: a histogram with log-scaled buckets (x, in
+ * microseconds) and log-scaled counts (y), so a single slow sample still
+ * shows, with markers at p50, p90, p99 and p99.9; and the latency at each
+ * percentile on a "nines" axis (0, 90, 99, 99.9 %, ... up to 1 - 1/n), where
+ * a 1 % tail at milliseconds is a visible step. title (one line; broken in two
+ * when long) goes above; the line below it gives the sample count, min, p50,
+ * p99, max and how many samples took over 1 ms. Returns 0, or -1 with errno
+ * set (EINVAL when n is 0). */
 int tool_svg_histogram(const char *path, const uint64_t *v, size_t n, const tool_pct_t *p,
                        const char *title);
 

@@ -10,13 +10,24 @@ Pinning (2-core machine): spin runs svc and clt on different cores (each
 spins a core); blocking and event run both on the same core, where every
 round trip is two context switches (that is the point of those modes).
 
+Syscalls (a separate section after the timed ones, skipped with
+--no-syscalls or when strace is missing): each mode's ping-pong runs under
+`strace -f` on both processes (the svc's calls counted from its accept on), once with --sys-base and once with
+--sys-base + --sys-count round trips; the difference of the two counts per
+syscall, divided by --sys-count, is the cost per round trip without setup
+and teardown. Failed calls (EAGAIN: a read that found nothing) are counted
+apart: in spin mode they are the spin itself and depend on timing.
+
 Usage: run_bench.py [--rounds N] [--count N] [--quick] [--json FILE]
+                    [--no-syscalls] [--sys-count N] [--sys-base N]
 Only loopback addresses are used; every process is started here and ended by
 its PID; every run is bounded by --count / --seconds and a timeout.
 """
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,6 +40,11 @@ RAW_ST = os.path.join(BUILD, "bench", "raw_stream")
 MW_PP = os.path.join(BUILD, "examples", "pingpong")
 MW_FL = os.path.join(BUILD, "examples", "flood")
 TIMEOUT = 120
+
+
+def strace_wrap(cmd, out):
+    """cmd run under strace -f (every syscall of every thread, one line each) into out."""
+    return ["strace", "-f", "-qq", "-s", "0", "-o", out, "--"] + cmd if out else cmd
 
 
 def start_svc(cmd, cpu):
@@ -75,7 +91,8 @@ def finish(p, what):
     return out
 
 
-def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=None):
+def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=None, trace=None):
+    """One ping-pong run; trace=(svc file, clt file) runs both under strace -f."""
     base = "%s://127.0.0.1:%%d%s" % (scheme, "/pp" if scheme.startswith("ws") else "")
     if impl == "raw":
         svc = [RAW_PP, "svc", "--url", base % 0, "--mode", mode, "--size", str(size), "--once"]
@@ -83,7 +100,7 @@ def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=No
         svc = [MW_PP, "svc", "--url", base % 0, "--mode", mode, "--serdes", serdes, "--once"]
         if pki:
             svc += ["--cert", pki[0], "--key", pki[1]]
-    p, port = start_svc(svc, cpus[0])
+    p, port = start_svc(strace_wrap(svc, trace and trace[0]), cpus[0])
     url = base % port
     exe = RAW_PP if impl == "raw" else MW_PP
     clt = [exe, "clt", "--url", url, "--mode", mode, "--size", str(size), "--count", str(count),
@@ -93,7 +110,7 @@ def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=No
         if pki:
             clt += ["--ca", pki[0]]
     try:
-        res = last_json(run_client(clt, cpus[1]))
+        res = last_json(run_client(strace_wrap(clt, trace and trace[1]), cpus[1]))
     finally:
         finish(p, "svc")
     return res
@@ -150,6 +167,119 @@ def transports(a, warmup, other, results):
             results["transports"].append({"scheme": scheme, "tcp_p50_ns": t50, "p50_ns": o50, "ratio": ratio})
 
 
+SYSCALL_DONE = re.compile(r"\)\s+=\s+(-?\d+|\?|0x[0-9a-f]+)(\s+E[A-Z0-9]+)?")
+
+
+def strace_counts(path, from_accept=False):
+    """strace -f output -> {syscall: (calls, errors)}, each call counted when it returns.
+    from_accept: only from the first accepted connection on (a svc), so that a spin-mode svc
+    polling its listener until the clt has started is not counted."""
+    counts = {}
+    started = not from_accept
+    with open(path) as f:
+        for line in f:
+            parts = line.split(None, 1)
+            if len(parts) < 2 or not parts[0].isdigit():
+                continue
+            rest = parts[1].rstrip()
+            if rest.endswith("<unfinished ...>") or rest.startswith(("---", "+++")):
+                continue
+            if rest.startswith("<... "):
+                name = rest[5:].split(None, 1)[0]
+            else:
+                name = rest.split("(", 1)[0]
+            done = SYSCALL_DONE.findall(rest)
+            if not done or not name.isidentifier():
+                continue
+            ret, err = done[-1]
+            if not started:
+                started = name.startswith("accept") and not ret.startswith("-")
+                continue
+            c, e = counts.get(name, (0, 0))
+            counts[name] = (c + 1, e + (1 if err else 0))
+    return counts
+
+
+def traced_counts(run, n, tmp):
+    """{"svc"|"clt": {syscall: (calls, errors)}, "secs": wall time} of run(n, (svc file, clt file)),
+    a ping-pong of n round trips with both processes under strace -f."""
+    files = (os.path.join(tmp, "svc.st"), os.path.join(tmp, "clt.st"))
+    t0 = time.monotonic()
+    run(n, files)
+    return {"svc": strace_counts(files[0], True), "clt": strace_counts(files[1]), "secs": time.monotonic() - t0}
+
+
+def per_rt(run, base, count, tmp):
+    """({(side, syscall): (ok calls per round trip, failed calls per round trip)}, traced us per round trip):
+    the counts of a run of base + count round trips minus those of a run of base, over count."""
+    lo = traced_counts(run, base, tmp)
+    hi = traced_counts(run, base + count, tmp)
+    out = {}
+    for side in ("clt", "svc"):
+        for name in set(lo[side]) | set(hi[side]):
+            c1, e1 = lo[side].get(name, (0, 0))
+            c2, e2 = hi[side].get(name, (0, 0))
+            ok, failed = ((c2 - e2) - (c1 - e1)) / count, (e2 - e1) / count
+            if abs(ok) >= 0.005 or abs(failed) >= 0.005:
+                out[(side, name)] = (ok, failed)
+    return out, (hi["secs"] - lo["secs"]) * 1e6 / count
+
+
+SYS_HDR = "%-12s %-4s %-16s %16s %16s %8s"
+
+
+def syscall_header(base, count, what):
+    """Prints the method and the header of a syscall table; False when strace is missing."""
+    print()
+    if not shutil.which("strace"):
+        print("syscalls per round trip: skipped (strace is not installed)")
+        return False
+    print("syscalls per round trip (strace -f on each process, the svc's from its accept on; runs of %d and %d round trips, difference "
+          "/ %d).\nok = calls that returned data or did their work; (+N) = failed calls, EAGAIN: a read that "
+          "found nothing (in spin mode, the spin itself; under strace it spins slower). Calls made once per "
+          "millisecond count more per round trip under strace, which slows each round trip (traced rt time)." % (
+              base, base + count, count))
+    hdr = SYS_HDR % ("mode", "side", "syscall", what + " ok (+failed)", "mw ok (+failed)", "ok diff")
+    print(hdr)
+    print("-" * len(hdr))
+    return True
+
+
+def syscall_rows(label, base, count, run_ref, run_mw, tmp):
+    """Measures and prints one mode's rows: the reference, msgwire, the difference; returns them."""
+    ref, ref_us = per_rt(run_ref, base, count, tmp)
+    mw, mw_us = per_rt(run_mw, base, count, tmp)
+    fmt = lambda v: "%.2f (+%.2f)" % v if v[1] >= 0.005 else "%.2f" % v[0]
+    keys = sorted(set(ref) | set(mw), key=lambda k: (k[0], -max(ref.get(k, (0, 0))[0], mw.get(k, (0, 0))[0]), k[1]))
+    for side, name in keys:
+        r, m = ref.get((side, name), (0.0, 0.0)), mw.get((side, name), (0.0, 0.0))
+        print(SYS_HDR.replace("%8s", "%+8.2f") % (label, side, name, fmt(r), fmt(m), m[0] - r[0]))
+    rt = (sum(v[0] for v in ref.values()), sum(v[1] for v in ref.values()))
+    mt = (sum(v[0] for v in mw.values()), sum(v[1] for v in mw.values()))
+    print(SYS_HDR.replace("%8s", "%+8.2f") % (label, "both", "total", fmt(rt), fmt(mt), mt[0] - rt[0]))
+    print("%-12s %-4s %-16s %14.0fus %14.0fus" % (label, "", "traced rt time", ref_us, mw_us))
+    sys.stdout.flush()
+    return {"mode": label, "ref": {"%s %s" % k: v for k, v in ref.items()},
+            "mw": {"%s %s" % k: v for k, v in mw.items()}, "ref_total_ok": rt[0], "mw_total_ok": mt[0],
+            "traced_us_per_rt_ref": ref_us, "traced_us_per_rt_mw": mw_us}
+
+
+def syscalls(a, other, results):
+    """Syscalls per round trip, raw vs msgwire, each mode (strace -f, both sides)."""
+    import tempfile
+    if not syscall_header(a.sys_base, a.sys_count, "raw"):
+        return
+    results["syscalls"] = {"method": "strace -f on svc (from its accept) and clt; (counts at %d - counts at %d) / %d" % (
+        a.sys_base + a.sys_count, a.sys_base, a.sys_count), "modes": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, rmode, mmode, cpus in [("spin", "spin", "spin", (0, other)),
+                                          ("blocking", "blocking", "blocking", (0, 0)),
+                                          ("event", "epoll", "event", (0, 0))]:
+            raw = lambda n, files: pingpong("raw", rmode, "raw", 64, n, 0, cpus, trace=files)
+            mw = lambda n, files: pingpong("mw", mmode, "fixed", 64, n, 0, cpus, trace=files)
+            results["syscalls"]["modes"].append(syscall_rows(label, a.sys_base, a.sys_count, raw, mw, tmp))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -157,9 +287,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=2)
     ap.add_argument("--quick", action="store_true", help="1 round, small counts (smoke test)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--no-syscalls", action="store_true", help="skip the strace section")
+    ap.add_argument("--sys-count", type=int, default=20000, help="round trips counted under strace")
+    ap.add_argument("--sys-base", type=int, default=2000, help="round trips of the baseline run")
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.count, a.seconds = 1, 3000, 0.5
+        a.sys_count, a.sys_base = 2000, 500
     warmup = max(a.count // 10, 100)
     ncpu = os.cpu_count() or 1
     other = 1 if ncpu > 1 else 0
@@ -213,6 +347,8 @@ def main():
         results["flood"].append({"mode": label, "raw_msgs_per_s": rm, "mw_msgs_per_s": mm, "ratio": ratio,
                                  "lost_or_reordered": lost})
     transports(a, warmup, other, results)
+    if not a.no_syscalls:
+        syscalls(a, other, results)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
