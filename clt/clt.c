@@ -346,17 +346,27 @@ static void recv_flush(mw_clt_t *c) {
     if (r < 0 && r != MW_EAGAIN && c->conn.tx.failed) c->open = false;
 }
 
+/* Blocking over TLS: a message already decoded or held inside the stream
+ * is taken at once; otherwise wait for the socket first and read after, as
+ * a blocking read would (a read tried first would mostly find nothing: one
+ * syscall per message for nothing). */
+static int recv_poll_wait(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
+    int r = mw_conn_next(&c->conn, s, msg, cap);
+    if (r == MW_EAGAIN && mw_stream_pending(c->conn.stream)) r = mw_conn_recv(&c->conn, s, msg, cap);
+    uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
+    while (r == MW_EAGAIN && (r = wait_stream(c, MW_WANT_READ, dl)) == 0) r = mw_conn_recv(&c->conn, s, msg, cap);
+    return r;
+}
+
 static int recv_one(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (!c->have_conn) return MW_ECLOSED;
     recv_flush(c);
-    int r = mw_conn_recv(&c->conn, s, msg, cap);
-    if (r == MW_EAGAIN && c->poll_wait) {
-        uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
-        while (r == MW_EAGAIN && (r = wait_stream(c, MW_WANT_READ, dl)) == 0)
-            r = mw_conn_recv(&c->conn, s, msg, cap);
-    }
+    int r = c->poll_wait ? recv_poll_wait(c, s, msg, cap) : mw_conn_recv(&c->conn, s, msg, cap);
     if (r < 0 && r != MW_EAGAIN && r != MW_ETIMEDOUT) c->open = false;
-    return blocking_result(c, r);
+    r = blocking_result(c, r);
+    if (r == MW_ETIMEDOUT) /* not a failure of the connection, but say what happened */
+        mw_err_set(&c->err, r, "recv: no message within timeout_ns (%lld ms)", (long long)(c->o.timeout_ns / MW_NS_PER_MS));
+    return r;
 }
 
 int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) { return recv_one(c, s, msg, cap); }
