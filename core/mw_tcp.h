@@ -85,7 +85,11 @@ int mw_tcp_listen(mw_listener_t **out, const char *host, const char *port,
 int mw_listener_port(const mw_listener_t *l);
 int mw_listener_fd(const mw_listener_t *l);
 /* Accepts one pending connection as a stream configured with the listener's
- * options (nodelay, blocking, buffers). MW_EAGAIN when none is pending. */
+ * options (nodelay, blocking, buffers). MW_EAGAIN when none is pending;
+ * MW_EFULL when the process or the system is out of file descriptors
+ * (EMFILE/ENFILE: the client stays in the backlog, and the listener stays
+ * readable, so a caller should stop watching it for a while); other errors
+ * with the text in err. */
 int mw_listener_accept(mw_listener_t *l, mw_stream_t **out, mw_err_t *err);
 void mw_listener_close(mw_listener_t *l);
 void mw_listener_free(mw_listener_t *l);

@@ -455,8 +455,12 @@ int mw_listener_accept(mw_listener_t *l, mw_stream_t **out, mw_err_t *err) {
         fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     } while (fd < 0 && (errno == EINTR || errno == ECONNABORTED));
     if (fd < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return MW_EAGAIN;
-        return mw_err_set_errno(err, errno, "accept on port %d", l->port);
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK) return MW_EAGAIN;
+        mw_err_set_errno(err, e, "accept on port %d", l->port);
+        if (e != EMFILE && e != ENFILE) return err ? err->code : mw_err_from_errno(e);
+        if (err) err->code = MW_EFULL; /* out of descriptors: the client still waits in the backlog */
+        return MW_EFULL;
     }
     char name[NAME_MAX_LEN];
     fmt_addr((struct sockaddr *)&ss, len, name, sizeof name);

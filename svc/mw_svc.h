@@ -91,7 +91,12 @@ typedef struct mw_svc_opts {
 } mw_svc_opts_t;
 
 typedef struct mw_svc_stats {
-    uint64_t accepted, refused_full, closed, closed_bad_input;
+    uint64_t accepted;
+    uint64_t refused_full;  /* accepted and closed at once: max_connections reached */
+    uint64_t refused_nofd;  /* accept failed: out of file descriptors (the listener
+                               then rests 100 ms at a time; the client waits in the
+                               backlog and is taken once descriptors are free) */
+    uint64_t closed, closed_bad_input;
     uint64_t msgs_in, msgs_out;
     uint64_t bytes_in, bytes_out; /* wire bytes (framing included) */
     uint32_t connections; /* open now */

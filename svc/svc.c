@@ -47,7 +47,10 @@ struct mw_svc {
     uint32_t solo_tick, spin_tick;
     uint64_t solo_polled_ns, polled_ns;
     pthread_mutex_t lock;      /* slot allocation (event mode: accept vs close) */
-    _Atomic uint64_t accepted, refused_full, closed, closed_bad_input, msgs_in, msgs_out, bytes_in, bytes_out;
+    _Atomic uint64_t accepted, refused_full, refused_nofd, closed, closed_bad_input, msgs_in, msgs_out, bytes_in,
+        bytes_out;
+    mw_io_timer_t t_accept;    /* the listener's back-off (out of descriptors) */
+    bool accept_trouble;       /* accepting fails: logged once per episode */
     atomic_uint nconns;
     bool threads_started;
     bool close_started; /* mw_svc_close ran (idempotence; closing thread only) */
@@ -364,16 +367,50 @@ static bool listener_ready(const mw_svc_t *s) {
     return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
 }
 
+/* Accepts until the backlog is empty, within a budget that keeps the
+ * connections already open served during a burst of connects. */
+#define ACCEPT_BUDGET 256
+/* Out of file descriptors: the listener stays readable (level-triggered)
+ * and every accept would fail at once, so stop watching it this long. */
+#define ACCEPT_BACKOFF_NS (100 * MW_NS_PER_MS)
+
+static void accept_backoff(mw_svc_t *s, int r) {
+    if (r == MW_EFULL) atomic_fetch_add(&s->refused_nofd, 1);
+    if (!s->accept_trouble) { /* once per episode */
+        s->accept_trouble = true;
+        mw__logf(MW_LOG_WARN, "svc: %s; not accepting for %d ms at a time until it passes", mw_err_text(&s->err),
+                 (int)(ACCEPT_BACKOFF_NS / MW_NS_PER_MS));
+    }
+    if (s->lis_src.added) mw_io_del(s->io, &s->lis_src);
+    mw_io_timer_after(s->io, &s->t_accept, ACCEPT_BACKOFF_NS);
+}
+
 static void on_listener(mw_sel_src_t *src, int events) {
     (void)events;
     mw_svc_t *s = src->ud;
     if (s->o.mode == MW_MODE_SPIN && !listener_ready(s)) return;
-    for (int i = 0; i < 16; i++) {
+    for (int i = 0; i < ACCEPT_BUDGET; i++) {
         mw_stream_t *st;
         int r = mw_listener_accept(s->lis, &st, &s->err);
-        if (r < 0) break;
+        if (r == MW_EAGAIN) break;
+        if (r < 0) { /* EMFILE/ENFILE, or the kernel short of memory: no spin */
+            accept_backoff(s, r);
+            break;
+        }
+        s->accept_trouble = false;
         accept_one(s, st);
     }
+}
+
+static void on_accept_again(mw_io_timer_t *t, void *ud) {
+    (void)t;
+    mw_svc_t *s = ud;
+    if (!s->lis || s->closed_all) return;
+    if (!s->lis_src.added && mw_io_add(s->io, &s->lis_src) < 0) {
+        mw_io_timer_after(s->io, &s->t_accept, ACCEPT_BACKOFF_NS);
+        return;
+    }
+    on_listener(&s->lis_src, MW_WANT_READ);
 }
 
 /* ---- set-up --------------------------------------------------------------- */
@@ -437,6 +474,7 @@ static int setup(mw_svc_t *s, const mw_url_t *u, mw_err_t *err) {
         if ((r = mw_io_new(&s->io, &io, err)) < 0) return r;
     }
     mw_sel_src_init(&s->lis_src, mw_listener_fd(s->lis), MW_WANT_READ, on_listener, s);
+    mw_io_timer_init(&s->t_accept, on_accept_again, s);
     if ((r = mw_io_add(s->io, &s->lis_src)) < 0)
         return mw_err_set(err, r, "register listener: %s", mw_err_text(&mw_io_selector(s->io)->err));
     return s->o.mode == MW_MODE_EVENT ? start_workers(s, err) : 0;
@@ -684,6 +722,7 @@ const char *mw_svc_last_error(const mw_svc_t *s) { return mw_err_text(&s->err); 
 void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st) {
     st->accepted = atomic_load(&s->accepted);
     st->refused_full = atomic_load(&s->refused_full);
+    st->refused_nofd = atomic_load(&s->refused_nofd);
     st->closed = atomic_load(&s->closed);
     st->closed_bad_input = atomic_load(&s->closed_bad_input);
     st->msgs_in = atomic_load(&s->msgs_in);
@@ -719,6 +758,7 @@ void mw_svc_close(mw_svc_t *s) {
         if (s->workers[i].own_io) mw_io_stop(s->workers[i].io);
     s->closed_all = true; /* only now: the workers read it until they stop */
     if (s->io && s->lis_src.added) mw_io_del(s->io, &s->lis_src);
+    if (s->io) mw_io_timer_stop(s->io, &s->t_accept);
     mw_listener_free(s->lis);
     s->lis = NULL;
     for (uint32_t i = 0; s->slots && i < s->cap; i++) {
