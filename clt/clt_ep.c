@@ -155,7 +155,8 @@ void mw__clt_arm(mw_clt_t *c) {
     if (want != c->src.events) mw_io_mod(io_of(c), &c->src, want);
 }
 
-void mw__clt_on_ready(mw_sel_src_t *src, int events) {
+/* Work: 1 when bytes came in, went out, or the connection ended. */
+int mw__clt_on_ready(mw_sel_src_t *src, int events) {
     mw_clt_t *c = src->ud;
     int w = 0;
     if (events & MW_WANT_WRITE) {
@@ -171,13 +172,15 @@ void mw__clt_on_ready(mw_sel_src_t *src, int events) {
     c->in_cb = false;
     if (n > 0 && c->o.idle_timeout_ns > 0) c->last_rx_ns = mw_io_now(io_of(c));
     int r = n < 0 ? (int)n : n == 0 ? w : 0;
-    if (finish_deferred(c)) return;
+    int work = n != 0 || ((events & MW_WANT_WRITE) && w == 0);
+    if (finish_deferred(c)) return 1;
     if (r < 0) {
         mw__clt_drop(c, r);
-        return;
+        return 1;
     }
     mw__clt_arm(c);
     if (more) mw_io_timer_after(io_of(c), &c->t_more, 0); /* input held inside TLS/WebSocket */
+    return work;
 }
 
 static void on_more(mw_io_timer_t *t, void *ud) {
@@ -278,22 +281,23 @@ static void step_handshake(mw_clt_t *c) {
     opened(c);
 }
 
-static void on_pending(mw_sel_src_t *src, int events) {
+/* Work: 0 while the connect is still in progress, else 1. */
+static int on_pending(mw_sel_src_t *src, int events) {
     (void)events;
     mw_clt_t *c = src->ud;
     if (c->state == MW_CLT_HANDSHAKING) {
         step_handshake(c);
-        return;
+        return 1;
     }
     int r = mw_tcp_connect_finish(c->pending);
-    if (r == MW_EAGAIN) return;
+    if (r == MW_EAGAIN) return 0;
     if (r < 0) {
         stack_error(c, c->pending, r);
         detach(c);
         mw_stream_free(c->pending);
         c->pending = NULL;
         try_next_addr(c);
-        return;
+        return 1;
     }
     mw_stream_t *s = c->pending;
     c->pending = NULL; /* wrap takes ownership, also on failure */
@@ -301,12 +305,13 @@ static void on_pending(mw_sel_src_t *src, int events) {
     mw__clt_record_name(c);
     if ((r = mw_transport_wrap(&c->tr, s, &c->pending, &c->err)) < 0) {
         attempt_failed(c, r);
-        return;
+        return 1;
     }
     c->state = MW_CLT_HANDSHAKING;
     mw_sel_src_init(&c->src, mw_stream_fd(c->pending), MW_WANT_WRITE, on_pending, c);
     if (mw_io_add(io_of(c), &c->src) == 0) c->attached = true;
     step_handshake(c);
+    return 1;
 }
 
 static void try_next_addr(mw_clt_t *c) {

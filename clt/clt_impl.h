@@ -48,7 +48,7 @@ int mw__clt_ep_start(mw_clt_t *c);
 void mw__clt_ep_stop(mw_clt_t *c);
 int mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c));
 void mw__clt_unref(mw_clt_t *c);
-void mw__clt_on_ready(mw_sel_src_t *src, int events);
+int mw__clt_on_ready(mw_sel_src_t *src, int events);
 void mw__clt_drop(mw_clt_t *c, int reason);
 void mw__clt_arm(mw_clt_t *c);
 /* clt.c */

@@ -60,7 +60,6 @@ struct mw_io {
     int post_fd;         /* eventfd the post source waits on; -1 otherwise */
     mw_sel_src_t post_src;
     bool polling;        /* inside mw_io_poll's wait: leave timers and posts to it */
-    int own_fired;       /* post_src dispatches in that wait, not counted as work */
 
     atomic_bool brk;
     atomic_bool running;
@@ -237,15 +236,15 @@ static int run_posts(mw_io_t *io) {
     return n;
 }
 
-static void post_ready(mw_sel_src_t *src, int events) {
+/* Inside mw_io_poll the poll runs (and counts) the posts: no work here. */
+static int post_ready(mw_sel_src_t *src, int events) {
     (void)events;
     mw_io_t *io = src->ud;
     note_owner(io);
     uint64_t v;
     ssize_t r = read(io->post_fd, &v, sizeof v); /* EAGAIN: already drained */
     (void)r;
-    if (io->polling) io->own_fired++;
-    else run_posts(io);
+    return io->polling ? 0 : run_posts(io);
 }
 
 int mw_io_post(mw_io_t *io, void (*fn)(void *ud), void *ud) {
@@ -368,11 +367,9 @@ int mw_io_poll(mw_io_t *io, int64_t timeout_ns) {
     if (atomic_load_explicit(&io->post_pending, memory_order_relaxed)) timeout_ns = 0;
     else if (io->nheap && timeout_ns != 0) timeout_ns = until_timer(io, timeout_ns);
     io->polling = true;
-    io->own_fired = 0;
     int n = mw_selector_wait(&io->sel, timeout_ns);
     io->polling = false;
     if (n < 0) return n;
-    n -= io->own_fired;
     if (io->nheap) n += run_timers(io);
     if (atomic_load_explicit(&io->post_pending, memory_order_acquire)) n += run_posts(io);
     return n;

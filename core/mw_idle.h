@@ -25,6 +25,9 @@ typedef struct mw_idle {
     /* state */
     uint32_t spins, yields;
     uint64_t park_ns;
+    /* statistic: sleeps taken (SLEEP steps and BACKOFF parks) since init;
+     * work does not reset it */
+    uint64_t parks;
 } mw_idle_t;
 
 void mw_idle_init_busy(mw_idle_t *i);

@@ -89,8 +89,11 @@ int mw_io_post(mw_io_t *io, void (*fn)(void *ud), void *ud);
 
 /* One poll: waits up to timeout_ns (0 never blocks, < 0 no limit, shortened
  * to the next timer), dispatches ready sources, runs due timers and posted
- * functions. Returns the work done (sources + timers + posts, >= 0) or an
- * MW_E* error from the selector. */
+ * functions. Returns the work done (>= 0): what the ready callbacks reported
+ * (see mw_sel_ready_fn: progress, not readiness) plus the timers fired and
+ * the posted functions run; or an MW_E* error from the selector. A poll
+ * over quiet sources returns 0 on every backend, so mw_io_run_spin's idle
+ * strategy backs off. */
 int mw_io_poll(mw_io_t *io, int64_t timeout_ns);
 
 /* Runs until mw_io_break/mw_io_stop: blocking waits (event/blocking mode).

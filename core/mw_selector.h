@@ -13,12 +13,20 @@
  * and direct; libevent allocates its event at add time). The selector calls
  * src->fn(src, events) for each ready source from inside wait().
  *
+ * Work counts mean progress. A ready callback returns the work it did: 0 when
+ * nothing moved (the read or write would have blocked, as it usually does
+ * over the direct backend), else a positive count (messages delivered, or 1
+ * for bytes moved, a connection accepted, a handshake step, a close). wait()
+ * returns the sum, so an idle strategy fed with it backs off when sources are
+ * registered but quiet, whatever the backend.
+ *
  * Thread rules: one thread owns a selector; only `wake` may be called from
  * other threads.
  */
 #ifndef MW_SELECTOR_H
 #define MW_SELECTOR_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -28,7 +36,8 @@
 struct event_base;
 
 typedef struct mw_sel_src mw_sel_src_t;
-typedef void (*mw_sel_ready_fn)(mw_sel_src_t *src, int events);
+/* Returns the work done (>= 0; a negative value counts as 0). See above. */
+typedef int (*mw_sel_ready_fn)(mw_sel_src_t *src, int events);
 
 struct mw_sel_src {
     int fd;            /* -1 allowed for the direct backend only */
@@ -60,7 +69,8 @@ typedef struct mw_selector_ops {
     int (*mod)(mw_selector_t *s, mw_sel_src_t *src, int events);
     int (*del)(mw_selector_t *s, mw_sel_src_t *src);
     /* Waits up to timeout_ns (0: don't block; < 0: no limit) and dispatches.
-     * Returns the number of sources dispatched (>= 0) or an MW_E* error.
+     * Returns the work the dispatched callbacks reported (their sum, >= 0)
+     * or an MW_E* error.
      * Returns early (possibly 0) after wake(). epoll waits with ns precision
      * where the kernel has epoll_pwait2 (else rounded up to ms), libevent
      * with us precision. direct never blocks, whatever the timeout. */
@@ -100,6 +110,13 @@ static inline void mw_sel_src_init(mw_sel_src_t *src, int fd, int events,
     src->next = src->prev = NULL;
     src->added = false;
 }
+/* Backends: adds one callback's work to a wait()'s sum; negative counts as
+ * 0 and the sum saturates at INT_MAX. */
+static inline int mw__sel_work_add(int sum, int work) {
+    if (work <= 0) return sum;
+    return work > INT_MAX - sum ? INT_MAX : sum + work;
+}
+
 static inline int mw_selector_add(mw_selector_t *s, mw_sel_src_t *src) { return s->ops->add(s, src); }
 static inline int mw_selector_mod(mw_selector_t *s, mw_sel_src_t *src, int ev) { return s->ops->mod(s, src, ev); }
 static inline int mw_selector_del(mw_selector_t *s, mw_sel_src_t *src) { return s->ops->del(s, src); }

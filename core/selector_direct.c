@@ -3,6 +3,8 @@
  * Sources sit on a doubly linked list through their own links; wait() calls
  * every source that wants something with the events it wants, and the owner
  * simply tries its read or write (getting MW_EAGAIN if nothing is there).
+ * Calling a source is not work: wait() returns only what the callbacks
+ * report they did, so a quiet source costs one try and counts 0.
  * fd may be -1, which is what lets in-process streams be polled.
  *
  * wait() never blocks, whatever the timeout: a blocking wait would need a
@@ -80,8 +82,7 @@ static int d_wait(mw_selector_t *s, int64_t timeout_ns) {
         mw_sel_src_t *src = d->cursor;
         d->cursor = src->next;
         if (!src->events) continue;
-        src->fn(src, src->events);
-        done++;
+        done = mw__sel_work_add(done, src->fn(src, src->events));
     }
     return done;
 }

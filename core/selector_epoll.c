@@ -161,8 +161,7 @@ static int ep_wait(mw_selector_t *s, int64_t timeout_ns) {
             drain(ep->wakefd);
             continue;
         }
-        src->fn(src, from_epoll(e->events));
-        done++;
+        done = mw__sel_work_add(done, src->fn(src, from_epoll(e->events)));
     }
     ep->pos = ep->n = 0;
     return done;

@@ -33,10 +33,11 @@ typedef struct le {
     mw_sel_src_t *head;   /* added sources */
 } le_t;
 
-/* Callbacks counted on the thread running the loop: wait() returns the
- * difference. The callback has only the source at hand, not the selector,
- * and a base runs its callbacks on the thread that runs its loop. */
-static _Thread_local unsigned fired;
+/* Work reported by callbacks, summed on the thread running the loop: wait()
+ * returns the difference. The callback has only the source at hand, not the
+ * selector, and a base runs its callbacks on the thread that runs its loop.
+ * Unsigned, so the sum may wrap while a caller's loop runs without wait(). */
+static _Thread_local unsigned work_sum;
 
 static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
 static int threads_rc;
@@ -56,8 +57,8 @@ static void src_cb(evutil_socket_t fd, short what, void *arg) {
     int ev = 0;
     if (what & EV_READ) ev |= MW_WANT_READ;
     if (what & EV_WRITE) ev |= MW_WANT_WRITE;
-    fired++;
-    src->fn(src, ev);
+    int w = src->fn(src, ev);
+    if (w > 0) work_sum += (unsigned)w;
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg) {
@@ -184,8 +185,11 @@ static int le_del(mw_selector_t *s, mw_sel_src_t *src) {
 
 static int le_wait(mw_selector_t *s, int64_t timeout_ns) {
     le_t *le = s->impl;
-    unsigned before = fired;
-    int flags = timeout_ns == 0 ? EVLOOP_NONBLOCK : EVLOOP_ONCE;
+    unsigned before = work_sum;
+    /* EVLOOP_ONCE also with NONBLOCK: alone, NONBLOCK loops for as long as
+     * callbacks keep becoming active, so one source that stays ready (a
+     * writable socket its owner has nothing for) would never let it return. */
+    int flags = timeout_ns == 0 ? EVLOOP_NONBLOCK | EVLOOP_ONCE : EVLOOP_ONCE;
     if (timeout_ns > 0) {
         int64_t us = (timeout_ns + MW_NS_PER_US - 1) / MW_NS_PER_US;
         struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
@@ -194,7 +198,8 @@ static int le_wait(mw_selector_t *s, int64_t timeout_ns) {
     int rc = event_base_loop(le->base, flags);
     if (timeout_ns > 0) event_del(le->tmo_ev);
     if (rc < 0) return mw_err_set(&s->err, MW_ESYS, "event_base_loop failed");
-    return (int)(fired - before);
+    unsigned done = work_sum - before;
+    return done > INT_MAX ? INT_MAX : (int)done;
 }
 
 static void le_wake(mw_selector_t *s) {

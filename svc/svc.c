@@ -299,7 +299,8 @@ static bool deliver(void *ud, mw_conn_t *c, const mw_schema_t *sch, const void *
     return !sl->close_pending;
 }
 
-static void on_conn_event(mw_sel_src_t *src, int events) {
+/* Work: 1 when bytes came in, went out, or the connection ended. */
+static int on_conn_event(mw_sel_src_t *src, int events) {
     slot_t *sl = src->ud;
     mw_svc_t *s = sl->svc;
     int r = 0;
@@ -320,10 +321,11 @@ static void on_conn_event(mw_sel_src_t *src, int events) {
     if (sl->close_pending) r = sl->close_reason ? sl->close_reason : MW_ESTATE;
     if (r < 0) {
         close_slot(s, sl, r);
-        return;
+        return 1;
     }
     rearm(s, sl);
     if (more) mw_io_timer_after(slot_io(s, sl), &sl->t_more, 0); /* input held inside TLS/WebSocket */
+    return n != 0 || ((events & MW_WANT_WRITE) && w == 0);
 }
 
 static void on_more(mw_io_timer_t *t, void *ud) {
@@ -368,11 +370,12 @@ static void mark_eof(slot_t *sl) {
     mw_io_del(sl->svc->io, &sl->src);
 }
 
-static void on_conn_poll(mw_sel_src_t *src, int events) {
+/* Work: 1 when bytes came in, went out, or the connection ended. */
+static int on_conn_poll(mw_sel_src_t *src, int events) {
     slot_t *sl = src->ud;
     mw_svc_t *s = sl->svc;
-    if (events & MW_WANT_WRITE) mw_conn_flush(&sl->conn);
-    if (sl->eof) return;
+    int work = (events & MW_WANT_WRITE) && mw_conn_flush(&sl->conn) == 0;
+    if (sl->eof) return work;
     ssize_t n = mw_conn_fill(&sl->conn);
     /* TLS/WebSocket may hold input past a read: take it while there is room */
     for (int i = 0; n > 0 && sl->conn.stream->inner && i < 16; i++) {
@@ -386,9 +389,10 @@ static void on_conn_poll(mw_sel_src_t *src, int events) {
     after_fill(s, sl, n);
     if (n >= 0 || n == MW_EAGAIN) {
         rearm(s, sl);
-        return;
+        return work || n > 0;
     }
     mark_eof(sl);
+    return 1;
 }
 
 /* ---- accepting ------------------------------------------------------------ */
@@ -458,16 +462,19 @@ static bool listener_ready(const mw_svc_t *s) {
     return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
 }
 
-static void on_listener(mw_sel_src_t *src, int events) {
+/* Work: the connections accepted. */
+static int on_listener(mw_sel_src_t *src, int events) {
     (void)events;
     mw_svc_t *s = src->ud;
-    if (s->o.mode == MW_MODE_SPIN && !listener_ready(s)) return;
-    for (int i = 0; i < 16; i++) {
+    if (s->o.mode == MW_MODE_SPIN && !listener_ready(s)) return 0;
+    int i;
+    for (i = 0; i < 16; i++) {
         mw_stream_t *st;
         int r = mw_listener_accept(s->lis, &st, &s->err);
         if (r < 0) break;
         accept_one(s, st);
     }
+    return i;
 }
 
 /* ---- set-up --------------------------------------------------------------- */
