@@ -16,6 +16,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum mw_idle_kind { MW_IDLE_BUSY, MW_IDLE_YIELD, MW_IDLE_SLEEP, MW_IDLE_BACKOFF } mw_idle_kind_t;
 
 typedef struct mw_idle {
@@ -65,5 +69,9 @@ static inline void mw_idle(mw_idle_t *i, int work) {
 }
 
 static inline void mw_idle_reset(mw_idle_t *i) { mw_idle(i, 1); }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -29,6 +29,10 @@
 #include "mw_idle.h"
 #include "mw_selector.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct mw_io mw_io_t;
 
 typedef struct mw_io_opts {
@@ -114,5 +118,9 @@ int mw_io_start(mw_io_t *io, const mw_idle_t *idle);
 void mw_io_stop(mw_io_t *io);
 /* True when called on the io's thread (or no thread started and not running). */
 bool mw_io_in_thread(const mw_io_t *io);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -33,6 +33,10 @@
 #include "mw_err.h"
 #include "mw_stream.h" /* MW_WANT_READ / MW_WANT_WRITE */
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct event_base;
 
 typedef struct mw_sel_src mw_sel_src_t;
@@ -126,5 +130,9 @@ static inline void mw_selector_wake(mw_selector_t *s) { s->ops->wake(s); }
 /* libevent backend: the event_base in use (NULL for other backends, or a
  * selector not open). Defined in selector_libevent.c. */
 struct event_base *mw_selector_event_base(const mw_selector_t *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

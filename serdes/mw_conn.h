@@ -26,7 +26,6 @@
 #ifndef MW_CONN_H
 #define MW_CONN_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -35,6 +34,10 @@
 #include "mw_frame.h"
 #include "mw_serdes.h"
 #include "mw_stream.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* Run modes shared by mw_clt and mw_svc. */
 typedef enum mw_mode { MW_MODE_SPIN = 0, MW_MODE_BLOCKING, MW_MODE_EVENT } mw_mode_t;
@@ -90,7 +93,7 @@ typedef struct mw_conn {
     bool rx_stopped;    /* the last dispatch stopped because its callback asked */
     bool rx_eof;        /* the peer closed (or a read failed); buffered frames may remain */
     int rx_io_err;      /* the read failure, reported once the buffered frames are out */
-    atomic_flag tx_lock;
+    bool tx_lock;       /* MW_CONN_TX_LOCK's spin lock: conn.c only, with __atomic builtins */
     bool tx_claimed;    /* between a successful claim and its commit */
     size_t tx_claim_max;
 } mw_conn_t;
@@ -191,5 +194,9 @@ static inline bool mw_conn_rx_buffered(const mw_conn_t *c) { return mw_buf_len(&
 void mw_conn_stats(const mw_conn_t *c, mw_conn_stats_t *st);
 /* The most relevant error text: rx side's if it failed, else tx side's. */
 const char *mw_conn_last_error(const mw_conn_t *c);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
