@@ -81,6 +81,16 @@ typedef struct mw_selector_ops {
     int (*wait)(mw_selector_t *s, int64_t timeout_ns);
     /* Thread-safe: makes a blocked or next wait() return. */
     void (*wake)(mw_selector_t *s);
+    /* Optional: NULL for backends whose sources only wait() dispatches
+     * (epoll, direct). A backend whose loop the caller may run themselves
+     * (libevent: event_base_dispatch on the caller's base) gives one-shot
+     * timers on that loop, so the owner of timers (the io) is driven by it
+     * too: arms src (fd -1, never passed to add) to call src->fn(src, 0)
+     * from the loop after delay_ns (rounded up to the backend's precision);
+     * arming again moves it; delay_ns < 0 disarms. The first arm allocates
+     * (MW_ENOMEM / MW_ESYS, text in err); del(src) frees it, and close
+     * forgets it like any source. */
+    int (*timer)(mw_selector_t *s, mw_sel_src_t *src, int64_t delay_ns);
 } mw_selector_ops_t;
 
 struct mw_selector {
@@ -126,6 +136,11 @@ static inline int mw_selector_mod(mw_selector_t *s, mw_sel_src_t *src, int ev) {
 static inline int mw_selector_del(mw_selector_t *s, mw_sel_src_t *src) { return s->ops->del(s, src); }
 static inline int mw_selector_wait(mw_selector_t *s, int64_t t) { return s->ops->wait(s, t); }
 static inline void mw_selector_wake(mw_selector_t *s) { s->ops->wake(s); }
+/* True if the backend's loop may be run by the caller (see ops->timer). */
+static inline bool mw_selector_has_loop_timers(const mw_selector_t *s) { return s->ops->timer != NULL; }
+static inline int mw_selector_timer(mw_selector_t *s, mw_sel_src_t *src, int64_t delay_ns) {
+    return s->ops->timer(s, src, delay_ns);
+}
 
 /* libevent backend: the event_base in use (NULL for other backends, or a
  * selector not open). Defined in selector_libevent.c. */

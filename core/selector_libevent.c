@@ -61,6 +61,14 @@ static void src_cb(evutil_socket_t fd, short what, void *arg) {
     if (w > 0) work_sum += (unsigned)w;
 }
 
+static void timer_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    mw_sel_src_t *src = arg;
+    int w = src->fn(src, 0);
+    if (w > 0) work_sum += (unsigned)w;
+}
+
 static void wake_cb(evutil_socket_t fd, short what, void *arg) {
     (void)what;
     (void)arg;
@@ -121,6 +129,14 @@ static int le_open(mw_selector_t *s, struct event_base *base) {
     return 0;
 }
 
+static void link_src(le_t *le, mw_sel_src_t *src) {
+    src->prev = NULL;
+    src->next = le->head;
+    if (le->head) le->head->prev = src;
+    le->head = src;
+    src->added = true;
+}
+
 static void unlink_src(le_t *le, mw_sel_src_t *src) {
     if (src->prev) src->prev->next = src->next;
     else le->head = src->next;
@@ -149,11 +165,7 @@ static int le_add(mw_selector_t *s, mw_sel_src_t *src) {
         return mw_err_set(&s->err, MW_ESYS, "libevent add fd %d: event_add failed", src->fd);
     }
     src->bk = ev;
-    src->prev = NULL;
-    src->next = le->head;
-    if (le->head) le->head->prev = src;
-    le->head = src;
-    src->added = true;
+    link_src(le, src);
     return 0;
 }
 
@@ -202,6 +214,26 @@ static int le_wait(mw_selector_t *s, int64_t timeout_ns) {
     return done > INT_MAX ? INT_MAX : (int)done;
 }
 
+/* A timer source is kept on the source list like the others, so del and
+ * close free its event the same way. */
+static int le_timer(mw_selector_t *s, mw_sel_src_t *src, int64_t delay_ns) {
+    le_t *le = s->impl;
+    if (!src->added) {
+        if (delay_ns < 0) return 0;
+        src->bk = evtimer_new(le->base, timer_cb, src);
+        if (!src->bk) return mw_err_set(&s->err, MW_ENOMEM, "libevent timer: evtimer_new failed");
+        link_src(le, src);
+    }
+    if (delay_ns < 0) {
+        event_del(src->bk);
+        return 0;
+    }
+    int64_t us = (delay_ns + MW_NS_PER_US - 1) / MW_NS_PER_US;
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    if (event_add(src->bk, &tv) < 0) return mw_err_set(&s->err, MW_ESYS, "libevent timer: event_add failed");
+    return 0;
+}
+
 static void le_wake(mw_selector_t *s) {
     le_t *le = s->impl;
     uint64_t one = 1;
@@ -223,4 +255,5 @@ const mw_selector_ops_t mw_selector_libevent = {
     .del = le_del,
     .wait = le_wait,
     .wake = le_wake,
+    .timer = le_timer,
 };

@@ -511,8 +511,60 @@ static void test_selector_libevent_on_callers_base(void **state) {
     close(forgotten.peer);
 }
 
+/* Loop timers (libevent only): a timer source fires from the caller's own
+ * loop, re-arming moves it, a negative delay disarms it, del frees it, and a
+ * timer still armed at close leaves the caller's base empty. */
+static int g_timer_fired;
+static int on_timer_src(mw_sel_src_t *src, int events) {
+    (void)src;
+    assert_int_equal(events, 0);
+    g_timer_fired++;
+    return 1;
+}
+
+static void test_selector_loop_timers_fire_from_the_callers_loop(void **state) {
+    (void)state;
+    mw_selector_t s;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        open_sel(&s, backends[b]);
+        assert_true(mw_selector_has_loop_timers(&s) == (s.ops == &mw_selector_libevent));
+        mw_selector_close(&s);
+    }
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    assert_int_equal(mw_selector_open(&s, &mw_selector_libevent, base), 0);
+    mw_sel_src_t t, left;
+    mw_sel_src_init(&t, -1, 0, on_timer_src, NULL);
+    mw_sel_src_init(&left, -1, 0, on_timer_src, NULL);
+    g_timer_fired = 0;
+    assert_int_equal(mw_selector_timer(&s, &t, -1), 0); /* disarming an unarmed timer: nothing */
+    assert_false(t.added);
+    assert_int_equal(mw_selector_timer(&s, &t, LONG_NS), 0);
+    assert_int_equal(mw_selector_timer(&s, &t, MW_NS_PER_MS), 0); /* moved earlier */
+    uint64_t dl = mw_now_ns() + (uint64_t)LONG_NS;
+    while (g_timer_fired == 0 && mw_now_ns() < dl) event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(g_timer_fired, 1);
+    /* One-shot; a disarmed timer does not fire, and wait() counts its work. */
+    assert_int_equal(mw_selector_timer(&s, &t, 0), 0);
+    assert_int_equal(mw_selector_timer(&s, &t, -1), 0);
+    assert_int_equal(mw_selector_wait(&s, 5 * MW_NS_PER_MS), 0);
+    assert_int_equal(g_timer_fired, 1);
+    assert_int_equal(mw_selector_timer(&s, &t, 0), 0);
+    assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+    assert_int_equal(g_timer_fired, 2);
+    assert_int_equal(mw_selector_del(&s, &t), 0);
+    assert_false(t.added);
+    assert_null(t.bk);
+    assert_int_equal(mw_selector_timer(&s, &left, LONG_NS), 0);
+    mw_selector_close(&s);
+    assert_false(left.added);
+    assert_int_equal(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 0);
+    event_base_free(base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_selector_loop_timers_fire_from_the_callers_loop),
         cmocka_unit_test(test_selector_find_and_open_checks),
         cmocka_unit_test(test_selector_read_readiness_dispatches),
         cmocka_unit_test(test_selector_write_readiness_dispatches),
