@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -650,8 +651,30 @@ static void test_io_callers_event_base_drives_sources_timers_and_posts(void **st
     }
 }
 
+/* Backends stay in their files: the io and the resolver's front end know
+ * no libevent (selector_libevent.c and resolve_evdns.c do). */
+static void test_io_and_resolve_include_no_libevent_header(void **state) {
+    (void)state;
+    static const char *const files[] = {"core/io.c", "core/resolve.c", "core/mw_io.h", "core/mw_resolve.h"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[512], line[512];
+        snprintf(path, sizeof path, "%s/%s", MW_SRC_ROOT, files[i]);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        int includes = 0;
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "#include", 8) != 0) continue;
+            includes++;
+            if (strstr(line, "event2/")) fail_msg("%s: %s", files[i], line);
+        }
+        fclose(f);
+        assert_true(includes > 0);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_io_and_resolve_include_no_libevent_header),
         cmocka_unit_test(test_io_new_checks_options),
         cmocka_unit_test(test_io_timers_fire_in_due_order),
         cmocka_unit_test(test_io_timer_rearm_and_stop_from_callbacks),
