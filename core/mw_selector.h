@@ -40,7 +40,7 @@ extern "C" {
 struct event_base;
 
 typedef struct mw_sel_src mw_sel_src_t;
-/* Returns the work done (>= 0; a negative value counts as 0). See above. */
+/* Returns the work done, >= 0 (see above). */
 typedef int (*mw_sel_ready_fn)(mw_sel_src_t *src, int events);
 
 struct mw_sel_src {
@@ -124,12 +124,9 @@ static inline void mw_sel_src_init(mw_sel_src_t *src, int fd, int events,
     src->next = src->prev = NULL;
     src->added = false;
 }
-/* Backends: adds one callback's work to a wait()'s sum; negative counts as
- * 0 and the sum saturates at INT_MAX. */
-static inline int mw__sel_work_add(int sum, int work) {
-    if (work <= 0) return sum;
-    return work > INT_MAX - sum ? INT_MAX : sum + work;
-}
+/* Backends sum the callbacks' work as unsigned (one add per dispatch on the
+ * hot path) and return it through this, which saturates at INT_MAX. */
+static inline int mw__sel_work(unsigned sum) { return sum > INT_MAX ? INT_MAX : (int)sum; }
 
 static inline int mw_selector_add(mw_selector_t *s, mw_sel_src_t *src) { return s->ops->add(s, src); }
 static inline int mw_selector_mod(mw_selector_t *s, mw_sel_src_t *src, int ev) { return s->ops->mod(s, src, ev); }

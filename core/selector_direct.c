@@ -76,15 +76,15 @@ static int d_del(mw_selector_t *s, mw_sel_src_t *src) {
 static int d_wait(mw_selector_t *s, int64_t timeout_ns) {
     (void)timeout_ns;
     direct_t *d = s->impl;
-    int done = 0;
+    unsigned done = 0;
     d->cursor = d->head;
     while (d->cursor) {
         mw_sel_src_t *src = d->cursor;
         d->cursor = src->next;
         if (!src->events) continue;
-        done = mw__sel_work_add(done, src->fn(src, src->events));
+        done += (unsigned)src->fn(src, src->events);
     }
-    return done;
+    return mw__sel_work(done);
 }
 
 static void d_wake(mw_selector_t *s) { (void)s; }

@@ -57,16 +57,14 @@ static void src_cb(evutil_socket_t fd, short what, void *arg) {
     int ev = 0;
     if (what & EV_READ) ev |= MW_WANT_READ;
     if (what & EV_WRITE) ev |= MW_WANT_WRITE;
-    int w = src->fn(src, ev);
-    if (w > 0) work_sum += (unsigned)w;
+    work_sum += (unsigned)src->fn(src, ev);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg) {
     (void)fd;
     (void)what;
     mw_sel_src_t *src = arg;
-    int w = src->fn(src, 0);
-    if (w > 0) work_sum += (unsigned)w;
+    work_sum += (unsigned)src->fn(src, 0);
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg) {
@@ -210,8 +208,7 @@ static int le_wait(mw_selector_t *s, int64_t timeout_ns) {
     int rc = event_base_loop(le->base, flags);
     if (timeout_ns > 0) event_del(le->tmo_ev);
     if (rc < 0) return mw_err_set(&s->err, MW_ESYS, "event_base_loop failed");
-    unsigned done = work_sum - before;
-    return done > INT_MAX ? INT_MAX : (int)done;
+    return mw__sel_work(work_sum - before);
 }
 
 /* A timer source is kept on the source list like the others, so del and
