@@ -26,7 +26,7 @@ INCDIR ?= $(PREFIX)/include
 B := build
 
 # Debian packages the build, the tests and the demo need.
-DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libmsgpack-dev libcmocka-dev \
+DEB_PKGS := gcc g++ make pkg-config libevent-dev libssl-dev libmsgpack-dev libcmocka-dev \
             openssl python3 python3-msgpack python3-websockets
 
 MSGPACK_PC := $(shell pkg-config --exists msgpack-c 2>/dev/null && echo msgpack-c || echo msgpack)
@@ -105,7 +105,8 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(B)/san/tests/%)
 TEST_UTIL := $(wildcard tests/util/*.c)
 TEST_UTIL_OBJS := $(TEST_UTIL:%.c=$(B)/san/obj/%.o)
 SAN_EX_COMMON_OBJS := $(EX_COMMON:%.c=$(B)/san/obj/%.o)
-TEST_DEFS := -DMW_SRC_ROOT='"$(CURDIR)"' -DMW_BUILD_DIR='"$(CURDIR)/$(B)"' -DMW_CC='"$(CC)"'
+TEST_DEFS := -DMW_SRC_ROOT='"$(CURDIR)"' -DMW_BUILD_DIR='"$(CURDIR)/$(B)"' -DMW_CC='"$(CC)"' \
+             -DMW_CXX='"$(CXX)"' -DMW_DEP_LIBS='"$(DEP_LIBS)"'
 $(B)/san/obj/tests/%.o: CFLAGS += $(TEST_DEFS)
 $(B)/san/tests/%: $(B)/san/obj/tests/%.o $(TEST_UTIL_OBJS) $(SAN_EX_COMMON_OBJS) $(B)/san/libmsgwire.a
 	$(E) LD $@

@@ -60,6 +60,10 @@
 #include "mw_tcp.h"
 #include "mw_transport.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct mw_clt mw_clt_t;
 
 /* Event-mode lifecycle states. */
@@ -228,5 +232,9 @@ void mw_clt_free(mw_clt_t *c);
     }
 /* MW_CLT_TYPED(MSGS): declares new_order_clt_send(clt, const new_order_t *)... */
 #define MW_CLT_TYPED(MSGS) MSGS(MW__CLT_TYPED)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -42,27 +42,28 @@ static void handed(mw__ep_t *e, mw_stream_t *s) {
     if (r < 0 && e->state == MW__EP_HANDED) attempt_failed(e, r);
 }
 
-static void on_pending(mw_sel_src_t *src, int events) {
+static int on_pending(mw_sel_src_t *src, int events) {
     (void)events;
     mw__ep_t *e = src->ud;
     int r = mw_tcp_connect_finish(e->pending);
-    if (r == MW_EAGAIN) return;
+    if (r == MW_EAGAIN) return 0;
     if (r < 0) {
         mw_transport_error(e->pending, r, &e->err);
         detach(e);
         mw_stream_free(e->pending);
         e->pending = NULL;
         try_next_addr(e);
-        return;
+        return 1;
     }
     mw_stream_t *s = e->pending;
     e->pending = NULL; /* wrap takes ownership, also on failure */
     detach(e);
     if ((r = mw_transport_wrap(e->tr, s, &s, &e->err)) < 0) {
         attempt_failed(e, r);
-        return;
+        return 1;
     }
     handed(e, s);
+    return 1;
 }
 
 static void try_next_addr(mw__ep_t *e) {

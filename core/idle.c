@@ -93,6 +93,7 @@ static void backoff(mw_idle_t *i) {
         return;
     }
     uint64_t ns = i->park_ns < i->min_park_ns ? i->min_park_ns : i->park_ns;
+    i->parks++;
     sleep_ns(ns);
     i->park_ns = ns > i->max_park_ns / 2 ? i->max_park_ns : ns * 2;
 }
@@ -101,7 +102,10 @@ void mw__idle_slow(mw_idle_t *i) {
     switch (i->kind) {
     case MW_IDLE_BUSY: mw_cpu_relax(); break;
     case MW_IDLE_YIELD: sched_yield(); break;
-    case MW_IDLE_SLEEP: sleep_ns(i->sleep_ns); break;
+    case MW_IDLE_SLEEP:
+        i->parks++;
+        sleep_ns(i->sleep_ns);
+        break;
     case MW_IDLE_BACKOFF: backoff(i); break;
     }
 }

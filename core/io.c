@@ -12,11 +12,13 @@
  * the lock. Only the post that makes the queue non-empty wakes the selector:
  * later ones are drained by the poll that wake causes.
  *
- * libevent: when the selector runs on an event_base, the base must drive
- * timers and posts even when the caller runs the loop. One libevent timer is
- * kept armed for the earliest due timer, and posts get their own eventfd
- * source whose callback runs them. Inside mw_io_poll those callbacks leave
- * the work to the poll, so a poll behaves the same on every backend.
+ * A loop the caller may run (the libevent backend: the caller's own
+ * event_base_dispatch) must drive timers and posts without mw_io_poll. For
+ * such a selector (mw_selector_has_loop_timers) one selector timer is kept
+ * armed for the earliest due timer, and posts get their own eventfd source
+ * whose callback runs them. Inside mw_io_poll those callbacks leave the work
+ * to the poll, so a poll behaves the same on every backend. Everything
+ * libevent-specific stays in selector_libevent.c.
  */
 #include "mw_io.h"
 
@@ -29,11 +31,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <event2/event.h>
-
 #define READY_BIT 0x80000000u
 #define MIN_TIMERS 16u
-/* Longest libevent timer we arm; a later due is reached by re-arming. */
+/* Longest loop timer we arm; a later due is reached by re-arming. */
 #define MAX_TEV_NS (3600 * MW_NS_PER_S)
 
 typedef struct post {
@@ -54,13 +54,13 @@ struct mw_io {
     post_t *post_head, *post_tail;
     atomic_bool post_pending;
 
-    /* libevent only */
-    struct event *tev;   /* fires at the earliest due */
-    uint64_t tev_due;    /* the due tev is armed for; MW_FOREVER: not armed */
+    /* selectors with loop timers (libevent) only */
+    bool loop;           /* the selector's loop drives timers and posts too */
+    mw_sel_src_t tsrc;   /* the loop timer: fires at the earliest due */
+    uint64_t tev_due;    /* the due tsrc is armed for; MW_FOREVER: not armed */
     int post_fd;         /* eventfd the post source waits on; -1 otherwise */
     mw_sel_src_t post_src;
     bool polling;        /* inside mw_io_poll's wait: leave timers and posts to it */
-    int own_fired;       /* post_src dispatches in that wait, not counted as work */
 
     atomic_bool brk;
     atomic_bool running;
@@ -135,15 +135,15 @@ static void sync_tev(mw_io_t *io) {
     if (due == io->tev_due) return;
     io->tev_due = due;
     if (due == MW_FOREVER) {
-        event_del(io->tev);
+        mw_selector_timer(&io->sel, &io->tsrc, -1);
         return;
     }
     uint64_t now = mw_clock_now(io->clock);
     uint64_t ns = due > now ? due - now : 0;
     if (ns > (uint64_t)MAX_TEV_NS) ns = MAX_TEV_NS;
-    uint64_t us = (ns + MW_NS_PER_US - 1) / MW_NS_PER_US;
-    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
-    event_add(io->tev, &tv);
+    /* A failed arm (out of memory at the first one) leaves the timers to
+     * the next mw_io_poll; nothing else can be done from here. */
+    if (mw_selector_timer(&io->sel, &io->tsrc, (int64_t)ns) < 0) io->tev_due = MW_FOREVER;
 }
 
 int mw_io_timer_at(mw_io_t *io, mw_io_timer_t *t, uint64_t due) {
@@ -159,7 +159,7 @@ int mw_io_timer_at(mw_io_t *io, mw_io_timer_t *t, uint64_t due) {
         io->heap[io->nheap++] = t;
         sift_up(io, io->nheap - 1);
     }
-    if (io->tev) sync_tev(io);
+    if (io->loop) sync_tev(io);
     return 0;
 }
 
@@ -171,7 +171,7 @@ void mw_io_timer_stop(mw_io_t *io, mw_io_timer_t *t) {
         return;
     }
     heap_remove(io, t->slot - 1);
-    if (io->tev) sync_tev(io);
+    if (io->loop) sync_tev(io);
 }
 
 static int run_timers(mw_io_t *io) {
@@ -193,29 +193,27 @@ static int run_timers(mw_io_t *io) {
         t->fn(t, t->ud);
         ran++;
     }
-    if (io->tev) sync_tev(io);
+    if (io->loop) sync_tev(io);
     return ran;
 }
 
-/* The libevent timer is one-shot: once fired it is no longer armed, even if
- * it fired a little early by our clock and nothing was due. Inside
- * mw_io_poll the poll runs the timers itself (and re-arms tev), so a poll
- * behaves the same on every backend. */
-/* A caller's libevent loop runs our callbacks without mw_io_poll: note its
- * thread as the owner here too. */
+/* A caller's loop runs our callbacks without mw_io_poll: note its thread as
+ * the owner here too. */
 static void note_owner(mw_io_t *io) {
     uintptr_t me = (uintptr_t)pthread_self();
     if (atomic_load_explicit(&io->owner, memory_order_relaxed) != me)
         atomic_store_explicit(&io->owner, me, memory_order_release);
 }
 
-static void tev_cb(evutil_socket_t fd, short what, void *arg) {
-    (void)fd;
-    (void)what;
-    mw_io_t *io = arg;
+/* The loop timer is one-shot: once fired it is no longer armed, even if it
+ * fired a little early by our clock and nothing was due. Inside mw_io_poll
+ * the poll runs the timers itself (and re-arms the loop timer). */
+static int tev_ready(mw_sel_src_t *src, int events) {
+    (void)events;
+    mw_io_t *io = src->ud;
     note_owner(io);
     io->tev_due = MW_FOREVER;
-    if (!io->polling) run_timers(io);
+    return io->polling ? 0 : run_timers(io);
 }
 
 /* ---- posts ----------------------------------------------------------------- */
@@ -237,15 +235,15 @@ static int run_posts(mw_io_t *io) {
     return n;
 }
 
-static void post_ready(mw_sel_src_t *src, int events) {
+/* Inside mw_io_poll the poll runs (and counts) the posts: no work here. */
+static int post_ready(mw_sel_src_t *src, int events) {
     (void)events;
     mw_io_t *io = src->ud;
     note_owner(io);
     uint64_t v;
     ssize_t r = read(io->post_fd, &v, sizeof v); /* EAGAIN: already drained */
     (void)r;
-    if (io->polling) io->own_fired++;
-    else run_posts(io);
+    return io->polling ? 0 : run_posts(io);
 }
 
 int mw_io_post(mw_io_t *io, void (*fn)(void *ud), void *ud) {
@@ -276,10 +274,9 @@ int mw_io_post(mw_io_t *io, void (*fn)(void *ud), void *ud) {
 
 void mw_io_opts_init(mw_io_opts_t *o) { memset(o, 0, sizeof *o); }
 
-static int libevent_hooks(mw_io_t *io, mw_err_t *err) {
-    struct event_base *base = mw_selector_event_base(&io->sel);
-    io->tev = evtimer_new(base, tev_cb, io);
-    if (!io->tev) return mw_err_set(err, MW_ENOMEM, "io: evtimer_new failed");
+static int loop_hooks(mw_io_t *io, mw_err_t *err) {
+    io->loop = true;
+    mw_sel_src_init(&io->tsrc, -1, 0, tev_ready, io);
     io->post_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (io->post_fd < 0) return mw_err_set_errno(err, errno, "io: eventfd");
     mw_sel_src_init(&io->post_src, io->post_fd, MW_WANT_READ, post_ready, io);
@@ -317,8 +314,8 @@ int mw_io_new(mw_io_t **out, const mw_io_opts_t *o, mw_err_t *err) {
         mw_err_set(err, rc, "io: out of memory");
     } else if ((rc = mw_selector_open(&io->sel, ops, o->base)) < 0) {
         mw_err_copy(err, &io->sel.err);
-    } else if (mw_selector_event_base(&io->sel)) {
-        rc = libevent_hooks(io, err);
+    } else if (mw_selector_has_loop_timers(&io->sel)) {
+        rc = loop_hooks(io, err);
     }
     if (rc < 0) {
         mw_io_free(io);
@@ -336,7 +333,7 @@ void mw_io_free(mw_io_t *io) {
         mw_selector_del(&io->sel, &io->post_src);
         close(io->post_fd);
     }
-    if (io->tev) event_free(io->tev);
+    if (io->loop) mw_selector_del(&io->sel, &io->tsrc);
     mw_selector_close(&io->sel);
     /* Timers still armed are forgotten; their owners may re-use them. */
     for (uint32_t i = 0; i < io->nheap; i++) io->heap[i]->slot = 0;
@@ -372,11 +369,9 @@ int mw_io_poll(mw_io_t *io, int64_t timeout_ns) {
     if (atomic_load_explicit(&io->post_pending, memory_order_relaxed)) timeout_ns = 0;
     else if (io->nheap && timeout_ns != 0) timeout_ns = until_timer(io, timeout_ns);
     io->polling = true;
-    io->own_fired = 0;
     int n = mw_selector_wait(&io->sel, timeout_ns);
     io->polling = false;
     if (n < 0) return n;
-    n -= io->own_fired;
     if (io->nheap) n += run_timers(io);
     if (atomic_load_explicit(&io->post_pending, memory_order_acquire)) n += run_posts(io);
     return n;

@@ -18,6 +18,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct mw_buf {
     uint8_t *base;
     size_t cap;
@@ -80,5 +84,9 @@ static inline int mw_buf_append(mw_buf_t *b, const void *p, size_t n) {
     b->wr += n;
     return 0;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -15,6 +15,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define MW_FOREVER UINT64_MAX
 #define MW_NS_PER_US 1000LL
 #define MW_NS_PER_MS 1000000LL
@@ -63,5 +67,9 @@ static inline int64_t mw_deadline_left(const mw_clock_t *c, uint64_t deadline) {
     uint64_t now = mw_clock_now(c);
     return now >= deadline ? 0 : (int64_t)(deadline - now);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -16,6 +16,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum {
     MW_OK = 0,
     MW_EAGAIN = -1,        /* not now: would block, need more bytes, tx full */
@@ -102,5 +106,9 @@ void mw_log_set(mw_log_fn fn, void *ud, int max_level);
 /* Internal: format and deliver only if a hook is set and level allows. */
 int mw__log_enabled(int level);
 void mw__logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -19,6 +19,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum mw_frame_kind {
     MW_FRAME_NONE = 0,
     MW_FRAME_U16BE,
@@ -81,5 +85,9 @@ ssize_t mw_frame_seal(const mw_framer_t *f, uint8_t *out, size_t plen);
  * MW_EINVAL as for mw_frame_seal. */
 ssize_t mw_frame_encode(const mw_framer_t *f, const void *payload, size_t plen,
                         uint8_t *out, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

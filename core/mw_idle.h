@@ -16,6 +16,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum mw_idle_kind { MW_IDLE_BUSY, MW_IDLE_YIELD, MW_IDLE_SLEEP, MW_IDLE_BACKOFF } mw_idle_kind_t;
 
 typedef struct mw_idle {
@@ -25,6 +29,9 @@ typedef struct mw_idle {
     /* state */
     uint32_t spins, yields;
     uint64_t park_ns;
+    /* statistic: sleeps taken (SLEEP steps and BACKOFF parks) since init;
+     * work does not reset it */
+    uint64_t parks;
 } mw_idle_t;
 
 void mw_idle_init_busy(mw_idle_t *i);
@@ -62,5 +69,9 @@ static inline void mw_idle(mw_idle_t *i, int work) {
 }
 
 static inline void mw_idle_reset(mw_idle_t *i) { mw_idle(i, 1); }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

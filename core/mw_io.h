@@ -29,6 +29,10 @@
 #include "mw_idle.h"
 #include "mw_selector.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct mw_io mw_io_t;
 
 typedef struct mw_io_opts {
@@ -89,8 +93,11 @@ int mw_io_post(mw_io_t *io, void (*fn)(void *ud), void *ud);
 
 /* One poll: waits up to timeout_ns (0 never blocks, < 0 no limit, shortened
  * to the next timer), dispatches ready sources, runs due timers and posted
- * functions. Returns the work done (sources + timers + posts, >= 0) or an
- * MW_E* error from the selector. */
+ * functions. Returns the work done (>= 0): what the ready callbacks reported
+ * (see mw_sel_ready_fn: progress, not readiness) plus the timers fired and
+ * the posted functions run; or an MW_E* error from the selector. A poll
+ * over quiet sources returns 0 on every backend, so mw_io_run_spin's idle
+ * strategy backs off. */
 int mw_io_poll(mw_io_t *io, int64_t timeout_ns);
 
 /* Runs until mw_io_break/mw_io_stop: blocking waits (event/blocking mode).
@@ -111,5 +118,9 @@ int mw_io_start(mw_io_t *io, const mw_idle_t *idle);
 void mw_io_stop(mw_io_t *io);
 /* True when called on the io's thread (or no thread started and not running). */
 bool mw_io_in_thread(const mw_io_t *io);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

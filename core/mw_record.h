@@ -32,6 +32,10 @@
 #include "mw_err.h"
 #include "mw_stream.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define MW_RECORD_MAX_CHUNK (16u * 1024 * 1024)
 
 /* Wraps inner (ownership passes, also on failure); creates/truncates path.
@@ -54,5 +58,9 @@ uint64_t mw_replay_last_ts(const mw_stream_t *s);
 uint64_t mw_replay_start_wall_ns(const mw_stream_t *s);
 const char *mw_replay_label(const mw_stream_t *s);
 uint64_t mw_replay_bytes_discarded(const mw_stream_t *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -21,6 +21,10 @@
 
 #include "mw_io.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define MW_RESOLVE_PUMP_NS (1000000LL) /* 1 ms */
 #define MW_RESOLVE_MAX_ADDRS 8
 
@@ -48,5 +52,9 @@ void mw_resolve_cancel(mw_resolve_req_t *req);
 /* Releases the io's resolver (call before mw_io_free if resolve was used;
  * mw_io_free does not know about it). Pending requests are cancelled. */
 void mw_resolve_shutdown(mw_io_t *io);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

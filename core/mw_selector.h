@@ -13,22 +13,35 @@
  * and direct; libevent allocates its event at add time). The selector calls
  * src->fn(src, events) for each ready source from inside wait().
  *
+ * Work counts mean progress. A ready callback returns the work it did: 0 when
+ * nothing moved (the read or write would have blocked, as it usually does
+ * over the direct backend), else a positive count (messages delivered, or 1
+ * for bytes moved, a connection accepted, a handshake step, a close). wait()
+ * returns the sum, so an idle strategy fed with it backs off when sources are
+ * registered but quiet, whatever the backend.
+ *
  * Thread rules: one thread owns a selector; only `wake` may be called from
  * other threads.
  */
 #ifndef MW_SELECTOR_H
 #define MW_SELECTOR_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "mw_err.h"
 #include "mw_stream.h" /* MW_WANT_READ / MW_WANT_WRITE */
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct event_base;
 
 typedef struct mw_sel_src mw_sel_src_t;
-typedef void (*mw_sel_ready_fn)(mw_sel_src_t *src, int events);
+/* Returns the work done, >= 0 (see above). */
+typedef int (*mw_sel_ready_fn)(mw_sel_src_t *src, int events);
 
 struct mw_sel_src {
     int fd;            /* -1 allowed for the direct backend only */
@@ -60,13 +73,24 @@ typedef struct mw_selector_ops {
     int (*mod)(mw_selector_t *s, mw_sel_src_t *src, int events);
     int (*del)(mw_selector_t *s, mw_sel_src_t *src);
     /* Waits up to timeout_ns (0: don't block; < 0: no limit) and dispatches.
-     * Returns the number of sources dispatched (>= 0) or an MW_E* error.
+     * Returns the work the dispatched callbacks reported (their sum, >= 0)
+     * or an MW_E* error.
      * Returns early (possibly 0) after wake(). epoll waits with ns precision
      * where the kernel has epoll_pwait2 (else rounded up to ms), libevent
      * with us precision. direct never blocks, whatever the timeout. */
     int (*wait)(mw_selector_t *s, int64_t timeout_ns);
     /* Thread-safe: makes a blocked or next wait() return. */
     void (*wake)(mw_selector_t *s);
+    /* Optional: NULL for backends whose sources only wait() dispatches
+     * (epoll, direct). A backend whose loop the caller may run themselves
+     * (libevent: event_base_dispatch on the caller's base) gives one-shot
+     * timers on that loop, so the owner of timers (the io) is driven by it
+     * too: arms src (fd -1, never passed to add) to call src->fn(src, 0)
+     * from the loop after delay_ns (rounded up to the backend's precision);
+     * arming again moves it; delay_ns < 0 disarms. The first arm allocates
+     * (MW_ENOMEM / MW_ESYS, text in err); del(src) frees it, and close
+     * forgets it like any source. */
+    int (*timer)(mw_selector_t *s, mw_sel_src_t *src, int64_t delay_ns);
 } mw_selector_ops_t;
 
 struct mw_selector {
@@ -100,14 +124,27 @@ static inline void mw_sel_src_init(mw_sel_src_t *src, int fd, int events,
     src->next = src->prev = NULL;
     src->added = false;
 }
+/* Backends sum the callbacks' work as unsigned (one add per dispatch on the
+ * hot path) and return it through this, which saturates at INT_MAX. */
+static inline int mw__sel_work(unsigned sum) { return sum > INT_MAX ? INT_MAX : (int)sum; }
+
 static inline int mw_selector_add(mw_selector_t *s, mw_sel_src_t *src) { return s->ops->add(s, src); }
 static inline int mw_selector_mod(mw_selector_t *s, mw_sel_src_t *src, int ev) { return s->ops->mod(s, src, ev); }
 static inline int mw_selector_del(mw_selector_t *s, mw_sel_src_t *src) { return s->ops->del(s, src); }
 static inline int mw_selector_wait(mw_selector_t *s, int64_t t) { return s->ops->wait(s, t); }
 static inline void mw_selector_wake(mw_selector_t *s) { s->ops->wake(s); }
+/* True if the backend's loop may be run by the caller (see ops->timer). */
+static inline bool mw_selector_has_loop_timers(const mw_selector_t *s) { return s->ops->timer != NULL; }
+static inline int mw_selector_timer(mw_selector_t *s, mw_sel_src_t *src, int64_t delay_ns) {
+    return s->ops->timer(s, src, delay_ns);
+}
 
 /* libevent backend: the event_base in use (NULL for other backends, or a
  * selector not open). Defined in selector_libevent.c. */
 struct event_base *mw_selector_event_base(const mw_selector_t *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

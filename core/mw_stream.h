@@ -35,6 +35,10 @@
 
 #include "mw_err.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum { MW_WANT_READ = 1, MW_WANT_WRITE = 2 };
 
 /* Message flags (mw_stream_writemsgs / mw_stream_readmsg). */
@@ -190,5 +194,9 @@ int mw_stream_wait(const mw_stream_t *s, int events, int64_t timeout_ns);
  * bytes already written are drained, and write MW_ECLOSED. Thread-safe for
  * one reader and one writer on each end. fd() is -1. Allocates at creation. */
 int mw_pair_new(mw_stream_t **a, mw_stream_t **b, size_t cap, size_t max_chunk);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -18,6 +18,10 @@
 #include "mw_err.h"
 #include "mw_stream.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct mw_tcp_opts {
     bool nodelay;           /* TCP_NODELAY; default true */
     bool blocking;          /* blocking socket; default false */
@@ -109,5 +113,9 @@ typedef struct mw_url {
  * tls; ws/wss default to 80/443. Returns 0 or MW_EINVAL with text in err. */
 int mw_url_parse(const char *url, mw_url_t *out, mw_err_t *err);
 const char *mw_scheme_name(mw_scheme_t s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -37,6 +37,10 @@
 #include "mw_err.h"
 #include "mw_stream.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct mw_tls_ctx mw_tls_ctx_t;
 
 typedef struct mw_tls_opts {
@@ -69,5 +73,9 @@ int mw_tls_handshake(mw_stream_t *s);
 void mw_tls_shutdown(mw_stream_t *s);
 
 bool mw_is_tls(const mw_stream_t *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -22,6 +22,10 @@
 #include "mw_tls.h"
 #include "mw_ws.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The strings these options point to are used again at every connect or
  * accept (not copied): keep them alive as long as the Clt or Svc. A
  * record_path containing "%u" gets the connect number (1, 2, ...) there,
@@ -106,5 +110,9 @@ void mw_transport_shutdown(mw_stream_t *s);
 static inline int mw_transport_step(mw_stream_t *s) {
     return mw_stream_handshake(s);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

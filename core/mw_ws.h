@@ -56,6 +56,10 @@
 #include "mw_err.h"
 #include "mw_stream.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum {
     MW_WS_CONT = 0x0, MW_WS_TEXT = 0x1, MW_WS_BINARY = 0x2,
     MW_WS_CLOSE = 0x8, MW_WS_PING = 0x9, MW_WS_PONG = 0xA
@@ -158,5 +162,9 @@ uint64_t mw_ws_pongs(const mw_stream_t *s);
 const char *mw_ws_subprotocol(const mw_stream_t *s);
 const char *mw_ws_path(const mw_stream_t *s);
 bool mw_is_ws(const mw_stream_t *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -3,6 +3,8 @@
  * Sources sit on a doubly linked list through their own links; wait() calls
  * every source that wants something with the events it wants, and the owner
  * simply tries its read or write (getting MW_EAGAIN if nothing is there).
+ * Calling a source is not work: wait() returns only what the callbacks
+ * report they did, so a quiet source costs one try and counts 0.
  * fd may be -1, which is what lets in-process streams be polled.
  *
  * wait() never blocks, whatever the timeout: a blocking wait would need a
@@ -74,16 +76,15 @@ static int d_del(mw_selector_t *s, mw_sel_src_t *src) {
 static int d_wait(mw_selector_t *s, int64_t timeout_ns) {
     (void)timeout_ns;
     direct_t *d = s->impl;
-    int done = 0;
+    unsigned done = 0;
     d->cursor = d->head;
     while (d->cursor) {
         mw_sel_src_t *src = d->cursor;
         d->cursor = src->next;
         if (!src->events) continue;
-        src->fn(src, src->events);
-        done++;
+        done += (unsigned)src->fn(src, src->events);
     }
-    return done;
+    return mw__sel_work(done);
 }
 
 static void d_wake(mw_selector_t *s) { (void)s; }

@@ -151,7 +151,7 @@ static int ep_wait(mw_selector_t *s, int64_t timeout_ns) {
         if (errno == EINTR) return 0;
         return mw_err_set_errno(&s->err, errno, "epoll_wait");
     }
-    int done = 0;
+    unsigned done = 0;
     ep->n = n;
     for (ep->pos = 0; ep->pos < ep->n;) {
         struct epoll_event *e = &ep->evs[ep->pos++];
@@ -161,11 +161,10 @@ static int ep_wait(mw_selector_t *s, int64_t timeout_ns) {
             drain(ep->wakefd);
             continue;
         }
-        src->fn(src, from_epoll(e->events));
-        done++;
+        done += (unsigned)src->fn(src, from_epoll(e->events));
     }
     ep->pos = ep->n = 0;
-    return done;
+    return mw__sel_work(done);
 }
 
 static void ep_wake(mw_selector_t *s) {

@@ -33,10 +33,11 @@ typedef struct le {
     mw_sel_src_t *head;   /* added sources */
 } le_t;
 
-/* Callbacks counted on the thread running the loop: wait() returns the
- * difference. The callback has only the source at hand, not the selector,
- * and a base runs its callbacks on the thread that runs its loop. */
-static _Thread_local unsigned fired;
+/* Work reported by callbacks, summed on the thread running the loop: wait()
+ * returns the difference. The callback has only the source at hand, not the
+ * selector, and a base runs its callbacks on the thread that runs its loop.
+ * Unsigned, so the sum may wrap while a caller's loop runs without wait(). */
+static _Thread_local unsigned work_sum;
 
 static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
 static int threads_rc;
@@ -56,8 +57,14 @@ static void src_cb(evutil_socket_t fd, short what, void *arg) {
     int ev = 0;
     if (what & EV_READ) ev |= MW_WANT_READ;
     if (what & EV_WRITE) ev |= MW_WANT_WRITE;
-    fired++;
-    src->fn(src, ev);
+    work_sum += (unsigned)src->fn(src, ev);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    mw_sel_src_t *src = arg;
+    work_sum += (unsigned)src->fn(src, 0);
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg) {
@@ -120,6 +127,14 @@ static int le_open(mw_selector_t *s, struct event_base *base) {
     return 0;
 }
 
+static void link_src(le_t *le, mw_sel_src_t *src) {
+    src->prev = NULL;
+    src->next = le->head;
+    if (le->head) le->head->prev = src;
+    le->head = src;
+    src->added = true;
+}
+
 static void unlink_src(le_t *le, mw_sel_src_t *src) {
     if (src->prev) src->prev->next = src->next;
     else le->head = src->next;
@@ -148,11 +163,7 @@ static int le_add(mw_selector_t *s, mw_sel_src_t *src) {
         return mw_err_set(&s->err, MW_ESYS, "libevent add fd %d: event_add failed", src->fd);
     }
     src->bk = ev;
-    src->prev = NULL;
-    src->next = le->head;
-    if (le->head) le->head->prev = src;
-    le->head = src;
-    src->added = true;
+    link_src(le, src);
     return 0;
 }
 
@@ -184,8 +195,11 @@ static int le_del(mw_selector_t *s, mw_sel_src_t *src) {
 
 static int le_wait(mw_selector_t *s, int64_t timeout_ns) {
     le_t *le = s->impl;
-    unsigned before = fired;
-    int flags = timeout_ns == 0 ? EVLOOP_NONBLOCK : EVLOOP_ONCE;
+    unsigned before = work_sum;
+    /* EVLOOP_ONCE also with NONBLOCK: alone, NONBLOCK loops for as long as
+     * callbacks keep becoming active, so one source that stays ready (a
+     * writable socket its owner has nothing for) would never let it return. */
+    int flags = timeout_ns == 0 ? EVLOOP_NONBLOCK | EVLOOP_ONCE : EVLOOP_ONCE;
     if (timeout_ns > 0) {
         int64_t us = (timeout_ns + MW_NS_PER_US - 1) / MW_NS_PER_US;
         struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
@@ -194,7 +208,27 @@ static int le_wait(mw_selector_t *s, int64_t timeout_ns) {
     int rc = event_base_loop(le->base, flags);
     if (timeout_ns > 0) event_del(le->tmo_ev);
     if (rc < 0) return mw_err_set(&s->err, MW_ESYS, "event_base_loop failed");
-    return (int)(fired - before);
+    return mw__sel_work(work_sum - before);
+}
+
+/* A timer source is kept on the source list like the others, so del and
+ * close free its event the same way. */
+static int le_timer(mw_selector_t *s, mw_sel_src_t *src, int64_t delay_ns) {
+    le_t *le = s->impl;
+    if (!src->added) {
+        if (delay_ns < 0) return 0;
+        src->bk = evtimer_new(le->base, timer_cb, src);
+        if (!src->bk) return mw_err_set(&s->err, MW_ENOMEM, "libevent timer: evtimer_new failed");
+        link_src(le, src);
+    }
+    if (delay_ns < 0) {
+        event_del(src->bk);
+        return 0;
+    }
+    int64_t us = (delay_ns + MW_NS_PER_US - 1) / MW_NS_PER_US;
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+    if (event_add(src->bk, &tv) < 0) return mw_err_set(&s->err, MW_ESYS, "libevent timer: event_add failed");
+    return 0;
 }
 
 static void le_wake(mw_selector_t *s) {
@@ -218,4 +252,5 @@ const mw_selector_ops_t mw_selector_libevent = {
     .del = le_del,
     .wait = le_wait,
     .wake = le_wake,
+    .timer = le_timer,
 };

@@ -273,11 +273,12 @@ static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const v
 
 /* ---- stopping ------------------------------------------------------------------ */
 
-static void on_signal(mw_sel_src_t *src, int events) {
+static int on_signal(mw_sel_src_t *src, int events) {
     (void)events;
     exchange_t *x = src->ud;
     struct signalfd_siginfo si;
     while (read(x->sig_fd, &si, sizeof si) == (ssize_t)sizeof si) x->done = true;
+    return 1;
 }
 
 static void on_stop(mw_io_timer_t *t, void *ud) {

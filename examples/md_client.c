@@ -286,11 +286,12 @@ static void on_stop(mw_io_timer_t *t, void *ud) {
     a->done = true;
 }
 
-static void on_signal(mw_sel_src_t *src, int events) {
+static int on_signal(mw_sel_src_t *src, int events) {
     (void)events;
     app_t *a = src->ud;
     struct signalfd_siginfo si;
     while (read(a->sig_fd, &si, sizeof si) == (ssize_t)sizeof si) a->done = true;
+    return 1;
 }
 
 /* SIGINT / SIGTERM arrive as readable bytes on a signalfd the io watches. */

@@ -178,7 +178,7 @@ static void conn_pump(conn_t *c) {
     conn_arm(c, ws_echo_events(&c->echo, c->s));
 }
 
-static void on_conn(mw_sel_src_t *src, int events) {
+static int on_conn(mw_sel_src_t *src, int events) {
     (void)events;
     conn_t *c = src->ud;
     switch (c->state) {
@@ -187,6 +187,7 @@ static void on_conn(mw_sel_src_t *src, int events) {
     case C_FLUSH: conn_flush(c); break;
     default: conn_drain(c); break;
     }
+    return 1; /* epoll only: a dispatch means the socket was ready */
 }
 
 static int conn_add(server_t *sv, mw_stream_t *tcp) {
@@ -223,19 +224,19 @@ static int conn_add(server_t *sv, mw_stream_t *tcp) {
     return 0;
 }
 
-static void on_listener(mw_sel_src_t *src, int events) {
+static int on_listener(mw_sel_src_t *src, int events) {
     (void)events;
     server_t *sv = src->ud;
     for (;;) {
         mw_stream_t *tcp;
         mw_err_t err;
         int r = mw_listener_accept(sv->lis, &tcp, &err);
-        if (r == MW_EAGAIN) return;
+        if (r == MW_EAGAIN) return 1;
         if (r < 0) {
             fprintf(stderr, "ws_echo: accept: %s\n", mw_err_text(&err));
             mw_io_mod(sv->io, &sv->lis_src, 0); /* e.g. EMFILE: rest, then retry */
             mw_io_timer_after(sv->io, &sv->accept_timer, ACCEPT_PAUSE_NS);
-            return;
+            return 1;
         }
         conn_add(sv, tcp);
     }
@@ -279,7 +280,7 @@ static void begin_stop(server_t *sv) {
     }
 }
 
-static void on_signal(mw_sel_src_t *src, int events) {
+static int on_signal(mw_sel_src_t *src, int events) {
     (void)events;
     server_t *sv = src->ud;
     struct signalfd_siginfo si;
@@ -287,6 +288,7 @@ static void on_signal(mw_sel_src_t *src, int events) {
         if (++sv->signals == 1) begin_stop(sv);
         else free_all(sv);
     }
+    return 1;
 }
 
 static int signals_open(server_t *sv) {

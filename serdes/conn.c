@@ -34,13 +34,15 @@ void mw_conn_opts_init(mw_conn_opts_t *o) {
     o->tx_buf = 256 * 1024;
 }
 
+/* The lock is a plain bool in the public struct (no <stdatomic.h> there, so
+ * the header compiles as C++), taken with the compiler's atomic builtins. */
 static void tx_lock(mw_conn_t *c) {
     if (!(c->flags & MW_CONN_TX_LOCK)) return;
-    while (atomic_flag_test_and_set_explicit(&c->tx_lock, memory_order_acquire)) mw_cpu_relax();
+    while (__atomic_test_and_set(&c->tx_lock, __ATOMIC_ACQUIRE)) mw_cpu_relax();
 }
 
 static void tx_unlock(mw_conn_t *c) {
-    if (c->flags & MW_CONN_TX_LOCK) atomic_flag_clear_explicit(&c->tx_lock, memory_order_release);
+    if (c->flags & MW_CONN_TX_LOCK) __atomic_clear(&c->tx_lock, __ATOMIC_RELEASE);
 }
 
 /* Configures one side's serdes and framer; the old serdes is released only
@@ -80,8 +82,7 @@ int mw_conn_init(mw_conn_t *c, mw_stream_t *stream, const mw_protocol_t *p,
         mw_conn_opts_init(&def);
         o = &def;
     }
-    memset(c, 0, sizeof *c);
-    atomic_flag_clear(&c->tx_lock);
+    memset(c, 0, sizeof *c); /* tx_lock free */
     c->stream = stream;
     c->proto = p;
     c->flags = o->flags;

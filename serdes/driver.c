@@ -8,7 +8,7 @@
 /* Reads per pass while a decorator (TLS, WebSocket) still holds input. */
 #define PASS_READS 16
 
-static void on_ready(mw_sel_src_t *src, int events);
+static int on_ready(mw_sel_src_t *src, int events);
 static void finish(mw__drv_t *d);
 
 /* ---- interest ------------------------------------------------------------------ */
@@ -186,6 +186,7 @@ static int read_pass(mw__drv_t *d) {
         ssize_t n = mw_conn_pump(d->conn, deliver, d, PASS_READS, &more);
         d->in_cb = false;
         note_input(d, n);
+        if (n != 0) d->work++; /* bytes in, or the end of the connection */
         if (n < 0) return (int)n;
         if (more) again_soon(d); /* the read budget ran out with input left inside */
         return 0;
@@ -196,6 +197,7 @@ static int read_pass(mw__drv_t *d) {
         if (n <= 0 || !d->held) break;
     }
     if (d->held) again_soon(d);
+    if (n > 0 || d->rx_done) d->work++;
     if ((n > 0 || d->rx_done) && d->cfg->on_input) {
         d->in_cb = true;
         d->cfg->on_input(d);
@@ -208,6 +210,7 @@ static void step_up(mw__drv_t *d) {
     int r = 0;
     if (mw_conn_tx_pending(d->conn)) {
         r = mw_conn_flush(d->conn);
+        if (r != MW_EAGAIN) d->work++; /* all written (or the write failed) */
         if (r == MW_EAGAIN) r = 0;
         check_drain(d);
         if (after_cb(d)) return;
@@ -241,6 +244,7 @@ static void became_up(mw__drv_t *d) {
 
 static void step_handshake(mw__drv_t *d) {
     mw_stream_t *s = d->conn->stream;
+    d->work++; /* a handshake in progress is not idle time */
     int r, want = 0;
     /* want() == 0 after MW_EAGAIN means "call again now" (a layer finished
      * and the next one can start); bounded in case a layer misbehaves. */
@@ -275,6 +279,7 @@ static void on_linger(mw_io_timer_t *t, void *ud) {
  * the peer's kernel drop the replies it has not read yet. */
 static void linger_step(mw__drv_t *d) {
     mw_conn_t *c = d->conn;
+    d->work++;
     int r = mw_conn_flush(c);
     if (r == 0 && (mw_stream_want(c->stream) & MW_WANT_WRITE)) {
         /* output the stream made itself: an HTTP error answer, a TLS alert */
@@ -373,15 +378,19 @@ static void on_more(mw_io_timer_t *t, void *ud) {
 
 /* ---- readiness -------------------------------------------------------------------- */
 
-static void on_ready(mw_sel_src_t *src, int events) {
+/* Work: > 0 when bytes moved, a handshake stepped, or the connection ended;
+ * 0 for a quiet source (so idle strategies may back off). */
+static int on_ready(mw_sel_src_t *src, int events) {
     (void)events;
     mw__drv_t *d = src->ud;
+    d->work = 0;
     switch (d->state) {
     case MW__DRV_HANDSHAKE: step_handshake(d); break;
     case MW__DRV_UP: step_up(d); break;
     case MW__DRV_LINGER: linger_step(d); break;
     default: break;
     }
+    return (int)d->work;
 }
 
 /* ---- attach / detach ---------------------------------------------------------------- */

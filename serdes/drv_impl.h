@@ -69,6 +69,7 @@ struct mw__drv {
     uint64_t last_rx_ns;
     int state;                /* MW__DRV_* */
     int close_reason;         /* deferred close */
+    unsigned work;            /* progress in the current readiness callback */
     bool in_cb, close_pending, close_graceful;
     bool paused;              /* reads paused by the user */
     bool rx_done;             /* pull: the read side ended; the owner drains the buffer */

@@ -34,7 +34,6 @@
 #ifndef MW_CONN_H
 #define MW_CONN_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -43,6 +42,10 @@
 #include "mw_frame.h"
 #include "mw_serdes.h"
 #include "mw_stream.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 
 enum { MW_DIR_TX = 1, MW_DIR_RX = 2, MW_DIR_BOTH = 3 };
@@ -94,7 +97,7 @@ typedef struct mw_conn {
     bool rx_eof;        /* the peer closed (or a read failed); buffered frames may remain */
     int rx_io_err;      /* the read failure, reported once the buffered frames are out */
     uint8_t rx_where;   /* mw_close_where_t of rx.failed: where the rx error arose */
-    atomic_flag tx_lock;
+    bool tx_lock;       /* MW_CONN_TX_LOCK's spin lock: conn.c only, with __atomic builtins */
     bool tx_claimed;    /* between a successful claim and its commit */
     size_t tx_claim_max;
 } mw_conn_t;
@@ -204,5 +207,9 @@ const char *mw_conn_last_error(const mw_conn_t *c);
  * 1001. Best effort, nothing for other transports. The caller then closes
  * the stream. */
 void mw_conn_close_transport(mw_conn_t *c, int reason, const char *why, bool going_away);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -51,6 +51,10 @@
 #include <string.h>
 #include <sys/types.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum mw_fkind {
     MW_FK_I8, MW_FK_I16, MW_FK_I32, MW_FK_I64,
     MW_FK_U8, MW_FK_U16, MW_FK_U32, MW_FK_U64,
@@ -169,13 +173,24 @@ const char *mw_fkind_name(int kind);
 #define MW__PK_BYTES(n, len) 1 &&
 #define MW__PK_ENUM(n, count) 0 &&
 #define MW__PK(kind, ...) MW__PK_##kind(__VA_ARGS__)
-#define MW__SAMEOFF(kind, n, ...) (offsetof(mw__self_t, n) == offsetof(mw__packed_t, n)) &&
+/* The field name is the first variadic argument: a (kind, n, ...) parameter
+ * list would leave "..." empty for fields without a size, which ISO C before
+ * C23 rejects (-pedantic). */
+#define MW__SAMEOFF(kind, ...) MW__SAMEOFF_(__VA_ARGS__, 0)
+#define MW__SAMEOFF_(n, ...) (offsetof(mw__self_t, n) == offsetof(mw__packed_t, n)) &&
 
-/* MW_MESSAGE(name, tag, FIELDS): see the top of this file. */
+#ifdef __cplusplus
+#define MW__STATIC_ASSERT static_assert
+#else
+#define MW__STATIC_ASSERT _Static_assert
+#endif
+
+/* MW_MESSAGE(name, tag, FIELDS): see the top of this file. MW_MESSAGE and
+ * MW_PROTOCOL also compile as C++; MW_SCHEMA_OF needs C11 (_Generic). */
 #define MW_MESSAGE(name, tag_, FIELDS)                                                  \
     typedef struct name { FIELDS(MW__ST) } name##_t;                                    \
     enum { name##_TAG = (tag_), name##_FIXED_SIZE = 2 + FIELDS(MW__WS) 0 };             \
-    _Static_assert((tag_) >= 1 && (tag_) <= 65535, #name ": tag must be 1..65535");     \
+    MW__STATIC_ASSERT((tag_) >= 1 && (tag_) <= 65535, #name ": tag must be 1..65535");  \
     static inline const mw_schema_t *name##_schema(void) {                              \
         typedef struct name mw__self_t;                                                 \
         typedef struct __attribute__((packed)) { FIELDS(MW__ST) } mw__packed_t;         \
@@ -223,6 +238,10 @@ const char *mw_fkind_name(int kind);
 /* MW_SCHEMA_OF(ptr, MSGS): the schema for *ptr chosen by its static type. */
 #define MW__GEN(m) , m##_t * : m##_schema, const m##_t * : m##_schema
 #define MW_SCHEMA_OF(ptr, MSGS) (_Generic((ptr) MSGS(MW__GEN))())
+
+#ifdef __cplusplus
+}
+#endif
 
 /* The typed encoders call mw_serdes_encode: make it visible wherever a
  * schema is declared. */

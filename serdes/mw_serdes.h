@@ -57,6 +57,10 @@
 #include "mw_frame.h"
 #include "mw_schema.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct mw_serdes mw_serdes_t;
 
 enum {
@@ -158,5 +162,9 @@ static inline size_t mw_chars_len(const mw_field_t *f, const void *msg) {
     const void *z = memchr(p, 0, f->size);
     return z ? (size_t)((const char *)z - p) : f->size;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

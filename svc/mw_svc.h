@@ -42,6 +42,10 @@
 #include "mw_tcp.h"
 #include "mw_transport.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct mw_svc mw_svc_t;
 typedef uint64_t mw_conn_id_t;
 #define MW_CONN_ID_NONE ((mw_conn_id_t)0)
@@ -175,5 +179,9 @@ void mw_svc_close(mw_svc_t *s);
 void mw_svc_free(mw_svc_t *s);
 
 #define MW_SVC_SEND_TO(svc, id, msgp, MSGS) mw_svc_send_to((svc), (id), MW_SCHEMA_OF((msgp), MSGS), (msgp))
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -385,11 +385,13 @@ static void accept_backoff(mw_svc_t *s, int r) {
     mw_io_timer_after(s->io, &s->t_accept, ACCEPT_BACKOFF_NS);
 }
 
-static void on_listener(mw_sel_src_t *src, int events) {
+/* Work: the connections accepted. */
+static int on_listener(mw_sel_src_t *src, int events) {
     (void)events;
     mw_svc_t *s = src->ud;
-    if (s->o.mode == MW_MODE_SPIN && !listener_ready(s)) return;
-    for (int i = 0; i < ACCEPT_BUDGET; i++) {
+    if (s->o.mode == MW_MODE_SPIN && !listener_ready(s)) return 0;
+    int n = 0;
+    while (n < ACCEPT_BUDGET) {
         mw_stream_t *st;
         int r = mw_listener_accept(s->lis, &st, &s->err);
         if (r == MW_EAGAIN) break;
@@ -399,7 +401,9 @@ static void on_listener(mw_sel_src_t *src, int events) {
         }
         s->accept_trouble = false;
         accept_one(s, st);
+        n++;
     }
+    return n;
 }
 
 static void on_accept_again(mw_io_timer_t *t, void *ud) {

@@ -89,6 +89,25 @@ static void test_idle_backoff_resets_on_work(void **state) {
     assert_int_equal(i.spins, 0);
     assert_int_equal(i.yields, 0);
     assert_int_equal(i.park_ns, 1000);
+    assert_int_equal(i.parks, 3); /* a statistic: work does not reset it */
+}
+
+static void test_idle_parks_counts_sleeps_only(void **state) {
+    (void)state;
+    mw_idle_t i;
+    mw_idle_init_backoff(&i, 2, 1, 1000, 1000);
+    assert_int_equal(i.parks, 0);
+    for (int k = 0; k < 3; k++) mw_idle(&i, 0); /* spin, spin, yield */
+    assert_int_equal(i.parks, 0);
+    mw_idle(&i, 0);
+    assert_int_equal(i.parks, 1);
+    mw_idle_init_sleep(&i, 1000);
+    mw_idle(&i, 0);
+    mw_idle(&i, 0);
+    assert_int_equal(i.parks, 2);
+    mw_idle_init_busy(&i);
+    mw_idle(&i, 0);
+    assert_int_equal(i.parks, 0);
 }
 
 static void test_idle_backoff_without_spins_or_yields_parks_at_once(void **state) {
@@ -161,6 +180,7 @@ int main(void) {
         cmocka_unit_test(test_idle_init_simple_kinds),
         cmocka_unit_test(test_idle_backoff_escalates_spin_yield_park),
         cmocka_unit_test(test_idle_backoff_resets_on_work),
+        cmocka_unit_test(test_idle_parks_counts_sleeps_only),
         cmocka_unit_test(test_idle_backoff_without_spins_or_yields_parks_at_once),
         cmocka_unit_test(test_idle_backoff_normalises_park_bounds),
         cmocka_unit_test(test_idle_parse_accepts_known_specs),

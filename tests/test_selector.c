@@ -46,11 +46,14 @@ static void drain(int fd) {
     while (read(fd, buf, sizeof buf) > 0) {}
 }
 
-static void on_ready(mw_sel_src_t *src, int events) {
+/* Reports one unit of work per call: these bodies count dispatches. What
+ * owners that report real progress get is in test_work.c. */
+static int on_ready(mw_sel_src_t *src, int events) {
     owner_t *o = src->ud;
     o->calls++;
     o->events = events;
     if (events & MW_WANT_READ) drain(o->fd);
+    return 1;
 }
 
 static void owner_init(owner_t *o, int events) {
@@ -219,7 +222,7 @@ static void free_owner(killer_t *k, int i) {
     k->own[i] = NULL;
 }
 
-static void on_kill(mw_sel_src_t *src, int events) {
+static int on_kill(mw_sel_src_t *src, int events) {
     (void)events;
     killer_t *k = &g_kill;
     owner_t *me = src->ud;
@@ -228,6 +231,7 @@ static void on_kill(mw_sel_src_t *src, int events) {
         if (!k->own[i]) continue;
         if ((k->own[i] == me) == k->kill_self) free_owner(k, i);
     }
+    return 1;
 }
 
 static void kill_round(const char *name, bool kill_self) {
@@ -282,9 +286,10 @@ static void test_selector_del_of_self_in_callback_is_safe(void **state) {
 static owner_t g_late;
 static mw_selector_t *g_sel;
 
-static void on_add_late(mw_sel_src_t *src, int events) {
+static int on_add_late(mw_sel_src_t *src, int events) {
     on_ready(src, events);
     if (!g_late.src.added) assert_int_equal(mw_selector_add(g_sel, &g_late.src), 0);
+    return 1;
 }
 
 static void test_selector_add_from_callback(void **state) {
@@ -329,6 +334,38 @@ static void test_selector_direct_polls_sources_without_fd(void **state) {
     for (size_t b = 0; b < 2; b++) {
         open_sel(&s, backends[b]);
         assert_int_equal(mw_selector_add(&s, &o.src), MW_EINVAL);
+        mw_selector_close(&s);
+    }
+}
+
+/* A source that stays ready (writable, nothing to write) and reports no
+ * work: a zero-timeout wait dispatches it once and returns 0. libevent's
+ * EVLOOP_NONBLOCK alone kept looping while callbacks stayed active; past
+ * 100 calls in one wait the callback breaks the loop so the test ends. */
+static int g_busy_calls;
+static int on_busy(mw_sel_src_t *src, int events) {
+    (void)events;
+    mw_selector_t *s = src->ud;
+    if (++g_busy_calls > 100 && mw_selector_event_base(s)) event_base_loopbreak(mw_selector_event_base(s));
+    return 0;
+}
+
+static void test_selector_zero_wait_returns_with_a_source_that_stays_ready(void **state) {
+    (void)state;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        mw_selector_t s;
+        owner_t o;
+        open_sel(&s, backends[b]);
+        owner_init(&o, MW_WANT_WRITE);
+        o.src.fn = on_busy;
+        o.src.ud = &s;
+        assert_int_equal(mw_selector_add(&s, &o.src), 0);
+        for (int i = 1; i <= 3; i++) {
+            g_busy_calls = 0;
+            assert_int_equal(mw_selector_wait(&s, 0), 0);
+            assert_int_equal(g_busy_calls, 1);
+        }
+        owner_fini(&s, &o);
         mw_selector_close(&s);
     }
 }
@@ -474,8 +511,60 @@ static void test_selector_libevent_on_callers_base(void **state) {
     close(forgotten.peer);
 }
 
+/* Loop timers (libevent only): a timer source fires from the caller's own
+ * loop, re-arming moves it, a negative delay disarms it, del frees it, and a
+ * timer still armed at close leaves the caller's base empty. */
+static int g_timer_fired;
+static int on_timer_src(mw_sel_src_t *src, int events) {
+    (void)src;
+    assert_int_equal(events, 0);
+    g_timer_fired++;
+    return 1;
+}
+
+static void test_selector_loop_timers_fire_from_the_callers_loop(void **state) {
+    (void)state;
+    mw_selector_t s;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        open_sel(&s, backends[b]);
+        assert_true(mw_selector_has_loop_timers(&s) == (s.ops == &mw_selector_libevent));
+        mw_selector_close(&s);
+    }
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    assert_int_equal(mw_selector_open(&s, &mw_selector_libevent, base), 0);
+    mw_sel_src_t t, left;
+    mw_sel_src_init(&t, -1, 0, on_timer_src, NULL);
+    mw_sel_src_init(&left, -1, 0, on_timer_src, NULL);
+    g_timer_fired = 0;
+    assert_int_equal(mw_selector_timer(&s, &t, -1), 0); /* disarming an unarmed timer: nothing */
+    assert_false(t.added);
+    assert_int_equal(mw_selector_timer(&s, &t, LONG_NS), 0);
+    assert_int_equal(mw_selector_timer(&s, &t, MW_NS_PER_MS), 0); /* moved earlier */
+    uint64_t dl = mw_now_ns() + (uint64_t)LONG_NS;
+    while (g_timer_fired == 0 && mw_now_ns() < dl) event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(g_timer_fired, 1);
+    /* One-shot; a disarmed timer does not fire, and wait() counts its work. */
+    assert_int_equal(mw_selector_timer(&s, &t, 0), 0);
+    assert_int_equal(mw_selector_timer(&s, &t, -1), 0);
+    assert_int_equal(mw_selector_wait(&s, 5 * MW_NS_PER_MS), 0);
+    assert_int_equal(g_timer_fired, 1);
+    assert_int_equal(mw_selector_timer(&s, &t, 0), 0);
+    assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+    assert_int_equal(g_timer_fired, 2);
+    assert_int_equal(mw_selector_del(&s, &t), 0);
+    assert_false(t.added);
+    assert_null(t.bk);
+    assert_int_equal(mw_selector_timer(&s, &left, LONG_NS), 0);
+    mw_selector_close(&s);
+    assert_false(left.added);
+    assert_int_equal(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 0);
+    event_base_free(base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_selector_loop_timers_fire_from_the_callers_loop),
         cmocka_unit_test(test_selector_find_and_open_checks),
         cmocka_unit_test(test_selector_read_readiness_dispatches),
         cmocka_unit_test(test_selector_write_readiness_dispatches),
@@ -486,6 +575,7 @@ int main(void) {
         cmocka_unit_test(test_selector_add_from_callback),
         cmocka_unit_test(test_selector_direct_polls_sources_without_fd),
         cmocka_unit_test(test_selector_peer_close_reports_readable),
+        cmocka_unit_test(test_selector_zero_wait_returns_with_a_source_that_stays_ready),
         cmocka_unit_test(test_selector_wait_timeout_is_respected),
         cmocka_unit_test(test_selector_wake_unblocks_wait_from_another_thread),
         cmocka_unit_test(test_selector_libevent_on_callers_base),
