@@ -164,16 +164,38 @@ static ssize_t fill(mw__drv_t *d) {
     return n;
 }
 
+/* A whole message arrived: the first-message clock (if any) stops, and
+ * the partial-message clock starts afresh. */
+static void got_msg(mw__drv_t *d) {
+    d->partial_since = 0;
+    if (!d->got_first) {
+        d->got_first = true;
+        if (d->cfg->first_msg_timeout_ns > 0) mw_io_timer_stop(d->io, &d->t_hs);
+    }
+}
+
+/* No whole message is buffered: if part of one is, it must complete within
+ * rx_timeout_ns (a peer that starts a message and stalls holds a slot). */
+static void check_partial(mw__drv_t *d) {
+    if (d->cfg->rx_timeout_ns <= 0 || !mw_conn_rx_buffered(d->conn) || d->partial_since) return;
+    d->partial_since = mw_io_now(d->io);
+    if (!mw_io_timer_armed(&d->t_rx)) mw_io_timer_after(d->io, &d->t_rx, d->cfg->rx_timeout_ns);
+}
+
 int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, bool read) {
     int r = mw_conn_next(d->conn, s, msg, cap);
-    if (r != MW_EAGAIN || d->rx_done || d->paused || d->state != MW__DRV_UP || !(read || d->held)) return r;
-    if (fill(d) == MW_EAGAIN) return r;
-    return mw_conn_next(d->conn, s, msg, cap); /* a message, or how it ended */
+    if (r == MW_EAGAIN && !d->rx_done && !d->paused && d->state == MW__DRV_UP && (read || d->held) &&
+        fill(d) != MW_EAGAIN)
+        r = mw_conn_next(d->conn, s, msg, cap); /* a message, or how it ended */
+    if (r == 0) got_msg(d);
+    else if (r == MW_EAGAIN) check_partial(d);
+    return r;
 }
 
 static bool deliver(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     (void)c;
     mw__drv_t *d = ud;
+    got_msg(d);
     return d->cfg->on_msg(d, s, msg) && !d->close_pending && !d->paused && d->state == MW__DRV_UP;
 }
 
@@ -189,6 +211,7 @@ static int read_pass(mw__drv_t *d) {
         if (n != 0) d->work++; /* bytes in, or the end of the connection */
         if (n < 0) return (int)n;
         if (more) again_soon(d); /* the read budget ran out with input left inside */
+        else if (!d->conn->rx_stopped) check_partial(d); /* everything whole was delivered */
         return 0;
     }
     ssize_t n = 0;
@@ -235,6 +258,8 @@ static void step_up(mw__drv_t *d) {
 static void became_up(mw__drv_t *d) {
     d->state = MW__DRV_UP;
     mw_io_timer_stop(d->io, &d->t_hs);
+    if (d->cfg->first_msg_timeout_ns > 0 && !d->got_first) /* the same timer, now for the first message */
+        mw_io_timer_at(d->io, &d->t_hs, d->started_at + (uint64_t)d->cfg->first_msg_timeout_ns);
     call_up(d);
     if (after_cb(d)) return;
     rearm(d);
@@ -335,6 +360,7 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
     mw_io_timer_stop(d->io, &d->t_idle);
     mw_io_timer_stop(d->io, &d->t_slow);
     mw_io_timer_stop(d->io, &d->t_more);
+    mw_io_timer_stop(d->io, &d->t_rx);
     bool was_up = d->state == MW__DRV_UP;
     d->state = MW__DRV_LINGER; /* no more messages either way */
     /* the WebSocket close frame, with the code that matches the reason */
@@ -353,8 +379,25 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
 static void on_hs_timeout(mw_io_timer_t *t, void *ud) {
     (void)t;
     mw__drv_t *d = ud;
-    mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "handshake not completed within %lld ms",
-               (long long)(d->cfg->handshake_timeout_ns / MW_NS_PER_MS));
+    if (d->state == MW__DRV_HANDSHAKE)
+        mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "handshake not completed within %lld ms",
+                   (long long)(d->cfg->handshake_timeout_ns / MW_NS_PER_MS));
+    else
+        mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "no message within %lld ms of connecting",
+                   (long long)(d->cfg->first_msg_timeout_ns / MW_NS_PER_MS));
+    mw__drv_close(d, MW_ETIMEDOUT, false);
+}
+
+static void on_rx_timeout(mw_io_timer_t *t, void *ud) {
+    mw__drv_t *d = ud;
+    if (!d->partial_since || d->state != MW__DRV_UP) return;
+    uint64_t due = d->partial_since + (uint64_t)d->cfg->rx_timeout_ns;
+    if (d->paused || mw_io_now(d->io) < due) { /* a paused reader's input is ours to wait for */
+        mw_io_timer_at(d->io, t, d->paused ? mw_io_now(d->io) + (uint64_t)d->cfg->rx_timeout_ns : due);
+        return;
+    }
+    mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "a message begun %lld ms ago is still incomplete (%zu bytes of it)",
+               (long long)(d->cfg->rx_timeout_ns / MW_NS_PER_MS), mw_buf_len(&d->conn->rx.buf));
     mw__drv_close(d, MW_ETIMEDOUT, false);
 }
 
@@ -409,6 +452,9 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
     mw_io_timer_init(&d->t_linger, on_linger, d);
     mw_io_timer_init(&d->t_slow, on_slow, d);
     mw_io_timer_init(&d->t_more, on_more, d);
+    mw_io_timer_init(&d->t_rx, on_rx_timeout, d);
+    d->partial_since = 0;
+    d->got_first = false;
     d->state = MW__DRV_HANDSHAKE;
     mw_sel_src_init(&d->src, mw_stream_fd(conn->stream), want_of(d), on_ready, d);
     int r = mw_io_add(io, &d->src);
@@ -416,7 +462,7 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
         d->state = MW__DRV_OFF;
         return r;
     }
-    d->last_rx_ns = mw_io_now(io);
+    d->last_rx_ns = d->started_at = mw_io_now(io);
     if (cfg->handshake_timeout_ns > 0) mw_io_timer_after(io, &d->t_hs, cfg->handshake_timeout_ns);
     if (cfg->idle_timeout_ns > 0) mw_io_timer_after(io, &d->t_idle, cfg->idle_timeout_ns);
     return 0;
@@ -443,5 +489,6 @@ void mw__drv_stop(mw__drv_t *d) {
     mw_io_timer_stop(d->io, &d->t_linger);
     mw_io_timer_stop(d->io, &d->t_slow);
     mw_io_timer_stop(d->io, &d->t_more);
+    mw_io_timer_stop(d->io, &d->t_rx);
     d->state = MW__DRV_OFF;
 }

@@ -51,6 +51,9 @@ typedef struct mw__drv_cfg {
      * then). Used for the cross-thread arm. Returns 0 or MW_ENOMEM. */
     int (*post)(mw__drv_t *d, void (*fn)(mw__drv_t *d));
     int64_t handshake_timeout_ns; /* 0: none */
+    int64_t first_msg_timeout_ns; /* the first whole message must arrive this long after
+                                     attach (handshakes included); 0: none */
+    int64_t rx_timeout_ns;        /* a message begun must be whole within this; 0: none */
     int64_t idle_timeout_ns;      /* 0: none */
     int64_t linger_ns;            /* graceful close bound; 0: close at once */
     int64_t slow_consumer_ns;     /* close when tx stays full this long; 0: never */
@@ -65,7 +68,10 @@ struct mw__drv {
     const mw__drv_cfg_t *cfg;
     void *ud;                 /* the owner's */
     mw_sel_src_t src;
-    mw_io_timer_t t_hs, t_idle, t_linger, t_slow, t_more;
+    mw_io_timer_t t_hs, t_idle, t_linger, t_slow, t_more, t_rx;
+    uint64_t partial_since;   /* when part of a message was first seen buffered; 0: none */
+    uint64_t started_at;      /* attach time, for the first-message timeout */
+    bool got_first;           /* a whole message has arrived */
     uint64_t last_rx_ns;
     int state;                /* MW__DRV_* */
     int close_reason;         /* deferred close */

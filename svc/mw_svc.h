@@ -62,6 +62,17 @@ typedef struct mw_svc_opts {
                                   ca_file + verify_client; ws/wss: tr.ws limits, expect_path */
     int64_t handshake_timeout_ns; /* TLS/WebSocket handshake must finish within this;
                                      default 10 s; the slot is freed otherwise */
+    /* Safe defaults against stalled or hostile peers (set 0 to turn one off):
+     * handshake_timeout_ns above; rx_timeout_ns: a message that has begun to
+     * arrive must be whole within it (default 10 s: a peer that sends half a
+     * frame and stops is closed, MW_ETIMEDOUT "a message begun ... is still
+     * incomplete"); first_msg_timeout_ns: a client must send its first whole
+     * message within it of connecting (default 60 s; 0 for a feed whose
+     * clients only listen); idle_timeout_ns: no input for this long closes
+     * the connection (default 0, never: clients that go quiet for long, such
+     * as subscribers, should send heartbeats when it is set). */
+    int64_t rx_timeout_ns;
+    int64_t first_msg_timeout_ns;
     int64_t idle_timeout_ns;   /* close a connection silent for this long; 0: never */
     int64_t linger_ns;         /* a close writes the replies already accepted, then
                                   FIN, and reads until the client's EOF, for at most
@@ -69,7 +80,7 @@ typedef struct mw_svc_opts {
                                   default 2 s; 0: close at once */
     int64_t slow_consumer_ns;  /* close a connection whose send queue stays full
                                   this long (reason MW_ESLOW); 0: never (default) */
-    uint32_t max_connections;  /* default 64 */
+    uint32_t max_connections;  /* default 1024 (each idle one costs ~13 KiB resident) */
     int64_t timeout_ns;        /* blocking mode recv limit; < 0: none (default) */
     mw_idle_t idle;            /* busywait variants; default busy spin */
     /* event mode */

@@ -69,13 +69,15 @@ void mw_svc_opts_init(mw_svc_opts_t *o) {
     o->mode = MW_MODE_SPIN;
     mw_conn_opts_init(&o->conn);
     mw_tcp_opts_init(&o->tcp);
-    o->max_connections = 64;
+    o->max_connections = 1024;
     o->timeout_ns = -1;
     mw_idle_init_busy(&o->idle);
     o->workers = 1;
     mw_transport_opts_init(&o->tr);
     o->handshake_timeout_ns = 10 * MW_NS_PER_S;
     o->linger_ns = 2 * MW_NS_PER_S;
+    o->rx_timeout_ns = 10 * MW_NS_PER_S;
+    o->first_msg_timeout_ns = 60 * MW_NS_PER_S;
 }
 
 /* Slot for an id, or NULL when the id is stale or unknown. A connection
@@ -511,7 +513,7 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
     }
     s->have_tr = true;
     s->proto = p;
-    s->cap = o->max_connections ? o->max_connections : 64;
+    s->cap = o->max_connections ? o->max_connections : 1024;
     s->drv_cfg = (mw__drv_cfg_t){
         .on_msg = o->mode == MW_MODE_EVENT ? drv_msg : NULL, /* spin/blocking: recv pulls */
         .on_up = o->mode == MW_MODE_BLOCKING ? drv_up : NULL,
@@ -520,6 +522,8 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
         .on_gone = drv_gone,
         .post = drv_post,
         .handshake_timeout_ns = o->handshake_timeout_ns,
+        .first_msg_timeout_ns = o->first_msg_timeout_ns,
+        .rx_timeout_ns = o->rx_timeout_ns,
         .idle_timeout_ns = o->idle_timeout_ns,
         .linger_ns = o->linger_ns,
         .slow_consumer_ns = o->slow_consumer_ns,
