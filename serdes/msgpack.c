@@ -1,77 +1,76 @@
-/* msgpack.c - the "msgpack" serdes on msgpack-c (README "Wire formats").
+/* msgpack.c - the "msgpack" serdes (README "Wire formats").
  *
  * Map form (default): {"type": name, field: value, ...} in declaration order.
  * Array form (MW_SERDES_MSGPACK_ARRAY): [tag, value, ...]. The decoder takes
  * either form whatever the flag says; the flag picks what encode writes.
  *
- * Encode packs straight into the caller's buffer through a write callback.
- * Decode runs msgpack_unpack (zero-copy: str and bin point into the input)
- * on a zone created once in init and cleared after every message, so steady
- * state reuses the zone's first chunk and allocates nothing.
+ * Encode writes the msgpack bytes straight into the caller's buffer, always
+ * with the smallest encoding of each int, str, bin, map and array header:
+ * the same bytes msgpack-c's packer writes (tests/test_serdes_msgpack.c
+ * checks both against each other).
  *
- * msgpack-c reserves n * sizeof(object) in the zone as soon as it reads an
- * array or map header, before any element is there ("FIXME security guard"
- * in unpack_template.h): five bytes (dd ff ff ff ff) would make it ask malloc
- * for 96 GiB. scan() therefore walks the input first, without building
- * anything, and lets msgpack_unpack run only on a complete object whose every
- * count is backed by real elements; the zone then holds at most a few dozen
- * bytes per input byte. scan() also gives the precise truncated / malformed /
- * trailing verdicts. */
+ * Decode reads the input in place, one item at a time, and fills the struct
+ * as it goes: no object tree, no zone, no allocation. A declared count is
+ * never trusted for anything but a loop bound over the real bytes, so "array
+ * of 4 billion" in 5 bytes costs five bytes of reading. When the fast pass
+ * finds anything wrong, scan() walks the whole object and decides which
+ * error is reported: framing (truncated, malformed, trailing bytes) first,
+ * then the first semantic error in input order. The verdicts are the same
+ * as when msgpack-c's unpacker built the tree first. */
 #include "mw_serdes.h"
 
-#include <msgpack.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Zone chunk: a map entry costs 48 bytes of zone, so messages of up to about
- * 170 fields decode without touching malloc. */
-enum { ZONE_CHUNK = 8192, MAX_DEPTH = 32, MAX_FIELDS = 65536 };
+enum { MAX_DEPTH = 32, MAX_FIELDS = 65536 };
+
+/* The fast pass met bytes that are not a well-formed object: scan() names it. */
+enum { E_FRAME = -10000 };
 
 typedef struct mp_state {
-    msgpack_zone *zone;
     uint64_t seen[MAX_FIELDS / 64]; /* map form: fields already read */
 } mp_state_t;
 
 static int mp_init(mw_serdes_t *sd) {
     mp_state_t *st = malloc(sizeof *st);
     if (!st) return mw_err_set(&sd->err, MW_ENOMEM, "msgpack: out of memory");
-    st->zone = msgpack_zone_new(ZONE_CHUNK);
-    if (!st->zone) {
-        free(st);
-        return mw_err_set(&sd->err, MW_ENOMEM, "msgpack: out of memory for the zone");
-    }
     sd->state = st;
     return 0;
 }
 
 static void mp_fini(mw_serdes_t *sd) {
-    mp_state_t *st = sd->state;
-    if (!st) return;
-    msgpack_zone_free(st->zone);
-    free(st);
+    free(sd->state);
     sd->state = NULL;
 }
 
-/* ---- errors (cold: only formatted on failure) ---------------------------- */
+/* ---- one decoded item ---------------------------------------------------- */
 
-static const char *obj_type_name(const msgpack_object *o) {
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return "nil";
-    case MSGPACK_OBJECT_BOOLEAN: return "bool";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: return "uint";
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "int";
-    case MSGPACK_OBJECT_FLOAT32: return "float32";
-    case MSGPACK_OBJECT_FLOAT64: return "float64";
-    case MSGPACK_OBJECT_STR: return "str";
-    case MSGPACK_OBJECT_ARRAY: return "array";
-    case MSGPACK_OBJECT_MAP: return "map";
-    case MSGPACK_OBJECT_BIN: return "bin";
-    case MSGPACK_OBJECT_EXT: return "ext";
-    default: return "unknown";
-    }
+typedef enum { O_NIL, O_BOOL, O_UINT, O_INT, O_F32, O_F64, O_STR, O_BIN, O_EXT, O_ARR, O_MAP } otype_t;
+
+/* A scalar's value, or a str/bin/ext's bytes (borrowed), or a container's
+ * count (its elements follow and are not read). O_UINT holds every
+ * non-negative integer whatever its encoding, O_INT the negative ones. */
+typedef struct obj {
+    otype_t t;
+    union {
+        uint64_t u;
+        int64_t i;
+        double d;
+        bool b;
+    } v;
+    const uint8_t *s;
+    uint32_t n;
+} obj_t;
+
+static const char *otype_name(otype_t t) {
+    static const char *const names[] = {"nil", "bool",  "uint", "int", "float32", "float64",
+                                        "str", "bin",   "ext",  "array", "map"};
+    return names[t];
 }
+
+/* ---- errors (cold: only formatted on failure) ---------------------------- */
 
 __attribute__((cold, format(printf, 4, 5)))
 static int ferr(mw_serdes_t *sd, const mw_field_t *f, int code, const char *fmt, ...) {
@@ -83,13 +82,12 @@ static int ferr(mw_serdes_t *sd, const mw_field_t *f, int code, const char *fmt,
     return mw_err_set(&sd->err, code, "msgpack: field \"%s\": %s", f->name, what);
 }
 
-__attribute__((cold)) static int range_err(mw_serdes_t *sd, const mw_field_t *f,
-                                           const msgpack_object *o) {
+__attribute__((cold)) static int range_err(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o) {
     char v[32];
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        snprintf(v, sizeof v, "%lld", (long long)o->via.i64);
+    if (o->t == O_INT)
+        snprintf(v, sizeof v, "%lld", (long long)o->v.i);
     else
-        snprintf(v, sizeof v, "%llu", (unsigned long long)o->via.u64);
+        snprintf(v, sizeof v, "%llu", (unsigned long long)o->v.u);
     if (f->kind == MW_FK_ENUM)
         return ferr(sd, f, MW_ERANGE, "%s is out of range for enum (0..%u)", v,
                     (unsigned)f->limit - 1u);
@@ -98,119 +96,139 @@ __attribute__((cold)) static int range_err(mw_serdes_t *sd, const mw_field_t *f,
     return ferr(sd, f, MW_ERANGE, "%s is out of range for %s", v, mw_fkind_name(f->kind));
 }
 
-__attribute__((cold)) static int type_err(mw_serdes_t *sd, const mw_field_t *f,
-                                          const msgpack_object *o) {
+__attribute__((cold)) static int type_err(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o) {
     static const char *want[] = {"int", "int", "int", "int", "uint", "uint", "uint", "uint",
                                  "float or int", "bool", "str", "bin", "uint"};
     return ferr(sd, f, MW_ETYPE, "expected %s, got %s", f->kind <= MW_FK_ENUM ? want[f->kind] : "?",
-                obj_type_name(o));
+                otype_name(o->t));
 }
 
 /* ---- encode -------------------------------------------------------------- */
 
-typedef struct wbuf {
-    uint8_t *p;
-    size_t n, cap;
-    bool full; /* sticky: once a write did not fit, none does */
-} wbuf_t;
+/* Output cursor. A write that does not fit sets `full` and writes nothing,
+ * so the value checks still run to the end and report their own errors. */
+typedef struct wr {
+    uint8_t *p, *end;
+    bool full;
+} wr_t;
 
-static int wb_write(void *data, const char *buf, size_t len) {
-    wbuf_t *w = data;
-    if (w->full || len > w->cap - w->n) {
+static inline void put(wr_t *w, const void *s, size_t n) {
+    if ((size_t)(w->end - w->p) < n) {
         w->full = true;
-        return -1;
+        w->p = w->end;
+        return;
     }
-    uint8_t *d = w->p + w->n;
-    w->n += len;
-    /* msgpack-c hands over headers of 1, 2, 3, 5 or 9 bytes; constant sizes
-     * compile to plain moves instead of a call to memcpy. */
-    switch (len) {
-    case 1: d[0] = (uint8_t)buf[0]; break;
-    case 2: memcpy(d, buf, 2); break;
-    case 3: memcpy(d, buf, 3); break;
-    case 5: memcpy(d, buf, 5); break;
-    case 9: memcpy(d, buf, 9); break;
-    default: memcpy(d, buf, len); break;
-    }
-    return 0;
+    memcpy(w->p, s, n);
+    w->p += n;
 }
 
-static inline void pack_str(msgpack_packer *pk, const char *s, size_t n) {
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
+/* A header of type byte b followed by the low `bytes` bytes of v, big-endian. */
+static inline void put_hdr(wr_t *w, uint8_t b, uint64_t v, unsigned bytes) {
+    uint8_t h[9];
+    h[0] = b;
+    for (unsigned k = 0; k < bytes; k++) h[1 + k] = (uint8_t)(v >> (8 * (bytes - 1 - k)));
+    put(w, h, 1 + bytes);
+}
+
+static inline void pack_uint(wr_t *w, uint64_t v) {
+    if (v < 0x80) put_hdr(w, (uint8_t)v, 0, 0);
+    else if (v <= UINT8_MAX) put_hdr(w, 0xcc, v, 1);
+    else if (v <= UINT16_MAX) put_hdr(w, 0xcd, v, 2);
+    else if (v <= UINT32_MAX) put_hdr(w, 0xce, v, 4);
+    else put_hdr(w, 0xcf, v, 8);
+}
+
+static inline void pack_int(wr_t *w, int64_t v) {
+    if (v >= 0) pack_uint(w, (uint64_t)v);
+    else if (v >= -32) put_hdr(w, (uint8_t)v, 0, 0);
+    else if (v >= INT8_MIN) put_hdr(w, 0xd0, (uint64_t)v, 1);
+    else if (v >= INT16_MIN) put_hdr(w, 0xd1, (uint64_t)v, 2);
+    else if (v >= INT32_MIN) put_hdr(w, 0xd2, (uint64_t)v, 4);
+    else put_hdr(w, 0xd3, (uint64_t)v, 8);
+}
+
+/* str/bin/array/map header: fix form (if any) below fix_max, else 8/16/32-bit
+ * length after type byte b8 (bin, str) or the 16/32-bit form at b16. */
+static inline void pack_str(wr_t *w, const void *s, size_t n) {
+    if (n < 32) put_hdr(w, (uint8_t)(0xa0 | n), 0, 0);
+    else if (n <= UINT8_MAX) put_hdr(w, 0xd9, n, 1);
+    else if (n <= UINT16_MAX) put_hdr(w, 0xda, n, 2);
+    else put_hdr(w, 0xdb, n, 4);
+    put(w, s, n);
+}
+
+static inline void pack_bin(wr_t *w, const void *s, size_t n) {
+    if (n <= UINT8_MAX) put_hdr(w, 0xc4, n, 1);
+    else if (n <= UINT16_MAX) put_hdr(w, 0xc5, n, 2);
+    else put_hdr(w, 0xc6, n, 4);
+    put(w, s, n);
+}
+
+static inline void pack_count(wr_t *w, bool map, uint32_t n) {
+    if (n < 16) put_hdr(w, (uint8_t)((map ? 0x80 : 0x90) | n), 0, 0);
+    else if (n <= UINT16_MAX) put_hdr(w, map ? 0xde : 0xdc, n, 2);
+    else put_hdr(w, map ? 0xdf : 0xdd, n, 4);
 }
 
 /* Packs one field's value. Overflow of the buffer is left to the sticky
  * flag; only a value the wire cannot carry returns an error here. */
-static int put_value(mw_serdes_t *sd, msgpack_packer *pk, const mw_field_t *f, const uint8_t *m) {
+static int put_value(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const uint8_t *m) {
     const uint8_t *p = m + f->offset;
     switch (f->kind) {
-    case MW_FK_I8:
-    case MW_FK_I16:
-    case MW_FK_I32:
-    case MW_FK_I64: msgpack_pack_int64(pk, mw_field_get_i64(f, m)); return 0;
-    case MW_FK_U8:
-    case MW_FK_U16:
-    case MW_FK_U32:
-    case MW_FK_U64: msgpack_pack_uint64(pk, mw_field_get_u64(f, m)); return 0;
-    case MW_FK_F64: {
-        double d;
-        memcpy(&d, p, sizeof d);
-        msgpack_pack_double(pk, d);
-        return 0;
-    }
+    case MW_FK_I8: pack_int(w, (int8_t)*p); return 0;
+    case MW_FK_I16: { int16_t v; memcpy(&v, p, 2); pack_int(w, v); return 0; }
+    case MW_FK_I32: { int32_t v; memcpy(&v, p, 4); pack_int(w, v); return 0; }
+    case MW_FK_I64: { int64_t v; memcpy(&v, p, 8); pack_int(w, v); return 0; }
+    case MW_FK_U8: pack_uint(w, *p); return 0;
+    case MW_FK_U16: { uint16_t v; memcpy(&v, p, 2); pack_uint(w, v); return 0; }
+    case MW_FK_U32: { uint32_t v; memcpy(&v, p, 4); pack_uint(w, v); return 0; }
+    case MW_FK_U64: { uint64_t v; memcpy(&v, p, 8); pack_uint(w, v); return 0; }
+    case MW_FK_F64: { uint64_t v; memcpy(&v, p, 8); put_hdr(w, 0xcb, v, 8); return 0; }
     case MW_FK_BOOL:
         if (*p > 1) return ferr(sd, f, MW_ERANGE, "byte %u is not a bool (0 or 1)", *p);
-        if (*p) msgpack_pack_true(pk);
-        else msgpack_pack_false(pk);
+        put_hdr(w, *p ? 0xc3 : 0xc2, 0, 0);
         return 0;
     case MW_FK_ENUM:
         if (*p >= f->limit)
             return ferr(sd, f, MW_ERANGE, "%u is out of range for enum (0..%u)", *p,
                         (unsigned)f->limit - 1u);
-        msgpack_pack_uint64(pk, *p);
+        pack_uint(w, *p);
         return 0;
     case MW_FK_CHARS: {
         size_t len = mw_chars_len(f, m);
         if (!mw_utf8_valid(p, len)) return ferr(sd, f, MW_EUTF8, "invalid UTF-8");
-        pack_str(pk, (const char *)p, len);
+        pack_str(w, p, len);
         return 0;
     }
-    case MW_FK_BYTES:
-        msgpack_pack_bin(pk, f->size);
-        msgpack_pack_bin_body(pk, p, f->size);
-        return 0;
+    case MW_FK_BYTES: pack_bin(w, p, f->size); return 0;
     default: return ferr(sd, f, MW_EINVAL, "unknown field kind %u in the schema", f->kind);
     }
 }
 
 static ssize_t mp_encode(mw_serdes_t *sd, const mw_schema_t *s, const void *msg,
                          uint8_t *out, size_t cap) {
-    wbuf_t w = {out, 0, cap, false};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &w, wb_write);
+    wr_t w = {out, out + cap, false};
     bool map = !(sd->flags & MW_SERDES_MSGPACK_ARRAY);
+    pack_count(&w, map, 1u + s->nfields);
     if (map) {
-        msgpack_pack_map(&pk, 1u + s->nfields);
-        pack_str(&pk, "type", 4);
-        pack_str(&pk, s->name, s->name_len);
+        pack_str(&w, "type", 4);
+        pack_str(&w, s->name, s->name_len);
     } else {
-        msgpack_pack_array(&pk, 1u + s->nfields);
-        msgpack_pack_uint64(&pk, s->tag);
+        pack_uint(&w, s->tag);
     }
     for (unsigned i = 0; i < s->nfields; i++) {
         const mw_field_t *f = &s->fields[i];
-        if (map) pack_str(&pk, f->name, f->name_len);
-        int rc = put_value(sd, &pk, f, msg);
+        if (map) pack_str(&w, f->name, f->name_len);
+        int rc = put_value(sd, &w, f, msg);
         if (rc) return rc;
     }
     if (w.full)
         return mw_err_set(&sd->err, MW_ETOOBIG, "msgpack: %s does not fit in %zu bytes", s->name,
                           cap);
-    return (ssize_t)w.n;
+    return w.p - out;
 }
 
-/* ---- scan: structure check before msgpack_unpack ------------------------- */
+/* ---- scan: the structure of a whole object, for the error verdict ------- */
 
 enum { K_FIX, K_LEN, K_ARR, K_MAP };
 /* Headers 0xc4..0xdf: bytes of length/count after the type byte, bytes of
@@ -226,6 +244,12 @@ static const struct { uint8_t hdr, extra, kind; } hdr_tab[28] = {
     {2, 0, K_ARR}, {4, 0, K_ARR},                               /* dc-dd array */
     {2, 0, K_MAP}, {4, 0, K_MAP},                               /* de-df map */
 };
+
+static inline uint64_t be_read(const uint8_t *p, unsigned n) {
+    uint64_t v = 0;
+    for (unsigned k = 0; k < n; k++) v = v << 8 | p[k];
+    return v;
+}
 
 /* Steps over the item at p[*pos] (header and payload); *kids is the number
  * of items its header opens (two per map entry). Needs *pos < len. */
@@ -247,8 +271,7 @@ static int scan_item(const uint8_t *p, size_t len, size_t *pos, uint64_t *kids) 
     } else {
         unsigned hdr = hdr_tab[b - 0xc4].hdr, kind = hdr_tab[b - 0xc4].kind;
         if (hdr > len - i) return MW_ETRUNC;
-        uint64_t n = 0;
-        for (unsigned k = 0; k < hdr; k++) n = n << 8 | p[i + k];
+        uint64_t n = be_read(p + i, hdr);
         i += hdr;
         if (kind == K_ARR) *kids = n;
         else if (kind == K_MAP) *kids = 2 * n;
@@ -289,36 +312,134 @@ static int scan(const uint8_t *p, size_t len, size_t *end) {
     }
 }
 
-/* ---- decode -------------------------------------------------------------- */
+/* ---- the reader ---------------------------------------------------------- */
 
-static int get_int(mw_serdes_t *sd, const mw_field_t *f, const msgpack_object *o, void *msg) {
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (o->via.u64 > mw_fkind_max(f)) return range_err(sd, f, o);
-        mw_field_set_u64(f, msg, o->via.u64);
+typedef struct rd {
+    const uint8_t *p, *end;
+} rd_t;
+
+/* Reads the item at r->p into *o and steps over it (a container: over its
+ * header only). Returns 0 or E_FRAME (truncated or byte 0xc1). */
+static int rd_obj(rd_t *r, obj_t *o) {
+    const uint8_t *p = r->p;
+    size_t avail = (size_t)(r->end - p);
+    if (avail == 0) return E_FRAME;
+    uint8_t b = *p++;
+    avail--;
+    if (b < 0x80) { o->t = O_UINT; o->v.u = b; r->p = p; return 0; }
+    if (b >= 0xe0) { o->t = O_INT; o->v.i = (int8_t)b; r->p = p; return 0; }
+    if (b >= 0xa0 && b < 0xc0) {
+        o->n = b & 0x1fu;
+        if (o->n > avail) return E_FRAME;
+        o->t = O_STR;
+        o->s = p;
+        r->p = p + o->n;
         return 0;
     }
-    if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        if (!mw_fkind_is_signed(f->kind) || o->via.i64 < mw_fkind_min(f->kind))
+    if (b < 0xa0) {
+        o->t = b < 0x90 ? O_MAP : O_ARR;
+        o->n = b & 0x0fu;
+        r->p = p;
+        return 0;
+    }
+    if (b < 0xc4) {
+        if (b == 0xc1) return E_FRAME;
+        o->t = b == 0xc0 ? O_NIL : O_BOOL;
+        o->v.b = b == 0xc3;
+        r->p = p;
+        return 0;
+    }
+    unsigned hdr = hdr_tab[b - 0xc4].hdr, kind = hdr_tab[b - 0xc4].kind;
+    unsigned extra = hdr_tab[b - 0xc4].extra;
+    if (hdr + extra > avail) return E_FRAME;
+    uint64_t n = be_read(p, hdr);
+    p += hdr;
+    avail -= hdr;
+    if (kind == K_ARR || kind == K_MAP) {
+        o->t = kind == K_ARR ? O_ARR : O_MAP;
+        o->n = (uint32_t)n;
+        r->p = p;
+        return 0;
+    }
+    if (kind == K_LEN) {
+        if (n + extra > avail) return E_FRAME;
+        o->t = b <= 0xc6 ? O_BIN : b <= 0xc9 ? O_EXT : O_STR;
+        o->n = (uint32_t)n;
+        o->s = p + extra;
+        r->p = p + extra + n;
+        return 0;
+    }
+    /* fixed payload: float, int, fixext */
+    uint64_t v = be_read(p, extra <= 8 ? extra : 0);
+    r->p = p + extra;
+    switch (b) {
+    case 0xca: {
+        float f;
+        uint32_t x = (uint32_t)v;
+        memcpy(&f, &x, 4);
+        o->t = O_F32;
+        o->v.d = f;
+        return 0;
+    }
+    case 0xcb: o->t = O_F64; memcpy(&o->v.d, &v, 8); return 0;
+    case 0xcc: case 0xcd: case 0xce: case 0xcf: o->t = O_UINT; o->v.u = v; return 0;
+    case 0xd0: o->v.i = (int8_t)v; break;
+    case 0xd1: o->v.i = (int16_t)v; break;
+    case 0xd2: o->v.i = (int32_t)v; break;
+    case 0xd3: o->v.i = (int64_t)v; break;
+    default: o->t = O_EXT; o->s = p + 1; o->n = extra - 1; return 0; /* fixext */
+    }
+    o->t = o->v.i < 0 ? O_INT : O_UINT; /* a signed encoding of n >= 0 is a uint */
+    return 0;
+}
+
+/* Steps over a whole item, containers included (slow path only). */
+static int rd_skip(rd_t *r) {
+    size_t end;
+    if (scan(r->p, (size_t)(r->end - r->p), &end)) return E_FRAME;
+    r->p += end;
+    return 0;
+}
+
+/* ---- decode -------------------------------------------------------------- */
+
+static inline void set_uint(const mw_field_t *f, uint8_t *p, uint64_t v) {
+    switch (f->size) {
+    case 1: *p = (uint8_t)v; break;
+    case 2: { uint16_t x = (uint16_t)v; memcpy(p, &x, 2); break; }
+    case 4: { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); break; }
+    default: memcpy(p, &v, 8); break;
+    }
+}
+
+static int get_int(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o, uint8_t *p) {
+    if (o->t == O_UINT) {
+        if (o->v.u > mw_fkind_max(f)) return range_err(sd, f, o);
+        set_uint(f, p, o->v.u);
+        return 0;
+    }
+    if (o->t == O_INT) {
+        if (!mw_fkind_is_signed(f->kind) || o->v.i < mw_fkind_min(f->kind))
             return range_err(sd, f, o);
-        mw_field_set_i64(f, msg, o->via.i64);
+        set_uint(f, p, (uint64_t)o->v.i);
         return 0;
     }
     return type_err(sd, f, o);
 }
 
-static int get_f64(mw_serdes_t *sd, const mw_field_t *f, const msgpack_object *o, uint8_t *p) {
+static int get_f64(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o, uint8_t *p) {
     const uint64_t exact = (uint64_t)1 << 53; /* integers up to here are exact doubles */
     double d;
-    switch (o->type) {
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: d = o->via.f64; break;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        if (o->via.u64 > exact) return range_err(sd, f, o);
-        d = (double)o->via.u64;
+    switch (o->t) {
+    case O_F32:
+    case O_F64: d = o->v.d; break;
+    case O_UINT:
+        if (o->v.u > exact) return range_err(sd, f, o);
+        d = (double)o->v.u;
         break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        if (o->via.i64 < -(int64_t)exact) return range_err(sd, f, o);
-        d = (double)o->via.i64;
+    case O_INT:
+        if (o->v.i < -(int64_t)exact) return range_err(sd, f, o);
+        d = (double)o->v.i;
         break;
     default: return type_err(sd, f, o);
     }
@@ -328,67 +449,77 @@ static int get_f64(mw_serdes_t *sd, const mw_field_t *f, const msgpack_object *o
 
 /* The struct is zeroed before the fields are read, so CHARS come out
  * NUL-padded. A NUL inside the str could not be told from the padding. */
-static int get_chars(mw_serdes_t *sd, const mw_field_t *f, const msgpack_object *o, uint8_t *p) {
-    if (o->type != MSGPACK_OBJECT_STR) return type_err(sd, f, o);
-    const uint8_t *s = (const uint8_t *)o->via.str.ptr;
-    uint32_t n = o->via.str.size;
+static int get_chars(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o, uint8_t *p) {
+    if (o->t != O_STR) return type_err(sd, f, o);
+    uint32_t n = o->n;
     if (n > f->size)
         return ferr(sd, f, MW_ETOOBIG, "str of %u bytes does not fit in chars[%u]", (unsigned)n,
                     (unsigned)f->size);
-    if (n && memchr(s, 0, n)) return ferr(sd, f, MW_EPROTO, "str contains a NUL byte");
-    if (!mw_utf8_valid(s, n)) return ferr(sd, f, MW_EUTF8, "invalid UTF-8");
-    if (n) memcpy(p, s, n);
+    if (n && memchr(o->s, 0, n)) return ferr(sd, f, MW_EPROTO, "str contains a NUL byte");
+    if (!mw_utf8_valid(o->s, n)) return ferr(sd, f, MW_EUTF8, "invalid UTF-8");
+    if (n) memcpy(p, o->s, n);
     return 0;
 }
 
-static int get_bytes(mw_serdes_t *sd, const mw_field_t *f, const msgpack_object *o, uint8_t *p) {
-    if (o->type != MSGPACK_OBJECT_BIN) return type_err(sd, f, o);
-    uint32_t n = o->via.bin.size;
-    if (n != f->size)
-        return ferr(sd, f, n > f->size ? MW_ETOOBIG : MW_ETYPE,
-                    "bin of %u bytes, expected exactly %u", (unsigned)n, (unsigned)f->size);
-    memcpy(p, o->via.bin.ptr, n);
+static int get_bytes(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o, uint8_t *p) {
+    if (o->t != O_BIN) return type_err(sd, f, o);
+    if (o->n != f->size)
+        return ferr(sd, f, o->n > f->size ? MW_ETOOBIG : MW_ETYPE,
+                    "bin of %u bytes, expected exactly %u", (unsigned)o->n, (unsigned)f->size);
+    memcpy(p, o->s, o->n);
     return 0;
 }
 
-static int get_value(mw_serdes_t *sd, const mw_field_t *f, const msgpack_object *o, void *msg) {
+static int get_value(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o, void *msg) {
     uint8_t *p = (uint8_t *)msg + f->offset;
     switch (f->kind) {
     case MW_FK_F64: return get_f64(sd, f, o, p);
     case MW_FK_BOOL:
-        if (o->type != MSGPACK_OBJECT_BOOLEAN) return type_err(sd, f, o);
-        *p = o->via.boolean ? 1 : 0;
+        if (o->t != O_BOOL) return type_err(sd, f, o);
+        *p = o->v.b;
         return 0;
     case MW_FK_CHARS: return get_chars(sd, f, o, p);
     case MW_FK_BYTES: return get_bytes(sd, f, o, p);
-    default: return get_int(sd, f, o, msg);
+    default: return get_int(sd, f, o, p);
     }
 }
 
-static bool is_str(const msgpack_object *o, const char *s, size_t n) {
-    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n && memcmp(o->via.str.ptr, s, n) == 0;
+static bool is_str(const obj_t *o, const char *s, size_t n) {
+    return o->t == O_STR && o->n == n && memcmp(o->s, s, n) == 0;
+}
+
+static const mw_schema_t *by_name(mw_serdes_t *sd, const mw_protocol_t *p, const obj_t *o) {
+    const mw_schema_t *c = sd->c_schema;
+    if (c && sd->c_proto == p && c->name_len == o->n && memcmp(c->name, o->s, o->n) == 0) return c;
+    c = mw_protocol_by_name(p, (const char *)o->s, o->n);
+    if (c) {
+        sd->c_proto = p;
+        sd->c_tag = c->tag;
+        sd->c_schema = c;
+    }
+    return c;
 }
 
 /* Schema named by the value of "type": its name (str), or, lenient for peers
  * that prefer tags, a positive integer tag. */
-static int type_schema(mw_serdes_t *sd, const msgpack_object *v, const mw_protocol_t *p,
+static int type_schema(mw_serdes_t *sd, const obj_t *v, const mw_protocol_t *p,
                        const mw_schema_t **out) {
-    if (v->type == MSGPACK_OBJECT_STR) {
-        *out = mw_protocol_by_name(p, v->via.str.ptr, v->via.str.size);
+    if (v->t == O_STR) {
+        *out = by_name(sd, p, v);
         if (!*out)
             return mw_err_set(&sd->err, MW_ETAG, "msgpack: unknown type \"%.*s\"",
-                              (int)(v->via.str.size > 64 ? 64 : v->via.str.size), v->via.str.ptr);
+                              (int)(v->n > 64 ? 64 : v->n), (const char *)v->s);
         return 0;
     }
-    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        *out = v->via.u64 <= 65535 ? mw_protocol_by_tag(p, (unsigned)v->via.u64) : NULL;
+    if (v->t == O_UINT) {
+        *out = v->v.u <= 65535 ? mw_serdes_lookup(sd, p, (unsigned)v->v.u) : NULL;
         if (!*out)
             return mw_err_set(&sd->err, MW_ETAG, "msgpack: unknown tag %llu",
-                              (unsigned long long)v->via.u64);
+                              (unsigned long long)v->v.u);
         return 0;
     }
     return mw_err_set(&sd->err, MW_ETYPE, "msgpack: \"type\" is a %s, expected str or uint",
-                      obj_type_name(v));
+                      otype_name(v->t));
 }
 
 static int check_cap(mw_serdes_t *sd, const mw_schema_t *s, void *msg, size_t cap) {
@@ -399,131 +530,140 @@ static int check_cap(mw_serdes_t *sd, const mw_schema_t *s, void *msg, size_t ca
     return 0;
 }
 
-/* Index of the field named k, trying `next` first (keys usually come in
- * declaration order), or -1. */
-static int find_field(const mw_schema_t *s, const msgpack_object *k, unsigned next) {
-    const char *n = k->via.str.ptr;
-    uint32_t len = k->via.str.size;
-    if (next < s->nfields && s->fields[next].name_len == len &&
-        memcmp(s->fields[next].name, n, len) == 0)
+/* Index of the field named by key k, trying `next` first (keys usually come
+ * in declaration order), or -1. */
+static int find_field(const mw_schema_t *s, const obj_t *k, unsigned next) {
+    if (next < s->nfields && s->fields[next].name_len == k->n &&
+        memcmp(s->fields[next].name, k->s, k->n) == 0)
         return (int)next;
     for (unsigned i = 0; i < s->nfields; i++)
-        if (s->fields[i].name_len == len && memcmp(s->fields[i].name, n, len) == 0) return (int)i;
+        if (s->fields[i].name_len == k->n && memcmp(s->fields[i].name, k->s, k->n) == 0)
+            return (int)i;
     return -1;
 }
 
-__attribute__((cold)) static int key_err(mw_serdes_t *sd, const msgpack_object *k, const char *why) {
+__attribute__((cold)) static int key_err(mw_serdes_t *sd, const obj_t *k, const char *why) {
     return mw_err_set(&sd->err, MW_EFIELD, "msgpack: %s field \"%.*s\"", why,
-                      (int)(k->via.str.size > 64 ? 64 : k->via.str.size), k->via.str.ptr);
+                      (int)(k->n > 64 ? 64 : k->n), (const char *)k->s);
 }
 
-/* Reads the fields of a map whose "type" entry is at index t. */
-static int map_fields(mw_serdes_t *sd, const msgpack_object_map *mp, uint32_t t,
-                      const mw_schema_t *s, void *msg) {
+/* Finds the first entry whose key is the str "type" (slow path: it is not
+ * the first) and reads its value into *v. *t: its index, or n if none. */
+static int find_type(rd_t r, uint32_t n, uint32_t *t, obj_t *v) {
+    for (*t = 0; *t < n; (*t)++) {
+        obj_t k;
+        rd_t at = r;
+        if (rd_obj(&r, &k)) return E_FRAME;
+        if (is_str(&k, "type", 4)) return rd_obj(&r, v);
+        r = at;
+        if (rd_skip(&r) || rd_skip(&r)) return E_FRAME;
+    }
+    return 0;
+}
+
+/* Reads the n entries of a map at r (c->p just after the map header). */
+static int dec_map(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *p,
+                   const mw_schema_t **so, void *msg, size_t cap) {
+    obj_t k, v;
+    uint32_t t = 0; /* index of the "type" entry: usually first, may be anywhere */
+    rd_t body = *r;
+    int rc = n ? rd_obj(r, &k) : 0;
+    if (rc) return rc;
+    if (n && is_str(&k, "type", 4)) rc = rd_obj(r, &v);
+    else rc = find_type(body, n, &t, &v);
+    if (rc) return rc;
+    if (t == n) return mw_err_set(&sd->err, MW_EMISSING, "msgpack: no \"type\" key");
+    const mw_schema_t *s;
+    if ((rc = type_schema(sd, &v, p, &s)) || (rc = check_cap(sd, s, msg, cap))) return rc;
+    if (t != 0) *r = body;
     uint64_t *seen = ((mp_state_t *)sd->state)->seen;
     memset(seen, 0, (s->nfields + 63u) / 64u * sizeof *seen);
     unsigned next = 0, got = 0;
-    for (uint32_t i = 0; i < mp->size; i++) {
-        const msgpack_object *k = &mp->ptr[i].key;
-        if (i == t) continue;
-        if (k->type != MSGPACK_OBJECT_STR)
+    for (uint32_t i = t == 0; i < n; i++) {
+        if ((rc = rd_obj(r, &k))) return rc;
+        if (i == t) {
+            if (rd_skip(r)) return E_FRAME;
+            continue;
+        }
+        if (k.t != O_STR)
             return mw_err_set(&sd->err, MW_EPROTO, "msgpack: map key %u is a %s, not a str",
-                              (unsigned)i, obj_type_name(k));
-        int fi = find_field(s, k, next);
-        if (fi < 0) return key_err(sd, k, is_str(k, "type", 4) ? "duplicate" : "unknown");
-        if (seen[fi / 64] >> (fi % 64) & 1) return key_err(sd, k, "duplicate");
+                              (unsigned)i, otype_name(k.t));
+        int fi = find_field(s, &k, next);
+        if (fi < 0) return key_err(sd, &k, is_str(&k, "type", 4) ? "duplicate" : "unknown");
+        if (seen[fi / 64] >> (fi % 64) & 1) return key_err(sd, &k, "duplicate");
         seen[fi / 64] |= (uint64_t)1 << (fi % 64);
         got++;
         next = (unsigned)fi + 1;
-        int rc = get_value(sd, &s->fields[fi], &mp->ptr[i].val, msg);
-        if (rc) return rc;
+        if ((rc = rd_obj(r, &v)) || (rc = get_value(sd, &s->fields[fi], &v, msg))) return rc;
     }
-    if (got == s->nfields) return 0;
+    if (got == s->nfields) {
+        *so = s;
+        return 0;
+    }
     unsigned m = 0;
     while (seen[m / 64] >> (m % 64) & 1) m++;
     return mw_err_set(&sd->err, MW_EMISSING, "msgpack: field \"%s\" is missing",
                       s->fields[m].name);
 }
 
-static int dec_map(mw_serdes_t *sd, const msgpack_object_map *mp, const mw_protocol_t *p,
-                   const mw_schema_t **so, void *msg, size_t cap) {
-    uint32_t t = 0; /* "type" is usually first; it may be anywhere */
-    while (t < mp->size && !is_str(&mp->ptr[t].key, "type", 4)) t++;
-    if (t == mp->size) return mw_err_set(&sd->err, MW_EMISSING, "msgpack: no \"type\" key");
-    const mw_schema_t *s;
-    int rc = type_schema(sd, &mp->ptr[t].val, p, &s);
-    if (rc == 0) rc = check_cap(sd, s, msg, cap);
-    if (rc == 0) rc = map_fields(sd, mp, t, s, msg);
-    if (rc == 0) *so = s;
-    return rc;
-}
-
-static int dec_array(mw_serdes_t *sd, const msgpack_object_array *a, const mw_protocol_t *p,
+static int dec_array(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *p,
                      const mw_schema_t **so, void *msg, size_t cap) {
-    if (a->size == 0) return mw_err_set(&sd->err, MW_EMISSING, "msgpack: empty array, no tag");
-    const msgpack_object *t = &a->ptr[0];
-    if (t->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return mw_err_set(&sd->err, MW_ETYPE, "msgpack: the tag is a %s, expected uint",
-                          obj_type_name(t));
-    const mw_schema_t *s;
-    int rc = type_schema(sd, t, p, &s);
+    if (n == 0) return mw_err_set(&sd->err, MW_EMISSING, "msgpack: empty array, no tag");
+    obj_t t, v;
+    int rc = rd_obj(r, &t);
     if (rc) return rc;
-    if (a->size < 1u + s->nfields)
+    if (t.t != O_UINT)
+        return mw_err_set(&sd->err, MW_ETYPE, "msgpack: the tag is a %s, expected uint",
+                          otype_name(t.t));
+    const mw_schema_t *s;
+    if ((rc = type_schema(sd, &t, p, &s))) return rc;
+    if (n < 1u + s->nfields)
         return mw_err_set(&sd->err, MW_EMISSING, "msgpack: field \"%s\" is missing (%s array of %u)",
-                          s->fields[a->size - 1].name, s->name, (unsigned)a->size);
-    if (a->size > 1u + s->nfields)
+                          s->fields[n - 1].name, s->name, (unsigned)n);
+    if (n > 1u + s->nfields)
         return mw_err_set(&sd->err, MW_EFIELD, "msgpack: %s array of %u, expected %u", s->name,
-                          (unsigned)a->size, 1u + s->nfields);
-    rc = check_cap(sd, s, msg, cap);
-    for (unsigned i = 0; rc == 0 && i < s->nfields; i++)
-        rc = get_value(sd, &s->fields[i], &a->ptr[1 + i], msg);
-    if (rc == 0) *so = s;
+                          (unsigned)n, 1u + s->nfields);
+    if ((rc = check_cap(sd, s, msg, cap))) return rc;
+    for (unsigned i = 0; i < s->nfields; i++)
+        if ((rc = rd_obj(r, &v)) || (rc = get_value(sd, &s->fields[i], &v, msg))) return rc;
+    *so = s;
+    return 0;
+}
+
+/* The fast pass failed with rc (text set, unless E_FRAME): framing errors
+ * anywhere in the object take precedence, as they did when the whole object
+ * was parsed before any field was read. */
+__attribute__((cold)) static int verdict(mw_serdes_t *sd, const uint8_t *in, size_t len, int rc) {
+    size_t end = 0;
+    int frc = scan(in, len, &end);
+    if (frc == MW_ETRUNC)
+        return mw_err_set(&sd->err, frc, "msgpack: %zu bytes end inside the message", len);
+    if (frc)
+        return mw_err_set(&sd->err, frc, "msgpack: malformed (byte 0xc1, or nested over %d levels)",
+                          MAX_DEPTH);
+    if (end < len || rc == E_FRAME) /* E_FRAME with a sound object cannot happen; be safe */
+        return mw_err_set(&sd->err, MW_ETRAILING, "msgpack: %zu bytes after the message",
+                          len - end);
     return rc;
-}
-
-__attribute__((cold)) static int scan_err(mw_serdes_t *sd, int code, size_t len) {
-    if (code == MW_ETRUNC)
-        return mw_err_set(&sd->err, code, "msgpack: %zu bytes end inside the message", len);
-    return mw_err_set(&sd->err, code, "msgpack: malformed (byte 0xc1, or nested over %d levels)",
-                      MAX_DEPTH);
-}
-
-__attribute__((cold)) static int unpack_err(mw_serdes_t *sd, msgpack_unpack_return ur) {
-    switch (ur) {
-    case MSGPACK_UNPACK_CONTINUE:
-        return mw_err_set(&sd->err, MW_ETRUNC, "msgpack: the input ends inside the message");
-    case MSGPACK_UNPACK_EXTRA_BYTES:
-        return mw_err_set(&sd->err, MW_ETRAILING, "msgpack: bytes after the message");
-    case MSGPACK_UNPACK_NOMEM_ERROR:
-        return mw_err_set(&sd->err, MW_ENOMEM, "msgpack: out of memory in msgpack_unpack");
-    default: return mw_err_set(&sd->err, MW_EPROTO, "msgpack: malformed input");
-    }
 }
 
 static ssize_t mp_decode(mw_serdes_t *sd, const uint8_t *in, size_t len, const mw_protocol_t *p,
                          const mw_schema_t **schema_out, void *msg_out, size_t msg_cap) {
-    mp_state_t *st = sd->state;
-    if (!st) return mw_err_set(&sd->err, MW_EINVAL, "msgpack: serdes not initialised");
-    size_t end;
-    int rc = scan(in, len, &end);
-    if (rc) return scan_err(sd, rc, len);
-    if (end < len)
-        return mw_err_set(&sd->err, MW_ETRAILING, "msgpack: %zu bytes after the message",
-                          len - end);
-    msgpack_object top;
-    size_t off = 0;
-    msgpack_unpack_return ur = msgpack_unpack((const char *)in, len, &off, st->zone, &top);
-    if (ur != MSGPACK_UNPACK_SUCCESS) /* scan() has ruled these out; kept as a backstop */
-        rc = unpack_err(sd, ur);
-    else if (top.type == MSGPACK_OBJECT_MAP)
-        rc = dec_map(sd, &top.via.map, p, schema_out, msg_out, msg_cap);
-    else if (top.type == MSGPACK_OBJECT_ARRAY)
-        rc = dec_array(sd, &top.via.array, p, schema_out, msg_out, msg_cap);
-    else
-        rc = mw_err_set(&sd->err, MW_EPROTO, "msgpack: the message is a %s, not a map or array",
-                        obj_type_name(&top));
-    msgpack_zone_clear(st->zone);
-    return rc ? rc : (ssize_t)len;
+    if (!sd->state) return mw_err_set(&sd->err, MW_EINVAL, "msgpack: serdes not initialised");
+    rd_t r = {in, in + len};
+    obj_t top;
+    int rc = rd_obj(&r, &top);
+    if (rc == 0) {
+        if (top.t == O_MAP)
+            rc = dec_map(sd, &r, top.n, p, schema_out, msg_out, msg_cap);
+        else if (top.t == O_ARR)
+            rc = dec_array(sd, &r, top.n, p, schema_out, msg_out, msg_cap);
+        else
+            rc = mw_err_set(&sd->err, MW_EPROTO, "msgpack: the message is a %s, not a map or array",
+                            otype_name(top.t));
+    }
+    if (rc == 0 && r.p != r.end) rc = MW_ETRAILING;
+    return rc ? verdict(sd, in, len, rc) : (ssize_t)len;
 }
 
 const mw_serdes_ops_t mw_serdes_msgpack_ops = {"msgpack", MW_FRAME_U32BE, false, mp_init, mp_fini,
