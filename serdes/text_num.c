@@ -1,0 +1,231 @@
+/* text_num.c - numbers and hex for the "text" serdes.
+ *
+ * F64 text is defined as the first of %.15g, %.16g, %.17g that reads back to
+ * the same double (README "Wire formats"). Two cases are computed exactly
+ * without the C library, and give the very bytes snprintf would:
+ *
+ *  - v has a decimal form m * 10^k (m < 10^15, |k| <= 22) that reads back to
+ *    v. Reading back is checked exactly: m and 10^|k| are exact doubles, so
+ *    one IEEE multiplication or division rounds m * 10^k correctly, as strtod
+ *    does (Clinger's fast path). Such a form has at most 15 significant
+ *    digits, and it is the only one: half an ulp of v is less than 1.2e-16 v,
+ *    while 15-digit decimals near v are at least 1e-15 v apart. So it is
+ *    what %.15g prints, and %.15g reads back.
+ *  - v is an integer below 2^53 with 16 significant digits: %.15g changes
+ *    its last digit to another exactly representable integer, so %.16g (the
+ *    integer itself) is the answer.
+ *
+ * Everything else (17-digit values, subnormals, most huge and tiny values)
+ * goes the old way through snprintf and strtod.
+ *
+ * Parsing is the mirror image: a token of at most 19 significant digits m
+ * with a decimal exponent e, |e| <= 22 and m <= 2^53, is m * 10^e or
+ * m / 10^-e in one correctly rounded IEEE operation; strtod does the rest.
+ *
+ * Locale: the snprintf/strtod paths use the C library's LC_NUMERIC decimal
+ * point. msgwire never calls setlocale; a program that switches LC_NUMERIC
+ * to a locale whose decimal point is not '.' would break those F64 values.
+ */
+#include "text_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define P10(a) a "0" a "1" a "2" a "3" a "4" a "5" a "6" a "7" a "8" a "9"
+const char mw__digit_pairs[200] = P10("0") P10("1") P10("2") P10("3") P10("4") P10("5") P10("6")
+    P10("7") P10("8") P10("9");
+#undef P10
+
+#define H16(a)                                                                                 \
+    a "0" a "1" a "2" a "3" a "4" a "5" a "6" a "7" a "8" a "9" a "a" a "b" a "c" a "d" a "e" \
+    a "f"
+const char mw__hex_pairs[512] = H16("0") H16("1") H16("2") H16("3") H16("4") H16("5") H16("6")
+    H16("7") H16("8") H16("9") H16("a") H16("b") H16("c") H16("d") H16("e") H16("f");
+#undef H16
+
+#define X8 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80
+#define X16 X8, X8
+const uint8_t mw__unhex[256] = {
+    X16, X16, X16,                                                     /* 00-2f */
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,  /* 30-3f */
+    0x80, 10, 11, 12, 13, 14, 15, 0x80, X8,                            /* 40-4f */
+    X16,                                                               /* 50-5f */
+    0x80, 10, 11, 12, 13, 14, 15, 0x80, X8,                            /* 60-6f */
+    X16, X16, X16, X16, X16, X16, X16, X16, X16,                       /* 70-ff */
+};
+#undef X16
+#undef X8
+
+const double mw__pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                              1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                              1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* ---- formatting ------------------------------------------------------------ */
+
+static bool same_bits(double a, double b) {
+    uint64_t x, y;
+    memcpy(&x, &a, 8);
+    memcpy(&y, &b, 8);
+    return x == y;
+}
+
+/* Nearest integer to 0 <= x < 2^52 (ties to even). */
+static double round_int(double x) {
+    const double big = 4503599627370496.0; /* 2^52 */
+    return (x + big) - big;
+}
+
+/* What %.{prec}g prints for the decimal d[0..n) * 10^(x - n + 1): digits d
+ * without trailing zeros (n >= 1), x the exponent of the first digit. */
+static size_t style_g(char *out, bool neg, const char *d, int n, int x, int prec) {
+    char *o = out;
+    if (neg) *o++ = '-';
+    if (x < -4 || x >= prec) {
+        *o++ = d[0];
+        if (n > 1) {
+            *o++ = '.';
+            memcpy(o, d + 1, (size_t)n - 1);
+            o += n - 1;
+        }
+        int ax = x < 0 ? -x : x;
+        *o++ = 'e';
+        *o++ = x < 0 ? '-' : '+';
+        if (ax >= 100) *o++ = (char)('0' + ax / 100);
+        memcpy(o, mw__digit_pairs + 2 * (ax % 100), 2);
+        o += 2;
+    } else if (x < 0) {
+        memcpy(o, "0.", 2);
+        o += 2;
+        memset(o, '0', (size_t)(-x - 1));
+        o += -x - 1;
+        memcpy(o, d, (size_t)n);
+        o += n;
+    } else if (n <= x + 1) {
+        memcpy(o, d, (size_t)n);
+        o += n;
+        memset(o, '0', (size_t)(x + 1 - n));
+        o += x + 1 - n;
+        memcpy(o, ".0", 2); /* integral-looking: keep it a float */
+        o += 2;
+    } else {
+        memcpy(o, d, (size_t)x + 1);
+        o += x + 1;
+        *o++ = '.';
+        memcpy(o, d + x + 1, (size_t)(n - x - 1));
+        o += n - x - 1;
+    }
+    return (size_t)(o - out);
+}
+
+/* Finds m < 10^15 and k in -22..22 with m * 10^-k reading back exactly as
+ * v > 0 (see the top of the file). */
+static bool short_decimal(double v, uint64_t *m, int *k) {
+    if (v < 1e15) {
+        for (int i = 1; i <= 22; i++) {
+            double x = v * mw__pow10[i];
+            if (x >= 1e15) return false;
+            double r = round_int(x);
+            if (r / mw__pow10[i] == v) {
+                *m = (uint64_t)r;
+                *k = i;
+                return true;
+            }
+        }
+        return false;
+    }
+    for (int i = 1; i <= 22; i++) {
+        double q = v / mw__pow10[i];
+        if (q >= 1e15) continue;
+        double r = round_int(q);
+        if (r < 1e15 && r * mw__pow10[i] == v) {
+            *m = (uint64_t)r;
+            *k = -i;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The exact fast path; 0 if v is not one of its cases. */
+static size_t fmt_fast(char *buf, double v) {
+    bool neg = signbit(v);
+    double a = neg ? -v : v;
+    char d[20];
+    uint64_t m;
+    int k = 0, prec = 15;
+    if (a == 0) return style_g(buf, neg, "0", 1, 0, 15);
+    if (a < 9007199254740992.0 && a == (double)(uint64_t)a) {
+        m = (uint64_t)a;
+        prec = 16; /* 16 digits only happen here, and then %.16g is exact */
+    } else if (!short_decimal(a, &m, &k)) {
+        return 0;
+    }
+    int n = (int)mw__fmt_u64(d, m);
+    int x = n - 1 - k;
+    while (d[n - 1] == '0') n--;
+    if (n <= 15) prec = 15;
+    return style_g(buf, neg, d, n, x, prec);
+}
+
+size_t mw__fmt_f64(char buf[MW__F64_TEXT], double v) {
+    size_t fast = fmt_fast(buf, v);
+    if (fast) return fast;
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, MW__F64_TEXT, "%.*g", prec, v);
+        if (same_bits(strtod(buf, NULL), v)) break;
+    }
+    if (!strpbrk(buf, ".en")) {
+        memcpy(buf + n, ".0", 3);
+        n += 2;
+    }
+    return (size_t)n;
+}
+
+/* ---- parsing ------------------------------------------------------------- */
+
+/* strtod needs a NUL-terminated copy: the input is borrowed and may end right
+ * at the last digit. The grammar was checked, so strtod sees only a JSON
+ * number (no hex, inf or nan forms). */
+static double slow_parse(const uint8_t *s, size_t len) {
+    char buf[MW__NUM_MAX + 1];
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return strtod(buf, NULL);
+}
+
+double mw__parse_f64(const uint8_t *s, size_t len) {
+    const uint8_t *p = s, *end = s + len;
+    bool neg = *p == '-';
+    uint64_t m = 0;
+    int digits = 0, e = 0; /* significant digits taken; decimal exponent of m */
+    p += neg;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (digits == 19) return slow_parse(s, len);
+        m = m * 10 + (unsigned)(*p - '0');
+        digits += m != 0;
+    }
+    if (p < end && *p == '.') {
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (digits == 19) return slow_parse(s, len);
+            m = m * 10 + (unsigned)(*p - '0');
+            digits += m != 0;
+            e--;
+        }
+    }
+    if (p < end) { /* 'e' or 'E' */
+        bool eneg = *++p == '-';
+        int x = 0;
+        p += *p == '-' || *p == '+';
+        for (; p < end; p++) {
+            if (x > 100000) return slow_parse(s, len);
+            x = x * 10 + (*p - '0');
+        }
+        e += eneg ? -x : x;
+    }
+    if (m > ((uint64_t)1 << 53) || e < -22 || e > 22) return slow_parse(s, len);
+    double v = (double)m;
+    v = e < 0 ? v / mw__pow10[-e] : v * mw__pow10[e];
+    return neg ? -v : v;
+}
