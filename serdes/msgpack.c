@@ -17,7 +17,7 @@
  * error is reported: framing (truncated, malformed, trailing bytes) first,
  * then the first semantic error in input order. The verdicts are the same
  * as when msgpack-c's unpacker built the tree first. */
-#include "mw_serdes.h"
+#include "serdes_impl.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,6 +112,8 @@ typedef struct wr {
     bool full;
 } wr_t;
 
+static inline bool room(const wr_t *w, size_t n) { return (size_t)(w->end - w->p) >= n; }
+
 static inline void put(wr_t *w, const void *s, size_t n) {
     if ((size_t)(w->end - w->p) < n) {
         w->full = true;
@@ -205,21 +207,124 @@ static int put_value(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const uint8_
     }
 }
 
+/* ---- encode, fast: the caller made sure of the room --------------------- */
+
+static inline uint8_t *w_be(uint8_t *o, uint8_t b, uint64_t v, unsigned bytes) {
+    o[0] = b;
+    switch (bytes) {
+    case 1: o[1] = (uint8_t)v; break;
+    case 2: { uint16_t x = __builtin_bswap16((uint16_t)v); memcpy(o + 1, &x, 2); break; }
+    case 4: { uint32_t x = __builtin_bswap32((uint32_t)v); memcpy(o + 1, &x, 4); break; }
+    default: { uint64_t x = __builtin_bswap64(v); memcpy(o + 1, &x, 8); break; }
+    }
+    return o + 1 + bytes;
+}
+
+static inline uint8_t *w_uint(uint8_t *o, uint64_t v) {
+    if (v < 0x80) {
+        *o = (uint8_t)v;
+        return o + 1;
+    }
+    if (v <= UINT8_MAX) return w_be(o, 0xcc, v, 1);
+    if (v <= UINT16_MAX) return w_be(o, 0xcd, v, 2);
+    if (v <= UINT32_MAX) return w_be(o, 0xce, v, 4);
+    return w_be(o, 0xcf, v, 8);
+}
+
+static inline uint8_t *w_int(uint8_t *o, int64_t v) {
+    if (v >= 0) return w_uint(o, (uint64_t)v);
+    if (v >= -32) {
+        *o = (uint8_t)v;
+        return o + 1;
+    }
+    if (v >= INT8_MIN) return w_be(o, 0xd0, (uint64_t)v, 1);
+    if (v >= INT16_MIN) return w_be(o, 0xd1, (uint64_t)v, 2);
+    if (v >= INT32_MIN) return w_be(o, 0xd2, (uint64_t)v, 4);
+    return w_be(o, 0xd3, (uint64_t)v, 8);
+}
+
+static inline uint8_t *w_str(uint8_t *o, const void *s, size_t n) {
+    if (n < 32) *o++ = (uint8_t)(0xa0 | n);
+    else if (n <= UINT8_MAX) o = w_be(o, 0xd9, n, 1);
+    else if (n <= UINT16_MAX) o = w_be(o, 0xda, n, 2);
+    else o = w_be(o, 0xdb, n, 4);
+    mw__copy_small(o, s, n);
+    return o + n;
+}
+
+/* Most bytes field f can take as key (map form) and value. */
+static inline size_t field_room(const mw_field_t *f, bool map) {
+    size_t key = map ? 3u + f->name_len : 0;
+    return key + (f->kind == MW_FK_CHARS || f->kind == MW_FK_BYTES ? 5u + f->size : 9u);
+}
+
+static int w_value(mw_serdes_t *sd, uint8_t **op, const mw_field_t *f, const uint8_t *m) {
+    const uint8_t *p = m + f->offset;
+    uint8_t *o = *op;
+    switch (f->kind) {
+    case MW_FK_I8: o = w_int(o, (int8_t)*p); break;
+    case MW_FK_I16: { int16_t v; memcpy(&v, p, 2); o = w_int(o, v); break; }
+    case MW_FK_I32: { int32_t v; memcpy(&v, p, 4); o = w_int(o, v); break; }
+    case MW_FK_I64: { int64_t v; memcpy(&v, p, 8); o = w_int(o, v); break; }
+    case MW_FK_U8: o = w_uint(o, *p); break;
+    case MW_FK_U16: { uint16_t v; memcpy(&v, p, 2); o = w_uint(o, v); break; }
+    case MW_FK_U32: { uint32_t v; memcpy(&v, p, 4); o = w_uint(o, v); break; }
+    case MW_FK_U64: { uint64_t v; memcpy(&v, p, 8); o = w_uint(o, v); break; }
+    case MW_FK_F64: { uint64_t v; memcpy(&v, p, 8); o = w_be(o, 0xcb, v, 8); break; }
+    case MW_FK_BOOL:
+    case MW_FK_ENUM:
+        if (*p > mw__field_max(f)) return put_value(sd, NULL, f, m); /* words the error */
+        o = f->kind == MW_FK_BOOL ? (*o = (uint8_t)(0xc2 | *p), o + 1) : w_uint(o, *p);
+        break;
+    case MW_FK_CHARS: {
+        size_t len = mw_chars_len(f, m);
+        if (!mw_utf8_valid(p, len)) return ferr(sd, f, MW_EUTF8, "invalid UTF-8");
+        o = w_str(o, p, len);
+        break;
+    }
+    case MW_FK_BYTES:
+        o = f->size <= UINT8_MAX ? w_be(o, 0xc4, f->size, 1)
+            : f->size <= UINT16_MAX ? w_be(o, 0xc5, f->size, 2) : w_be(o, 0xc6, f->size, 4);
+        memcpy(o, p, f->size);
+        o += f->size;
+        break;
+    default: return put_value(sd, NULL, f, m);
+    }
+    *op = o;
+    return 0;
+}
+
+/* Each part is written unchecked where the buffer has room for its largest
+ * form, else through the checked writers above. */
 static ssize_t mp_encode(mw_serdes_t *sd, const mw_schema_t *s, const void *msg,
                          uint8_t *out, size_t cap) {
     wr_t w = {out, out + cap, false};
     bool map = !(sd->flags & MW_SERDES_MSGPACK_ARRAY);
-    pack_count(&w, map, 1u + s->nfields);
-    if (map) {
-        pack_str(&w, "type", 4);
-        pack_str(&w, s->name, s->name_len);
+    if (room(&w, 24u + s->name_len)) {
+        uint8_t *o = w.p;
+        o = 1u + s->nfields < 16 ? (*o = (uint8_t)((map ? 0x80 : 0x90) | (1u + s->nfields)), o + 1)
+                                  : w_be(o, map ? 0xde : 0xdc, 1u + s->nfields, 2);
+        o = map ? w_str(w_str(o, "type", 4), s->name, s->name_len) : w_uint(o, s->tag);
+        w.p = o;
     } else {
-        pack_uint(&w, s->tag);
+        pack_count(&w, map, 1u + s->nfields);
+        if (map) {
+            pack_str(&w, "type", 4);
+            pack_str(&w, s->name, s->name_len);
+        } else {
+            pack_uint(&w, s->tag);
+        }
     }
     for (unsigned i = 0; i < s->nfields; i++) {
         const mw_field_t *f = &s->fields[i];
-        if (map) pack_str(&w, f->name, f->name_len);
-        int rc = put_value(sd, &w, f, msg);
+        int rc;
+        if (room(&w, field_room(f, map))) {
+            if (map) w.p = w_str(w.p, f->name, f->name_len);
+            rc = w_value(sd, &w.p, f, msg);
+        } else {
+            if (map) pack_str(&w, f->name, f->name_len);
+            rc = put_value(sd, &w, f, msg);
+        }
         if (rc) return rc;
     }
     if (w.full)
@@ -246,9 +351,17 @@ static const struct { uint8_t hdr, extra, kind; } hdr_tab[28] = {
 };
 
 static inline uint64_t be_read(const uint8_t *p, unsigned n) {
-    uint64_t v = 0;
-    for (unsigned k = 0; k < n; k++) v = v << 8 | p[k];
-    return v;
+    switch (n) {
+    case 1: return p[0];
+    case 2: { uint16_t v; memcpy(&v, p, 2); return __builtin_bswap16(v); }
+    case 4: { uint32_t v; memcpy(&v, p, 4); return __builtin_bswap32(v); }
+    case 8: { uint64_t v; memcpy(&v, p, 8); return __builtin_bswap64(v); }
+    default: {
+        uint64_t v = 0;
+        for (unsigned k = 0; k < n; k++) v = v << 8 | p[k];
+        return v;
+    }
+    }
 }
 
 /* Steps over the item at p[*pos] (header and payload); *kids is the number
@@ -414,13 +527,12 @@ static inline void set_uint(const mw_field_t *f, uint8_t *p, uint64_t v) {
 
 static int get_int(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o, uint8_t *p) {
     if (o->t == O_UINT) {
-        if (o->v.u > mw_fkind_max(f)) return range_err(sd, f, o);
+        if (o->v.u > mw__field_max(f)) return range_err(sd, f, o);
         set_uint(f, p, o->v.u);
         return 0;
     }
     if (o->t == O_INT) {
-        if (!mw_fkind_is_signed(f->kind) || o->v.i < mw_fkind_min(f->kind))
-            return range_err(sd, f, o);
+        if (0 - (uint64_t)o->v.i > mw__field_neg_max(f)) return range_err(sd, f, o);
         set_uint(f, p, (uint64_t)o->v.i);
         return 0;
     }
@@ -470,6 +582,73 @@ static int get_bytes(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o, uint8
     return 0;
 }
 
+/* Reads the value at r->p into field f when it is in the form our encoder
+ * writes and in range; returns false (nothing consumed) for anything else,
+ * which rd_obj() + get_value() then read or reject with the exact error. */
+static inline bool val_fast(rd_t *r, const mw_field_t *f, uint8_t *msg) {
+    const uint8_t *p = r->p;
+    size_t avail = (size_t)(r->end - p);
+    uint8_t *dst = msg + f->offset;
+    if (avail == 0) return false;
+    uint8_t b = p[0];
+    switch (f->kind) {
+    case MW_FK_F64: {
+        if (b != 0xcb || avail < 9) return false;
+        uint64_t v;
+        memcpy(&v, p + 1, 8);
+        v = __builtin_bswap64(v);
+        memcpy(dst, &v, 8);
+        r->p = p + 9;
+        return true;
+    }
+    case MW_FK_BOOL:
+        if (b != 0xc2 && b != 0xc3) return false;
+        *dst = b & 1;
+        r->p = p + 1;
+        return true;
+    case MW_FK_CHARS: {
+        size_t n = b & 0x1fu;
+        if ((b & 0xe0) != 0xa0 || n >= avail || n > f->size) return false;
+        unsigned nul = 0, high = 0;
+        for (size_t k = 0; k < n; k++) {
+            nul |= p[1 + k] == 0;
+            high |= p[1 + k];
+        }
+        if (nul || ((high & 0x80) && !mw_utf8_valid(p + 1, n))) return false;
+        mw__copy_small(dst, p + 1, n);
+        r->p = p + 1 + n;
+        return true;
+    }
+    case MW_FK_BYTES:
+        if (b != 0xc4 || avail < 2 || p[1] != f->size || avail - 2 < f->size) return false;
+        memcpy(dst, p + 2, f->size);
+        r->p = p + 2 + f->size;
+        return true;
+    default: break;
+    }
+    uint64_t v;
+    size_t used = 1;
+    if (b < 0x80) {
+        v = b;
+    } else if (b >= 0xe0) {
+        v = (uint64_t)(int64_t)(int8_t)b;
+    } else if (b >= 0xcc && b <= 0xd3) {
+        unsigned nb = 1u << ((b - 0xcc) & 3);
+        if (avail <= nb) return false;
+        v = be_read(p + 1, nb);
+        if (b >= 0xd0) /* sign-extend */
+            v = nb == 8 ? v : (uint64_t)((int64_t)(v << (64 - 8 * nb)) >> (64 - 8 * nb));
+        used += nb;
+    } else {
+        return false;
+    }
+    bool neg = b >= 0xe0 || (b >= 0xd0 && (int64_t)v < 0);
+    if (neg ? 0 - v > mw__field_neg_max(f) : v > mw__field_max(f)) return false;
+    set_uint(f, dst, v);
+    r->p = p + used;
+    return true;
+}
+
 static int get_value(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o, void *msg) {
     uint8_t *p = (uint8_t *)msg + f->offset;
     switch (f->kind) {
@@ -490,7 +669,7 @@ static bool is_str(const obj_t *o, const char *s, size_t n) {
 
 static const mw_schema_t *by_name(mw_serdes_t *sd, const mw_protocol_t *p, const obj_t *o) {
     const mw_schema_t *c = sd->c_schema;
-    if (c && sd->c_proto == p && c->name_len == o->n && memcmp(c->name, o->s, o->n) == 0) return c;
+    if (c && sd->c_proto == p && c->name_len == o->n && mw__eq_small(c->name, o->s, o->n)) return c;
     c = mw_protocol_by_name(p, (const char *)o->s, o->n);
     if (c) {
         sd->c_proto = p;
@@ -542,6 +721,19 @@ static int find_field(const mw_schema_t *s, const obj_t *k, unsigned next) {
     return -1;
 }
 
+/* The key at r->p if it is the fixstr name of field `next` (the usual case:
+ * keys in declaration order): consumes it and returns next; else -1. */
+static inline int key_fast(rd_t *r, const mw_schema_t *s, unsigned next) {
+    if (next >= s->nfields) return -1;
+    const mw_field_t *f = &s->fields[next];
+    size_t n = f->name_len;
+    if (n >= 32 || (size_t)(r->end - r->p) <= n || r->p[0] != (0xa0 | n) ||
+        !mw__eq_small(r->p + 1, f->name, n))
+        return -1;
+    r->p += 1 + n;
+    return (int)next;
+}
+
 __attribute__((cold)) static int key_err(mw_serdes_t *sd, const obj_t *k, const char *why) {
     return mw_err_set(&sd->err, MW_EFIELD, "msgpack: %s field \"%.*s\"", why,
                       (int)(k->n > 64 ? 64 : k->n), (const char *)k->s);
@@ -580,20 +772,27 @@ static int dec_map(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *p,
     memset(seen, 0, (s->nfields + 63u) / 64u * sizeof *seen);
     unsigned next = 0, got = 0;
     for (uint32_t i = t == 0; i < n; i++) {
-        if ((rc = rd_obj(r, &k))) return rc;
-        if (i == t) {
-            if (rd_skip(r)) return E_FRAME;
-            continue;
+        int fi = i == t ? -1 : key_fast(r, s, next);
+        if (fi < 0) {
+            if ((rc = rd_obj(r, &k))) return rc;
+            if (i == t) {
+                if (rd_skip(r)) return E_FRAME;
+                continue;
+            }
+            if (k.t != O_STR)
+                return mw_err_set(&sd->err, MW_EPROTO, "msgpack: map key %u is a %s, not a str",
+                                  (unsigned)i, otype_name(k.t));
+            fi = find_field(s, &k, next);
+            if (fi < 0) return key_err(sd, &k, is_str(&k, "type", 4) ? "duplicate" : "unknown");
         }
-        if (k.t != O_STR)
-            return mw_err_set(&sd->err, MW_EPROTO, "msgpack: map key %u is a %s, not a str",
-                              (unsigned)i, otype_name(k.t));
-        int fi = find_field(s, &k, next);
-        if (fi < 0) return key_err(sd, &k, is_str(&k, "type", 4) ? "duplicate" : "unknown");
-        if (seen[fi / 64] >> (fi % 64) & 1) return key_err(sd, &k, "duplicate");
+        if (seen[fi / 64] >> (fi % 64) & 1) {
+            k.s = (const uint8_t *)s->fields[fi].name, k.n = s->fields[fi].name_len;
+            return key_err(sd, &k, "duplicate");
+        }
         seen[fi / 64] |= (uint64_t)1 << (fi % 64);
         got++;
         next = (unsigned)fi + 1;
+        if (val_fast(r, &s->fields[fi], msg)) continue;
         if ((rc = rd_obj(r, &v)) || (rc = get_value(sd, &s->fields[fi], &v, msg))) return rc;
     }
     if (got == s->nfields) {
@@ -625,7 +824,9 @@ static int dec_array(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *
                           (unsigned)n, 1u + s->nfields);
     if ((rc = check_cap(sd, s, msg, cap))) return rc;
     for (unsigned i = 0; i < s->nfields; i++)
-        if ((rc = rd_obj(r, &v)) || (rc = get_value(sd, &s->fields[i], &v, msg))) return rc;
+        if (!val_fast(r, &s->fields[i], msg) &&
+            ((rc = rd_obj(r, &v)) || (rc = get_value(sd, &s->fields[i], &v, msg))))
+            return rc;
     *so = s;
     return 0;
 }

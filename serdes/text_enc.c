@@ -25,7 +25,7 @@ static inline void put(wr_t *w, const void *s, size_t n) {
         w->p = w->end;
         return;
     }
-    memcpy(w->p, s, n);
+    mw__copy_small(w->p, s, n);
     w->p += n;
 }
 
@@ -105,7 +105,8 @@ static int enc_f64(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const void *ms
     if (!isfinite(v))
         return mw_err_set(&sd->err, MW_ERANGE, "text: field \"%s\": %s is not a JSON number",
                           f->name, isnan(v) ? "NaN" : "an infinity");
-    put(w, buf, mw__fmt_f64(buf, v));
+    if (room(w, MW__F64_TEXT)) w->p += mw__fmt_f64((char *)w->p, v);
+    else put(w, buf, mw__fmt_f64(buf, v));
     return 0;
 }
 
@@ -113,7 +114,7 @@ static int enc_f64(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const void *ms
 static int enc_small(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const void *msg) {
     unsigned v = *((const uint8_t *)msg + f->offset);
     unsigned max = f->kind == MW_FK_BOOL ? 1u : f->limit - 1u;
-    char buf[4];
+    char buf[24];
     if (v > max)
         return mw_err_set(&sd->err, MW_ERANGE,
                           "text: field \"%s\": %u is out of range for %s (0..%u)", f->name, v,
@@ -165,7 +166,7 @@ static inline void put_key(wr_t *w, const mw_field_t *f) {
     }
     uint8_t *o = w->p;
     memcpy(o, ",\"", 2);
-    memcpy(o + 2, f->name, n);
+    mw__copy_small(o + 2, f->name, n);
     memcpy(o + 2 + n, "\":", 2);
     w->p = o + n + 4;
 }

@@ -14,6 +14,7 @@
  * every error. The checks here are the general decoder's checks, so whatever
  * this reader accepts, the general one accepts with the same struct.
  */
+#include "serdes_impl.h"
 #include "text_impl.h"
 
 #include <math.h>
@@ -59,11 +60,11 @@ static bool read_int(fr_t *r, const mw_field_t *f, uint8_t *dst) {
     r->p += neg;
     if (!read_mag(r, &mag)) return false;
     if (!neg || mag == 0) {
-        if (mag > mw_fkind_max(f)) return false;
+        if (mag > mw__field_max(f)) return false;
         store(dst, f->size, mag);
         return true;
     }
-    if (!mw_fkind_is_signed(f->kind) || mag > 0 - (uint64_t)mw_fkind_min(f->kind)) return false;
+    if (mag > mw__field_neg_max(f)) return false;
     store(dst, f->size, 0 - mag);
     return true;
 }
@@ -165,7 +166,7 @@ static inline bool read_key(fr_t *r, const mw_field_t *f) {
     size_t n = f->name_len;
     const uint8_t *p = r->p;
     if ((size_t)(r->end - p) < n + 5 || p[0] != ',' || p[1] != '"' || p[n + 2] != '"' ||
-        p[n + 3] != ':' || memcmp(p + 2, f->name, n) != 0)
+        p[n + 3] != ':' || !mw__eq_small(p + 2, f->name, n))
         return false;
     r->p = p + n + 4;
     return true;
@@ -175,7 +176,7 @@ static inline bool read_key(fr_t *r, const mw_field_t *f) {
 static const mw_schema_t *by_name(mw_serdes_t *sd, const mw_protocol_t *p, const uint8_t *name,
                                   size_t n) {
     const mw_schema_t *s = sd->c_schema;
-    if (s && sd->c_proto == p && s->name_len == n && memcmp(s->name, name, n) == 0) return s;
+    if (s && sd->c_proto == p && s->name_len == n && mw__eq_small(s->name, name, n)) return s;
     s = mw_protocol_by_name(p, (const char *)name, n);
     if (s) {
         sd->c_proto = p;

@@ -4,6 +4,7 @@
 #define MW_TEXT_IMPL_H
 
 #include "mw_serdes.h"
+#include "serdes_impl.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,24 +21,54 @@ extern const char mw__hex_pairs[512];   /* "00" "01" ... "ff" */
 extern const uint8_t mw__unhex[256];    /* hex digit value, or 0x80 if not one */
 extern const double mw__pow10[23];      /* 1e0 .. 1e22, all exact */
 
-/* Decimal digits of v (no sign, no leading zeros) into buf[0..20). */
-static inline size_t mw__fmt_u64(char *buf, uint64_t v) {
-    char tmp[20];
-    char *p = tmp + sizeof tmp;
+extern const uint64_t mw__pow10_u64[20]; /* 1 .. 10^19 */
+
+/* Number of decimal digits of v (1 for 0). */
+static inline unsigned mw__ndigits(uint64_t v) {
+    unsigned t = ((64u - (unsigned)__builtin_clzll(v | 1)) * 1233u) >> 12;
+    return t + (v >= mw__pow10_u64[t]) + (v == 0);
+}
+
+/* Digits of v < 10^8 (no leading zeros) into buf, two at a time from a
+ * table. */
+static inline size_t mw__fmt_u32(char *buf, uint32_t v) {
+    unsigned n = mw__ndigits(v);
+    char *p = buf + n;
     while (v >= 100) {
         p -= 2;
         memcpy(p, mw__digit_pairs + 2 * (v % 100), 2);
         v /= 100;
     }
-    if (v >= 10) {
-        p -= 2;
-        memcpy(p, mw__digit_pairs + 2 * v, 2);
-    } else {
-        *--p = (char)('0' + v);
-    }
-    size_t n = (size_t)(tmp + sizeof tmp - p);
-    memcpy(buf, p, n);
+    if (v >= 10) memcpy(p - 2, mw__digit_pairs + 2 * v, 2);
+    else p[-1] = (char)('0' + v);
     return n;
+}
+
+/* Exactly 8 digits of v < 10^8, leading zeros included; the two halves are
+ * independent, so they compute in parallel. */
+static inline void mw__put8(char *p, uint32_t v) {
+    uint32_t a = v / 10000, b = v % 10000;
+    memcpy(p, mw__digit_pairs + 2 * (a / 100), 2);
+    memcpy(p + 2, mw__digit_pairs + 2 * (a % 100), 2);
+    memcpy(p + 4, mw__digit_pairs + 2 * (b / 100), 2);
+    memcpy(p + 6, mw__digit_pairs + 2 * (b % 100), 2);
+}
+
+/* Decimal digits of v (no sign, no leading zeros) into buf[0..20): 8-digit
+ * chunks instead of one long chain of divisions. */
+static inline size_t mw__fmt_u64(char *buf, uint64_t v) {
+    if (v < 100000000) return mw__fmt_u32(buf, (uint32_t)v);
+    uint64_t hi = v / 100000000;
+    uint32_t lo = (uint32_t)(v % 100000000);
+    if (hi < 100000000) {
+        size_t n = mw__fmt_u32(buf, (uint32_t)hi);
+        mw__put8(buf + n, lo);
+        return n + 8;
+    }
+    size_t n = mw__fmt_u32(buf, (uint32_t)(hi / 100000000));
+    mw__put8(buf + n, (uint32_t)(hi % 100000000));
+    mw__put8(buf + n + 8, lo);
+    return n + 16;
 }
 
 static inline size_t mw__fmt_i64(char *buf, int64_t v) {

@@ -57,6 +57,12 @@ const uint8_t mw__unhex[256] = {
 #undef X16
 #undef X8
 
+const uint64_t mw__pow10_u64[20] = {
+    1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull, 100000000ull,
+    1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull, 10000000000000ull,
+    100000000000000ull, 1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+    1000000000000000000ull, 10000000000000000000ull};
+
 const double mw__pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
@@ -78,14 +84,14 @@ static double round_int(double x) {
 
 /* What %.{prec}g prints for the decimal d[0..n) * 10^(x - n + 1): digits d
  * without trailing zeros (n >= 1), x the exponent of the first digit. */
-static size_t style_g(char *out, bool neg, const char *d, int n, int x, int prec) {
+static size_t style_g(char *out, bool neg, const char *d, size_t n, int x, int prec) {
     char *o = out;
     if (neg) *o++ = '-';
     if (x < -4 || x >= prec) {
         *o++ = d[0];
         if (n > 1) {
             *o++ = '.';
-            memcpy(o, d + 1, (size_t)n - 1);
+            mw__copy_small((uint8_t *)o, d + 1, n - 1);
             o += n - 1;
         }
         int ax = x < 0 ? -x : x;
@@ -95,25 +101,26 @@ static size_t style_g(char *out, bool neg, const char *d, int n, int x, int prec
         memcpy(o, mw__digit_pairs + 2 * (ax % 100), 2);
         o += 2;
     } else if (x < 0) {
-        memcpy(o, "0.", 2);
-        o += 2;
-        memset(o, '0', (size_t)(-x - 1));
-        o += -x - 1;
-        memcpy(o, d, (size_t)n);
+        size_t zeros = (size_t)(-x - 1);
+        memcpy(o, "0.000", 2 + zeros); /* x >= -4: at most 3 zeros */
+        o += 2 + zeros;
+        mw__copy_small((uint8_t *)o, d, n);
         o += n;
-    } else if (n <= x + 1) {
-        memcpy(o, d, (size_t)n);
+    } else if (n <= (size_t)x + 1) {
+        size_t zeros = (size_t)x + 1 - n;
+        mw__copy_small((uint8_t *)o, d, n);
         o += n;
-        memset(o, '0', (size_t)(x + 1 - n));
-        o += x + 1 - n;
+        memset(o, '0', zeros);
+        o += zeros;
         memcpy(o, ".0", 2); /* integral-looking: keep it a float */
         o += 2;
     } else {
-        memcpy(o, d, (size_t)x + 1);
-        o += x + 1;
+        size_t ip = (size_t)x + 1;
+        mw__copy_small((uint8_t *)o, d, ip);
+        o += ip;
         *o++ = '.';
-        memcpy(o, d + x + 1, (size_t)(n - x - 1));
-        o += n - x - 1;
+        mw__copy_small((uint8_t *)o, d + ip, n - ip);
+        o += n - ip;
     }
     return (size_t)(o - out);
 }
@@ -161,8 +168,8 @@ static size_t fmt_fast(char *buf, double v) {
     } else if (!short_decimal(a, &m, &k)) {
         return 0;
     }
-    int n = (int)mw__fmt_u64(d, m);
-    int x = n - 1 - k;
+    size_t n = mw__fmt_u64(d, m);
+    int x = (int)n - 1 - k;
     while (d[n - 1] == '0') n--;
     if (n <= 15) prec = 15;
     return style_g(buf, neg, d, n, x, prec);
