@@ -36,6 +36,29 @@ static inline void mw__copy_small(uint8_t *dst, const void *src, size_t n) {
     }
 }
 
+/* mw__copy_small for n <= 16 only (no memcpy fallback for the compiler to
+ * worry about). */
+static inline void mw__copy_upto16(uint8_t *dst, const void *src, size_t n) {
+    const uint8_t *s = src;
+    if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + n - 4, &b, 4);
+    } else {
+        if (n > 0) dst[0] = s[0];
+        if (n > 1) dst[1] = s[1];
+        if (n > 2) dst[2] = s[2];
+    }
+}
+
 /* memcmp(a, b, n) == 0, the same way. */
 static inline bool mw__eq_small(const void *a, const void *b, size_t n) {
     const uint8_t *x = a, *y = b;
