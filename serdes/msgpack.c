@@ -19,6 +19,7 @@
  * as when msgpack-c's unpacker built the tree first. */
 #include "serdes_impl.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -585,7 +586,8 @@ static int get_bytes(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o, uint8
 /* Reads the value at r->p into field f when it is in the form our encoder
  * writes and in range; returns false (nothing consumed) for anything else,
  * which rd_obj() + get_value() then read or reject with the exact error. */
-static inline bool val_fast(rd_t *r, const mw_field_t *f, uint8_t *msg) {
+__attribute__((always_inline)) static inline bool val_fast(rd_t *r, const mw_field_t *f,
+                                                          uint8_t *msg) {
     const uint8_t *p = r->p;
     size_t avail = (size_t)(r->end - p);
     uint8_t *dst = msg + f->offset;
@@ -723,7 +725,8 @@ static int find_field(const mw_schema_t *s, const obj_t *k, unsigned next) {
 
 /* The key at r->p if it is the fixstr name of field `next` (the usual case:
  * keys in declaration order): consumes it and returns next; else -1. */
-static inline int key_fast(rd_t *r, const mw_schema_t *s, unsigned next) {
+__attribute__((always_inline)) static inline int key_fast(rd_t *r, const mw_schema_t *s,
+                                                         unsigned next) {
     if (next >= s->nfields) return -1;
     const mw_field_t *f = &s->fields[next];
     size_t n = f->name_len;
@@ -753,6 +756,30 @@ static int find_type(rd_t r, uint32_t n, uint32_t *t, obj_t *v) {
     return 0;
 }
 
+/* A value not in our own encoding (or an error): read it generically. */
+__attribute__((noinline)) static int val_slow(mw_serdes_t *sd, rd_t *r, const mw_field_t *f,
+                                              void *msg) {
+    obj_t v;
+    int rc = rd_obj(r, &v);
+    return rc ? rc : get_value(sd, f, &v, msg);
+}
+
+/* Entry i's key when key_fast() did not match: the field's index, INT_MIN
+ * for the "type" entry (index t, skipped with its value), or an error. */
+__attribute__((noinline)) static int key_slow(mw_serdes_t *sd, rd_t *r, const mw_schema_t *s,
+                                              uint32_t i, uint32_t t, unsigned next) {
+    obj_t k;
+    int rc = rd_obj(r, &k);
+    if (rc) return rc;
+    if (i == t) return rd_skip(r) ? E_FRAME : INT_MIN;
+    if (k.t != O_STR)
+        return mw_err_set(&sd->err, MW_EPROTO, "msgpack: map key %u is a %s, not a str",
+                          (unsigned)i, otype_name(k.t));
+    int fi = find_field(s, &k, next);
+    if (fi < 0) return key_err(sd, &k, is_str(&k, "type", 4) ? "duplicate" : "unknown");
+    return fi;
+}
+
 /* Reads the n entries of a map at r (c->p just after the map header). */
 static int dec_map(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *p,
                    const mw_schema_t **so, void *msg, size_t cap) {
@@ -771,19 +798,16 @@ static int dec_map(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *p,
     uint64_t *seen = ((mp_state_t *)sd->state)->seen;
     memset(seen, 0, (s->nfields + 63u) / 64u * sizeof *seen);
     unsigned next = 0, got = 0;
+    rd_t fr = *r; /* never escapes: stays in registers; slow steps get copies */
     for (uint32_t i = t == 0; i < n; i++) {
-        int fi = i == t ? -1 : key_fast(r, s, next);
+        int fi = i == t ? -1 : key_fast(&fr, s, next);
         if (fi < 0) {
-            if ((rc = rd_obj(r, &k))) return rc;
-            if (i == t) {
-                if (rd_skip(r)) return E_FRAME;
-                continue;
-            }
-            if (k.t != O_STR)
-                return mw_err_set(&sd->err, MW_EPROTO, "msgpack: map key %u is a %s, not a str",
-                                  (unsigned)i, otype_name(k.t));
-            fi = find_field(s, &k, next);
-            if (fi < 0) return key_err(sd, &k, is_str(&k, "type", 4) ? "duplicate" : "unknown");
+            rd_t tr = fr;
+            rc = key_slow(sd, &tr, s, i, t, next);
+            fr = tr;
+            if (rc == INT_MIN) continue; /* the "type" entry, skipped */
+            if (rc < 0) return rc;
+            fi = rc;
         }
         if (seen[fi / 64] >> (fi % 64) & 1) {
             k.s = (const uint8_t *)s->fields[fi].name, k.n = s->fields[fi].name_len;
@@ -792,9 +816,13 @@ static int dec_map(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *p,
         seen[fi / 64] |= (uint64_t)1 << (fi % 64);
         got++;
         next = (unsigned)fi + 1;
-        if (val_fast(r, &s->fields[fi], msg)) continue;
-        if ((rc = rd_obj(r, &v)) || (rc = get_value(sd, &s->fields[fi], &v, msg))) return rc;
+        if (val_fast(&fr, &s->fields[fi], msg)) continue;
+        rd_t tr = fr;
+        rc = val_slow(sd, &tr, &s->fields[fi], msg);
+        fr = tr;
+        if (rc) return rc;
     }
+    *r = fr;
     if (got == s->nfields) {
         *so = s;
         return 0;
@@ -808,7 +836,7 @@ static int dec_map(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *p,
 static int dec_array(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *p,
                      const mw_schema_t **so, void *msg, size_t cap) {
     if (n == 0) return mw_err_set(&sd->err, MW_EMISSING, "msgpack: empty array, no tag");
-    obj_t t, v;
+    obj_t t;
     int rc = rd_obj(r, &t);
     if (rc) return rc;
     if (t.t != O_UINT)
@@ -823,10 +851,15 @@ static int dec_array(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *
         return mw_err_set(&sd->err, MW_EFIELD, "msgpack: %s array of %u, expected %u", s->name,
                           (unsigned)n, 1u + s->nfields);
     if ((rc = check_cap(sd, s, msg, cap))) return rc;
-    for (unsigned i = 0; i < s->nfields; i++)
-        if (!val_fast(r, &s->fields[i], msg) &&
-            ((rc = rd_obj(r, &v)) || (rc = get_value(sd, &s->fields[i], &v, msg))))
-            return rc;
+    rd_t fr = *r;
+    for (unsigned i = 0; i < s->nfields; i++) {
+        if (val_fast(&fr, &s->fields[i], msg)) continue;
+        rd_t tr = fr;
+        rc = val_slow(sd, &tr, &s->fields[i], msg);
+        fr = tr;
+        if (rc) return rc;
+    }
+    *r = fr;
     *so = s;
     return 0;
 }
