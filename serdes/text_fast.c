@@ -25,15 +25,45 @@ typedef struct fr {
 
 static inline bool is_digit(uint8_t b) { return b >= '0' && b <= '9'; }
 
+/* Leading decimal digits among the 8 bytes x (0..8). */
+static inline unsigned digits8(uint64_t x) {
+    const uint64_t f0 = 0xF0F0F0F0F0F0F0F0ull, z = 0x3030303030303030ull;
+    /* a byte is a digit if its high nibble is 3 and adding 6 keeps it 3 */
+    uint64_t bad = ((x & f0) ^ z) | (((x + 0x0606060606060606ull) & f0) ^ z);
+    return bad ? (unsigned)__builtin_ctzll(bad) / 8 : 8;
+}
+
+/* The number written by the n (1..8) digits at the start of x. */
+static inline uint64_t parse8(uint64_t x, unsigned n) {
+    uint64_t v = (x & 0x0F0F0F0F0F0F0F0Full) << (8 * (8 - n)); /* leading zero digits */
+    v = (v * 2561) >> 8;
+    v = ((v & 0x00FF00FF00FF00FFull) * 6553601) >> 16;
+    return ((v & 0x0000FFFF0000FFFFull) * 42949672960001ull) >> 32;
+}
+
 /* Digits of a JSON integer at r->p (after any '-'): no leading zero, no
- * fraction or exponent, no overflow of 64 bits. */
+ * fraction or exponent, no overflow of 64 bits. Eight digits at a time
+ * where eight bytes can be read; byte by byte near the end of the input and
+ * beyond 19 digits. */
 static bool read_mag(fr_t *r, uint64_t *mag) {
     const uint8_t *p = r->p, *end = r->end;
     if (p == end || !is_digit(*p)) return false;
-    uint64_t v = (uint64_t)(*p++ - '0');
-    if (v == 0) {
+    uint64_t v = 0;
+    unsigned total = 0;
+    if (p[0] == '0') {
+        p++;
         if (p < end && is_digit(*p)) return false; /* leading zero */
     } else {
+        while (end - p >= 8) {
+            uint64_t x;
+            memcpy(&x, p, 8);
+            unsigned n = digits8(x);
+            if (n == 0 || total + n > 19) break;
+            v = v * mw__pow10_u64[n] + parse8(x, n);
+            total += n;
+            p += n;
+            if (n < 8) break;
+        }
         for (; p < end && is_digit(*p); p++)
             if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v))
                 return false;
