@@ -133,6 +133,10 @@ static bool short_decimal(double v, uint64_t *m, int *k) {
             double x = v * mw__pow10[i];
             if (x >= 1e15) return false;
             double r = round_int(x);
+            /* a form that reads back has |x - m| < 0.22 (both roundings are
+             * below 1.2e-16 * 10^15), so m is r; skip the division if r is
+             * too far from x to be it */
+            if (fabs(x - r) > 0.25) continue;
             if (r / mw__pow10[i] == v) {
                 *m = (uint64_t)r;
                 *k = i;
