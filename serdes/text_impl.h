@@ -89,21 +89,26 @@ size_t mw__fmt_f64(char buf[MW__F64_TEXT], double v);
  * path for up to 19 digits with a power of ten up to 22; strtod otherwise. */
 double mw__parse_f64(const uint8_t *s, size_t len);
 
-/* True if some byte of the 8 at p needs a look inside a JSON string: a
- * control character, '"', '\\', or a byte >= 0x80. */
-static inline bool mw__special8(const uint8_t *p) {
+/* The bytes among the 8 at p that need a look inside a JSON string (a
+ * control character, '"', '\\', or a byte >= 0x80) as a mask of their high
+ * bits. Each test may flag bytes above a true hit (borrows), never below
+ * one, so the lowest flagged byte is exactly the first special byte. */
+static inline uint64_t mw__special8(const uint8_t *p) {
     const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
     uint64_t x;
     memcpy(&x, p, 8);
     uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
     uint64_t hit = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x;
-    return (hit & high) != 0;
+    return hit & high;
 }
 
 /* The first byte in [p, end) that is a control character, '"', '\\' or
  * >= 0x80; end if none. */
 static inline const uint8_t *mw__plain_run(const uint8_t *p, const uint8_t *end) {
-    while (end - p >= 8 && !mw__special8(p)) p += 8;
+    for (; end - p >= 8; p += 8) {
+        uint64_t m = mw__special8(p);
+        if (m) return p + __builtin_ctzll(m) / 8;
+    }
     while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') p++;
     return p;
 }
