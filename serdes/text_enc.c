@@ -93,7 +93,8 @@ static void enc_bytes(wr_t *w, const mw_field_t *f, const void *msg) {
     }
     uint8_t *o = w->p;
     *o++ = '"';
-    for (size_t i = 0; i < n; i++, o += 2) memcpy(o, mw__hex_pairs + 2 * s[i], 2);
+    mw__hex_encode(o, s, n);
+    o += 2 * n;
     *o++ = '"';
     w->p = o;
 }

@@ -160,7 +160,7 @@ static bool read_bytes(fr_t *r, const mw_field_t *f, uint8_t *dst) {
     size_t n = f->size;
     if ((size_t)(r->end - r->p) < 2 * n + 2 || r->p[0] != '"' || r->p[2 * n + 1] != '"')
         return false;
-    if (!mw__unhex_run(r->p + 1, dst, n)) return false;
+    if (!mw__hex_decode(r->p + 1, dst, n)) return false;
     r->p += 2 * n + 2;
     return true;
 }

@@ -113,16 +113,12 @@ static inline const uint8_t *mw__plain_run(const uint8_t *p, const uint8_t *end)
     return p;
 }
 
-/* Hex digits s[0..2n) into out[0..n); false if one is not a hex digit. */
-static inline bool mw__unhex_run(const uint8_t *s, uint8_t *out, size_t n) {
-    unsigned bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned hi = mw__unhex[s[2 * i]], lo = mw__unhex[s[2 * i + 1]];
-        bad |= hi | lo;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return !(bad & 0x80);
-}
+/* Hex digits s[0..2n) (either case) into out[0..n); false if one is not a
+ * hex digit (out then holds garbage). 16 bytes at a time with SSE2. */
+bool mw__hex_decode(const uint8_t *s, uint8_t *out, size_t n);
+
+/* Lowercase hex of s[0..n) into o[0..2n). */
+void mw__hex_encode(uint8_t *o, const uint8_t *s, size_t n);
 
 /* The encoder (text_enc.c). */
 ssize_t mw__text_encode(mw_serdes_t *sd, const mw_schema_t *s, const void *msg, uint8_t *out,

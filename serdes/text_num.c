@@ -31,6 +31,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define P10(a) a "0" a "1" a "2" a "3" a "4" a "5" a "6" a "7" a "8" a "9"
 const char mw__digit_pairs[200] = P10("0") P10("1") P10("2") P10("3") P10("4") P10("5") P10("6")
@@ -66,6 +69,71 @@ const uint64_t mw__pow10_u64[20] = {
 const double mw__pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* ---- hex in bulk ------------------------------------------------------------ */
+
+#ifdef __SSE2__
+/* 16 hex characters to their values (0..15); *ok cleared if one is not a
+ * hex digit. Signed byte compares: bytes >= 0x80 are negative and fail both
+ * range tests. */
+static inline __m128i unhex16(__m128i v, __m128i *bad) {
+    const __m128i minus1 = _mm_set1_epi8(-1);
+    __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+    __m128i l = _mm_sub_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
+    __m128i isd = _mm_and_si128(_mm_cmpgt_epi8(d, minus1), _mm_cmplt_epi8(d, _mm_set1_epi8(10)));
+    __m128i isl = _mm_and_si128(_mm_cmpgt_epi8(l, minus1), _mm_cmplt_epi8(l, _mm_set1_epi8(6)));
+    *bad = _mm_or_si128(*bad, _mm_andnot_si128(_mm_or_si128(isd, isl), minus1));
+    return _mm_or_si128(_mm_and_si128(d, isd),
+                        _mm_and_si128(_mm_add_epi8(l, _mm_set1_epi8(10)), isl));
+}
+
+/* Values of 16 hex characters to 8 bytes in the low byte of each 16-bit lane. */
+static inline __m128i pairs16(__m128i val) {
+    __m128i hi = _mm_slli_epi16(val, 4), lo = _mm_srli_epi16(val, 8);
+    return _mm_and_si128(_mm_or_si128(hi, lo), _mm_set1_epi16(0x00ff));
+}
+#endif
+
+bool mw__hex_decode(const uint8_t *s, uint8_t *out, size_t n) {
+    size_t i = 0;
+#ifdef __SSE2__
+    __m128i bad = _mm_setzero_si128();
+    for (; n - i >= 16; i += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + 2 * i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(s + 2 * i + 16));
+        a = pairs16(unhex16(a, &bad));
+        b = pairs16(unhex16(b, &bad));
+        _mm_storeu_si128((__m128i *)(out + i), _mm_packus_epi16(a, b));
+    }
+    if (_mm_movemask_epi8(bad)) return false;
+#endif
+    unsigned worse = 0;
+    for (; i < n; i++) {
+        unsigned hi = mw__unhex[s[2 * i]], lo = mw__unhex[s[2 * i + 1]];
+        worse |= hi | lo;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return !(worse & 0x80);
+}
+
+void mw__hex_encode(uint8_t *o, const uint8_t *s, size_t n) {
+    size_t i = 0;
+#ifdef __SSE2__
+    const __m128i low4 = _mm_set1_epi8(0x0f), nine = _mm_set1_epi8(9);
+    for (; n - i >= 16; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(s + i));
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(x, 4), low4), lo = _mm_and_si128(x, low4);
+        /* '0' + v, plus 'a' - '0' - 10 = 39 for v > 9 */
+        hi = _mm_add_epi8(_mm_add_epi8(hi, _mm_set1_epi8('0')),
+                          _mm_and_si128(_mm_cmpgt_epi8(hi, nine), _mm_set1_epi8(39)));
+        lo = _mm_add_epi8(_mm_add_epi8(lo, _mm_set1_epi8('0')),
+                          _mm_and_si128(_mm_cmpgt_epi8(lo, nine), _mm_set1_epi8(39)));
+        _mm_storeu_si128((__m128i *)(o + 2 * i), _mm_unpacklo_epi8(hi, lo));
+        _mm_storeu_si128((__m128i *)(o + 2 * i + 16), _mm_unpackhi_epi8(hi, lo));
+    }
+#endif
+    for (; i < n; i++) memcpy(o + 2 * i, mw__hex_pairs + 2 * s[i], 2);
+}
 
 /* ---- formatting ------------------------------------------------------------ */
 

@@ -22,6 +22,14 @@ MW_MESSAGE(blob, 1, BLOB_FIELDS)
 #define BLOB_MSGS(M) M(blob)
 MW_PROTOCOL(blobproto, BLOB_MSGS)
 
+/* BYTES of lengths around the 16-byte vector steps of the hex code. */
+#define HEXES_FIELDS(F) \
+    F(BYTES, b1, 1) F(BYTES, b15, 15) F(BYTES, b16, 16) F(BYTES, b17, 17) F(BYTES, b33, 33) \
+    F(BYTES, b37, 37)
+MW_MESSAGE(hexes, 1, HEXES_FIELDS)
+#define HEXES_MSGS(M) M(hexes)
+MW_PROTOCOL(hexproto, HEXES_MSGS)
+
 static mw_serdes_t sd;
 
 static int setup(void **state) {
@@ -72,9 +80,10 @@ static ssize_t decode_at(const uint8_t *in, size_t n, const mw_protocol_t *p,
 /* Decodes in[0..n) twice: as given (the single-pass reader may take it) and
  * with a space after the opening brace (only the general decoder can). Both
  * must agree on the result and on the struct. */
-static ssize_t decode_both(const void *in, size_t n, const mw_protocol_t *p, test_msg_t *out,
+static ssize_t decode_both(const void *in, size_t n, const mw_protocol_t *p, void *out,
                            size_t cap) {
-    static uint8_t spaced[16384], back[sizeof(test_msg_t)];
+    static uint8_t spaced[16384], back[1024];
+    assert_true(cap <= sizeof back);
     const mw_schema_t *s1 = NULL, *s2 = NULL;
     memset(out, 0x5a, cap);
     ssize_t r1 = decode_at(in, n, p, &s1, out, cap);
@@ -424,6 +433,72 @@ static void test_text_bytes_field_of_4k_round_trips_and_rejects_bad_hex(void **s
                      MW_ETYPE);
 }
 
+static void test_text_hex_of_every_length_and_a_bad_digit_at_every_position(void **state) {
+    (void)state;
+    const mw_schema_t *s = hexes_schema();
+    uint64_t rng = 0x9B05688C2B3E6C1Full;
+    static const struct { uint8_t c; int code; } bad[] = {
+        {'g', MW_ETYPE}, {'G', MW_ETYPE}, {'/', MW_ETYPE}, {':', MW_ETYPE}, {'@', MW_ETYPE},
+        {'`', MW_ETYPE}, {' ', MW_ETYPE}, {0x7f, MW_ETYPE}, {'~', MW_ETYPE}, {0x80, MW_EUTF8},
+        {0xb0, MW_EUTF8}, {0xe1, MW_EUTF8}, {0xff, MW_EUTF8}, {0x01, MW_EPROTO},
+    };
+    for (int it = 0; it < 200; it++) {
+        hexes_t m, out;
+        for (size_t i = 0; i < sizeof m; i++) ((uint8_t *)&m)[i] = (uint8_t)rng_next(&rng);
+        char buf[600];
+        ssize_t n = hexes_encode(&sd, &m, (uint8_t *)buf, sizeof buf - 1);
+        assert_true(n > 0);
+        buf[n] = '\0';
+        for (unsigned k = 0; k < s->nfields; k++) { /* each field's text against %02x */
+            const mw_field_t *f = &s->fields[k];
+            char want[100], key[16];
+            for (size_t i = 0; i < f->size; i++)
+                snprintf(want + 2 * i, 3, "%02x", ((const uint8_t *)&m)[f->offset + i]);
+            snprintf(key, sizeof key, "\"%s\":\"", f->name);
+            const char *at = strstr(buf, key);
+            assert_non_null(at);
+            assert_memory_equal(at + strlen(key), want, 2 * f->size);
+        }
+        assert_int_equal(decode_both(buf, (size_t)n, &hexproto_protocol, &out, sizeof out), n);
+        assert_memory_equal(&out, &m, sizeof m);
+        /* upper case anywhere in the hex is fine */
+        for (unsigned k = 0; k < s->nfields; k++) {
+            char key[16];
+            snprintf(key, sizeof key, "\"%s\":\"", s->fields[k].name);
+            for (char *q = strstr(buf, key) + strlen(key); *q != '"'; q++)
+                if (*q >= 'a' && *q <= 'f' && rng_next(&rng) % 2) *q = (char)(*q - 'a' + 'A');
+        }
+        assert_int_equal(decode_both(buf, (size_t)n, &hexproto_protocol, &out, sizeof out), n);
+        assert_memory_equal(&out, &m, sizeof m);
+        /* one bad character at a random hex position of a random field */
+        const mw_field_t *f = &s->fields[rng_next(&rng) % s->nfields];
+        char key[16];
+        snprintf(key, sizeof key, "\"%s\":\"", f->name);
+        char *h = strstr(buf, key) + strlen(key);
+        size_t at = (size_t)(rng_next(&rng) % (2 * f->size));
+        size_t b = (size_t)(rng_next(&rng) % (sizeof bad / sizeof bad[0]));
+        char keep = h[at];
+        h[at] = (char)bad[b].c;
+        assert_int_equal(decode_both(buf, (size_t)n, &hexproto_protocol, &out, sizeof out), bad[b].code);
+        h[at] = keep;
+    }
+    /* every position of the longest field, every bad character */
+    hexes_t m, out;
+    memset(&m, 0xa5, sizeof m);
+    char buf[600];
+    ssize_t n = hexes_encode(&sd, &m, (uint8_t *)buf, sizeof buf - 1);
+    buf[n] = '\0';
+    char *h = strstr(buf, "\"b37\":\"") + 7;
+    for (size_t at = 0; at < 74; at++)
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            char keep = h[at];
+            h[at] = (char)bad[b].c;
+            assert_int_equal(decode_both(buf, (size_t)n, &hexproto_protocol, &out, sizeof out),
+                             bad[b].code);
+            h[at] = keep;
+        }
+}
+
 /* ---- UTF-8 ------------------------------------------------------------------ */
 
 /* RFC 3629 by decoding code points: the plain way. */
@@ -541,6 +616,7 @@ int main(void) {
         cmocka_unit_test(test_text_integers_at_every_boundary),
         cmocka_unit_test(test_text_fast_and_general_decoders_agree),
         cmocka_unit_test(test_text_bytes_field_of_4k_round_trips_and_rejects_bad_hex),
+        cmocka_unit_test(test_text_hex_of_every_length_and_a_bad_digit_at_every_position),
         cmocka_unit_test(test_utf8_valid_matches_code_point_decoding),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
