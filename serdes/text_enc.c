@@ -122,6 +122,8 @@ static int enc_small(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const void *
                           mw_fkind_name(f->kind), max);
     if (f->kind == MW_FK_BOOL)
         put(w, v ? "true" : "false", v ? 4 : 5);
+    else if (v < 10)
+        put1(w, (uint8_t)('0' + v));
     else
         put(w, buf, mw__fmt_u64(buf, v));
     return 0;

@@ -50,9 +50,9 @@ static bool read_mag(fr_t *r, uint64_t *mag) {
     if (p == end || !is_digit(*p)) return false;
     uint64_t v = 0;
     unsigned total = 0;
-    if (p[0] == '0') {
-        p++;
-        if (p < end && is_digit(*p)) return false; /* leading zero */
+    if (p[0] == '0' || end - p < 2 || !is_digit(p[1])) { /* one digit (enums, flags) */
+        v = (uint64_t)(*p++ - '0');
+        if (v == 0 && p < end && is_digit(*p)) return false; /* leading zero */
     } else {
         while (end - p >= 8) {
             uint64_t x;
@@ -99,39 +99,73 @@ static bool read_int(fr_t *r, const mw_field_t *f, uint8_t *dst) {
     return true;
 }
 
-/* One or more digits. */
-static bool digits(fr_t *r) {
-    const uint8_t *p = r->p;
-    while (p < r->end && is_digit(*p)) p++;
-    if (p == r->p) return false;
-    r->p = p;
+/* Digits at *pp into the mantissa *m while it has fewer than 19 significant
+ * digits (else *exact is cleared); *scale counts the digits taken (for the
+ * fraction's exponent). False if there is no digit. */
+static inline bool mantissa(const uint8_t **pp, const uint8_t *end, uint64_t *m, int *nd,
+                            int *scale, bool *exact) {
+    const uint8_t *p = *pp;
+    for (; p < end && is_digit(*p); p++) {
+        if (*nd == 19) {
+            *exact = false;
+            continue;
+        }
+        *m = *m * 10 + (unsigned)(*p - '0');
+        *nd += *m != 0;
+        (*scale)++;
+    }
+    if (p == *pp) return false;
+    *pp = p;
     return true;
 }
 
-/* A JSON number token, converted exactly as the general decoder does. */
+/* A JSON number token, converted as the general decoder converts it (both
+ * are correctly rounded): exactly here for at most 19 significant digits
+ * with a power of ten up to 22, else by mw__parse_f64. One pass over the
+ * digits for the common case. */
 static bool read_f64(fr_t *r, uint8_t *dst) {
-    const uint8_t *s = r->p;
-    r->p += r->p < r->end && *r->p == '-';
-    if (r->p < r->end && *r->p == '0') {
-        r->p++;
-        if (r->p < r->end && is_digit(*r->p)) return false;
-    } else if (!digits(r)) {
+    const uint8_t *s = r->p, *p = s, *end = r->end;
+    bool neg = p < end && *p == '-', exact = true;
+    uint64_t m = 0;
+    int nd = 0, e = 0, ignore = 0;
+    p += neg;
+    if (p < end && *p == '0') {
+        p++;
+        if (p < end && is_digit(*p)) return false;
+    } else if (!mantissa(&p, end, &m, &nd, &ignore, &exact)) {
         return false;
     }
-    if (r->p < r->end && *r->p == '.') {
-        r->p++;
-        if (!digits(r)) return false;
+    if (!exact) return false; /* over 19 integer digits: rare, leave it to the general path */
+    if (p < end && *p == '.') {
+        int frac = 0;
+        p++;
+        if (!mantissa(&p, end, &m, &nd, &frac, &exact)) return false;
+        e = -frac;
     }
-    if (r->p < r->end && (*r->p == 'e' || *r->p == 'E')) {
-        r->p++;
-        if (r->p < r->end && (*r->p == '+' || *r->p == '-')) r->p++;
-        if (!digits(r)) return false;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        bool eneg = p < end && *p == '-';
+        p += p < end && (*p == '+' || *p == '-');
+        const uint8_t *x0 = p;
+        int x = 0;
+        for (; p < end && is_digit(*p); p++)
+            if (x < 100000) x = x * 10 + (*p - '0');
+        if (p == x0) return false;
+        e += eneg ? -x : x;
     }
-    size_t len = (size_t)(r->p - s);
+    size_t len = (size_t)(p - s);
     if (len > MW__NUM_MAX) return false;
-    double v = mw__parse_f64(s, len);
+    double v;
+    if (exact && m <= ((uint64_t)1 << 53) && e >= -22 && e <= 22) {
+        v = (double)m;
+        v = e < 0 ? v / mw__pow10[-e] : v * mw__pow10[e];
+        v = neg ? -v : v;
+    } else {
+        v = mw__parse_f64(s, len);
+    }
     if (!isfinite(v)) return false;
     memcpy(dst, &v, 8);
+    r->p = p;
     return true;
 }
 
