@@ -111,9 +111,9 @@ static const struct { uint8_t hdr, extra, kind; } hdr_tab[28] = {
 static inline uint64_t be_read(const uint8_t *p, unsigned n) {
     switch (n) {
     case 1: return p[0];
-    case 2: { uint16_t v; memcpy(&v, p, 2); return __builtin_bswap16(v); }
-    case 4: { uint32_t v; memcpy(&v, p, 4); return __builtin_bswap32(v); }
-    case 8: { uint64_t v; memcpy(&v, p, 8); return __builtin_bswap64(v); }
+    case 2: { uint16_t v; memcpy(&v, p, 2); return mw__be16(v); }
+    case 4: { uint32_t v; memcpy(&v, p, 4); return mw__be32(v); }
+    case 8: { uint64_t v; memcpy(&v, p, 8); return mw__be64(v); }
     default: {
         uint64_t v = 0;
         for (unsigned k = 0; k < n; k++) v = v << 8 | p[k];
@@ -355,7 +355,7 @@ __attribute__((always_inline)) static inline bool val_fast(rd_t *r, const mw_fie
         if (b != 0xcb || avail < 9) return false;
         uint64_t v;
         memcpy(&v, p + 1, 8);
-        v = __builtin_bswap64(v);
+        v = mw__be64(v);
         memcpy(dst, &v, 8);
         r->p = p + 9;
         return true;

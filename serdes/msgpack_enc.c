@@ -134,9 +134,9 @@ static inline uint8_t *w_be(uint8_t *o, uint8_t b, uint64_t v, unsigned bytes) {
     o[0] = b;
     switch (bytes) {
     case 1: o[1] = (uint8_t)v; break;
-    case 2: { uint16_t x = __builtin_bswap16((uint16_t)v); memcpy(o + 1, &x, 2); break; }
-    case 4: { uint32_t x = __builtin_bswap32((uint32_t)v); memcpy(o + 1, &x, 4); break; }
-    default: { uint64_t x = __builtin_bswap64(v); memcpy(o + 1, &x, 8); break; }
+    case 2: { uint16_t x = mw__be16((uint16_t)v); memcpy(o + 1, &x, 2); break; }
+    case 4: { uint32_t x = mw__be32((uint32_t)v); memcpy(o + 1, &x, 4); break; }
+    default: { uint64_t x = mw__be64(v); memcpy(o + 1, &x, 8); break; }
     }
     return o + 1 + bytes;
 }

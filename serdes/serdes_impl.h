@@ -9,6 +9,23 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Host order <-> big-endian (msgpack's byte order): a swap on little-endian
+ * hosts, nothing on big-endian ones. MW__LE: 1 on little-endian hosts, where
+ * the word-at-a-time scans may take the first flagged byte as exact. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define MW__LE 1
+#define mw__be16(x) __builtin_bswap16(x)
+#define mw__be32(x) __builtin_bswap32(x)
+#define mw__be64(x) __builtin_bswap64(x)
+#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define MW__LE 0
+#define mw__be16(x) ((uint16_t)(x))
+#define mw__be32(x) ((uint32_t)(x))
+#define mw__be64(x) ((uint64_t)(x))
+#else
+#error "serdes_impl.h: unknown byte order (__BYTE_ORDER__ is not defined)"
+#endif
+
 /* Copies n bytes with at most two loads and two stores for n <= 16 (the
  * field and type names of a schema), reading and writing nothing outside
  * [src, src+n) and [dst, dst+n). A call to memcpy costs more than the copy

@@ -54,7 +54,7 @@ static bool read_mag(fr_t *r, uint64_t *mag) {
         v = (uint64_t)(*p++ - '0');
         if (v == 0 && p < end && is_digit(*p)) return false; /* leading zero */
     } else {
-        while (end - p >= 8) {
+        while (MW__LE && end - p >= 8) { /* the SWAR digits assume little-endian */
             uint64_t x;
             memcpy(&x, p, 8);
             unsigned n = digits8(x);

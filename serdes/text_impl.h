@@ -107,7 +107,10 @@ static inline uint64_t mw__special8(const uint8_t *p) {
 static inline const uint8_t *mw__plain_run(const uint8_t *p, const uint8_t *end) {
     for (; end - p >= 8; p += 8) {
         uint64_t m = mw__special8(p);
-        if (m) return p + __builtin_ctzll(m) / 8;
+        if (m) {
+            if (MW__LE) return p + __builtin_ctzll(m) / 8;
+            break; /* big-endian: borrows may flag earlier bytes; go byte by byte */
+        }
     }
     while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') p++;
     return p;
