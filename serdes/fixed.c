@@ -5,7 +5,7 @@
  * copy per field; only BOOL, ENUM and CHARS look at the bytes they copy. The
  * wire size of a message is a constant of its schema (fixed_size), so the
  * only length check is one comparison. */
-#include "mw_serdes.h"
+#include "serdes_impl.h"
 
 #include <string.h>
 
@@ -35,9 +35,51 @@ static inline void copy_le(uint8_t *dst, const uint8_t *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = src[n - 1 - i];
 }
 
+/* CHARS of at most 16 bytes (symbols, ids), in two words: the n bytes at p
+ * zero-extended, so a NUL is found without a call. */
+typedef struct words { uint64_t w[2]; } words_t;
+
+static inline words_t load16(const uint8_t *p, size_t n) {
+    uint8_t b[16] = {0};
+    words_t x;
+    mw__copy_upto16(b, p, n);
+    memcpy(x.w, b, 16);
+    return x;
+}
+
+/* Bytes before the first zero byte of x (16 if none). The lowest flagged
+ * byte of the zero-byte test is exact. */
+static inline size_t len16(words_t x) {
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t z0 = (x.w[0] - ones) & ~x.w[0] & high, z1 = (x.w[1] - ones) & ~x.w[1] & high;
+    if (z0) return (size_t)__builtin_ctzll(z0) / 8;
+    if (z1) return 8 + (size_t)__builtin_ctzll(z1) / 8;
+    return 16;
+}
+
+/* x with every byte from len on cleared. */
+static inline words_t keep16(words_t x, size_t len) {
+    if (len < 8) {
+        x.w[0] = len ? x.w[0] & (~0ull >> (64 - 8 * len)) : 0;
+        x.w[1] = 0;
+    } else if (len < 16) {
+        x.w[1] = len > 8 ? x.w[1] & (~0ull >> (64 - 8 * (len - 8))) : 0;
+    }
+    return x;
+}
+
+static inline bool ascii16(words_t x) { return ((x.w[0] | x.w[1]) & 0x8080808080808080ull) == 0; }
+
 /* CHARS on the wire: the text, then NUL up to the field size. Returns 0,
  * MW_EPROTO (a non-NUL byte after the first NUL) or MW_EUTF8. */
 static int chars_check(const uint8_t *p, size_t n) {
+    if (HOST_LE && n <= 16) {
+        words_t x = load16(p, n);
+        size_t len = len16(x);
+        words_t t = keep16(x, len);
+        if (t.w[0] != x.w[0] || t.w[1] != x.w[1]) return MW_EPROTO;
+        return ascii16(x) || mw_utf8_valid(p, len) ? 0 : MW_EUTF8;
+    }
     const uint8_t *z = memchr(p, 0, n);
     size_t len = z ? (size_t)(z - p) : n;
     for (size_t i = len + 1; i < n; i++)
@@ -64,6 +106,16 @@ static inline int put_field(const mw_field_t *f, const uint8_t *src, uint8_t *ds
     case MW_FK_ENUM: if (*src >= f->limit) return MW_ERANGE; *dst = *src; return 0;
     case MW_FK_BYTES: memcpy(dst, src, f->size); return 0;
     case MW_FK_CHARS: {
+        if (HOST_LE && f->size <= 16) {
+            words_t x = load16(src, f->size);
+            size_t len = len16(x);
+            if (!ascii16(x) && !mw_utf8_valid(src, len < f->size ? len : f->size)) return MW_EUTF8;
+            x = keep16(x, len);
+            uint8_t b[16];
+            memcpy(b, x.w, 16);
+            mw__copy_upto16(dst, b, f->size);
+            return 0;
+        }
         const uint8_t *z = memchr(src, 0, f->size);
         size_t len = z ? (size_t)(z - src) : f->size;
         if (!mw_utf8_valid(src, len)) return MW_EUTF8;
@@ -93,7 +145,7 @@ static inline int get_field(const mw_field_t *f, const uint8_t *src, uint8_t *ds
     case MW_FK_CHARS: {
         int rc = chars_check(src, f->size);
         if (rc) return rc;
-        memcpy(dst, src, f->size);
+        mw__copy_small(dst, src, f->size);
         return 0;
     }
     default: return MW_EINVAL;

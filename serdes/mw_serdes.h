@@ -33,16 +33,16 @@
  * range for u16"). On error *msg_out is unspecified.
  *
  * msgpack decodes either form (map or array) whatever the flag; the flag picks
- * what encode writes. Before msgpack-c sees the input, a structural pre-check
- * walks it without allocating, so a declared element count that the bytes do
- * not back (e.g. "array of 4 billion" in 5 bytes) is an error, not a huge
- * allocation. Schemas of more than ~170 fields outgrow the decoder's 8 KiB
- * zone chunk and then allocate per decode. A field may not be named "type"
- * (text and msgpack use that key for the message name).
+ * what encode writes. The decoder reads the bytes in place (no object tree,
+ * no allocation); a declared element count that the bytes do not back (e.g.
+ * "array of 4 billion" in 5 bytes) is MW_ETRUNC after reading those bytes
+ * only. When a message has several faults, framing ones (truncated,
+ * malformed, trailing bytes) are reported first. A field may not be named
+ * "type" (text and msgpack use that key for the message name).
  *
- * Neither encode nor decode allocates in steady state. A serdes object holds
- * per-direction state (msgpack's zone), so give each thread its own; "text"
- * and "fixed" are stateless but follow the same rule.
+ * Neither encode nor decode allocates. A serdes object holds per-direction
+ * state (msgpack's duplicate-field bitmap, the one-entry schema cache), so
+ * give each thread its own; "text" and "fixed" follow the same rule.
  */
 #ifndef MW_SERDES_H
 #define MW_SERDES_H

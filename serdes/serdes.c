@@ -141,25 +141,38 @@ void mw_field_set_u64(const mw_field_t *f, void *msg, uint64_t v) {
     }
 }
 
+/* Well-formed UTF-8 (Unicode Table 3-7), by lead byte 0xc0..0xff: the
+ * sequence length (0: never a lead byte) and the range of the second byte,
+ * which rules out overlongs, surrogates and code points over U+10FFFF. The
+ * other continuation bytes are 0x80..0xbf. */
+static const struct { uint8_t len, lo, hi; } utf8_lead[64] = {
+    [0x02 ... 0x1f] = {2, 0x80, 0xbf},
+    [0x20] = {3, 0xa0, 0xbf},
+    [0x21 ... 0x2c] = {3, 0x80, 0xbf},
+    [0x2d] = {3, 0x80, 0x9f},
+    [0x2e ... 0x2f] = {3, 0x80, 0xbf},
+    [0x30] = {4, 0x90, 0xbf},
+    [0x31 ... 0x33] = {4, 0x80, 0xbf},
+    [0x34] = {4, 0x80, 0x8f},
+};
+
 bool mw_utf8_valid(const uint8_t *p, size_t n) {
     size_t i = 0;
-    while (i < n) {
-        uint8_t c = p[i];
-        if (c < 0x80) { i++; continue; }
-        size_t need;
-        uint32_t cp, min;
-        if ((c & 0xE0) == 0xC0) { need = 1; cp = c & 0x1F; min = 0x80; }
-        else if ((c & 0xF0) == 0xE0) { need = 2; cp = c & 0x0F; min = 0x800; }
-        else if ((c & 0xF8) == 0xF0) { need = 3; cp = c & 0x07; min = 0x10000; }
-        else return false;
-        if (n - i - 1 < need) return false;
-        for (size_t k = 1; k <= need; k++) {
-            uint8_t cc = p[i + k];
-            if ((cc & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (cc & 0x3F);
+    for (;;) {
+        /* ASCII eight bytes at a time, then byte by byte up to a lead byte */
+        for (uint64_t x; n - i >= 8; i += 8) {
+            memcpy(&x, p + i, 8);
+            if (x & 0x8080808080808080ull) break;
         }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-        i += need + 1;
+        while (i < n && p[i] < 0x80) i++;
+        if (i == n) return true;
+        uint8_t c = p[i];
+        if (c < 0xc0) return false;
+        unsigned len = utf8_lead[c - 0xc0].len;
+        if (len == 0 || n - i < len) return false;
+        if (p[i + 1] < utf8_lead[c - 0xc0].lo || p[i + 1] > utf8_lead[c - 0xc0].hi) return false;
+        for (unsigned k = 2; k < len; k++)
+            if ((p[i + k] & 0xc0) != 0x80) return false;
+        i += len;
     }
-    return true;
 }

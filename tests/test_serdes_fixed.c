@@ -394,6 +394,83 @@ static void test_fixed_steady_state_allocates_nothing(void **state) {
     mw_serdes_fini(&sd);
 }
 
+/* CHARS of every size around the word-at-a-time path (<= 16 bytes) against
+ * the rule done byte by byte: on the wire, the text, then only NULs, valid
+ * UTF-8; from the struct, the bytes before the first NUL, NUL-padded. */
+#define CHARS_FIELDS(F) \
+    F(CHARS, c1, 1) F(CHARS, c3, 3) F(CHARS, c4, 4) F(CHARS, c7, 7) F(CHARS, c8, 8) \
+    F(CHARS, c9, 9) F(CHARS, c15, 15) F(CHARS, c16, 16) F(CHARS, c17, 17)
+MW_MESSAGE(charsmsg, 9, CHARS_FIELDS)
+#define CHARS_MSGS(M) M(charsmsg)
+MW_PROTOCOL(charsproto, CHARS_MSGS)
+
+static int ref_chars_wire(const uint8_t *p, size_t n) {
+    size_t len = 0;
+    while (len < n && p[len]) len++;
+    for (size_t i = len; i < n; i++)
+        if (p[i]) return MW_EPROTO;
+    return mw_utf8_valid(p, len) ? 0 : MW_EUTF8;
+}
+
+static void random_chars(uint8_t *p, size_t n, uint64_t *rng) {
+    static const char *const pieces[] = {"a", "Z", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                         "\xff", "\x80", "\0", "\xe2\x82"};
+    size_t k = 0;
+    size_t stop = (size_t)(rng_next(rng) % (n + 2));
+    while (k < n && k < stop) {
+        const char *pc = pieces[rng_next(rng) % 9];
+        size_t pl = pc[0] ? strlen(pc) : 1;
+        for (size_t i = 0; i < pl && k < n; i++) p[k++] = (uint8_t)pc[i];
+    }
+    while (k < n) p[k++] = rng_next(rng) % 8 ? 0 : (uint8_t)('a' + rng_next(rng) % 26);
+}
+
+static void test_fixed_chars_of_every_size_follow_the_rule(void **state) {
+    (void)state;
+    mw_serdes_t sd;
+    assert_int_equal(mw_serdes_init(&sd, "fixed", 0), 0);
+    const mw_schema_t *s = charsmsg_schema();
+    uint64_t rng = 0x1F83D9ABFB41BD6Bull;
+    for (int it = 0; it < 20000; it++) {
+        const mw_field_t *f = &s->fields[it % s->nfields];
+        /* decode: a valid message with field f replaced by random bytes */
+        uint8_t wire[charsmsg_FIXED_SIZE];
+        memset(wire, 0, sizeof wire);
+        wire[0] = 9;
+        size_t off = 2;
+        for (unsigned i = 0; &s->fields[i] != f; i++) off += s->fields[i].size;
+        random_chars(wire + off, f->size, &rng);
+        charsmsg_t out;
+        const mw_schema_t *so = NULL;
+        ssize_t r = mw_serdes_decode(&sd, wire, sizeof wire, &charsproto_protocol, &so, &out, sizeof out);
+        int want = ref_chars_wire(wire + off, f->size);
+        if (want) {
+            assert_int_equal(r, want);
+        } else {
+            assert_int_equal(r, sizeof wire);
+            assert_memory_equal((uint8_t *)&out + f->offset, wire + off, f->size);
+        }
+        /* encode: the struct's field holds random bytes */
+        charsmsg_t m;
+        memset(&m, 0, sizeof m);
+        uint8_t *src = (uint8_t *)&m + f->offset;
+        random_chars(src, f->size, &rng);
+        for (size_t i = 0; i < f->size; i++)
+            if (rng_next(&rng) % 4 == 0) src[i] = (uint8_t)rng_next(&rng); /* junk after the NUL */
+        uint8_t enc[charsmsg_FIXED_SIZE + 8];
+        r = charsmsg_encode(&sd, &m, enc, sizeof enc);
+        size_t len = mw_chars_len(f, &m);
+        if (!mw_utf8_valid(src, len)) {
+            assert_int_equal(r, MW_EUTF8);
+            continue;
+        }
+        assert_int_equal(r, sizeof wire);
+        assert_memory_equal(enc + off, src, len);
+        for (size_t i = len; i < f->size; i++) assert_int_equal(enc[off + i], 0);
+    }
+    mw_serdes_fini(&sd);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed_round_trips_edge_values_bit_exact),
@@ -404,6 +481,7 @@ int main(void) {
         cmocka_unit_test(test_fixed_decode_fails_at_every_prefix_against_guard_page),
         cmocka_unit_test(test_fixed_fuzz_mutated_encodings),
         cmocka_unit_test(test_fixed_steady_state_allocates_nothing),
+        cmocka_unit_test(test_fixed_chars_of_every_size_follow_the_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,15 +1,20 @@
 /* bench_serdes.c - encode+decode round trips per second of each serdes on a
  * typical 64-byte order message, beside msgpack-c's own plain usage on the
- * same fields as the reference.
+ * same fields as the reference; then text with one 4 KiB BYTES field.
+ *
+ *   bench_serdes [scale] [serdes]    scale 1: runs of ~0.5 CPU-s; a serdes
+ *                                    name: only it (and the reference)
  *
  * Each measurement runs N messages, N chosen so it lasts about 0.5 s (scale
  * with argv[1], e.g. `bench_serdes 0.2`), is repeated 5 times and the median
- * is reported. Time is the thread's CPU time, so other processes on the core
- * do not count; the wall/CPU ratio printed at the end says how busy the
- * machine was (1.00: the numbers are also wall-clock throughput). Round trip: set order_id, encode into a buffer, decode it
- * back, check order_id. Encode only: set order_id, encode. Decode only:
- * decode one encoded message again and again. Run pinned to one core
- * (`make bench-serdes` does taskset -c 1).
+ * is reported. The 5 rounds interleave the serdes (round 1 of each, then
+ * round 2, ...), so the ratios compare runs made at the same moments. Time is
+ * the thread's CPU time, so other processes on the core do not count; the
+ * wall/CPU ratio printed at the end says how busy the machine was (1.00: the
+ * numbers are also wall-clock throughput). Round trip: set order_id, encode
+ * into a buffer, decode it back, check order_id. Encode only: set order_id,
+ * encode. Decode only: decode one encoded message again and again. Run
+ * pinned to one core (`make bench-serdes` does taskset -c 1).
  *
  * The reference does what a msgpack-c user writes by hand: msgpack_sbuffer +
  * msgpack_packer to pack the map, msgpack_unpacked + msgpack_unpack_next to
@@ -41,7 +46,11 @@
     F(U32, account)            \
     F(U16, venue)
 MW_MESSAGE(order, 1, ORDER_FIELDS)
-#define BENCH_MSGS(M) M(order)
+#define BLOB_FIELDS(F) \
+    F(U64, id)         \
+    F(BYTES, data, 4096)
+MW_MESSAGE(blob, 2, BLOB_FIELDS)
+#define BENCH_MSGS(M) M(order) M(blob)
 MW_PROTOCOL(bench, BENCH_MSGS)
 
 _Static_assert(order_FIXED_SIZE == 64, "the benchmark message is 64 bytes in the fixed layout");
@@ -219,15 +228,73 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Median ns per message over REPEATS runs of about target_ns each. */
-static double measure(codec_t *c, int kind, const order_t *m, double target_ns) {
+/* Iterations of kind that take about target_ns. */
+static uint64_t calibrate(codec_t *c, int kind, const order_t *m, double target_ns) {
     uint64_t n = 1000, dt;
     while ((dt = run(c, kind, n, m)) < 50 * MW_NS_PER_MS) n *= 2;
+    return (uint64_t)((double)n * target_ns / (double)dt) + 1;
+}
+
+/* ---- text with a 4 KiB BYTES field: hex in bulk, each way ---------------- */
+
+static blob_t blob_in, blob_out;
+static uint8_t blob_wire[16384];
+
+static uint64_t run_blob(mw_serdes_t *sd, int kind, uint64_t n, size_t *wire) {
+    ssize_t len = blob_encode(sd, &blob_in, blob_wire, sizeof blob_wire);
+    if (len <= 0) {
+        fprintf(stderr, "bench_serdes: blob: encode failed: %s\n", mw_serdes_last_error(sd));
+        exit(1);
+    }
+    *wire = (size_t)len;
+    uint64_t acc = 0, w0 = mw_now_ns(), t0 = cpu_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        const mw_schema_t *s;
+        if (kind == ENC) {
+            blob_in.id = i;
+            acc += (uint64_t)blob_encode(sd, &blob_in, blob_wire, sizeof blob_wire);
+        } else if (mw_serdes_decode(sd, blob_wire, (size_t)len, &bench_protocol, &s, &blob_out,
+                                    sizeof blob_out) != len) {
+            fprintf(stderr, "bench_serdes: blob: decode failed: %s\n", mw_serdes_last_error(sd));
+            exit(1);
+        }
+        acc += blob_out.data[i % sizeof blob_out.data];
+    }
+    uint64_t dt = cpu_ns() - t0;
+    wall_total += mw_now_ns() - w0, cpu_total += dt;
+    sink += acc;
+    return dt;
+}
+
+/* Median ns per message of encode (ENC) or decode (DEC) of the blob. */
+static double measure_blob(mw_serdes_t *sd, int kind, double target_ns, size_t *wire) {
+    uint64_t n = 100, dt;
+    while ((dt = run_blob(sd, kind, n, wire)) < 50 * MW_NS_PER_MS) n *= 2;
     n = (uint64_t)((double)n * target_ns / (double)dt) + 1;
     double ns[REPEATS];
-    for (int r = 0; r < REPEATS; r++) ns[r] = (double)run(c, kind, n, m) / (double)n;
+    for (int r = 0; r < REPEATS; r++) ns[r] = (double)run_blob(sd, kind, n, wire) / (double)n;
     qsort(ns, REPEATS, sizeof ns[0], cmp_double);
     return ns[REPEATS / 2];
+}
+
+static void bench_blob(double target_ns) {
+    mw_serdes_t sd;
+    if (mw_serdes_init(&sd, "text", 0) != 0) exit(1);
+    for (size_t i = 0; i < sizeof blob_in.data; i++) blob_in.data[i] = (uint8_t)(i * 131 + 7);
+    size_t wire = 0;
+    double enc = measure_blob(&sd, ENC, target_ns, &wire);
+    double dec = measure_blob(&sd, DEC, target_ns, &wire);
+    if (memcmp(blob_in.data, blob_out.data, sizeof blob_in.data) != 0) {
+        fprintf(stderr, "bench_serdes: blob: data differs after a round trip\n");
+        exit(1);
+    }
+    fprintf(stderr, "  measured text 4 KiB BYTES\n");
+    printf("text, one 4 KiB BYTES field (hex): %zu wire bytes; MB/s = 10^6 wire bytes per CPU-s\n",
+           wire);
+    printf("%-16s %12s %12s %12s %12s\n", "", "enc ns", "enc MB/s", "dec ns", "dec MB/s");
+    printf("%-16s %12.0f %12.0f %12.0f %12.0f\n", "text 4 KiB", enc, (double)wire / enc * 1e3, dec,
+           (double)wire / dec * 1e3);
+    mw_serdes_fini(&sd);
 }
 
 /* One encode+decode, every field compared: proves the codec is correct
@@ -280,6 +347,7 @@ int main(int argc, char **argv) {
     double scale = argc > 1 ? atof(argv[1]) : 1.0;
     if (scale <= 0) scale = 1.0;
     double target_ns = 0.5e9 * scale;
+    const char *only = argc > 2 ? argv[2] : NULL; /* one serdes (and the reference) */
 
     order_t m;
     memset(&m, 0, sizeof m);
@@ -288,25 +356,42 @@ int main(int argc, char **argv) {
     m.side = 1, m.ord_type = 2, m.tif = 0, m.ioc = true;
     m.ts = UINT64_C(1718000000123456789), m.stop_px = 123.25, m.account = 77, m.venue = 3;
 
-    double ns[NC][NKINDS];
+    /* Rounds interleave the codecs, so a busy spell on the core hits all of
+     * them alike; each figure is the median of its REPEATS rounds. */
+    static codec_t c[NC];
+    bool on[NC];
+    uint64_t iters[NC][NKINDS];
+    double ns[NC][NKINDS], runs[NC][NKINDS][REPEATS];
     ssize_t wire[NC];
     for (int i = 0; i < NC; i++) {
-        codec_t c;
-        codec_open(&c, names[i]);
-        wire[i] = check(&c, &m);
-        for (int k = 0; k < NKINDS; k++) ns[i][k] = measure(&c, k, &m, target_ns);
-        codec_close(&c);
-        fprintf(stderr, "  measured %s\n", names[i]);
+        on[i] = i == 0 || !only || strcmp(only, names[i]) == 0;
+        if (!on[i]) continue;
+        codec_open(&c[i], names[i]);
+        wire[i] = check(&c[i], &m);
+        for (int k = 0; k < NKINDS; k++) iters[i][k] = calibrate(&c[i], k, &m, target_ns);
+    }
+    for (int r = 0; r < REPEATS; r++)
+        for (int i = 0; i < NC; i++)
+            for (int k = 0; on[i] && k < NKINDS; k++)
+                runs[i][k][r] = (double)run(&c[i], k, iters[i][k], &m) / (double)iters[i][k];
+    for (int i = 0; i < NC; i++) {
+        for (int k = 0; on[i] && k < NKINDS; k++) {
+            qsort(runs[i][k], REPEATS, sizeof runs[i][k][0], cmp_double);
+            ns[i][k] = runs[i][k][REPEATS / 2];
+        }
+        if (on[i]) codec_close(&c[i]);
     }
 
-    printf("serdes round trip, %d-byte order message (fixed layout), median of %d runs of ~%.2f CPU-s\n",
+    printf("serdes round trip, %d-byte order message (fixed layout), median of %d interleaved runs of ~%.2f CPU-s\n",
            (int)order_FIXED_SIZE, REPEATS, target_ns / 1e9);
     printf("%-16s %6s %14s %12s %12s %10s %10s\n", "serdes", "wire B", "enc+dec ns", "msgs/s",
            "vs msgpack-c", "enc ns", "dec ns");
     for (int i = 0; i < NC; i++)
-        printf("%-16s %6zd %14.1f %12.0f %11.2fx %10.1f %10.1f\n", names[i], wire[i], ns[i][RT],
-               1e9 / ns[i][RT], ns[0][RT] / ns[i][RT], ns[i][ENC], ns[i][DEC]);
-    printf("vs msgpack-c: msgpack-c plain enc+dec ns / this enc+dec ns (> 1 is faster)\n");
+        if (on[i])
+            printf("%-16s %6zd %14.1f %12.0f %11.2fx %10.1f %10.1f\n", names[i], wire[i], ns[i][RT],
+                   1e9 / ns[i][RT], ns[0][RT] / ns[i][RT], ns[i][ENC], ns[i][DEC]);
+    printf("vs msgpack-c: msgpack-c plain enc+dec ns / this enc+dec ns (> 1 is faster)\n\n");
+    if (!only || strcmp(only, "text") == 0) bench_blob(target_ns);
     printf("wall/CPU time %.2f%s\n", (double)wall_total / (double)cpu_total,
            (double)wall_total > 1.1 * (double)cpu_total ? ": the core was shared, expect noise" : "");
     return 0;

@@ -1,18 +1,17 @@
-/* text.c - the "text" serdes: one JSON object (RFC 8259) per message.
+/* text_dec.c - the "text" serdes decoder: strict, schema-driven and
+ * allocation-free. It works on the borrowed input in place, never reads
+ * outside in[0..len) and needs no terminating NUL. See README.md ("Wire
+ * formats") for the format.
  *
- *   {"type":"new_order","order_id":7,"symbol":"ABC","flags":"00ff0000",...}
- *
- * The encoder writes the members in declaration order with no spaces. The
- * decoder is strict, schema-driven and allocation-free: it works on the
- * borrowed input in place, never reads outside in[0..len) and needs no
- * terminating NUL. See README.md ("Wire formats") for the full format.
- *
- * Locale: F64 values go through snprintf("%.*g") and strtod, which use the
- * decimal point of the C library's current LC_NUMERIC locale. msgwire never
- * calls setlocale; a program that switches LC_NUMERIC to a locale whose
- * decimal point is not '.' would break F64 fields in both directions.
+ * Two passes of one grammar. text_fast.c reads the canonical form our own
+ * encoder writes ("type" first, every field once in declaration order, no
+ * whitespace, no escapes) in a single pass and fills the struct; anything
+ * else, including every error, goes to the general decoder here, which
+ * accepts any member order and whitespace and names each error exactly.
+ * The fast pass only ever accepts input the general one accepts with the
+ * same result, so it changes speed, never verdicts.
  */
-#include "mw_serdes.h"
+#include "text_impl.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -22,182 +21,9 @@
 
 enum {
     MAX_DEPTH = 32,   /* nesting accepted by the skipper (top-level object = 1) */
-    NUM_MAX = 512,    /* longest F64 number token accepted */
     WINDOW = 256,     /* fields tracked per pass for duplicates / missing ones */
     SHOW_MAX = 48     /* longest piece of input quoted in error text */
 };
-
-/* ======================================================================== */
-/* Encoder                                                                  */
-/* ======================================================================== */
-
-/* Output cursor. Writes that do not fit set `over` and stop writing, so the
- * encoder can finish its value checks and report MW_ETOOBIG once. */
-typedef struct wr {
-    uint8_t *p, *end;
-    bool over;
-} wr_t;
-
-static void put(wr_t *w, const void *s, size_t n) {
-    if ((size_t)(w->end - w->p) < n) {
-        w->over = true;
-        w->p = w->end;
-        return;
-    }
-    memcpy(w->p, s, n);
-    w->p += n;
-}
-
-static void put1(wr_t *w, uint8_t c) { put(w, &c, 1); }
-
-static const char hexdig[] = "0123456789abcdef";
-
-static size_t fmt_u64(char *buf, uint64_t v) {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
-    return n;
-}
-
-static size_t fmt_i64(char *buf, int64_t v) {
-    if (v >= 0) return fmt_u64(buf, (uint64_t)v);
-    buf[0] = '-';
-    return 1 + fmt_u64(buf + 1, 0 - (uint64_t)v);
-}
-
-static bool same_bits(double a, double b) {
-    uint64_t x, y;
-    memcpy(&x, &a, 8);
-    memcpy(&y, &b, 8);
-    return x == y;
-}
-
-/* The first of %.15g, %.16g, %.17g that reads back to the same bits (%.17g
- * always does), with ".0" appended to integral-looking text so that Python
- * and JavaScript peers keep it a float. v must be finite. */
-static size_t fmt_f64(char buf[32], double v) {
-    int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(buf, 32, "%.*g", prec, v);
-        if (same_bits(strtod(buf, NULL), v)) break;
-    }
-    if (!strpbrk(buf, ".en")) {
-        memcpy(buf + n, ".0", 3);
-        n += 2;
-    }
-    return (size_t)n;
-}
-
-static void put_escape(wr_t *w, uint8_t c) {
-    static const char shorts[] = "btn\0fr"; /* \b=8 \t=9 \n=10 \f=12 \r=13 */
-    uint8_t e[6] = {'\\', c, 0, 0, 0, 0};
-    if (c == '"' || c == '\\') {
-        put(w, e, 2);
-    } else if (c >= 8 && c <= 13 && shorts[c - 8]) {
-        e[1] = (uint8_t)shorts[c - 8];
-        put(w, e, 2);
-    } else {
-        memcpy(e + 1, "u00", 3);
-        e[4] = (uint8_t)hexdig[c >> 4];
-        e[5] = (uint8_t)hexdig[c & 15];
-        put(w, e, 6);
-    }
-}
-
-static int enc_chars(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const void *msg) {
-    const uint8_t *s = (const uint8_t *)msg + f->offset;
-    size_t n = mw_chars_len(f, msg), run = 0;
-    if (!mw_utf8_valid(s, n))
-        return mw_err_set(&sd->err, MW_EUTF8, "text: field \"%s\": not valid UTF-8", f->name);
-    put1(w, '"');
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] >= 0x20 && s[i] != '"' && s[i] != '\\') continue;
-        put(w, s + run, i - run);
-        put_escape(w, s[i]);
-        run = i + 1;
-    }
-    put(w, s + run, n - run);
-    put1(w, '"');
-    return 0;
-}
-
-static void enc_bytes(wr_t *w, const mw_field_t *f, const void *msg) {
-    const uint8_t *s = (const uint8_t *)msg + f->offset;
-    put1(w, '"');
-    for (size_t i = 0; i < f->size; i++) {
-        uint8_t h[2] = {(uint8_t)hexdig[s[i] >> 4], (uint8_t)hexdig[s[i] & 15]};
-        put(w, h, 2);
-    }
-    put1(w, '"');
-}
-
-static int enc_f64(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const void *msg) {
-    double v;
-    char buf[32];
-    memcpy(&v, (const char *)msg + f->offset, 8);
-    if (!isfinite(v))
-        return mw_err_set(&sd->err, MW_ERANGE, "text: field \"%s\": %s is not a JSON number",
-                          f->name, isnan(v) ? "NaN" : "an infinity");
-    put(w, buf, fmt_f64(buf, v));
-    return 0;
-}
-
-/* BOOL and ENUM: an unsigned byte that must be within the field's range. */
-static int enc_small(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const void *msg) {
-    uint64_t v = mw_field_get_u64(f, msg);
-    char buf[20];
-    if (v > mw_fkind_max(f))
-        return mw_err_set(&sd->err, MW_ERANGE,
-                          "text: field \"%s\": %u is out of range for %s (0..%u)", f->name,
-                          (unsigned)v, mw_fkind_name(f->kind), (unsigned)mw_fkind_max(f));
-    if (f->kind == MW_FK_BOOL)
-        put(w, v ? "true" : "false", v ? 4 : 5);
-    else
-        put(w, buf, fmt_u64(buf, v));
-    return 0;
-}
-
-static int enc_value(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const void *msg) {
-    char buf[24];
-    switch (f->kind) {
-    case MW_FK_F64: return enc_f64(sd, w, f, msg);
-    case MW_FK_CHARS: return enc_chars(sd, w, f, msg);
-    case MW_FK_BYTES: enc_bytes(w, f, msg); return 0;
-    case MW_FK_BOOL:
-    case MW_FK_ENUM: return enc_small(sd, w, f, msg);
-    default: break;
-    }
-    if (mw_fkind_is_signed(f->kind))
-        put(w, buf, fmt_i64(buf, mw_field_get_i64(f, msg)));
-    else
-        put(w, buf, fmt_u64(buf, mw_field_get_u64(f, msg)));
-    return 0;
-}
-
-static ssize_t text_encode(mw_serdes_t *sd, const mw_schema_t *s, const void *msg, uint8_t *out,
-                           size_t cap) {
-    wr_t w = {out, cap ? out + cap : out, false};
-    put(&w, "{\"type\":\"", 9);
-    put(&w, s->name, s->name_len);
-    put1(&w, '"');
-    for (unsigned i = 0; i < s->nfields; i++) {
-        const mw_field_t *f = &s->fields[i];
-        put(&w, ",\"", 2);
-        put(&w, f->name, f->name_len);
-        put(&w, "\":", 2);
-        int rc = enc_value(sd, &w, f, msg);
-        if (rc < 0) return rc;
-    }
-    put1(&w, '}');
-    if (w.over)
-        return mw_err_set(&sd->err, MW_ETOOBIG, "text: \"%s\" does not fit in %zu bytes",
-                          s->name, cap);
-    return w.p - out;
-}
 
 /* ======================================================================== */
 /* Lexer: works on [p, end), never past end; errors set `why`.              */
@@ -371,8 +197,7 @@ static int lex_string(cur_t *c, strv_t *s) {
     s->raw = ++c->p;
     s->esc = false;
     for (;;) {
-        while (c->p < c->end && *c->p >= 0x20 && *c->p < 0x80 && *c->p != '"' && *c->p != '\\')
-            c->p++;
+        c->p = mw__plain_run(c->p, c->end);
         const uint8_t *at = c->p;
         int n = str_unit(c, u);
         if (n < 0) return n;
@@ -613,16 +438,12 @@ static int put_int(dec_t *d, const mw_field_t *f, const num_t *n) {
     return 0;
 }
 
-/* strtod needs a NUL-terminated copy: the input is borrowed and may end
- * right at the last digit. The grammar was checked by lex_number, so strtod
- * sees only a JSON number (no hex, inf or nan forms). */
+/* Numbers longer than MW__NUM_MAX are refused before conversion. */
 static int put_f64(dec_t *d, const mw_field_t *f, const num_t *n) {
-    char buf[NUM_MAX + 1];
-    if (n->len > NUM_MAX)
-        return fail(d, MW_ERANGE, "a number of %zu characters is longer than %d", n->len, NUM_MAX);
-    memcpy(buf, n->s, n->len);
-    buf[n->len] = '\0';
-    double v = strtod(buf, NULL);
+    if (n->len > MW__NUM_MAX)
+        return fail(d, MW_ERANGE, "a number of %zu characters is longer than %d", n->len,
+                    MW__NUM_MAX);
+    double v = mw__parse_f64(n->s, n->len);
     if (!isfinite(v))
         return fail(d, MW_ERANGE, "%.*s is out of range for f64", show_len(n->len), n->s);
     memcpy(d->msg + f->offset, &v, sizeof v);
@@ -853,6 +674,7 @@ static int check_end(dec_t *d) {
 
 static ssize_t text_decode(mw_serdes_t *sd, const uint8_t *in, size_t len, const mw_protocol_t *p,
                            const mw_schema_t **schema_out, void *msg_out, size_t msg_cap) {
+    if (mw__text_decode_fast(sd, in, len, p, schema_out, msg_out, msg_cap)) return (ssize_t)len;
     dec_t d = {.c = {in, len ? in + len : in, NULL}, .sd = sd, .begin = in, .proto = p};
     int rc = find_type(&d);
     if (rc < 0) return rc;
@@ -861,7 +683,7 @@ static ssize_t text_decode(mw_serdes_t *sd, const uint8_t *in, size_t len, const
                     (unsigned)d.s->size, msg_cap);
     memset(msg_out, 0, d.s->size);
     d.msg = msg_out;
-    /* Fast path: "type" came first, so go on from its value. Otherwise read
+    /* "type" came first: go on from its value. Otherwise read
      * the members from the start; member() skips the "type" seen at type_at. */
     if (!d.type_first) d.c.p = d.body;
     if ((rc = members(&d, !d.type_first, true)) < 0) return rc;
@@ -872,4 +694,4 @@ static ssize_t text_decode(mw_serdes_t *sd, const uint8_t *in, size_t len, const
 }
 
 const mw_serdes_ops_t mw_serdes_text_ops = {"text", MW_FRAME_LINE, true, NULL, NULL,
-                                            text_encode, text_decode};
+                                            mw__text_encode, text_decode};
