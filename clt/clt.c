@@ -285,14 +285,18 @@ int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
 
 int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     txl(c);
-    int r = c->have_conn ? mw_conn_enqueue(&c->conn, s, msg) : MW_ECLOSED;
+    int r = !c->have_conn                                            ? MW_ECLOSED
+            : c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv) ? mw__drv_enqueue(&c->drv, s, msg)
+                                                                       : mw_conn_enqueue(&c->conn, s, msg);
     txu(c);
     return r;
 }
 
 int mw_clt_flush(mw_clt_t *c) {
     txl(c);
-    int r = c->have_conn ? mw_conn_flush(&c->conn) : MW_ECLOSED;
+    int r = !c->have_conn                                            ? MW_ECLOSED
+            : c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv) ? mw__drv_flush(&c->drv)
+                                                                       : mw_conn_flush(&c->conn);
     if (r == MW_EAGAIN && c->poll_wait) {
         /* blocking over TLS: wait for the socket, as a blocking write would */
         uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);

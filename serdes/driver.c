@@ -1,6 +1,7 @@
 /* driver.c - the one connection driver (see drv_impl.h). */
 #include "drv_impl.h"
 
+#include <errno.h>
 #include <sys/socket.h>
 
 #include "mw_transport.h"
@@ -20,7 +21,7 @@ static int want_of(mw__drv_t *d) {
         return w ? w : MW_WANT_READ;
     }
     int want = mw_stream_want(s);
-    if (d->state == MW__DRV_LINGER || (!d->paused && !d->rx_done)) want |= MW_WANT_READ;
+    if (d->state == MW__DRV_LINGER ? !d->conn->rx_eof : !d->paused && !d->rx_done) want |= MW_WANT_READ;
     if (!d->conn->tx.failed && mw_conn_tx_pending(d->conn)) want |= MW_WANT_WRITE;
     return want;
 }
@@ -83,6 +84,10 @@ static void on_slow(mw_io_timer_t *t, void *ud) {
     (void)t;
     mw__drv_t *d = ud;
     if (!atomic_load(&d->want_drain) || d->state != MW__DRV_UP) return;
+    if (mw_conn_tx_pending(d->conn) <= low_water(d->conn)) { /* it did drain: not slow */
+        check_drain(d);
+        return;
+    }
     mw_err_set(&d->conn->tx.err, MW_ESLOW, "slow consumer: the peer read nothing while the send queue was full for %lld ms",
                (long long)(d->cfg->slow_consumer_ns / MW_NS_PER_MS));
     mw__drv_close(d, MW_ESLOW, false);
@@ -92,6 +97,12 @@ static void on_slow(mw_io_timer_t *t, void *ud) {
  * once a send found the queue full. */
 static void arm_io(mw__drv_t *d) {
     if (d->state != MW__DRV_UP && d->state != MW__DRV_LINGER) return;
+    /* the io may have written everything between the sender's MW_EAGAIN
+     * and its flag: then no writability would ever call check_drain */
+    if (d->state == MW__DRV_UP && !d->in_cb) {
+        check_drain(d);
+        if (after_cb(d)) return; /* closed inside on_drain */
+    }
     rearm(d);
     if (d->cfg->slow_consumer_ns > 0 && atomic_load(&d->want_drain) && !mw_io_timer_armed(&d->t_slow))
         mw_io_timer_after(d->io, &d->t_slow, d->cfg->slow_consumer_ns);
@@ -135,7 +146,8 @@ int mw__drv_enqueue(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
 
 int mw__drv_flush(mw__drv_t *d) {
     int r = mw_conn_flush(d->conn);
-    if (r == MW_EAGAIN) mw__drv_kick(d);
+    /* queued bytes left: write readiness; none left after an MW_EAGAIN: on_drain (io thread) */
+    if (r == MW_EAGAIN || atomic_load_explicit(&d->want_drain, memory_order_relaxed)) mw__drv_kick(d);
     return r;
 }
 
@@ -365,7 +377,14 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
     d->state = MW__DRV_LINGER; /* no more messages either way */
     /* the WebSocket close frame, with the code that matches the reason */
     if (was_up) mw_conn_close_transport(d->conn, reason, NULL, false);
-    if (d->cfg->on_close) d->cfg->on_close(d, reason);
+    if (d->cfg->on_close) { /* a close (an abort) asked for in there is folded into this one */
+        bool in = d->in_cb;
+        d->in_cb = true;
+        d->cfg->on_close(d, reason);
+        d->in_cb = in;
+        if (d->close_pending && !d->close_graceful) graceful = false;
+        d->close_pending = false;
+    }
     if (!graceful || d->cfg->linger_ns <= 0 || d->conn->tx.failed) {
         finish(d);
         return;
@@ -423,10 +442,25 @@ static void on_more(mw_io_timer_t *t, void *ud) {
 
 /* Work: > 0 when bytes moved, a handshake stepped, or the connection ended;
  * 0 for a quiet source (so idle strategies may back off). */
+/* Woken for input while reads are paused (no input interest): epoll says
+ * the socket hung up or failed. Nothing more will come, and a level-
+ * triggered HUP would wake us forever: end the connection. */
+static bool hung_up_while_paused(mw__drv_t *d, int events) {
+    if (d->state != MW__DRV_UP || !d->paused || !(events & MW_WANT_READ) || (d->src.events & MW_WANT_READ)) return false;
+    int fd = mw_stream_fd(d->conn->stream);
+    char b;
+    ssize_t n = fd < 0 ? -1 : recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (fd < 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) return false;
+    mw_err_set(&d->conn->rx.err, MW_ECLOSED, "the peer hung up while reads were paused (%zu bytes buffered unread)",
+               mw_buf_len(&d->conn->rx.buf));
+    mw__drv_close(d, MW_ECLOSED, false);
+    return true;
+}
+
 static int on_ready(mw_sel_src_t *src, int events) {
-    (void)events;
     mw__drv_t *d = src->ud;
     d->work = 0;
+    if (hung_up_while_paused(d, events)) return 1;
     switch (d->state) {
     case MW__DRV_HANDSHAKE: step_handshake(d); break;
     case MW__DRV_UP: step_up(d); break;

@@ -18,6 +18,7 @@ typedef struct slot {
     pthread_mutex_t mu;       /* event mode: lifetime vs other threads' sends */
     _Atomic uint32_t gen;     /* generation of the current (or last) connection */
     atomic_bool used;         /* from accept until the driver let go (linger included) */
+    atomic_bool open;         /* the application's: from accept until on_close */
     uint32_t idx;
     mw_err_t err;             /* why it closed; kept for on_close / conn_error */
 } slot_t;
@@ -86,7 +87,7 @@ static slot_t *lookup(const mw_svc_t *s, mw_conn_id_t id) {
     uint32_t idx = (uint32_t)id;
     if (idx >= s->cap) return NULL;
     slot_t *sl = &s->slots[idx];
-    if (!atomic_load(&sl->used) || atomic_load(&sl->gen) != (uint32_t)(id >> 32)) return NULL;
+    if (!atomic_load(&sl->open) || atomic_load(&sl->gen) != (uint32_t)(id >> 32)) return NULL;
     return sl;
 }
 
@@ -115,7 +116,8 @@ static void req_run(void *ud) {
 
 /* Runs fn(s, slot, arg) on the slot's io thread: now if this is that
  * thread (or the Svc is not threaded), else posted. */
-static int on_slot_thread(mw_svc_t *s, slot_t *sl, void (*fn)(mw_svc_t *, slot_t *, intptr_t), intptr_t arg) {
+static int on_slot_thread(mw_svc_t *s, slot_t *sl, mw_conn_id_t id, void (*fn)(mw_svc_t *, slot_t *, intptr_t),
+                          intptr_t arg) {
     mw_io_t *io = slot_io(s, sl);
     if (s->o.mode != MW_MODE_EVENT || mw_io_in_thread(io)) {
         fn(s, sl, arg);
@@ -123,7 +125,7 @@ static int on_slot_thread(mw_svc_t *s, slot_t *sl, void (*fn)(mw_svc_t *, slot_t
     }
     id_req_t *q = malloc(sizeof *q);
     if (!q) return MW_ENOMEM;
-    *q = (id_req_t){s, make_id(sl), fn, arg};
+    *q = (id_req_t){s, id, fn, arg}; /* the caller's id: a later connection in the slot is not it */
     atomic_fetch_add(&s->refs, 1); /* the Svc outlives the request (a caller's io may run it late) */
     int r = mw_io_post(io, req_run, q);
     if (r < 0) {
@@ -198,6 +200,9 @@ static void drv_closed(mw__drv_t *d, int reason) {
     slot_t *sl = d->ud;
     mw_svc_t *s = sl->svc;
     mw_conn_id_t id = make_id(sl);
+    pthread_mutex_lock(&sl->mu); /* a send from another thread finishes first; later ones find it closed */
+    atomic_store(&sl->open, false);
+    pthread_mutex_unlock(&sl->mu);
     const char *why = mw_conn_last_error(&sl->conn);
     if (*why) mw_err_set(&sl->err, reason, "%s", why);
     else mw_err_set(&sl->err, reason, "%s", reason == MW_ESTATE ? "closed by the service" : mw_strerror(reason));
@@ -216,9 +221,7 @@ static void drv_closed(mw__drv_t *d, int reason) {
         active_remove(s, sl->idx);
         if (s->solo == sl) solo_leave(s, sl); /* lingering needs the io's readiness */
     }
-    pthread_mutex_lock(&sl->mu); /* a send from another thread finishes first */
-    atomic_fetch_add(&sl->gen, 1);
-    pthread_mutex_unlock(&sl->mu);
+    atomic_fetch_add(&sl->gen, 1); /* mw_svc_conn_error(id) answered until here */
     atomic_fetch_add(&s->closed, 1);
     atomic_fetch_sub(&s->nconns, 1);
     if (!s->closed_all) solo_update(s);
@@ -262,10 +265,18 @@ static void solo_leave(mw_svc_t *s, slot_t *sl) {
     if (mw__drv_attached(&sl->drv) && !sl->drv.src.added) mw_io_add(s->io, &sl->drv.src);
 }
 
+/* The one connection may be read with a blocking read while it is up,
+ * reading, and has nothing queued to write (the io watches writability). */
+static slot_t *solo_candidate(const mw_svc_t *s) {
+    if (s->nactive != 1) return NULL;
+    slot_t *sl = &s->slots[s->active[0]];
+    if (sl->drv.rx_done || sl->drv.paused || !mw__drv_up(&sl->drv) || mw_conn_tx_pending(&sl->conn)) return NULL;
+    return sl;
+}
+
 static void solo_update(mw_svc_t *s) {
     if (s->o.mode != MW_MODE_BLOCKING) return;
-    slot_t *want = s->nactive == 1 ? &s->slots[s->active[0]] : NULL;
-    if (want && (want->drv.rx_done || !mw__drv_up(&want->drv))) want = NULL; /* handshakes need the io */
+    slot_t *want = solo_candidate(s);
     if (want == s->solo) return;
     if (s->solo) solo_leave(s, s->solo);
     if (want) solo_enter(s, want);
@@ -278,17 +289,24 @@ static void drv_up(mw__drv_t *d) {
     solo_update(sl->svc);
 }
 
+/* A connection accepted but never attached: released, and counted as closed. */
+static void drop_unattached(mw_svc_t *s, slot_t *sl) {
+    pthread_mutex_lock(&sl->mu);
+    atomic_store(&sl->open, false);
+    atomic_fetch_add(&sl->gen, 1);
+    mw_conn_fini(&sl->conn);
+    atomic_store(&sl->used, false);
+    pthread_mutex_unlock(&sl->mu);
+    if (s->o.mode != MW_MODE_EVENT) active_remove(s, sl->idx);
+    atomic_fetch_sub(&s->nconns, 1);
+    atomic_fetch_add(&s->closed, 1);
+}
+
 static void attach(mw_svc_t *s, slot_t *sl) {
     int r = mw__drv_start(&sl->drv, slot_io(s, sl), &sl->conn, &s->drv_cfg, sl);
     if (r < 0) {
         mw_err_set(&sl->err, r, "register with io: %s", mw_err_text(&mw_io_selector(slot_io(s, sl))->err));
-        pthread_mutex_lock(&sl->mu);
-        atomic_fetch_add(&sl->gen, 1);
-        mw_conn_fini(&sl->conn);
-        atomic_store(&sl->used, false);
-        pthread_mutex_unlock(&sl->mu);
-        atomic_fetch_sub(&s->nconns, 1);
-        atomic_fetch_add(&s->closed, 1);
+        drop_unattached(s, sl);
         return;
     }
     if (s->o.on_accept) {
@@ -342,18 +360,14 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     sl->conn.rx.hook = s->o.on_recvd;
     sl->conn.tx.hook_ud = sl->conn.rx.hook_ud = s->o.hook_ud;
     mw_err_clear(&sl->err);
+    atomic_store(&sl->open, true);
     atomic_fetch_add(&s->accepted, 1);
     atomic_fetch_add(&s->nconns, 1);
     if (s->o.mode == MW_MODE_EVENT) {
         sl->w = &s->workers[s->next_worker++ % s->nworkers];
-        if (on_slot_thread(s, sl, attach_posted, 0) < 0) {
+        if (on_slot_thread(s, sl, make_id(sl), attach_posted, 0) < 0) {
             mw_err_set(&sl->err, MW_ENOMEM, "cannot hand the connection to its worker");
-            pthread_mutex_lock(&sl->mu);
-            atomic_fetch_add(&sl->gen, 1);
-            mw_conn_fini(&sl->conn);
-            atomic_store(&sl->used, false);
-            pthread_mutex_unlock(&sl->mu);
-            atomic_fetch_sub(&s->nconns, 1);
+            drop_unattached(s, sl);
         }
         return;
     }
@@ -615,7 +629,8 @@ int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
      * millisecond even while messages keep coming (a busy peer must not keep
      * new clients out): the clock is read every 64th call, the io polled
      * only when a millisecond has passed. */
-    if (s->solo) solo_wait(s); /* its replies go out between reads, whatever comes in */
+    if (s->o.mode == MW_MODE_BLOCKING && s->nactive == 1 && s->solo != solo_candidate(s)) solo_update(s);
+    if (s->solo) solo_wait(s);
     else if (poll_due(s)) mw_io_poll(s->io, 0);
     int r = scan(s, id, sch, msg, cap);
     if (r != MW_EAGAIN || s->o.mode == MW_MODE_SPIN) return r;
@@ -673,7 +688,7 @@ int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg) {
     int n = 0;
     for (uint32_t i = 0; i < s->cap; i++) {
         slot_t *sl = &s->slots[i];
-        if (atomic_load(&sl->used) && mw_svc_send_to(s, make_id(sl), sch, msg) == 0) n++;
+        if (atomic_load(&sl->open) && mw_svc_send_to(s, make_id(sl), sch, msg) == 0) n++;
     }
     return n;
 }
@@ -685,27 +700,27 @@ static void close_on_thread(mw_svc_t *s, slot_t *sl, intptr_t graceful) {
 
 int mw_svc_close_conn(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? on_slot_thread(s, sl, close_on_thread, 1) : MW_ECLOSED;
+    return sl ? on_slot_thread(s, sl, id, close_on_thread, 1) : MW_ECLOSED;
 }
 
 int mw_svc_abort_conn(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? on_slot_thread(s, sl, close_on_thread, 0) : MW_ECLOSED;
+    return sl ? on_slot_thread(s, sl, id, close_on_thread, 0) : MW_ECLOSED;
 }
 
 static void pause_on_thread(mw_svc_t *s, slot_t *sl, intptr_t paused) {
-    (void)s;
     mw__drv_pause(&sl->drv, paused != 0);
+    solo_update(s); /* a paused connection is not read, blocking or not */
 }
 
 int mw_svc_pause_recv(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? on_slot_thread(s, sl, pause_on_thread, 1) : MW_ECLOSED;
+    return sl ? on_slot_thread(s, sl, id, pause_on_thread, 1) : MW_ECLOSED;
 }
 
 int mw_svc_resume_recv(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? on_slot_thread(s, sl, pause_on_thread, 0) : MW_ECLOSED;
+    return sl ? on_slot_thread(s, sl, id, pause_on_thread, 0) : MW_ECLOSED;
 }
 
 int mw_svc_set_serdes(mw_svc_t *s, mw_conn_id_t id, int dirs, const char *serdes) {
@@ -739,8 +754,8 @@ void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st) {
     st->bytes_out = atomic_load(&s->bytes_out);
     st->connections = atomic_load(&s->nconns);
     /* add the open connections' counts (racy in event mode; for display) */
-    for (uint32_t i = 0; i < s->cap; i++) {
-        if (!atomic_load(&s->slots[i].used)) continue;
+    for (uint32_t i = 0; i < s->cap; i++) { /* closed ones were folded in at on_close */
+        if (!atomic_load(&s->slots[i].open)) continue;
         mw_conn_stats_t c;
         mw_conn_stats(&s->slots[i].conn, &c);
         st->msgs_in += c.msgs_in;
