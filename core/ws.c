@@ -242,6 +242,7 @@ static int ws_new(ws_t **out, mw_stream_t *inner, const mw_ws_opts_t *o, bool se
     w->text = o->text;
     w->max_msg = o->max_msg ? o->max_msg : DEFAULT_MAX_MSG;
     w->max_frame = o->max_frame ? o->max_frame : w->max_msg;
+    if (w->max_frame > w->max_msg) w->max_frame = w->max_msg; /* no frame is larger than its message */
     w->max_header = o->max_header ? o->max_header : DEFAULT_MAX_HEADER;
     w->rhs = (o->flags & MW_WS_RECORD_OPCODE) ? 5 : 4;
     w->pool_pos = sizeof w->pool; /* refilled at the first mask */

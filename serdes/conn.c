@@ -437,10 +437,30 @@ static int need_more(mw_conn_t *c) {
     return rx_fail(c, MW_ETRUNC, "recv: peer closed inside a message (%zu bytes of it received)", have);
 }
 
+/* The first message failed: what the peer's first bytes look like, when
+ * that suggests it speaks something else (another serdes, TLS, HTTP). */
+const char *mw__conn_peer_hint(const mw_conn_t *c) {
+    if (c->rx.msgs) return ""; /* it spoke our language before */
+    const uint8_t *p = mw_buf_data(&c->rx.buf);
+    size_t n = mw_buf_len(&c->rx.buf);
+    bool text = c->rx.sd.ops->text, framed = !c->msgs && c->rx.fr.kind == MW_FRAME_U32BE;
+    if (n >= 2 && p[0] == 0x16 && p[1] == 0x03) return " (the peer seems to start TLS: is its URL tls:// or wss://?)";
+    if (n >= 4 && (!memcmp(p, "GET ", 4) || !memcmp(p, "HTTP", 4)))
+        return " (the peer speaks HTTP: is its URL ws:// or wss://?)";
+    size_t at = framed && n > 4 ? 4 : 0; /* the payload, if the prefix was one */
+    if (!text && n > at && (p[0] == '{' || p[at] == '{'))
+        return " (the peer seems to send JSON text: is its serdes \"text\"?)";
+    if (n > at && !text && (p[at] & 0xF0) == 0x80 && strcmp(mw_serdes_name(&c->rx.sd), "msgpack") != 0)
+        return " (the peer seems to send msgpack maps: is its serdes \"msgpack\"?)";
+    if (text && n && p[0] != '{' && (p[0] < 0x20 || p[0] >= 0x80) && p[0] != '\n' && p[0] != ' ')
+        return " (the peer seems to send binary frames: is its serdes \"fixed\" or \"msgpack\"?)";
+    return "";
+}
+
 static int frame_error(mw_conn_t *c, ssize_t code) {
     if (code == MW_ETOOBIG)
-        return rx_fail(c, MW_ETOOBIG, "recv: frame larger than max_msg %u bytes", c->rx.fr.max_len);
-    return rx_fail(c, (int)code, "recv: bad frame: %s", mw_strerror((int)code));
+        return rx_fail(c, MW_ETOOBIG, "recv: frame larger than max_msg %u bytes%s", c->rx.fr.max_len, mw__conn_peer_hint(c));
+    return rx_fail(c, (int)code, "recv: bad frame: %s%s", mw_strerror((int)code), mw__conn_peer_hint(c));
 }
 
 int mw_conn_next_raw(mw_conn_t *c, const uint8_t **payload, size_t *len) {
@@ -477,8 +497,8 @@ int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     ssize_t d = mw_serdes_decode(&r->sd, pl, pn, c->proto, s, msg, cap);
     if (d < 0) {
         if (!r->failed) c->rx_where = MW_CLOSE_MESSAGE; /* the frame was whole: its content is bad */
-        return rx_fail(c, (int)d, "recv: %s decode: %s", mw_serdes_name(&r->sd),
-                       mw_serdes_last_error(&r->sd));
+        return rx_fail(c, (int)d, "recv: %s decode: %s%s", mw_serdes_name(&r->sd),
+                       mw_serdes_last_error(&r->sd), mw__conn_peer_hint(c));
     }
     mw_buf_consume(&r->buf, (size_t)fl);
     r->msgs++;

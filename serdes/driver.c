@@ -415,8 +415,9 @@ static void on_rx_timeout(mw_io_timer_t *t, void *ud) {
         mw_io_timer_at(d->io, t, d->paused ? mw_io_now(d->io) + (uint64_t)d->cfg->rx_timeout_ns : due);
         return;
     }
-    mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "a message begun %lld ms ago is still incomplete (%zu bytes of it)",
-               (long long)(d->cfg->rx_timeout_ns / MW_NS_PER_MS), mw_buf_len(&d->conn->rx.buf));
+    mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "a message begun %lld ms ago is still incomplete (%zu bytes of it)%s",
+               (long long)(d->cfg->rx_timeout_ns / MW_NS_PER_MS), mw_buf_len(&d->conn->rx.buf),
+               mw__conn_peer_hint(d->conn));
     mw__drv_close(d, MW_ETIMEDOUT, false);
 }
 

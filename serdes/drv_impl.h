@@ -139,6 +139,10 @@ int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg);
 static inline void mw__drv_enter(mw__drv_t *d) { d->in_cb = true; }
 bool mw__drv_leave(mw__drv_t *d);
 
+/* conn.c: when the first message fails, what the peer's bytes look like
+ * (" (the peer seems to send JSON text: is its serdes \"text\"?)"), or "". */
+const char *mw__conn_peer_hint(const mw_conn_t *c);
+
 static inline bool mw__drv_attached(const mw__drv_t *d) { return d->state != MW__DRV_OFF; }
 /* True while messages flow (handshakes done, not closing). */
 static inline bool mw__drv_up(const mw__drv_t *d) { return d->state == MW__DRV_UP; }

@@ -37,6 +37,7 @@ typedef struct flood_svc {
     atomic_uint accepted;
     atomic_ullong msgs;    /* messages received */
     uint64_t last_sent;    /* the last reply queued, by the on_sent hook */
+    char close_text[256];  /* mw_svc_conn_error inside on_close */
     mw_clt_t *clts[4];     /* freed by the teardown, also after a failure */
     int nclts;
 } flood_svc_t;
@@ -81,9 +82,8 @@ static void fs_drain(mw_svc_t *s, mw_conn_id_t id, void *ud) {
 }
 
 static void fs_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
-    (void)s;
-    (void)id;
     flood_svc_t *f = ud;
+    snprintf(f->close_text, sizeof f->close_text, "%s", mw_svc_conn_error(s, id));
     atomic_store(&f->close_reason, reason);
     atomic_fetch_add(&f->closes, 1);
 }
@@ -439,6 +439,34 @@ static void test_flow_connect_does_not_retry_a_certificate_that_fails_verificati
     assert_int_equal(atomic_load(&f->accepted), 1);
 }
 
+/* ---- 7. a peer speaking another serdes is named as such ---------------------------- */
+
+static void mismatch(flood_svc_t *f, const char *svc_serdes, const char *clt_serdes, const char *hint) {
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.conn.serdes = svc_serdes;
+    o.rx_timeout_ns = 200 * MW_NS_PER_MS; /* a text Svc waits for a newline binary never sends */
+    fs_start(f, MW_MODE_EVENT, "tcp://127.0.0.1:0", &o);
+    mw_clt_opts_t co;
+    mw_clt_opts_init(&co);
+    co.conn.serdes = clt_serdes;
+    co.conn.max_msg = 1024;
+    mw_clt_t *c = clt_to(f, "tcp", &co);
+    ping_t p = {.seq = 5};
+    assert_int_equal(mw_clt_send(c, ping_schema(), &p), 0);
+    assert_true(mw_wait_until(closed_once, f, WAIT_MS));
+    if (!strstr(f->close_text, hint)) fail_msg("%s svc, %s peer: \"%s\" lacks \"%s\"", svc_serdes, clt_serdes,
+                                              f->close_text, hint);
+}
+
+static void test_flow_json_peer_of_a_fixed_svc_is_named(void **s) {
+    mismatch(*s, "fixed", "text", "the peer seems to send JSON text: is its serdes \"text\"?");
+}
+
+static void test_flow_binary_peer_of_a_text_svc_is_named(void **s) {
+    mismatch(*s, "text", "fixed", "the peer seems to send binary frames");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_spin, setup, teardown),
@@ -453,6 +481,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_flow_blocking_tls_batches_complete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flow_connect_does_not_retry_a_certificate_that_fails_verification, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_flow_json_peer_of_a_fixed_svc_is_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_binary_peer_of_a_text_svc_is_named, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1189,6 +1189,15 @@ static void test_ws_too_big_closes_with_1009_from_the_header(void **state) {
     expect_failure(&o, f, n, MW_ETOOBIG, 1009);
     n = mw_ws_hdr_encode(f, true, MW_WS_BINARY, UINT64_C(1) << 40, m);
     expect_failure(&o, f, n, MW_ETOOBIG, 1009);
+    { /* the error names the limit that applies: max_frame (16 MiB by default) is clamped to max_msg */
+        raw_t r;
+        raw_server_setup(&r, &o, 0);
+        raw_send_bytes(&r, f, n);
+        assert_int_equal(read_until_error(r.ws, NULL, NULL, 0, NULL), MW_ETOOBIG);
+        if (!strstr(mw_stream_last_error(r.ws), " 1000 bytes"))
+            fail_msg("error \"%s\" does not name max_msg 1000", mw_stream_last_error(r.ws));
+        raw_free(&r);
+    }
     /* fragments adding up to more than max_msg: refused at the second header */
     uint8_t *fr = malloc(2000);
     uint8_t pay[600];
