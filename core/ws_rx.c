@@ -142,6 +142,9 @@ static int frame_step(ws_t *w, uint8_t *dst, size_t cap, bool buffered, size_t *
         return 0;
     }
     if (hl < 0 && buffered) return 0;
+    if (hl == MW_ETOOBIG && w->max_frame == w->max_msg) /* the limit that applies is the message's */
+        return fail(w, MW_WS_CLOSE_TOO_BIG, MW_ETOOBIG, "ws: a frame of over %llu bytes is over max_msg %llu bytes",
+                    (unsigned long long)w->max_frame, (unsigned long long)w->max_msg);
     if (hl == MW_ETOOBIG)
         return fail(w, MW_WS_CLOSE_TOO_BIG, MW_ETOOBIG, "ws: frame over max_frame %llu bytes",
                     (unsigned long long)w->max_frame);

@@ -1194,7 +1194,7 @@ static void test_ws_too_big_closes_with_1009_from_the_header(void **state) {
         raw_server_setup(&r, &o, 0);
         raw_send_bytes(&r, f, n);
         assert_int_equal(read_until_error(r.ws, NULL, NULL, 0, NULL), MW_ETOOBIG);
-        if (!strstr(mw_stream_last_error(r.ws), " 1000 bytes"))
+        if (!strstr(mw_stream_last_error(r.ws), "over max_msg 1000 bytes"))
             fail_msg("error \"%s\" does not name max_msg 1000", mw_stream_last_error(r.ws));
         raw_free(&r);
     }
