@@ -266,6 +266,8 @@ int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     int r = !c->have_conn                                            ? MW_ECLOSED
             : c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv) ? mw__drv_send(&c->drv, s, msg)
                                                                        : mw_conn_send(&c->conn, s, msg);
+    if (r == MW_EAGAIN && c->o.mode == MW_MODE_EVENT) /* not attached yet: on_drain once it is */
+        atomic_store(&c->drv.want_drain, true);
     if (c->poll_wait && r >= 0 && (r == MW_EAGAIN || mw_conn_tx_pending(&c->conn))) {
         /* blocking over TLS: wait until the message is accepted and written */
         uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
@@ -288,6 +290,7 @@ int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     int r = !c->have_conn                                            ? MW_ECLOSED
             : c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv) ? mw__drv_enqueue(&c->drv, s, msg)
                                                                        : mw_conn_enqueue(&c->conn, s, msg);
+    if (r == MW_EAGAIN && c->o.mode == MW_MODE_EVENT) atomic_store(&c->drv.want_drain, true);
     txu(c);
     return r;
 }

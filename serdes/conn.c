@@ -388,12 +388,14 @@ static ssize_t fill_msgs(mw_conn_t *c) {
     if (mw_buf_tailroom(b) < need && b->rd && b->cap - mw_buf_len(b) >= need) mw_buf_compact(b);
     while (mw_buf_tailroom(b) >= need) {
         uint8_t *p = mw_buf_tail(b);
-        ssize_t n = mw_stream_readmsg(c->stream, p + MSG_HDR, c->max_msg, total ? MW_MSG_BUFFERED : 0, NULL);
+        int of = 0;
+        ssize_t n = mw_stream_readmsg(c->stream, p + MSG_HDR, c->max_msg, total ? MW_MSG_BUFFERED : 0, &of);
         if (n < 0) {
             if (total) break; /* a failure is met again by the next read */
             return n == MW_EAGAIN ? n : read_end(c, n);
         }
         p[0] = (uint8_t)(n >> 24), p[1] = (uint8_t)(n >> 16), p[2] = (uint8_t)(n >> 8), p[3] = (uint8_t)n;
+        if (of & MW_MSG_TEXT) p[0] |= MSG_TEXT_BIT; /* the type travels with the message */
         mw_buf_commit(b, MSG_HDR + (size_t)n);
         total += MSG_HDR + (size_t)n;
     }
@@ -463,12 +465,27 @@ static int frame_error(mw_conn_t *c, ssize_t code) {
     return rx_fail(c, (int)code, "recv: bad frame: %s%s", mw_strerror((int)code), mw__conn_peer_hint(c));
 }
 
+/* A message stream's rx buffer: our own header (top bit: a text message),
+ * then the message. */
+static ssize_t msg_frame(const mw_conn_t *c, const uint8_t *in, size_t have, const uint8_t **pl, size_t *pn,
+                         bool *text) {
+    if (have < MSG_HDR) return MW_EAGAIN;
+    *text = (in[0] & MSG_TEXT_BIT) != 0;
+    size_t n = (size_t)(in[0] & 0x7F) << 24 | (size_t)in[1] << 16 | (size_t)in[2] << 8 | in[3];
+    if (n > c->max_msg || n > have - MSG_HDR) return MW_EPROTO; /* never: only fill_msgs writes these */
+    *pl = in + MSG_HDR;
+    *pn = n;
+    return (ssize_t)(MSG_HDR + n);
+}
+
 int mw_conn_next_raw(mw_conn_t *c, const uint8_t **payload, size_t *len) {
     mw_conn_side_t *r = &c->rx;
     if (r->failed) return r->failed;
     size_t have = mw_buf_len(&r->buf);
     if (!have) return need_more(c);
-    ssize_t fl = mw_frame_decode_resume(&r->fr, mw_buf_data(&r->buf), have, &c->rx_scanned, payload, len);
+    bool text;
+    ssize_t fl = c->msgs ? msg_frame(c, mw_buf_data(&r->buf), have, payload, len, &text)
+                         : mw_frame_decode_resume(&r->fr, mw_buf_data(&r->buf), have, &c->rx_scanned, payload, len);
     if (fl < 0) return fl == MW_EAGAIN ? need_more(c) : frame_error(c, fl);
     mw_buf_consume(&r->buf, (size_t)fl);
     r->msgs++;
@@ -484,7 +501,16 @@ int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     size_t pn;
     ssize_t fl;
     const uint8_t *in = mw_buf_data(&r->buf);
-    if (r->fr.kind == MW_FRAME_U32BE && have >= 4) { /* the common framing, inline */
+    if (c->msgs) {
+        bool text;
+        fl = msg_frame(c, in, have, &pl, &pn, &text);
+        if (fl < 0) return fl == MW_EAGAIN ? need_more(c) : frame_error(c, fl);
+        if (!text && r->sd.ops->text) { /* RFC 6455 1003: a type of data it cannot accept */
+            c->rx_where = MW_CLOSE_WRONG_TYPE;
+            return rx_fail(c, MW_ETYPE, "recv: a binary WebSocket message where the text serdes reads text "
+                                        "(the peer's serdes is binary, or it sends JSON as binary)");
+        }
+    } else if (r->fr.kind == MW_FRAME_U32BE && have >= 4) { /* the common framing, inline */
         pn = (size_t)in[0] << 24 | (size_t)in[1] << 16 | (size_t)in[2] << 8 | in[3];
         if (pn > r->fr.max_len) return frame_error(c, MW_ETOOBIG);
         if (pn > have - 4) return need_more(c);

@@ -274,6 +274,8 @@ static void became_up(mw__drv_t *d) {
         mw_io_timer_at(d->io, &d->t_hs, d->started_at + (uint64_t)d->cfg->first_msg_timeout_ns);
     call_up(d);
     if (after_cb(d)) return;
+    check_drain(d); /* sends that met a full queue before we were up */
+    if (after_cb(d)) return;
     rearm(d);
     /* bytes may have come with the last handshake read */
     if (mw_conn_rx_buffered(d->conn) || mw_stream_pending(d->conn->stream)) again_soon(d);
@@ -480,8 +482,8 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
     d->ud = ud;
     d->in_cb = d->close_pending = d->paused = d->rx_done = d->held = d->shut_wr = false;
     d->close_reason = 0;
-    atomic_store(&d->want_drain, false);
-    atomic_store(&d->arm_posted, false);
+    /* want_drain is kept: a Clt may have sent (and seen MW_EAGAIN) before
+     * its driver attached; mw__drv_stop clears it for the next connection */
     mw_io_timer_init(&d->t_hs, on_hs_timeout, d);
     mw_io_timer_init(&d->t_idle, on_idle, d);
     mw_io_timer_init(&d->t_linger, on_linger, d);
@@ -525,5 +527,6 @@ void mw__drv_stop(mw__drv_t *d) {
     mw_io_timer_stop(d->io, &d->t_slow);
     mw_io_timer_stop(d->io, &d->t_more);
     mw_io_timer_stop(d->io, &d->t_rx);
+    atomic_store(&d->want_drain, false);
     d->state = MW__DRV_OFF;
 }

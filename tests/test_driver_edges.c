@@ -162,6 +162,12 @@ static void clt_drain_case(bool use_send_more) {
     assert_int_equal(r, MW_EAGAIN);
     assert_int_equal(mw_svc_resume_recv(f->svc, atomic_load(&f->id)), 0);
     bool ok = mw_wait_until(cdrained, NULL, 10000);
+    if (!ok) {
+        mw_conn_stats_t cst;
+        mw_clt_stats(c, &cst);
+        fprintf(stderr, "DEBUG svc got %llu clt out %llu pending %zu state %d\n", (unsigned long long)atomic_load(&f->msgs),
+                (unsigned long long)cst.msgs_out, mw_conn_tx_pending(mw_clt_conn(c)), (int)mw_clt_state(c));
+    }
     printf("%s: MW_EAGAIN after %llu messages; on_drain %s\n", use_send_more ? "send_more+flush" : "send",
            (unsigned long long)n, ok ? "fired" : "NEVER fired");
     mw_io_stop(io);

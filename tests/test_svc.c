@@ -1594,6 +1594,15 @@ static void test_svc_ws_message_over_max_msg_closes_1009(void **state) {
     assert_int_equal(ws_bad_message(f, 2, big, sizeof big, MW_ETOOBIG), 1009);
 }
 
+/* A binary message to the text serdes: the type of data it cannot accept,
+ * 1003, even when its bytes are valid JSON. */
+static void test_svc_ws_binary_message_to_the_text_serdes_closes_1003(void **state) {
+    svh_t *f = *state;
+    ws_svc(f, "text", 0);
+    static const char json[] = "{\"type\":\"ping\",\"seq\":1,\"sent_ns\":2}";
+    assert_int_equal(ws_bad_message(f, 2, json, sizeof json - 1, MW_ETYPE), 1003);
+}
+
 /* ==== end of the harness tests ==== */
 
 #define T(fn, mode) {#fn "_" #mode, fn, env_setup, env_teardown, &mode_##mode}
@@ -1653,6 +1662,7 @@ int main(void) {
         SVH_T(test_svc_ws_string_too_long_for_its_field_closes_1007, event),
         SVH_T(test_svc_ws_decode_errors_inside_a_message_close_1007, event),
         SVH_T(test_svc_ws_message_over_max_msg_closes_1009, event),
+        SVH_T(test_svc_ws_binary_message_to_the_text_serdes_closes_1003, event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
