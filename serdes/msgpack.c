@@ -270,12 +270,13 @@ static int scan(const uint8_t *p, size_t len, size_t *end) {
     for (;;) {
         uint64_t kids;
         if (i >= len) return MW_ETRUNC;
+        /* msgpack-c refuses a 33rd level even for an empty container */
+        if (depth == MAX_DEPTH && ((p[i] & 0xe0u) == 0x80u || (p[i] & 0xfcu) == 0xdcu)) return MW_EPROTO;
         int rc = scan_item(p, len, &i, &kids);
         if (rc) return rc;
         left--;
         if (kids > 0) {
             if (kids > len - i) return MW_ETRUNC; /* each item takes a byte at least */
-            if (depth == MAX_DEPTH) return MW_EPROTO;
             outer[depth++] = left;
             left = kids;
         }
