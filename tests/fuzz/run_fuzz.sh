@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs each libFuzzer target for SECONDS seconds, one after another, and
-# prints a table: executions, corpus size, and the result. Seeds come from
+# prints a table: executions, corpus size (libFuzzer's count of the inputs
+# that make up its coverage), and the result. Seeds come from
 # tests/fuzz/corpus/<name> (read only); inputs libFuzzer finds are kept in
 # build/fuzz/corpus/<name> for the next run; a crash, leak, timeout or
 # failed property leaves its input in build/fuzz/artifacts/ and fails the run.
@@ -23,14 +24,14 @@ for name in "$@"; do
         "$B/fuzz/corpus/$name" "tests/fuzz/corpus/$name" >"$log" 2>&1
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | awk '{s+=$1} END {print s+0}')
-    corpus=$(ls "$B/fuzz/corpus/$name" | wc -l)
+    corpus=$(grep -o 'corp: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
     res=ok
     if [ "$rc" -ne 0 ]; then
         res="FAILED (rc $rc, see $log)"
         bad="$bad $name"
         grep -E "^==[0-9]+==ERROR|SUMMARY|property failed|Test unit written" "$log" | head -5
     fi
-    line=$(printf '%-24s %12s execs %6s inputs  %s' "fuzz_$name" "$execs" "$corpus" "$res")
+    line=$(printf '%-26s %9s execs, corpus %5s inputs  %s' "fuzz_$name" "$execs" "${corpus:-?}" "$res")
     echo "$line"
     summary="$summary
 $line"
