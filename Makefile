@@ -214,6 +214,63 @@ bench-peers: bench-peers-deps
 	$(Q)$(MAKE) --no-print-directory bench-bins $(PEER_BINS)
 	$(Q)/usr/bin/python3 tests/bench/peers/run_peers.py --json $(B)/bench/peers.json
 
+# ---- fuzzing: tests/fuzz/fuzz_<name>.c are libFuzzer targets -------------------
+#   make fuzz [FUZZ_SECONDS=30]   every target under clang libFuzzer + ASan/UBSan
+#                                 for FUZZ_SECONDS each (installs clang if missing);
+#                                 seeds from tests/fuzz/corpus/<name>, new inputs
+#                                 kept in build/fuzz/corpus/<name>, crashes in
+#                                 build/fuzz/artifacts
+#   make fuzz-seeds               rewrites the seed-* inputs (tests/fuzz/make_seeds.c)
+#   make fuzz-replay              replays the committed corpora (also part of
+#                                 make test): built with $(CC) + ASan/UBSan and
+#                                 tests/fuzz/replay_main.c, no clang needed
+.PHONY: fuzz fuzz-replay fuzz-bins fuzz-seeds
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
+FUZZ_REPLAY_BINS := $(FUZZ_NAMES:%=$(B)/san/fuzz/fuzz_%)
+FUZZ_BINS := $(FUZZ_NAMES:%=$(B)/fuzz/fuzz_%)
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_DEB_PKGS := clang libclang-rt-dev
+FUZZ_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+               -fno-sanitize-recover=undefined -DMW_SANITIZED=1 -DMW_FUZZING=1
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/fuzz/obj/%.o)
+
+$(B)/fuzz/obj/%.o: %.c
+	$(E) CC-FUZZ $<
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) $(INC_$(call layer,$<)) $(CFLAGS) -c $< -o $@
+$(B)/fuzz/libmsgwire.a: $(FUZZ_LIB_OBJS)
+	$(E) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(B)/fuzz/fuzz_%: $(B)/fuzz/obj/tests/fuzz/fuzz_%.o $(B)/fuzz/libmsgwire.a
+	$(E) LD $@
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $< $(B)/fuzz/libmsgwire.a $(DEP_LIBS) $(LDFLAGS)
+$(B)/san/fuzz/fuzz_%: $(B)/san/obj/tests/fuzz/fuzz_%.o $(B)/san/obj/tests/fuzz/replay_main.o $(B)/san/libmsgwire.a
+	$(E) LD $@
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(SAN_LDFLAGS) -o $@ $< $(B)/san/obj/tests/fuzz/replay_main.o $(B)/san/libmsgwire.a \
+	    $(DEP_LIBS) $(LDFLAGS)
+
+# make test replays every corpus: each replay binary is one test for run.sh.
+TEST_BINS += $(FUZZ_REPLAY_BINS)
+tests: $(FUZZ_REPLAY_BINS)
+fuzz-replay: $(FUZZ_REPLAY_BINS)
+	$(Q)sh tests/run.sh $(FUZZ_REPLAY_BINS)
+fuzz-bins: $(FUZZ_BINS)
+# Rewrites the seed-* files of the corpora (regress-* files are kept).
+$(B)/san/fuzz/make_seeds: $(B)/san/obj/tests/fuzz/make_seeds.o $(B)/san/obj/tests/util/test_msgs.o $(B)/san/libmsgwire.a
+	$(E) LD $@
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(SAN_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(LDFLAGS)
+fuzz-seeds: $(B)/san/fuzz/make_seeds
+	$(Q)rm -f tests/fuzz/corpus/*/seed-*
+	$(Q)./$(B)/san/fuzz/make_seeds tests/fuzz/corpus
+fuzz: deps
+	$(Q)$(MAKE) --no-print-directory deps DEB_PKGS="$(FUZZ_DEB_PKGS)"
+	$(Q)$(MAKE) --no-print-directory fuzz-bins
+	$(Q)sh tests/fuzz/run_fuzz.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
 .SECONDARY:
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

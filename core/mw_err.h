@@ -76,7 +76,7 @@ typedef struct mw_err {
  * Text longer than MW_ERR_TEXT_MAX - 1 is truncated. Does not allocate. */
 int mw_err_set(mw_err_t *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int mw_err_vset(mw_err_t *err, int code, const char *fmt, va_list ap);
+int mw_err_vset(mw_err_t *err, int code, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 
 /* mw_err_set_errno: like mw_err_set, appending ": <strerror(errnum)>" and
  * using mw_err_from_errno(errnum) as the code. Returns that code. */

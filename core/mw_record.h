@@ -50,6 +50,19 @@ int mw_record_wrap(mw_stream_t **out, mw_stream_t *inner, const char *path, cons
  * directly. The header is validated here (MW_EPROTO on corruption). */
 int mw_replay_open(mw_stream_t **out, const char *path, mw_err_t *err);
 
+/* mw_replay_open for a recording already open as fd, a regular file read
+ * from its start (the offset is reset). The stream owns fd from this call on:
+ * it is closed when the stream is freed, and at once on failure. Error text
+ * names the recording "fd N". MW_EINVAL for fd < 0 or a file that is not
+ * regular, MW_EPROTO on corruption, MW_ESYS, MW_ENOMEM. */
+int mw_replay_open_fd(mw_stream_t **out, int fd, mw_err_t *err);
+
+/* mw_replay_open for a recording held in memory: data[0..len) is read in
+ * place, not copied, so it must stay valid and unchanged until the stream is
+ * freed. Error text names the recording "in memory". MW_EPROTO on
+ * corruption, MW_ESYS, MW_ENOMEM. Allocates the stream. */
+int mw_replay_open_mem(mw_stream_t **out, const void *data, size_t len, mw_err_t *err);
+
 /* Monotonic timestamp of the chunk the last read returned (replay and record
  * streams), also answered by mw_stream_rx_time (which decorators above
  * forward). */

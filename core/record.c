@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "mw_clock.h"
 
@@ -315,35 +316,94 @@ static const mw_stream_ops_t replay_ops = {
     .rx_time = tap_rx_time,
 };
 
-static int replay_file(replay_t *p, const char *path, mw_err_t *err) {
-    p->t.f = fopen(path, "rbe");
-    if (!p->t.f) return mw_err_set_errno(err, errno, "recording %s: open", path);
+/* Checks that f is a regular file, takes its size and reads the header from
+ * its start. */
+static int replay_stat(replay_t *p, mw_err_t *err) {
+    const char *path = p->t.path;
     struct stat st;
     if (fstat(fileno(p->t.f), &st) != 0)
         return mw_err_set_errno(err, errno, "recording %s: stat", path);
     if (!S_ISREG(st.st_mode))
         return mw_err_set(err, MW_EINVAL, "recording %s: not a regular file", path);
     p->size = (uint64_t)st.st_size;
+    if (fseeko(p->t.f, 0, SEEK_SET) != 0) /* a descriptor handed in may be anywhere */
+        return mw_err_set_errno(err, errno, "recording %s: seek", path);
     return read_header(p, err);
 }
 
-int mw_replay_open(mw_stream_t **out, const char *path, mw_err_t *err) {
-    assert(out && path);
-    *out = NULL;
+static int replay_file(replay_t *p, const char *path, mw_err_t *err) {
+    p->t.f = fopen(path, "rbe");
+    if (!p->t.f) return mw_err_set_errno(err, errno, "recording %s: open", path);
+    return replay_stat(p, err);
+}
+
+/* Allocates a replay stream named `name` (used in error text). */
+static replay_t *replay_new(const char *name, mw_err_t *err) {
     replay_t *p = calloc(1, sizeof *p);
-    if (p) p->t.path = strdup(path);
+    if (p) p->t.path = strdup(name);
     if (!p || !p->t.path) {
         free(p);
-        return mw_err_set(err, MW_ENOMEM, "recording %s: out of memory", path);
+        mw_err_set(err, MW_ENOMEM, "recording %s: out of memory", name);
+        return NULL;
     }
     p->t.base.ops = &replay_ops;
-    int rc = replay_file(p, path, err);
+    return p;
+}
+
+/* Hands p out on success, frees it on failure. */
+static int replay_done(replay_t *p, int rc, mw_stream_t **out) {
     if (rc < 0) {
         replay_free(&p->t.base);
         return rc;
     }
     *out = &p->t.base;
     return 0;
+}
+
+int mw_replay_open(mw_stream_t **out, const char *path, mw_err_t *err) {
+    assert(out && path);
+    *out = NULL;
+    replay_t *p = replay_new(path, err);
+    if (!p) return MW_ENOMEM;
+    return replay_done(p, replay_file(p, path, err), out);
+}
+
+int mw_replay_open_fd(mw_stream_t **out, int fd, mw_err_t *err) {
+    assert(out);
+    *out = NULL;
+    char name[32];
+    snprintf(name, sizeof name, "fd %d", fd);
+    replay_t *p = replay_new(name, err);
+    if (!p) {
+        if (fd >= 0) close(fd);
+        return MW_ENOMEM;
+    }
+    int rc;
+    if (fd < 0) {
+        rc = mw_err_set(err, MW_EINVAL, "recording %s: bad descriptor", name);
+    } else if (!(p->t.f = fdopen(fd, "rb"))) {
+        rc = mw_err_set_errno(err, errno, "recording %s: open", name);
+        close(fd);
+    } else {
+        rc = replay_stat(p, err);
+    }
+    return replay_done(p, rc, out);
+}
+
+int mw_replay_open_mem(mw_stream_t **out, const void *data, size_t len, mw_err_t *err) {
+    assert(out && (data || len == 0));
+    *out = NULL;
+    static char empty[1];
+    replay_t *p = replay_new("in memory", err);
+    if (!p) return MW_ENOMEM;
+    /* "r" mode never writes through the pointer; fmemopen just is not const. */
+    p->t.f = fmemopen(len ? (void *)(uintptr_t)data : empty, len, "r");
+    int rc = p->t.f ? 0 : mw_err_set_errno(err, errno, "recording in memory: open");
+    if (rc == 0) {
+        p->size = len;
+        rc = read_header(p, err);
+    }
+    return replay_done(p, rc, out);
 }
 
 /* ---- getters ---------------------------------------------------------------- */

@@ -164,12 +164,13 @@ static int scan(const uint8_t *p, size_t len, size_t *end) {
     for (;;) {
         uint64_t kids;
         if (i >= len) return MW_ETRUNC;
+        /* a 33rd level is refused even for an empty container (as msgpack-c does) */
+        if (depth == MAX_DEPTH && ((p[i] & 0xe0u) == 0x80u || (p[i] & 0xfcu) == 0xdcu)) return MW_EPROTO;
         int rc = scan_item(p, len, &i, &kids);
         if (rc) return rc;
         left--;
         if (kids > 0) {
             if (kids > len - i) return MW_ETRUNC; /* each item takes a byte at least */
-            if (depth == MAX_DEPTH) return MW_EPROTO;
             outer[depth++] = left;
             left = kids;
         }

@@ -13,6 +13,7 @@
 #include "mw_stream.h"
 #include "mw_tcp.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,6 +455,67 @@ static void test_record_corrupt_recordings_are_eproto_with_offset(void **state) 
     unlink(path);
 }
 
+/* Reads s to the end with a 64-byte buffer; checks the chunks against c. */
+static void check_chunks(mw_stream_t *s, const chunks_t *c) {
+    uint8_t buf[64];
+    for (int i = 0; i < c->n; i++) {
+        assert_int_equal(mw_stream_read(s, buf, sizeof buf), (ssize_t)c->len[i]);
+        assert_memory_equal(buf, c->data + c->off[i], c->len[i]);
+        assert_int_equal(mw_replay_last_ts(s), c->ts[i]);
+    }
+    assert_int_equal(mw_stream_read(s, buf, sizeof buf), MW_ECLOSED);
+}
+
+static void test_record_replay_opens_from_fd_and_from_memory(void **state) {
+    (void)state;
+    char path[64];
+    tmp_path(path, sizeof path);
+    chunks_t c;
+    chunks_init(&c);
+    record_pair(path, &c, 20, "mem");
+    file_t f = slurp(path);
+    mw_err_t err = {0};
+    mw_stream_t *s = NULL;
+
+    assert_int_equal(mw_replay_open_mem(&s, f.p, f.n, &err), 0);
+    assert_string_equal(mw_replay_label(s), "mem");
+    check_chunks(s, &c);
+    mw_stream_free(s);
+    /* Cut inside the last record: the two before it, then MW_EPROTO. */
+    assert_int_equal(mw_replay_open_mem(&s, f.p, f.n - 1, &err), 0);
+    uint8_t buf[64];
+    assert_int_equal(mw_stream_read(s, buf, sizeof buf), 7);
+    assert_int_equal(mw_stream_read(s, buf, sizeof buf), 7);
+    assert_int_equal(mw_stream_read(s, buf, sizeof buf), MW_EPROTO);
+    assert_non_null(strstr(mw_stream_last_error(s), "in memory: truncated record at offset"));
+    mw_stream_free(s);
+    assert_int_equal(mw_replay_open_mem(&s, f.p, 0, &err), MW_EPROTO);
+    assert_null(s);
+    assert_non_null(strstr(mw_err_text(&err), "in memory: truncated header at offset 0"));
+
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(lseek(fd, 5, SEEK_SET), 5); /* read from the start anyway */
+    assert_int_equal(mw_replay_open_fd(&s, fd, &err), 0);
+    check_chunks(s, &c);
+    mw_stream_free(s); /* closes fd */
+    assert_int_equal(fcntl(fd, F_GETFD), -1);
+
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(mw_replay_open_fd(&s, p[0], &err), MW_EINVAL);
+    assert_null(s);
+    assert_non_null(strstr(mw_err_text(&err), "not a regular file"));
+    assert_int_equal(fcntl(p[0], F_GETFD), -1); /* closed on failure too */
+    close(p[1]);
+    assert_int_equal(mw_replay_open_fd(&s, -1, &err), MW_EINVAL);
+    assert_null(s);
+
+    free(f.p);
+    free(c.data);
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_tcp_session_replays_same_chunks_and_timestamps),
@@ -462,6 +524,7 @@ int main(void) {
         cmocka_unit_test(test_record_label_and_start_time_round_trip),
         cmocka_unit_test(test_record_rx_time_and_forwarding),
         cmocka_unit_test(test_record_corrupt_recordings_are_eproto_with_offset),
+        cmocka_unit_test(test_record_replay_opens_from_fd_and_from_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

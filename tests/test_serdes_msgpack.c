@@ -389,6 +389,14 @@ static void test_msgpack_decode_returns_each_error_code(void **state) {
     memset(deep, 0x91, sizeof deep);
     deep[sizeof deep - 1] = 0x01;
     assert_int_equal(decode_bytes(&sd, deep, sizeof deep), MW_EPROTO);
+    /* 32 levels, then an empty container: msgpack-c would refuse it as out
+     * of memory; the pre-check says malformed (found by fuzz_serdes_msgpack). */
+    for (uint8_t empty = 0x80; empty <= 0x90; empty += 0x10) {
+        memset(deep, 0x91, 32);
+        deep[32] = empty;
+        assert_int_equal(decode_bytes(&sd, deep, 33), MW_EPROTO);
+        assert_int_equal(decode_bytes(&sd, deep + 1, 32), MW_ETYPE); /* 31 levels + empty: a tag of the wrong type */
+    }
     assert_int_equal(decode_craft(&sd, &(craft_t){.extra_key = put_one}), MW_EPROTO); /* int key */
     size_t n = craft(&(craft_t){0}, buf, sizeof buf);
     buf[n] = 0xc0;
