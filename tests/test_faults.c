@@ -64,6 +64,11 @@ static bool soak;
 static int64_t soak_share_ns; /* each test's share of SOAK_SECONDS */
 static char certdir[64];
 
+typedef struct lat {
+    uint64_t *v;
+    size_t n, cap;
+} lat_t;
+
 /* ---- the Svc under test: an echo Svc in event mode -------------------------- */
 
 typedef struct fx {
@@ -83,6 +88,15 @@ typedef struct fx {
     uint32_t nslots;
     atomic_int seq_errors;
     atomic_int echo_fail;
+    /* what a test opened, closed by the teardown even after a failed assertion */
+    int raw[256];
+    int nraw;
+    mw_clt_t *clts[4];
+    int nclts;
+    mw_clt_t **many;
+    int nmany;
+    uint64_t *sent, *got;
+    lat_t lat;
 } fx_t;
 
 static void on_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
@@ -160,6 +174,14 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fx_t *f = *state;
+    for (int i = 0; i < f->nraw; i++)
+        if (f->raw[i] >= 0) close(f->raw[i]);
+    for (int i = 0; i < f->nclts; i++) mw_clt_free(f->clts[i]);
+    for (int i = 0; i < f->nmany; i++) mw_clt_free(f->many[i]);
+    free(f->many);
+    free(f->sent);
+    free(f->got);
+    free(f->lat.v);
     mw_svc_free(f->svc);
     free(f->next_seq);
     pthread_mutex_destroy(&f->mu);
@@ -211,6 +233,8 @@ static mw_clt_t *clt_connect(fx_t *f, const char *url) {
     mw_err_t err = {0};
     int r = mw_clt_connect(&c, url, &test_protocol, &o, &err);
     if (r != 0) fail_msg("connect %s: %s: %s", url, mw_errname(r), mw_err_text(&err));
+    assert_true(f->nclts < 4);
+    f->clts[f->nclts++] = c;
     return c;
 }
 
@@ -228,11 +252,6 @@ static uint64_t round_trip(mw_clt_t *c, uint64_t seq) {
     assert_int_equal(m.ping.seq, seq);
     return mw_now_ns() - t0;
 }
-
-typedef struct lat {
-    uint64_t *v;
-    size_t n, cap;
-} lat_t;
 
 static void lat_add(lat_t *l, uint64_t ns) {
     if (l->n == l->cap) {
@@ -272,6 +291,19 @@ static int raw_connect(int port, int rcvbuf) {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) fail_msg("raw connect: %s", strerror(errno));
     return fd;
+}
+
+static int raw_open(fx_t *f, int rcvbuf) {
+    assert_true(f->nraw < 256);
+    int fd = raw_connect(f->port, rcvbuf);
+    f->raw[f->nraw++] = fd;
+    return fd;
+}
+
+static void raw_close(fx_t *f, int fd) {
+    for (int i = 0; i < f->nraw; i++)
+        if (f->raw[i] == fd) f->raw[i] = f->raw[--f->nraw];
+    close(fd);
 }
 
 /* True once the peer has closed fd (EOF or reset), reading and dropping what
@@ -335,7 +367,6 @@ static void slowloris(void **state, const char *scheme) {
     o.first_msg_timeout_ns = 600 * MW_NS_PER_MS;
     fx_listen(f, scheme, &o);
     mw_clt_t *c = clt_connect(f, NULL);
-    lat_t lat = {0};
     uint64_t seq = 0;
     for (int i = 0; i < 20; i++) round_trip(c, ++seq); /* warm */
     uint64_t start = mw_now_ns();
@@ -345,22 +376,25 @@ static void slowloris(void **state, const char *scheme) {
         uint8_t bytes[256];
         size_t len = stall_bytes(scheme, bytes, sizeof bytes), half = len / 2;
         int base_closes = atomic_load(&f->closes);
-        for (int i = 0; i < n_stalled; i++) fds[i] = raw_connect(f->port, 0);
+        bool cut[200] = {false};
+        for (int i = 0; i < n_stalled; i++) fds[i] = raw_open(f, 0);
         /* every stalled peer sends one more byte per legitimate round trip
-         * until it is half-way, then nothing */
+         * until it is half-way, then nothing; a trickle slower than the
+         * timeouts is cut off by them (the write then fails) */
         for (size_t k = 0; k < half + 50; k++) {
             if (k < half)
-                for (int i = 0; i < n_stalled; i++) mw_test_raw_write(fds[i], bytes + k, 1);
-            lat_add(&lat, round_trip(c, ++seq));
+                for (int i = 0; i < n_stalled; i++)
+                    if (!cut[i] && send(fds[i], bytes + k, 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) cut[i] = true;
+            lat_add(&f->lat, round_trip(c, ++seq));
         }
         /* the timeouts close every stalled peer; the client goes on meanwhile */
         uint64_t dl = mw_now_ns() + 10 * MW_NS_PER_S;
         while (atomic_load(&f->closes) < base_closes + n_stalled && mw_now_ns() < dl)
-            lat_add(&lat, round_trip(c, ++seq));
+            lat_add(&f->lat, round_trip(c, ++seq));
         assert_int_equal(atomic_load(&f->closes), base_closes + n_stalled);
         for (int i = 0; i < n_stalled; i++) {
             assert_true(sees_closed(fds[i], 5000));
-            close(fds[i]);
+            raw_close(f, fds[i]);
         }
         assert_int_equal(mw_svc_conn_count(f->svc), 1);
         total_stalled += n_stalled;
@@ -370,8 +404,7 @@ static void slowloris(void **state, const char *scheme) {
     print_closes(f, scheme);
     assert_int_equal(reason_count(f, MW_ETIMEDOUT), total_stalled);
     assert_int_equal(atomic_load(&f->closes), total_stalled);
-    lat_check(&lat, scheme);
-    mw_clt_free(c);
+    lat_check(&f->lat, scheme);
 }
 
 static void test_faults_slowloris_tcp(void **state) { slowloris(state, "tcp"); }
@@ -394,11 +427,10 @@ static void test_faults_slow_consumer_is_closed_and_memory_bounded(void **state)
     uint64_t start = mw_now_ns();
     int rounds = 0;
     long rss_base = rss_kib(), rss_max = rss_base;
-    lat_t lat = {0};
     do {
         int base_slow = reason_count(f, MW_ESLOW);
         int before = atomic_load(&f->naccepted);
-        int fd = raw_connect(f->port, 4096); /* connects, never reads */
+        int fd = raw_open(f, 4096); /* connects, never reads */
         int_cond_t ac = {&f->naccepted, before + 1};
         assert_true(mw_wait_until(int_at_least, &ac, WAIT_MS));
         mw_conn_id_t id = atomic_load(&f->last_id);
@@ -416,7 +448,7 @@ static void test_faults_slow_consumer_is_closed_and_memory_bounded(void **state)
             }
             if (r != 0 && r != MW_EAGAIN) break;
             seq++;
-            lat_add(&lat, round_trip(legit[seq % 2], seq));
+            lat_add(&f->lat, round_trip(legit[seq % 2], seq));
             long rss = rss_kib();
             if (rss > rss_max) rss_max = rss;
         }
@@ -435,17 +467,15 @@ static void test_faults_slow_consumer_is_closed_and_memory_bounded(void **state)
          * socket buffers (a ping is 21 bytes on the wire) */
         assert_true(ok * 21 < (uint64_t)o.conn.tx_buf + 16u * 1024 * 1024);
         assert_true(sees_closed(fd, 5000));
-        close(fd);
+        raw_close(f, fd);
         rounds++;
     } while (soak && mw_now_ns() - start < (uint64_t)soak_share_ns);
     print_closes(f, "slow consumer");
     printf("  slow consumer: %d rounds, RSS %ld KiB at start, at most %ld KiB\n", rounds, rss_base, rss_max);
     assert_int_equal(reason_count(f, MW_ESLOW), rounds);
     assert_true(rss_max - rss_base < 32 * 1024);
-    lat_check(&lat, "others meanwhile");
+    lat_check(&f->lat, "others meanwhile");
     for (int i = 0; i < 10; i++) round_trip(legit[i % 2], ++seq);
-    mw_clt_free(legit[0]);
-    mw_clt_free(legit[1]);
 }
 
 /* ---- (c) peers killed mid-frame ------------------------------------------------- */
@@ -512,7 +542,6 @@ static void test_faults_peers_killed_mid_frame(void **state) {
     assert_int_equal(reason_count(f, MW_ETRUNC) + reason_count(f, MW_ECLOSED), kills);
     assert_int_equal(atomic_load(&f->closes), kills);
     assert_int_equal(mw_svc_conn_count(f->svc), 1);
-    mw_clt_free(c);
 }
 
 /* ---- (d) many concurrent connections, sequence-checked ---------------------------- */
@@ -531,8 +560,8 @@ static void test_faults_many_connections_lose_nothing(void **state) {
     f->next_seq = calloc(f->nslots, sizeof *f->next_seq);
     assert_non_null(f->next_seq);
     fx_listen(f, "tcp", &o);
-    mw_clt_t **c = calloc((size_t)n, sizeof *c);
-    uint64_t *sent = calloc((size_t)n, sizeof *sent), *got = calloc((size_t)n, sizeof *got);
+    mw_clt_t **c = f->many = calloc((size_t)n, sizeof *c);
+    uint64_t *sent = f->sent = calloc((size_t)n, sizeof *sent), *got = f->got = calloc((size_t)n, sizeof *got);
     assert_true(c && sent && got);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
@@ -542,6 +571,7 @@ static void test_faults_many_connections_lose_nothing(void **state) {
         mw_err_t err = {0};
         int r = mw_clt_connect(&c[i], f->url, &test_protocol, &co, &err);
         if (r != 0) fail_msg("client %d: %s", i, mw_err_text(&err));
+        f->nmany = i + 1;
     }
     conns_cond_t all = {f, (uint32_t)n};
     assert_true(mw_wait_until(conns_cond, &all, WAIT_MS));
@@ -581,12 +611,10 @@ static void test_faults_many_connections_lose_nothing(void **state) {
     assert_int_equal(st.msgs_out, total);
     assert_int_equal(atomic_load(&f->closes), 0);
     for (int i = 0; i < n; i++) mw_clt_free(c[i]);
+    f->nmany = 0;
     conns_cond_t none = {f, 0};
     assert_true(mw_wait_until(conns_cond, &none, WAIT_MS));
     assert_int_equal(reason_count(f, MW_ECLOSED), n);
-    free(c);
-    free(sent);
-    free(got);
 }
 
 /* ---- (e) connect/disconnect cycles ------------------------------------------------ */
