@@ -343,7 +343,7 @@ static size_t stall_bytes(const char *scheme, uint8_t *out, size_t cap) {
         memcpy(out, req, sizeof req - 1);
         return sizeof req - 1;
     }
-    if (strcmp(scheme, "tls") == 0) {
+    if (strcmp(scheme, "tls") == 0 || strcmp(scheme, "wss") == 0) {
         /* a TLS 1.2+ ClientHello record of 200 bytes: header, then the
          * handshake header, version and random; the peer stops inside it */
         size_t n = 5 + 200;
@@ -399,7 +399,7 @@ static void slowloris(void **state, const char *scheme) {
         assert_int_equal(mw_svc_conn_count(f->svc), 1);
         total_stalled += n_stalled;
         waves++;
-    } while (soak && mw_now_ns() - start < (uint64_t)soak_share_ns / 3);
+    } while (soak && mw_now_ns() - start < (uint64_t)soak_share_ns / 4);
     printf("  %s: %d stalled peers in %d waves\n", scheme, total_stalled, waves);
     print_closes(f, scheme);
     assert_int_equal(reason_count(f, MW_ETIMEDOUT), total_stalled);
@@ -410,6 +410,7 @@ static void slowloris(void **state, const char *scheme) {
 static void test_faults_slowloris_tcp(void **state) { slowloris(state, "tcp"); }
 static void test_faults_slowloris_ws(void **state) { slowloris(state, "ws"); }
 static void test_faults_slowloris_tls(void **state) { slowloris(state, "tls"); }
+static void test_faults_slowloris_wss(void **state) { slowloris(state, "wss"); }
 
 /* ---- (b) a slow consumer -------------------------------------------------------- */
 
@@ -480,12 +481,31 @@ static void test_faults_slow_consumer_is_closed_and_memory_bounded(void **state)
 
 /* ---- (c) peers killed mid-frame ------------------------------------------------- */
 
-/* The child: only system calls between fork and _exit (the parent has threads). */
-static void child_half_frame(int port, const uint8_t *bytes, size_t half, int ready_w, int hold_r) {
+static const char ws_upgrade[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                 "Sec-WebSocket-Version: 13\r\n\r\n";
+
+/* The child: only system calls between fork and _exit (the parent has
+ * threads). Over ws:// it completes the upgrade first (reads the whole 101
+ * response), so the half frame is a WebSocket frame. */
+static void child_half_frame(int port, bool ws, const uint8_t *bytes, size_t half, int ready_w, int hold_r) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) _exit(2);
+    if (ws) {
+        if (write(fd, ws_upgrade, sizeof ws_upgrade - 1) != (ssize_t)sizeof ws_upgrade - 1) _exit(5);
+        char resp[1024];
+        size_t got = 0;
+        for (;;) { /* bounded by the buffer: the 101 response is short */
+            if (got == sizeof resp) _exit(6);
+            ssize_t n = read(fd, resp + got, sizeof resp - got);
+            if (n <= 0) _exit(7);
+            got += (size_t)n;
+            if (got >= 4 && memcmp(resp + got - 4, "\r\n\r\n", 4) == 0) break;
+        }
+        if (got < 12 || memcmp(resp, "HTTP/1.1 101", 12) != 0) _exit(8);
+    }
     if (write(fd, bytes, half) != (ssize_t)half) _exit(3);
     if (write(ready_w, "r", 1) != 1) _exit(4);
     char b;
@@ -494,16 +514,17 @@ static void child_half_frame(int port, const uint8_t *bytes, size_t half, int re
     _exit(0); /* only if the parent went away without killing us */
 }
 
-static void test_faults_peers_killed_mid_frame(void **state) {
+static void killed_mid_frame(void **state, const char *scheme) {
     fx_t *f = *state;
+    bool ws = strcmp(scheme, "ws") == 0;
     mw_svc_opts_t o;
     fx_opts(f, &o);
-    fx_listen(f, "tcp", &o);
+    fx_listen(f, scheme, &o);
     mw_clt_t *c = clt_connect(f, NULL);
     uint64_t seq = 0;
     round_trip(c, ++seq);
     uint8_t frame[64];
-    size_t len = svh_tcp_frame_ping(9, frame, sizeof frame);
+    size_t len = ws ? svh_ws_frame_ping(9, frame, sizeof frame) : svh_tcp_frame_ping(9, frame, sizeof frame);
     uint64_t start = mw_now_ns();
     int kills = 0;
     do {
@@ -517,7 +538,7 @@ static void test_faults_peers_killed_mid_frame(void **state) {
         if (pid == 0) {
             close(ready[0]);
             close(hold[1]);
-            child_half_frame(f->port, frame, len / 2 + (size_t)(kills % 3), ready[1], hold[0]);
+            child_half_frame(f->port, ws, frame, len / 2 + (size_t)(kills % 3), ready[1], hold[0]);
         }
         close(ready[1]);
         close(hold[0]);
@@ -536,13 +557,16 @@ static void test_faults_peers_killed_mid_frame(void **state) {
         assert_true(mw_wait_until(int_at_least, &cc, WAIT_MS));
         round_trip(c, ++seq); /* and the Svc keeps serving */
         kills++;
-    } while (kills < 5 || (soak && mw_now_ns() - start < (uint64_t)soak_share_ns));
-    print_closes(f, "killed peers");
-    printf("  %d peers killed mid-frame\n", kills);
+    } while (kills < 5 || (soak && mw_now_ns() - start < (uint64_t)soak_share_ns / 2));
+    print_closes(f, scheme);
+    printf("  %s: %d peers killed mid-frame\n", scheme, kills);
     assert_int_equal(reason_count(f, MW_ETRUNC) + reason_count(f, MW_ECLOSED), kills);
     assert_int_equal(atomic_load(&f->closes), kills);
     assert_int_equal(mw_svc_conn_count(f->svc), 1);
 }
+
+static void test_faults_tcp_peers_killed_mid_frame(void **state) { killed_mid_frame(state, "tcp"); }
+static void test_faults_ws_peers_killed_mid_frame(void **state) { killed_mid_frame(state, "ws"); }
 
 /* ---- (d) many concurrent connections, sequence-checked ---------------------------- */
 
@@ -820,8 +844,10 @@ int main(void) {
         T(test_faults_slowloris_tcp),
         T(test_faults_slowloris_ws),
         T(test_faults_slowloris_tls),
+        T(test_faults_slowloris_wss),
         T(test_faults_slow_consumer_is_closed_and_memory_bounded),
-        T(test_faults_peers_killed_mid_frame),
+        T(test_faults_tcp_peers_killed_mid_frame),
+        T(test_faults_ws_peers_killed_mid_frame),
         T(test_faults_many_connections_lose_nothing),
         T(test_faults_connect_disconnect_cycles_return_to_baseline),
         T(test_faults_tls_expired_certificate),
