@@ -237,7 +237,7 @@ bench-scale: deps
 	    --server "svc-2w=taskset -c $(SCALE_SVC_CPU) ./$(B)/bench/scale_svc --workers 2"
 
 # ---- soak: the long fault tests (tests/test_faults.c with MW_SOAK=1; README
-# "Fault and soak tests"). SOAK_SECONDS is shared between its six long tests;
+# "Fault and soak tests"). SOAK_SECONDS is shared between its five long groups;
 # each stops by itself once its share has passed (the whole run takes about
 # SOAK_SECONDS plus set-up), under a timeout of SOAK_SECONDS + 600 s.
 .PHONY: soak
