@@ -292,3 +292,14 @@ bench-scale: deps
 	    --server "raw=taskset -c $(SCALE_SVC_CPU) ./$(B)/bench/raw_echo" \
 	    --server "svc-1w=taskset -c $(SCALE_SVC_CPU) ./$(B)/bench/scale_svc --workers 1" \
 	    --server "svc-2w=taskset -c $(SCALE_SVC_CPU) ./$(B)/bench/scale_svc --workers 2"
+
+# ---- soak: the long fault tests (tests/test_faults.c with MW_SOAK=1; README
+# "Fault and soak tests"). SOAK_SECONDS is shared between its five long groups;
+# each stops by itself once its share has passed (the whole run takes about
+# SOAK_SECONDS plus set-up), under a timeout of SOAK_SECONDS + 600 s.
+.PHONY: soak
+SOAK_SECONDS ?= 300
+soak: deps
+	$(Q)$(MAKE) --no-print-directory $(B)/san/tests/test_faults
+	$(Q)MW_SOAK=1 SOAK_SECONDS=$(SOAK_SECONDS) TEST_TIMEOUT=$$(($(SOAK_SECONDS) + 600)) \
+	    MW_BUILD_DIR=$(CURDIR)/$(B) sh tests/run.sh $(B)/san/tests/test_faults
