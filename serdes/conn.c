@@ -460,6 +460,9 @@ const char *mw__conn_peer_hint(const mw_conn_t *c) {
 }
 
 static int frame_error(mw_conn_t *c, ssize_t code) {
+    const char *hint = mw__conn_peer_hint(c);
+    if (code == MW_ETOOBIG && (strstr(hint, "TLS") || strstr(hint, "HTTP"))) /* not a big message: another protocol */
+        return rx_fail(c, MW_EPROTO, "recv: not a msgwire frame%s", hint);
     if (code == MW_ETOOBIG)
         return rx_fail(c, MW_ETOOBIG, "recv: frame larger than max_msg %u bytes%s", c->rx.fr.max_len, mw__conn_peer_hint(c));
     return rx_fail(c, (int)code, "recv: bad frame: %s%s", mw_strerror((int)code), mw__conn_peer_hint(c));
