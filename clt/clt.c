@@ -277,11 +277,11 @@ int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
             if (f < 0 && f != MW_EAGAIN) r = f;
         }
     }
-    bool pending = r == 0 && c->have_conn && mw_conn_tx_pending(&c->conn);
+    /* (event mode: the driver asked for writability itself) */
+    bool pending = r == 0 && c->o.mode == MW_MODE_BLOCKING && c->have_conn && mw_conn_tx_pending(&c->conn);
     if (r < 0 && c->have_conn && c->conn.tx.failed) c->open = false;
     txu(c);
-    if (pending) after_send(c); /* outside the lock: arming takes it */
-    if (pending && c->o.mode == MW_MODE_BLOCKING) return MW_ETIMEDOUT; /* SO_SNDTIMEO hit */
+    if (pending) return MW_ETIMEDOUT; /* SO_SNDTIMEO hit: accepted, the rest is queued */
     return blocking_result(c, r);
 }
 

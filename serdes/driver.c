@@ -241,9 +241,11 @@ static int read_pass(mw__drv_t *d) {
     return 0;
 }
 
-static void step_up(mw__drv_t *d) {
+static void step_up(mw__drv_t *d, int events) {
     int r = 0;
-    if (mw_conn_tx_pending(d->conn)) {
+    /* queued bytes always come with write interest (rearm, kick): no
+     * need to look at the queue on a read event */
+    if ((events & MW_WANT_WRITE) && mw_conn_tx_pending(d->conn)) {
         r = mw_conn_flush(d->conn);
         if (r != MW_EAGAIN) d->work++; /* all written (or the write failed) */
         if (r == MW_EAGAIN) r = 0;
@@ -438,7 +440,7 @@ static void on_idle(mw_io_timer_t *t, void *ud) {
 static void on_more(mw_io_timer_t *t, void *ud) {
     (void)t;
     mw__drv_t *d = ud;
-    if (d->state == MW__DRV_UP) step_up(d);
+    if (d->state == MW__DRV_UP) step_up(d, mw_conn_tx_pending(d->conn) ? MW_WANT_WRITE : 0);
 }
 
 /* ---- readiness -------------------------------------------------------------------- */
@@ -466,7 +468,7 @@ static int on_ready(mw_sel_src_t *src, int events) {
     if (hung_up_while_paused(d, events)) return 1;
     switch (d->state) {
     case MW__DRV_HANDSHAKE: step_handshake(d); break;
-    case MW__DRV_UP: step_up(d); break;
+    case MW__DRV_UP: step_up(d, events); break;
     case MW__DRV_LINGER: linger_step(d); break;
     default: break;
     }

@@ -598,13 +598,13 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
     }
 }
 
-/* The solo connection waits in its blocking read (inside scan), so its
- * replies are written here, before each read; the listener and timers get a
- * look every 64th call and whenever 10 ms have passed. */
+/* Between the solo connection's blocking reads (inside scan), when nothing
+ * came: the listener and timers once 10 ms have passed (mw_svc_recv also
+ * polls them every 64th message), and replies still queued. */
 static void solo_wait(mw_svc_t *s) {
     slot_t *sl = s->solo;
     uint64_t now = mw_now_ns();
-    if ((++s->solo_tick & (SOLO_POLL_EVERY - 1)) == 0 || now - s->solo_polled_ns >= (uint64_t)SOLO_WAIT_NS) {
+    if (now - s->solo_polled_ns >= (uint64_t)SOLO_WAIT_NS) {
         s->solo_polled_ns = now;
         mw_io_poll(s->io, 0);
         if (s->solo != sl) return; /* a second client arrived: epoll from now on */
@@ -629,9 +629,16 @@ int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
      * millisecond even while messages keep coming (a busy peer must not keep
      * new clients out): the clock is read every 64th call, the io polled
      * only when a millisecond has passed. */
-    if (s->o.mode == MW_MODE_BLOCKING && s->nactive == 1 && s->solo != solo_candidate(s)) solo_update(s);
-    if (s->solo) solo_wait(s);
-    else if (poll_due(s)) mw_io_poll(s->io, 0);
+    if (s->solo) {
+        /* the listener and timers every 64th message, without a clock read per message */
+        if ((++s->solo_tick & (SOLO_POLL_EVERY - 1)) == 0) {
+            mw_io_poll(s->io, 0);
+            if (s->solo && s->solo != solo_candidate(s)) solo_update(s);
+        }
+    } else if (poll_due(s)) {
+        mw_io_poll(s->io, 0);
+        if (s->o.mode == MW_MODE_BLOCKING && s->nactive == 1) solo_update(s); /* one connection again */
+    }
     int r = scan(s, id, sch, msg, cap);
     if (r != MW_EAGAIN || s->o.mode == MW_MODE_SPIN) return r;
     uint64_t dl = mw_deadline_in(NULL, s->o.timeout_ns);
@@ -673,6 +680,13 @@ int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_
 int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
     /* A failed send does not close the connection: what the peer sent
      * before it left is still to be delivered; the read side ends it. */
+    if (s->solo) { /* a reply queued behind a full socket: back to the io, which watches writability */
+        slot_t *sl = lookup(s, id);
+        if (!sl) return MW_ECLOSED;
+        int r = mw__drv_send(&sl->drv, sch, msg);
+        if (sl == s->solo && mw_conn_tx_pending(&sl->conn)) solo_update(s);
+        return r;
+    }
     WITH_SLOT(s, id, sl, mw__drv_send(&sl->drv, sch, msg));
 }
 

@@ -644,12 +644,14 @@ static void test_faults_many_connections_lose_nothing(void **state) {
 
 /* ---- (e) connect/disconnect cycles ------------------------------------------------ */
 
-typedef struct settle { fx_t *f; int fds; } settle_t;
+/* Every client so far accepted (a raw one that left at once may still wait
+ * in the backlog) and closed, and the fds back to the baseline. */
+typedef struct settle { fx_t *f; int fds; uint64_t want; } settle_t;
 static bool settled(void *ud) {
     settle_t *s = ud;
     mw_svc_stats_t st;
     mw_svc_stats(s->f->svc, &st);
-    return st.connections == 0 && st.accepted == st.closed && fd_count() == s->fds;
+    return st.accepted >= s->want && st.connections == 0 && st.accepted == st.closed && fd_count() == s->fds;
 }
 
 static void test_faults_connect_disconnect_cycles_return_to_baseline(void **state) {
@@ -660,7 +662,7 @@ static void test_faults_connect_disconnect_cycles_return_to_baseline(void **stat
     fx_listen(f, "tcp", &o);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
-    settle_t base = {f, fd_count()};
+    settle_t base = {f, fd_count(), 0};
     long rss_warm = 0;
     uint64_t t0 = mw_now_ns();
     int done = 0;
@@ -678,11 +680,13 @@ static void test_faults_connect_disconnect_cycles_return_to_baseline(void **stat
             if (i % 2 == 0) round_trip(c, (uint64_t)i + 1);
             mw_clt_free(c);
             if (done == cycles / 10) {
+                base.want = (uint64_t)done + 1;
                 assert_true(mw_wait_until(settled, &base, WAIT_MS));
                 rss_warm = rss_kib();
             }
         }
     } while (soak && mw_now_ns() - t0 < (uint64_t)soak_share_ns);
+    base.want = (uint64_t)done;
     bool ok = mw_wait_until(settled, &base, WAIT_MS);
     mw_svc_stats_t st;
     mw_svc_stats(f->svc, &st);
