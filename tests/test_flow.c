@@ -217,6 +217,7 @@ static void close_delivers_every_reply(flood_svc_t *f, mw_mode_t mode) {
                  mw_errname(r), mw_clt_last_error(c));
     assert_true(atomic_load(&f->closed_it));
     assert_int_equal(atomic_load(&f->close_reason), MW_ESTATE);
+    assert_string_equal(f->close_text, "closed by the service"); /* not MW_ESTATE's generic text */
     assert_true(atomic_load(&f->eagains) > 0); /* the queue did fill: backpressure was exercised */
     assert_true(atomic_load(&f->drains) > 0);
 }
