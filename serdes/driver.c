@@ -485,7 +485,10 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
     d->in_cb = d->close_pending = d->paused = d->rx_done = d->held = d->shut_wr = false;
     d->close_reason = 0;
     /* want_drain is kept: a Clt may have sent (and seen MW_EAGAIN) before
-     * its driver attached; mw__drv_stop clears it for the next connection */
+     * its driver attached; mw__drv_stop clears it for the next connection.
+     * An arm posted for an earlier connection in this slot finds it gone
+     * and never clears its flag: clear it here. */
+    atomic_store(&d->arm_posted, false);
     mw_io_timer_init(&d->t_hs, on_hs_timeout, d);
     mw_io_timer_init(&d->t_idle, on_idle, d);
     mw_io_timer_init(&d->t_linger, on_linger, d);
