@@ -836,7 +836,7 @@ static void test_clt_event_sends_from_another_thread_under_backpressure(void **s
     o.conn.tx_buf = 4096;
     o.tcp.sndbuf = 4096;
     mw_clt_t *c = clt_open(f, &o);
-    enum { N = 20000 };
+    enum { N = 100000 }; /* more than the kernel buffers between the two can ever hold */
     uint64_t eagain = 0, sent = 0;
     uint64_t dl = mw_deadline_in(NULL, 4 * WAIT_NS);
     while (atomic_load(&f->peer.next_seq) < N) {
