@@ -31,6 +31,8 @@ static const struct { const char *name, *text; } errtab[] = {
     {"MW_ESTATE", "invalid state for operation"},
     {"MW_ENOTSUP", "not supported"},
     {"MW_ESLOW", "slow consumer (send queue full too long)"},
+    {"MW_ECORRUPT", "journal damaged"},
+    {"MW_ESESSION", "session error"},
 };
 
 const char *mw_strerror(int code) {

@@ -45,7 +45,10 @@ enum {
     MW_ESTATE = -21,       /* the object is not in a state that allows the call */
     MW_ENOTSUP = -22,      /* not supported by this backend or build */
     MW_ESLOW = -23,        /* the peer does not read: its send queue stayed full too long */
-    MW__ELAST = -24
+    MW_ECORRUPT = -24,     /* a journal file is damaged (bad header or checksum) */
+    MW_ESESSION = -25,     /* a session rule was broken: logon rejected, numbers that
+                              cannot be, resend impossible, logout by the peer */
+    MW__ELAST = -26
 };
 
 /* mw_strerror returns a static, human-readable text for an MW_E* code:

@@ -95,13 +95,18 @@ typedef struct mw_protocol {
     const mw_schema_t *(*by_tag)(unsigned tag);
     const mw_schema_t *(*by_name)(const char *name, size_t len);
     const mw_schema_t *(*at)(unsigned index); /* 0 .. count-1, declaration order */
+    /* Looked up when this protocol does not know a tag or name (NULL: none).
+     * Sessions chain their control messages to the application's protocol. */
+    const struct mw_protocol *ext;
 } mw_protocol_t;
 
 static inline const mw_schema_t *mw_protocol_by_tag(const mw_protocol_t *p, unsigned tag) {
-    return p->by_tag(tag);
+    const mw_schema_t *s = p->by_tag(tag);
+    return s || !p->ext ? s : p->ext->by_tag(tag);
 }
 static inline const mw_schema_t *mw_protocol_by_name(const mw_protocol_t *p, const char *n, size_t len) {
-    return p->by_name(n, len);
+    const mw_schema_t *s = p->by_name(n, len);
+    return s || !p->ext ? s : p->ext->by_name(n, len);
 }
 
 /* Name of a field kind ("u64"), for error text and docs. */
@@ -233,7 +238,7 @@ const char *mw_fkind_name(int kind);
     }                                                                                   \
     static const mw_protocol_t proto##_protocol __attribute__((unused)) = {            \
         #proto, (uint32_t)sizeof(proto##_msg_t), (uint32_t)sizeof(proto##__fixed_t),    \
-        (uint16_t)(MSGS(MW__P_CNT) 0), proto##__by_tag, proto##__by_name, proto##__at};
+        (uint16_t)(MSGS(MW__P_CNT) 0), proto##__by_tag, proto##__by_name, proto##__at, NULL};
 
 /* MW_SCHEMA_OF(ptr, MSGS): the schema for *ptr chosen by its static type. */
 #define MW__GEN(m) , m##_t * : m##_schema, const m##_t * : m##_schema

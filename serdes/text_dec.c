@@ -533,10 +533,11 @@ static int after_value(dec_t *d) {
 
 static const mw_schema_t *lookup_schema(const mw_protocol_t *p, const strv_t *v) {
     if (!v->esc) return mw_protocol_by_name(p, (const char *)v->raw, v->len);
-    for (unsigned i = 0; i < p->count; i++) {
-        const mw_schema_t *s = p->at(i);
-        if (s && str_equal(v, s->name, s->name_len)) return s;
-    }
+    for (; p; p = p->ext)
+        for (unsigned i = 0; i < p->count; i++) {
+            const mw_schema_t *s = p->at(i);
+            if (s && str_equal(v, s->name, s->name_len)) return s;
+        }
     return NULL;
 }
 

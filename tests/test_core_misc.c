@@ -14,7 +14,7 @@ static const char *const code_names[] = {
     "MW_ENOMEM",   "MW_ETOOBIG",  "MW_EPROTO",    "MW_ETRUNC",       "MW_ETAG",
     "MW_EFIELD",   "MW_EMISSING", "MW_ETYPE",     "MW_ERANGE",       "MW_ETRAILING",
     "MW_EUTF8",    "MW_ESYS",     "MW_ECONNREFUSED", "MW_ERESOLVE",  "MW_ETLS",
-    "MW_EFULL",    "MW_ESTATE",   "MW_ENOTSUP",  "MW_ESLOW",
+    "MW_EFULL",    "MW_ESTATE",   "MW_ENOTSUP",  "MW_ESLOW",  "MW_ECORRUPT", "MW_ESESSION",
 };
 
 static void test_err_every_code_has_name_and_text(void **state) {
