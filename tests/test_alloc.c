@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define WARMUP 1000
 #define MEASURED 10000
@@ -35,6 +36,7 @@ typedef struct alloc_case {
     mw_mode_t mode;
     const char *serdes;
     const char *backend; /* event: the Svc worker's and the Clt io's selector */
+    bool session;        /* sessions on: numbering and journals on both sides */
 } alloc_case_t;
 
 /* Round trip i carries message i: all_kinds on even i, ping on odd. */
@@ -77,6 +79,8 @@ typedef struct run {
     atomic_ulong done;
     atomic_bool chain_stop; /* the test thread ends the chain after measuring */
     atomic_int clt_errors;
+    char dir[64];        /* sessions: the Svc's journals */
+    char cdir[96];       /* and the Clt's */
 } run_t;
 
 /* ---- the Svc ---------------------------------------------------------------- */
@@ -116,6 +120,10 @@ static void svc_start(run_t *r) {
     o.workers = 1;
     o.on_msg = svc_on_msg;
     o.ud = r;
+    if (r->c->session) {
+        o.session.enabled = true;
+        o.session.journal_dir = r->dir;
+    }
     mw_err_t err = {0};
     int rc = mw_svc_listen(&r->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err);
     if (rc != 0) fail_msg("svc listen: %s: %s", mw_errname(rc), mw_err_text(&err));
@@ -149,6 +157,11 @@ static void clt_connect(run_t *r) {
     o.mode = r->c->mode;
     o.conn.serdes = r->c->serdes;
     mw_idle_init_yield(&o.idle);
+    if (r->c->session) {
+        o.session.enabled = true;
+        o.session.journal_dir = r->cdir; /* its own: two sides never share a journal */
+        o.session.id = "alloc";
+    }
     if (r->c->mode == MW_MODE_EVENT) {
         mw_io_opts_t io_o;
         mw_io_opts_init(&io_o);
@@ -237,7 +250,10 @@ static int run_setup(void **state) {
     if (!r) return -1;
     r->c = *state;
     *state = r;
-    return 0;
+    snprintf(r->dir, sizeof r->dir, "/tmp/mw_alloc_XXXXXX");
+    if (!mkdtemp(r->dir)) return -1;
+    snprintf(r->cdir, sizeof r->cdir, "%s/clt", r->dir);
+    return mkdir(r->cdir, 0700);
 }
 
 static int run_teardown(void **state) {
@@ -249,13 +265,16 @@ static int run_teardown(void **state) {
     atomic_store(&r->stop, true);
     if (r->svc_th_started) pthread_join(r->svc_th, NULL);
     mw_svc_free(r->svc);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+    mw_run(cmd, NULL, 0);
     free(r);
     return 0;
 }
 
 /* ---- registration ---------------------------------------------------------------- */
 
-#define NCASES 8
+#define NCASES 10
 static alloc_case_t cases[NCASES];
 
 int main(void) {
@@ -270,12 +289,16 @@ int main(void) {
     }
     cases[n++] = (alloc_case_t){"", MW_MODE_EVENT, "fixed", "libevent"};
     cases[n++] = (alloc_case_t){"", MW_MODE_EVENT, "msgpack-array", "epoll"};
+    cases[n++] = (alloc_case_t){"", MW_MODE_SPIN, "fixed", NULL, true};
+    cases[n++] = (alloc_case_t){"", MW_MODE_EVENT, "text", "epoll", true};
     for (int i = 0; i < NCASES; i++) {
         alloc_case_t *c = &cases[i];
         if (c->mode == MW_MODE_EVENT)
-            snprintf(c->name, sizeof c->name, "test_alloc_steady_state_is_zero_event_%s_%s", c->backend, c->serdes);
+            snprintf(c->name, sizeof c->name, "test_alloc_steady_state_is_zero_event_%s_%s%s", c->backend, c->serdes,
+                     c->session ? "_session" : "");
         else
-            snprintf(c->name, sizeof c->name, "test_alloc_steady_state_is_zero_spin_%s", c->serdes);
+            snprintf(c->name, sizeof c->name, "test_alloc_steady_state_is_zero_spin_%s%s", c->serdes,
+                     c->session ? "_session" : "");
         tests[i + 1] = (struct CMUnitTest){c->name, test_steady_state_allocates_nothing, run_setup, run_teardown, c};
     }
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -482,6 +482,23 @@ static void test_session_peer_claiming_unsent_numbers_is_rejected(void **state) 
     assert_non_null(strstr(err.text, "you expect 11 but we sent only up to 0"));
 }
 
+/* One owner per journal: a second Clt of the same session in the same
+ * directory (or a second process) is refused, not allowed to interleave. */
+static void test_session_journal_has_one_owner(void **state) {
+    fx_t *f = *state;
+    svc_start(f, 0);
+    mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "J1");
+    mw_clt_opts_t o;
+    clt_opts(f, &o, MW_MODE_SPIN, "J1");
+    mw_clt_t *c2;
+    mw_err_t err;
+    assert_int_equal(mw_clt_connect(&c2, f->url, &test_protocol, &o, &err), MW_ESTATE);
+    assert_non_null(strstr(err.text, "is in use"));
+    mw_clt_free(c);
+    assert_int_equal(mw_clt_connect(&c2, f->url, &test_protocol, &o, &err), 0); /* free again */
+    mw_clt_free(c2);
+}
+
 /* A reset starts both directions at 1 again. */
 static void test_session_reset_starts_numbering_again(void **state) {
     fx_t *f = *state;
@@ -683,6 +700,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_session_second_logon_to_a_live_session_is_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_peer_claiming_unsent_numbers_is_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_reset_starts_numbering_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_journal_has_one_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_first_message_must_be_logon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_sigkilled_client_resumes_from_its_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_heartbeats_keep_an_idle_session_up, setup, teardown),
