@@ -1,0 +1,337 @@
+/* test_web.c - the web blotter (examples/web/) in a real browser: Debian's
+ * headless Chromium driven by the npm package playwright-core
+ * (tests/web/blotter_test.js, run with node), against a small order gateway
+ * played by this test: an mw_svc on ws://127.0.0.1:0/ with the text serdes
+ * and the protocol of examples/common/gw_proto.h, with price-time matching
+ * (acks, fills to both sides, cancels, rejects).
+ *
+ *   - plain: sessions off (?session=0): enter, fill, cancel, reject, and a
+ *     price of 2^53-1 ticks shown exactly.
+ *
+ * The browser script only needs the gateway's ws:// URL, so any gateway that
+ * speaks gw_proto.h can stand in for this one. Without Chromium, node or
+ * tests/web/node_modules (make deps installs them) the tests are skipped,
+ * and fail under CI. The node process is managed by its PID: every wait has
+ * a deadline, and it is always reaped (SIGTERM first, so playwright closes
+ * Chromium; SIGKILL if it does not end).
+ */
+#include "mw_test.h"
+
+#include "gw_proto.h"
+#include "mw_clock.h"
+#include "mw_svc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NODE "/usr/bin/node"
+#define CHROMIUM "/usr/bin/chromium"
+#define SCRIPT MW_SRC_ROOT "/tests/web/blotter_test.js"
+#define PLAYWRIGHT MW_SRC_ROOT "/tests/web/node_modules/playwright-core/package.json"
+#define RUN_NS (180 * MW_NS_PER_S)
+#define MAX_OWNERS 16
+#define MAX_ORDERS 256
+#define OUT_CAP 65536
+
+/* ---- the gateway: a tiny price-time matching engine --------------------------- */
+
+typedef struct owner {
+    char name[40];      /* the session id, or "conn <id>" without sessions */
+    mw_conn_id_t conn;
+    uint32_t orders, cancels, rejects, fills;
+} owner_t;
+
+typedef struct order {
+    int owner;
+    uint64_t cl, id;
+    uint8_t side;
+    int64_t price;
+    uint32_t leaves;
+    char sym[GW_SYMBOL_CAP + 1];
+    bool open;
+} order_t;
+
+typedef struct gw {
+    mw_svc_t *svc;
+    owner_t owners[MAX_OWNERS];
+    int nowners;
+    order_t orders[MAX_ORDERS];
+    int norders;
+    uint64_t next_order_id, next_match, engine_seq;
+    int send_errors;
+    char url[96];
+} gw_t;
+
+static int owner_of(gw_t *g, mw_conn_id_t id) {
+    char name[40];
+    snprintf(name, sizeof name, "conn %" PRIx64, id);
+    for (int i = 0; i < g->nowners; i++)
+        if (strcmp(g->owners[i].name, name) == 0) return i;
+    if (g->nowners == MAX_OWNERS) fail_msg("more than %d owners", MAX_OWNERS);
+    owner_t *o = &g->owners[g->nowners];
+    memset(o, 0, sizeof *o);
+    snprintf(o->name, sizeof o->name, "%s", name);
+    o->conn = id;
+    return g->nowners++;
+}
+
+static void reply(gw_t *g, int owner, const mw_schema_t *s, const void *msg) {
+    int rc = mw_svc_send_to(g->svc, g->owners[owner].conn, s, msg);
+    if (rc != 0) {
+        print_message("gateway: send to %s: %d %s\n", g->owners[owner].name, rc, mw_svc_last_error(g->svc));
+        g->send_errors++;
+    }
+}
+
+static void ack(gw_t *g, int owner, uint64_t cl, uint64_t oid, int status, uint32_t leaves, const char *reason) {
+    order_ack_t a = {.cl_ord_id = cl, .order_id = oid, .status = (uint8_t)status, .leaves = leaves,
+                     .engine_seq = ++g->engine_seq};
+    snprintf(a.reason, sizeof a.reason, "%s", reason);
+    if (status == GW_REJECTED) g->owners[owner].rejects++;
+    reply(g, owner, order_ack_schema(), &a);
+}
+
+static void fill(gw_t *g, const order_t *o, uint64_t match, int64_t price, uint32_t qty) {
+    fill_t f = {.cl_ord_id = o->cl, .order_id = o->id, .match_id = match, .price = price, .qty = qty,
+                .leaves = o->leaves, .engine_seq = ++g->engine_seq};
+    g->owners[o->owner].fills++;
+    reply(g, o->owner, fill_schema(), &f);
+}
+
+/* The best resting order on the other side that crosses o, earliest first
+ * among equal prices; -1 if none. */
+static int best_match(const gw_t *g, const order_t *o) {
+    int best = -1;
+    for (int i = 0; i < g->norders; i++) {
+        const order_t *r = &g->orders[i];
+        if (!r->open || r->side == o->side || strcmp(r->sym, o->sym) != 0) continue;
+        bool crosses = o->side == GW_BUY ? r->price <= o->price : r->price >= o->price;
+        if (!crosses) continue;
+        if (best < 0) best = i;
+        else if (o->side == GW_BUY ? r->price < g->orders[best].price : r->price > g->orders[best].price) best = i;
+    }
+    return best;
+}
+
+static order_t *find_order(gw_t *g, int owner, uint64_t cl) {
+    for (int i = 0; i < g->norders; i++)
+        if (g->orders[i].owner == owner && g->orders[i].cl == cl) return &g->orders[i];
+    return NULL;
+}
+
+static void on_new_order(gw_t *g, int owner, const new_order_t *m) {
+    g->owners[owner].orders++;
+    const char *why = NULL;
+    if (m->cl_ord_id > GW_JS_SAFE_MAX) why = "cl_ord_id at or above 2^53";
+    else if (m->price <= 0 || m->price > GW_JS_SAFE_MAX) why = "price must be 1 .. 2^53-1 ticks";
+    else if (m->qty == 0) why = "qty must be at least 1";
+    else if (find_order(g, owner, m->cl_ord_id)) why = "duplicate cl_ord_id";
+    else if (g->norders == MAX_ORDERS) why = "book full";
+    if (why) return ack(g, owner, m->cl_ord_id, 0, GW_REJECTED, 0, why);
+
+    order_t *o = &g->orders[g->norders++];
+    *o = (order_t){.owner = owner, .cl = m->cl_ord_id, .id = ++g->next_order_id, .side = m->side,
+                   .price = m->price, .leaves = m->qty, .open = true};
+    memcpy(o->sym, m->symbol, GW_SYMBOL_CAP);
+    ack(g, owner, o->cl, o->id, GW_ACCEPTED, o->leaves, "");
+    o->open = false; /* not on the book while it matches */
+    int r;
+    while (o->leaves > 0 && (r = best_match(g, o)) >= 0) {
+        order_t *rest = &g->orders[r];
+        uint32_t q = o->leaves < rest->leaves ? o->leaves : rest->leaves;
+        uint64_t match = ++g->next_match;
+        rest->leaves -= q, o->leaves -= q;
+        if (rest->leaves == 0) rest->open = false;
+        fill(g, rest, match, rest->price, q);
+        fill(g, o, match, rest->price, q);
+    }
+    o->open = o->leaves > 0;
+}
+
+static void on_cancel(gw_t *g, int owner, const cancel_t *m) {
+    g->owners[owner].cancels++;
+    order_t *o = find_order(g, owner, m->cl_ord_id);
+    if (!o || !o->open) return ack(g, owner, m->cl_ord_id, o ? o->id : 0, GW_REJECTED, 0, "no open order");
+    o->open = false;
+    o->leaves = 0;
+    ack(g, owner, o->cl, o->id, GW_CANCELLED, 0, "");
+}
+
+static void on_msg(gw_t *g, mw_conn_id_t id, const mw_schema_t *s, const gw_msg_t *m) {
+    int owner = owner_of(g, id);
+    if (s->tag == new_order_TAG) on_new_order(g, owner, &m->new_order);
+    else if (s->tag == cancel_TAG) on_cancel(g, owner, &m->cancel);
+    else fail_msg("gateway: unexpected message %s", s->name);
+}
+
+static void gw_start(gw_t *g) {
+    memset(g, 0, sizeof *g);
+    mw_svc_opts_t so;
+    mw_svc_opts_init(&so);
+    so.mode = MW_MODE_BLOCKING;
+    so.timeout_ns = 20 * MW_NS_PER_MS;
+    so.conn.serdes = "text";
+    mw_err_t err;
+    if (mw_svc_listen(&g->svc, "ws://127.0.0.1:0/", &gw_protocol, &so, &err) < 0)
+        fail_msg("listen: %s", err.text);
+    snprintf(g->url, sizeof g->url, "ws://127.0.0.1:%d/", mw_svc_port(g->svc));
+}
+
+/* ---- the browser script ------------------------------------------------------- */
+
+typedef struct child {
+    pid_t pid;
+    int out;
+    char text[OUT_CAP];
+    size_t len;
+    int status;
+} child_t;
+
+static void child_start(child_t *c, const char *url, const char *mode) {
+    memset(c, 0, sizeof *c);
+    c->out = -1;
+    c->status = -1;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) fail_msg("pipe: %s", strerror(errno));
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) _exit(127);
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        char *argv[] = {(char *)NODE, (char *)SCRIPT, (char *)url, (char *)mode, NULL};
+        execv(NODE, argv);
+        _exit(127);
+    }
+    close(p[1]);
+    fcntl(p[0], F_SETFL, O_NONBLOCK);
+    c->pid = pid;
+    c->out = p[0];
+}
+
+static void child_read(child_t *c) {
+    char sink[4096];
+    for (;;) {
+        size_t room = sizeof c->text - 1 - c->len;
+        ssize_t n = room ? read(c->out, c->text + c->len, room) : read(c->out, sink, sizeof sink);
+        if (n <= 0) break;
+        if (room) c->len += (size_t)n;
+    }
+    c->text[c->len] = '\0';
+}
+
+static bool child_exited(child_t *c) {
+    if (c->pid <= 0) return true;
+    int st;
+    if (waitpid(c->pid, &st, WNOHANG) != c->pid) return false;
+    child_read(c);
+    c->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    c->pid = 0;
+    return true;
+}
+
+/* SIGTERM (playwright then closes Chromium), SIGKILL after 10 s. */
+static void child_stop(child_t *c) {
+    if (c->pid > 0) {
+        kill(c->pid, SIGTERM);
+        uint64_t dl = mw_now_ns() + 10 * MW_NS_PER_S;
+        while (!child_exited(c) && mw_now_ns() < dl) poll(NULL, 0, 20);
+        if (c->pid > 0) {
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, NULL, 0);
+            c->pid = 0;
+        }
+    }
+    if (c->out >= 0) close(c->out);
+    c->out = -1;
+}
+
+/* Runs the browser script in `mode` while serving the gateway, until the
+ * script ends (or RUN_NS). Returns its exit status; its output is in c. */
+static int run_page(gw_t *g, child_t *c, const char *mode) {
+    child_start(c, g->url, mode);
+    uint64_t dl = mw_now_ns() + RUN_NS;
+    while (!child_exited(c)) {
+        if (mw_now_ns() > dl) {
+            child_stop(c);
+            fail_msg("the browser script did not end within %d s; output:\n%s", (int)(RUN_NS / MW_NS_PER_S), c->text);
+        }
+        gw_msg_t m;
+        const mw_schema_t *s;
+        mw_conn_id_t id;
+        int rc = mw_svc_recv(g->svc, &id, &s, &m, sizeof m);
+        if (rc == 0) on_msg(g, id, s, &m);
+        else if (rc != MW_EAGAIN && rc != MW_ETIMEDOUT) fail_msg("recv: %d %s", rc, mw_svc_last_error(g->svc));
+        child_read(c);
+    }
+    close(c->out);
+    c->out = -1;
+    print_message("%s", c->text);
+    return c->status;
+}
+
+/* MW_TEST_PRETEND_MISSING=chromium checks the skip (see mw_test.h). */
+static bool have_browser(void) {
+    const char *pretend = getenv("MW_TEST_PRETEND_MISSING");
+    if (pretend && strstr(pretend, "chromium")) return false;
+    return access(NODE, X_OK) == 0 && access(CHROMIUM, X_OK) == 0 && access(PLAYWRIGHT, R_OK) == 0;
+}
+
+/* ---- tests -------------------------------------------------------------------------- */
+
+typedef struct fx {
+    gw_t g;
+    child_t c;
+} fx_t;
+
+static int setup(void **state) {
+    fx_t *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->c.out = -1;
+    *state = f;
+    return 0;
+}
+
+/* Also after a failed assertion: the script stopped, the Svc freed. */
+static int teardown(void **state) {
+    fx_t *f = *state;
+    child_stop(&f->c);
+    mw_svc_free(f->g.svc);
+    free(f);
+    return 0;
+}
+
+static void test_web_blotter_without_sessions(void **state) {
+    fx_t *f = *state;
+    gw_t *g = &f->g;
+    child_t *c = &f->c;
+    gw_start(g);
+    int st = run_page(g, c, "plain");
+    if (st != 0 || !strstr(c->text, "\nPASS\n")) fail_msg("browser script exit %d", st);
+    /* what the page did, seen from the gateway: 4 orders (one rejected), 1 cancel */
+    assert_int_equal(g->nowners, 1);
+    assert_int_equal(g->owners[0].orders, 4);
+    assert_int_equal(g->owners[0].rejects, 1);
+    assert_int_equal(g->owners[0].cancels, 1);
+    assert_int_equal(g->owners[0].fills, 2);
+    assert_int_equal(g->send_errors, 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_web_blotter_without_sessions, setup, teardown),
+    };
+    return mw_run_group_requiring(have_browser(), CHROMIUM ", " NODE " and tests/web/node_modules (make deps)",
+                                  tests, NULL, NULL);
+}
