@@ -7,6 +7,14 @@
  *
  *   - plain: sessions off (?session=0): enter, fill, cancel, reject, and a
  *     price of 2^53-1 ticks shown exactly.
+ *   - rules: the page's session layer against a scripted peer that plays the
+ *     gateway's side of the session protocol message by message (a plain Svc
+ *     whose protocol chains the mw_session control messages): logon fields,
+ *     a duplicate dropped, a gap answered by one resend request, a resend
+ *     delivered once, a test request answered, heartbeats and a test request
+ *     sent by the page when the peer is silent, the page's own resend on
+ *     request and after a new logon, and the logout with code 2 when the
+ *     peer claims numbers the page never sent.
  *
  * The browser script only needs the gateway's ws:// URL, so any gateway that
  * speaks gw_proto.h can stand in for this one. Without Chromium, node or
@@ -19,6 +27,7 @@
 
 #include "gw_proto.h"
 #include "mw_clock.h"
+#include "mw_session.h"
 #include "mw_svc.h"
 
 #include <errno.h>
@@ -173,7 +182,7 @@ static void on_msg(gw_t *g, mw_conn_id_t id, const mw_schema_t *s, const gw_msg_
     else fail_msg("gateway: unexpected message %s", s->name);
 }
 
-static void gw_start(gw_t *g) {
+static void gw_start(gw_t *g, const mw_protocol_t *p) {
     memset(g, 0, sizeof *g);
     mw_svc_opts_t so;
     mw_svc_opts_init(&so);
@@ -181,9 +190,159 @@ static void gw_start(gw_t *g) {
     so.timeout_ns = 20 * MW_NS_PER_MS;
     so.conn.serdes = "text";
     mw_err_t err;
-    if (mw_svc_listen(&g->svc, "ws://127.0.0.1:0/", &gw_protocol, &so, &err) < 0)
+    if (mw_svc_listen(&g->svc, "ws://127.0.0.1:0/", p, &so, &err) < 0)
         fail_msg("listen: %s", err.text);
     snprintf(g->url, sizeof g->url, "ws://127.0.0.1:%d/", mw_svc_port(g->svc));
+}
+
+/* ---- a scripted session peer (test "rules") ------------------------------------
+ * Reacts to what the page sends, phase by phase; heartbeats and test
+ * requests from the page are handled in every phase. Numbers below are the
+ * implicit ones of the session protocol (#n: the n-th application message of
+ * a direction). */
+
+typedef union any_msg {
+    gw_msg_t gw;
+    mw_session_msg_t ss;
+} any_msg_t;
+
+static mw_protocol_t gw_and_session; /* gw_protocol + ext = mw_session_protocol */
+
+static void protocols_init(void) {
+    gw_and_session = gw_protocol;
+    gw_and_session.ext = &mw_session_protocol;
+    if (mw_session_protocol.max_size > gw_and_session.max_size)
+        gw_and_session.max_size = mw_session_protocol.max_size;
+    if (mw_session_protocol.max_fixed_size > gw_and_session.max_fixed_size)
+        gw_and_session.max_fixed_size = mw_session_protocol.max_fixed_size;
+}
+
+enum {
+    R_LOGON,        /* wait mw_logon (1,1) -> ack */
+    R_ORDER,        /* wait new_order #1 -> ack #1, dup #1, jump to #4 */
+    R_RESEND_REQ,   /* wait mw_resend_request{2,0} -> resend #2..#4, test request 77 */
+    R_TEST_ANSWER,  /* wait mw_heartbeat{77}, then stay silent */
+    R_SILENT,       /* wait heartbeat{0} and a test request from the page -> resend request {1,0} */
+    R_ITS_RESEND,   /* wait mw_seq{1,true}, new_order #1 again, mw_seq{2,false} -> close */
+    R_RELOGON,      /* wait a new mw_logon (5,2) -> ack next_in 1 */
+    R_RELOGON_SEND, /* wait the same three again -> close */
+    R_BAD_LOGON,    /* wait mw_logon (5,2) -> ack next_in 3 (more than it sent) */
+    R_LOGOUT,       /* wait mw_logout{code 2} */
+    R_DONE
+};
+
+typedef struct rules {
+    int phase, step;
+    mw_conn_id_t conn;
+    new_order_t order;
+    bool saw_hb0, saw_test;
+    uint64_t silent_since;
+    char logout_reason[128];
+} rules_t;
+
+static void send_ctl(gw_t *g, mw_conn_id_t id, const mw_schema_t *s, const void *m) {
+    int rc = mw_svc_send_to(g->svc, id, s, m);
+    if (rc != 0) fail_msg("scripted peer: send %s: %d %s", s->name, rc, mw_svc_last_error(g->svc));
+}
+
+static void send_seq(gw_t *g, mw_conn_id_t id, uint64_t next, bool resent) {
+    mw_seq_t q = {.next = next, .resent = resent};
+    send_ctl(g, id, mw_seq_schema(), &q);
+}
+
+static void send_ack(gw_t *g, mw_conn_id_t id, uint64_t next_in, uint64_t next_out) {
+    mw_logon_ack_t a = {.next_in = next_in, .next_out = next_out, .heartbeat_ms = 300};
+    snprintf(a.session, sizeof a.session, "R1");
+    send_ctl(g, id, mw_logon_ack_schema(), &a);
+}
+
+/* The gateway's application messages #1 .. #4. */
+static void send_app(gw_t *g, mw_conn_id_t id, int n) {
+    if (n == 1) {
+        order_ack_t a = {.cl_ord_id = 1, .order_id = 501, .status = GW_ACCEPTED, .leaves = 100, .engine_seq = 1};
+        send_ctl(g, id, order_ack_schema(), &a);
+        return;
+    }
+    static const uint32_t qty[] = {0, 0, 10, 20, 30}, leaves[] = {0, 0, 90, 70, 40};
+    fill_t f = {.cl_ord_id = 1, .order_id = 501, .match_id = (uint64_t)n, .price = 100, .qty = qty[n],
+                .leaves = leaves[n], .engine_seq = (uint64_t)n};
+    send_ctl(g, id, fill_schema(), &f);
+}
+
+static void expect_logon(const mw_logon_t *l, uint64_t next_in, uint64_t next_out) {
+    if (strcmp(l->session, "R1") != 0 || l->next_in != next_in || l->next_out != next_out || l->heartbeat_ms != 300 ||
+        l->reset)
+        fail_msg("mw_logon{session %s, next_in %" PRIu64 ", next_out %" PRIu64 ", heartbeat_ms %u, reset %d}, "
+                 "wanted R1, %" PRIu64 ", %" PRIu64 ", 300, 0",
+                 l->session, l->next_in, l->next_out, l->heartbeat_ms, l->reset, next_in, next_out);
+}
+
+/* The page's resend of its #1: mw_seq{1,true}, the same new_order, mw_seq{2,false}. */
+static bool expect_its_resend(rules_t *r, const mw_schema_t *s, const any_msg_t *m) {
+    if (r->step == 0 && s->tag == mw_seq_TAG && m->ss.mw_seq.next == 1 && m->ss.mw_seq.resent) r->step = 1;
+    else if (r->step == 1 && s->tag == new_order_TAG && memcmp(&m->gw.new_order, &r->order, sizeof r->order) == 0)
+        r->step = 2;
+    else if (r->step == 2 && s->tag == mw_seq_TAG && m->ss.mw_seq.next == 2 && !m->ss.mw_seq.resent) r->step = 3;
+    else fail_msg("the page's resend: step %d got %s", r->step, s->name);
+    if (r->step < 3) return false;
+    r->step = 0;
+    return true;
+}
+
+static void rules_on_msg(gw_t *g, rules_t *r, mw_conn_id_t id, const mw_schema_t *s, const any_msg_t *m) {
+    if (s->tag == mw_test_request_TAG) { /* any phase: answer */
+        mw_heartbeat_t h = {.test_id = m->ss.mw_test_request.test_id};
+        r->saw_test = true; /* also earlier, while the page waits for the user */
+        send_ctl(g, id, mw_heartbeat_schema(), &h);
+    } else if (s->tag == mw_heartbeat_TAG && m->ss.mw_heartbeat.test_id == 0) {
+        r->saw_hb0 = true;
+    } else if (r->phase == R_LOGON || r->phase == R_RELOGON || r->phase == R_BAD_LOGON) {
+        if (s->tag != mw_logon_TAG) fail_msg("first message %s, not mw_logon", s->name);
+        r->conn = id;
+        expect_logon(&m->ss.mw_logon, r->phase == R_LOGON ? 1 : 5, r->phase == R_LOGON ? 1 : 2);
+        send_ack(g, id, r->phase == R_BAD_LOGON ? 3 : 1, r->phase == R_LOGON ? 1 : 5);
+        r->phase = r->phase == R_LOGON ? R_ORDER : r->phase == R_RELOGON ? R_RELOGON_SEND : R_LOGOUT;
+    } else if (r->phase == R_ORDER) {
+        if (s->tag != new_order_TAG) fail_msg("wanted new_order, got %s", s->name);
+        r->order = m->gw.new_order;
+        send_app(g, id, 1);
+        send_seq(g, id, 1, true);
+        send_app(g, id, 1); /* a duplicate: dropped */
+        send_seq(g, id, 4, false);
+        send_app(g, id, 4); /* #2 and #3 missing: a gap */
+        r->phase = R_RESEND_REQ;
+    } else if (r->phase == R_RESEND_REQ) {
+        if (s->tag != mw_resend_request_TAG || m->ss.mw_resend_request.from != 2 || m->ss.mw_resend_request.to != 0)
+            fail_msg("wanted mw_resend_request{2,0}, got %s", s->name);
+        send_seq(g, id, 2, true);
+        for (int n = 2; n <= 4; n++) send_app(g, id, n);
+        send_seq(g, id, 5, false);
+        mw_test_request_t t = {.test_id = 77};
+        send_ctl(g, id, mw_test_request_schema(), &t);
+        r->phase = R_TEST_ANSWER;
+    } else if (r->phase == R_TEST_ANSWER) {
+        if (s->tag != mw_heartbeat_TAG || m->ss.mw_heartbeat.test_id != 77)
+            fail_msg("wanted mw_heartbeat{77}, got %s", s->name);
+        r->saw_hb0 = r->saw_test = false;
+        r->phase = R_SILENT;
+    } else if (r->phase == R_ITS_RESEND || r->phase == R_RELOGON_SEND) {
+        if (!expect_its_resend(r, s, m)) return;
+        mw_svc_close_conn(g->svc, id);
+        r->phase = r->phase == R_ITS_RESEND ? R_RELOGON : R_BAD_LOGON;
+    } else if (r->phase == R_LOGOUT) {
+        if (s->tag != mw_logout_TAG || m->ss.mw_logout.code != MW_LOGOUT_PROTOCOL)
+            fail_msg("wanted mw_logout{code 2}, got %s", s->name);
+        snprintf(r->logout_reason, sizeof r->logout_reason, "%s", m->ss.mw_logout.reason);
+        r->phase = R_DONE;
+    } else {
+        fail_msg("phase %d: unexpected %s", r->phase, s->name);
+    }
+    /* silent phase: once the page has sent a heartbeat and a test request */
+    if (r->phase == R_SILENT && r->saw_hb0 && r->saw_test) {
+        mw_resend_request_t q = {.from = 1, .to = 0};
+        send_ctl(g, id, mw_resend_request_schema(), &q);
+        r->phase = R_ITS_RESEND;
+    }
 }
 
 /* ---- the browser script ------------------------------------------------------- */
@@ -259,7 +418,7 @@ static void child_stop(child_t *c) {
 
 /* Runs the browser script in `mode` while serving the gateway, until the
  * script ends (or RUN_NS). Returns its exit status; its output is in c. */
-static int run_page(gw_t *g, child_t *c, const char *mode) {
+static int run_page(gw_t *g, child_t *c, const char *mode, rules_t *r) {
     child_start(c, g->url, mode);
     uint64_t dl = mw_now_ns() + RUN_NS;
     while (!child_exited(c)) {
@@ -267,11 +426,12 @@ static int run_page(gw_t *g, child_t *c, const char *mode) {
             child_stop(c);
             fail_msg("the browser script did not end within %d s; output:\n%s", (int)(RUN_NS / MW_NS_PER_S), c->text);
         }
-        gw_msg_t m;
+        any_msg_t m;
         const mw_schema_t *s;
         mw_conn_id_t id;
         int rc = mw_svc_recv(g->svc, &id, &s, &m, sizeof m);
-        if (rc == 0) on_msg(g, id, s, &m);
+        if (rc == 0 && r) rules_on_msg(g, r, id, s, &m);
+        else if (rc == 0) on_msg(g, id, s, &m.gw);
         else if (rc != MW_EAGAIN && rc != MW_ETIMEDOUT) fail_msg("recv: %d %s", rc, mw_svc_last_error(g->svc));
         child_read(c);
     }
@@ -316,8 +476,8 @@ static void test_web_blotter_without_sessions(void **state) {
     fx_t *f = *state;
     gw_t *g = &f->g;
     child_t *c = &f->c;
-    gw_start(g);
-    int st = run_page(g, c, "plain");
+    gw_start(g, &gw_protocol);
+    int st = run_page(g, c, "plain", NULL);
     if (st != 0 || !strstr(c->text, "\nPASS\n")) fail_msg("browser script exit %d", st);
     /* what the page did, seen from the gateway: 4 orders (one rejected), 1 cancel */
     assert_int_equal(g->nowners, 1);
@@ -328,9 +488,21 @@ static void test_web_blotter_without_sessions(void **state) {
     assert_int_equal(g->send_errors, 0);
 }
 
+static void test_web_session_rules_against_a_scripted_peer(void **state) {
+    fx_t *f = *state;
+    rules_t r = {.phase = R_LOGON};
+    gw_start(&f->g, &gw_and_session);
+    int st = run_page(&f->g, &f->c, "rules", &r);
+    if (st != 0 || !strstr(f->c.text, "\nPASS\n")) fail_msg("browser script exit %d (phase %d)", st, r.phase);
+    assert_int_equal(r.phase, R_DONE);
+    assert_string_equal(r.logout_reason, "peer expects 3 but we sent only up to 1");
+}
+
 int main(void) {
+    protocols_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_web_blotter_without_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_web_session_rules_against_a_scripted_peer, setup, teardown),
     };
     return mw_run_group_requiring(have_browser(), CHROMIUM ", " NODE " and tests/web/node_modules (make deps)",
                                   tests, NULL, NULL);

@@ -6,6 +6,8 @@
 //   node blotter_test.js WS_URL plain     sessions off (?session=0)
 //   node blotter_test.js WS_URL session   sessions on: two pages (sessions
 //                                         W1, W2), a closed page and reloads
+//   node blotter_test.js WS_URL rules     session R1 against the scripted
+//                                         peer of tests/test_web.c
 //
 // Serves examples/web/ itself over HTTP on 127.0.0.1, port 0. Prints one line
 // per step, then "PASS", and exits 0; on failure prints "FAIL: why" and exits
@@ -24,8 +26,8 @@ const STEP_MS = 20000; // one step's deadline
 process.env.PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD = '1';
 
 const [wsUrl, mode] = process.argv.slice(2);
-if (!wsUrl || !['plain', 'session'].includes(mode)) {
-  console.error('usage: node blotter_test.js WS_URL plain|session');
+if (!wsUrl || !['plain', 'session', 'rules'].includes(mode)) {
+  console.error('usage: node blotter_test.js WS_URL plain|session|rules');
   process.exit(2);
 }
 
@@ -246,6 +248,32 @@ async function session(ctx, base) {
   step('both pages logged out');
 }
 
+// The page against a peer that scripts the gateway's side of the session
+// protocol (tests/test_web.c, "rules"): what the page must show at the end.
+async function rules(ctx, base) {
+  const page = await open(ctx, base, 'ws=' + encodeURIComponent(wsUrl) + '&session=R1&hb=300', 'logged on');
+  step('R1 logged on');
+  await enter(page, 'AAPL', 'buy', '1.00', 100);
+  await waitOrder(page, 1, { status: 'partial', filled: '60', leaves: '40', oid: '501' });
+  const f = await fills(page, 1);
+  check(f.length === 3 && f.map((x) => x.match).sort().join() === '2,3,4' && f.every((x) => x.flags === 'resent'),
+    'fills: ' + JSON.stringify(f));
+  check(await page.textContent('#dups') === '1' && await page.textContent('#gaps') === '1', 'dups/gaps');
+  step('a duplicate dropped, a gap filled by one resend: each fill once');
+  try {
+    await page.waitForFunction(() => document.getElementById('error').textContent.includes('peer expects'), null,
+      { timeout: STEP_MS });
+  } catch (e) {
+    throw new Error('no logout for a bad logon ack: state ' + await page.evaluate(() => document.body.dataset.state) +
+      ', error "' + await page.textContent('#error') + '"');
+  }
+  const end = await page.evaluate(() => ['conn', 'next_in', 'next_out', 'resent', 'dups', 'gaps', 'error']
+    .map((id) => document.getElementById(id).textContent));
+  check(JSON.stringify(end) === JSON.stringify(['disconnected', '5', '2', '2', '1', '1',
+    'session protocol error: peer expects 3 but we sent only up to 1']), 'the end: ' + JSON.stringify(end));
+  step('heartbeats, test requests, resends on request and after a new logon; then logout code 2 on a bad ack');
+}
+
 async function main() {
   const { chromium } = require(path.join(__dirname, 'node_modules', 'playwright-core'));
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'mw_web_'));
@@ -261,7 +289,7 @@ async function main() {
       timeout: 60000,
     });
     step('chromium started');
-    await (mode === 'plain' ? plain(ctx, base) : session(ctx, base));
+    await ({ plain, session, rules })[mode](ctx, base);
     console.log('PASS');
   } finally {
     if (ctx) await ctx.close().catch(() => {});
