@@ -7,6 +7,13 @@
  *
  *   - plain: sessions off (?session=0): enter, fill, cancel, reject, and a
  *     price of 2^53-1 ticks shown exactly.
+ *   - sessions: against the same gateway with sessions on (opts.session, a
+ *     journal directory per test): two pages (sessions W1, W2) trade with
+ *     each other; W1's page is closed while W2 fills its order (the fill is
+ *     journaled for W1) and reopened; W1 enters an order and reloads at once;
+ *     W1 reloads while W2 trades against it; cancels; a quiet reload; logout.
+ *     The blotter shows every ack and fill once, and the gateway saw every
+ *     order and cancel once (no duplicate cl_ord_id, no dropped duplicates).
  *   - rules: the page's session layer against a scripted peer that plays the
  *     gateway's side of the session protocol message by message (a plain Svc
  *     whose protocol chains the mw_session control messages): logon fields,
@@ -71,6 +78,7 @@ typedef struct order {
 
 typedef struct gw {
     mw_svc_t *svc;
+    bool sessions;
     owner_t owners[MAX_OWNERS];
     int nowners;
     order_t orders[MAX_ORDERS];
@@ -80,9 +88,14 @@ typedef struct gw {
     char url[96];
 } gw_t;
 
+/* With sessions an owner is a session (it outlives connections and page
+ * reloads); without, a connection. */
 static int owner_of(gw_t *g, mw_conn_id_t id) {
     char name[40];
-    snprintf(name, sizeof name, "conn %" PRIx64, id);
+    const char *sess = g->sessions ? mw_svc_conn_session(g->svc, id) : NULL;
+    if (g->sessions && !sess) fail_msg("a message from connection %" PRIx64 " before its logon", id);
+    if (sess) snprintf(name, sizeof name, "%s", sess);
+    else snprintf(name, sizeof name, "conn %" PRIx64, id);
     for (int i = 0; i < g->nowners; i++)
         if (strcmp(g->owners[i].name, name) == 0) return i;
     if (g->nowners == MAX_OWNERS) fail_msg("more than %d owners", MAX_OWNERS);
@@ -93,8 +106,12 @@ static int owner_of(gw_t *g, mw_conn_id_t id) {
     return g->nowners++;
 }
 
+/* To the session whether or not it is connected (journaled for its next
+ * logon); without sessions to the connection. */
 static void reply(gw_t *g, int owner, const mw_schema_t *s, const void *msg) {
-    int rc = mw_svc_send_to(g->svc, g->owners[owner].conn, s, msg);
+    uint64_t seq;
+    int rc = g->sessions ? mw_svc_session_send(g->svc, g->owners[owner].name, s, msg, &seq)
+                         : mw_svc_send_to(g->svc, g->owners[owner].conn, s, msg);
     if (rc != 0) {
         print_message("gateway: send to %s: %d %s\n", g->owners[owner].name, rc, mw_svc_last_error(g->svc));
         g->send_errors++;
@@ -182,10 +199,16 @@ static void on_msg(gw_t *g, mw_conn_id_t id, const mw_schema_t *s, const gw_msg_
     else fail_msg("gateway: unexpected message %s", s->name);
 }
 
-static void gw_start(gw_t *g, const mw_protocol_t *p) {
+/* journal_dir: sessions on, their journals there; NULL: off. */
+static void gw_start(gw_t *g, const mw_protocol_t *p, const char *journal_dir) {
     memset(g, 0, sizeof *g);
     mw_svc_opts_t so;
     mw_svc_opts_init(&so);
+    if (journal_dir) {
+        g->sessions = true;
+        so.session.enabled = true;
+        so.session.journal_dir = journal_dir;
+    }
     so.mode = MW_MODE_BLOCKING;
     so.timeout_ns = 20 * MW_NS_PER_MS;
     so.conn.serdes = "text";
@@ -437,7 +460,8 @@ static int run_page(gw_t *g, child_t *c, const char *mode, rules_t *r) {
     }
     close(c->out);
     c->out = -1;
-    print_message("%s", c->text);
+    fputs(c->text, stdout); /* print_message cuts long text */
+    fflush(stdout);
     return c->status;
 }
 
@@ -453,6 +477,7 @@ static bool have_browser(void) {
 typedef struct fx {
     gw_t g;
     child_t c;
+    char dir[64]; /* journals */
 } fx_t;
 
 static int setup(void **state) {
@@ -468,6 +493,7 @@ static int teardown(void **state) {
     fx_t *f = *state;
     child_stop(&f->c);
     mw_svc_free(f->g.svc);
+    if (f->dir[0]) mw_tmpdir_remove(f->dir);
     free(f);
     return 0;
 }
@@ -476,7 +502,7 @@ static void test_web_blotter_without_sessions(void **state) {
     fx_t *f = *state;
     gw_t *g = &f->g;
     child_t *c = &f->c;
-    gw_start(g, &gw_protocol);
+    gw_start(g, &gw_protocol, NULL);
     int st = run_page(g, c, "plain", NULL);
     if (st != 0 || !strstr(c->text, "\nPASS\n")) fail_msg("browser script exit %d", st);
     /* what the page did, seen from the gateway: 4 orders (one rejected), 1 cancel */
@@ -488,10 +514,49 @@ static void test_web_blotter_without_sessions(void **state) {
     assert_int_equal(g->send_errors, 0);
 }
 
+static const owner_t *owner_named(const gw_t *g, const char *name) {
+    for (int i = 0; i < g->nowners; i++)
+        if (strcmp(g->owners[i].name, name) == 0) return &g->owners[i];
+    fail_msg("the gateway never heard of session %s", name);
+    return NULL;
+}
+
+static void test_web_blotter_with_sessions_survives_reloads(void **state) {
+    fx_t *f = *state;
+    gw_t *g = &f->g;
+    static const char *const none[][2] = {{"run.sh", ":"}};
+    if (mw_tmpdir_script(f->dir, sizeof f->dir, "web", none, 1, "run.sh") != 0) fail_msg("temporary directory");
+    gw_start(g, &gw_protocol, f->dir);
+    int st = run_page(g, &f->c, "session", NULL);
+    if (st != 0 || !strstr(f->c.text, "\nPASS\n")) fail_msg("browser script exit %d", st);
+    /* the gateway's view: each order and cancel once */
+    assert_int_equal(g->nowners, 2);
+    const owner_t *w1 = owner_named(g, "W1"), *w2 = owner_named(g, "W2");
+    assert_int_equal(w1->orders, 2);
+    assert_int_equal(w1->cancels, 2);
+    assert_int_equal(w1->fills, 3);
+    assert_int_equal(w1->rejects, 0); /* a duplicate cl_ord_id would be rejected */
+    assert_int_equal(w2->orders, 3);
+    assert_int_equal(w2->fills, 3);
+    assert_int_equal(w2->rejects, 0);
+    assert_int_equal(g->send_errors, 0);
+    for (int i = 0; i < 2; i++) {
+        mw_session_stats_t ss;
+        const char *name = i ? "W2" : "W1";
+        assert_int_equal(mw_svc_session_stats(g->svc, name, &ss), 0);
+        print_message("gateway, session %s: next_in %" PRIu64 " next_out %" PRIu64 " logons %" PRIu64
+                      " resent %" PRIu64 " dups_dropped %" PRIu64 " gaps %" PRIu64 "\n",
+                      name, ss.next_in, ss.next_out, ss.logons, ss.resent, ss.dups_dropped, ss.gaps);
+        assert_int_equal(ss.dups_dropped, 0);
+        assert_int_equal(ss.gaps, 0);
+        assert_int_equal(ss.next_in, i ? 4 : 5); /* W1: 2 orders + 2 cancels; W2: 3 orders */
+    }
+}
+
 static void test_web_session_rules_against_a_scripted_peer(void **state) {
     fx_t *f = *state;
     rules_t r = {.phase = R_LOGON};
-    gw_start(&f->g, &gw_and_session);
+    gw_start(&f->g, &gw_and_session, NULL);
     int st = run_page(&f->g, &f->c, "rules", &r);
     if (st != 0 || !strstr(f->c.text, "\nPASS\n")) fail_msg("browser script exit %d (phase %d)", st, r.phase);
     assert_int_equal(r.phase, R_DONE);
@@ -502,6 +567,7 @@ int main(void) {
     protocols_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_web_blotter_without_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_web_blotter_with_sessions_survives_reloads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_web_session_rules_against_a_scripted_peer, setup, teardown),
     };
     return mw_run_group_requiring(have_browser(), CHROMIUM ", " NODE " and tests/web/node_modules (make deps)",

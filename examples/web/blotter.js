@@ -628,7 +628,10 @@
     $('gaps').textContent = String(st.stats.gaps);
   }
 
+  const PLAIN_HB = '{"type":"mw_heartbeat","test_id":0}';
+
   function logLine(dir, text) {
+    if (text === PLAIN_HB) return; // the log shows what matters
     const log = $('log');
     const div = document.createElement('div');
     div.textContent = dir + ' ' + text;
