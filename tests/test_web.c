@@ -11,7 +11,9 @@
  *     journal directory per test): two pages (sessions W1, W2) trade with
  *     each other; W1's page is closed while W2 fills its order (the fill is
  *     journaled for W1) and reopened; W1 enters an order and reloads at once;
- *     W1 reloads while W2 trades against it; cancels; a quiet reload; logout.
+ *     W1 reloads with a fill the gateway wrote but the page never read (held
+ *     by a relay in the browser script), which must come again, resent;
+ *     cancels; a quiet reload; logout.
  *     The blotter shows every ack and fill once, and the gateway saw every
  *     order and cancel once (no duplicate cl_ord_id, no dropped duplicates).
  *   - rules: the page's session layer against a scripted peer that plays the
@@ -550,6 +552,7 @@ static void test_web_blotter_with_sessions_survives_reloads(void **state) {
         assert_int_equal(ss.dups_dropped, 0);
         assert_int_equal(ss.gaps, 0);
         assert_int_equal(ss.next_in, i ? 4 : 5); /* W1: 2 orders + 2 cancels; W2: 3 orders */
+        if (i == 0) assert_true(ss.resent >= 1); /* the fill W1's page never read */
     }
 }
 

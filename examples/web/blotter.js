@@ -299,6 +299,10 @@
     try {
       if (m.type.startsWith('mw_')) {
         if (sessionsOn) onControl(m);
+        else if (m.type === 'mw_logout') { // a gateway with sessions on
+          showError('the gateway wants a session (code ' + m.code + '): ' + m.reason);
+          drop('', false);
+        }
         return;
       }
       if (!sessionsOn) { apply(m, 0); render(); return; }

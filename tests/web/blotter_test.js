@@ -230,19 +230,44 @@ async function session(ctx, base) {
   await waitOrder(a, 2, { status: 'accepted', leaves: '10' });
   step('W1: order entered and page reloaded at once: acked');
 
-  // Traffic while W1 reloads: W2 sells into W1's order 2 and cancels nothing.
+  // A fill the gateway wrote but the page never read: W1's connection runs
+  // through a relay (playwright's routeWebSocket) that holds what the gateway
+  // sends; W2 sells into W1's order 2; W1 reloads with the fill held. The
+  // gateway must resend it after the next logon, and the page show it once.
+  const relay = { hold: false, held: [], onFill: null };
+  await a.routeWebSocket(() => true, (page) => {
+    const gw = page.connectToServer();
+    page.onMessage((m) => gw.send(m));
+    gw.onMessage((m) => {
+      if (!relay.hold) return page.send(m);
+      relay.held.push(m);
+      if (String(m).includes('"type":"fill"') && relay.onFill) relay.onFill();
+    });
+  });
+  await a.reload(); // the relay takes the next connection
+  await waitState(a, 'logged on');
   const before = await snapshot(a);
-  const reloading = a.reload();
+  relay.hold = true;
+  const heldFill = new Promise((resolve, reject) => {
+    relay.onFill = resolve;
+    setTimeout(() => reject(new Error('the relay never saw the fill for W1: ' + JSON.stringify(relay.held))), STEP_MS);
+  });
   await enter(b, 'AAPL', 'sell', '11.00', 4);
   await waitOrder(b, 3, { status: 'filled' });
-  await reloading;
+  await heldFill;
+  relay.hold = false;
+  relay.held = [];
+  await a.reload();
   await waitState(a, 'logged on');
   await waitOrder(a, 2, { status: 'partial', leaves: '6', filled: '4' });
   const after = await snapshot(a);
   check(after.orders.length === before.orders.length, 'orders after reload: ' + JSON.stringify([before, after]));
   check(after.fills.length === before.fills.length + 1, 'fills after reload: ' + JSON.stringify([before, after]));
   check(after.dups === '0' && after.gaps === '0', 'dups/gaps: ' + JSON.stringify(after));
-  step('W1 reloaded while W2 traded against it: one new fill, nothing lost or doubled');
+  const f2 = await fills(a, 2);
+  check(f2.length === 1 && f2[0].flags === 'resent', 'the fill the page never read: ' + JSON.stringify(f2));
+  await a.unrouteAll();
+  step('W1 reloaded with a fill written but unread: resent by the gateway, shown once');
 
   await cancel(a, 1);
   await waitOrder(a, 1, { status: 'cancelled', leaves: '0', filled: '50' });
