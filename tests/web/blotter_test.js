@@ -193,6 +193,7 @@ async function plain(ctx, base) {
   await cancel(page, 1);
   await waitOrder(page, 1, { status: 'cancelled', leaves: '0', filled: '40' });
   step('order 1 cancelled');
+  if (process.env.MW_WEB_SCREENSHOT) await page.screenshot({ path: process.env.MW_WEB_SCREENSHOT, fullPage: true });
   await page.close();
 }
 
