@@ -276,10 +276,11 @@
     scheduleReconnect();
   }
 
-  // A session rule was broken: tell the peer (code 2) and close for good.
+  // A session rule was broken (or, sessions off, a message made no sense):
+  // tell the peer (code 2) and close for good.
   function protocolError(reason) {
-    showError('session protocol error: ' + reason);
-    if (ws && ws.readyState === WebSocket.OPEN)
+    showError((sessionsOn ? 'session protocol error: ' : 'bad message: ') + reason);
+    if (sessionsOn && ws && ws.readyState === WebSocket.OPEN)
       rawSend({ type: 'mw_logout', code: 2, reason: reason.slice(0, 127) });
     drop('', false);
   }
