@@ -27,7 +27,14 @@ B := build
 
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS := gcc g++ make pkg-config libevent-dev libssl-dev libmsgpack-dev libcmocka-dev \
-            openssl python3 python3-msgpack python3-websockets
+            openssl python3 python3-msgpack python3-websockets chromium
+# Commands installed from Debian only when the machine has none (node and npm
+# may come from elsewhere, e.g. a nodejs package that bundles npm).
+DEB_CMDS := node:nodejs npm:npm
+# The web blotter's browser test (tests/test_web.c): npm's playwright-core,
+# pinned by tests/web/package-lock.json, drives Debian's chromium (no browser
+# download). Installed into tests/web/node_modules by `make deps`.
+WEB_DIR := tests/web
 
 MSGPACK_PC := $(shell pkg-config --exists msgpack-c 2>/dev/null && echo msgpack-c || echo msgpack)
 DEP_PCS := libevent libevent_pthreads openssl $(MSGPACK_PC)
@@ -128,6 +135,9 @@ deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
+	for pc in $(DEB_CMDS); do \
+	    command -v $${pc%%:*} >/dev/null 2>&1 || missing="$$missing $${pc#*:}"; \
+	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 	    echo "deps: installing$$missing"; \
@@ -137,6 +147,12 @@ deps:
 	else \
 	    echo "deps: missing Debian packages. Run:"; \
 	    echo "    sudo apt-get install -y$$missing"; exit 1; \
+	fi
+	@if [ ! -f $(WEB_DIR)/node_modules/.package-lock.json ] || \
+	    [ $(WEB_DIR)/package-lock.json -nt $(WEB_DIR)/node_modules/.package-lock.json ]; then \
+	    echo "deps: npm ci in $(WEB_DIR) (playwright-core, no browser download)"; \
+	    (cd $(WEB_DIR) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund >/dev/null) \
+	        || { echo "deps: npm ci in $(WEB_DIR) failed"; exit 1; }; \
 	fi
 
 # The test and demo entry points first make sure the packages are there, then
