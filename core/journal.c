@@ -532,8 +532,8 @@ int mw__jnl_append(mw__jnl_t *j, int kind, uint64_t seq, const void *payload, ui
     wr16(r + 16, (uint16_t)kind);
     wr16(r + 18, 0);
     wr32(r + 20, 0);
+    wr64(r + rs - 8, 0); /* the zero padding (< 8 bytes) lies in the last word */
     memcpy(r + REC_HDR, payload, len);
-    memset(r + REC_HDR + len, 0, (size_t)(rs - REC_HDR - len));
     wr32(r, len);
     uint32_t crc = mw__crc32c(0, r + 8, 16 + (size_t)len);
     /* The crc goes in last: a process killed before this store leaves a
