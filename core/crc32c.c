@@ -9,6 +9,7 @@
 #include "journal_impl.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define POLY 0x82F63B78u
@@ -64,21 +65,27 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uin
 }
 #endif
 
-static uint32_t (*crc_fn)(uint32_t, const uint8_t *, size_t);
+typedef uint32_t (*crc_fn_t)(uint32_t, const uint8_t *, size_t);
+static _Atomic(crc_fn_t) crc_fn; /* set once by crc_init, after the tables */
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void) {
     tab_init();
-    crc_fn = crc_sw;
+    crc_fn_t fn = crc_sw;
 #ifdef HAVE_HW
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("sse4.2")) crc_fn = crc_hw;
+    if (__builtin_cpu_supports("sse4.2")) fn = crc_hw;
 #endif
+    atomic_store_explicit(&crc_fn, fn, memory_order_release);
 }
 
 uint32_t mw__crc32c(uint32_t crc, const void *p, size_t n) {
-    pthread_once(&crc_once, crc_init);
-    return crc_fn(crc, p, n);
+    crc_fn_t fn = atomic_load_explicit(&crc_fn, memory_order_acquire);
+    if (!fn) {
+        pthread_once(&crc_once, crc_init);
+        fn = atomic_load_explicit(&crc_fn, memory_order_acquire);
+    }
+    return fn(crc, p, n);
 }
 
 uint32_t mw__crc32c_sw(uint32_t crc, const void *p, size_t n) {
@@ -88,5 +95,5 @@ uint32_t mw__crc32c_sw(uint32_t crc, const void *p, size_t n) {
 
 bool mw__crc32c_hw(void) {
     pthread_once(&crc_once, crc_init);
-    return crc_fn != crc_sw;
+    return atomic_load(&crc_fn) != crc_sw;
 }

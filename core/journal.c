@@ -254,6 +254,16 @@ static void file_drop(file_t *f) {
     f->fd = -1;
 }
 
+/* One writer per journal file: a second mw__jnl_open of the same session
+ * (another process, or another object in this one) would interleave
+ * records. The lock goes with the descriptor. */
+static int lock(int fd, const char *path, mw_err_t *e) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    if (errno == EWOULDBLOCK)
+        return mw_err_set(e, MW_ESYS, "journal %s is open elsewhere (another process or journal object)", path);
+    return sys_err(e, errno, "journal %s: flock", path);
+}
+
 /* Writes a fresh journal for epoch under path (via path.tmp + rename) and
  * maps it. */
 static int file_create(mw__jnl_t *j, const char *path, uint64_t epoch, file_t *f) {
@@ -264,8 +274,12 @@ static int file_create(mw__jnl_t *j, const char *path, uint64_t epoch, file_t *f
     f->size = HDR_SIZE + j->grow;
     uint8_t h[HDR_SIZE];
     header_make(h, epoch, j->session);
-    const char *what = "allocating";
-    int e = posix_fallocate(f->fd, 0, (off_t)f->size);
+    const char *what = "locking";
+    int e = flock(f->fd, LOCK_EX | LOCK_NB) == 0 ? 0 : errno;
+    if (e == 0) {
+        what = "allocating";
+        e = posix_fallocate(f->fd, 0, (off_t)f->size);
+    }
     if (e == 0) {
         what = "writing";
         ssize_t w = pwrite(f->fd, h, HDR_SIZE, 0);
@@ -303,25 +317,28 @@ static int file_create(mw__jnl_t *j, const char *path, uint64_t epoch, file_t *f
     return 0;
 }
 
-/* Opens an existing journal read-write, checks its header and maps it (the
- * size rounded up to whole pages). */
+static int file_check(mw__jnl_t *j, const char *path, uint64_t epoch, file_t *f) {
+    struct stat st;
+    uint8_t h[HDR_SIZE];
+    int rc = lock(f->fd, path, &j->err);
+    if (rc != 0) return rc;
+    if (fstat(f->fd, &st) != 0) return sys_err(&j->err, errno, "journal %s: fstat", path);
+    if ((uint64_t)st.st_size < HDR_SIZE || pread(f->fd, h, HDR_SIZE, 0) != (ssize_t)HDR_SIZE)
+        return mw_err_set(&j->err, MW_ECORRUPT, "journal %s: bad header at offset 0: the file has only %jd bytes",
+                          path, (intmax_t)st.st_size);
+    if ((rc = header_check(h, path, j->session, epoch, &j->err)) != 0) return rc;
+    f->size = ((size_t)st.st_size + j->page - 1) & ~(j->page - 1);
+    int e = f->size > (size_t)st.st_size
+                ? posix_fallocate(f->fd, st.st_size, (off_t)(f->size - (size_t)st.st_size)) : 0;
+    return e ? sys_err(&j->err, e, "journal %s: allocating", path) : 0;
+}
+
+/* Opens an existing journal read-write, locks it, checks its header and
+ * maps it (the size rounded up to whole pages). */
 static int file_open(mw__jnl_t *j, const char *path, uint64_t epoch, file_t *f) {
     f->fd = open(path, O_RDWR | O_CLOEXEC);
     if (f->fd < 0) return sys_err(&j->err, errno, "journal: opening %s", path);
-    struct stat st;
-    uint8_t h[HDR_SIZE];
-    int rc = 0;
-    if (fstat(f->fd, &st) != 0) rc = sys_err(&j->err, errno, "journal %s: fstat", path);
-    else if ((uint64_t)st.st_size < HDR_SIZE || pread(f->fd, h, HDR_SIZE, 0) != (ssize_t)HDR_SIZE)
-        rc = mw_err_set(&j->err, MW_ECORRUPT, "journal %s: bad header at offset 0: the file has only %jd bytes",
-                        path, (intmax_t)st.st_size);
-    else rc = header_check(h, path, j->session, epoch, &j->err);
-    if (rc == 0) {
-        f->size = ((size_t)st.st_size + j->page - 1) & ~(j->page - 1);
-        int e = f->size > (size_t)st.st_size
-                    ? posix_fallocate(f->fd, st.st_size, (off_t)(f->size - (size_t)st.st_size)) : 0;
-        if (e) rc = sys_err(&j->err, e, "journal %s: allocating", path);
-    }
+    int rc = file_check(j, path, epoch, f);
     if (rc == 0) {
         f->map = mmap(NULL, f->size, PROT_READ | PROT_WRITE, MAP_SHARED, f->fd, 0);
         if (f->map == MAP_FAILED) {
@@ -525,14 +542,18 @@ int mw__jnl_append(mw__jnl_t *j, int kind, uint64_t seq, const void *payload, ui
     }
     bool indexed = out && (seq - j->out_first) % MW__JNL_INDEX_EVERY == 0;
     if (indexed && j->idx_n == j->idx_cap && idx_reserve(j, j->idx_n + 1) != 0) return MW_ENOMEM;
+    if (j->fsync == MW__JNL_FSYNC_INTERVAL) { /* the records before this one */
+        int rc = interval_sync(j, mw_now_ns());
+        if (rc < 0) return rc;
+    }
 
     uint8_t *r = j->map + j->end;
     wr64(r + 8, seq);
     wr16(r + 16, (uint16_t)kind);
     wr16(r + 18, 0);
     wr32(r + 20, 0);
+    wr64(r + rs - 8, 0); /* the zero padding (< 8 bytes) lies in the last word */
     memcpy(r + REC_HDR, payload, len);
-    memset(r + REC_HDR + len, 0, (size_t)(rs - REC_HDR - len));
     wr32(r, len);
     uint32_t crc = mw__crc32c(0, r + 8, 16 + (size_t)len);
     /* The crc goes in last: a process killed before this store leaves a
@@ -541,18 +562,19 @@ int mw__jnl_append(mw__jnl_t *j, int kind, uint64_t seq, const void *payload, ui
     atomic_signal_fence(memory_order_release);
     wr32(r + 4, crc);
 
-    if (indexed) j->idx[j->idx_n++] = j->end;
     j->end += rs;
+    if (j->fsync == MW__JNL_FSYNC_ALWAYS) {
+        int rc = sync_dirty(j);
+        if (rc < 0) { /* not durable: take it back, so an error means "not appended" */
+            j->end -= rs;
+            memset(r, 0, (size_t)rs);
+            return rc;
+        }
+    }
+    if (indexed) j->idx[j->idx_n++] = j->end - rs;
     j->records++;
     if (out) j->out_next++;
-    switch (j->fsync) {
-    case MW__JNL_FSYNC_ALWAYS: return sync_dirty(j);
-    case MW__JNL_FSYNC_INTERVAL: {
-        int rc = interval_sync(j, mw_now_ns());
-        return rc < 0 ? rc : 0;
-    }
-    default: return 0;
-    }
+    return 0;
 }
 
 /* ---- numbers ------------------------------------------------------------------------------ */

@@ -97,7 +97,9 @@ bool mw__jnl_valid_session(const char *s);
 
 /* Opens (or creates, epoch 1) the newest journal of o->session in o->dir,
  * recovering a torn tail. 0, MW_EINVAL (bad id, other session's file),
- * MW_ECORRUPT (bad header), MW_ESYS (I/O), MW_ENOMEM; text in err. */
+ * MW_ECORRUPT (bad header), MW_ESYS (I/O; also a journal already open in
+ * another process or journal object: one writer per file, flock), MW_ENOMEM;
+ * text in err. */
 int mw__jnl_open(mw__jnl_t **out, const mw__jnl_opts_t *o, mw_err_t *err);
 void mw__jnl_close(mw__jnl_t *j); /* syncs per policy, unmaps, closes; NULL ok */
 
@@ -106,7 +108,10 @@ int64_t mw__jnl_recovered(const mw__jnl_t *j);
 
 /* Appends one record. kind OUT: seq must be mw__jnl_out_next (it becomes
  * seq + 1). kind IN: any seq (inbound records are for replay only).
- * 0, MW_ESYS (disk full, msync failed: text in the journal's error). */
+ * len 1..2^30 (0 marks the end of the records, so it is refused).
+ * 0, MW_ESYS (disk full, msync failed: text in the journal's error),
+ * MW_EINVAL (wrong seq, kind or len), MW_ENOMEM (index growth). On any
+ * error nothing was appended (out_next is unchanged). */
 int mw__jnl_append(mw__jnl_t *j, int kind, uint64_t seq, const void *payload, uint32_t len);
 
 uint64_t mw__jnl_out_next(const mw__jnl_t *j);  /* last OUT seq + 1 (out_first if none) */
@@ -142,7 +147,8 @@ const char *mw__jnl_path(const mw__jnl_t *j);
 /* Reads every record of the newest journal of session in dir, in file
  * order, read-only (no recovery writes; stops at the first bad record and
  * says where in err with MW_ECORRUPT only if the header is bad). fn
- * returns false to stop. 0, or the error. */
+ * returns false to stop. 0 (also when the session has no journal yet: fn
+ * is not called), or the error. Works while a writer has the file open. */
 typedef bool (*mw__jnl_replay_fn)(void *ud, int kind, uint64_t seq, const uint8_t *payload, uint32_t len);
 int mw__jnl_replay(const char *dir, const char *session, mw__jnl_replay_fn fn, void *ud, mw_err_t *err);
 

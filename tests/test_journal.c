@@ -312,6 +312,22 @@ static void test_journal_append_rejects_bad_arguments(void **state) {
     assert_int_equal(mw__jnl_open(&j, &o, &err), MW_EINVAL);
 }
 
+static void test_journal_second_writer_is_refused(void **state) {
+    fx_t *f = *state;
+    mw__jnl_opts_t o = opts(f, "T1");
+    mw__jnl_t *j = open_ok(&o), *j2 = NULL;
+    append_ok(j, MW__JNL_OUT, 1);
+    mw_err_t err = {0};
+    assert_int_equal(mw__jnl_open(&j2, &o, &err), MW_ESYS);
+    assert_null(j2);
+    assert_non_null(strstr(err.text, "is open elsewhere"));
+    assert_int_equal(mw__jnl_reset(j), 0); /* the new epoch is locked too */
+    assert_int_equal(mw__jnl_open(&j2, &o, &err), MW_ESYS);
+    mw__jnl_close(j);
+    j2 = open_ok(&o);
+    mw__jnl_close(j2);
+}
+
 static void test_journal_in_words_persist_across_reopen(void **state) {
     fx_t *f = *state;
     mw__jnl_opts_t o = opts(f, "T1");
@@ -914,6 +930,7 @@ int main(void) {
         T(test_journal_missing_dir_is_esys),
         T(test_journal_append_reopen_seek_round_trip),
         T(test_journal_append_rejects_bad_arguments),
+        T(test_journal_second_writer_is_refused),
         T(test_journal_in_words_persist_across_reopen),
         T(test_journal_opens_the_newest_epoch_ignoring_other_names),
         T(test_journal_torn_tail_cut_at_last_good_record),

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "journal_impl.h"
 #include "mw_conn.h"
 #include "mw_err.h"
 #include "mw_frame.h"
@@ -292,6 +293,54 @@ static void urls(void) {
     }
 }
 
+/* ---- journal: selector byte, then the records after the header ------------------ */
+
+static void jrec(out_t *o, int kind, uint64_t seq, const char *payload) {
+    uint8_t r[24 + 64] = {0};
+    uint32_t len = (uint32_t)strlen(payload);
+    if (len > 64) die("journal payload");
+    memcpy(r, &len, 4);
+    memcpy(r + 8, &seq, 8);
+    r[16] = (uint8_t)kind;
+    memcpy(r + 24, payload, len);
+    uint32_t crc = mw__crc32c(0, r + 8, 16 + len);
+    memcpy(r + 4, &crc, 4);
+    put(o, r, 24 + ((len + 7u) & ~7u));
+}
+
+static void journals(void) {
+    out_t o = {.n = 0};
+    seed("journal", "empty", 0, "", 0);
+    jrec(&o, MW__JNL_OUT, 1, "\x01\x00order-1");
+    jrec(&o, MW__JNL_IN, 1, "\x02\x00ack");
+    jrec(&o, MW__JNL_OUT, 2, "\x01\x00order-2 with a longer payload");
+    jrec(&o, MW__JNL_OUT, 3, "x");
+    seed("journal", "four-records", 0, o.b, o.n);
+    seed("journal", "four-records-exact", 4, o.b, o.n);
+    seed("journal", "torn-last", 4, o.b, o.n - 5);
+    uint8_t hd[2] = {10, 0x55}; /* header byte 10 overwritten */
+    out_t h = {.n = 0};
+    put(&h, hd, 2);
+    put(&h, o.b, o.n);
+    seed("journal", "header-damaged", 8, h.b, h.n);
+    out_t g = o;
+    static const uint8_t zeros[40] = {0};
+    put(&g, zeros, sizeof zeros);
+    put(&g, "\x07", 1);
+    seed("journal", "garbage-after-end", 0, g.b, g.n);
+    out_t t = {.n = 0};
+    jrec(&t, MW__JNL_OUT, 1000, "a");
+    jrec(&t, MW__JNL_OUT, 1001, "bb");
+    jrec(&t, MW__JNL_OUT, 1003, "gap");
+    seed("journal", "out-first-1000-gap", 2, t.b, t.n);
+    out_t m = {.n = 0};
+    for (uint64_t s = 1; s <= 400; s++) {
+        jrec(&m, MW__JNL_OUT, s, "o");
+        if (s % 50 == 0) jrec(&m, MW__JNL_IN, s, "i");
+    }
+    seed("journal", "400-records", 0, m.b, m.n);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) die("usage: make_seeds CORPUS_DIR");
     root = argv[1];
@@ -304,5 +353,6 @@ int main(int argc, char **argv) {
     conns();
     replays();
     urls();
+    journals();
     return 0;
 }
