@@ -55,7 +55,6 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the journal is little
 #define EPOCH_MAX UINT32_MAX           /* epochs are %06u in file names */
 
 struct mw__jnl {
-    int lock_fd;        /* <dir>/<session>.lock, flock'ed while open: one owner */
     uint8_t *map;
     size_t size;        /* file size = mapped length, a multiple of page */
     uint64_t end;       /* offset of the first byte after the last record */
@@ -431,28 +430,11 @@ static void install(mw__jnl_t *j, const file_t *f, const char *path, uint64_t ep
 }
 
 static void jnl_free(mw__jnl_t *j) {
-    if (j->lock_fd >= 0) close(j->lock_fd); /* releases the flock */
     if (j->map) munmap(j->map, j->size);
     if (j->fd >= 0) close(j->fd);
     free(j->idx);
     free(j->dir);
     free(j);
-}
-
-/* One owner per session journal: two writers (two processes, or a Clt and
- * a Svc given the same directory) would interleave records in one file. */
-static int lock_session(mw__jnl_t *j) {
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/%s.lock", j->dir, j->session) >= (int)sizeof path)
-        return mw_err_set(&j->err, MW_EINVAL, "journal: path too long in %s", j->dir);
-    j->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (j->lock_fd < 0) return sys_err(&j->err, errno, "journal: opening %s", path);
-    if (flock(j->lock_fd, LOCK_EX | LOCK_NB) == 0) return 0;
-    if (errno == EWOULDBLOCK)
-        return mw_err_set(&j->err, MW_ESTATE,
-                          "journal of session %s in %s is in use (another process or object has it open)",
-                          j->session, j->dir);
-    return sys_err(&j->err, errno, "journal: locking %s", path);
 }
 
 int mw__jnl_open(mw__jnl_t **out, const mw__jnl_opts_t *o, mw_err_t *err) {
@@ -469,7 +451,6 @@ int mw__jnl_open(mw__jnl_t **out, const mw__jnl_opts_t *o, mw_err_t *err) {
         return mw_err_set(err, MW_ENOMEM, "journal: out of memory");
     }
     j->fd = -1;
-    j->lock_fd = -1;
     j->page = (size_t)sysconf(_SC_PAGESIZE);
     size_t g = o->grow_bytes ? o->grow_bytes : DEFAULT_GROW;
     j->grow = (g + j->page - 1) & ~(j->page - 1);
@@ -482,8 +463,7 @@ int mw__jnl_open(mw__jnl_t **out, const mw__jnl_opts_t *o, mw_err_t *err) {
     char path[PATH_MAX];
     file_t f = {.fd = -1};
     uint64_t epoch;
-    int rc = lock_session(j);
-    if (rc == 0) rc = newest_epoch(j->dir, j->session, &epoch, &j->err);
+    int rc = newest_epoch(j->dir, j->session, &epoch, &j->err);
     if (rc == 0) rc = make_path(path, sizeof path, j->dir, j->session, epoch ? epoch : 1, &j->err);
     if (rc == 0) rc = epoch ? file_open(j, path, epoch, &f) : file_create(j, path, 1, &f);
     if (rc == 0) {

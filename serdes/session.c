@@ -590,7 +590,12 @@ out:
 int mw__sess_pump(mw__sess_t *s, uint64_t now) {
     pthread_mutex_lock(&s->mu);
     int work = 0, r = 0;
-    if (s->jnl) work += mw__jnl_tick(s->jnl, now);
+    int synced = mw__jnl_tick(s->jnl, now); /* fsync interval */
+    if (synced < 0) {
+        r = fail(s, synced, "journal: %s", mw__jnl_last_error(s->jnl));
+        goto out;
+    }
+    work += synced;
     if (!s->linked) goto out;
     if (!s->up) {
         if (now - s->linked_at >= (uint64_t)s->o.logon_timeout_ns && !s->logout_sent)

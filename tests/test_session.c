@@ -492,8 +492,8 @@ static void test_session_journal_has_one_owner(void **state) {
     clt_opts(f, &o, MW_MODE_SPIN, "J1");
     mw_clt_t *c2;
     mw_err_t err;
-    assert_int_equal(mw_clt_connect(&c2, f->url, &test_protocol, &o, &err), MW_ESTATE);
-    assert_non_null(strstr(err.text, "is in use"));
+    assert_int_equal(mw_clt_connect(&c2, f->url, &test_protocol, &o, &err), MW_ESYS);
+    assert_non_null(strstr(err.text, "is open elsewhere"));
     mw_clt_free(c);
     assert_int_equal(mw_clt_connect(&c2, f->url, &test_protocol, &o, &err), 0); /* free again */
     mw_clt_free(c2);
