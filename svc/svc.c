@@ -4,6 +4,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,11 @@ typedef struct slot {
     atomic_bool used;         /* from accept until the driver let go (linger included) */
     atomic_bool open;         /* the application's: from accept until on_close */
     uint32_t idx;
+    uint32_t next_free;       /* free-list link (NO_SLOT: none) */
     mw_err_t err;             /* why it closed; kept for on_close / conn_error */
 } slot_t;
+
+#define NO_SLOT UINT32_MAX
 
 struct worker {
     mw_io_t *io;
@@ -40,14 +44,17 @@ struct mw_svc {
     worker_t *workers;
     uint32_t nworkers, next_worker;
     mw__drv_cfg_t drv_cfg;     /* one driver configuration for every connection */
-    slot_t *slots;
+    slot_t *slots;             /* cap slots, zero until first used; mmap'd when large (slots_mapped) */
     uint32_t cap;
+    bool slots_mapped;
+    _Atomic uint32_t hwm;      /* slots [0, hwm) have been initialised (handed out once) */
+    _Atomic uint32_t freed;    /* slots freed since the acceptor last looked: a stack (MPSC) */
+    uint32_t fq_head, fq_tail; /* the acceptor's free queue, oldest first (NO_SLOT: empty) */
     uint32_t *active;          /* spin/blocking: open slots, for fair recv */
     uint32_t nactive, rr;
     slot_t *solo;              /* blocking mode, one connection: read it blocking */
     uint32_t solo_tick, spin_tick;
     uint64_t solo_polled_ns, polled_ns;
-    pthread_mutex_t lock;      /* slot allocation (event mode: accept vs close) */
     _Atomic uint64_t accepted, refused_full, refused_nofd, closed, closed_bad_input, msgs_in, msgs_out, bytes_in,
         bytes_out;
     mw_io_timer_t t_accept;    /* the listener's back-off (out of descriptors) */
@@ -64,6 +71,8 @@ struct mw_svc {
 static inline mw_conn_id_t make_id(const slot_t *sl) {
     return ((uint64_t)atomic_load(&sl->gen) << 32) | sl->idx;
 }
+
+static void free_slot(mw_svc_t *s, slot_t *sl);
 
 void mw_svc_opts_init(mw_svc_opts_t *o) {
     memset(o, 0, sizeof *o);
@@ -234,6 +243,7 @@ static void drv_gone(mw__drv_t *d) {
     mw_conn_fini(&sl->conn);
     atomic_store(&sl->used, false);
     pthread_mutex_unlock(&sl->mu);
+    free_slot(sl->svc, sl);
 }
 
 /* ---- blocking mode with one connection ------------------------------------
@@ -297,6 +307,7 @@ static void drop_unattached(mw_svc_t *s, slot_t *sl) {
     mw_conn_fini(&sl->conn);
     atomic_store(&sl->used, false);
     pthread_mutex_unlock(&sl->mu);
+    free_slot(s, sl);
     if (s->o.mode != MW_MODE_EVENT) active_remove(s, sl->idx);
     atomic_fetch_sub(&s->nconns, 1);
     atomic_fetch_add(&s->closed, 1);
@@ -324,14 +335,101 @@ static void attach_posted(mw_svc_t *s, slot_t *sl, intptr_t arg) {
     attach(s, sl);
 }
 
+/* ---- slots: O(1) allocation ---------------------------------------------------
+ * Only the acceptor (the thread that runs on_listener) allocates; any
+ * thread frees (the worker that let the connection go). A freed slot is
+ * pushed on a lock-free stack (MPSC: many threads push, only the acceptor
+ * takes, and it takes the whole stack at once with an exchange, so there is
+ * no ABA). The acceptor moves that stack, reversed, to the tail of its own
+ * queue when the queue runs empty, and hands out the oldest free slot first
+ * (FIFO). FIFO rather than LIFO: a slot, and with it its generation, is
+ * reused as late as possible, so an id kept after its connection closed
+ * meets the next connection in that slot later, and the 32-bit generation of
+ * any one slot wraps around max_connections times more slowly under churn;
+ * the price, a slot that is colder in the cache, is one miss per accept,
+ * small beside accept4 itself. Slots never used before are taken only when
+ * no freed one waits: the table is touched from its start and only as far
+ * as the most connections open at once (the high-water mark, hwm). No lock:
+ * one exchange per refill of the queue, one CAS per free. */
+static void init_slot(mw_svc_t *s, uint32_t i) {
+    slot_t *sl = &s->slots[i];
+    sl->idx = i;
+    sl->svc = s;
+    sl->drv.ud = sl;
+    sl->next_free = NO_SLOT;
+    atomic_store(&sl->gen, 1);
+    pthread_mutex_init(&sl->mu, NULL);
+}
+
+static void take_freed(mw_svc_t *s) {
+    uint32_t i = atomic_exchange_explicit(&s->freed, NO_SLOT, memory_order_acquire), newest = i, prev = NO_SLOT;
+    while (i != NO_SLOT) { /* the stack is newest first: reverse it */
+        uint32_t next = s->slots[i].next_free;
+        s->slots[i].next_free = prev;
+        prev = i;
+        i = next;
+    }
+    if (prev == NO_SLOT) return;
+    if (s->fq_tail == NO_SLOT) s->fq_head = prev;
+    else s->slots[s->fq_tail].next_free = prev;
+    s->fq_tail = newest;
+}
+
 static slot_t *alloc_slot(mw_svc_t *s) {
-    pthread_mutex_lock(&s->lock);
-    slot_t *found = NULL;
-    for (uint32_t i = 0; i < s->cap && !found; i++)
-        if (!atomic_load(&s->slots[i].used)) found = &s->slots[i];
-    if (found) atomic_store(&found->used, true);
-    pthread_mutex_unlock(&s->lock);
-    return found;
+    if (s->fq_head == NO_SLOT) take_freed(s);
+    uint32_t i = s->fq_head;
+    if (i != NO_SLOT) {
+        s->fq_head = s->slots[i].next_free;
+        if (s->fq_head == NO_SLOT) s->fq_tail = NO_SLOT;
+    } else {
+        i = atomic_load_explicit(&s->hwm, memory_order_relaxed);
+        if (i >= s->cap) return NULL;
+        init_slot(s, i);
+        atomic_store_explicit(&s->hwm, i + 1, memory_order_release); /* loops over [0, hwm) see it whole */
+    }
+    slot_t *sl = &s->slots[i];
+    sl->next_free = NO_SLOT;
+    atomic_store(&sl->used, true);
+    return sl;
+}
+
+/* Any thread, once nothing refers to the slot's connection any more. */
+static void free_slot(mw_svc_t *s, slot_t *sl) {
+    uint32_t head = atomic_load_explicit(&s->freed, memory_order_relaxed);
+    do sl->next_free = head;
+    while (!atomic_compare_exchange_weak_explicit(&s->freed, &head, sl->idx, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* The slots ever handed out; every other slot is still zero (unused). */
+static uint32_t slots_seen(const mw_svc_t *s) { return atomic_load_explicit(&s->hwm, memory_order_acquire); }
+
+/* The table is zero until used: from mmap when large, so that its pages
+ * become resident only as connections first reach them. */
+#define SLOTS_MMAP_MIN (256u * 1024u)
+
+static int slots_new(mw_svc_t *s) {
+    size_t bytes = (size_t)s->cap * sizeof *s->slots;
+    s->fq_head = s->fq_tail = NO_SLOT;
+    atomic_init(&s->freed, NO_SLOT);
+    atomic_init(&s->hwm, 0);
+    if (bytes < SLOTS_MMAP_MIN) {
+        s->slots = calloc(s->cap, sizeof *s->slots);
+        return s->slots ? 0 : MW_ENOMEM;
+    }
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return MW_ENOMEM;
+    s->slots = p;
+    s->slots_mapped = true;
+    return 0;
+}
+
+static void slots_free(mw_svc_t *s) {
+    if (!s->slots) return;
+    for (uint32_t i = 0; i < slots_seen(s); i++) pthread_mutex_destroy(&s->slots[i].mu);
+    if (s->slots_mapped) munmap(s->slots, (size_t)s->cap * sizeof *s->slots);
+    else free(s->slots);
+    s->slots = NULL;
 }
 
 static void accept_one(mw_svc_t *s, mw_stream_t *st) {
@@ -354,6 +452,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     pthread_mutex_unlock(&sl->mu);
     if (r < 0) {
         atomic_store(&sl->used, false);
+        free_slot(s, sl);
         return;
     }
     sl->conn.tx.hook = s->o.on_sent;
@@ -470,16 +569,8 @@ static int start_workers(mw_svc_t *s, mw_err_t *err) {
 }
 
 static int setup(mw_svc_t *s, const mw_url_t *u, mw_err_t *err) {
-    s->slots = calloc(s->cap, sizeof *s->slots);
     s->active = calloc(s->cap, sizeof *s->active);
-    if (!s->slots || !s->active) return mw_err_set(err, MW_ENOMEM, "out of memory");
-    for (uint32_t i = 0; i < s->cap; i++) {
-        s->slots[i].idx = i;
-        s->slots[i].svc = s;
-        s->slots[i].drv.ud = &s->slots[i];
-        atomic_init(&s->slots[i].gen, 1);
-        pthread_mutex_init(&s->slots[i].mu, NULL);
-    }
+    if (slots_new(s) < 0 || !s->active) return mw_err_set(err, MW_ENOMEM, "out of memory");
     mw_tcp_opts_t tcp = s->o.tcp;
     tcp.blocking = false; /* blocking mode waits in epoll, then reads without blocking */
     int r = mw_tcp_listen(&s->lis, u->host, u->port, &tcp, err);
@@ -544,7 +635,6 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
         .budget = -1,
     };
     atomic_init(&s->refs, 1);
-    pthread_mutex_init(&s->lock, NULL);
     if ((r = setup(s, &u, err)) < 0) {
         mw_svc_free(s);
         return r;
@@ -700,7 +790,7 @@ int mw_svc_flush(mw_svc_t *s, mw_conn_id_t id) {
 
 int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg) {
     int n = 0;
-    for (uint32_t i = 0; i < s->cap; i++) {
+    for (uint32_t i = 0, hw = slots_seen(s); i < hw; i++) {
         slot_t *sl = &s->slots[i];
         if (atomic_load(&sl->open) && mw_svc_send_to(s, make_id(sl), sch, msg) == 0) n++;
     }
@@ -768,7 +858,7 @@ void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st) {
     st->bytes_out = atomic_load(&s->bytes_out);
     st->connections = atomic_load(&s->nconns);
     /* add the open connections' counts (racy in event mode; for display) */
-    for (uint32_t i = 0; i < s->cap; i++) { /* closed ones were folded in at on_close */
+    for (uint32_t i = 0, hw = slots_seen(s); i < hw; i++) { /* closed ones were folded in at on_close */
         if (!atomic_load(&s->slots[i].open)) continue;
         mw_conn_stats_t c;
         mw_conn_stats(&s->slots[i].conn, &c);
@@ -798,7 +888,7 @@ void mw_svc_close(mw_svc_t *s) {
     if (s->io) mw_io_timer_stop(s->io, &s->t_accept);
     mw_listener_free(s->lis);
     s->lis = NULL;
-    for (uint32_t i = 0; s->slots && i < s->cap; i++) {
+    for (uint32_t i = 0, hw = s->slots ? slots_seen(s) : 0; i < hw; i++) {
         slot_t *sl = &s->slots[i];
         if (!atomic_load(&sl->used)) continue;
         if (sl->drv.state != MW__DRV_LINGER) { /* still open for the application */
@@ -829,11 +919,9 @@ void mw_svc_free(mw_svc_t *s) {
 
 /* The last reference: the owner's (mw_svc_free) or a queued request's. */
 static void svc_release(mw_svc_t *s) {
-    for (uint32_t i = 0; s->slots && i < s->cap; i++) pthread_mutex_destroy(&s->slots[i].mu);
-    pthread_mutex_destroy(&s->lock);
+    slots_free(s);
     if (s->have_tr) mw_transport_fini(&s->tr);
     free(s->workers);
-    free(s->slots);
     free(s->active);
     free(s);
 }
