@@ -5,6 +5,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +54,8 @@ struct mw_svc {
     _Atomic uint32_t hwm;      /* slots [0, hwm) have been initialised (handed out once) */
     _Atomic uint32_t freed;    /* slots freed since the acceptor last looked: a stack (MPSC) */
     uint32_t fq_head, fq_tail; /* the acceptor's free queue, oldest first (NO_SLOT: empty) */
+    _Atomic uint32_t nused;    /* slots in use (accept until the driver let go) */
+    uint32_t *gens;            /* generations kept while the table's pages are given back */
     uint32_t *active;          /* spin/blocking: open slots, for fair recv */
     uint32_t nactive, rr;
     slot_t *solo;              /* blocking mode, one connection: read it blocking */
@@ -351,14 +357,25 @@ static void attach_posted(mw_svc_t *s, slot_t *sl, intptr_t arg) {
  * no freed one waits: the table is touched from its start and only as far
  * as the most connections open at once (the high-water mark, hwm). No lock:
  * one exchange per refill of the queue, one CAS per free. */
+/* The slots ever handed out; every other slot is still zero (unused). */
+static uint32_t slots_seen(const mw_svc_t *s) { return atomic_load_explicit(&s->hwm, memory_order_acquire); }
+
+/* Slots in use at once before the last one leaving gives memory back. */
+#define SHRINK_MIN 64u
+
 static void init_slot(mw_svc_t *s, uint32_t i) {
     slot_t *sl = &s->slots[i];
+    uint32_t gen = s->gens ? s->gens[i] : 0; /* the table was given back: go on from its generation */
     sl->idx = i;
     sl->svc = s;
     sl->drv.ud = sl;
     sl->next_free = NO_SLOT;
-    atomic_store(&sl->gen, 1);
-    pthread_mutex_init(&sl->mu, NULL);
+    atomic_store(&sl->gen, gen ? gen : 1);
+    /* A slot given back is zero again, and a zero mutex is an initialised
+     * one on Linux (glibc and musl: PTHREAD_MUTEX_INITIALIZER is all zero);
+     * not initialising it again keeps a late sender's lock/unlock pair on it
+     * (WITH_SLOT that found a connection just closing) balanced. */
+    if (!gen) pthread_mutex_init(&sl->mu, NULL);
 }
 
 static void take_freed(mw_svc_t *s) {
@@ -390,19 +407,58 @@ static slot_t *alloc_slot(mw_svc_t *s) {
     slot_t *sl = &s->slots[i];
     sl->next_free = NO_SLOT;
     atomic_store(&sl->used, true);
+    atomic_fetch_add(&s->nused, 1);
     return sl;
 }
 
-/* Any thread, once nothing refers to the slot's connection any more. */
+static void shrink_posted(void *ud);
+
+/* Any thread, once nothing refers to the slot's connection any more. The
+ * push comes before the count drops: a shrink that finds no slot in use
+ * finds every free slot on the stack. */
 static void free_slot(mw_svc_t *s, slot_t *sl) {
     uint32_t head = atomic_load_explicit(&s->freed, memory_order_relaxed);
     do sl->next_free = head;
     while (!atomic_compare_exchange_weak_explicit(&s->freed, &head, sl->idx, memory_order_release,
                                                   memory_order_relaxed));
+    if (atomic_fetch_sub(&s->nused, 1) != 1 || !s->slots_mapped || s->closed_all) return;
+    if (slots_seen(s) < SHRINK_MIN) return;
+    atomic_fetch_add(&s->refs, 1); /* the Svc outlives the request */
+    if (mw_io_post(s->io, shrink_posted, s) < 0) atomic_fetch_sub(&s->refs, 1);
 }
 
-/* The slots ever handed out; every other slot is still zero (unused). */
-static uint32_t slots_seen(const mw_svc_t *s) { return atomic_load_explicit(&s->hwm, memory_order_acquire); }
+/* The last connection has gone: the memory many connections used comes
+ * back. The slot table's pages (from mmap) are given back to the kernel
+ * with MADV_DONTNEED, read as zero from then on (a zero slot is an unused
+ * one), and the table is handed out from its start again, each slot going
+ * on from its generation (kept in gens, 4 bytes a slot). glibc keeps the
+ * memory freed by the connections (streams, buffers over the pool's bound)
+ * in its arenas: malloc_trim(0) hands it back. Runs on the acceptor's
+ * thread (the only one that allocates slots), and only after more than
+ * SHRINK_MIN slots were in use, so a lone client coming and going costs
+ * nothing. */
+static void shrink_slots(mw_svc_t *s) {
+    if (atomic_load(&s->nused) != 0) return; /* a client came meanwhile */
+    uint32_t hw = slots_seen(s);
+    if (hw < SHRINK_MIN) return;
+    if (!s->gens && !(s->gens = calloc(s->cap, sizeof *s->gens))) return;
+    for (uint32_t i = 0; i < hw; i++) s->gens[i] = atomic_load(&s->slots[i].gen);
+    atomic_store(&s->freed, NO_SLOT); /* every slot below hw is free: forget the lists */
+    s->fq_head = s->fq_tail = NO_SLOT;
+    atomic_store(&s->hwm, 0);
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t bytes = (size_t)hw * sizeof *s->slots, page = pg > 0 ? (size_t)pg : 4096;
+    madvise(s->slots, (bytes + page - 1) / page * page, MADV_DONTNEED);
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
+static void shrink_posted(void *ud) {
+    mw_svc_t *s = ud;
+    if (!atomic_load(&s->dead) && !s->closed_all) shrink_slots(s);
+    if (atomic_fetch_sub(&s->refs, 1) == 1) svc_release(s);
+}
 
 /* The table is zero until used: from mmap when large, so that its pages
  * become resident only as connections first reach them. */
@@ -425,6 +481,7 @@ static int slots_new(mw_svc_t *s) {
 }
 
 static void slots_free(mw_svc_t *s) {
+    free(s->gens);
     if (!s->slots) return;
     for (uint32_t i = 0; i < slots_seen(s); i++) pthread_mutex_destroy(&s->slots[i].mu);
     if (s->slots_mapped) munmap(s->slots, (size_t)s->cap * sizeof *s->slots);

@@ -94,7 +94,7 @@ static void echo(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const voi
 }
 
 /* The ids on_accept saw, in order (the slot tests). */
-#define MAX_IDS 64
+#define MAX_IDS 128
 static mw_conn_id_t accepted_ids[MAX_IDS];
 static atomic_int n_accepted_ids;
 
@@ -592,6 +592,68 @@ static void test_conn_buffers_are_taken_when_needed_and_given_back_when_empty(vo
     mw_conn_fini(&b);
 }
 
+/* The last of more than 64 clients leaving gives the slot table's pages
+ * back: the table is handed out from its start again, and each slot goes on
+ * from its generation. On a caller's io polled here, so that the posted
+ * give-back surely ran before the next client comes. Without it the oldest
+ * free slot (the last one of the table, freed first here) would come next. */
+static void test_svc_gives_slots_back_when_the_last_client_leaves(void **state) {
+    (void)state;
+    enum { N = 70 };
+    mw_io_t *io = NULL;
+    mw_err_t err = {0};
+    if (mw_io_new(&io, NULL, &err) != 0) fail_msg("io: %s", mw_err_text(&err));
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.workers = 0;
+    o.io = io;
+    o.max_connections = 2000; /* a table large enough to come from mmap */
+    o.conn.rx_buf = o.conn.tx_buf = 4096;
+    o.conn.max_msg = 1024;
+    mw_svc_t *s = svc_start_opts(&o, &test_protocol);
+    int port = mw_svc_port(s);
+    int base = count_fds();
+    int fd[N];
+    mw_conn_id_t id[N];
+    for (int i = 0; i < N; i++) {
+        fd[i] = raw_connect(port);
+        uint64_t dl = mw_now_ns() + (uint64_t)WAIT_MS * MW_NS_PER_MS;
+        while (atomic_load(&n_accepted_ids) <= i && mw_now_ns() < dl) mw_io_poll(io, 10 * MW_NS_PER_MS);
+        if (atomic_load(&n_accepted_ids) <= i) fail_msg("client %d not accepted", i);
+        id[i] = accepted_ids[i];
+        assert_int_equal(slot_of(id[i]), (uint32_t)i);
+    }
+    for (int i = N - 1; i >= 0; i--) close(fd[i]);
+    uint64_t dl = mw_now_ns() + (uint64_t)WAIT_MS * MW_NS_PER_MS;
+    while ((count_fds() != base || mw_svc_conn_count(s) != 0) && mw_now_ns() < dl) mw_io_poll(io, 10 * MW_NS_PER_MS);
+    if (count_fds() != base) fail_msg("fds %d, want %d", count_fds(), base);
+    for (int i = 0; i < 4; i++) mw_io_poll(io, 0); /* runs what the last close posted */
+    int nfd = raw_connect(port);
+    dl = mw_now_ns() + (uint64_t)WAIT_MS * MW_NS_PER_MS;
+    while (atomic_load(&n_accepted_ids) <= N && mw_now_ns() < dl) mw_io_poll(io, 10 * MW_NS_PER_MS);
+    if (atomic_load(&n_accepted_ids) <= N) fail_msg("the new client was not accepted");
+    mw_conn_id_t nid = accepted_ids[N];
+    if (slot_of(nid) != 0 || gen_of(nid) != 2)
+        fail_msg("new client: slot %u gen %u, want slot 0 gen 2", slot_of(nid), gen_of(nid));
+    ping_t p = {.seq = 1, .sent_ns = 2};
+    assert_int_equal(mw_svc_send_to(s, id[0], ping_schema(), &p), MW_ECLOSED); /* the stale id */
+    uint8_t f[PING_WIRE], back[PING_WIRE];
+    ping_frame(f, 5);
+    mw_test_raw_write(nfd, f, sizeof f);
+    dl = mw_now_ns() + (uint64_t)WAIT_MS * MW_NS_PER_MS;
+    size_t got = 0;
+    while (got < sizeof back && mw_now_ns() < dl) {
+        mw_io_poll(io, 10 * MW_NS_PER_MS);
+        ssize_t r = recv(nfd, back + got, sizeof back - got, MSG_DONTWAIT);
+        if (r > 0) got += (size_t)r;
+    }
+    assert_int_equal(got, sizeof back);
+    assert_memory_equal(f, back, sizeof f);
+    close(nfd);
+    mw_svc_free(s);
+    mw_io_free(io);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listener_backlog_defaults_to_large_value_capped_by_somaxconn),
@@ -602,6 +664,7 @@ int main(void) {
         cmocka_unit_test(test_svc_counts_each_client_once_and_frees_its_fd_with_2_libevent_workers),
         cmocka_unit_test(test_svc_over_max_connections_counts_each_client_once_with_2_workers),
         cmocka_unit_test(test_svc_reuses_freed_slots_oldest_first_with_a_new_generation),
+        cmocka_unit_test(test_svc_gives_slots_back_when_the_last_client_leaves),
         cmocka_unit_test(test_svc_idle_connections_hold_no_buffer_and_grow_for_a_big_message),
         cmocka_unit_test(test_conn_buffers_are_taken_when_needed_and_given_back_when_empty),
     };
