@@ -70,8 +70,10 @@ typedef struct mw_conn_opts {
                             only on message streams (WebSocket: there framing is
                             always the stream's messages, whatever is asked) */
     uint32_t max_msg;    /* largest payload sent or accepted; default 65536 */
-    uint32_t rx_buf;     /* rx buffer bytes; default 256 KiB, at least one max frame */
-    uint32_t tx_buf;     /* tx buffer bytes; default 256 KiB, at least one max frame */
+    uint32_t rx_buf;     /* most rx buffer bytes (it grows to this on demand); default
+                            256 KiB, at least one max frame */
+    uint32_t tx_buf;     /* most tx buffer bytes: the send queue's capacity (it grows to
+                            this on demand); default 256 KiB, at least one max frame */
     unsigned flags;      /* MW_CONN_* */
 } mw_conn_opts_t;
 

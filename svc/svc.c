@@ -348,12 +348,12 @@ static void attach_posted(mw_svc_t *s, slot_t *sl, intptr_t arg) {
  * takes, and it takes the whole stack at once with an exchange, so there is
  * no ABA). The acceptor moves that stack, reversed, to the tail of its own
  * queue when the queue runs empty, and hands out the oldest free slot first
- * (FIFO). FIFO rather than LIFO: a slot, and with it its generation, is
- * reused as late as possible, so an id kept after its connection closed
- * meets the next connection in that slot later, and the 32-bit generation of
- * any one slot wraps around max_connections times more slowly under churn;
- * the price, a slot that is colder in the cache, is one miss per accept,
- * small beside accept4 itself. Slots never used before are taken only when
+ * (FIFO). FIFO rather than LIFO: LIFO would reuse the slot just freed over
+ * and over and advance its generation alone; FIFO spreads closes over every
+ * free slot, so a slot's 32-bit generation wraps (the only way a stale id
+ * could match again) as many times more slowly as there are free slots. The
+ * price, a slot colder in the cache, is one miss per accept, small beside
+ * accept4 itself. Slots never used before are taken only when
  * no freed one waits: the table is touched from its start and only as far
  * as the most connections open at once (the high-water mark, hwm). No lock:
  * one exchange per refill of the queue, one CAS per free. */
