@@ -1,5 +1,6 @@
 /* conn.c - message connection: framing + serdes + buffers over a stream. */
 #include "mw_conn.h"
+#include "buf_impl.h"
 #include "drv_impl.h"
 
 #include <stdlib.h>
@@ -105,11 +106,12 @@ int mw_conn_init(mw_conn_t *c, mw_stream_t *stream, const mw_protocol_t *p,
         mw_err_copy(err, c->tx.err.code ? &c->tx.err : &c->rx.err);
         goto fail;
     }
-    c->rx_msg = calloc(1, p->max_size);
-    if (!c->rx_msg || mw_buf_init(&c->tx.buf, o->tx_buf) < 0 || mw_buf_init(&c->rx.buf, o->rx_buf) < 0) {
-        r = mw_err_set(err, MW_ENOMEM, "out of memory for connection buffers");
-        goto fail;
-    }
+    /* No memory yet: buffers come from the pool as data does (mw_conn.h). */
+    c->tx.buf_max = o->tx_buf;
+    c->rx.buf_max = o->rx_buf;
+    c->tx.buf_want = MW__POOL_MIN;
+    /* a message stream reads whole messages only: room for a largest one */
+    c->rx.buf_want = c->msgs ? c->max_msg + MSG_HDR : MW__POOL_MIN;
     return 0;
 fail:
     mw_conn_fini(c);
@@ -122,9 +124,9 @@ void mw_conn_fini(mw_conn_t *c) {
     if (c->tx.sd.ops) mw_serdes_fini(&c->tx.sd);
     if (c->rx.sd.ops) mw_serdes_fini(&c->rx.sd);
     c->tx.sd.ops = c->rx.sd.ops = NULL;
-    mw_buf_fini(&c->tx.buf);
-    mw_buf_fini(&c->rx.buf);
-    free(c->rx_msg);
+    mw__buf_drop(&c->tx.buf);
+    mw__buf_drop(&c->rx.buf);
+    if (c->rx_msg) mw__pool_give(c->rx_msg, c->proto->max_size);
     c->rx_msg = NULL;
 }
 
@@ -156,6 +158,19 @@ static int tx_fail(mw_conn_t *c, int code) {
     return code;
 }
 
+/* The tx buffer has no room left from its start (or none at all): take
+ * one, or double it, at least to the size needed before, within tx_buf.
+ * MW_EAGAIN when it is at tx_buf already: the queue is full. */
+static int tx_grow(mw_conn_t *c) {
+    mw_conn_side_t *t = &c->tx;
+    if (t->buf.base && t->buf.cap >= t->buf_max) return MW_EAGAIN;
+    size_t want = t->buf.cap * 2 > t->buf_want ? t->buf.cap * 2 : t->buf_want;
+    if (mw__buf_grow(&t->buf, want, t->buf_max) < 0)
+        return mw_err_set(&t->err, MW_ENOMEM, "send: out of memory for a %zu-byte tx buffer", want);
+    if (t->buf.cap > t->buf_want) t->buf_want = (uint32_t)t->buf.cap;
+    return 0;
+}
+
 static int enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     mw_conn_side_t *t = &c->tx;
     if (t->failed) return t->failed;
@@ -171,8 +186,12 @@ static int enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
         n = room > pre + suf ? mw_serdes_encode(&t->sd, s, msg, mw_buf_tail(&t->buf) + pre, room - pre - suf)
                              : MW_ETOOBIG;
         if (n != MW_ETOOBIG || room == want) break;
-        if (!t->buf.rd) return MW_EAGAIN; /* full: flush first */
-        mw_buf_compact(&t->buf);
+        if (t->buf.rd) {
+            mw_buf_compact(&t->buf);
+            continue;
+        }
+        int g = tx_grow(c);
+        if (g < 0) return g; /* full (flush first), or out of memory */
     }
     if (n < 0) return mw_err_set(&t->err, (int)n, "encode %s: %s", s->name, mw_serdes_last_error(&t->sd));
     uint8_t *p = mw_buf_tail(&t->buf);
@@ -225,10 +244,8 @@ static int flush_msgs(mw_conn_t *c) {
     return 0;
 }
 
-static int flush_nl(mw_conn_t *c) {
+static int flush_bytes(mw_conn_t *c) {
     mw_conn_side_t *t = &c->tx;
-    if (t->failed) return t->failed;
-    if (c->msgs) return flush_msgs(c);
     size_t len;
     while ((len = mw_buf_len(&t->buf)) != 0) {
         ssize_t n = mw_stream_write(c->stream, mw_buf_data(&t->buf), len);
@@ -243,6 +260,16 @@ static int flush_nl(mw_conn_t *c) {
         return tx_fail(c, (int)n);
     }
     return 0;
+}
+
+/* Everything written: the empty tx buffer goes back to the pool (a claim
+ * open on this thread, without the tx lock, keeps it). */
+static int flush_nl(mw_conn_t *c) {
+    mw_conn_side_t *t = &c->tx;
+    if (t->failed) return t->failed;
+    int r = c->msgs ? flush_msgs(c) : flush_bytes(c);
+    if (r == 0 && !c->tx_claimed) mw__buf_trim(&t->buf);
+    return r;
 }
 
 int mw_conn_enqueue(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
@@ -285,8 +312,9 @@ uint8_t *mw_conn_claim(mw_conn_t *c, size_t max) {
     tx_lock(c);
     mw_conn_side_t *t = &c->tx;
     uint8_t *p = NULL;
+    size_t need = max + mw_frame_prefix_len(&t->fr) + mw_frame_suffix_len(&t->fr);
     if (!t->failed && !c->tx_claimed && max <= c->max_msg)
-        p = mw_buf_reserve(&t->buf, max + mw_frame_prefix_len(&t->fr) + mw_frame_suffix_len(&t->fr));
+        while (!(p = mw_buf_reserve(&t->buf, need)) && tx_grow(c) == 0) {}
     if (!p) {
         tx_unlock(c);
         return NULL;
@@ -375,6 +403,15 @@ static void note_read(mw_conn_t *c, size_t n) {
     }
 }
 
+/* Takes the rx buffer, or grows it, to want bytes (within rx_buf). */
+static int rx_grow(mw_conn_t *c, size_t want) {
+    mw_conn_side_t *r = &c->rx;
+    if (mw__buf_grow(&r->buf, want, r->buf_max) < 0)
+        return rx_fail(c, MW_ENOMEM, "recv: out of memory for a %zu-byte rx buffer", want);
+    if (r->buf.cap > r->buf_want) r->buf_want = (uint32_t)r->buf.cap;
+    return 0;
+}
+
 /* A message stream: one message per readmsg, each put behind the in-memory
  * header, while the rx buffer has room for a largest one. After the first,
  * only messages already whole inside the stream join (MW_MSG_BUFFERED): no
@@ -383,6 +420,7 @@ static void note_read(mw_conn_t *c, size_t n) {
 static ssize_t fill_msgs(mw_conn_t *c) {
     mw_buf_t *b = &c->rx.buf;
     size_t need = (size_t)c->max_msg + MSG_HDR, total = 0;
+    if (b->cap < c->rx.buf_want && rx_grow(c, c->rx.buf_want) < 0) return MW_ENOMEM;
     /* Compact when that makes room for a largest message: a message stream
      * cannot take part of one. */
     if (mw_buf_tailroom(b) < need && b->rd && b->cap - mw_buf_len(b) >= need) mw_buf_compact(b);
@@ -409,18 +447,29 @@ ssize_t mw_conn_fill(mw_conn_t *c) {
     if (r->failed) return r->failed;
     if (c->rx_eof) return c->rx_io_err ? c->rx_io_err : MW_ECLOSED;
     if (c->msgs) return fill_msgs(c);
+    /* No buffer yet (or a smaller one than a read filled before): take it. */
+    if (r->buf.cap < r->buf_want && rx_grow(c, r->buf_want) < 0) return MW_ENOMEM;
     size_t tail = mw_buf_tailroom(&r->buf);
     if (tail < c->max_msg + FRAME_OVERHEAD && r->buf.rd && compact_pays(c)) {
         mw_buf_compact(&r->buf);
         tail = mw_buf_tailroom(&r->buf);
     }
-    /* Full of frames not consumed yet: nothing can be read until they are
-     * consumed. Not an error. */
-    if (tail == 0) return MW_EAGAIN;
+    if (tail == 0) {
+        /* Full of frames not consumed yet: nothing can be read until they
+         * are consumed. Not an error. Full of one frame's beginning: it
+         * needs a larger buffer. */
+        if (r->buf.cap >= r->buf_max || r->buf.rd || !compact_pays(c)) return MW_EAGAIN;
+        if (rx_grow(c, r->buf.cap * 2) < 0) return MW_ENOMEM;
+        tail = mw_buf_tailroom(&r->buf);
+    }
     ssize_t n = mw_stream_read(c->stream, mw_buf_tail(&r->buf), tail);
     if (n > 0) {
         mw_buf_commit(&r->buf, (size_t)n);
         note_read(c, (size_t)n);
+        /* The read filled the buffer: the kernel may hold more. Read more
+         * at a time from now on (the next buffer taken is larger). */
+        if ((size_t)n == tail && r->buf.cap < r->buf_max && r->buf_want < r->buf.cap * 2)
+            r->buf_want = (uint32_t)(r->buf.cap * 2 > r->buf_max ? r->buf_max : r->buf.cap * 2);
         return n;
     }
     return n == MW_EAGAIN ? n : read_end(c, n);
@@ -442,9 +491,9 @@ static int need_more(mw_conn_t *c) {
 /* The first message failed: what the peer's first bytes look like, when
  * that suggests it speaks something else (another serdes, TLS, HTTP). */
 const char *mw__conn_peer_hint(const mw_conn_t *c) {
-    if (c->rx.msgs) return ""; /* it spoke our language before */
-    const uint8_t *p = mw_buf_data(&c->rx.buf);
     size_t n = mw_buf_len(&c->rx.buf);
+    if (c->rx.msgs || !n) return ""; /* it spoke our language before, or nothing to look at */
+    const uint8_t *p = mw_buf_data(&c->rx.buf);
     bool text = c->rx.sd.ops->text, framed = !c->msgs && c->rx.fr.kind == MW_FRAME_U32BE;
     if (n >= 2 && p[0] == 0x16 && p[1] == 0x03) return " (the peer seems to start TLS: is its URL tls:// or wss://?)";
     if (n >= 4 && (!memcmp(p, "GET ", 4) || !memcmp(p, "HTTP", 4)))
@@ -545,20 +594,34 @@ int mw_conn_recv(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     }
 }
 
+/* The decode scratch is held while messages are delivered: taken from the
+ * pool when something is buffered, given back after (unless the pool has
+ * no room for it: then the connection keeps it, as it keeps a large buffer). */
 int mw_conn_dispatch(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int budget) {
     int n = 0;
     c->rx_stopped = false;
+    size_t cap = c->proto->max_size;
+    bool took = false;
+    if (!c->rx_msg && mw_buf_len(&c->rx.buf)) {
+        if (!(c->rx_msg = mw__pool_take(cap)))
+            return rx_fail(c, MW_ENOMEM, "recv: out of memory for a %zu-byte decode scratch", cap);
+        took = true; /* a dispatch inside fn (same conn) uses it as it is */
+    }
     while (budget < 0 || n < budget) {
         const mw_schema_t *s;
-        int r = mw_conn_next(c, &s, c->rx_msg, c->proto->max_size);
+        int r = mw_conn_next(c, &s, c->rx_msg, cap);
         if (r == MW_EAGAIN) break;
-        if (r < 0) return r;
+        if (r < 0) {
+            n = r;
+            break;
+        }
         n++;
         if (!fn(ud, c, s, c->rx_msg)) {
             c->rx_stopped = true;
             break;
         }
     }
+    if (took && mw__pool_keep(c->rx_msg, cap)) c->rx_msg = NULL;
     return n;
 }
 
@@ -573,7 +636,10 @@ ssize_t mw_conn_pump(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int max_reads, b
         if (n > 0) total += n;
         /* Input the stream holds (TLS, WebSocket) shows on no fd: read again.
          * This also covers a fill that found the rx buffer full. */
-        if (c->rx_stopped || mw_stream_pending(c->stream) == 0) return total;
+        if (c->rx_stopped || mw_stream_pending(c->stream) == 0) {
+            mw__buf_trim(&c->rx.buf); /* every message delivered: an idle connection holds no buffer */
+            return total;
+        }
     }
     *more = true;
     return total;
@@ -584,6 +650,7 @@ void mw_conn_stats(const mw_conn_t *c, mw_conn_stats_t *st) {
     st->bytes_out = c->tx.bytes;
     st->msgs_in = c->rx.msgs;
     st->bytes_in = c->rx.bytes;
+    st->buffer_bytes = c->rx.buf.cap + c->tx.buf.cap + (c->rx_msg ? c->proto->max_size : 0);
 }
 
 const char *mw_conn_last_error(const mw_conn_t *c) {

@@ -65,7 +65,7 @@ static void call_up(mw__drv_t *d) {
 /* ---- backpressure ---------------------------------------------------------------- */
 
 static size_t low_water(const mw_conn_t *c) {
-    size_t cap = c->tx.buf.cap, frame = (size_t)c->max_msg + 8, lwm = cap / 4;
+    size_t cap = c->tx.buf_max, frame = (size_t)c->max_msg + 8, lwm = cap / 4;
     return cap > frame && cap - frame < lwm ? cap - frame : lwm;
 }
 
@@ -335,10 +335,11 @@ static void linger_step(mw__drv_t *d) {
         mw_transport_shutdown(c->stream);
         d->shut_wr = true;
     }
+    uint8_t junk[4096]; /* the rx buffer, if the connection holds one, else this */
     for (int i = 0; i < PASS_READS; i++) {
         mw_buf_t *b = &c->rx.buf;
         b->rd = b->wr = 0; /* unread input is discarded */
-        ssize_t n = mw_stream_read(c->stream, b->base, b->cap);
+        ssize_t n = b->base ? mw_stream_read(c->stream, b->base, b->cap) : mw_stream_read(c->stream, junk, sizeof junk);
         if (n == MW_EAGAIN) break;
         if (n < 0) {
             c->rx_eof = true;
@@ -497,6 +498,10 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
     mw_io_timer_init(&d->t_rx, on_rx_timeout, d);
     d->partial_since = 0;
     d->got_first = false;
+    /* Pull mode reads ahead of its owner (spin/blocking recv takes one message
+     * per call, fairly across connections): its rx buffer is full size from
+     * the first read, as fill-then-deliver in push mode needs only a small one. */
+    if (!cfg->on_msg) conn->rx.buf_want = conn->rx.buf_max;
     d->state = MW__DRV_HANDSHAKE;
     mw_sel_src_init(&d->src, mw_stream_fd(conn->stream), want_of(d), on_ready, d);
     int r = mw_io_add(io, &d->src);

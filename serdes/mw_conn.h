@@ -28,8 +28,18 @@
  * several threads (e.g. an event loop flushing and an application thread
  * sending) may share it.
  *
- * Steady state allocates nothing: buffers and the decode scratch are
- * allocated by mw_conn_init.
+ * Memory is held only while it is used: the rx and tx buffers (and the decode
+ * scratch of event mode) come from a per-thread pool of 4 KiB << k blocks
+ * (core/buf_impl.h) when data arrives or a message is sent, 4 KiB at first,
+ * and grow, up to rx_buf / tx_buf, only when a message (or a full read) needs
+ * more. An empty tx buffer goes back to the pool when a flush has written
+ * everything; an empty rx buffer when mw_conn_pump returns (event mode; a
+ * pull-mode reader keeps its rx buffer while open, since its messages borrow
+ * from it until the next rx call, and its driver takes it at rx_buf size at
+ * once, as before). So an idle event-mode connection holds no buffer,
+ * and steady state allocates nothing: the pool keeps the blocks the traffic
+ * needs, and a buffer too large for the pool stays with its connection. Growth
+ * allocates only when a message is larger than any before it on that side.
  */
 #ifndef MW_CONN_H
 #define MW_CONN_H
@@ -60,8 +70,10 @@ typedef struct mw_conn_opts {
                             only on message streams (WebSocket: there framing is
                             always the stream's messages, whatever is asked) */
     uint32_t max_msg;    /* largest payload sent or accepted; default 65536 */
-    uint32_t rx_buf;     /* rx buffer bytes; default 256 KiB, at least one max frame */
-    uint32_t tx_buf;     /* tx buffer bytes; default 256 KiB, at least one max frame */
+    uint32_t rx_buf;     /* most rx buffer bytes (it grows to this on demand); default
+                            256 KiB, at least one max frame */
+    uint32_t tx_buf;     /* most tx buffer bytes: the send queue's capacity (it grows to
+                            this on demand); default 256 KiB, at least one max frame */
     unsigned flags;      /* MW_CONN_* */
 } mw_conn_opts_t;
 
@@ -74,7 +86,9 @@ typedef void (*mw_conn_hook_fn)(void *ud, const mw_schema_t *s, const void *msg)
 typedef struct mw_conn_side {
     mw_serdes_t sd;
     mw_framer_t fr;
-    mw_buf_t buf;
+    mw_buf_t buf;       /* held only while in use (see above) */
+    uint32_t buf_max;   /* the most buf may grow to: opts rx_buf / tx_buf */
+    uint32_t buf_want;  /* capacity to take next time: grown by what messages needed */
     uint64_t msgs, bytes;
     mw_conn_hook_fn hook;
     void *hook_ud;
@@ -90,7 +104,7 @@ typedef struct mw_conn {
     bool msgs;          /* the stream is a message stream (WebSocket): readmsg/writemsgs */
     mw_conn_side_t tx;
     mw_conn_side_t rx;
-    void *rx_msg;       /* decode scratch of proto->max_size bytes */
+    void *rx_msg;       /* decode scratch of proto->max_size bytes while dispatching */
     uint64_t rx_ts_ns;  /* MW_CONN_RX_TIMESTAMPS: clock at the last read */
     size_t rx_scanned;  /* LINE framing: buffered bytes known to hold no newline */
     bool rx_stopped;    /* the last dispatch stopped because its callback asked */
@@ -104,14 +118,20 @@ typedef struct mw_conn {
 
 typedef struct mw_conn_stats {
     uint64_t msgs_out, bytes_out, msgs_in, bytes_in;
+    /* Buffer memory the connection holds now: rx + tx buffer capacity plus
+     * the decode scratch; 0 for an idle event-mode connection (see above).
+     * Read from another thread than the connection's, it is a snapshot. */
+    uint64_t buffer_bytes;
 } mw_conn_stats_t;
 
-/* Takes ownership of stream (also on failure: it is freed). Allocates the
- * buffers and scratch. Returns 0, MW_EINVAL (bad options: unknown serdes,
- * buffers smaller than one max frame; text in err) or MW_ENOMEM. */
+/* Takes ownership of stream (also on failure: it is freed). Buffers are
+ * taken later, as data comes (a send or a read may then fail with
+ * MW_ENOMEM). Returns 0, MW_EINVAL (bad options: unknown serdes, buffers
+ * smaller than one max frame; text in err) or MW_ENOMEM. */
 int mw_conn_init(mw_conn_t *c, mw_stream_t *stream, const mw_protocol_t *p,
                  const mw_conn_opts_t *o, mw_err_t *err);
-/* Frees the stream, buffers and serdes state. Safe on a zeroed conn. */
+/* Frees the stream and serdes state; buffers go back to the pool. Safe on a
+ * zeroed conn. */
 void mw_conn_fini(mw_conn_t *c);
 
 /* Switches serdes (and framing: MW_FRAME_AUTO = the serdes' default) for the

@@ -7,6 +7,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +28,13 @@ typedef struct slot {
     atomic_bool used;         /* from accept until the driver let go (linger included) */
     atomic_bool open;         /* the application's: from accept until on_close */
     uint32_t idx;
+    uint32_t next_free;       /* free-list link (NO_SLOT: none) */
     mw_err_t err;             /* why it closed; kept for on_close / conn_error */
     mw__sess_t *sess;         /* sessions: the one this connection logged on to */
     mw_io_timer_t t_sess;     /* sessions: heartbeats, resend, logon timeout */
 } slot_t;
+
+#define NO_SLOT UINT32_MAX
 
 struct worker {
     mw_io_t *io;
@@ -45,14 +53,19 @@ struct mw_svc {
     worker_t *workers;
     uint32_t nworkers, next_worker;
     mw__drv_cfg_t drv_cfg;     /* one driver configuration for every connection */
-    slot_t *slots;
+    slot_t *slots;             /* cap slots, zero until first used; mmap'd when large (slots_mapped) */
     uint32_t cap;
+    bool slots_mapped;
+    _Atomic uint32_t hwm;      /* slots [0, hwm) have been initialised (handed out once) */
+    _Atomic uint32_t freed;    /* slots freed since the acceptor last looked: a stack (MPSC) */
+    uint32_t fq_head, fq_tail; /* the acceptor's free queue, oldest first (NO_SLOT: empty) */
+    _Atomic uint32_t nused;    /* slots in use (accept until the driver let go) */
+    uint32_t *gens;            /* generations kept while the table's pages are given back */
     uint32_t *active;          /* spin/blocking: open slots, for fair recv */
     uint32_t nactive, rr;
     slot_t *solo;              /* blocking mode, one connection: read it blocking */
     uint32_t solo_tick, spin_tick;
     uint64_t solo_polled_ns, polled_ns;
-    pthread_mutex_t lock;      /* slot allocation (event mode: accept vs close) */
     _Atomic uint64_t accepted, refused_full, refused_nofd, closed, closed_bad_input, msgs_in, msgs_out, bytes_in,
         bytes_out;
     mw_io_timer_t t_accept;    /* the listener's back-off (out of descriptors) */
@@ -75,6 +88,8 @@ struct mw_svc {
 static inline mw_conn_id_t make_id(const slot_t *sl) {
     return ((uint64_t)atomic_load(&sl->gen) << 32) | sl->idx;
 }
+
+static void free_slot(mw_svc_t *s, slot_t *sl);
 
 void mw_svc_opts_init(mw_svc_opts_t *o) {
     memset(o, 0, sizeof *o);
@@ -362,6 +377,7 @@ static void drv_gone(mw__drv_t *d) {
     mw_conn_fini(&sl->conn);
     atomic_store(&sl->used, false);
     pthread_mutex_unlock(&sl->mu);
+    free_slot(sl->svc, sl);
 }
 
 /* ---- blocking mode with one connection ------------------------------------
@@ -425,6 +441,7 @@ static void drop_unattached(mw_svc_t *s, slot_t *sl) {
     mw_conn_fini(&sl->conn);
     atomic_store(&sl->used, false);
     pthread_mutex_unlock(&sl->mu);
+    free_slot(s, sl);
     if (s->o.mode != MW_MODE_EVENT) active_remove(s, sl->idx);
     atomic_fetch_sub(&s->nconns, 1);
     atomic_fetch_add(&s->closed, 1);
@@ -452,14 +469,152 @@ static void attach_posted(mw_svc_t *s, slot_t *sl, intptr_t arg) {
     attach(s, sl);
 }
 
+/* ---- slots: O(1) allocation ---------------------------------------------------
+ * Only the acceptor (the thread that runs on_listener) allocates; any
+ * thread frees (the worker that let the connection go). A freed slot is
+ * pushed on a lock-free stack (MPSC: many threads push, only the acceptor
+ * takes, and it takes the whole stack at once with an exchange, so there is
+ * no ABA). The acceptor moves that stack, reversed, to the tail of its own
+ * queue when the queue runs empty, and hands out the oldest free slot first
+ * (FIFO). FIFO rather than LIFO: LIFO would reuse the slot just freed over
+ * and over and advance its generation alone; FIFO spreads closes over every
+ * free slot, so a slot's 32-bit generation wraps (the only way a stale id
+ * could match again) as many times more slowly as there are free slots. The
+ * price, a slot colder in the cache, is one miss per accept, small beside
+ * accept4 itself. Slots never used before are taken only when
+ * no freed one waits: the table is touched from its start and only as far
+ * as the most connections open at once (the high-water mark, hwm). No lock:
+ * one exchange per refill of the queue, one CAS per free. */
+/* The slots ever handed out; every other slot is still zero (unused). */
+static uint32_t slots_seen(const mw_svc_t *s) { return atomic_load_explicit(&s->hwm, memory_order_acquire); }
+
+/* Slots in use at once before the last one leaving gives memory back. */
+#define SHRINK_MIN 64u
+
+static void init_slot(mw_svc_t *s, uint32_t i) {
+    slot_t *sl = &s->slots[i];
+    uint32_t gen = s->gens ? s->gens[i] : 0; /* the table was given back: go on from its generation */
+    sl->idx = i;
+    sl->svc = s;
+    sl->drv.ud = sl;
+    sl->next_free = NO_SLOT;
+    atomic_store(&sl->gen, gen ? gen : 1);
+    /* A slot given back is zero again, and a zero mutex is an initialised
+     * one on Linux (glibc and musl: PTHREAD_MUTEX_INITIALIZER is all zero);
+     * not initialising it again keeps a late sender's lock/unlock pair on it
+     * (WITH_SLOT that found a connection just closing) balanced. */
+    if (!gen) pthread_mutex_init(&sl->mu, NULL);
+}
+
+static void take_freed(mw_svc_t *s) {
+    uint32_t i = atomic_exchange_explicit(&s->freed, NO_SLOT, memory_order_acquire), newest = i, prev = NO_SLOT;
+    while (i != NO_SLOT) { /* the stack is newest first: reverse it */
+        uint32_t next = s->slots[i].next_free;
+        s->slots[i].next_free = prev;
+        prev = i;
+        i = next;
+    }
+    if (prev == NO_SLOT) return;
+    if (s->fq_tail == NO_SLOT) s->fq_head = prev;
+    else s->slots[s->fq_tail].next_free = prev;
+    s->fq_tail = newest;
+}
+
 static slot_t *alloc_slot(mw_svc_t *s) {
-    pthread_mutex_lock(&s->lock);
-    slot_t *found = NULL;
-    for (uint32_t i = 0; i < s->cap && !found; i++)
-        if (!atomic_load(&s->slots[i].used)) found = &s->slots[i];
-    if (found) atomic_store(&found->used, true);
-    pthread_mutex_unlock(&s->lock);
-    return found;
+    if (s->fq_head == NO_SLOT) take_freed(s);
+    uint32_t i = s->fq_head;
+    if (i != NO_SLOT) {
+        s->fq_head = s->slots[i].next_free;
+        if (s->fq_head == NO_SLOT) s->fq_tail = NO_SLOT;
+    } else {
+        i = atomic_load_explicit(&s->hwm, memory_order_relaxed);
+        if (i >= s->cap) return NULL;
+        init_slot(s, i);
+        atomic_store_explicit(&s->hwm, i + 1, memory_order_release); /* loops over [0, hwm) see it whole */
+    }
+    slot_t *sl = &s->slots[i];
+    sl->next_free = NO_SLOT;
+    atomic_store(&sl->used, true);
+    atomic_fetch_add(&s->nused, 1);
+    return sl;
+}
+
+static void shrink_posted(void *ud);
+
+/* Any thread, once nothing refers to the slot's connection any more. The
+ * push comes before the count drops: a shrink that finds no slot in use
+ * finds every free slot on the stack. */
+static void free_slot(mw_svc_t *s, slot_t *sl) {
+    uint32_t head = atomic_load_explicit(&s->freed, memory_order_relaxed);
+    do sl->next_free = head;
+    while (!atomic_compare_exchange_weak_explicit(&s->freed, &head, sl->idx, memory_order_release,
+                                                  memory_order_relaxed));
+    if (atomic_fetch_sub(&s->nused, 1) != 1 || !s->slots_mapped || s->closed_all) return;
+    if (slots_seen(s) < SHRINK_MIN) return;
+    atomic_fetch_add(&s->refs, 1); /* the Svc outlives the request */
+    if (mw_io_post(s->io, shrink_posted, s) < 0) atomic_fetch_sub(&s->refs, 1);
+}
+
+/* The last connection has gone: the memory many connections used comes
+ * back. The slot table's pages (from mmap) are given back to the kernel
+ * with MADV_DONTNEED, read as zero from then on (a zero slot is an unused
+ * one), and the table is handed out from its start again, each slot going
+ * on from its generation (kept in gens, 4 bytes a slot). glibc keeps the
+ * memory freed by the connections (streams, buffers over the pool's bound)
+ * in its arenas: malloc_trim(0) hands it back. Runs on the acceptor's
+ * thread (the only one that allocates slots), and only after more than
+ * SHRINK_MIN slots were in use, so a lone client coming and going costs
+ * nothing. */
+static void shrink_slots(mw_svc_t *s) {
+    if (atomic_load(&s->nused) != 0) return; /* a client came meanwhile */
+    uint32_t hw = slots_seen(s);
+    if (hw < SHRINK_MIN) return;
+    if (!s->gens && !(s->gens = calloc(s->cap, sizeof *s->gens))) return;
+    for (uint32_t i = 0; i < hw; i++) s->gens[i] = atomic_load(&s->slots[i].gen);
+    atomic_store(&s->freed, NO_SLOT); /* every slot below hw is free: forget the lists */
+    s->fq_head = s->fq_tail = NO_SLOT;
+    atomic_store(&s->hwm, 0);
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t bytes = (size_t)hw * sizeof *s->slots, page = pg > 0 ? (size_t)pg : 4096;
+    madvise(s->slots, (bytes + page - 1) / page * page, MADV_DONTNEED);
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
+static void shrink_posted(void *ud) {
+    mw_svc_t *s = ud;
+    if (!atomic_load(&s->dead) && !s->closed_all) shrink_slots(s);
+    if (atomic_fetch_sub(&s->refs, 1) == 1) svc_release(s);
+}
+
+/* The table is zero until used: from mmap when large, so that its pages
+ * become resident only as connections first reach them. */
+#define SLOTS_MMAP_MIN (256u * 1024u)
+
+static int slots_new(mw_svc_t *s) {
+    size_t bytes = (size_t)s->cap * sizeof *s->slots;
+    s->fq_head = s->fq_tail = NO_SLOT;
+    atomic_init(&s->freed, NO_SLOT);
+    atomic_init(&s->hwm, 0);
+    if (bytes < SLOTS_MMAP_MIN) {
+        s->slots = calloc(s->cap, sizeof *s->slots);
+        return s->slots ? 0 : MW_ENOMEM;
+    }
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return MW_ENOMEM;
+    s->slots = p;
+    s->slots_mapped = true;
+    return 0;
+}
+
+static void slots_free(mw_svc_t *s) {
+    free(s->gens);
+    if (!s->slots) return;
+    for (uint32_t i = 0; i < slots_seen(s); i++) pthread_mutex_destroy(&s->slots[i].mu);
+    if (s->slots_mapped) munmap(s->slots, (size_t)s->cap * sizeof *s->slots);
+    else free(s->slots);
+    s->slots = NULL;
 }
 
 static void accept_one(mw_svc_t *s, mw_stream_t *st) {
@@ -482,6 +637,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     pthread_mutex_unlock(&sl->mu);
     if (r < 0) {
         atomic_store(&sl->used, false);
+        free_slot(s, sl);
         return;
     }
     sl->conn.tx.hook = s->o.on_sent;
@@ -598,16 +754,8 @@ static int start_workers(mw_svc_t *s, mw_err_t *err) {
 }
 
 static int setup(mw_svc_t *s, const mw_url_t *u, mw_err_t *err) {
-    s->slots = calloc(s->cap, sizeof *s->slots);
     s->active = calloc(s->cap, sizeof *s->active);
-    if (!s->slots || !s->active) return mw_err_set(err, MW_ENOMEM, "out of memory");
-    for (uint32_t i = 0; i < s->cap; i++) {
-        s->slots[i].idx = i;
-        s->slots[i].svc = s;
-        s->slots[i].drv.ud = &s->slots[i];
-        atomic_init(&s->slots[i].gen, 1);
-        pthread_mutex_init(&s->slots[i].mu, NULL);
-    }
+    if (slots_new(s) < 0 || !s->active) return mw_err_set(err, MW_ENOMEM, "out of memory");
     mw_tcp_opts_t tcp = s->o.tcp;
     tcp.blocking = false; /* blocking mode waits in epoll, then reads without blocking */
     int r = mw_tcp_listen(&s->lis, u->host, u->port, &tcp, err);
@@ -685,7 +833,6 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
         .budget = -1,
     };
     atomic_init(&s->refs, 1);
-    pthread_mutex_init(&s->lock, NULL);
     if ((r = setup(s, &u, err)) < 0) {
         mw_svc_free(s);
         return r;
@@ -883,7 +1030,7 @@ int mw_svc_flush(mw_svc_t *s, mw_conn_id_t id) {
 
 int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg) {
     int n = 0;
-    for (uint32_t i = 0; i < s->cap; i++) {
+    for (uint32_t i = 0, hw = slots_seen(s); i < hw; i++) {
         slot_t *sl = &s->slots[i];
         if (atomic_load(&sl->open) && mw_svc_send_to(s, make_id(sl), sch, msg) == 0) n++;
     }
@@ -951,7 +1098,7 @@ void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st) {
     st->bytes_out = atomic_load(&s->bytes_out);
     st->connections = atomic_load(&s->nconns);
     /* add the open connections' counts (racy in event mode; for display) */
-    for (uint32_t i = 0; i < s->cap; i++) { /* closed ones were folded in at on_close */
+    for (uint32_t i = 0, hw = slots_seen(s); i < hw; i++) { /* closed ones were folded in at on_close */
         if (!atomic_load(&s->slots[i].open)) continue;
         mw_conn_stats_t c;
         mw_conn_stats(&s->slots[i].conn, &c);
@@ -981,7 +1128,7 @@ void mw_svc_close(mw_svc_t *s) {
     if (s->io) mw_io_timer_stop(s->io, &s->t_accept);
     mw_listener_free(s->lis);
     s->lis = NULL;
-    for (uint32_t i = 0; s->slots && i < s->cap; i++) {
+    for (uint32_t i = 0, hw = s->slots ? slots_seen(s) : 0; i < hw; i++) {
         slot_t *sl = &s->slots[i];
         if (!atomic_load(&sl->used)) continue;
         if (sl->drv.state != MW__DRV_LINGER) { /* still open for the application */
@@ -1012,13 +1159,11 @@ void mw_svc_free(mw_svc_t *s) {
 
 /* The last reference: the owner's (mw_svc_free) or a queued request's. */
 static void svc_release(mw_svc_t *s) {
-    for (uint32_t i = 0; s->slots && i < s->cap; i++) pthread_mutex_destroy(&s->slots[i].mu);
-    pthread_mutex_destroy(&s->lock);
+    slots_free(s);
     if (s->have_tr) mw_transport_fini(&s->tr);
     mw__svc_sessions_fini(&s->stab);
     free(s->sproto);
     free(s->workers);
-    free(s->slots);
     free(s->active);
     free(s);
 }
