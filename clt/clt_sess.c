@@ -27,7 +27,8 @@ static int link_flush(void *ctx) {
 static void link_of(mw_clt_t *c, mw__sess_link_t *l) { *l = (mw__sess_link_t){c, link_send, link_flush}; }
 
 int mw__clt_sess_open(mw_clt_t *c, mw_err_t *err) {
-    if (!(c->sproto = mw__sess_proto(c->proto))) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!(c->sproto = mw__sess_proto(c->proto)) || !(c->sess_rx = calloc(1, c->sproto->max_size)))
+        return mw_err_set(err, MW_ENOMEM, "out of memory");
     int r = mw__sess_open(&c->sess, &c->o.session, c->o.session.id, MW__SESS_CLIENT, c->proto, err);
     if (r == 0) c->proto = c->sproto; /* the connection decodes both */
     return r;
@@ -38,6 +39,8 @@ void mw__clt_sess_free(mw_clt_t *c) {
     c->sess = NULL;
     free(c->sproto);
     c->sproto = NULL;
+    free(c->sess_rx);
+    c->sess_rx = NULL;
 }
 
 /* ---- spin and blocking ---------------------------------------------------------- */
@@ -75,9 +78,9 @@ int mw__clt_sess_logon_sync(mw_clt_t *c, mw_err_t *err) {
             if (f < 0 && f != MW_EAGAIN) return mw_err_set(err, f, "logon: %s", mw_conn_last_error(&c->conn));
         }
         const mw_schema_t *sch;
-        r = mw_conn_recv(&c->conn, &sch, c->conn.rx_msg, c->proto->max_size);
+        r = mw_conn_recv(&c->conn, &sch, c->sess_rx, c->proto->max_size);
         if (r == 0) {
-            int x = mw__sess_rx(c->sess, sch, c->conn.rx_msg, mw_now_ns());
+            int x = mw__sess_rx(c->sess, sch, c->sess_rx, mw_now_ns());
             if (x < 0) {
                 mw_conn_flush(&c->conn);
                 return mw_err_set(err, x == MW_ECLOSED ? MW_ESESSION : x, "%s", mw__sess_error(c->sess));
@@ -125,16 +128,16 @@ int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap)
         if (!c->open) return c->err.code ? c->err.code : MW_ECLOSED;
         if (!c->split && mw_conn_tx_pending(&c->conn)) mw__sess_flush(c->sess);
         const mw_schema_t *sch;
-        int r = mw_conn_recv(&c->conn, &sch, c->conn.rx_msg, c->proto->max_size);
+        int r = mw_conn_recv(&c->conn, &sch, c->sess_rx, c->proto->max_size);
         if (r == 0) {
-            int x = mw__sess_rx(c->sess, sch, c->conn.rx_msg, mw_now_ns());
+            int x = mw__sess_rx(c->sess, sch, c->sess_rx, mw_now_ns());
             if (x < 0) return sess_fail(c, x);
             if (x == 0) continue;
             if (sch->size > cap) {
                 mw_err_set(&c->err, MW_ETOOBIG, "recv: %s needs %u bytes, cap is %zu", sch->name, sch->size, cap);
                 return MW_ETOOBIG;
             }
-            memcpy(msg, c->conn.rx_msg, sch->size);
+            memcpy(msg, c->sess_rx, sch->size);
             *s = sch;
             return 0;
         }
@@ -230,9 +233,9 @@ int mw_clt_logout(mw_clt_t *c, const char *reason) {
     for (;;) {
         mw__sess_flush(c->sess);
         const mw_schema_t *sch;
-        r = mw_conn_recv(&c->conn, &sch, c->conn.rx_msg, c->proto->max_size);
+        r = mw_conn_recv(&c->conn, &sch, c->sess_rx, c->proto->max_size);
         if (r == 0) {
-            int x = mw__sess_rx(c->sess, sch, c->conn.rx_msg, mw_now_ns());
+            int x = mw__sess_rx(c->sess, sch, c->sess_rx, mw_now_ns());
             if (x == MW_ECLOSED) { r = 0; break; } /* answered */
             if (x < 0) { r = x; break; }
             if (x == 1) mw__sess_discard(c->sess); /* not handed over: sent again next time */

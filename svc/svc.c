@@ -82,6 +82,7 @@ struct mw_svc {
     mw__svc_sessions_t stab;
     mw__sess_t *uncommitted;   /* spin/blocking: the session of the message recv returned last */
     const mw_protocol_t *app;  /* the application's protocol (journal records) */
+    void *sess_rx;             /* spin/blocking: decode scratch of proto->max_size */
     mw_err_t err;
 };
 
@@ -806,10 +807,12 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
     if (o->session.enabled) {
         s->sessions = true;
         if (!o->session.journal_dir) r = mw_err_set(err, MW_EINVAL, "sessions need opts.session.journal_dir");
-        else if (!(s->sproto = mw__sess_proto(p)) || mw__svc_sessions_init(&s->stab, o->session.max_sessions) < 0)
+        else if (!(s->sproto = mw__sess_proto(p)) || !(s->sess_rx = calloc(1, s->sproto->max_size)) ||
+                 mw__svc_sessions_init(&s->stab, o->session.max_sessions) < 0)
             r = mw_err_set(err, MW_ENOMEM, "out of memory");
         if (r < 0) {
             mw_transport_fini(&s->tr);
+            free(s->sess_rx);
             free(s->sproto);
             free(s);
             return r;
@@ -867,16 +870,16 @@ int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns) {
 #define RESCAN 1
 static int sess_next(mw_svc_t *s, slot_t *sl, const mw_schema_t **sch, void *msg, size_t cap, bool read) {
     for (;;) {
-        int r = mw__drv_next(&sl->drv, sch, sl->conn.rx_msg, s->proto->max_size, read);
+        int r = mw__drv_next(&sl->drv, sch, s->sess_rx, s->proto->max_size, read);
         if (r != 0) return r;
-        int x = sess_in(s, sl, *sch, sl->conn.rx_msg);
+        int x = sess_in(s, sl, *sch, s->sess_rx);
         if (x < 0) return RESCAN;
         if (x == 0) continue;
         if ((*sch)->size > cap) {
             mw__sess_discard(sl->sess);
             return MW_ETOOBIG;
         }
-        memcpy(msg, sl->conn.rx_msg, (*sch)->size);
+        memcpy(msg, s->sess_rx, (*sch)->size);
         s->uncommitted = sl->sess;
         return 0;
     }
@@ -1163,6 +1166,7 @@ static void svc_release(mw_svc_t *s) {
     if (s->have_tr) mw_transport_fini(&s->tr);
     mw__svc_sessions_fini(&s->stab);
     free(s->sproto);
+    free(s->sess_rx);
     free(s->workers);
     free(s->active);
     free(s);
