@@ -626,6 +626,71 @@ static void test_session_sigkilled_client_resumes_from_its_journal(void **state)
     mw_clt_free(c);
 }
 
+/* A Svc that dies while its application handles message 5 (recv returned
+ * it, the next recv never came): after the restart the client resends 5
+ * and it is delivered again, flagged possibly handled before. */
+static void child_svc(fx_t *f, int wfd) {
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.session.enabled = true;
+    o.session.journal_dir = f->sdir;
+    mw_svc_t *s;
+    mw_err_t err;
+    if (mw_svc_listen(&s, "tcp://127.0.0.1:0", &test_protocol, &o, &err) < 0) _exit(2);
+    int port = mw_svc_port(s);
+    if (write(wfd, &port, sizeof port) != sizeof port) _exit(3);
+    for (;;) {
+        mw_conn_id_t id;
+        const mw_schema_t *sch;
+        test_msg_t m;
+        if (mw_svc_recv(s, &id, &sch, &m, sizeof m) != 0) continue;
+        if (sch->tag == ping_TAG && m.ping.seq == 5) _exit(0); /* dies handling it */
+        ping_t r = {.seq = m.ping.seq};
+        mw_svc_send_to(s, id, ping_schema(), &r);
+    }
+}
+
+static void test_session_possdup_after_a_crash_in_the_handler(void **state) {
+    fx_t *f = *state;
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        child_svc(f, pfd[1]);
+    }
+    close(pfd[1]);
+    int port = 0;
+    assert_int_equal(read(pfd[0], &port, sizeof port), (ssize_t)sizeof port);
+    close(pfd[0]);
+    snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", port);
+    mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "P1");
+    send_pings(c, 1, 5);
+    recv_pings(c, 1, 4, 0);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    mw_clt_free(c);
+    svc_start(f, 0); /* the restarted Svc, the same journals */
+    c = clt_connect(f, MW_MODE_SPIN, "P1");
+    want_t w = {f, 1};
+    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->ngot, 1);
+    assert_int_equal(f->got[0], 5);
+    assert_int_equal(f->payload[0], 5);
+    assert_int_equal(f->flags[0], MW_SEQ_POSSDUP | MW_SEQ_RESENT);
+    pthread_mutex_unlock(&f->mu);
+    recv_pings(c, 5, 5, 0); /* its answer: new from this Svc */
+    send_pings(c, 6, 6);
+    recv_pings(c, 6, 6, 0);
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->flags[1], 0);
+    pthread_mutex_unlock(&f->mu);
+    mw_clt_free(c);
+}
+
 /* Heartbeats keep an idle session up: both sides send them, nobody is
  * dropped for silence. */
 static bool clt_heard(void *ud) {
@@ -704,6 +769,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_session_first_message_must_be_logon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_sigkilled_client_resumes_from_its_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_heartbeats_keep_an_idle_session_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_possdup_after_a_crash_in_the_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_tls_text_blocking_clt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ws_text_libevent_spin_clt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_wss_msgpack_spin_clt, setup, teardown),
