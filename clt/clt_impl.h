@@ -49,6 +49,7 @@ struct mw_clt {
     mw_protocol_t *sproto; /* the application's protocol + the control messages */
     void *sess_rx;         /* spin/blocking: decode scratch of sproto->max_size */
     uint64_t sess_due;     /* spin/blocking: when the session next needs a pump */
+    uint32_t sess_tick;    /* spin: calls since the clock was read */
     mw_io_timer_t t_sess;  /* event mode: the session's pump */
     bool logging_out;      /* mw_clt_logout: stop once the peer answered */
 };

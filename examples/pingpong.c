@@ -4,6 +4,9 @@
  *                 [--cert F --key F] (and for clt: [--ca F] [--insecure])
  *   pingpong clt  --url URL [--mode ...] [--serdes S] [--size BYTES] [--count N]
  *                 [--warmup N] [--cpu N] [--json] [--plot FILE] [--progress]
+ *   (svc and clt) [--journal DIR [--fsync none|interval|always]]: a recoverable
+ *                 session on (journals in DIR/svc and DIR/clt; the clt resets
+ *                 the numbering at each run)
  *   pingpong demo [--mode M] [--serdes S] [--count N] [--cpu N]
  *
  * The svc echoes every message back to its sender. The clt sends one ping,
@@ -27,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "mw_clt.h"
@@ -41,6 +45,7 @@ static const char USAGE[] =
     "  pingpong clt  --url URL [--mode spin|blocking|event] [--serdes fixed|text|msgpack]\n"
     "                [--size BYTES] [--count N] [--warmup N] [--cpu N] [--json] [--plot FILE]\n"
     "                [--progress]\n"
+    "  (svc, clt)    [--journal DIR [--fsync none|interval|always]]: a recoverable session\n"
     "  pingpong demo [--mode spin|blocking|event] [--serdes fixed|text|msgpack] [--count N]\n"
     "                [--cpu N]  (clt on cpu N, svc on the next one)\n"
     "\n"
@@ -60,6 +65,7 @@ static const char USAGE[] =
 
 typedef struct cfg {
     const char *url, *mode_name, *serdes, *plot;
+    const char *journal, *fsync; /* --journal DIR: sessions on; --fsync none|interval|always */
     mw_mode_t mode;
     uint64_t size, count, warmup;
     int cpu;
@@ -68,9 +74,25 @@ typedef struct cfg {
     const mw_schema_t *sch;
 } cfg_t;
 
+/* --journal DIR: a session (journals in DIR/svc or DIR/clt, made here). */
+static void set_session(mw_session_opts_t *so, const cfg_t *c, const char *id) {
+    if (!c->journal) return;
+    static char dir[512];
+    snprintf(dir, sizeof dir, "%s/%s", c->journal, id ? "clt" : "svc");
+    mkdir(c->journal, 0700);
+    mkdir(dir, 0700);
+    so->enabled = true;
+    so->journal_dir = dir;
+    so->id = id;
+    so->reset = id != NULL; /* every run numbers from 1 */
+    const char *f = c->fsync ? c->fsync : "none";
+    so->fsync = !strcmp(f, "always") ? MW_FSYNC_ALWAYS : !strcmp(f, "interval") ? MW_FSYNC_INTERVAL : MW_FSYNC_NONE;
+}
+
 typedef struct result {
     tool_pct_t pct;
     double per_s;
+    mw_session_stats_t sess; /* --journal: the client's session at the end */
 } result_t;
 
 static void nap_ms(long ms) {
@@ -132,6 +154,7 @@ static void svc_open(echo_t *e, const cfg_t *c, const char *url) {
     o.on_msg = c->mode == MW_MODE_EVENT ? echo_on_msg : NULL;
     o.on_close = echo_closed;
     o.ud = e;
+    set_session(&o.session, c, NULL);
     e->mode = c->mode;
     e->once = c->once;
     atomic_init(&e->done, false);
@@ -330,6 +353,7 @@ static uint64_t *ping_run(const cfg_t *c, const char *url, result_t *res) {
     o.mode = c->mode;
     o.conn.serdes = c->serdes;
     o.timeout_ns = RTT_LIMIT_NS; /* blocking mode */
+    set_session(&o.session, c, "pingpong");
     if (c->mode == MW_MODE_EVENT) ev_open(p, &o);
     mw_err_t err;
     mw_err_clear(&err);
@@ -338,6 +362,8 @@ static uint64_t *ping_run(const cfg_t *c, const char *url, result_t *res) {
     if (c->mode == MW_MODE_EVENT) run_event(p);
     else run_sync(p);
     tool_progress_end(&p->prog);
+    memset(&res->sess, 0, sizeof res->sess);
+    if (c->journal) mw_clt_session_stats(p->clt, &res->sess);
     mw_clt_free(p->clt);
     mw_io_free(p->io);
 
@@ -357,6 +383,9 @@ static void print_result(const cfg_t *c, const result_t *r) {
     printf("rtt us: min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", q->min / 1e3,
            q->p50 / 1e3, q->p90 / 1e3, q->p99 / 1e3, q->p999 / 1e3, q->max / 1e3);
     printf("round trips/s: %.0f\n", r->per_s);
+    if (c->journal)
+        printf("session: fsync %s, %" PRIu64 " messages numbered, %" PRIu64 " fsyncs, journal %" PRIu64 " bytes\n",
+               c->fsync ? c->fsync : "none", r->sess.next_out - 1, r->sess.fsyncs, r->sess.journal_bytes);
 }
 
 static void print_json(const cfg_t *c, const result_t *r) {
@@ -376,6 +405,14 @@ static void print_json(const cfg_t *c, const result_t *r) {
     tool_json_u64(&j, "max", r->pct.max);
     tool_json_close(&j);
     tool_json_f64(&j, "rtt_per_s", r->per_s, 1);
+    if (c->journal) {
+        tool_json_obj(&j, "session");
+        tool_json_str(&j, "fsync", c->fsync ? c->fsync : "none");
+        tool_json_u64(&j, "next_out", r->sess.next_out);
+        tool_json_u64(&j, "fsyncs", r->sess.fsyncs);
+        tool_json_u64(&j, "journal_bytes", r->sess.journal_bytes);
+        tool_json_close(&j);
+    }
     tool_json_end(&j);
 }
 
@@ -477,6 +514,7 @@ int main(int argc, char **argv) {
         {"--cpu", TOOL_OPT_INT, &c.cpu, NULL},         {"--once", TOOL_OPT_FLAG, &c.once, NULL},
         {"--json", TOOL_OPT_FLAG, &c.json, NULL},      {"--plot", TOOL_OPT_STR, &c.plot, NULL},
         {"--progress", TOOL_OPT_FLAG, &c.progress, NULL},
+        {"--journal", TOOL_OPT_STR, &c.journal, NULL}, {"--fsync", TOOL_OPT_STR, &c.fsync, NULL},
         TOOL_TLS_OPTS(&c.tls),
     };
     if (!demo && strcmp(cmd, "svc") != 0 && strcmp(cmd, "clt") != 0) {

@@ -41,6 +41,7 @@ struct mw__sess {
     uint64_t resend_end;   /* numbers below it go out flagged resent */
     /* liveness */
     uint64_t hb_ns, last_tx, last_rx, test_id, test_sent_at;
+    bool txd, rxd;         /* sent / received since the last pump (no clock per message) */
     uint64_t rr_window_at, rr_count;
     /* delivery */
     uint64_t rx_seq;
@@ -150,7 +151,7 @@ bool mw__sess_behind(const mw__sess_t *s) { return s->resending; }
 
 static int link_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool more) {
     int r = s->l.send(s->l.ctx, sch, msg, more);
-    if (r == 0) s->last_tx = mw_now_ns();
+    if (r == 0) s->txd = true;
     return r;
 }
 
@@ -248,6 +249,7 @@ static void link_reset(mw__sess_t *s, const mw__sess_link_t *l, uint64_t now) {
     s->resending = s->marker_due = s->gap_wait = false;
     s->rx_resent = false;
     s->linked_at = s->last_rx = s->last_tx = now;
+    s->rxd = s->txd = false;
     s->test_sent_at = 0;
     s->rr_window_at = now;
     s->rr_count = 0;
@@ -383,6 +385,7 @@ static int protocol_error(mw__sess_t *s, const char *what) {
 
 static int on_resend_request(mw__sess_t *s, const mw_resend_request_t *rq, uint64_t now) {
     s->st.resend_requests++;
+    if (!now) now = mw_now_ns(); /* (callers on the hot path pass 0) */
     if (now - s->rr_window_at >= s->hb_ns) {
         s->rr_window_at = now;
         s->rr_count = 0;
@@ -502,8 +505,8 @@ int mw__sess_flush(mw__sess_t *s) {
 int mw__sess_rx(mw__sess_t *s, const mw_schema_t *sch, const void *msg, uint64_t now) {
     pthread_mutex_lock(&s->mu);
     if (s->delivering) mw__sess_delivered(s);
-    s->last_rx = now;
-    s->test_sent_at = 0;
+    (void)now;
+    s->rxd = true;
     int r;
     if (mw_session_tag(sch->tag)) {
         r = on_control(s, sch, msg, now);
@@ -607,6 +610,15 @@ int mw__sess_pump(mw__sess_t *s, uint64_t now) {
         if ((r = resend_some(s)) < 0) goto out;
         work += r;
         r = 0;
+    }
+    if (s->rxd) { /* heard from the peer since the last pump */
+        s->last_rx = now;
+        s->test_sent_at = 0;
+        s->rxd = false;
+    }
+    if (s->txd) {
+        s->last_tx = now;
+        s->txd = false;
     }
     uint64_t silent = now - s->last_rx;
     if (silent >= 3 * s->hb_ns) {

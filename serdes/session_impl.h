@@ -68,7 +68,7 @@ int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logo
  * (control message, duplicate, or dropped after a gap), or < 0: the
  * connection must close with that reason (text: mw__sess_error);
  * MW_ECLOSED for a normal logout (answered already). */
-int mw__sess_rx(mw__sess_t *s, const mw_schema_t *sch, const void *msg, uint64_t now);
+int mw__sess_rx(mw__sess_t *s, const mw_schema_t *sch, const void *msg, uint64_t now); /* now: 0 = read it when needed */
 void mw__sess_delivered(mw__sess_t *s); /* mutex held by the caller (inside rx) */
 void mw__sess_commit(mw__sess_t *s);    /* the same, taking the mutex */
 /* The message mw__sess_rx returned 1 for was NOT handed over (the owner is

@@ -91,13 +91,16 @@ def finish(p, what):
     return out
 
 
-def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=None, trace=None):
+def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=None, trace=None, journal=None,
+             fsync="none"):
     """One ping-pong run; trace=(svc file, clt file) runs both under strace -f."""
     base = "%s://127.0.0.1:%%d%s" % (scheme, "/pp" if scheme.startswith("ws") else "")
     if impl == "raw":
         svc = [RAW_PP, "svc", "--url", base % 0, "--mode", mode, "--size", str(size), "--once"]
     else:
         svc = [MW_PP, "svc", "--url", base % 0, "--mode", mode, "--serdes", serdes, "--once"]
+        if journal:
+            svc += ["--journal", journal, "--fsync", fsync]
         if pki:
             svc += ["--cert", pki[0], "--key", pki[1]]
     p, port = start_svc(strace_wrap(svc, trace and trace[0]), cpus[0])
@@ -107,6 +110,8 @@ def pingpong(impl, mode, serdes, size, count, warmup, cpus, scheme="tcp", pki=No
            "--warmup", str(warmup), "--json"]
     if impl != "raw":
         clt += ["--serdes", serdes]
+        if journal:
+            clt += ["--journal", journal, "--fsync", fsync]
         if pki:
             clt += ["--ca", pki[0]]
     try:
@@ -280,6 +285,46 @@ def syscalls(a, other, results):
             results["syscalls"]["modes"].append(syscall_rows(label, a.sys_base, a.sys_count, raw, mw, tmp))
 
 
+def sessions(a, warmup, other, results):
+    """Session ping-pong beside the plain one (same run, same pinning): fsync
+    none against the target, then what interval and always cost."""
+    import tempfile
+    print()
+    hdr = "%-18s %10s %10s %7s %10s %10s %7s %7s" % ("session pingpong", "plain p50", "sess p50", "ratio",
+                                                     "plain p99", "sess p99", "ratio", "target")
+    print(hdr)
+    print("-" * len(hdr))
+    results["sessions"] = []
+    with tempfile.TemporaryDirectory(prefix="mw_bench_sess_") as tmp:
+        for label, mode, cpus in [("spin", "spin", (0, other)), ("blocking", "blocking", (0, 0)),
+                                  ("event", "event", (0, 0))]:
+            plain, sess = [], []
+            for _ in range(a.rounds):
+                plain.append(pingpong("mw", mode, "fixed", 64, a.count, warmup, cpus))
+                sess.append(pingpong("mw", mode, "fixed", 64, a.count, warmup, cpus, journal=tmp))
+            med = lambda rs, k: statistics.median(r["rtt_ns"][k] for r in rs)
+            p50, s50, p99, s99 = med(plain, "p50"), med(sess, "p50"), med(plain, "p99"), med(sess, "p99")
+            ratio = s50 / p50 if p50 else float("nan")
+            print("%-18s %8.2fus %8.2fus %7.3f %8.2fus %8.2fus %7.3f %6.2fx%s" % (
+                label + " (none)", p50 / 1e3, s50 / 1e3, ratio, p99 / 1e3, s99 / 1e3, s99 / p99 if p99 else 0,
+                1.10, "" if ratio <= 1.10 else "  (over target)"))
+            results["sessions"].append({"mode": label, "fsync": "none", "plain_p50_ns": p50, "sess_p50_ns": s50,
+                                        "ratio_p50": ratio, "plain_p99_ns": p99, "sess_p99_ns": s99})
+        print()
+        hdr = "%-18s %10s %10s %12s %10s" % ("fsync cost", "p50", "p99", "fsyncs/s", "msgs")
+        print(hdr)
+        print("-" * len(hdr))
+        for fs in ("none", "interval", "always"):
+            count = a.count if fs != "always" else max(a.count // 20, 500)  # always: one fsync a message
+            r = pingpong("mw", "blocking", "fixed", 64, count, max(count // 10, 50), (0, 0), journal=tmp, fsync=fs)
+            secs = count / r["rtt_per_s"] if r.get("rtt_per_s") else 0
+            fps = r["session"]["fsyncs"] / secs if secs else 0
+            print("%-18s %8.2fus %8.2fus %12.0f %10d" % ("blocking " + fs, r["rtt_ns"]["p50"] / 1e3,
+                                                         r["rtt_ns"]["p99"] / 1e3, fps, count))
+            results["sessions"].append({"mode": "blocking", "fsync": fs, "sess_p50_ns": r["rtt_ns"]["p50"],
+                                        "sess_p99_ns": r["rtt_ns"]["p99"], "fsyncs_per_s": fps})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -346,6 +391,7 @@ def main():
                                                         "  LOST %d" % lost if lost else ""))
         results["flood"].append({"mode": label, "raw_msgs_per_s": rm, "mw_msgs_per_s": mm, "ratio": ratio,
                                  "lost_or_reordered": lost})
+    sessions(a, warmup, other, results)
     transports(a, warmup, other, results)
     if not a.no_syscalls:
         syscalls(a, other, results)
