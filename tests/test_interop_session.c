@@ -1,0 +1,470 @@
+/* test_interop_session.c - the session wire protocol against an independent
+ * peer: tests/py/session_peer.py, written from the README's "Sessions: the
+ * wire protocol" with Python's json, struct and socket modules only.
+ *
+ * Over the text serdes (JSON Lines) and the fixed serdes (u32 length +
+ * packed layout):
+ *   - an event-mode Svc with sessions (it echoes each ping, numbered) and
+ *     the Python client: runs of separate Python processes resume the
+ *     numbering from the peer's state file, and replies the Python process
+ *     never handled come again flagged resent (mw_seq resent=true);
+ *   - a spin Clt and the Python server: the same, the other way round, with
+ *     the Clt's own journal and mw_clt_rx_flags;
+ *   - hostile clients: a numbering gap, a resend-request flood, a silent
+ *     peer, a logon claiming numbers never sent, a bad session id, an
+ *     application message before the logon. Each asserts both the Svc's
+ *     close (on_close reason, mw_svc_conn_error) and what the peer received
+ *     (the peer checks its side and exits nonzero otherwise; its summary
+ *     line is checked here too).
+ * Without /usr/bin/python3 every test is skipped (failed under CI). */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mw_clt.h"
+#include "mw_svc.h"
+#include "mw_test.h"
+#include "test_proto.h"
+
+#define PEER MW_PYTHON " " MW_SRC_ROOT "/tests/py/session_peer.py"
+#define WAIT_MS 10000
+#define MAXN 512
+#define OUT_CAP (1u << 18)
+
+typedef struct fx {
+    const char *serdes;
+    char dir[64], sdir[128], cdir[128], state[128];
+    mw_svc_t *svc;
+    int port;
+    pthread_mutex_t mu;
+    uint64_t got[MAXN], payload[MAXN]; /* what the Svc's application got, in order */
+    unsigned flags[MAXN];
+    int ngot;
+    atomic_int closes, last_reason;
+    char close_text[256];
+} fx_t;
+
+static void rm_rf(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_rf(p);
+        else unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int setup(void **state, const char *serdes) {
+    fx_t *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->serdes = serdes;
+    snprintf(f->dir, sizeof f->dir, "/tmp/mw_isess_XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    snprintf(f->sdir, sizeof f->sdir, "%s/svc", f->dir);
+    snprintf(f->cdir, sizeof f->cdir, "%s/clt", f->dir);
+    snprintf(f->state, sizeof f->state, "%s/peer.json", f->dir);
+    mkdir(f->sdir, 0700);
+    mkdir(f->cdir, 0700);
+    pthread_mutex_init(&f->mu, NULL);
+    *state = f;
+    return 0;
+}
+static int setup_text(void **state) { return setup(state, "text"); }
+static int setup_fixed(void **state) { return setup(state, "fixed"); }
+
+static int teardown(void **state) {
+    fx_t *f = *state;
+    mw_svc_free(f->svc);
+    rm_rf(f->dir);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    return 0;
+}
+
+static void require_peer(void) { mw_test_require(mw_have_python_module("json"), MW_PYTHON); }
+
+/* ---- the Svc: echoes every ping, numbered -------------------------------------- */
+
+static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
+    fx_t *f = ud;
+    if (sch->tag != ping_TAG) return;
+    const ping_t *p = msg;
+    pthread_mutex_lock(&f->mu);
+    if (f->ngot < MAXN) {
+        f->got[f->ngot] = mw_svc_rx_seq(s, id);
+        f->flags[f->ngot] = mw_svc_rx_flags(s, id);
+        f->payload[f->ngot++] = p->seq;
+    }
+    pthread_mutex_unlock(&f->mu);
+    ping_t r = {.seq = p->seq};
+    assert_int_equal(mw_svc_send_to(s, id, ping_schema(), &r), 0);
+}
+
+static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
+    fx_t *f = ud;
+    pthread_mutex_lock(&f->mu);
+    snprintf(f->close_text, sizeof f->close_text, "%s", mw_svc_conn_error(s, id));
+    pthread_mutex_unlock(&f->mu);
+    atomic_store(&f->last_reason, reason);
+    atomic_fetch_add(&f->closes, 1);
+}
+
+static void svc_start(fx_t *f) {
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.mode = MW_MODE_EVENT;
+    o.conn.serdes = f->serdes;
+    o.on_msg = on_msg;
+    o.on_close = on_close;
+    o.ud = f;
+    o.linger_ns = 500 * MW_NS_PER_MS;
+    o.session.enabled = true;
+    o.session.journal_dir = f->sdir;
+    mw_err_t err;
+    if (mw_svc_listen(&f->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
+    f->port = mw_svc_port(f->svc);
+}
+
+typedef struct want { fx_t *f; int n; } want_t;
+static bool closes_n(void *ud) { return atomic_load(&((want_t *)ud)->f->closes) >= ((want_t *)ud)->n; }
+
+/* The Svc's connection count closed reaches n (a session is free for the
+ * next logon only once its connection is gone). */
+static void wait_closes(fx_t *f, int n) {
+    want_t w = {f, n};
+    if (!mw_wait_until(closes_n, &w, WAIT_MS)) fail_msg("the Svc saw %d closes, want %d", atomic_load(&f->closes), n);
+}
+
+/* The Svc's application got numbers first..last (in order, once, payload ==
+ * number, flags 0) as its messages [from, from + last - first]. */
+static void expect_svc_got(fx_t *f, int from, uint64_t first, uint64_t last) {
+    pthread_mutex_lock(&f->mu);
+    int want = from + (int)(last - first + 1);
+    if (f->ngot != want) {
+        int n = f->ngot;
+        pthread_mutex_unlock(&f->mu);
+        fail_msg("the Svc got %d pings, want %d", n, want);
+    }
+    for (int i = from; i < want; i++) {
+        uint64_t n = first + (uint64_t)(i - from);
+        if (f->got[i] != n || f->payload[i] != n || f->flags[i] != 0) {
+            uint64_t g = f->got[i], p = f->payload[i];
+            unsigned fl = f->flags[i];
+            pthread_mutex_unlock(&f->mu);
+            fail_msg("Svc message %d: number %llu payload %llu flags %u, want %llu", i, (unsigned long long)g,
+                     (unsigned long long)p, fl, (unsigned long long)n);
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* ---- the peer ------------------------------------------------------------------- */
+
+/* Runs the peer to its end; fails the test unless it exits 0. Returns its
+ * stdout (free it). */
+static char *peer_run(const char *args) {
+    char cmd[768];
+    snprintf(cmd, sizeof cmd, PEER " %s", args);
+    char *out = malloc(OUT_CAP);
+    assert_non_null(out);
+    int rc = mw_run(cmd, out, OUT_CAP);
+    if (rc != 0) {
+        const char *e = strstr(out, "{\"error\"");
+        fail_msg("`%s` exited with %d: %.600s", cmd, rc, e ? e : out);
+    }
+    return out;
+}
+
+/* The peer's summary line contains each of the fragments. */
+static void expect_summary(const char *out, const char *const *frags) {
+    const char *sum = strstr(out, "{\"summary\"");
+    if (!sum) fail_msg("no summary line in the peer's output: %.600s", out);
+    for (; *frags; frags++)
+        if (!strstr(sum, *frags)) fail_msg("the peer's summary lacks %s: %.600s", *frags, sum);
+}
+
+static void client_run(fx_t *f, const char *session, const char *opts, const char *const *frags) {
+    char args[512];
+    snprintf(args, sizeof args, "client %s %d %s %s %s", f->serdes, f->port, session, f->state, opts);
+    char *out = peer_run(args);
+    if (getenv("PEER_DEBUG")) fprintf(stderr, "%s\n", strstr(out, "{\"summary") ? strstr(out, "{\"summary") : out);
+    expect_summary(out, frags);
+    free(out);
+}
+
+/* ---- Svc vs the Python client ----------------------------------------------------- */
+
+/* Separate Python processes, one state file: the numbering goes on across
+ * them; replies a process read but never handled come again, flagged. */
+static void test_svc_vs_python_client(void **state) {
+    require_peer();
+    fx_t *f = *state;
+    svc_start(f);
+    /* run 1: a new session */
+    client_run(f, "P1", "--count 100",
+               (const char *[]){"\"gaps\":0,\"dups\":0,", "\"sent_first\":1,", "\"sent_last\":100,", "\"first_in\":1,",
+                                "\"handled\":100,", "\"next_in\":101,", "\"next_out\":101", NULL});
+    expect_svc_got(f, 0, 1, 100);
+    wait_closes(f, 1);
+    assert_int_equal(atomic_load(&f->last_reason), MW_ECLOSED); /* a logout, answered */
+    /* run 2: a new process resumes at 101 both ways */
+    client_run(f, "P1", "--count 50",
+               (const char *[]){"\"gaps\":0,\"dups\":0,", "\"sent_first\":101,", "\"sent_last\":150,", "\"first_in\":101,",
+                                "\"handled\":50,", "\"resent_seen\":0,", "\"next_in\":151,", NULL});
+    expect_svc_got(f, 100, 101, 150);
+    wait_closes(f, 2);
+    /* run 3: reads all 50 replies but hands only 20 to its application, then
+     * leaves without a logout (as a process that died would) */
+    client_run(f, "P1", "--count 50 --handle 20", (const char *[]){"\"handled\":20,", "\"next_in\":171,", NULL});
+    expect_svc_got(f, 150, 151, 200);
+    wait_closes(f, 3);
+    /* run 4: 171..200 come again, flagged resent, before the replies to new pings */
+    client_run(f, "P1", "--count 10 --expect-resent 30",
+               (const char *[]){"\"gaps\":0,\"dups\":0,", "\"sent_first\":201,", "\"first_in\":171,", "\"handled\":40,",
+                                "\"resent_seen\":30,", "\"next_in\":211,", "\"next_out\":211", NULL});
+    expect_svc_got(f, 200, 201, 210);
+    wait_closes(f, 4);
+    mw_session_stats_t st;
+    assert_int_equal(mw_svc_session_stats(f->svc, "P1", &st), 0);
+    assert_int_equal(st.next_in, 211);
+    assert_int_equal(st.next_out, 211);
+    assert_int_equal(st.resent, 30);
+    assert_int_equal(st.logons, 4);
+    assert_int_equal(st.gaps, 0);
+    assert_int_equal(st.dups_dropped, 0);
+}
+
+/* ---- a spin Clt vs the Python server ---------------------------------------------- */
+
+typedef struct server {
+    FILE *fp;
+    char line[4096];
+} server_t;
+
+static void server_start(fx_t *f, server_t *sv) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, PEER " server %s %s --session C1", f->serdes, f->state);
+    sv->fp = popen(cmd, "r");
+    assert_non_null(sv->fp);
+    if (!fgets(sv->line, sizeof sv->line, sv->fp) || sscanf(sv->line, "{\"port\":%d}", &f->port) != 1)
+        fail_msg("the Python server did not print its port: %s", sv->line);
+}
+
+/* Reads the server's lines until one contains what (its own deadline bounds
+ * this: it exits, and fgets sees EOF). */
+static void server_wait_line(server_t *sv, const char *what) {
+    while (fgets(sv->line, sizeof sv->line, sv->fp))
+        if (strstr(sv->line, what)) return;
+    fail_msg("the Python server ended before printing %s", what);
+}
+
+/* Reads the rest; the server must exit 0; its summary contains frags. */
+static void server_end(server_t *sv, const char *const *frags) {
+    char *out = malloc(OUT_CAP);
+    assert_non_null(out);
+    size_t n = 0, k;
+    while (n + 1 < OUT_CAP && (k = fread(out + n, 1, OUT_CAP - 1 - n, sv->fp)) > 0) n += k;
+    out[n] = 0;
+    int st = pclose(sv->fp);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        const char *e = strstr(out, "{\"error\"");
+        fail_msg("the Python server failed (%d): %.600s", st, e ? e : out);
+    }
+    expect_summary(out, frags);
+    free(out);
+}
+
+static mw_clt_t *clt_connect(fx_t *f) {
+    mw_clt_opts_t o;
+    mw_clt_opts_init(&o);
+    o.mode = MW_MODE_SPIN;
+    o.conn.serdes = f->serdes;
+    o.session.enabled = true;
+    o.session.journal_dir = f->cdir;
+    o.session.id = "C1";
+    o.session.user = "alice";
+    mw_clt_t *c;
+    mw_err_t err;
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", f->port);
+    if (mw_clt_connect(&c, url, &test_protocol, &o, &err) < 0) fail_msg("connect: %s", err.text);
+    return c;
+}
+
+static void send_pings(mw_clt_t *c, uint64_t first, uint64_t last) {
+    for (uint64_t i = first; i <= last; i++) {
+        ping_t p = {.seq = i};
+        uint64_t seq = 0;
+        int r;
+        while ((r = mw_clt_send_seq(c, ping_schema(), &p, &seq)) == MW_EAGAIN) mw_clt_flush(c);
+        assert_int_equal(r, 0);
+        assert_int_equal(seq, i);
+    }
+    while (mw_clt_flush(c) == MW_EAGAIN) {}
+}
+
+static void recv_pings(mw_clt_t *c, uint64_t first, uint64_t last, unsigned flags) {
+    for (uint64_t i = first; i <= last; i++) {
+        test_msg_t m;
+        const mw_schema_t *s;
+        int r = mw_clt_recv_busywait_timeout(c, &s, &m, sizeof m, 5 * MW_NS_PER_S);
+        if (r != 0) fail_msg("recv %llu: %s (%s)", (unsigned long long)i, mw_errname(r), mw_clt_last_error(c));
+        assert_int_equal(s->tag, ping_TAG);
+        assert_int_equal(m.ping.seq, i);
+        assert_int_equal(mw_clt_rx_seq(c), i);
+        assert_int_equal(mw_clt_rx_flags(c), flags);
+    }
+}
+
+static void test_clt_vs_python_server(void **state) {
+    require_peer();
+    fx_t *f = *state;
+    server_t sv;
+    /* first server process: 100 pings, all echoed, the Clt handles 40 */
+    server_start(f, &sv);
+    mw_clt_t *c = clt_connect(f);
+    send_pings(c, 1, 100);
+    server_wait_line(&sv, "{\"echoed\":100}");
+    recv_pings(c, 1, 40, 0);
+    mw_session_stats_t st;
+    assert_int_equal(mw_clt_session_stats(c, &st), 0);
+    assert_int_equal(st.next_in, 41);
+    assert_int_equal(st.next_out, 101);
+    mw_clt_free(c); /* no logout: the connection just ends */
+    server_end(&sv, (const char *[]){"\"next_in\":101,", "\"next_out\":101,", "\"echoed\":100,", NULL});
+    /* a new server process from the same state, a new Clt from the same
+     * journal: 41..100 resent (flagged), then new numbers */
+    server_start(f, &sv);
+    c = clt_connect(f);
+    recv_pings(c, 41, 100, MW_SEQ_RESENT);
+    send_pings(c, 101, 110);
+    recv_pings(c, 101, 110, 0);
+    assert_int_equal(mw_clt_session_stats(c, &st), 0);
+    assert_int_equal(st.next_out, 111);
+    assert_int_equal(st.dups_dropped, 0);
+    assert_int_equal(st.gaps, 0);
+    assert_int_equal(mw_clt_logout(c, "done"), 0);
+    mw_clt_free(c);
+    server_end(&sv, (const char *[]){"\"resent\":60,", "\"next_in\":111,", "\"next_out\":111,", "\"echoed\":10,",
+                                     "\"code\":0,", NULL});
+}
+
+/* ---- hostile clients ---------------------------------------------------------------- */
+
+/* Runs hostile case `name`; the Svc must close that one connection with
+ * reason and a text containing text; frags: the peer's summary. */
+static void hostile(fx_t *f, const char *name, const char *opts, int reason, const char *text,
+                    const char *const *frags) {
+    require_peer();
+    svc_start(f);
+    char args[256];
+    snprintf(args, sizeof args, "hostile %s %d %s %s", f->serdes, f->port, name, opts);
+    char *out = peer_run(args);
+    expect_summary(out, frags);
+    free(out);
+    wait_closes(f, 1);
+    assert_int_equal(atomic_load(&f->closes), 1);
+    int got = atomic_load(&f->last_reason);
+    pthread_mutex_lock(&f->mu);
+    char why[256];
+    snprintf(why, sizeof why, "%s", f->close_text);
+    pthread_mutex_unlock(&f->mu);
+    if (got != reason || !strstr(why, text))
+        fail_msg("%s: the Svc closed with %s \"%s\", want %s \"...%s...\"", name, mw_errname(got), why,
+                 mw_errname(reason), text);
+}
+
+/* mw_seq{next=E+5} and a ping: a gap. The Svc asks for E on (once), drops
+ * the ping, counts the gap; the numbers then start again at E. */
+static void test_gap_brings_a_resend_request(void **state) {
+    fx_t *f = *state;
+    hostile(f, "gap", "--session G1", MW_ECLOSED, "",
+            (const char *[]){"\"resend_request\":{\"type\":\"mw_resend_request\",\"from\":1,\"to\":0}",
+                             "\"echo\":1", NULL});
+    expect_svc_got(f, 0, 1, 1);
+    mw_session_stats_t st;
+    assert_int_equal(mw_svc_session_stats(f->svc, "G1", &st), 0);
+    assert_int_equal(st.gaps, 1);
+    assert_int_equal(st.next_in, 2);
+    assert_int_equal(st.next_out, 2);
+}
+
+static void test_resend_request_flood_is_closed(void **state) {
+    fx_t *f = *state;
+    hostile(f, "flood", "--heartbeat-ms 5000", MW_ESESSION, "more than 8 resend requests within 5000 ms",
+            (const char *[]){"\"code\":4,", "more than 8 resend requests", NULL});
+    mw_session_stats_t st;
+    assert_int_equal(mw_svc_session_stats(f->svc, "H1", &st), 0);
+    assert_int_equal(st.resend_requests, 9);
+}
+
+static void test_silent_peer_is_tested_then_closed(void **state) {
+    fx_t *f = *state;
+    hostile(f, "silent", "--heartbeat-ms 100", MW_ETIMEDOUT, "peer silent",
+            (const char *[]){"\"code\":3,", "peer silent", "\"mw_test_request\"", NULL});
+}
+
+static void test_logon_claiming_unsent_numbers_is_rejected(void **state) {
+    fx_t *f = *state;
+    hostile(f, "claim", "", MW_ESESSION, "logon rejected: you expect 50 but we sent only up to 0",
+            (const char *[]){"\"code\":1,", "you expect 50 but we sent only up to 0", NULL});
+}
+
+static void test_bad_session_id_is_rejected(void **state) {
+    fx_t *f = *state;
+    hostile(f, "badid", "", MW_ESESSION, "logon rejected: bad session id \"../etc\"",
+            (const char *[]){"\"code\":1,", "bad session id", NULL});
+    /* nothing of it reached the file system */
+    DIR *d = opendir(f->sdir);
+    assert_non_null(d);
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d))) files += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(files, 0);
+}
+
+static void test_app_message_before_logon_is_rejected(void **state) {
+    fx_t *f = *state;
+    hostile(f, "early", "", MW_ESESSION, "the first message must be mw_logon, not ping",
+            (const char *[]){"\"code\":2,", "the first message must be mw_logon", NULL});
+    pthread_mutex_lock(&f->mu);
+    int n = f->ngot;
+    pthread_mutex_unlock(&f->mu);
+    assert_int_equal(n, 0);
+}
+
+/* Each test over text and over fixed, under its own name. */
+#define BOTH(t)                                                   \
+    static void t##_text(void **state) { t(state); }              \
+    static void t##_fixed(void **state) { t(state); }
+#define BOTH_ENTRIES(t)                                           \
+    cmocka_unit_test_setup_teardown(t##_text, setup_text, teardown), \
+    cmocka_unit_test_setup_teardown(t##_fixed, setup_fixed, teardown)
+#define ALL(X)                                          \
+    X(test_svc_vs_python_client)                        \
+    X(test_clt_vs_python_server)                        \
+    X(test_gap_brings_a_resend_request)                 \
+    X(test_resend_request_flood_is_closed)              \
+    X(test_silent_peer_is_tested_then_closed)           \
+    X(test_logon_claiming_unsent_numbers_is_rejected)   \
+    X(test_bad_session_id_is_rejected)                  \
+    X(test_app_message_before_logon_is_rejected)
+ALL(BOTH)
+#define ENTRY(t) BOTH_ENTRIES(t),
+
+int main(void) {
+    const struct CMUnitTest tests[] = {ALL(ENTRY)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
