@@ -609,6 +609,11 @@ out:
 }
 
 uint64_t mw__sess_next_due(const mw__sess_t *s, uint64_t now) {
+    /* A resend in progress goes on at once (its next RESEND_BATCH; a full
+     * socket stops a batch early, so this is a 1 ms retry, not a spin), not
+     * at the heartbeat's pace: 256 records per hb/4 was ~1000 messages/s.
+     * resending is only set and cleared on the thread that pumps. */
+    if (s->resending) return now + MW_NS_PER_MS;
     uint64_t step = s->hb_ns / 4;
     if (s->o.fsync == MW_FSYNC_INTERVAL && (uint64_t)s->o.fsync_interval_ns < step)
         step = (uint64_t)s->o.fsync_interval_ns;

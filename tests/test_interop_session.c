@@ -245,6 +245,35 @@ static void test_svc_vs_python_client(void **state) {
     assert_int_equal(st.dups_dropped, 0);
 }
 
+/* What the Svc sent to a session while it was not connected goes out at its
+ * logon (never sent before: not flagged); a large resend goes out in
+ * bounded batches and whole, without waiting for heartbeat ticks between
+ * batches (a 20 s heartbeat: the 8 s deadline of the peer fails the test if
+ * a batch waits for one). */
+static void test_svc_pushes_and_resends_a_large_backlog(void **state) {
+    require_peer();
+    fx_t *f = *state;
+    svc_start(f);
+    for (uint64_t i = 1; i <= 2000; i++) {
+        ping_t p = {.seq = i};
+        uint64_t seq = 0;
+        assert_int_equal(mw_svc_session_send(f->svc, "B1", ping_schema(), &p, &seq), 0);
+        assert_int_equal(seq, i);
+    }
+    client_run(f, "B1", "--expect-pushed 2000 --handle 500 --heartbeat-ms 20000 --deadline 8",
+               (const char *[]){"\"gaps\":0,\"dups\":0,", "\"first_in\":1,", "\"handled\":500,",
+                                "\"resent_seen\":0,", "\"next_in\":501,", NULL});
+    wait_closes(f, 1);
+    client_run(f, "B1", "--expect-resent 1500 --heartbeat-ms 20000 --deadline 8",
+               (const char *[]){"\"gaps\":0,\"dups\":0,", "\"first_in\":501,", "\"handled\":1500,",
+                                "\"resent_seen\":1500,", "\"next_in\":2001,", NULL});
+    wait_closes(f, 2);
+    mw_session_stats_t st;
+    assert_int_equal(mw_svc_session_stats(f->svc, "B1", &st), 0);
+    assert_int_equal(st.resent, 1500);
+    assert_int_equal(st.next_out, 2001);
+}
+
 /* ---- a spin Clt vs the Python server ---------------------------------------------- */
 
 typedef struct server {
@@ -454,6 +483,7 @@ static void test_app_message_before_logon_is_rejected(void **state) {
     cmocka_unit_test_setup_teardown(t##_fixed, setup_fixed, teardown)
 #define ALL(X)                                          \
     X(test_svc_vs_python_client)                        \
+    X(test_svc_pushes_and_resends_a_large_backlog)      \
     X(test_clt_vs_python_server)                        \
     X(test_gap_brings_a_resend_request)                 \
     X(test_resend_request_flood_is_closed)              \

@@ -450,7 +450,8 @@ def run_client(a):
     sent = [sess.send_app(msg("ping", seq=st.next_out, sent_ns=0)) for _ in range(a.count)]
     # ping n carries seq n: the echo of the server's number k must carry seq k (both
     # directions advance together in this test's sessions)
-    want = a.count + a.expect_resent
+    want = a.count + a.expect_resent + a.expect_pushed
+    t0 = time.monotonic()
     handled, seen, resent = 0, 0, 0
     while seen < want:
         if a.handle is not None and handled >= a.handle:
@@ -492,6 +493,7 @@ def run_client(a):
     st.save()
     emit(summary=dict(sess.stats, sent_first=sent[0] if sent else 0, sent_last=sent[-1] if sent else 0,
                       first_in=first_in, handled=handled, resent_seen=resent,
+                      ms=int((time.monotonic() - t0) * 1000),
                       next_in=st.next_in, next_out=st.next_out))
 
 
@@ -649,6 +651,7 @@ def main():
     p.add_argument("--count", type=int, default=0)
     p.add_argument("--handle", type=int)
     p.add_argument("--expect-resent", type=int, default=0)
+    p.add_argument("--expect-pushed", type=int, default=0)
     p.add_argument("--heartbeat-ms", type=int, default=1000)
     p.add_argument("--user", default="py")
     p.add_argument("--reset", action="store_true")
