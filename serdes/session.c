@@ -291,23 +291,19 @@ int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logo
         r = MW_ESESSION;
         goto out;
     }
-    if (lg->reset) {
-        if ((r = mw__jnl_reset(s->jnl)) < 0) {
-            snprintf(reason, cap, "reset failed: %s", mw__jnl_last_error(s->jnl));
-            goto out;
-        }
-        s->in_next = s->possdup_below = s->sent_next = 1;
-    }
-    uint64_t out_next = mw__jnl_out_next(s->jnl);
+    /* checked against the numbers the session will have (1 after a reset),
+     * before anything changes: a refused logon leaves the session as it was */
+    uint64_t out_next = lg->reset ? 1 : mw__jnl_out_next(s->jnl);
+    uint64_t out_first = lg->reset ? 1 : mw__jnl_out_first(s->jnl);
     if (lg->next_in > out_next) {
         snprintf(reason, cap, "you expect %llu but we sent only up to %llu", (unsigned long long)lg->next_in,
                  (unsigned long long)(out_next - 1));
         r = MW_ESESSION;
         goto out;
     }
-    if (lg->next_in < mw__jnl_out_first(s->jnl)) {
+    if (lg->next_in < out_first) {
         snprintf(reason, cap, "cannot resend from %llu: the journal starts at %llu",
-                 (unsigned long long)lg->next_in, (unsigned long long)mw__jnl_out_first(s->jnl));
+                 (unsigned long long)lg->next_in, (unsigned long long)out_first);
         r = MW_ESESSION;
         goto out;
     }
@@ -317,6 +313,13 @@ int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logo
                  (unsigned long long)lg->next_out, (unsigned long long)(s->in_next - 1));
         r = MW_ESESSION;
         goto out;
+    }
+    if (lg->reset) {
+        if ((r = mw__jnl_reset(s->jnl)) < 0) {
+            snprintf(reason, cap, "reset failed: %s", mw__jnl_last_error(s->jnl));
+            goto out;
+        }
+        s->in_next = s->possdup_below = s->sent_next = 1;
     }
     link_reset(s, l, now);
     if (lg->heartbeat_ms) s->hb_ns = (uint64_t)lg->heartbeat_ms * MW_NS_PER_MS;

@@ -474,6 +474,52 @@ static void test_app_message_before_logon_is_rejected(void **state) {
     assert_int_equal(n, 0);
 }
 
+static void test_logon_ack_to_the_svc_is_rejected(void **state) {
+    fx_t *f = *state;
+    hostile(f, "ackfirst", "", MW_ESESSION, "the first message must be mw_logon, not mw_logon_ack",
+            (const char *[]){"\"code\":2,", "the first message must be mw_logon", NULL});
+}
+
+static void test_second_logon_is_a_protocol_error(void **state) {
+    fx_t *f = *state;
+    hostile(f, "relogon", "", MW_ESESSION, "unexpected mw_logon",
+            (const char *[]){"\"code\":2,", "unexpected mw_logon", NULL});
+}
+
+static void test_seq_zero_is_a_protocol_error(void **state) {
+    fx_t *f = *state;
+    hostile(f, "seq0", "", MW_ESESSION, "mw_seq with next 0", (const char *[]){"\"code\":2,", NULL});
+}
+
+static void test_resend_from_zero_is_a_protocol_error(void **state) {
+    fx_t *f = *state;
+    hostile(f, "resend0", "", MW_ESESSION, "resend from 0 asked for, but we sent only up to 0",
+            (const char *[]){"\"code\":2,", NULL});
+}
+
+/* A reset logon that is refused leaves the session as it was: the next
+ * logon resumes its numbers. */
+static void test_refused_reset_logon_keeps_the_session(void **state) {
+    fx_t *f = *state;
+    require_peer();
+    svc_start(f);
+    client_run(f, "H1", "--count 10", (const char *[]){"\"next_in\":11,", NULL});
+    wait_closes(f, 1);
+    char args[256];
+    snprintf(args, sizeof args, "hostile %s %d resetclaim", f->serdes, f->port);
+    char *out = peer_run(args);
+    expect_summary(out, (const char *[]){"\"code\":1,", "you expect 5 but we sent only up to 0", NULL});
+    free(out);
+    wait_closes(f, 2);
+    assert_int_equal(atomic_load(&f->last_reason), MW_ESESSION);
+    mw_session_stats_t st;
+    assert_int_equal(mw_svc_session_stats(f->svc, "H1", &st), 0);
+    assert_int_equal(st.epoch, 1);
+    assert_int_equal(st.next_out, 11);
+    client_run(f, "H1", "--count 5", (const char *[]){"\"sent_first\":11,", "\"first_in\":11,", "\"next_in\":16,", NULL});
+    expect_svc_got(f, 10, 11, 15);
+}
+
 /* Each test over text and over fixed, under its own name. */
 #define BOTH(t)                                                   \
     static void t##_text(void **state) { t(state); }              \
@@ -490,7 +536,12 @@ static void test_app_message_before_logon_is_rejected(void **state) {
     X(test_silent_peer_is_tested_then_closed)           \
     X(test_logon_claiming_unsent_numbers_is_rejected)   \
     X(test_bad_session_id_is_rejected)                  \
-    X(test_app_message_before_logon_is_rejected)
+    X(test_app_message_before_logon_is_rejected)       \
+    X(test_logon_ack_to_the_svc_is_rejected)            \
+    X(test_second_logon_is_a_protocol_error)            \
+    X(test_seq_zero_is_a_protocol_error)                \
+    X(test_resend_from_zero_is_a_protocol_error)        \
+    X(test_refused_reset_logon_keeps_the_session)
 ALL(BOTH)
 #define ENTRY(t) BOTH_ENTRIES(t),
 

@@ -576,6 +576,17 @@ HOSTILE = {
     "claim": "logon with next_in 50 on a new session: mw_logout code 1 naming 50 and 0",
     "badid": "logon with session ../etc: mw_logout code 1",
     "early": "a ping before the logon: mw_logout code 2",
+    "ackfirst": "mw_logon_ack as the first message: mw_logout code 2",
+    "relogon": "a second mw_logon after the logon: mw_logout code 2",
+    "seq0": "mw_seq{next=0} after the logon: mw_logout code 2",
+    "resend0": "mw_resend_request{from=0} after the logon: mw_logout code 2",
+    "resetclaim": "logon with reset and next_in 5: mw_logout code 1 (and the session is not reset)",
+}
+# after the logon: what the hostile client sends, and what the logout must name
+AFTER_LOGON = {
+    "relogon": (lambda a, st: logon_msg(a, st), "mw_logon"),
+    "seq0": (lambda a, st: msg("mw_seq", next=0, resent=False), "next 0"),
+    "resend0": (lambda a, st: msg("mw_resend_request", **{"from": 0, "to": 0}), "resend from 0"),
 }
 
 
@@ -583,10 +594,16 @@ def run_hostile(a):
     st = State(None)
     link = connect(a.port, codec_of(a.serdes), a.deadline_at)
     summary = {"case": a.case}
-    if a.case in ("claim", "badid", "early"):
+    if a.case in ("claim", "badid", "early", "ackfirst", "resetclaim"):
         if a.case == "claim":
             link.send(logon_msg(a, st, next_in=50))
             lo = expect_logout(drain(link, 5), LOGOUT_REJECTED, ("50", "0"))
+        elif a.case == "resetclaim":
+            link.send(logon_msg(a, st, next_in=5, reset=True))
+            lo = expect_logout(drain(link, 5), LOGOUT_REJECTED, ("5",))
+        elif a.case == "ackfirst":
+            link.send(msg("mw_logon_ack", session=a.session, next_in=1, next_out=1, heartbeat_ms=1000))
+            lo = expect_logout(drain(link, 5), LOGOUT_PROTOCOL, ("mw_logon",))
         elif a.case == "badid":
             link.send(logon_msg(a, st, session="../etc"))
             lo = expect_logout(drain(link, 5), LOGOUT_REJECTED, ("../etc",))
@@ -623,6 +640,10 @@ def run_hostile(a):
         summary["echo"] = n
         sess.logout(LOGOUT_NORMAL, "done")
         drain(link, 5)
+    elif a.case in AFTER_LOGON:
+        make, names = AFTER_LOGON[a.case]
+        link.send(make(a, st))
+        summary["logout"] = expect_logout(drain(link, 5), LOGOUT_PROTOCOL, (names,))
     elif a.case == "flood":
         link.send(*[msg("mw_resend_request", **{"from": 1, "to": 0}) for _ in range(20)])
         summary["logout"] = expect_logout(drain(link, 5), LOGOUT_RESEND_FLOOD)
