@@ -281,9 +281,9 @@ typedef struct server {
     char line[4096];
 } server_t;
 
-static void server_start(fx_t *f, server_t *sv) {
+static void server_start(fx_t *f, server_t *sv, const char *opts) {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, PEER " server %s %s --session C1", f->serdes, f->state);
+    snprintf(cmd, sizeof cmd, PEER " server %s %s --session C1 %s", f->serdes, f->state, opts);
     sv->fp = popen(cmd, "r");
     assert_non_null(sv->fp);
     if (!fgets(sv->line, sizeof sv->line, sv->fp) || sscanf(sv->line, "{\"port\":%d}", &f->port) != 1)
@@ -314,19 +314,23 @@ static void server_end(server_t *sv, const char *const *frags) {
     free(out);
 }
 
+static void clt_opts(fx_t *f, mw_clt_opts_t *o, char *url, size_t cap) {
+    mw_clt_opts_init(o);
+    o->mode = MW_MODE_SPIN;
+    o->conn.serdes = f->serdes;
+    o->session.enabled = true;
+    o->session.journal_dir = f->cdir;
+    o->session.id = "C1";
+    o->session.user = "alice";
+    snprintf(url, cap, "tcp://127.0.0.1:%d", f->port);
+}
+
 static mw_clt_t *clt_connect(fx_t *f) {
     mw_clt_opts_t o;
-    mw_clt_opts_init(&o);
-    o.mode = MW_MODE_SPIN;
-    o.conn.serdes = f->serdes;
-    o.session.enabled = true;
-    o.session.journal_dir = f->cdir;
-    o.session.id = "C1";
-    o.session.user = "alice";
+    char url[64];
+    clt_opts(f, &o, url, sizeof url);
     mw_clt_t *c;
     mw_err_t err;
-    char url[64];
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", f->port);
     if (mw_clt_connect(&c, url, &test_protocol, &o, &err) < 0) fail_msg("connect: %s", err.text);
     return c;
 }
@@ -361,7 +365,7 @@ static void test_clt_vs_python_server(void **state) {
     fx_t *f = *state;
     server_t sv;
     /* first server process: 100 pings, all echoed, the Clt handles 40 */
-    server_start(f, &sv);
+    server_start(f, &sv, "");
     mw_clt_t *c = clt_connect(f);
     send_pings(c, 1, 100);
     server_wait_line(&sv, "{\"echoed\":100}");
@@ -374,7 +378,7 @@ static void test_clt_vs_python_server(void **state) {
     server_end(&sv, (const char *[]){"\"next_in\":101,", "\"next_out\":101,", "\"echoed\":100,", NULL});
     /* a new server process from the same state, a new Clt from the same
      * journal: 41..100 resent (flagged), then new numbers */
-    server_start(f, &sv);
+    server_start(f, &sv, "");
     c = clt_connect(f);
     recv_pings(c, 41, 100, MW_SEQ_RESENT);
     send_pings(c, 101, 110);
@@ -387,6 +391,74 @@ static void test_clt_vs_python_server(void **state) {
     mw_clt_free(c);
     server_end(&sv, (const char *[]){"\"resent\":60,", "\"next_in\":111,", "\"next_out\":111,", "\"echoed\":10,",
                                      "\"code\":0,", NULL});
+}
+
+/* The Python server loses echo 5 (journals it, never writes it) and later
+ * sends 12..14 again before 15, and sends a test request: the Clt asks for
+ * 5 on once, drops what arrives until the resend, takes 5.. flagged resent,
+ * drops the three duplicates, and answers the test request. */
+static void test_clt_gap_and_duplicates_from_python_server(void **state) {
+    require_peer();
+    fx_t *f = *state;
+    server_t sv;
+    server_start(f, &sv, "--lose 5 --dup 15 --test-id 77");
+    mw_clt_t *c = clt_connect(f);
+    send_pings(c, 1, 10);
+    for (uint64_t i = 1; i <= 10; i++) {
+        test_msg_t m;
+        const mw_schema_t *s;
+        int r = mw_clt_recv_busywait_timeout(c, &s, &m, sizeof m, 5 * MW_NS_PER_S);
+        if (r != 0) fail_msg("recv %llu: %s (%s)", (unsigned long long)i, mw_errname(r), mw_clt_last_error(c));
+        assert_int_equal(m.ping.seq, i);
+        assert_int_equal(mw_clt_rx_seq(c), i);
+        unsigned fl = mw_clt_rx_flags(c);
+        if (i < 5) assert_int_equal(fl, 0);
+        else if (i <= 6) assert_int_equal(fl, MW_SEQ_RESENT);
+        else assert_true(fl == 0 || fl == MW_SEQ_RESENT); /* resent or live: how far the server got first */
+    }
+    send_pings(c, 11, 20);
+    recv_pings(c, 11, 20, 0);
+    mw_session_stats_t st;
+    assert_int_equal(mw_clt_session_stats(c, &st), 0);
+    assert_int_equal(st.gaps, 1);
+    assert_int_equal(st.dups_dropped, 3);
+    assert_int_equal(st.next_in, 21);
+    assert_int_equal(mw_clt_logout(c, "done"), 0);
+    mw_clt_free(c);
+    server_end(&sv, (const char *[]){"\"resend_requests\":1,", "\"test_answered\":77", "\"next_in\":21,",
+                                     "\"next_out\":21,", NULL});
+}
+
+/* An ack that claims numbers the Clt never sent: the Clt logs out (code 2)
+ * and connect fails naming both numbers. */
+static void test_clt_refuses_an_ack_claiming_unsent_numbers(void **state) {
+    require_peer();
+    fx_t *f = *state;
+    server_t sv;
+    server_start(f, &sv, "--ack-claim 10");
+    mw_clt_opts_t o;
+    char url[64];
+    clt_opts(f, &o, url, sizeof url);
+    mw_clt_t *c;
+    mw_err_t err;
+    assert_int_equal(mw_clt_connect(&c, url, &test_protocol, &o, &err), MW_ESESSION);
+    if (!strstr(err.text, "the server expects 11 but we sent only up to 0")) fail_msg("%s", err.text);
+    server_end(&sv, (const char *[]){"\"code\":2,", "the server expects 11 but we sent only up to 0", NULL});
+}
+
+static void test_clt_logon_refused_by_python_server(void **state) {
+    require_peer();
+    fx_t *f = *state;
+    server_t sv;
+    server_start(f, &sv, "--refuse 'no such trader'");
+    mw_clt_opts_t o;
+    char url[64];
+    clt_opts(f, &o, url, sizeof url);
+    mw_clt_t *c;
+    mw_err_t err;
+    assert_int_equal(mw_clt_connect(&c, url, &test_protocol, &o, &err), MW_ESESSION);
+    if (!strstr(err.text, "no such trader")) fail_msg("%s", err.text);
+    server_end(&sv, (const char *[]){"\"rejected\":\"no such trader\"", NULL});
 }
 
 /* ---- hostile clients ---------------------------------------------------------------- */
@@ -531,6 +603,9 @@ static void test_refused_reset_logon_keeps_the_session(void **state) {
     X(test_svc_vs_python_client)                        \
     X(test_svc_pushes_and_resends_a_large_backlog)      \
     X(test_clt_vs_python_server)                        \
+    X(test_clt_gap_and_duplicates_from_python_server)   \
+    X(test_clt_refuses_an_ack_claiming_unsent_numbers)  \
+    X(test_clt_logon_refused_by_python_server)          \
     X(test_gap_brings_a_resend_request)                 \
     X(test_resend_request_flood_is_closed)              \
     X(test_silent_peer_is_tested_then_closed)           \

@@ -307,6 +307,8 @@ class Session:
         hand to the application, else None."""
         t = m["type"]
         if t == "mw_heartbeat":
+            if m["test_id"]:
+                self.stats["test_answered"] = m["test_id"]
             return None
         if t == "mw_test_request":
             self.l.send(msg("mw_heartbeat", test_id=m["test_id"]))
@@ -524,6 +526,10 @@ def run_server(a):
         why = "unknown session %s" % lg["session"]
     elif not lg["reset"] and lg["next_in"] > st.next_out:
         why = "you expect %d but we sent only up to %d" % (lg["next_in"], st.next_out - 1)
+    elif not lg["reset"] and lg["next_out"] < st.next_in:
+        why = "you will send %d but we have received up to %d" % (lg["next_out"], st.next_in - 1)
+    elif a.refuse:
+        why = a.refuse
     if why:
         sess.logout(LOGOUT_REJECTED, why)
         link.close()
@@ -531,10 +537,13 @@ def run_server(a):
         return
     if lg["reset"]:
         st.reset()
-    link.send(msg("mw_logon_ack", session=lg["session"], next_in=st.next_in, next_out=st.next_out,
-                  heartbeat_ms=lg["heartbeat_ms"], reset=lg["reset"]))
+    # --ack-claim K: claim to have received K more than the client sent (it must refuse)
+    link.send(msg("mw_logon_ack", session=lg["session"], next_in=st.next_in + a.ack_claim,
+                  next_out=st.next_out, heartbeat_ms=lg["heartbeat_ms"], reset=lg["reset"]))
     sess.rx_num = st.next_in
     sess.resend(lg["next_in"])
+    if a.test_id:
+        link.send(msg("mw_test_request", test_id=a.test_id))
     echoed = 0
     while not link.eof and not sess.logout_got:
         out = sess.next(a.deadline_at - time.monotonic())
@@ -542,13 +551,26 @@ def run_server(a):
             continue
         n, _, m = out
         sess.delivered(n)
-        if m["type"] == "ping":
-            try:
-                sess.send_app(msg("ping", seq=m["seq"], sent_ns=0))
-            except OSError:
-                pass  # journaled: resent at the next logon
-            echoed += 1
-            emit(echoed=echoed)
+        if m["type"] != "ping":
+            continue
+        k = st.next_out  # the number this echo gets
+        echo = msg("ping", seq=m["seq"], sent_ns=0)
+        try:
+            if k == a.lose:
+                # journaled, never written: the client sees the jump at the next one
+                st.out[k] = echo
+                st.next_out = k + 1
+            else:
+                if a.lose and k == a.lose + 1:
+                    link.send(msg("mw_seq", next=k, resent=False))
+                if k == a.dup:  # the three before it again: the client must drop them
+                    link.send(msg("mw_seq", next=k - 3, resent=True), *[st.out[i] for i in range(k - 3, k)],
+                              msg("mw_seq", next=k, resent=False))
+                sess.send_app(echo)
+        except OSError:
+            pass  # journaled: resent at the next logon
+        echoed += 1
+        emit(echoed=echoed)
     link.close()
     st.save()
     emit(summary=dict(sess.stats, next_in=st.next_in, next_out=st.next_out, echoed=echoed,
@@ -678,6 +700,12 @@ def main():
     p.add_argument("--reset", action="store_true")
     p.add_argument("--session", default="")
     p.add_argument("--deadline", type=float, default=20.0)
+    # server misbehaviour, to test a msgwire Clt
+    p.add_argument("--lose", type=int, default=0, help="journal echo number K but never write it")
+    p.add_argument("--dup", type=int, default=0, help="before echo K, send K-3..K-1 again")
+    p.add_argument("--test-id", type=int, default=0, help="send mw_test_request{test_id} after the ack")
+    p.add_argument("--ack-claim", type=int, default=0, help="ack next_in = ours + K")
+    p.add_argument("--refuse", default="", help="refuse the logon with this reason")
     a = p.parse_args()
     a.deadline_at = time.monotonic() + a.deadline
     try:
