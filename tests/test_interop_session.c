@@ -16,7 +16,12 @@
  *     close (on_close reason, mw_svc_conn_error) and what the peer received
  *     (the peer checks its side and exits nonzero otherwise; its summary
  *     line is checked here too).
- * Without /usr/bin/python3 every test is skipped (failed under CI). */
+ * Also: the README's message table and examples are checked against the
+ * schemas, and the peer reads journal files per the README's format and
+ * must find a damaged file's cut where C's recovery makes it.
+ * Without /usr/bin/python3 those tests are skipped (failed under CI).
+ * PEER_DEBUG=1 in the environment prints the peer's summaries and the Svc's
+ * close texts. */
 #include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "journal_impl.h"
 #include "mw_clt.h"
 #include "mw_svc.h"
 #include "mw_test.h"
@@ -203,6 +209,184 @@ static void client_run(fx_t *f, const char *session, const char *opts, const cha
     free(out);
 }
 
+/* ---- the journal, read by the peer ---------------------------------------------------- */
+
+/* Python reads the journal file per the README; every OUT record must be a
+ * ping whose payload seq is the record's number, first..last. */
+static void expect_journal_of_pings(const char *path, uint64_t last, const char *const *frags) {
+    char args[300];
+    snprintf(args, sizeof args, "journal %s --decode", path);
+    char *out = peer_run(args);
+    expect_summary(out, frags);
+    uint64_t want = 1;
+    char *save = NULL;
+    for (char *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        unsigned long long off, seq, len, pseq;
+        char kind[8];
+        if (sscanf(l, "{\"record\":{\"off\":%llu,\"seq\":%llu,\"kind\":\"%3[a-z]\",\"len\":%llu,"
+                      "\"msg\":{\"type\":\"ping\",\"seq\":%llu,",
+                   &off, &seq, kind, &len, &pseq) != 5)
+            continue;
+        if (strcmp(kind, "out") != 0) continue;
+        if (seq != want || pseq != seq || len != ping_FIXED_SIZE) fail_msg("journal %s: record %s", path, l);
+        want++;
+    }
+    free(out);
+    assert_int_equal(want, last + 1);
+}
+
+/* A journal damaged in three ways: Python, reading it per the README, finds
+ * the cut where C's recovery makes it. Records of varied lengths, OUT and IN
+ * mixed. */
+static int64_t python_cut(const char *path, const char *why) {
+    char args[300];
+    snprintf(args, sizeof args, "journal %s", path);
+    char *out = peer_run(args);
+    const char *sum = strstr(out, "{\"summary\"");
+    if (!sum) fail_msg("no summary: %.400s", out);
+    if (!strstr(sum, why)) fail_msg("python's cut is not \"%s\": %s", why, sum);
+    const char *g = strstr(sum, "\"good_end\":");
+    assert_non_null(g);
+    int64_t end = strtoll(g + 11, NULL, 10);
+    free(out);
+    return end;
+}
+
+static void test_journal_format_python_cuts_where_c_recovers(void **state) {
+    require_peer();
+    fx_t *f = *state;
+    mw__jnl_opts_t jo = {.dir = f->sdir, .session = "J1"};
+    char path[256];
+    snprintf(path, sizeof path, "%s/J1.000001.mwj", f->sdir);
+    uint64_t rec_off[16] = {0}, off = 4096;
+    for (int damage = 0; damage < 3; damage++) {
+        mw_err_t err;
+        mw__jnl_t *j;
+        unlink(path);
+        assert_int_equal(mw__jnl_open(&j, &jo, &err), 0);
+        off = 4096;
+        for (uint64_t k = 1; k <= 10; k++) {
+            uint8_t p[64];
+            uint32_t len = (uint32_t)(1 + k * 5 % 37); /* 8-byte padding of every kind */
+            memset(p, (int)k, len);
+            rec_off[k] = off;
+            assert_int_equal(mw__jnl_append(j, MW__JNL_OUT, k, p, len), 0);
+            off += 24 + (len + 7) / 8 * 8;
+            if (k % 3 == 0) {
+                assert_int_equal(mw__jnl_append(j, MW__JNL_IN, 100 + k, p, 3), 0);
+                off += 24 + 8;
+            }
+        }
+        mw__jnl_set_in_seen(j, 42);
+        mw__jnl_set_in_next(j, 41);
+        mw__jnl_close(j);
+        /* python reads the whole undamaged file */
+        char args[300];
+        snprintf(args, sizeof args, "journal %s", path);
+        char *out = peer_run(args);
+        expect_summary(out, (const char *[]){"\"session\":\"J1\",\"epoch\":1,\"in_next\":41,\"in_seen\":42,"
+                                             "\"out_first\":1,\"out_next\":11,\"out\":10,\"in\":3,",
+                                             "\"cut\":null", NULL});
+        free(out);
+        FILE *fp = fopen(path, "r+b");
+        assert_non_null(fp);
+        const char *why;
+        int64_t want;
+        if (damage == 0) { /* a payload byte of record 7 */
+            fseek(fp, (long)rec_off[7] + 24 + 1, SEEK_SET);
+            fputc(0xee, fp);
+            why = "record checksum mismatch", want = (int64_t)rec_off[7];
+        } else if (damage == 1) { /* record 9's length reaches past the file */
+            fseek(fp, (long)rec_off[9], SEEK_SET);
+            const uint8_t big[4] = {0xff, 0xff, 0xff, 0x0f};
+            fwrite(big, 1, 4, fp);
+            why = "reaches past the end", want = (int64_t)rec_off[9];
+        } else { /* a stray byte after the last record */
+            fseek(fp, (long)off + 40, SEEK_SET);
+            fputc(1, fp);
+            why = "nonzero bytes after the last record", want = (int64_t)off;
+        }
+        fclose(fp);
+        assert_int_equal(python_cut(path, why), want);
+        assert_int_equal(mw__jnl_open(&j, &jo, &err), 0);
+        assert_int_equal(mw__jnl_recovered(j), want);
+        mw__jnl_close(j);
+        /* cut: both read it whole now */
+        assert_int_equal(python_cut(path, "\"cut\":null"), want);
+    }
+}
+
+/* ---- the README's examples are what the code does ----------------------------------- */
+
+/* In "Sessions: the wire protocol": each table row's tag and fixed size are
+ * the schema's; each line of the json block decodes (text serdes, protocol
+ * mw_session) and encodes back to the same bytes; the fixed mw_seq example
+ * is byte for byte what the fixed serdes writes. */
+static void test_readme_wire_protocol_examples_are_exact(void **state) {
+    (void)state;
+    FILE *fp = fopen(MW_SRC_ROOT "/README.md", "r");
+    assert_non_null(fp);
+    char line[1024];
+    bool in_sec = false, in_json = false;
+    int rows = 0, jsons = 0;
+    mw_serdes_t tx, fx;
+    assert_int_equal(mw_serdes_init(&tx, "text", 0), 0);
+    assert_int_equal(mw_serdes_init(&fx, "fixed", 0), 0);
+    while (fgets(line, sizeof line, fp)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!strncmp(line, "## ", 3)) in_sec = strcmp(line, "## Sessions: the wire protocol") == 0;
+        if (!in_sec) continue;
+        if (!strcmp(line, "```json")) { in_json = true; continue; }
+        if (in_json && !strcmp(line, "```")) { in_json = false; continue; }
+        if (in_json) {
+            union { mw_logon_t a; mw_logon_ack_t b; mw_logout_t c; mw_seq_t d; } m;
+            const mw_schema_t *sch;
+            ssize_t n = mw_serdes_decode(&tx, (const uint8_t *)line, strlen(line), &mw_session_protocol, &sch, &m,
+                                         sizeof m);
+            if (n != (ssize_t)strlen(line)) fail_msg("README: %s: %s", line, mw_serdes_last_error(&tx));
+            char back[1024];
+            n = mw_serdes_encode(&tx, sch, &m, (uint8_t *)back, sizeof back);
+            assert_true(n > 0);
+            back[n] = 0;
+            if (strcmp(back, line) != 0) fail_msg("README: %s\n  encodes as %s", line, back);
+            jsons++;
+            continue;
+        }
+        char name[32];
+        unsigned tag, size;
+        const char *last = strrchr(line, '|');
+        if (sscanf(line, "| `%31[a-z_]` | 0x%x |", name, &tag) == 2 && last && last > line) {
+            const char *p = last - 1;
+            while (p > line && p[-1] != '|') p--;
+            assert_int_equal(sscanf(p, " %u", &size), 1);
+            const mw_schema_t *sch = mw_protocol_by_name(&mw_session_protocol, name, strlen(name));
+            if (!sch) fail_msg("README names %s", name);
+            assert_int_equal(sch->tag, tag);
+            assert_int_equal(sch->fixed_size, size);
+            /* the fields column lists the schema's fields in order */
+            const char *q = strchr(strchr(line + 2, '|') + 1, '|') + 1;
+            for (unsigned i = 0; i < sch->nfields; i++) {
+                char want[48];
+                snprintf(want, sizeof want, "`%s` ", sch->fields[i].name);
+                const char *at = strstr(q, want);
+                if (!at) fail_msg("README %s: field %s missing or out of order", name, sch->fields[i].name);
+                q = at + strlen(want);
+            }
+            rows++;
+        }
+    }
+    fclose(fp);
+    assert_int_equal(rows, 7);
+    assert_int_equal(jsons, 7);
+    mw_seq_t sq = {.next = 41, .resent = true};
+    uint8_t b[32];
+    assert_int_equal(mw_serdes_encode(&fx, mw_seq_schema(), &sq, b, sizeof b), 11);
+    const uint8_t want[11] = {0x07, 0xff, 0x29, 0, 0, 0, 0, 0, 0, 0, 0x01};
+    assert_memory_equal(b, want, sizeof want);
+    mw_serdes_fini(&tx);
+    mw_serdes_fini(&fx);
+}
+
 /* ---- Svc vs the Python client ----------------------------------------------------- */
 
 /* Separate Python processes, one state file: the numbering goes on across
@@ -243,6 +427,12 @@ static void test_svc_vs_python_client(void **state) {
     assert_int_equal(st.logons, 4);
     assert_int_equal(st.gaps, 0);
     assert_int_equal(st.dups_dropped, 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/P1.000001.mwj", f->sdir);
+    expect_journal_of_pings(path, 210,
+                            (const char *[]){"\"session\":\"P1\",\"epoch\":1,\"in_next\":211,\"in_seen\":211,"
+                                             "\"out_first\":1,\"out_next\":211,\"out\":210,\"in\":0,",
+                                             "\"cut\":null", NULL});
 }
 
 /* What the Svc sent to a session while it was not connected goes out at its
@@ -391,6 +581,11 @@ static void test_clt_vs_python_server(void **state) {
     mw_clt_free(c);
     server_end(&sv, (const char *[]){"\"resent\":60,", "\"next_in\":111,", "\"next_out\":111,", "\"echoed\":10,",
                                      "\"code\":0,", NULL});
+    char path[256];
+    snprintf(path, sizeof path, "%s/C1.000001.mwj", f->cdir);
+    expect_journal_of_pings(path, 110,
+                            (const char *[]){"\"in_next\":111,\"in_seen\":111,\"out_first\":1,\"out_next\":111,"
+                                             "\"out\":110,", "\"cut\":null", NULL});
 }
 
 /* The Python server loses echo 5 (journals it, never writes it) and later
@@ -481,6 +676,7 @@ static void hostile(fx_t *f, const char *name, const char *opts, int reason, con
     char why[256];
     snprintf(why, sizeof why, "%s", f->close_text);
     pthread_mutex_unlock(&f->mu);
+    if (getenv("PEER_DEBUG")) fprintf(stderr, "%s: %s \"%s\"\n", name, mw_errname(got), why);
     if (got != reason || !strstr(why, text))
         fail_msg("%s: the Svc closed with %s \"%s\", want %s \"...%s...\"", name, mw_errname(got), why,
                  mw_errname(reason), text);
@@ -621,6 +817,9 @@ ALL(BOTH)
 #define ENTRY(t) BOTH_ENTRIES(t),
 
 int main(void) {
-    const struct CMUnitTest tests[] = {ALL(ENTRY)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_readme_wire_protocol_examples_are_exact),
+        cmocka_unit_test_setup_teardown(test_journal_format_python_cuts_where_c_recovers, setup_fixed, teardown),
+        ALL(ENTRY)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,7 +23,11 @@ fixed serdes (u32 big-endian length + little-endian packed layout).
       ping with a sequenced ping of the same seq, prints {"echoed": N} after
       each echo; saves STATE when the connection ends.
   session_peer.py hostile SERDES PORT CASE [options]
-      CASE gap | flood | silent | claim | badid | early (see HOSTILE below).
+      CASE: one of HOSTILE below.
+  session_peer.py journal FILE [--decode]
+      Reads a journal file (README "The journal file format"): checks the
+      header and each record's crc, prints the records and a summary with the
+      offset where recovery must cut the file and why.
 
 Every message received is printed on stdout as one JSON line
 {"rx": {...}} (application messages with "n": their number and "resent");
@@ -686,10 +690,78 @@ def run_hostile(a):
     emit(summary=summary)
 
 
+# ---- the journal file (README "The journal file format") -------------------------
+
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def run_journal(a):
+    """Reads a journal file as the README describes it; prints each record and
+    a summary with where recovery must cut (good_end) and why."""
+    with open(a.file, "rb") as f:
+        data = f.read()
+    if len(data) < 4096:
+        raise Broken("a journal of %d bytes" % len(data))
+    magic, version, epoch, created, session, crc = struct.unpack_from("<4sIQQ32sI", data, 0)
+    if magic != b"MWJ1" or version != 1:
+        raise Broken("bad magic/version %r %d" % (magic, version))
+    if crc32c(data[:56]) != crc:
+        raise Broken("header crc %#x, computed %#x" % (crc, crc32c(data[:56])))
+    in_next, in_seen, out_first = struct.unpack_from("<QQQ", data, 64)
+    if data[88:4096].strip(b"\0"):
+        raise Broken("nonzero bytes in the header after offset 88")
+    name = session.split(b"\0")[0].decode()
+    if not re.match(r"^%s\.0*%d\.mwj$" % (re.escape(name), epoch), os.path.basename(a.file)):
+        raise Broken("file name %s for session %s epoch %d" % (a.file, name, epoch))
+    off, want, out, inn, why = 4096, out_first, 0, 0, None
+    fixed = FixedCodec()
+    while len(data) - off >= 4:
+        (ln,) = struct.unpack_from("<I", data, off)
+        if ln == 0:
+            break
+        if len(data) - off < 24 or ln > 1 << 30 or 24 + (ln + 7) // 8 * 8 > len(data) - off:
+            why = "record length %d reaches past the end of the file" % ln
+            break
+        rcrc, seq, kind, r1, r2 = struct.unpack_from("<IQHHI", data, off + 4)
+        if crc32c(data[off + 8:off + 24 + ln]) != rcrc:
+            why = "record checksum mismatch"
+            break
+        if kind not in (1, 2) or r1 or r2:
+            why = "bad record kind %d" % kind
+            break
+        if kind == 1 and seq != want:
+            why = "outbound record %d where %d was next" % (seq, want)
+            break
+        payload = data[off + 24:off + 24 + ln]
+        rec = {"off": off, "seq": seq, "kind": "out" if kind == 1 else "in", "len": ln}
+        if a.decode:
+            rec["msg"] = fixed.decode(payload)
+        if data[off + 24 + ln:off + 24 + (ln + 7) // 8 * 8].strip(b"\0"):
+            raise Broken("nonzero padding after record %d" % seq)
+        emit(record=rec)
+        if kind == 1:
+            want += 1
+            out += 1
+        else:
+            inn += 1
+        off += 24 + (ln + 7) // 8 * 8
+    if why is None and data[off:].strip(b"\0"):
+        why = "nonzero bytes after the last record"
+    emit(summary={"session": name, "epoch": epoch, "in_next": in_next, "in_seen": in_seen,
+                  "out_first": out_first, "out_next": want, "out": out, "in": inn, "good_end": off,
+                  "cut": why})
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("role", choices=("client", "server", "hostile"))
-    p.add_argument("serdes", choices=("text", "fixed"))
+    p.add_argument("role", choices=("client", "server", "hostile", "journal"))
+    p.add_argument("serdes", help="text or fixed (journal: the file)")
     p.add_argument("rest", nargs="*")
     p.add_argument("--count", type=int, default=0)
     p.add_argument("--handle", type=int)
@@ -700,6 +772,7 @@ def main():
     p.add_argument("--reset", action="store_true")
     p.add_argument("--session", default="")
     p.add_argument("--deadline", type=float, default=20.0)
+    p.add_argument("--decode", action="store_true", help="journal: decode payloads (fixed serdes)")
     # server misbehaviour, to test a msgwire Clt
     p.add_argument("--lose", type=int, default=0, help="journal echo number K but never write it")
     p.add_argument("--dup", type=int, default=0, help="before echo K, send K-3..K-1 again")
@@ -708,10 +781,15 @@ def main():
     p.add_argument("--refuse", default="", help="refuse the logon with this reason")
     a = p.parse_args()
     a.deadline_at = time.monotonic() + a.deadline
+    if a.role != "journal" and a.serdes not in ("text", "fixed"):
+        p.error("serdes: text or fixed")
     try:
         if a.role == "client":
             a.port, a.session, a.state = int(a.rest[0]), a.rest[1], a.rest[2]
             run_client(a)
+        elif a.role == "journal":
+            a.file = a.serdes
+            run_journal(a)
         elif a.role == "server":
             a.state = a.rest[0]
             run_server(a)
