@@ -241,6 +241,14 @@ static int resend_some(mw__sess_t *s) {
 
 /* ---- linking and logon ---------------------------------------------------------- */
 
+/* A peer's heartbeat interval, kept within 10 ms .. 1 h: a client cannot
+ * make the Svc run a timer per millisecond. */
+#define HB_MIN_MS 10u
+#define HB_MAX_MS 3600000u
+static uint64_t hb_clamp(uint32_t ms) {
+    return (uint64_t)(ms < HB_MIN_MS ? HB_MIN_MS : ms > HB_MAX_MS ? HB_MAX_MS : ms) * MW_NS_PER_MS;
+}
+
 static void link_reset(mw__sess_t *s, const mw__sess_link_t *l, uint64_t now) {
     s->l = *l;
     s->linked = true;
@@ -325,7 +333,7 @@ int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logo
         s->in_next = s->possdup_below = s->sent_next = 1;
     }
     link_reset(s, l, now);
-    if (lg->heartbeat_ms) s->hb_ns = (uint64_t)lg->heartbeat_ms * MW_NS_PER_MS;
+    if (lg->heartbeat_ms) s->hb_ns = hb_clamp(lg->heartbeat_ms);
     mw_logon_ack_t a = {.next_in = s->in_next,
                         .next_out = out_next,
                         .heartbeat_ms = (uint32_t)(s->hb_ns / MW_NS_PER_MS),
@@ -373,7 +381,7 @@ static int on_ack(mw__sess_t *s, const mw_logon_ack_t *a) {
     s->reset_pending = false;
     s->up = true;
     s->rx_num = s->in_next;
-    if (a->heartbeat_ms) s->hb_ns = (uint64_t)a->heartbeat_ms * MW_NS_PER_MS;
+    if (a->heartbeat_ms) s->hb_ns = hb_clamp(a->heartbeat_ms);
     s->st.logons++;
     int r = start_resend(s, a->next_in);
     if (r == 0) r = resend_some(s);
