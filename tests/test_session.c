@@ -48,6 +48,7 @@ typedef struct fx {
     char close_text[256];
     bool echo;          /* on_msg answers every ping with a ping of the same seq */
     const char *reject; /* the logon hook refuses with this reason */
+    uint64_t switch_at; /* after answering this ping, the Svc switches the connection to fixed */
     pthread_t th;       /* a spin-mode Svc's recv loop */
     bool th_live;
     atomic_bool stop;
@@ -113,6 +114,8 @@ static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const v
         ping_t r = {.seq = p->seq};
         mw_svc_send_to(s, id, ping_schema(), &r);
     }
+    if (f->switch_at && p->seq == f->switch_at) /* the answer went out in text: fixed from here */
+        mw_svc_set_serdes(s, id, MW_DIR_TX | MW_DIR_RX, "fixed");
 }
 
 static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
@@ -724,6 +727,31 @@ static void test_session_heartbeats_keep_an_idle_session_up(void **state) {
     mw_io_free(io);
 }
 
+/* The login-in-text-then-switch-to-fixed pattern with a session: the
+ * session logs on in text, the application's first exchange is text, then
+ * both sides switch to fixed; numbering and heartbeats go on in fixed. */
+static cfg_t cfg_tcp_text = {"tcp", "text", MW_MODE_EVENT, NULL};
+
+static void test_session_text_login_then_fixed(void **state) {
+    fx_t *f = *state;
+    cur = &cfg_tcp_text;
+    f->switch_at = 1;
+    svc_start(f, 0);
+    mw_clt_opts_t o;
+    clt_opts(f, &o, MW_MODE_SPIN, "S1"); /* (heartbeats: 1 s, far from the switch) */
+    mw_clt_t *c;
+    mw_err_t err;
+    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    send_pings(c, 1, 1);
+    recv_pings(c, 1, 1, 0); /* the answer, in text */
+    assert_int_equal(mw_clt_set_serdes(c, MW_DIR_TX | MW_DIR_RX, "fixed"), 0);
+    send_pings(c, 2, 200);
+    recv_pings(c, 2, 200, 0);
+    expect_numbers(f, 200);
+    assert_int_equal(atomic_load(&f->closes), 0);
+    mw_clt_free(c);
+}
+
 /* ---- every transport, serdes and Svc mode ---------------------------------------------- */
 
 static void matrix(void **state, const cfg_t *c, mw_mode_t clt_mode) {
@@ -770,6 +798,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_session_sigkilled_client_resumes_from_its_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_heartbeats_keep_an_idle_session_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_possdup_after_a_crash_in_the_handler, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_text_login_then_fixed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_tls_text_blocking_clt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ws_text_libevent_spin_clt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_wss_msgpack_spin_clt, setup, teardown),
