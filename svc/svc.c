@@ -1,96 +1,11 @@
 /* svc.c - the service: listener, connection pool, three run modes. */
-#include "mw_svc.h"
-#include "drv_impl.h"
-#include "svc_sess_impl.h"
+#include "svc_impl.h"
 
 #include <poll.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <pthread.h>
-#include <sys/mman.h>
-#include <unistd.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct worker worker_t;
-
-typedef struct slot {
-    mw_conn_t conn;
-    mw__drv_t drv;            /* drives conn on its io while attached */
-    mw_svc_t *svc;
-    worker_t *w;              /* event mode: the owning worker */
-    pthread_mutex_t mu;       /* event mode: lifetime vs other threads' sends */
-    _Atomic uint32_t gen;     /* generation of the current (or last) connection */
-    atomic_bool used;         /* from accept until the driver let go (linger included) */
-    atomic_bool open;         /* the application's: from accept until on_close */
-    uint32_t idx;
-    uint32_t next_free;       /* free-list link (NO_SLOT: none) */
-    mw_err_t err;             /* why it closed; kept for on_close / conn_error */
-    mw__sess_t *sess;         /* sessions: the one this connection logged on to */
-    mw_io_timer_t t_sess;     /* sessions: heartbeats, resend, logon timeout */
-} slot_t;
-
-#define NO_SLOT UINT32_MAX
-
-struct worker {
-    mw_io_t *io;
-    mw_svc_t *svc;
-    bool own_io;
-};
-
-struct mw_svc {
-    mw_svc_opts_t o;
-    const mw_protocol_t *proto;
-    mw_listener_t *lis;
-    mw_sel_src_t lis_src;
-    mw_transport_t tr;
-    bool have_tr;
-    mw_io_t *io;               /* spin/blocking: own io; event: workers[0].io */
-    worker_t *workers;
-    uint32_t nworkers, next_worker;
-    mw__drv_cfg_t drv_cfg;     /* one driver configuration for every connection */
-    slot_t *slots;             /* cap slots, zero until first used; mmap'd when large (slots_mapped) */
-    uint32_t cap;
-    bool slots_mapped;
-    _Atomic uint32_t hwm;      /* slots [0, hwm) have been initialised (handed out once) */
-    _Atomic uint32_t freed;    /* slots freed since the acceptor last looked: a stack (MPSC) */
-    uint32_t fq_head, fq_tail; /* the acceptor's free queue, oldest first (NO_SLOT: empty) */
-    _Atomic uint32_t nused;    /* slots in use (accept until the driver let go) */
-    uint32_t *gens;            /* generations kept while the table's pages are given back */
-    uint32_t *active;          /* spin/blocking: open slots, for fair recv */
-    uint32_t nactive, rr;
-    slot_t *solo;              /* blocking mode, one connection: read it blocking */
-    uint32_t solo_tick, spin_tick;
-    uint64_t solo_polled_ns, polled_ns;
-    _Atomic uint64_t accepted, refused_full, refused_nofd, closed, closed_bad_input, msgs_in, msgs_out, bytes_in,
-        bytes_out;
-    mw_io_timer_t t_accept;    /* the listener's back-off (out of descriptors) */
-    bool accept_trouble;       /* accepting fails: logged once per episode */
-    atomic_uint nconns;
-    bool threads_started;
-    bool close_started; /* mw_svc_close ran (idempotence; closing thread only) */
-    atomic_uint refs;   /* 1 for the owner + 1 per cross-thread request queued */
-    atomic_bool dead;   /* mw_svc_free ran: queued requests find nothing */
-    bool closed_all;    /* workers stopped, tearing down: no more callbacks */
-    /* sessions (opts.session.enabled) */
-    bool sessions;
-    mw_protocol_t *sproto;     /* the application's protocol + the control messages */
-    mw__svc_sessions_t stab;
-    mw__sess_t *uncommitted;   /* spin/blocking: the session of the message recv returned last */
-    const mw_protocol_t *app;  /* the application's protocol (journal records) */
-    void *sess_rx;             /* spin/blocking: decode scratch of proto->max_size */
-    mw_err_t err;
-};
-
-static inline mw_conn_id_t make_id(const slot_t *sl) {
-    return ((uint64_t)atomic_load(&sl->gen) << 32) | sl->idx;
-}
-
-static void free_slot(mw_svc_t *s, slot_t *sl);
 
 void mw_svc_opts_init(mw_svc_opts_t *o) {
     memset(o, 0, sizeof *o);
@@ -108,17 +23,6 @@ void mw_svc_opts_init(mw_svc_opts_t *o) {
     o->first_msg_timeout_ns = 60 * MW_NS_PER_S;
 }
 
-/* Slot for an id, or NULL when the id is stale or unknown. A connection
- * being closed (on_close ran) is unknown already, even while it lingers. */
-static slot_t *lookup(const mw_svc_t *s, mw_conn_id_t id) {
-    uint32_t idx = (uint32_t)id;
-    if (idx >= s->cap) return NULL;
-    slot_t *sl = &s->slots[idx];
-    if (!atomic_load(&sl->open) || atomic_load(&sl->gen) != (uint32_t)(id >> 32)) return NULL;
-    return sl;
-}
-
-static mw_io_t *slot_io(const mw_svc_t *s, const slot_t *sl) { return sl->w ? sl->w->io : s->io; }
 
 /* Cross-thread requests carry the id, not the slot, so a connection closed
  * in the meantime is simply not found. They allocate: only used on the slow
@@ -130,7 +34,6 @@ typedef struct id_req {
     intptr_t arg;
 } id_req_t;
 
-static void svc_release(mw_svc_t *s);
 
 static void req_run(void *ud) {
     id_req_t *q = ud;
@@ -138,12 +41,12 @@ static void req_run(void *ud) {
     slot_t *sl = atomic_load(&s->dead) || s->closed_all ? NULL : lookup(s, q->id);
     if (sl) q->fn(s, sl, q->arg);
     free(q);
-    if (atomic_fetch_sub(&s->refs, 1) == 1) svc_release(s);
+    if (atomic_fetch_sub(&s->refs, 1) == 1) mw__svc_release(s);
 }
 
 /* Runs fn(s, slot, arg) on the slot's io thread: now if this is that
  * thread (or the Svc is not threaded), else posted. */
-static int on_slot_thread(mw_svc_t *s, slot_t *sl, mw_conn_id_t id, void (*fn)(mw_svc_t *, slot_t *, intptr_t),
+int mw__svc_on_slot_thread(mw_svc_t *s, slot_t *sl, mw_conn_id_t id, void (*fn)(mw_svc_t *, slot_t *, intptr_t),
                           intptr_t arg) {
     mw_io_t *io = slot_io(s, sl);
     if (s->o.mode != MW_MODE_EVENT || mw_io_in_thread(io)) {
@@ -184,118 +87,11 @@ static int drv_post(mw__drv_t *d, void (*fn)(mw__drv_t *d)) {
     return r;
 }
 
-/* ---- sessions (opts.session.enabled) ----------------------------------------------
- * A connection's first message must be mw_logon: it picks (or opens) the
- * session, which is then linked to this connection until it closes. Every
- * later message goes through the session: control messages stay inside,
- * application messages come out numbered. */
-
-static int sl_send(void *ctx, const mw_schema_t *sch, const void *msg, bool more) {
-    slot_t *sl = ctx;
-    return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send(&sl->drv, sch, msg);
-}
-
-static int sl_flush(void *ctx) { return mw__drv_flush(&((slot_t *)ctx)->drv); }
-
-/* Closes gracefully (a logout the session queued still goes out). */
-static void sess_close(slot_t *sl, int reason, const char *why) {
-    mw_err_set(&sl->err, reason, "%s", why);
-    mw__drv_close(&sl->drv, reason, true);
-}
-
-static void sess_pump_now(slot_t *sl) {
-    int r = mw__sess_pump(sl->sess, mw_io_now(slot_io(sl->svc, sl)));
-    if (r < 0) sess_close(sl, r, mw__sess_error(sl->sess));
-}
-
-static void sess_timer(mw_io_timer_t *t, void *ud) {
-    slot_t *sl = ud;
-    if (!sl->sess || !mw__drv_up(&sl->drv)) return;
-    mw_io_t *io = slot_io(sl->svc, sl);
-    uint64_t now = mw_io_now(io);
-    int r = mw__sess_pump(sl->sess, now);
-    if (r < 0) {
-        sess_close(sl, r, mw__sess_error(sl->sess));
-        return;
-    }
-    mw_io_timer_after(io, t, (int64_t)(mw__sess_next_due(sl->sess, now) - now));
-}
-
-static int sess_reject(slot_t *sl, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int sess_reject(slot_t *sl, int code, const char *fmt, ...) {
-    mw_logout_t m = {.code = (uint16_t)code};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(m.reason, sizeof m.reason, fmt, ap);
-    va_end(ap);
-    mw__drv_send(&sl->drv, mw_logout_schema(), &m);
-    char why[200];
-    snprintf(why, sizeof why, "%s: %s", code == MW_LOGOUT_REJECTED ? "logon rejected" : "session error", m.reason);
-    sess_close(sl, MW_ESESSION, why);
-    return MW_ESESSION;
-}
-
-/* A CHARS field as a C string. */
-static void cstr(char *dst, size_t cap, const char *src, size_t n) {
-    size_t len = strnlen(src, n < cap - 1 ? n : cap - 1);
-    memcpy(dst, src, len);
-    dst[len] = 0;
-}
-
-static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg, uint64_t now) {
-    if (sch->tag != mw_logon_TAG)
-        return sess_reject(sl, MW_LOGOUT_PROTOCOL, "the first message must be mw_logon, not %s", sch->name);
-    const mw_logon_t *lg = msg;
-    char id[sizeof lg->session + 1], user[sizeof lg->user + 1], pw[sizeof lg->password + 1], peer[64] = "";
-    cstr(id, sizeof id, lg->session, sizeof lg->session);
-    cstr(user, sizeof user, lg->user, sizeof lg->user);
-    cstr(pw, sizeof pw, lg->password, sizeof lg->password);
-    if (!mw__jnl_valid_session(id))
-        return sess_reject(sl, MW_LOGOUT_REJECTED, "bad session id \"%.32s\" (1..31 of A-Z a-z 0-9 _ . -)", id);
-    char reason[160] = "";
-    if (s->o.session.on_logon) {
-        mw_tcp_peer_name(sl->conn.stream, peer, sizeof peer);
-        mw_logon_info_t li = {id, user, pw, peer, lg->next_in, lg->next_out, lg->reset};
-        if (s->o.session.on_logon(s->o.ud, &li, reason, sizeof reason) != 0)
-            return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", *reason ? reason : "refused by the service");
-    }
-    mw__sess_t *ss;
-    mw_err_t e;
-    if (mw__svc_sessions_get(&s->stab, id, &s->o.session, s->app, &ss, &e) < 0)
-        return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", mw_err_text(&e));
-    mw__sess_link_t l = {sl, sl_send, sl_flush};
-    if (mw__sess_accept_logon(ss, &l, lg, now, reason, sizeof reason) < 0)
-        return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", reason);
-    sl->sess = ss;
-    mw_io_timer_init(&sl->t_sess, sess_timer, sl);
-    mw_io_timer_after(slot_io(s, sl), &sl->t_sess, (int64_t)(mw__sess_next_due(ss, now) - now));
-    if (s->o.session.on_logon_done) s->o.session.on_logon_done(s->o.ud, id, make_id(sl));
-    return 0;
-}
-
-/* 1: hand msg to the application; 0: the session kept it; < 0: closing. */
-static int sess_in(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg) {
-    uint64_t now = mw_io_now(slot_io(s, sl));
-    if (!sl->sess) return sess_logon(s, sl, sch, msg, now);
-    int x = mw__sess_rx(sl->sess, sch, msg, now);
-    if (x < 0) sess_close(sl, x, mw__sess_error(sl->sess));
-    return x;
-}
-
-static void sess_down(mw_svc_t *s, slot_t *sl) {
-    if (!sl->sess) return;
-    mw_io_timer_stop(slot_io(s, sl), &sl->t_sess);
-    if (s->uncommitted == sl->sess) s->uncommitted = NULL;
-    mw__sess_commit(sl->sess);
-    mw__sess_unlink(sl->sess);
-    sl->sess = NULL;
-}
-
 static bool drv_msg(mw__drv_t *d, const mw_schema_t *sch, const void *msg) {
     slot_t *sl = d->ud;
     mw_svc_t *s = sl->svc;
     if (s->sessions) {
-        int x = sess_in(s, sl, sch, msg);
+        int x = mw__svc_sess_in(s, sl, sch, msg);
         if (x <= 0) return x == 0;
     }
     if (s->o.on_msg) s->o.on_msg(s, make_id(sl), sch, msg, s->o.ud);
@@ -303,12 +99,11 @@ static bool drv_msg(mw__drv_t *d, const mw_schema_t *sch, const void *msg) {
     return true;
 }
 
-static void sess_pump_now(slot_t *sl);
 
 static void drv_drain(mw__drv_t *d) {
     slot_t *sl = d->ud;
     mw_svc_t *s = sl->svc;
-    if (sl->sess) sess_pump_now(sl); /* journaled messages waiting go first */
+    if (sl->sess) mw__svc_sess_pump_now(sl); /* journaled messages waiting go first */
     if (s->o.on_drain) s->o.on_drain(s, make_id(sl), s->o.ud);
 }
 
@@ -354,7 +149,7 @@ static void drv_closed(mw__drv_t *d, int reason) {
         mw__logf(MW_LOG_WARN, "svc: closing connection %#llx: %s", (unsigned long long)id, sl->err.text);
     }
     if (s->o.on_close && !s->closed_all) s->o.on_close(s, id, reason, s->o.ud);
-    sess_down(s, sl);
+    mw__svc_sess_down(s, sl);
     mw_conn_stats_t st;
     mw_conn_stats(&sl->conn, &st);
     atomic_fetch_add(&s->msgs_in, st.msgs_in);
@@ -378,7 +173,7 @@ static void drv_gone(mw__drv_t *d) {
     mw_conn_fini(&sl->conn);
     atomic_store(&sl->used, false);
     pthread_mutex_unlock(&sl->mu);
-    free_slot(sl->svc, sl);
+    mw__svc_free_slot(sl->svc, sl);
 }
 
 /* ---- blocking mode with one connection ------------------------------------
@@ -442,7 +237,7 @@ static void drop_unattached(mw_svc_t *s, slot_t *sl) {
     mw_conn_fini(&sl->conn);
     atomic_store(&sl->used, false);
     pthread_mutex_unlock(&sl->mu);
-    free_slot(s, sl);
+    mw__svc_free_slot(s, sl);
     if (s->o.mode != MW_MODE_EVENT) active_remove(s, sl->idx);
     atomic_fetch_sub(&s->nconns, 1);
     atomic_fetch_add(&s->closed, 1);
@@ -470,161 +265,13 @@ static void attach_posted(mw_svc_t *s, slot_t *sl, intptr_t arg) {
     attach(s, sl);
 }
 
-/* ---- slots: O(1) allocation ---------------------------------------------------
- * Only the acceptor (the thread that runs on_listener) allocates; any
- * thread frees (the worker that let the connection go). A freed slot is
- * pushed on a lock-free stack (MPSC: many threads push, only the acceptor
- * takes, and it takes the whole stack at once with an exchange, so there is
- * no ABA). The acceptor moves that stack, reversed, to the tail of its own
- * queue when the queue runs empty, and hands out the oldest free slot first
- * (FIFO). FIFO rather than LIFO: LIFO would reuse the slot just freed over
- * and over and advance its generation alone; FIFO spreads closes over every
- * free slot, so a slot's 32-bit generation wraps (the only way a stale id
- * could match again) as many times more slowly as there are free slots. The
- * price, a slot colder in the cache, is one miss per accept, small beside
- * accept4 itself. Slots never used before are taken only when
- * no freed one waits: the table is touched from its start and only as far
- * as the most connections open at once (the high-water mark, hwm). No lock:
- * one exchange per refill of the queue, one CAS per free. */
-/* The slots ever handed out; every other slot is still zero (unused). */
-static uint32_t slots_seen(const mw_svc_t *s) { return atomic_load_explicit(&s->hwm, memory_order_acquire); }
-
-/* Slots in use at once before the last one leaving gives memory back. */
-#define SHRINK_MIN 64u
-
-static void init_slot(mw_svc_t *s, uint32_t i) {
-    slot_t *sl = &s->slots[i];
-    uint32_t gen = s->gens ? s->gens[i] : 0; /* the table was given back: go on from its generation */
-    sl->idx = i;
-    sl->svc = s;
-    sl->drv.ud = sl;
-    sl->next_free = NO_SLOT;
-    atomic_store(&sl->gen, gen ? gen : 1);
-    /* A slot given back is zero again, and a zero mutex is an initialised
-     * one on Linux (glibc and musl: PTHREAD_MUTEX_INITIALIZER is all zero);
-     * not initialising it again keeps a late sender's lock/unlock pair on it
-     * (WITH_SLOT that found a connection just closing) balanced. */
-    if (!gen) pthread_mutex_init(&sl->mu, NULL);
-}
-
-static void take_freed(mw_svc_t *s) {
-    uint32_t i = atomic_exchange_explicit(&s->freed, NO_SLOT, memory_order_acquire), newest = i, prev = NO_SLOT;
-    while (i != NO_SLOT) { /* the stack is newest first: reverse it */
-        uint32_t next = s->slots[i].next_free;
-        s->slots[i].next_free = prev;
-        prev = i;
-        i = next;
-    }
-    if (prev == NO_SLOT) return;
-    if (s->fq_tail == NO_SLOT) s->fq_head = prev;
-    else s->slots[s->fq_tail].next_free = prev;
-    s->fq_tail = newest;
-}
-
-static slot_t *alloc_slot(mw_svc_t *s) {
-    if (s->fq_head == NO_SLOT) take_freed(s);
-    uint32_t i = s->fq_head;
-    if (i != NO_SLOT) {
-        s->fq_head = s->slots[i].next_free;
-        if (s->fq_head == NO_SLOT) s->fq_tail = NO_SLOT;
-    } else {
-        i = atomic_load_explicit(&s->hwm, memory_order_relaxed);
-        if (i >= s->cap) return NULL;
-        init_slot(s, i);
-        atomic_store_explicit(&s->hwm, i + 1, memory_order_release); /* loops over [0, hwm) see it whole */
-    }
-    slot_t *sl = &s->slots[i];
-    sl->next_free = NO_SLOT;
-    atomic_store(&sl->used, true);
-    atomic_fetch_add(&s->nused, 1);
-    return sl;
-}
-
-static void shrink_posted(void *ud);
-
-/* Any thread, once nothing refers to the slot's connection any more. The
- * push comes before the count drops: a shrink that finds no slot in use
- * finds every free slot on the stack. */
-static void free_slot(mw_svc_t *s, slot_t *sl) {
-    uint32_t head = atomic_load_explicit(&s->freed, memory_order_relaxed);
-    do sl->next_free = head;
-    while (!atomic_compare_exchange_weak_explicit(&s->freed, &head, sl->idx, memory_order_release,
-                                                  memory_order_relaxed));
-    if (atomic_fetch_sub(&s->nused, 1) != 1 || !s->slots_mapped || s->closed_all) return;
-    if (slots_seen(s) < SHRINK_MIN) return;
-    atomic_fetch_add(&s->refs, 1); /* the Svc outlives the request */
-    if (mw_io_post(s->io, shrink_posted, s) < 0) atomic_fetch_sub(&s->refs, 1);
-}
-
-/* The last connection has gone: the memory many connections used comes
- * back. The slot table's pages (from mmap) are given back to the kernel
- * with MADV_DONTNEED, read as zero from then on (a zero slot is an unused
- * one), and the table is handed out from its start again, each slot going
- * on from its generation (kept in gens, 4 bytes a slot). glibc keeps the
- * memory freed by the connections (streams, buffers over the pool's bound)
- * in its arenas: malloc_trim(0) hands it back. Runs on the acceptor's
- * thread (the only one that allocates slots), and only after more than
- * SHRINK_MIN slots were in use, so a lone client coming and going costs
- * nothing. */
-static void shrink_slots(mw_svc_t *s) {
-    if (atomic_load(&s->nused) != 0) return; /* a client came meanwhile */
-    uint32_t hw = slots_seen(s);
-    if (hw < SHRINK_MIN) return;
-    if (!s->gens && !(s->gens = calloc(s->cap, sizeof *s->gens))) return;
-    for (uint32_t i = 0; i < hw; i++) s->gens[i] = atomic_load(&s->slots[i].gen);
-    atomic_store(&s->freed, NO_SLOT); /* every slot below hw is free: forget the lists */
-    s->fq_head = s->fq_tail = NO_SLOT;
-    atomic_store(&s->hwm, 0);
-    long pg = sysconf(_SC_PAGESIZE);
-    size_t bytes = (size_t)hw * sizeof *s->slots, page = pg > 0 ? (size_t)pg : 4096;
-    madvise(s->slots, (bytes + page - 1) / page * page, MADV_DONTNEED);
-#ifdef __GLIBC__
-    malloc_trim(0);
-#endif
-}
-
-static void shrink_posted(void *ud) {
-    mw_svc_t *s = ud;
-    if (!atomic_load(&s->dead) && !s->closed_all) shrink_slots(s);
-    if (atomic_fetch_sub(&s->refs, 1) == 1) svc_release(s);
-}
-
-/* The table is zero until used: from mmap when large, so that its pages
- * become resident only as connections first reach them. */
-#define SLOTS_MMAP_MIN (256u * 1024u)
-
-static int slots_new(mw_svc_t *s) {
-    size_t bytes = (size_t)s->cap * sizeof *s->slots;
-    s->fq_head = s->fq_tail = NO_SLOT;
-    atomic_init(&s->freed, NO_SLOT);
-    atomic_init(&s->hwm, 0);
-    if (bytes < SLOTS_MMAP_MIN) {
-        s->slots = calloc(s->cap, sizeof *s->slots);
-        return s->slots ? 0 : MW_ENOMEM;
-    }
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) return MW_ENOMEM;
-    s->slots = p;
-    s->slots_mapped = true;
-    return 0;
-}
-
-static void slots_free(mw_svc_t *s) {
-    free(s->gens);
-    if (!s->slots) return;
-    for (uint32_t i = 0; i < slots_seen(s); i++) pthread_mutex_destroy(&s->slots[i].mu);
-    if (s->slots_mapped) munmap(s->slots, (size_t)s->cap * sizeof *s->slots);
-    else free(s->slots);
-    s->slots = NULL;
-}
-
 static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     mw_err_t err;
     if (mw_transport_wrap(&s->tr, st, &st, &err) < 0) { /* st is gone */
         mw__logf(MW_LOG_WARN, "svc: cannot set up an accepted connection: %s", err.text);
         return;
     }
-    slot_t *sl = alloc_slot(s);
+    slot_t *sl = mw__svc_alloc_slot(s);
     if (!sl) {
         atomic_fetch_add(&s->refused_full, 1);
         mw__logf(MW_LOG_WARN, "svc: refusing a client: max_connections %u reached", s->cap);
@@ -638,7 +285,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     pthread_mutex_unlock(&sl->mu);
     if (r < 0) {
         atomic_store(&sl->used, false);
-        free_slot(s, sl);
+        mw__svc_free_slot(s, sl);
         return;
     }
     sl->conn.tx.hook = s->o.on_sent;
@@ -650,7 +297,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     atomic_fetch_add(&s->nconns, 1);
     if (s->o.mode == MW_MODE_EVENT) {
         sl->w = &s->workers[s->next_worker++ % s->nworkers];
-        if (on_slot_thread(s, sl, make_id(sl), attach_posted, 0) < 0) {
+        if (mw__svc_on_slot_thread(s, sl, make_id(sl), attach_posted, 0) < 0) {
             mw_err_set(&sl->err, MW_ENOMEM, "cannot hand the connection to its worker");
             drop_unattached(s, sl);
         }
@@ -756,7 +403,7 @@ static int start_workers(mw_svc_t *s, mw_err_t *err) {
 
 static int setup(mw_svc_t *s, const mw_url_t *u, mw_err_t *err) {
     s->active = calloc(s->cap, sizeof *s->active);
-    if (slots_new(s) < 0 || !s->active) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (mw__svc_slots_new(s) < 0 || !s->active) return mw_err_set(err, MW_ENOMEM, "out of memory");
     mw_tcp_opts_t tcp = s->o.tcp;
     tcp.blocking = false; /* blocking mode waits in epoll, then reads without blocking */
     int r = mw_tcp_listen(&s->lis, u->host, u->port, &tcp, err);
@@ -864,27 +511,6 @@ int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns) {
  * connection on its turn when nothing is buffered (one recv per connection
  * per pass, as a busy-poll loop would); blocking mode reads only what the io
  * found ready, and the solo connection with a blocking read. */
-/* Sessions: the next application message of one connection (control
- * messages are handled on the way). As mw__drv_next, or RESCAN when the
- * session closed the connection (the list of open ones changed). */
-#define RESCAN 1
-static int sess_next(mw_svc_t *s, slot_t *sl, const mw_schema_t **sch, void *msg, size_t cap, bool read) {
-    for (;;) {
-        int r = mw__drv_next(&sl->drv, sch, s->sess_rx, s->proto->max_size, read);
-        if (r != 0) return r;
-        int x = sess_in(s, sl, *sch, s->sess_rx);
-        if (x < 0) return RESCAN;
-        if (x == 0) continue;
-        if ((*sch)->size > cap) {
-            mw__sess_discard(sl->sess);
-            return MW_ETOOBIG;
-        }
-        memcpy(msg, s->sess_rx, (*sch)->size);
-        s->uncommitted = sl->sess;
-        return 0;
-    }
-}
-
 static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
     for (;;) {
         uint32_t n = s->nactive;
@@ -894,11 +520,11 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
         for (uint32_t k = 0; k < n; k++) {
             sl = &s->slots[s->active[pos]];
             bool read = s->o.mode == MW_MODE_SPIN || sl == s->solo;
-            r = s->sessions ? sess_next(s, sl, sch, msg, cap, read) : mw__drv_next(&sl->drv, sch, msg, cap, read);
+            r = s->sessions ? mw__svc_sess_next(s, sl, sch, msg, cap, read) : mw__drv_next(&sl->drv, sch, msg, cap, read);
             if (r != MW_EAGAIN) break;
             if (++pos == n) pos = 0;
         }
-        if (r == RESCAN) continue;
+        if (r == MW__SVC_RESCAN) continue;
         if (r == 0) {
             s->rr = pos + 1;
             *id = make_id(sl);
@@ -1033,7 +659,7 @@ int mw_svc_flush(mw_svc_t *s, mw_conn_id_t id) {
 
 int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg) {
     int n = 0;
-    for (uint32_t i = 0, hw = slots_seen(s); i < hw; i++) {
+    for (uint32_t i = 0, hw = mw__svc_slots_seen(s); i < hw; i++) {
         slot_t *sl = &s->slots[i];
         if (atomic_load(&sl->open) && mw_svc_send_to(s, make_id(sl), sch, msg) == 0) n++;
     }
@@ -1047,12 +673,12 @@ static void close_on_thread(mw_svc_t *s, slot_t *sl, intptr_t graceful) {
 
 int mw_svc_close_conn(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? on_slot_thread(s, sl, id, close_on_thread, 1) : MW_ECLOSED;
+    return sl ? mw__svc_on_slot_thread(s, sl, id, close_on_thread, 1) : MW_ECLOSED;
 }
 
 int mw_svc_abort_conn(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? on_slot_thread(s, sl, id, close_on_thread, 0) : MW_ECLOSED;
+    return sl ? mw__svc_on_slot_thread(s, sl, id, close_on_thread, 0) : MW_ECLOSED;
 }
 
 static void pause_on_thread(mw_svc_t *s, slot_t *sl, intptr_t paused) {
@@ -1062,12 +688,12 @@ static void pause_on_thread(mw_svc_t *s, slot_t *sl, intptr_t paused) {
 
 int mw_svc_pause_recv(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? on_slot_thread(s, sl, id, pause_on_thread, 1) : MW_ECLOSED;
+    return sl ? mw__svc_on_slot_thread(s, sl, id, pause_on_thread, 1) : MW_ECLOSED;
 }
 
 int mw_svc_resume_recv(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? on_slot_thread(s, sl, id, pause_on_thread, 0) : MW_ECLOSED;
+    return sl ? mw__svc_on_slot_thread(s, sl, id, pause_on_thread, 0) : MW_ECLOSED;
 }
 
 int mw_svc_set_serdes(mw_svc_t *s, mw_conn_id_t id, int dirs, const char *serdes) {
@@ -1101,7 +727,7 @@ void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st) {
     st->bytes_out = atomic_load(&s->bytes_out);
     st->connections = atomic_load(&s->nconns);
     /* add the open connections' counts (racy in event mode; for display) */
-    for (uint32_t i = 0, hw = slots_seen(s); i < hw; i++) { /* closed ones were folded in at on_close */
+    for (uint32_t i = 0, hw = mw__svc_slots_seen(s); i < hw; i++) { /* closed ones were folded in at on_close */
         if (!atomic_load(&s->slots[i].open)) continue;
         mw_conn_stats_t c;
         mw_conn_stats(&s->slots[i].conn, &c);
@@ -1131,7 +757,7 @@ void mw_svc_close(mw_svc_t *s) {
     if (s->io) mw_io_timer_stop(s->io, &s->t_accept);
     mw_listener_free(s->lis);
     s->lis = NULL;
-    for (uint32_t i = 0, hw = s->slots ? slots_seen(s) : 0; i < hw; i++) {
+    for (uint32_t i = 0, hw = s->slots ? mw__svc_slots_seen(s) : 0; i < hw; i++) {
         slot_t *sl = &s->slots[i];
         if (!atomic_load(&sl->used)) continue;
         if (sl->drv.state != MW__DRV_LINGER) { /* still open for the application */
@@ -1157,12 +783,12 @@ void mw_svc_free(mw_svc_t *s) {
         if (s->workers[i].own_io) mw_io_free(s->workers[i].io);
     if (s->o.mode != MW_MODE_EVENT) mw_io_free(s->io);
     s->io = NULL;
-    if (atomic_fetch_sub(&s->refs, 1) == 1) svc_release(s);
+    if (atomic_fetch_sub(&s->refs, 1) == 1) mw__svc_release(s);
 }
 
 /* The last reference: the owner's (mw_svc_free) or a queued request's. */
-static void svc_release(mw_svc_t *s) {
-    slots_free(s);
+void mw__svc_release(mw_svc_t *s) {
+    mw__svc_slots_free(s);
     if (s->have_tr) mw_transport_fini(&s->tr);
     mw__svc_sessions_fini(&s->stab);
     free(s->sproto);
@@ -1170,61 +796,4 @@ static void svc_release(mw_svc_t *s) {
     free(s->workers);
     free(s->active);
     free(s);
-}
-
-/* ---- sessions: public ------------------------------------------------------------ */
-
-int mw_svc_session_send(mw_svc_t *s, const char *session, const mw_schema_t *sch, const void *msg, uint64_t *seq) {
-    if (!s->sessions) return MW_EINVAL;
-    mw__sess_t *ss;
-    mw_err_t e;
-    int r = mw__svc_sessions_get(&s->stab, session, &s->o.session, s->app, &ss, &e);
-    if (r < 0) {
-        mw_err_copy(&s->err, &e);
-        return r;
-    }
-    return mw__sess_send(ss, sch, msg, false, seq);
-}
-
-static mw__sess_t *sess_of(const mw_svc_t *s, mw_conn_id_t id) {
-    slot_t *sl = lookup(s, id);
-    return sl ? sl->sess : NULL;
-}
-
-uint64_t mw_svc_rx_seq(const mw_svc_t *s, mw_conn_id_t id) {
-    mw__sess_t *ss = sess_of(s, id);
-    return ss ? mw__sess_rx_seq(ss) : 0;
-}
-
-unsigned mw_svc_rx_flags(const mw_svc_t *s, mw_conn_id_t id) {
-    mw__sess_t *ss = sess_of(s, id);
-    return ss ? mw__sess_rx_flags(ss) : 0;
-}
-
-const char *mw_svc_conn_session(const mw_svc_t *s, mw_conn_id_t id) {
-    mw__sess_t *ss = sess_of(s, id);
-    return ss ? mw__sess_id(ss) : NULL;
-}
-
-int mw_svc_session_stats(mw_svc_t *s, const char *session, mw_session_stats_t *st) {
-    mw__sess_t *ss = s->sessions ? mw__svc_sessions_find(&s->stab, session) : NULL;
-    if (!ss) return MW_ECLOSED;
-    mw__sess_stats(ss, st);
-    return 0;
-}
-
-static void logout_on_thread(mw_svc_t *s, slot_t *sl, intptr_t arg) {
-    (void)s;
-    if (sl->sess) mw__sess_logout(sl->sess, MW_LOGOUT_NORMAL, (const char *)arg);
-    mw_err_set(&sl->err, MW_ESTATE, "logout: %s", (const char *)arg);
-    mw__drv_close(&sl->drv, MW_ESTATE, true);
-}
-
-int mw_svc_logout(mw_svc_t *s, mw_conn_id_t id, const char *reason) {
-    slot_t *sl = lookup(s, id);
-    if (!sl || !sl->sess) return sl ? MW_ESTATE : MW_ECLOSED;
-    /* the reason is copied into the message on the slot's thread: keep it static there */
-    static const char dflt[] = "logout by the service";
-    if (s->o.mode == MW_MODE_EVENT && !mw_io_in_thread(slot_io(s, sl))) reason = dflt;
-    return on_slot_thread(s, sl, id, logout_on_thread, (intptr_t)(reason ? reason : dflt));
 }

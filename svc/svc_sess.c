@@ -1,5 +1,8 @@
 /* svc_sess.c - the Svc's sessions by id (see svc_sess_impl.h). */
-#include "svc_sess_impl.h"
+#include "svc_impl.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -55,4 +58,185 @@ int mw__svc_sessions_get(mw__svc_sessions_t *t, const char *id, const mw_session
     *out = t->tab[i];
     pthread_mutex_unlock(&t->mu);
     return r;
+}
+
+/* ---- sessions (opts.session.enabled) ----------------------------------------------
+ * A connection's first message must be mw_logon: it picks (or opens) the
+ * session, which is then linked to this connection until it closes. Every
+ * later message goes through the session: control messages stay inside,
+ * application messages come out numbered. */
+
+static int sl_send(void *ctx, const mw_schema_t *sch, const void *msg, bool more) {
+    slot_t *sl = ctx;
+    return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send(&sl->drv, sch, msg);
+}
+
+static int sl_flush(void *ctx) { return mw__drv_flush(&((slot_t *)ctx)->drv); }
+
+/* Closes gracefully (a logout the session queued still goes out). */
+static void sess_close(slot_t *sl, int reason, const char *why) {
+    mw_err_set(&sl->err, reason, "%s", why);
+    mw__drv_close(&sl->drv, reason, true);
+}
+
+void mw__svc_sess_pump_now(slot_t *sl) {
+    int r = mw__sess_pump(sl->sess, mw_io_now(slot_io(sl->svc, sl)));
+    if (r < 0) sess_close(sl, r, mw__sess_error(sl->sess));
+}
+
+static void sess_timer(mw_io_timer_t *t, void *ud) {
+    slot_t *sl = ud;
+    if (!sl->sess || !mw__drv_up(&sl->drv)) return;
+    mw_io_t *io = slot_io(sl->svc, sl);
+    uint64_t now = mw_io_now(io);
+    int r = mw__sess_pump(sl->sess, now);
+    if (r < 0) {
+        sess_close(sl, r, mw__sess_error(sl->sess));
+        return;
+    }
+    mw_io_timer_after(io, t, (int64_t)(mw__sess_next_due(sl->sess, now) - now));
+}
+
+static int sess_reject(slot_t *sl, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int sess_reject(slot_t *sl, int code, const char *fmt, ...) {
+    mw_logout_t m = {.code = (uint16_t)code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m.reason, sizeof m.reason, fmt, ap);
+    va_end(ap);
+    mw__drv_send(&sl->drv, mw_logout_schema(), &m);
+    char why[200];
+    snprintf(why, sizeof why, "%s: %s", code == MW_LOGOUT_REJECTED ? "logon rejected" : "session error", m.reason);
+    sess_close(sl, MW_ESESSION, why);
+    return MW_ESESSION;
+}
+
+/* A CHARS field as a C string. */
+static void cstr(char *dst, size_t cap, const char *src, size_t n) {
+    size_t len = strnlen(src, n < cap - 1 ? n : cap - 1);
+    memcpy(dst, src, len);
+    dst[len] = 0;
+}
+
+static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg, uint64_t now) {
+    if (sch->tag != mw_logon_TAG)
+        return sess_reject(sl, MW_LOGOUT_PROTOCOL, "the first message must be mw_logon, not %s", sch->name);
+    const mw_logon_t *lg = msg;
+    char id[sizeof lg->session + 1], user[sizeof lg->user + 1], pw[sizeof lg->password + 1], peer[64] = "";
+    cstr(id, sizeof id, lg->session, sizeof lg->session);
+    cstr(user, sizeof user, lg->user, sizeof lg->user);
+    cstr(pw, sizeof pw, lg->password, sizeof lg->password);
+    if (!mw__jnl_valid_session(id))
+        return sess_reject(sl, MW_LOGOUT_REJECTED, "bad session id \"%.32s\" (1..31 of A-Z a-z 0-9 _ . -)", id);
+    char reason[160] = "";
+    if (s->o.session.on_logon) {
+        mw_tcp_peer_name(sl->conn.stream, peer, sizeof peer);
+        mw_logon_info_t li = {id, user, pw, peer, lg->next_in, lg->next_out, lg->reset};
+        if (s->o.session.on_logon(s->o.ud, &li, reason, sizeof reason) != 0)
+            return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", *reason ? reason : "refused by the service");
+    }
+    mw__sess_t *ss;
+    mw_err_t e;
+    if (mw__svc_sessions_get(&s->stab, id, &s->o.session, s->app, &ss, &e) < 0)
+        return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", mw_err_text(&e));
+    mw__sess_link_t l = {sl, sl_send, sl_flush};
+    if (mw__sess_accept_logon(ss, &l, lg, now, reason, sizeof reason) < 0)
+        return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", reason);
+    sl->sess = ss;
+    mw_io_timer_init(&sl->t_sess, sess_timer, sl);
+    mw_io_timer_after(slot_io(s, sl), &sl->t_sess, (int64_t)(mw__sess_next_due(ss, now) - now));
+    if (s->o.session.on_logon_done) s->o.session.on_logon_done(s->o.ud, id, make_id(sl));
+    return 0;
+}
+
+/* 1: hand msg to the application; 0: the session kept it; < 0: closing. */
+int mw__svc_sess_in(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg) {
+    uint64_t now = mw_io_now(slot_io(s, sl));
+    if (!sl->sess) return sess_logon(s, sl, sch, msg, now);
+    int x = mw__sess_rx(sl->sess, sch, msg, now);
+    if (x < 0) sess_close(sl, x, mw__sess_error(sl->sess));
+    return x;
+}
+
+void mw__svc_sess_down(mw_svc_t *s, slot_t *sl) {
+    if (!sl->sess) return;
+    mw_io_timer_stop(slot_io(s, sl), &sl->t_sess);
+    if (s->uncommitted == sl->sess) s->uncommitted = NULL;
+    mw__sess_commit(sl->sess);
+    mw__sess_unlink(sl->sess);
+    sl->sess = NULL;
+}
+
+int mw__svc_sess_next(mw_svc_t *s, slot_t *sl, const mw_schema_t **sch, void *msg, size_t cap, bool read) {
+    for (;;) {
+        int r = mw__drv_next(&sl->drv, sch, s->sess_rx, s->proto->max_size, read);
+        if (r != 0) return r;
+        int x = mw__svc_sess_in(s, sl, *sch, s->sess_rx);
+        if (x < 0) return MW__SVC_RESCAN;
+        if (x == 0) continue;
+        if ((*sch)->size > cap) {
+            mw__sess_discard(sl->sess);
+            return MW_ETOOBIG;
+        }
+        memcpy(msg, s->sess_rx, (*sch)->size);
+        s->uncommitted = sl->sess;
+        return 0;
+    }
+}
+
+/* ---- sessions: public ------------------------------------------------------------ */
+
+int mw_svc_session_send(mw_svc_t *s, const char *session, const mw_schema_t *sch, const void *msg, uint64_t *seq) {
+    if (!s->sessions) return MW_EINVAL;
+    mw__sess_t *ss;
+    mw_err_t e;
+    int r = mw__svc_sessions_get(&s->stab, session, &s->o.session, s->app, &ss, &e);
+    if (r < 0) {
+        mw_err_copy(&s->err, &e);
+        return r;
+    }
+    return mw__sess_send(ss, sch, msg, false, seq);
+}
+
+static mw__sess_t *sess_of(const mw_svc_t *s, mw_conn_id_t id) {
+    slot_t *sl = lookup(s, id);
+    return sl ? sl->sess : NULL;
+}
+
+uint64_t mw_svc_rx_seq(const mw_svc_t *s, mw_conn_id_t id) {
+    mw__sess_t *ss = sess_of(s, id);
+    return ss ? mw__sess_rx_seq(ss) : 0;
+}
+
+unsigned mw_svc_rx_flags(const mw_svc_t *s, mw_conn_id_t id) {
+    mw__sess_t *ss = sess_of(s, id);
+    return ss ? mw__sess_rx_flags(ss) : 0;
+}
+
+const char *mw_svc_conn_session(const mw_svc_t *s, mw_conn_id_t id) {
+    mw__sess_t *ss = sess_of(s, id);
+    return ss ? mw__sess_id(ss) : NULL;
+}
+
+int mw_svc_session_stats(mw_svc_t *s, const char *session, mw_session_stats_t *st) {
+    mw__sess_t *ss = s->sessions ? mw__svc_sessions_find(&s->stab, session) : NULL;
+    if (!ss) return MW_ECLOSED;
+    mw__sess_stats(ss, st);
+    return 0;
+}
+
+static void logout_on_thread(mw_svc_t *s, slot_t *sl, intptr_t arg) {
+    (void)s;
+    if (sl->sess) mw__sess_logout(sl->sess, MW_LOGOUT_NORMAL, (const char *)arg);
+    mw_err_set(&sl->err, MW_ESTATE, "logout: %s", (const char *)arg);
+    mw__drv_close(&sl->drv, MW_ESTATE, true);
+}
+
+int mw_svc_logout(mw_svc_t *s, mw_conn_id_t id, const char *reason) {
+    slot_t *sl = lookup(s, id);
+    if (!sl || !sl->sess) return sl ? MW_ESTATE : MW_ECLOSED;
+    /* the reason is copied into the message on the slot's thread: keep it static there */
+    static const char dflt[] = "logout by the service";
+    if (s->o.mode == MW_MODE_EVENT && !mw_io_in_thread(slot_io(s, sl))) reason = dflt;
+    return mw__svc_on_slot_thread(s, sl, id, logout_on_thread, (intptr_t)(reason ? reason : dflt));
 }

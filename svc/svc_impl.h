@@ -1,0 +1,127 @@
+/* svc_impl.h - the Svc's private state, shared by svc.c (listener, pool,
+ * run modes, sending, closing), svc_slots.c (O(1) slot allocation and
+ * memory given back) and svc_sess.c (sessions on the Svc's connections). */
+#ifndef MW_SVC_IMPL_H
+#define MW_SVC_IMPL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "drv_impl.h"
+#include "mw_svc.h"
+#include "svc_sess_impl.h"
+
+typedef struct worker worker_t;
+
+typedef struct slot {
+    mw_conn_t conn;
+    mw__drv_t drv;            /* drives conn on its io while attached */
+    mw_svc_t *svc;
+    worker_t *w;              /* event mode: the owning worker */
+    pthread_mutex_t mu;       /* event mode: lifetime vs other threads' sends */
+    _Atomic uint32_t gen;     /* generation of the current (or last) connection */
+    atomic_bool used;         /* from accept until the driver let go (linger included) */
+    atomic_bool open;         /* the application's: from accept until on_close */
+    uint32_t idx;
+    uint32_t next_free;       /* free-list link (NO_SLOT: none) */
+    mw_err_t err;             /* why it closed; kept for on_close / conn_error */
+    mw__sess_t *sess;         /* sessions: the one this connection logged on to */
+    mw_io_timer_t t_sess;     /* sessions: heartbeats, resend, logon timeout */
+} slot_t;
+
+#define NO_SLOT UINT32_MAX
+
+struct worker {
+    mw_io_t *io;
+    mw_svc_t *svc;
+    bool own_io;
+};
+
+struct mw_svc {
+    mw_svc_opts_t o;
+    const mw_protocol_t *proto;
+    mw_listener_t *lis;
+    mw_sel_src_t lis_src;
+    mw_transport_t tr;
+    bool have_tr;
+    mw_io_t *io;               /* spin/blocking: own io; event: workers[0].io */
+    worker_t *workers;
+    uint32_t nworkers, next_worker;
+    mw__drv_cfg_t drv_cfg;     /* one driver configuration for every connection */
+    slot_t *slots;             /* cap slots, zero until first used; mmap'd when large (slots_mapped) */
+    uint32_t cap;
+    bool slots_mapped;
+    _Atomic uint32_t hwm;      /* slots [0, hwm) have been initialised (handed out once) */
+    _Atomic uint32_t freed;    /* slots freed since the acceptor last looked: a stack (MPSC) */
+    uint32_t fq_head, fq_tail; /* the acceptor's free queue, oldest first (NO_SLOT: empty) */
+    _Atomic uint32_t nused;    /* slots in use (accept until the driver let go) */
+    uint32_t *gens;            /* generations kept while the table's pages are given back */
+    uint32_t *active;          /* spin/blocking: open slots, for fair recv */
+    uint32_t nactive, rr;
+    slot_t *solo;              /* blocking mode, one connection: read it blocking */
+    uint32_t solo_tick, spin_tick;
+    uint64_t solo_polled_ns, polled_ns;
+    _Atomic uint64_t accepted, refused_full, refused_nofd, closed, closed_bad_input, msgs_in, msgs_out, bytes_in,
+        bytes_out;
+    mw_io_timer_t t_accept;    /* the listener's back-off (out of descriptors) */
+    bool accept_trouble;       /* accepting fails: logged once per episode */
+    atomic_uint nconns;
+    bool threads_started;
+    bool close_started; /* mw_svc_close ran (idempotence; closing thread only) */
+    atomic_uint refs;   /* 1 for the owner + 1 per cross-thread request queued */
+    atomic_bool dead;   /* mw_svc_free ran: queued requests find nothing */
+    bool closed_all;    /* workers stopped, tearing down: no more callbacks */
+    /* sessions (opts.session.enabled) */
+    bool sessions;
+    mw_protocol_t *sproto;     /* the application's protocol + the control messages */
+    mw__svc_sessions_t stab;
+    mw__sess_t *uncommitted;   /* spin/blocking: the session of the message recv returned last */
+    const mw_protocol_t *app;  /* the application's protocol (journal records) */
+    void *sess_rx;             /* spin/blocking: decode scratch of proto->max_size */
+    mw_err_t err;
+};
+
+static inline mw_conn_id_t make_id(const slot_t *sl) { /* (generation << 32) | slot */
+    return ((uint64_t)atomic_load(&sl->gen) << 32) | sl->idx;
+}
+
+/* Slot for an id, or NULL when the id is stale or unknown. A connection
+ * being closed (on_close ran) is unknown already, even while it lingers. */
+static inline slot_t *lookup(const mw_svc_t *s, mw_conn_id_t id) {
+    uint32_t idx = (uint32_t)id;
+    if (idx >= s->cap) return NULL;
+    slot_t *sl = &s->slots[idx];
+    if (!atomic_load(&sl->open) || atomic_load(&sl->gen) != (uint32_t)(id >> 32)) return NULL;
+    return sl;
+}
+
+static inline mw_io_t *slot_io(const mw_svc_t *s, const slot_t *sl) { return sl->w ? sl->w->io : s->io; }
+
+/* svc.c */
+/* Runs fn(s, slot, arg) on the slot's io thread: now if this is that
+ * thread (or the Svc is not threaded), else posted (the id, not the slot,
+ * travels: a later connection in the slot is not it). 0 or MW_ENOMEM. */
+int mw__svc_on_slot_thread(mw_svc_t *s, slot_t *sl, mw_conn_id_t id, void (*fn)(mw_svc_t *, slot_t *, intptr_t),
+                           intptr_t arg);
+void mw__svc_release(mw_svc_t *s); /* the last reference */
+
+/* svc_slots.c */
+int mw__svc_slots_new(mw_svc_t *s);
+void mw__svc_slots_free(mw_svc_t *s);
+slot_t *mw__svc_alloc_slot(mw_svc_t *s);            /* the acceptor only; NULL: full */
+void mw__svc_free_slot(mw_svc_t *s, slot_t *sl);    /* any thread */
+uint32_t mw__svc_slots_seen(const mw_svc_t *s);     /* slots [0, n) were handed out */
+
+/* svc_sess.c (sessions on): a decoded message from sl. 1: hand it to the
+ * application; 0: the session kept it; < 0: the connection is closing. */
+int mw__svc_sess_in(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg);
+/* Pull mode: the next application message of sl (control messages handled
+ * on the way), as mw__drv_next, or MW__SVC_RESCAN when the session closed
+ * the connection (the list of open connections changed). */
+#define MW__SVC_RESCAN 1
+int mw__svc_sess_next(mw_svc_t *s, slot_t *sl, const mw_schema_t **sch, void *msg, size_t cap, bool read);
+void mw__svc_sess_pump_now(slot_t *sl); /* on drain: journaled messages waiting go first */
+void mw__svc_sess_down(mw_svc_t *s, slot_t *sl); /* the connection ended */
+
+#endif
