@@ -585,7 +585,8 @@ int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool m
         r = link_send(s, sch, msg, more);
         if (r == 0) {
             s->sent_next = n + 1;
-        } else if (r == MW_EAGAIN) { /* accepted all the same: it goes out from the journal */
+        } else { /* accepted all the same: numbered and journaled, it goes out from the journal
+                  * (behind a full socket now, or after the next logon if the link is failing) */
             r = 0;
             if (mw__jnl_seek(s->jnl, n, &s->cur) == 0) {
                 s->resending = true;
