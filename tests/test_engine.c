@@ -94,7 +94,7 @@ static void order(fx_t *f, int s, uint64_t cl, const char *sym, int side, int64_
     new_order_t o;
     memset(&o, 0, sizeof o);
     o.cl_ord_id = cl;
-    strncpy(o.symbol, sym, sizeof o.symbol);
+    memcpy(o.symbol, sym, strnlen(sym, sizeof o.symbol));
     o.side = (uint8_t)side;
     o.price = px;
     o.qty = qty;
