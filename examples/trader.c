@@ -11,7 +11,7 @@
  * With --cancel-every K, every K-th order is followed by a cancel of an
  * earlier one (which may have traded already: then the cancel is rejected).
  * At most --window orders and cancels wait for their ack at any time; --rate
- * paces the orders (per second; 0: as fast as the window allows).
+ * paces the orders and cancels (per second; 0: as fast as the window allows).
  *
  * Checks, failing (exit 2) at the first violation:
  *   - every order gets exactly one ack (ACCEPTED with leaves = qty, or
@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gw_orders.h"
 #include "gw_proto.h"
 #include "mw_clt.h"
 #include "tool.h"
@@ -54,7 +55,7 @@ static const char USAGE[] =
     "  Sends N limit orders to examples/gateway and checks every ack and fill.\n"
     "  URL: tcp://, tls:// (fixed serdes) or ws://, wss:// (text serdes) of the gateway.\n"
     "  --count 10000  --window 64 (orders and cancels awaiting their ack)\n"
-    "  --rate  orders per second (default 0: as fast as the window allows)\n"
+    "  --rate  orders and cancels per second (default 0: as fast as the window allows)\n"
     "  --symbol AAPL  --mid 18950 (ticks; orders are priced mid-2 .. mid+2)\n"
     "  --seed 1  --cancel-every 0 (K > 0: after every K-th order, cancel an earlier one)\n"
     "  --serdes  override the serdes the URL implies\n"
@@ -90,7 +91,11 @@ typedef struct trader {
     ord_t *ords;        /* [1 .. count] by cl_ord_id */
     uint64_t *lat;      /* order-to-ack, by arrival */
     uint64_t nlat;
-    uint64_t next_cl;   /* next order to send */
+    gw_stream_t stream; /* what to send: gw_orders.h */
+    uint64_t next_k;    /* the next message of the stream to send */
+    uint64_t stream_len;
+    uint64_t next_cl;   /* the highest cl_ord_id sent + 1 */
+    uint64_t acked;     /* orders answered */
     uint64_t outstanding;
     uint64_t cancels_pending;
     uint64_t last_seq;  /* engine_seq of the last message */
@@ -100,27 +105,6 @@ typedef struct trader {
     uint64_t accepted, rejected, cancels, cancelled, cancel_rejected, fills, filled_qty, msgs;
     tool_progress_t prog;
 } trader_t;
-
-/* ---- the orders ------------------------------------------------------------------ */
-
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
-
-static void make_order(const trader_t *t, uint64_t cl, new_order_t *o) {
-    uint64_t r = mix(t->c->seed * 0x9e3779b97f4a7c15ull + cl);
-    memset(o, 0, sizeof *o);
-    o->cl_ord_id = cl;
-    memcpy(o->symbol, t->c->symbol, strlen(t->c->symbol)); /* checked: at most GW_SYMBOL_CAP */
-    o->side = (uint8_t)(cl % 2 ? GW_BUY : GW_SELL);
-    o->price = t->c->mid + (int64_t)(r % 5) - 2;
-    o->qty = 1 + (uint32_t)((r >> 8) % 100);
-}
 
 /* ---- checks ------------------------------------------------------------------------ */
 
@@ -173,7 +157,8 @@ static void got_ack(trader_t *t, const order_ack_t *a, uint64_t now) {
         } else {
             t->accepted++;
         }
-        t->lat[t->nlat++] = now - o->t_send;
+        if (o->t_send) t->lat[t->nlat++] = now - o->t_send; /* 0: sent before a restart */
+        t->acked++;
         t->outstanding--;
         return;
     }
@@ -219,13 +204,13 @@ static void got_msg(trader_t *t, const mw_schema_t *s, const void *msg, uint64_t
     if (s->tag == order_ack_TAG) got_ack(t, msg, now);
     else if (s->tag == fill_TAG) got_fill(t, msg);
     else check_fail(t, "the gateway sent a %s", s->name);
-    tool_progress_tick(&t->prog, now, t->nlat);
+    tool_progress_tick(&t->prog, now, t->acked);
 }
 
 /* Every order answered once, every cancel answered, and per order the fills
  * add up: sum(fill qty) = qty - leaves. */
 static void final_checks(trader_t *t) {
-    if (t->nlat != t->c->count) check_fail(t, "%" PRIu64 " of %" PRIu64 " orders acked", t->nlat, t->c->count);
+    if (t->acked != t->c->count) check_fail(t, "%" PRIu64 " of %" PRIu64 " orders acked", t->acked, t->c->count);
     if (t->cancels_pending) check_fail(t, "%" PRIu64 " cancels unanswered", t->cancels_pending);
     for (uint64_t cl = 1; cl <= t->c->count; cl++) {
         const ord_t *o = &t->ords[cl];
@@ -239,10 +224,10 @@ static void final_checks(trader_t *t) {
 /* ---- sending ------------------------------------------------------------------------- */
 
 static bool may_send(const trader_t *t, uint64_t now) {
-    if (t->next_cl > t->c->count || t->outstanding >= t->c->window) return false;
+    if (t->next_k >= t->stream_len || t->outstanding >= t->c->window) return false;
+    if (t->next_k + 1 == t->stream_len) return t->outstanding == 0; /* the barrier: last, alone */
     if (t->c->rate <= 0) return true;
-    uint64_t due = t->t_start + (uint64_t)((double)(t->next_cl - 1) * 1e9 / t->c->rate);
-    return now >= due;
+    return now >= t->t_start + (uint64_t)((double)t->next_k * 1e9 / t->c->rate);
 }
 
 /* Sends one message; false when the tx buffer is full (try again later). */
@@ -256,54 +241,37 @@ static bool send_one(trader_t *t, const mw_schema_t *s, const void *msg) {
     return true;
 }
 
-static bool send_order(trader_t *t, uint64_t now) {
-    uint64_t cl = t->next_cl;
-    new_order_t o;
-    make_order(t, cl, &o);
-    ord_t *d = &t->ords[cl];
-    *d = (ord_t){.t_send = now, .price = o.price, .qty = o.qty, .leaves = o.qty, .side = o.side};
-    t->next_cl++; /* before the send: a blocking send may deliver answers later */
-    if (!send_one(t, new_order_schema(), &o)) {
-        t->next_cl--;
-        return false;
+/* Books message k of the stream as sent (t_send 0: time unknown). */
+static void mark_sent(trader_t *t, unsigned tag, const gw_msg_t *m, uint64_t t_send) {
+    if (tag == new_order_TAG) {
+        const new_order_t *o = &m->new_order;
+        t->ords[o->cl_ord_id] = (ord_t){.t_send = t_send, .price = o->price, .qty = o->qty, .leaves = o->qty,
+                                         .side = o->side};
+        t->next_cl = o->cl_ord_id + 1;
+    } else if (m->cancel.cl_ord_id) {
+        t->ords[m->cancel.cl_ord_id].flags |= O_CANCEL_SENT;
+        t->cancels++;
+        t->cancels_pending++;
+    } else {
+        t->barrier_sent = true;
+        t->t_end = t_send ? t_send : mw_now_ns();
     }
+    t->next_k++;
     t->outstanding++;
-    if (t->c->cancel_every && cl % t->c->cancel_every == 0) {
-        uint64_t victim = cl > t->c->cancel_every / 2 ? cl - t->c->cancel_every / 2 : cl;
-        ord_t *v = &t->ords[victim];
-        if (!(v->flags & O_CANCEL_SENT)) {
-            cancel_t c = {.cl_ord_id = victim};
-            v->flags |= O_CANCEL_SENT;
-            if (!send_one(t, cancel_schema(), &c)) {
-                v->flags &= (uint8_t)~O_CANCEL_SENT;
-            } else {
-                t->cancels++;
-                t->cancels_pending++;
-                t->outstanding++;
-            }
-        }
-    }
-    return true;
 }
 
-/* Sends what the window and the rate allow, then the barrier once every
- * order and cancel is answered. Returns true if anything went out. */
+/* Sends what the window and the rate allow (the barrier once everything
+ * else is answered). Returns true if anything went out. */
 static bool pump_sends(trader_t *t) {
     bool any = false;
     uint64_t now = mw_now_ns();
     while (may_send(t, now)) {
-        if (!send_order(t, now)) return any;
+        gw_msg_t m;
+        unsigned tag = gw_stream_msg(&t->stream, t->next_k, &m);
+        if (!send_one(t, tag == new_order_TAG ? new_order_schema() : cancel_schema(), &m)) break;
+        mark_sent(t, tag, &m, now);
         any = true;
         now = mw_now_ns();
-    }
-    if (t->next_cl > t->c->count && t->outstanding == 0 && !t->barrier_sent) {
-        cancel_t c = {.cl_ord_id = 0};
-        if (send_one(t, cancel_schema(), &c)) {
-            t->barrier_sent = true;
-            t->outstanding++;
-            t->t_end = now;
-            any = true;
-        }
     }
     return any;
 }
@@ -382,8 +350,8 @@ static void ev_next(trader_t *t) {
         return;
     }
     pump_sends(t);
-    if (t->c->rate > 0 && t->next_cl <= t->c->count && t->outstanding < t->c->window) {
-        uint64_t due = t->t_start + (uint64_t)((double)(t->next_cl - 1) * 1e9 / t->c->rate);
+    if (t->c->rate > 0 && t->next_k + 1 < t->stream_len && t->outstanding < t->c->window) {
+        uint64_t due = t->t_start + (uint64_t)((double)t->next_k * 1e9 / t->c->rate);
         mw_io_timer_at(t->io, &t->pace, due);
     }
 }
@@ -512,6 +480,9 @@ int main(int argc, char **argv) {
     t->lat = malloc(c.count * sizeof *t->lat);
     if (!t->ords || !t->lat) tool_fail("out of memory for %" PRIu64 " orders", c.count);
     t->next_cl = 1;
+    t->stream = (gw_stream_t){.seed = c.seed, .count = c.count, .cancel_every = c.cancel_every, .mid = c.mid};
+    memcpy(t->stream.symbol, c.symbol, strlen(c.symbol));
+    t->stream_len = gw_stream_len(&t->stream);
     tool_progress_init(&t->prog, c.progress, "orders acked", c.count);
 
     mw_clt_opts_t o;
