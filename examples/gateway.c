@@ -1,12 +1,14 @@
 /* gateway.c - an order-entry gateway: limit orders and cancels in, acks and
  * fills out, one matching engine behind two listeners.
  *
- *   gateway [--tcp URL] [--ws URL] [--symbols A,B,...] [--journal DIR]
- *           [--book FILE] [--seconds S] [--json] [--cert F --key F]
+ *   gateway [--tcp URL] [--tls URL] [--ws URL] [--symbols A,B,...]
+ *           [--journal DIR] [--book FILE] [--seconds S] [--json]
+ *           [--cert F --key F]
  *
  * Protocol: examples/common/gw_proto.h. The --tcp listener (tcp:// or tls://)
- * speaks the fixed serdes, the --ws listener (ws:// or wss://) the text serdes
- * (JSON, for a browser: examples/web/); both feed one engine
+ * and the --tls listener (tls://) speak the fixed serdes, the --ws listener
+ * (ws:// or wss://) the text serdes (JSON, for a browser: examples/web/); all
+ * feed one engine
  * (examples/common/engine.c), so an order from a browser can match one from a
  * trader on the other listener, and each side gets its fill on its own
  * connection.
@@ -16,7 +18,9 @@
  * order and while the acks and fills it produced are handed to mw_svc_send_to
  * (any thread may call it), so every connection receives its messages in
  * engine_seq order. The main thread only waits for SIGINT / SIGTERM (or
- * --seconds), then stops the listeners and prints the statistics.
+ * --seconds), then stops the listeners and prints the statistics. SIGUSR1
+ * makes the gateway close every client connection (gracefully: what was
+ * sent is written first), for fault tests.
  *
  * Without sessions (this version) each connection is its own engine session,
  * named "<listener>-<connection id>": its orders stay in the book after it
@@ -24,8 +28,8 @@
  * stops reading until its transmit buffer is full is closed (a gap it would
  * never notice is worse).
  *
- * Output: the bound ports on one line, "listening tcp=PORT ws=PORT" (only the
- * listeners given), then at exit the statistics (one JSON line with --json)
+ * Output: the bound ports on one line, "listening tcp=PORT tls=PORT ws=PORT"
+ * (only the listeners given, in that order), then at exit the statistics (one JSON line with --json)
  * and, with --book FILE, the book in engine_book_write's format.
  */
 #include <errno.h>
@@ -45,14 +49,15 @@
 #include "tool.h"
 
 static const char USAGE[] =
-    "usage: gateway [--tcp URL] [--ws URL] [--symbols A,B,...] [--journal DIR] [--book FILE]\n"
-    "               [--seconds S] [--max-orders N] [--json] [--cert FILE --key FILE]\n"
+    "usage: gateway [--tcp URL] [--tls URL] [--ws URL] [--symbols A,B,...] [--journal DIR]\n"
+    "               [--book FILE] [--seconds S] [--max-orders N] [--json] [--cert FILE --key FILE]\n"
     "\n"
     "  An order-entry gateway (protocol: examples/common/gw_proto.h) with a matching engine.\n"
     "  --tcp URL   tcp://HOST:PORT or tls://HOST:PORT, fixed serdes (examples/trader)\n"
+    "  --tls URL   tls://HOST:PORT, fixed serdes (a second, encrypted listener)\n"
     "  --ws URL    ws://HOST:PORT/PATH or wss://HOST:PORT/PATH, text serdes (JSON: browsers)\n"
     "              At least one of them. Port 0 picks a free port; the ports are printed\n"
-    "              as 'listening tcp=PORT ws=PORT'.\n"
+    "              as 'listening tcp=PORT tls=PORT ws=PORT' (the listeners given).\n"
     "  --symbols   the symbols traded (default " ENGINE_DEFAULT_SYMBOLS ")\n"
     "  --journal   directory for session journals (sessions: not in this version; accepted\n"
     "              and checked to exist)\n"
@@ -61,6 +66,7 @@ static const char USAGE[] =
     "  --max-orders order records of the engine (live + remembered; default 262144)\n"
     "  --json      statistics at exit as one JSON line\n"
     "  tls:// and wss:// need --cert FILE --key FILE.\n"
+    "  SIGINT/SIGTERM: stop, print statistics. SIGUSR1: close every client connection.\n"
     "  Exit status: 0 ok, 1 usage, 2 failure.\n";
 
 #define MAX_CONNS 1024
@@ -68,7 +74,7 @@ static const char USAGE[] =
 #define TX_BUF (4u << 20)
 #define MAX_MSG 1024
 
-enum { L_TCP = 0, L_WS = 1, NLISTENERS = 2 };
+enum { L_TCP = 0, L_TLS = 1, L_WS = 2, NLISTENERS = 3 };
 
 typedef struct gateway gateway_t;
 
@@ -191,7 +197,7 @@ static void on_msg(mw_svc_t *svc, mw_conn_id_t id, const mw_schema_t *sch, const
 /* ---- set-up ----------------------------------------------------------------------- */
 
 typedef struct cfg {
-    const char *tcp, *ws, *symbols, *journal, *book;
+    const char *tcp, *tls_url, *ws, *symbols, *journal, *book;
     double seconds;
     uint64_t max_orders;
     bool json;
@@ -211,9 +217,9 @@ static void listen_one(gateway_t *g, int idx, const char *name, const char *url,
     mw_err_clear(&err);
     if (mw_url_parse(url, &l->purl, &err) < 0) tool_usage_fail(USAGE, "--%s: %s", name, mw_err_text(&err));
     bool ws = strncmp(url, "ws", 2) == 0;
-    if (ws != (idx == L_WS))
-        tool_usage_fail(USAGE, "--%s takes %s URLs, not '%s'", name, idx == L_WS ? "ws:// or wss://" : "tcp:// or tls://",
-                        url);
+    static const char *const want[] = {"tcp:// or tls://", "tls://", "ws:// or wss://"};
+    if (ws != (idx == L_WS) || (idx == L_TLS && strncmp(url, "tls://", 6) != 0))
+        tool_usage_fail(USAGE, "--%s takes %s URLs, not '%s'", name, want[idx], url);
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     tool_apply_tls(&o.tr, &c->tls, true);
@@ -236,26 +242,43 @@ static void parse_args(int argc, char **argv, cfg_t *c) {
     *c = (cfg_t){.symbols = ENGINE_DEFAULT_SYMBOLS, .max_orders = 1u << 18};
     const tool_opt_t opts[] = {
         {"--tcp", TOOL_OPT_STR, &c->tcp, NULL},         {"--ws", TOOL_OPT_STR, &c->ws, NULL},
+        {"--tls", TOOL_OPT_STR, &c->tls_url, NULL},
         {"--symbols", TOOL_OPT_STR, &c->symbols, NULL}, {"--journal", TOOL_OPT_STR, &c->journal, NULL},
         {"--book", TOOL_OPT_STR, &c->book, NULL},       {"--seconds", TOOL_OPT_F64, &c->seconds, NULL},
         {"--max-orders", TOOL_OPT_U64, &c->max_orders, NULL},
         {"--json", TOOL_OPT_FLAG, &c->json, NULL},      TOOL_TLS_OPTS(&c->tls),
     };
     tool_parse(argc, argv, 1, opts, sizeof opts / sizeof opts[0], USAGE);
-    if (!c->tcp && !c->ws) tool_usage_fail(USAGE, "give --tcp URL, --ws URL or both");
+    if (!c->tcp && !c->tls_url && !c->ws) tool_usage_fail(USAGE, "give at least one of --tcp, --tls, --ws");
     if (c->max_orders < 2 || c->max_orders > (1u << 28)) tool_usage_fail(USAGE, "--max-orders must be 2 .. 2^28");
     struct stat sb;
     if (c->journal && (stat(c->journal, &sb) != 0 || !S_ISDIR(sb.st_mode)))
         tool_usage_fail(USAGE, "--journal %s: not a directory", c->journal);
 }
 
-/* SIGINT / SIGTERM are blocked in every thread (the workers inherit the mask)
- * and taken here with sigtimedwait. */
-static void wait_for_stop(double seconds) {
+/* SIGUSR1: closes every client connection (gracefully). */
+static void close_all(gateway_t *g) {
+    static mw_conn_id_t ids[NLISTENERS][MAX_CONNS];
+    int n[NLISTENERS] = {0};
+    pthread_mutex_lock(&g->mu);
+    for (int i = 0; i < NLISTENERS; i++)
+        for (int k = 0; k < MAX_CONNS; k++)
+            if (g->l[i].conns[k].id != MW_CONN_ID_NONE) ids[i][n[i]++] = g->l[i].conns[k].id;
+    pthread_mutex_unlock(&g->mu);
+    int total = 0;
+    for (int i = 0; i < NLISTENERS; i++)
+        for (int k = 0; k < n[i]; k++) total += mw_svc_close_conn(g->l[i].svc, ids[i][k]) == 0;
+    fprintf(stderr, "%s: SIGUSR1: closed %d client connections\n", tool_prog(), total);
+}
+
+/* SIGINT / SIGTERM / SIGUSR1 are blocked in every thread (the workers inherit
+ * the mask) and taken here with sigtimedwait. */
+static void wait_for_stop(gateway_t *g, double seconds) {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
     struct timespec end;
     clock_gettime(CLOCK_MONOTONIC, &end);
     end.tv_sec += (time_t)seconds;
@@ -275,6 +298,7 @@ static void wait_for_stop(double seconds) {
         }
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGINT || sig == SIGTERM) return;
+        if (sig == SIGUSR1) close_all(g);
     }
 }
 
@@ -283,6 +307,7 @@ static void block_signals(void) {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) tool_fail("cannot block signals");
     signal(SIGPIPE, SIG_IGN);
 }
@@ -368,6 +393,7 @@ int main(int argc, char **argv) {
     for (uint32_t i = 0; i < MAX_ENGINE_SESSIONS; i++) g.routes[i].lst = -1;
     block_signals();
     listen_one(&g, L_TCP, "tcp", c.tcp, "fixed", &c);
+    listen_one(&g, L_TLS, "tls", c.tls_url, "fixed", &c);
     listen_one(&g, L_WS, "ws", c.ws, "text", &c);
     printf("listening");
     for (int i = 0; i < NLISTENERS; i++)
@@ -375,7 +401,7 @@ int main(int argc, char **argv) {
     printf("\n");
     fflush(stdout);
 
-    wait_for_stop(c.seconds);
+    wait_for_stop(&g, c.seconds);
     for (int i = 0; i < NLISTENERS; i++) mw_svc_close(g.l[i].svc); /* no callback runs after this */
     print_stats(&g, &c);
     if (c.book) write_book(&g, c.book);
