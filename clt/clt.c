@@ -149,7 +149,8 @@ static int connect_sync(mw_clt_t *c, mw_err_t *err) {
     mw_stream_t *s = sc.stream;
     if (c->o.mode == MW_MODE_BLOCKING) {
         bool tls = c->url.scheme == MW_SCHEME_TLS || c->url.scheme == MW_SCHEME_WSS;
-        if (tls) {
+        if (tls || c->sess) {
+            /* (sessions: the waits must wake up for heartbeats too) */
             /* A blocking socket would make SSL_read sleep inside the TLS
              * lock and starve a split sender: stay nonblocking and wait in
              * poll() outside it instead. */
@@ -159,7 +160,8 @@ static int connect_sync(mw_clt_t *c, mw_err_t *err) {
             if (c->o.timeout_ns > 0) mw_tcp_set_timeouts(s, c->o.timeout_ns, c->o.timeout_ns);
         }
     }
-    return mw__clt_conn_setup(c, s, err);
+    if ((r = mw__clt_conn_setup(c, s, err)) == 0 && c->sess) r = mw__clt_sess_logon_sync(c, err);
+    return r;
 }
 
 static mw_clt_t *clt_new(const mw_protocol_t *p, const mw_clt_opts_t *o) {
@@ -185,7 +187,8 @@ int mw_clt_connect(mw_clt_t **out, const char *url, const mw_protocol_t *p,
     if (o->mode == MW_MODE_EVENT && !o->io) return mw_err_set(err, MW_EINVAL, "event mode needs opts.io");
     mw_clt_t *c = clt_new(p, o);
     if (!c) return mw_err_set(err, MW_ENOMEM, "out of memory");
-    int r = mw_url_parse(url, &c->url, err);
+    int r = o->session.enabled ? mw__clt_sess_open(c, err) : 0;
+    if (r == 0) r = mw_url_parse(url, &c->url, err);
     mw_transport_opts_t tr = o->tr;
     if (tr.ws.max_msg > c->o.conn.max_msg) tr.ws.max_msg = c->o.conn.max_msg; /* one limit, not two */
     if (r == 0 && (r = mw_transport_init(&c->tr, &c->url, false, &tr, err)) == 0) c->have_tr = true;
@@ -215,7 +218,9 @@ int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
     int r = MW_EINVAL;
     if (o->mode == MW_MODE_EVENT && !o->io) mw_err_set(err, r, "event mode needs opts.io");
     else if (!(c = clt_new(p, o))) r = mw_err_set(err, MW_ENOMEM, "out of memory");
+    else if (o->session.enabled && (r = mw__clt_sess_open(c, err)) < 0) {}
     else if ((r = mw__clt_conn_setup(c, s, err)) == 0 && o->mode == MW_MODE_EVENT) r = mw__clt_ep_start(c);
+    else if (r == 0 && c->sess) r = mw__clt_sess_logon_sync(c, err);
     if (r < 0) {
         if (!c || !c->have_conn) mw_stream_free(s);
         mw_clt_free(c);
@@ -261,19 +266,37 @@ int mw__clt_tx_want(mw_clt_t *c) {
     return want;
 }
 
-int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
+/* One message onto the connection (or, with a session, numbered and
+ * journaled first). more: queue without writing. Under txl. */
+static int tx_one(mw_clt_t *c, const mw_schema_t *s, const void *msg, bool more, uint64_t *seq) {
+    if (c->sess) return mw__clt_sess_send(c, s, msg, more, seq);
+    if (!c->have_conn) return MW_ECLOSED;
+    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv))
+        return more ? mw__drv_enqueue(&c->drv, s, msg) : mw__drv_send(&c->drv, s, msg);
+    return more ? mw_conn_enqueue(&c->conn, s, msg) : mw_conn_send(&c->conn, s, msg);
+}
+
+/* Writes what is queued. Under txl. */
+static int tx_flush(mw_clt_t *c) {
+    if (!c->have_conn) return MW_ECLOSED;
+    if (c->sess && c->o.mode != MW_MODE_EVENT) return mw__sess_flush(c->sess); /* heartbeats write too */
+    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) return mw__drv_flush(&c->drv);
+    return mw_conn_flush(&c->conn);
+}
+
+int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) { return mw__clt_send_numbered(c, s, msg, NULL); }
+
+int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, uint64_t *seq) {
     txl(c);
-    int r = !c->have_conn                                            ? MW_ECLOSED
-            : c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv) ? mw__drv_send(&c->drv, s, msg)
-                                                                       : mw_conn_send(&c->conn, s, msg);
+    int r = tx_one(c, s, msg, false, seq);
     if (r == MW_EAGAIN && c->o.mode == MW_MODE_EVENT) /* not attached yet: on_drain once it is */
         atomic_store(&c->drv.want_drain, true);
     if (c->poll_wait && r >= 0 && (r == MW_EAGAIN || mw_conn_tx_pending(&c->conn))) {
         /* blocking over TLS: wait until the message is accepted and written */
         uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
-        while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = mw_conn_send(&c->conn, s, msg);
+        while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = tx_one(c, s, msg, false, seq);
         while (r == 0 && mw_conn_tx_pending(&c->conn) && wait_stream(c, MW_WANT_WRITE, dl) == 0) {
-            int f = mw_conn_flush(&c->conn);
+            int f = tx_flush(c);
             if (f < 0 && f != MW_EAGAIN) r = f;
         }
     }
@@ -287,9 +310,7 @@ int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
 
 int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     txl(c);
-    int r = !c->have_conn                                            ? MW_ECLOSED
-            : c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv) ? mw__drv_enqueue(&c->drv, s, msg)
-                                                                       : mw_conn_enqueue(&c->conn, s, msg);
+    int r = tx_one(c, s, msg, true, NULL);
     if (r == MW_EAGAIN && c->o.mode == MW_MODE_EVENT) atomic_store(&c->drv.want_drain, true);
     txu(c);
     return r;
@@ -297,13 +318,11 @@ int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
 
 int mw_clt_flush(mw_clt_t *c) {
     txl(c);
-    int r = !c->have_conn                                            ? MW_ECLOSED
-            : c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv) ? mw__drv_flush(&c->drv)
-                                                                       : mw_conn_flush(&c->conn);
+    int r = tx_flush(c);
     if (r == MW_EAGAIN && c->poll_wait) {
         /* blocking over TLS: wait for the socket, as a blocking write would */
         uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
-        while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = mw_conn_flush(&c->conn);
+        while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = tx_flush(c);
     }
     if (r < 0 && r != MW_EAGAIN && c->have_conn && c->conn.tx.failed) c->open = false;
     txu(c);
@@ -367,6 +386,7 @@ static int recv_poll_wait(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t 
 
 static int recv_one(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (!c->have_conn) return MW_ECLOSED;
+    if (c->sess) return mw__clt_sess_recv(c, s, msg, cap);
     recv_flush(c);
     int r = c->poll_wait ? recv_poll_wait(c, s, msg, cap) : mw_conn_recv(&c->conn, s, msg, cap);
     if (r < 0 && r != MW_EAGAIN && r != MW_ETIMEDOUT) c->open = false;
@@ -479,6 +499,7 @@ void mw_clt_free(mw_clt_t *c) {
     mw_clt_close(c);
     if (c->o.mode == MW_MODE_EVENT && c->o.io) mw__clt_ep_abort(c); /* no linger past free */
     mw__clt_conn_teardown(c);
+    mw__clt_sess_free(c);
     if (c->have_tr) mw_transport_fini(&c->tr);
     c->have_tr = false;
     atomic_store(&c->freed, true);

@@ -44,6 +44,7 @@ int mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c)) {
 /* ---- helpers ---------------------------------------------------------------- */
 
 static void stop_timers(mw_clt_t *c) {
+    mw_io_timer_stop(io_of(c), &c->t_sess);
     mw_io_timer_stop(io_of(c), &c->t_ttl);
     mw_io_timer_stop(io_of(c), &c->t_heartbeat);
     mw_io_timer_stop(io_of(c), &c->t_gone);
@@ -130,8 +131,28 @@ static bool stop_from_drv(mw_clt_t *c) {
     return true;
 }
 
+static void open_conn(mw_clt_t *c);
+
+/* With a session: control messages stay inside; the logon ack opens. */
+static bool sess_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
+    int x = mw__clt_sess_msg(c, s, msg);
+    if (x == 1) {
+        if (c->o.on_msg) USER_CB(c, c->o.on_msg(c, s, msg, c->o.ud));
+        mw__sess_commit(c->sess);
+    } else if (x == 0) {
+        if (c->state != MW_CLT_OPEN && mw__sess_up(c->sess)) open_conn(c);
+    } else {
+        if (x == MW_ECLOSED && c->logging_out) c->close_pending = true; /* logout answered: done */
+        mw__drv_close(&c->drv, x, true);
+        stop_from_drv(c);
+        return false;
+    }
+    return !stop_from_drv(c);
+}
+
 static bool drv_msg(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
     mw_clt_t *c = d->ud;
+    if (c->sess) return sess_msg(c, s, msg);
     if (c->o.on_msg) USER_CB(c, c->o.on_msg(c, s, msg, c->o.ud));
     return !stop_from_drv(c);
 }
@@ -143,9 +164,14 @@ static void on_heartbeat(mw_io_timer_t *t, void *ud) {
     if (c->state == MW_CLT_OPEN) mw_io_timer_after(io_of(c), t, c->o.heartbeat_ns);
 }
 
-/* The handshakes are done: open. */
+/* The handshakes are done: open (with a session: log on first). */
 static void drv_up(mw__drv_t *d) {
     mw_clt_t *c = d->ud;
+    if (c->sess) mw__clt_sess_up(c);
+    else open_conn(c);
+}
+
+static void open_conn(mw_clt_t *c) {
     mw__ep_up(&c->ep);
     c->state = MW_CLT_OPEN;
     c->connects++;
@@ -158,6 +184,14 @@ static void drv_up(mw__drv_t *d) {
 
 static void drv_drain(mw__drv_t *d) {
     mw_clt_t *c = d->ud;
+    if (c->sess) { /* a resend continues first */
+        int r = mw__sess_pump(c->sess, mw_io_now(io_of(c)));
+        if (r < 0) {
+            mw_err_set(&c->err, r, "%s", mw__sess_error(c->sess));
+            mw__drv_close(d, r, true);
+            return;
+        }
+    }
     if (c->o.on_drain) USER_CB(c, c->o.on_drain(c, c->o.ud));
     stop_from_drv(c);
 }
@@ -170,6 +204,7 @@ static void drv_closed(mw__drv_t *d, int reason) {
     const char *why = mw_conn_last_error(&c->conn);
     if (*why && !(reason == MW_ESTATE && c->err.code == MW_ESTATE)) mw_err_set(&c->err, reason, "%s", why);
     c->open = false;
+    if (c->sess) mw__clt_sess_down(c);
     if (c->stopped) return; /* closed by the user: no more callbacks */
     mw_io_timer_stop(io_of(c), &c->t_ttl);
     mw_io_timer_stop(io_of(c), &c->t_heartbeat);
@@ -263,6 +298,7 @@ int mw__clt_ep_start(mw_clt_t *c) {
     mw_io_timer_init(&c->t_ttl, on_ttl, c);
     mw_io_timer_init(&c->t_heartbeat, on_heartbeat, c);
     mw_io_timer_init(&c->t_gone, on_gone_timer, c);
+    mw_io_timer_init(&c->t_sess, NULL, c); /* set by the session's logon */
     c->drv_cfg = (mw__drv_cfg_t){
         .on_msg = drv_msg,
         .on_up = drv_up,

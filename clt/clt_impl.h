@@ -10,6 +10,7 @@
 #include "mw_resolve.h"
 #include "drv_impl.h"
 #include "endpoint_impl.h"
+#include "session_impl.h"
 
 struct mw_clt {
     mw_conn_t conn;        /* valid while have_conn */
@@ -43,6 +44,12 @@ struct mw_clt {
     atomic_int refs;       /* the user's reference + posted callbacks in flight */
     atomic_bool freed;
     char rec_name[512];    /* record_path with "%u" filled in for this connection */
+    /* sessions (opts.session.enabled) */
+    mw__sess_t *sess;
+    mw_protocol_t *sproto; /* the application's protocol + the control messages */
+    uint64_t sess_due;     /* spin/blocking: when the session next needs a pump */
+    mw_io_timer_t t_sess;  /* event mode: the session's pump */
+    bool logging_out;      /* mw_clt_logout: stop once the peer answered */
 };
 
 /* clt_ep.c */
@@ -59,5 +66,17 @@ void mw__clt_conn_teardown(mw_clt_t *c);
 /* Readiness the tx side needs, under the tx lock: MW_WANT_WRITE while bytes
  * are queued, plus what the stream asks for (TLS may need writability). */
 int mw__clt_tx_want(mw_clt_t *c);
+/* clt_sess.c: sessions on a Clt */
+int mw__clt_sess_open(mw_clt_t *c, mw_err_t *err);
+void mw__clt_sess_free(mw_clt_t *c);
+int mw__clt_sess_logon_sync(mw_clt_t *c, mw_err_t *err); /* spin/blocking connect */
+int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, uint64_t *seq);
+int mw__clt_sess_send(mw_clt_t *c, const mw_schema_t *s, const void *msg, bool more, uint64_t *seq);
+int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap);
+void mw__clt_sess_pump_due(mw_clt_t *c);
+/* event mode, io thread */
+void mw__clt_sess_up(mw_clt_t *c);               /* handshakes done: logon */
+int mw__clt_sess_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg); /* as mw__sess_rx */
+void mw__clt_sess_down(mw_clt_t *c);
 
 #endif

@@ -57,6 +57,7 @@
 #include "mw_idle.h"
 #include "mw_io.h"
 #include "mw_mode.h"
+#include "mw_session.h"
 #include "mw_tcp.h"
 #include "mw_transport.h"
 
@@ -121,6 +122,16 @@ typedef struct mw_clt_opts {
     /* every message sent / received, any mode */
     mw_conn_hook_fn on_sent, on_recvd;
     void *hook_ud;
+    /* A recoverable sequenced session (see mw_session.h and the README,
+     * "Sessions"): set session.enabled, session.journal_dir and session.id.
+     * mw_clt_connect then also logs on (event mode: on_connect runs once the
+     * logon is answered); a refused logon fails with MW_ESESSION and the
+     * server's reason. Every application message is numbered and journaled;
+     * what the server missed is resent after each logon, before anything new.
+     * Event mode with reconnect: sends while disconnected are journaled (0)
+     * and go out after the next logon. Spin and blocking modes send the
+     * session's heartbeats from inside send and recv: call recv regularly. */
+    mw_session_opts_t session;
 } mw_clt_opts_t;
 
 void mw_clt_opts_init(mw_clt_opts_t *o);
@@ -174,6 +185,24 @@ int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap);
 /* Spins with opts.idle until a message arrives or timeout_ns passes. */
 int mw_clt_recv_busywait_timeout(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap,
                                  int64_t timeout_ns);
+
+/* ---- sessions (opts.session.enabled) ------------------------------------- */
+
+/* mw_clt_send that also gives the number assigned (*seq). MW_EINVAL without
+ * a session. (mw_clt_send returns 0, not the number: 0 means accepted in
+ * every mode, and an int cannot carry a 64-bit number.) */
+int mw_clt_send_seq(mw_clt_t *c, const mw_schema_t *s, const void *msg, uint64_t *seq);
+/* The number and flags (MW_SEQ_RESENT, MW_SEQ_POSSDUP) of the message recv
+ * just returned, or of the one on_msg is handling. 0 without a session. */
+uint64_t mw_clt_rx_seq(const mw_clt_t *c);
+unsigned mw_clt_rx_flags(const mw_clt_t *c);
+int mw_clt_session_stats(mw_clt_t *c, mw_session_stats_t *st);
+/* Ends the session's connection cleanly: sends mw_logout, waits for the
+ * server's answer (bounded by session.logon_timeout_ns) and closes; the
+ * session stays in the journal for the next connect. Event mode: on the io
+ * thread; the Clt stops (no reconnect) once the answer arrives. 0,
+ * MW_ETIMEDOUT, MW_ECLOSED, MW_EINVAL (no session). */
+int mw_clt_logout(mw_clt_t *c, const char *reason);
 
 /* ---- split sender / receiver --------------------------------------------- */
 typedef struct mw_clt_sender mw_clt_sender_t;

@@ -46,7 +46,9 @@
  *
  * Recovery at open: the records are scanned and each crc checked; the first
  * record that is torn (len reaches past the file, crc mismatch, bad kind,
- * seq not one more than the previous record of its kind) ends the good
+ * an OUT seq not one more than the previous OUT record, the first one being
+ * out_first; IN records may carry any seq, as append allows), or nonzero
+ * bytes after the last record (an append cut before its len) ends the good
  * part: the rest is zeroed (truncated to the last good record), with a
  * warning naming the byte offset (mw__jnl_recovered tells the caller). A
  * header with a bad magic/version/crc is refused (MW_ECORRUPT, offset 0);
@@ -117,7 +119,7 @@ void mw__jnl_set_in_next(mw__jnl_t *j, uint64_t v);
 
 /* Reading outbound records from a number on (resend). A cursor stays valid
  * across appends. seek: 0, or MW_ERANGE when seq < out_first or seq >
- * out_next. next: 0 with *seq/*payload/*len set (the payload points into
+ * out_next. next: 0 with *seq, *payload and *len set (the payload points into
  * the mapping: valid until the next append, reset or close), or MW_EAGAIN
  * at the end. */
 typedef struct mw__jnl_cur { uint64_t off; uint64_t seq; } mw__jnl_cur_t;
@@ -144,7 +146,13 @@ const char *mw__jnl_path(const mw__jnl_t *j);
 typedef bool (*mw__jnl_replay_fn)(void *ud, int kind, uint64_t seq, const uint8_t *payload, uint32_t len);
 int mw__jnl_replay(const char *dir, const char *session, mw__jnl_replay_fn fn, void *ud, mw_err_t *err);
 
-/* crc32c (Castagnoli), software, table driven (SSE4.2 when available). */
+/* crc32c (Castagnoli), software, table driven (SSE4.2 when available).
+ * crc is the result for the bytes before p (0 to start), so a checksum can
+ * be computed in pieces. Any thread, no allocation. */
 uint32_t mw__crc32c(uint32_t crc, const void *p, size_t n);
+/* The portable table-driven version, and whether mw__crc32c uses the CPU's
+ * crc32 instruction instead (tests compare the two). */
+uint32_t mw__crc32c_sw(uint32_t crc, const void *p, size_t n);
+bool mw__crc32c_hw(void);
 
 #endif

@@ -39,6 +39,7 @@
 #include "mw_idle.h"
 #include "mw_io.h"
 #include "mw_mode.h"
+#include "mw_session.h"
 #include "mw_tcp.h"
 #include "mw_transport.h"
 
@@ -103,6 +104,16 @@ typedef struct mw_svc_opts {
     void *ud;
     mw_conn_hook_fn on_sent, on_recvd; /* every message, any mode */
     void *hook_ud;
+    /* Recoverable sequenced sessions (see mw_session.h and the README,
+     * "Sessions"): set session.enabled and session.journal_dir. Every
+     * connection must then log on first (mw_logon within
+     * first_msg_timeout_ns); session.on_logon may refuse it. The Svc keeps
+     * one session per session id (its journal stays open until mw_svc_free),
+     * so a client that reconnects from anywhere resumes it. send_to numbers
+     * and journals every message (MW_ESTATE before the logon); on_msg and
+     * recv deliver only application messages, each number once and in order
+     * (mw_svc_rx_seq / mw_svc_rx_flags). */
+    mw_session_opts_t session;
 } mw_svc_opts_t;
 
 typedef struct mw_svc_stats {
@@ -188,6 +199,31 @@ int mw_svc_conn_stats(const mw_svc_t *s, mw_conn_id_t id, mw_conn_stats_t *st);
 void mw_svc_close(mw_svc_t *s);
 /* Closes and frees; NULL is a no-op. */
 void mw_svc_free(mw_svc_t *s);
+
+/* ---- sessions (opts.session.enabled) ---------------------------------------- */
+
+/* mw_svc_send_to that also gives the number assigned. */
+int mw_svc_send_seq(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, uint64_t *seq);
+/* Sends to a session by id whether or not it is connected now: journaled,
+ * and written at once if it is connected and caught up, else at its next
+ * logon. Opens the session's journal if needed (MW_EFULL past
+ * max_sessions). Any thread. 0, MW_EINVAL (no sessions or bad id), encode
+ * errors, MW_ESYS (journal). */
+int mw_svc_session_send(mw_svc_t *s, const char *session, const mw_schema_t *sch, const void *msg,
+                        uint64_t *seq);
+/* The number and flags (MW_SEQ_RESENT, MW_SEQ_POSSDUP) of the message being
+ * handled from id (inside on_msg, or after recv returned it). */
+uint64_t mw_svc_rx_seq(const mw_svc_t *s, mw_conn_id_t id);
+unsigned mw_svc_rx_flags(const mw_svc_t *s, mw_conn_id_t id);
+/* The session id is logged on to, or NULL (no logon yet). */
+const char *mw_svc_conn_session(const mw_svc_t *s, mw_conn_id_t id);
+/* 0, or MW_ECLOSED when the Svc has not seen that session. */
+int mw_svc_session_stats(mw_svc_t *s, const char *session, mw_session_stats_t *st);
+/* Ends id's session connection cleanly: mw_logout{reason} (from another
+ * thread in event mode the reason is "logout by the service"), then a
+ * graceful close; the session stays for its next logon. 0, MW_ECLOSED,
+ * MW_ESTATE (not logged on). */
+int mw_svc_logout(mw_svc_t *s, mw_conn_id_t id, const char *reason);
 
 #define MW_SVC_SEND_TO(svc, id, msgp, MSGS) mw_svc_send_to((svc), (id), MW_SCHEMA_OF((msgp), MSGS), (msgp))
 

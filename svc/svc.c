@@ -1,8 +1,11 @@
 /* svc.c - the service: listener, connection pool, three run modes. */
 #include "mw_svc.h"
 #include "drv_impl.h"
+#include "svc_sess_impl.h"
 
 #include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -21,6 +24,8 @@ typedef struct slot {
     atomic_bool open;         /* the application's: from accept until on_close */
     uint32_t idx;
     mw_err_t err;             /* why it closed; kept for on_close / conn_error */
+    mw__sess_t *sess;         /* sessions: the one this connection logged on to */
+    mw_io_timer_t t_sess;     /* sessions: heartbeats, resend, logon timeout */
 } slot_t;
 
 struct worker {
@@ -58,6 +63,12 @@ struct mw_svc {
     atomic_uint refs;   /* 1 for the owner + 1 per cross-thread request queued */
     atomic_bool dead;   /* mw_svc_free ran: queued requests find nothing */
     bool closed_all;    /* workers stopped, tearing down: no more callbacks */
+    /* sessions (opts.session.enabled) */
+    bool sessions;
+    mw_protocol_t *sproto;     /* the application's protocol + the control messages */
+    mw__svc_sessions_t stab;
+    mw__sess_t *uncommitted;   /* spin/blocking: the session of the message recv returned last */
+    const mw_protocol_t *app;  /* the application's protocol (journal records) */
     mw_err_t err;
 };
 
@@ -157,10 +168,117 @@ static int drv_post(mw__drv_t *d, void (*fn)(mw__drv_t *d)) {
     return r;
 }
 
+/* ---- sessions (opts.session.enabled) ----------------------------------------------
+ * A connection's first message must be mw_logon: it picks (or opens) the
+ * session, which is then linked to this connection until it closes. Every
+ * later message goes through the session: control messages stay inside,
+ * application messages come out numbered. */
+
+static int sl_send(void *ctx, const mw_schema_t *sch, const void *msg, bool more) {
+    slot_t *sl = ctx;
+    return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send(&sl->drv, sch, msg);
+}
+
+static int sl_flush(void *ctx) { return mw__drv_flush(&((slot_t *)ctx)->drv); }
+
+/* Closes gracefully (a logout the session queued still goes out). */
+static void sess_close(slot_t *sl, int reason, const char *why) {
+    mw_err_set(&sl->err, reason, "%s", why);
+    mw__drv_close(&sl->drv, reason, true);
+}
+
+static void sess_timer(mw_io_timer_t *t, void *ud) {
+    slot_t *sl = ud;
+    if (!sl->sess || !mw__drv_up(&sl->drv)) return;
+    mw_io_t *io = slot_io(sl->svc, sl);
+    uint64_t now = mw_io_now(io);
+    int r = mw__sess_pump(sl->sess, now);
+    if (r < 0) {
+        sess_close(sl, r, mw__sess_error(sl->sess));
+        return;
+    }
+    mw_io_timer_after(io, t, (int64_t)(mw__sess_next_due(sl->sess, now) - now));
+}
+
+static int sess_reject(slot_t *sl, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int sess_reject(slot_t *sl, int code, const char *fmt, ...) {
+    mw_logout_t m = {.code = (uint16_t)code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m.reason, sizeof m.reason, fmt, ap);
+    va_end(ap);
+    mw__drv_send(&sl->drv, mw_logout_schema(), &m);
+    char why[200];
+    snprintf(why, sizeof why, "%s: %s", code == MW_LOGOUT_REJECTED ? "logon rejected" : "session error", m.reason);
+    sess_close(sl, MW_ESESSION, why);
+    return MW_ESESSION;
+}
+
+/* A CHARS field as a C string. */
+static void cstr(char *dst, size_t cap, const char *src, size_t n) {
+    size_t len = strnlen(src, n < cap - 1 ? n : cap - 1);
+    memcpy(dst, src, len);
+    dst[len] = 0;
+}
+
+static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg, uint64_t now) {
+    if (sch->tag != mw_logon_TAG)
+        return sess_reject(sl, MW_LOGOUT_PROTOCOL, "the first message must be mw_logon, not %s", sch->name);
+    const mw_logon_t *lg = msg;
+    char id[sizeof lg->session + 1], user[sizeof lg->user + 1], pw[sizeof lg->password + 1], peer[64] = "";
+    cstr(id, sizeof id, lg->session, sizeof lg->session);
+    cstr(user, sizeof user, lg->user, sizeof lg->user);
+    cstr(pw, sizeof pw, lg->password, sizeof lg->password);
+    if (!mw__jnl_valid_session(id))
+        return sess_reject(sl, MW_LOGOUT_REJECTED, "bad session id \"%.32s\" (1..31 of A-Z a-z 0-9 _ . -)", id);
+    char reason[160] = "";
+    if (s->o.session.on_logon) {
+        mw_tcp_peer_name(sl->conn.stream, peer, sizeof peer);
+        mw_logon_info_t li = {id, user, pw, peer, lg->next_in, lg->next_out, lg->reset};
+        if (s->o.session.on_logon(s->o.ud, &li, reason, sizeof reason) != 0)
+            return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", *reason ? reason : "refused by the service");
+    }
+    mw__sess_t *ss;
+    mw_err_t e;
+    if (mw__svc_sessions_get(&s->stab, id, &s->o.session, s->app, &ss, &e) < 0)
+        return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", mw_err_text(&e));
+    mw__sess_link_t l = {sl, sl_send, sl_flush};
+    if (mw__sess_accept_logon(ss, &l, lg, now, reason, sizeof reason) < 0)
+        return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", reason);
+    sl->sess = ss;
+    mw_io_timer_init(&sl->t_sess, sess_timer, sl);
+    mw_io_timer_after(slot_io(s, sl), &sl->t_sess, (int64_t)(mw__sess_next_due(ss, now) - now));
+    if (s->o.session.on_logon_done) s->o.session.on_logon_done(s->o.ud, id, make_id(sl));
+    return 0;
+}
+
+/* 1: hand msg to the application; 0: the session kept it; < 0: closing. */
+static int sess_in(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg) {
+    uint64_t now = mw_io_now(slot_io(s, sl));
+    if (!sl->sess) return sess_logon(s, sl, sch, msg, now);
+    int x = mw__sess_rx(sl->sess, sch, msg, now);
+    if (x < 0) sess_close(sl, x, mw__sess_error(sl->sess));
+    return x;
+}
+
+static void sess_down(mw_svc_t *s, slot_t *sl) {
+    if (!sl->sess) return;
+    mw_io_timer_stop(slot_io(s, sl), &sl->t_sess);
+    if (s->uncommitted == sl->sess) s->uncommitted = NULL;
+    mw__sess_commit(sl->sess);
+    mw__sess_unlink(sl->sess);
+    sl->sess = NULL;
+}
+
 static bool drv_msg(mw__drv_t *d, const mw_schema_t *sch, const void *msg) {
     slot_t *sl = d->ud;
     mw_svc_t *s = sl->svc;
+    if (s->sessions) {
+        int x = sess_in(s, sl, sch, msg);
+        if (x <= 0) return x == 0;
+    }
     if (s->o.on_msg) s->o.on_msg(s, make_id(sl), sch, msg, s->o.ud);
+    if (sl->sess) mw__sess_commit(sl->sess);
     return true;
 }
 
@@ -204,13 +322,15 @@ static void drv_closed(mw__drv_t *d, int reason) {
     atomic_store(&sl->open, false);
     pthread_mutex_unlock(&sl->mu);
     const char *why = mw_conn_last_error(&sl->conn);
-    if (*why) mw_err_set(&sl->err, reason, "%s", why);
+    if (sl->err.code && sl->err.code == reason) {} /* the session's reason, set when it closed */
+    else if (*why) mw_err_set(&sl->err, reason, "%s", why);
     else mw_err_set(&sl->err, reason, "%s", reason == MW_ESTATE ? "closed by the service" : mw_strerror(reason));
     if (is_bad_input(reason)) {
         atomic_fetch_add(&s->closed_bad_input, 1);
         mw__logf(MW_LOG_WARN, "svc: closing connection %#llx: %s", (unsigned long long)id, sl->err.text);
     }
     if (s->o.on_close && !s->closed_all) s->o.on_close(s, id, reason, s->o.ud);
+    sess_down(s, sl);
     mw_conn_stats_t st;
     mw_conn_stats(&sl->conn, &st);
     atomic_fetch_add(&s->msgs_in, st.msgs_in);
@@ -526,7 +646,20 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
         return r;
     }
     s->have_tr = true;
-    s->proto = p;
+    s->proto = s->app = p;
+    if (o->session.enabled) {
+        s->sessions = true;
+        if (!o->session.journal_dir) r = mw_err_set(err, MW_EINVAL, "sessions need opts.session.journal_dir");
+        else if (!(s->sproto = mw__sess_proto(p)) || mw__svc_sessions_init(&s->stab, o->session.max_sessions) < 0)
+            r = mw_err_set(err, MW_ENOMEM, "out of memory");
+        if (r < 0) {
+            mw_transport_fini(&s->tr);
+            free(s->sproto);
+            free(s);
+            return r;
+        }
+        s->proto = s->sproto; /* connections decode both */
+    }
     s->cap = o->max_connections ? o->max_connections : 1024;
     s->drv_cfg = (mw__drv_cfg_t){
         .on_msg = o->mode == MW_MODE_EVENT ? drv_msg : NULL, /* spin/blocking: recv pulls */
@@ -573,6 +706,27 @@ int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns) {
  * connection on its turn when nothing is buffered (one recv per connection
  * per pass, as a busy-poll loop would); blocking mode reads only what the io
  * found ready, and the solo connection with a blocking read. */
+/* Sessions: the next application message of one connection (control
+ * messages are handled on the way). As mw__drv_next, or RESCAN when the
+ * session closed the connection (the list of open ones changed). */
+#define RESCAN 1
+static int sess_next(mw_svc_t *s, slot_t *sl, const mw_schema_t **sch, void *msg, size_t cap, bool read) {
+    for (;;) {
+        int r = mw__drv_next(&sl->drv, sch, sl->conn.rx_msg, s->proto->max_size, read);
+        if (r != 0) return r;
+        int x = sess_in(s, sl, *sch, sl->conn.rx_msg);
+        if (x < 0) return RESCAN;
+        if (x == 0) continue;
+        if ((*sch)->size > cap) {
+            mw__sess_discard(sl->sess);
+            return MW_ETOOBIG;
+        }
+        memcpy(msg, sl->conn.rx_msg, (*sch)->size);
+        s->uncommitted = sl->sess;
+        return 0;
+    }
+}
+
 static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
     for (;;) {
         uint32_t n = s->nactive;
@@ -582,10 +736,11 @@ static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
         for (uint32_t k = 0; k < n; k++) {
             sl = &s->slots[s->active[pos]];
             bool read = s->o.mode == MW_MODE_SPIN || sl == s->solo;
-            r = mw__drv_next(&sl->drv, sch, msg, cap, read);
+            r = s->sessions ? sess_next(s, sl, sch, msg, cap, read) : mw__drv_next(&sl->drv, sch, msg, cap, read);
             if (r != MW_EAGAIN) break;
             if (++pos == n) pos = 0;
         }
+        if (r == RESCAN) continue;
         if (r == 0) {
             s->rr = pos + 1;
             *id = make_id(sl);
@@ -625,6 +780,10 @@ static bool poll_due(mw_svc_t *s) {
 
 int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
     if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
+    if (s->uncommitted) { /* the message recv returned last was handled */
+        mw__sess_commit(s->uncommitted);
+        s->uncommitted = NULL;
+    }
     /* The listener, the timers and write readiness get a look at least every
      * millisecond even while messages keep coming (a busy peer must not keep
      * new clients out): the clock is read every 64th call, the io polled
@@ -677,21 +836,32 @@ int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_
         return r_;                                                                    \
     } while (0)
 
-int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+/* One message to an open connection; with sessions, numbered (*seq) and
+ * journaled, and MW_ESTATE before its logon. */
+static int slot_send(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg, bool more, uint64_t *seq) {
+    if (s->sessions) return sl->sess ? mw__sess_send(sl->sess, sch, msg, more, seq) : MW_ESTATE;
+    return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send(&sl->drv, sch, msg);
+}
+
+int mw_svc_send_seq(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, uint64_t *seq) {
     /* A failed send does not close the connection: what the peer sent
      * before it left is still to be delivered; the read side ends it. */
     if (s->solo) { /* a reply queued behind a full socket: back to the io, which watches writability */
         slot_t *sl = lookup(s, id);
         if (!sl) return MW_ECLOSED;
-        int r = mw__drv_send(&sl->drv, sch, msg);
+        int r = slot_send(s, sl, sch, msg, false, seq);
         if (sl == s->solo && mw_conn_tx_pending(&sl->conn)) solo_update(s);
         return r;
     }
-    WITH_SLOT(s, id, sl, mw__drv_send(&sl->drv, sch, msg));
+    WITH_SLOT(s, id, sl, slot_send(s, sl, sch, msg, false, seq));
+}
+
+int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    return mw_svc_send_seq(s, id, sch, msg, NULL);
 }
 
 int mw_svc_send_more(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
-    WITH_SLOT(s, id, sl, mw__drv_enqueue(&sl->drv, sch, msg));
+    WITH_SLOT(s, id, sl, slot_send(s, sl, sch, msg, true, NULL));
 }
 
 int mw_svc_flush(mw_svc_t *s, mw_conn_id_t id) {
@@ -832,8 +1002,67 @@ static void svc_release(mw_svc_t *s) {
     for (uint32_t i = 0; s->slots && i < s->cap; i++) pthread_mutex_destroy(&s->slots[i].mu);
     pthread_mutex_destroy(&s->lock);
     if (s->have_tr) mw_transport_fini(&s->tr);
+    mw__svc_sessions_fini(&s->stab);
+    free(s->sproto);
     free(s->workers);
     free(s->slots);
     free(s->active);
     free(s);
+}
+
+/* ---- sessions: public ------------------------------------------------------------ */
+
+int mw_svc_session_send(mw_svc_t *s, const char *session, const mw_schema_t *sch, const void *msg, uint64_t *seq) {
+    if (!s->sessions) return MW_EINVAL;
+    mw__sess_t *ss;
+    mw_err_t e;
+    int r = mw__svc_sessions_get(&s->stab, session, &s->o.session, s->app, &ss, &e);
+    if (r < 0) {
+        mw_err_copy(&s->err, &e);
+        return r;
+    }
+    return mw__sess_send(ss, sch, msg, false, seq);
+}
+
+static mw__sess_t *sess_of(const mw_svc_t *s, mw_conn_id_t id) {
+    slot_t *sl = lookup(s, id);
+    return sl ? sl->sess : NULL;
+}
+
+uint64_t mw_svc_rx_seq(const mw_svc_t *s, mw_conn_id_t id) {
+    mw__sess_t *ss = sess_of(s, id);
+    return ss ? mw__sess_rx_seq(ss) : 0;
+}
+
+unsigned mw_svc_rx_flags(const mw_svc_t *s, mw_conn_id_t id) {
+    mw__sess_t *ss = sess_of(s, id);
+    return ss ? mw__sess_rx_flags(ss) : 0;
+}
+
+const char *mw_svc_conn_session(const mw_svc_t *s, mw_conn_id_t id) {
+    mw__sess_t *ss = sess_of(s, id);
+    return ss ? mw__sess_id(ss) : NULL;
+}
+
+int mw_svc_session_stats(mw_svc_t *s, const char *session, mw_session_stats_t *st) {
+    mw__sess_t *ss = s->sessions ? mw__svc_sessions_find(&s->stab, session) : NULL;
+    if (!ss) return MW_ECLOSED;
+    mw__sess_stats(ss, st);
+    return 0;
+}
+
+static void logout_on_thread(mw_svc_t *s, slot_t *sl, intptr_t arg) {
+    (void)s;
+    if (sl->sess) mw__sess_logout(sl->sess, MW_LOGOUT_NORMAL, (const char *)arg);
+    mw_err_set(&sl->err, MW_ESTATE, "logout: %s", (const char *)arg);
+    mw__drv_close(&sl->drv, MW_ESTATE, true);
+}
+
+int mw_svc_logout(mw_svc_t *s, mw_conn_id_t id, const char *reason) {
+    slot_t *sl = lookup(s, id);
+    if (!sl || !sl->sess) return sl ? MW_ESTATE : MW_ECLOSED;
+    /* the reason is copied into the message on the slot's thread: keep it static there */
+    static const char dflt[] = "logout by the service";
+    if (s->o.mode == MW_MODE_EVENT && !mw_io_in_thread(slot_io(s, sl))) reason = dflt;
+    return on_slot_thread(s, sl, id, logout_on_thread, (intptr_t)(reason ? reason : dflt));
 }

@@ -1,0 +1,497 @@
+/* test_session.c - recoverable sequenced sessions between a Clt and a Svc:
+ * numbering, resend after a lost connection, restart of either side from
+ * its journal, logon rules, heartbeats and a silent peer, gaps and resend
+ * requests from a hand-made peer, resend floods, and the event Clt that
+ * keeps sending while disconnected. Real sockets on 127.0.0.1, real journal
+ * files in a temporary directory. */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mw_clt.h"
+#include "mw_svc.h"
+#include "mw_test.h"
+#include "test_proto.h"
+
+#define WAIT_MS 10000
+#define MAXN 4096
+
+typedef struct fx {
+    char dir[128], cdir[256], sdir[256];
+    mw_svc_t *svc;
+    int port;
+    char url[64];
+    /* what the Svc's application saw */
+    pthread_mutex_t mu;
+    uint64_t got[MAXN]; /* the session numbers delivered, in order */
+    uint64_t payload[MAXN];
+    unsigned flags[MAXN];
+    int ngot;
+    atomic_int closes, last_reason, logons;
+    char close_text[256];
+    bool echo;          /* on_msg answers every ping with a ping of the same seq */
+    const char *reject; /* the logon hook refuses with this reason */
+} fx_t;
+
+static void rm_rf(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char p[512];
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+                struct stat st;
+                if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_rf(p);
+                else unlink(p);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static int setup(void **state) {
+    fx_t *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/mw_session_XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    snprintf(f->cdir, sizeof f->cdir, "%s/clt", f->dir);
+    snprintf(f->sdir, sizeof f->sdir, "%s/svc", f->dir);
+    mkdir(f->cdir, 0700);
+    mkdir(f->sdir, 0700);
+    pthread_mutex_init(&f->mu, NULL);
+    f->echo = true;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx_t *f = *state;
+    mw_svc_free(f->svc);
+    rm_rf(f->dir);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    return 0;
+}
+
+/* ---- the Svc -------------------------------------------------------------------- */
+
+static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
+    fx_t *f = ud;
+    if (sch->tag != ping_TAG) return;
+    const ping_t *p = msg;
+    pthread_mutex_lock(&f->mu);
+    if (f->ngot < MAXN) {
+        f->got[f->ngot] = mw_svc_rx_seq(s, id);
+        f->flags[f->ngot] = mw_svc_rx_flags(s, id);
+        f->payload[f->ngot++] = p->seq;
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (f->echo) {
+        ping_t r = {.seq = p->seq};
+        mw_svc_send_to(s, id, ping_schema(), &r);
+    }
+}
+
+static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
+    fx_t *f = ud;
+    pthread_mutex_lock(&f->mu);
+    snprintf(f->close_text, sizeof f->close_text, "%s", mw_svc_conn_error(s, id));
+    pthread_mutex_unlock(&f->mu);
+    atomic_store(&f->last_reason, reason);
+    atomic_fetch_add(&f->closes, 1);
+}
+
+static int on_logon(void *ud, const mw_logon_info_t *li, char *reason, size_t cap) {
+    fx_t *f = ud;
+    if (f->reject && strcmp(li->user, "bad") == 0) {
+        snprintf(reason, cap, "%s", f->reject);
+        return 1;
+    }
+    return 0;
+}
+
+static void on_logon_done(void *ud, const char *session, uint64_t conn) {
+    (void)session;
+    (void)conn;
+    atomic_fetch_add(&((fx_t *)ud)->logons, 1);
+}
+
+static void svc_start_at(fx_t *f, int port) {
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.mode = MW_MODE_EVENT;
+    o.on_msg = on_msg;
+    o.on_close = on_close;
+    o.ud = f;
+    o.linger_ns = 200 * MW_NS_PER_MS;
+    o.session.enabled = true;
+    o.session.journal_dir = f->sdir;
+    o.session.on_logon = on_logon;
+    o.session.on_logon_done = on_logon_done;
+    o.session.journal_in = true;
+    mw_err_t err;
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    if (mw_svc_listen(&f->svc, url, &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
+    f->port = mw_svc_port(f->svc);
+    snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", f->port);
+}
+
+static void svc_start(fx_t *f, int unused) {
+    (void)unused;
+    svc_start_at(f, 0);
+}
+
+static void clt_opts(fx_t *f, mw_clt_opts_t *o, mw_mode_t mode, const char *id) {
+    mw_clt_opts_init(o);
+    o->mode = mode;
+    o->timeout_ns = 5 * MW_NS_PER_S;
+    o->session.enabled = true;
+    o->session.journal_dir = f->cdir;
+    o->session.id = id;
+    o->session.user = "alice";
+    o->session.journal_in = true;
+}
+
+static mw_clt_t *clt_connect(fx_t *f, mw_mode_t mode, const char *id) {
+    mw_clt_opts_t o;
+    clt_opts(f, &o, mode, id);
+    mw_clt_t *c;
+    mw_err_t err;
+    if (mw_clt_connect(&c, f->url, &test_protocol, &o, &err) < 0) fail_msg("connect: %s", err.text);
+    return c;
+}
+
+static int ngot(fx_t *f) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->ngot;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+typedef struct want { fx_t *f; int n; } want_t;
+static bool got_n(void *ud) { return ngot(((want_t *)ud)->f) >= ((want_t *)ud)->n; }
+static bool closes_n(void *ud) { return atomic_load(&((want_t *)ud)->f->closes) >= ((want_t *)ud)->n; }
+
+/* The Svc got session numbers 1..n, each once, in order, with payload == number. */
+static void expect_numbers(fx_t *f, int n) {
+    want_t w = {f, n};
+    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
+    pthread_mutex_lock(&f->mu);
+    int got = f->ngot;
+    bool ok = got == n;
+    for (int i = 0; ok && i < n; i++) ok = f->got[i] == (uint64_t)i + 1 && f->payload[i] == (uint64_t)i + 1;
+    pthread_mutex_unlock(&f->mu);
+    if (!ok) fail_msg("expected numbers 1..%d once each, got %d messages", n, got);
+}
+
+static void send_pings(mw_clt_t *c, uint64_t first, uint64_t last) {
+    for (uint64_t i = first; i <= last; i++) {
+        ping_t p = {.seq = i};
+        uint64_t seq = 0;
+        int r;
+        while ((r = mw_clt_send_seq(c, ping_schema(), &p, &seq)) == MW_EAGAIN) mw_clt_flush(c);
+        assert_int_equal(r, 0);
+        assert_int_equal(seq, i);
+    }
+    while (mw_clt_flush(c) == MW_EAGAIN) {}
+}
+
+/* Receives pings first..last, each with its session number == its payload. */
+static void recv_pings(mw_clt_t *c, uint64_t first, uint64_t last, unsigned want_flags) {
+    for (uint64_t i = first; i <= last; i++) {
+        test_msg_t m;
+        const mw_schema_t *s;
+        int r = mw_clt_recv_busywait_timeout(c, &s, &m, sizeof m, 5 * MW_NS_PER_S);
+        if (r != 0) fail_msg("recv %llu: %s (%s)", (unsigned long long)i, mw_errname(r), mw_clt_last_error(c));
+        assert_int_equal(s->tag, ping_TAG);
+        assert_int_equal(m.ping.seq, i);
+        assert_int_equal(mw_clt_rx_seq(c), i);
+        assert_int_equal(mw_clt_rx_flags(c) & MW_SEQ_RESENT, want_flags & MW_SEQ_RESENT);
+    }
+}
+
+/* ---- numbering, reconnect, restart ------------------------------------------------------ */
+
+static void numbered_round_trip(fx_t *f, mw_mode_t mode) {
+    svc_start(f, 0);
+    mw_clt_t *c = clt_connect(f, mode, "T1");
+    send_pings(c, 1, 200);
+    recv_pings(c, 1, 200, 0);
+    expect_numbers(f, 200);
+    mw_session_stats_t st;
+    assert_int_equal(mw_clt_session_stats(c, &st), 0);
+    assert_int_equal(st.next_out, 201);
+    assert_int_equal(st.next_in, 201);
+    assert_true(st.logged_on);
+    assert_int_equal(mw_svc_session_stats(f->svc, "T1", &st), 0);
+    assert_int_equal(st.next_in, 201);
+    assert_int_equal(st.next_out, 201);
+    /* a new Clt (a restarted process) resumes: numbers go on, nothing again */
+    mw_clt_free(c);
+    c = clt_connect(f, mode, "T1");
+    send_pings(c, 201, 300);
+    recv_pings(c, 201, 300, 0);
+    expect_numbers(f, 300);
+    assert_int_equal(atomic_load(&f->logons), 2);
+    assert_int_equal(mw_clt_logout(c, "done for today"), 0);
+    assert_false(mw_clt_is_open(c));
+    mw_clt_free(c);
+}
+
+static void test_session_numbers_and_resume_spin(void **state) { numbered_round_trip(*state, MW_MODE_SPIN); }
+static void test_session_numbers_and_resume_blocking(void **state) { numbered_round_trip(*state, MW_MODE_BLOCKING); }
+
+/* Replies the client never read (its connection went away) come again at
+ * the next logon, flagged resent, before anything new; nothing twice. */
+static void test_session_resends_what_the_client_missed(void **state) {
+    fx_t *f = *state;
+    svc_start(f, 0);
+    mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "T2");
+    send_pings(c, 1, 100);
+    recv_pings(c, 1, 40, 0); /* 41..100 are sent but never read */
+    expect_numbers(f, 100);
+    mw_clt_free(c);
+    c = clt_connect(f, MW_MODE_SPIN, "T2");
+    recv_pings(c, 41, 100, MW_SEQ_RESENT);
+    send_pings(c, 101, 110);
+    recv_pings(c, 101, 110, 0); /* new ones: not flagged */
+    expect_numbers(f, 110);
+    mw_session_stats_t st;
+    assert_int_equal(mw_svc_session_stats(f->svc, "T2", &st), 0);
+    assert_int_equal(st.resent, 60);
+    mw_clt_free(c);
+}
+
+/* The Svc restarts from its journal: its numbers go on, and what it had
+ * journaled but the client had not read is resent. */
+static void test_session_svc_restart_resumes_from_its_journal(void **state) {
+    fx_t *f = *state;
+    svc_start(f, 0);
+    mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "T3");
+    send_pings(c, 1, 50);
+    recv_pings(c, 1, 20, 0);
+    expect_numbers(f, 50);
+    mw_clt_free(c);
+    mw_svc_free(f->svc);
+    f->svc = NULL;
+    svc_start(f, 0); /* a new process, the same journal directory */
+    c = clt_connect(f, MW_MODE_SPIN, "T3");
+    recv_pings(c, 21, 50, MW_SEQ_RESENT);
+    send_pings(c, 51, 60);
+    recv_pings(c, 51, 60, 0);
+    /* the new Svc delivered 51..60 only: 1..50 were handled before */
+    want_t w = {f, 60};
+    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
+    pthread_mutex_lock(&f->mu);
+    for (int i = 50; i < 60; i++) assert_int_equal(f->got[i], (uint64_t)i + 1);
+    pthread_mutex_unlock(&f->mu);
+    mw_clt_free(c);
+}
+
+/* Messages the client journaled while its connection was down (event mode
+ * with reconnect) go out after the next logon, in order, once. */
+static atomic_int ev_connects;
+static void ev_on_connect(mw_clt_t *c, void *ud) {
+    (void)c;
+    (void)ud;
+    atomic_fetch_add(&ev_connects, 1);
+}
+static bool ev_connected_twice(void *ud) {
+    (void)ud;
+    return atomic_load(&ev_connects) >= 2;
+}
+static bool ev_connected_once(void *ud) {
+    (void)ud;
+    return atomic_load(&ev_connects) >= 1;
+}
+
+static void test_session_event_clt_journals_while_disconnected(void **state) {
+    fx_t *f = *state;
+    f->echo = false;
+    svc_start(f, 0);
+    mw_io_t *io;
+    mw_err_t err;
+    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
+    assert_int_equal(mw_io_start(io, NULL), 0);
+    mw_clt_opts_t o;
+    clt_opts(f, &o, MW_MODE_EVENT, "T4");
+    o.io = io;
+    o.reconnect.enabled = true;
+    o.reconnect.min_delay_ns = 10 * MW_NS_PER_MS;
+    o.reconnect.max_delay_ns = 50 * MW_NS_PER_MS;
+    o.on_connect = ev_on_connect;
+    atomic_store(&ev_connects, 0);
+    mw_clt_t *c;
+    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    assert_true(mw_wait_until(ev_connected_once, NULL, WAIT_MS));
+    for (uint64_t i = 1; i <= 50; i++) {
+        ping_t p = {.seq = i};
+        assert_int_equal(mw_clt_send(c, ping_schema(), &p), 0);
+    }
+    expect_numbers(f, 50);
+    /* the Svc drops every connection: the Clt reconnects; what it sends
+     * meanwhile is journaled and arrives after the logon */
+    mw_svc_free(f->svc);
+    f->svc = NULL;
+    for (uint64_t i = 51; i <= 80; i++) {
+        ping_t p = {.seq = i};
+        int r = mw_clt_send(c, ping_schema(), &p);
+        assert_int_equal(r, 0);
+    }
+    pthread_mutex_lock(&f->mu);
+    f->ngot = 0;
+    pthread_mutex_unlock(&f->mu);
+    svc_start_at(f, f->port); /* the same port: the Clt reconnects by itself */
+    assert_true(mw_wait_until(ev_connected_twice, NULL, WAIT_MS));
+    want_t w = {f, 30};
+    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->ngot, 30);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(f->got[i], (uint64_t)i + 51);
+        assert_int_equal(f->payload[i], (uint64_t)i + 51);
+    }
+    pthread_mutex_unlock(&f->mu);
+    mw_io_stop(io);
+    mw_clt_free(c);
+    mw_io_free(io);
+}
+
+/* ---- logon rules ------------------------------------------------------------------ */
+
+static void test_session_logon_rejected_by_the_hook(void **state) {
+    fx_t *f = *state;
+    f->reject = "unknown trader";
+    svc_start(f, 0);
+    mw_clt_opts_t o;
+    clt_opts(f, &o, MW_MODE_SPIN, "T5");
+    o.session.user = "bad";
+    mw_clt_t *c;
+    mw_err_t err;
+    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), MW_ESESSION);
+    assert_non_null(strstr(err.text, "unknown trader"));
+    /* the Svc goes on: a good client logs on */
+    o.session.user = "alice";
+    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    send_pings(c, 1, 3);
+    recv_pings(c, 1, 3, 0);
+    mw_clt_free(c);
+}
+
+static void test_session_second_logon_to_a_live_session_is_rejected(void **state) {
+    fx_t *f = *state;
+    svc_start(f, 0);
+    mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "T6");
+    mw_clt_opts_t o;
+    clt_opts(f, &o, MW_MODE_SPIN, "T6");
+    o.session.journal_dir = f->sdir; /* another journal: the Svc must refuse on the session alone */
+    mw_clt_t *c2;
+    mw_err_t err;
+    /* a separate client journal dir so the Clt side opens cleanly */
+    char d2[300];
+    snprintf(d2, sizeof d2, "%s/clt2", f->dir);
+    mkdir(d2, 0700);
+    o.session.journal_dir = d2;
+    assert_int_equal(mw_clt_connect(&c2, f->url, &test_protocol, &o, &err), MW_ESESSION);
+    assert_non_null(strstr(err.text, "logged on from another connection"));
+    send_pings(c, 1, 5);
+    recv_pings(c, 1, 5, 0);
+    mw_clt_free(c);
+}
+
+/* A client whose journal claims replies the Svc never sent is refused with
+ * both numbers named. */
+static void test_session_peer_claiming_unsent_numbers_is_rejected(void **state) {
+    fx_t *f = *state;
+    svc_start(f, 0);
+    mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "T7");
+    send_pings(c, 1, 10);
+    recv_pings(c, 1, 10, 0);
+    mw_clt_free(c);
+    /* a fresh Svc journal directory: it has sent nothing in session T7 */
+    mw_svc_free(f->svc);
+    f->svc = NULL;
+    rm_rf(f->sdir);
+    mkdir(f->sdir, 0700);
+    svc_start(f, 0);
+    mw_clt_opts_t o;
+    clt_opts(f, &o, MW_MODE_SPIN, "T7");
+    mw_err_t err;
+    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), MW_ESESSION);
+    assert_non_null(strstr(err.text, "you expect 11 but we sent only up to 0"));
+}
+
+/* A reset starts both directions at 1 again. */
+static void test_session_reset_starts_numbering_again(void **state) {
+    fx_t *f = *state;
+    svc_start(f, 0);
+    mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "T8");
+    send_pings(c, 1, 10);
+    recv_pings(c, 1, 10, 0);
+    mw_clt_free(c);
+    mw_clt_opts_t o;
+    clt_opts(f, &o, MW_MODE_SPIN, "T8");
+    o.session.reset = true;
+    mw_err_t err;
+    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    mw_session_stats_t st;
+    mw_clt_session_stats(c, &st);
+    assert_int_equal(st.next_out, 1);
+    assert_int_equal(st.epoch, 2);
+    pthread_mutex_lock(&f->mu);
+    f->ngot = 0;
+    pthread_mutex_unlock(&f->mu);
+    send_pings(c, 1, 5);
+    recv_pings(c, 1, 5, 0);
+    expect_numbers(f, 5);
+    mw_clt_free(c);
+}
+
+/* A plain client (no session) is closed at its first message. */
+static void test_session_first_message_must_be_logon(void **state) {
+    fx_t *f = *state;
+    svc_start(f, 0);
+    mw_clt_opts_t o;
+    mw_clt_opts_init(&o);
+    mw_clt_t *c;
+    mw_err_t err;
+    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    ping_t p = {.seq = 1};
+    assert_int_equal(mw_clt_send(c, ping_schema(), &p), 0);
+    want_t w = {f, 1};
+    assert_true(mw_wait_until(closes_n, &w, WAIT_MS));
+    assert_int_equal(atomic_load(&f->last_reason), MW_ESESSION);
+    pthread_mutex_lock(&f->mu);
+    assert_non_null(strstr(f->close_text, "the first message must be mw_logon"));
+    pthread_mutex_unlock(&f->mu);
+    /* the client is told why: a logout it can decode */
+    test_msg_t m;
+    const mw_schema_t *s;
+    int r = mw_clt_recv_busywait_timeout(c, &s, &m, sizeof m, 5 * MW_NS_PER_S);
+    assert_true(r == MW_ETAG || r == MW_ECLOSED); /* mw_logout is not in its protocol */
+    mw_clt_free(c);
+    assert_int_equal(ngot(f), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_session_numbers_and_resume_spin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_numbers_and_resume_blocking, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_resends_what_the_client_missed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_svc_restart_resumes_from_its_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_event_clt_journals_while_disconnected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_logon_rejected_by_the_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_second_logon_to_a_live_session_is_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_peer_claiming_unsent_numbers_is_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_reset_starts_numbering_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_first_message_must_be_logon, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
