@@ -2,7 +2,8 @@
  *
  *   trader --url URL [--mode spin|blocking|event] [--count N] [--window W]
  *          [--rate R] [--symbol S] [--mid PRICE] [--seed N] [--cancel-every K]
- *          [--serdes S] [--json] [--progress] [--ca F] [--insecure]
+ *          [--serdes S] [--session ID --journal DIR [--reconnect-for S]]
+ *          [--json] [--progress] [--ca F] [--insecure]
  *
  * Orders alternate buy, sell, buy... at prices a few ticks around --mid, so
  * most of them cross and trade (with each other or with whatever rests in the
@@ -31,8 +32,17 @@
  * whose on_msg checks the answer and sends what the window allows, and a
  * timer paces --rate.
  *
+ * Sessions (--session ID --journal DIR, against a gateway with --journal):
+ * every message is numbered and journaled on both sides, so nothing is lost
+ * or duplicated when the connection drops (the trader reconnects for up to
+ * --reconnect-for seconds, default 30; SIGUSR1 makes it drop the connection
+ * on purpose, for fault tests) or when either process is killed: started
+ * again with the same options, the trader resumes the run from its journal
+ * (see "resuming" below) and ends with the same checks over the whole run.
+ *
  * Output: a summary and order-to-ack latency percentiles (send to ack
- * received, nanosecond clock), or one JSON line with --json.
+ * received, nanosecond clock; orders sent by this process only), or one
+ * JSON line with --json.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -41,16 +51,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gw_orders.h"
 #include "gw_proto.h"
 #include "mw_clt.h"
+#include "mw_session.h"
 #include "tool.h"
 
 static const char USAGE[] =
     "usage: trader --url URL [--mode spin|blocking|event] [--count N] [--window W] [--rate R]\n"
     "              [--symbol S] [--mid PRICE] [--seed N] [--cancel-every K] [--serdes S]\n"
-    "              [--json] [--progress] [--ca FILE] [--insecure]\n"
+    "              [--session ID --journal DIR [--reconnect-for S]] [--json] [--progress]\n"
+    "              [--ca FILE] [--insecure]\n"
     "\n"
     "  Sends N limit orders to examples/gateway and checks every ack and fill.\n"
     "  URL: tcp://, tls:// (fixed serdes) or ws://, wss:// (text serdes) of the gateway.\n"
@@ -59,6 +72,9 @@ static const char USAGE[] =
     "  --symbol AAPL  --mid 18950 (ticks; orders are priced mid-2 .. mid+2)\n"
     "  --seed 1  --cancel-every 0 (K > 0: after every K-th order, cancel an earlier one)\n"
     "  --serdes  override the serdes the URL implies\n"
+    "  --session ID --journal DIR  a recoverable session (the gateway needs --journal): reconnects\n"
+    "            for up to --reconnect-for seconds (30); run again after a crash to resume.\n"
+    "            SIGUSR1 drops the connection (it reconnects and resumes).\n"
     "  --json    results as one JSON line\n"
     "  Exit status: 0 ok, 1 usage, 2 failure (a check failed or the gateway went away).\n";
 
@@ -74,7 +90,8 @@ typedef struct ord {
 } ord_t;
 
 typedef struct cfg {
-    const char *url, *mode_name, *serdes, *symbol;
+    const char *url, *mode_name, *serdes, *symbol, *session, *journal;
+    double reconnect_for;
     mw_mode_t mode;
     uint64_t count, window, seed, cancel_every;
     int64_t mid;
@@ -101,6 +118,12 @@ typedef struct trader {
     uint64_t last_seq;  /* engine_seq of the last message */
     uint64_t t_start, t_end, last_rx_ns;
     bool barrier_sent, done, send_blocked;
+    mw_clt_opts_t opts;  /* for reconnects */
+    uint64_t rx_applied; /* sessions: inbound number of the last message checked */
+    uint64_t resumed_sent, resumed_rx, dups, reconnects, drops_asked;
+    uint64_t k_start;    /* next_k when this process started sending (pacing) */
+    uint64_t ev_connects; /* event mode: connects after the first */
+    bool connected_once;
     /* totals */
     uint64_t accepted, rejected, cancels, cancelled, cancel_rejected, fills, filled_qty, msgs;
     tool_progress_t prog;
@@ -227,18 +250,28 @@ static bool may_send(const trader_t *t, uint64_t now) {
     if (t->next_k >= t->stream_len || t->outstanding >= t->c->window) return false;
     if (t->next_k + 1 == t->stream_len) return t->outstanding == 0; /* the barrier: last, alone */
     if (t->c->rate <= 0) return true;
-    return now >= t->t_start + (uint64_t)((double)t->next_k * 1e9 / t->c->rate);
+    return now >= t->t_start + (uint64_t)((double)(t->next_k - t->k_start) * 1e9 / t->c->rate);
 }
 
-/* Sends one message; false when the tx buffer is full (try again later). */
+static void reconnect(trader_t *t, int why);
+
+/* Sends one message; false when it was not taken (tx buffer full, or the
+ * connection went down: with a session the trader reconnects and sends it
+ * later). With a session a message is taken exactly when it got a number
+ * (blocking mode's MW_ETIMEDOUT may mean either). */
 static bool send_one(trader_t *t, const mw_schema_t *s, const void *msg) {
-    int r = mw_clt_send(t->clt, s, msg);
+    uint64_t seq = 0;
+    int r = t->c->session ? mw_clt_send_seq(t->clt, s, msg, &seq) : mw_clt_send(t->clt, s, msg);
+    if (t->c->session && seq) return true;
     if (r == MW_EAGAIN) return false;
-    if (r < 0 && !(r == MW_ETIMEDOUT && t->c->mode == MW_MODE_BLOCKING)) {
-        const char *why = mw_clt_last_error(t->clt);
-        tool_fail("send: %s", *why ? why : mw_strerror(r));
+    if (r == MW_ETIMEDOUT && t->c->mode == MW_MODE_BLOCKING) return !t->c->session;
+    if (r == 0) return true;
+    if (t->c->session && t->c->mode != MW_MODE_EVENT) {
+        reconnect(t, r);
+        return false;
     }
-    return true;
+    const char *why = mw_clt_last_error(t->clt);
+    tool_fail("send: %s", *why ? why : mw_strerror(r));
 }
 
 /* Books message k of the stream as sent (t_send 0: time unknown). */
@@ -276,10 +309,14 @@ static bool pump_sends(trader_t *t) {
     return any;
 }
 
+/* Nothing heard for too long while answers are owed (or, event mode with a
+ * session, while not connected): fail. */
 static void check_stall(trader_t *t, uint64_t now) {
-    if (t->outstanding && now - t->last_rx_ns > STALL_NS)
-        tool_fail("no answer from the gateway for %d s (%" PRIu64 " waiting)", (int)(STALL_NS / MW_NS_PER_S),
-                  t->outstanding);
+    uint64_t limit = t->c->session ? (uint64_t)(t->c->reconnect_for * 1e9) : (uint64_t)STALL_NS;
+    bool waiting = t->outstanding || (t->c->session && t->c->mode == MW_MODE_EVENT && t->clt &&
+                                      mw_clt_state(t->clt) != MW_CLT_OPEN);
+    if (waiting && now - t->last_rx_ns > limit)
+        tool_fail("no answer from the gateway for %.0f s (%" PRIu64 " waiting)", (double)limit / 1e9, t->outstanding);
 }
 
 /* ---- spin and blocking ---------------------------------------------------------------- */
@@ -290,16 +327,78 @@ static void recv_fail(trader_t *t, int r) {
     tool_fail("recv: %s", *why ? why : mw_strerror(r));
 }
 
+static void nap_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Sessions, spin and blocking: the connection is gone (why) or a drop was
+ * asked for (SIGUSR1): a new Clt on the same session, tried with backoff for
+ * --reconnect-for seconds. The session resends what the gateway missed and
+ * the gateway what we missed. */
+static void reconnect(trader_t *t, int why) {
+    if (!t->c->session) recv_fail(t, why);
+    char reason[256];
+    snprintf(reason, sizeof reason, "%s", t->clt && *mw_clt_last_error(t->clt) ? mw_clt_last_error(t->clt)
+                                                                              : mw_strerror(why));
+    mw_clt_free(t->clt);
+    t->clt = NULL;
+    uint64_t until = mw_now_ns() + (uint64_t)(t->c->reconnect_for * 1e9);
+    long delay = 10;
+    for (;;) {
+        mw_err_t err;
+        mw_err_clear(&err);
+        int r = mw_clt_connect(&t->clt, t->c->url, &gw_protocol, &t->opts, &err);
+        if (r == 0) break;
+        t->clt = NULL;
+        if (mw_now_ns() > until)
+            tool_fail("no connection for %.0f s (after: %s): %s", t->c->reconnect_for, reason, mw_err_text(&err));
+        nap_ms(delay);
+        delay = delay * 2 > 500 ? 500 : delay * 2;
+    }
+    t->reconnects++;
+    t->last_rx_ns = mw_now_ns();
+}
+
+/* Sessions: a number checked already (before a restart, or before the
+ * reconnect) is not checked again. */
+static bool fresh(trader_t *t, uint64_t seq) {
+    if (!t->c->session) return true;
+    if (seq <= t->rx_applied) {
+        t->dups++;
+        return false;
+    }
+    t->rx_applied = seq;
+    return true;
+}
+
+static volatile sig_atomic_t drop_asked; /* SIGUSR1: drop the connection (fault tests) */
+
+static void on_usr1(int sig) {
+    (void)sig;
+    drop_asked = 1;
+}
+
 static void run_sync(trader_t *t) {
     gw_msg_t m;
     const mw_schema_t *s;
     while (!t->done) {
+        if (drop_asked && t->c->session) {
+            drop_asked = 0;
+            t->drops_asked++;
+            reconnect(t, MW_ECLOSED);
+        }
         pump_sends(t);
+        if (!t->clt) continue; /* a send reconnected */
         int r = mw_clt_recv(t->clt, &s, &m, sizeof m);
         uint64_t now = mw_now_ns();
-        if (r == 0) got_msg(t, s, &m, now);
-        else if (r != MW_EAGAIN && r != MW_ETIMEDOUT) recv_fail(t, r);
-        else check_stall(t, now);
+        if (r == 0) {
+            if (fresh(t, mw_clt_rx_seq(t->clt))) got_msg(t, s, &m, now);
+        } else if (r != MW_EAGAIN && r != MW_ETIMEDOUT) {
+            reconnect(t, r);
+        } else {
+            check_stall(t, now);
+        }
     }
 }
 
@@ -308,15 +407,17 @@ static void run_sync(trader_t *t) {
 static void ev_next(trader_t *t);
 
 static void ev_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg, void *ud) {
-    (void)c;
     trader_t *t = ud;
-    got_msg(t, s, msg, mw_now_ns());
+    if (fresh(t, mw_clt_rx_seq(c))) got_msg(t, s, msg, mw_now_ns());
     ev_next(t);
 }
 
 static void ev_connect(mw_clt_t *c, void *ud) {
+    trader_t *t = ud;
+    if (t->connected_once) t->ev_connects++;
+    t->connected_once = true;
     (void)c;
-    ev_next(ud);
+    ev_next(t);
 }
 
 static void ev_drain(mw_clt_t *c, void *ud) {
@@ -326,7 +427,7 @@ static void ev_drain(mw_clt_t *c, void *ud) {
 
 static void ev_close(mw_clt_t *c, int reason, void *ud) {
     trader_t *t = ud;
-    if (t->done) return;
+    if (t->done || t->c->session) return; /* sessions: the Clt reconnects by itself */
     if (reason == MW_ECLOSED) tool_fail("the gateway closed the connection");
     const char *why = mw_clt_last_error(c);
     tool_fail("connection lost: %s", *why ? why : mw_strerror(reason));
@@ -337,10 +438,28 @@ static void ev_pace(mw_io_timer_t *tm, void *ud) {
     ev_next(ud);
 }
 
+static void ev_open_clt(trader_t *t) {
+    mw_err_t err;
+    mw_err_clear(&err);
+    int r = mw_clt_connect(&t->clt, t->c->url, &gw_protocol, &t->opts, &err);
+    if (r < 0) tool_fail("%s", *err.text ? err.text : mw_strerror(r));
+}
+
+/* Every 10 ms: the stall check, and a drop asked for by SIGUSR1 (a new Clt
+ * on the same session: it reconnects and resumes by itself). */
 static void ev_watchdog(mw_io_timer_t *tm, void *ud) {
     trader_t *t = ud;
-    check_stall(t, mw_now_ns());
-    mw_io_timer_after(t->io, tm, MW_NS_PER_S);
+    uint64_t now = mw_now_ns();
+    if (drop_asked && t->c->session) {
+        drop_asked = 0;
+        t->drops_asked++;
+        mw_clt_free(t->clt);
+        t->clt = NULL;
+        ev_open_clt(t);
+        t->last_rx_ns = now;
+    }
+    check_stall(t, now);
+    mw_io_timer_after(t->io, tm, 10 * MW_NS_PER_MS);
 }
 
 /* Sends what may go now; with --rate, wakes up when the next order is due. */
@@ -349,9 +468,10 @@ static void ev_next(trader_t *t) {
         mw_io_break(t->io);
         return;
     }
+    if (t->c->session && mw_clt_state(t->clt) != MW_CLT_OPEN) return; /* on_connect sends */
     pump_sends(t);
     if (t->c->rate > 0 && t->next_k + 1 < t->stream_len && t->outstanding < t->c->window) {
-        uint64_t due = t->t_start + (uint64_t)((double)t->next_k * 1e9 / t->c->rate);
+        uint64_t due = t->t_start + (uint64_t)((double)(t->next_k - t->k_start) * 1e9 / t->c->rate);
         mw_io_timer_at(t->io, &t->pace, due);
     }
 }
@@ -373,7 +493,7 @@ static void ev_open(trader_t *t, mw_clt_opts_t *o) {
 }
 
 static void run_event(trader_t *t) {
-    mw_io_timer_after(t->io, &t->watchdog, MW_NS_PER_S);
+    mw_io_timer_after(t->io, &t->watchdog, 10 * MW_NS_PER_MS);
     while (!t->done) {
         int r = mw_io_run(t->io);
         if (r < 0) tool_fail("io: %s", mw_err_text(&mw_io_selector(t->io)->err));
@@ -382,12 +502,70 @@ static void run_event(trader_t *t) {
     mw_io_timer_stop(t->io, &t->watchdog);
 }
 
+/* ---- resuming from the journal (sessions) ------------------------------------------
+ *
+ * The session's journal holds what this trader sent (OUT: the stream's
+ * messages 1, 2, 3..., each the stream's message k = number - 1) and what it
+ * received (IN, journal_in). Running both through the same checks rebuilds
+ * the state the killed process had: which orders and cancels went out, which
+ * are answered, what is open. Sending resumes at the first message the
+ * journal does not hold; the latency of orders sent before the restart is
+ * not known (not counted). Numbers received already are skipped when the
+ * session hands them over again (a message whose handling the crash
+ * interrupted comes again, flagged MW_SEQ_POSSDUP). */
+
+static bool same_msg(unsigned tag, const gw_msg_t *a, const void *b) {
+    if (tag == cancel_TAG) return a->cancel.cl_ord_id == ((const cancel_t *)b)->cl_ord_id;
+    const new_order_t *x = &a->new_order, *y = b;
+    return x->cl_ord_id == y->cl_ord_id && memcmp(x->symbol, y->symbol, sizeof x->symbol) == 0 &&
+           x->side == y->side && x->price == y->price && x->qty == y->qty;
+}
+
+static bool resume_rec(void *ud, int dir, uint64_t seq, const mw_schema_t *sch, const void *msg) {
+    trader_t *t = ud;
+    if (dir == MW_SESSION_IN) {
+        if (fresh(t, seq)) {
+            got_msg(t, sch, msg, 0);
+            t->resumed_rx++;
+        }
+        return true;
+    }
+    if (seq != t->next_k + 1 || t->next_k >= t->stream_len)
+        tool_fail("journal: sent message %" PRIu64 " where %" PRIu64 " was expected", seq, t->next_k + 1);
+    gw_msg_t m;
+    unsigned tag = gw_stream_msg(&t->stream, t->next_k, &m);
+    if (tag != sch->tag || !same_msg(tag, &m, msg))
+        tool_fail("journal: message %" PRIu64 " is not this run's (other --count, --seed, --symbol, --mid or "
+                  "--cancel-every?)", seq);
+    mark_sent(t, tag, &m, 0);
+    t->resumed_sent++;
+    return true;
+}
+
+static void resume(trader_t *t) {
+    mw_err_t err;
+    mw_err_clear(&err);
+    if (mw_session_replay(t->c->journal, t->c->session, &gw_protocol, resume_rec, t, &err) < 0)
+        tool_fail("journal: %s", mw_err_text(&err));
+    t->dups = 0; /* replaying IN records twice is not a duplicate delivery */
+    t->k_start = t->next_k;
+    if (t->resumed_sent)
+        fprintf(stderr, "%s: resumed session %s: %" PRIu64 " messages sent and %" PRIu64 " received before\n",
+                tool_prog(), t->c->session, t->resumed_sent, t->resumed_rx);
+}
+
 /* ---- results ---------------------------------------------------------------------------- */
+
+/* Event mode: the Clt reconnects by itself (and is replaced on SIGUSR1). */
+static uint64_t reconnects(const trader_t *t) {
+    return t->reconnects + t->ev_connects;
+}
 
 static void print_results(trader_t *t) {
     const cfg_t *c = t->c;
     tool_pct_t p;
-    tool_percentiles(t->lat, t->nlat, &p);
+    memset(&p, 0, sizeof p);
+    if (t->nlat) tool_percentiles(t->lat, t->nlat, &p);
     double secs = (double)(t->t_end - t->t_start) / 1e9;
     double per_s = secs > 0 ? (double)c->count / secs : 0;
     uint64_t open = 0, open_qty = 0;
@@ -413,6 +591,17 @@ static void print_results(trader_t *t) {
         tool_json_u64(&j, "filled_qty", t->filled_qty);
         tool_json_u64(&j, "open_orders", open);
         tool_json_u64(&j, "open_qty", open_qty);
+        if (c->session) {
+            tool_json_obj(&j, "session");
+            tool_json_str(&j, "id", c->session);
+            tool_json_u64(&j, "resumed_sent", t->resumed_sent);
+            tool_json_u64(&j, "resumed_received", t->resumed_rx);
+            tool_json_u64(&j, "reconnects", reconnects(t));
+            tool_json_u64(&j, "drops_asked", t->drops_asked);
+            tool_json_u64(&j, "dups_skipped", t->dups);
+            tool_json_close(&j);
+        }
+        tool_json_u64(&j, "latency_samples", t->nlat);
         tool_json_obj(&j, "ack_ns");
         tool_json_u64(&j, "min", p.min);
         tool_json_u64(&j, "p50", p.p50);
@@ -432,13 +621,18 @@ static void print_results(trader_t *t) {
     printf("order-to-ack us: min %.1f  p50 %.1f  p90 %.1f  p99 %.1f  max %.1f\n", p.min / 1e3, p.p50 / 1e3,
            p.p90 / 1e3, p.p99 / 1e3, p.max / 1e3);
     printf("orders/s: %.0f\n", per_s);
+    if (c->session)
+        printf("session %s: resumed after %" PRIu64 " sent and %" PRIu64 " received; %" PRIu64 " reconnects (%" PRIu64
+               " asked for), %" PRIu64 " repeated numbers skipped\n",
+               c->session, t->resumed_sent, t->resumed_rx, reconnects(t), t->drops_asked, t->dups);
     printf("checks: every order acked once, every fill consistent: ok\n");
 }
 
 /* ---- main --------------------------------------------------------------------------------- */
 
 static void parse_args(int argc, char **argv, cfg_t *c) {
-    *c = (cfg_t){.mode_name = "spin", .symbol = "AAPL", .count = 10000, .window = 64, .seed = 1, .mid = 18950};
+    *c = (cfg_t){.mode_name = "spin", .symbol = "AAPL", .count = 10000, .window = 64, .seed = 1, .mid = 18950,
+                 .reconnect_for = 30};
     uint64_t mid = (uint64_t)c->mid;
     const tool_opt_t opts[] = {
         {"--url", TOOL_OPT_STR, &c->url, NULL},
@@ -451,6 +645,9 @@ static void parse_args(int argc, char **argv, cfg_t *c) {
         {"--seed", TOOL_OPT_U64, &c->seed, NULL},
         {"--cancel-every", TOOL_OPT_U64, &c->cancel_every, NULL},
         {"--serdes", TOOL_OPT_STR, &c->serdes, NULL},
+        {"--session", TOOL_OPT_STR, &c->session, NULL},
+        {"--journal", TOOL_OPT_STR, &c->journal, NULL},
+        {"--reconnect-for", TOOL_OPT_F64, &c->reconnect_for, NULL},
         {"--json", TOOL_OPT_FLAG, &c->json, NULL},
         {"--progress", TOOL_OPT_FLAG, &c->progress, NULL},
         TOOL_TLS_OPTS(&c->tls),
@@ -466,6 +663,23 @@ static void parse_args(int argc, char **argv, cfg_t *c) {
         tool_usage_fail(USAGE, "--symbol must be 1 .. %d characters", GW_SYMBOL_CAP);
     if (mid < 3 || mid > (uint64_t)GW_JS_SAFE_MAX - 3) tool_usage_fail(USAGE, "--mid out of range");
     c->mid = (int64_t)mid;
+    if (!c->session != !c->journal) tool_usage_fail(USAGE, "--session and --journal go together");
+    if (c->reconnect_for <= 0) tool_usage_fail(USAGE, "--reconnect-for must be > 0");
+}
+
+/* The first connect. With a session in spin or blocking mode a gateway
+ * that is not there yet (or restarting) is waited for like a lost
+ * connection; event mode's Clt reconnects by itself. */
+static void first_connect(trader_t *t) {
+    mw_err_t err;
+    mw_err_clear(&err);
+    int r = mw_clt_connect(&t->clt, t->c->url, &gw_protocol, &t->opts, &err);
+    if (r == 0) return;
+    t->clt = NULL;
+    if (!t->c->session || t->c->mode == MW_MODE_EVENT) tool_fail("%s", *err.text ? err.text : mw_strerror(r));
+    fprintf(stderr, "%s: %s: retrying\n", tool_prog(), mw_err_text(&err));
+    reconnect(t, r);
+    t->reconnects--;
 }
 
 int main(int argc, char **argv) {
@@ -473,6 +687,7 @@ int main(int argc, char **argv) {
     cfg_t c;
     parse_args(argc, argv, &c);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGUSR1, on_usr1);
     trader_t *t = calloc(1, sizeof *t);
     if (!t) tool_fail("out of memory");
     t->c = &c;
@@ -484,20 +699,30 @@ int main(int argc, char **argv) {
     memcpy(t->stream.symbol, c.symbol, strlen(c.symbol));
     t->stream_len = gw_stream_len(&t->stream);
     tool_progress_init(&t->prog, c.progress, "orders acked", c.count);
+    if (c.session) resume(t);
 
-    mw_clt_opts_t o;
-    mw_clt_opts_init(&o);
-    tool_apply_tls(&o.tr, &c.tls, false);
-    o.mode = c.mode;
-    o.conn.serdes = c.serdes;
-    o.conn.max_msg = 1024;
-    o.timeout_ns = MW_NS_PER_MS; /* blocking: wake up for the next paced order and the stall check */
-    if (c.mode == MW_MODE_EVENT) ev_open(t, &o);
+    mw_clt_opts_t *o = &t->opts;
+    mw_clt_opts_init(o);
+    tool_apply_tls(&o->tr, &c.tls, false);
+    o->mode = c.mode;
+    o->conn.serdes = c.serdes;
+    o->conn.max_msg = 1024;
+    o->timeout_ns = MW_NS_PER_MS; /* blocking: wake up for the next paced order and the stall check */
+    if (c.session) {
+        mw_session_opts_init(&o->session);
+        o->session.enabled = true;
+        o->session.journal_dir = c.journal;
+        o->session.id = c.session;
+        o->session.journal_in = true; /* what resume() reads after a restart */
+        if (c.mode == MW_MODE_EVENT) {
+            o->reconnect.enabled = true;
+            o->reconnect.min_delay_ns = 10 * MW_NS_PER_MS;
+            o->reconnect.max_delay_ns = 500 * MW_NS_PER_MS;
+        }
+    }
+    if (c.mode == MW_MODE_EVENT) ev_open(t, o);
     t->t_start = t->last_rx_ns = mw_now_ns();
-    mw_err_t err;
-    mw_err_clear(&err);
-    int r = mw_clt_connect(&t->clt, c.url, &gw_protocol, &o, &err);
-    if (r < 0) tool_fail("%s", *err.text ? err.text : mw_strerror(r));
+    first_connect(t);
     t->t_start = t->last_rx_ns = mw_now_ns();
     if (c.mode == MW_MODE_EVENT) run_event(t);
     else run_sync(t);
