@@ -553,23 +553,14 @@ int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool m
     }
     uint64_t n = mw__jnl_out_next(s->jnl);
     bool live = s->up && !s->resending;
-    /* Write-ahead: the message is only queued on the link (MW_EAGAIN: no
-     * room, nothing numbered), journaled, and then written. Written first,
-     * a crash between the write and the append (kill -9) would leave the
-     * peer holding a number the journal does not: its next logon would be
-     * refused ("you expect n+1 but we sent only up to n") for good. */
-    if (live && (r = link_send(s, sch, msg, true)) < 0) goto out;
+    if (live && (r = link_send(s, sch, msg, more)) < 0) goto out; /* MW_EAGAIN: nothing numbered */
     if ((r = mw__jnl_append(s->jnl, MW__JNL_OUT, n, s->enc, (uint32_t)len)) < 0) {
-        /* the peer may get it and we cannot resend it: this session must stop */
+        /* the peer may have it and we cannot resend it: this session must stop */
         s->failed = true;
         r = fail(s, r, "journal: %s", mw__jnl_last_error(s->jnl));
         goto out;
     }
-    if (live) {
-        s->sent_next = n + 1;
-        if (!more) (void)s->l.flush(s->l.ctx); /* a full socket or a failing link: journaled, so
-                                                   it goes out later or is resent at the next logon */
-    }
+    if (live) s->sent_next = n + 1;
     if (seq) *seq = n;
 out:
     pthread_mutex_unlock(&s->mu);
