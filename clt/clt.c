@@ -160,7 +160,9 @@ static int connect_sync(mw_clt_t *c, mw_err_t *err) {
             if (c->o.timeout_ns > 0) mw_tcp_set_timeouts(s, c->o.timeout_ns, c->o.timeout_ns);
         }
     }
-    if ((r = mw__clt_conn_setup(c, s, err)) == 0 && c->sess) r = mw__clt_sess_logon_sync(c, err);
+    /* (event mode logs on from the io, once the driver has the connection) */
+    if ((r = mw__clt_conn_setup(c, s, err)) == 0 && c->sess && c->o.mode != MW_MODE_EVENT)
+        r = mw__clt_sess_logon_sync(c, err);
     return r;
 }
 

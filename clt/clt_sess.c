@@ -98,7 +98,7 @@ int mw__clt_sess_logon_sync(mw_clt_t *c, mw_err_t *err) {
 
 void mw__clt_sess_pump_due(mw_clt_t *c) {
     uint64_t now = mw_now_ns();
-    if (now < c->sess_due || !c->open) return;
+    if ((now < c->sess_due && !mw__sess_behind(c->sess)) || !c->open) return;
     int r = mw__sess_pump(c->sess, now);
     c->sess_due = mw__sess_next_due(c->sess, now);
     if (r < 0) sess_fail(c, r);

@@ -11,6 +11,7 @@
 #include "mw_err.h"
 
 #define RESEND_BATCH 256 /* journal records per pump: bounded work and memory */
+#define MAX_BACKLOG 4096 /* messages journaled but not yet written, before MW_EAGAIN */
 
 struct mw__sess {
     pthread_mutex_t mu;
@@ -22,7 +23,6 @@ struct mw__sess {
     mw_serdes_t fx;        /* the journal's encoding: fixed */
     uint8_t *enc;          /* app->max_fixed_size */
     void *msg;             /* app->max_size: a journal record decoded for resend */
-    bool failed;           /* the journal failed: no more numbers */
     bool reset_pending;    /* client: reset at the next logon */
     /* numbers */
     uint64_t in_next;      /* the next inbound number to hand to the application */
@@ -144,6 +144,7 @@ bool mw__sess_up(const mw__sess_t *s) { return s->up; }
 uint64_t mw__sess_rx_seq(const mw__sess_t *s) { return s->rx_seq; }
 unsigned mw__sess_rx_flags(const mw__sess_t *s) { return s->rx_flags; }
 const char *mw__sess_error(const mw__sess_t *s) { return mw_err_text(&s->err); }
+bool mw__sess_behind(const mw__sess_t *s) { return s->resending; }
 
 /* ---- writing on the link (mutex held) ----------------------------------------- */
 
@@ -488,7 +489,12 @@ void mw__sess_discard(mw__sess_t *s) {
 
 int mw__sess_flush(mw__sess_t *s) {
     pthread_mutex_lock(&s->mu);
-    int r = s->linked ? s->l.flush(s->l.ctx) : MW_ECLOSED;
+    int r = MW_ECLOSED;
+    if (s->linked) {
+        r = s->up && s->resending ? resend_some(s) : 0; /* journaled messages waiting first */
+        if (r >= 0) r = s->l.flush(s->l.ctx);
+        if (r == 0 && s->resending) r = MW_EAGAIN;
+    }
     pthread_mutex_unlock(&s->mu);
     return r;
 }
@@ -542,26 +548,38 @@ int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool m
     if (mw_session_tag(sch->tag)) return MW_EINVAL;
     pthread_mutex_lock(&s->mu);
     int r;
-    if (s->failed) {
-        r = MW_ESYS;
-        goto out;
-    }
     ssize_t len = mw_serdes_encode(&s->fx, sch, msg, s->enc, s->app->max_fixed_size + 16);
     if (len < 0) {
         r = (int)len;
         goto out;
     }
     uint64_t n = mw__jnl_out_next(s->jnl);
-    bool live = s->up && !s->resending;
-    if (live && (r = link_send(s, sch, msg, more)) < 0) goto out; /* MW_EAGAIN: nothing numbered */
+    /* Behind a resend (or a full socket) messages wait in the journal, up
+     * to MAX_BACKLOG of them; past that the caller gets MW_EAGAIN. */
+    if (s->up && s->resending && n - s->sent_next >= MAX_BACKLOG) {
+        r = MW_EAGAIN;
+        goto out;
+    }
+    /* Journaled first: a number never reaches the wire unless a restarted
+     * process can send it again. */
     if ((r = mw__jnl_append(s->jnl, MW__JNL_OUT, n, s->enc, (uint32_t)len)) < 0) {
-        /* the peer may have it and we cannot resend it: this session must stop */
-        s->failed = true;
         r = fail(s, r, "journal: %s", mw__jnl_last_error(s->jnl));
         goto out;
     }
-    if (live) s->sent_next = n + 1;
     if (seq) *seq = n;
+    if (s->up && !s->resending) {
+        r = link_send(s, sch, msg, more);
+        if (r == 0) {
+            s->sent_next = n + 1;
+        } else if (r == MW_EAGAIN) { /* accepted all the same: it goes out from the journal */
+            r = 0;
+            if (mw__jnl_seek(s->jnl, n, &s->cur) == 0) {
+                s->resending = true;
+                s->marker_due = false;
+                s->resend_end = n; /* nothing flagged resent */
+            }
+        }
+    }
 out:
     pthread_mutex_unlock(&s->mu);
     return r;

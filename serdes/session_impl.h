@@ -79,17 +79,23 @@ unsigned mw__sess_rx_flags(const mw__sess_t *s);
 /* Writes what the link has queued, under the session's mutex. */
 int mw__sess_flush(mw__sess_t *s);
 
-/* An application message: numbered and journaled. Linked, logged on and
- * caught up: written now (MW_EAGAIN when the connection is full: nothing
- * numbered). Otherwise (not connected, logon or resend in progress): only
- * journaled, written in order later; 0. *seq (may be NULL) gets the
- * number. Errors: encode errors, MW_ESYS (journal), the link's error. */
+/* An application message: numbered and journaled (always first: a number
+ * never reaches the wire unless it can be sent again after a crash), then
+ * written if the session is logged on and caught up. When the connection
+ * is full, or a resend is in progress, or it is not connected, it waits in
+ * the journal and goes out in order later: 0 all the same. MW_EAGAIN
+ * (nothing numbered) only when MAX_BACKLOG messages already wait while
+ * connected. *seq (may be NULL) gets the number. Errors: encode errors,
+ * MW_ESYS (journal), the link's error. */
 int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool more, uint64_t *seq);
 
 /* Resend progress, heartbeats, test requests, silence, fsync interval.
  * Returns work done (>= 0) or < 0: close the connection with that reason
  * (text: mw__sess_error). Cheap when there is nothing to do. */
 int mw__sess_pump(mw__sess_t *s, uint64_t now);
+/* True while journaled messages wait to be written (a resend, or sends
+ * behind a full socket): pump on every chance, not only when due. */
+bool mw__sess_behind(const mw__sess_t *s);
 /* When mw__sess_pump next has something to do (absolute ns), for timers. */
 uint64_t mw__sess_next_due(const mw__sess_t *s, uint64_t now);
 

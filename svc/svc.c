@@ -187,6 +187,11 @@ static void sess_close(slot_t *sl, int reason, const char *why) {
     mw__drv_close(&sl->drv, reason, true);
 }
 
+static void sess_pump_now(slot_t *sl) {
+    int r = mw__sess_pump(sl->sess, mw_io_now(slot_io(sl->svc, sl)));
+    if (r < 0) sess_close(sl, r, mw__sess_error(sl->sess));
+}
+
 static void sess_timer(mw_io_timer_t *t, void *ud) {
     slot_t *sl = ud;
     if (!sl->sess || !mw__drv_up(&sl->drv)) return;
@@ -282,9 +287,12 @@ static bool drv_msg(mw__drv_t *d, const mw_schema_t *sch, const void *msg) {
     return true;
 }
 
+static void sess_pump_now(slot_t *sl);
+
 static void drv_drain(mw__drv_t *d) {
     slot_t *sl = d->ud;
     mw_svc_t *s = sl->svc;
+    if (sl->sess) sess_pump_now(sl); /* journaled messages waiting go first */
     if (s->o.on_drain) s->o.on_drain(s, make_id(sl), s->o.ud);
 }
 
@@ -839,7 +847,12 @@ int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_
 /* One message to an open connection; with sessions, numbered (*seq) and
  * journaled, and MW_ESTATE before its logon. */
 static int slot_send(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg, bool more, uint64_t *seq) {
-    if (s->sessions) return sl->sess ? mw__sess_send(sl->sess, sch, msg, more, seq) : MW_ESTATE;
+    if (s->sessions) {
+        if (!sl->sess) return MW_ESTATE;
+        int r = mw__sess_send(sl->sess, sch, msg, more, seq);
+        if (r == MW_EAGAIN) atomic_store(&sl->drv.want_drain, true); /* on_drain once the backlog moves */
+        return r;
+    }
     return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send(&sl->drv, sch, msg);
 }
 

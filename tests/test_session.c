@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mw_clt.h"
@@ -21,6 +23,15 @@
 
 #define WAIT_MS 10000
 #define MAXN 4096
+
+typedef struct cfg {
+    const char *scheme;   /* tcp tls ws wss */
+    const char *serdes;   /* NULL: default */
+    mw_mode_t svc_mode;   /* event (default) or spin/blocking: a thread runs recv */
+    const char *backend;  /* event workers' selector */
+} cfg_t;
+static cfg_t cfg_tcp = {"tcp", NULL, MW_MODE_EVENT, NULL};
+static const cfg_t *cur = &cfg_tcp; /* the configuration of the test running now */
 
 typedef struct fx {
     char dir[128], cdir[256], sdir[256];
@@ -37,6 +48,9 @@ typedef struct fx {
     char close_text[256];
     bool echo;          /* on_msg answers every ping with a ping of the same seq */
     const char *reject; /* the logon hook refuses with this reason */
+    pthread_t th;       /* a spin-mode Svc's recv loop */
+    bool th_live;
+    atomic_bool stop;
 } fx_t;
 
 static void rm_rf(const char *dir) {
@@ -70,9 +84,12 @@ static int setup(void **state) {
     return 0;
 }
 
+static void svc_stop(fx_t *f);
+
 static int teardown(void **state) {
     fx_t *f = *state;
-    mw_svc_free(f->svc);
+    svc_stop(f);
+    cur = &cfg_tcp;
     rm_rf(f->dir);
     pthread_mutex_destroy(&f->mu);
     free(f);
@@ -107,6 +124,18 @@ static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
     atomic_fetch_add(&f->closes, 1);
 }
 
+/* A spin-mode Svc: recv on its own thread calls on_msg's body itself. */
+static void *spin_svc_thread(void *ud) {
+    fx_t *f = ud;
+    while (!atomic_load(&f->stop)) {
+        mw_conn_id_t id;
+        const mw_schema_t *sch;
+        test_msg_t m;
+        if (mw_svc_recv(f->svc, &id, &sch, &m, sizeof m) == 0) on_msg(f->svc, id, sch, &m, f);
+    }
+    return NULL;
+}
+
 static int on_logon(void *ud, const mw_logon_info_t *li, char *reason, size_t cap) {
     fx_t *f = ud;
     if (f->reject && strcmp(li->user, "bad") == 0) {
@@ -122,10 +151,20 @@ static void on_logon_done(void *ud, const char *session, uint64_t conn) {
     atomic_fetch_add(&((fx_t *)ud)->logons, 1);
 }
 
+static void *spin_svc_thread(void *ud);
+
 static void svc_start_at(fx_t *f, int port) {
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
-    o.mode = MW_MODE_EVENT;
+    o.mode = cur->svc_mode;
+    if (cur->serdes) o.conn.serdes = cur->serdes;
+    if (cur->backend) o.backend = cur->backend;
+    o.timeout_ns = 20 * MW_NS_PER_MS; /* a blocking Svc's thread checks f->stop */
+    bool tls = !strcmp(cur->scheme, "tls") || !strcmp(cur->scheme, "wss");
+    if (tls) {
+        o.tr.tls.cert_file = mw_test_cert("srv.pem");
+        o.tr.tls.key_file = mw_test_cert("srv.key");
+    }
     o.on_msg = on_msg;
     o.on_close = on_close;
     o.ud = f;
@@ -137,10 +176,26 @@ static void svc_start_at(fx_t *f, int port) {
     o.session.journal_in = true;
     mw_err_t err;
     char url[64];
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    const char *path = cur->scheme[0] == 'w' ? "/s" : "";
+    snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", cur->scheme, port, path);
     if (mw_svc_listen(&f->svc, url, &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
     f->port = mw_svc_port(f->svc);
-    snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", f->port);
+    snprintf(f->url, sizeof f->url, "%s://127.0.0.1:%d%s", cur->scheme, f->port, path);
+    if (cur->svc_mode != MW_MODE_EVENT) {
+        atomic_store(&f->stop, false);
+        pthread_create(&f->th, NULL, spin_svc_thread, f);
+        f->th_live = true;
+    }
+}
+
+static void svc_stop(fx_t *f) {
+    if (f->th_live) {
+        atomic_store(&f->stop, true);
+        pthread_join(f->th, NULL);
+        f->th_live = false;
+    }
+    mw_svc_free(f->svc);
+    f->svc = NULL;
 }
 
 static void svc_start(fx_t *f, int unused) {
@@ -157,6 +212,8 @@ static void clt_opts(fx_t *f, mw_clt_opts_t *o, mw_mode_t mode, const char *id) 
     o->session.id = id;
     o->session.user = "alice";
     o->session.journal_in = true;
+    if (cur->serdes) o->conn.serdes = cur->serdes;
+    if (!strcmp(cur->scheme, "tls") || !strcmp(cur->scheme, "wss")) o->tr.tls.ca_file = mw_test_cert("ca.pem");
 }
 
 static mw_clt_t *clt_connect(fx_t *f, mw_mode_t mode, const char *id) {
@@ -279,8 +336,7 @@ static void test_session_svc_restart_resumes_from_its_journal(void **state) {
     recv_pings(c, 1, 20, 0);
     expect_numbers(f, 50);
     mw_clt_free(c);
-    mw_svc_free(f->svc);
-    f->svc = NULL;
+    svc_stop(f);
     svc_start(f, 0); /* a new process, the same journal directory */
     c = clt_connect(f, MW_MODE_SPIN, "T3");
     recv_pings(c, 21, 50, MW_SEQ_RESENT);
@@ -338,8 +394,7 @@ static void test_session_event_clt_journals_while_disconnected(void **state) {
     expect_numbers(f, 50);
     /* the Svc drops every connection: the Clt reconnects; what it sends
      * meanwhile is journaled and arrives after the logon */
-    mw_svc_free(f->svc);
-    f->svc = NULL;
+    svc_stop(f);
     for (uint64_t i = 51; i <= 80; i++) {
         ping_t p = {.seq = i};
         int r = mw_clt_send(c, ping_schema(), &p);
@@ -416,8 +471,7 @@ static void test_session_peer_claiming_unsent_numbers_is_rejected(void **state) 
     recv_pings(c, 1, 10, 0);
     mw_clt_free(c);
     /* a fresh Svc journal directory: it has sent nothing in session T7 */
-    mw_svc_free(f->svc);
-    f->svc = NULL;
+    svc_stop(f);
     rm_rf(f->sdir);
     mkdir(f->sdir, 0700);
     svc_start(f, 0);
@@ -480,6 +534,144 @@ static void test_session_first_message_must_be_logon(void **state) {
     assert_int_equal(ngot(f), 0);
 }
 
+/* ---- a client killed with SIGKILL resumes from its journal -------------------------------- */
+
+/* The child: a spin Clt sending pings as fast as it can, reporting every
+ * 100th accepted number on the pipe, until killed. */
+static void child_sender(fx_t *f, int wfd) {
+    mw_clt_opts_t o;
+    clt_opts(f, &o, MW_MODE_SPIN, "K1");
+    mw_clt_t *c;
+    mw_err_t err;
+    if (mw_clt_connect(&c, f->url, &test_protocol, &o, &err) < 0) _exit(2);
+    for (uint64_t i = 1; i < 1000000; i++) {
+        ping_t p = {.seq = i};
+        int r;
+        while ((r = mw_clt_send(c, ping_schema(), &p)) == MW_EAGAIN) {
+            test_msg_t m;
+            const mw_schema_t *sch;
+            mw_clt_recv(c, &sch, &m, sizeof m); /* keep the echoes flowing */
+        }
+        if (r < 0) _exit(3);
+        if (i % 100 == 0 && write(wfd, &i, sizeof i) != sizeof i) _exit(4);
+    }
+    _exit(0);
+}
+
+typedef struct in_cond { fx_t *f; uint64_t next_in; mw_clt_t *c; } in_cond_t;
+static bool svc_next_in_is(void *ud) {
+    in_cond_t *w = ud;
+    mw_session_stats_t ss;
+    test_msg_t m;
+    const mw_schema_t *sch;
+    mw_clt_recv(w->c, &sch, &m, sizeof m); /* the client reads its echoes meanwhile */
+    return mw_svc_session_stats(w->f->svc, "K1", &ss) == 0 && ss.next_in == w->next_in;
+}
+
+static void test_session_sigkilled_client_resumes_from_its_journal(void **state) {
+    fx_t *f = *state;
+    svc_start(f, 0);
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        child_sender(f, pfd[1]);
+    }
+    close(pfd[1]);
+    uint64_t reported = 0, v;
+    while (reported < 3000 && read(pfd[0], &v, sizeof v) == sizeof v) reported = v;
+    kill(pid, SIGKILL); /* mid-stream: some numbers journaled, some on the wire, some in between */
+    int st;
+    waitpid(pid, &st, 0);
+    close(pfd[0]);
+    assert_true(WIFSIGNALED(st));
+    assert_true(reported >= 3000);
+    /* a restarted process: the same id and journal */
+    mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "K1");
+    mw_session_stats_t cs;
+    mw_clt_session_stats(c, &cs);
+    uint64_t sent = cs.next_out - 1; /* every number the dead process accepted */
+    assert_true(sent >= reported);
+    /* the Svc gets each once, in order: what the kill cut off comes again
+     * from the client's journal */
+    in_cond_t w = {f, sent + 1, c};
+    assert_true(mw_wait_until(svc_next_in_is, &w, WAIT_MS));
+    pthread_mutex_lock(&f->mu);
+    int n = f->ngot;
+    assert_true(n == MAXN || (uint64_t)n == sent);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(f->got[i], (uint64_t)i + 1);
+        assert_int_equal(f->payload[i], (uint64_t)i + 1);
+    }
+    pthread_mutex_unlock(&f->mu);
+    mw_clt_free(c);
+}
+
+/* Heartbeats keep an idle session up: both sides send them, nobody is
+ * dropped for silence. */
+static bool clt_heard(void *ud) {
+    mw_conn_stats_t st;
+    mw_clt_stats(ud, &st);
+    return st.msgs_in >= 12;
+}
+
+static void test_session_heartbeats_keep_an_idle_session_up(void **state) {
+    fx_t *f = *state;
+    svc_start(f, 0);
+    mw_io_t *io;
+    mw_err_t err;
+    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
+    assert_int_equal(mw_io_start(io, NULL), 0);
+    mw_clt_opts_t o;
+    clt_opts(f, &o, MW_MODE_EVENT, "H1");
+    o.io = io;
+    o.session.heartbeat_ns = 30 * MW_NS_PER_MS;
+    mw_clt_t *c;
+    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    /* the ack, then a heartbeat every 30 ms: 12 messages take > 10 intervals */
+    assert_true(mw_wait_until(clt_heard, c, WAIT_MS));
+    assert_int_equal(atomic_load(&f->closes), 0);
+    assert_true(mw_clt_is_open(c));
+    mw_session_stats_t ss;
+    assert_int_equal(mw_svc_session_stats(f->svc, "H1", &ss), 0);
+    assert_true(ss.logged_on);
+    mw_io_stop(io);
+    mw_clt_free(c);
+    mw_io_free(io);
+}
+
+/* ---- every transport, serdes and Svc mode ---------------------------------------------- */
+
+static void matrix(void **state, const cfg_t *c, mw_mode_t clt_mode) {
+    fx_t *f = *state;
+    cur = c;
+    svc_start(f, 0);
+    mw_clt_t *clt = clt_connect(f, clt_mode, "M1");
+    send_pings(clt, 1, 100);
+    recv_pings(clt, 1, 60, 0);
+    expect_numbers(f, 100);
+    mw_clt_free(clt); /* 61..100 unread: resent at the next logon */
+    clt = clt_connect(f, clt_mode, "M1");
+    recv_pings(clt, 61, 100, MW_SEQ_RESENT);
+    send_pings(clt, 101, 150);
+    recv_pings(clt, 101, 150, 0);
+    expect_numbers(f, 150);
+    mw_clt_free(clt);
+}
+
+static cfg_t cfg_tls_text = {"tls", "text", MW_MODE_EVENT, NULL};
+static cfg_t cfg_ws_text = {"ws", "text", MW_MODE_EVENT, "libevent"};
+static cfg_t cfg_wss_msgpack = {"wss", "msgpack", MW_MODE_EVENT, NULL};
+static cfg_t cfg_tcp_spin_svc = {"tcp", "msgpack-array", MW_MODE_SPIN, NULL};
+static cfg_t cfg_ws_blocking_svc = {"ws", "fixed", MW_MODE_BLOCKING, NULL};
+static void test_session_tls_text_blocking_clt(void **s) { matrix(s, &cfg_tls_text, MW_MODE_BLOCKING); }
+static void test_session_ws_text_libevent_spin_clt(void **s) { matrix(s, &cfg_ws_text, MW_MODE_SPIN); }
+static void test_session_wss_msgpack_spin_clt(void **s) { matrix(s, &cfg_wss_msgpack, MW_MODE_SPIN); }
+static void test_session_tcp_spin_svc(void **s) { matrix(s, &cfg_tcp_spin_svc, MW_MODE_SPIN); }
+static void test_session_ws_blocking_svc_blocking_clt(void **s) { matrix(s, &cfg_ws_blocking_svc, MW_MODE_BLOCKING); }
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_session_numbers_and_resume_spin, setup, teardown),
@@ -492,6 +684,13 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_session_peer_claiming_unsent_numbers_is_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_reset_starts_numbering_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_first_message_must_be_logon, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_sigkilled_client_resumes_from_its_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_heartbeats_keep_an_idle_session_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_tls_text_blocking_clt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_ws_text_libevent_spin_clt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_wss_msgpack_spin_clt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_tcp_spin_svc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_ws_blocking_svc_blocking_clt, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
