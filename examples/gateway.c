@@ -159,20 +159,24 @@ static void deliver_plain(gateway_t *g, route_t *r, const mw_schema_t *sch, cons
     r->lst = -1;
 }
 
-/* With sessions every output must reach the session's journal, in engine
- * order, whatever its connection does. The session takes a message unless
- * its connection is full (MW_EAGAIN) or closing right now (MW_ECLOSED,
- * MW_ESTATE): then it waits in the route's FIFO, and so does everything
- * after it, until the session takes them (on_drain, the next logon, the
- * next output, or the main thread's retry every few milliseconds; once the
- * connection is gone the session journals without sending). */
+/* With sessions every output must reach the session's journal, once, in
+ * engine order, whatever its connection does. A message is taken as soon as
+ * it has a number (journaled: the session writes it now or later, or
+ * resends it after a reconnect), whatever the call returns. Not taken
+ * (MW_EAGAIN: a long backlog on a slow connection; MW_ECLOSED / MW_ESTATE:
+ * the connection is closing or not logged on yet), it waits in the route's
+ * FIFO, and so does everything after it, until the session takes them (on
+ * its drain or next logon, at the next output, or at the main thread's
+ * retry every few milliseconds). */
 static int session_take(gateway_t *g, route_t *r, uint16_t tag, const void *msg) {
     listener_t *l = &g->l[r->lst];
     const mw_schema_t *sch = gw_protocol.by_tag(tag);
+    uint64_t seq = 0;
     int rc = MW_ECLOSED;
-    if (r->conn != MW_CONN_ID_NONE) rc = mw_svc_send_to(l->svc, r->conn, sch, msg);
-    if (rc == MW_ECLOSED) rc = mw_svc_session_send(l->svc, r->id, sch, msg, NULL);
-    if (rc == 0 || rc == MW_EAGAIN || rc == MW_ECLOSED || rc == MW_ESTATE) return rc;
+    if (r->conn != MW_CONN_ID_NONE) rc = mw_svc_send_seq(l->svc, r->conn, sch, msg, &seq);
+    if (!seq && rc == MW_ECLOSED) rc = mw_svc_session_send(l->svc, r->id, sch, msg, &seq);
+    if (seq || rc == 0) return 0;
+    if (rc == MW_EAGAIN || rc == MW_ECLOSED || rc == MW_ESTATE) return rc;
     g->send_errors++; /* encode or journal error: nothing to retry */
     fprintf(stderr, "%s: session %s: %s: %s\n", tool_prog(), r->id, sch->name,
             *mw_svc_last_error(l->svc) ? mw_svc_last_error(l->svc) : mw_strerror(rc));
