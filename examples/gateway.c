@@ -47,7 +47,6 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,14 +325,8 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem) {
     return q;
 }
 
-typedef struct rctx {
-    rsess_t *r;
-    const char *id;
-} rctx_t;
-
 static bool replay_rec(void *ud, int dir, uint64_t seq, const mw_schema_t *sch, const void *msg) {
-    rctx_t *x = ud;
-    rsess_t *r = x->r;
+    rsess_t *r = ud;
     if (dir == MW_SESSION_IN) {
         if (seq <= r->in_last) return true; /* handed over again after a restart */
         r->in_last = seq;
@@ -401,10 +394,9 @@ static void read_listener_journals(gateway_t *g, listener_t *l, rebuild_t *rb) {
         if (r->lst >= 0) continue; /* another epoch of a session read already (the newest is read) */
         r->lst = l->idx;
         snprintf(r->id, sizeof r->id, "%s", id);
-        rctx_t x = {&rb->rs[s], r->id};
         mw_err_t err;
         mw_err_clear(&err);
-        if (mw_session_replay(l->jdir, id, &gw_protocol, replay_rec, &x, &err) < 0)
+        if (mw_session_replay(l->jdir, id, &gw_protocol, replay_rec, &rb->rs[s], &err) < 0)
             tool_fail("rebuild: %s/%s: %s", l->name, id, mw_err_text(&err));
         g->rebuilt_sessions++;
     }
