@@ -75,6 +75,8 @@ static const char USAGE[] =
     "  --seconds   stop after S seconds (default: run until SIGINT or SIGTERM)\n"
     "  --max-orders order records of the engine (live + remembered; default 262144)\n"
     "  --json      statistics at exit as one JSON line\n"
+    "  --crash-after N  (fault tests) SIGKILL itself between the two fills of a match once N\n"
+    "              acks and fills went out\n"
     "  tls:// and wss:// need --cert FILE --key FILE.\n"
     "  SIGINT/SIGTERM: stop, print statistics. SIGUSR1: close every client connection.\n"
     "  Exit status: 0 ok, 1 usage, 2 failure.\n";
@@ -132,6 +134,7 @@ struct gateway {
     uint32_t pending;   /* sessions with a non-empty FIFO */
     uint64_t msgs_in, acks_out, fills_out, undeliverable, slow_closed, bad_msgs, dups, send_errors, queued;
     uint64_t rebuilt_steps, rebuilt_sessions, rebuilt_surplus;
+    uint64_t crash_after; /* --crash-after (a test hook): 0 off */
 };
 
 static void replay_out(gateway_t *g, uint32_t s, const mw_schema_t *sch, const void *msg);
@@ -240,6 +243,14 @@ static void on_fill(void *ud, uint32_t s, const fill_t *f) {
     gateway_t *g = ud;
     g->fills_out++;
     deliver(g, s, fill_schema(), f);
+    /* --crash-after N: die between the two fills of a match (the
+     * aggressor's taken, the resting order's not), once N outputs went
+     * out: the worst moment for a crash, on purpose. */
+    if (g->crash_after && !g->rb && g->fills_out % 2 == 1 && g->acks_out + g->fills_out >= g->crash_after) {
+        fprintf(stderr, "%s: --crash-after %" PRIu64 ": SIGKILL in the middle of a match\n", tool_prog(),
+                g->crash_after);
+        raise(SIGKILL);
+    }
 }
 
 /* The main thread, every few milliseconds while some FIFO is not empty.
@@ -573,7 +584,7 @@ static void on_msg(mw_svc_t *svc, mw_conn_id_t id, const mw_schema_t *sch, const
 typedef struct cfg {
     const char *tcp, *tls_url, *ws, *symbols, *journal, *book;
     double seconds;
-    uint64_t max_orders;
+    uint64_t max_orders, crash_after;
     bool json;
     tool_tls_t tls;
 } cfg_t;
@@ -641,6 +652,7 @@ static void parse_args(int argc, char **argv, cfg_t *c) {
         {"--symbols", TOOL_OPT_STR, &c->symbols, NULL}, {"--journal", TOOL_OPT_STR, &c->journal, NULL},
         {"--book", TOOL_OPT_STR, &c->book, NULL},       {"--seconds", TOOL_OPT_F64, &c->seconds, NULL},
         {"--max-orders", TOOL_OPT_U64, &c->max_orders, NULL},
+        {"--crash-after", TOOL_OPT_U64, &c->crash_after, NULL},
         {"--json", TOOL_OPT_FLAG, &c->json, NULL},      TOOL_TLS_OPTS(&c->tls),
     };
     tool_parse(argc, argv, 1, opts, sizeof opts / sizeof opts[0], USAGE);
@@ -804,6 +816,7 @@ int main(int argc, char **argv) {
     for (uint32_t i = 0; i < MAX_ENGINE_SESSIONS; i++) g.routes[i].lst = -1;
     for (uint32_t i = 0; i < MAX_ENGINE_SESSIONS; i++) g.routes[i].conn = MW_CONN_ID_NONE;
     g.sessions = c.journal != NULL;
+    g.crash_after = c.crash_after;
     block_signals();
     listener_init(&g, L_TCP, "tcp", c.tcp, "fixed", &c);
     listener_init(&g, L_TLS, "tls", c.tls_url, "fixed", &c);

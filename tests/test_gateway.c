@@ -7,6 +7,11 @@
  *   - an order resting from a tcp:// client is filled by one from a ws://
  *     client, and each gets its ack and its fill on its own connection;
  *   - the same orders into a fresh gateway give the same book, byte for byte;
+ *   - with sessions, a gateway that dies between the two fills of a match
+ *     (--crash-after) rebuilds its engine from its journals: the fill the
+ *     crash cut off reaches its owner, the order whose handling it
+ *     interrupted is not run twice, the trader's checks pass over the whole
+ *     run, and the book equals a fault-free run's;
  *   - usage errors end with exit code 1.
  */
 #include <errno.h>
@@ -18,6 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine.h"
+#include "gw_orders.h"
 #include "gw_proto.h"
 #include "mw_clt.h"
 #include "mw_proc.h"
@@ -231,6 +238,87 @@ static void test_gateway_same_orders_give_the_same_book(void **state) {
     free(b);
 }
 
+/* ---- sessions: a crash in the middle of a match --------------------------------------- */
+
+static char *fault_free_book(const char *session, const char *symbol, uint64_t seed, uint64_t count) {
+    engine_opts_t o;
+    engine_opts_init(&o);
+    engine_t *e;
+    char err[200];
+    assert_int_equal(engine_new(&e, &o, err, sizeof err), 0);
+    assert_int_equal(engine_session(e, session), 0);
+    gw_stream_t st = {.seed = seed, .count = count, .cancel_every = 7, .mid = 18950};
+    memcpy(st.symbol, symbol, strlen(symbol));
+    for (uint64_t k = 0; k < gw_stream_len(&st); k++) {
+        gw_msg_t m;
+        if (gw_stream_msg(&st, k, &m) == new_order_TAG) engine_new_order(e, 0, &m.new_order);
+        else engine_cancel(e, 0, &m.cancel);
+    }
+    char *book = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&book, &len);
+    engine_book_write(e, f);
+    fclose(f);
+    engine_free(e);
+    return book;
+}
+
+static void test_gateway_rebuilds_its_engine_after_a_crash_between_two_fills(void **state) {
+    (void)state;
+    char dir[] = "/tmp/mw_gwcrash_XXXXXX";
+    if (!mkdtemp(dir)) fail_msg("mkdtemp: %s", strerror(errno));
+    char jdir[64], tdir[64], book[64], url[64], listen[64];
+    snprintf(jdir, sizeof jdir, "%s/gw", dir);
+    snprintf(tdir, sizeof tdir, "%s/tr", dir);
+    snprintf(book, sizeof book, "%s/book", dir);
+    assert_int_equal(mkdir(jdir, 0700), 0);
+    assert_int_equal(mkdir(tdir, 0700), 0);
+    char *g1[] = {GW_BIN, "--tcp", "tcp://127.0.0.1:0", "--journal", jdir, "--crash-after", "5001", NULL};
+    mw_proc_t *gw = mw_proc_start("gateway", g1);
+    assert_true(mw_proc_wait_text(gw, 0, 0, "\n", START_MS));
+    int port = 0;
+    assert_int_equal(sscanf(gw->out[0], "listening tcp=%d", &port), 1);
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", port);
+    char *targv[] = {TRADER_BIN, "--url", url, "--mode", "blocking", "--count", "3000", "--symbol", "AAPL",
+                     "--seed", "5", "--cancel-every", "7", "--session", "T1", "--journal", tdir, "--json", NULL};
+    mw_proc_t *tr = mw_proc_start("trader", targv);
+    /* the gateway kills itself in the middle of a match */
+    int rc = mw_proc_stop(gw, 0, RUN_MS);
+    if (rc != 128 + SIGKILL) fail_msg("gateway exit %d, stderr: %s", rc, gw->out[1]);
+    assert_non_null(strstr(gw->out[1], "SIGKILL in the middle of a match"));
+    mw_proc_release(gw);
+    char *g2[] = {GW_BIN, "--tcp", listen, "--journal", jdir, "--book", book, "--json", NULL};
+    gw = mw_proc_start("gateway", g2);
+    if (!mw_proc_wait_text(gw, 0, 0, "\n", START_MS)) fail_msg("restart: %s", gw->out[1]);
+    rc = mw_proc_stop(tr, 0, RUN_MS);
+    if (rc != 0) fail_msg("trader exit %d\nstdout: %s\nstderr: %s", rc, tr->out[0], tr->out[1]);
+    const char *tj = strchr(tr->out[0], '{');
+    assert_non_null(tj);
+    assert_int_equal(json_u64(tj, "accepted"), 3000);
+    assert_true(json_u64(tj, "reconnects") >= 1);
+    rc = mw_proc_stop(gw, SIGTERM, RUN_MS);
+    if (rc != 0) fail_msg("gateway exit %d; stderr: %s", rc, gw->out[1]);
+    const char *j = strchr(gw->out[0], '{');
+    assert_non_null(j);
+    assert_int_equal(json_u64(j, "rebuilt_sessions"), 1);
+    assert_true(json_u64(j, "rebuilt_steps") >= 1000);
+    assert_int_equal(json_u64(j, "rebuilt_surplus"), 1); /* the resting order's fill */
+    assert_int_equal(json_u64(j, "dups_skipped"), 1);    /* the interrupted order, handed over again */
+    assert_int_equal(json_u64(j, "orders"), 3000);
+    char *want = fault_free_book("tcp/T1", "AAPL", 5, 3000);
+    char *got = slurp(book);
+    assert_true(strlen(want) > 0);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+    mw_proc_release(tr);
+    mw_proc_release(gw);
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_gateway_and_trader_usage_errors_exit_1(void **state) {
     (void)state;
     char *const cases[][8] = {
@@ -264,6 +352,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_gateway_serves_traders_over_tcp_and_ws_in_every_mode, mw_proc_release_all),
         cmocka_unit_test_teardown(test_gateway_fills_reach_the_owner_on_the_other_listener, mw_proc_release_all),
         cmocka_unit_test_teardown(test_gateway_same_orders_give_the_same_book, mw_proc_release_all),
+        cmocka_unit_test_teardown(test_gateway_rebuilds_its_engine_after_a_crash_between_two_fills,
+                                  mw_proc_release_all),
         cmocka_unit_test_teardown(test_gateway_and_trader_usage_errors_exit_1, mw_proc_release_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
