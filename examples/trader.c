@@ -117,7 +117,8 @@ typedef struct trader {
     uint64_t cancels_pending;
     uint64_t last_seq;  /* engine_seq of the last message */
     uint64_t t_start, t_end, last_rx_ns;
-    bool barrier_sent, done, send_blocked;
+    bool barrier_sent, done;
+    uint64_t sent_here; /* orders sent by this process (not before a restart) */
     mw_clt_opts_t opts;  /* for reconnects */
     uint64_t rx_applied; /* sessions: inbound number of the last message checked */
     uint64_t resumed_sent, resumed_rx, dups, reconnects, drops_asked;
@@ -281,13 +282,14 @@ static void mark_sent(trader_t *t, unsigned tag, const gw_msg_t *m, uint64_t t_s
         t->ords[o->cl_ord_id] = (ord_t){.t_send = t_send, .price = o->price, .qty = o->qty, .leaves = o->qty,
                                          .side = o->side};
         t->next_cl = o->cl_ord_id + 1;
+        if (t_send) t->sent_here++;
     } else if (m->cancel.cl_ord_id) {
         t->ords[m->cancel.cl_ord_id].flags |= O_CANCEL_SENT;
         t->cancels++;
         t->cancels_pending++;
     } else {
         t->barrier_sent = true;
-        t->t_end = t_send ? t_send : mw_now_ns();
+        t->t_end = t_send;
     }
     t->next_k++;
     t->outstanding++;
@@ -566,8 +568,10 @@ static void print_results(trader_t *t) {
     tool_pct_t p;
     memset(&p, 0, sizeof p);
     if (t->nlat) tool_percentiles(t->lat, t->nlat, &p);
-    double secs = (double)(t->t_end - t->t_start) / 1e9;
-    double per_s = secs > 0 ? (double)c->count / secs : 0;
+    /* orders sent by this process per second, up to the barrier */
+    uint64_t end = t->t_end > t->t_start ? t->t_end : mw_now_ns();
+    double secs = (double)(end - t->t_start) / 1e9;
+    double per_s = secs > 0 ? (double)t->sent_here / secs : 0;
     uint64_t open = 0, open_qty = 0;
     for (uint64_t cl = 1; cl <= c->count; cl++)
         if (t->ords[cl].leaves) {
