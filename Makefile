@@ -6,6 +6,7 @@
 #   make demo       pingpong demo (a Svc and a Clt, latency percentiles)
 #   make bench      raw-socket baselines beside msgwire, ratios printed
 #   make bench-serdes
+#   make soak-sessions [SOAK_SECONDS=300]   the sessions chaos test, longer, random fault times
 #   make install PREFIX=/usr/local [DESTDIR=]   (runs ldconfig as root without DESTDIR)
 #   make uninstall PREFIX=/usr/local [DESTDIR=] removes exactly what install put
 #   V=1             show full commands
@@ -319,3 +320,14 @@ soak: deps
 	$(Q)$(MAKE) --no-print-directory $(B)/san/tests/test_faults
 	$(Q)MW_SOAK=1 SOAK_SECONDS=$(SOAK_SECONDS) TEST_TIMEOUT=$$(($(SOAK_SECONDS) + 600)) \
 	    MW_BUILD_DIR=$(CURDIR)/$(B) sh tests/run.sh $(B)/san/tests/test_faults
+
+# ---- soak-sessions: the chaos test of sessions (tests/test_chaos.c) for
+# SOAK_SECONDS (default 300) with faults at random times: the gateway and
+# three traders (tcp spin, tls blocking, ws event), connections closed and
+# cut mid-frame, both kill -9'd and restarted from their journals; every ack
+# and fill checked once and in order, the book against a fault-free run.
+.PHONY: soak-sessions
+soak-sessions: deps
+	$(Q)$(MAKE) --no-print-directory $(B)/san/tests/test_chaos $(B)/examples/gateway $(B)/examples/trader
+	$(Q)MW_SOAK=1 SOAK_SECONDS=$(SOAK_SECONDS) TEST_TIMEOUT=$$((3 * $(SOAK_SECONDS) + 600)) \
+	    MW_BUILD_DIR=$(CURDIR)/$(B) sh tests/run.sh $(B)/san/tests/test_chaos
