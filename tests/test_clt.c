@@ -85,7 +85,7 @@ static void peer_recvd(void *ud, const mw_schema_t *s, const void *msg) {
 }
 
 typedef struct peer_cfg {
-    mw_mode_t mode; /* default event */
+    mw_mode_t mode; /* always set (MW_MODE_SPIN is 0); a NULL cfg: event */
     const char *serdes;
     bool login;
     int rcvbuf; /* accepted sockets' SO_RCVBUF */
@@ -109,14 +109,14 @@ static int fx_setup(void **state) {
     return 0;
 }
 
-/* Event-mode Clts: stop their io first (close detaches from it), free the io
- * (it may still run posts that look at the Clts), then free the Clts. */
+/* Event-mode Clts: stop their io first, then free the Clts while the io does
+ * not run (a lingering close is cut short; posts still queued hold a
+ * reference and find the Clt freed), then free the io. */
 static int fx_teardown(void **state) {
     fx_t *f = *state;
     if (f->io) mw_io_stop(f->io);
-    for (int i = 0; i < f->nclts; i++) mw_clt_close(f->clts[i]);
-    mw_io_free(f->io);
     for (int i = 0; i < f->nclts; i++) mw_clt_free(f->clts[i]);
+    mw_io_free(f->io);
     mw_svc_free(f->peer.svc);
     free(f);
     return 0;
@@ -126,7 +126,7 @@ static void peer_start(fx_t *f, const peer_cfg_t *cfg) {
     peer_t *p = &f->peer;
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
-    o.mode = cfg && cfg->mode ? cfg->mode : MW_MODE_EVENT;
+    o.mode = cfg ? cfg->mode : MW_MODE_EVENT; /* MW_MODE_SPIN is 0: a cfg always names its mode */
     if (cfg && cfg->serdes) o.conn.serdes = cfg->serdes;
     p->mode = o.mode;
     p->login = cfg && cfg->login;
@@ -676,7 +676,7 @@ static void test_clt_hooks_see_every_message_both_sides(void **state) {
 
 static void test_clt_text_nan_is_rejected_and_the_connection_lives(void **state) {
     fx_t *f = *state;
-    peer_start(f, &(peer_cfg_t){.serdes = "text"});
+    peer_start(f, &(peer_cfg_t){.mode = MW_MODE_EVENT, .serdes = "text"});
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_SPIN, "text");
     mw_clt_t *c = clt_open(f, &o);
@@ -859,6 +859,60 @@ static void test_clt_event_sends_from_another_thread_under_backpressure(void **s
     assert_true(eagain > 0);
     assert_int_equal(atomic_load(&f->peer.errors), 0);
     assert_true(mw_clt_is_open(c));
+}
+
+/* ---- event-mode close with linger_ns ------------------------------------------------ */
+
+static void close_posted(void *ud) { mw_clt_close(ud); }
+
+typedef struct linger_wait { fx_t *f; uint64_t n; } linger_wait_t;
+
+/* Pumps the spin peer; true once it has counted n pings and its connection
+ * has gone (it saw the Clt's FIN after the last of them). */
+static bool peer_got_all_and_closed(void *ud) {
+    linger_wait_t *w = ud;
+    for (int k = 0; k < 64; k++) peer_pump(w->f);
+    return atomic_load(&w->f->peer.next_seq) >= w->n && mw_svc_conn_count(w->f->peer.svc) == 0;
+}
+
+/* An event-mode Clt with linger_ns sends 100k pings that the peer has not
+ * started to read (they wait in the Clt's tx queue), then closes on the io
+ * thread while the io keeps running: the io writes every one, then FIN, and
+ * the peer counts all of them, in order. (With linger_ns 0 the close keeps
+ * only what the kernel buffers take, a few hundred.) */
+static void test_clt_event_close_with_linger_delivers_every_accepted_message(void **state) {
+    fx_t *f = *state;
+    f->peer.no_echo = true;
+    peer_start(f, &(peer_cfg_t){.mode = MW_MODE_SPIN, .rcvbuf = 4096});
+    mw_err_t err = {0};
+    assert_int_equal(mw_io_new(&f->io, NULL, &err), 0);
+    assert_int_equal(mw_io_start(f->io, NULL), 0);
+    mw_clt_opts_t o;
+    clt_opts(&o, MW_MODE_EVENT, NULL);
+    o.io = f->io;
+    o.conn.tx_buf = 4u << 20; /* room for all of them: the peer reads nothing yet */
+    o.tcp.sndbuf = 4096;
+    o.linger_ns = WAIT_NS;
+    mw_clt_t *c = clt_open(f, &o);
+    enum { N = 100000 };
+    for (uint64_t i = 0; i < N; i++) {
+        ping_t p = {.seq = i, .sent_ns = i * 3};
+        int r = mw_clt_send(c, ping_schema(), &p);
+        if (r != 0) fail_msg("send %" PRIu64 ": %s: %s", i, mw_errname(r), mw_clt_last_error(c));
+    }
+    mw_conn_stats_t st;
+    mw_clt_stats(c, &st);
+    assert_int_equal(st.msgs_out, N);
+    assert_true(atomic_load(&f->peer.next_seq) == 0); /* a spin peer: read only when pumped */
+    assert_int_equal(mw_io_post(f->io, close_posted, c), 0);
+    linger_wait_t w = {f, N};
+    if (!mw_wait_until(peer_got_all_and_closed, &w, WAIT_MS))
+        fail_msg("the peer got %lu of %d pings (connections %u)", atomic_load(&f->peer.next_seq), N,
+                 mw_svc_conn_count(f->peer.svc));
+    assert_int_equal(atomic_load(&f->peer.next_seq), N);
+    assert_int_equal(atomic_load(&f->peer.errors), 0);
+    assert_false(mw_clt_is_open(c));
+    assert_int_equal(mw_clt_state(c), MW_CLT_CLOSED);
 }
 
 /* A peer that sends bytes the Clt cannot decode: earlier messages are
@@ -1104,6 +1158,7 @@ int main(void) {
         T(test_clt_close_inside_on_msg_is_deferred),
         T(test_clt_event_on_close_follows_everything_the_peer_sent),
         T(test_clt_event_sends_from_another_thread_under_backpressure),
+        T(test_clt_event_close_with_linger_delivers_every_accepted_message),
         T(test_clt_bad_input_fails_the_clt_after_earlier_messages),
         T(test_clt_event_free_before_io_ran_is_safe),
         /* harness tests (svc_harness.h) */
