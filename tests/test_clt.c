@@ -819,19 +819,26 @@ static void test_clt_event_on_close_follows_everything_the_peer_sent(void **stat
     assert_false(mw_clt_is_open(c));
 }
 
-/* Event mode, sends from a thread other than the io's into a peer that is
- * not reading: the Clt queues, says MW_EAGAIN when its buffer is full, and
- * its io thread writes the rest once the peer reads. */
-static void test_clt_event_sends_from_another_thread_under_backpressure(void **state) {
-    fx_t *f = *state;
+/* A spin peer that reads only when pumped (small receive buffer) and counts
+ * pings in order, an io on its own poll thread, and options for an
+ * event-mode Clt on that io. */
+static void event_clt_to_counting_peer(fx_t *f, mw_clt_opts_t *o) {
     f->peer.no_echo = true;
     peer_start(f, &(peer_cfg_t){.mode = MW_MODE_SPIN, .rcvbuf = 4096});
     mw_err_t err = {0};
     assert_int_equal(mw_io_new(&f->io, NULL, &err), 0);
     assert_int_equal(mw_io_start(f->io, NULL), 0);
+    clt_opts(o, MW_MODE_EVENT, NULL);
+    o->io = f->io;
+}
+
+/* Event mode, sends from a thread other than the io's into a peer that is
+ * not reading: the Clt queues, says MW_EAGAIN when its buffer is full, and
+ * its io thread writes the rest once the peer reads. */
+static void test_clt_event_sends_from_another_thread_under_backpressure(void **state) {
+    fx_t *f = *state;
     mw_clt_opts_t o;
-    clt_opts(&o, MW_MODE_EVENT, NULL);
-    o.io = f->io;
+    event_clt_to_counting_peer(f, &o);
     o.conn.max_msg = 1024;
     o.conn.tx_buf = 4096;
     o.tcp.sndbuf = 4096;
@@ -882,14 +889,8 @@ static bool peer_got_all_and_closed(void *ud) {
  * only what the kernel buffers take, a few hundred.) */
 static void test_clt_event_close_with_linger_delivers_every_accepted_message(void **state) {
     fx_t *f = *state;
-    f->peer.no_echo = true;
-    peer_start(f, &(peer_cfg_t){.mode = MW_MODE_SPIN, .rcvbuf = 4096});
-    mw_err_t err = {0};
-    assert_int_equal(mw_io_new(&f->io, NULL, &err), 0);
-    assert_int_equal(mw_io_start(f->io, NULL), 0);
     mw_clt_opts_t o;
-    clt_opts(&o, MW_MODE_EVENT, NULL);
-    o.io = f->io;
+    event_clt_to_counting_peer(f, &o);
     o.conn.tx_buf = 4u << 20; /* room for all of them: the peer reads nothing yet */
     o.tcp.sndbuf = 4096;
     o.linger_ns = WAIT_NS;

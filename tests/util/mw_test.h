@@ -29,6 +29,18 @@ uint64_t mw_alloc_count(void);
  * tries. Returns the last value of cond. Use instead of sleeping. */
 bool mw_wait_until(bool (*cond)(void *ud), void *ud, int timeout_ms);
 
+/* ---- failures on other threads ----------------------------------------------
+ * A callback on another thread cannot fail the test itself: it records the
+ * first failure with mw_fail_once (later ones are dropped), and the test
+ * thread calls mw_assert_no_failure, which fails the test with that text. */
+#define MW_FAILURE_CAP 320
+typedef struct mw_failure {
+    _Atomic int set; /* 0 none, 1 being written, 2 complete */
+    char why[MW_FAILURE_CAP];
+} mw_failure_t;
+void mw_fail_once(mw_failure_t *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mw_assert_no_failure(mw_failure_t *f);
+
 /* ---- running programs ------------------------------------------------------
  * Runs a shell command, captures up to cap-1 bytes of stdout into out (NUL
  * terminated, may be NULL), returns the exit status (or -1). */
