@@ -112,6 +112,14 @@ static void ep_end(mw__ep_t *e, int reason) {
 
 static void free_posted(mw_clt_t *c) { mw_clt_free(c); }
 
+/* A close by the user lingers only with opts.linger_ns (the driver's other
+ * graceful closes, such as an idle timeout, stay immediate): the bound is
+ * set here, once the Clt has stopped for good. */
+static bool close_lingers(mw_clt_t *c) {
+    c->drv_cfg.linger_ns = c->o.linger_ns > 0 ? c->o.linger_ns : 0;
+    return c->drv_cfg.linger_ns > 0;
+}
+
 /* After a user callback that ran inside the driver: a close or free asked
  * for there. The driver carries the close out once its own callback
  * returns; the free waits for the next poll (the driver still runs on this
@@ -126,7 +134,7 @@ static bool stop_from_drv(mw_clt_t *c) {
         mw__ep_stop(&c->ep);
         c->state = MW_CLT_CLOSED;
     }
-    mw__drv_close(&c->drv, MW_ESTATE, !free_it);
+    mw__drv_close(&c->drv, MW_ESTATE, !free_it && close_lingers(c));
     if (free_it && mw__clt_post(c, free_posted) < 0) c->leak_guard = true; /* no memory: it stays */
     return true;
 }
@@ -329,11 +337,13 @@ void mw__clt_ep_stop(mw_clt_t *c) {
         stop_timers(c);
         mw__ep_stop(&c->ep);
     }
-    /* What the socket takes now still goes out, then FIN. No linger: the
-     * caller may free the io right after this (a Svc's close_conn lingers). */
+    /* linger_ns 0: what the socket takes now still goes out, then FIN (the
+     * caller may free the io right after this). Otherwise the driver's
+     * graceful close delivers everything accepted while the io runs. */
     if (!was_stopped && mw__drv_attached(&c->drv)) {
-        mw__drv_write(&c->drv);
-        mw__drv_close(&c->drv, MW_ESTATE, false);
+        bool linger = close_lingers(c);
+        if (!linger) mw__drv_write(&c->drv);
+        mw__drv_close(&c->drv, MW_ESTATE, linger);
     }
     if (!mw__drv_attached(&c->drv)) mw__clt_conn_teardown(c);
     c->state = MW_CLT_CLOSED;

@@ -117,6 +117,17 @@ typedef struct mw_clt_opts {
      * to its low-water mark since: send again. Event mode, on the io thread. */
     void (*on_drain)(mw_clt_t *c, void *ud);
     void (*on_heartbeat)(mw_clt_t *c, void *ud);
+    /* Event mode: how long mw_clt_close may linger to deliver what send
+     * accepted. 0 (default): close writes what the socket takes at once and
+     * closes, so the caller may free the io right after it; anything still
+     * queued is lost. > 0: close hands the connection to the io, which writes
+     * every accepted byte, then FIN, then reads (and drops) input until the
+     * peer's EOF, so no RST destroys what the peer has not read yet; bounded
+     * by linger_ns. The io must keep running meanwhile, and mw_clt_free cuts
+     * the linger short (free the Clt once the peer has what it needs, or after
+     * linger_ns; always before mw_io_free). The same holds for a close asked
+     * for inside a callback. Spin and blocking modes ignore it. */
+    int64_t linger_ns;
     bool rx_timestamps;        /* take one timestamp per read (mw_clt_rx_time_ns) */
     bool async_connect;        /* event mode: connect from the io (implied by reconnect) */
     /* every message sent / received, any mode */
@@ -246,7 +257,8 @@ bool mw_clt_is_open(const mw_clt_t *c);
 /* Closes the socket (idempotent, never frees); an event-mode endpoint stops
  * for good (no reconnect, no more callbacks). Event mode: call it on the io
  * thread (callbacks included: deferred until the callback returns) or while
- * the io is not running. */
+ * the io is not running; with opts.linger_ns > 0 the io then delivers what
+ * was accepted before it closes (see linger_ns). */
 void mw_clt_close(mw_clt_t *c);
 /* Closes and frees; NULL is a no-op. Event mode: on the io thread (not
  * inside this Clt's callbacks) or while the io is not running, before

@@ -30,12 +30,14 @@ bool mw__ws_close_code_ok(unsigned c) {
     return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
 }
 
-void mw__ws_upd_held(ws_t *w) {
-    bool h = mw_buf_len(&w->tx) || w->pong_pending || w->close_pending;
-    atomic_store_explicit(&w->tx_held, h, memory_order_release);
-}
+/* Whether frames wait in tx (or in the control slots), read by the tx
+ * lock's holder from the state itself. tx_held is its published copy for
+ * want() on other threads, and may lag (encode_one commits without updating
+ * it): a server that trusted it could gather new messages past a frame still
+ * in tx and send them first. */
+static bool held(const ws_t *w) { return mw_buf_len(&w->tx) || w->pong_pending || w->close_pending; }
 
-static bool held(const ws_t *w) { return atomic_load_explicit(&w->tx_held, memory_order_relaxed); }
+void mw__ws_upd_held(ws_t *w) { atomic_store_explicit(&w->tx_held, held(w), memory_order_release); }
 
 /* Four fresh mask bytes from a pool refilled with RAND_bytes now and then. */
 static const uint8_t *next_mask(ws_t *w) {

@@ -322,6 +322,10 @@ static void linger_step(mw__drv_t *d) {
     mw_conn_t *c = d->conn;
     d->work++;
     int r = mw_conn_flush(c);
+    if (r == 0 && d->bye_due) { /* every queued message is out: the close frame may follow */
+        d->bye_due = false;
+        mw_conn_close_transport(c, d->bye_reason, NULL, false);
+    }
     if (r == 0 && (mw_stream_want(c->stream) & MW_WANT_WRITE)) {
         /* output the stream made itself: an HTTP error answer, a TLS alert */
         ssize_t n = mw_stream_writev(c->stream, NULL, 0);
@@ -380,8 +384,13 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
     mw_io_timer_stop(d->io, &d->t_rx);
     bool was_up = d->state == MW__DRV_UP;
     d->state = MW__DRV_LINGER; /* no more messages either way */
-    /* the WebSocket close frame, with the code that matches the reason */
-    if (was_up) mw_conn_close_transport(d->conn, reason, NULL, false);
+    /* The WebSocket close frame, with the code that matches the reason. A
+     * stream takes nothing after it, so a lingering close that still has
+     * messages queued sends it once they are written (linger_step). */
+    d->bye_reason = reason;
+    d->bye_due = was_up && graceful && d->cfg->linger_ns > 0 && !d->conn->tx.failed &&
+                 mw_conn_tx_pending(d->conn) > 0;
+    if (was_up && !d->bye_due) mw_conn_close_transport(d->conn, reason, NULL, false);
     if (d->cfg->on_close) { /* a close (an abort) asked for in there is folded into this one */
         bool in = d->in_cb;
         d->in_cb = true;
@@ -391,6 +400,8 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
         d->close_pending = false;
     }
     if (!graceful || d->cfg->linger_ns <= 0 || d->conn->tx.failed) {
+        if (d->bye_due) mw_conn_close_transport(d->conn, reason, NULL, false); /* an abort after all */
+        d->bye_due = false;
         finish(d);
         return;
     }
@@ -483,7 +494,7 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
     d->io = io;
     d->cfg = cfg;
     d->ud = ud;
-    d->in_cb = d->close_pending = d->paused = d->rx_done = d->held = d->shut_wr = false;
+    d->in_cb = d->close_pending = d->paused = d->rx_done = d->held = d->shut_wr = d->bye_due = false;
     d->close_reason = 0;
     /* want_drain is kept: a Clt may have sent (and seen MW_EAGAIN) before
      * its driver attached; mw__drv_stop clears it for the next connection.

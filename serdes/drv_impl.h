@@ -81,6 +81,9 @@ struct mw__drv {
     bool rx_done;             /* pull: the read side ended; the owner drains the buffer */
     bool held;                /* pull: the stream may hold input past the last read */
     bool shut_wr;             /* linger: write side shut */
+    bool bye_due;             /* linger: the transport's goodbye (WebSocket close frame)
+                                 waits until the queued messages are written */
+    int bye_reason;
     atomic_bool want_drain;   /* a send saw MW_EAGAIN */
     atomic_bool arm_posted;   /* a cross-thread arm is queued */
 };

@@ -85,10 +85,11 @@ static void peer_recvd(void *ud, const mw_schema_t *s, const void *msg) {
 }
 
 typedef struct peer_cfg {
-    mw_mode_t mode; /* default event */
+    mw_mode_t mode; /* always set (MW_MODE_SPIN is 0); a NULL cfg: event */
     const char *serdes;
     bool login;
     int rcvbuf; /* accepted sockets' SO_RCVBUF */
+    const char *scheme; /* default "tcp"; ws/wss on path "/", tls/wss with the shared certificates */
 } peer_cfg_t;
 
 /* ---- fixture: everything a test opens, closed even when it fails ---------------- */
@@ -99,6 +100,7 @@ typedef struct fx {
     mw_clt_t *clts[MAX_CLTS];
     int nclts;
     char url[64];
+    atomic_bool connected; /* an on_connect that sets it */
 } fx_t;
 
 static int fx_setup(void **state) {
@@ -109,14 +111,14 @@ static int fx_setup(void **state) {
     return 0;
 }
 
-/* Event-mode Clts: stop their io first (close detaches from it), free the io
- * (it may still run posts that look at the Clts), then free the Clts. */
+/* Event-mode Clts: stop their io first, then free the Clts while the io does
+ * not run (a lingering close is cut short; posts still queued hold a
+ * reference and find the Clt freed), then free the io. */
 static int fx_teardown(void **state) {
     fx_t *f = *state;
     if (f->io) mw_io_stop(f->io);
-    for (int i = 0; i < f->nclts; i++) mw_clt_close(f->clts[i]);
-    mw_io_free(f->io);
     for (int i = 0; i < f->nclts; i++) mw_clt_free(f->clts[i]);
+    mw_io_free(f->io);
     mw_svc_free(f->peer.svc);
     free(f);
     return 0;
@@ -126,7 +128,7 @@ static void peer_start(fx_t *f, const peer_cfg_t *cfg) {
     peer_t *p = &f->peer;
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
-    o.mode = cfg && cfg->mode ? cfg->mode : MW_MODE_EVENT;
+    o.mode = cfg ? cfg->mode : MW_MODE_EVENT; /* MW_MODE_SPIN is 0: a cfg always names its mode */
     if (cfg && cfg->serdes) o.conn.serdes = cfg->serdes;
     p->mode = o.mode;
     p->login = cfg && cfg->login;
@@ -136,10 +138,18 @@ static void peer_start(fx_t *f, const peer_cfg_t *cfg) {
     o.on_sent = peer_sent;
     o.on_recvd = peer_recvd;
     o.hook_ud = p;
+    const char *scheme = cfg && cfg->scheme ? cfg->scheme : "tcp";
+    const char *path = strncmp(scheme, "ws", 2) == 0 ? "/" : "";
+    if (!strcmp(scheme, "tls") || !strcmp(scheme, "wss")) {
+        o.tr.tls.cert_file = mw_test_cert("srv.pem");
+        o.tr.tls.key_file = mw_test_cert("srv.key");
+    }
+    char url[64];
+    snprintf(url, sizeof url, "%s://127.0.0.1:0%s", scheme, path);
     mw_err_t err = {0};
-    int r = mw_svc_listen(&p->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err);
+    int r = mw_svc_listen(&p->svc, url, &test_protocol, &o, &err);
     if (r != 0) fail_msg("svc listen: %s: %s", mw_errname(r), mw_err_text(&err));
-    snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", mw_svc_port(p->svc));
+    snprintf(f->url, sizeof f->url, "%s://127.0.0.1:%d%s", scheme, mw_svc_port(p->svc), path);
 }
 
 /* Spin peer: one receive, handled as the event peer would. */
@@ -676,7 +686,7 @@ static void test_clt_hooks_see_every_message_both_sides(void **state) {
 
 static void test_clt_text_nan_is_rejected_and_the_connection_lives(void **state) {
     fx_t *f = *state;
-    peer_start(f, &(peer_cfg_t){.serdes = "text"});
+    peer_start(f, &(peer_cfg_t){.mode = MW_MODE_EVENT, .serdes = "text"});
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_SPIN, "text");
     mw_clt_t *c = clt_open(f, &o);
@@ -819,19 +829,27 @@ static void test_clt_event_on_close_follows_everything_the_peer_sent(void **stat
     assert_false(mw_clt_is_open(c));
 }
 
+/* A spin peer over scheme that reads only when pumped (small receive
+ * buffer) and counts pings in order, an io on its own poll thread, and
+ * options for an event-mode Clt on that io (trusting the peer's CA). */
+static void event_clt_to_counting_peer(fx_t *f, mw_clt_opts_t *o, const char *scheme) {
+    f->peer.no_echo = true;
+    peer_start(f, &(peer_cfg_t){.mode = MW_MODE_SPIN, .rcvbuf = 4096, .scheme = scheme});
+    mw_err_t err = {0};
+    assert_int_equal(mw_io_new(&f->io, NULL, &err), 0);
+    assert_int_equal(mw_io_start(f->io, NULL), 0);
+    clt_opts(o, MW_MODE_EVENT, NULL);
+    o->io = f->io;
+    if (!strcmp(scheme, "tls") || !strcmp(scheme, "wss")) o->tr.tls.ca_file = mw_test_cert("ca.pem");
+}
+
 /* Event mode, sends from a thread other than the io's into a peer that is
  * not reading: the Clt queues, says MW_EAGAIN when its buffer is full, and
  * its io thread writes the rest once the peer reads. */
 static void test_clt_event_sends_from_another_thread_under_backpressure(void **state) {
     fx_t *f = *state;
-    f->peer.no_echo = true;
-    peer_start(f, &(peer_cfg_t){.mode = MW_MODE_SPIN, .rcvbuf = 4096});
-    mw_err_t err = {0};
-    assert_int_equal(mw_io_new(&f->io, NULL, &err), 0);
-    assert_int_equal(mw_io_start(f->io, NULL), 0);
     mw_clt_opts_t o;
-    clt_opts(&o, MW_MODE_EVENT, NULL);
-    o.io = f->io;
+    event_clt_to_counting_peer(f, &o, "tcp");
     o.conn.max_msg = 1024;
     o.conn.tx_buf = 4096;
     o.tcp.sndbuf = 4096;
@@ -859,6 +877,80 @@ static void test_clt_event_sends_from_another_thread_under_backpressure(void **s
     assert_true(eagain > 0);
     assert_int_equal(atomic_load(&f->peer.errors), 0);
     assert_true(mw_clt_is_open(c));
+}
+
+/* ---- event-mode close with linger_ns ------------------------------------------------ */
+
+static void close_posted(void *ud) { mw_clt_close(ud); }
+
+typedef struct linger_wait { fx_t *f; uint64_t n; } linger_wait_t;
+
+static void on_connect_flag(mw_clt_t *c, void *ud) {
+    (void)c;
+    atomic_store((atomic_bool *)ud, true);
+}
+
+static bool pumped_until_connected(void *ud) {
+    fx_t *f = ud;
+    peer_pump(f);
+    return atomic_load(&f->connected);
+}
+
+/* Pumps the spin peer; true once it has counted n pings and its connection
+ * has gone (it saw the Clt's FIN after the last of them). */
+static bool peer_got_all_and_closed(void *ud) {
+    linger_wait_t *w = ud;
+    for (int k = 0; k < 64; k++) peer_pump(w->f);
+    return atomic_load(&w->f->peer.next_seq) >= w->n && mw_svc_conn_count(w->f->peer.svc) == 0;
+}
+
+/* An event-mode Clt with linger_ns sends 100k pings that the peer has not
+ * started to read (they wait in the Clt's tx queue), then closes on the io
+ * thread while the io keeps running: the io writes every one, then FIN, and
+ * the peer counts all of them, in order. (With linger_ns 0 the close keeps
+ * only what the kernel buffers take, a few hundred.) */
+static void close_with_linger(fx_t *f, const char *scheme) {
+    if (strcmp(scheme, "tcp") && strcmp(scheme, "ws"))
+        mw_test_require(mw_have_openssl_cli(), "the openssl command (Debian package openssl)");
+    mw_clt_opts_t o;
+    event_clt_to_counting_peer(f, &o, scheme);
+    o.conn.tx_buf = 4u << 20; /* room for all of them: the peer reads nothing yet */
+    o.tcp.sndbuf = 4096;
+    o.linger_ns = WAIT_NS;
+    o.async_connect = true; /* the spin peer answers the handshakes only when pumped */
+    o.on_connect = on_connect_flag;
+    o.ud = &f->connected;
+    mw_clt_t *c = clt_open(f, &o);
+    if (!mw_wait_until(pumped_until_connected, f, WAIT_MS)) fail_msg("connect: %s", mw_clt_last_error(c));
+    enum { N = 100000 };
+    for (uint64_t i = 0; i < N; i++) {
+        ping_t p = {.seq = i, .sent_ns = i * 3};
+        int r = mw_clt_send(c, ping_schema(), &p);
+        if (r != 0) fail_msg("send %" PRIu64 ": %s: %s", i, mw_errname(r), mw_clt_last_error(c));
+    }
+    mw_conn_stats_t st;
+    mw_clt_stats(c, &st);
+    assert_int_equal(st.msgs_out, N);
+    assert_true(atomic_load(&f->peer.next_seq) == 0); /* a spin peer: read only when pumped */
+    assert_int_equal(mw_io_post(f->io, close_posted, c), 0);
+    linger_wait_t w = {f, N};
+    if (!mw_wait_until(peer_got_all_and_closed, &w, WAIT_MS))
+        fail_msg("the peer got %lu of %d pings (connections %u)", atomic_load(&f->peer.next_seq), N,
+                 mw_svc_conn_count(f->peer.svc));
+    assert_int_equal(atomic_load(&f->peer.next_seq), N);
+    assert_int_equal(atomic_load(&f->peer.errors), 0);
+    assert_false(mw_clt_is_open(c));
+    assert_int_equal(mw_clt_state(c), MW_CLT_CLOSED);
+}
+
+static void test_clt_event_close_with_linger_delivers_every_accepted_message_tcp(void **state) {
+    close_with_linger(*state, "tcp");
+}
+static void test_clt_event_close_with_linger_delivers_every_accepted_message_ws(void **state) {
+    close_with_linger(*state, "ws");
+}
+static void test_clt_event_close_with_linger_delivers_every_accepted_message_wss(void **state) {
+    close_with_linger(*state, "wss");
 }
 
 /* A peer that sends bytes the Clt cannot decode: earlier messages are
@@ -1104,6 +1196,9 @@ int main(void) {
         T(test_clt_close_inside_on_msg_is_deferred),
         T(test_clt_event_on_close_follows_everything_the_peer_sent),
         T(test_clt_event_sends_from_another_thread_under_backpressure),
+        T(test_clt_event_close_with_linger_delivers_every_accepted_message_tcp),
+        T(test_clt_event_close_with_linger_delivers_every_accepted_message_ws),
+        T(test_clt_event_close_with_linger_delivers_every_accepted_message_wss),
         T(test_clt_bad_input_fails_the_clt_after_earlier_messages),
         T(test_clt_event_free_before_io_ran_is_safe),
         /* harness tests (svc_harness.h) */

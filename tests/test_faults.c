@@ -63,7 +63,6 @@ const char *__asan_default_options(void) { return "quarantine_size_mb=8:thread_l
 
 static bool soak;
 static int64_t soak_share_ns; /* each test's share of SOAK_SECONDS */
-static char certdir[64];
 
 typedef struct lat {
     uint64_t *v;
@@ -144,17 +143,11 @@ static void fx_opts(fx_t *f, mw_svc_opts_t *o) {
     o->ud = f;
 }
 
-static char cert_path[4][128];
-static const char *cpath(int i, const char *name) {
-    snprintf(cert_path[i], sizeof cert_path[i], "%s/%s", certdir, name);
-    return cert_path[i];
-}
-
 static void fx_listen(fx_t *f, const char *scheme, mw_svc_opts_t *o) {
     const char *path = strncmp(scheme, "ws", 2) == 0 ? "/" : "";
     if (strcmp(scheme, "tls") == 0 || strcmp(scheme, "wss") == 0) {
-        if (!o->tr.tls.cert_file) o->tr.tls.cert_file = cpath(0, "srv.pem");
-        if (!o->tr.tls.key_file) o->tr.tls.key_file = cpath(1, "srv.key");
+        if (!o->tr.tls.cert_file) o->tr.tls.cert_file = mw_test_cert("srv.pem");
+        if (!o->tr.tls.key_file) o->tr.tls.key_file = mw_test_cert("srv.key");
     }
     char url[96];
     snprintf(url, sizeof url, "%s://127.0.0.1:0%s", scheme, path);
@@ -229,7 +222,7 @@ static mw_clt_t *clt_connect(fx_t *f, const char *url) {
     if (!url) url = f->url;
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
-    if (strncmp(url, "tls", 3) == 0 || strncmp(url, "wss", 3) == 0) o.tr.tls.ca_file = cpath(2, "ca.pem");
+    if (strncmp(url, "tls", 3) == 0 || strncmp(url, "wss", 3) == 0) o.tr.tls.ca_file = mw_test_cert("ca.pem");
     mw_clt_t *c = NULL;
     mw_err_t err = {0};
     int r = mw_clt_connect(&c, url, &test_protocol, &o, &err);
@@ -716,14 +709,14 @@ static void tls_fault(fx_t *f, const char *svc_scheme, const char *cert, const c
                       const char *server_name, const char *clt_has, const char *svc_has) {
     mw_svc_opts_t o;
     fx_opts(f, &o);
-    if (cert) o.tr.tls.cert_file = cpath(0, cert);
+    if (cert) o.tr.tls.cert_file = mw_test_cert(cert);
     fx_listen(f, svc_scheme, &o);
     char url[96];
     snprintf(url, sizeof url, "%s://127.0.0.1:%d", clt_scheme, f->port);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.connect_timeout_ns = 5 * MW_NS_PER_S;
-    co.tr.tls.ca_file = ca ? cpath(2, ca) : NULL;
+    co.tr.tls.ca_file = ca ? mw_test_cert(ca) : NULL;
     co.tr.tls.server_name = server_name;
     mw_clt_t *c = NULL;
     mw_err_t err = {0};
@@ -781,64 +774,13 @@ static void test_faults_tls_client_to_plaintext_svc(void **state) {
               "the peer seems to start TLS: is its URL tls:// or wss://?");
 }
 
-/* ---- certificates -------------------------------------------------------------- */
-
-static const char cnf[] =
-    "[req]\n"
-    "distinguished_name = dn\n"
-    "prompt = no\n"
-    "[dn]\n"
-    "CN = unused\n"
-    "[ca_ext]\n"
-    "basicConstraints = critical,CA:TRUE\n"
-    "keyUsage = critical,keyCertSign,cRLSign\n"
-    "subjectKeyIdentifier = hash\n"
-    "[srv_ext]\n"
-    "basicConstraints = CA:FALSE\n"
-    "subjectAltName = DNS:localhost,IP:127.0.0.1\n"
-    "extendedKeyUsage = serverAuth\n"
-    "[ca]\n"
-    "default_ca = tca\n"
-    "[tca]\n"
-    "database = index.txt\n"
-    "new_certs_dir = .\n"
-    "serial = serial\n"
-    "default_md = sha256\n"
-    "policy = pol\n"
-    "unique_subject = no\n"
-    "[pol]\n"
-    "commonName = supplied\n";
-
-/* OpenSSL 3.0's `x509 -req` has no -not_before; `openssl ca` takes any
- * -startdate/-enddate, so the expired certificate differs from the good one
- * only by its dates (same CA, same key, same names). */
-static const char gen_sh[] =
-    "set -e\n"
-    "K='-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes'\n"
-    "R='openssl req -config x.cnf'\n"
-    "$R -x509 $K -keyout ca.key -out ca.pem -days 30 -subj '/CN=msgwire faults CA' -extensions ca_ext\n"
-    "$R -x509 $K -keyout other.key -out other.pem -days 30 -subj '/CN=an unknown CA' -extensions ca_ext\n"
-    "$R -new $K -keyout srv.key -out srv.csr -subj /CN=localhost\n"
-    "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 30 \\\n"
-    "    -extfile x.cnf -extensions srv_ext -out srv.pem\n"
-    ": > index.txt\n"
-    "echo 10 > serial\n"
-    "openssl ca -batch -notext -config x.cnf -cert ca.pem -keyfile ca.key -in srv.csr \\\n"
-    "    -out expired.pem -startdate 20200101000000Z -enddate 20200102000000Z -extensions srv_ext\n"
-    "openssl verify -CAfile ca.pem srv.pem\n"
-    "if openssl verify -CAfile ca.pem expired.pem; then exit 1; fi\n";
-
+/* The certificates are the shared set (tests/util/certs.c): the CA, srv,
+ * other (an unknown CA) and expired (srv's key and names, dates in 2020). */
 static int group_setup(void **state) {
     (void)state;
-    const char *const files[][2] = {{"x.cnf", cnf}, {"gen.sh", gen_sh}};
-    if (mw_tmpdir_script(certdir, sizeof certdir, "faults", files, 2, "gen.sh") < 0) return -1;
+    (void)mw_test_cert("ca.pem"); /* made once, before the first test */
     signal(SIGPIPE, SIG_IGN);
     return 0;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    return mw_tmpdir_remove(certdir);
 }
 
 int main(void) {
@@ -865,5 +807,5 @@ int main(void) {
         T(test_faults_tls_plaintext_client_to_tls_svc),
         T(test_faults_tls_client_to_plaintext_svc),
     };
-    return mw_run_group_requiring(mw_have_openssl_cli(), "the openssl command", tests, group_setup, group_teardown);
+    return mw_run_group_requiring(mw_have_openssl_cli(), "the openssl command", tests, group_setup, NULL);
 }

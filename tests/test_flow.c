@@ -178,15 +178,23 @@ static mw_clt_t *clt_to(flood_svc_t *f, const char *scheme, mw_clt_opts_t *o) {
  * in order, and then a clean end. */
 static bool saw_eagain(void *ud) { return atomic_load(&((flood_svc_t *)ud)->eagains) > 0; }
 
-static void close_delivers_every_reply(flood_svc_t *f, mw_mode_t mode) {
+static void close_delivers_every_reply(flood_svc_t *f, mw_mode_t mode, const char *scheme) {
+    bool tls = !strcmp(scheme, "tls") || !strcmp(scheme, "wss");
+    if (tls) mw_test_require(mw_have_openssl_cli(), "the openssl command (Debian package openssl)");
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.tcp.sndbuf = 4096;
-    fs_start(f, mode, "tcp://127.0.0.1:0", &o);
+    if (tls) {
+        o.tr.tls.cert_file = mw_test_cert("srv.pem");
+        o.tr.tls.key_file = mw_test_cert("srv.key");
+    }
+    char url[64];
+    snprintf(url, sizeof url, "%s://127.0.0.1:0%s", scheme, strncmp(scheme, "ws", 2) == 0 ? "/" : "");
+    fs_start(f, mode, url, &o);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.tcp.rcvbuf = 4096;
-    mw_clt_t *c = clt_to(f, "tcp", &co);
+    mw_clt_t *c = clt_to(f, scheme, &co);
     ping_t start = {.seq = START_SEQ};
     assert_int_equal(mw_clt_send(c, ping_schema(), &start), 0);
     /* Read nothing until the Svc's queue is full: from then on its replies
@@ -222,9 +230,18 @@ static void close_delivers_every_reply(flood_svc_t *f, mw_mode_t mode) {
     assert_true(atomic_load(&f->drains) > 0);
 }
 
-static void test_flow_close_conn_delivers_every_reply_spin(void **s) { close_delivers_every_reply(*s, MW_MODE_SPIN); }
-static void test_flow_close_conn_delivers_every_reply_blocking(void **s) { close_delivers_every_reply(*s, MW_MODE_BLOCKING); }
-static void test_flow_close_conn_delivers_every_reply_event(void **s) { close_delivers_every_reply(*s, MW_MODE_EVENT); }
+static void test_flow_close_conn_delivers_every_reply_spin(void **s) { close_delivers_every_reply(*s, MW_MODE_SPIN, "tcp"); }
+static void test_flow_close_conn_delivers_every_reply_blocking(void **s) {
+    close_delivers_every_reply(*s, MW_MODE_BLOCKING, "tcp");
+}
+static void test_flow_close_conn_delivers_every_reply_event(void **s) { close_delivers_every_reply(*s, MW_MODE_EVENT, "tcp"); }
+/* Over WebSocket the close frame must follow the queued replies. */
+static void test_flow_close_conn_delivers_every_reply_ws_event(void **s) {
+    close_delivers_every_reply(*s, MW_MODE_EVENT, "ws");
+}
+static void test_flow_close_conn_delivers_every_reply_wss_spin(void **s) {
+    close_delivers_every_reply(*s, MW_MODE_SPIN, "wss");
+}
 
 /* ---- 2. paused reads hold input back; resume delivers it all ---------------------- */
 
@@ -473,6 +490,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_spin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_blocking, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_ws_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_wss_spin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flow_pause_recv_holds_input_until_resume_spin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flow_pause_recv_holds_input_until_resume_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flow_slow_consumer_is_closed_with_its_reason, setup, teardown),

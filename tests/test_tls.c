@@ -4,8 +4,8 @@
  * with partial writes, shutdown, and interop with `openssl s_server` and
  * `openssl s_client`.
  *
- * The group setup makes a CA and certificates with the openssl command line
- * in a fresh temporary directory; nothing secret is checked in. Both ends of
+ * The certificates are the shared set (tests/util/certs.c, made with the
+ * openssl command line; nothing secret is checked in). Both ends of
  * a connection are driven from the test thread with nonblocking streams,
  * waiting on each stream's want() after MW_EAGAIN. */
 #include "mw_test.h"
@@ -37,87 +37,17 @@ extern char **environ;
 #define WAIT_NS (10 * MW_NS_PER_S)
 #define BIG (4u << 20)
 
-static char dir[64]; /* the generated certificates */
-
-/* Path of a file in the certificate directory (sixteen rotating buffers). */
-static const char *f(const char *name) {
-    static char buf[16][128];
-    static int next;
-    char *p = buf[next++ % 16];
-    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
-    return p;
-}
-
-/* ---- certificates ------------------------------------------------------------- */
-
-static const char cnf[] =
-    "[req]\n"
-    "distinguished_name = dn\n"
-    "prompt = no\n"
-    "[dn]\n"
-    "CN = unused\n"
-    "[ca_ext]\n"
-    "basicConstraints = critical,CA:TRUE\n"
-    "keyUsage = critical,keyCertSign,cRLSign\n"
-    "subjectKeyIdentifier = hash\n"
-    "[srv_ext]\n"
-    "basicConstraints = CA:FALSE\n"
-    "subjectAltName = DNS:localhost,IP:127.0.0.1\n"
-    "extendedKeyUsage = serverAuth\n"
-    "[wrong_ext]\n"
-    "basicConstraints = CA:FALSE\n"
-    "subjectAltName = DNS:wrong.example\n"
-    "extendedKeyUsage = serverAuth\n"
-    "[cli_ext]\n"
-    "basicConstraints = CA:FALSE\n"
-    "extendedKeyUsage = clientAuth\n"
-    "[ca]\n"
-    "default_ca = tca\n"
-    "[tca]\n"
-    "database = index.txt\n"
-    "new_certs_dir = .\n"
-    "serial = serial\n"
-    "default_md = sha256\n"
-    "policy = pol\n"
-    "unique_subject = no\n"
-    "[pol]\n"
-    "commonName = supplied\n";
-
-/* The expired certificate comes from `openssl ca`, whose -startdate and
- * -enddate take any dates: both in the past, signed by the (valid) test CA,
- * so the only fault is the expiry. */
-static const char gen_sh[] =
-    "set -e\n"
-    "K='-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes'\n"
-    "R='openssl req -config x.cnf'\n"
-    "S='openssl x509 -req -CA ca.pem -CAkey ca.key -days 30 -extfile x.cnf'\n"
-    "$R -x509 $K -keyout ca.key -out ca.pem -days 30 -subj '/CN=msgwire test CA' -extensions ca_ext\n"
-    "$R -new $K -keyout srv.key -out srv.csr -subj /CN=localhost\n"
-    "$S -in srv.csr -set_serial 2 -extensions srv_ext -out srv.pem\n"
-    "$R -new $K -keyout wrong.key -out wrong.csr -subj /CN=wrong.example\n"
-    "$S -in wrong.csr -set_serial 3 -extensions wrong_ext -out wrong.pem\n"
-    "$R -new $K -keyout cli.key -out cli.csr -subj '/CN=msgwire test client'\n"
-    "$S -in cli.csr -set_serial 4 -extensions cli_ext -out cli.pem\n"
-    "$R -x509 $K -keyout self.key -out self.pem -days 30 -subj /CN=localhost -extensions srv_ext\n"
-    ": > index.txt\n"
-    "echo 10 > serial\n"
-    "openssl ca -batch -notext -config x.cnf -cert ca.pem -keyfile ca.key -in srv.csr \\\n"
-    "    -out expired.pem -startdate 20200101000000Z -enddate 20200102000000Z -extensions srv_ext\n"
-    "openssl verify -CAfile ca.pem srv.pem wrong.pem cli.pem\n"
-    "if openssl verify -CAfile ca.pem expired.pem; then exit 1; fi\n";
+/* Path of a file of the shared certificate set (tests/util/certs.c): the
+ * CA, srv, wrong (names wrong.example), cli (client), self (self-signed),
+ * expired; other names are paths in the same directory (logs, missing files). */
+static const char *f(const char *name) { return mw_test_cert(name); }
 
 static int group_setup(void **state) {
     (void)state;
-    const char *const files[][2] = {{"x.cnf", cnf}, {"gen.sh", gen_sh}};
-    if (mw_tmpdir_script(dir, sizeof dir, "tls", files, 2, "gen.sh") < 0) return -1;
+    (void)f("ca.pem"); /* the set is made once, before the first test */
     /* A failed test must die by its assertion, not by SIGPIPE. */
     signal(SIGPIPE, SIG_DFL);
     return 0;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    return mw_tmpdir_remove(dir);
 }
 
 /* ---- external processes ---------------------------------------------------------- */
@@ -1162,5 +1092,5 @@ int main(void) {
 #undef T
     };
     return mw_run_group_requiring(mw_have_openssl_cli(), "the openssl command (Debian package openssl)", tests, group_setup,
-                                  group_teardown);
+                                  NULL);
 }

@@ -1,7 +1,6 @@
-/* test_transport.c - a Svc and a Clt end to end over every transport: one
- * echo body run over the matrix scheme x run mode x serdes
- * ({tcp, tls, ws, wss} x {spin, blocking, event} x {fixed, text, msgpack}),
- * then what is particular to each transport:
+/* test_transport.c - what is particular to each transport, with a Svc and
+ * Clts end to end (the echo over every transport x mode x serdes x backend
+ * is tests/test_matrix.c, the shared body tests/util/e2e.c):
  *
  *   - over WebSocket one msgwire message is one WebSocket message: a raw
  *     client of our own (handshake and masked frames written here) sees each
@@ -18,10 +17,9 @@
  *   - a spin or blocking Svc reads on what TLS holds after the socket is
  *     drained (OpenSSL reads ahead: a burst of records, one socket read).
  *
- * The group setup makes a CA, a server certificate for localhost and
- * 127.0.0.1 signed by it, and a second CA nobody trusts, with the openssl
- * command line in a fresh temporary directory; nothing secret is checked in.
- * Nothing sleeps: every wait is a poll bounded by a deadline.
+ * The certificates are the shared set (tests/util/certs.c): a CA, a server
+ * certificate for localhost and 127.0.0.1 signed by it, and a second CA
+ * nobody trusts. Nothing sleeps: every wait is a poll bounded by a deadline.
  */
 #include "mw_test.h"
 #include "test_proto.h"
@@ -45,10 +43,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define WINDOW 32                       /* messages in flight */
-#define N_BIN 300                       /* messages per case, fixed and msgpack */
-#define N_TEXT 120                      /* messages per case, text */
-#define CASE_DEADLINE_NS (10 * MW_NS_PER_S)
 #define WAIT_MS 5000                    /* bound of every condition wait */
 #define IO_NS (5 * MW_NS_PER_S)         /* bound of a blocking call or a raw read */
 #define WHY_CAP 320
@@ -72,29 +66,7 @@ static void make_url(char *url, size_t cap, scheme_t s, int port, const char *pa
     snprintf(url, cap, "%s://127.0.0.1:%d%s", scheme_names[s], port, is_ws(s) ? path : "");
 }
 
-/* ---- failures from other threads ----------------------------------------------- */
-
-typedef struct failure {
-    atomic_int set; /* 0 none, 1 being written, 2 complete */
-    char why[WHY_CAP];
-} failure_t;
-
-static void fail_once(failure_t *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail_once(failure_t *f, const char *fmt, ...) {
-    int expect = 0;
-    if (!atomic_compare_exchange_strong(&f->set, &expect, 1)) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(f->why, sizeof f->why, fmt, ap);
-    va_end(ap);
-    atomic_store(&f->set, 2);
-}
-
-static void assert_no_failure(failure_t *f) {
-    if (atomic_load(&f->set) == 0) return;
-    while (atomic_load(&f->set) != 2) sched_yield();
-    fail_msg("%s", f->why);
-}
+/* ---- checks ------------------------------------------------------------------- */
 
 static void assert_has(const char *text, const char *part) {
     if (!strstr(text, part)) fail_msg("\"%s\" does not mention \"%s\"", text, part);
@@ -116,7 +88,7 @@ typedef struct harness {
     atomic_bool stop;
     atomic_bool pause, parked; /* spin/blocking: the loop leaves the Svc alone */
     atomic_ulong echoed;
-    failure_t fail;
+    mw_failure_t fail;
     pthread_mutex_t mu; /* guards the records below */
     int naccepted, nclosed;
     mw_conn_id_t accepted[MAX_EV];
@@ -149,7 +121,7 @@ static void h_on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const
     harness_t *h = ud;
     int r = mw_svc_send_to(s, id, sch, msg);
     if (r == 0) atomic_fetch_add(&h->echoed, 1);
-    else fail_once(&h->fail, "svc on_msg: send_to %s: %s", mw_errname(r), mw_svc_conn_error(s, id));
+    else mw_fail_once(&h->fail, "svc on_msg: send_to %s: %s", mw_errname(r), mw_svc_conn_error(s, id));
 }
 
 /* Spin/blocking echo: a full socket is flushed by polling, within a bound. */
@@ -162,7 +134,7 @@ static void h_echo_polled(harness_t *h, mw_conn_id_t id, const mw_schema_t *sch,
     }
     if (r == 0) atomic_fetch_add(&h->echoed, 1);
     else if (r != MW_ECLOSED) /* a bad peer may have gone meanwhile */
-        fail_once(&h->fail, "svc: send_to %s: %s", mw_errname(r), mw_svc_conn_error(h->svc, id));
+        mw_fail_once(&h->fail, "svc: send_to %s: %s", mw_errname(r), mw_svc_conn_error(h->svc, id));
 }
 
 static void *h_loop(void *arg) {
@@ -183,7 +155,7 @@ static void *h_loop(void *arg) {
         } else if (r == MW_EAGAIN) {
             sched_yield(); /* two spinning threads on a 2-core box */
         } else if (r != MW_ETIMEDOUT) {
-            fail_once(&h->fail, "svc: recv %s: %s", mw_errname(r), mw_svc_last_error(h->svc));
+            mw_fail_once(&h->fail, "svc: recv %s: %s", mw_errname(r), mw_svc_last_error(h->svc));
             break;
         }
     }
@@ -293,7 +265,7 @@ static mw_clt_t *clt_connect(const char *url, const mw_clt_opts_t *o) {
 }
 
 /* A spin Clt sends message i and checks its echo. */
-static void echo_once(mw_clt_t *c, uint64_t i, failure_t *f) {
+static void echo_once(mw_clt_t *c, uint64_t i, mw_failure_t *f) {
     test_msg_t m;
     const mw_schema_t *s = test_make_msg(i, &m);
     int r = mw_clt_send_busywait_timeout(c, s, &m, IO_NS);
@@ -302,198 +274,7 @@ static void echo_once(mw_clt_t *c, uint64_t i, failure_t *f) {
     if (r != 0) fail_msg("echo of msg %" PRIu64 ": %s: %s", i, mw_errname(r), mw_clt_last_error(c));
     char why[WHY_CAP];
     if (!test_check_echo(i, s, &m, why, sizeof why)) fail_msg("%s", why);
-    assert_no_failure(f);
-}
-
-/* The Clt's stream stack is what the scheme says: ws over (tls over) tcp. */
-static void assert_stack(mw_clt_t *c, scheme_t sch) {
-    const mw_stream_t *s = mw_clt_conn(c)->stream;
-    assert_non_null(s);
-    assert_int_equal(mw_is_ws(s), is_ws(sch));
-    if (is_ws(sch)) s = s->inner;
-    assert_int_equal(mw_is_tls(s), is_tls(sch));
-    if (is_tls(sch)) s = s->inner;
-    assert_false(mw_is_ws(s) || mw_is_tls(s));
-    assert_null(s->inner);
-}
-
-/* ---- the matrix ------------------------------------------------------------------ */
-
-typedef struct tcase {
-    char name[80];
-    scheme_t scheme;
-    mw_mode_t mode;
-    const char *serdes;
-    uint64_t n;
-} tcase_t;
-
-typedef struct run {
-    const tcase_t *c;
-    harness_t h;
-    bool h_up;
-    mw_io_t *io;
-    mw_clt_t *clt;
-    uint64_t sent;
-    uint64_t recvd;
-    bool connected;
-    failure_t f; /* the Clt's */
-} run_t;
-
-static void on_clt_connect(mw_clt_t *c, void *ud) {
-    (void)c;
-    run_t *r = ud;
-    r->connected = true;
-}
-
-static void on_clt_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg, void *ud) {
-    (void)c;
-    run_t *r = ud;
-    char why[WHY_CAP];
-    if (!test_check_echo(r->recvd, s, msg, why, sizeof why)) fail_once(&r->f, "clt: %s", why);
-    r->recvd++;
-}
-
-static void on_clt_close(mw_clt_t *c, int reason, void *ud) {
-    run_t *r = ud;
-    fail_once(&r->f, "clt closed: %s: %s", mw_errname(reason), mw_clt_last_error(c));
-}
-
-/* Sends while the window has room; true if it sent anything. */
-static bool fill_window(run_t *r) {
-    bool progress = false;
-    while (r->sent < r->c->n && r->sent - r->recvd < WINDOW) {
-        test_msg_t m;
-        const mw_schema_t *s = test_make_msg(r->sent, &m);
-        int rc = mw_clt_send(r->clt, s, &m);
-        if (rc == MW_EAGAIN) break;
-        if (rc != 0)
-            fail_msg("send msg %" PRIu64 ": %s: %s", r->sent, mw_errname(rc), mw_clt_last_error(r->clt));
-        r->sent++;
-        progress = true;
-    }
-    return progress;
-}
-
-/* Spin and blocking: this thread sends and receives. */
-static void run_polled(run_t *r) {
-    uint64_t dl = mw_deadline_in(NULL, CASE_DEADLINE_NS);
-    test_msg_t m;
-    while (r->recvd < r->c->n) {
-        bool progress = fill_window(r);
-        int rc = mw_clt_flush(r->clt);
-        if (rc != 0 && rc != MW_EAGAIN) fail_msg("flush: %s: %s", mw_errname(rc), mw_clt_last_error(r->clt));
-        const mw_schema_t *s;
-        rc = mw_clt_recv(r->clt, &s, &m, sizeof m);
-        if (rc == 0) {
-            on_clt_msg(r->clt, s, &m, r);
-            progress = true;
-        } else if (rc != MW_EAGAIN) {
-            fail_msg("recv after %" PRIu64 " echoes (sent %" PRIu64 ", svc echoed %lu): %s: %s", r->recvd, r->sent, atomic_load(&r->h.echoed), mw_errname(rc), mw_clt_last_error(r->clt));
-        }
-        assert_no_failure(&r->f);
-        assert_no_failure(&r->h.fail);
-        if (!progress) {
-            if (mw_deadline_passed(NULL, dl))
-                fail_msg("timed out: sent %" PRIu64 ", echoed %" PRIu64, r->sent, r->recvd);
-            sched_yield();
-        }
-    }
-}
-
-/* Event: this thread is the io thread; it polls the io, and sends. */
-static void run_event(run_t *r) {
-    uint64_t dl = mw_deadline_in(NULL, CASE_DEADLINE_NS);
-    while (!r->connected) {
-        if (mw_io_poll(r->io, MW_NS_PER_MS) < 0) fail_msg("io poll failed");
-        assert_no_failure(&r->f);
-        if (mw_deadline_passed(NULL, dl)) fail_msg("on_connect never came");
-    }
-    assert_int_equal(mw_clt_state(r->clt), MW_CLT_OPEN);
-    while (r->recvd < r->c->n) {
-        bool progress = fill_window(r);
-        int work = mw_io_poll(r->io, progress ? 0 : 2 * MW_NS_PER_MS);
-        if (work < 0) fail_msg("io poll: %s", mw_errname(work));
-        assert_no_failure(&r->f);
-        assert_no_failure(&r->h.fail);
-        if (mw_deadline_passed(NULL, dl))
-            fail_msg("timed out: sent %" PRIu64 ", echoed %" PRIu64, r->sent, r->recvd);
-    }
-}
-
-static bool echoed_all(void *ud) {
-    run_t *r = ud;
-    return atomic_load(&r->h.echoed) == r->c->n;
-}
-
-static void test_echo(void **state) {
-    run_t *r = *state;
-    const tcase_t *c = r->c;
-    char url[96];
-    mw_svc_opts_t so;
-    svc_opts(&so, c->mode, c->serdes, c->scheme);
-    if (is_ws(c->scheme)) so.tr.ws.expect_path = "/echo";
-    make_url(url, sizeof url, c->scheme, 0, "/echo");
-    h_start(&r->h, url, &so);
-    r->h_up = true;
-
-    mw_clt_opts_t co;
-    clt_opts(&co, c->mode, c->serdes, c->scheme);
-    if (c->mode == MW_MODE_EVENT) {
-        mw_io_opts_t io_o;
-        mw_io_opts_init(&io_o);
-        mw_err_t err = {0};
-        if (mw_io_new(&r->io, &io_o, &err) != 0) fail_msg("io: %s", mw_err_text(&err));
-        co.io = r->io;
-        co.on_connect = on_clt_connect;
-        co.on_msg = on_clt_msg;
-        co.on_close = on_clt_close;
-        co.ud = r;
-    }
-    make_url(url, sizeof url, c->scheme, mw_svc_port(r->h.svc), "/echo");
-    r->clt = clt_connect(url, &co);
-    assert_int_equal(mw_clt_mode(r->clt), c->mode);
-    assert_stack(r->clt, c->scheme);
-
-    if (c->mode == MW_MODE_EVENT) run_event(r);
-    else run_polled(r);
-
-    assert_int_equal(r->recvd, c->n);
-    assert_int_equal(r->sent, c->n);
-    assert_true(mw_clt_is_open(r->clt));
-    mw_conn_stats_t st;
-    mw_clt_stats(r->clt, &st);
-    assert_int_equal(st.msgs_out, c->n);
-    assert_int_equal(st.msgs_in, c->n);
-    /* The Svc counts an echo after send_to returns: maybe after the Clt has it. */
-    assert_true(mw_wait_until(echoed_all, r, WAIT_MS));
-    mw_svc_stats_t ss;
-    mw_svc_stats(r->h.svc, &ss);
-    assert_int_equal(ss.accepted, 1);
-    assert_int_equal(ss.closed_bad_input, 0);
-    assert_int_equal(mw_svc_conn_count(r->h.svc), 1);
-    assert_int_equal(h_nclosed(&r->h), 0);
-    assert_no_failure(&r->h.fail);
-    assert_no_failure(&r->f);
-}
-
-static int run_setup(void **state) {
-    run_t *r = calloc(1, sizeof *r);
-    if (!r) return -1;
-    r->c = *state;
-    *state = r;
-    return 0;
-}
-
-/* The Svc goes first (its close of the connection is ours, not an error to
- * report), then the Clt, then the io nobody polls any more. */
-static int run_teardown(void **state) {
-    run_t *r = *state;
-    if (r->h_up) h_stop(&r->h);
-    mw_clt_free(r->clt);
-    mw_io_free(r->io);
-    if (r->h_up) pthread_mutex_destroy(&r->h.mu);
-    free(r);
-    return 0;
+    mw_assert_no_failure(f);
 }
 
 /* ---- raw sockets: our own peers ---------------------------------------------------- */
@@ -763,7 +544,7 @@ static void frames_echo_one_to_one(peers_t *p, const char *serdes, int op) {
     p->fds[0] = -1;
     expect_close(h, 0, MW_CONN_ID_NONE, MW_ECLOSED, "peer closed the connection (1000)");
     assert_int_equal(atomic_load(&h->echoed), 3);
-    assert_no_failure(&h->fail);
+    mw_assert_no_failure(&h->fail);
 }
 
 static void test_ws_text_serdes_message_is_one_text_frame_of_bare_json(void **state) {
@@ -1026,7 +807,7 @@ static void burst_is_echoed_whole(peers_t *p, scheme_t sch, mw_mode_t mode) {
     }
     assert_int_equal(atomic_load(&p->h.echoed), BURST + 1);
     assert_int_equal(h_nclosed(&p->h), 0);
-    assert_no_failure(&p->h.fail);
+    mw_assert_no_failure(&p->h.fail);
 }
 
 static void test_tls_blocking_svc_reads_on_what_tls_holds_after_the_socket_is_drained(void **state) {
@@ -1074,33 +855,12 @@ static void test_ws_close_code_table_by_reason_and_where(void **state) {
 
 /* ---- registration ------------------------------------------------------------------ */
 
-static const char *const serdes_names[] = {"fixed", "text", "msgpack"};
-static const mw_mode_t modes[] = {MW_MODE_SPIN, MW_MODE_BLOCKING, MW_MODE_EVENT};
-#define NSERDES 3
-#define NMODES 3
-#define NCASES (NSCHEMES * NMODES * NSERDES)
-#define NOTHER 11
+#define NTESTS 11
 
-static tcase_t cases[NCASES];
-static struct CMUnitTest tests[NCASES + NOTHER];
+static struct CMUnitTest tests[NTESTS];
 
 int main(void) {
     int n = 0;
-    for (int sc = 0; sc < NSCHEMES; sc++)
-        for (int mo = 0; mo < NMODES; mo++)
-            for (int sd = 0; sd < NSERDES; sd++) {
-                tcase_t *c = &cases[n];
-                c->scheme = (scheme_t)sc;
-                c->mode = modes[mo];
-                c->serdes = serdes_names[sd];
-                c->n = strcmp(c->serdes, "text") == 0 ? N_TEXT : N_BIN;
-                snprintf(c->name, sizeof c->name, "test_transport_echo_%s_%s_%s", scheme_names[sc],
-                         mw_mode_name(c->mode), c->serdes);
-                tests[n] = (struct CMUnitTest)cmocka_unit_test_prestate_setup_teardown(test_echo, run_setup,
-                                                                                        run_teardown, c);
-                tests[n].name = c->name;
-                n++;
-            }
 #define P(fn) (struct CMUnitTest)cmocka_unit_test_setup_teardown(fn, peers_setup, peers_teardown)
     tests[n++] = P(test_ws_text_serdes_message_is_one_text_frame_of_bare_json);
     tests[n++] = P(test_ws_fixed_serdes_message_is_one_binary_frame);
@@ -1114,8 +874,8 @@ int main(void) {
     tests[n++] = P(test_wss_blocking_svc_reads_on_what_tls_holds_after_the_socket_is_drained);
 #undef P
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_ws_close_code_table_by_reason_and_where);
-    if (n != NCASES + NOTHER) {
-        fprintf(stderr, "test_transport: %d tests registered, %d expected\n", n, NCASES + NOTHER);
+    if (n != NTESTS) {
+        fprintf(stderr, "test_transport: %d tests registered, %d expected\n", n, NTESTS);
         return 1;
     }
     if (!mw_have_openssl_cli()) /* every test shares the certificates */

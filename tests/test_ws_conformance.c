@@ -1842,20 +1842,13 @@ static void stream_wait(mw_stream_t *s, uint64_t deadline, const char *what) {
     mw_stream_wait(s, want ? want : MW_WANT_READ, (int64_t)ms_left(deadline) * 1000000);
 }
 
-static char tls_dir[32];
 static pid_t tls_pid;
 
-/* Runs after the TLS test, passed or not: the server and the files go. */
+/* Runs after the TLS test, passed or not: the server goes. */
 static int tls_teardown(void **state) {
     (void)state;
     if (tls_pid > 0) stop_server(tls_pid, SIGKILL, 5000);
     tls_pid = 0;
-    if (tls_dir[0]) {
-        char cmd[64];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tls_dir);
-        mw_run(cmd, NULL, 0);
-    }
-    tls_dir[0] = '\0';
     return 0;
 }
 
@@ -1863,17 +1856,7 @@ static int tls_teardown(void **state) {
 static void test_ws_echo_over_tls_echoes_for_the_library_client(void **state) {
     (void)state;
     mw_test_require(mw_have_openssl_cli(), "the openssl command (Debian package openssl)");
-    char cmd[1024], cert[64], key[64];
-    snprintf(tls_dir, sizeof tls_dir, "/tmp/mw_wsconf_XXXXXX");
-    assert_non_null(mkdtemp(tls_dir));
-    const char *dir = tls_dir;
-    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
-    snprintf(key, sizeof key, "%s/key.pem", dir);
-    snprintf(cmd, sizeof cmd,
-             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s -out %s -days 2 "
-             "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1",
-             key, cert);
-    assert_int_equal(mw_run(cmd, NULL, 0), 0);
+    char *cert = (char *)mw_test_cert("srv.pem"), *key = (char *)mw_test_cert("srv.key");
     char *argv[] = {ECHO_BIN, "--url", "wss://127.0.0.1:0", "--cert", cert, "--key", key, NULL};
     int port;
     tls_pid = spawn_server(argv, &port);
@@ -1883,7 +1866,7 @@ static void test_ws_echo_over_tls_echoes_for_the_library_client(void **state) {
     mw_tls_ctx_t *ctx;
     mw_tls_opts_t to;
     mw_tls_opts_init(&to);
-    to.ca_file = cert;
+    to.ca_file = mw_test_cert("ca.pem");
     if (mw_tls_ctx_new(&ctx, false, &to, &err) < 0) fail_msg("%s", mw_err_text(&err));
     mw_tcp_opts_t tco;
     mw_tcp_opts_init(&tco);

@@ -75,6 +75,22 @@ bool mw_wait_until(bool (*cond)(void *ud), void *ud, int timeout_ms) {
     }
 }
 
+void mw_fail_once(mw_failure_t *f, const char *fmt, ...) {
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&f->set, &expect, 1)) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->why, sizeof f->why, fmt, ap);
+    va_end(ap);
+    atomic_store(&f->set, 2);
+}
+
+void mw_assert_no_failure(mw_failure_t *f) {
+    if (atomic_load(&f->set) == 0) return;
+    while (atomic_load(&f->set) != 2) sched_yield(); /* the text is being written */
+    fail_msg("%s", f->why);
+}
+
 int mw_run(const char *cmd, char *out, size_t cap) {
     FILE *f = popen(cmd, "r");
     if (!f) return -1;

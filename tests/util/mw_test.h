@@ -29,6 +29,18 @@ uint64_t mw_alloc_count(void);
  * tries. Returns the last value of cond. Use instead of sleeping. */
 bool mw_wait_until(bool (*cond)(void *ud), void *ud, int timeout_ms);
 
+/* ---- failures on other threads ----------------------------------------------
+ * A callback on another thread cannot fail the test itself: it records the
+ * first failure with mw_fail_once (later ones are dropped), and the test
+ * thread calls mw_assert_no_failure, which fails the test with that text. */
+#define MW_FAILURE_CAP 320
+typedef struct mw_failure {
+    _Atomic int set; /* 0 none, 1 being written, 2 complete */
+    char why[MW_FAILURE_CAP];
+} mw_failure_t;
+void mw_fail_once(mw_failure_t *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mw_assert_no_failure(mw_failure_t *f);
+
 /* ---- running programs ------------------------------------------------------
  * Runs a shell command, captures up to cap-1 bytes of stdout into out (NUL
  * terminated, may be NULL), returns the exit status (or -1). */
@@ -56,10 +68,25 @@ int mw_test_raw_connect(int port);
 void mw_test_raw_write(int fd, const void *p, size_t n);
 
 /* ---- certificates ----------------------------------------------------------
- * Path of a file of the shared test certificate set, made on first use:
- * "ca.pem" (the CA), "srv.pem" + "srv.key" (server certificate for localhost
- * and 127.0.0.1, signed by ca.pem), "other.pem" (an unrelated CA). Fails the
- * test if openssl cannot make them. Not thread-safe on first use. */
+ * Path of a file of the shared test certificate set (tests/util/certs.c),
+ * made on first use in one temporary directory per process, removed at exit:
+ *   "ca.pem", "ca.key"      the test CA
+ *   "srv.pem", "srv.key"    server certificate for localhost and 127.0.0.1
+ *                           (subjectAltName), signed by ca.pem
+ *   "other.pem"             an unrelated CA (a client trusting it rejects srv.pem)
+ *   "wrong.pem", "wrong.key" server certificate for wrong.example only, signed
+ *                           by ca.pem (host name mismatch)
+ *   "cli.pem", "cli.key"    client certificate (clientAuth), signed by ca.pem
+ *   "self.pem", "self.key"  self-signed server certificate for localhost
+ *   "expired.pem"           srv.pem's key and names, signed by ca.pem, expired
+ *                           in 2020 (its key is "srv.key")
+ *   "x.cnf"                 the openssl configuration: a readable file with no
+ *                           PEM data in it
+ * Any other name gives a path in that directory (a log file, a name that
+ * does not exist). The same name always gives the same pointer, valid until
+ * exit (options may keep it); at most 32 names per process. Fails
+ * the test if openssl cannot make the set (check mw_have_openssl_cli first to
+ * skip instead). Call it from one thread at a time (not thread-safe). */
 const char *mw_test_cert(const char *name);
 
 /* Path of the Debian system python (independent peer for interop tests). */

@@ -54,7 +54,6 @@ int svh_teardown(void **state) {
     for (int i = 0; i < f->nclts; i++) mw_clt_free(f->clts[i]);
     for (int i = 0; i < f->nfds; i++)
         if (f->fds[i] >= 0) close(f->fds[i]);
-    if (f->dir[0]) mw_tmpdir_remove(f->dir);
     pthread_mutex_destroy(&f->mu);
     free(f);
     return 0;
@@ -352,27 +351,11 @@ bool svh_clt_sees_closed(void *ud) {
 
 /* ---- a certificate for tls:// ------------------------------------------------------- */
 
-static const char tls_cnf[] =
-    "[req]\n"
-    "distinguished_name = dn\n"
-    "prompt = no\n"
-    "[dn]\n"
-    "CN = localhost\n";
-static const char tls_gen_sh[] =
-    "set -e\n"
-    "openssl req -config x.cnf -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\\n"
-    "    -keyout key.pem -out cert.pem -days 30 -subj /CN=localhost\n";
-
 int svh_tls_setup(void **state) {
     if (svh_setup(state) != 0) return -1;
     svh_t *f = *state;
     if (!mw_have_openssl_cli()) return 0; /* the test skips (mw_test_require) */
-    const char *const files[][2] = {{"x.cnf", tls_cnf}, {"gen.sh", tls_gen_sh}};
-    if (mw_tmpdir_script(f->dir, sizeof f->dir, "svh_tls", files, 2, "gen.sh") < 0) {
-        svh_teardown(state); /* removes the directory */
-        return -1;
-    }
-    snprintf(f->cert, sizeof f->cert, "%s/cert.pem", f->dir);
-    snprintf(f->key, sizeof f->key, "%s/key.pem", f->dir);
+    snprintf(f->cert, sizeof f->cert, "%s", mw_test_cert("srv.pem")); /* the shared set */
+    snprintf(f->key, sizeof f->key, "%s", mw_test_cert("srv.key"));
     return 0;
 }

@@ -92,8 +92,7 @@ typedef struct svh {
     atomic_int rx_tid;
     atomic_int tx_rc;
     atomic_llong tx_ns;
-    char dir[256]; /* temporary directory (TLS certificate) */
-    char cert[300], key[300];
+    char cert[300], key[300]; /* svh_tls_setup */
 } svh_t;
 
 extern mw_mode_t svh_mode_spin, svh_mode_blocking, svh_mode_event;
@@ -104,9 +103,10 @@ extern mw_mode_t svh_mode_spin, svh_mode_blocking, svh_mode_event;
 /* ---- fixture ---- */
 int svh_setup(void **state);    /* *state: the mode (a mw_mode_t *) in, the svh_t out */
 int svh_teardown(void **state);
-/* svh_setup plus a self-signed certificate for localhost (f->cert, f->key)
- * made with the openssl command; without that command the certificate is
- * left empty (f->cert[0] == 0): the test calls mw_test_require. */
+/* svh_setup plus the paths of the shared server certificate for localhost
+ * (f->cert, f->key: mw_test_cert's srv.pem, srv.key, signed by ca.pem);
+ * without the openssl command they are left empty (f->cert[0] == 0): the
+ * test calls mw_test_require. */
 int svh_tls_setup(void **state);
 /* Starts a thread that the fixture joins (after setting stop). */
 pthread_t svh_spawn(svh_t *f, void *(*fn)(void *), void *ud);
