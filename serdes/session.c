@@ -297,9 +297,9 @@ int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logo
                           char *reason, size_t cap) {
     pthread_mutex_lock(&s->mu);
     int r = 0;
-    if (s->linked) {
+    if (s->linked) { /* the owner may wait for that connection to go, then ask again */
         snprintf(reason, cap, "session %s is logged on from another connection", s->id);
-        r = MW_ESESSION;
+        r = MW_EAGAIN;
         goto out;
     }
     /* checked against the numbers the session will have (1 after a reset),
@@ -357,7 +357,7 @@ int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logo
     r = r == MW_EAGAIN ? 0 : r;
 out:
     pthread_mutex_unlock(&s->mu);
-    return r < 0 ? (r == MW_ESESSION ? r : MW_ESESSION) : 0;
+    return r == MW_EAGAIN ? r : r < 0 ? MW_ESESSION : 0;
 }
 
 /* Client: the server's answer. */

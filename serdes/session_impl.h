@@ -57,8 +57,10 @@ bool mw__sess_up(const mw__sess_t *s); /* logged on over the current link */
 /* Server: a connection's first message was this logon; s is the session it
  * names (opened by the owner, not linked to another connection). Checks
  * the numbers, rolls the journal on reset, links, sends the ack and queues
- * the resend. 0, or MW_ESESSION with the reason in reason[cap] (the owner
- * sends mw_logout REJECTED with it and closes). */
+ * the resend. 0, MW_EAGAIN (the session is linked to another connection:
+ * the owner may ask again once that one is gone), or MW_ESESSION with the
+ * reason in reason[cap] (the owner sends mw_logout REJECTED with it and
+ * closes). */
 int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logon_t *lg, uint64_t now,
                           char *reason, size_t cap);
 

@@ -28,6 +28,8 @@ typedef struct slot {
     mw_err_t err;             /* why it closed; kept for on_close / conn_error */
     mw__sess_t *sess;         /* sessions: the one this connection logged on to */
     mw_io_timer_t t_sess;     /* sessions: heartbeats, resend, logon timeout */
+    mw_logon_t *pending_logon;/* sessions: a logon waiting for the session's previous connection to go */
+    uint64_t logon_wait_until;
 } slot_t;
 
 #define NO_SLOT UINT32_MAX

@@ -118,6 +118,50 @@ static void cstr(char *dst, size_t cap, const char *src, size_t n) {
     dst[len] = 0;
 }
 
+/* A logon to a session still linked to an earlier connection waits (up to
+ * session.logon_timeout_ns) for that one to go: a client that restarts
+ * after a crash, or comes back over a new path while the old connection
+ * has not timed out yet, gets in as soon as the Svc sees the old one end,
+ * instead of a refusal it would have to retry. The new connection's reads
+ * are paused meanwhile; the logon is tried again every LOGON_RETRY_NS. */
+#define LOGON_RETRY_NS (5 * MW_NS_PER_MS)
+static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg, uint64_t now);
+
+static void logon_retry(mw_io_timer_t *t, void *ud) {
+    (void)t;
+    slot_t *sl = ud;
+    if (!sl->pending_logon || !mw__drv_up(&sl->drv)) return;
+    mw_logon_t lg = *sl->pending_logon;
+    sess_logon(sl->svc, sl, mw_logon_schema(), &lg, mw_io_now(slot_io(sl->svc, sl)));
+}
+
+static void logon_wait_end(mw_svc_t *s, slot_t *sl) {
+    if (!sl->pending_logon) return;
+    free(sl->pending_logon);
+    sl->pending_logon = NULL;
+    mw_io_timer_stop(slot_io(s, sl), &sl->t_sess);
+    mw__drv_pause(&sl->drv, false);
+}
+
+static int sess_reject(slot_t *sl, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int logon_wait(mw_svc_t *s, slot_t *sl, const mw_logon_t *lg, uint64_t now, const char *reason) {
+    if (!sl->pending_logon) {
+        int64_t wait = s->o.session.logon_timeout_ns > 0 ? s->o.session.logon_timeout_ns : 5 * MW_NS_PER_S;
+        if (!(sl->pending_logon = malloc(sizeof *lg))) return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", reason);
+        *sl->pending_logon = *lg;
+        sl->logon_wait_until = now + (uint64_t)wait;
+        mw__drv_pause(&sl->drv, true);
+        mw_io_timer_init(&sl->t_sess, logon_retry, sl);
+    }
+    if (now >= sl->logon_wait_until) {
+        logon_wait_end(s, sl);
+        return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", reason);
+    }
+    mw_io_timer_after(slot_io(s, sl), &sl->t_sess, LOGON_RETRY_NS);
+    return 0;
+}
+
 static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg, uint64_t now) {
     if (sch->tag != mw_logon_TAG)
         return sess_reject(sl, MW_LOGOUT_PROTOCOL, "the first message must be mw_logon, not %s", sch->name);
@@ -140,8 +184,10 @@ static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const voi
     if (mw__svc_sessions_get(&s->stab, id, &s->o.session, s->app, &ss, &e) < 0)
         return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", mw_err_text(&e));
     mw__sess_link_t l = {sl, sl_send, sl_flush};
-    if (mw__sess_accept_logon(ss, &l, lg, now, reason, sizeof reason) < 0)
-        return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", reason);
+    int r = mw__sess_accept_logon(ss, &l, lg, now, reason, sizeof reason);
+    if (r == MW_EAGAIN) return logon_wait(s, sl, lg, now, reason);
+    logon_wait_end(s, sl);
+    if (r < 0) return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", reason);
     sl->sess = ss;
     mw_io_timer_init(&sl->t_sess, sess_timer, sl);
     mw_io_timer_after(slot_io(s, sl), &sl->t_sess, (int64_t)(mw__sess_next_due(ss, now) - now));
@@ -152,6 +198,8 @@ static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const voi
 /* 1: hand msg to the application; 0: the session kept it; < 0: closing. */
 int mw__svc_sess_in(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg) {
     uint64_t now = mw_io_now(slot_io(s, sl));
+    if (sl->pending_logon) /* a well-behaved client waits for the answer to its logon */
+        return sess_reject(sl, MW_LOGOUT_PROTOCOL, "%s before its logon was answered", sch->name);
     if (!sl->sess) return sess_logon(s, sl, sch, msg, now);
     int x = mw__sess_rx(sl->sess, sch, msg, now);
     if (x < 0) sess_close(sl, x, mw__sess_error(sl->sess));
@@ -159,6 +207,7 @@ int mw__svc_sess_in(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void 
 }
 
 void mw__svc_sess_down(mw_svc_t *s, slot_t *sl) {
+    logon_wait_end(s, sl);
     if (!sl->sess) return;
     mw_io_timer_stop(slot_io(s, sl), &sl->t_sess);
     if (s->uncommitted == sl->sess) s->uncommitted = NULL;

@@ -44,7 +44,7 @@ typedef struct fx {
     uint64_t payload[MAXN];
     unsigned flags[MAXN];
     int ngot;
-    atomic_int closes, last_reason, logons;
+    atomic_int closes, last_reason, logons, hook_calls;
     char close_text[256];
     bool echo;          /* on_msg answers every ping with a ping of the same seq */
     const char *reject; /* the logon hook refuses with this reason */
@@ -141,6 +141,7 @@ static void *spin_svc_thread(void *ud) {
 
 static int on_logon(void *ud, const mw_logon_info_t *li, char *reason, size_t cap) {
     fx_t *f = ud;
+    atomic_fetch_add(&f->hook_calls, 1);
     if (f->reject && strcmp(li->user, "bad") == 0) {
         snprintf(reason, cap, "%s", f->reject);
         return 1;
@@ -177,6 +178,7 @@ static void svc_start_at(fx_t *f, int port) {
     o.session.on_logon = on_logon;
     o.session.on_logon_done = on_logon_done;
     o.session.journal_in = true;
+    o.session.logon_timeout_ns = 2 * MW_NS_PER_S; /* how long a second logon waits for the first */
     mw_err_t err;
     char url[64];
     const char *path = cur->scheme[0] == 'w' ? "/s" : "";
@@ -443,13 +445,15 @@ static void test_session_logon_rejected_by_the_hook(void **state) {
     mw_clt_free(c);
 }
 
+/* A second logon to a session whose connection stays up is refused once
+ * the Svc's wait (session.logon_timeout_ns, 2 s here) is over; the first
+ * connection is not disturbed. */
 static void test_session_second_logon_to_a_live_session_is_rejected(void **state) {
     fx_t *f = *state;
     svc_start(f, 0);
     mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "T6");
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_SPIN, "T6");
-    o.session.journal_dir = f->sdir; /* another journal: the Svc must refuse on the session alone */
     mw_clt_t *c2;
     mw_err_t err;
     /* a separate client journal dir so the Clt side opens cleanly */
@@ -462,6 +466,53 @@ static void test_session_second_logon_to_a_live_session_is_rejected(void **state
     send_pings(c, 1, 5);
     recv_pings(c, 1, 5, 0);
     mw_clt_free(c);
+}
+
+/* A logon while the session's previous connection is still open waits for
+ * it: once that one goes, the new one is in (a client restarting after a
+ * crash races the Svc noticing the old connection's end). */
+typedef struct late { fx_t *f; int rc; char text[256]; mw_clt_t *c; atomic_bool done; } late_t;
+static void *late_logon(void *ud) {
+    late_t *l = ud;
+    mw_clt_opts_t o;
+    clt_opts(l->f, &o, MW_MODE_SPIN, "T9");
+    o.session.logon_timeout_ns = 5 * MW_NS_PER_S;
+    mw_err_t err;
+    l->rc = mw_clt_connect(&l->c, l->f->url, &test_protocol, &o, &err);
+    snprintf(l->text, sizeof l->text, "%s", err.text);
+    atomic_store(&l->done, true);
+    return NULL;
+}
+static bool hooked_n(void *ud) { return atomic_load(&((want_t *)ud)->f->hook_calls) >= ((want_t *)ud)->n; }
+static bool late_done(void *ud) { return atomic_load(&((late_t *)ud)->done); }
+
+static void test_session_logon_waits_for_the_previous_connection(void **state) {
+    fx_t *f = *state;
+    svc_start(f, 0);
+    mw_clt_opts_t o;
+    clt_opts(f, &o, MW_MODE_SPIN, "T9");
+    char d1[300];
+    snprintf(d1, sizeof d1, "%s/clt1", f->dir);
+    mkdir(d1, 0700);
+    o.session.journal_dir = d1; /* the old client's journal (the new one has its own) */
+    mw_clt_t *old;
+    mw_err_t err;
+    assert_int_equal(mw_clt_connect(&old, f->url, &test_protocol, &o, &err), 0);
+    late_t l = {.f = f};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, late_logon, &l), 0);
+    /* the new logon reached the Svc (its hook) and waits: the session is linked to old */
+    want_t w = {f, 2};
+    assert_true(mw_wait_until(hooked_n, &w, WAIT_MS));
+    assert_false(atomic_load(&l.done));
+    mw_clt_free(old);
+    bool ok = mw_wait_until(late_done, &l, WAIT_MS);
+    pthread_join(th, NULL);
+    assert_true(ok);
+    if (l.rc != 0) fail_msg("late logon: %s", l.text);
+    send_pings(l.c, 1, 3);
+    recv_pings(l.c, 1, 3, 0);
+    mw_clt_free(l.c);
 }
 
 /* A client whose journal claims replies the Svc never sent is refused with
@@ -699,7 +750,7 @@ static void test_session_possdup_after_a_crash_in_the_handler(void **state) {
 static bool clt_heard(void *ud) {
     mw_conn_stats_t st;
     mw_clt_stats(ud, &st);
-    return st.msgs_in >= 12;
+    return st.msgs_in >= 8;
 }
 
 static void test_session_heartbeats_keep_an_idle_session_up(void **state) {
@@ -712,10 +763,11 @@ static void test_session_heartbeats_keep_an_idle_session_up(void **state) {
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_EVENT, "H1");
     o.io = io;
-    o.session.heartbeat_ns = 30 * MW_NS_PER_MS;
+    o.session.heartbeat_ns = 100 * MW_NS_PER_MS; /* (a loaded machine stalls for tens of ms) */
     mw_clt_t *c;
     assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
-    /* the ack, then a heartbeat every 30 ms: 12 messages take > 10 intervals */
+    /* the ack, then a heartbeat every 100 ms: 8 messages take > 6 intervals,
+     * twice the silence that closes a connection */
     assert_true(mw_wait_until(clt_heard, c, WAIT_MS));
     assert_int_equal(atomic_load(&f->closes), 0);
     assert_true(mw_clt_is_open(c));
@@ -791,6 +843,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_session_event_clt_journals_while_disconnected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_logon_rejected_by_the_hook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_second_logon_to_a_live_session_is_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_logon_waits_for_the_previous_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_peer_claiming_unsent_numbers_is_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_reset_starts_numbering_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_journal_has_one_owner, setup, teardown),
