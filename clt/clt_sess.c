@@ -137,6 +137,7 @@ int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap)
             if (x < 0) return sess_fail(c, x);
             if (x == 0) continue;
             if (sch->size > cap) {
+                mw__sess_discard(c->sess); /* not handed over: not counted, it comes again */
                 mw_err_set(&c->err, MW_ETOOBIG, "recv: %s needs %u bytes, cap is %zu", sch->name, sch->size, cap);
                 return MW_ETOOBIG;
             }

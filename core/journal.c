@@ -58,6 +58,7 @@ struct mw__jnl {
     uint8_t *map;
     size_t size;        /* file size = mapped length, a multiple of page */
     uint64_t end;       /* offset of the first byte after the last record */
+    uint64_t last_off;  /* offset of the record appended last here (0: none since open/reset) */
     uint64_t out_first, out_next;
     uint64_t records;
     uint64_t *idx;      /* idx[k]: offset of OUT record out_first + k * EVERY */
@@ -420,6 +421,7 @@ static void install(mw__jnl_t *j, const file_t *f, const char *path, uint64_t ep
     j->size = f->size;
     j->epoch = epoch;
     j->end = HDR_SIZE;
+    j->last_off = 0;
     j->out_first = rd64(f->map + H_OUT_FIRST);
     j->out_next = j->out_first;
     j->records = 0;
@@ -552,8 +554,30 @@ int mw__jnl_append(mw__jnl_t *j, int kind, uint64_t seq, const void *payload, ui
         }
     }
     if (indexed) j->idx[j->idx_n++] = j->end - rs;
+    j->last_off = j->end - rs;
     j->records++;
     if (out) j->out_next++;
+    return 0;
+}
+
+int mw__jnl_drop_last(mw__jnl_t *j, uint64_t seq) {
+    uint64_t off = j->last_off;
+    if (!off || seq + 1 != j->out_next || rd16(j->map + off + 16) != MW__JNL_OUT || rd64(j->map + off + 8) != seq)
+        return mw_err_set(&j->err, MW_EINVAL, "journal %s: record %" PRIu64 " is not the last one appended", j->path,
+                          seq);
+    uint64_t rs = j->end - off;
+    memset(j->map + off, 0, (size_t)rs);
+    if (j->fsync != MW__JNL_FSYNC_NONE && j->synced > off) { /* it reached the disk: so does its removal */
+        uint64_t lo = off & ~(uint64_t)(j->page - 1);
+        j->fsyncs++;
+        (void)msync(j->map + lo, (size_t)(off + rs - lo), MS_SYNC);
+    }
+    if (j->synced > off) j->synced = off;
+    j->end = off;
+    j->last_off = 0;
+    if ((seq - j->out_first) % MW__JNL_INDEX_EVERY == 0 && j->idx_n) j->idx_n--;
+    j->records--;
+    j->out_next--;
     return 0;
 }
 

@@ -464,7 +464,9 @@ static int on_control(mw__sess_t *s, const mw_schema_t *sch, const void *msg, ui
                 mw_resend_request_t rq = {.from = s->in_next, .to = 0};
                 int r = link_send(s, mw_resend_request_schema(), &rq, false);
                 if (r < 0 && r != MW_EAGAIN) return r;
-                s->gap_wait = true;
+                /* not written (tx full): no wait for an answer that cannot
+                 * come; the next application message asks again */
+                s->gap_wait = r == 0;
             }
         } else {
             s->gap_wait = false;
@@ -558,6 +560,19 @@ out:
 
 /* ---- sending -------------------------------------------------------------------- */
 
+/* An error of the link's send that means "this message cannot be encoded on
+ * this connection" (nothing queued, the connection is fine), as opposed to
+ * MW_EAGAIN (full) and the connection's I/O errors. */
+static bool wire_refused(int r) {
+    switch (r) {
+    case MW_ERANGE: case MW_EUTF8: case MW_ETOOBIG: case MW_EINVAL: case MW_EFIELD: case MW_ETYPE:
+    case MW_ETAG: case MW_EMISSING:
+        return true;
+    default:
+        return false;
+    }
+}
+
 int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool more, uint64_t *seq) {
     if (mw_session_tag(sch->tag)) return MW_EINVAL;
     pthread_mutex_lock(&s->mu);
@@ -585,7 +600,17 @@ int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool m
         r = link_send(s, sch, msg, more);
         if (r == 0) {
             s->sent_next = n + 1;
-        } else if (r == MW_EAGAIN) { /* accepted all the same: it goes out from the journal */
+        } else if (wire_refused(r)) {
+            /* The connection's serdes cannot encode it (text has no NaN):
+             * nothing of it was queued, so the number is taken back; kept,
+             * it would shift the peer's count (it numbers what arrives). */
+            if (mw__jnl_drop_last(s->jnl, n) < 0)
+                r = fail(s, MW_ESESSION, "journal: %s", mw__jnl_last_error(s->jnl));
+            else if (seq)
+                *seq = 0;
+        } else { /* full (MW_EAGAIN) or the link failed: it is journaled and
+                  * goes out from there, on this link or after the next logon,
+                  * so the caller must not send it again: accepted. */
             r = 0;
             if (mw__jnl_seek(s->jnl, n, &s->cur) == 0) {
                 s->resending = true;

@@ -85,8 +85,10 @@ int mw__sess_flush(mw__sess_t *s);
  * is full, or a resend is in progress, or it is not connected, it waits in
  * the journal and goes out in order later: 0 all the same. MW_EAGAIN
  * (nothing numbered) only when MAX_BACKLOG messages already wait while
- * connected. *seq (may be NULL) gets the number. Errors: encode errors,
- * MW_ESYS (journal), the link's error. */
+ * connected. *seq (may be NULL) gets the number. Errors (nothing numbered,
+ * nothing journaled): encode errors, also the connection's serdes refusing
+ * it (text: a NaN), MW_ESYS (journal). A link that failed is not an error
+ * here: the message is journaled and goes out after the next logon. */
 int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool more, uint64_t *seq);
 
 /* Resend progress, heartbeats, test requests, silence, fsync interval.

@@ -1,0 +1,334 @@
+/* test_session_review.c - regressions found by an adversarial review of
+ * sessions (issue 9): numbers that must not move when a send fails, a send
+ * must not report failure for a message that is delivered later, a receive
+ * into a too small buffer must not lose the message, a gap whose resend
+ * request could not be written must not stall the session. Real sockets on
+ * 127.0.0.1 (port 0), real journal files in a temporary directory. */
+#include <dirent.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "journal_impl.h"
+#include "mw_clt.h"
+#include "mw_svc.h"
+#include "mw_test.h"
+#include "test_proto.h"
+
+#define WAIT_MS 10000
+#define MAXN 1024
+
+typedef struct fx {
+    char dir[128], cdir[256], sdir[256];
+    const char *serdes;
+    mw_svc_t *svc;
+    char url[64];
+    pthread_mutex_t mu;
+    uint64_t got[MAXN], payload[MAXN];
+    unsigned tags[MAXN], flags[MAXN];
+    int ngot;
+    _Atomic uint64_t conn; /* the last connection that logged on */
+    atomic_int logons, closes;
+} fx_t;
+
+static void rm_rf(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char p[512];
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+                struct stat st;
+                if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_rf(p);
+                else unlink(p);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static int setup(void **state) {
+    fx_t *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/mw_sreview_XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    snprintf(f->cdir, sizeof f->cdir, "%s/clt", f->dir);
+    snprintf(f->sdir, sizeof f->sdir, "%s/svc", f->dir);
+    mkdir(f->cdir, 0700);
+    mkdir(f->sdir, 0700);
+    pthread_mutex_init(&f->mu, NULL);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx_t *f = *state;
+    mw_svc_free(f->svc);
+    rm_rf(f->dir);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    return 0;
+}
+
+static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
+    fx_t *f = ud;
+    pthread_mutex_lock(&f->mu);
+    if (f->ngot < MAXN) {
+        f->got[f->ngot] = mw_svc_rx_seq(s, id);
+        f->flags[f->ngot] = mw_svc_rx_flags(s, id);
+        f->tags[f->ngot] = sch->tag;
+        f->payload[f->ngot++] = sch->tag == ping_TAG ? ((const ping_t *)msg)->seq : 0;
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
+    (void)s, (void)id, (void)reason;
+    atomic_fetch_add(&((fx_t *)ud)->closes, 1);
+}
+
+static void on_logon_done(void *ud, const char *session, uint64_t conn) {
+    (void)session;
+    fx_t *f = ud;
+    atomic_store(&f->conn, conn);
+    atomic_fetch_add(&f->logons, 1);
+}
+
+static void svc_start(fx_t *f) {
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.mode = MW_MODE_EVENT;
+    if (f->serdes) o.conn.serdes = f->serdes;
+    o.on_msg = on_msg;
+    o.on_close = on_close;
+    o.ud = f;
+    o.linger_ns = 200 * MW_NS_PER_MS;
+    o.session.enabled = true;
+    o.session.journal_dir = f->sdir;
+    o.session.on_logon_done = on_logon_done;
+    mw_err_t err;
+    if (mw_svc_listen(&f->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
+    snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", mw_svc_port(f->svc));
+}
+
+static mw_clt_t *clt_connect(fx_t *f, const char *id) {
+    mw_clt_opts_t o;
+    mw_clt_opts_init(&o);
+    o.mode = MW_MODE_SPIN;
+    o.timeout_ns = 5 * MW_NS_PER_S;
+    if (f->serdes) o.conn.serdes = f->serdes;
+    o.session.enabled = true;
+    o.session.journal_dir = f->cdir;
+    o.session.id = id;
+    mw_clt_t *c;
+    mw_err_t err;
+    if (mw_clt_connect(&c, f->url, &test_protocol, &o, &err) < 0) fail_msg("connect: %s", err.text);
+    return c;
+}
+
+typedef struct want { fx_t *f; int n; } want_t;
+static bool got_n(void *ud) {
+    want_t *w = ud;
+    pthread_mutex_lock(&w->f->mu);
+    bool ok = w->f->ngot >= w->n;
+    pthread_mutex_unlock(&w->f->mu);
+    return ok;
+}
+static bool closes_n(void *ud) { return atomic_load(&((want_t *)ud)->f->closes) >= ((want_t *)ud)->n; }
+static bool logons_n(void *ud) { return atomic_load(&((want_t *)ud)->f->logons) >= ((want_t *)ud)->n; }
+
+typedef struct in_next { fx_t *f; const char *id; uint64_t want; } in_next_t;
+static bool svc_in_next_is(void *ud) {
+    in_next_t *w = ud;
+    mw_session_stats_t st;
+    return mw_svc_session_stats(w->f->svc, w->id, &st) == 0 && st.next_in == w->want;
+}
+
+static int send_ping(mw_clt_t *c, uint64_t payload, uint64_t *seq) {
+    ping_t p = {.seq = payload};
+    int r;
+    for (int i = 0; i < 100000 && (r = mw_clt_send_seq(c, ping_schema(), &p, seq)) == MW_EAGAIN; i++) mw_clt_flush(c);
+    for (int i = 0; i < 100000 && mw_clt_flush(c) == MW_EAGAIN; i++) {}
+    return r;
+}
+
+/* ---- 1. a message the connection's serdes cannot encode ------------------------------
+ * The journal keeps the fixed encoding, which takes a NaN; the text serdes
+ * refuses it (JSON has no NaN). Before the fix the number was used up by the
+ * journal but nothing went on the wire, so the peer, which counts messages,
+ * gave the next message that number: every later message was off by one, and
+ * after a reconnect the peer got one of them a second time. */
+static void test_review_unencodable_send_keeps_numbers_in_step(void **state) {
+    fx_t *f = *state;
+    f->serdes = "text";
+    svc_start(f);
+    mw_clt_t *c = clt_connect(f, "R1");
+    uint64_t seq = 0;
+    assert_int_equal(send_ping(c, 1, &seq), 0);
+    assert_int_equal(seq, 1);
+    all_kinds_t bad = {.f64 = NAN};
+    uint64_t bseq = 0;
+    int r = mw_clt_send_seq(c, all_kinds_schema(), &bad, &bseq);
+    assert_true(r < 0); /* the wire cannot carry it: an error, and no number */
+    assert_int_equal(send_ping(c, 2, &seq), 0);
+    assert_int_equal(seq, 2); /* was 3: the refused message had taken 2 */
+    want_t w = {f, 2};
+    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
+    mw_clt_free(c);
+    /* a new process: its numbers must still agree with the Svc's */
+    c = clt_connect(f, "R1");
+    assert_int_equal(send_ping(c, 3, &seq), 0);
+    assert_int_equal(seq, 3);
+    w.n = 3;
+    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
+    in_next_t in = {f, "R1", 4};
+    assert_true(mw_wait_until(svc_in_next_is, &in, WAIT_MS));
+    pthread_mutex_lock(&f->mu);
+    int n = f->ngot;
+    for (int i = 0; i < n && i < 3; i++) {
+        assert_int_equal(f->payload[i], (uint64_t)i + 1); /* before the fix: 1, 2, 2 (ping 2 twice) */
+        assert_int_equal(f->got[i], (uint64_t)i + 1);
+    }
+    pthread_mutex_unlock(&f->mu);
+    assert_int_equal(n, 3);
+    mw_clt_free(c);
+}
+
+/* ---- 2. a send on a connection that just died -----------------------------------------
+ * Every message is journaled before it is written. When the write then
+ * failed (the peer had closed), send returned the I/O error although the
+ * message stayed journaled and was delivered after the next logon: an
+ * application that retries what failed sends it twice. The README says a
+ * send while the connection is down returns 0 and the message goes out
+ * after the next logon; an error must mean "not sent, no number". */
+static void test_review_send_error_means_not_sent(void **state) {
+    fx_t *f = *state;
+    svc_start(f);
+    mw_clt_t *c = clt_connect(f, "R2");
+    uint64_t seq;
+    assert_int_equal(send_ping(c, 1, &seq), 0);
+    want_t w = {f, 1};
+    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
+    assert_true(mw_wait_until(logons_n, &w, WAIT_MS));
+    assert_int_equal(mw_svc_abort_conn(f->svc, atomic_load(&f->conn)), 0);
+    assert_true(mw_wait_until(closes_n, &w, WAIT_MS));
+    /* the client has not noticed: it keeps sending */
+    enum { N = 60 };
+    bool ok[N + 1] = {0};
+    int errors = 0;
+    for (uint64_t i = 2; i <= N; i++) {
+        ping_t p = {.seq = i};
+        int r = mw_clt_send(c, ping_schema(), &p);
+        ok[i] = r == 0;
+        errors += r != 0;
+    }
+    mw_session_stats_t st;
+    assert_int_equal(mw_clt_session_stats(c, &st), 0);
+    uint64_t out_next = st.next_out;
+    mw_clt_free(c);
+    c = clt_connect(f, "R2"); /* resends what the Svc has not got */
+    in_next_t in = {f, "R2", out_next};
+    assert_true(mw_wait_until(svc_in_next_is, &in, WAIT_MS));
+    pthread_mutex_lock(&f->mu);
+    int n = f->ngot;
+    bool seen[N + 1] = {0};
+    for (int i = 0; i < n; i++) {
+        uint64_t p = f->payload[i];
+        assert_true(p >= 1 && p <= N);
+        assert_false(seen[p]);
+        seen[p] = true;
+    }
+    pthread_mutex_unlock(&f->mu);
+    for (int i = 2; i <= N; i++)
+        if (seen[i] != ok[i])
+            fail_msg("ping %d: send returned %s but it was %sdelivered (%d sends failed)", i, ok[i] ? "0" : "an error",
+                     seen[i] ? "" : "not ", errors);
+    mw_clt_free(c);
+}
+
+/* ---- 3. recv into a buffer too small for the message -----------------------------------
+ * mw_clt_recv returned MW_ETOOBIG but left the message counted as being
+ * handled, so the next recv committed it: a number the application never
+ * got, lost for good (the Svc side gives it back to the session). */
+static int recv_one(mw_clt_t *c, test_msg_t *m, size_t cap, const mw_schema_t **s) {
+    int r = MW_EAGAIN;
+    for (int i = 0; i < 2000000 && (r = mw_clt_recv(c, s, m, cap)) == MW_EAGAIN; i++) {}
+    return r;
+}
+
+static void test_review_recv_too_small_loses_nothing(void **state) {
+    fx_t *f = *state;
+    svc_start(f);
+    mw_clt_t *c = clt_connect(f, "R3");
+    all_kinds_t big = {.i64 = 42, .sym = "BIG"};
+    ping_t p = {.seq = 7};
+    uint64_t s1 = 0, s2 = 0;
+    assert_int_equal(mw_svc_session_send(f->svc, "R3", all_kinds_schema(), &big, &s1), 0);
+    test_msg_t m;
+    const mw_schema_t *sch;
+    assert_int_equal(recv_one(c, &m, sizeof(ping_t), &sch), MW_ETOOBIG);
+    assert_int_equal(mw_svc_session_send(f->svc, "R3", ping_schema(), &p, &s2), 0);
+    assert_int_equal(s1, 1);
+    assert_int_equal(s2, 2);
+    int r = recv_one(c, &m, sizeof m, &sch);
+    if (r != 0) fail_msg("recv: %s (%s)", mw_errname(r), mw_clt_last_error(c));
+    assert_int_equal(sch->tag, all_kinds_TAG); /* before the fix: the ping, number 2; number 1 lost */
+    assert_int_equal(mw_clt_rx_seq(c), 1);
+    assert_int_equal(m.all_kinds.i64, 42);
+    assert_int_equal(recv_one(c, &m, sizeof m, &sch), 0);
+    assert_int_equal(sch->tag, ping_TAG);
+    assert_int_equal(mw_clt_rx_seq(c), 2);
+    mw_clt_free(c);
+}
+
+/* ---- the journal's take-back of its last record (used by 1.) ----------------------- */
+static void test_review_journal_drop_last(void **state) {
+    fx_t *f = *state;
+    mw__jnl_opts_t jo = {.dir = f->cdir, .session = "J1", .fsync = MW__JNL_FSYNC_ALWAYS};
+    mw__jnl_t *j;
+    mw_err_t err;
+    assert_int_equal(mw__jnl_open(&j, &jo, &err), 0);
+    uint8_t pl[40];
+    for (uint64_t i = 1; i <= 257; i++) { /* 257: the sparse index's second entry */
+        memset(pl, (int)i, sizeof pl);
+        assert_int_equal(mw__jnl_append(j, MW__JNL_OUT, i, pl, sizeof pl), 0);
+    }
+    assert_int_equal(mw__jnl_drop_last(j, 256), MW_EINVAL); /* not the last one */
+    assert_int_equal(mw__jnl_drop_last(j, 257), 0);
+    assert_int_equal(mw__jnl_out_next(j), 257);
+    assert_int_equal(mw__jnl_drop_last(j, 256), MW_EINVAL); /* one take-back only */
+    memset(pl, 0xAB, sizeof pl);
+    assert_int_equal(mw__jnl_append(j, MW__JNL_OUT, 257, pl, 7), 0);
+    assert_int_equal(mw__jnl_append(j, MW__JNL_OUT, 258, pl, 9), 0);
+    assert_int_equal(mw__jnl_drop_last(j, 258), 0);
+    mw__jnl_close(j);
+    assert_int_equal(mw__jnl_open(&j, &jo, &err), 0);
+    assert_int_equal(mw__jnl_recovered(j), -1); /* nothing to cut: the file was clean */
+    assert_int_equal(mw__jnl_out_next(j), 258);
+    mw__jnl_cur_t cur;
+    assert_int_equal(mw__jnl_seek(j, 257, &cur), 0);
+    uint64_t seq;
+    const uint8_t *p;
+    uint32_t len;
+    assert_int_equal(mw__jnl_next(j, &cur, &seq, &p, &len), 0);
+    assert_int_equal(seq, 257);
+    assert_int_equal(len, 7);
+    assert_int_equal(p[0], 0xAB);
+    assert_int_equal(mw__jnl_next(j, &cur, &seq, &p, &len), MW_EAGAIN);
+    mw__jnl_close(j);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_review_unencodable_send_keeps_numbers_in_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_send_error_means_not_sent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_recv_too_small_loses_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_journal_drop_last, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
