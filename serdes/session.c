@@ -120,6 +120,14 @@ int mw__sess_open(mw__sess_t **out, const mw_session_opts_t *o, const char *id, 
         mw__sess_free(s);
         return r;
     }
+    /* Client reset: the new epoch starts now, not at the logon, so what the
+     * application sends before the logon is numbered in it (from 1) and kept;
+     * the logons say reset=true until one is answered. */
+    if (s->reset_pending && (r = mw__jnl_reset(s->jnl)) < 0) {
+        mw_err_set(err, r, "session %s: reset: %s", id, mw__jnl_last_error(s->jnl));
+        mw__sess_free(s);
+        return r;
+    }
     s->in_next = mw__jnl_in_next(s->jnl);
     if (s->in_next == 0) s->in_next = 1;
     s->possdup_below = mw__jnl_in_seen(s->jnl);
@@ -267,21 +275,16 @@ int mw__sess_link(mw__sess_t *s, const mw__sess_link_t *l, uint64_t now) {
     pthread_mutex_lock(&s->mu);
     link_reset(s, l, now);
     int r = 0;
-    if (s->role == MW__SESS_CLIENT) {
-        if (s->reset_pending && (r = mw__jnl_reset(s->jnl)) < 0) {
-            r = fail(s, r, "reset: %s", mw__jnl_last_error(s->jnl));
-        } else {
-            if (s->reset_pending) s->in_next = s->possdup_below = s->sent_next = 1;
-            mw_logon_t m = {.next_in = s->in_next,
-                            .next_out = mw__jnl_out_next(s->jnl),
-                            .heartbeat_ms = (uint32_t)(s->hb_ns / MW_NS_PER_MS),
-                            .reset = s->reset_pending};
-            snprintf(m.session, sizeof m.session, "%s", s->id);
-            snprintf(m.user, sizeof m.user, "%s", s->o.user ? s->o.user : "");
-            snprintf(m.password, sizeof m.password, "%s", s->o.password ? s->o.password : "");
-            r = link_send(s, mw_logon_schema(), &m, false);
-            if (r == MW_EAGAIN) r = fail(s, MW_EAGAIN, "no room for the logon");
-        }
+    if (s->role == MW__SESS_CLIENT) { /* (a reset rolled the journal at open) */
+        mw_logon_t m = {.next_in = s->in_next,
+                        .next_out = mw__jnl_out_next(s->jnl),
+                        .heartbeat_ms = (uint32_t)(s->hb_ns / MW_NS_PER_MS),
+                        .reset = s->reset_pending};
+        snprintf(m.session, sizeof m.session, "%s", s->id);
+        snprintf(m.user, sizeof m.user, "%s", s->o.user ? s->o.user : "");
+        snprintf(m.password, sizeof m.password, "%s", s->o.password ? s->o.password : "");
+        r = link_send(s, mw_logon_schema(), &m, false);
+        if (r == MW_EAGAIN) r = fail(s, MW_EAGAIN, "no room for the logon");
     }
     pthread_mutex_unlock(&s->mu);
     return r;

@@ -99,7 +99,7 @@ static void on_logon_done(void *ud, const char *session, uint64_t conn) {
     atomic_fetch_add(&f->logons, 1);
 }
 
-static void svc_start(fx_t *f) {
+static void svc_start_at(fx_t *f, int port) {
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.mode = MW_MODE_EVENT;
@@ -112,9 +112,13 @@ static void svc_start(fx_t *f) {
     o.session.journal_dir = f->sdir;
     o.session.on_logon_done = on_logon_done;
     mw_err_t err;
-    if (mw_svc_listen(&f->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    if (mw_svc_listen(&f->svc, url, &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
     snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", mw_svc_port(f->svc));
 }
+
+static void svc_start(fx_t *f) { svc_start_at(f, 0); }
 
 static mw_clt_t *clt_connect(fx_t *f, const char *id) {
     mw_clt_opts_t o;
@@ -323,12 +327,79 @@ static void test_review_journal_drop_last(void **state) {
     mw__jnl_close(j);
 }
 
+/* ---- 4. reset, and messages sent before the logon -------------------------------------
+ * An event Clt with session.reset rolled its journal over when its
+ * connection came up (at the logon), so what the application had sent
+ * between mw_clt_connect and that logon (accepted: send returned 0 and a
+ * number) was thrown away with the old epoch: lost, and its numbers given
+ * again to later messages. */
+static void test_review_reset_keeps_what_was_sent_before_the_logon(void **state) {
+    fx_t *f = *state;
+    svc_start(f);
+    mw_clt_t *c = clt_connect(f, "R4");
+    uint64_t seq;
+    for (uint64_t i = 1; i <= 5; i++) assert_int_equal(send_ping(c, i, &seq), 0);
+    want_t w = {f, 5};
+    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
+    mw_clt_free(c);
+    int port = mw_svc_port(f->svc);
+    mw_svc_free(f->svc); /* the gateway is down for the night */
+    f->svc = NULL;
+    pthread_mutex_lock(&f->mu);
+    f->ngot = 0;
+    pthread_mutex_unlock(&f->mu);
+    /* a new trading day: reset; the client starts before the gateway */
+    mw_io_t *io;
+    mw_err_t err;
+    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
+    assert_int_equal(mw_io_start(io, NULL), 0);
+    mw_clt_opts_t o;
+    mw_clt_opts_init(&o);
+    o.mode = MW_MODE_EVENT;
+    o.io = io;
+    o.reconnect.enabled = true;
+    o.reconnect.min_delay_ns = 10 * MW_NS_PER_MS;
+    o.reconnect.max_delay_ns = 50 * MW_NS_PER_MS;
+    o.session.enabled = true;
+    o.session.journal_dir = f->cdir;
+    o.session.id = "R4";
+    o.session.reset = true;
+    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    uint64_t seqs[3];
+    for (int i = 0; i < 3; i++) {
+        ping_t p = {.seq = 101 + (uint64_t)i};
+        assert_int_equal(mw_clt_send_seq(c, ping_schema(), &p, &seqs[i]), 0);
+    }
+    svc_start_at(f, port);
+    in_next_t in = {f, "R4", 4}; /* the new epoch: 1..3 */
+    bool arrived = mw_wait_until(svc_in_next_is, &in, 3000);
+    mw_session_stats_t st;
+    mw_svc_session_stats(f->svc, "R4", &st);
+    mw_io_stop(io);
+    mw_clt_free(c);
+    mw_io_free(io);
+    if (!arrived)
+        fail_msg("the 3 messages sent before the logon (numbers %llu %llu %llu) never arrived: Svc next_in %llu, epoch %llu",
+                 (unsigned long long)seqs[0], (unsigned long long)seqs[1], (unsigned long long)seqs[2],
+                 (unsigned long long)st.next_in, (unsigned long long)st.epoch);
+    assert_int_equal(st.epoch, 2);
+    pthread_mutex_lock(&f->mu);
+    assert_int_equal(f->ngot, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(f->payload[i], 101 + (uint64_t)i);
+        assert_int_equal(f->got[i], (uint64_t)i + 1);
+        assert_int_equal(seqs[i], (uint64_t)i + 1); /* the numbers send gave are the ones used */
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_review_unencodable_send_keeps_numbers_in_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_send_error_means_not_sent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_recv_too_small_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_journal_drop_last, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_reset_keeps_what_was_sent_before_the_logon, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
