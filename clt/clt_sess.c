@@ -9,18 +9,20 @@
 
 /* ---- the session's way onto the connection ------------------------------------ */
 
+/* (called with the session's mutex held: no driver callback may run inside,
+ * on_drain would pump the session again) */
 static int link_send(void *ctx, const mw_schema_t *s, const void *msg, bool more) {
     mw_clt_t *c = ctx;
     if (!c->have_conn) return MW_ECLOSED;
     if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv))
-        return more ? mw__drv_enqueue(&c->drv, s, msg) : mw__drv_send(&c->drv, s, msg);
+        return more ? mw__drv_enqueue(&c->drv, s, msg) : mw__drv_send_nocb(&c->drv, s, msg);
     return more ? mw_conn_enqueue(&c->conn, s, msg) : mw_conn_send(&c->conn, s, msg);
 }
 
 static int link_flush(void *ctx) {
     mw_clt_t *c = ctx;
     if (!c->have_conn) return MW_ECLOSED;
-    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) return mw__drv_flush(&c->drv);
+    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) return mw__drv_flush_nocb(&c->drv);
     return mw_conn_flush(&c->conn);
 }
 

@@ -190,12 +190,14 @@ static int drv_post(mw__drv_t *d, void (*fn)(mw__drv_t *d)) {
  * later message goes through the session: control messages stay inside,
  * application messages come out numbered. */
 
+/* (called with the session's mutex held: no driver callback may run inside,
+ * on_drain would pump the session again) */
 static int sl_send(void *ctx, const mw_schema_t *sch, const void *msg, bool more) {
     slot_t *sl = ctx;
-    return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send(&sl->drv, sch, msg);
+    return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send_nocb(&sl->drv, sch, msg);
 }
 
-static int sl_flush(void *ctx) { return mw__drv_flush(&((slot_t *)ctx)->drv); }
+static int sl_flush(void *ctx) { return mw__drv_flush_nocb(&((slot_t *)ctx)->drv); }
 
 /* Closes gracefully (a logout the session queued still goes out). */
 static void sess_close(slot_t *sl, int reason, const char *why) {

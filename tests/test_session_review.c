@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "journal_impl.h"
@@ -26,6 +28,7 @@
 typedef struct fx {
     char dir[128], cdir[256], sdir[256];
     const char *serdes;
+    uint32_t svc_tx_buf; /* > 0: the Svc's send queue (small beside the socket's buffers) */
     mw_svc_t *svc;
     char url[64];
     pthread_mutex_t mu;
@@ -104,6 +107,9 @@ static void svc_start_at(fx_t *f, int port) {
     mw_svc_opts_init(&o);
     o.mode = MW_MODE_EVENT;
     if (f->serdes) o.conn.serdes = f->serdes;
+    if (f->svc_tx_buf) {
+        o.conn.tx_buf = f->svc_tx_buf;
+    }
     o.on_msg = on_msg;
     o.on_close = on_close;
     o.ud = f;
@@ -393,6 +399,95 @@ static void test_review_reset_keeps_what_was_sent_before_the_logon(void **state)
     pthread_mutex_unlock(&f->mu);
 }
 
+/* ---- 5. the session's timer pump and on_drain --------------------------------------------
+ * The session's timer pumps with the session's mutex held; when its flush
+ * finds want_drain set, it kicks the driver, which (on the io thread,
+ * outside any driver callback) checks for drain and runs on_drain at once:
+ * the Svc's on_drain pumps the session again and locks the same mutex. The
+ * worker hung for good, and with it every thread sending to that session.
+ * The plain way there: a client comes back to a long backlog (resent in
+ * batches on the timer), and the application's send_to meanwhile gets
+ * MW_EAGAIN (backlog full), which sets want_drain while the socket is empty.
+ * Run in a child process: a hang is seen by the parent, which kills it. */
+static void drain_child(fx_t *f, const char *id) {
+    alarm(60); /* a hung child ends by itself, whatever happens to the parent */
+    svc_start(f);
+    mw_clt_t *c = clt_connect(f, id);
+    mw_clt_free(c); /* away: what follows is journaled for it */
+    enum { N = 30000 };
+    for (uint64_t i = 1; i <= N; i++) {
+        ping_t p = {.seq = i};
+        if (mw_svc_session_send(f->svc, id, ping_schema(), &p, NULL) != 0) _exit(10);
+    }
+    int logons = atomic_load(&f->logons);
+    c = clt_connect(f, id); /* back: the Svc resends 1..N in batches */
+    want_t w = {f, logons + 1};
+    if (!mw_wait_until(logons_n, &w, WAIT_MS)) _exit(11);
+    ping_t p = {.seq = N + 1};
+    int r = mw_svc_send_to(f->svc, atomic_load(&f->conn), ping_schema(), &p);
+    if (r != MW_EAGAIN && r != 0) _exit(12);
+    bool backlog_full = r == MW_EAGAIN;
+    uint64_t next = 1;
+    test_msg_t m;
+    const mw_schema_t *sch;
+    uint64_t dl = mw_now_ns() + 20 * MW_NS_PER_S;
+    while (next <= N && mw_now_ns() < dl) {
+        int x = mw_clt_recv(c, &sch, &m, sizeof m);
+        if (x == MW_EAGAIN) continue;
+        if (x != 0) {
+            fprintf(stderr, "child: recv after %llu of %d: %s (%s)\n", (unsigned long long)next - 1, N,
+                    mw_errname(x), mw_clt_last_error(c));
+            _exit(14);
+        }
+        if (m.ping.seq != next++) {
+            fprintf(stderr, "child: got %llu (number %llu, flags %u), expected %llu\n",
+                    (unsigned long long)m.ping.seq, (unsigned long long)mw_clt_rx_seq(c), mw_clt_rx_flags(c),
+                    (unsigned long long)next - 1);
+            _exit(15);
+        }
+    }
+    if (next != N + 1) {
+        fprintf(stderr, "child: %llu of %d resent messages arrived\n", (unsigned long long)next - 1, N);
+        _exit(16);
+    }
+    if (!backlog_full) _exit(17); /* the send found no backlog: this round tested nothing */
+    mw_clt_free(c);
+    mw_svc_free(f->svc);
+    _exit(0);
+}
+
+typedef struct child { pid_t pid; int status; } child_t;
+static bool child_done(void *ud) {
+    child_t *ch = ud;
+    return waitpid(ch->pid, &ch->status, WNOHANG) == ch->pid;
+}
+
+static void test_review_timer_pump_does_not_deadlock_on_drain(void **state) {
+    fx_t *f = *state;
+    int tested = 0;
+    for (int round = 0; round < 3; round++) {
+        fflush(NULL);
+        char id[16];
+        snprintf(id, sizeof id, "D%d", round);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) drain_child(f, id);
+        child_t ch = {pid, 0};
+        bool done = mw_wait_until(child_done, &ch, 30000);
+        if (!done) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &ch.status, 0);
+            fail_msg("round %d: the child hung (its worker deadlocked on the session's mutex)", round);
+        }
+        if (WIFEXITED(ch.status) && WEXITSTATUS(ch.status) == 17) continue;
+        if (!WIFEXITED(ch.status) || WEXITSTATUS(ch.status) != 0)
+            fail_msg("round %d: the child ended with %s %d", round, WIFEXITED(ch.status) ? "exit" : "signal",
+                     WIFEXITED(ch.status) ? WEXITSTATUS(ch.status) : WTERMSIG(ch.status));
+        tested++;
+    }
+    assert_true(tested > 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_review_unencodable_send_keeps_numbers_in_step, setup, teardown),
@@ -400,6 +495,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_review_recv_too_small_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_journal_drop_last, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_reset_keeps_what_was_sent_before_the_logon, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_timer_pump_does_not_deadlock_on_drain, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
