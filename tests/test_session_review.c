@@ -409,11 +409,20 @@ static void test_review_reset_keeps_what_was_sent_before_the_logon(void **state)
  * batches on the timer), and the application's send_to meanwhile gets
  * MW_EAGAIN (backlog full), which sets want_drain while the socket is empty.
  * Run in a child process: a hang is seen by the parent, which kills it. */
+typedef struct sess_down { fx_t *f; const char *id; } sess_down_t;
+static bool svc_session_down(void *ud) {
+    sess_down_t *w = ud;
+    mw_session_stats_t st;
+    return mw_svc_session_stats(w->f->svc, w->id, &st) == 0 && !st.logged_on;
+}
+
 static void drain_child(fx_t *f, const char *id) {
     alarm(60); /* a hung child ends by itself, whatever happens to the parent */
     svc_start(f);
     mw_clt_t *c = clt_connect(f, id);
     mw_clt_free(c); /* away: what follows is journaled for it */
+    sess_down_t sd = {f, id};
+    if (!mw_wait_until(svc_session_down, &sd, WAIT_MS)) _exit(9);
     enum { N = 30000 };
     for (uint64_t i = 1; i <= N; i++) {
         ping_t p = {.seq = i};
