@@ -122,6 +122,7 @@ int mw__jnl_drop_last(mw__jnl_t *j, uint64_t seq);
 
 uint64_t mw__jnl_out_next(const mw__jnl_t *j);  /* last OUT seq + 1 (out_first if none) */
 uint64_t mw__jnl_out_first(const mw__jnl_t *j); /* first OUT seq still in the journal */
+uint64_t mw__jnl_in_last(const mw__jnl_t *j);  /* highest IN seq in the file, 0 if none */
 uint64_t mw__jnl_in_next(const mw__jnl_t *j);
 uint64_t mw__jnl_in_seen(const mw__jnl_t *j);
 /* In-place header words (a plain aligned 8-byte store each; no fsync). */

@@ -542,7 +542,9 @@ int mw__sess_rx(mw__sess_t *s, const mw_schema_t *sch, const void *msg, uint64_t
             r = r == MW_EAGAIN ? 0 : r;
             s->gap_wait = r == 0;
         } else {
-            if (s->o.journal_in) {
+            /* once per number: a message delivered again (after a crash in
+             * its handler, or not handed over) is in the file already */
+            if (s->o.journal_in && n > mw__jnl_in_last(s->jnl)) {
                 ssize_t len = mw_serdes_encode(&s->fx, sch, msg, s->enc, s->app->max_fixed_size + 16);
                 if (len < 0 || mw__jnl_append(s->jnl, MW__JNL_IN, n, s->enc, (uint32_t)len) < 0) {
                     r = fail(s, MW_ESYS, "journal: %s", len < 0 ? "encode failed" : mw__jnl_last_error(s->jnl));

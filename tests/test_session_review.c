@@ -29,6 +29,7 @@ typedef struct fx {
     char dir[128], cdir[256], sdir[256];
     const char *serdes;
     uint32_t svc_tx_buf; /* > 0: the Svc's send queue (small beside the socket's buffers) */
+    bool clt_journal_in; /* the Clt journals what it receives */
     mw_svc_t *svc;
     char url[64];
     pthread_mutex_t mu;
@@ -135,6 +136,7 @@ static mw_clt_t *clt_connect(fx_t *f, const char *id) {
     o.session.enabled = true;
     o.session.journal_dir = f->cdir;
     o.session.id = id;
+    o.session.journal_in = f->clt_journal_in;
     mw_clt_t *c;
     mw_err_t err;
     if (mw_clt_connect(&c, f->url, &test_protocol, &o, &err) < 0) fail_msg("connect: %s", err.text);
@@ -333,6 +335,44 @@ static void test_review_journal_drop_last(void **state) {
     mw__jnl_close(j);
 }
 
+/* ---- 6. journal_in: a number delivered again is journaled once -----------------------
+ * With journal_in every received message was appended before it was handed
+ * over, also when the same number came again (it had not been handed over,
+ * or the handler died with it): mw_session_replay, meant for rebuilding the
+ * application's state, gave that message twice. */
+typedef struct ins { uint64_t seq[16]; int n; } ins_t;
+static bool collect_in(void *ud, int dir, uint64_t seq, const mw_schema_t *s, const void *msg) {
+    (void)s, (void)msg;
+    ins_t *in = ud;
+    if (dir == MW_SESSION_IN && in->n < 16) in->seq[in->n++] = seq;
+    return true;
+}
+
+static void test_review_journal_in_once_per_number(void **state) {
+    fx_t *f = *state;
+    f->clt_journal_in = true;
+    svc_start(f);
+    mw_clt_t *c = clt_connect(f, "R6");
+    all_kinds_t big = {.i64 = 42};
+    ping_t p = {.seq = 7};
+    assert_int_equal(mw_svc_session_send(f->svc, "R6", all_kinds_schema(), &big, NULL), 0);
+    test_msg_t m;
+    const mw_schema_t *sch;
+    assert_int_equal(recv_one(c, &m, sizeof(ping_t), &sch), MW_ETOOBIG); /* not handed over */
+    assert_int_equal(mw_svc_session_send(f->svc, "R6", ping_schema(), &p, NULL), 0);
+    assert_int_equal(recv_one(c, &m, sizeof m, &sch), 0); /* 1 again, resent */
+    assert_int_equal(mw_clt_rx_seq(c), 1);
+    assert_int_equal(recv_one(c, &m, sizeof m, &sch), 0);
+    assert_int_equal(mw_clt_rx_seq(c), 2);
+    mw_clt_free(c);
+    ins_t in = {0};
+    mw_err_t err;
+    assert_int_equal(mw_session_replay(f->cdir, "R6", &test_protocol, collect_in, &in, &err), 0);
+    if (in.n != 2 || in.seq[0] != 1 || in.seq[1] != 2)
+        fail_msg("replay gave %d inbound records (%llu %llu %llu), want 1 and 2 once each", in.n,
+                 (unsigned long long)in.seq[0], (unsigned long long)in.seq[1], (unsigned long long)in.seq[2]);
+}
+
 /* ---- 4. reset, and messages sent before the logon -------------------------------------
  * An event Clt with session.reset rolled its journal over when its
  * connection came up (at the logon), so what the application had sent
@@ -503,6 +543,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_review_send_error_means_not_sent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_recv_too_small_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_journal_drop_last, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_journal_in_once_per_number, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_reset_keeps_what_was_sent_before_the_logon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_timer_pump_does_not_deadlock_on_drain, setup, teardown),
     };
