@@ -26,7 +26,13 @@ static int link_flush(void *ctx) {
     return mw_conn_flush(&c->conn);
 }
 
-static void link_of(mw_clt_t *c, mw__sess_link_t *l) { *l = (mw__sess_link_t){c, link_send, link_flush}; }
+/* event mode: drv_drain pumps (spin/blocking pump on every call while behind) */
+static void link_again(void *ctx) {
+    mw_clt_t *c = ctx;
+    if (c->have_conn && c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) mw__drv_want_drain(&c->drv);
+}
+
+static void link_of(mw_clt_t *c, mw__sess_link_t *l) { *l = (mw__sess_link_t){c, link_send, link_flush, link_again}; }
 
 int mw__clt_sess_open(mw_clt_t *c, mw_err_t *err) {
     if (!(c->sproto = mw__sess_proto(c->proto)) || !(c->sess_rx = calloc(1, c->sproto->max_size)))

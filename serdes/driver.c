@@ -173,6 +173,11 @@ static int flush_k(mw__drv_t *d, bool nocb) {
 }
 
 int mw__drv_flush(mw__drv_t *d) { return flush_k(d, false); }
+
+void mw__drv_want_drain(mw__drv_t *d) {
+    atomic_store(&d->want_drain, true);
+    kick_nocb(d);
+}
 int mw__drv_flush_nocb(mw__drv_t *d) { return flush_k(d, true); }
 
 void mw__drv_write(mw__drv_t *d) {

@@ -108,6 +108,9 @@ int mw__drv_flush(mw__drv_t *d);
  * runs on a timer, and on_drain pumps it). */
 int mw__drv_send_nocb(mw__drv_t *d, const mw_schema_t *s, const void *msg);
 int mw__drv_flush_nocb(mw__drv_t *d);
+/* Asks for on_drain once the queue is below its low-water mark (at once if
+ * it is), without running it inside (as the _nocb functions). Any thread. */
+void mw__drv_want_drain(mw__drv_t *d);
 /* Io thread, for owners that wait on the socket themselves (a blocking read
  * outside the io): writes what is queued and fires on_drain when due. */
 void mw__drv_write(mw__drv_t *d);

@@ -244,6 +244,10 @@ static int resend_some(mw__sess_t *s) {
         int r = s->l.flush(s->l.ctx);
         if (r < 0 && r != MW_EAGAIN) return r;
     }
+    /* A whole batch went and more waits: the next one must not wait for a
+     * timer (hb/4 away until it is re-armed) or for a drain that never comes
+     * (nothing filled up): ask the owner to call again. */
+    if (s->resending && n == RESEND_BATCH && s->l.again) s->l.again(s->l.ctx);
     return n;
 }
 
@@ -539,8 +543,8 @@ int mw__sess_rx(mw__sess_t *s, const mw_schema_t *sch, const void *msg, uint64_t
             s->st.gaps++;
             mw_resend_request_t rq = {.from = s->in_next, .to = 0};
             r = link_send(s, mw_resend_request_schema(), &rq, false);
+            s->gap_wait = r == 0; /* not written (tx full): the next message asks again */
             r = r == MW_EAGAIN ? 0 : r;
-            s->gap_wait = r == 0;
         } else {
             /* once per number: a message delivered again (after a crash in
              * its handler, or not handed over) is in the file already */

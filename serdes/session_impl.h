@@ -31,6 +31,10 @@ typedef struct mw__sess_link {
      * error. more: queue without writing (a flush follows). */
     int (*send)(void *ctx, const mw_schema_t *s, const void *msg, bool more);
     int (*flush)(void *ctx);
+    /* A resend batch ended with more to go and nothing full: call back
+     * (pump) soon, e.g. by a drain callback. May be NULL (the owner pumps on
+     * every call while mw__sess_behind). Same rules as send. */
+    void (*again)(void *ctx);
 } mw__sess_link_t;
 
 typedef struct mw__sess mw__sess_t;

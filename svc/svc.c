@@ -198,6 +198,7 @@ static int sl_send(void *ctx, const mw_schema_t *sch, const void *msg, bool more
 }
 
 static int sl_flush(void *ctx) { return mw__drv_flush_nocb(&((slot_t *)ctx)->drv); }
+static void sl_again(void *ctx) { mw__drv_want_drain(&((slot_t *)ctx)->drv); } /* drv_drain pumps */
 
 /* Closes gracefully (a logout the session queued still goes out). */
 static void sess_close(slot_t *sl, int reason, const char *why) {
@@ -265,7 +266,7 @@ static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const voi
     mw_err_t e;
     if (mw__svc_sessions_get(&s->stab, id, &s->o.session, s->app, &ss, &e) < 0)
         return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", mw_err_text(&e));
-    mw__sess_link_t l = {sl, sl_send, sl_flush};
+    mw__sess_link_t l = {sl, sl_send, sl_flush, sl_again};
     if (mw__sess_accept_logon(ss, &l, lg, now, reason, sizeof reason) < 0)
         return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", reason);
     sl->sess = ss;

@@ -30,6 +30,7 @@ typedef struct fx {
     const char *serdes;
     uint32_t svc_tx_buf; /* > 0: the Svc's send queue (small beside the socket's buffers) */
     bool clt_journal_in; /* the Clt journals what it receives */
+    int64_t clt_hb_ns;   /* > 0: the Clt's session.heartbeat_ns (the Svc takes it) */
     mw_svc_t *svc;
     char url[64];
     pthread_mutex_t mu;
@@ -137,6 +138,7 @@ static mw_clt_t *clt_connect(fx_t *f, const char *id) {
     o.session.journal_dir = f->cdir;
     o.session.id = id;
     o.session.journal_in = f->clt_journal_in;
+    if (f->clt_hb_ns) o.session.heartbeat_ns = f->clt_hb_ns;
     mw_clt_t *c;
     mw_err_t err;
     if (mw_clt_connect(&c, f->url, &test_protocol, &o, &err) < 0) fail_msg("connect: %s", err.text);
@@ -373,6 +375,131 @@ static void test_review_journal_in_once_per_number(void **state) {
                  (unsigned long long)in.seq[0], (unsigned long long)in.seq[1], (unsigned long long)in.seq[2]);
 }
 
+/* ---- 7. a gap whose resend request does not fit --------------------------------------------
+ * A receiver that sees a gap sends mw_resend_request once and then drops
+ * application messages until the resend begins. When its send queue was
+ * full the request was not written, but it waited all the same: nothing
+ * was ever delivered on that connection again (until it dropped). A
+ * hand-made peer (a plain Clt that speaks the protocol) plays the client. */
+static mw_protocol_t raw_proto(void) {
+    mw_protocol_t p = test_protocol;
+    p.ext = &mw_session_protocol;
+    if (p.max_size < mw_session_protocol.max_size) p.max_size = mw_session_protocol.max_size;
+    if (p.max_fixed_size < mw_session_protocol.max_fixed_size) p.max_fixed_size = mw_session_protocol.max_fixed_size;
+    return p;
+}
+
+/* Reads until a message with tag arrives (others are counted), or the deadline. */
+static int raw_until(mw_clt_t *c, unsigned tag, uint64_t *others, int ms) {
+    _Alignas(16) uint8_t buf[1024];
+    const mw_schema_t *sch;
+    uint64_t dl = mw_now_ns() + (uint64_t)ms * MW_NS_PER_MS;
+    while (mw_now_ns() < dl) {
+        int r = mw_clt_recv(c, &sch, buf, sizeof buf);
+        if (r == MW_EAGAIN) continue;
+        if (r != 0) return r;
+        if (sch->tag == tag) return 0;
+        if (others) (*others)++;
+    }
+    return MW_ETIMEDOUT;
+}
+
+typedef struct gaps { fx_t *f; const char *id; } gaps_t;
+static bool svc_saw_gap(void *ud) {
+    gaps_t *g = ud;
+    mw_session_stats_t st;
+    return mw_svc_session_stats(g->f->svc, g->id, &st) == 0 && st.gaps >= 1;
+}
+
+static void test_review_gap_request_that_did_not_fit_is_asked_again(void **state) {
+    fx_t *f = *state;
+    f->svc_tx_buf = 70000;
+    svc_start(f);
+    mw_protocol_t px = raw_proto();
+    mw_clt_opts_t o;
+    mw_clt_opts_init(&o);
+    o.mode = MW_MODE_SPIN;
+    mw_clt_t *c;
+    mw_err_t err;
+    assert_int_equal(mw_clt_connect(&c, f->url, &px, &o, &err), 0);
+    mw_logon_t lg = {.session = "G1", .next_in = 1, .next_out = 1, .heartbeat_ms = 600000};
+    assert_int_equal(mw_clt_send(c, mw_logon_schema(), &lg), 0);
+    assert_int_equal(raw_until(c, mw_logon_ack_TAG, NULL, WAIT_MS), 0);
+    /* the Svc's queue to us fills up: we do not read */
+    int r = 0;
+    uint64_t sent = 0;
+    for (uint64_t i = 1; i <= 1000000 && (r = mw_svc_session_send(f->svc, "G1", ping_schema(),
+                                                                   &(ping_t){.seq = i}, NULL)) == 0; i++)
+        sent++;
+    assert_int_equal(r, MW_EAGAIN);
+    /* a gap: we say our next message is number 5, the Svc expects 1 */
+    assert_int_equal(mw_clt_send(c, mw_seq_schema(), &(mw_seq_t){.next = 5}), 0);
+    assert_int_equal(mw_clt_send(c, ping_schema(), &(ping_t){.seq = 5}), 0);
+    gaps_t g = {f, "G1"};
+    assert_true(mw_wait_until(svc_saw_gap, &g, WAIT_MS)); /* (its request did not fit) */
+    /* we read all it sent; one more message of ours: now it must ask */
+    uint64_t pings = 0;
+    int rq = 0;
+    _Alignas(16) uint8_t buf[1024];
+    const mw_schema_t *sch;
+    uint64_t dl = mw_now_ns() + 20 * MW_NS_PER_S;
+    while (pings < sent && mw_now_ns() < dl) {
+        r = mw_clt_recv(c, &sch, buf, sizeof buf);
+        if (r == MW_EAGAIN) continue;
+        assert_int_equal(r, 0);
+        pings += sch->tag == ping_TAG;
+        rq += sch->tag == mw_resend_request_TAG;
+    }
+    if (pings != sent) {
+        mw_session_stats_t st;
+        mw_svc_session_stats(f->svc, "G1", &st);
+        fail_msg("got %llu of %llu pings; Svc: next_out %llu logged_on %d gaps %llu resent %llu", (unsigned long long)pings,
+                 (unsigned long long)sent, (unsigned long long)st.next_out, st.logged_on, (unsigned long long)st.gaps,
+                 (unsigned long long)st.resent);
+    }
+    assert_int_equal(mw_clt_send(c, ping_schema(), &(ping_t){.seq = 6}), 0);
+    if (!rq) {
+        r = raw_until(c, mw_resend_request_TAG, NULL, 3000);
+        if (r != 0) fail_msg("no mw_resend_request from the Svc after the gap (%s)", mw_errname(r));
+    }
+    mw_clt_free(c);
+}
+
+/* ---- 8. a backlog that starts mid-session ------------------------------------------------
+ * When a send finds the socket full, the message and those after it wait in
+ * the journal and are written from there, 256 per pump. The pumps came from
+ * on_drain (only when a batch filled the queue) and from the session's
+ * timer, still armed for heartbeat/4: with the queue never full again, the
+ * rest waited a quarter heartbeat per 256 messages (here 15 s). */
+static void test_review_backlog_drains_without_waiting_for_the_timer(void **state) {
+    fx_t *f = *state;
+    f->svc_tx_buf = 70000;
+    f->clt_hb_ns = 60 * MW_NS_PER_S;
+    svc_start(f);
+    mw_clt_t *c = clt_connect(f, "B1");
+    int r = 0;
+    uint64_t sent = 0;
+    for (uint64_t i = 1; i <= 1000000 && (r = mw_svc_session_send(f->svc, "B1", ping_schema(),
+                                                                   &(ping_t){.seq = i}, NULL)) == 0; i++)
+        sent++;
+    assert_int_equal(r, MW_EAGAIN); /* the backlog is full: the client did not read */
+    uint64_t next = 1;
+    test_msg_t m;
+    const mw_schema_t *sch;
+    uint64_t dl = mw_now_ns() + 5 * MW_NS_PER_S; /* a third of the timer's period */
+    while (next <= sent && mw_now_ns() < dl) {
+        r = mw_clt_recv(c, &sch, &m, sizeof m);
+        if (r == MW_EAGAIN) continue;
+        assert_int_equal(r, 0);
+        assert_int_equal(m.ping.seq, next);
+        next++;
+    }
+    if (next <= sent)
+        fail_msg("%llu of %llu messages arrived within 5 s; the rest waits for the session's timer",
+                 (unsigned long long)next - 1, (unsigned long long)sent);
+    mw_clt_free(c);
+}
+
 /* ---- 4. reset, and messages sent before the logon -------------------------------------
  * An event Clt with session.reset rolled its journal over when its
  * connection came up (at the logon), so what the application had sent
@@ -544,6 +671,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_review_recv_too_small_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_journal_drop_last, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_journal_in_once_per_number, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_gap_request_that_did_not_fit_is_asked_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_backlog_drains_without_waiting_for_the_timer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_reset_keeps_what_was_sent_before_the_logon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_timer_pump_does_not_deadlock_on_drain, setup, teardown),
     };
