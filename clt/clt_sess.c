@@ -9,22 +9,30 @@
 
 /* ---- the session's way onto the connection ------------------------------------ */
 
+/* (called with the session's mutex held: no driver callback may run inside,
+ * on_drain would pump the session again) */
 static int link_send(void *ctx, const mw_schema_t *s, const void *msg, bool more) {
     mw_clt_t *c = ctx;
     if (!c->have_conn) return MW_ECLOSED;
     if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv))
-        return more ? mw__drv_enqueue(&c->drv, s, msg) : mw__drv_send(&c->drv, s, msg);
+        return more ? mw__drv_enqueue(&c->drv, s, msg) : mw__drv_send_nocb(&c->drv, s, msg);
     return more ? mw_conn_enqueue(&c->conn, s, msg) : mw_conn_send(&c->conn, s, msg);
 }
 
 static int link_flush(void *ctx) {
     mw_clt_t *c = ctx;
     if (!c->have_conn) return MW_ECLOSED;
-    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) return mw__drv_flush(&c->drv);
+    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) return mw__drv_flush_nocb(&c->drv);
     return mw_conn_flush(&c->conn);
 }
 
-static void link_of(mw_clt_t *c, mw__sess_link_t *l) { *l = (mw__sess_link_t){c, link_send, link_flush}; }
+/* event mode: drv_drain pumps (spin/blocking pump on every call while behind) */
+static void link_again(void *ctx) {
+    mw_clt_t *c = ctx;
+    if (c->have_conn && c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) mw__drv_want_drain(&c->drv);
+}
+
+static void link_of(mw_clt_t *c, mw__sess_link_t *l) { *l = (mw__sess_link_t){c, link_send, link_flush, link_again}; }
 
 int mw__clt_sess_open(mw_clt_t *c, mw_err_t *err) {
     if (!(c->sproto = mw__sess_proto(c->proto)) || !(c->sess_rx = calloc(1, c->sproto->max_size)))
@@ -137,6 +145,7 @@ int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap)
             if (x < 0) return sess_fail(c, x);
             if (x == 0) continue;
             if (sch->size > cap) {
+                mw__sess_discard(c->sess); /* not handed over: not counted, it comes again */
                 mw_err_set(&c->err, MW_ETOOBIG, "recv: %s needs %u bytes, cap is %zu", sch->name, sch->size, cap);
                 return MW_ETOOBIG;
             }

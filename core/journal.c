@@ -58,6 +58,8 @@ struct mw__jnl {
     uint8_t *map;
     size_t size;        /* file size = mapped length, a multiple of page */
     uint64_t end;       /* offset of the first byte after the last record */
+    uint64_t last_off;  /* offset of the record appended last here (0: none since open/reset) */
+    uint64_t in_last;   /* the highest IN seq in the file (0: none) */
     uint64_t out_first, out_next;
     uint64_t records;
     uint64_t *idx;      /* idx[k]: offset of OUT record out_first + k * EVERY */
@@ -397,6 +399,8 @@ static int scan(mw__jnl_t *j) {
     char why[128];
     int64_t r;
     while ((r = rec_check(j->map, j->size, off, want, why, sizeof why)) > 0) {
+        if (rd16(j->map + off + 16) == MW__JNL_IN && rd64(j->map + off + 8) > j->in_last)
+            j->in_last = rd64(j->map + off + 8);
         if (rd16(j->map + off + 16) == MW__JNL_OUT) {
             if ((want - j->out_first) % MW__JNL_INDEX_EVERY == 0) {
                 if (idx_reserve(j, j->idx_n + 1) != 0) return MW_ENOMEM;
@@ -420,6 +424,8 @@ static void install(mw__jnl_t *j, const file_t *f, const char *path, uint64_t ep
     j->size = f->size;
     j->epoch = epoch;
     j->end = HDR_SIZE;
+    j->last_off = 0;
+    j->in_last = 0;
     j->out_first = rd64(f->map + H_OUT_FIRST);
     j->out_next = j->out_first;
     j->records = 0;
@@ -552,8 +558,31 @@ int mw__jnl_append(mw__jnl_t *j, int kind, uint64_t seq, const void *payload, ui
         }
     }
     if (indexed) j->idx[j->idx_n++] = j->end - rs;
+    j->last_off = j->end - rs;
+    if (!out && seq > j->in_last) j->in_last = seq;
     j->records++;
     if (out) j->out_next++;
+    return 0;
+}
+
+int mw__jnl_drop_last(mw__jnl_t *j, uint64_t seq) {
+    uint64_t off = j->last_off;
+    if (!off || seq + 1 != j->out_next || rd16(j->map + off + 16) != MW__JNL_OUT || rd64(j->map + off + 8) != seq)
+        return mw_err_set(&j->err, MW_EINVAL, "journal %s: record %" PRIu64 " is not the last one appended", j->path,
+                          seq);
+    uint64_t rs = j->end - off;
+    memset(j->map + off, 0, (size_t)rs);
+    if (j->fsync != MW__JNL_FSYNC_NONE && j->synced > off) { /* it reached the disk: so does its removal */
+        uint64_t lo = off & ~(uint64_t)(j->page - 1);
+        j->fsyncs++;
+        (void)msync(j->map + lo, (size_t)(off + rs - lo), MS_SYNC);
+    }
+    if (j->synced > off) j->synced = off;
+    j->end = off;
+    j->last_off = 0;
+    if ((seq - j->out_first) % MW__JNL_INDEX_EVERY == 0 && j->idx_n) j->idx_n--;
+    j->records--;
+    j->out_next--;
     return 0;
 }
 
@@ -561,6 +590,7 @@ int mw__jnl_append(mw__jnl_t *j, int kind, uint64_t seq, const void *payload, ui
 
 uint64_t mw__jnl_out_next(const mw__jnl_t *j) { return j->out_next; }
 uint64_t mw__jnl_out_first(const mw__jnl_t *j) { return j->out_first; }
+uint64_t mw__jnl_in_last(const mw__jnl_t *j) { return j->in_last; }
 uint64_t mw__jnl_in_next(const mw__jnl_t *j) { return __atomic_load_n((uint64_t *)(j->map + H_IN_NEXT), __ATOMIC_RELAXED); }
 uint64_t mw__jnl_in_seen(const mw__jnl_t *j) { return __atomic_load_n((uint64_t *)(j->map + H_IN_SEEN), __ATOMIC_RELAXED); }
 

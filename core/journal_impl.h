@@ -114,8 +114,15 @@ int64_t mw__jnl_recovered(const mw__jnl_t *j);
  * error nothing was appended (out_next is unchanged). */
 int mw__jnl_append(mw__jnl_t *j, int kind, uint64_t seq, const void *payload, uint32_t len);
 
+/* Takes back the OUT record seq if it is the last one appended (since open
+ * or reset): zeroed as if never written, out_next = seq again. For a
+ * message the connection could not encode (nothing of it was written). 0 or
+ * MW_EINVAL. */
+int mw__jnl_drop_last(mw__jnl_t *j, uint64_t seq);
+
 uint64_t mw__jnl_out_next(const mw__jnl_t *j);  /* last OUT seq + 1 (out_first if none) */
 uint64_t mw__jnl_out_first(const mw__jnl_t *j); /* first OUT seq still in the journal */
+uint64_t mw__jnl_in_last(const mw__jnl_t *j);  /* highest IN seq in the file, 0 if none */
 uint64_t mw__jnl_in_next(const mw__jnl_t *j);
 uint64_t mw__jnl_in_seen(const mw__jnl_t *j);
 /* In-place header words (a plain aligned 8-byte store each; no fsync). */

@@ -123,20 +123,40 @@ void mw__drv_kick(mw__drv_t *d) {
         atomic_store(&d->arm_posted, false);
 }
 
+/* As mw__drv_kick, but no callback runs inside it: on the io thread the
+ * write interest is set at once and a drain check (on_drain) is posted. For
+ * callers holding a lock that the callbacks take (a session's mutex). */
+static void kick_nocb(mw__drv_t *d) {
+    if (!mw_io_in_thread(d->io)) {
+        mw__drv_kick(d);
+        return;
+    }
+    if (d->state != MW__DRV_UP && d->state != MW__DRV_LINGER) return;
+    rearm(d);
+    if (d->cfg->slow_consumer_ns > 0 && atomic_load(&d->want_drain) && !mw_io_timer_armed(&d->t_slow))
+        mw_io_timer_after(d->io, &d->t_slow, d->cfg->slow_consumer_ns);
+    if (d->state == MW__DRV_UP && atomic_load(&d->want_drain) && !atomic_exchange(&d->arm_posted, true) &&
+        d->cfg->post(d, arm_posted) < 0)
+        atomic_store(&d->arm_posted, false);
+}
+
 /* ---- sending ---------------------------------------------------------------------- */
 
-int mw__drv_send(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
+static int send_k(mw__drv_t *d, const mw_schema_t *s, const void *msg, bool nocb) {
     int r = mw__conn_send_q(d->conn, s, msg);
     if (r == 1) { /* accepted, bytes queued behind a full socket */
-        mw__drv_kick(d);
+        nocb ? kick_nocb(d) : mw__drv_kick(d);
         return 0;
     }
     if (r == MW_EAGAIN) {
         atomic_store(&d->want_drain, true);
-        mw__drv_kick(d);
+        nocb ? kick_nocb(d) : mw__drv_kick(d);
     }
     return r;
 }
+
+int mw__drv_send(mw__drv_t *d, const mw_schema_t *s, const void *msg) { return send_k(d, s, msg, false); }
+int mw__drv_send_nocb(mw__drv_t *d, const mw_schema_t *s, const void *msg) { return send_k(d, s, msg, true); }
 
 int mw__drv_enqueue(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
     int r = mw_conn_enqueue(d->conn, s, msg);
@@ -144,12 +164,21 @@ int mw__drv_enqueue(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
     return r;
 }
 
-int mw__drv_flush(mw__drv_t *d) {
+static int flush_k(mw__drv_t *d, bool nocb) {
     int r = mw_conn_flush(d->conn);
     /* queued bytes left: write readiness; none left after an MW_EAGAIN: on_drain (io thread) */
-    if (r == MW_EAGAIN || atomic_load_explicit(&d->want_drain, memory_order_relaxed)) mw__drv_kick(d);
+    if (r == MW_EAGAIN || atomic_load_explicit(&d->want_drain, memory_order_relaxed))
+        nocb ? kick_nocb(d) : mw__drv_kick(d);
     return r;
 }
+
+int mw__drv_flush(mw__drv_t *d) { return flush_k(d, false); }
+
+void mw__drv_want_drain(mw__drv_t *d) {
+    atomic_store(&d->want_drain, true);
+    kick_nocb(d);
+}
+int mw__drv_flush_nocb(mw__drv_t *d) { return flush_k(d, true); }
 
 void mw__drv_write(mw__drv_t *d) {
     if (d->state != MW__DRV_UP) return;

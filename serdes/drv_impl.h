@@ -105,6 +105,15 @@ int mw__drv_enqueue(mw__drv_t *d, const mw_schema_t *s, const void *msg);
 /* Writes queued bytes: 0 none left, MW_EAGAIN some left (write readiness is
  * armed, they go out by themselves), or the error. Any thread. */
 int mw__drv_flush(mw__drv_t *d);
+/* The same, but no callback (on_drain, a deferred close) runs inside them,
+ * also on the io thread outside a callback (the drain check is posted): for
+ * callers that hold a lock the callbacks take (a session's mutex; its pump
+ * runs on a timer, and on_drain pumps it). */
+int mw__drv_send_nocb(mw__drv_t *d, const mw_schema_t *s, const void *msg);
+int mw__drv_flush_nocb(mw__drv_t *d);
+/* Asks for on_drain once the queue is below its low-water mark (at once if
+ * it is), without running it inside (as the _nocb functions). Any thread. */
+void mw__drv_want_drain(mw__drv_t *d);
 /* Io thread, for owners that wait on the socket themselves (a blocking read
  * outside the io): writes what is queued and fires on_drain when due. */
 void mw__drv_write(mw__drv_t *d);

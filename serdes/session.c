@@ -120,6 +120,14 @@ int mw__sess_open(mw__sess_t **out, const mw_session_opts_t *o, const char *id, 
         mw__sess_free(s);
         return r;
     }
+    /* Client reset: the new epoch starts now, not at the logon, so what the
+     * application sends before the logon is numbered in it (from 1) and kept;
+     * the logons say reset=true until one is answered. */
+    if (s->reset_pending && (r = mw__jnl_reset(s->jnl)) < 0) {
+        mw_err_set(err, r, "session %s: reset: %s", id, mw__jnl_last_error(s->jnl));
+        mw__sess_free(s);
+        return r;
+    }
     s->in_next = mw__jnl_in_next(s->jnl);
     if (s->in_next == 0) s->in_next = 1;
     s->possdup_below = mw__jnl_in_seen(s->jnl);
@@ -236,6 +244,10 @@ static int resend_some(mw__sess_t *s) {
         int r = s->l.flush(s->l.ctx);
         if (r < 0 && r != MW_EAGAIN) return r;
     }
+    /* A whole batch went and more waits: the next one must not wait for a
+     * timer (hb/4 away until it is re-armed) or for a drain that never comes
+     * (nothing filled up): ask the owner to call again. */
+    if (s->resending && n == RESEND_BATCH && s->l.again) s->l.again(s->l.ctx);
     return n;
 }
 
@@ -267,21 +279,16 @@ int mw__sess_link(mw__sess_t *s, const mw__sess_link_t *l, uint64_t now) {
     pthread_mutex_lock(&s->mu);
     link_reset(s, l, now);
     int r = 0;
-    if (s->role == MW__SESS_CLIENT) {
-        if (s->reset_pending && (r = mw__jnl_reset(s->jnl)) < 0) {
-            r = fail(s, r, "reset: %s", mw__jnl_last_error(s->jnl));
-        } else {
-            if (s->reset_pending) s->in_next = s->possdup_below = s->sent_next = 1;
-            mw_logon_t m = {.next_in = s->in_next,
-                            .next_out = mw__jnl_out_next(s->jnl),
-                            .heartbeat_ms = (uint32_t)(s->hb_ns / MW_NS_PER_MS),
-                            .reset = s->reset_pending};
-            snprintf(m.session, sizeof m.session, "%s", s->id);
-            snprintf(m.user, sizeof m.user, "%s", s->o.user ? s->o.user : "");
-            snprintf(m.password, sizeof m.password, "%s", s->o.password ? s->o.password : "");
-            r = link_send(s, mw_logon_schema(), &m, false);
-            if (r == MW_EAGAIN) r = fail(s, MW_EAGAIN, "no room for the logon");
-        }
+    if (s->role == MW__SESS_CLIENT) { /* (a reset rolled the journal at open) */
+        mw_logon_t m = {.next_in = s->in_next,
+                        .next_out = mw__jnl_out_next(s->jnl),
+                        .heartbeat_ms = (uint32_t)(s->hb_ns / MW_NS_PER_MS),
+                        .reset = s->reset_pending};
+        snprintf(m.session, sizeof m.session, "%s", s->id);
+        snprintf(m.user, sizeof m.user, "%s", s->o.user ? s->o.user : "");
+        snprintf(m.password, sizeof m.password, "%s", s->o.password ? s->o.password : "");
+        r = link_send(s, mw_logon_schema(), &m, false);
+        if (r == MW_EAGAIN) r = fail(s, MW_EAGAIN, "no room for the logon");
     }
     pthread_mutex_unlock(&s->mu);
     return r;
@@ -333,7 +340,7 @@ int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logo
         s->in_next = s->possdup_below = s->sent_next = 1;
     }
     link_reset(s, l, now);
-    if (lg->heartbeat_ms) s->hb_ns = hb_clamp(lg->heartbeat_ms);
+    s->hb_ns = lg->heartbeat_ms ? hb_clamp(lg->heartbeat_ms) : (uint64_t)s->o.heartbeat_ns; /* 0: ours */
     mw_logon_ack_t a = {.next_in = s->in_next,
                         .next_out = out_next,
                         .heartbeat_ms = (uint32_t)(s->hb_ns / MW_NS_PER_MS),
@@ -464,7 +471,9 @@ static int on_control(mw__sess_t *s, const mw_schema_t *sch, const void *msg, ui
                 mw_resend_request_t rq = {.from = s->in_next, .to = 0};
                 int r = link_send(s, mw_resend_request_schema(), &rq, false);
                 if (r < 0 && r != MW_EAGAIN) return r;
-                s->gap_wait = true;
+                /* not written (tx full): no wait for an answer that cannot
+                 * come; the next application message asks again */
+                s->gap_wait = r == 0;
             }
         } else {
             s->gap_wait = false;
@@ -534,10 +543,12 @@ int mw__sess_rx(mw__sess_t *s, const mw_schema_t *sch, const void *msg, uint64_t
             s->st.gaps++;
             mw_resend_request_t rq = {.from = s->in_next, .to = 0};
             r = link_send(s, mw_resend_request_schema(), &rq, false);
+            s->gap_wait = r == 0; /* not written (tx full): the next message asks again */
             r = r == MW_EAGAIN ? 0 : r;
-            s->gap_wait = r == 0;
         } else {
-            if (s->o.journal_in) {
+            /* once per number: a message delivered again (after a crash in
+             * its handler, or not handed over) is in the file already */
+            if (s->o.journal_in && n > mw__jnl_in_last(s->jnl)) {
                 ssize_t len = mw_serdes_encode(&s->fx, sch, msg, s->enc, s->app->max_fixed_size + 16);
                 if (len < 0 || mw__jnl_append(s->jnl, MW__JNL_IN, n, s->enc, (uint32_t)len) < 0) {
                     r = fail(s, MW_ESYS, "journal: %s", len < 0 ? "encode failed" : mw__jnl_last_error(s->jnl));
@@ -557,6 +568,19 @@ out:
 }
 
 /* ---- sending -------------------------------------------------------------------- */
+
+/* An error of the link's send that means "this message cannot be encoded on
+ * this connection" (nothing queued, the connection is fine), as opposed to
+ * MW_EAGAIN (full) and the connection's I/O errors. */
+static bool wire_refused(int r) {
+    switch (r) {
+    case MW_ERANGE: case MW_EUTF8: case MW_ETOOBIG: case MW_EINVAL: case MW_EFIELD: case MW_ETYPE:
+    case MW_ETAG: case MW_EMISSING:
+        return true;
+    default:
+        return false;
+    }
+}
 
 int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool more, uint64_t *seq) {
     if (mw_session_tag(sch->tag)) return MW_EINVAL;
@@ -585,8 +609,17 @@ int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool m
         r = link_send(s, sch, msg, more);
         if (r == 0) {
             s->sent_next = n + 1;
-        } else { /* accepted all the same: numbered and journaled, it goes out from the journal
-                  * (behind a full socket now, or after the next logon if the link is failing) */
+        } else if (wire_refused(r)) {
+            /* The connection's serdes cannot encode it (text has no NaN):
+             * nothing of it was queued, so the number is taken back; kept,
+             * it would shift the peer's count (it numbers what arrives). */
+            if (mw__jnl_drop_last(s->jnl, n) < 0)
+                r = fail(s, MW_ESESSION, "journal: %s", mw__jnl_last_error(s->jnl));
+            else if (seq)
+                *seq = 0;
+        } else { /* full (MW_EAGAIN) or the link failed: it is journaled and
+                  * goes out from there, on this link or after the next logon,
+                  * so the caller must not send it again: accepted. */
             r = 0;
             if (mw__jnl_seek(s->jnl, n, &s->cur) == 0) {
                 s->resending = true;

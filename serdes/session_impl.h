@@ -31,6 +31,10 @@ typedef struct mw__sess_link {
      * error. more: queue without writing (a flush follows). */
     int (*send)(void *ctx, const mw_schema_t *s, const void *msg, bool more);
     int (*flush)(void *ctx);
+    /* A resend batch ended with more to go and nothing full: call back
+     * (pump) soon, e.g. by a drain callback. May be NULL (the owner pumps on
+     * every call while mw__sess_behind). Same rules as send. */
+    void (*again)(void *ctx);
 } mw__sess_link_t;
 
 typedef struct mw__sess mw__sess_t;
@@ -87,9 +91,10 @@ int mw__sess_flush(mw__sess_t *s);
  * is full, or a resend is in progress, or it is not connected, it waits in
  * the journal and goes out in order later: 0 all the same. MW_EAGAIN
  * (nothing numbered) only when MAX_BACKLOG messages already wait while
- * connected. *seq (may be NULL) gets the number. Once a number is given
- * the result is 0 (a link failing now only delays the message to the next
- * logon). Errors (nothing numbered): encode errors, MW_ESYS (journal). */
+ * connected. *seq (may be NULL) gets the number. Errors (nothing numbered,
+ * nothing journaled): encode errors, also the connection's serdes refusing
+ * it (text: a NaN), MW_ESYS (journal). A link that failed is not an error
+ * here: the message is journaled and goes out after the next logon. */
 int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool more, uint64_t *seq);
 
 /* Resend progress, heartbeats, test requests, silence, fsync interval.

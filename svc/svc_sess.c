@@ -66,12 +66,15 @@ int mw__svc_sessions_get(mw__svc_sessions_t *t, const char *id, const mw_session
  * later message goes through the session: control messages stay inside,
  * application messages come out numbered. */
 
+/* (called with the session's mutex held: no driver callback may run inside,
+ * on_drain would pump the session again) */
 static int sl_send(void *ctx, const mw_schema_t *sch, const void *msg, bool more) {
     slot_t *sl = ctx;
-    return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send(&sl->drv, sch, msg);
+    return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send_nocb(&sl->drv, sch, msg);
 }
 
-static int sl_flush(void *ctx) { return mw__drv_flush(&((slot_t *)ctx)->drv); }
+static int sl_flush(void *ctx) { return mw__drv_flush_nocb(&((slot_t *)ctx)->drv); }
+static void sl_again(void *ctx) { mw__drv_want_drain(&((slot_t *)ctx)->drv); } /* drv_drain pumps */
 
 /* Closes gracefully (a logout the session queued still goes out). */
 static void sess_close(slot_t *sl, int reason, const char *why) {
@@ -183,7 +186,7 @@ static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const voi
     mw_err_t e;
     if (mw__svc_sessions_get(&s->stab, id, &s->o.session, s->app, &ss, &e) < 0)
         return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", mw_err_text(&e));
-    mw__sess_link_t l = {sl, sl_send, sl_flush};
+    mw__sess_link_t l = {sl, sl_send, sl_flush, sl_again};
     int r = mw__sess_accept_logon(ss, &l, lg, now, reason, sizeof reason);
     if (r == MW_EAGAIN) return logon_wait(s, sl, lg, now, reason);
     logon_wait_end(s, sl);
