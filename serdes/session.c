@@ -153,7 +153,10 @@ bool mw__sess_up(const mw__sess_t *s) { return s->up; }
 uint64_t mw__sess_rx_seq(const mw__sess_t *s) { return s->rx_seq; }
 unsigned mw__sess_rx_flags(const mw__sess_t *s) { return s->rx_flags; }
 const char *mw__sess_error(const mw__sess_t *s) { return mw_err_text(&s->err); }
-bool mw__sess_behind(const mw__sess_t *s) { return s->resending; }
+/* Read without the mutex (a hint for when to pump): an atomic load, as
+ * senders on other threads set it under the mutex. */
+static bool resending_now(const mw__sess_t *s) { return __atomic_load_n(&s->resending, __ATOMIC_RELAXED); }
+bool mw__sess_behind(const mw__sess_t *s) { return resending_now(s); }
 
 /* ---- writing on the link (mutex held) ----------------------------------------- */
 
@@ -692,8 +695,8 @@ uint64_t mw__sess_next_due(const mw__sess_t *s, uint64_t now) {
     /* A resend in progress goes on at once (its next RESEND_BATCH; a full
      * socket stops a batch early, so this is a 1 ms retry, not a spin), not
      * at the heartbeat's pace: 256 records per hb/4 was ~1000 messages/s.
-     * resending is only set and cleared on the thread that pumps. */
-    if (s->resending) return now + MW_NS_PER_MS;
+     * (A sender on another thread may set it meanwhile: a hint, read so.) */
+    if (resending_now(s)) return now + MW_NS_PER_MS;
     uint64_t step = s->hb_ns / 4;
     if (s->o.fsync == MW_FSYNC_INTERVAL && (uint64_t)s->o.fsync_interval_ns < step)
         step = (uint64_t)s->o.fsync_interval_ns;
