@@ -263,12 +263,13 @@ static int flush_bytes(mw_conn_t *c) {
 }
 
 /* Everything written: the empty tx buffer goes back to the pool (a claim
- * open on this thread, without the tx lock, keeps it). */
+ * open on this thread, without the tx lock, keeps it; so does a held conn,
+ * whose owner gives it back when traffic stops). */
 static int flush_nl(mw_conn_t *c) {
     mw_conn_side_t *t = &c->tx;
     if (t->failed) return t->failed;
     int r = c->msgs ? flush_msgs(c) : flush_bytes(c);
-    if (r == 0 && !c->tx_claimed) mw__buf_trim(&t->buf);
+    if (r == 0 && !c->tx_claimed && !c->hold) mw__buf_trim(&t->buf);
     return r;
 }
 
@@ -621,7 +622,7 @@ int mw_conn_dispatch(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int budget) {
             break;
         }
     }
-    if (took && mw__pool_keep(c->rx_msg, cap)) c->rx_msg = NULL;
+    if (took && !c->hold && mw__pool_keep(c->rx_msg, cap)) c->rx_msg = NULL;
     return n;
 }
 
@@ -637,12 +638,41 @@ ssize_t mw_conn_pump(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int max_reads, b
         /* Input the stream holds (TLS, WebSocket) shows on no fd: read again.
          * This also covers a fill that found the rx buffer full. */
         if (c->rx_stopped || mw_stream_pending(c->stream) == 0) {
-            mw__buf_trim(&c->rx.buf); /* every message delivered: an idle connection holds no buffer */
+            if (!c->hold) mw__buf_trim(&c->rx.buf); /* every message delivered: an idle connection holds none */
             return total;
         }
     }
     *more = true;
     return total;
+}
+
+void mw__conn_hold(mw_conn_t *c) {
+    tx_lock(c);
+    __atomic_store_n(&c->hold, true, __ATOMIC_RELAXED); /* the driver reads it without the lock */
+    tx_unlock(c);
+}
+
+/* A claim or bytes still queued keep the tx buffer, part of a message the
+ * rx buffer; the pool may also refuse a block (too large: then the
+ * connection keeps it while open, as it would without hold). */
+bool mw__conn_release(mw_conn_t *c, bool rx, uint64_t *tx_seen) {
+    bool busy = false;
+    tx_lock(c);
+    if (c->tx.msgs != *tx_seen) { /* sent since the last look: not idle */
+        *tx_seen = c->tx.msgs;
+        tx_unlock(c);
+        return false;
+    }
+    if (c->tx_claimed || mw_buf_len(&c->tx.buf)) busy = true;
+    else mw__buf_trim(&c->tx.buf);
+    if (rx) {
+        if (mw_buf_len(&c->rx.buf)) busy = true;
+        else mw__buf_trim(&c->rx.buf);
+        if (c->rx_msg && mw__pool_keep(c->rx_msg, c->proto->max_size)) c->rx_msg = NULL;
+    }
+    __atomic_store_n(&c->hold, busy, __ATOMIC_RELAXED);
+    tx_unlock(c);
+    return !busy;
 }
 
 void mw_conn_stats(const mw_conn_t *c, mw_conn_stats_t *st) {

@@ -2,6 +2,7 @@
 #include "drv_impl.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 #include "mw_transport.h"
@@ -36,6 +37,33 @@ static void rearm(mw__drv_t *d) {
  * back on the next poll. */
 static void again_soon(mw__drv_t *d) {
     if (!mw_io_timer_armed(&d->t_more)) mw_io_timer_after(d->io, &d->t_more, 0);
+}
+
+/* ---- buffers while traffic flows ------------------------------------------------ */
+
+/* The conn keeps its buffers while messages come and go (no pool round trip
+ * per message); the io's sweep gives them back once it is idle. Noted after
+ * a pass that moved bytes: the first message of a burst still takes and
+ * gives back, the ones after it find the buffers kept. */
+static inline void traffic(mw__drv_t *d) {
+    if (mw__io_keep_touch(d->io, &d->keep)) mw__conn_hold(d->conn);
+}
+
+/* A send on the io thread outside a pass (an owner that polls the io and
+ * sends in between) links the conn too; from another thread it cannot
+ * touch the io's list, and the conn gives the buffer back after each flush
+ * as before. Only asked while the conn is not holding yet; once it holds,
+ * the sweep sees the sends in the conn's count (mw__conn_release). */
+static inline void sending(mw__drv_t *d) {
+    if (!__atomic_load_n(&d->conn->hold, __ATOMIC_RELAXED) && mw_io_in_thread(d->io) && d->state == MW__DRV_UP)
+        traffic(d);
+}
+
+static bool keep_release(mw__io_keep_t *k) {
+    mw__drv_t *d = (mw__drv_t *)(void *)((char *)k - offsetof(mw__drv_t, keep));
+    if (d->in_cb) return false; /* a poll from inside a callback: the pass is not over */
+    /* pull mode keeps its rx buffer while open (its messages borrow from it) */
+    return mw__conn_release(d->conn, d->cfg->on_msg != NULL, &d->keep_tx);
 }
 
 /* ---- deferred close ------------------------------------------------------------ */
@@ -126,6 +154,7 @@ void mw__drv_kick(mw__drv_t *d) {
 /* ---- sending ---------------------------------------------------------------------- */
 
 int mw__drv_send(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
+    sending(d);
     int r = mw__conn_send_q(d->conn, s, msg);
     if (r == 1) { /* accepted, bytes queued behind a full socket */
         mw__drv_kick(d);
@@ -139,6 +168,7 @@ int mw__drv_send(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
 }
 
 int mw__drv_enqueue(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
+    sending(d);
     int r = mw_conn_enqueue(d->conn, s, msg);
     if (r == MW_EAGAIN) atomic_store(&d->want_drain, true);
     return r;
@@ -199,7 +229,10 @@ int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, boo
     if (r == MW_EAGAIN && !d->rx_done && !d->paused && d->state == MW__DRV_UP && (read || d->held) &&
         fill(d) != MW_EAGAIN)
         r = mw_conn_next(d->conn, s, msg, cap); /* a message, or how it ended */
-    if (r == 0) got_msg(d);
+    if (r == 0) {
+        got_msg(d);
+        traffic(d);
+    }
     else if (r == MW_EAGAIN) check_partial(d);
     return r;
 }
@@ -469,7 +502,10 @@ static int on_ready(mw_sel_src_t *src, int events) {
     if (hung_up_while_paused(d, events)) return 1;
     switch (d->state) {
     case MW__DRV_HANDSHAKE: step_handshake(d); break;
-    case MW__DRV_UP: step_up(d, events); break;
+    case MW__DRV_UP:
+        step_up(d, events);
+        if (d->work && d->state == MW__DRV_UP) traffic(d); /* bytes moved (a direct selector calls idle sources too) */
+        break;
     case MW__DRV_LINGER: linger_step(d); break;
     default: break;
     }
@@ -496,6 +532,7 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
     mw_io_timer_init(&d->t_slow, on_slow, d);
     mw_io_timer_init(&d->t_more, on_more, d);
     mw_io_timer_init(&d->t_rx, on_rx_timeout, d);
+    mw__io_keep_init(&d->keep, keep_release);
     d->partial_since = 0;
     d->got_first = false;
     /* Pull mode reads ahead of its owner (spin/blocking recv takes one message
@@ -537,6 +574,7 @@ void mw__drv_stop(mw__drv_t *d) {
     mw_io_timer_stop(d->io, &d->t_slow);
     mw_io_timer_stop(d->io, &d->t_more);
     mw_io_timer_stop(d->io, &d->t_rx);
+    mw__io_keep_unlink(d->io, &d->keep);
     atomic_store(&d->want_drain, false);
     d->state = MW__DRV_OFF;
 }
