@@ -545,7 +545,34 @@ int mw_conn_next_raw(mw_conn_t *c, const uint8_t **payload, size_t *len) {
     return 0;
 }
 
+static int next_slow(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap);
+
+/* A whole frame whose content the serdes refused. */
+static __attribute__((noinline)) int decode_failed(mw_conn_t *c, ssize_t d) {
+    mw_conn_side_t *r = &c->rx;
+    if (!r->failed) c->rx_where = MW_CLOSE_MESSAGE;
+    return rx_fail(c, (int)d, "recv: %s decode: %s%s", mw_serdes_name(&r->sd), mw_serdes_last_error(&r->sd),
+                   mw__conn_peer_hint(c));
+}
+
+/* The common case inline: a byte stream with u32 framing and a whole frame
+ * buffered; everything else (and every error) in next_slow. */
 int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
+    mw_conn_side_t *r = &c->rx;
+    size_t have = mw_buf_len(&r->buf);
+    if (r->failed || c->msgs || r->fr.kind != MW_FRAME_U32BE || have < 4) return next_slow(c, s, msg, cap);
+    const uint8_t *in = mw_buf_data(&r->buf);
+    size_t pn = (size_t)in[0] << 24 | (size_t)in[1] << 16 | (size_t)in[2] << 8 | in[3];
+    if (pn > r->fr.max_len || pn > have - 4) return next_slow(c, s, msg, cap);
+    ssize_t d = mw_serdes_decode(&r->sd, in + 4, pn, c->proto, s, msg, cap);
+    if (d < 0) return decode_failed(c, d);
+    mw_buf_consume(&r->buf, pn + 4);
+    r->msgs++;
+    if (r->hook) r->hook(r->hook_ud, *s, msg);
+    return 0;
+}
+
+static __attribute__((noinline)) int next_slow(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     mw_conn_side_t *r = &c->rx;
     if (r->failed) return r->failed;
     size_t have = mw_buf_len(&r->buf);
@@ -574,11 +601,7 @@ int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
         if (fl < 0) return fl == MW_EAGAIN ? need_more(c) : frame_error(c, fl);
     }
     ssize_t d = mw_serdes_decode(&r->sd, pl, pn, c->proto, s, msg, cap);
-    if (d < 0) {
-        if (!r->failed) c->rx_where = MW_CLOSE_MESSAGE; /* the frame was whole: its content is bad */
-        return rx_fail(c, (int)d, "recv: %s decode: %s%s", mw_serdes_name(&r->sd),
-                       mw_serdes_last_error(&r->sd), mw__conn_peer_hint(c));
-    }
+    if (d < 0) return decode_failed(c, d);
     mw_buf_consume(&r->buf, (size_t)fl);
     r->msgs++;
     if (r->hook) r->hook(r->hook_ud, *s, msg);
@@ -609,6 +632,8 @@ int mw_conn_dispatch(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int budget) {
         took = true; /* a dispatch inside fn (same conn) uses it as it is */
     }
     while (budget < 0 || n < budget) {
+        /* all delivered and the peer still there: no need to ask next */
+        if (!mw_buf_len(&c->rx.buf) && !c->rx_eof && !c->rx.failed) break;
         const mw_schema_t *s;
         int r = mw_conn_next(c, &s, c->rx_msg, cap);
         if (r == MW_EAGAIN) break;

@@ -224,17 +224,30 @@ static void check_partial(mw__drv_t *d) {
     if (!mw_io_timer_armed(&d->t_rx)) mw_io_timer_after(d->io, &d->t_rx, d->cfg->rx_timeout_ns);
 }
 
-int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, bool read) {
-    int r = mw_conn_next(d->conn, s, msg, cap);
+/* mw__drv_next when nothing whole was buffered (r: what next said). */
+static __attribute__((noinline)) int next_more(mw__drv_t *d, int r, const mw_schema_t **s, void *msg, size_t cap,
+                                               bool read) {
     if (r == MW_EAGAIN && !d->rx_done && !d->paused && d->state == MW__DRV_UP && (read || d->held) &&
         fill(d) != MW_EAGAIN)
         r = mw_conn_next(d->conn, s, msg, cap); /* a message, or how it ended */
     if (r == 0) {
         got_msg(d);
         traffic(d);
+    } else if (r == MW_EAGAIN) {
+        check_partial(d);
     }
-    else if (r == MW_EAGAIN) check_partial(d);
     return r;
+}
+
+/* The common case (a message was buffered) without the slow path's frame. */
+int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, bool read) {
+    int r = mw_conn_next(d->conn, s, msg, cap);
+    if (r != 0) return next_more(d, r, s, msg, cap, read);
+    if (!d->got_first || d->partial_since || !d->keep.used) {
+        got_msg(d);
+        traffic(d);
+    }
+    return 0;
 }
 
 static bool deliver(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg) {
