@@ -92,6 +92,7 @@ struct mw_io {
     /* the keep list (io_impl.h) and its sweep */
     mw__io_keep_t *keep_head;
     mw_io_timer_t keep_tm;
+    uint64_t keep_period;   /* ns to the next sweep */
 };
 
 /* ---- timer heap ------------------------------------------------------------ */
@@ -293,15 +294,26 @@ int mw_io_post(mw_io_t *io, void (*fn)(void *ud), void *ud) {
 /* Entries touched since the last sweep are cleared, the others are idle and
  * asked to give back what they hold. A release only gives memory back: it
  * runs no callback and unlinks nothing but itself. */
+/* While every entry is in use at every sweep, the period doubles (up to
+ * MW__IO_KEEP_MAX_NS): steady traffic costs ever fewer sweeps, and each
+ * sweep costs a timer syscall or two. A sweep that finds an idle entry, or
+ * a new entry, brings it back to MW__IO_KEEP_NS. */
 static void keep_sweep(mw_io_timer_t *t, void *ud) {
     mw_io_t *io = ud;
+    bool all_used = true;
     mw__io_keep_t *next;
     for (mw__io_keep_t *k = io->keep_head; k; k = next) {
         next = k->next;
-        if (k->used) k->used = false;
-        else if (k->release(k)) mw__io_keep_unlink(io, k);
+        if (k->used) {
+            k->used = false;
+            continue;
+        }
+        all_used = false;
+        if (k->release(k)) mw__io_keep_unlink(io, k);
     }
-    if (io->keep_head) mw_io_timer_after(io, t, MW__IO_KEEP_NS);
+    uint64_t p = io->keep_period * 2;
+    io->keep_period = all_used ? (p < MW__IO_KEEP_MAX_NS ? p : MW__IO_KEEP_MAX_NS) : MW__IO_KEEP_NS;
+    if (io->keep_head) mw_io_timer_after(io, t, (int64_t)io->keep_period);
 }
 
 void mw__io_keep_link(mw_io_t *io, mw__io_keep_t *k) {
@@ -312,7 +324,14 @@ void mw__io_keep_link(mw_io_t *io, mw__io_keep_t *k) {
     io->keep_head = k;
     k->linked = true;
     /* out of memory for the timer: it is armed again at the next link */
-    if (!mw_io_timer_armed(&io->keep_tm)) mw_io_timer_after(io, &io->keep_tm, MW__IO_KEEP_NS);
+    if (!mw_io_timer_armed(&io->keep_tm)) {
+        io->keep_period = MW__IO_KEEP_NS;
+        mw_io_timer_after(io, &io->keep_tm, MW__IO_KEEP_NS);
+    } else if (io->keep_period > MW__IO_KEEP_NS) { /* the others were steady: this one may not be */
+        io->keep_period = MW__IO_KEEP_NS;
+        uint64_t due = mw_io_now(io) + MW__IO_KEEP_NS;
+        if (due < io->keep_tm.due) mw_io_timer_at(io, &io->keep_tm, due);
+    }
 }
 
 void mw__io_keep_unlink(mw_io_t *io, mw__io_keep_t *k) {

@@ -5,14 +5,18 @@
  * would otherwise take and give them back for every message: three pool
  * round trips per echo. Instead, while it has traffic its driver keeps them
  * and touches an entry on its io's keep list (one store, and a link the
- * first time). One io timer sweeps the list every MW__IO_KEEP_NS while it is
- * not empty: an entry touched since the previous sweep is cleared, one not
- * touched is idle, and its release function gives back what it can. So a
- * connection gives its buffers back between one and two sweep periods after
- * its last message, and one that never stops never pays for it. No timer is
- * armed per message or per connection; over epoll the io's timers cost no
- * timeout per wait either (mw_selector_ops_t.wait_until), so the sweep
- * costs two syscalls per period, not per message.
+ * first time). One io timer sweeps the list while it is not empty: an
+ * entry touched since the previous sweep is cleared, one not touched is
+ * idle, and its release function gives back what it can. The period is
+ * MW__IO_KEEP_NS, doubled after each sweep that found every entry in use
+ * (up to MW__IO_KEEP_MAX_NS), and back to MW__IO_KEEP_NS after one that
+ * found an idle entry or when an entry is linked. So a connection gives its
+ * buffers back between one and two periods after its last message (10 to
+ * 20 ms when others come and go, at most 320 ms after a long steady run),
+ * and one that never stops never pays for it. No timer is armed per message
+ * or per connection; over epoll the io's timers cost no timeout per wait
+ * (mw_selector_ops_t.wait_until), so a sweep costs one timerfd_settime and
+ * perhaps one wake-up: per period, not per message.
  *
  * Thread rules: io thread only (touch, unlink, and the release callbacks).
  */
@@ -24,6 +28,7 @@
 #include "mw_io.h"
 
 #define MW__IO_KEEP_NS (10 * MW_NS_PER_MS)
+#define MW__IO_KEEP_MAX_NS (160 * MW_NS_PER_MS)
 
 typedef struct mw__io_keep mw__io_keep_t;
 struct mw__io_keep {

@@ -14,7 +14,8 @@
  * armed across waits and waits with no timeout: a wait with a timeout sets
  * up a kernel hrtimer each time, which on a VM costs about as much as the
  * rest of a small message's handling. The timerfd is re-armed only when an
- * earlier due comes, and read (disarmed) when it fires.
+ * earlier due comes; it is one-shot and edge-triggered, so firing needs no
+ * read.
  */
 #include "mw_selector.h"
 #include "mw_clock.h"
@@ -80,7 +81,9 @@ static int ep_open(mw_selector_t *s, struct event_base *base) {
     } else {
         /* data.ptr == ep marks the wake fd; no source can have that address. */
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = ep};
-        struct epoll_event tev = {.events = EPOLLIN, .data.ptr = TFD_MARK(ep)};
+        /* edge-triggered: each expiry is one event, and re-arming resets
+         * it, so it never needs a read */
+        struct epoll_event tev = {.events = EPOLLIN | EPOLLET, .data.ptr = TFD_MARK(ep)};
         if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, ep->wakefd, &ev) < 0 ||
             epoll_ctl(ep->epfd, EPOLL_CTL_ADD, ep->tfd, &tev) < 0)
             rc = mw_err_set_errno(&s->err, errno, "epoll selector: add wake fd");
@@ -179,8 +182,7 @@ static int dispatch(mw_selector_t *s, ep_t *ep, int n) {
             drain(ep->wakefd);
             continue;
         }
-        if ((void *)src == TFD_MARK(ep)) { /* fired: reading it disarms it */
-            drain(ep->tfd);
+        if ((void *)src == TFD_MARK(ep)) { /* fired (and disarmed: it is one-shot) */
             ep->tfd_due = MW_FOREVER;
             ep->tfd_fired = true;
             continue;

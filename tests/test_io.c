@@ -361,8 +361,9 @@ static bool on_release(mw__io_keep_t *k) {
  * period is never released; one left alone is released after one whole
  * period without a touch (at the second sweep after its last); one whose
  * release says it is still busy is asked again at each sweep until it is
- * not; an unlinked entry is never asked; and once the list is empty the io
- * arms no timer. Every backend. */
+ * not; an unlinked entry is never asked; once the list is empty the io
+ * arms no timer; and the period doubles while every entry is in use. Every
+ * backend. */
 static void test_io_keep_list_releases_only_entries_idle_for_a_whole_period(void **state) {
     (void)state;
     for (size_t b = 0; b < NBACKENDS; b++) {
@@ -380,7 +381,8 @@ static void test_io_keep_list_releases_only_entries_idle_for_a_whole_period(void
         assert_false(gone.k.linked);
         for (int period = 1; period <= 4; period++) {
             mw__io_keep_touch(r->io, &hot.k);
-            mw_clock_fake_advance(&r->clock, MW__IO_KEEP_NS);
+            /* the first sweep found every entry in use: the second comes after twice the period */
+            mw_clock_fake_advance(&r->clock, period == 2 ? 2 * MW__IO_KEEP_NS : MW__IO_KEEP_NS);
             assert_true(mw_io_poll(r->io, 0) >= 1); /* the sweep */
             if (period == 1) assert_int_equal(cold.releases + busy.releases, 0); /* touched in the first */
             if (period >= 2) {
@@ -403,8 +405,25 @@ static void test_io_keep_list_releases_only_entries_idle_for_a_whole_period(void
         mw_io_poll(r->io, 0);
         assert_int_equal(hot.releases, 1);
         assert_false(hot.k.linked);
-        mw_clock_fake_advance(&r->clock, 10 * MW__IO_KEEP_NS);
+        mw_clock_fake_advance(&r->clock, 10 * MW__IO_KEEP_MAX_NS);
         assert_int_equal(mw_io_poll(r->io, 0), 0); /* nothing armed any more */
+        /* steady entries: the period doubles up to MW__IO_KEEP_MAX_NS; a new
+         * entry brings it back to MW__IO_KEEP_NS */
+        mw__io_keep_touch(r->io, &hot.k);
+        uint64_t step = MW__IO_KEEP_NS;
+        for (int i = 0; i < 8; i++) {
+            mw__io_keep_touch(r->io, &hot.k);
+            mw_clock_fake_advance(&r->clock, step - 1);
+            assert_int_equal(mw_io_poll(r->io, 0), 0); /* not yet */
+            mw_clock_fake_advance(&r->clock, 1);
+            assert_int_equal(mw_io_poll(r->io, 0), 1);
+            step = step * 2 < MW__IO_KEEP_MAX_NS ? step * 2 : MW__IO_KEEP_MAX_NS;
+        }
+        assert_int_equal(hot.releases, 1);
+        mw__io_keep_touch(r->io, &cold.k); /* linked: the next sweep comes sooner */
+        mw__io_keep_touch(r->io, &hot.k);
+        mw_clock_fake_advance(&r->clock, MW__IO_KEEP_NS);
+        assert_int_equal(mw_io_poll(r->io, 0), 1);
         /* an entry linked when the io is freed is forgotten: unlinking it after is harmless */
         mw__io_keep_touch(r->io, &cold.k);
         rec_free(r);
