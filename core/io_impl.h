@@ -3,9 +3,9 @@
  *
  * A connection whose buffers come from the per-thread pool (buf_impl.h)
  * would otherwise take and give them back for every message: three pool
- * round trips per echo. Instead, while it has traffic its driver keeps them
- * and touches an entry on its io's keep list (one store, and a link the
- * first time). One io timer sweeps the list while it is not empty: an
+ * round trips per echo. Instead, while it is busy (traffic twice within
+ * MW__IO_KEEP_NS: serdes/driver.c) its driver keeps them and touches an
+ * entry on its io's keep list (one store, and a link the first time). One io timer sweeps the list while it is not empty: an
  * entry touched since the previous sweep is cleared, one not touched is
  * idle, and its release function gives back what it can. The period is
  * MW__IO_KEEP_NS, doubled after each sweep that found every entry in use

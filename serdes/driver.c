@@ -42,11 +42,26 @@ static void again_soon(mw__drv_t *d) {
 /* ---- buffers while traffic flows ------------------------------------------------ */
 
 /* The conn keeps its buffers while messages come and go (no pool round trip
- * per message); the io's sweep gives them back once it is idle. Noted after
- * a pass that moved bytes: the first message of a burst still takes and
- * gives back, the ones after it find the buffers kept. */
+ * per message); the io's sweep gives them back once it is idle. Only a busy
+ * connection keeps them: one whose traffic came twice within a sweep period
+ * (a clock read per message while it is not keeping them, which its pool
+ * round trips cost far more than). Thousands of connections that each see a
+ * message now and then keep passing the same few blocks around, as before,
+ * and do not all hold buffers at once. Noted after a pass that moved bytes. */
+static __attribute__((noinline)) void warm(mw__drv_t *d) {
+    uint64_t now = mw_io_now(d->io);
+    if (d->cold_ns && now - d->cold_ns < MW__IO_KEEP_NS) {
+        mw__io_keep_link(d->io, &d->keep);
+        d->keep.used = true;
+        mw__conn_hold(d->conn);
+    } else {
+        d->cold_ns = now;
+    }
+}
+
 static inline void traffic(mw__drv_t *d) {
-    if (mw__io_keep_touch(d->io, &d->keep)) mw__conn_hold(d->conn);
+    if (d->keep.linked) d->keep.used = true;
+    else warm(d);
 }
 
 /* A send on the io thread outside a pass (an owner that polls the io and
@@ -55,7 +70,8 @@ static inline void traffic(mw__drv_t *d) {
  * as before. Only asked while the conn is not holding yet; once it holds,
  * the sweep sees the sends in the conn's count (mw__conn_release). */
 static inline void sending(mw__drv_t *d) {
-    if (!__atomic_load_n(&d->conn->hold, __ATOMIC_RELAXED) && mw_io_in_thread(d->io) && d->state == MW__DRV_UP)
+    if (!__atomic_load_n(&d->conn->hold, __ATOMIC_RELAXED) && mw_io_in_thread(d->io) && !d->in_cb &&
+        d->state == MW__DRV_UP) /* inside a pass, the pass counts */
         traffic(d);
 }
 
@@ -546,6 +562,7 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
     mw_io_timer_init(&d->t_more, on_more, d);
     mw_io_timer_init(&d->t_rx, on_rx_timeout, d);
     mw__io_keep_init(&d->keep, keep_release);
+    d->cold_ns = 0;
     d->partial_since = 0;
     d->got_first = false;
     /* Pull mode reads ahead of its owner (spin/blocking recv takes one message

@@ -71,6 +71,7 @@ struct mw__drv {
     mw_sel_src_t src;
     mw__io_keep_t keep;       /* on the io's keep list while the conn holds buffers */
     uint64_t keep_tx;         /* conn tx.msgs at the last sweep that looked */
+    uint64_t cold_ns;         /* io clock at the last traffic while not keeping; 0: none */
     mw_io_timer_t t_hs, t_idle, t_linger, t_slow, t_more, t_rx;
     uint64_t partial_since;   /* when part of a message was first seen buffered; 0: none */
     uint64_t started_at;      /* attach time, for the first-message timeout */

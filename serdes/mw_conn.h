@@ -40,9 +40,11 @@
  * and steady state allocates nothing: the pool keeps the blocks the traffic
  * needs, and a buffer too large for the pool stays with its connection. Growth
  * allocates only when a message is larger than any before it on that side.
- * A connection attached to an io (Clt, Svc) keeps its buffers while traffic
- * flows, so that messages do not take and give them back one by one: its io
- * gives them back once it has been idle for 10 to 20 ms (core/io_impl.h).
+ * A busy connection attached to an io (Clt, Svc) keeps its buffers while
+ * traffic flows, so that messages do not take and give them back one by one:
+ * its io gives them back once it has been idle for 10 to 20 ms (up to 320 ms
+ * after a long steady run; core/io_impl.h). A spin or blocking Clt keeps
+ * them while connected.
  */
 #ifndef MW_CONN_H
 #define MW_CONN_H

@@ -193,8 +193,9 @@ static uint64_t held(const mw_conn_t *c) {
 }
 
 /* While messages flow, both ends keep their buffers (no pool round trip per
- * message: the thread's pool does not move), and once they have been idle
- * for a whole sweep period of their io, the buffers go back. */
+ * message: the thread's pool does not move) once traffic came twice within
+ * a sweep period, and once they have been idle for a whole sweep period of
+ * their io, the buffers go back. */
 static void test_driver_keeps_buffers_while_traffic_flows_and_gives_them_back_when_idle(void **state) {
     fx_t *f = *state;
     start(f);
@@ -205,10 +206,11 @@ static void test_driver_keeps_buffers_while_traffic_flows_and_gives_them_back_wh
         send_more(&f->a);
         poll_until(f, b_has_all, 100000);
         assert_int_equal(f->b.got, i);
-        assert_true(held(&f->a.conn) > 0); /* the tx buffer, empty again */
-        assert_true(held(&f->b.conn) > 0); /* the rx buffer and the decode scratch */
-        if (i == 2) pool = mw__pool_thread_bytes();
-        if (i > 2) assert_int_equal(mw__pool_thread_bytes(), pool);
+        /* traffic twice within a sweep period shows a busy connection */
+        if (i >= 2) assert_true(held(&f->a.conn) > 0); /* the tx buffer, empty again */
+        if (i >= 2) assert_true(held(&f->b.conn) > 0); /* the rx buffer and the decode scratch */
+        if (i == 3) pool = mw__pool_thread_bytes();
+        if (i > 3) assert_int_equal(mw__pool_thread_bytes(), pool);
         mw_clock_fake_advance(&f->clock, MW__IO_KEEP_NS / 4); /* traffic within every period */
     }
     assert_false(f->b.bad_order);
