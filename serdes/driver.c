@@ -49,6 +49,7 @@ static void again_soon(mw__drv_t *d) {
  * message now and then keep passing the same few blocks around, as before,
  * and do not all hold buffers at once. Noted after a pass that moved bytes. */
 static __attribute__((noinline)) void warm(mw__drv_t *d) {
+    if (d->state != MW__DRV_UP) return; /* only an attached conn may join its io's list */
     uint64_t now = mw_io_now(d->io);
     if (d->cold_ns && now - d->cold_ns < MW__IO_KEEP_NS) {
         mw__io_keep_link(d->io, &d->keep);
