@@ -54,6 +54,10 @@ int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err) {
         c->conn.tx.hook = c->o.on_sent;
         c->conn.rx.hook = c->o.on_recvd;
         c->conn.tx.hook_ud = c->conn.rx.hook_ud = c->o.hook_ud;
+        /* Spin and blocking: no io sweeps this conn (io_impl.h), and one
+         * connection keeps its buffers while open rather than take and give
+         * back its tx buffer at every send. */
+        if (c->o.mode != MW_MODE_EVENT) c->conn.hold = true;
         c->have_conn = true;
         c->open = true;
     }

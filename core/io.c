@@ -19,8 +19,16 @@
  * whose callback runs them. Inside mw_io_poll those callbacks leave the work
  * to the poll, so a poll behaves the same on every backend. Everything
  * libevent-specific stays in selector_libevent.c.
+ *
+ * The keep list (io_impl.h): connections that hold buffers while traffic
+ * flows, swept by one io timer so that idle ones give them back.
+ *
+ * A poll with no time limit while timers are armed waits through the
+ * selector's own kernel timer when it has one (epoll: a timerfd, see
+ * poll_until), not with a timeout per wait.
  */
 #include "mw_io.h"
+#include "io_impl.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -74,6 +82,17 @@ struct mw_io {
     pthread_t thread;
     bool spin;
     mw_idle_t idle;
+
+    /* waits without a limit through the selector's own kernel timer
+     * (wait_until): the selector has one and the io's clock is the
+     * monotonic clock it counts in */
+    bool until_ok;
+    uint64_t until_due;     /* the due the selector's timer was last armed for */
+
+    /* the keep list (io_impl.h) and its sweep */
+    mw__io_keep_t *keep_head;
+    mw_io_timer_t keep_tm;
+    uint64_t keep_period;   /* ns to the next sweep */
 };
 
 /* ---- timer heap ------------------------------------------------------------ */
@@ -270,6 +289,60 @@ int mw_io_post(mw_io_t *io, void (*fn)(void *ud), void *ud) {
     return 0;
 }
 
+/* ---- the keep list ----------------------------------------------------------- */
+
+/* Entries touched since the last sweep are cleared, the others are idle and
+ * asked to give back what they hold. A release only gives memory back: it
+ * runs no callback and unlinks nothing but itself. */
+/* While every entry is in use at every sweep, the period doubles (up to
+ * MW__IO_KEEP_MAX_NS): steady traffic costs ever fewer sweeps, and each
+ * sweep costs a timer syscall or two. A sweep that finds an idle entry, or
+ * a new entry, brings it back to MW__IO_KEEP_NS. */
+static void keep_sweep(mw_io_timer_t *t, void *ud) {
+    mw_io_t *io = ud;
+    bool all_used = true;
+    mw__io_keep_t *next;
+    for (mw__io_keep_t *k = io->keep_head; k; k = next) {
+        next = k->next;
+        if (k->used) {
+            k->used = false;
+            continue;
+        }
+        all_used = false;
+        if (k->release(k)) mw__io_keep_unlink(io, k);
+    }
+    uint64_t p = io->keep_period * 2;
+    io->keep_period = all_used ? (p < MW__IO_KEEP_MAX_NS ? p : MW__IO_KEEP_MAX_NS) : MW__IO_KEEP_NS;
+    if (io->keep_head) mw_io_timer_after(io, t, (int64_t)io->keep_period);
+}
+
+void mw__io_keep_link(mw_io_t *io, mw__io_keep_t *k) {
+    if (k->linked) return;
+    k->prev = NULL;
+    k->next = io->keep_head;
+    if (io->keep_head) io->keep_head->prev = k;
+    io->keep_head = k;
+    k->linked = true;
+    /* out of memory for the timer: it is armed again at the next link */
+    if (!mw_io_timer_armed(&io->keep_tm)) {
+        io->keep_period = MW__IO_KEEP_NS;
+        mw_io_timer_after(io, &io->keep_tm, MW__IO_KEEP_NS);
+    } else if (io->keep_period > MW__IO_KEEP_NS) { /* the others were steady: this one may not be */
+        io->keep_period = MW__IO_KEEP_NS;
+        uint64_t due = mw_io_now(io) + MW__IO_KEEP_NS;
+        if (due < io->keep_tm.due) mw_io_timer_at(io, &io->keep_tm, due);
+    }
+}
+
+void mw__io_keep_unlink(mw_io_t *io, mw__io_keep_t *k) {
+    if (!k->linked) return;
+    if (k->prev) k->prev->next = k->next;
+    else io->keep_head = k->next;
+    if (k->next) k->next->prev = k->prev;
+    k->next = k->prev = NULL;
+    k->linked = false;
+}
+
 /* ---- life cycle ------------------------------------------------------------ */
 
 void mw_io_opts_init(mw_io_opts_t *o) { memset(o, 0, sizeof *o); }
@@ -301,6 +374,8 @@ int mw_io_new(mw_io_t **out, const mw_io_opts_t *o, mw_err_t *err) {
     io->clock = o->clock;
     io->post_fd = -1;
     io->tev_due = MW_FOREVER;
+    mw_io_timer_init(&io->keep_tm, keep_sweep, io);
+    io->until_due = MW_FOREVER;
     atomic_init(&io->post_pending, false);
     atomic_init(&io->brk, false);
     atomic_init(&io->running, false);
@@ -316,6 +391,8 @@ int mw_io_new(mw_io_t **out, const mw_io_opts_t *o, mw_err_t *err) {
         mw_err_copy(err, &io->sel.err);
     } else if (mw_selector_has_loop_timers(&io->sel)) {
         rc = loop_hooks(io, err);
+    } else {
+        io->until_ok = mw_selector_has_wait_until(&io->sel) && !io->clock;
     }
     if (rc < 0) {
         mw_io_free(io);
@@ -335,8 +412,10 @@ void mw_io_free(mw_io_t *io) {
     }
     if (io->loop) mw_selector_del(&io->sel, &io->tsrc);
     mw_selector_close(&io->sel);
-    /* Timers still armed are forgotten; their owners may re-use them. */
+    /* Timers still armed are forgotten; their owners may re-use them. So is
+     * the keep list: its entries' owners unlink them later without harm. */
     for (uint32_t i = 0; i < io->nheap; i++) io->heap[i]->slot = 0;
+    while (io->keep_head) mw__io_keep_unlink(io, io->keep_head);
     free(io->heap);
     free(io->ready);
     pthread_mutex_destroy(&io->post_mu);
@@ -364,9 +443,45 @@ static int64_t until_timer(const mw_io_t *io, int64_t timeout_ns) {
     return left > INT64_MAX ? INT64_MAX : (int64_t)left;
 }
 
+/* A wait with no limit while timers are armed, over a selector that keeps
+ * its own kernel timer (wait_until): no timeout per wait, and no clock read
+ * while the earliest due is one the selector's timer already covers. Only a
+ * new earlier due needs the clock: one within SHORT_WAIT_NS (or past) is
+ * waited for with a plain timeout, as re-arming the kernel timer for it
+ * would cost two syscalls (arm, then read it when it fires). */
+#define SHORT_WAIT_NS MW_NS_PER_MS
+static int poll_until(mw_io_t *io) {
+    uint64_t due = io->heap[0]->due;
+    int n;
+    bool reached = false;
+    if (due < io->until_due) {
+        uint64_t now = mw_clock_now(io->clock);
+        if (due <= now + SHORT_WAIT_NS) {
+            io->polling = true;
+            n = mw_selector_wait(&io->sel, due > now ? (int64_t)(due - now) : 0);
+            io->polling = false;
+            reached = true;
+            goto ran;
+        }
+        io->until_due = due;
+    }
+    io->polling = true;
+    n = mw_selector_wait_until(&io->sel, due, &reached);
+    io->polling = false;
+ran:
+    if (n < 0) return n;
+    if (reached) {
+        io->until_due = MW_FOREVER; /* fired: the next due arms it again */
+        n += run_timers(io);
+    }
+    if (atomic_load_explicit(&io->post_pending, memory_order_acquire)) n += run_posts(io);
+    return n;
+}
+
 int mw_io_poll(mw_io_t *io, int64_t timeout_ns) {
     note_owner(io);
     if (atomic_load_explicit(&io->post_pending, memory_order_relaxed)) timeout_ns = 0;
+    else if (io->nheap && timeout_ns < 0 && io->until_ok) return poll_until(io);
     else if (io->nheap && timeout_ns != 0) timeout_ns = until_timer(io, timeout_ns);
     io->polling = true;
     int n = mw_selector_wait(&io->sel, timeout_ns);

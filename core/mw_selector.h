@@ -91,6 +91,16 @@ typedef struct mw_selector_ops {
      * (MW_ENOMEM / MW_ESYS, text in err); del(src) frees it, and close
      * forgets it like any source. */
     int (*timer)(mw_selector_t *s, mw_sel_src_t *src, int64_t delay_ns);
+    /* Optional (epoll; NULL elsewhere): as wait() with no limit, but
+     * returns once CLOCK_MONOTONIC has reached due_ns at the latest, and
+     * then sets *reached (it is left alone otherwise). The backend keeps one
+     * kernel timer armed across waits and re-arms it (a syscall) only when
+     * due_ns is earlier than the time it is armed for. So a loop whose next
+     * timer lies ahead waits without a timeout (a timeout costs a kernel
+     * timer per wait: about 0.4 us on a VM) and reads no clock. *reached may
+     * also be set early, when the timer was armed for an earlier due the
+     * caller no longer has: it then finds nothing due and asks again. */
+    int (*wait_until)(mw_selector_t *s, uint64_t due_ns, bool *reached);
 } mw_selector_ops_t;
 
 struct mw_selector {
@@ -133,6 +143,10 @@ static inline int mw_selector_mod(mw_selector_t *s, mw_sel_src_t *src, int ev) {
 static inline int mw_selector_del(mw_selector_t *s, mw_sel_src_t *src) { return s->ops->del(s, src); }
 static inline int mw_selector_wait(mw_selector_t *s, int64_t t) { return s->ops->wait(s, t); }
 static inline void mw_selector_wake(mw_selector_t *s) { s->ops->wake(s); }
+static inline bool mw_selector_has_wait_until(const mw_selector_t *s) { return s->ops->wait_until != NULL; }
+static inline int mw_selector_wait_until(mw_selector_t *s, uint64_t due_ns, bool *reached) {
+    return s->ops->wait_until(s, due_ns, reached);
+}
 /* True if the backend's loop may be run by the caller (see ops->timer). */
 static inline bool mw_selector_has_loop_timers(const mw_selector_t *s) { return s->ops->timer != NULL; }
 static inline int mw_selector_timer(mw_selector_t *s, mw_sel_src_t *src, int64_t delay_ns) {

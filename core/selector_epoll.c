@@ -9,6 +9,13 @@
  *
  * Positive timeouts use epoll_pwait2 (ns precision) where glibc and the
  * kernel have it, else epoll_wait with the timeout rounded up to whole ms.
+ *
+ * wait_until keeps a timerfd (absolute CLOCK_MONOTONIC, made at open)
+ * armed across waits and waits with no timeout: a wait with a timeout sets
+ * up a kernel hrtimer each time, which on a VM costs about as much as the
+ * rest of a small message's handling. The timerfd is re-armed only when an
+ * earlier due comes; it is one-shot and edge-triggered, so firing needs no
+ * read.
  */
 #include "mw_selector.h"
 #include "mw_clock.h"
@@ -17,6 +24,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,10 +39,16 @@
 typedef struct ep {
     int epfd;
     int wakefd;
+    int tfd;              /* wait_until's timerfd */
+    uint64_t tfd_due;     /* what tfd is armed for; MW_FOREVER: disarmed */
+    bool tfd_fired;       /* tfd fired in the current wait */
     int pos, n;           /* the batch being dispatched: next index, length */
     bool no_pwait2;       /* the kernel said ENOSYS once */
     struct epoll_event evs[MAX_EVENTS];
 } ep_t;
+
+/* epoll_event.data.ptr of the timerfd: an address no source can have */
+#define TFD_MARK(ep) ((void *)&(ep)->tfd)
 
 static uint32_t to_epoll(int events) {
     uint32_t e = 0;
@@ -59,18 +73,25 @@ static int ep_open(mw_selector_t *s, struct event_base *base) {
     if (!ep) return mw_err_set(&s->err, MW_ENOMEM, "epoll selector: out of memory");
     ep->epfd = epoll_create1(EPOLL_CLOEXEC);
     ep->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ep->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    ep->tfd_due = MW_FOREVER;
     int rc = 0;
-    if (ep->epfd < 0 || ep->wakefd < 0) {
+    if (ep->epfd < 0 || ep->wakefd < 0 || ep->tfd < 0) {
         rc = mw_err_set_errno(&s->err, errno, "epoll selector: create");
     } else {
         /* data.ptr == ep marks the wake fd; no source can have that address. */
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = ep};
-        if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, ep->wakefd, &ev) < 0)
+        /* edge-triggered: each expiry is one event, and re-arming resets
+         * it, so it never needs a read */
+        struct epoll_event tev = {.events = EPOLLIN | EPOLLET, .data.ptr = TFD_MARK(ep)};
+        if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, ep->wakefd, &ev) < 0 ||
+            epoll_ctl(ep->epfd, EPOLL_CTL_ADD, ep->tfd, &tev) < 0)
             rc = mw_err_set_errno(&s->err, errno, "epoll selector: add wake fd");
     }
     if (rc < 0) {
         if (ep->epfd >= 0) close(ep->epfd);
         if (ep->wakefd >= 0) close(ep->wakefd);
+        if (ep->tfd >= 0) close(ep->tfd);
         free(ep);
         return rc;
     }
@@ -82,6 +103,7 @@ static void ep_close(mw_selector_t *s) {
     ep_t *ep = s->impl;
     close(ep->epfd);
     close(ep->wakefd);
+    close(ep->tfd);
     free(ep);
 }
 
@@ -144,9 +166,8 @@ static void drain(int fd) {
     (void)r;
 }
 
-static int ep_wait(mw_selector_t *s, int64_t timeout_ns) {
-    ep_t *ep = s->impl;
-    int n = ep_sys_wait(ep, timeout_ns);
+/* Dispatches the n events epoll_wait returned (n < 0: its failure). */
+static int dispatch(mw_selector_t *s, ep_t *ep, int n) {
     if (n < 0) {
         if (errno == EINTR) return 0;
         return mw_err_set_errno(&s->err, errno, "epoll_wait");
@@ -161,10 +182,35 @@ static int ep_wait(mw_selector_t *s, int64_t timeout_ns) {
             drain(ep->wakefd);
             continue;
         }
+        if ((void *)src == TFD_MARK(ep)) { /* fired (and disarmed: it is one-shot) */
+            ep->tfd_due = MW_FOREVER;
+            ep->tfd_fired = true;
+            continue;
+        }
         done += (unsigned)src->fn(src, from_epoll(e->events));
     }
     ep->pos = ep->n = 0;
     return mw__sel_work(done);
+}
+
+static int ep_wait(mw_selector_t *s, int64_t timeout_ns) {
+    ep_t *ep = s->impl;
+    return dispatch(s, ep, ep_sys_wait(ep, timeout_ns));
+}
+
+static int ep_wait_until(mw_selector_t *s, uint64_t due_ns, bool *reached) {
+    ep_t *ep = s->impl;
+    if (due_ns < ep->tfd_due) {
+        struct itimerspec it = {.it_value = {(time_t)(due_ns / MW_NS_PER_S), (long)(due_ns % MW_NS_PER_S)}};
+        if (it.it_value.tv_sec == 0 && it.it_value.tv_nsec == 0) it.it_value.tv_nsec = 1; /* 0 would disarm */
+        if (timerfd_settime(ep->tfd, TFD_TIMER_ABSTIME, &it, NULL) < 0)
+            return mw_err_set_errno(&s->err, errno, "timerfd_settime");
+        ep->tfd_due = due_ns;
+    }
+    ep->tfd_fired = false;
+    int n = dispatch(s, ep, epoll_wait(ep->epfd, ep->evs, MAX_EVENTS, -1));
+    if (ep->tfd_fired) *reached = true;
+    return n;
 }
 
 static void ep_wake(mw_selector_t *s) {
@@ -184,4 +230,5 @@ const mw_selector_ops_t mw_selector_epoll = {
     .del = ep_del,
     .wait = ep_wait,
     .wake = ep_wake,
+    .wait_until = ep_wait_until,
 };

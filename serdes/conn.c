@@ -263,12 +263,13 @@ static int flush_bytes(mw_conn_t *c) {
 }
 
 /* Everything written: the empty tx buffer goes back to the pool (a claim
- * open on this thread, without the tx lock, keeps it). */
+ * open on this thread, without the tx lock, keeps it; so does a held conn,
+ * whose owner gives it back when traffic stops). */
 static int flush_nl(mw_conn_t *c) {
     mw_conn_side_t *t = &c->tx;
     if (t->failed) return t->failed;
     int r = c->msgs ? flush_msgs(c) : flush_bytes(c);
-    if (r == 0 && !c->tx_claimed) mw__buf_trim(&t->buf);
+    if (r == 0 && !c->tx_claimed && !c->hold) mw__buf_trim(&t->buf);
     return r;
 }
 
@@ -544,7 +545,34 @@ int mw_conn_next_raw(mw_conn_t *c, const uint8_t **payload, size_t *len) {
     return 0;
 }
 
+static int next_slow(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap);
+
+/* A whole frame whose content the serdes refused. */
+static __attribute__((noinline)) int decode_failed(mw_conn_t *c, ssize_t d) {
+    mw_conn_side_t *r = &c->rx;
+    if (!r->failed) c->rx_where = MW_CLOSE_MESSAGE;
+    return rx_fail(c, (int)d, "recv: %s decode: %s%s", mw_serdes_name(&r->sd), mw_serdes_last_error(&r->sd),
+                   mw__conn_peer_hint(c));
+}
+
+/* The common case inline: a byte stream with u32 framing and a whole frame
+ * buffered; everything else (and every error) in next_slow. */
 int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
+    mw_conn_side_t *r = &c->rx;
+    size_t have = mw_buf_len(&r->buf);
+    if (r->failed || c->msgs || r->fr.kind != MW_FRAME_U32BE || have < 4) return next_slow(c, s, msg, cap);
+    const uint8_t *in = mw_buf_data(&r->buf);
+    size_t pn = (size_t)in[0] << 24 | (size_t)in[1] << 16 | (size_t)in[2] << 8 | in[3];
+    if (pn > r->fr.max_len || pn > have - 4) return next_slow(c, s, msg, cap);
+    ssize_t d = mw_serdes_decode(&r->sd, in + 4, pn, c->proto, s, msg, cap);
+    if (d < 0) return decode_failed(c, d);
+    mw_buf_consume(&r->buf, pn + 4);
+    r->msgs++;
+    if (r->hook) r->hook(r->hook_ud, *s, msg);
+    return 0;
+}
+
+static __attribute__((noinline)) int next_slow(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     mw_conn_side_t *r = &c->rx;
     if (r->failed) return r->failed;
     size_t have = mw_buf_len(&r->buf);
@@ -573,11 +601,7 @@ int mw_conn_next(mw_conn_t *c, const mw_schema_t **s, void *msg, size_t cap) {
         if (fl < 0) return fl == MW_EAGAIN ? need_more(c) : frame_error(c, fl);
     }
     ssize_t d = mw_serdes_decode(&r->sd, pl, pn, c->proto, s, msg, cap);
-    if (d < 0) {
-        if (!r->failed) c->rx_where = MW_CLOSE_MESSAGE; /* the frame was whole: its content is bad */
-        return rx_fail(c, (int)d, "recv: %s decode: %s%s", mw_serdes_name(&r->sd),
-                       mw_serdes_last_error(&r->sd), mw__conn_peer_hint(c));
-    }
+    if (d < 0) return decode_failed(c, d);
     mw_buf_consume(&r->buf, (size_t)fl);
     r->msgs++;
     if (r->hook) r->hook(r->hook_ud, *s, msg);
@@ -608,6 +632,8 @@ int mw_conn_dispatch(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int budget) {
         took = true; /* a dispatch inside fn (same conn) uses it as it is */
     }
     while (budget < 0 || n < budget) {
+        /* all delivered and the peer still there: no need to ask next */
+        if (!mw_buf_len(&c->rx.buf) && !c->rx_eof && !c->rx.failed) break;
         const mw_schema_t *s;
         int r = mw_conn_next(c, &s, c->rx_msg, cap);
         if (r == MW_EAGAIN) break;
@@ -621,7 +647,7 @@ int mw_conn_dispatch(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int budget) {
             break;
         }
     }
-    if (took && mw__pool_keep(c->rx_msg, cap)) c->rx_msg = NULL;
+    if (took && !c->hold && mw__pool_keep(c->rx_msg, cap)) c->rx_msg = NULL;
     return n;
 }
 
@@ -637,12 +663,41 @@ ssize_t mw_conn_pump(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int max_reads, b
         /* Input the stream holds (TLS, WebSocket) shows on no fd: read again.
          * This also covers a fill that found the rx buffer full. */
         if (c->rx_stopped || mw_stream_pending(c->stream) == 0) {
-            mw__buf_trim(&c->rx.buf); /* every message delivered: an idle connection holds no buffer */
+            if (!c->hold) mw__buf_trim(&c->rx.buf); /* every message delivered: an idle connection holds none */
             return total;
         }
     }
     *more = true;
     return total;
+}
+
+void mw__conn_hold(mw_conn_t *c) {
+    tx_lock(c);
+    __atomic_store_n(&c->hold, true, __ATOMIC_RELAXED); /* the driver reads it without the lock */
+    tx_unlock(c);
+}
+
+/* A claim or bytes still queued keep the tx buffer, part of a message the
+ * rx buffer; the pool may also refuse a block (too large: then the
+ * connection keeps it while open, as it would without hold). */
+bool mw__conn_release(mw_conn_t *c, bool rx, uint64_t *tx_seen) {
+    bool busy = false;
+    tx_lock(c);
+    if (c->tx.msgs != *tx_seen) { /* sent since the last look: not idle */
+        *tx_seen = c->tx.msgs;
+        tx_unlock(c);
+        return false;
+    }
+    if (c->tx_claimed || mw_buf_len(&c->tx.buf)) busy = true;
+    else mw__buf_trim(&c->tx.buf);
+    if (rx) {
+        if (mw_buf_len(&c->rx.buf)) busy = true;
+        else mw__buf_trim(&c->rx.buf);
+        if (c->rx_msg && mw__pool_keep(c->rx_msg, c->proto->max_size)) c->rx_msg = NULL;
+    }
+    __atomic_store_n(&c->hold, busy, __ATOMIC_RELAXED);
+    tx_unlock(c);
+    return !busy;
 }
 
 void mw_conn_stats(const mw_conn_t *c, mw_conn_stats_t *st) {

@@ -2,6 +2,7 @@
 #include "drv_impl.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 #include "mw_transport.h"
@@ -36,6 +37,50 @@ static void rearm(mw__drv_t *d) {
  * back on the next poll. */
 static void again_soon(mw__drv_t *d) {
     if (!mw_io_timer_armed(&d->t_more)) mw_io_timer_after(d->io, &d->t_more, 0);
+}
+
+/* ---- buffers while traffic flows ------------------------------------------------ */
+
+/* The conn keeps its buffers while messages come and go (no pool round trip
+ * per message); the io's sweep gives them back once it is idle. Only a busy
+ * connection keeps them: one whose traffic came twice within a sweep period
+ * (a clock read per message while it is not keeping them, which its pool
+ * round trips cost far more than). Thousands of connections that each see a
+ * message now and then keep passing the same few blocks around, as before,
+ * and do not all hold buffers at once. Noted after a pass that moved bytes. */
+static __attribute__((noinline)) void warm(mw__drv_t *d) {
+    if (d->state != MW__DRV_UP) return; /* only an attached conn may join its io's list */
+    uint64_t now = mw_io_now(d->io);
+    if (d->cold_ns && now - d->cold_ns < MW__IO_KEEP_NS) {
+        mw__io_keep_link(d->io, &d->keep);
+        d->keep.used = true;
+        mw__conn_hold(d->conn);
+    } else {
+        d->cold_ns = now;
+    }
+}
+
+static inline void traffic(mw__drv_t *d) {
+    if (d->keep.linked) d->keep.used = true;
+    else warm(d);
+}
+
+/* A send on the io thread outside a pass (an owner that polls the io and
+ * sends in between) links the conn too; from another thread it cannot
+ * touch the io's list, and the conn gives the buffer back after each flush
+ * as before. Only asked while the conn is not holding yet; once it holds,
+ * the sweep sees the sends in the conn's count (mw__conn_release). */
+static inline void sending(mw__drv_t *d) {
+    if (!__atomic_load_n(&d->conn->hold, __ATOMIC_RELAXED) && mw_io_in_thread(d->io) && !d->in_cb &&
+        d->state == MW__DRV_UP) /* inside a pass, the pass counts */
+        traffic(d);
+}
+
+static bool keep_release(mw__io_keep_t *k) {
+    mw__drv_t *d = (mw__drv_t *)(void *)((char *)k - offsetof(mw__drv_t, keep));
+    if (d->in_cb) return false; /* a poll from inside a callback: the pass is not over */
+    /* pull mode keeps its rx buffer while open (its messages borrow from it) */
+    return mw__conn_release(d->conn, d->cfg->on_msg != NULL, &d->keep_tx);
 }
 
 /* ---- deferred close ------------------------------------------------------------ */
@@ -143,6 +188,7 @@ static void kick_nocb(mw__drv_t *d) {
 /* ---- sending ---------------------------------------------------------------------- */
 
 static int send_k(mw__drv_t *d, const mw_schema_t *s, const void *msg, bool nocb) {
+    sending(d);
     int r = mw__conn_send_q(d->conn, s, msg);
     if (r == 1) { /* accepted, bytes queued behind a full socket */
         nocb ? kick_nocb(d) : mw__drv_kick(d);
@@ -159,6 +205,7 @@ int mw__drv_send(mw__drv_t *d, const mw_schema_t *s, const void *msg) { return s
 int mw__drv_send_nocb(mw__drv_t *d, const mw_schema_t *s, const void *msg) { return send_k(d, s, msg, true); }
 
 int mw__drv_enqueue(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
+    sending(d);
     int r = mw_conn_enqueue(d->conn, s, msg);
     if (r == MW_EAGAIN) atomic_store(&d->want_drain, true);
     return r;
@@ -223,14 +270,30 @@ static void check_partial(mw__drv_t *d) {
     if (!mw_io_timer_armed(&d->t_rx)) mw_io_timer_after(d->io, &d->t_rx, d->cfg->rx_timeout_ns);
 }
 
-int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, bool read) {
-    int r = mw_conn_next(d->conn, s, msg, cap);
+/* mw__drv_next when nothing whole was buffered (r: what next said). */
+static __attribute__((noinline)) int next_more(mw__drv_t *d, int r, const mw_schema_t **s, void *msg, size_t cap,
+                                               bool read) {
     if (r == MW_EAGAIN && !d->rx_done && !d->paused && d->state == MW__DRV_UP && (read || d->held) &&
         fill(d) != MW_EAGAIN)
         r = mw_conn_next(d->conn, s, msg, cap); /* a message, or how it ended */
-    if (r == 0) got_msg(d);
-    else if (r == MW_EAGAIN) check_partial(d);
+    if (r == 0) {
+        got_msg(d);
+        traffic(d);
+    } else if (r == MW_EAGAIN) {
+        check_partial(d);
+    }
     return r;
+}
+
+/* The common case (a message was buffered) without the slow path's frame. */
+int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, bool read) {
+    int r = mw_conn_next(d->conn, s, msg, cap);
+    if (r != 0) return next_more(d, r, s, msg, cap, read);
+    if (!d->got_first || d->partial_since || !d->keep.used) {
+        got_msg(d);
+        traffic(d);
+    }
+    return 0;
 }
 
 static bool deliver(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg) {
@@ -509,7 +572,10 @@ static int on_ready(mw_sel_src_t *src, int events) {
     if (hung_up_while_paused(d, events)) return 1;
     switch (d->state) {
     case MW__DRV_HANDSHAKE: step_handshake(d); break;
-    case MW__DRV_UP: step_up(d, events); break;
+    case MW__DRV_UP:
+        step_up(d, events);
+        if (d->work && d->state == MW__DRV_UP) traffic(d); /* bytes moved (a direct selector calls idle sources too) */
+        break;
     case MW__DRV_LINGER: linger_step(d); break;
     default: break;
     }
@@ -536,6 +602,8 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
     mw_io_timer_init(&d->t_slow, on_slow, d);
     mw_io_timer_init(&d->t_more, on_more, d);
     mw_io_timer_init(&d->t_rx, on_rx_timeout, d);
+    mw__io_keep_init(&d->keep, keep_release);
+    d->cold_ns = 0;
     d->partial_since = 0;
     d->got_first = false;
     /* Pull mode reads ahead of its owner (spin/blocking recv takes one message
@@ -577,6 +645,7 @@ void mw__drv_stop(mw__drv_t *d) {
     mw_io_timer_stop(d->io, &d->t_slow);
     mw_io_timer_stop(d->io, &d->t_more);
     mw_io_timer_stop(d->io, &d->t_rx);
+    mw__io_keep_unlink(d->io, &d->keep);
     atomic_store(&d->want_drain, false);
     d->state = MW__DRV_OFF;
 }

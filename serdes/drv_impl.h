@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "io_impl.h"
 #include "mw_conn.h"
 #include "mw_io.h"
 
@@ -68,6 +69,9 @@ struct mw__drv {
     const mw__drv_cfg_t *cfg;
     void *ud;                 /* the owner's */
     mw_sel_src_t src;
+    mw__io_keep_t keep;       /* on the io's keep list while the conn holds buffers */
+    uint64_t keep_tx;         /* conn tx.msgs at the last sweep that looked */
+    uint64_t cold_ns;         /* io clock at the last traffic while not keeping; 0: none */
     mw_io_timer_t t_hs, t_idle, t_linger, t_slow, t_more, t_rx;
     uint64_t partial_since;   /* when part of a message was first seen buffered; 0: none */
     uint64_t started_at;      /* attach time, for the first-message timeout */
@@ -144,6 +148,16 @@ void mw__drv_stop(mw__drv_t *d);
 /* conn.c: mw_conn_send that also says whether bytes stayed queued: 0 written,
  * 1 accepted but (partly) queued, or < 0 as mw_conn_send. One tx lock. */
 int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg);
+
+/* conn.c: the conn keeps its buffers when they are empty (mw__conn_hold),
+ * until mw__conn_release gives back the empty ones (the tx buffer, and with
+ * rx the rx buffer and decode scratch). Release returns true when nothing
+ * is held for lack of traffic any more (hold is off again), false when
+ * queued bytes or part of a message keep a buffer in use, or when messages
+ * were sent since the count in *tx_seen (which it updates): hold stays on.
+ * Io thread; both take the tx lock. */
+void mw__conn_hold(mw_conn_t *c);
+bool mw__conn_release(mw_conn_t *c, bool rx, uint64_t *tx_seen);
 
 /* Brackets a user callback that is not a message (on_accept, ...): a close
  * asked for inside it is deferred; leave carries it out and returns true if

@@ -40,6 +40,11 @@
  * and steady state allocates nothing: the pool keeps the blocks the traffic
  * needs, and a buffer too large for the pool stays with its connection. Growth
  * allocates only when a message is larger than any before it on that side.
+ * A busy connection attached to an io (Clt, Svc) keeps its buffers while
+ * traffic flows, so that messages do not take and give them back one by one:
+ * its io gives them back once it has been idle for 10 to 20 ms (up to 320 ms
+ * after a long steady run; core/io_impl.h). A spin or blocking Clt keeps
+ * them while connected.
  */
 #ifndef MW_CONN_H
 #define MW_CONN_H
@@ -113,6 +118,7 @@ typedef struct mw_conn {
     uint8_t rx_where;   /* mw_close_where_t of rx.failed: where the rx error arose */
     bool tx_lock;       /* MW_CONN_TX_LOCK's spin lock: conn.c only, with __atomic builtins */
     bool tx_claimed;    /* between a successful claim and its commit */
+    bool hold;          /* buffers stay when empty; the owner gives them back (driver) */
     size_t tx_claim_max;
 } mw_conn_t;
 

@@ -1,11 +1,13 @@
 /* test_driver.c - the one connection driver (serdes/driver.c) on its own,
  * over in-process pair streams and the direct selector: no sockets, no
  * threads, a fake clock. Delivery in order across tiny reads, backpressure
- * (MW_EAGAIN, then on_drain, nothing lost), paused reads, pull mode, the
- * idle timeout, and a close asked for inside a callback. */
+ * (MW_EAGAIN, then on_drain, nothing lost), paused reads, pull mode,
+ * buffers kept while traffic flows and given back when idle, the idle
+ * timeout, and a close asked for inside a callback. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf_impl.h"
 #include "drv_impl.h"
 #include "mw_clock.h"
 #include "mw_io.h"
@@ -184,6 +186,49 @@ static void test_driver_pull_mode_fills_and_the_owner_decodes(void **state) {
     assert_int_equal(got, 300);
 }
 
+static uint64_t held(const mw_conn_t *c) {
+    mw_conn_stats_t st;
+    mw_conn_stats(c, &st);
+    return st.buffer_bytes;
+}
+
+/* While messages flow, both ends keep their buffers (no pool round trip per
+ * message: the thread's pool does not move) once traffic came twice within
+ * a sweep period, and once they have been idle for a whole sweep period of
+ * their io, the buffers go back. */
+static void test_driver_keeps_buffers_while_traffic_flows_and_gives_them_back_when_idle(void **state) {
+    fx_t *f = *state;
+    start(f);
+    assert_int_equal(held(&f->a.conn) + held(&f->b.conn), 0);
+    size_t pool = 0;
+    for (uint64_t i = 1; i <= 100; i++) {
+        f->a.to_send = i;
+        send_more(&f->a);
+        poll_until(f, b_has_all, 100000);
+        assert_int_equal(f->b.got, i);
+        /* traffic twice within a sweep period shows a busy connection */
+        if (i >= 2) assert_true(held(&f->a.conn) > 0); /* the tx buffer, empty again */
+        if (i >= 2) assert_true(held(&f->b.conn) > 0); /* the rx buffer and the decode scratch */
+        if (i == 3) pool = mw__pool_thread_bytes();
+        if (i > 3) assert_int_equal(mw__pool_thread_bytes(), pool);
+        mw_clock_fake_advance(&f->clock, MW__IO_KEEP_NS / 4); /* traffic within every period */
+    }
+    assert_false(f->b.bad_order);
+    /* steady traffic: the sweep period has grown, to at most MW__IO_KEEP_MAX_NS */
+    mw_clock_fake_advance(&f->clock, MW__IO_KEEP_MAX_NS);
+    mw_io_poll(f->io, 0);
+    assert_true(held(&f->b.conn) > 0); /* not before a whole period without traffic */
+    mw_clock_fake_advance(&f->clock, MW__IO_KEEP_MAX_NS);
+    mw_io_poll(f->io, 0);
+    assert_int_equal(held(&f->a.conn), 0);
+    assert_int_equal(held(&f->b.conn), 0);
+    f->a.to_send = 101; /* and they come back with the next message */
+    send_more(&f->a);
+    poll_until(f, b_has_all, 100000);
+    assert_int_equal(f->b.got, 101);
+    assert_int_equal(f->a.closes + f->b.closes, 0);
+}
+
 static void test_driver_idle_timeout_closes_with_its_reason(void **state) {
     fx_t *f = *state;
     f->b.cfg.idle_timeout_ns = 100 * MW_NS_PER_MS;
@@ -226,6 +271,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_driver_push_delivers_in_order_and_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_driver_paused_reads_hold_messages_until_resumed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_driver_pull_mode_fills_and_the_owner_decodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_driver_keeps_buffers_while_traffic_flows_and_gives_them_back_when_idle,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_driver_idle_timeout_closes_with_its_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(test_driver_close_inside_on_msg_is_deferred, setup, teardown),
     };

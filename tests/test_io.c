@@ -6,6 +6,7 @@
  * timers and posts. */
 #include "mw_test.h"
 
+#include "io_impl.h"
 #include "mw_clock.h"
 #include "mw_io.h"
 
@@ -286,6 +287,148 @@ static void test_io_poll_wakes_for_next_timer(void **state) {
         assert_true(g_fired);
         assert_true(mw_now_ns() - t0 < 4 * (uint64_t)MW_NS_PER_S);
         mw_io_free(io);
+    }
+}
+
+/* On the monotonic clock, a poll with no limit waits through the selector's
+ * own kernel timer where it has one (epoll), re-armed for an earlier due:
+ * each timer fires once, in due order, never before its due, and a due
+ * that went away (stopped) only wakes the poll early. */
+typedef struct mono_t {
+    mw_io_timer_t t;
+    uint64_t fired_at;
+    int order, *seq;
+} mono_t;
+
+static void on_mono(mw_io_timer_t *t, void *ud) {
+    mono_t *m = ud;
+    (void)t;
+    m->fired_at = mw_now_ns();
+    m->order = ++*m->seq;
+}
+
+static void test_io_unlimited_poll_fires_monotonic_timers_in_order_without_early_runs(void **state) {
+    (void)state;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        if (strcmp(backends[b], "direct") == 0) continue; /* never blocks: nothing to wait through */
+        mw_io_t *io = new_io(backends[b], NULL);
+        int seq = 0;
+        mono_t far = {.seq = &seq}, near = {.seq = &seq}, gone = {.seq = &seq}, last = {.seq = &seq};
+        mw_io_timer_init(&far.t, on_mono, &far);
+        mw_io_timer_init(&near.t, on_mono, &near);
+        mw_io_timer_init(&gone.t, on_mono, &gone);
+        mw_io_timer_init(&last.t, on_mono, &last);
+        uint64_t t0 = mw_now_ns();
+        assert_int_equal(mw_io_timer_at(io, &far.t, t0 + 60 * (uint64_t)MW_NS_PER_S), 0);
+        /* the first wait arms the kernel timer for far; near comes earlier */
+        assert_int_equal(mw_io_poll(io, 0), 0);
+        assert_int_equal(mw_io_timer_at(io, &near.t, t0 + 3 * (uint64_t)MW_NS_PER_MS), 0);
+        for (int i = 0; i < 1000 && !near.order; i++) assert_true(mw_io_poll(io, -1) >= 0);
+        assert_int_equal(near.order, 1);
+        assert_true(near.fired_at >= near.t.due);
+        /* gone is armed, waited for, and stopped; last ends the test */
+        uint64_t t1 = mw_now_ns();
+        assert_int_equal(mw_io_timer_at(io, &gone.t, t1 + 4 * (uint64_t)MW_NS_PER_MS), 0);
+        assert_int_equal(mw_io_timer_at(io, &last.t, t1 + 8 * (uint64_t)MW_NS_PER_MS), 0);
+        assert_true(mw_io_poll(io, 0) >= 0);
+        mw_io_timer_stop(io, &gone.t);
+        for (int i = 0; i < 1000 && !last.order; i++) assert_true(mw_io_poll(io, -1) >= 0);
+        assert_int_equal(last.order, 2);
+        assert_true(last.fired_at >= last.t.due);
+        assert_int_equal(gone.order, 0);
+        assert_int_equal(far.order, 0);
+        assert_true(mw_now_ns() - t0 < 10 * (uint64_t)MW_NS_PER_S);
+        mw_io_timer_stop(io, &far.t);
+        mw_io_free(io);
+    }
+}
+
+/* ---- the keep list (io_impl.h) --------------------------------------------- */
+
+typedef struct keeper {
+    mw__io_keep_t k;
+    int releases;
+    bool busy; /* release says: still in use, ask again */
+} keeper_t;
+
+static bool on_release(mw__io_keep_t *k) {
+    keeper_t *e = (keeper_t *)(void *)k;
+    e->releases++;
+    return !e->busy;
+}
+
+/* On a fake clock, so the sweep periods are exact: an entry touched in every
+ * period is never released; one left alone is released after one whole
+ * period without a touch (at the second sweep after its last); one whose
+ * release says it is still busy is asked again at each sweep until it is
+ * not; an unlinked entry is never asked; once the list is empty the io
+ * arms no timer; and the period doubles while every entry is in use. Every
+ * backend. */
+static void test_io_keep_list_releases_only_entries_idle_for_a_whole_period(void **state) {
+    (void)state;
+    for (size_t b = 0; b < NBACKENDS; b++) {
+        rec_t *r = rec_new(backends[b]);
+        keeper_t hot, cold, busy, gone;
+        keeper_t *all[4] = {&hot, &cold, &busy, &gone};
+        for (int i = 0; i < 4; i++) {
+            memset(all[i], 0, sizeof *all[i]);
+            mw__io_keep_init(&all[i]->k, on_release);
+            assert_true(mw__io_keep_touch(r->io, &all[i]->k)); /* linked now */
+            assert_false(mw__io_keep_touch(r->io, &all[i]->k));
+        }
+        busy.busy = true;
+        mw__io_keep_unlink(r->io, &gone.k);
+        assert_false(gone.k.linked);
+        for (int period = 1; period <= 4; period++) {
+            mw__io_keep_touch(r->io, &hot.k);
+            /* the first sweep found every entry in use: the second comes after twice the period */
+            mw_clock_fake_advance(&r->clock, period == 2 ? 2 * MW__IO_KEEP_NS : MW__IO_KEEP_NS);
+            assert_true(mw_io_poll(r->io, 0) >= 1); /* the sweep */
+            if (period == 1) assert_int_equal(cold.releases + busy.releases, 0); /* touched in the first */
+            if (period >= 2) {
+                assert_int_equal(cold.releases, 1);
+                assert_false(cold.k.linked);
+                assert_int_equal(busy.releases, period - 1);
+                assert_true(busy.k.linked);
+            }
+        }
+        assert_int_equal(hot.releases, 0);
+        assert_true(hot.k.linked);
+        assert_int_equal(gone.releases, 0);
+        busy.busy = false;
+        mw__io_keep_touch(r->io, &hot.k);
+        mw_clock_fake_advance(&r->clock, MW__IO_KEEP_NS); /* busy goes, hot is cleared ... */
+        mw_io_poll(r->io, 0);
+        assert_false(busy.k.linked);
+        assert_int_equal(hot.releases, 0);
+        mw_clock_fake_advance(&r->clock, MW__IO_KEEP_NS); /* ... and released */
+        mw_io_poll(r->io, 0);
+        assert_int_equal(hot.releases, 1);
+        assert_false(hot.k.linked);
+        mw_clock_fake_advance(&r->clock, 10 * MW__IO_KEEP_MAX_NS);
+        assert_int_equal(mw_io_poll(r->io, 0), 0); /* nothing armed any more */
+        /* steady entries: the period doubles up to MW__IO_KEEP_MAX_NS; a new
+         * entry brings it back to MW__IO_KEEP_NS */
+        mw__io_keep_touch(r->io, &hot.k);
+        uint64_t step = MW__IO_KEEP_NS;
+        for (int i = 0; i < 8; i++) {
+            mw__io_keep_touch(r->io, &hot.k);
+            mw_clock_fake_advance(&r->clock, step - 1);
+            assert_int_equal(mw_io_poll(r->io, 0), 0); /* not yet */
+            mw_clock_fake_advance(&r->clock, 1);
+            assert_int_equal(mw_io_poll(r->io, 0), 1);
+            step = step * 2 < MW__IO_KEEP_MAX_NS ? step * 2 : MW__IO_KEEP_MAX_NS;
+        }
+        assert_int_equal(hot.releases, 1);
+        mw__io_keep_touch(r->io, &cold.k); /* linked: the next sweep comes sooner */
+        mw__io_keep_touch(r->io, &hot.k);
+        mw_clock_fake_advance(&r->clock, MW__IO_KEEP_NS);
+        assert_int_equal(mw_io_poll(r->io, 0), 1);
+        /* an entry linked when the io is freed is forgotten: unlinking it after is harmless */
+        mw__io_keep_touch(r->io, &cold.k);
+        rec_free(r);
+        assert_false(cold.k.linked);
+        mw__io_keep_unlink(NULL, &cold.k);
     }
 }
 
@@ -734,6 +877,8 @@ int main(void) {
         cmocka_unit_test(test_io_timer_rearmed_at_now_waits_for_next_poll),
         cmocka_unit_test(test_io_1000_random_timers_fire_in_order),
         cmocka_unit_test(test_io_poll_wakes_for_next_timer),
+        cmocka_unit_test(test_io_unlimited_poll_fires_monotonic_timers_in_order_without_early_runs),
+        cmocka_unit_test(test_io_keep_list_releases_only_entries_idle_for_a_whole_period),
         cmocka_unit_test(test_io_poll_counts_sources_timers_and_posts),
         cmocka_unit_test(test_io_steady_state_does_not_allocate),
         cmocka_unit_test(test_io_posts_from_4_threads_run_once_in_fifo_order),
