@@ -454,7 +454,9 @@ int mw_clt_receiver_recv_busywait_timeout(mw_clt_receiver_t *rx, const mw_schema
 
 int mw_clt_set_serdes(mw_clt_t *c, int dirs, const char *serdes) {
     if (!c->have_conn) return MW_ECLOSED;
-    return mw_conn_set_serdes(&c->conn, dirs, serdes, MW_FRAME_AUTO);
+    int r = mw_conn_set_serdes(&c->conn, dirs, serdes, MW_FRAME_AUTO);
+    if (r == 0 && c->sess && (dirs & MW_DIR_TX)) mw__sess_set_wire(c->sess, serdes); /* trial encodes */
+    return r;
 }
 
 mw_mode_t mw_clt_mode(const mw_clt_t *c) { return c->o.mode; }

@@ -38,6 +38,8 @@ int mw__clt_sess_open(mw_clt_t *c, mw_err_t *err) {
     if (!(c->sproto = mw__sess_proto(c->proto)) || !(c->sess_rx = calloc(1, c->sproto->max_size)))
         return mw_err_set(err, MW_ENOMEM, "out of memory");
     int r = mw__sess_open(&c->sess, &c->o.session, c->o.session.id, MW__SESS_CLIENT, c->proto, err);
+    if (r == 0 && mw__sess_set_wire(c->sess, c->o.conn.serdes) < 0)
+        r = mw_err_set(err, MW_EINVAL, "unknown serdes \"%s\"", c->o.conn.serdes);
     if (r == 0) c->proto = c->sproto; /* the connection decodes both */
     return r;
 }

@@ -21,6 +21,8 @@ struct mw__sess {
     const mw_protocol_t *app;
     mw__jnl_t *jnl;
     mw_serdes_t fx;        /* the journal's encoding: fixed */
+    mw_serdes_t wire;      /* the connections' encoding, for trial encodes (mw__sess_set_wire) */
+    bool have_wire;
     uint8_t *enc;          /* app->max_fixed_size */
     void *msg;             /* app->max_size: a journal record decoded for resend */
     bool reset_pending;    /* client: reset at the next logon */
@@ -136,8 +138,29 @@ int mw__sess_open(mw__sess_t **out, const mw_session_opts_t *o, const char *id, 
     return 0;
 }
 
+int mw__sess_set_wire(mw__sess_t *s, const char *serdes) {
+    mw_serdes_t sd;
+    if (mw_serdes_init(&sd, serdes ? serdes : "fixed", 0) < 0) return MW_EINVAL;
+    pthread_mutex_lock(&s->mu);
+    if (s->have_wire) mw_serdes_fini(&s->wire);
+    s->wire = sd;
+    s->have_wire = true;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+/* Would the wire take it? Only values decide (ranges, UTF-8, NaN over
+ * text): a message larger than the trial buffer is not judged here. */
+static int wire_trial(mw__sess_t *s, const mw_schema_t *sch, const void *msg) {
+    static _Thread_local uint8_t buf[16384];
+    if (!s->have_wire) return 0;
+    ssize_t n = mw_serdes_encode(&s->wire, sch, msg, buf, sizeof buf);
+    return n < 0 && n != MW_ETOOBIG ? (int)n : 0;
+}
+
 void mw__sess_free(mw__sess_t *s) {
     if (!s) return;
+    if (s->have_wire) mw_serdes_fini(&s->wire);
     if (s->delivering) mw__sess_delivered(s);
     mw__jnl_close(s->jnl);
     if (s->enc) mw_serdes_fini(&s->fx);
@@ -601,6 +624,9 @@ int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool m
         r = MW_EAGAIN;
         goto out;
     }
+    /* A message that will wait in the journal is tried on the wire's serdes
+     * now: refused later, at a resend, it could never go out. */
+    if (!(s->up && !s->resending) && (r = wire_trial(s, sch, msg)) < 0) goto out;
     /* Journaled first: a number never reaches the wire unless a restarted
      * process can send it again. */
     if ((r = mw__jnl_append(s->jnl, MW__JNL_OUT, n, s->enc, (uint32_t)len)) < 0) {

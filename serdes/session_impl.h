@@ -48,6 +48,12 @@ mw_protocol_t *mw__sess_proto(const mw_protocol_t *app);
 int mw__sess_open(mw__sess_t **out, const mw_session_opts_t *o, const char *id, int role,
                   const mw_protocol_t *app, mw_err_t *err);
 void mw__sess_free(mw__sess_t *s);
+/* The serdes the session's connections write with ("fixed" if never set).
+ * A message that waits in the journal (not connected, behind a resend or a
+ * full socket) is first encoded with it on trial: one the wire would refuse
+ * (a NaN over text) is refused at send, before it takes a number it could
+ * never be sent with. MW_EINVAL for an unknown name. Any thread. */
+int mw__sess_set_wire(mw__sess_t *s, const char *serdes);
 const char *mw__sess_id(const mw__sess_t *s);
 
 /* A connection is there (handshakes done). Client: sends mw_logon (0 or

@@ -465,6 +465,7 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
             return r;
         }
         s->proto = s->sproto; /* connections decode both */
+        s->stab.wire = o->conn.serdes;
     }
     s->cap = o->max_connections ? o->max_connections : 1024;
     s->drv_cfg = (mw__drv_cfg_t){
@@ -699,7 +700,9 @@ int mw_svc_resume_recv(mw_svc_t *s, mw_conn_id_t id) {
 int mw_svc_set_serdes(mw_svc_t *s, mw_conn_id_t id, int dirs, const char *serdes) {
     slot_t *sl = lookup(s, id);
     if (!sl) return MW_ECLOSED;
-    return mw_conn_set_serdes(&sl->conn, dirs, serdes, MW_FRAME_AUTO);
+    int r = mw_conn_set_serdes(&sl->conn, dirs, serdes, MW_FRAME_AUTO);
+    if (r == 0 && sl->sess && (dirs & MW_DIR_TX)) mw__sess_set_wire(sl->sess, serdes); /* trial encodes */
+    return r;
 }
 
 /* ---- state and lifetime --------------------------------------------------- */

@@ -53,7 +53,10 @@ int mw__svc_sessions_get(mw__svc_sessions_t *t, const char *id, const mw_session
     int r = 0;
     if (!t->tab[i]) {
         if (t->n >= t->max) r = mw_err_set(err, MW_EFULL, "max_sessions %u reached", t->max);
-        else if ((r = mw__sess_open(&t->tab[i], o, id, MW__SESS_SERVER, app, err)) == 0) t->n++;
+        else if ((r = mw__sess_open(&t->tab[i], o, id, MW__SESS_SERVER, app, err)) == 0) {
+            t->n++;
+            mw__sess_set_wire(t->tab[i], t->wire); /* the connections' first serdes */
+        }
     }
     *out = t->tab[i];
     pthread_mutex_unlock(&t->mu);

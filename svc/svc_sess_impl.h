@@ -13,6 +13,7 @@ typedef struct mw__svc_sessions {
     pthread_mutex_t mu;
     mw__sess_t **tab;  /* open addressing by id hash; cap = 2 * max, power of two */
     uint32_t cap, n, max;
+    const char *wire;  /* the Svc's serdes (opts.conn.serdes): sessions' trial encodes */
 } mw__svc_sessions_t;
 
 int mw__svc_sessions_init(mw__svc_sessions_t *t, uint32_t max);

@@ -804,6 +804,38 @@ static void test_session_text_login_then_fixed(void **state) {
     mw_clt_free(c);
 }
 
+/* A message that can only wait in the journal (not connected yet) is tried
+ * on the wire's serdes first: text has no NaN, so it is refused at send,
+ * without a number, instead of failing every resend later. */
+static void test_session_journal_only_send_is_tried_on_the_wire_serdes(void **state) {
+    fx_t *f = *state;
+    cur = &cfg_tcp_text;
+    svc_start(f, 0);
+    int port = f->port;
+    svc_stop(f); /* nothing listens there now: the Clt keeps trying */
+    mw_io_t *io;
+    mw_err_t err;
+    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
+    mw_clt_opts_t o;
+    clt_opts(f, &o, MW_MODE_EVENT, "W1");
+    o.io = io;
+    o.async_connect = true;
+    o.reconnect.enabled = true;
+    mw_clt_t *c;
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    assert_int_equal(mw_clt_connect(&c, url, &test_protocol, &o, &err), 0);
+    all_kinds_t a = {0};
+    a.f64 = __builtin_nan("");
+    uint64_t seq = 99;
+    assert_int_equal(mw_clt_send_seq(c, all_kinds_schema(), &a, &seq), MW_ERANGE);
+    ping_t p = {.seq = 1};
+    assert_int_equal(mw_clt_send_seq(c, ping_schema(), &p, &seq), 0);
+    assert_int_equal(seq, 1); /* the refused one took no number */
+    mw_clt_free(c);
+    mw_io_free(io);
+}
+
 /* ---- every transport, serdes and Svc mode ---------------------------------------------- */
 
 static void matrix(void **state, const cfg_t *c, mw_mode_t clt_mode) {
@@ -852,6 +884,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_session_heartbeats_keep_an_idle_session_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_possdup_after_a_crash_in_the_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_text_login_then_fixed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_journal_only_send_is_tried_on_the_wire_serdes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_tls_text_blocking_clt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ws_text_libevent_spin_clt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_wss_msgpack_spin_clt, setup, teardown),
