@@ -176,6 +176,7 @@ static mw_clt_t *clt_to(flood_svc_t *f, const char *scheme, mw_clt_opts_t *o) {
  * input when it closes: a plain close() would answer with an RST and the
  * kernel would drop the replies still in flight), and must see every reply,
  * in order, and then a clean end. */
+static bool close_reported(void *ud) { return atomic_load(&((flood_svc_t *)ud)->close_reason) != 0; }
 static bool saw_eagain(void *ud) { return atomic_load(&((flood_svc_t *)ud)->eagains) > 0; }
 
 static void close_delivers_every_reply(flood_svc_t *f, mw_mode_t mode, const char *scheme) {
@@ -224,6 +225,8 @@ static void close_delivers_every_reply(flood_svc_t *f, mw_mode_t mode, const cha
         fail_msg("%s svc: %llu of %u replies, then %s (%s)", mw_mode_name(mode), (unsigned long long)got, N_REPLIES,
                  mw_errname(r), mw_clt_last_error(c));
     assert_true(atomic_load(&f->closed_it));
+    /* on_close runs on the Svc's worker; the client may see the end first */
+    assert_true(mw_wait_until(close_reported, f, WAIT_MS));
     assert_int_equal(atomic_load(&f->close_reason), MW_ESTATE);
     assert_string_equal(f->close_text, "closed by the service"); /* not MW_ESTATE's generic text */
     assert_true(atomic_load(&f->eagains) > 0); /* the queue did fill: backpressure was exercised */
