@@ -55,22 +55,6 @@ typedef struct fx {
     char close_text[256];
 } fx_t;
 
-static void rm_rf(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_rf(p);
-        else unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static int setup(void **state, const char *serdes) {
     fx_t *f = calloc(1, sizeof *f);
     if (!f) return -1;
@@ -93,7 +77,7 @@ static int teardown(void **state) {
     fx_t *f = *state;
     int send_errors = atomic_load(&f->send_errors);
     mw_svc_free(f->svc);
-    rm_rf(f->dir);
+    mw_tmpdir_remove(f->dir);
     pthread_mutex_destroy(&f->mu);
     free(f);
     if (send_errors) fprintf(stderr, "the Svc's echo failed %d times\n", send_errors);

@@ -54,23 +54,6 @@ typedef struct fx {
     atomic_bool stop;
 } fx_t;
 
-static void rm_rf(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-                struct stat st;
-                if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_rf(p);
-                else unlink(p);
-            }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
 static int setup(void **state) {
     fx_t *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/mw_session_XXXXXX");
@@ -91,7 +74,7 @@ static int teardown(void **state) {
     fx_t *f = *state;
     svc_stop(f);
     cur = &cfg_tcp;
-    rm_rf(f->dir);
+    mw_tmpdir_remove(f->dir);
     pthread_mutex_destroy(&f->mu);
     free(f);
     return 0;
@@ -526,7 +509,7 @@ static void test_session_peer_claiming_unsent_numbers_is_rejected(void **state) 
     mw_clt_free(c);
     /* a fresh Svc journal directory: it has sent nothing in session T7 */
     svc_stop(f);
-    rm_rf(f->sdir);
+    mw_tmpdir_remove(f->sdir);
     mkdir(f->sdir, 0700);
     svc_start(f, 0);
     mw_clt_opts_t o;

@@ -41,23 +41,6 @@ typedef struct fx {
     atomic_int logons, closes;
 } fx_t;
 
-static void rm_rf(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-                struct stat st;
-                if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) rm_rf(p);
-                else unlink(p);
-            }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
 static int setup(void **state) {
     fx_t *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/mw_sreview_XXXXXX");
@@ -74,7 +57,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     fx_t *f = *state;
     mw_svc_free(f->svc);
-    rm_rf(f->dir);
+    mw_tmpdir_remove(f->dir);
     pthread_mutex_destroy(&f->mu);
     free(f);
     return 0;
