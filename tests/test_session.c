@@ -235,9 +235,7 @@ static void test_session_event_clt_journals_while_disconnected(void **state) {
         int r = mw_clt_send(c, ping_schema(), &p);
         assert_int_equal(r, 0);
     }
-    pthread_mutex_lock(&f->mu);
-    f->nmsgs = 0;
-    pthread_mutex_unlock(&f->mu);
+    svh_reset_msgs(f);
     svc_start_at(f, f->port); /* the same port: the Clt reconnects by itself */
     assert_true(mw_wait_until(ev_connected_twice, NULL, WAIT_MS));
     assert_true(svh_wait_msgs(f, 30, WAIT_MS));
@@ -397,9 +395,7 @@ static void test_session_reset_starts_numbering_again(void **state) {
     mw_clt_session_stats(c, &st);
     assert_int_equal(st.next_out, 1);
     assert_int_equal(st.epoch, 2);
-    pthread_mutex_lock(&f->mu);
-    f->nmsgs = 0;
-    pthread_mutex_unlock(&f->mu);
+    svh_reset_msgs(f);
     svh_send_numbered(c, 1, 5);
     recv_pings(c, 1, 5, 0);
     expect_numbers(f, 5);

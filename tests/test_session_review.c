@@ -398,9 +398,7 @@ static void test_review_reset_keeps_what_was_sent_before_the_logon(void **state)
     svh_clt_drop(f, c);
     int port = mw_svc_port(f->svc);
     svh_stop(f); /* the gateway is down for the night */
-    pthread_mutex_lock(&f->mu);
-    f->nmsgs = 0;
-    pthread_mutex_unlock(&f->mu);
+    svh_reset_msgs(f);
     /* a new trading day: reset; the client starts before the gateway */
     mw_io_t *io;
     mw_err_t err;

@@ -131,6 +131,13 @@ static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
     atomic_store(&f->last_reason, reason);
     atomic_fetch_add(&f->nclosed, 1); /* last: a waiter on the count finds reason and text */
     pthread_mutex_unlock(&f->mu);
+    if (f->on_close) f->on_close(f, s, id, reason);
+}
+
+void svh_echo(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    int r = f->mode == MW_MODE_EVENT ? mw_svc_send_to(s, id, sch, msg) : svh_send_polled(f, id, sch, msg);
+    if (r == 0) atomic_fetch_add(&f->echoed, 1);
+    else if (r != MW_ECLOSED) mw_fail_once(&f->fail, "svc echo: send_to %s: %s", mw_errname(r), mw_svc_conn_error(s, id));
 }
 
 int svh_naccepted(svh_t *f) {
@@ -269,9 +276,16 @@ mw_clt_t *svh_clt_connect(svh_t *f, const mw_clt_opts_t *o) {
     mw_err_t err = {0};
     int r = mw_clt_connect(&c, f->url, &test_protocol, o, &err);
     if (r != 0) fail_msg("clt connect %s: %s: %s", f->url, mw_errname(r), mw_err_text(&err));
-    assert_true(f->nclts < SVH_MAX_CONNS);
-    f->clts[f->nclts++] = c;
+    svh_clt_adopt(f, c);
     return c;
+}
+
+void svh_clt_adopt(svh_t *f, mw_clt_t *c) {
+    if (f->nclts >= SVH_MAX_CONNS) {
+        mw_clt_free(c);
+        fail_msg("more than %d Clts", SVH_MAX_CONNS);
+    }
+    f->clts[f->nclts++] = c;
 }
 
 /* Frees a Clt before the fixture would. */

@@ -62,6 +62,7 @@ typedef struct svh_close {
 
 typedef struct svh svh_t;
 typedef void svh_msg_fn(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
+typedef void svh_close_fn(svh_t *f, mw_svc_t *s, mw_conn_id_t id, int reason);
 
 struct svh {
     mw_mode_t mode;
@@ -84,7 +85,9 @@ struct svh {
     atomic_int nclosed, last_reason;
     char last_close_text[MW_ERR_TEXT_MAX];
 
-    svh_msg_fn *on_msg; /* the test's reaction to a message, after recording it */
+    svh_msg_fn *on_msg;     /* the test's reaction to a message, after recording it */
+    svh_close_fn *on_close; /* the same for a close */
+    atomic_long echoed;     /* svh_echo's replies */
     void *ud;           /* the test file's own state */
     mw_failure_t fail;  /* what the Svc thread saw go wrong (mw_assert_no_failure) */
     /* a spin/blocking Svc's thread (svh_start); pause parks it (parked set) */
@@ -158,6 +161,11 @@ bool svh_find_close(svh_t *f, mw_conn_id_t id, svh_close_t *out);
  * its close (order < before). */
 void svh_expect_pings(svh_t *f, mw_conn_id_t id, uint64_t first, uint64_t last, uint64_t before);
 
+/* An f->on_msg that echoes each message to its sender (a spin/blocking
+ * Svc polls while the queue is full, svh_send_polled) and counts f->echoed;
+ * an error other than MW_ECLOSED (the peer left) goes to f->fail. */
+void svh_echo(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
+
 /* ---- the Svc, Clts, waits ---- */
 void svh_svc_opts(svh_t *f, mw_svc_opts_t *o);  /* f->mode and the recording callbacks */
 /* Listens on scheme://127.0.0.1:0 (ws, wss: path "/") and sets f->port and f->url. */
@@ -176,6 +184,7 @@ void svh_stop(svh_t *f);
 int svh_send_polled(svh_t *f, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
 /* Connects a Clt to the Svc (o NULL: spin mode, defaults); the fixture frees it. */
 mw_clt_t *svh_clt_connect(svh_t *f, const mw_clt_opts_t *o);
+void svh_clt_adopt(svh_t *f, mw_clt_t *c); /* a Clt made elsewhere, freed by the fixture */
 void svh_clt_drop(svh_t *f, mw_clt_t *c);  /* frees a Clt now (one svh_clt_connect made, or any) */
 void svh_send_ping(mw_clt_t *c, uint64_t seq);
 /* Spin/blocking: one mw_svc_recv on the test thread, recording a message. */
