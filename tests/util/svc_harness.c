@@ -195,6 +195,10 @@ void svh_svc_opts(svh_t *f, mw_svc_opts_t *o) {
     mw_svc_opts_init(o);
     o->mode = f->mode;
     if (f->serdes) o->conn.serdes = f->serdes;
+    svh_svc_hooks(f, o);
+}
+
+void svh_svc_hooks(svh_t *f, mw_svc_opts_t *o) {
     o->on_accept = on_accept;
     o->on_msg = on_msg;
     o->on_close = on_close;
@@ -204,7 +208,7 @@ void svh_svc_opts(svh_t *f, mw_svc_opts_t *o) {
 void svh_listen(svh_t *f, const char *scheme, const mw_svc_opts_t *o) { svh_listen_at(f, scheme, 0, o); }
 
 void svh_listen_at(svh_t *f, const char *scheme, int port, const mw_svc_opts_t *o) {
-    const char *path = strncmp(scheme, "ws", 2) == 0 ? "/" : "";
+    const char *path = strncmp(scheme, "ws", 2) != 0 ? "" : f->path ? f->path : "/";
     char url[96];
     snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", scheme, port, path);
     mw_err_t err = {0};
@@ -350,6 +354,18 @@ svh_close_t svh_wait_closed(svh_t *f, mw_conn_id_t id) {
     if (!mw_wait_until(closed_now, &c, SVH_WAIT_MS)) fail_msg("connection %#" PRIx64 " was not closed", id);
     svh_close_t r;
     svh_find_close(f, id, &r);
+    return r;
+}
+
+static bool closes_reached(void *ud) { return atomic_load(&((count_cond_t *)ud)->f->nclosed) >= ((count_cond_t *)ud)->want; }
+
+svh_close_t svh_wait_close_n(svh_t *f, int k) {
+    count_cond_t c = {f, k + 1};
+    if (!mw_wait_until(closes_reached, &c, SVH_WAIT_MS)) fail_msg("no close event #%d within %d ms", k, SVH_WAIT_MS);
+    if (k >= SVH_MAX_CONNS) fail_msg("close event #%d is past the %d recorded", k, SVH_MAX_CONNS);
+    pthread_mutex_lock(&f->mu);
+    svh_close_t r = f->closes[k];
+    pthread_mutex_unlock(&f->mu);
     return r;
 }
 

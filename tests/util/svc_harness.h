@@ -67,6 +67,7 @@ typedef void svh_close_fn(svh_t *f, mw_svc_t *s, mw_conn_id_t id, int reason);
 struct svh {
     mw_mode_t mode;
     const char *serdes; /* NULL: the default; svh_svc_opts and the session options apply it */
+    const char *path;   /* ws, wss: the Svc's URL path (NULL: "/") */
     mw_svc_t *svc;
     mw_io_t *io; /* event mode, workers = 0: the caller's io */
     int port;
@@ -168,7 +169,8 @@ void svh_echo(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, co
 
 /* ---- the Svc, Clts, waits ---- */
 void svh_svc_opts(svh_t *f, mw_svc_opts_t *o);  /* f->mode and the recording callbacks */
-/* Listens on scheme://127.0.0.1:0 (ws, wss: path "/") and sets f->port and f->url. */
+void svh_svc_hooks(svh_t *f, mw_svc_opts_t *o); /* only the recording callbacks (and ud), into o as it is */
+/* Listens on scheme://127.0.0.1:0 (ws, wss: path f->path or "/") and sets f->port and f->url. */
 void svh_listen(svh_t *f, const char *scheme, const mw_svc_opts_t *o);
 /* The same on a given port (0: any; a restart takes the port it had). */
 void svh_listen_at(svh_t *f, const char *scheme, int port, const mw_svc_opts_t *o);
@@ -194,6 +196,8 @@ void svh_pump_until_conns(svh_t *f, uint32_t want);
 /* Waits until on_accept ran n times; returns the nth id. */
 mw_conn_id_t svh_wait_accepted(svh_t *f, int n);
 svh_close_t svh_wait_closed(svh_t *f, mw_conn_id_t id);
+/* Waits for the Svc's close number k (0-based, k < SVH_MAX_CONNS); returns its record. */
+svh_close_t svh_wait_close_n(svh_t *f, int k);
 void svh_wait_flag(atomic_bool *flag, const char *what);
 /* Polls until *n >= want or ms pass; returns whether it got there. */
 bool svh_wait_count(atomic_int *n, int want, int ms);
