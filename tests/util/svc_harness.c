@@ -212,7 +212,7 @@ void svh_listen_at(svh_t *f, const char *scheme, int port, const mw_svc_opts_t *
     char url[96];
     snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", scheme, port, path);
     mw_err_t err = {0};
-    int r = mw_svc_listen(&f->svc, url, &test_protocol, o, &err);
+    int r = mw_svc_listen(&f->svc, url, f->proto ? f->proto : &test_protocol, o, &err);
     if (r != 0) fail_msg("svc listen %s: %s: %s", url, mw_errname(r), mw_err_text(&err));
     f->port = mw_svc_port(f->svc);
     assert_true(f->port > 0);
@@ -278,7 +278,7 @@ mw_clt_t *svh_clt_connect(svh_t *f, const mw_clt_opts_t *o) {
     }
     mw_clt_t *c = NULL;
     mw_err_t err = {0};
-    int r = mw_clt_connect(&c, f->url, &test_protocol, o, &err);
+    int r = mw_clt_connect(&c, f->url, f->proto ? f->proto : &test_protocol, o, &err);
     if (r != 0) fail_msg("clt connect %s: %s: %s", f->url, mw_errname(r), mw_err_text(&err));
     svh_clt_adopt(f, c);
     return c;

@@ -68,6 +68,11 @@ struct svh {
     mw_mode_t mode;
     const char *serdes; /* NULL: the default; svh_svc_opts and the session options apply it */
     const char *path;   /* ws, wss: the Svc's URL path (NULL: "/") */
+    /* The protocol of the Svc and of svh_clt_connect's Clts. NULL: the
+     * test protocol as svc_harness.c sees it. Each file has its own copy of
+     * the schemas (test_proto.h defines them static): a test that compares
+     * schema pointers with its own ping_schema() sets &test_protocol here. */
+    const mw_protocol_t *proto;
     mw_svc_t *svc;
     mw_io_t *io; /* event mode, workers = 0: the caller's io */
     int port;
