@@ -103,6 +103,7 @@ static void on_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
         f->accepted[f->naccepted++] = id;
     }
     pthread_mutex_unlock(&f->mu);
+    if (f->on_accept) f->on_accept(f, s, id);
     if (!f->fill_on_accept) return;
     /* Replies pending (write interest armed), and the worker stays busy
      * while the peer sends and leaves: both events are there at once. */

@@ -63,6 +63,7 @@ typedef struct svh_close {
 typedef struct svh svh_t;
 typedef void svh_msg_fn(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
 typedef void svh_close_fn(svh_t *f, mw_svc_t *s, mw_conn_id_t id, int reason);
+typedef void svh_accept_fn(svh_t *f, mw_svc_t *s, mw_conn_id_t id);
 
 struct svh {
     mw_mode_t mode;
@@ -93,6 +94,7 @@ struct svh {
 
     svh_msg_fn *on_msg;     /* the test's reaction to a message, after recording it */
     svh_close_fn *on_close; /* the same for a close */
+    svh_accept_fn *on_accept; /* and for an accept */
     atomic_long echoed;     /* svh_echo's replies */
     void *ud;           /* the test file's own state */
     mw_failure_t fail;  /* what the Svc thread saw go wrong (mw_assert_no_failure) */
