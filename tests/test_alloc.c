@@ -164,7 +164,7 @@ static void wait_done(run_t *r, uint64_t n) {
 }
 
 static void test_steady_state_allocates_nothing(void **state) {
-    run_t *r = ((svh_t *)*state)->ud;
+    run_t *r = svh_ud(state);
     assert_true(mw_alloc_counting_works());
     svc_start(r);
     clt_connect(r);
@@ -203,29 +203,26 @@ static void test_alloc_counting_works(void **state) {
 }
 
 static int run_setup(void **state) {
+    const alloc_case_t *c = *state;
+    *state = NULL;
+    if (svh_session_setup(state) != 0) return -1;
+    svh_t *f = *state;
     run_t *r = calloc(1, sizeof *r);
     if (!r) return -1;
-    r->c = *state;
-    *state = NULL;
-    if (svh_session_setup(state) != 0) {
-        free(r);
-        return -1;
-    }
-    r->f = *state;
-    r->f->ud = r;
+    f->ud = r;
+    f->ud_owned = true;
+    r->c = c;
+    r->f = f;
     return 0;
 }
 
 static int run_teardown(void **state) {
-    svh_t *f = *state;
-    run_t *r = f->ud;
+    run_t *r = svh_ud(state);
     if (r->io) mw_io_stop(r->io);
     mw_clt_close(r->clt);
     mw_io_free(r->io);
     mw_clt_free(r->clt);
-    svh_teardown(state);
-    free(r);
-    return 0;
+    return svh_teardown(state);
 }
 
 /* ---- registration ---------------------------------------------------------------- */

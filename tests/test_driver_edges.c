@@ -34,24 +34,13 @@ typedef struct rv {
 static int64_t g_timeout = -1;
 
 static int setup(void **state) {
-    rv_t *f = calloc(1, sizeof *f);
-    if (!f || svh_setup(state) != 0) {
-        free(f);
-        return -1;
-    }
+    rv_t *f = svh_setup_ud(state, sizeof *f);
+    if (!f) return -1;
     f->h = *state;
-    f->h->ud = f;
     return 0;
 }
 
-static int teardown(void **state) {
-    rv_t *f = ((svh_t *)*state)->ud;
-    svh_teardown(state);
-    free(f);
-    return 0;
-}
-
-static rv_t *rv(void **state) { return ((svh_t *)*state)->ud; }
+static rv_t *rv(void **state) { return svh_ud(state); }
 
 static void sv_accept(svh_t *h, mw_svc_t *s, mw_conn_id_t id) {
     rv_t *f = h->ud;
@@ -120,11 +109,8 @@ static mw_clt_t *clt(rv_t *f, mw_mode_t mode, mw_io_t *io, void (*on_drain)(mw_c
     o.ud = f;
     o.tcp.sndbuf = 4096;
     if (rcv) o.tcp.rcvbuf = rcv;
-    if (!io) return svh_clt_connect(f->h, &o);
-    mw_clt_t *c; /* on the test's io: the test frees it, before the io */
-    mw_err_t err;
-    if (mw_clt_connect(&c, f->h->url, &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
-    return c;
+    /* on the test's io: the test frees it, before the io */
+    return io ? svh_clt_connect_untracked(f->h, &o) : svh_clt_connect(f->h, &o);
 }
 
 static double cpu_s(void) {
@@ -428,18 +414,18 @@ static void test_free_while_lingering(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_stats_while_lingering, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_clt_on_drain_after_send, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_clt_on_drain_after_send_more, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_linger_after_half_close_does_not_spin, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_paused_conn_reset_by_peer, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flush_after_eagain_no_false_eslow, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_solo_blocking_flood, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_event_flood, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_broadcast_skips_closed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_blocking_recv_with_paused_solo_waits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_free_while_lingering, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_abort_inside_on_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_while_lingering, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_clt_on_drain_after_send, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_clt_on_drain_after_send_more, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_linger_after_half_close_does_not_spin, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_paused_conn_reset_by_peer, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flush_after_eagain_no_false_eslow, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_solo_blocking_flood, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_event_flood, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_broadcast_skips_closed, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_blocking_recv_with_paused_solo_waits, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_free_while_lingering, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_abort_inside_on_close, setup, svh_teardown),
     };
     if (getenv("ONLY")) cmocka_set_test_filter(getenv("ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -107,24 +107,10 @@ static void fs_start(flood_svc_t *f, mw_mode_t mode, const char *scheme, const m
 }
 
 static int setup(void **state) {
-    flood_svc_t *f = calloc(1, sizeof *f);
-    if (!f || svh_setup(state) != 0) {
-        free(f);
-        return -1;
-    }
+    flood_svc_t *f = svh_setup_ud(state, sizeof *f);
+    if (!f) return -1;
     f->h = *state;
-    f->h->ud = f;
     f->h->proto = &test_protocol; /* schemas compared with this file's ping_schema() */
-    *state = f;
-    return 0;
-}
-
-/* Runs after a failure too: no Svc thread outlives its test. */
-static int teardown(void **state) {
-    flood_svc_t *f = *state;
-    void *h = f->h;
-    svh_teardown(&h);
-    free(f);
     return 0;
 }
 
@@ -194,17 +180,21 @@ static void close_delivers_every_reply(flood_svc_t *f, mw_mode_t mode, const cha
     assert_true(atomic_load(&f->drains) > 0);
 }
 
-static void test_flow_close_conn_delivers_every_reply_spin(void **s) { close_delivers_every_reply(*s, MW_MODE_SPIN, "tcp"); }
-static void test_flow_close_conn_delivers_every_reply_blocking(void **s) {
-    close_delivers_every_reply(*s, MW_MODE_BLOCKING, "tcp");
+static void test_flow_close_conn_delivers_every_reply_spin(void **s) {
+    close_delivers_every_reply(svh_ud(s), MW_MODE_SPIN, "tcp");
 }
-static void test_flow_close_conn_delivers_every_reply_event(void **s) { close_delivers_every_reply(*s, MW_MODE_EVENT, "tcp"); }
+static void test_flow_close_conn_delivers_every_reply_blocking(void **s) {
+    close_delivers_every_reply(svh_ud(s), MW_MODE_BLOCKING, "tcp");
+}
+static void test_flow_close_conn_delivers_every_reply_event(void **s) {
+    close_delivers_every_reply(svh_ud(s), MW_MODE_EVENT, "tcp");
+}
 /* Over WebSocket the close frame must follow the queued replies. */
 static void test_flow_close_conn_delivers_every_reply_ws_event(void **s) {
-    close_delivers_every_reply(*s, MW_MODE_EVENT, "ws");
+    close_delivers_every_reply(svh_ud(s), MW_MODE_EVENT, "ws");
 }
 static void test_flow_close_conn_delivers_every_reply_wss_spin(void **s) {
-    close_delivers_every_reply(*s, MW_MODE_SPIN, "wss");
+    close_delivers_every_reply(svh_ud(s), MW_MODE_SPIN, "wss");
 }
 
 /* ---- 2. paused reads hold input back; resume delivers it all ---------------------- */
@@ -249,15 +239,17 @@ static void pause_holds_input(flood_svc_t *f, mw_mode_t mode) {
     assert_int_equal(atomic_load(&f->msgs), 201);
 }
 
-static void test_flow_pause_recv_holds_input_until_resume_spin(void **s) { pause_holds_input(*s, MW_MODE_SPIN); }
-static void test_flow_pause_recv_holds_input_until_resume_event(void **s) { pause_holds_input(*s, MW_MODE_EVENT); }
+static void test_flow_pause_recv_holds_input_until_resume_spin(void **s) { pause_holds_input(svh_ud(s), MW_MODE_SPIN); }
+static void test_flow_pause_recv_holds_input_until_resume_event(void **s) {
+    pause_holds_input(svh_ud(s), MW_MODE_EVENT);
+}
 
 /* ---- 3. a consumer that never reads is closed with MW_ESLOW ------------------------ */
 
 static bool closed_once(void *ud) { return atomic_load(&((flood_svc_t *)ud)->h->nclosed) > 0; }
 
 static void test_flow_slow_consumer_is_closed_with_its_reason(void **s) {
-    flood_svc_t *f = *s;
+    flood_svc_t *f = svh_ud(s);
 
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
@@ -280,7 +272,7 @@ static void test_flow_slow_consumer_is_closed_with_its_reason(void **s) {
 /* ---- 4. a spin Clt that never flushes still completes its exchange ---------------- */
 
 static void test_flow_spin_clt_recv_writes_what_send_queued(void **s) {
-    flood_svc_t *f = *s;
+    flood_svc_t *f = svh_ud(s);
     f->pause_on_accept = true;
     f->total = 1;
     mw_svc_opts_t o;
@@ -358,12 +350,12 @@ static void blocking_flush_waits(flood_svc_t *f, const char *scheme) {
     assert_int_equal(atomic_load(&f->msgs), seq - 1);
 }
 
-static void test_flow_blocking_flush_honours_timeout_tls(void **s) { blocking_flush_waits(*s, "tls"); }
-static void test_flow_blocking_flush_honours_timeout_wss(void **s) { blocking_flush_waits(*s, "wss"); }
+static void test_flow_blocking_flush_honours_timeout_tls(void **s) { blocking_flush_waits(svh_ud(s), "tls"); }
+static void test_flow_blocking_flush_honours_timeout_wss(void **s) { blocking_flush_waits(svh_ud(s), "wss"); }
 
 /* send_more + flush of many messages over tls in blocking mode completes. */
 static void test_flow_blocking_tls_batches_complete(void **s) {
-    flood_svc_t *f = *s;
+    flood_svc_t *f = svh_ud(s);
     f->total = 200000;
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
@@ -394,7 +386,7 @@ static void test_flow_blocking_tls_batches_complete(void **s) {
 /* A certificate that fails verification fails the same way every time:
  * twenty attempts 100 ms apart would take two seconds to say so. */
 static void test_flow_connect_does_not_retry_a_certificate_that_fails_verification(void **s) {
-    flood_svc_t *f = *s;
+    flood_svc_t *f = svh_ud(s);
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.tr.tls.cert_file = mw_test_cert("srv.pem");
@@ -439,31 +431,31 @@ static void mismatch(flood_svc_t *f, const char *svc_serdes, const char *clt_ser
 }
 
 static void test_flow_json_peer_of_a_fixed_svc_is_named(void **s) {
-    mismatch(*s, "fixed", "text", "the peer seems to send JSON text: is its serdes \"text\"?");
+    mismatch(svh_ud(s), "fixed", "text", "the peer seems to send JSON text: is its serdes \"text\"?");
 }
 
 static void test_flow_binary_peer_of_a_text_svc_is_named(void **s) {
-    mismatch(*s, "text", "fixed", "the peer seems to send binary frames");
+    mismatch(svh_ud(s), "text", "fixed", "the peer seems to send binary frames");
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_spin, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_blocking, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_event, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_ws_event, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_wss_spin, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_pause_recv_holds_input_until_resume_spin, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_pause_recv_holds_input_until_resume_event, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_slow_consumer_is_closed_with_its_reason, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_spin_clt_recv_writes_what_send_queued, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_blocking_flush_honours_timeout_tls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_blocking_flush_honours_timeout_wss, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_blocking_tls_batches_complete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_spin, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_blocking, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_event, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_ws_event, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_wss_spin, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_pause_recv_holds_input_until_resume_spin, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_pause_recv_holds_input_until_resume_event, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_slow_consumer_is_closed_with_its_reason, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_spin_clt_recv_writes_what_send_queued, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_blocking_flush_honours_timeout_tls, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_blocking_flush_honours_timeout_wss, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_blocking_tls_batches_complete, setup, svh_teardown),
         cmocka_unit_test_setup_teardown(test_flow_connect_does_not_retry_a_certificate_that_fails_verification, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_flow_json_peer_of_a_fixed_svc_is_named, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_binary_peer_of_a_text_svc_is_named, setup, teardown),
+                                        svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_json_peer_of_a_fixed_svc_is_named, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_binary_peer_of_a_text_svc_is_named, setup, svh_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

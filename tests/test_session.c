@@ -207,20 +207,13 @@ static void test_session_event_clt_journals_while_disconnected(void **state) {
     svh_t *f = *state;
     echo = false;
     svc_start(f, 0);
-    mw_io_t *io;
-    mw_err_t err;
-    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
-    assert_int_equal(mw_io_start(io, NULL), 0);
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_EVENT, "T4");
-    o.io = io;
-    o.reconnect.enabled = true;
-    o.reconnect.min_delay_ns = 10 * MW_NS_PER_MS;
-    o.reconnect.max_delay_ns = 50 * MW_NS_PER_MS;
+    o.io = svh_clt_io(f);
+    svh_clt_fast_reconnect(&o);
     o.on_connect = ev_on_connect;
     atomic_store(&ev_connects, 0);
-    mw_clt_t *c;
-    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    mw_clt_t *c = svh_clt_connect(f, &o);
     assert_true(mw_wait_until(ev_connected_once, NULL, WAIT_MS));
     for (uint64_t i = 1; i <= 50; i++) {
         ping_t p = {.seq = i};
@@ -246,9 +239,6 @@ static void test_session_event_clt_journals_while_disconnected(void **state) {
         assert_int_equal(f->msgs[i].seq, (uint64_t)i + 51);
     }
     pthread_mutex_unlock(&f->mu);
-    mw_io_stop(io);
-    svh_clt_drop(f, c);
-    mw_io_free(io);
 }
 
 /* ---- logon rules ------------------------------------------------------------------ */
@@ -566,16 +556,11 @@ static bool clt_heard(void *ud) {
 static void test_session_heartbeats_keep_an_idle_session_up(void **state) {
     svh_t *f = *state;
     svc_start(f, 0);
-    mw_io_t *io;
-    mw_err_t err;
-    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
-    assert_int_equal(mw_io_start(io, NULL), 0);
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_EVENT, "H1");
-    o.io = io;
+    o.io = svh_clt_io(f);
     o.session.heartbeat_ns = 100 * MW_NS_PER_MS; /* (a loaded machine stalls for tens of ms) */
-    mw_clt_t *c;
-    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    mw_clt_t *c = svh_clt_connect(f, &o);
     /* the ack, then a heartbeat every 100 ms: 8 messages take > 6 intervals,
      * twice the silence that closes a connection */
     assert_true(mw_wait_until(clt_heard, c, WAIT_MS));
@@ -584,9 +569,6 @@ static void test_session_heartbeats_keep_an_idle_session_up(void **state) {
     mw_session_stats_t ss;
     assert_int_equal(mw_svc_session_stats(f->svc, "H1", &ss), 0);
     assert_true(ss.logged_on);
-    mw_io_stop(io);
-    svh_clt_drop(f, c);
-    mw_io_free(io);
 }
 
 /* The login-in-text-then-switch-to-fixed pattern with a session: the

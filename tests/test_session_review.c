@@ -400,18 +400,12 @@ static void test_review_reset_keeps_what_was_sent_before_the_logon(void **state)
     svh_stop(f); /* the gateway is down for the night */
     svh_reset_msgs(f);
     /* a new trading day: reset; the client starts before the gateway */
-    mw_io_t *io;
-    mw_err_t err;
-    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
-    assert_int_equal(mw_io_start(io, NULL), 0);
     mw_clt_opts_t o;
     svh_session_clt_opts(f, &o, MW_MODE_EVENT, "R4");
-    o.io = io;
-    o.reconnect.enabled = true;
-    o.reconnect.min_delay_ns = 10 * MW_NS_PER_MS;
-    o.reconnect.max_delay_ns = 50 * MW_NS_PER_MS;
+    o.io = svh_clt_io(f);
+    svh_clt_fast_reconnect(&o);
     o.session.reset = true;
-    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    c = svh_clt_connect(f, &o);
     uint64_t seqs[3];
     for (int i = 0; i < 3; i++) {
         ping_t p = {.seq = 101 + (uint64_t)i};
@@ -421,9 +415,6 @@ static void test_review_reset_keeps_what_was_sent_before_the_logon(void **state)
     bool arrived = svh_session_next_in_is(f, "R4", 4, NULL, 3000); /* the new epoch: 1..3 */
     mw_session_stats_t st;
     mw_svc_session_stats(f->svc, "R4", &st);
-    mw_io_stop(io);
-    svh_clt_drop(f, c);
-    mw_io_free(io);
     if (!arrived)
         fail_msg("the 3 messages sent before the logon (numbers %llu %llu %llu) never arrived: Svc next_in %llu, epoch %llu",
                  (unsigned long long)seqs[0], (unsigned long long)seqs[1], (unsigned long long)seqs[2],

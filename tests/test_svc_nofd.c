@@ -38,26 +38,19 @@ typedef struct fx {
 } fx_t;
 
 static int setup(void **state) {
-    fx_t *f = calloc(1, sizeof *f);
-    if (!f || getrlimit(RLIMIT_NOFILE, &f->saved) < 0 || svh_setup(state) != 0) {
-        free(f);
-        return -1;
-    }
+    fx_t *f = svh_setup_ud(state, sizeof *f);
+    if (!f || getrlimit(RLIMIT_NOFILE, &f->saved) < 0) return -1;
     f->h = *state;
     f->spare = -1;
-    *state = f;
     return 0;
 }
 
 static int teardown(void **state) {
-    fx_t *f = *state;
+    fx_t *f = svh_ud(state);
     setrlimit(RLIMIT_NOFILE, &f->saved);
     for (int i = 0; i < f->n; i++) close(f->fds[i]);
     if (f->spare >= 0) close(f->spare);
-    void *h = f->h;
-    svh_teardown(&h);
-    free(f);
-    return 0;
+    return svh_teardown(state);
 }
 
 static int open_fds(void) {
@@ -167,8 +160,12 @@ static void nofd_does_not_spin(fx_t *f, mw_mode_t mode) {
     }
 }
 
-static void test_svc_out_of_fds_does_not_spin_event(void **state) { nofd_does_not_spin(*state, MW_MODE_EVENT); }
-static void test_svc_out_of_fds_does_not_spin_blocking(void **state) { nofd_does_not_spin(*state, MW_MODE_BLOCKING); }
+static void test_svc_out_of_fds_does_not_spin_event(void **state) {
+    nofd_does_not_spin(svh_ud(state), MW_MODE_EVENT);
+}
+static void test_svc_out_of_fds_does_not_spin_blocking(void **state) {
+    nofd_does_not_spin(svh_ud(state), MW_MODE_BLOCKING);
+}
 
 int main(void) {
     const struct CMUnitTest tests[] = {

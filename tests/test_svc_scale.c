@@ -642,18 +642,21 @@ static void test_svc_gives_slots_back_when_the_last_client_leaves(void **state) 
     mw_io_free(io);
 }
 
+/* A test with the fixture (tests/util/svc_harness.h). */
+#define S(fn) cmocka_unit_test_setup_teardown(fn, svh_setup, svh_teardown)
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listener_backlog_defaults_to_large_value_capped_by_somaxconn),
         cmocka_unit_test(test_listener_takes_a_burst_of_connects_without_accepting),
-        cmocka_unit_test_setup_teardown(test_svc_counts_each_client_once_with_1_worker, svh_setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_svc_counts_each_client_once_and_frees_its_fd_with_2_workers, svh_setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_svc_counts_each_client_once_and_frees_its_fd_with_3_workers, svh_setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_svc_counts_each_client_once_and_frees_its_fd_with_2_libevent_workers, svh_setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_svc_over_max_connections_counts_each_client_once_with_2_workers, svh_setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_svc_reuses_freed_slots_oldest_first_with_a_new_generation, svh_setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_svc_gives_slots_back_when_the_last_client_leaves, svh_setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_svc_idle_connections_hold_no_buffer_and_grow_for_a_big_message, svh_setup, svh_teardown),
+        S(test_svc_counts_each_client_once_with_1_worker),
+        S(test_svc_counts_each_client_once_and_frees_its_fd_with_2_workers),
+        S(test_svc_counts_each_client_once_and_frees_its_fd_with_3_workers),
+        S(test_svc_counts_each_client_once_and_frees_its_fd_with_2_libevent_workers),
+        S(test_svc_over_max_connections_counts_each_client_once_with_2_workers),
+        S(test_svc_reuses_freed_slots_oldest_first_with_a_new_generation),
+        S(test_svc_gives_slots_back_when_the_last_client_leaves),
+        S(test_svc_idle_connections_hold_no_buffer_and_grow_for_a_big_message),
         cmocka_unit_test(test_conn_buffers_are_taken_when_needed_and_given_back_when_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,20 +38,12 @@ static void on_close(svh_t *f, mw_svc_t *s, mw_conn_id_t id, int reason) {
     else atomic_fetch_add(&st->other_closes, 1);
 }
 
-static int setup(void **state) {
-    if (svh_setup(state) != 0) return -1;
-    svh_t *f = *state;
-    f->ud = calloc(1, sizeof(stalled_t));
-    return f->ud ? 0 : -1;
-}
+static int setup(void **state) { return svh_setup_ud(state, sizeof(stalled_t)) ? 0 : -1; }
 
 static int teardown(void **state) {
-    svh_t *f = *state;
-    stalled_t *st = f->ud;
-    for (int i = 0; st && i < st->n; i++) close(st->fds[i]);
-    svh_teardown(state);
-    free(st);
-    return 0;
+    stalled_t *st = svh_ud(state);
+    for (int i = 0; i < st->n; i++) close(st->fds[i]);
+    return svh_teardown(state);
 }
 
 static bool only_the_client_left(void *ud) { return mw_svc_conn_count(((svh_t *)ud)->svc) == 1; }

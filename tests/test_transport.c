@@ -344,27 +344,21 @@ typedef struct peers {
 } peers_t;
 
 static int peers_setup(void **state) {
-    peers_t *p = calloc(1, sizeof *p);
-    if (!p || svh_setup(state) != 0) {
-        free(p);
-        return -1;
-    }
+    peers_t *p = svh_setup_ud(state, sizeof *p);
+    if (!p) return -1;
     for (int i = 0; i < 4; i++) p->fds[i] = -1;
     p->h = *state;
-    p->h->ud = p;
-    *state = p;
     return 0;
 }
 
 static int peers_teardown(void **state) {
-    peers_t *p = *state;
+    peers_t *p = svh_ud(state);
     for (int i = 0; i < 4; i++)
         if (p->fds[i] >= 0) close(p->fds[i]);
-    void *h = p->h;
-    svh_teardown(&h);
-    mw_clt_free(p->good);
-    mw_clt_free(p->other);
-    free(p);
+    mw_clt_t *good = p->good, *other = p->other;
+    svh_teardown(state); /* the Svc goes first, then its clients */
+    mw_clt_free(good);
+    mw_clt_free(other);
     return 0;
 }
 
@@ -426,15 +420,15 @@ static void frames_echo_one_to_one(peers_t *p, const char *serdes, int op) {
 }
 
 static void test_ws_text_serdes_message_is_one_text_frame_of_bare_json(void **state) {
-    frames_echo_one_to_one(*state, "text", 0x1);
+    frames_echo_one_to_one(svh_ud(state), "text", 0x1);
 }
 
 static void test_ws_fixed_serdes_message_is_one_binary_frame(void **state) {
-    frames_echo_one_to_one(*state, "fixed", 0x2);
+    frames_echo_one_to_one(svh_ud(state), "fixed", 0x2);
 }
 
 static void test_ws_msgpack_serdes_message_is_one_binary_frame(void **state) {
-    frames_echo_one_to_one(*state, "msgpack", 0x2);
+    frames_echo_one_to_one(svh_ud(state), "msgpack", 0x2);
 }
 
 /* ---- bad peers of a tls:// Svc ---------------------------------------------------------- */
@@ -459,7 +453,7 @@ static bool peer_ended(void *ud) {
 }
 
 static void test_tls_svc_bad_peers_close_alone_and_a_good_client_keeps_working(void **state) {
-    peers_t *p = *state;
+    peers_t *p = svh_ud(state);
     mw_svc_opts_t so;
     svc_opts(&so, MW_MODE_EVENT, "fixed", TLS);
     so.handshake_timeout_ns = 200 * MW_NS_PER_MS;
@@ -523,7 +517,7 @@ static void test_tls_svc_bad_peers_close_alone_and_a_good_client_keeps_working(v
 /* ---- bad peers of a ws:// Svc ----------------------------------------------------------- */
 
 static void test_ws_svc_bad_peers_close_alone_and_a_good_client_keeps_working(void **state) {
-    peers_t *p = *state;
+    peers_t *p = svh_ud(state);
     mw_svc_opts_t so;
     svc_opts(&so, MW_MODE_BLOCKING, "text", WS);
     so.conn.max_msg = BAD_MAX_MSG;
@@ -585,7 +579,7 @@ static void test_ws_svc_bad_peers_close_alone_and_a_good_client_keeps_working(vo
 /* ---- host name verification --------------------------------------------------------- */
 
 static void test_tls_clt_fails_when_the_cert_does_not_match_the_host_name(void **state) {
-    peers_t *p = *state;
+    peers_t *p = svh_ud(state);
     mw_svc_opts_t so;
     svc_opts(&so, MW_MODE_EVENT, "msgpack", TLS);
     peers_start(p, TLS, &so, "msgpack", ""); /* verified against 127.0.0.1: fine */
@@ -609,7 +603,7 @@ static void test_tls_clt_fails_when_the_cert_does_not_match_the_host_name(void *
 /* ---- WebSocket path and subprotocol ------------------------------------------------- */
 
 static void test_ws_svc_path_is_enforced_and_subprotocol_negotiated(void **state) {
-    peers_t *p = *state;
+    peers_t *p = svh_ud(state);
     mw_svc_opts_t so;
     svc_opts(&so, MW_MODE_SPIN, "msgpack", WS);
     so.tr.ws.expect_path = "/feed";
@@ -686,15 +680,15 @@ static void burst_is_echoed_whole(peers_t *p, scheme_t sch, mw_mode_t mode) {
 }
 
 static void test_tls_blocking_svc_reads_on_what_tls_holds_after_the_socket_is_drained(void **state) {
-    burst_is_echoed_whole(*state, TLS, MW_MODE_BLOCKING);
+    burst_is_echoed_whole(svh_ud(state), TLS, MW_MODE_BLOCKING);
 }
 
 static void test_wss_blocking_svc_reads_on_what_tls_holds_after_the_socket_is_drained(void **state) {
-    burst_is_echoed_whole(*state, WSS, MW_MODE_BLOCKING);
+    burst_is_echoed_whole(svh_ud(state), WSS, MW_MODE_BLOCKING);
 }
 
 static void test_tls_spin_svc_reads_on_what_tls_holds_after_the_socket_is_drained(void **state) {
-    burst_is_echoed_whole(*state, TLS, MW_MODE_SPIN);
+    burst_is_echoed_whole(svh_ud(state), TLS, MW_MODE_SPIN);
 }
 
 /* ---- the WebSocket close code for each reason ------------------------------------------ */

@@ -485,29 +485,26 @@ typedef struct fx {
 } fx_t;
 
 static int setup(void **state) {
+    if (svh_session_setup(state) != 0) return -1;
+    svh_t *h = *state;
     fx_t *f = calloc(1, sizeof *f);
-    if (!f || svh_session_setup(state) != 0) {
-        free(f);
-        return -1;
-    }
-    f->h = *state;
+    if (!f) return -1;
+    h->ud = f;
+    h->ud_owned = true;
+    f->h = h;
     f->c.out = -1;
-    *state = f;
     return 0;
 }
 
 /* Also after a failed assertion: the script stopped, the Svc freed. */
 static int teardown(void **state) {
-    fx_t *f = *state;
+    fx_t *f = svh_ud(state);
     child_stop(&f->c);
-    void *h = f->h;
-    svh_teardown(&h);
-    free(f);
-    return 0;
+    return svh_teardown(state);
 }
 
 static void test_web_blotter_without_sessions(void **state) {
-    fx_t *f = *state;
+    fx_t *f = svh_ud(state);
     gw_t *g = &f->g;
     child_t *c = &f->c;
     gw_start(g, f->h, &gw_protocol, false);
@@ -530,7 +527,7 @@ static const owner_t *owner_named(const gw_t *g, const char *name) {
 }
 
 static void test_web_blotter_with_sessions_survives_reloads(void **state) {
-    fx_t *f = *state;
+    fx_t *f = svh_ud(state);
     gw_t *g = &f->g;
     gw_start(g, f->h, &gw_protocol, true);
     int st = run_page(g, &f->c, "session", NULL);
@@ -561,7 +558,7 @@ static void test_web_blotter_with_sessions_survives_reloads(void **state) {
 }
 
 static void test_web_session_rules_against_a_scripted_peer(void **state) {
-    fx_t *f = *state;
+    fx_t *f = svh_ud(state);
     rules_t r = {.phase = R_LOGON};
     gw_start(&f->g, f->h, &gw_and_session, false);
     int st = run_page(&f->g, &f->c, "rules", &r);

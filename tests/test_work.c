@@ -157,18 +157,15 @@ static void clt_on_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg, void 
     atomic_fetch_add(&g_echoes, 1);
 }
 
-static mw_clt_t *event_clt(mw_io_t *io, const char *url) {
+/* On the test's io: the test frees it (before the io). */
+static mw_clt_t *event_clt(svh_t *f, mw_io_t *io) {
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
     o.mode = MW_MODE_EVENT;
     o.io = io;
     o.on_msg = clt_on_msg;
     o.timeout_ns = WAIT_NS;
-    mw_clt_t *c = NULL;
-    mw_err_t err = {0};
-    int r = mw_clt_connect(&c, url, &test_protocol, &o, &err);
-    if (r != 0) fail_msg("clt connect %s: %s", url, mw_err_text(&err));
-    return c;
+    return svh_clt_connect_untracked(f, &o);
 }
 
 /* Polls until the connect's leftovers (on_connect, a first flush) are done:
@@ -182,10 +179,9 @@ static void settle(mw_io_t *io) {
 static void test_work_quiet_event_clt_reports_no_work_on_every_backend(void **state) {
     svh_t *f = *state;
     echo_svc(f);
-    const char *url = f->url;
     for (size_t b = 0; b < NBACKENDS; b++) {
         mw_io_t *io = io_open(backends[b]);
-        mw_clt_t *c = event_clt(io, url);
+        mw_clt_t *c = event_clt(f, io);
         settle(io);
         int idle = idle_polls(io);
         if (idle != 0) fail_msg("%s: %d quiet polls reported %d work", backends[b], IDLE_POLLS, idle);
@@ -258,10 +254,9 @@ static int on_sentinel(mw_sel_src_t *src, int events) {
 static void test_work_backoff_idle_parks_under_run_spin_on_every_backend(void **state) {
     svh_t *f = *state;
     echo_svc(f);
-    const char *url = f->url;
     for (size_t b = 0; b < NBACKENDS; b++) {
         mw_io_t *io = io_open(backends[b]);
-        mw_clt_t *c = event_clt(io, url); /* a quiet connection on the io too */
+        mw_clt_t *c = event_clt(f, io); /* a quiet connection on the io too */
         settle(io);
         int sv[2];
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);

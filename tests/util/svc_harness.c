@@ -42,16 +42,32 @@ void svh_join_all(svh_t *f) {
     }
 }
 
+void *svh_setup_ud(void **state, size_t n) {
+    void *ud = calloc(1, n);
+    if (!ud) return NULL;
+    if (svh_setup(state) != 0) {
+        free(ud);
+        return NULL;
+    }
+    svh_t *f = *state;
+    f->ud = ud;
+    f->ud_owned = true;
+    return ud;
+}
+
 int svh_teardown(void **state) {
     svh_t *f = *state;
     atomic_store(&f->stop, true);
     atomic_store(&f->release, true);
     atomic_store(&f->peer_gone, true);
     svh_join_all(f);
+    if (f->clt_io) mw_io_stop(f->clt_io);
     if (f->io) mw_io_stop(f->io); /* a Svc on a caller's io is freed while it does not run */
     svh_stop(f);
     mw_io_free(f->io);
     for (int i = 0; i < f->nclts; i++) mw_clt_free(f->clts[i]);
+    mw_io_free(f->clt_io);
+    if (f->ud_owned) free(f->ud);
     for (int i = 0; i < f->nfds; i++)
         if (f->fds[i] >= 0) close(f->fds[i]);
     if (f->dir[0]) mw_tmpdir_remove(f->dir);
@@ -138,7 +154,8 @@ static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
 void svh_echo(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
     int r = f->mode == MW_MODE_EVENT ? mw_svc_send_to(s, id, sch, msg) : svh_send_polled(f, id, sch, msg);
     if (r == 0) atomic_fetch_add(&f->echoed, 1);
-    else if (r != MW_ECLOSED) mw_fail_once(&f->fail, "svc echo: send_to %s: %s", mw_errname(r), mw_svc_conn_error(s, id));
+    else if (r != MW_ECLOSED)
+        mw_fail_once(&f->fail, "svc echo: send_to %s: %s", mw_errname(r), mw_svc_conn_error(s, id));
 }
 
 int svh_naccepted(svh_t *f) {
@@ -237,7 +254,8 @@ static void *svc_loop(void *ud) {
         int r = mw_svc_recv(f->svc, &id, &sch, &m, sizeof m);
         if (r == 0) deliver(f, f->svc, id, sch, &m);
         else if (r == MW_EAGAIN) sched_yield(); /* two spinning threads on a 2-core box */
-        else if (r != MW_ETIMEDOUT) mw_fail_once(&f->fail, "svc recv: %s: %s", mw_errname(r), mw_svc_last_error(f->svc));
+        else if (r != MW_ETIMEDOUT)
+            mw_fail_once(&f->fail, "svc recv: %s: %s", mw_errname(r), mw_svc_last_error(f->svc));
     }
     return NULL;
 }
@@ -272,6 +290,12 @@ int svh_send_polled(svh_t *f, mw_conn_id_t id, const mw_schema_t *sch, const voi
 
 /* Connects a Clt to the Svc (o NULL: spin mode, defaults). */
 mw_clt_t *svh_clt_connect(svh_t *f, const mw_clt_opts_t *o) {
+    mw_clt_t *c = svh_clt_connect_untracked(f, o);
+    svh_clt_adopt(f, c);
+    return c;
+}
+
+mw_clt_t *svh_clt_connect_untracked(svh_t *f, const mw_clt_opts_t *o) {
     mw_clt_opts_t def;
     if (!o) {
         mw_clt_opts_init(&def);
@@ -281,8 +305,23 @@ mw_clt_t *svh_clt_connect(svh_t *f, const mw_clt_opts_t *o) {
     mw_err_t err = {0};
     int r = mw_clt_connect(&c, f->url, f->proto ? f->proto : &test_protocol, o, &err);
     if (r != 0) fail_msg("clt connect %s: %s: %s", f->url, mw_errname(r), mw_err_text(&err));
-    svh_clt_adopt(f, c);
     return c;
+}
+
+mw_io_t *svh_clt_io(svh_t *f) {
+    if (f->clt_io) fail_msg("one svh_clt_io per test");
+    mw_err_t err = {0};
+    int r = mw_io_new(&f->clt_io, NULL, &err);
+    if (r != 0) fail_msg("io: %s: %s", mw_errname(r), mw_err_text(&err));
+    r = mw_io_start(f->clt_io, NULL);
+    if (r != 0) fail_msg("io start: %s", mw_errname(r));
+    return f->clt_io;
+}
+
+void svh_clt_fast_reconnect(mw_clt_opts_t *o) {
+    o->reconnect.enabled = true;
+    o->reconnect.min_delay_ns = 10 * MW_NS_PER_MS;
+    o->reconnect.max_delay_ns = 50 * MW_NS_PER_MS;
 }
 
 void svh_clt_adopt(svh_t *f, mw_clt_t *c) {
@@ -358,7 +397,10 @@ svh_close_t svh_wait_closed(svh_t *f, mw_conn_id_t id) {
     return r;
 }
 
-static bool closes_reached(void *ud) { return atomic_load(&((count_cond_t *)ud)->f->nclosed) >= ((count_cond_t *)ud)->want; }
+static bool closes_reached(void *ud) {
+    count_cond_t *c = ud;
+    return atomic_load(&c->f->nclosed) >= c->want;
+}
 
 svh_close_t svh_wait_close_n(svh_t *f, int k) {
     count_cond_t c = {f, k + 1};

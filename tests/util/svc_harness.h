@@ -96,7 +96,8 @@ struct svh {
     svh_close_fn *on_close; /* the same for a close */
     svh_accept_fn *on_accept; /* and for an accept */
     atomic_long echoed;     /* svh_echo's replies */
-    void *ud;           /* the test file's own state */
+    void *ud;           /* the test file's own state (svh_setup_ud: the fixture's) */
+    bool ud_owned;
     mw_failure_t fail;  /* what the Svc thread saw go wrong (mw_assert_no_failure) */
     /* a spin/blocking Svc's thread (svh_start); pause parks it (parked set) */
     pthread_t svc_th;
@@ -105,6 +106,7 @@ struct svh {
 
     mw_clt_t *clts[SVH_MAX_CONNS];
     int nclts;
+    mw_io_t *clt_io; /* svh_clt_io */
     int fds[SVH_MAX_CONNS];
     int nfds;
     pthread_t th[SVH_MAX_THREADS];
@@ -147,6 +149,10 @@ extern mw_mode_t svh_mode_spin, svh_mode_blocking, svh_mode_event;
 /* ---- fixture ---- */
 int svh_setup(void **state);    /* *state: the mode (a mw_mode_t *) in, the svh_t out */
 int svh_teardown(void **state);
+/* svh_setup plus n zeroed bytes at f->ud for the test file's own state,
+ * freed by svh_teardown. Returns f->ud, NULL on failure (the setup fails). */
+void *svh_setup_ud(void **state, size_t n);
+static inline void *svh_ud(void **state) { return ((svh_t *)*state)->ud; }
 /* svh_setup plus the paths of the shared server certificate for localhost
  * (f->cert, f->key: mw_test_cert's srv.pem, srv.key, signed by ca.pem);
  * without the openssl command they are left empty (f->cert[0] == 0): the
@@ -193,6 +199,14 @@ void svh_stop(svh_t *f);
 int svh_send_polled(svh_t *f, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
 /* Connects a Clt to the Svc (o NULL: spin mode, defaults); the fixture frees it. */
 mw_clt_t *svh_clt_connect(svh_t *f, const mw_clt_opts_t *o);
+/* The same, but the caller frees the Clt (one on the caller's own io, which
+ * must outlive it). */
+mw_clt_t *svh_clt_connect_untracked(svh_t *f, const mw_clt_opts_t *o);
+/* An io for event-mode Clts, started on its own thread. svh_teardown stops
+ * it, then frees the Svc and the Clts, then it. */
+mw_io_t *svh_clt_io(svh_t *f);
+/* Reconnect on, retrying after 10..50 ms. */
+void svh_clt_fast_reconnect(mw_clt_opts_t *o);
 void svh_clt_adopt(svh_t *f, mw_clt_t *c); /* a Clt made elsewhere, freed by the fixture */
 void svh_clt_drop(svh_t *f, mw_clt_t *c);  /* frees a Clt now (one svh_clt_connect made, or any) */
 void svh_send_ping(mw_clt_t *c, uint64_t seq);

@@ -116,7 +116,8 @@ void svh_expect_numbered(svh_t *f, int from, uint64_t first, uint64_t last, unsi
         }
     }
     pthread_mutex_unlock(&f->mu);
-    if (got != want) fail_msg("the Svc got %d messages, want %d (numbers %" PRIu64 "..%" PRIu64 ")", got, want, first, last);
+    if (got != want)
+        fail_msg("the Svc got %d messages, want %d (numbers %" PRIu64 "..%" PRIu64 ")", got, want, first, last);
 }
 
 typedef struct next_in_cond {
