@@ -205,14 +205,10 @@ static void test_alloc_counting_works(void **state) {
 static int run_setup(void **state) {
     const alloc_case_t *c = *state;
     *state = NULL;
-    if (svh_session_setup(state) != 0) return -1;
-    svh_t *f = *state;
-    run_t *r = calloc(1, sizeof *r);
+    run_t *r = svh_session_setup(state) == 0 ? svh_attach_ud(*state, sizeof *r) : NULL;
     if (!r) return -1;
-    f->ud = r;
-    f->ud_owned = true;
     r->c = c;
-    r->f = f;
+    r->f = *state;
     return 0;
 }
 

@@ -485,13 +485,9 @@ typedef struct fx {
 } fx_t;
 
 static int setup(void **state) {
-    if (svh_session_setup(state) != 0) return -1;
-    svh_t *h = *state;
-    fx_t *f = calloc(1, sizeof *f);
+    fx_t *f = svh_session_setup(state) == 0 ? svh_attach_ud(*state, sizeof *f) : NULL;
     if (!f) return -1;
-    h->ud = f;
-    h->ud_owned = true;
-    f->h = h;
+    f->h = *state;
     f->c.out = -1;
     return 0;
 }

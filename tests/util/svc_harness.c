@@ -42,18 +42,13 @@ void svh_join_all(svh_t *f) {
     }
 }
 
-void *svh_setup_ud(void **state, size_t n) {
-    void *ud = calloc(1, n);
-    if (!ud) return NULL;
-    if (svh_setup(state) != 0) {
-        free(ud);
-        return NULL;
-    }
-    svh_t *f = *state;
-    f->ud = ud;
-    f->ud_owned = true;
-    return ud;
+void *svh_attach_ud(svh_t *f, size_t n) {
+    f->ud = calloc(1, n);
+    f->ud_owned = f->ud != NULL;
+    return f->ud;
 }
+
+void *svh_setup_ud(void **state, size_t n) { return svh_setup(state) == 0 ? svh_attach_ud(*state, n) : NULL; }
 
 int svh_teardown(void **state) {
     svh_t *f = *state;

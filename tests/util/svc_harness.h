@@ -149,8 +149,10 @@ extern mw_mode_t svh_mode_spin, svh_mode_blocking, svh_mode_event;
 /* ---- fixture ---- */
 int svh_setup(void **state);    /* *state: the mode (a mw_mode_t *) in, the svh_t out */
 int svh_teardown(void **state);
-/* svh_setup plus n zeroed bytes at f->ud for the test file's own state,
- * freed by svh_teardown. Returns f->ud, NULL on failure (the setup fails). */
+/* n zeroed bytes at f->ud for the test file's own state, freed by
+ * svh_teardown. Returns f->ud, NULL on failure (the setup fails). */
+void *svh_attach_ud(svh_t *f, size_t n);
+/* svh_setup, then svh_attach_ud. */
 void *svh_setup_ud(void **state, size_t n);
 static inline void *svh_ud(void **state) { return ((svh_t *)*state)->ud; }
 /* svh_setup plus the paths of the shared server certificate for localhost
