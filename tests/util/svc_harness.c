@@ -74,7 +74,7 @@ int svh_teardown(void **state) {
 /* ---- recording ------------------------------------------------------------------ */
 
 static void rec_msg(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
-    svh_msg_t m = {id, sch->tag == ping_TAG ? ((const ping_t *)msg)->seq : UINT64_MAX, 0, 0, 0, sch->tag};
+    svh_msg_t m = {id, sch->tag == ping_TAG ? ((const ping_t *)msg)->seq : UINT64_MAX, 0, 0, 0, sch->tag, pthread_self()};
     if (f->session) {
         m.rx_seq = mw_svc_rx_seq(s, id);
         m.flags = mw_svc_rx_flags(s, id);
@@ -346,7 +346,7 @@ int svh_pump(svh_t *f) {
     mw_conn_id_t id;
     const mw_schema_t *sch;
     int r = mw_svc_recv(f->svc, &id, &sch, &m, sizeof m);
-    if (r == 0) svh_rec_msg(f, id, sch, &m);
+    if (r == 0) deliver(f, f->svc, id, sch, &m);
     else if (r != MW_EAGAIN && r != MW_ETIMEDOUT) fail_msg("svc recv: %s", mw_errname(r));
     return r;
 }

@@ -38,8 +38,8 @@
 #include <stdint.h>
 
 #define SVH_WAIT_MS 5000
-#define SVH_MAX_CONNS 8
-#define SVH_MAX_MSGS 4096
+#define SVH_MAX_CONNS 16
+#define SVH_MAX_MSGS 8192
 #define SVH_MAX_THREADS 4
 #define SVH_FILL_LIMIT 100000 /* bound on "send until the tx buffer is full" loops */
 
@@ -50,6 +50,7 @@ typedef struct svh_msg {
     uint64_t rx_seq; /* sessions: mw_svc_rx_seq (its session number) */
     unsigned flags;  /* sessions: mw_svc_rx_flags */
     unsigned tag;
+    pthread_t th;    /* the thread that delivered it */
 } svh_msg_t;
 
 typedef struct svh_close {
@@ -212,7 +213,8 @@ void svh_clt_fast_reconnect(mw_clt_opts_t *o);
 void svh_clt_adopt(svh_t *f, mw_clt_t *c); /* a Clt made elsewhere, freed by the fixture */
 void svh_clt_drop(svh_t *f, mw_clt_t *c);  /* frees a Clt now (one svh_clt_connect made, or any) */
 void svh_send_ping(mw_clt_t *c, uint64_t seq);
-/* Spin/blocking: one mw_svc_recv on the test thread, recording a message. */
+/* Spin/blocking: one mw_svc_recv on the test thread, recording a message
+ * (then f->on_msg, as on_msg would). */
 int svh_pump(svh_t *f);
 /* Drives the Svc from the test thread until it holds `want` connections. */
 void svh_pump_until_conns(svh_t *f, uint32_t want);
