@@ -412,20 +412,23 @@ static void test_free_while_lingering(void **st) {
     svh_clt_drop(f->h, c);
 }
 
+/* A test with the fixture (tests/util/svc_harness.h) and this file's state. */
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, svh_teardown)
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_stats_while_lingering, setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_clt_on_drain_after_send, setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_clt_on_drain_after_send_more, setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_linger_after_half_close_does_not_spin, setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_paused_conn_reset_by_peer, setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_flush_after_eagain_no_false_eslow, setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_solo_blocking_flood, setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_event_flood, setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_broadcast_skips_closed, setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_blocking_recv_with_paused_solo_waits, setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_free_while_lingering, setup, svh_teardown),
-        cmocka_unit_test_setup_teardown(test_abort_inside_on_close, setup, svh_teardown),
+        T(test_stats_while_lingering),
+        T(test_clt_on_drain_after_send),
+        T(test_clt_on_drain_after_send_more),
+        T(test_linger_after_half_close_does_not_spin),
+        T(test_paused_conn_reset_by_peer),
+        T(test_flush_after_eagain_no_false_eslow),
+        T(test_solo_blocking_flood),
+        T(test_event_flood),
+        T(test_broadcast_skips_closed),
+        T(test_blocking_recv_with_paused_solo_waits),
+        T(test_free_while_lingering),
+        T(test_abort_inside_on_close),
     };
     if (getenv("ONLY")) cmocka_set_test_filter(getenv("ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
