@@ -17,7 +17,9 @@
  * on_msg, so a test is written once for every Svc mode; svh_stop ends that
  * thread and frees the Svc (a restart: svh_start again, on the same port).
  * A test file reacts to messages (echo, replies) through f->on_msg, which
- * runs after the message is recorded, on whichever thread delivered it.
+ * runs after the message is recorded, on whichever thread delivered it
+ * (likewise f->on_accept and f->on_close); its own state goes at f->ud
+ * (svh_setup_ud / svh_attach_ud: freed with the fixture).
  */
 #ifndef SVC_HARNESS_H
 #define SVC_HARNESS_H
