@@ -6,12 +6,14 @@
  * Svc on its own thread or worker, the Clt in the test thread or on its io
  * thread), so the count must be exactly 0.
  *
- *   spin   the Svc loops on mw_svc_recv on its own thread; the Clt sends and
- *          receives in the test thread. Both yield when idle (2-core boxes).
+ *   spin   the Svc loops on mw_svc_recv on its own thread (the fixture's,
+ *          tests/util/svc_harness.h); the Clt sends and receives in the
+ *          test thread. Both yield when idle (2-core boxes).
  *   event  the Svc runs one worker; the Clt is attached to an io on its own
  *          thread and sends each next message from inside on_msg.
  */
 #include "mw_test.h"
+#include "svh_session.h"
 #include "test_proto.h"
 
 #include "mw_clock.h"
@@ -19,13 +21,10 @@
 #include "mw_svc.h"
 
 #include <inttypes.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define WARMUP 1000
 #define MEASURED 10000
@@ -68,70 +67,31 @@ static bool is_echo(uint64_t i, const mw_schema_t *s, const void *msg) {
 
 typedef struct run {
     const alloc_case_t *c;
-    mw_svc_t *svc;
-    pthread_t svc_th;
-    bool svc_th_started;
-    atomic_bool stop;
-    atomic_int svc_errors;
+    svh_t *f; /* the Svc (echoing) and the journal directories */
     mw_io_t *io;
     mw_clt_t *clt;
     /* event-mode ping-pong state, io thread */
     atomic_ulong done;
     atomic_bool chain_stop; /* the test thread ends the chain after measuring */
     atomic_int clt_errors;
-    char dir[64];        /* sessions: the Svc's journals */
-    char cdir[96];       /* and the Clt's */
 } run_t;
 
 /* ---- the Svc ---------------------------------------------------------------- */
 
-static void svc_on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
-    run_t *r = ud;
-    if (mw_svc_send_to(s, id, sch, msg) != 0) atomic_fetch_add(&r->svc_errors, 1);
-}
-
-static void *svc_loop(void *arg) {
-    run_t *r = arg;
-    test_msg_t m;
-    while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
-        mw_conn_id_t id;
-        const mw_schema_t *sch;
-        int rc = mw_svc_recv(r->svc, &id, &sch, &m, sizeof m);
-        if (rc == 0) {
-            while ((rc = mw_svc_send_to(r->svc, id, sch, &m)) == MW_EAGAIN && !atomic_load(&r->stop))
-                mw_svc_poll(r->svc, 0);
-            if (rc != 0) atomic_fetch_add(&r->svc_errors, 1);
-        } else if (rc == MW_EAGAIN) {
-            sched_yield();
-        } else {
-            atomic_fetch_add(&r->svc_errors, 1);
-            break;
-        }
-    }
-    return NULL;
-}
-
 static void svc_start(run_t *r) {
+    svh_t *f = r->f;
     mw_svc_opts_t o;
-    mw_svc_opts_init(&o);
-    o.mode = r->c->mode;
-    o.conn.serdes = r->c->serdes;
+    f->mode = r->c->mode;
+    f->serdes = r->c->serdes;
+    if (r->c->session) svh_session_svc_opts(f, &o);
+    else svh_svc_opts(f, &o);
     o.backend = r->c->backend;
     o.workers = 1;
-    o.on_msg = svc_on_msg;
-    o.ud = r;
-    if (r->c->session) {
-        o.session.enabled = true;
-        o.session.journal_dir = r->dir;
-    }
-    mw_err_t err = {0};
-    int rc = mw_svc_listen(&r->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err);
-    if (rc != 0) fail_msg("svc listen: %s: %s", mw_errname(rc), mw_err_text(&err));
-    if (r->c->mode == MW_MODE_SPIN) {
-        assert_int_equal(pthread_create(&r->svc_th, NULL, svc_loop, r), 0);
-        r->svc_th_started = true;
-    }
+    f->on_msg = svh_echo;
+    svh_start(f, "tcp", 0, &o);
 }
+
+static bool svc_failed(run_t *r) { return atomic_load(&r->f->fail.set) != 0; }
 
 /* ---- the Clt ---------------------------------------------------------------- */
 
@@ -153,15 +113,14 @@ static void clt_on_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg, void 
 
 static void clt_connect(run_t *r) {
     mw_clt_opts_t o;
-    mw_clt_opts_init(&o);
-    o.mode = r->c->mode;
+    if (r->c->session) { /* journals in its own directory: two sides never share one */
+        svh_session_clt_opts(r->f, &o, r->c->mode, "alloc");
+    } else {
+        mw_clt_opts_init(&o);
+        o.mode = r->c->mode;
+    }
     o.conn.serdes = r->c->serdes;
     mw_idle_init_yield(&o.idle);
-    if (r->c->session) {
-        o.session.enabled = true;
-        o.session.journal_dir = r->cdir; /* its own: two sides never share a journal */
-        o.session.id = "alloc";
-    }
     if (r->c->mode == MW_MODE_EVENT) {
         mw_io_opts_t io_o;
         mw_io_opts_init(&io_o);
@@ -172,10 +131,8 @@ static void clt_connect(run_t *r) {
         o.on_msg = clt_on_msg;
         o.ud = r;
     }
-    char url[64];
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", mw_svc_port(r->svc));
     mw_err_t err = {0};
-    int rc = mw_clt_connect(&r->clt, url, &test_protocol, &o, &err);
+    int rc = mw_clt_connect(&r->clt, r->f->url, &test_protocol, &o, &err);
     if (rc != 0) fail_msg("clt connect: %s: %s", mw_errname(rc), mw_err_text(&err));
 }
 
@@ -196,18 +153,18 @@ typedef struct reached { run_t *r; uint64_t n; } reached_t;
 static bool done_reached(void *ud) {
     reached_t *q = ud;
     return atomic_load_explicit(&q->r->done, memory_order_acquire) >= q->n ||
-           atomic_load(&q->r->clt_errors) || atomic_load(&q->r->svc_errors);
+           atomic_load(&q->r->clt_errors) || svc_failed(q->r);
 }
 
 static void wait_done(run_t *r, uint64_t n) {
     reached_t q = {r, n};
-    if (!mw_wait_until(done_reached, &q, WAIT_MS) || atomic_load(&r->clt_errors) || atomic_load(&r->svc_errors))
-        fail_msg("ping-pong stopped at %" PRIu64 " of %" PRIu64 " (clt errors %d, svc errors %d)",
-                 atomic_load(&r->done), n, atomic_load(&r->clt_errors), atomic_load(&r->svc_errors));
+    if (!mw_wait_until(done_reached, &q, WAIT_MS) || atomic_load(&r->clt_errors) || svc_failed(r))
+        fail_msg("ping-pong stopped at %" PRIu64 " of %" PRIu64 " (clt errors %d, svc %s)", atomic_load(&r->done), n,
+                 atomic_load(&r->clt_errors), svc_failed(r) ? r->f->fail.why : "fine");
 }
 
 static void test_steady_state_allocates_nothing(void **state) {
-    run_t *r = *state;
+    run_t *r = svh_ud(state);
     assert_true(mw_alloc_counting_works());
     svc_start(r);
     clt_connect(r);
@@ -229,7 +186,7 @@ static void test_steady_state_allocates_nothing(void **state) {
         after = mw_alloc_count();
         atomic_store(&r->chain_stop, true);
     }
-    assert_int_equal(atomic_load(&r->svc_errors), 0);
+    mw_assert_no_failure(&r->f->fail);
     assert_int_equal(atomic_load(&r->clt_errors), 0);
     if (after != before)
         fail_msg("%" PRIu64 " allocations in %d round trips (%s, %s)", after - before, MEASURED,
@@ -246,30 +203,22 @@ static void test_alloc_counting_works(void **state) {
 }
 
 static int run_setup(void **state) {
-    run_t *r = calloc(1, sizeof *r);
+    const alloc_case_t *c = *state;
+    *state = NULL;
+    run_t *r = svh_session_setup(state) == 0 ? svh_attach_ud(*state, sizeof *r) : NULL;
     if (!r) return -1;
-    r->c = *state;
-    *state = r;
-    snprintf(r->dir, sizeof r->dir, "/tmp/mw_alloc_XXXXXX");
-    if (!mkdtemp(r->dir)) return -1;
-    snprintf(r->cdir, sizeof r->cdir, "%s/clt", r->dir);
-    return mkdir(r->cdir, 0700);
+    r->c = c;
+    r->f = *state;
+    return 0;
 }
 
 static int run_teardown(void **state) {
-    run_t *r = *state;
+    run_t *r = svh_ud(state);
     if (r->io) mw_io_stop(r->io);
     mw_clt_close(r->clt);
     mw_io_free(r->io);
     mw_clt_free(r->clt);
-    atomic_store(&r->stop, true);
-    if (r->svc_th_started) pthread_join(r->svc_th, NULL);
-    mw_svc_free(r->svc);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
-    mw_run(cmd, NULL, 0);
-    free(r);
-    return 0;
+    return svh_teardown(state);
 }
 
 /* ---- registration ---------------------------------------------------------------- */

@@ -12,6 +12,7 @@
 #include "mw_clt.h"
 #include "mw_svc.h"
 #include "mw_test.h"
+#include "svc_harness.h"
 #include "test_proto.h"
 
 #define WAIT_MS 20000
@@ -20,33 +21,28 @@
 
 /* ---- a Svc that answers "start" with N replies, then closes ------------------------ */
 
+/* The Svc, its thread (spin/blocking), its close records and the Clts are
+ * the fixture's (tests/util/svc_harness.h); this is its ud. */
 typedef struct flood_svc {
-    mw_svc_t *svc;
+    svh_t *h;
     mw_mode_t mode;
-    pthread_t thread;
-    atomic_bool stop;
-    atomic_bool running;
     mw_conn_id_t id;       /* the client being answered */
     uint64_t next;         /* next reply to send (1..N) */
     uint64_t total;
-    atomic_uint eagains, drains, closes;
-    atomic_int close_reason;
+    atomic_uint eagains, drains;
     atomic_bool closed_it; /* close_conn was called after the last reply */
     bool pause_on_accept;  /* pause the first client's reads at accept */
     _Atomic mw_conn_id_t first_id;
     atomic_uint accepted;
     atomic_ullong msgs;    /* messages received */
     uint64_t last_sent;    /* the last reply queued, by the on_sent hook */
-    char close_text[256];  /* mw_svc_conn_error inside on_close */
-    mw_clt_t *clts[4];     /* freed by the teardown, also after a failure */
-    int nclts;
 } flood_svc_t;
 
 /* Sends replies until the queue is full or all are sent; closes after the last. */
 static void pump(flood_svc_t *f) {
     while (f->next <= f->total) {
         ping_t p = {.seq = f->next, .sent_ns = 0};
-        int r = mw_svc_send_to(f->svc, f->id, ping_schema(), &p);
+        int r = mw_svc_send_to(f->h->svc, f->id, ping_schema(), &p);
         if (r == MW_EAGAIN) {
             atomic_fetch_add(&f->eagains, 1);
             return;
@@ -54,7 +50,7 @@ static void pump(flood_svc_t *f) {
         if (r != 0) return; /* closed meanwhile: the client's assertions tell */
         f->next++;
     }
-    if (!atomic_exchange(&f->closed_it, true)) mw_svc_close_conn(f->svc, f->id);
+    if (!atomic_exchange(&f->closed_it, true)) mw_svc_close_conn(f->h->svc, f->id);
 }
 
 static void fs_sent(void *ud, const mw_schema_t *s, const void *msg) {
@@ -64,9 +60,9 @@ static void fs_sent(void *ud, const mw_schema_t *s, const void *msg) {
     if (q == f->last_sent + 1) f->last_sent = q; /* replies leave in order */
 }
 
-static void fs_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
+static void fs_msg(svh_t *h, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
     (void)s;
-    flood_svc_t *f = ud;
+    flood_svc_t *f = h->ud;
     atomic_fetch_add(&f->msgs, 1);
     if (sch != ping_schema() || ((const ping_t *)msg)->seq != START_SEQ || f->next) return;
     f->id = id;
@@ -76,41 +72,22 @@ static void fs_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const v
 
 static void fs_drain(mw_svc_t *s, mw_conn_id_t id, void *ud) {
     (void)s;
-    flood_svc_t *f = ud;
+    flood_svc_t *f = ((svh_t *)ud)->ud;
     atomic_fetch_add(&f->drains, 1);
     if (id == f->id && f->next) pump(f);
 }
 
-static void fs_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
-    flood_svc_t *f = ud;
-    snprintf(f->close_text, sizeof f->close_text, "%s", mw_svc_conn_error(s, id));
-    atomic_store(&f->close_reason, reason);
-    atomic_fetch_add(&f->closes, 1);
-}
-
 static void fs_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
-    flood_svc_t *f = ud;
+    flood_svc_t *f = ((svh_t *)ud)->ud;
     if (atomic_fetch_add(&f->accepted, 1) != 0) return;
     atomic_store(&f->first_id, id);
     if (f->pause_on_accept) assert_int_equal(mw_svc_pause_recv(s, id), 0);
 }
 
-/* Spin/blocking: one thread drives the Svc; replies that do not fit wait
- * for on_drain, which the same polling delivers. */
-static void *fs_loop(void *ud) {
-    flood_svc_t *f = ud;
-    while (!atomic_load(&f->stop)) {
-        mw_conn_id_t id;
-        const mw_schema_t *sch;
-        test_msg_t m;
-        int r = mw_svc_recv(f->svc, &id, &sch, &m, sizeof m);
-        if (r == 0) fs_msg(f->svc, id, sch, &m, f);
-        else if (r == MW_EAGAIN) sched_yield();
-    }
-    return NULL;
-}
-
-static void fs_start(flood_svc_t *f, mw_mode_t mode, const char *url, const mw_svc_opts_t *base) {
+/* Listens on scheme://127.0.0.1:0; spin/blocking: the fixture's thread
+ * drives the Svc, and replies that do not fit wait for on_drain, which the
+ * same polling delivers. */
+static void fs_start(flood_svc_t *f, mw_mode_t mode, const char *scheme, const mw_svc_opts_t *base) {
     mw_svc_opts_t o;
     if (base) o = *base;
     else mw_svc_opts_init(&o);
@@ -118,56 +95,28 @@ static void fs_start(flood_svc_t *f, mw_mode_t mode, const char *url, const mw_s
     o.timeout_ns = 5 * MW_NS_PER_MS;
     o.conn.max_msg = 1024;
     o.conn.tx_buf = 16 * 1024; /* fills fast: replies must wait for the client */
-    o.on_msg = fs_msg;
+    svh_svc_hooks(f->h, &o);
+    f->h->on_msg = fs_msg;
     o.on_drain = fs_drain;
-    o.on_close = fs_close;
     o.on_accept = fs_accept;
     o.on_sent = fs_sent;
     o.hook_ud = f;
-    o.ud = f;
-    f->mode = mode;
+    f->mode = f->h->mode = mode;
     if (!f->total) f->total = N_REPLIES;
-    mw_err_t err;
-    int r = mw_svc_listen(&f->svc, url, &test_protocol, &o, &err);
-    if (r < 0) fail_msg("listen %s: %s", url, mw_err_text(&err));
-    if (mode != MW_MODE_EVENT) {
-        assert_int_equal(pthread_create(&f->thread, NULL, fs_loop, f), 0);
-        atomic_store(&f->running, true);
-    }
+    svh_start(f->h, scheme, 0, &o);
 }
 
 static int setup(void **state) {
-    *state = calloc(1, sizeof(flood_svc_t));
-    return *state ? 0 : -1;
-}
-
-/* Runs after a failure too: no Svc thread outlives its test. */
-static int teardown(void **state) {
-    flood_svc_t *f = *state;
-    atomic_store(&f->stop, true);
-    if (atomic_exchange(&f->running, false)) pthread_join(f->thread, NULL);
-    for (int i = 0; i < f->nclts; i++) mw_clt_free(f->clts[i]);
-    mw_svc_free(f->svc);
-    free(f);
+    flood_svc_t *f = svh_setup_ud(state, sizeof *f);
+    if (!f) return -1;
+    f->h = *state;
+    f->h->proto = &test_protocol; /* schemas compared with this file's ping_schema() */
     return 0;
 }
 
 static mw_clt_t *clt_to(flood_svc_t *f, const char *scheme, mw_clt_opts_t *o) {
-    char url[128];
-    snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", scheme, mw_svc_port(f->svc),
-             strncmp(scheme, "ws", 2) == 0 ? "/" : "");
-    mw_clt_opts_t def;
-    if (!o) {
-        mw_clt_opts_init(&def);
-        o = &def;
-    }
-    if (strcmp(scheme, "tls") == 0 || strcmp(scheme, "wss") == 0) o->tr.tls.ca_file = mw_test_cert("ca.pem");
-    mw_clt_t *c;
-    mw_err_t err;
-    int r = mw_clt_connect(&c, url, &test_protocol, o, &err);
-    if (r < 0) fail_msg("connect %s: %s", url, mw_err_text(&err));
-    f->clts[f->nclts++] = c;
-    return c;
+    if (o && (strcmp(scheme, "tls") == 0 || strcmp(scheme, "wss") == 0)) o->tr.tls.ca_file = mw_test_cert("ca.pem");
+    return svh_clt_connect(f->h, o);
 }
 
 /* ---- 1. graceful close: every reply accepted before close_conn arrives --------------- */
@@ -176,7 +125,7 @@ static mw_clt_t *clt_to(flood_svc_t *f, const char *scheme, mw_clt_opts_t *o) {
  * input when it closes: a plain close() would answer with an RST and the
  * kernel would drop the replies still in flight), and must see every reply,
  * in order, and then a clean end. */
-static bool close_reported(void *ud) { return atomic_load(&((flood_svc_t *)ud)->close_reason) != 0; }
+static bool close_reported(void *ud) { return atomic_load(&((flood_svc_t *)ud)->h->last_reason) != 0; }
 static bool saw_eagain(void *ud) { return atomic_load(&((flood_svc_t *)ud)->eagains) > 0; }
 
 static void close_delivers_every_reply(flood_svc_t *f, mw_mode_t mode, const char *scheme) {
@@ -189,9 +138,7 @@ static void close_delivers_every_reply(flood_svc_t *f, mw_mode_t mode, const cha
         o.tr.tls.cert_file = mw_test_cert("srv.pem");
         o.tr.tls.key_file = mw_test_cert("srv.key");
     }
-    char url[64];
-    snprintf(url, sizeof url, "%s://127.0.0.1:0%s", scheme, strncmp(scheme, "ws", 2) == 0 ? "/" : "");
-    fs_start(f, mode, url, &o);
+    fs_start(f, mode, scheme, &o);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.tcp.rcvbuf = 4096;
@@ -227,23 +174,27 @@ static void close_delivers_every_reply(flood_svc_t *f, mw_mode_t mode, const cha
     assert_true(atomic_load(&f->closed_it));
     /* on_close runs on the Svc's worker; the client may see the end first */
     assert_true(mw_wait_until(close_reported, f, WAIT_MS));
-    assert_int_equal(atomic_load(&f->close_reason), MW_ESTATE);
-    assert_string_equal(f->close_text, "closed by the service"); /* not MW_ESTATE's generic text */
+    assert_int_equal(atomic_load(&f->h->last_reason), MW_ESTATE);
+    assert_string_equal(f->h->last_close_text, "closed by the service"); /* not MW_ESTATE's generic text */
     assert_true(atomic_load(&f->eagains) > 0); /* the queue did fill: backpressure was exercised */
     assert_true(atomic_load(&f->drains) > 0);
 }
 
-static void test_flow_close_conn_delivers_every_reply_spin(void **s) { close_delivers_every_reply(*s, MW_MODE_SPIN, "tcp"); }
-static void test_flow_close_conn_delivers_every_reply_blocking(void **s) {
-    close_delivers_every_reply(*s, MW_MODE_BLOCKING, "tcp");
+static void test_flow_close_conn_delivers_every_reply_spin(void **s) {
+    close_delivers_every_reply(svh_ud(s), MW_MODE_SPIN, "tcp");
 }
-static void test_flow_close_conn_delivers_every_reply_event(void **s) { close_delivers_every_reply(*s, MW_MODE_EVENT, "tcp"); }
+static void test_flow_close_conn_delivers_every_reply_blocking(void **s) {
+    close_delivers_every_reply(svh_ud(s), MW_MODE_BLOCKING, "tcp");
+}
+static void test_flow_close_conn_delivers_every_reply_event(void **s) {
+    close_delivers_every_reply(svh_ud(s), MW_MODE_EVENT, "tcp");
+}
 /* Over WebSocket the close frame must follow the queued replies. */
 static void test_flow_close_conn_delivers_every_reply_ws_event(void **s) {
-    close_delivers_every_reply(*s, MW_MODE_EVENT, "ws");
+    close_delivers_every_reply(svh_ud(s), MW_MODE_EVENT, "ws");
 }
 static void test_flow_close_conn_delivers_every_reply_wss_spin(void **s) {
-    close_delivers_every_reply(*s, MW_MODE_SPIN, "wss");
+    close_delivers_every_reply(svh_ud(s), MW_MODE_SPIN, "wss");
 }
 
 /* ---- 2. paused reads hold input back; resume delivers it all ---------------------- */
@@ -268,7 +219,7 @@ static bool got_one(void *ud) { return atomic_load(&((flood_svc_t *)ud)->msgs) >
 static void pause_holds_input(flood_svc_t *f, mw_mode_t mode) {
     f->pause_on_accept = true;
     f->total = 201;
-    fs_start(f, mode, "tcp://127.0.0.1:0", NULL);
+    fs_start(f, mode, "tcp", NULL);
     mw_clt_t *c = clt_to(f, "tcp", NULL);
     for (uint64_t i = 1; i <= 200; i++) {
         ping_t p = {.seq = i};
@@ -283,26 +234,28 @@ static void pause_holds_input(flood_svc_t *f, mw_mode_t mode) {
     assert_true(mw_wait_until(got_one, f, WAIT_MS));
     assert_true(mw_wait_until(accepted2, f, WAIT_MS));
     assert_int_equal(atomic_load(&f->msgs), 1);
-    assert_int_equal(mw_svc_resume_recv(f->svc, first_id(f)), 0);
+    assert_int_equal(mw_svc_resume_recv(f->h->svc, first_id(f)), 0);
     assert_true(mw_wait_until(got_msgs, f, WAIT_MS));
     assert_int_equal(atomic_load(&f->msgs), 201);
 }
 
-static void test_flow_pause_recv_holds_input_until_resume_spin(void **s) { pause_holds_input(*s, MW_MODE_SPIN); }
-static void test_flow_pause_recv_holds_input_until_resume_event(void **s) { pause_holds_input(*s, MW_MODE_EVENT); }
+static void test_flow_pause_recv_holds_input_until_resume_spin(void **s) { pause_holds_input(svh_ud(s), MW_MODE_SPIN); }
+static void test_flow_pause_recv_holds_input_until_resume_event(void **s) {
+    pause_holds_input(svh_ud(s), MW_MODE_EVENT);
+}
 
 /* ---- 3. a consumer that never reads is closed with MW_ESLOW ------------------------ */
 
-static bool closed_once(void *ud) { return atomic_load(&((flood_svc_t *)ud)->closes) > 0; }
+static bool closed_once(void *ud) { return atomic_load(&((flood_svc_t *)ud)->h->nclosed) > 0; }
 
 static void test_flow_slow_consumer_is_closed_with_its_reason(void **s) {
-    flood_svc_t *f = *s;
+    flood_svc_t *f = svh_ud(s);
 
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.slow_consumer_ns = 100 * MW_NS_PER_MS;
     o.tcp.sndbuf = 4096;
-    fs_start(f, MW_MODE_EVENT, "tcp://127.0.0.1:0", &o);
+    fs_start(f, MW_MODE_EVENT, "tcp", &o);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.tcp.rcvbuf = 4096;
@@ -311,7 +264,7 @@ static void test_flow_slow_consumer_is_closed_with_its_reason(void **s) {
     assert_int_equal(mw_clt_send(c, ping_schema(), &start), 0);
     uint64_t t0 = mw_now_ns();
     assert_true(mw_wait_until(closed_once, f, WAIT_MS)); /* the client reads nothing meanwhile */
-    assert_int_equal(atomic_load(&f->close_reason), MW_ESLOW);
+    assert_int_equal(atomic_load(&f->h->last_reason), MW_ESLOW);
     assert_true(mw_now_ns() - t0 >= 100 * MW_NS_PER_MS);
     assert_true(atomic_load(&f->eagains) > 0);
 }
@@ -319,13 +272,13 @@ static void test_flow_slow_consumer_is_closed_with_its_reason(void **s) {
 /* ---- 4. a spin Clt that never flushes still completes its exchange ---------------- */
 
 static void test_flow_spin_clt_recv_writes_what_send_queued(void **s) {
-    flood_svc_t *f = *s;
+    flood_svc_t *f = svh_ud(s);
     f->pause_on_accept = true;
     f->total = 1;
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.tcp.rcvbuf = 4096;
-    fs_start(f, MW_MODE_EVENT, "tcp://127.0.0.1:0", &o);
+    fs_start(f, MW_MODE_EVENT, "tcp", &o);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.tcp.sndbuf = 4096;
@@ -342,9 +295,9 @@ static void test_flow_spin_clt_recv_writes_what_send_queued(void **s) {
     assert_int_equal(mw_clt_send_more(c, ping_schema(), &start), 0);
     /* The Svc reads again; from here on the Clt only calls recv (never send
      * or flush), and the answer must still come. */
-    int rr = mw_svc_resume_recv(f->svc, first_id(f));
-    if (rr != 0) fail_msg("resume: %s; closes %u reason %s: %s", mw_errname(rr), atomic_load(&f->closes),
-                          mw_errname(atomic_load(&f->close_reason)), mw_svc_conn_error(f->svc, first_id(f)));
+    int rr = mw_svc_resume_recv(f->h->svc, first_id(f));
+    if (rr != 0) fail_msg("resume: %s; closes %u reason %s: %s", mw_errname(rr), atomic_load(&f->h->nclosed),
+                          mw_errname(atomic_load(&f->h->last_reason)), mw_svc_conn_error(f->h->svc, first_id(f)));
     const mw_schema_t *sch;
     test_msg_t m;
     int r = mw_clt_recv_busywait_timeout(c, &sch, &m, sizeof m, (int64_t)WAIT_MS * MW_NS_PER_MS);
@@ -365,9 +318,7 @@ static void blocking_flush_waits(flood_svc_t *f, const char *scheme) {
     o.tr.tls.cert_file = mw_test_cert("srv.pem");
     o.tr.tls.key_file = mw_test_cert("srv.key");
     o.tcp.rcvbuf = 4096;
-    char url[64];
-    snprintf(url, sizeof url, "%s://127.0.0.1:0%s", scheme, scheme[0] == 'w' ? "/" : "");
-    fs_start(f, MW_MODE_EVENT, url, &o);
+    fs_start(f, MW_MODE_EVENT, scheme, &o);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.mode = MW_MODE_BLOCKING;
@@ -390,7 +341,7 @@ static void blocking_flush_waits(flood_svc_t *f, const char *scheme) {
         fail_msg("%s flush: %s after %llu ms, want MW_ETIMEDOUT after 300 ms (%s)", scheme, mw_errname(r),
                  (unsigned long long)(took / MW_NS_PER_MS), mw_clt_last_error(c));
     /* The Svc reads again: flushing again completes, nothing lost. */
-    assert_int_equal(mw_svc_resume_recv(f->svc, first_id(f)), 0);
+    assert_int_equal(mw_svc_resume_recv(f->h->svc, first_id(f)), 0);
     uint64_t dl = mw_deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
     while ((r = mw_clt_flush(c)) == MW_ETIMEDOUT && !mw_deadline_passed(NULL, dl)) {}
     assert_int_equal(r, 0);
@@ -399,18 +350,18 @@ static void blocking_flush_waits(flood_svc_t *f, const char *scheme) {
     assert_int_equal(atomic_load(&f->msgs), seq - 1);
 }
 
-static void test_flow_blocking_flush_honours_timeout_tls(void **s) { blocking_flush_waits(*s, "tls"); }
-static void test_flow_blocking_flush_honours_timeout_wss(void **s) { blocking_flush_waits(*s, "wss"); }
+static void test_flow_blocking_flush_honours_timeout_tls(void **s) { blocking_flush_waits(svh_ud(s), "tls"); }
+static void test_flow_blocking_flush_honours_timeout_wss(void **s) { blocking_flush_waits(svh_ud(s), "wss"); }
 
 /* send_more + flush of many messages over tls in blocking mode completes. */
 static void test_flow_blocking_tls_batches_complete(void **s) {
-    flood_svc_t *f = *s;
+    flood_svc_t *f = svh_ud(s);
     f->total = 200000;
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.tr.tls.cert_file = mw_test_cert("srv.pem");
     o.tr.tls.key_file = mw_test_cert("srv.key");
-    fs_start(f, MW_MODE_EVENT, "tls://127.0.0.1:0", &o);
+    fs_start(f, MW_MODE_EVENT, "tls", &o);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.mode = MW_MODE_BLOCKING;
@@ -435,14 +386,13 @@ static void test_flow_blocking_tls_batches_complete(void **s) {
 /* A certificate that fails verification fails the same way every time:
  * twenty attempts 100 ms apart would take two seconds to say so. */
 static void test_flow_connect_does_not_retry_a_certificate_that_fails_verification(void **s) {
-    flood_svc_t *f = *s;
+    flood_svc_t *f = svh_ud(s);
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.tr.tls.cert_file = mw_test_cert("srv.pem");
     o.tr.tls.key_file = mw_test_cert("srv.key");
-    fs_start(f, MW_MODE_EVENT, "tls://127.0.0.1:0", &o);
-    char url[64];
-    snprintf(url, sizeof url, "tls://127.0.0.1:%d", mw_svc_port(f->svc));
+    fs_start(f, MW_MODE_EVENT, "tls", &o);
+    const char *url = f->h->url;
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.tr.tls.ca_file = mw_test_cert("other.pem"); /* not the CA that signed srv.pem */
@@ -467,7 +417,7 @@ static void mismatch(flood_svc_t *f, const char *svc_serdes, const char *clt_ser
     mw_svc_opts_init(&o);
     o.conn.serdes = svc_serdes;
     o.rx_timeout_ns = 200 * MW_NS_PER_MS; /* a text Svc waits for a newline binary never sends */
-    fs_start(f, MW_MODE_EVENT, "tcp://127.0.0.1:0", &o);
+    fs_start(f, MW_MODE_EVENT, "tcp", &o);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.conn.serdes = clt_serdes;
@@ -476,36 +426,36 @@ static void mismatch(flood_svc_t *f, const char *svc_serdes, const char *clt_ser
     ping_t p = {.seq = 5};
     assert_int_equal(mw_clt_send(c, ping_schema(), &p), 0);
     assert_true(mw_wait_until(closed_once, f, WAIT_MS));
-    if (!strstr(f->close_text, hint)) fail_msg("%s svc, %s peer: \"%s\" lacks \"%s\"", svc_serdes, clt_serdes,
-                                              f->close_text, hint);
+    if (!strstr(f->h->last_close_text, hint)) fail_msg("%s svc, %s peer: \"%s\" lacks \"%s\"", svc_serdes, clt_serdes,
+                                              f->h->last_close_text, hint);
 }
 
 static void test_flow_json_peer_of_a_fixed_svc_is_named(void **s) {
-    mismatch(*s, "fixed", "text", "the peer seems to send JSON text: is its serdes \"text\"?");
+    mismatch(svh_ud(s), "fixed", "text", "the peer seems to send JSON text: is its serdes \"text\"?");
 }
 
 static void test_flow_binary_peer_of_a_text_svc_is_named(void **s) {
-    mismatch(*s, "text", "fixed", "the peer seems to send binary frames");
+    mismatch(svh_ud(s), "text", "fixed", "the peer seems to send binary frames");
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_spin, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_blocking, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_event, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_ws_event, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_wss_spin, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_pause_recv_holds_input_until_resume_spin, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_pause_recv_holds_input_until_resume_event, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_slow_consumer_is_closed_with_its_reason, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_spin_clt_recv_writes_what_send_queued, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_blocking_flush_honours_timeout_tls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_blocking_flush_honours_timeout_wss, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_blocking_tls_batches_complete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_spin, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_blocking, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_event, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_ws_event, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_close_conn_delivers_every_reply_wss_spin, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_pause_recv_holds_input_until_resume_spin, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_pause_recv_holds_input_until_resume_event, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_slow_consumer_is_closed_with_its_reason, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_spin_clt_recv_writes_what_send_queued, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_blocking_flush_honours_timeout_tls, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_blocking_flush_honours_timeout_wss, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_blocking_tls_batches_complete, setup, svh_teardown),
         cmocka_unit_test_setup_teardown(test_flow_connect_does_not_retry_a_certificate_that_fails_verification, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_flow_json_peer_of_a_fixed_svc_is_named, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flow_binary_peer_of_a_text_svc_is_named, setup, teardown),
+                                        svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_json_peer_of_a_fixed_svc_is_named, setup, svh_teardown),
+        cmocka_unit_test_setup_teardown(test_flow_binary_peer_of_a_text_svc_is_named, setup, svh_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

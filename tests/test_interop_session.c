@@ -35,131 +35,67 @@
 #include "mw_clt.h"
 #include "mw_svc.h"
 #include "mw_test.h"
+#include "svh_session.h"
 #include "test_proto.h"
 
 #define PEER MW_PYTHON " " MW_SRC_ROOT "/tests/py/session_peer.py"
-#define WAIT_MS 10000
-#define MAXN 512
+#define WAIT_MS SVH_SESSION_WAIT_MS
 #define OUT_CAP (1u << 18)
 
-typedef struct fx {
-    const char *serdes;
-    char dir[64], sdir[128], cdir[128], state[128];
-    mw_svc_t *svc;
-    int port;
-    pthread_mutex_t mu;
-    uint64_t got[MAXN], payload[MAXN]; /* what the Svc's application got, in order */
-    unsigned flags[MAXN];
-    int ngot;
-    atomic_int closes, last_reason, send_errors;
-    char close_text[256];
-} fx_t;
+/* The fixture is tests/util/svh_session.h (f->serdes: this test's serdes);
+ * the peer keeps its state in peer_state, in the test's directory. */
+static char peer_state[128];
+static atomic_int send_errors; /* the Svc's echo failed */
 
 static int setup(void **state, const char *serdes) {
-    fx_t *f = calloc(1, sizeof *f);
-    if (!f) return -1;
+    if (svh_session_setup(state) != 0) return -1;
+    svh_t *f = *state;
     f->serdes = serdes;
-    snprintf(f->dir, sizeof f->dir, "/tmp/mw_isess_XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
-    snprintf(f->sdir, sizeof f->sdir, "%s/svc", f->dir);
-    snprintf(f->cdir, sizeof f->cdir, "%s/clt", f->dir);
-    snprintf(f->state, sizeof f->state, "%s/peer.json", f->dir);
-    mkdir(f->sdir, 0700);
-    mkdir(f->cdir, 0700);
-    pthread_mutex_init(&f->mu, NULL);
-    *state = f;
+    snprintf(peer_state, sizeof peer_state, "%s/peer.json", f->dir);
+    atomic_store(&send_errors, 0);
     return 0;
 }
 static int setup_text(void **state) { return setup(state, "text"); }
 static int setup_fixed(void **state) { return setup(state, "fixed"); }
 
 static int teardown(void **state) {
-    fx_t *f = *state;
-    int send_errors = atomic_load(&f->send_errors);
-    mw_svc_free(f->svc);
-    mw_tmpdir_remove(f->dir);
-    pthread_mutex_destroy(&f->mu);
-    free(f);
-    if (send_errors) fprintf(stderr, "the Svc's echo failed %d times\n", send_errors);
-    return send_errors ? -1 : 0;
+    int errors = atomic_load(&send_errors);
+    svh_teardown(state);
+    if (errors) fprintf(stderr, "the Svc's echo failed %d times\n", errors);
+    return errors ? -1 : 0;
 }
 
 static void require_peer(void) { mw_test_require(mw_have_python_module("json"), MW_PYTHON); }
 
 /* ---- the Svc: echoes every ping, numbered -------------------------------------- */
 
-static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
-    fx_t *f = ud;
+static void echo_ping(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    (void)f;
     if (sch->tag != ping_TAG) return;
-    const ping_t *p = msg;
-    pthread_mutex_lock(&f->mu);
-    if (f->ngot < MAXN) {
-        f->got[f->ngot] = mw_svc_rx_seq(s, id);
-        f->flags[f->ngot] = mw_svc_rx_flags(s, id);
-        f->payload[f->ngot++] = p->seq;
-    }
-    pthread_mutex_unlock(&f->mu);
-    ping_t r = {.seq = p->seq};
+    ping_t r = {.seq = ((const ping_t *)msg)->seq};
     /* no cmocka assert off the test's thread: counted, failed in teardown */
-    if (mw_svc_send_to(s, id, ping_schema(), &r) != 0) atomic_fetch_add(&f->send_errors, 1);
+    if (mw_svc_send_to(s, id, ping_schema(), &r) != 0) atomic_fetch_add(&send_errors, 1);
 }
 
-static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
-    fx_t *f = ud;
-    pthread_mutex_lock(&f->mu);
-    snprintf(f->close_text, sizeof f->close_text, "%s", mw_svc_conn_error(s, id));
-    pthread_mutex_unlock(&f->mu);
-    atomic_store(&f->last_reason, reason);
-    atomic_fetch_add(&f->closes, 1);
-}
-
-static void svc_start(fx_t *f) {
+static void svc_start(svh_t *f) {
     mw_svc_opts_t o;
-    mw_svc_opts_init(&o);
-    o.mode = MW_MODE_EVENT;
-    o.conn.serdes = f->serdes;
-    o.on_msg = on_msg;
-    o.on_close = on_close;
-    o.ud = f;
+    svh_session_svc_opts(f, &o);
+    f->on_msg = echo_ping;
     o.linger_ns = 500 * MW_NS_PER_MS;
-    o.session.enabled = true;
-    o.session.journal_dir = f->sdir;
-    mw_err_t err;
-    if (mw_svc_listen(&f->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
-    f->port = mw_svc_port(f->svc);
+    svh_start(f, "tcp", 0, &o);
 }
-
-typedef struct want { fx_t *f; int n; } want_t;
-static bool closes_n(void *ud) { return atomic_load(&((want_t *)ud)->f->closes) >= ((want_t *)ud)->n; }
 
 /* The Svc's connection count closed reaches n (a session is free for the
  * next logon only once its connection is gone). */
-static void wait_closes(fx_t *f, int n) {
-    want_t w = {f, n};
-    if (!mw_wait_until(closes_n, &w, WAIT_MS)) fail_msg("the Svc saw %d closes, want %d", atomic_load(&f->closes), n);
+static void wait_closes(svh_t *f, int n) {
+    if (!svh_wait_count(&f->nclosed, n, WAIT_MS))
+        fail_msg("the Svc saw %d closes, want %d", atomic_load(&f->nclosed), n);
 }
 
 /* The Svc's application got numbers first..last (in order, once, payload ==
  * number, flags 0) as its messages [from, from + last - first]. */
-static void expect_svc_got(fx_t *f, int from, uint64_t first, uint64_t last) {
-    pthread_mutex_lock(&f->mu);
-    int want = from + (int)(last - first + 1);
-    if (f->ngot != want) {
-        int n = f->ngot;
-        pthread_mutex_unlock(&f->mu);
-        fail_msg("the Svc got %d pings, want %d", n, want);
-    }
-    for (int i = from; i < want; i++) {
-        uint64_t n = first + (uint64_t)(i - from);
-        if (f->got[i] != n || f->payload[i] != n || f->flags[i] != 0) {
-            uint64_t g = f->got[i], p = f->payload[i];
-            unsigned fl = f->flags[i];
-            pthread_mutex_unlock(&f->mu);
-            fail_msg("Svc message %d: number %llu payload %llu flags %u, want %llu", i, (unsigned long long)g,
-                     (unsigned long long)p, fl, (unsigned long long)n);
-        }
-    }
-    pthread_mutex_unlock(&f->mu);
+static void expect_svc_got(svh_t *f, int from, uint64_t first, uint64_t last) {
+    svh_expect_numbered(f, from, first, last, ~0u);
 }
 
 /* ---- the peer ------------------------------------------------------------------- */
@@ -187,9 +123,9 @@ static void expect_summary(const char *out, const char *const *frags) {
         if (!strstr(sum, *frags)) fail_msg("the peer's summary lacks %s: %.600s", *frags, sum);
 }
 
-static void client_run(fx_t *f, const char *session, const char *opts, const char *const *frags) {
+static void client_run(svh_t *f, const char *session, const char *opts, const char *const *frags) {
     char args[512];
-    snprintf(args, sizeof args, "client %s %d %s %s %s", f->serdes, f->port, session, f->state, opts);
+    snprintf(args, sizeof args, "client %s %d %s %s %s", f->serdes, f->port, session, peer_state, opts);
     char *out = peer_run(args);
     if (getenv("PEER_DEBUG")) fprintf(stderr, "%s\n", strstr(out, "{\"summary") ? strstr(out, "{\"summary") : out);
     expect_summary(out, frags);
@@ -241,7 +177,7 @@ static int64_t python_cut(const char *path, const char *why) {
 
 static void test_journal_format_python_cuts_where_c_recovers(void **state) {
     require_peer();
-    fx_t *f = *state;
+    svh_t *f = *state;
     mw__jnl_opts_t jo = {.dir = f->sdir, .session = "J1"};
     char path[256];
     snprintf(path, sizeof path, "%s/J1.000001.mwj", f->sdir);
@@ -380,7 +316,7 @@ static void test_readme_wire_protocol_examples_are_exact(void **state) {
  * them; replies a process read but never handled come again, flagged. */
 static void test_svc_vs_python_client(void **state) {
     require_peer();
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f);
     /* run 1: a new session */
     client_run(f, "P1", "--count 100",
@@ -429,7 +365,7 @@ static void test_svc_vs_python_client(void **state) {
  * a batch waits for one). */
 static void test_svc_pushes_and_resends_a_large_backlog(void **state) {
     require_peer();
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f);
     for (uint64_t i = 1; i <= 2000; i++) {
         ping_t p = {.seq = i};
@@ -458,13 +394,14 @@ typedef struct server {
     char line[4096];
 } server_t;
 
-static void server_start(fx_t *f, server_t *sv, const char *opts) {
+static void server_start(svh_t *f, server_t *sv, const char *opts) {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, PEER " server %s %s --session C1 %s", f->serdes, f->state, opts);
+    snprintf(cmd, sizeof cmd, PEER " server %s %s --session C1 %s", f->serdes, peer_state, opts);
     sv->fp = popen(cmd, "r");
     assert_non_null(sv->fp);
     if (!fgets(sv->line, sizeof sv->line, sv->fp) || sscanf(sv->line, "{\"port\":%d}", &f->port) != 1)
         fail_msg("the Python server did not print its port: %s", sv->line);
+    snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", f->port);
 }
 
 /* Reads the server's lines until one contains what (its own deadline bounds
@@ -491,81 +428,50 @@ static void server_end(server_t *sv, const char *const *frags) {
     free(out);
 }
 
-static void clt_opts(fx_t *f, mw_clt_opts_t *o, char *url, size_t cap) {
-    mw_clt_opts_init(o);
-    o->mode = MW_MODE_SPIN;
-    o->conn.serdes = f->serdes;
-    o->session.enabled = true;
-    o->session.journal_dir = f->cdir;
-    o->session.id = "C1";
+static void clt_opts(svh_t *f, mw_clt_opts_t *o) {
+    svh_session_clt_opts(f, o, MW_MODE_SPIN, "C1");
     o->session.user = "alice";
-    snprintf(url, cap, "tcp://127.0.0.1:%d", f->port);
 }
 
-static mw_clt_t *clt_connect(fx_t *f) {
+static mw_clt_t *clt_connect(svh_t *f) {
     mw_clt_opts_t o;
-    char url[64];
-    clt_opts(f, &o, url, sizeof url);
-    mw_clt_t *c;
-    mw_err_t err;
-    if (mw_clt_connect(&c, url, &test_protocol, &o, &err) < 0) fail_msg("connect: %s", err.text);
-    return c;
-}
-
-static void send_pings(mw_clt_t *c, uint64_t first, uint64_t last) {
-    for (uint64_t i = first; i <= last; i++) {
-        ping_t p = {.seq = i};
-        uint64_t seq = 0;
-        int r;
-        while ((r = mw_clt_send_seq(c, ping_schema(), &p, &seq)) == MW_EAGAIN) mw_clt_flush(c);
-        assert_int_equal(r, 0);
-        assert_int_equal(seq, i);
-    }
-    while (mw_clt_flush(c) == MW_EAGAIN) {}
+    clt_opts(f, &o);
+    return svh_clt_connect(f, &o);
 }
 
 static void recv_pings(mw_clt_t *c, uint64_t first, uint64_t last, unsigned flags) {
-    for (uint64_t i = first; i <= last; i++) {
-        test_msg_t m;
-        const mw_schema_t *s;
-        int r = mw_clt_recv_busywait_timeout(c, &s, &m, sizeof m, 5 * MW_NS_PER_S);
-        if (r != 0) fail_msg("recv %llu: %s (%s)", (unsigned long long)i, mw_errname(r), mw_clt_last_error(c));
-        assert_int_equal(s->tag, ping_TAG);
-        assert_int_equal(m.ping.seq, i);
-        assert_int_equal(mw_clt_rx_seq(c), i);
-        assert_int_equal(mw_clt_rx_flags(c), flags);
-    }
+    svh_recv_numbered(c, first, last, flags, ~0u);
 }
 
 static void test_clt_vs_python_server(void **state) {
     require_peer();
-    fx_t *f = *state;
+    svh_t *f = *state;
     server_t sv;
     /* first server process: 100 pings, all echoed, the Clt handles 40 */
     server_start(f, &sv, "");
     mw_clt_t *c = clt_connect(f);
-    send_pings(c, 1, 100);
+    svh_send_numbered(c, 1, 100);
     server_wait_line(&sv, "{\"echoed\":100}");
     recv_pings(c, 1, 40, 0);
     mw_session_stats_t st;
     assert_int_equal(mw_clt_session_stats(c, &st), 0);
     assert_int_equal(st.next_in, 41);
     assert_int_equal(st.next_out, 101);
-    mw_clt_free(c); /* no logout: the connection just ends */
+    svh_clt_drop(f, c); /* no logout: the connection just ends */
     server_end(&sv, (const char *[]){"\"next_in\":101,", "\"next_out\":101,", "\"echoed\":100,", NULL});
     /* a new server process from the same state, a new Clt from the same
      * journal: 41..100 resent (flagged), then new numbers */
     server_start(f, &sv, "");
     c = clt_connect(f);
     recv_pings(c, 41, 100, MW_SEQ_RESENT);
-    send_pings(c, 101, 110);
+    svh_send_numbered(c, 101, 110);
     recv_pings(c, 101, 110, 0);
     assert_int_equal(mw_clt_session_stats(c, &st), 0);
     assert_int_equal(st.next_out, 111);
     assert_int_equal(st.dups_dropped, 0);
     assert_int_equal(st.gaps, 0);
     assert_int_equal(mw_clt_logout(c, "done"), 0);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
     server_end(&sv, (const char *[]){"\"resent\":60,", "\"next_in\":111,", "\"next_out\":111,", "\"echoed\":10,",
                                      "\"code\":0,", NULL});
     char path[256];
@@ -581,11 +487,11 @@ static void test_clt_vs_python_server(void **state) {
  * drops the three duplicates, and answers the test request. */
 static void test_clt_gap_and_duplicates_from_python_server(void **state) {
     require_peer();
-    fx_t *f = *state;
+    svh_t *f = *state;
     server_t sv;
     server_start(f, &sv, "--lose 5 --dup 15 --test-id 77");
     mw_clt_t *c = clt_connect(f);
-    send_pings(c, 1, 10);
+    svh_send_numbered(c, 1, 10);
     for (uint64_t i = 1; i <= 10; i++) {
         test_msg_t m;
         const mw_schema_t *s;
@@ -598,7 +504,7 @@ static void test_clt_gap_and_duplicates_from_python_server(void **state) {
         else if (i <= 6) assert_int_equal(fl, MW_SEQ_RESENT);
         else assert_true(fl == 0 || fl == MW_SEQ_RESENT); /* resent or live: how far the server got first */
     }
-    send_pings(c, 11, 20);
+    svh_send_numbered(c, 11, 20);
     recv_pings(c, 11, 20, 0);
     mw_session_stats_t st;
     assert_int_equal(mw_clt_session_stats(c, &st), 0);
@@ -606,7 +512,7 @@ static void test_clt_gap_and_duplicates_from_python_server(void **state) {
     assert_int_equal(st.dups_dropped, 3);
     assert_int_equal(st.next_in, 21);
     assert_int_equal(mw_clt_logout(c, "done"), 0);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
     server_end(&sv, (const char *[]){"\"resend_requests\":1,", "\"test_answered\":77", "\"next_in\":21,",
                                      "\"next_out\":21,", NULL});
 }
@@ -615,30 +521,28 @@ static void test_clt_gap_and_duplicates_from_python_server(void **state) {
  * and connect fails naming both numbers. */
 static void test_clt_refuses_an_ack_claiming_unsent_numbers(void **state) {
     require_peer();
-    fx_t *f = *state;
+    svh_t *f = *state;
     server_t sv;
     server_start(f, &sv, "--ack-claim 10");
     mw_clt_opts_t o;
-    char url[64];
-    clt_opts(f, &o, url, sizeof url);
+    clt_opts(f, &o);
     mw_clt_t *c;
     mw_err_t err;
-    assert_int_equal(mw_clt_connect(&c, url, &test_protocol, &o, &err), MW_ESESSION);
+    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), MW_ESESSION);
     if (!strstr(err.text, "the server expects 11 but we sent only up to 0")) fail_msg("%s", err.text);
     server_end(&sv, (const char *[]){"\"code\":2,", "the server expects 11 but we sent only up to 0", NULL});
 }
 
 static void test_clt_logon_refused_by_python_server(void **state) {
     require_peer();
-    fx_t *f = *state;
+    svh_t *f = *state;
     server_t sv;
     server_start(f, &sv, "--refuse 'no such trader'");
     mw_clt_opts_t o;
-    char url[64];
-    clt_opts(f, &o, url, sizeof url);
+    clt_opts(f, &o);
     mw_clt_t *c;
     mw_err_t err;
-    assert_int_equal(mw_clt_connect(&c, url, &test_protocol, &o, &err), MW_ESESSION);
+    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), MW_ESESSION);
     if (!strstr(err.text, "no such trader")) fail_msg("%s", err.text);
     server_end(&sv, (const char *[]){"\"rejected\":\"no such trader\"", NULL});
 }
@@ -647,7 +551,7 @@ static void test_clt_logon_refused_by_python_server(void **state) {
 
 /* Runs hostile case `name`; the Svc must close that one connection with
  * reason and a text containing text; frags: the peer's summary. */
-static void hostile(fx_t *f, const char *name, const char *opts, int reason, const char *text,
+static void hostile(svh_t *f, const char *name, const char *opts, int reason, const char *text,
                     const char *const *frags) {
     require_peer();
     svc_start(f);
@@ -657,11 +561,11 @@ static void hostile(fx_t *f, const char *name, const char *opts, int reason, con
     expect_summary(out, frags);
     free(out);
     wait_closes(f, 1);
-    assert_int_equal(atomic_load(&f->closes), 1);
+    assert_int_equal(atomic_load(&f->nclosed), 1);
     int got = atomic_load(&f->last_reason);
     pthread_mutex_lock(&f->mu);
     char why[256];
-    snprintf(why, sizeof why, "%s", f->close_text);
+    snprintf(why, sizeof why, "%s", f->last_close_text);
     pthread_mutex_unlock(&f->mu);
     if (getenv("PEER_DEBUG")) fprintf(stderr, "%s: %s \"%s\"\n", name, mw_errname(got), why);
     if (got != reason || !strstr(why, text))
@@ -672,7 +576,7 @@ static void hostile(fx_t *f, const char *name, const char *opts, int reason, con
 /* mw_seq{next=E+5} and a ping: a gap. The Svc asks for E on (once), drops
  * the ping, counts the gap; the numbers then start again at E. */
 static void test_gap_brings_a_resend_request(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     hostile(f, "gap", "--session G1", MW_ECLOSED, "",
             (const char *[]){"\"resend_request\":{\"type\":\"mw_resend_request\",\"from\":1,\"to\":0}",
                              "\"echo\":1", NULL});
@@ -685,7 +589,7 @@ static void test_gap_brings_a_resend_request(void **state) {
 }
 
 static void test_resend_request_flood_is_closed(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     hostile(f, "flood", "--heartbeat-ms 5000", MW_ESESSION, "more than 8 resend requests within 5000 ms",
             (const char *[]){"\"code\":4,", "more than 8 resend requests", NULL});
     mw_session_stats_t st;
@@ -694,19 +598,19 @@ static void test_resend_request_flood_is_closed(void **state) {
 }
 
 static void test_silent_peer_is_tested_then_closed(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     hostile(f, "silent", "--heartbeat-ms 100", MW_ETIMEDOUT, "peer silent",
             (const char *[]){"\"code\":3,", "peer silent", "\"mw_test_request\"", NULL});
 }
 
 static void test_logon_claiming_unsent_numbers_is_rejected(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     hostile(f, "claim", "", MW_ESESSION, "logon rejected: you expect 50 but we sent only up to 0",
             (const char *[]){"\"code\":1,", "you expect 50 but we sent only up to 0", NULL});
 }
 
 static void test_bad_session_id_is_rejected(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     hostile(f, "badid", "", MW_ESESSION, "logon rejected: bad session id \"../etc\"",
             (const char *[]){"\"code\":1,", "bad session id", NULL});
     /* nothing of it reached the file system */
@@ -720,34 +624,34 @@ static void test_bad_session_id_is_rejected(void **state) {
 }
 
 static void test_app_message_before_logon_is_rejected(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     hostile(f, "early", "", MW_ESESSION, "the first message must be mw_logon, not ping",
             (const char *[]){"\"code\":2,", "the first message must be mw_logon", NULL});
     pthread_mutex_lock(&f->mu);
-    int n = f->ngot;
+    int n = f->nmsgs;
     pthread_mutex_unlock(&f->mu);
     assert_int_equal(n, 0);
 }
 
 static void test_logon_ack_to_the_svc_is_rejected(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     hostile(f, "ackfirst", "", MW_ESESSION, "the first message must be mw_logon, not mw_logon_ack",
             (const char *[]){"\"code\":2,", "the first message must be mw_logon", NULL});
 }
 
 static void test_second_logon_is_a_protocol_error(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     hostile(f, "relogon", "", MW_ESESSION, "unexpected mw_logon",
             (const char *[]){"\"code\":2,", "unexpected mw_logon", NULL});
 }
 
 static void test_seq_zero_is_a_protocol_error(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     hostile(f, "seq0", "", MW_ESESSION, "mw_seq with next 0", (const char *[]){"\"code\":2,", NULL});
 }
 
 static void test_resend_from_zero_is_a_protocol_error(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     hostile(f, "resend0", "", MW_ESESSION, "resend from 0 asked for, but we sent only up to 0",
             (const char *[]){"\"code\":2,", NULL});
 }
@@ -755,7 +659,7 @@ static void test_resend_from_zero_is_a_protocol_error(void **state) {
 /* A reset logon that is refused leaves the session as it was: the next
  * logon resumes its numbers. */
 static void test_refused_reset_logon_keeps_the_session(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     require_peer();
     svc_start(f);
     client_run(f, "H1", "--count 10", (const char *[]){"\"next_in\":11,", NULL});

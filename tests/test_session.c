@@ -3,8 +3,7 @@
  * its journal, logon rules, heartbeats and a silent peer, gaps and resend
  * requests from a hand-made peer, resend floods, and the event Clt that
  * keeps sending while disconnected. Real sockets on 127.0.0.1, real journal
- * files in a temporary directory. */
-#include <dirent.h>
+ * files in a temporary directory (the fixture: tests/util/svh_session.h). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -19,10 +18,10 @@
 #include "mw_clt.h"
 #include "mw_svc.h"
 #include "mw_test.h"
+#include "svh_session.h"
 #include "test_proto.h"
 
-#define WAIT_MS 10000
-#define MAXN 4096
+#define WAIT_MS SVH_SESSION_WAIT_MS
 
 typedef struct cfg {
     const char *scheme;   /* tcp tls ws wss */
@@ -33,241 +32,90 @@ typedef struct cfg {
 static cfg_t cfg_tcp = {"tcp", NULL, MW_MODE_EVENT, NULL};
 static const cfg_t *cur = &cfg_tcp; /* the configuration of the test running now */
 
-typedef struct fx {
-    char dir[128], cdir[256], sdir[256];
-    mw_svc_t *svc;
-    int port;
-    char url[64];
-    /* what the Svc's application saw */
-    pthread_mutex_t mu;
-    uint64_t got[MAXN]; /* the session numbers delivered, in order */
-    uint64_t payload[MAXN];
-    unsigned flags[MAXN];
-    int ngot;
-    atomic_int closes, last_reason, logons, hook_calls;
-    char close_text[256];
-    bool echo;          /* on_msg answers every ping with a ping of the same seq */
-    const char *reject; /* the logon hook refuses with this reason */
-    uint64_t switch_at; /* after answering this ping, the Svc switches the connection to fixed */
-    pthread_t th;       /* a spin-mode Svc's recv loop */
-    bool th_live;
-    atomic_bool stop;
-} fx_t;
+/* What the Svc's application does with a ping, besides recording it. */
+static bool echo;          /* answers every ping with a ping of the same seq */
+static uint64_t switch_at; /* after answering this ping, the Svc switches the connection to fixed */
 
 static int setup(void **state) {
-    fx_t *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/mw_session_XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
-    snprintf(f->cdir, sizeof f->cdir, "%s/clt", f->dir);
-    snprintf(f->sdir, sizeof f->sdir, "%s/svc", f->dir);
-    mkdir(f->cdir, 0700);
-    mkdir(f->sdir, 0700);
-    pthread_mutex_init(&f->mu, NULL);
-    f->echo = true;
-    *state = f;
-    return 0;
+    echo = true;
+    switch_at = 0;
+    return svh_session_setup(state);
 }
 
-static void svc_stop(fx_t *f);
-
 static int teardown(void **state) {
-    fx_t *f = *state;
-    svc_stop(f);
     cur = &cfg_tcp;
-    mw_tmpdir_remove(f->dir);
-    pthread_mutex_destroy(&f->mu);
-    free(f);
-    return 0;
+    return svh_teardown(state);
 }
 
 /* ---- the Svc -------------------------------------------------------------------- */
 
-static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
-    fx_t *f = ud;
+static void on_ping(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    (void)f;
     if (sch->tag != ping_TAG) return;
     const ping_t *p = msg;
-    pthread_mutex_lock(&f->mu);
-    if (f->ngot < MAXN) {
-        f->got[f->ngot] = mw_svc_rx_seq(s, id);
-        f->flags[f->ngot] = mw_svc_rx_flags(s, id);
-        f->payload[f->ngot++] = p->seq;
-    }
-    pthread_mutex_unlock(&f->mu);
-    if (f->echo) {
+    if (echo) {
         ping_t r = {.seq = p->seq};
         mw_svc_send_to(s, id, ping_schema(), &r);
     }
-    if (f->switch_at && p->seq == f->switch_at) /* the answer went out in text: fixed from here */
+    if (switch_at && p->seq == switch_at) /* the answer went out in text: fixed from here */
         mw_svc_set_serdes(s, id, MW_DIR_TX | MW_DIR_RX, "fixed");
 }
 
-static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
-    fx_t *f = ud;
-    pthread_mutex_lock(&f->mu);
-    snprintf(f->close_text, sizeof f->close_text, "%s", mw_svc_conn_error(s, id));
-    pthread_mutex_unlock(&f->mu);
-    atomic_store(&f->last_reason, reason);
-    atomic_fetch_add(&f->closes, 1);
-}
-
-/* A spin-mode Svc: recv on its own thread calls on_msg's body itself. */
-static void *spin_svc_thread(void *ud) {
-    fx_t *f = ud;
-    while (!atomic_load(&f->stop)) {
-        mw_conn_id_t id;
-        const mw_schema_t *sch;
-        test_msg_t m;
-        if (mw_svc_recv(f->svc, &id, &sch, &m, sizeof m) == 0) on_msg(f->svc, id, sch, &m, f);
-    }
-    return NULL;
-}
-
-static int on_logon(void *ud, const mw_logon_info_t *li, char *reason, size_t cap) {
-    fx_t *f = ud;
-    atomic_fetch_add(&f->hook_calls, 1);
-    if (f->reject && strcmp(li->user, "bad") == 0) {
-        snprintf(reason, cap, "%s", f->reject);
-        return 1;
-    }
-    return 0;
-}
-
-static void on_logon_done(void *ud, const char *session, uint64_t conn) {
-    (void)session;
-    (void)conn;
-    atomic_fetch_add(&((fx_t *)ud)->logons, 1);
-}
-
-static void *spin_svc_thread(void *ud);
-
-static void svc_start_at(fx_t *f, int port) {
+static void svc_start_at(svh_t *f, int port) {
     mw_svc_opts_t o;
-    mw_svc_opts_init(&o);
-    o.mode = cur->svc_mode;
-    if (cur->serdes) o.conn.serdes = cur->serdes;
+    f->mode = cur->svc_mode;
+    f->serdes = cur->serdes;
+    svh_session_svc_opts(f, &o);
+    f->on_msg = on_ping;
     if (cur->backend) o.backend = cur->backend;
-    o.timeout_ns = 20 * MW_NS_PER_MS; /* a blocking Svc's thread checks f->stop */
+    o.timeout_ns = 20 * MW_NS_PER_MS; /* a blocking Svc's thread checks for its stop */
     bool tls = !strcmp(cur->scheme, "tls") || !strcmp(cur->scheme, "wss");
     if (tls) {
         o.tr.tls.cert_file = mw_test_cert("srv.pem");
         o.tr.tls.key_file = mw_test_cert("srv.key");
     }
-    o.on_msg = on_msg;
-    o.on_close = on_close;
-    o.ud = f;
     o.linger_ns = 200 * MW_NS_PER_MS;
-    o.session.enabled = true;
-    o.session.journal_dir = f->sdir;
-    o.session.on_logon = on_logon;
-    o.session.on_logon_done = on_logon_done;
+    o.session.on_logon = svh_session_on_logon;
     o.session.journal_in = true;
     o.session.logon_timeout_ns = 2 * MW_NS_PER_S; /* how long a second logon waits for the first */
-    mw_err_t err;
-    char url[64];
-    const char *path = cur->scheme[0] == 'w' ? "/s" : "";
-    snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", cur->scheme, port, path);
-    if (mw_svc_listen(&f->svc, url, &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
-    f->port = mw_svc_port(f->svc);
-    snprintf(f->url, sizeof f->url, "%s://127.0.0.1:%d%s", cur->scheme, f->port, path);
-    if (cur->svc_mode != MW_MODE_EVENT) {
-        atomic_store(&f->stop, false);
-        pthread_create(&f->th, NULL, spin_svc_thread, f);
-        f->th_live = true;
-    }
+    svh_start(f, cur->scheme, port, &o);
 }
 
-static void svc_stop(fx_t *f) {
-    if (f->th_live) {
-        atomic_store(&f->stop, true);
-        pthread_join(f->th, NULL);
-        f->th_live = false;
-    }
-    mw_svc_free(f->svc);
-    f->svc = NULL;
-}
-
-static void svc_start(fx_t *f, int unused) {
+static void svc_start(svh_t *f, int unused) {
     (void)unused;
     svc_start_at(f, 0);
 }
 
-static void clt_opts(fx_t *f, mw_clt_opts_t *o, mw_mode_t mode, const char *id) {
-    mw_clt_opts_init(o);
-    o->mode = mode;
+static void clt_opts(svh_t *f, mw_clt_opts_t *o, mw_mode_t mode, const char *id) {
+    svh_session_clt_opts(f, o, mode, id);
     o->timeout_ns = 5 * MW_NS_PER_S;
-    o->session.enabled = true;
-    o->session.journal_dir = f->cdir;
-    o->session.id = id;
     o->session.user = "alice";
     o->session.journal_in = true;
     if (cur->serdes) o->conn.serdes = cur->serdes;
     if (!strcmp(cur->scheme, "tls") || !strcmp(cur->scheme, "wss")) o->tr.tls.ca_file = mw_test_cert("ca.pem");
 }
 
-static mw_clt_t *clt_connect(fx_t *f, mw_mode_t mode, const char *id) {
+/* A Clt the fixture frees (svh_clt_drop frees it before). */
+static mw_clt_t *clt_connect(svh_t *f, mw_mode_t mode, const char *id) {
     mw_clt_opts_t o;
     clt_opts(f, &o, mode, id);
-    mw_clt_t *c;
-    mw_err_t err;
-    if (mw_clt_connect(&c, f->url, &test_protocol, &o, &err) < 0) fail_msg("connect: %s", err.text);
-    return c;
+    return svh_clt_connect(f, &o);
 }
-
-static int ngot(fx_t *f) {
-    pthread_mutex_lock(&f->mu);
-    int n = f->ngot;
-    pthread_mutex_unlock(&f->mu);
-    return n;
-}
-
-typedef struct want { fx_t *f; int n; } want_t;
-static bool got_n(void *ud) { return ngot(((want_t *)ud)->f) >= ((want_t *)ud)->n; }
-static bool closes_n(void *ud) { return atomic_load(&((want_t *)ud)->f->closes) >= ((want_t *)ud)->n; }
 
 /* The Svc got session numbers 1..n, each once, in order, with payload == number. */
-static void expect_numbers(fx_t *f, int n) {
-    want_t w = {f, n};
-    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
-    pthread_mutex_lock(&f->mu);
-    int got = f->ngot;
-    bool ok = got == n;
-    for (int i = 0; ok && i < n; i++) ok = f->got[i] == (uint64_t)i + 1 && f->payload[i] == (uint64_t)i + 1;
-    pthread_mutex_unlock(&f->mu);
-    if (!ok) fail_msg("expected numbers 1..%d once each, got %d messages", n, got);
-}
-
-static void send_pings(mw_clt_t *c, uint64_t first, uint64_t last) {
-    for (uint64_t i = first; i <= last; i++) {
-        ping_t p = {.seq = i};
-        uint64_t seq = 0;
-        int r;
-        while ((r = mw_clt_send_seq(c, ping_schema(), &p, &seq)) == MW_EAGAIN) mw_clt_flush(c);
-        assert_int_equal(r, 0);
-        assert_int_equal(seq, i);
-    }
-    while (mw_clt_flush(c) == MW_EAGAIN) {}
-}
+static void expect_numbers(svh_t *f, int n) { svh_expect_numbered(f, 0, 1, (uint64_t)n, 0); }
 
 /* Receives pings first..last, each with its session number == its payload. */
 static void recv_pings(mw_clt_t *c, uint64_t first, uint64_t last, unsigned want_flags) {
-    for (uint64_t i = first; i <= last; i++) {
-        test_msg_t m;
-        const mw_schema_t *s;
-        int r = mw_clt_recv_busywait_timeout(c, &s, &m, sizeof m, 5 * MW_NS_PER_S);
-        if (r != 0) fail_msg("recv %llu: %s (%s)", (unsigned long long)i, mw_errname(r), mw_clt_last_error(c));
-        assert_int_equal(s->tag, ping_TAG);
-        assert_int_equal(m.ping.seq, i);
-        assert_int_equal(mw_clt_rx_seq(c), i);
-        assert_int_equal(mw_clt_rx_flags(c) & MW_SEQ_RESENT, want_flags & MW_SEQ_RESENT);
-    }
+    svh_recv_numbered(c, first, last, want_flags, MW_SEQ_RESENT);
 }
 
 /* ---- numbering, reconnect, restart ------------------------------------------------------ */
 
-static void numbered_round_trip(fx_t *f, mw_mode_t mode) {
+static void numbered_round_trip(svh_t *f, mw_mode_t mode) {
     svc_start(f, 0);
     mw_clt_t *c = clt_connect(f, mode, "T1");
-    send_pings(c, 1, 200);
+    svh_send_numbered(c, 1, 200);
     recv_pings(c, 1, 200, 0);
     expect_numbers(f, 200);
     mw_session_stats_t st;
@@ -279,15 +127,15 @@ static void numbered_round_trip(fx_t *f, mw_mode_t mode) {
     assert_int_equal(st.next_in, 201);
     assert_int_equal(st.next_out, 201);
     /* a new Clt (a restarted process) resumes: numbers go on, nothing again */
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
     c = clt_connect(f, mode, "T1");
-    send_pings(c, 201, 300);
+    svh_send_numbered(c, 201, 300);
     recv_pings(c, 201, 300, 0);
     expect_numbers(f, 300);
     assert_int_equal(atomic_load(&f->logons), 2);
     assert_int_equal(mw_clt_logout(c, "done for today"), 0);
     assert_false(mw_clt_is_open(c));
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 static void test_session_numbers_and_resume_spin(void **state) { numbered_round_trip(*state, MW_MODE_SPIN); }
@@ -296,47 +144,46 @@ static void test_session_numbers_and_resume_blocking(void **state) { numbered_ro
 /* Replies the client never read (its connection went away) come again at
  * the next logon, flagged resent, before anything new; nothing twice. */
 static void test_session_resends_what_the_client_missed(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f, 0);
     mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "T2");
-    send_pings(c, 1, 100);
+    svh_send_numbered(c, 1, 100);
     recv_pings(c, 1, 40, 0); /* 41..100 are sent but never read */
     expect_numbers(f, 100);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
     c = clt_connect(f, MW_MODE_SPIN, "T2");
     recv_pings(c, 41, 100, MW_SEQ_RESENT);
-    send_pings(c, 101, 110);
+    svh_send_numbered(c, 101, 110);
     recv_pings(c, 101, 110, 0); /* new ones: not flagged */
     expect_numbers(f, 110);
     mw_session_stats_t st;
     assert_int_equal(mw_svc_session_stats(f->svc, "T2", &st), 0);
     assert_int_equal(st.resent, 60);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* The Svc restarts from its journal: its numbers go on, and what it had
  * journaled but the client had not read is resent. */
 static void test_session_svc_restart_resumes_from_its_journal(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f, 0);
     mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "T3");
-    send_pings(c, 1, 50);
+    svh_send_numbered(c, 1, 50);
     recv_pings(c, 1, 20, 0);
     expect_numbers(f, 50);
-    mw_clt_free(c);
-    svc_stop(f);
+    svh_clt_drop(f, c);
+    svh_stop(f);
     svc_start(f, 0); /* a new process, the same journal directory */
     c = clt_connect(f, MW_MODE_SPIN, "T3");
     recv_pings(c, 21, 50, MW_SEQ_RESENT);
-    send_pings(c, 51, 60);
+    svh_send_numbered(c, 51, 60);
     recv_pings(c, 51, 60, 0);
     /* the new Svc delivered 51..60 only: 1..50 were handled before */
-    want_t w = {f, 60};
-    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
+    assert_true(svh_wait_msgs(f, 60, WAIT_MS));
     pthread_mutex_lock(&f->mu);
-    for (int i = 50; i < 60; i++) assert_int_equal(f->got[i], (uint64_t)i + 1);
+    for (int i = 50; i < 60; i++) assert_int_equal(f->msgs[i].rx_seq, (uint64_t)i + 1);
     pthread_mutex_unlock(&f->mu);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* Messages the client journaled while its connection was down (event mode
@@ -357,23 +204,16 @@ static bool ev_connected_once(void *ud) {
 }
 
 static void test_session_event_clt_journals_while_disconnected(void **state) {
-    fx_t *f = *state;
-    f->echo = false;
+    svh_t *f = *state;
+    echo = false;
     svc_start(f, 0);
-    mw_io_t *io;
-    mw_err_t err;
-    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
-    assert_int_equal(mw_io_start(io, NULL), 0);
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_EVENT, "T4");
-    o.io = io;
-    o.reconnect.enabled = true;
-    o.reconnect.min_delay_ns = 10 * MW_NS_PER_MS;
-    o.reconnect.max_delay_ns = 50 * MW_NS_PER_MS;
+    o.io = svh_clt_io(f);
+    svh_clt_fast_reconnect(&o);
     o.on_connect = ev_on_connect;
     atomic_store(&ev_connects, 0);
-    mw_clt_t *c;
-    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    mw_clt_t *c = svh_clt_connect(f, &o);
     assert_true(mw_wait_until(ev_connected_once, NULL, WAIT_MS));
     for (uint64_t i = 1; i <= 50; i++) {
         ping_t p = {.seq = i};
@@ -382,35 +222,29 @@ static void test_session_event_clt_journals_while_disconnected(void **state) {
     expect_numbers(f, 50);
     /* the Svc drops every connection: the Clt reconnects; what it sends
      * meanwhile is journaled and arrives after the logon */
-    svc_stop(f);
+    svh_stop(f);
     for (uint64_t i = 51; i <= 80; i++) {
         ping_t p = {.seq = i};
         int r = mw_clt_send(c, ping_schema(), &p);
         assert_int_equal(r, 0);
     }
-    pthread_mutex_lock(&f->mu);
-    f->ngot = 0;
-    pthread_mutex_unlock(&f->mu);
+    svh_reset_msgs(f);
     svc_start_at(f, f->port); /* the same port: the Clt reconnects by itself */
     assert_true(mw_wait_until(ev_connected_twice, NULL, WAIT_MS));
-    want_t w = {f, 30};
-    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
+    assert_true(svh_wait_msgs(f, 30, WAIT_MS));
     pthread_mutex_lock(&f->mu);
-    assert_int_equal(f->ngot, 30);
+    assert_int_equal(f->nmsgs, 30);
     for (int i = 0; i < 30; i++) {
-        assert_int_equal(f->got[i], (uint64_t)i + 51);
-        assert_int_equal(f->payload[i], (uint64_t)i + 51);
+        assert_int_equal(f->msgs[i].rx_seq, (uint64_t)i + 51);
+        assert_int_equal(f->msgs[i].seq, (uint64_t)i + 51);
     }
     pthread_mutex_unlock(&f->mu);
-    mw_io_stop(io);
-    mw_clt_free(c);
-    mw_io_free(io);
 }
 
 /* ---- logon rules ------------------------------------------------------------------ */
 
 static void test_session_logon_rejected_by_the_hook(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     f->reject = "unknown trader";
     svc_start(f, 0);
     mw_clt_opts_t o;
@@ -423,16 +257,16 @@ static void test_session_logon_rejected_by_the_hook(void **state) {
     /* the Svc goes on: a good client logs on */
     o.session.user = "alice";
     assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
-    send_pings(c, 1, 3);
+    svh_send_numbered(c, 1, 3);
     recv_pings(c, 1, 3, 0);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* A second logon to a session whose connection stays up is refused once
  * the Svc's wait (session.logon_timeout_ns, 2 s here) is over; the first
  * connection is not disturbed. */
 static void test_session_second_logon_to_a_live_session_is_rejected(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f, 0);
     mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "T6");
     mw_clt_opts_t o;
@@ -446,15 +280,15 @@ static void test_session_second_logon_to_a_live_session_is_rejected(void **state
     o.session.journal_dir = d2;
     assert_int_equal(mw_clt_connect(&c2, f->url, &test_protocol, &o, &err), MW_ESESSION);
     assert_non_null(strstr(err.text, "logged on from another connection"));
-    send_pings(c, 1, 5);
+    svh_send_numbered(c, 1, 5);
     recv_pings(c, 1, 5, 0);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* A logon while the session's previous connection is still open waits for
  * it: once that one goes, the new one is in (a client restarting after a
  * crash races the Svc noticing the old connection's end). */
-typedef struct late { fx_t *f; int rc; char text[256]; mw_clt_t *c; atomic_bool done; } late_t;
+typedef struct late { svh_t *f; int rc; char text[256]; mw_clt_t *c; atomic_bool done; } late_t;
 static void *late_logon(void *ud) {
     late_t *l = ud;
     mw_clt_opts_t o;
@@ -466,11 +300,10 @@ static void *late_logon(void *ud) {
     atomic_store(&l->done, true);
     return NULL;
 }
-static bool hooked_n(void *ud) { return atomic_load(&((want_t *)ud)->f->hook_calls) >= ((want_t *)ud)->n; }
 static bool late_done(void *ud) { return atomic_load(&((late_t *)ud)->done); }
 
 static void test_session_logon_waits_for_the_previous_connection(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f, 0);
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_SPIN, "T9");
@@ -485,30 +318,29 @@ static void test_session_logon_waits_for_the_previous_connection(void **state) {
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, late_logon, &l), 0);
     /* the new logon reached the Svc (its hook) and waits: the session is linked to old */
-    want_t w = {f, 2};
-    assert_true(mw_wait_until(hooked_n, &w, WAIT_MS));
+    assert_true(svh_wait_count(&f->hook_calls, 2, WAIT_MS));
     assert_false(atomic_load(&l.done));
-    mw_clt_free(old);
+    svh_clt_drop(f, old);
     bool ok = mw_wait_until(late_done, &l, WAIT_MS);
     pthread_join(th, NULL);
     assert_true(ok);
     if (l.rc != 0) fail_msg("late logon: %s", l.text);
-    send_pings(l.c, 1, 3);
+    svh_send_numbered(l.c, 1, 3);
     recv_pings(l.c, 1, 3, 0);
-    mw_clt_free(l.c);
+    svh_clt_drop(f, l.c);
 }
 
 /* A client whose journal claims replies the Svc never sent is refused with
  * both numbers named. */
 static void test_session_peer_claiming_unsent_numbers_is_rejected(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f, 0);
     mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "T7");
-    send_pings(c, 1, 10);
+    svh_send_numbered(c, 1, 10);
     recv_pings(c, 1, 10, 0);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
     /* a fresh Svc journal directory: it has sent nothing in session T7 */
-    svc_stop(f);
+    svh_stop(f);
     mw_tmpdir_remove(f->sdir);
     mkdir(f->sdir, 0700);
     svc_start(f, 0);
@@ -522,7 +354,7 @@ static void test_session_peer_claiming_unsent_numbers_is_rejected(void **state) 
 /* One owner per journal: a second Clt of the same session in the same
  * directory (or a second process) is refused, not allowed to interleave. */
 static void test_session_journal_has_one_owner(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f, 0);
     mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "J1");
     mw_clt_opts_t o;
@@ -531,19 +363,19 @@ static void test_session_journal_has_one_owner(void **state) {
     mw_err_t err;
     assert_int_equal(mw_clt_connect(&c2, f->url, &test_protocol, &o, &err), MW_ESYS);
     assert_non_null(strstr(err.text, "is open elsewhere"));
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
     assert_int_equal(mw_clt_connect(&c2, f->url, &test_protocol, &o, &err), 0); /* free again */
-    mw_clt_free(c2);
+    svh_clt_drop(f, c2);
 }
 
 /* A reset starts both directions at 1 again. */
 static void test_session_reset_starts_numbering_again(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f, 0);
     mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "T8");
-    send_pings(c, 1, 10);
+    svh_send_numbered(c, 1, 10);
     recv_pings(c, 1, 10, 0);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_SPIN, "T8");
     o.session.reset = true;
@@ -553,18 +385,16 @@ static void test_session_reset_starts_numbering_again(void **state) {
     mw_clt_session_stats(c, &st);
     assert_int_equal(st.next_out, 1);
     assert_int_equal(st.epoch, 2);
-    pthread_mutex_lock(&f->mu);
-    f->ngot = 0;
-    pthread_mutex_unlock(&f->mu);
-    send_pings(c, 1, 5);
+    svh_reset_msgs(f);
+    svh_send_numbered(c, 1, 5);
     recv_pings(c, 1, 5, 0);
     expect_numbers(f, 5);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* A plain client (no session) is closed at its first message. */
 static void test_session_first_message_must_be_logon(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f, 0);
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
@@ -573,26 +403,25 @@ static void test_session_first_message_must_be_logon(void **state) {
     assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
     ping_t p = {.seq = 1};
     assert_int_equal(mw_clt_send(c, ping_schema(), &p), 0);
-    want_t w = {f, 1};
-    assert_true(mw_wait_until(closes_n, &w, WAIT_MS));
+    assert_true(svh_wait_count(&f->nclosed, 1, WAIT_MS));
     assert_int_equal(atomic_load(&f->last_reason), MW_ESESSION);
     pthread_mutex_lock(&f->mu);
-    assert_non_null(strstr(f->close_text, "the first message must be mw_logon"));
+    assert_non_null(strstr(f->last_close_text, "the first message must be mw_logon"));
     pthread_mutex_unlock(&f->mu);
     /* the client is told why: a logout it can decode */
     test_msg_t m;
     const mw_schema_t *s;
     int r = mw_clt_recv_busywait_timeout(c, &s, &m, sizeof m, 5 * MW_NS_PER_S);
     assert_true(r == MW_ETAG || r == MW_ECLOSED); /* mw_logout is not in its protocol */
-    mw_clt_free(c);
-    assert_int_equal(ngot(f), 0);
+    svh_clt_drop(f, c);
+    assert_int_equal(svh_nmsgs(f), 0);
 }
 
 /* ---- a client killed with SIGKILL resumes from its journal -------------------------------- */
 
 /* The child: a spin Clt sending pings as fast as it can, reporting every
  * 100th accepted number on the pipe, until killed. */
-static void child_sender(fx_t *f, int wfd) {
+static void child_sender(svh_t *f, int wfd) {
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_SPIN, "K1");
     mw_clt_t *c;
@@ -612,18 +441,8 @@ static void child_sender(fx_t *f, int wfd) {
     _exit(0);
 }
 
-typedef struct in_cond { fx_t *f; uint64_t next_in; mw_clt_t *c; } in_cond_t;
-static bool svc_next_in_is(void *ud) {
-    in_cond_t *w = ud;
-    mw_session_stats_t ss;
-    test_msg_t m;
-    const mw_schema_t *sch;
-    mw_clt_recv(w->c, &sch, &m, sizeof m); /* the client reads its echoes meanwhile */
-    return mw_svc_session_stats(w->f->svc, "K1", &ss) == 0 && ss.next_in == w->next_in;
-}
-
 static void test_session_sigkilled_client_resumes_from_its_journal(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f, 0);
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
@@ -650,23 +469,22 @@ static void test_session_sigkilled_client_resumes_from_its_journal(void **state)
     assert_true(sent >= reported);
     /* the Svc gets each once, in order: what the kill cut off comes again
      * from the client's journal */
-    in_cond_t w = {f, sent + 1, c};
-    assert_true(mw_wait_until(svc_next_in_is, &w, WAIT_MS));
+    assert_true(svh_session_next_in_is(f, "K1", sent + 1, c, WAIT_MS)); /* (the client reads its echoes meanwhile) */
     pthread_mutex_lock(&f->mu);
-    int n = f->ngot;
-    assert_true(n == MAXN || (uint64_t)n == sent);
+    int n = f->nmsgs;
+    assert_true(n == SVH_MAX_MSGS || (uint64_t)n == sent);
     for (int i = 0; i < n; i++) {
-        assert_int_equal(f->got[i], (uint64_t)i + 1);
-        assert_int_equal(f->payload[i], (uint64_t)i + 1);
+        assert_int_equal(f->msgs[i].rx_seq, (uint64_t)i + 1);
+        assert_int_equal(f->msgs[i].seq, (uint64_t)i + 1);
     }
     pthread_mutex_unlock(&f->mu);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* A Svc that dies while its application handles message 5 (recv returned
  * it, the next recv never came): after the restart the client resends 5
  * and it is delivered again, flagged possibly handled before. */
-static void child_svc(fx_t *f, int wfd) {
+static void child_svc(svh_t *f, int wfd) {
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.session.enabled = true;
@@ -688,7 +506,7 @@ static void child_svc(fx_t *f, int wfd) {
 }
 
 static void test_session_possdup_after_a_crash_in_the_handler(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
     pid_t pid = fork();
@@ -703,29 +521,28 @@ static void test_session_possdup_after_a_crash_in_the_handler(void **state) {
     close(pfd[0]);
     snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", port);
     mw_clt_t *c = clt_connect(f, MW_MODE_SPIN, "P1");
-    send_pings(c, 1, 5);
+    svh_send_numbered(c, 1, 5);
     recv_pings(c, 1, 4, 0);
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
     svc_start(f, 0); /* the restarted Svc, the same journals */
     c = clt_connect(f, MW_MODE_SPIN, "P1");
-    want_t w = {f, 1};
-    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
+    assert_true(svh_wait_msgs(f, 1, WAIT_MS));
     pthread_mutex_lock(&f->mu);
-    assert_int_equal(f->ngot, 1);
-    assert_int_equal(f->got[0], 5);
-    assert_int_equal(f->payload[0], 5);
-    assert_int_equal(f->flags[0], MW_SEQ_POSSDUP | MW_SEQ_RESENT);
+    assert_int_equal(f->nmsgs, 1);
+    assert_int_equal(f->msgs[0].rx_seq, 5);
+    assert_int_equal(f->msgs[0].seq, 5);
+    assert_int_equal(f->msgs[0].flags, MW_SEQ_POSSDUP | MW_SEQ_RESENT);
     pthread_mutex_unlock(&f->mu);
     recv_pings(c, 5, 5, 0); /* its answer: new from this Svc */
-    send_pings(c, 6, 6);
+    svh_send_numbered(c, 6, 6);
     recv_pings(c, 6, 6, 0);
     pthread_mutex_lock(&f->mu);
-    assert_int_equal(f->flags[1], 0);
+    assert_int_equal(f->msgs[1].flags, 0);
     pthread_mutex_unlock(&f->mu);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* Heartbeats keep an idle session up: both sides send them, nobody is
@@ -737,29 +554,21 @@ static bool clt_heard(void *ud) {
 }
 
 static void test_session_heartbeats_keep_an_idle_session_up(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f, 0);
-    mw_io_t *io;
-    mw_err_t err;
-    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
-    assert_int_equal(mw_io_start(io, NULL), 0);
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_EVENT, "H1");
-    o.io = io;
+    o.io = svh_clt_io(f);
     o.session.heartbeat_ns = 100 * MW_NS_PER_MS; /* (a loaded machine stalls for tens of ms) */
-    mw_clt_t *c;
-    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    mw_clt_t *c = svh_clt_connect(f, &o);
     /* the ack, then a heartbeat every 100 ms: 8 messages take > 6 intervals,
      * twice the silence that closes a connection */
     assert_true(mw_wait_until(clt_heard, c, WAIT_MS));
-    assert_int_equal(atomic_load(&f->closes), 0);
+    assert_int_equal(atomic_load(&f->nclosed), 0);
     assert_true(mw_clt_is_open(c));
     mw_session_stats_t ss;
     assert_int_equal(mw_svc_session_stats(f->svc, "H1", &ss), 0);
     assert_true(ss.logged_on);
-    mw_io_stop(io);
-    mw_clt_free(c);
-    mw_io_free(io);
 }
 
 /* The login-in-text-then-switch-to-fixed pattern with a session: the
@@ -768,34 +577,34 @@ static void test_session_heartbeats_keep_an_idle_session_up(void **state) {
 static cfg_t cfg_tcp_text = {"tcp", "text", MW_MODE_EVENT, NULL};
 
 static void test_session_text_login_then_fixed(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     cur = &cfg_tcp_text;
-    f->switch_at = 1;
+    switch_at = 1;
     svc_start(f, 0);
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_SPIN, "S1"); /* (heartbeats: 1 s, far from the switch) */
     mw_clt_t *c;
     mw_err_t err;
     assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
-    send_pings(c, 1, 1);
+    svh_send_numbered(c, 1, 1);
     recv_pings(c, 1, 1, 0); /* the answer, in text */
     assert_int_equal(mw_clt_set_serdes(c, MW_DIR_TX | MW_DIR_RX, "fixed"), 0);
-    send_pings(c, 2, 200);
+    svh_send_numbered(c, 2, 200);
     recv_pings(c, 2, 200, 0);
     expect_numbers(f, 200);
-    assert_int_equal(atomic_load(&f->closes), 0);
-    mw_clt_free(c);
+    assert_int_equal(atomic_load(&f->nclosed), 0);
+    svh_clt_drop(f, c);
 }
 
 /* A message that can only wait in the journal (not connected yet) is tried
  * on the wire's serdes first: text has no NaN, so it is refused at send,
  * without a number, instead of failing every resend later. */
 static void test_session_journal_only_send_is_tried_on_the_wire_serdes(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     cur = &cfg_tcp_text;
     svc_start(f, 0);
     int port = f->port;
-    svc_stop(f); /* nothing listens there now: the Clt keeps trying */
+    svh_stop(f); /* nothing listens there now: the Clt keeps trying */
     mw_io_t *io;
     mw_err_t err;
     assert_int_equal(mw_io_new(&io, NULL, &err), 0);
@@ -815,27 +624,27 @@ static void test_session_journal_only_send_is_tried_on_the_wire_serdes(void **st
     ping_t p = {.seq = 1};
     assert_int_equal(mw_clt_send_seq(c, ping_schema(), &p, &seq), 0);
     assert_int_equal(seq, 1); /* the refused one took no number */
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
     mw_io_free(io);
 }
 
 /* ---- every transport, serdes and Svc mode ---------------------------------------------- */
 
 static void matrix(void **state, const cfg_t *c, mw_mode_t clt_mode) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     cur = c;
     svc_start(f, 0);
     mw_clt_t *clt = clt_connect(f, clt_mode, "M1");
-    send_pings(clt, 1, 100);
+    svh_send_numbered(clt, 1, 100);
     recv_pings(clt, 1, 60, 0);
     expect_numbers(f, 100);
-    mw_clt_free(clt); /* 61..100 unread: resent at the next logon */
+    svh_clt_drop(f, clt); /* 61..100 unread: resent at the next logon */
     clt = clt_connect(f, clt_mode, "M1");
     recv_pings(clt, 61, 100, MW_SEQ_RESENT);
-    send_pings(clt, 101, 150);
+    svh_send_numbered(clt, 101, 150);
     recv_pings(clt, 101, 150, 0);
     expect_numbers(f, 150);
-    mw_clt_free(clt);
+    svh_clt_drop(f, clt);
 }
 
 static cfg_t cfg_tls_text = {"tls", "text", MW_MODE_EVENT, NULL};

@@ -3,8 +3,8 @@
  * must not report failure for a message that is delivered later, a receive
  * into a too small buffer must not lose the message, a gap whose resend
  * request could not be written must not stall the session. Real sockets on
- * 127.0.0.1 (port 0), real journal files in a temporary directory. */
-#include <dirent.h>
+ * 127.0.0.1 (port 0), real journal files in a temporary directory (the
+ * fixture: tests/util/svh_session.h). */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,138 +20,42 @@
 #include "mw_clt.h"
 #include "mw_svc.h"
 #include "mw_test.h"
+#include "svh_session.h"
 #include "test_proto.h"
 
-#define WAIT_MS 10000
-#define MAXN 1024
+#define WAIT_MS SVH_SESSION_WAIT_MS
 
-typedef struct fx {
-    char dir[128], cdir[256], sdir[256];
-    const char *serdes;
-    uint32_t svc_tx_buf; /* > 0: the Svc's send queue (small beside the socket's buffers) */
-    bool clt_journal_in; /* the Clt journals what it receives */
-    int64_t clt_hb_ns;   /* > 0: the Clt's session.heartbeat_ns (the Svc takes it) */
-    mw_svc_t *svc;
-    char url[64];
-    pthread_mutex_t mu;
-    uint64_t got[MAXN], payload[MAXN];
-    unsigned tags[MAXN], flags[MAXN];
-    int ngot;
-    _Atomic uint64_t conn; /* the last connection that logged on */
-    atomic_int logons, closes;
-} fx_t;
+/* What a test changes before it starts the Svc and connects. */
+static uint32_t svc_tx_buf; /* > 0: the Svc's send queue (small beside the socket's buffers) */
+static bool clt_journal_in; /* the Clt journals what it receives */
+static int64_t clt_hb_ns;   /* > 0: the Clt's session.heartbeat_ns (the Svc takes it) */
 
 static int setup(void **state) {
-    fx_t *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/mw_sreview_XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
-    snprintf(f->cdir, sizeof f->cdir, "%s/clt", f->dir);
-    snprintf(f->sdir, sizeof f->sdir, "%s/svc", f->dir);
-    mkdir(f->cdir, 0700);
-    mkdir(f->sdir, 0700);
-    pthread_mutex_init(&f->mu, NULL);
-    *state = f;
-    return 0;
+    svc_tx_buf = 0;
+    clt_journal_in = false;
+    clt_hb_ns = 0;
+    return svh_session_setup(state);
 }
 
-static int teardown(void **state) {
-    fx_t *f = *state;
-    mw_svc_free(f->svc);
-    mw_tmpdir_remove(f->dir);
-    pthread_mutex_destroy(&f->mu);
-    free(f);
-    return 0;
-}
+static int teardown(void **state) { return svh_teardown(state); }
 
-static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
-    fx_t *f = ud;
-    pthread_mutex_lock(&f->mu);
-    if (f->ngot < MAXN) {
-        f->got[f->ngot] = mw_svc_rx_seq(s, id);
-        f->flags[f->ngot] = mw_svc_rx_flags(s, id);
-        f->tags[f->ngot] = sch->tag;
-        f->payload[f->ngot++] = sch->tag == ping_TAG ? ((const ping_t *)msg)->seq : 0;
-    }
-    pthread_mutex_unlock(&f->mu);
-}
-
-static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
-    (void)s, (void)id, (void)reason;
-    atomic_fetch_add(&((fx_t *)ud)->closes, 1);
-}
-
-static void on_logon_done(void *ud, const char *session, uint64_t conn) {
-    (void)session;
-    fx_t *f = ud;
-    atomic_store(&f->conn, conn);
-    atomic_fetch_add(&f->logons, 1);
-}
-
-static void svc_start_at(fx_t *f, int port) {
+static void svc_start_at(svh_t *f, int port) {
     mw_svc_opts_t o;
-    mw_svc_opts_init(&o);
-    o.mode = MW_MODE_EVENT;
-    if (f->serdes) o.conn.serdes = f->serdes;
-    if (f->svc_tx_buf) {
-        o.conn.tx_buf = f->svc_tx_buf;
-    }
-    o.on_msg = on_msg;
-    o.on_close = on_close;
-    o.ud = f;
+    svh_session_svc_opts(f, &o);
+    if (svc_tx_buf) o.conn.tx_buf = svc_tx_buf;
     o.linger_ns = 200 * MW_NS_PER_MS;
-    o.session.enabled = true;
-    o.session.journal_dir = f->sdir;
-    o.session.on_logon_done = on_logon_done;
-    mw_err_t err;
-    char url[64];
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
-    if (mw_svc_listen(&f->svc, url, &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
-    snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", mw_svc_port(f->svc));
+    svh_start(f, "tcp", port, &o);
 }
 
-static void svc_start(fx_t *f) { svc_start_at(f, 0); }
+static void svc_start(svh_t *f) { svc_start_at(f, 0); }
 
-static mw_clt_t *clt_connect(fx_t *f, const char *id) {
+static mw_clt_t *clt_connect(svh_t *f, const char *id) {
     mw_clt_opts_t o;
-    mw_clt_opts_init(&o);
-    o.mode = MW_MODE_SPIN;
+    svh_session_clt_opts(f, &o, MW_MODE_SPIN, id);
     o.timeout_ns = 5 * MW_NS_PER_S;
-    if (f->serdes) o.conn.serdes = f->serdes;
-    o.session.enabled = true;
-    o.session.journal_dir = f->cdir;
-    o.session.id = id;
-    o.session.journal_in = f->clt_journal_in;
-    if (f->clt_hb_ns) o.session.heartbeat_ns = f->clt_hb_ns;
-    mw_clt_t *c;
-    mw_err_t err;
-    if (mw_clt_connect(&c, f->url, &test_protocol, &o, &err) < 0) fail_msg("connect: %s", err.text);
-    return c;
-}
-
-typedef struct want { fx_t *f; int n; } want_t;
-static bool got_n(void *ud) {
-    want_t *w = ud;
-    pthread_mutex_lock(&w->f->mu);
-    bool ok = w->f->ngot >= w->n;
-    pthread_mutex_unlock(&w->f->mu);
-    return ok;
-}
-static bool closes_n(void *ud) { return atomic_load(&((want_t *)ud)->f->closes) >= ((want_t *)ud)->n; }
-static bool logons_n(void *ud) { return atomic_load(&((want_t *)ud)->f->logons) >= ((want_t *)ud)->n; }
-
-typedef struct in_next { fx_t *f; const char *id; uint64_t want; } in_next_t;
-static bool svc_in_next_is(void *ud) {
-    in_next_t *w = ud;
-    mw_session_stats_t st;
-    return mw_svc_session_stats(w->f->svc, w->id, &st) == 0 && st.next_in == w->want;
-}
-
-static int send_ping(mw_clt_t *c, uint64_t payload, uint64_t *seq) {
-    ping_t p = {.seq = payload};
-    int r;
-    for (int i = 0; i < 100000 && (r = mw_clt_send_seq(c, ping_schema(), &p, seq)) == MW_EAGAIN; i++) mw_clt_flush(c);
-    for (int i = 0; i < 100000 && mw_clt_flush(c) == MW_EAGAIN; i++) {}
-    return r;
+    o.session.journal_in = clt_journal_in;
+    if (clt_hb_ns) o.session.heartbeat_ns = clt_hb_ns;
+    return svh_clt_connect(f, &o);
 }
 
 /* ---- 1. a message the connection's serdes cannot encode ------------------------------
@@ -161,39 +65,36 @@ static int send_ping(mw_clt_t *c, uint64_t payload, uint64_t *seq) {
  * gave the next message that number: every later message was off by one, and
  * after a reconnect the peer got one of them a second time. */
 static void test_review_unencodable_send_keeps_numbers_in_step(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     f->serdes = "text";
     svc_start(f);
     mw_clt_t *c = clt_connect(f, "R1");
     uint64_t seq = 0;
-    assert_int_equal(send_ping(c, 1, &seq), 0);
+    assert_int_equal(svh_send_ping_seq(c, 1, &seq), 0);
     assert_int_equal(seq, 1);
     all_kinds_t bad = {.f64 = NAN};
     uint64_t bseq = 0;
     int r = mw_clt_send_seq(c, all_kinds_schema(), &bad, &bseq);
     assert_true(r < 0); /* the wire cannot carry it: an error, and no number */
-    assert_int_equal(send_ping(c, 2, &seq), 0);
+    assert_int_equal(svh_send_ping_seq(c, 2, &seq), 0);
     assert_int_equal(seq, 2); /* was 3: the refused message had taken 2 */
-    want_t w = {f, 2};
-    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
-    mw_clt_free(c);
+    assert_true(svh_wait_msgs(f, 2, WAIT_MS));
+    svh_clt_drop(f, c);
     /* a new process: its numbers must still agree with the Svc's */
     c = clt_connect(f, "R1");
-    assert_int_equal(send_ping(c, 3, &seq), 0);
+    assert_int_equal(svh_send_ping_seq(c, 3, &seq), 0);
     assert_int_equal(seq, 3);
-    w.n = 3;
-    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
-    in_next_t in = {f, "R1", 4};
-    assert_true(mw_wait_until(svc_in_next_is, &in, WAIT_MS));
+    assert_true(svh_wait_msgs(f, 3, WAIT_MS));
+    assert_true(svh_session_next_in_is(f, "R1", 4, NULL, WAIT_MS));
     pthread_mutex_lock(&f->mu);
-    int n = f->ngot;
+    int n = f->nmsgs;
     for (int i = 0; i < n && i < 3; i++) {
-        assert_int_equal(f->payload[i], (uint64_t)i + 1); /* before the fix: 1, 2, 2 (ping 2 twice) */
-        assert_int_equal(f->got[i], (uint64_t)i + 1);
+        assert_int_equal(f->msgs[i].seq, (uint64_t)i + 1); /* before the fix: 1, 2, 2 (ping 2 twice) */
+        assert_int_equal(f->msgs[i].rx_seq, (uint64_t)i + 1);
     }
     pthread_mutex_unlock(&f->mu);
     assert_int_equal(n, 3);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* ---- 2. a send on a connection that just died -----------------------------------------
@@ -204,16 +105,15 @@ static void test_review_unencodable_send_keeps_numbers_in_step(void **state) {
  * send while the connection is down returns 0 and the message goes out
  * after the next logon; an error must mean "not sent, no number". */
 static void test_review_send_error_means_not_sent(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f);
     mw_clt_t *c = clt_connect(f, "R2");
     uint64_t seq;
-    assert_int_equal(send_ping(c, 1, &seq), 0);
-    want_t w = {f, 1};
-    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
-    assert_true(mw_wait_until(logons_n, &w, WAIT_MS));
-    assert_int_equal(mw_svc_abort_conn(f->svc, atomic_load(&f->conn)), 0);
-    assert_true(mw_wait_until(closes_n, &w, WAIT_MS));
+    assert_int_equal(svh_send_ping_seq(c, 1, &seq), 0);
+    assert_true(svh_wait_msgs(f, 1, WAIT_MS));
+    assert_true(svh_wait_count(&f->logons, 1, WAIT_MS));
+    assert_int_equal(mw_svc_abort_conn(f->svc, atomic_load(&f->logon_conn)), 0);
+    assert_true(svh_wait_count(&f->nclosed, 1, WAIT_MS));
     /* the client has not noticed: it keeps sending */
     enum { N = 60 };
     bool ok[N + 1] = {0};
@@ -227,15 +127,14 @@ static void test_review_send_error_means_not_sent(void **state) {
     mw_session_stats_t st;
     assert_int_equal(mw_clt_session_stats(c, &st), 0);
     uint64_t out_next = st.next_out;
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
     c = clt_connect(f, "R2"); /* resends what the Svc has not got */
-    in_next_t in = {f, "R2", out_next};
-    assert_true(mw_wait_until(svc_in_next_is, &in, WAIT_MS));
+    assert_true(svh_session_next_in_is(f, "R2", out_next, NULL, WAIT_MS));
     pthread_mutex_lock(&f->mu);
-    int n = f->ngot;
+    int n = f->nmsgs;
     bool seen[N + 1] = {0};
     for (int i = 0; i < n; i++) {
-        uint64_t p = f->payload[i];
+        uint64_t p = f->msgs[i].seq;
         assert_true(p >= 1 && p <= N);
         assert_false(seen[p]);
         seen[p] = true;
@@ -245,7 +144,7 @@ static void test_review_send_error_means_not_sent(void **state) {
         if (seen[i] != ok[i])
             fail_msg("ping %d: send returned %s but it was %sdelivered (%d sends failed)", i, ok[i] ? "0" : "an error",
                      seen[i] ? "" : "not ", errors);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* ---- 3. recv into a buffer too small for the message -----------------------------------
@@ -259,7 +158,7 @@ static int recv_one(mw_clt_t *c, test_msg_t *m, size_t cap, const mw_schema_t **
 }
 
 static void test_review_recv_too_small_loses_nothing(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f);
     mw_clt_t *c = clt_connect(f, "R3");
     all_kinds_t big = {.i64 = 42, .sym = "BIG"};
@@ -280,12 +179,12 @@ static void test_review_recv_too_small_loses_nothing(void **state) {
     assert_int_equal(recv_one(c, &m, sizeof m, &sch), 0);
     assert_int_equal(sch->tag, ping_TAG);
     assert_int_equal(mw_clt_rx_seq(c), 2);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* ---- the journal's take-back of its last record (used by 1.) ----------------------- */
 static void test_review_journal_drop_last(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     mw__jnl_opts_t jo = {.dir = f->cdir, .session = "J1", .fsync = MW__JNL_FSYNC_ALWAYS};
     mw__jnl_t *j;
     mw_err_t err;
@@ -334,8 +233,8 @@ static bool collect_in(void *ud, int dir, uint64_t seq, const mw_schema_t *s, co
 }
 
 static void test_review_journal_in_once_per_number(void **state) {
-    fx_t *f = *state;
-    f->clt_journal_in = true;
+    svh_t *f = *state;
+    clt_journal_in = true;
     svc_start(f);
     mw_clt_t *c = clt_connect(f, "R6");
     all_kinds_t big = {.i64 = 42};
@@ -349,7 +248,7 @@ static void test_review_journal_in_once_per_number(void **state) {
     assert_int_equal(mw_clt_rx_seq(c), 1);
     assert_int_equal(recv_one(c, &m, sizeof m, &sch), 0);
     assert_int_equal(mw_clt_rx_seq(c), 2);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
     ins_t in = {0};
     mw_err_t err;
     assert_int_equal(mw_session_replay(f->cdir, "R6", &test_protocol, collect_in, &in, &err), 0);
@@ -387,7 +286,7 @@ static int raw_until(mw_clt_t *c, unsigned tag, uint64_t *others, int ms) {
     return MW_ETIMEDOUT;
 }
 
-typedef struct gaps { fx_t *f; const char *id; } gaps_t;
+typedef struct gaps { svh_t *f; const char *id; } gaps_t;
 static bool svc_saw_gap(void *ud) {
     gaps_t *g = ud;
     mw_session_stats_t st;
@@ -395,8 +294,8 @@ static bool svc_saw_gap(void *ud) {
 }
 
 static void test_review_gap_request_that_did_not_fit_is_asked_again(void **state) {
-    fx_t *f = *state;
-    f->svc_tx_buf = 70000;
+    svh_t *f = *state;
+    svc_tx_buf = 70000;
     svc_start(f);
     mw_protocol_t px = raw_proto();
     mw_clt_opts_t o;
@@ -445,7 +344,7 @@ static void test_review_gap_request_that_did_not_fit_is_asked_again(void **state
         r = raw_until(c, mw_resend_request_TAG, NULL, 3000);
         if (r != 0) fail_msg("no mw_resend_request from the Svc after the gap (%s)", mw_errname(r));
     }
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* ---- 8. a backlog that starts mid-session ------------------------------------------------
@@ -455,9 +354,9 @@ static void test_review_gap_request_that_did_not_fit_is_asked_again(void **state
  * timer, still armed for heartbeat/4: with the queue never full again, the
  * rest waited a quarter heartbeat per 256 messages (here 15 s). */
 static void test_review_backlog_drains_without_waiting_for_the_timer(void **state) {
-    fx_t *f = *state;
-    f->svc_tx_buf = 70000;
-    f->clt_hb_ns = 60 * MW_NS_PER_S;
+    svh_t *f = *state;
+    svc_tx_buf = 70000;
+    clt_hb_ns = 60 * MW_NS_PER_S;
     svc_start(f);
     mw_clt_t *c = clt_connect(f, "B1");
     int r = 0;
@@ -480,7 +379,7 @@ static void test_review_backlog_drains_without_waiting_for_the_timer(void **stat
     if (next <= sent)
         fail_msg("%llu of %llu messages arrived within 5 s; the rest waits for the session's timer",
                  (unsigned long long)next - 1, (unsigned long long)sent);
-    mw_clt_free(c);
+    svh_clt_drop(f, c);
 }
 
 /* ---- 4. reset, and messages sent before the logon -------------------------------------
@@ -490,60 +389,42 @@ static void test_review_backlog_drains_without_waiting_for_the_timer(void **stat
  * number) was thrown away with the old epoch: lost, and its numbers given
  * again to later messages. */
 static void test_review_reset_keeps_what_was_sent_before_the_logon(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     svc_start(f);
     mw_clt_t *c = clt_connect(f, "R4");
     uint64_t seq;
-    for (uint64_t i = 1; i <= 5; i++) assert_int_equal(send_ping(c, i, &seq), 0);
-    want_t w = {f, 5};
-    assert_true(mw_wait_until(got_n, &w, WAIT_MS));
-    mw_clt_free(c);
+    for (uint64_t i = 1; i <= 5; i++) assert_int_equal(svh_send_ping_seq(c, i, &seq), 0);
+    assert_true(svh_wait_msgs(f, 5, WAIT_MS));
+    svh_clt_drop(f, c);
     int port = mw_svc_port(f->svc);
-    mw_svc_free(f->svc); /* the gateway is down for the night */
-    f->svc = NULL;
-    pthread_mutex_lock(&f->mu);
-    f->ngot = 0;
-    pthread_mutex_unlock(&f->mu);
+    svh_stop(f); /* the gateway is down for the night */
+    svh_reset_msgs(f);
     /* a new trading day: reset; the client starts before the gateway */
-    mw_io_t *io;
-    mw_err_t err;
-    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
-    assert_int_equal(mw_io_start(io, NULL), 0);
     mw_clt_opts_t o;
-    mw_clt_opts_init(&o);
-    o.mode = MW_MODE_EVENT;
-    o.io = io;
-    o.reconnect.enabled = true;
-    o.reconnect.min_delay_ns = 10 * MW_NS_PER_MS;
-    o.reconnect.max_delay_ns = 50 * MW_NS_PER_MS;
-    o.session.enabled = true;
-    o.session.journal_dir = f->cdir;
-    o.session.id = "R4";
+    svh_session_clt_opts(f, &o, MW_MODE_EVENT, "R4");
+    o.io = svh_clt_io(f);
+    svh_clt_fast_reconnect(&o);
     o.session.reset = true;
-    assert_int_equal(mw_clt_connect(&c, f->url, &test_protocol, &o, &err), 0);
+    c = svh_clt_connect(f, &o);
     uint64_t seqs[3];
     for (int i = 0; i < 3; i++) {
         ping_t p = {.seq = 101 + (uint64_t)i};
         assert_int_equal(mw_clt_send_seq(c, ping_schema(), &p, &seqs[i]), 0);
     }
     svc_start_at(f, port);
-    in_next_t in = {f, "R4", 4}; /* the new epoch: 1..3 */
-    bool arrived = mw_wait_until(svc_in_next_is, &in, 3000);
+    bool arrived = svh_session_next_in_is(f, "R4", 4, NULL, 3000); /* the new epoch: 1..3 */
     mw_session_stats_t st;
     mw_svc_session_stats(f->svc, "R4", &st);
-    mw_io_stop(io);
-    mw_clt_free(c);
-    mw_io_free(io);
     if (!arrived)
         fail_msg("the 3 messages sent before the logon (numbers %llu %llu %llu) never arrived: Svc next_in %llu, epoch %llu",
                  (unsigned long long)seqs[0], (unsigned long long)seqs[1], (unsigned long long)seqs[2],
                  (unsigned long long)st.next_in, (unsigned long long)st.epoch);
     assert_int_equal(st.epoch, 2);
     pthread_mutex_lock(&f->mu);
-    assert_int_equal(f->ngot, 3);
+    assert_int_equal(f->nmsgs, 3);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(f->payload[i], 101 + (uint64_t)i);
-        assert_int_equal(f->got[i], (uint64_t)i + 1);
+        assert_int_equal(f->msgs[i].seq, 101 + (uint64_t)i);
+        assert_int_equal(f->msgs[i].rx_seq, (uint64_t)i + 1);
         assert_int_equal(seqs[i], (uint64_t)i + 1); /* the numbers send gave are the ones used */
     }
     pthread_mutex_unlock(&f->mu);
@@ -559,18 +440,18 @@ static void test_review_reset_keeps_what_was_sent_before_the_logon(void **state)
  * batches on the timer), and the application's send_to meanwhile gets
  * MW_EAGAIN (backlog full), which sets want_drain while the socket is empty.
  * Run in a child process: a hang is seen by the parent, which kills it. */
-typedef struct sess_down { fx_t *f; const char *id; } sess_down_t;
+typedef struct sess_down { svh_t *f; const char *id; } sess_down_t;
 static bool svc_session_down(void *ud) {
     sess_down_t *w = ud;
     mw_session_stats_t st;
     return mw_svc_session_stats(w->f->svc, w->id, &st) == 0 && !st.logged_on;
 }
 
-static void drain_child(fx_t *f, const char *id) {
+static void drain_child(svh_t *f, const char *id) {
     alarm(60); /* a hung child ends by itself, whatever happens to the parent */
     svc_start(f);
     mw_clt_t *c = clt_connect(f, id);
-    mw_clt_free(c); /* away: what follows is journaled for it */
+    svh_clt_drop(f, c); /* away: what follows is journaled for it */
     sess_down_t sd = {f, id};
     if (!mw_wait_until(svc_session_down, &sd, WAIT_MS)) _exit(9);
     enum { N = 30000 };
@@ -580,10 +461,9 @@ static void drain_child(fx_t *f, const char *id) {
     }
     int logons = atomic_load(&f->logons);
     c = clt_connect(f, id); /* back: the Svc resends 1..N in batches */
-    want_t w = {f, logons + 1};
-    if (!mw_wait_until(logons_n, &w, WAIT_MS)) _exit(11);
+    if (!svh_wait_count(&f->logons, logons + 1, WAIT_MS)) _exit(11);
     ping_t p = {.seq = N + 1};
-    int r = mw_svc_send_to(f->svc, atomic_load(&f->conn), ping_schema(), &p);
+    int r = mw_svc_send_to(f->svc, atomic_load(&f->logon_conn), ping_schema(), &p);
     if (r != MW_EAGAIN && r != 0) _exit(12);
     bool backlog_full = r == MW_EAGAIN;
     uint64_t next = 1;
@@ -610,8 +490,8 @@ static void drain_child(fx_t *f, const char *id) {
         _exit(16);
     }
     (void)backlog_full; /* (always, before the fix: the resend went 256 per 1 ms timer tick) */
-    mw_clt_free(c);
-    mw_svc_free(f->svc);
+    svh_clt_drop(f, c);
+    svh_stop(f);
     _exit(0);
 }
 
@@ -622,7 +502,7 @@ static bool child_done(void *ud) {
 }
 
 static void test_review_timer_pump_does_not_deadlock_on_drain(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
     for (int round = 0; round < 3; round++) {
         fflush(NULL);
         char id[16];

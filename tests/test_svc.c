@@ -8,6 +8,7 @@
  * that write exactly the bytes a test wants. Waits poll with a deadline.
  */
 #include "mw_test.h"
+#include "svc_harness.h"
 #include "test_proto.h"
 
 #include "mw_clock.h"
@@ -31,43 +32,15 @@
 #include <unistd.h>
 
 #define WAIT_MS 5000
-#define MAX_PEERS 16
-#define MAX_MSGS 8192
 #define RAW_SEQ 4242 /* the good message a bad peer sends before its bad bytes */
 #define NO_SEQ UINT64_MAX
 
-/* ---- the Svc under test ----------------------------------------------------- */
+/* ---- the Svc under test -----------------------------------------------------
+ * The fixture of tests/util/svc_harness.h records accepts, messages and
+ * closes (with their order and thread) and tracks the peers; what the tests
+ * below make the Svc do besides is kept here, at f->ud. */
 
-typedef struct msg_rec {
-    mw_conn_id_t id;
-    uint16_t tag;
-    uint64_t seq;  /* ping.seq, else NO_SEQ */
-    uint64_t order;
-    pthread_t th;
-} msg_rec_t;
-
-typedef struct close_rec {
-    mw_conn_id_t id;
-    int reason;
-    uint64_t order;
-    pthread_t th;
-    char text[MW_ERR_TEXT_MAX];
-} close_rec_t;
-
-typedef struct env {
-    mw_mode_t mode;
-    mw_svc_t *svc;
-    mw_io_t *io; /* event mode, workers = 0: the caller's io, polled by the test thread */
-    int port;
-    pthread_mutex_t mu;
-    uint64_t order; /* one sequence over messages and closes */
-    mw_conn_id_t accepted[MAX_PEERS];
-    pthread_t accept_th[MAX_PEERS];
-    int naccepted;
-    close_rec_t closed[MAX_PEERS];
-    int nclosed;
-    msg_rec_t msgs[MAX_MSGS];
-    int nmsgs;
+typedef struct svc_x {
     bool echo;
     uint64_t close_on_seq; /* on_msg closes the connection on this ping seq */
     bool close_on_accept;
@@ -75,56 +48,31 @@ typedef struct env {
     int close_rc;
     bool in_msg;
     bool closed_inside_msg; /* on_close ran while on_msg was still running */
-    /* peers, closed by the fixture */
-    mw_clt_t *clts[MAX_PEERS];
-    int nclts;
-    int fds[MAX_PEERS];
-    int nfds;
-} env_t;
+} svc_x_t;
 
-static uint64_t ping_seq(const mw_schema_t *sch, const void *msg) {
-    return sch->tag == ping_TAG ? ((const ping_t *)msg)->seq : NO_SEQ;
-}
+static svc_x_t *X(svh_t *e) { return e->ud; }
 
-static void handle_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
-    env_t *e = ud;
-    uint64_t seq = ping_seq(sch, msg);
+static void handle_msg(svh_t *e, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    svc_x_t *x = X(e);
+    uint64_t seq = sch->tag == ping_TAG ? ((const ping_t *)msg)->seq : NO_SEQ;
     pthread_mutex_lock(&e->mu);
-    if (e->nmsgs < MAX_MSGS)
-        e->msgs[e->nmsgs++] = (msg_rec_t){id, sch->tag, seq, e->order++, pthread_self()};
-    e->in_msg = true;
+    x->in_msg = true;
     pthread_mutex_unlock(&e->mu);
-    if (e->echo) mw_svc_send_to(s, id, sch, msg); /* may be closing: checked by the peers */
-    if (seq != NO_SEQ && seq == e->close_on_seq) e->close_rc = mw_svc_close_conn(s, id);
+    if (x->echo) mw_svc_send_to(s, id, sch, msg); /* may be closing: checked by the peers */
+    if (seq != NO_SEQ && seq == x->close_on_seq) x->close_rc = mw_svc_close_conn(s, id);
     pthread_mutex_lock(&e->mu);
-    e->in_msg = false;
+    x->in_msg = false;
     pthread_mutex_unlock(&e->mu);
 }
 
-static void on_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
-    (void)s;
-    env_t *e = ud;
-    pthread_mutex_lock(&e->mu);
-    if (e->naccepted < MAX_PEERS) {
-        e->accept_th[e->naccepted] = pthread_self();
-        e->accepted[e->naccepted++] = id;
-    }
-    pthread_mutex_unlock(&e->mu);
-    if (e->close_on_accept) e->accept_close_rc = mw_svc_close_conn(s, id);
+static void on_accept(svh_t *e, mw_svc_t *s, mw_conn_id_t id) {
+    if (X(e)->close_on_accept) X(e)->accept_close_rc = mw_svc_close_conn(s, id);
 }
 
-static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
-    env_t *e = ud;
+static void on_close(svh_t *e, mw_svc_t *s, mw_conn_id_t id, int reason) {
+    (void)s, (void)id, (void)reason;
     pthread_mutex_lock(&e->mu);
-    if (e->in_msg) e->closed_inside_msg = true;
-    if (e->nclosed < MAX_PEERS) {
-        close_rec_t *c = &e->closed[e->nclosed++];
-        c->id = id;
-        c->reason = reason;
-        c->order = e->order++;
-        c->th = pthread_self();
-        snprintf(c->text, sizeof c->text, "%s", mw_svc_conn_error(s, id));
-    }
+    if (X(e)->in_msg) X(e)->closed_inside_msg = true;
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -137,10 +85,9 @@ typedef struct env_cfg {
     bool on_callers_io; /* event mode, workers = 0: attach to an io the test polls */
 } env_cfg_t;
 
-static void env_start(env_t *e, const env_cfg_t *cfg) {
+static void env_start(svh_t *e, const env_cfg_t *cfg) {
     mw_svc_opts_t o;
-    mw_svc_opts_init(&o);
-    o.mode = e->mode;
+    svh_svc_opts(e, &o);
     if (cfg && cfg->serdes) o.conn.serdes = cfg->serdes;
     if (cfg && cfg->max_connections) o.max_connections = cfg->max_connections;
     if (cfg && cfg->workers) o.workers = cfg->workers;
@@ -155,36 +102,25 @@ static void env_start(env_t *e, const env_cfg_t *cfg) {
         o.io = e->io;
     }
     o.timeout_ns = MW_NS_PER_MS; /* blocking pump: short waits */
-    o.on_accept = on_accept;
-    o.on_msg = handle_msg;
-    o.on_close = on_close;
-    o.ud = e;
-    e->echo = true;
-    mw_err_t err = {0};
-    int r = mw_svc_listen(&e->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err);
-    if (r != 0) fail_msg("svc listen: %s: %s", mw_errname(r), mw_err_text(&err));
-    e->port = mw_svc_port(e->svc);
-    assert_true(e->port > 0);
+    e->on_accept = on_accept;
+    e->on_msg = handle_msg;
+    e->on_close = on_close;
+    X(e)->echo = true;
+    svh_listen(e, "tcp", &o);
 }
 
 /* Spin/blocking: one receive (which also accepts and reads); event: nothing,
  * the workers run on their own. */
-static void env_pump(env_t *e) {
+static void env_pump(svh_t *e) {
     if (e->io) {
         if (mw_io_poll(e->io, 0) < 0) fail_msg("io poll failed");
         return;
     }
-    if (e->mode == MW_MODE_EVENT) return;
-    test_msg_t m;
-    mw_conn_id_t id;
-    const mw_schema_t *sch;
-    int r = mw_svc_recv(e->svc, &id, &sch, &m, sizeof m);
-    if (r == 0) handle_msg(e->svc, id, sch, &m, e);
-    else if (r != MW_EAGAIN && r != MW_ETIMEDOUT) fail_msg("svc recv: %s", mw_errname(r));
+    if (e->mode != MW_MODE_EVENT) svh_pump(e);
 }
 
 typedef struct pumped {
-    env_t *e;
+    svh_t *e;
     bool (*cond)(void *ud);
     void *ud;
 } pumped_t;
@@ -196,32 +132,27 @@ static bool pump_then(void *ud) {
 }
 
 /* Waits for cond, driving the Svc if the test thread has to. */
-static bool env_wait(env_t *e, bool (*cond)(void *ud), void *ud) {
+static bool env_wait(svh_t *e, bool (*cond)(void *ud), void *ud) {
     pumped_t p = {e, cond, ud};
     return mw_wait_until(pump_then, &p, WAIT_MS);
 }
 
-static int env_naccepted(env_t *e) {
+static int env_naccepted(svh_t *e) { return svh_naccepted(e); }
+
+static int env_nclosed(svh_t *e) {
     pthread_mutex_lock(&e->mu);
-    int n = e->naccepted;
+    int n = e->ncloses;
     pthread_mutex_unlock(&e->mu);
     return n;
 }
 
-static int env_nclosed(env_t *e) {
-    pthread_mutex_lock(&e->mu);
-    int n = e->nclosed;
-    pthread_mutex_unlock(&e->mu);
-    return n;
-}
-
-typedef struct count_cond { env_t *e; int want; int (*get)(env_t *e); } count_cond_t;
+typedef struct count_cond { svh_t *e; int want; int (*get)(svh_t *e); } count_cond_t;
 static bool count_reached(void *ud) {
     count_cond_t *c = ud;
     return c->get(c->e) >= c->want;
 }
 
-static mw_conn_id_t wait_accepted(env_t *e, int n) {
+static mw_conn_id_t wait_accepted(svh_t *e, int n) {
     count_cond_t c = {e, n, env_naccepted};
     if (!env_wait(e, count_reached, &c)) fail_msg("the Svc accepted %d connections, want %d", env_naccepted(e), n);
     pthread_mutex_lock(&e->mu);
@@ -231,13 +162,13 @@ static mw_conn_id_t wait_accepted(env_t *e, int n) {
 }
 
 /* Waits for the close of id and returns a copy of its record. */
-static close_rec_t wait_closed(env_t *e, mw_conn_id_t id) {
+static svh_close_t wait_closed(svh_t *e, mw_conn_id_t id) {
     uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        for (int i = 0; i < e->nclosed; i++) {
-            if (e->closed[i].id != id) continue;
-            close_rec_t c = e->closed[i];
+        for (int i = 0; i < e->ncloses; i++) {
+            if (e->closes[i].id != id) continue;
+            svh_close_t c = e->closes[i];
             pthread_mutex_unlock(&e->mu);
             return c;
         }
@@ -248,29 +179,29 @@ static close_rec_t wait_closed(env_t *e, mw_conn_id_t id) {
     }
 }
 
-static bool was_closed(env_t *e, mw_conn_id_t id) {
+static bool was_closed(svh_t *e, mw_conn_id_t id) {
     pthread_mutex_lock(&e->mu);
     bool found = false;
-    for (int i = 0; i < e->nclosed; i++) found |= e->closed[i].id == id;
+    for (int i = 0; i < e->ncloses; i++) found |= e->closes[i].id == id;
     pthread_mutex_unlock(&e->mu);
     return found;
 }
 
 /* The record of the message with ping seq `seq` from id, or fails. */
-static msg_rec_t find_msg(env_t *e, mw_conn_id_t id, uint64_t seq) {
+static svh_msg_t find_msg(svh_t *e, mw_conn_id_t id, uint64_t seq) {
     pthread_mutex_lock(&e->mu);
     for (int i = 0; i < e->nmsgs; i++) {
         if (e->msgs[i].id != id || e->msgs[i].seq != seq) continue;
-        msg_rec_t m = e->msgs[i];
+        svh_msg_t m = e->msgs[i];
         pthread_mutex_unlock(&e->mu);
         return m;
     }
     pthread_mutex_unlock(&e->mu);
     fail_msg("the Svc did not deliver ping %" PRIu64 " from %#" PRIx64, seq, id);
-    return (msg_rec_t){0};
+    return (svh_msg_t){0};
 }
 
-static int msgs_from(env_t *e, mw_conn_id_t id) {
+static int msgs_from(svh_t *e, mw_conn_id_t id) {
     pthread_mutex_lock(&e->mu);
     int n = 0;
     for (int i = 0; i < e->nmsgs; i++) n += e->msgs[i].id == id;
@@ -278,7 +209,7 @@ static int msgs_from(env_t *e, mw_conn_id_t id) {
     return n;
 }
 
-typedef struct conns_cond { env_t *e; uint32_t want; } conns_cond_t;
+typedef struct conns_cond { svh_t *e; uint32_t want; } conns_cond_t;
 static bool conns_are(void *ud) {
     conns_cond_t *c = ud;
     return mw_svc_conn_count(c->e->svc) == c->want;
@@ -286,12 +217,12 @@ static bool conns_are(void *ud) {
 
 /* The peer may see its connection closed a moment before the Svc's count
  * drops (the socket is closed first). */
-static void wait_conns(env_t *e, uint32_t want) {
+static void wait_conns(svh_t *e, uint32_t want) {
     conns_cond_t c = {e, want};
     if (!env_wait(e, conns_are, &c)) fail_msg("%u connections open, want %u", mw_svc_conn_count(e->svc), want);
 }
 
-static mw_svc_stats_t env_stats(env_t *e) {
+static mw_svc_stats_t env_stats(svh_t *e) {
     mw_svc_stats_t st;
     mw_svc_stats(e->svc, &st);
     return st;
@@ -299,63 +230,31 @@ static mw_svc_stats_t env_stats(env_t *e) {
 
 /* ---- fixture ------------------------------------------------------------------ */
 
-static mw_mode_t mode_spin = MW_MODE_SPIN, mode_blocking = MW_MODE_BLOCKING, mode_event = MW_MODE_EVENT;
-
 static int env_setup(void **state) {
-    env_t *e = calloc(1, sizeof *e);
-    if (!e) return -1;
-    e->mode = *(mw_mode_t *)*state;
-    e->close_on_seq = NO_SEQ;
-    pthread_mutex_init(&e->mu, NULL);
-    *state = e;
-    return 0;
-}
-
-static int env_teardown(void **state) {
-    env_t *e = *state;
-    mw_svc_free(e->svc); /* event mode: stops the workers first */
-    mw_io_free(e->io);
-    for (int i = 0; i < e->nclts; i++) mw_clt_free(e->clts[i]);
-    for (int i = 0; i < e->nfds; i++) if (e->fds[i] >= 0) close(e->fds[i]);
-    pthread_mutex_destroy(&e->mu);
-    free(e);
+    svc_x_t *x = svh_setup_ud(state, sizeof *x);
+    if (!x) return -1;
+    x->close_on_seq = NO_SEQ;
     return 0;
 }
 
 /* ---- good peers: spin-mode Clts ---------------------------------------------- */
 
-static mw_clt_t *clt_open(env_t *e, const char *serdes) {
+static mw_clt_t *clt_open(svh_t *e, const char *serdes) {
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
     o.mode = MW_MODE_SPIN;
     if (serdes) o.conn.serdes = serdes;
-    char url[64];
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", e->port);
-    mw_clt_t *c = NULL;
-    mw_err_t err = {0};
-    int r = mw_clt_connect(&c, url, &test_protocol, &o, &err);
-    if (r != 0) fail_msg("clt connect: %s: %s", mw_errname(r), mw_err_text(&err));
-    assert_true(e->nclts < MAX_PEERS);
-    e->clts[e->nclts++] = c;
-    return c;
+    return svh_clt_connect(e, &o);
 }
 
 /* Frees a Clt early (the fixture would free it at the end otherwise). */
-static void clt_drop(env_t *e, mw_clt_t *c) {
-    for (int i = 0; i < e->nclts; i++)
-        if (e->clts[i] == c) e->clts[i] = e->clts[--e->nclts];
-    mw_clt_free(c);
-}
+static void clt_drop(svh_t *e, mw_clt_t *c) { svh_clt_drop(e, c); }
 
-static void clt_send_ping(mw_clt_t *c, uint64_t seq) {
-    ping_t p = {.seq = seq, .sent_ns = seq * 3};
-    int r = mw_clt_send(c, ping_schema(), &p);
-    if (r != 0) fail_msg("clt send ping %" PRIu64 ": %s: %s", seq, mw_errname(r), mw_clt_last_error(c));
-}
+static void clt_send_ping(mw_clt_t *c, uint64_t seq) { svh_send_ping(c, seq); }
 
 /* Receives one message, driving the Svc meanwhile. Returns 0, MW_ECLOSED or
  * an error; fails on timeout. */
-static int clt_wait_msg(env_t *e, mw_clt_t *c, const mw_schema_t **s, test_msg_t *m) {
+static int clt_wait_msg(svh_t *e, mw_clt_t *c, const mw_schema_t **s, test_msg_t *m) {
     uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     for (;;) {
         int r = mw_clt_recv(c, s, m, sizeof *m);
@@ -366,7 +265,7 @@ static int clt_wait_msg(env_t *e, mw_clt_t *c, const mw_schema_t **s, test_msg_t
     }
 }
 
-static void clt_expect_ping(env_t *e, mw_clt_t *c, uint64_t seq) {
+static void clt_expect_ping(svh_t *e, mw_clt_t *c, uint64_t seq) {
     const mw_schema_t *s;
     test_msg_t m;
     int r = clt_wait_msg(e, c, &s, &m);
@@ -376,12 +275,12 @@ static void clt_expect_ping(env_t *e, mw_clt_t *c, uint64_t seq) {
     assert_int_equal(m.ping.sent_ns, seq * 3);
 }
 
-static void roundtrip(env_t *e, mw_clt_t *c, uint64_t seq) {
+static void roundtrip(svh_t *e, mw_clt_t *c, uint64_t seq) {
     clt_send_ping(c, seq);
     clt_expect_ping(e, c, seq);
 }
 
-static void clt_expect_closed(env_t *e, mw_clt_t *c) {
+static void clt_expect_closed(svh_t *e, mw_clt_t *c) {
     const mw_schema_t *s;
     test_msg_t m;
     int r = clt_wait_msg(e, c, &s, &m);
@@ -391,23 +290,13 @@ static void clt_expect_closed(env_t *e, mw_clt_t *c) {
 
 /* ---- bad peers: raw sockets ------------------------------------------------ */
 
-static int raw_connect(env_t *e) { /* tracked: the fixture closes what a test leaves open */
-    int fd = mw_test_raw_connect(e->port);
-    assert_true(e->nfds < MAX_PEERS);
-    e->fds[e->nfds++] = fd;
-    return fd;
-}
+static int raw_connect(svh_t *e) { return svh_raw_connect(e); } /* tracked: closed by the fixture */
 
-static void raw_close(env_t *e, int fd) {
-    for (int i = 0; i < e->nfds; i++)
-        if (e->fds[i] == fd) e->fds[i] = -1;
-    close(fd);
-}
-
+static void raw_close(svh_t *e, int fd) { svh_raw_close(e, fd); }
 
 /* Waits until the Svc closed the raw peer's connection: end of stream or a
  * reset. Returns the bytes it sent before (the echoes), up to cap. */
-static size_t raw_wait_eof(env_t *e, int fd, uint8_t *got, size_t cap) {
+static size_t raw_wait_eof(svh_t *e, int fd, uint8_t *got, size_t cap) {
     uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     size_t n = 0;
     uint8_t tmp[4096];
@@ -428,7 +317,7 @@ static size_t raw_wait_eof(env_t *e, int fd, uint8_t *got, size_t cap) {
 }
 
 /* Reads exactly n bytes the Svc sends, driving it meanwhile. */
-static void raw_read_exact(env_t *e, int fd, uint8_t *got, size_t n) {
+static void raw_read_exact(svh_t *e, int fd, uint8_t *got, size_t n) {
     uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     size_t have = 0;
     while (have < n) {
@@ -489,7 +378,7 @@ static uint8_t rng_byte(void) {
  * ping and then `bad`. The Svc must deliver the ping, close only the raw
  * connection with `want_code` and a text containing `want_text`, and keep
  * the good Clt working. Returns the close record. */
-static close_rec_t bad_peer(env_t *e, const char *serdes, const uint8_t *bad, size_t bad_len, int want_code,
+static svh_close_t bad_peer(svh_t *e, const char *serdes, const uint8_t *bad, size_t bad_len, int want_code,
                             const char *want_text) {
     mw_clt_t *good = clt_open(e, serdes);
     mw_conn_id_t good_id = wait_accepted(e, 1);
@@ -503,11 +392,11 @@ static close_rec_t bad_peer(env_t *e, const char *serdes, const uint8_t *bad, si
     memcpy(wire + n, bad, bad_len);
     mw_test_raw_write(fd, wire, n + bad_len); /* one write: both in the same read */
 
-    close_rec_t c = wait_closed(e, bad_id);
+    svh_close_t c = wait_closed(e, bad_id);
     if (c.reason != want_code)
         fail_msg("closed with %s (%s), want %s", mw_errname(c.reason), c.text, mw_errname(want_code));
     if (!strstr(c.text, want_text)) fail_msg("close text \"%s\" does not mention \"%s\"", c.text, want_text);
-    msg_rec_t m = find_msg(e, bad_id, RAW_SEQ); /* accepted before the bad bytes: not lost */
+    svh_msg_t m = find_msg(e, bad_id, RAW_SEQ); /* accepted before the bad bytes: not lost */
     assert_true(m.order < c.order);
     assert_int_equal(msgs_from(e, bad_id), 1);
     uint8_t echo[256];
@@ -529,7 +418,7 @@ static close_rec_t bad_peer(env_t *e, const char *serdes, const uint8_t *bad, si
 /* ---- pool and limits ------------------------------------------------------------ */
 
 static void test_svc_refuses_clients_over_max_connections(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, &(env_cfg_t){.max_connections = 2});
     mw_clt_t *a = clt_open(e, NULL);
     mw_clt_t *b = clt_open(e, NULL);
@@ -549,13 +438,13 @@ static void test_svc_refuses_clients_over_max_connections(void **state) {
 }
 
 static void test_svc_stale_id_never_reaches_the_reused_slot(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, &(env_cfg_t){.max_connections = 1});
     mw_clt_t *a = clt_open(e, NULL);
     mw_conn_id_t id_a = wait_accepted(e, 1);
     roundtrip(e, a, 1);
     clt_drop(e, a);
-    close_rec_t ca = wait_closed(e, id_a);
+    svh_close_t ca = wait_closed(e, id_a);
     assert_int_equal(ca.reason, MW_ECLOSED);
 
     mw_clt_t *b = clt_open(e, NULL);
@@ -574,7 +463,7 @@ static void test_svc_stale_id_never_reaches_the_reused_slot(void **state) {
 }
 
 static void test_svc_send_to_and_broadcast_reach_each_client(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, NULL);
     enum { N = 3 };
     mw_clt_t *c[N];
@@ -606,8 +495,8 @@ static void test_svc_send_to_and_broadcast_reach_each_client(void **state) {
 /* ---- closing from the application --------------------------------------------- */
 
 static void test_svc_close_conn_inside_on_msg_is_deferred(void **state) {
-    env_t *e = *state;
-    e->close_on_seq = 1;
+    svh_t *e = *state;
+    X(e)->close_on_seq = 1;
     env_start(e, NULL);
     mw_clt_t *c = clt_open(e, NULL);
     mw_conn_id_t id = wait_accepted(e, 1);
@@ -617,10 +506,10 @@ static void test_svc_close_conn_inside_on_msg_is_deferred(void **state) {
         assert_int_equal(mw_clt_send_more(c, ping_schema(), &p), 0);
     }
     assert_int_equal(mw_clt_flush(c), 0);
-    close_rec_t cr = wait_closed(e, id);
+    svh_close_t cr = wait_closed(e, id);
     assert_int_equal(cr.reason, MW_ESTATE);
-    assert_int_equal(e->close_rc, 0);
-    assert_false(e->closed_inside_msg);
+    assert_int_equal(X(e)->close_rc, 0);
+    assert_false(X(e)->closed_inside_msg);
     assert_int_equal(msgs_from(e, id), 1);
     assert_true(find_msg(e, id, 1).order < cr.order);
     clt_expect_ping(e, c, 1); /* the echo sent before the close still goes out */
@@ -630,13 +519,13 @@ static void test_svc_close_conn_inside_on_msg_is_deferred(void **state) {
 }
 
 static void test_svc_close_conn_from_another_thread(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, NULL);
     mw_clt_t *c = clt_open(e, NULL);
     mw_conn_id_t id = wait_accepted(e, 1);
     roundtrip(e, c, 1);
     assert_int_equal(mw_svc_close_conn(e->svc, id), 0);
-    close_rec_t cr = wait_closed(e, id);
+    svh_close_t cr = wait_closed(e, id);
     assert_int_equal(cr.reason, MW_ESTATE);
     assert_false(pthread_equal(cr.th, pthread_self())); /* ran on the worker */
     clt_expect_closed(e, c);
@@ -648,7 +537,7 @@ static void test_svc_close_conn_from_another_thread(void **state) {
 /* ---- bad input ------------------------------------------------------------------- */
 
 static void test_svc_peer_leaving_mid_message_is_closed_alone(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, NULL);
     mw_clt_t *good = clt_open(e, NULL);
     mw_conn_id_t good_id = wait_accepted(e, 1);
@@ -666,7 +555,7 @@ static void test_svc_peer_leaving_mid_message_is_closed_alone(void **state) {
     mw_test_raw_write(fd, wire, an / 2);
     raw_close(e, fd);
 
-    close_rec_t c = wait_closed(e, bad_id);
+    svh_close_t c = wait_closed(e, bad_id);
     assert_int_equal(c.reason, MW_ETRUNC);
     if (!strstr(c.text, "inside a message")) fail_msg("close text \"%s\" does not mention the partial message", c.text);
     assert_int_equal(msgs_from(e, bad_id), 1);
@@ -687,7 +576,7 @@ static bool conn_idle(void *ud) {
 }
 
 static void test_svc_oversized_frame_closes_without_reserving(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, NULL);
     mw_clt_t *good = clt_open(e, NULL);
     mw_conn_id_t good_id = wait_accepted(e, 1);
@@ -706,7 +595,7 @@ static void test_svc_oversized_frame_closes_without_reserving(void **state) {
     }
     uint64_t allocs = mw_alloc_count();
     mw_test_raw_write(fd, wire, n + 7);
-    close_rec_t c = wait_closed(e, bad_id);
+    svh_close_t c = wait_closed(e, bad_id);
     uint64_t during = mw_alloc_count() - allocs;
     assert_int_equal(c.reason, MW_ETOOBIG);
     if (!strstr(c.text, "max_msg")) fail_msg("close text \"%s\" does not mention max_msg", c.text);
@@ -720,7 +609,7 @@ static void test_svc_oversized_frame_closes_without_reserving(void **state) {
 }
 
 static void test_svc_garbage_text_closes_with_eproto(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     rng_seed();
     env_start(e, &(env_cfg_t){.serdes = "text"});
     uint8_t bad[512];
@@ -733,7 +622,7 @@ static void test_svc_garbage_text_closes_with_eproto(void **state) {
 }
 
 static void test_svc_garbage_msgpack_closes_with_eproto(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     rng_seed();
     env_start(e, &(env_cfg_t){.serdes = "msgpack"});
     uint8_t bad[4 + 200] = {0, 0, 0, 200, 0xc1};
@@ -742,7 +631,7 @@ static void test_svc_garbage_msgpack_closes_with_eproto(void **state) {
 }
 
 static void test_svc_random_bytes_close_only_that_connection(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     rng_seed();
     env_start(e, NULL);
     /* Random bytes under u32 framing: a random length, almost surely over
@@ -754,15 +643,15 @@ static void test_svc_random_bytes_close_only_that_connection(void **state) {
 }
 
 static void test_svc_unknown_tag_closes_with_etag(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, NULL);
     uint8_t bad[4 + all_kinds_FIXED_SIZE] = {0, 0, 0, all_kinds_FIXED_SIZE, 77, 0};
-    close_rec_t c = bad_peer(e, "fixed", bad, sizeof bad, MW_ETAG, "unknown tag 77");
+    svh_close_t c = bad_peer(e, "fixed", bad, sizeof bad, MW_ETAG, "unknown tag 77");
     assert_string_equal(c.text, "recv: fixed decode: fixed: unknown tag 77");
 }
 
 static void test_svc_bad_bool_closes_with_erange(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, NULL);
     all_kinds_t a;
     fill_all_kinds(&a);
@@ -782,7 +671,7 @@ static void test_svc_bad_bool_closes_with_erange(void **state) {
 }
 
 static void test_svc_out_of_range_text_int_closes_with_erange(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, &(env_cfg_t){.serdes = "text"});
     all_kinds_t a;
     fill_all_kinds(&a);
@@ -798,19 +687,19 @@ static void test_svc_out_of_range_text_int_closes_with_erange(void **state) {
 }
 
 static void test_svc_close_conn_inside_on_accept(void **state) {
-    env_t *e = *state;
-    e->close_on_accept = true;
+    svh_t *e = *state;
+    X(e)->close_on_accept = true;
     env_start(e, NULL);
     mw_clt_t *c = clt_open(e, NULL);
     mw_conn_id_t id = wait_accepted(e, 1);
-    close_rec_t cr = wait_closed(e, id);
+    svh_close_t cr = wait_closed(e, id);
     assert_int_equal(cr.reason, MW_ESTATE);
-    assert_int_equal(e->accept_close_rc, 0);
+    assert_int_equal(X(e)->accept_close_rc, 0);
     clt_expect_closed(e, c);
     wait_conns(e, 0);
     assert_int_equal(msgs_from(e, id), 0);
     /* The next client gets the slot and works. */
-    e->close_on_accept = false;
+    X(e)->close_on_accept = false;
     mw_clt_t *d = clt_open(e, NULL);
     mw_conn_id_t id2 = wait_accepted(e, 2);
     assert_true(id2 != id);
@@ -822,9 +711,9 @@ static void test_svc_close_conn_inside_on_accept(void **state) {
  * reads (spin: mw_svc_poll flushes; event: the worker flushes on
  * writability, also for sends from the test thread). */
 static void test_svc_send_to_backpressure_then_everything_arrives(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, &(env_cfg_t){.max_msg = 1024, .tx_buf = 4096, .sndbuf = 4096});
-    e->echo = false;
+    X(e)->echo = false;
     enum { N = 20000 };
     mw_clt_t *c = clt_open(e, NULL);
     mw_conn_id_t id = wait_accepted(e, 1);
@@ -866,7 +755,7 @@ static void test_svc_send_to_backpressure_then_everything_arrives(void **state) 
 
 /* workers = 0: the Svc lives on the caller's io, which the test thread polls. */
 static void test_svc_event_without_workers_runs_on_the_callers_io(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, &(env_cfg_t){.on_callers_io = true});
     mw_clt_t *a = clt_open(e, NULL);
     mw_clt_t *b = clt_open(e, NULL);
@@ -924,7 +813,7 @@ typedef struct tally {
 } tally_t;
 
 /* Receives n messages, checking each client's order and counting. */
-static void recv_tally(env_t *e, tally_t *t, int n) {
+static void recv_tally(svh_t *e, tally_t *t, int n) {
     uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     t->na = t->nb = t->run = t->longest = 0;
     t->prev = MW_CONN_ID_NONE;
@@ -951,9 +840,9 @@ static void recv_tally(env_t *e, tally_t *t, int n) {
 enum { FLOOD = 1500, FIRST = 1000 };
 
 static void test_svc_recv_alternates_between_flooding_clients(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, NULL);
-    e->echo = false;
+    X(e)->echo = false;
     mw_clt_t *a = clt_open(e, NULL);
     mw_clt_t *b = clt_open(e, NULL);
     tally_t t = {.id_a = wait_accepted(e, 1), .id_b = wait_accepted(e, 2)};
@@ -969,9 +858,9 @@ static void test_svc_recv_alternates_between_flooding_clients(void **state) {
 /* a's backlog is already in the Svc's buffer when b starts flooding: b must
  * still get its turns, not wait behind the whole backlog. */
 static void test_svc_recv_does_not_starve_a_client_behind_a_busy_one(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, NULL);
-    e->echo = false;
+    X(e)->echo = false;
     mw_clt_t *a = clt_open(e, NULL);
     mw_clt_t *b = clt_open(e, NULL);
     tally_t t = {.id_a = wait_accepted(e, 1), .id_b = wait_accepted(e, 2)};
@@ -987,7 +876,7 @@ static void test_svc_recv_does_not_starve_a_client_behind_a_busy_one(void **stat
 }
 
 static void test_svc_workers_keep_each_connection_on_one_thread(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     enum { WORKERS = 3, CLTS = 6, PINGS = 20 };
     env_start(e, &(env_cfg_t){.workers = WORKERS});
     mw_clt_t *c[CLTS];
@@ -1027,9 +916,9 @@ static void test_svc_workers_keep_each_connection_on_one_thread(void **state) {
  * is full of complete frames (the application is busy flushing, say) must not
  * break the connection. */
 static void test_svc_poll_with_full_rx_buffer_keeps_the_connection(void **state) {
-    env_t *e = *state;
+    svh_t *e = *state;
     env_start(e, &(env_cfg_t){.max_msg = 1024, .rx_buf = 2048});
-    e->echo = false;
+    X(e)->echo = false;
     enum { PINGS = 300 };
     mw_clt_t *c = clt_open(e, NULL);
     mw_conn_id_t id = wait_accepted(e, 1);
@@ -1047,7 +936,7 @@ static void test_svc_poll_with_full_rx_buffer_keeps_the_connection(void **state)
             continue;
         }
         if (was_closed(e, id)) {
-            close_rec_t cr = wait_closed(e, id);
+            svh_close_t cr = wait_closed(e, id);
             fail_msg("connection closed after %" PRIu64 " of %d pings: %s: %s", s, PINGS, mw_errname(cr.reason),
                      cr.text);
         }
@@ -1620,7 +1509,7 @@ static void test_svc_ws_binary_message_to_the_text_serdes_closes_1003(void **sta
 
 /* ==== end of the harness tests ==== */
 
-#define T(fn, mode) {#fn "_" #mode, fn, env_setup, env_teardown, &mode_##mode}
+#define T(fn, mode) {#fn "_" #mode, fn, env_setup, svh_teardown, &svh_mode_##mode}
 
 int main(void) {
     const struct CMUnitTest tests[] = {

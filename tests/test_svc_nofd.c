@@ -19,13 +19,17 @@
 
 #include "mw_svc.h"
 #include "mw_test.h"
+#include "svc_harness.h"
 #include "test_proto.h"
 
 #define WAIT_MS 10000
 #define MAX_CLIENTS 64 /* one more slot for the late client */
 #define MAX_CONNECT (MAX_CLIENTS - 1)
 
+/* The Svc is the fixture's (tests/util/svc_harness.h); the clients are raw
+ * sockets kept here (more than it tracks, opened against the fd limit). */
 typedef struct fx {
+    svh_t *h;
     mw_svc_t *svc;
     int fds[MAX_CLIENTS];
     int n;
@@ -34,21 +38,19 @@ typedef struct fx {
 } fx_t;
 
 static int setup(void **state) {
-    fx_t *f = calloc(1, sizeof *f);
+    fx_t *f = svh_setup_ud(state, sizeof *f);
     if (!f || getrlimit(RLIMIT_NOFILE, &f->saved) < 0) return -1;
+    f->h = *state;
     f->spare = -1;
-    *state = f;
     return 0;
 }
 
 static int teardown(void **state) {
-    fx_t *f = *state;
+    fx_t *f = svh_ud(state);
     setrlimit(RLIMIT_NOFILE, &f->saved);
     for (int i = 0; i < f->n; i++) close(f->fds[i]);
     if (f->spare >= 0) close(f->spare);
-    mw_svc_free(f->svc);
-    free(f);
-    return 0;
+    return svh_teardown(state);
 }
 
 static int open_fds(void) {
@@ -92,11 +94,11 @@ static uint64_t cpu_ns(void) {
 
 static void nofd_does_not_spin(fx_t *f, mw_mode_t mode) {
     mw_svc_opts_t o;
-    mw_svc_opts_init(&o);
-    o.mode = mode;
-    mw_err_t err;
-    if (mw_svc_listen(&f->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
-    int port = mw_svc_port(f->svc);
+    f->h->mode = mode;
+    svh_svc_opts(f->h, &o);
+    svh_listen(f->h, "tcp", &o);
+    f->svc = f->h->svc;
+    int port = f->h->port;
     /* room for 8 more descriptors: 8 clients, then the Svc has none left */
     struct rlimit low = f->saved;
     low.rlim_cur = (rlim_t)open_fds() + 8;
@@ -158,8 +160,12 @@ static void nofd_does_not_spin(fx_t *f, mw_mode_t mode) {
     }
 }
 
-static void test_svc_out_of_fds_does_not_spin_event(void **state) { nofd_does_not_spin(*state, MW_MODE_EVENT); }
-static void test_svc_out_of_fds_does_not_spin_blocking(void **state) { nofd_does_not_spin(*state, MW_MODE_BLOCKING); }
+static void test_svc_out_of_fds_does_not_spin_event(void **state) {
+    nofd_does_not_spin(svh_ud(state), MW_MODE_EVENT);
+}
+static void test_svc_out_of_fds_does_not_spin_blocking(void **state) {
+    nofd_does_not_spin(svh_ud(state), MW_MODE_BLOCKING);
+}
 
 int main(void) {
     const struct CMUnitTest tests[] = {

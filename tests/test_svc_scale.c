@@ -11,6 +11,7 @@
  * deadline; nothing sleeps.
  */
 #include "mw_test.h"
+#include "svc_harness.h"
 #include "test_proto.h"
 
 #include "mw_clock.h"
@@ -86,48 +87,43 @@ static void read_all(int fd, uint8_t *p, size_t n) {
     }
 }
 
-/* ---- the Svc under test: echoes every message -------------------------------- */
-
-static void echo(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
-    (void)ud;
-    mw_svc_send_to(s, id, sch, msg);
-}
+/* ---- the Svc under test: echoes every message --------------------------------
+ * The fixture's (tests/util/svc_harness.h) in event mode, svh_echo; the
+ * clients are raw sockets kept here (hundreds, counted in the fd table). */
 
 /* The ids on_accept saw, in order (the slot tests). */
 #define MAX_IDS 128
 static mw_conn_id_t accepted_ids[MAX_IDS];
 static atomic_int n_accepted_ids;
 
-static void note_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
-    (void)s, (void)ud;
+static void note_accept(svh_t *f, mw_svc_t *s, mw_conn_id_t id) {
+    (void)f, (void)s;
     int i = atomic_load(&n_accepted_ids);
     if (i < MAX_IDS) accepted_ids[i] = id;
     atomic_store(&n_accepted_ids, i + 1); /* one worker accepts: no race between writers */
 }
 
-static mw_svc_t *svc_start_opts(mw_svc_opts_t *o, const mw_protocol_t *p) {
-    o->mode = MW_MODE_EVENT;
-    o->on_msg = echo;
-    o->on_accept = note_accept;
+static mw_svc_t *svc_start_opts(svh_t *f, mw_svc_opts_t *o, const mw_protocol_t *p) {
+    o->mode = f->mode = MW_MODE_EVENT;
+    svh_svc_hooks(f, o);
+    f->on_msg = svh_echo;
+    f->on_accept = note_accept;
+    f->proto = p;
     atomic_store(&n_accepted_ids, 0);
-    mw_svc_t *s = NULL;
-    mw_err_t err = {0};
-    int r = mw_svc_listen(&s, "tcp://127.0.0.1:0", p, o, &err);
-    if (r != 0) fail_msg("svc listen: %s: %s", mw_errname(r), mw_err_text(&err));
-    return s;
+    svh_listen(f, "tcp", o);
+    return f->svc;
 }
 
-static mw_svc_t *svc_start(uint32_t workers, uint32_t max_conns, const char *backend) {
+static mw_svc_t *svc_start(svh_t *f, uint32_t workers, uint32_t max_conns, const char *backend) {
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
-    o.mode = MW_MODE_EVENT;
     o.workers = workers;
     o.backend = backend;
     o.max_connections = max_conns;
     /* small buffers: hundreds of connections under ASan stay cheap */
     o.conn.rx_buf = o.conn.tx_buf = 4096;
     o.conn.max_msg = 1024;
-    return svc_start_opts(&o, &test_protocol);
+    return svc_start_opts(f, &o, &test_protocol);
 }
 
 typedef struct want { mw_svc_t *s; uint64_t n; int fds; } want_t;
@@ -165,13 +161,13 @@ static void close_reset(int fd) {
  * reset; the rest leave at once, often before the Svc has even handed them
  * to a worker. Rounds follow each other without waiting, so closes of one
  * round overlap accepts of the next. */
-static void churn(uint32_t workers, const char *backend, int rounds, int per_round) {
+static void churn(svh_t *h, uint32_t workers, const char *backend, int rounds, int per_round) {
     /* MW_SCALE_ROUNDS / MW_SCALE_PER_ROUND scale it up by hand (a stress run). */
     const char *er = getenv("MW_SCALE_ROUNDS"), *ep = getenv("MW_SCALE_PER_ROUND");
     if (er && atoi(er) > 0) rounds = atoi(er);
     if (ep && atoi(ep) > 0) per_round = atoi(ep);
     const int n = rounds * per_round;
-    mw_svc_t *s = svc_start(workers, (uint32_t)n, backend);
+    mw_svc_t *s = svc_start(h, workers, (uint32_t)n, backend);
     int port = mw_svc_port(s);
     int base = count_fds();
     int *fds = calloc((size_t)per_round, sizeof *fds);
@@ -206,27 +202,23 @@ static void churn(uint32_t workers, const char *backend, int rounds, int per_rou
         fail_msg("%u workers, %d clients: accepted %llu (refused %llu), fds %d before, %d after", workers, n,
                  (unsigned long long)st.accepted, (unsigned long long)st.refused_full, base, after);
     assert_int_equal(st.closed, (uint64_t)n);
-    mw_svc_free(s);
+    svh_stop(h);
 }
 
 static void test_svc_counts_each_client_once_and_frees_its_fd_with_2_workers(void **state) {
-    (void)state;
-    churn(2, NULL, 5, 100);
+    churn(*state, 2, NULL, 5, 100);
 }
 
 static void test_svc_counts_each_client_once_and_frees_its_fd_with_3_workers(void **state) {
-    (void)state;
-    churn(3, NULL, 4, 100);
+    churn(*state, 3, NULL, 4, 100);
 }
 
 static void test_svc_counts_each_client_once_and_frees_its_fd_with_2_libevent_workers(void **state) {
-    (void)state;
-    churn(2, "libevent", 3, 100);
+    churn(*state, 2, "libevent", 3, 100);
 }
 
 static void test_svc_counts_each_client_once_with_1_worker(void **state) {
-    (void)state;
-    churn(1, NULL, 3, 100);
+    churn(*state, 1, NULL, 3, 100);
 }
 
 typedef struct over { mw_svc_t *s; uint64_t n; } over_t;
@@ -242,9 +234,8 @@ static bool all_seen(void *ud) {
  * either accepted or refused (closed at once), never both or neither, and
  * every fd comes back. */
 static void test_svc_over_max_connections_counts_each_client_once_with_2_workers(void **state) {
-    (void)state;
     enum { ROUNDS = 4, PER_ROUND = 100, MAX = 40 };
-    mw_svc_t *s = svc_start(2, MAX, NULL);
+    mw_svc_t *s = svc_start(*state, 2, MAX, NULL);
     int port = mw_svc_port(s);
     int base = count_fds();
     int fds[PER_ROUND];
@@ -264,7 +255,7 @@ static void test_svc_over_max_connections_counts_each_client_once_with_2_workers
                  (unsigned long long)o.n, (unsigned long long)st.accepted, (unsigned long long)st.refused_full,
                  (unsigned long long)st.closed, st.connections, base, after);
     print_message("accepted %llu, refused %llu\n", (unsigned long long)st.accepted, (unsigned long long)st.refused_full);
-    mw_svc_free(s);
+    svh_stop(*state);
 }
 
 /* ---- listen backlog ------------------------------------------------------------ */
@@ -387,8 +378,7 @@ static void leave(int fd, int fds_after) {
 }
 
 static void test_svc_reuses_freed_slots_oldest_first_with_a_new_generation(void **state) {
-    (void)state;
-    mw_svc_t *s = svc_start(1, 16, NULL);
+    mw_svc_t *s = svc_start(*state, 1, 16, NULL);
     int port = mw_svc_port(s);
     int base = count_fds();
     int fd[3], nfd[4];
@@ -431,7 +421,7 @@ static void test_svc_reuses_freed_slots_oldest_first_with_a_new_generation(void 
     want_t w = {s, 7, base};
     assert_true(mw_wait_until(all_closed, &w, WAIT_MS));
     assert_true(mw_wait_until(fds_back, &w, WAIT_MS));
-    mw_svc_free(s);
+    svh_stop(*state);
 }
 
 /* ---- buffers: none while idle, grown for a large message -------------------------- */
@@ -470,13 +460,12 @@ static size_t big_frame(uint8_t *out, size_t cap, uint64_t seq) {
  * (larger than a first 4 KiB buffer and than the decode scratch), holds
  * nothing again after, and still echoes small ones. */
 static void test_svc_idle_connections_hold_no_buffer_and_grow_for_a_big_message(void **state) {
-    (void)state;
     enum { N = 20 };
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.workers = 1;
     o.max_connections = 64;
-    mw_svc_t *s = svc_start_opts(&o, &scale_protocol);
+    mw_svc_t *s = svc_start_opts(*state, &o, &scale_protocol);
     int port = mw_svc_port(s);
     int fd[N];
     mw_conn_id_t id[N];
@@ -506,7 +495,7 @@ static void test_svc_idle_connections_hold_no_buffer_and_grow_for_a_big_message(
     read_all(fd[3], fb, sizeof fb);
     assert_memory_equal(f, fb, sizeof f);
     for (int i = 0; i < N; i++) close(fd[i]);
-    mw_svc_free(s);
+    svh_stop(*state);
 }
 
 typedef struct got { int n; uint64_t seq; bool blob_ok; uint64_t held_inside; } got_t;
@@ -598,7 +587,6 @@ static void test_conn_buffers_are_taken_when_needed_and_given_back_when_empty(vo
  * give-back surely ran before the next client comes. Without it the oldest
  * free slot (the last one of the table, freed first here) would come next. */
 static void test_svc_gives_slots_back_when_the_last_client_leaves(void **state) {
-    (void)state;
     enum { N = 70 };
     mw_io_t *io = NULL;
     mw_err_t err = {0};
@@ -610,7 +598,7 @@ static void test_svc_gives_slots_back_when_the_last_client_leaves(void **state) 
     o.max_connections = 2000; /* a table large enough to come from mmap */
     o.conn.rx_buf = o.conn.tx_buf = 4096;
     o.conn.max_msg = 1024;
-    mw_svc_t *s = svc_start_opts(&o, &test_protocol);
+    mw_svc_t *s = svc_start_opts(*state, &o, &test_protocol);
     int port = mw_svc_port(s);
     int base = count_fds();
     int fd[N];
@@ -650,22 +638,25 @@ static void test_svc_gives_slots_back_when_the_last_client_leaves(void **state) 
     assert_int_equal(got, sizeof back);
     assert_memory_equal(f, back, sizeof f);
     close(nfd);
-    mw_svc_free(s);
+    svh_stop(*state);
     mw_io_free(io);
 }
+
+/* A test with the fixture (tests/util/svc_harness.h). */
+#define S(fn) cmocka_unit_test_setup_teardown(fn, svh_setup, svh_teardown)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_listener_backlog_defaults_to_large_value_capped_by_somaxconn),
         cmocka_unit_test(test_listener_takes_a_burst_of_connects_without_accepting),
-        cmocka_unit_test(test_svc_counts_each_client_once_with_1_worker),
-        cmocka_unit_test(test_svc_counts_each_client_once_and_frees_its_fd_with_2_workers),
-        cmocka_unit_test(test_svc_counts_each_client_once_and_frees_its_fd_with_3_workers),
-        cmocka_unit_test(test_svc_counts_each_client_once_and_frees_its_fd_with_2_libevent_workers),
-        cmocka_unit_test(test_svc_over_max_connections_counts_each_client_once_with_2_workers),
-        cmocka_unit_test(test_svc_reuses_freed_slots_oldest_first_with_a_new_generation),
-        cmocka_unit_test(test_svc_gives_slots_back_when_the_last_client_leaves),
-        cmocka_unit_test(test_svc_idle_connections_hold_no_buffer_and_grow_for_a_big_message),
+        S(test_svc_counts_each_client_once_with_1_worker),
+        S(test_svc_counts_each_client_once_and_frees_its_fd_with_2_workers),
+        S(test_svc_counts_each_client_once_and_frees_its_fd_with_3_workers),
+        S(test_svc_counts_each_client_once_and_frees_its_fd_with_2_libevent_workers),
+        S(test_svc_over_max_connections_counts_each_client_once_with_2_workers),
+        S(test_svc_reuses_freed_slots_oldest_first_with_a_new_generation),
+        S(test_svc_gives_slots_back_when_the_last_client_leaves),
+        S(test_svc_idle_connections_hold_no_buffer_and_grow_for_a_big_message),
         cmocka_unit_test(test_conn_buffers_are_taken_when_needed_and_given_back_when_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,75 +16,61 @@
 #include "mw_clt.h"
 #include "mw_svc.h"
 #include "mw_test.h"
+#include "svc_harness.h"
 #include "test_proto.h"
 
 #define WAIT_MS 20000
 #define N_STALLED 200
 
-typedef struct fx {
-    mw_svc_t *svc;
+/* The fixture is tests/util/svc_harness.h (an echoing Svc, its Clt); the
+ * stalled peers are raw sockets kept here (more than it tracks). */
+typedef struct stalled {
     int fds[N_STALLED];
     int n;
     atomic_int timeouts_partial, timeouts_silent, other_closes;
-    mw_clt_t *clt;
-} fx_t;
+} stalled_t;
 
-static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
-    (void)ud;
-    mw_svc_send_to(s, id, sch, msg);
-}
-
-static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
-    fx_t *f = ud;
+static void on_close(svh_t *f, mw_svc_t *s, mw_conn_id_t id, int reason) {
+    stalled_t *st = f->ud;
     const char *why = mw_svc_conn_error(s, id);
-    if (reason == MW_ETIMEDOUT && strstr(why, "still incomplete")) atomic_fetch_add(&f->timeouts_partial, 1);
-    else if (reason == MW_ETIMEDOUT && strstr(why, "no message within")) atomic_fetch_add(&f->timeouts_silent, 1);
-    else atomic_fetch_add(&f->other_closes, 1);
+    if (reason == MW_ETIMEDOUT && strstr(why, "still incomplete")) atomic_fetch_add(&st->timeouts_partial, 1);
+    else if (reason == MW_ETIMEDOUT && strstr(why, "no message within")) atomic_fetch_add(&st->timeouts_silent, 1);
+    else atomic_fetch_add(&st->other_closes, 1);
 }
 
-static int setup(void **state) {
-    fx_t *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    *state = f;
-    return 0;
-}
+static int setup(void **state) { return svh_setup_ud(state, sizeof(stalled_t)) ? 0 : -1; }
 
 static int teardown(void **state) {
-    fx_t *f = *state;
-    mw_clt_free(f->clt);
-    for (int i = 0; i < f->n; i++) close(f->fds[i]);
-    mw_svc_free(f->svc);
-    free(f);
-    return 0;
+    stalled_t *st = svh_ud(state);
+    for (int i = 0; i < st->n; i++) close(st->fds[i]);
+    return svh_teardown(state);
 }
 
-static bool only_the_client_left(void *ud) { return mw_svc_conn_count(((fx_t *)ud)->svc) == 1; }
+static bool only_the_client_left(void *ud) { return mw_svc_conn_count(((svh_t *)ud)->svc) == 1; }
 
 static void test_svc_stalled_peers_are_closed_and_a_client_is_served(void **state) {
-    fx_t *f = *state;
+    svh_t *f = *state;
+    stalled_t *sp = f->ud;
     mw_svc_opts_t o;
-    mw_svc_opts_init(&o);
-    o.mode = MW_MODE_EVENT;
+    f->mode = MW_MODE_EVENT;
+    svh_svc_opts(f, &o);
+    f->on_msg = svh_echo;
+    f->on_close = on_close;
     o.max_connections = 64; /* fewer slots than stalled peers */
     o.rx_timeout_ns = 300 * MW_NS_PER_MS;
     o.first_msg_timeout_ns = 1000 * MW_NS_PER_MS; /* longer: a half frame meets the receive timeout first */
-    o.on_msg = on_msg;
-    o.on_close = on_close;
-    o.ud = f;
-    mw_err_t err;
-    if (mw_svc_listen(&f->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err) < 0) fail_msg("%s", err.text);
-    int port = mw_svc_port(f->svc);
+    svh_listen(f, "tcp", &o);
+    int port = f->port;
     /* half the peers send the first 3 bytes of a frame's length, half nothing */
     for (int i = 0; i < N_STALLED; i++) {
-        f->fds[f->n++] = mw_test_raw_connect(port);
-        if (i % 2 == 0) mw_test_raw_write(f->fds[i], "\x00\x00\x00", 3);
+        sp->fds[sp->n++] = mw_test_raw_connect(port);
+        if (i % 2 == 0) mw_test_raw_write(sp->fds[i], "\x00\x00\x00", 3);
     }
     /* a real client, connecting after all of them */
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
+    mw_err_t err = {0};
     co.connect_timeout_ns = 10 * MW_NS_PER_S;
-    char url[64];
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
     uint64_t t0 = mw_now_ns();
     mw_clt_t *c = NULL;
     int r = MW_ECLOSED;
@@ -93,14 +79,14 @@ static void test_svc_stalled_peers_are_closed_and_a_client_is_served(void **stat
     while (r != 0 && !mw_deadline_passed(NULL, dl)) {
         mw_clt_free(c);
         c = NULL;
-        if (mw_clt_connect(&c, url, &test_protocol, &co, &err) < 0) continue;
+        if (mw_clt_connect(&c, f->url, &test_protocol, &co, &err) < 0) continue;
         ping_t p = {.seq = 1};
         if (mw_clt_send(c, ping_schema(), &p) < 0) continue;
         const mw_schema_t *sch;
         test_msg_t m;
         r = mw_clt_recv_busywait_timeout(c, &sch, &m, sizeof m, 200 * MW_NS_PER_MS);
     }
-    f->clt = c;
+    if (c) svh_clt_adopt(f, c);
     if (r != 0) fail_msg("the client was not served: %s (%s)", mw_errname(r), c ? mw_clt_last_error(c) : err.text);
     uint64_t took = mw_now_ns() - t0;
     assert_true(took < 10 * MW_NS_PER_S);
@@ -108,10 +94,10 @@ static void test_svc_stalled_peers_are_closed_and_a_client_is_served(void **stat
     assert_true(mw_wait_until(only_the_client_left, f, WAIT_MS));
     mw_svc_stats_t st;
     mw_svc_stats(f->svc, &st);
-    assert_true(atomic_load(&f->timeouts_partial) > 0);
-    assert_true(atomic_load(&f->timeouts_silent) > 0);
-    assert_int_equal(atomic_load(&f->timeouts_partial) + atomic_load(&f->timeouts_silent), st.accepted - 1);
-    assert_int_equal(atomic_load(&f->other_closes), 0);
+    assert_true(atomic_load(&sp->timeouts_partial) > 0);
+    assert_true(atomic_load(&sp->timeouts_silent) > 0);
+    assert_int_equal(atomic_load(&sp->timeouts_partial) + atomic_load(&sp->timeouts_silent), st.accepted - 1);
+    assert_int_equal(atomic_load(&sp->other_closes), 0);
     assert_true(st.refused_full > 0); /* the Svc was full meanwhile */
     /* and the client is still served */
     for (uint64_t i = 2; i < 20; i++) {

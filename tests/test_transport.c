@@ -22,6 +22,7 @@
  * nobody trusts. Nothing sleeps: every wait is a poll bounded by a deadline.
  */
 #include "mw_test.h"
+#include "svc_harness.h"
 #include "test_proto.h"
 
 #include "mw_clock.h"
@@ -46,7 +47,6 @@
 #define WAIT_MS 5000                    /* bound of every condition wait */
 #define IO_NS (5 * MW_NS_PER_S)         /* bound of a blocking call or a raw read */
 #define WHY_CAP 320
-#define MAX_EV 16
 #define BAD_MAX_MSG 1024                /* max_msg of the ws:// Svc for bad peers */
 
 /* ---- certificates ------------------------------------------------------------ */
@@ -72,107 +72,21 @@ static void assert_has(const char *text, const char *part) {
     if (!strstr(text, part)) fail_msg("\"%s\" does not mention \"%s\"", text, part);
 }
 
-/* ---- the echo Svc, any mode, recording accepts and closes ----------------------- */
-
-typedef struct close_ev {
-    mw_conn_id_t id;
-    int reason;
-    char text[MW_ERR_TEXT_MAX];
-} close_ev_t;
-
-typedef struct harness {
-    mw_svc_t *svc;
-    mw_mode_t mode;
-    pthread_t th;
-    bool th_started;
-    atomic_bool stop;
-    atomic_bool pause, parked; /* spin/blocking: the loop leaves the Svc alone */
-    atomic_ulong echoed;
-    mw_failure_t fail;
-    pthread_mutex_t mu; /* guards the records below */
-    int naccepted, nclosed;
-    mw_conn_id_t accepted[MAX_EV];
-    close_ev_t closed[MAX_EV];
-} harness_t;
-
-static void h_on_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
-    (void)s;
-    harness_t *h = ud;
-    pthread_mutex_lock(&h->mu);
-    if (h->naccepted < MAX_EV) h->accepted[h->naccepted] = id;
-    h->naccepted++;
-    pthread_mutex_unlock(&h->mu);
-}
-
-static void h_on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
-    harness_t *h = ud;
-    pthread_mutex_lock(&h->mu);
-    if (h->nclosed < MAX_EV) {
-        close_ev_t *e = &h->closed[h->nclosed];
-        e->id = id;
-        e->reason = reason;
-        snprintf(e->text, sizeof e->text, "%s", mw_svc_conn_error(s, id));
-    }
-    h->nclosed++;
-    pthread_mutex_unlock(&h->mu);
-}
-
-static void h_on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
-    harness_t *h = ud;
-    int r = mw_svc_send_to(s, id, sch, msg);
-    if (r == 0) atomic_fetch_add(&h->echoed, 1);
-    else mw_fail_once(&h->fail, "svc on_msg: send_to %s: %s", mw_errname(r), mw_svc_conn_error(s, id));
-}
+/* ---- the echo Svc, any mode, recording accepts and closes -----------------------
+ * The fixture of tests/util/svc_harness.h: svh_echo answers every message
+ * (a spin/blocking Svc gets the fixture's thread, which f->pause parks). */
 
 /* The Svc counts an echo after its send_to returns, so the peer may hold
  * the echo a moment before the count moves: wait for it. */
-typedef struct echoed_cond { harness_t *h; unsigned long n; } echoed_cond_t;
+typedef struct echoed_cond { svh_t *h; long n; } echoed_cond_t;
 static bool echoed_reached(void *ud) {
     echoed_cond_t *c = ud;
     return atomic_load(&c->h->echoed) >= c->n;
 }
-static void expect_echoed(harness_t *h, unsigned long n) {
+static void expect_echoed(svh_t *h, long n) {
     echoed_cond_t c = {h, n};
     mw_wait_until(echoed_reached, &c, WAIT_MS);
     assert_int_equal(atomic_load(&h->echoed), n);
-}
-
-/* Spin/blocking echo: a full socket is flushed by polling, within a bound. */
-static void h_echo_polled(harness_t *h, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
-    uint64_t dl = mw_deadline_in(NULL, IO_NS);
-    int r;
-    while ((r = mw_svc_send_to(h->svc, id, sch, msg)) == MW_EAGAIN && !mw_deadline_passed(NULL, dl)) {
-        mw_svc_poll(h->svc, h->mode == MW_MODE_SPIN ? 0 : MW_NS_PER_MS);
-        sched_yield();
-    }
-    if (r == 0) atomic_fetch_add(&h->echoed, 1);
-    else if (r != MW_ECLOSED) /* a bad peer may have gone meanwhile */
-        mw_fail_once(&h->fail, "svc: send_to %s: %s", mw_errname(r), mw_svc_conn_error(h->svc, id));
-}
-
-static void *h_loop(void *arg) {
-    harness_t *h = arg;
-    test_msg_t m;
-    while (!atomic_load_explicit(&h->stop, memory_order_relaxed)) {
-        if (atomic_load(&h->pause)) {
-            atomic_store(&h->parked, true);
-            sched_yield();
-            continue;
-        }
-        atomic_store(&h->parked, false);
-        mw_conn_id_t id;
-        const mw_schema_t *sch;
-        int r = mw_svc_recv(h->svc, &id, &sch, &m, sizeof m);
-        if (r == 0) {
-            h_echo_polled(h, id, sch, &m);
-        } else if (r == MW_EAGAIN) {
-            sched_yield(); /* two spinning threads on a 2-core box */
-        } else if (r != MW_ETIMEDOUT) {
-            mw_fail_once(&h->fail, "svc: recv %s: %s", mw_errname(r), mw_svc_last_error(h->svc));
-            break;
-        }
-    }
-    return NULL;
 }
 
 /* Options every Svc here starts from. */
@@ -188,70 +102,20 @@ static void svc_opts(mw_svc_opts_t *o, mw_mode_t mode, const char *serdes, schem
     }
 }
 
-/* Listens on url with o (callbacks replaced); spin/blocking get a thread. */
-static void h_start(harness_t *h, const char *url, mw_svc_opts_t *o) {
-    memset(h, 0, sizeof *h);
-    pthread_mutex_init(&h->mu, NULL);
+/* Listens on scheme://127.0.0.1:0<path> with o (callbacks replaced). */
+static void h_start(svh_t *h, scheme_t sch, const char *path, mw_svc_opts_t *o) {
     h->mode = o->mode;
-    o->on_accept = h_on_accept;
-    o->on_msg = h_on_msg;
-    o->on_close = h_on_close;
-    o->ud = h;
-    mw_err_t err = {0};
-    int r = mw_svc_listen(&h->svc, url, &test_protocol, o, &err);
-    if (r != 0) fail_msg("svc listen %s: %s: %s", url, mw_errname(r), mw_err_text(&err));
-    assert_true(mw_svc_port(h->svc) > 0);
-    if (o->mode != MW_MODE_EVENT) {
-        assert_int_equal(pthread_create(&h->th, NULL, h_loop, h), 0);
-        h->th_started = true;
-    }
+    h->path = path;
+    svh_svc_hooks(h, o);
+    h->on_msg = svh_echo;
+    svh_start(h, scheme_names[sch], 0, o);
 }
 
-/* Stops the thread (if any) and frees the Svc; on_close is not called for
- * the connections it closes. Idempotent. */
-static void h_stop(harness_t *h) {
-    atomic_store(&h->stop, true);
-    if (h->th_started) pthread_join(h->th, NULL);
-    h->th_started = false;
-    mw_svc_free(h->svc);
-    h->svc = NULL;
-}
-
-static int h_nclosed(harness_t *h) {
-    pthread_mutex_lock(&h->mu);
-    int n = h->nclosed;
-    pthread_mutex_unlock(&h->mu);
-    return n;
-}
-
-typedef struct close_wait { harness_t *h; int n; } close_wait_t;
-
-static bool closes_reached(void *ud) {
-    close_wait_t *w = ud;
-    return h_nclosed(w->h) >= w->n;
-}
-
-/* Waits for close event number k (0-based) and returns a copy. */
-static close_ev_t h_wait_close(harness_t *h, int k) {
-    close_wait_t w = {h, k + 1};
-    if (!mw_wait_until(closes_reached, &w, WAIT_MS)) fail_msg("no close event #%d within %d ms", k, WAIT_MS);
-    assert_true(k < MAX_EV);
-    pthread_mutex_lock(&h->mu);
-    close_ev_t e = h->closed[k];
-    pthread_mutex_unlock(&h->mu);
-    return e;
-}
-
-static mw_conn_id_t h_accepted(harness_t *h, int k) {
-    pthread_mutex_lock(&h->mu);
-    mw_conn_id_t id = k < h->naccepted && k < MAX_EV ? h->accepted[k] : MW_CONN_ID_NONE;
-    pthread_mutex_unlock(&h->mu);
-    return id;
-}
+static int h_nclosed(svh_t *h) { return atomic_load(&h->nclosed); }
 
 /* Checks close event k: not the good connection, the reason, the text. */
-static void expect_close(harness_t *h, int k, mw_conn_id_t good, int reason, const char *part) {
-    close_ev_t e = h_wait_close(h, k);
+static void expect_close(svh_t *h, int k, mw_conn_id_t good, int reason, const char *part) {
+    svh_close_t e = svh_wait_close_n(h, k);
     if (e.reason != reason)
         fail_msg("close #%d: reason %s (%s), expected %s", k, mw_errname(e.reason), e.text, mw_errname(reason));
     assert_true(e.id != good);
@@ -472,8 +336,7 @@ static void rw_close(raw_ws_t *w) {
 /* ---- fixtures for the single tests ------------------------------------------------------ */
 
 typedef struct peers {
-    harness_t h;
-    bool h_up;
+    svh_t *h; /* the fixture (tests/util/svc_harness.h); this is its ud */
     mw_clt_t *good, *other;
     int fds[4];
     raw_ws_t w;
@@ -481,24 +344,21 @@ typedef struct peers {
 } peers_t;
 
 static int peers_setup(void **state) {
-    peers_t *p = calloc(1, sizeof *p);
+    peers_t *p = svh_setup_ud(state, sizeof *p);
     if (!p) return -1;
     for (int i = 0; i < 4; i++) p->fds[i] = -1;
-    *state = p;
+    p->h = *state;
     return 0;
 }
 
 static int peers_teardown(void **state) {
-    peers_t *p = *state;
+    peers_t *p = svh_ud(state);
     for (int i = 0; i < 4; i++)
         if (p->fds[i] >= 0) close(p->fds[i]);
-    if (p->h_up) {
-        h_stop(&p->h);
-        pthread_mutex_destroy(&p->h.mu);
-    }
-    mw_clt_free(p->good);
-    mw_clt_free(p->other);
-    free(p);
+    mw_clt_t *good = p->good, *other = p->other;
+    svh_teardown(state); /* the Svc goes first, then its clients */
+    mw_clt_free(good);
+    mw_clt_free(other);
     return 0;
 }
 
@@ -519,11 +379,10 @@ static size_t encode(const char *serdes, uint64_t i, uint8_t *out, size_t cap) {
 /* Sends each payload as one frame of type op, and expects each echo as
  * exactly one frame of that type with the same bytes, in order. */
 static void frames_echo_one_to_one(peers_t *p, const char *serdes, int op) {
-    harness_t *h = &p->h;
+    svh_t *h = p->h;
     mw_svc_opts_t so;
     svc_opts(&so, MW_MODE_SPIN, serdes, WS);
-    h_start(h, "ws://127.0.0.1:0/raw", &so);
-    p->h_up = true;
+    h_start(h, WS, "/raw", &so);
     raw_ws_t *w = &p->w;
     rw_open(w, mw_svc_port(h->svc), "/raw");
     p->fds[0] = w->fd;
@@ -561,15 +420,15 @@ static void frames_echo_one_to_one(peers_t *p, const char *serdes, int op) {
 }
 
 static void test_ws_text_serdes_message_is_one_text_frame_of_bare_json(void **state) {
-    frames_echo_one_to_one(*state, "text", 0x1);
+    frames_echo_one_to_one(svh_ud(state), "text", 0x1);
 }
 
 static void test_ws_fixed_serdes_message_is_one_binary_frame(void **state) {
-    frames_echo_one_to_one(*state, "fixed", 0x2);
+    frames_echo_one_to_one(svh_ud(state), "fixed", 0x2);
 }
 
 static void test_ws_msgpack_serdes_message_is_one_binary_frame(void **state) {
-    frames_echo_one_to_one(*state, "msgpack", 0x2);
+    frames_echo_one_to_one(svh_ud(state), "msgpack", 0x2);
 }
 
 /* ---- bad peers of a tls:// Svc ---------------------------------------------------------- */
@@ -577,15 +436,13 @@ static void test_ws_msgpack_serdes_message_is_one_binary_frame(void **state) {
 /* Starts a Svc and connects the good spin Clt (accepted first). */
 static void peers_start(peers_t *p, scheme_t sch, mw_svc_opts_t *so, const char *serdes, const char *path) {
     char url[96];
-    make_url(url, sizeof url, sch, 0, path);
-    h_start(&p->h, url, so);
-    p->h_up = true;
+    h_start(p->h, sch, path, so);
     mw_clt_opts_t co;
     clt_opts(&co, MW_MODE_SPIN, serdes, sch);
-    make_url(url, sizeof url, sch, mw_svc_port(p->h.svc), path);
+    make_url(url, sizeof url, sch, mw_svc_port(p->h->svc), path);
     p->good = clt_connect(url, &co);
-    echo_once(p->good, 0, &p->h.fail);
-    assert_true(h_accepted(&p->h, 0) != MW_CONN_ID_NONE);
+    echo_once(p->good, 0, &p->h->fail);
+    assert_true(svh_accepted_id(p->h, 0) != MW_CONN_ID_NONE);
 }
 
 static bool peer_ended(void *ud) {
@@ -596,24 +453,24 @@ static bool peer_ended(void *ud) {
 }
 
 static void test_tls_svc_bad_peers_close_alone_and_a_good_client_keeps_working(void **state) {
-    peers_t *p = *state;
+    peers_t *p = svh_ud(state);
     mw_svc_opts_t so;
     svc_opts(&so, MW_MODE_EVENT, "fixed", TLS);
     so.handshake_timeout_ns = 200 * MW_NS_PER_MS;
     peers_start(p, TLS, &so, "fixed", "");
-    mw_conn_id_t good = h_accepted(&p->h, 0);
+    mw_conn_id_t good = svh_accepted_id(p->h, 0);
     uint64_t i = 1;
 
     /* 1. A plaintext client sending a fixed frame over plain TCP. */
     mw_clt_opts_t co;
     clt_opts(&co, MW_MODE_SPIN, "fixed", TCP);
     char url[96];
-    make_url(url, sizeof url, TCP, mw_svc_port(p->h.svc), "");
+    make_url(url, sizeof url, TCP, mw_svc_port(p->h->svc), "");
     p->other = clt_connect(url, &co);
     test_msg_t m;
     const mw_schema_t *s = test_make_msg(2, &m);
     assert_int_equal(mw_clt_send_busywait_timeout(p->other, s, &m, IO_NS), 0);
-    expect_close(&p->h, 0, good, MW_ETLS, "(is the peer speaking TLS?)");
+    expect_close(p->h, 0, good, MW_ETLS, "(is the peer speaking TLS?)");
     /* The plaintext Clt sees its connection end (closed, or garbage that is
      * not a fixed frame: a TLS alert), never an echo. */
     int r = mw_clt_recv_busywait_timeout(p->other, &s, &m, sizeof m, IO_NS);
@@ -621,55 +478,55 @@ static void test_tls_svc_bad_peers_close_alone_and_a_good_client_keeps_working(v
         fail_msg("plaintext client: recv %s, expected the connection to end", mw_errname(r));
     mw_clt_free(p->other);
     p->other = NULL;
-    echo_once(p->good, i++, &p->h.fail);
+    echo_once(p->good, i++, &p->h->fail);
 
     /* 2. A TLS client that does not trust the server's CA. */
     clt_opts(&co, MW_MODE_SPIN, "fixed", TLS);
     co.tr.tls.ca_file = cert("other.pem");
-    make_url(url, sizeof url, TLS, mw_svc_port(p->h.svc), "");
+    make_url(url, sizeof url, TLS, mw_svc_port(p->h->svc), "");
     mw_err_t err = {0};
     r = mw_clt_connect(&p->other, url, &test_protocol, &co, &err);
     if (r != MW_ETLS) fail_msg("untrusting client: %s (%s), expected MW_ETLS", mw_errname(r), mw_err_text(&err));
     assert_null(p->other);
     assert_has(mw_err_text(&err), "certificate verify failed");
-    expect_close(&p->h, 1, good, MW_ETLS, "alert unknown ca");
-    echo_once(p->good, i++, &p->h.fail);
+    expect_close(p->h, 1, good, MW_ETLS, "alert unknown ca");
+    echo_once(p->good, i++, &p->h->fail);
 
     /* 3. A client that connects and says nothing: the handshake timeout. */
     uint64_t t0 = mw_now_ns();
-    p->fds[0] = mw_test_raw_connect(mw_svc_port(p->h.svc));
-    expect_close(&p->h, 2, good, MW_ETIMEDOUT, "handshake not completed within 200 ms");
+    p->fds[0] = mw_test_raw_connect(mw_svc_port(p->h->svc));
+    expect_close(p->h, 2, good, MW_ETIMEDOUT, "handshake not completed within 200 ms");
     uint64_t took = mw_now_ns() - t0;
     if (took < 150 * MW_NS_PER_MS) fail_msg("closed after %" PRIu64 " ms, before the 200 ms timeout", took / MW_NS_PER_MS);
     assert_true(mw_wait_until(peer_ended, &p->fds[0], WAIT_MS));
-    echo_once(p->good, i++, &p->h.fail);
+    echo_once(p->good, i++, &p->h->fail);
 
     /* Only the bad ones went; the two that sent something unacceptable
      * count as bad input, the silent one does not. */
     mw_svc_stats_t ss;
-    mw_svc_stats(p->h.svc, &ss);
+    mw_svc_stats(p->h->svc, &ss);
     assert_int_equal(ss.accepted, 4);
     assert_int_equal(ss.closed, 3);
     assert_int_equal(ss.closed_bad_input, 2);
-    assert_int_equal(mw_svc_conn_count(p->h.svc), 1);
-    assert_int_equal(h_nclosed(&p->h), 3);
+    assert_int_equal(mw_svc_conn_count(p->h->svc), 1);
+    assert_int_equal(h_nclosed(p->h), 3);
     assert_true(mw_clt_is_open(p->good));
-    echo_once(p->good, i++, &p->h.fail);
+    echo_once(p->good, i++, &p->h->fail);
 }
 
 /* ---- bad peers of a ws:// Svc ----------------------------------------------------------- */
 
 static void test_ws_svc_bad_peers_close_alone_and_a_good_client_keeps_working(void **state) {
-    peers_t *p = *state;
+    peers_t *p = svh_ud(state);
     mw_svc_opts_t so;
     svc_opts(&so, MW_MODE_BLOCKING, "text", WS);
     so.conn.max_msg = BAD_MAX_MSG;
     peers_start(p, WS, &so, "text", "/feed");
-    mw_conn_id_t good = h_accepted(&p->h, 0);
+    mw_conn_id_t good = svh_accepted_id(p->h, 0);
     uint64_t i = 1;
 
     /* 1. Plain HTTP, no upgrade: an HTTP 4xx, then the end. */
-    p->fds[0] = mw_test_raw_connect(mw_svc_port(p->h.svc));
+    p->fds[0] = mw_test_raw_connect(mw_svc_port(p->h->svc));
     const char get[] = "GET /feed HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n";
     mw_test_raw_write(p->fds[0], get, sizeof get - 1);
     char reply[1024];
@@ -677,52 +534,52 @@ static void test_ws_svc_bad_peers_close_alone_and_a_good_client_keeps_working(vo
     if (strncmp(reply, "HTTP/1.1 4", 10) != 0) fail_msg("plain GET answered \"%s\"", reply);
     assert_has(reply, "HTTP/1.1 400 Bad Request\r\n");
     assert_has(reply, "Connection: close\r\n");
-    expect_close(&p->h, 0, good, MW_EPROTO, "answered 400 Bad Request: no Upgrade: websocket");
-    echo_once(p->good, i++, &p->h.fail);
+    expect_close(p->h, 0, good, MW_EPROTO, "answered 400 Bad Request: no Upgrade: websocket");
+    echo_once(p->good, i++, &p->h->fail);
 
     /* 2. A message over max_msg: close 1009. */
     raw_ws_t *w = &p->w;
-    rw_open(w, mw_svc_port(p->h.svc), "/feed");
+    rw_open(w, mw_svc_port(p->h->svc), "/feed");
     p->fds[1] = w->fd;
     char big[BAD_MAX_MSG + 1];
     memset(big, 'x', sizeof big);
     rw_send(w, 0x1, big, sizeof big);
     rw_expect_close(w, 1009);
-    expect_close(&p->h, 1, good, MW_ETOOBIG, "over max_msg 1024");
-    echo_once(p->good, i++, &p->h.fail);
+    expect_close(p->h, 1, good, MW_ETOOBIG, "over max_msg 1024");
+    echo_once(p->good, i++, &p->h->fail);
 
     /* 3. Invalid UTF-8 in a text frame: close 1007. */
-    rw_open(w, mw_svc_port(p->h.svc), "/feed");
+    rw_open(w, mw_svc_port(p->h->svc), "/feed");
     p->fds[2] = w->fd;
     const char bad[] = "{\"type\":\"ping\",\"seq\":\xc3\x28,\"sent_ns\":1}";
     rw_send(w, 0x1, bad, sizeof bad - 1);
     rw_expect_close(w, 1007);
-    expect_close(&p->h, 2, good, MW_EUTF8, "not valid UTF-8");
-    echo_once(p->good, i++, &p->h.fail);
+    expect_close(p->h, 2, good, MW_EUTF8, "not valid UTF-8");
+    echo_once(p->good, i++, &p->h->fail);
 
     /* 4. Valid UTF-8 that is no message of the protocol: the Svc closes with
      * 1007 (data inconsistent with the message type), not 1000. */
-    rw_open(w, mw_svc_port(p->h.svc), "/feed");
+    rw_open(w, mw_svc_port(p->h->svc), "/feed");
     p->fds[3] = w->fd;
     const char nope[] = "{\"type\":\"no_such_message\"}";
     rw_send(w, 0x1, nope, sizeof nope - 1);
     rw_expect_close(w, 1007);
-    expect_close(&p->h, 3, good, MW_ETAG, "no_such_message");
-    echo_once(p->good, i++, &p->h.fail);
+    expect_close(p->h, 3, good, MW_ETAG, "no_such_message");
+    echo_once(p->good, i++, &p->h->fail);
 
     mw_svc_stats_t ss;
-    mw_svc_stats(p->h.svc, &ss);
+    mw_svc_stats(p->h->svc, &ss);
     assert_int_equal(ss.accepted, 5);
     assert_int_equal(ss.closed_bad_input, 4);
-    assert_int_equal(mw_svc_conn_count(p->h.svc), 1);
-    assert_int_equal(h_nclosed(&p->h), 4);
+    assert_int_equal(mw_svc_conn_count(p->h->svc), 1);
+    assert_int_equal(h_nclosed(p->h), 4);
     assert_true(mw_clt_is_open(p->good));
 }
 
 /* ---- host name verification --------------------------------------------------------- */
 
 static void test_tls_clt_fails_when_the_cert_does_not_match_the_host_name(void **state) {
-    peers_t *p = *state;
+    peers_t *p = svh_ud(state);
     mw_svc_opts_t so;
     svc_opts(&so, MW_MODE_EVENT, "msgpack", TLS);
     peers_start(p, TLS, &so, "msgpack", ""); /* verified against 127.0.0.1: fine */
@@ -730,7 +587,7 @@ static void test_tls_clt_fails_when_the_cert_does_not_match_the_host_name(void *
     clt_opts(&co, MW_MODE_SPIN, "msgpack", TLS);
     co.tr.tls.server_name = "wrong.example";
     char url[96];
-    make_url(url, sizeof url, TLS, mw_svc_port(p->h.svc), "");
+    make_url(url, sizeof url, TLS, mw_svc_port(p->h->svc), "");
     mw_err_t err = {0};
     int r = mw_clt_connect(&p->other, url, &test_protocol, &co, &err);
     if (r != MW_ETLS) fail_msg("connect: %s (%s), expected MW_ETLS", mw_errname(r), mw_err_text(&err));
@@ -738,23 +595,22 @@ static void test_tls_clt_fails_when_the_cert_does_not_match_the_host_name(void *
     assert_has(mw_err_text(&err), "wrong.example");
     assert_has(mw_err_text(&err), "hostname mismatch");
     /* The Svc saw that handshake fail, and serves on. */
-    expect_close(&p->h, 0, h_accepted(&p->h, 0), MW_ETLS, "tls handshake");
-    echo_once(p->good, 1, &p->h.fail);
-    assert_int_equal(mw_svc_conn_count(p->h.svc), 1);
+    expect_close(p->h, 0, svh_accepted_id(p->h, 0), MW_ETLS, "tls handshake");
+    echo_once(p->good, 1, &p->h->fail);
+    assert_int_equal(mw_svc_conn_count(p->h->svc), 1);
 }
 
 /* ---- WebSocket path and subprotocol ------------------------------------------------- */
 
 static void test_ws_svc_path_is_enforced_and_subprotocol_negotiated(void **state) {
-    peers_t *p = *state;
+    peers_t *p = svh_ud(state);
     mw_svc_opts_t so;
     svc_opts(&so, MW_MODE_SPIN, "msgpack", WS);
     so.tr.ws.expect_path = "/feed";
     so.tr.ws.subprotocol = "msgwire.v1";
     char url[96];
-    h_start(&p->h, "ws://127.0.0.1:0/feed", &so);
-    p->h_up = true;
-    int port = mw_svc_port(p->h.svc);
+    h_start(p->h, WS, "/feed", &so);
+    int port = mw_svc_port(p->h->svc);
 
     /* Another path: refused with 404, and the Clt says so. */
     mw_clt_opts_t co;
@@ -766,28 +622,28 @@ static void test_ws_svc_path_is_enforced_and_subprotocol_negotiated(void **state
     if (r != MW_EPROTO) fail_msg("connect /other: %s (%s), expected MW_EPROTO", mw_errname(r), mw_err_text(&err));
     assert_null(p->other);
     assert_has(mw_err_text(&err), "404 Not Found");
-    expect_close(&p->h, 0, MW_CONN_ID_NONE, MW_EPROTO, "answered 404 Not Found: no WebSocket at this path");
+    expect_close(p->h, 0, MW_CONN_ID_NONE, MW_EPROTO, "answered 404 Not Found: no WebSocket at this path");
 
     /* The right path: accepted, with the subprotocol agreed. */
     make_url(url, sizeof url, WS, port, "/feed");
     p->good = clt_connect(url, &co);
     assert_string_equal(mw_ws_subprotocol(mw_clt_conn(p->good)->stream), "msgwire.v1");
-    echo_once(p->good, 0, &p->h.fail);
+    echo_once(p->good, 0, &p->h->fail);
 
     /* A subprotocol the Svc does not speak is declined, not fatal. */
     co.tr.ws.subprotocol = "other.v2";
     make_url(url, sizeof url, WS, port, "/feed?x=1");
     p->other = clt_connect(url, &co);
     assert_string_equal(mw_ws_subprotocol(mw_clt_conn(p->other)->stream), "");
-    echo_once(p->other, 1, &p->h.fail);
-    echo_once(p->good, 2, &p->h.fail);
-    assert_int_equal(mw_svc_conn_count(p->h.svc), 2);
-    assert_int_equal(h_nclosed(&p->h), 1);
+    echo_once(p->other, 1, &p->h->fail);
+    echo_once(p->good, 2, &p->h->fail);
+    assert_int_equal(mw_svc_conn_count(p->h->svc), 2);
+    assert_int_equal(h_nclosed(p->h), 1);
 }
 
 /* ---- input held inside TLS --------------------------------------------------------------- */
 
-static bool parked(void *ud) { return atomic_load(&((harness_t *)ud)->parked); }
+static bool parked(void *ud) { return atomic_load(&((svh_t *)ud)->parked); }
 
 /* A burst of small messages arrives while the Svc is not reading: one TLS
  * record each, all in the socket at once. OpenSSL reads ahead, so its first
@@ -799,40 +655,40 @@ static void burst_is_echoed_whole(peers_t *p, scheme_t sch, mw_mode_t mode) {
     svc_opts(&so, mode, "fixed", sch);
     peers_start(p, sch, &so, "fixed", "/burst");
     assert_true(mw_clt_is_open(p->good));
-    atomic_store(&p->h.pause, true);
-    assert_true(mw_wait_until(parked, &p->h, WAIT_MS));
+    atomic_store(&p->h->pause, true);
+    assert_true(mw_wait_until(parked, p->h, WAIT_MS));
     for (uint64_t i = 1; i <= BURST; i++) { /* each send is written at once: one record */
         test_msg_t m;
         const mw_schema_t *s = test_make_msg(i, &m);
         int r = mw_clt_send_busywait_timeout(p->good, s, &m, IO_NS);
         if (r != 0) fail_msg("send %" PRIu64 ": %s: %s", i, mw_errname(r), mw_clt_last_error(p->good));
     }
-    atomic_store(&p->h.pause, false);
+    atomic_store(&p->h->pause, false);
     for (uint64_t i = 1; i <= BURST; i++) {
         test_msg_t m;
         const mw_schema_t *s;
         int r = mw_clt_recv_busywait_timeout(p->good, &s, &m, sizeof m, 2 * MW_NS_PER_S);
         if (r != 0)
-            fail_msg("%s %s Svc: echo %" PRIu64 " of %d: %s (the Svc echoed %lu)", scheme_names[sch],
-                     mw_mode_name(mode), i, BURST, mw_errname(r), atomic_load(&p->h.echoed));
+            fail_msg("%s %s Svc: echo %" PRIu64 " of %d: %s (the Svc echoed %ld)", scheme_names[sch],
+                     mw_mode_name(mode), i, BURST, mw_errname(r), atomic_load(&p->h->echoed));
         char why[WHY_CAP];
         if (!test_check_echo(i, s, &m, why, sizeof why)) fail_msg("%s", why);
     }
-    expect_echoed(&p->h, BURST + 1);
-    assert_int_equal(h_nclosed(&p->h), 0);
-    mw_assert_no_failure(&p->h.fail);
+    expect_echoed(p->h, BURST + 1);
+    assert_int_equal(h_nclosed(p->h), 0);
+    mw_assert_no_failure(&p->h->fail);
 }
 
 static void test_tls_blocking_svc_reads_on_what_tls_holds_after_the_socket_is_drained(void **state) {
-    burst_is_echoed_whole(*state, TLS, MW_MODE_BLOCKING);
+    burst_is_echoed_whole(svh_ud(state), TLS, MW_MODE_BLOCKING);
 }
 
 static void test_wss_blocking_svc_reads_on_what_tls_holds_after_the_socket_is_drained(void **state) {
-    burst_is_echoed_whole(*state, WSS, MW_MODE_BLOCKING);
+    burst_is_echoed_whole(svh_ud(state), WSS, MW_MODE_BLOCKING);
 }
 
 static void test_tls_spin_svc_reads_on_what_tls_holds_after_the_socket_is_drained(void **state) {
-    burst_is_echoed_whole(*state, TLS, MW_MODE_SPIN);
+    burst_is_echoed_whole(svh_ud(state), TLS, MW_MODE_SPIN);
 }
 
 /* ---- the WebSocket close code for each reason ------------------------------------------ */

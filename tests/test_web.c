@@ -33,6 +33,7 @@
  * Chromium; SIGKILL if it does not end).
  */
 #include "mw_test.h"
+#include "svh_session.h"
 
 #include "gw_proto.h"
 #include "mw_clock.h"
@@ -201,23 +202,24 @@ static void on_msg(gw_t *g, mw_conn_id_t id, const mw_schema_t *s, const gw_msg_
     else fail_msg("gateway: unexpected message %s", s->name);
 }
 
-/* journal_dir: sessions on, their journals there; NULL: off. */
-static void gw_start(gw_t *g, const mw_protocol_t *p, const char *journal_dir) {
+/* The fixture's Svc (tests/util/svh_session.h), driven by the test thread
+ * (run_page); sessions: on, journals in the fixture's f->sdir. */
+static void gw_start(gw_t *g, svh_t *h, const mw_protocol_t *p, bool sessions) {
     memset(g, 0, sizeof *g);
     mw_svc_opts_t so;
     mw_svc_opts_init(&so);
-    if (journal_dir) {
+    if (sessions) {
         g->sessions = true;
         so.session.enabled = true;
-        so.session.journal_dir = journal_dir;
+        so.session.journal_dir = h->sdir;
     }
     so.mode = MW_MODE_BLOCKING;
     so.timeout_ns = 20 * MW_NS_PER_MS;
     so.conn.serdes = "text";
-    mw_err_t err;
-    if (mw_svc_listen(&g->svc, "ws://127.0.0.1:0/", p, &so, &err) < 0)
-        fail_msg("listen: %s", err.text);
-    snprintf(g->url, sizeof g->url, "ws://127.0.0.1:%d/", mw_svc_port(g->svc));
+    h->proto = p;
+    svh_listen(h, "ws", &so);
+    g->svc = h->svc; /* the fixture frees it */
+    snprintf(g->url, sizeof g->url, "%s", h->url);
 }
 
 /* ---- a scripted session peer (test "rules") ------------------------------------
@@ -477,34 +479,31 @@ static bool have_browser(void) {
 /* ---- tests -------------------------------------------------------------------------- */
 
 typedef struct fx {
+    svh_t *h; /* the Svc and the journals' directory */
     gw_t g;
     child_t c;
-    char dir[64]; /* journals */
 } fx_t;
 
 static int setup(void **state) {
-    fx_t *f = calloc(1, sizeof *f);
+    fx_t *f = svh_session_setup(state) == 0 ? svh_attach_ud(*state, sizeof *f) : NULL;
     if (!f) return -1;
+    f->h = *state;
     f->c.out = -1;
-    *state = f;
     return 0;
 }
 
 /* Also after a failed assertion: the script stopped, the Svc freed. */
 static int teardown(void **state) {
-    fx_t *f = *state;
+    fx_t *f = svh_ud(state);
     child_stop(&f->c);
-    mw_svc_free(f->g.svc);
-    if (f->dir[0]) mw_tmpdir_remove(f->dir);
-    free(f);
-    return 0;
+    return svh_teardown(state);
 }
 
 static void test_web_blotter_without_sessions(void **state) {
-    fx_t *f = *state;
+    fx_t *f = svh_ud(state);
     gw_t *g = &f->g;
     child_t *c = &f->c;
-    gw_start(g, &gw_protocol, NULL);
+    gw_start(g, f->h, &gw_protocol, false);
     int st = run_page(g, c, "plain", NULL);
     if (st != 0 || !strstr(c->text, "\nPASS\n")) fail_msg("browser script exit %d", st);
     /* what the page did, seen from the gateway: 4 orders (one rejected), 1 cancel */
@@ -524,11 +523,9 @@ static const owner_t *owner_named(const gw_t *g, const char *name) {
 }
 
 static void test_web_blotter_with_sessions_survives_reloads(void **state) {
-    fx_t *f = *state;
+    fx_t *f = svh_ud(state);
     gw_t *g = &f->g;
-    static const char *const none[][2] = {{"run.sh", ":"}};
-    if (mw_tmpdir_script(f->dir, sizeof f->dir, "web", none, 1, "run.sh") != 0) fail_msg("temporary directory");
-    gw_start(g, &gw_protocol, f->dir);
+    gw_start(g, f->h, &gw_protocol, true);
     int st = run_page(g, &f->c, "session", NULL);
     if (st != 0 || !strstr(f->c.text, "\nPASS\n")) fail_msg("browser script exit %d", st);
     /* the gateway's view: each order and cancel once */
@@ -557,9 +554,9 @@ static void test_web_blotter_with_sessions_survives_reloads(void **state) {
 }
 
 static void test_web_session_rules_against_a_scripted_peer(void **state) {
-    fx_t *f = *state;
+    fx_t *f = svh_ud(state);
     rules_t r = {.phase = R_LOGON};
-    gw_start(&f->g, &gw_and_session, NULL);
+    gw_start(&f->g, f->h, &gw_and_session, false);
     int st = run_page(&f->g, &f->c, "rules", &r);
     if (st != 0 || !strstr(f->c.text, "\nPASS\n")) fail_msg("browser script exit %d (phase %d)", st, r.phase);
     assert_int_equal(r.phase, R_DONE);

@@ -10,6 +10,7 @@
  * reaches its park step while quiet sources are registered.
  */
 #include "mw_test.h"
+#include "svc_harness.h"
 #include "test_proto.h"
 
 #include "mw_clock.h"
@@ -137,22 +138,13 @@ static void test_work_quiet_streams_report_no_work_on_every_backend(void **state
 
 /* ---- an echo Svc on its own worker and event-mode Clts on the test's io ------- */
 
-static void echo_on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
-    (void)ud;
-    mw_svc_send_to(s, id, sch, msg);
-}
-
-static mw_svc_t *echo_svc(char *url, size_t cap) {
+/* The fixture's echoing Svc (tests/util/svc_harness.h), event mode. */
+static void echo_svc(svh_t *f) {
     mw_svc_opts_t o;
-    mw_svc_opts_init(&o);
-    o.mode = MW_MODE_EVENT;
-    o.on_msg = echo_on_msg;
-    mw_svc_t *s = NULL;
-    mw_err_t err = {0};
-    int r = mw_svc_listen(&s, "tcp://127.0.0.1:0", &test_protocol, &o, &err);
-    if (r != 0) fail_msg("svc listen: %s", mw_err_text(&err));
-    snprintf(url, cap, "tcp://127.0.0.1:%d", mw_svc_port(s));
-    return s;
+    f->mode = MW_MODE_EVENT;
+    svh_svc_opts(f, &o);
+    f->on_msg = svh_echo;
+    svh_listen(f, "tcp", &o);
 }
 
 static atomic_int g_echoes;
@@ -165,18 +157,15 @@ static void clt_on_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg, void 
     atomic_fetch_add(&g_echoes, 1);
 }
 
-static mw_clt_t *event_clt(mw_io_t *io, const char *url) {
+/* On the test's io: the test frees it (before the io). */
+static mw_clt_t *event_clt(svh_t *f, mw_io_t *io) {
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
     o.mode = MW_MODE_EVENT;
     o.io = io;
     o.on_msg = clt_on_msg;
     o.timeout_ns = WAIT_NS;
-    mw_clt_t *c = NULL;
-    mw_err_t err = {0};
-    int r = mw_clt_connect(&c, url, &test_protocol, &o, &err);
-    if (r != 0) fail_msg("clt connect %s: %s", url, mw_err_text(&err));
-    return c;
+    return svh_clt_connect_untracked(f, &o);
 }
 
 /* Polls until the connect's leftovers (on_connect, a first flush) are done:
@@ -188,12 +177,11 @@ static void settle(mw_io_t *io) {
 }
 
 static void test_work_quiet_event_clt_reports_no_work_on_every_backend(void **state) {
-    (void)state;
-    char url[64];
-    mw_svc_t *svc = echo_svc(url, sizeof url);
+    svh_t *f = *state;
+    echo_svc(f);
     for (size_t b = 0; b < NBACKENDS; b++) {
         mw_io_t *io = io_open(backends[b]);
-        mw_clt_t *c = event_clt(io, url);
+        mw_clt_t *c = event_clt(f, io);
         settle(io);
         int idle = idle_polls(io);
         if (idle != 0) fail_msg("%s: %d quiet polls reported %d work", backends[b], IDLE_POLLS, idle);
@@ -215,20 +203,18 @@ static void test_work_quiet_event_clt_reports_no_work_on_every_backend(void **st
         mw_io_free(io);
         mw_clt_free(c);
     }
-    mw_svc_free(svc);
 }
 
 /* ---- a spin Svc with a quiet client ----------------------------------------- */
 
 static void test_work_spin_svc_poll_reports_no_work_while_client_is_quiet(void **state) {
-    (void)state;
+    svh_t *f = *state;
     mw_svc_opts_t o;
-    mw_svc_opts_init(&o);
-    o.mode = MW_MODE_SPIN;
-    mw_svc_t *s = NULL;
-    mw_err_t err = {0};
-    assert_int_equal(mw_svc_listen(&s, "tcp://127.0.0.1:0", &test_protocol, &o, &err), 0);
-    int fd = mw_test_raw_connect(mw_svc_port(s));
+    f->mode = MW_MODE_SPIN;
+    svh_svc_opts(f, &o);
+    svh_listen(f, "tcp", &o);
+    mw_svc_t *s = f->svc;
+    svh_raw_connect(f);
     uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
     int work = 0;
     while (mw_svc_conn_count(s) == 0) {
@@ -241,8 +227,6 @@ static void test_work_spin_svc_poll_reports_no_work_while_client_is_quiet(void *
     int idle = 0;
     for (int i = 0; i < IDLE_POLLS; i++) idle += mw_svc_poll(s, 0);
     assert_int_equal(idle, 0);
-    close(fd);
-    mw_svc_free(s);
 }
 
 /* ---- mw_io_run_spin with a backoff idle strategy ------------------------------ */
@@ -268,12 +252,11 @@ static int on_sentinel(mw_sel_src_t *src, int events) {
 }
 
 static void test_work_backoff_idle_parks_under_run_spin_on_every_backend(void **state) {
-    (void)state;
-    char url[64];
-    mw_svc_t *svc = echo_svc(url, sizeof url);
+    svh_t *f = *state;
+    echo_svc(f);
     for (size_t b = 0; b < NBACKENDS; b++) {
         mw_io_t *io = io_open(backends[b]);
-        mw_clt_t *c = event_clt(io, url); /* a quiet connection on the io too */
+        mw_clt_t *c = event_clt(f, io); /* a quiet connection on the io too */
         settle(io);
         int sv[2];
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
@@ -294,15 +277,17 @@ static void test_work_backoff_idle_parks_under_run_spin_on_every_backend(void **
         mw_io_free(io);
         mw_clt_free(c);
     }
-    mw_svc_free(svc);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_work_quiet_streams_report_no_work_on_every_backend),
-        cmocka_unit_test(test_work_quiet_event_clt_reports_no_work_on_every_backend),
-        cmocka_unit_test(test_work_spin_svc_poll_reports_no_work_while_client_is_quiet),
-        cmocka_unit_test(test_work_backoff_idle_parks_under_run_spin_on_every_backend),
+        cmocka_unit_test_setup_teardown(test_work_quiet_event_clt_reports_no_work_on_every_backend, svh_setup,
+                                        svh_teardown),
+        cmocka_unit_test_setup_teardown(test_work_spin_svc_poll_reports_no_work_while_client_is_quiet, svh_setup,
+                                        svh_teardown),
+        cmocka_unit_test_setup_teardown(test_work_backoff_idle_parks_under_run_spin_on_every_backend, svh_setup,
+                                        svh_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,18 +42,30 @@ void svh_join_all(svh_t *f) {
     }
 }
 
+void *svh_attach_ud(svh_t *f, size_t n) {
+    f->ud = calloc(1, n);
+    f->ud_owned = f->ud != NULL;
+    return f->ud;
+}
+
+void *svh_setup_ud(void **state, size_t n) { return svh_setup(state) == 0 ? svh_attach_ud(*state, n) : NULL; }
+
 int svh_teardown(void **state) {
     svh_t *f = *state;
     atomic_store(&f->stop, true);
     atomic_store(&f->release, true);
     atomic_store(&f->peer_gone, true);
     svh_join_all(f);
+    if (f->clt_io) mw_io_stop(f->clt_io);
     if (f->io) mw_io_stop(f->io); /* a Svc on a caller's io is freed while it does not run */
-    mw_svc_free(f->svc);
+    svh_stop(f);
     mw_io_free(f->io);
     for (int i = 0; i < f->nclts; i++) mw_clt_free(f->clts[i]);
+    mw_io_free(f->clt_io);
+    if (f->ud_owned) free(f->ud);
     for (int i = 0; i < f->nfds; i++)
         if (f->fds[i] >= 0) close(f->fds[i]);
+    if (f->dir[0]) mw_tmpdir_remove(f->dir);
     pthread_mutex_destroy(&f->mu);
     free(f);
     return 0;
@@ -61,11 +73,26 @@ int svh_teardown(void **state) {
 
 /* ---- recording ------------------------------------------------------------------ */
 
-void svh_rec_msg(svh_t *f, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
-    uint64_t seq = sch->tag == ping_TAG ? ((const ping_t *)msg)->seq : UINT64_MAX;
+static void rec_msg(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    svh_msg_t m = {id, sch->tag == ping_TAG ? ((const ping_t *)msg)->seq : UINT64_MAX, 0, 0, 0, sch->tag, pthread_self()};
+    if (f->session) {
+        m.rx_seq = mw_svc_rx_seq(s, id);
+        m.flags = mw_svc_rx_flags(s, id);
+    }
     pthread_mutex_lock(&f->mu);
-    if (f->nmsgs < SVH_MAX_MSGS) f->msgs[f->nmsgs++] = (svh_msg_t){id, seq, f->order++};
+    m.order = f->order++;
+    if (f->nmsgs < SVH_MAX_MSGS) f->msgs[f->nmsgs++] = m;
     pthread_mutex_unlock(&f->mu);
+}
+
+void svh_rec_msg(svh_t *f, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    rec_msg(f, f->svc, id, sch, msg);
+}
+
+/* What on_msg and the Svc thread do with a message. */
+static void deliver(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    rec_msg(f, s, id, sch, msg);
+    if (f->on_msg) f->on_msg(f, s, id, sch, msg);
 }
 
 void svh_fill_tx(svh_t *f, mw_svc_t *s, mw_conn_id_t id) {
@@ -87,6 +114,7 @@ static void on_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
         f->accepted[f->naccepted++] = id;
     }
     pthread_mutex_unlock(&f->mu);
+    if (f->on_accept) f->on_accept(f, s, id);
     if (!f->fill_on_accept) return;
     /* Replies pending (write interest armed), and the worker stays busy
      * while the peer sends and leaves: both events are there at once. */
@@ -97,8 +125,7 @@ static void on_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
 }
 
 static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
-    (void)s;
-    svh_rec_msg(ud, id, sch, msg);
+    deliver(ud, s, id, sch, msg);
 }
 
 static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
@@ -112,7 +139,18 @@ static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
         c->th = pthread_self();
         snprintf(c->text, sizeof c->text, "%s", mw_svc_conn_error(s, id));
     }
+    snprintf(f->last_close_text, sizeof f->last_close_text, "%s", mw_svc_conn_error(s, id));
+    atomic_store(&f->last_reason, reason);
+    atomic_fetch_add(&f->nclosed, 1); /* last: a waiter on the count finds reason and text */
     pthread_mutex_unlock(&f->mu);
+    if (f->on_close) f->on_close(f, s, id, reason);
+}
+
+void svh_echo(svh_t *f, mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    int r = f->mode == MW_MODE_EVENT ? mw_svc_send_to(s, id, sch, msg) : svh_send_polled(f, id, sch, msg);
+    if (r == 0) atomic_fetch_add(&f->echoed, 1);
+    else if (r != MW_ECLOSED)
+        mw_fail_once(&f->fail, "svc echo: send_to %s: %s", mw_errname(r), mw_svc_conn_error(s, id));
 }
 
 int svh_naccepted(svh_t *f) {
@@ -169,27 +207,90 @@ void svh_expect_pings(svh_t *f, mw_conn_id_t id, uint64_t first, uint64_t last, 
 void svh_svc_opts(svh_t *f, mw_svc_opts_t *o) {
     mw_svc_opts_init(o);
     o->mode = f->mode;
+    if (f->serdes) o->conn.serdes = f->serdes;
+    svh_svc_hooks(f, o);
+}
+
+void svh_svc_hooks(svh_t *f, mw_svc_opts_t *o) {
     o->on_accept = on_accept;
     o->on_msg = on_msg;
     o->on_close = on_close;
     o->ud = f;
 }
 
-/* Listens on scheme://127.0.0.1:0 and sets f->port and f->url. */
-void svh_listen(svh_t *f, const char *scheme, const mw_svc_opts_t *o) {
-    const char *path = strncmp(scheme, "ws", 2) == 0 ? "/" : "";
+void svh_listen(svh_t *f, const char *scheme, const mw_svc_opts_t *o) { svh_listen_at(f, scheme, 0, o); }
+
+void svh_listen_at(svh_t *f, const char *scheme, int port, const mw_svc_opts_t *o) {
+    const char *path = strncmp(scheme, "ws", 2) != 0 ? "" : f->path ? f->path : "/";
     char url[96];
-    snprintf(url, sizeof url, "%s://127.0.0.1:0%s", scheme, path);
+    snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", scheme, port, path);
     mw_err_t err = {0};
-    int r = mw_svc_listen(&f->svc, url, &test_protocol, o, &err);
+    int r = mw_svc_listen(&f->svc, url, f->proto ? f->proto : &test_protocol, o, &err);
     if (r != 0) fail_msg("svc listen %s: %s: %s", url, mw_errname(r), mw_err_text(&err));
     f->port = mw_svc_port(f->svc);
     assert_true(f->port > 0);
     snprintf(f->url, sizeof f->url, "%s://127.0.0.1:%d%s", scheme, f->port, path);
 }
 
+/* A spin/blocking Svc's thread: receives until svh_stop (or the fixture's
+ * stop) and hands each message on as on_msg would. */
+static void *svc_loop(void *ud) {
+    svh_t *f = ud;
+    while (!atomic_load(&f->stop) && !atomic_load(&f->svc_stop)) {
+        if (atomic_load(&f->pause)) {
+            atomic_store(&f->parked, true);
+            sched_yield();
+            continue;
+        }
+        atomic_store(&f->parked, false);
+        test_msg_t m;
+        mw_conn_id_t id;
+        const mw_schema_t *sch;
+        int r = mw_svc_recv(f->svc, &id, &sch, &m, sizeof m);
+        if (r == 0) deliver(f, f->svc, id, sch, &m);
+        else if (r == MW_EAGAIN) sched_yield(); /* two spinning threads on a 2-core box */
+        else if (r != MW_ETIMEDOUT)
+            mw_fail_once(&f->fail, "svc recv: %s: %s", mw_errname(r), mw_svc_last_error(f->svc));
+    }
+    return NULL;
+}
+
+void svh_start(svh_t *f, const char *scheme, int port, const mw_svc_opts_t *o) {
+    svh_listen_at(f, scheme, port, o);
+    if (o->mode == MW_MODE_EVENT) return;
+    atomic_store(&f->svc_stop, false);
+    if (pthread_create(&f->svc_th, NULL, svc_loop, f) != 0) fail_msg("pthread_create failed");
+    f->svc_th_live = true;
+}
+
+void svh_stop(svh_t *f) {
+    if (f->svc_th_live) {
+        atomic_store(&f->svc_stop, true);
+        pthread_join(f->svc_th, NULL);
+        f->svc_th_live = false;
+    }
+    mw_svc_free(f->svc);
+    f->svc = NULL;
+}
+
+int svh_send_polled(svh_t *f, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    int r;
+    while ((r = mw_svc_send_to(f->svc, id, sch, msg)) == MW_EAGAIN && !mw_deadline_passed(NULL, dl)) {
+        mw_svc_poll(f->svc, f->mode == MW_MODE_BLOCKING ? MW_NS_PER_MS : 0);
+        sched_yield();
+    }
+    return r;
+}
+
 /* Connects a Clt to the Svc (o NULL: spin mode, defaults). */
 mw_clt_t *svh_clt_connect(svh_t *f, const mw_clt_opts_t *o) {
+    mw_clt_t *c = svh_clt_connect_untracked(f, o);
+    svh_clt_adopt(f, c);
+    return c;
+}
+
+mw_clt_t *svh_clt_connect_untracked(svh_t *f, const mw_clt_opts_t *o) {
     mw_clt_opts_t def;
     if (!o) {
         mw_clt_opts_init(&def);
@@ -197,11 +298,33 @@ mw_clt_t *svh_clt_connect(svh_t *f, const mw_clt_opts_t *o) {
     }
     mw_clt_t *c = NULL;
     mw_err_t err = {0};
-    int r = mw_clt_connect(&c, f->url, &test_protocol, o, &err);
+    int r = mw_clt_connect(&c, f->url, f->proto ? f->proto : &test_protocol, o, &err);
     if (r != 0) fail_msg("clt connect %s: %s: %s", f->url, mw_errname(r), mw_err_text(&err));
-    assert_true(f->nclts < SVH_MAX_CONNS);
-    f->clts[f->nclts++] = c;
     return c;
+}
+
+mw_io_t *svh_clt_io(svh_t *f) {
+    if (f->clt_io) fail_msg("one svh_clt_io per test");
+    mw_err_t err = {0};
+    int r = mw_io_new(&f->clt_io, NULL, &err);
+    if (r != 0) fail_msg("io: %s: %s", mw_errname(r), mw_err_text(&err));
+    r = mw_io_start(f->clt_io, NULL);
+    if (r != 0) fail_msg("io start: %s", mw_errname(r));
+    return f->clt_io;
+}
+
+void svh_clt_fast_reconnect(mw_clt_opts_t *o) {
+    o->reconnect.enabled = true;
+    o->reconnect.min_delay_ns = 10 * MW_NS_PER_MS;
+    o->reconnect.max_delay_ns = 50 * MW_NS_PER_MS;
+}
+
+void svh_clt_adopt(svh_t *f, mw_clt_t *c) {
+    if (f->nclts >= SVH_MAX_CONNS) {
+        mw_clt_free(c);
+        fail_msg("more than %d Clts", SVH_MAX_CONNS);
+    }
+    f->clts[f->nclts++] = c;
 }
 
 /* Frees a Clt before the fixture would. */
@@ -223,7 +346,7 @@ int svh_pump(svh_t *f) {
     mw_conn_id_t id;
     const mw_schema_t *sch;
     int r = mw_svc_recv(f->svc, &id, &sch, &m, sizeof m);
-    if (r == 0) svh_rec_msg(f, id, sch, &m);
+    if (r == 0) deliver(f, f->svc, id, sch, &m);
     else if (r != MW_EAGAIN && r != MW_ETIMEDOUT) fail_msg("svc recv: %s", mw_errname(r));
     return r;
 }
@@ -269,7 +392,62 @@ svh_close_t svh_wait_closed(svh_t *f, mw_conn_id_t id) {
     return r;
 }
 
+static bool closes_reached(void *ud) {
+    count_cond_t *c = ud;
+    return atomic_load(&c->f->nclosed) >= c->want;
+}
+
+svh_close_t svh_wait_close_n(svh_t *f, int k) {
+    count_cond_t c = {f, k + 1};
+    if (!mw_wait_until(closes_reached, &c, SVH_WAIT_MS)) fail_msg("no close event #%d within %d ms", k, SVH_WAIT_MS);
+    if (k >= SVH_MAX_CONNS) fail_msg("close event #%d is past the %d recorded", k, SVH_MAX_CONNS);
+    pthread_mutex_lock(&f->mu);
+    svh_close_t r = f->closes[k];
+    pthread_mutex_unlock(&f->mu);
+    return r;
+}
+
 static bool flag_set(void *ud) { return atomic_load((atomic_bool *)ud); }
+
+typedef struct atleast { atomic_int *n; int want; } atleast_t;
+static bool atleast(void *ud) { return atomic_load(((atleast_t *)ud)->n) >= ((atleast_t *)ud)->want; }
+
+bool svh_wait_count(atomic_int *n, int want, int ms) {
+    atleast_t a = {n, want};
+    return mw_wait_until(atleast, &a, ms);
+}
+
+int svh_nmsgs(svh_t *f) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->nmsgs;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+static bool msgs_reached(void *ud) {
+    count_cond_t *c = ud;
+    return svh_nmsgs(c->f) >= c->want;
+}
+
+bool svh_wait_msgs(svh_t *f, int n, int ms) {
+    count_cond_t c = {f, n};
+    return mw_wait_until(msgs_reached, &c, ms);
+}
+
+void svh_reset_msgs(svh_t *f) {
+    pthread_mutex_lock(&f->mu);
+    f->nmsgs = 0;
+    pthread_mutex_unlock(&f->mu);
+}
+
+svh_msg_t svh_msg(svh_t *f, int i) {
+    pthread_mutex_lock(&f->mu);
+    bool ok = i >= 0 && i < f->nmsgs;
+    svh_msg_t m = ok ? f->msgs[i] : (svh_msg_t){0};
+    pthread_mutex_unlock(&f->mu);
+    if (!ok) fail_msg("message %d was not recorded", i);
+    return m;
+}
 
 void svh_wait_flag(atomic_bool *flag, const char *what) {
     if (!mw_wait_until(flag_set, flag, SVH_WAIT_MS)) fail_msg("timed out waiting for %s", what);
