@@ -285,6 +285,11 @@ static __attribute__((noinline)) int next_more(mw__drv_t *d, int r, const mw_sch
     return r;
 }
 
+void mw__drv_note_msg(mw__drv_t *d) {
+    got_msg(d);
+    traffic(d);
+}
+
 /* The common case (a message was buffered) without the slow path's frame. */
 int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, bool read) {
     int r = mw_conn_next(d->conn, s, msg, cap);
