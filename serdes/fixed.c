@@ -227,30 +227,45 @@ static __attribute__((noinline, cold)) ssize_t decode_refused(mw_serdes_t *sd, c
                       (unsigned)s->size, msg_cap);
 }
 
-static ssize_t fixed_decode(mw_serdes_t *sd, const uint8_t *in, size_t len,
-                            const mw_protocol_t *p, const mw_schema_t **schema_out,
-                            void *msg_out, size_t msg_cap) {
+/* Every case: the type looked up, every check, field by field unless the
+ * schema is plain. */
+static __attribute__((noinline)) ssize_t decode_any(mw_serdes_t *sd, const uint8_t *in, size_t len,
+                                                    const mw_protocol_t *p, const mw_schema_t **schema_out,
+                                                    void *msg_out, size_t msg_cap) {
     unsigned tag = len >= 2 ? (unsigned)in[0] | (unsigned)in[1] << 8 : 0;
     const mw_schema_t *s = len >= 2 ? mw_serdes_lookup(sd, p, tag) : NULL;
     if (!s || len != s->fixed_size || msg_cap < s->size) return decode_refused(sd, s, len, tag, msg_cap);
     uint8_t *m = msg_out;
     const size_t body = s->fixed_size - 2u;
-    if (PLAIN_OK && (s->flags & MW_SCHEMA_PLAIN)) { /* the wire bytes are the struct's */
-        /* Only the struct's tail padding (under 8 bytes) is not on the
-         * wire: one zero word over the struct's last 8 bytes, then the
-         * body over it, instead of a memset call per message. */
-        if (s->size >= 8 && s->size - body < 8) {
-            const uint64_t zero = 0;
-            memcpy(m + s->size - 8, &zero, 8);
-        } else if (s->size > body) {
-            memset(m + body, 0, s->size - body);
-        }
+    if (PLAIN_OK && (s->flags & MW_SCHEMA_PLAIN)) {
+        if (s->size > body) memset(m + body, 0, s->size - body);
         memcpy(m, in + 2, body);
     } else {
         ssize_t r = decode_fields(sd, s, in, m);
         if (r < 0) return r;
     }
     *schema_out = s;
+    return (ssize_t)len;
+}
+
+/* The common case in a small frame: the same type as the last message
+ * (the serdes' one-entry cache), a plain schema, the right length. The
+ * wire bytes are then the struct's; only its tail padding (under 8 bytes)
+ * is not on the wire: one zero word over the struct's last 8 bytes, then
+ * the body over it, instead of a memset call. Anything else: decode_any. */
+static ssize_t fixed_decode(mw_serdes_t *sd, const uint8_t *in, size_t len,
+                            const mw_protocol_t *p, const mw_schema_t **schema_out,
+                            void *msg_out, size_t msg_cap) {
+    const mw_schema_t *s = sd->c_schema;
+    if (!PLAIN_OK || len < 2 || !s || sd->c_proto != p || sd->c_tag != ((unsigned)in[0] | (unsigned)in[1] << 8) ||
+        !(s->flags & MW_SCHEMA_PLAIN) || len != s->fixed_size || msg_cap < s->size || s->size < 8 ||
+        s->size - (s->fixed_size - 2u) >= 8)
+        return decode_any(sd, in, len, p, schema_out, msg_out, msg_cap);
+    uint8_t *m = msg_out;
+    const uint64_t zero = 0;
+    memcpy(m + s->size - 8, &zero, 8);
+    *schema_out = s;
+    memcpy(m, in + 2, len - 2);
     return (ssize_t)len;
 }
 

@@ -628,7 +628,8 @@ int mw_svc_recv_batch(mw_svc_t *s, mw_svc_msg_fn fn, void *ud, int max) {
             mw__sess_commit(s->uncommitted);
             s->uncommitted = NULL;
         }
-        if (mw__drv_leave(&sl->drv)) break; /* closed inside fn */
+        if (!sl->drv.close_pending && mw__drv_up(&sl->drv)) sl->drv.in_cb = false; /* nothing asked: inline */
+        else if (mw__drv_leave(&sl->drv)) break; /* closed inside fn */
         /* sessions deliver through their own filter: one message a call */
     } while (n < max && !s->sessions && mw__drv_next_buffered(&sl->drv, &sch, s->batch_rx, cap) == 0);
     return n;
