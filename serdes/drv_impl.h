@@ -137,7 +137,7 @@ int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, boo
  * mw__drv_next; for a run of messages from one connection without a scan. */
 void mw__drv_note_msg(mw__drv_t *d);
 static inline int mw__drv_next_buffered(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap) {
-    if (d->state != MW__DRV_UP) return MW_EAGAIN;
+    if (d->state != MW__DRV_UP || mw_buf_len(&d->conn->rx.buf) == 0) return MW_EAGAIN; /* nothing: no call */
     int r = mw_conn_next(d->conn, s, msg, cap);
     if (r == 0 && (!d->got_first || d->partial_since || !d->keep.used)) mw__drv_note_msg(d);
     return r;
