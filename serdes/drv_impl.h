@@ -131,6 +131,18 @@ void mw__drv_kick(mw__drv_t *d);
  * closes it then). */
 int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, bool read);
 
+/* Pull mode: the next message only if a whole one is already buffered (no
+ * read): 0, or non-zero (MW_EAGAIN, or how the connection ended) when
+ * mw__drv_next must be asked instead. The same bookkeeping as
+ * mw__drv_next; for a run of messages from one connection without a scan. */
+void mw__drv_note_msg(mw__drv_t *d);
+static inline int mw__drv_next_buffered(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap) {
+    if (d->state != MW__DRV_UP || mw_buf_len(&d->conn->rx.buf) == 0) return MW_EAGAIN; /* nothing: no call */
+    int r = mw_conn_next(d->conn, s, msg, cap);
+    if (r == 0 && (!d->got_first || d->partial_since || !d->keep.used)) mw__drv_note_msg(d);
+    return r;
+}
+
 /* Stops or restarts reading (input stays in the kernel: TCP flow control
  * pushes back on the peer). Io thread. */
 void mw__drv_pause(mw__drv_t *d, bool paused);

@@ -147,6 +147,22 @@ int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns);
  * msg set), MW_EAGAIN (spin: nothing now), MW_ETIMEDOUT (blocking). Closed
  * connections are reported through on_close (if set) and skipped. */
 int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap);
+/* A message for mw_svc_recv_batch: msg is borrowed, valid until fn returns. */
+typedef void (*mw_svc_msg_fn)(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud);
+/* Spin/blocking: as mw_svc_recv, then up to max - 1 more messages that the
+ * same connection already has buffered (no read, no scan, no copy into the
+ * caller's struct): each goes to fn(s, id, sch, msg, ud) as it is decoded.
+ * Much cheaper per message than mw_svc_recv when messages come in bursts
+ * (a feed, a flood); the turns between connections stay fair (one
+ * connection's buffered run at most, then the next recv starts with the
+ * next connection). Returns the number of messages delivered (>= 1),
+ * MW_EAGAIN (spin: none now), MW_ETIMEDOUT (blocking: none within
+ * opts.timeout_ns), MW_EINVAL (fn NULL or max <= 0), MW_ESTATE (event mode),
+ * MW_ENOMEM (the decode scratch, allocated once at the first call). fn may
+ * send (any connection), pause, and close id (the close waits until fn
+ * returns and ends the batch); it must not call mw_svc_recv, recv_batch or
+ * poll. With sessions each call delivers one message. */
+int mw_svc_recv_batch(mw_svc_t *s, mw_svc_msg_fn fn, void *ud, int max);
 int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg,
                                  size_t cap, int64_t timeout_ns);
 

@@ -583,6 +583,16 @@ int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
         mw_io_poll(s->io, 0);
         if (s->o.mode == MW_MODE_BLOCKING && s->nactive == 1) solo_update(s); /* one connection again */
     }
+    /* One open connection with a whole message buffered (a flood, a
+     * pipelined burst): no scan. With more than one, the scan keeps the
+     * round-robin turns. */
+    if (s->nactive == 1 && !s->sessions) {
+        slot_t *sl = &s->slots[s->active[0]];
+        if (mw__drv_next_buffered(&sl->drv, sch, msg, cap) == 0) {
+            *id = make_id(sl);
+            return 0;
+        }
+    }
     int r = scan(s, id, sch, msg, cap);
     if (r != MW_EAGAIN || s->o.mode == MW_MODE_SPIN) return r;
     uint64_t dl = mw_deadline_in(NULL, s->o.timeout_ns);
@@ -592,6 +602,37 @@ int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
         if ((r = scan(s, id, sch, msg, cap)) != MW_EAGAIN) return r;
         if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
     }
+}
+
+/* The first message as mw_svc_recv (waits, fair turns), then the ones its
+ * connection already has buffered, without a scan or a read each. fn runs
+ * inside the driver's callback bracket, so a close it asks for waits until
+ * it returns (and ends the batch). */
+int mw_svc_recv_batch(mw_svc_t *s, mw_svc_msg_fn fn, void *ud, int max) {
+    if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
+    if (!fn || max <= 0) return MW_EINVAL;
+    size_t cap = s->proto->max_size;
+    if (!s->batch_rx && !(s->batch_rx = calloc(1, cap))) /* once per Svc */
+        return mw_err_set(&s->err, MW_ENOMEM, "recv: out of memory for a %zu-byte decode scratch", cap);
+    mw_conn_id_t id;
+    const mw_schema_t *sch;
+    int r = mw_svc_recv(s, &id, &sch, s->batch_rx, cap);
+    if (r < 0) return r;
+    slot_t *sl = &s->slots[(uint32_t)id];
+    int n = 0;
+    do {
+        mw__drv_enter(&sl->drv);
+        fn(s, id, sch, s->batch_rx, ud);
+        n++;
+        if (s->uncommitted) { /* sessions: handled, so the session may count it */
+            mw__sess_commit(s->uncommitted);
+            s->uncommitted = NULL;
+        }
+        if (!sl->drv.close_pending && mw__drv_up(&sl->drv)) sl->drv.in_cb = false; /* nothing asked: inline */
+        else if (mw__drv_leave(&sl->drv)) break; /* closed inside fn */
+        /* sessions deliver through their own filter: one message a call */
+    } while (n < max && !s->sessions && mw__drv_next_buffered(&sl->drv, &sch, s->batch_rx, cap) == 0);
+    return n;
 }
 
 int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg,
@@ -796,6 +837,7 @@ void mw__svc_release(mw_svc_t *s) {
     mw__svc_sessions_fini(&s->stab);
     free(s->sproto);
     free(s->sess_rx);
+    free(s->batch_rx);
     free(s->workers);
     free(s->active);
     free(s);

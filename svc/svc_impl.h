@@ -81,6 +81,7 @@ struct mw_svc {
     mw__sess_t *uncommitted;   /* spin/blocking: the session of the message recv returned last */
     const mw_protocol_t *app;  /* the application's protocol (journal records) */
     void *sess_rx;             /* spin/blocking: decode scratch of proto->max_size */
+    void *batch_rx;            /* mw_svc_recv_batch: decode scratch of proto->max_size */
     mw_err_t err;
 };
 

@@ -28,6 +28,7 @@ typedef struct cfg {
     const char *serdes;   /* NULL: default */
     mw_mode_t svc_mode;   /* event (default) or spin/blocking: a thread runs recv */
     const char *backend;  /* event workers' selector */
+    bool batch;           /* spin/blocking: the thread runs mw_svc_recv_batch */
 } cfg_t;
 static cfg_t cfg_tcp = {"tcp", NULL, MW_MODE_EVENT, NULL};
 static const cfg_t *cur = &cfg_tcp; /* the configuration of the test running now */
@@ -67,6 +68,7 @@ static void svc_start_at(svh_t *f, int port) {
     f->serdes = cur->serdes;
     svh_session_svc_opts(f, &o);
     f->on_msg = on_ping;
+    f->recv_batch = cur->batch;
     if (cur->backend) o.backend = cur->backend;
     o.timeout_ns = 20 * MW_NS_PER_MS; /* a blocking Svc's thread checks for its stop */
     bool tls = !strcmp(cur->scheme, "tls") || !strcmp(cur->scheme, "wss");
@@ -657,6 +659,11 @@ static void test_session_ws_text_libevent_spin_clt(void **s) { matrix(s, &cfg_ws
 static void test_session_wss_msgpack_spin_clt(void **s) { matrix(s, &cfg_wss_msgpack, MW_MODE_SPIN); }
 static void test_session_tcp_spin_svc(void **s) { matrix(s, &cfg_tcp_spin_svc, MW_MODE_SPIN); }
 static void test_session_ws_blocking_svc_blocking_clt(void **s) { matrix(s, &cfg_ws_blocking_svc, MW_MODE_BLOCKING); }
+/* mw_svc_recv_batch with sessions: numbered, in order, resent once, commits per message. */
+static cfg_t cfg_tcp_spin_svc_batch = {"tcp", "fixed", MW_MODE_SPIN, NULL, true};
+static cfg_t cfg_tcp_blocking_svc_batch = {"tcp", "msgpack", MW_MODE_BLOCKING, NULL, true};
+static void test_session_tcp_spin_svc_batch(void **s) { matrix(s, &cfg_tcp_spin_svc_batch, MW_MODE_SPIN); }
+static void test_session_tcp_blocking_svc_batch(void **s) { matrix(s, &cfg_tcp_blocking_svc_batch, MW_MODE_BLOCKING); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -682,6 +689,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_session_wss_msgpack_spin_clt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_tcp_spin_svc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ws_blocking_svc_blocking_clt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_tcp_spin_svc_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_tcp_blocking_svc_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -875,6 +875,109 @@ static void test_svc_recv_does_not_starve_a_client_behind_a_busy_one(void **stat
         fail_msg("next %d messages: %d from a, %d from b (longest run %d)", FIRST, t.na, t.nb, t.longest);
 }
 
+/* mw_svc_recv_batch's callback: what the fixture's on_msg does (record,
+ * then the test's reaction). */
+static void batch_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
+    svh_t *e = ud;
+    svh_rec_msg(e, id, sch, msg);
+    handle_msg(e, s, id, sch, msg);
+}
+
+/* Batch receive: one flooding client's messages come in runs (more than
+ * one per call), every one in order, each call from one connection. */
+static void test_svc_recv_batch_delivers_runs_in_order(void **state) {
+    svh_t *e = *state;
+    env_start(e, NULL);
+    X(e)->echo = false;
+    mw_clt_t *a = clt_open(e, NULL);
+    mw_conn_id_t ida = wait_accepted(e, 1);
+    flood(a, FLOOD);
+    wait_delivered(a);
+    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    int calls = 0, longest = 0;
+    while (msgs_from(e, ida) < FLOOD) {
+        int before = e->nmsgs;
+        int r = mw_svc_recv_batch(e->svc, batch_msg, e, 1000);
+        if (r == MW_EAGAIN || r == MW_ETIMEDOUT) {
+            if (mw_deadline_passed(NULL, dl)) fail_msg("batch recv stalled at %d", msgs_from(e, ida));
+            continue;
+        }
+        assert_true(r >= 1 && r <= 1000);
+        assert_int_equal(e->nmsgs - before, r);
+        calls++;
+        longest = r > longest ? r : longest;
+    }
+    for (int i = 0; i < FLOOD; i++) {
+        assert_int_equal(e->msgs[i].id, ida);
+        assert_int_equal(e->msgs[i].seq, (uint64_t)i);
+    }
+    if (longest < 2) fail_msg("%d calls for %d messages: no batch ever had more than one", calls, FLOOD);
+    assert_int_equal(mw_svc_recv_batch(e->svc, NULL, e, 10), MW_EINVAL);
+    assert_int_equal(mw_svc_recv_batch(e->svc, batch_msg, e, 0), MW_EINVAL);
+}
+
+/* Two flooding clients: a batch holds one connection's messages only, and
+ * the next call starts with the other connection. */
+static void test_svc_recv_batch_takes_turns_between_connections(void **state) {
+    svh_t *e = *state;
+    env_start(e, NULL);
+    X(e)->echo = false;
+    mw_clt_t *a = clt_open(e, NULL);
+    mw_clt_t *b = clt_open(e, NULL);
+    mw_conn_id_t ida = wait_accepted(e, 1), idb = wait_accepted(e, 2);
+    flood(a, FLOOD);
+    flood(b, FLOOD);
+    wait_delivered(a);
+    wait_delivered(b);
+    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    mw_conn_id_t prev = MW_CONN_ID_NONE;
+    int switches = 0;
+    while (msgs_from(e, ida) + msgs_from(e, idb) < 2 * FLOOD) {
+        int before = e->nmsgs;
+        int r = mw_svc_recv_batch(e->svc, batch_msg, e, 64);
+        if (r == MW_EAGAIN || r == MW_ETIMEDOUT) {
+            if (mw_deadline_passed(NULL, dl)) fail_msg("batch recv stalled");
+            continue;
+        }
+        assert_true(r >= 1 && r <= 64);
+        mw_conn_id_t id = e->msgs[before].id;
+        for (int i = before; i < e->nmsgs; i++) assert_int_equal(e->msgs[i].id, id);
+        if (prev != MW_CONN_ID_NONE && id != prev) switches++;
+        prev = id;
+    }
+    uint64_t next_a = 0, next_b = 0;
+    for (int i = 0; i < e->nmsgs; i++) {
+        if (e->msgs[i].id == ida) assert_int_equal(e->msgs[i].seq, next_a++);
+        else assert_int_equal(e->msgs[i].seq, next_b++);
+    }
+    if (switches < 2 * FLOOD / 64 - 4) fail_msg("only %d switches between the two connections", switches);
+}
+
+/* A close asked for inside the batch's callback waits until it returns
+ * (on_close does not run inside it) and ends the batch; the messages after
+ * it are not delivered. */
+static void test_svc_recv_batch_close_inside_fn_ends_the_batch(void **state) {
+    svh_t *e = *state;
+    env_start(e, NULL);
+    X(e)->echo = false;
+    X(e)->close_on_seq = 10;
+    mw_clt_t *a = clt_open(e, NULL);
+    mw_conn_id_t ida = wait_accepted(e, 1);
+    flood(a, 100);
+    wait_delivered(a);
+    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    while (!was_closed(e, ida)) {
+        int r = mw_svc_recv_batch(e->svc, batch_msg, e, 1000);
+        if (r < 0 && r != MW_EAGAIN && r != MW_ETIMEDOUT) fail_msg("batch recv: %s", mw_errname(r));
+        if (mw_deadline_passed(NULL, dl)) fail_msg("not closed");
+    }
+    assert_int_equal(X(e)->close_rc, 0);
+    assert_false(X(e)->closed_inside_msg);
+    assert_int_equal(msgs_from(e, ida), 11);
+    svh_close_t c = wait_closed(e, ida);
+    assert_int_equal(c.reason, MW_ESTATE);
+}
+
 static void test_svc_workers_keep_each_connection_on_one_thread(void **state) {
     svh_t *e = *state;
     enum { WORKERS = 3, CLTS = 6, PINGS = 20 };
@@ -1547,6 +1650,12 @@ int main(void) {
         T(test_svc_recv_alternates_between_flooding_clients, blocking),
         T(test_svc_recv_does_not_starve_a_client_behind_a_busy_one, spin),
         T(test_svc_recv_does_not_starve_a_client_behind_a_busy_one, blocking),
+        T(test_svc_recv_batch_delivers_runs_in_order, spin),
+        T(test_svc_recv_batch_delivers_runs_in_order, blocking),
+        T(test_svc_recv_batch_takes_turns_between_connections, spin),
+        T(test_svc_recv_batch_takes_turns_between_connections, blocking),
+        T(test_svc_recv_batch_close_inside_fn_ends_the_batch, spin),
+        T(test_svc_recv_batch_close_inside_fn_ends_the_batch, blocking),
         T(test_svc_workers_keep_each_connection_on_one_thread, event),
         T(test_svc_poll_with_full_rx_buffer_keeps_the_connection, spin),
         T(test_svc_poll_with_full_rx_buffer_keeps_the_connection, blocking),

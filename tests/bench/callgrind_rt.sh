@@ -17,7 +17,7 @@ MODE=${1:-event}
 LO=${2:-2000}
 HI=${3:-12000}
 OUT=${4:-$(mktemp -d)}
-PP=./build/examples/pingpong
+PP=${PP:-./build/examples/pingpong} # PP=path: another build, to compare
 [ -x "$PP" ] || { echo "build $PP first (make bench-bins)" >&2; exit 1; }
 mkdir -p "$OUT"
 

@@ -232,8 +232,13 @@ void svh_listen_at(svh_t *f, const char *scheme, int port, const mw_svc_opts_t *
     snprintf(f->url, sizeof f->url, "%s://127.0.0.1:%d%s", scheme, f->port, path);
 }
 
+static void batch_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
+    deliver(ud, s, id, sch, msg);
+}
+
 /* A spin/blocking Svc's thread: receives until svh_stop (or the fixture's
- * stop) and hands each message on as on_msg would. */
+ * stop) and hands each message on as on_msg would (f->recv_batch: through
+ * mw_svc_recv_batch). */
 static void *svc_loop(void *ud) {
     svh_t *f = ud;
     while (!atomic_load(&f->stop) && !atomic_load(&f->svc_stop)) {
@@ -246,8 +251,10 @@ static void *svc_loop(void *ud) {
         test_msg_t m;
         mw_conn_id_t id;
         const mw_schema_t *sch;
-        int r = mw_svc_recv(f->svc, &id, &sch, &m, sizeof m);
-        if (r == 0) deliver(f, f->svc, id, sch, &m);
+        int r = f->recv_batch ? mw_svc_recv_batch(f->svc, batch_msg, f, 64)
+                              : mw_svc_recv(f->svc, &id, &sch, &m, sizeof m);
+        if (r == 0 && !f->recv_batch) deliver(f, f->svc, id, sch, &m);
+        else if (r >= 0) continue;
         else if (r == MW_EAGAIN) sched_yield(); /* two spinning threads on a 2-core box */
         else if (r != MW_ETIMEDOUT)
             mw_fail_once(&f->fail, "svc recv: %s: %s", mw_errname(r), mw_svc_last_error(f->svc));

@@ -98,6 +98,7 @@ struct svh {
     svh_msg_fn *on_msg;     /* the test's reaction to a message, after recording it */
     svh_close_fn *on_close; /* the same for a close */
     svh_accept_fn *on_accept; /* and for an accept */
+    bool recv_batch;        /* a spin/blocking Svc's thread receives with mw_svc_recv_batch */
     atomic_long echoed;     /* svh_echo's replies */
     void *ud;           /* the test file's own state (svh_setup_ud: the fixture's) */
     bool ud_owned;
