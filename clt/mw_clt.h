@@ -117,16 +117,37 @@ typedef struct mw_clt_opts {
      * to its low-water mark since: send again. Event mode, on the io thread. */
     void (*on_drain)(mw_clt_t *c, void *ud);
     void (*on_heartbeat)(mw_clt_t *c, void *ud);
-    /* Event mode: how long mw_clt_close may linger to deliver what send
-     * accepted. 0 (default): close writes what the socket takes at once and
-     * closes, so the caller may free the io right after it; anything still
-     * queued is lost. > 0: close hands the connection to the io, which writes
-     * every accepted byte, then FIN, then reads (and drops) input until the
-     * peer's EOF, so no RST destroys what the peer has not read yet; bounded
-     * by linger_ns. The io must keep running meanwhile, and mw_clt_free cuts
-     * the linger short (free the Clt once the peer has what it needs, or after
-     * linger_ns; always before mw_io_free). The same holds for a close asked
-     * for inside a callback. Spin and blocking modes ignore it. */
+    /* The close asked for with mw_clt_close has finished: the socket is
+     * closed. Called once per Clt, after its first mw_clt_close (never after
+     * mw_clt_free alone, never for a drop: that is on_close). result: 0
+     * when every byte send accepted was written (lingering: and the peer
+     * then closed its side, so it has read them); MW_ETIMEDOUT when
+     * linger_ns ran out first (with linger_ns 0: bytes were still queued
+     * and are lost); else the error that ended the connection (its text:
+     * mw_clt_last_error). Spin/blocking: inside mw_clt_close, before it
+     * returns. Event mode: inside mw_clt_close when nothing lingers (no
+     * connection, or linger_ns 0), else on the io thread once the linger
+     * ends. mw_clt_free(c) may be called inside it (event mode: the free
+     * runs right after the callback returns, from the io). Any mode. */
+    void (*on_closed)(mw_clt_t *c, int result, void *ud);
+    /* How long mw_clt_close may linger to deliver what send accepted, in
+     * every mode. A lingering close writes every accepted byte, then ends
+     * the write side (FIN; over TLS a close_notify first; over WebSocket a
+     * close frame after the queued messages), then reads and drops input
+     * until the peer's EOF, so that no RST destroys what the peer has not
+     * read yet; bounded by linger_ns, then the socket is closed.
+     *   < 0 (the default): the mode's default, 2 s in spin and blocking
+     *       modes, 0 in event mode.
+     *   0: close writes what the socket takes at once and closes; anything
+     *       still queued is lost (an RST if input is unread).
+     * Spin and blocking: mw_clt_close does it before it returns (so it may
+     * block up to linger_ns when the peer neither reads nor closes); its
+     * return is the signal that it ended, and on_closed says how.
+     * Event mode: close hands the connection to the io, which lingers while
+     * it keeps running; on_closed fires when it is over. mw_clt_free cuts
+     * the linger short (it never lingers: free on_closed, or after it, and
+     * always before mw_io_free). The same holds for a close asked for
+     * inside a callback. */
     int64_t linger_ns;
     bool rx_timestamps;        /* take one timestamp per read (mw_clt_rx_time_ns) */
     bool async_connect;        /* event mode: connect from the io (implied by reconnect) */

@@ -404,6 +404,7 @@ static void step_handshake(mw__drv_t *d) {
 
 static void on_linger(mw_io_timer_t *t, void *ud) {
     (void)t;
+    ((mw__drv_t *)ud)->end_result = MW_ETIMEDOUT;
     finish(ud); /* the peer kept the connection past the linger: give up on it */
 }
 
@@ -424,6 +425,7 @@ static void linger_step(mw__drv_t *d) {
         r = n < 0 ? (int)n : (mw_stream_want(c->stream) & MW_WANT_WRITE) ? MW_EAGAIN : 0;
     }
     if (r < 0 && r != MW_EAGAIN) {
+        d->end_result = r;
         finish(d);
         return;
     }
@@ -443,6 +445,7 @@ static void linger_step(mw__drv_t *d) {
         }
     }
     if (c->rx_eof && d->shut_wr) {
+        d->end_result = 0;
         finish(d);
         return;
     }
@@ -492,6 +495,7 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
         d->close_pending = false;
     }
     if (!graceful || d->cfg->linger_ns <= 0 || d->conn->tx.failed) {
+        d->end_result = d->conn->tx.failed ? d->conn->tx.failed : mw_conn_tx_pending(d->conn) ? MW_ETIMEDOUT : 0;
         if (d->bye_due) mw_conn_close_transport(d->conn, reason, NULL, false); /* an abort after all */
         d->bye_due = false;
         finish(d);
@@ -591,6 +595,7 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
     d->ud = ud;
     d->in_cb = d->close_pending = d->paused = d->rx_done = d->held = d->shut_wr = d->bye_due = false;
     d->close_reason = 0;
+    d->end_result = 0;
     /* want_drain is kept: a Clt may have sent (and seen MW_EAGAIN) before
      * its driver attached; mw__drv_stop clears it for the next connection.
      * An arm posted for an earlier connection in this slot finds it gone

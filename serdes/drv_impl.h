@@ -88,6 +88,10 @@ struct mw__drv {
     bool bye_due;             /* linger: the transport's goodbye (WebSocket close frame)
                                  waits until the queued messages are written */
     int bye_reason;
+    int end_result;           /* how the detach ended (for on_gone): 0 every accepted byte
+                                 written (and, lingering, the peer's EOF seen), MW_ETIMEDOUT
+                                 linger_ns ran out (a close without linger: bytes left
+                                 queued), or the error that ended the write side */
     atomic_bool want_drain;   /* a send saw MW_EAGAIN */
     atomic_bool arm_posted;   /* a cross-thread arm is queued */
 };
