@@ -10,6 +10,13 @@
  *                     (over tls:// and wss:// the socket stays nonblocking and
  *                     the waits are poll() calls, so a split sender and
  *                     receiver never block each other inside TLS).
+ *                     In both modes the connection runs on the same driver
+ *                     as every other connection (a private io per Clt):
+ *                     recv takes the next message the driver has read, a
+ *                     read happening inside recv (spin: at once; blocking:
+ *                     a blocking read, or poll then read over TLS), and
+ *                     mw_clt_close is the driver's graceful close, run on
+ *                     that io before close returns (see linger_ns).
  *   MW_MODE_EVENT     an endpoint on an mw_io (opts.io). mw_clt_connect
  *                     connects (and handshakes) before it returns, then the io
  *                     thread calls on_connect, on_msg per message and on_close.
@@ -275,15 +282,21 @@ int mw_clt_local_name(const mw_clt_t *c, char *buf, size_t cap);
 /* True until the Clt failed or was closed. */
 bool mw_clt_is_open(const mw_clt_t *c);
 
-/* Closes the socket (idempotent, never frees); an event-mode endpoint stops
- * for good (no reconnect, no more callbacks). Event mode: call it on the io
- * thread (callbacks included: deferred until the callback returns) or while
- * the io is not running; with opts.linger_ns > 0 the io then delivers what
- * was accepted before it closes (see linger_ns). */
+/* Closes the connection gracefully (idempotent, never frees): what send
+ * accepted is delivered first, bounded by opts.linger_ns (see there), then
+ * on_closed says how it ended. Spin/blocking: blocks until that is done (up
+ * to linger_ns); call it once neither the sender nor the receiver thread is
+ * inside a call. An event-mode endpoint stops for good (no reconnect, no
+ * more on_connect/on_msg/on_close). Event mode: call it on the io thread
+ * (callbacks included: deferred until the callback returns) or while the io
+ * is not running; a linger then runs on the io. */
 void mw_clt_close(mw_clt_t *c);
-/* Closes and frees; NULL is a no-op. Event mode: on the io thread (not
- * inside this Clt's callbacks) or while the io is not running, before
- * mw_io_free. Callbacks posted but not yet run are dropped safely. */
+/* Closes and frees; NULL is a no-op; on_closed is not called. Spin/blocking:
+ * a Clt not closed yet is closed as by mw_clt_close (lingering). Event
+ * mode: never lingers (a linger under way is cut short); on the io thread
+ * (inside on_closed too; not inside this Clt's other callbacks) or while the
+ * io is not running, before mw_io_free. Callbacks posted but not yet run are
+ * dropped safely. */
 void mw_clt_free(mw_clt_t *c);
 
 /* Typed sends. */
