@@ -79,7 +79,7 @@ void mw__clt_conn_teardown(mw_clt_t *c) {
 
 /* ---- spin and blocking: the connection on the one driver, in pull mode -------
  * The Clt's private io holds the driver; recv takes messages through the
- * driver's pull entry point (mw__drv_next), the same read path a
+ * driver's pull entry points (mw__drv_recv, mw__drv_next), the read path a
  * spin/blocking Svc uses, and close is the driver's graceful close, polled on
  * this io until it ends. What the io never does here is wait before a read:
  * a spin recv reads at once, a blocking one waits in the socket (plain TCP:
@@ -431,18 +431,19 @@ static void recv_flush(mw_clt_t *c) {
  * message (read on until it is whole: the socket's own timeout bounds each
  * read, the deadline all). */
 static __attribute__((noinline)) int read_more(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
-    if (!mw__drv_up(&c->drv)) return MW_ECLOSED; /* closed */
+    if (!c->open && !mw__drv_up(&c->drv)) return MW_ECLOSED; /* closed */
     if (!c->blocking_sock || !mw_conn_rx_buffered(&c->conn)) return MW_EAGAIN;
     uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
     int r;
-    do r = mw__drv_next(&c->drv, s, msg, cap, true);
+    do r = mw__drv_recv(&c->drv, s, msg, cap);
     while (r == MW_EAGAIN && mw_conn_rx_buffered(&c->conn) && !mw_deadline_passed(NULL, dl));
     return r;
 }
 
 static inline int clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
-    int r = mw__drv_next(&c->drv, s, msg, cap, true);
-    return r == MW_EAGAIN ? read_more(c, s, msg, cap) : r;
+    int r = mw__drv_recv(&c->drv, s, msg, cap);
+    /* (a spin poll that found nothing returns here: no call more) */
+    return r == MW_EAGAIN && (c->blocking_sock || !c->open) ? read_more(c, s, msg, cap) : r;
 }
 
 int mw__clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) { return clt_read(c, s, msg, cap); }
@@ -455,7 +456,7 @@ static int recv_poll_wait(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t 
     if (!mw__drv_up(&c->drv)) return MW_ECLOSED;
     int r = mw__drv_next(&c->drv, s, msg, cap, mw_stream_pending(c->conn.stream) > 0);
     uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
-    while (r == MW_EAGAIN && (r = wait_stream(c, MW_WANT_READ, dl)) == 0) r = mw__drv_next(&c->drv, s, msg, cap, true);
+    while (r == MW_EAGAIN && (r = wait_stream(c, MW_WANT_READ, dl)) == 0) r = mw__drv_recv(&c->drv, s, msg, cap);
     return r;
 }
 

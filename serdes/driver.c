@@ -296,6 +296,15 @@ int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, boo
     return 0;
 }
 
+int mw__drv_recv(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap) {
+    if (mw_conn_rx_buffered(d->conn) || d->rx_done || d->paused || d->state != MW__DRV_UP)
+        return mw__drv_next(d, s, msg, cap, true);
+    /* Nothing buffered: read first rather than decode nothing. A read that
+     * found nothing leaves nothing to clock (no part of a message). */
+    if (fill(d) == MW_EAGAIN) return MW_EAGAIN;
+    return mw__drv_next(d, s, msg, cap, false);
+}
+
 static bool deliver(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     (void)c;
     mw__drv_t *d = ud;

@@ -135,6 +135,13 @@ void mw__drv_kick(mw__drv_t *d);
  * closes it then). */
 int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, bool read);
 
+/* Pull mode, for an owner whose recv reads (a spin or blocking Clt): as
+ * mw__drv_next with read set, but with nothing buffered it reads first
+ * instead of trying to decode an empty buffer, so a poll that finds
+ * nothing costs one read and no decode (on a blocking socket the read is
+ * the wait). Same returns. */
+int mw__drv_recv(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap);
+
 /* Stops or restarts reading (input stays in the kernel: TCP flow control
  * pushes back on the peer). Io thread. */
 void mw__drv_pause(mw__drv_t *d, bool paused);
