@@ -580,7 +580,7 @@ static int64_t linger_of(const mw_clt_t *c) {
 /* Spin and blocking: the driver's graceful close, run here on the private io
  * until it ends (every accepted byte written, FIN, the peer's EOF) or
  * linger_ns passes; the return is the signal. */
-static void sync_close(mw_clt_t *c) {
+static void sync_close(mw_clt_t *c, bool may_linger) {
     c->open = false;
     c->state = MW_CLT_CLOSED;
     if (!mw__drv_attached(&c->drv)) return; /* closed before */
@@ -590,7 +590,7 @@ static void sync_close(mw_clt_t *c) {
         mw_tcp_set_blocking(st, false);
         c->blocking_sock = false;
     }
-    int64_t linger = linger_of(c);
+    int64_t linger = may_linger ? linger_of(c) : 0;
     c->drv_cfg.linger_ns = linger > 0 ? linger : 0;
     if (linger <= 0 && !c->conn.tx.failed) (void)mw_conn_flush(&c->conn); /* what the socket takes now */
     mw__drv_close(&c->drv, MW_ESTATE, linger > 0);
@@ -607,7 +607,7 @@ void mw_clt_close(mw_clt_t *c) {
         mw__clt_ep_stop(c);
         return;
     }
-    sync_close(c);
+    sync_close(c, true);
 }
 
 void mw_clt_free(mw_clt_t *c) {
@@ -617,7 +617,8 @@ void mw_clt_free(mw_clt_t *c) {
         return;
     }
     c->freeing = true; /* no on_closed */
-    mw_clt_close(c);
+    if (c->o.mode == MW_MODE_EVENT) mw_clt_close(c);
+    else sync_close(c, false); /* free never lingers, in any mode: close first for that */
     if (c->o.mode == MW_MODE_EVENT && c->o.io) mw__clt_ep_abort(c); /* no linger past free */
     else mw__drv_stop(&c->drv);
     mw__clt_conn_teardown(c);

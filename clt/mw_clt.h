@@ -151,10 +151,10 @@ typedef struct mw_clt_opts {
      * block up to linger_ns when the peer neither reads nor closes); its
      * return is the signal that it ended, and on_closed says how.
      * Event mode: close hands the connection to the io, which lingers while
-     * it keeps running; on_closed fires when it is over. mw_clt_free cuts
-     * the linger short (it never lingers: free on_closed, or after it, and
-     * always before mw_io_free). The same holds for a close asked for
-     * inside a callback. */
+     * it keeps running; on_closed fires when it is over. The same holds for
+     * a close asked for inside a callback. mw_clt_free never lingers, in any
+     * mode (event mode: it cuts a linger short; free in on_closed, or after
+     * it, and always before mw_io_free). */
     int64_t linger_ns;
     bool rx_timestamps;        /* take one timestamp per read (mw_clt_rx_time_ns) */
     bool async_connect;        /* event mode: connect from the io (implied by reconnect) */
@@ -291,12 +291,14 @@ bool mw_clt_is_open(const mw_clt_t *c);
  * (callbacks included: deferred until the callback returns) or while the io
  * is not running; a linger then runs on the io. */
 void mw_clt_close(mw_clt_t *c);
-/* Closes and frees; NULL is a no-op; on_closed is not called. Spin/blocking:
- * a Clt not closed yet is closed as by mw_clt_close (lingering). Event
- * mode: never lingers (a linger under way is cut short); on the io thread
- * (inside on_closed too; not inside this Clt's other callbacks) or while the
- * io is not running, before mw_io_free. Callbacks posted but not yet run are
- * dropped safely. */
+/* Closes and frees; NULL is a no-op; on_closed is not called. Never
+ * lingers, in any mode: a Clt not closed yet is closed as with linger_ns 0
+ * (what the socket takes at once is written, the rest is lost), and an
+ * event-mode linger under way is cut short; call mw_clt_close first (and,
+ * in event mode, wait for on_closed) to deliver everything. Event mode: on
+ * the io thread (inside on_closed too; not inside this Clt's other
+ * callbacks) or while the io is not running, before mw_io_free. Callbacks
+ * posted but not yet run are dropped safely. */
 void mw_clt_free(mw_clt_t *c);
 
 /* Typed sends. */

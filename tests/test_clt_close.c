@@ -180,7 +180,7 @@ CLOSE_T(blocking, MW_MODE_BLOCKING, wss)
 /* A peer that accepts and then never reads nor closes: the close cannot
  * deliver (the kernel buffers fill), gives up after linger_ns and says so
  * (MW_ETIMEDOUT); it returns within linger_ns plus a little. */
-static void linger_bounded(mw_mode_t mode) {
+static int never_reading_peer(int *lfd_out, char *url, size_t cap) {
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(lfd >= 0);
     struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -191,8 +191,15 @@ static void linger_bounded(mw_mode_t mode) {
     assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(lfd, 8), 0);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(url, cap, "tcp://127.0.0.1:%d", ntohs(sa.sin_port));
+    *lfd_out = lfd;
+    return 0;
+}
+
+static void linger_bounded(mw_mode_t mode) {
+    int lfd;
     char url[64];
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", ntohs(sa.sin_port));
+    never_reading_peer(&lfd, url, sizeof url);
     closed_rec_t rec = {0};
     mw_clt_opts_t o;
     clt_opts(&o, mode, "tcp", &rec);
@@ -221,6 +228,30 @@ static void test_clt_spin_close_linger_is_bounded_when_the_peer_never_reads(void
 static void test_clt_blocking_close_linger_is_bounded_when_the_peer_never_reads(void **state) {
     (void)state;
     linger_bounded(MW_MODE_BLOCKING);
+}
+
+/* mw_clt_free never lingers (close is the verb that does): against the
+ * same peer and a long linger_ns it returns at once, with no on_closed. */
+static void test_clt_blocking_free_without_close_never_lingers(void **state) {
+    (void)state;
+    int lfd;
+    char url[64];
+    never_reading_peer(&lfd, url, sizeof url);
+    closed_rec_t rec = {0};
+    mw_clt_opts_t o;
+    clt_opts(&o, MW_MODE_BLOCKING, "tcp", &rec);
+    o.linger_ns = 30 * MW_NS_PER_S;
+    mw_clt_t *c = clt_connect(url, &o);
+    int sfd = accept(lfd, NULL, NULL);
+    assert_true(sfd >= 0);
+    queue_pings(c, N_MSGS);
+    uint64_t t0 = mw_now_ns();
+    mw_clt_free(c);
+    uint64_t took = mw_now_ns() - t0;
+    close(sfd);
+    close(lfd);
+    assert_int_equal(atomic_load(&rec.calls), 0);
+    if (took > 1000 * MW_NS_PER_MS) fail_msg("free took %" PRIu64 " ms", took / MW_NS_PER_MS);
 }
 
 /* linger_ns 0: close returns at once (what the socket takes is written, the
@@ -333,6 +364,7 @@ int main(void) {
         T(test_clt_blocking_close_delivers_100k_queued_messages_wss),
         T(test_clt_spin_close_linger_is_bounded_when_the_peer_never_reads),
         T(test_clt_blocking_close_linger_is_bounded_when_the_peer_never_reads),
+        T(test_clt_blocking_free_without_close_never_lingers),
         T(test_clt_spin_close_without_linger_returns_at_once),
         T(test_clt_event_on_closed_fires_after_the_last_byte_is_delivered_tcp),
         T(test_clt_event_on_closed_fires_after_the_last_byte_is_delivered_wss),
