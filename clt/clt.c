@@ -111,6 +111,10 @@ static int sync_attach(mw_clt_t *c, mw_err_t *err) {
         return mw_err_set(err, r, "register with the io: %s", mw_err_text(&mw_io_selector(c->sio)->err));
     mw__drv_go(&c->drv); /* the handshakes are done: up at once */
     if (!mw__drv_up(&c->drv)) return mw_err_set(err, MW_ESTATE, "connection not up after its handshakes");
+    /* The io watches the socket only while a close lingers: registered with
+     * epoll, every packet that arrives would also run epoll's wake-up
+     * callback for an io nobody waits on (the kernel's cost, per message). */
+    mw_io_del(c->sio, &c->drv.src);
     return 0;
 }
 
@@ -591,6 +595,7 @@ static void sync_close(mw_clt_t *c, bool may_linger) {
         c->blocking_sock = false;
     }
     int64_t linger = may_linger ? linger_of(c) : 0;
+    if (linger > 0 && !c->drv.src.added && mw_io_add(c->sio, &c->drv.src) < 0) linger = 0; /* cannot wait */
     c->drv_cfg.linger_ns = linger > 0 ? linger : 0;
     if (linger <= 0 && !c->conn.tx.failed) (void)mw_conn_flush(&c->conn); /* what the socket takes now */
     mw__drv_close(&c->drv, MW_ESTATE, linger > 0);
