@@ -26,6 +26,7 @@ void mw_clt_opts_init(mw_clt_opts_t *o) {
     o->reconnect.min_delay_ns = 100 * MW_NS_PER_MS;
     o->reconnect.max_delay_ns = 10 * MW_NS_PER_S;
     o->reconnect.jitter = 0.2;
+    o->linger_ns = -1; /* the mode's default: see mw_clt.h */
 }
 
 /* ---- tx lock (event mode): the io thread tears the conn down on a drop
@@ -71,6 +72,50 @@ void mw__clt_conn_teardown(mw_clt_t *c) {
     c->have_conn = false;
     c->open = false;
     txu(c);
+}
+
+/* The default linger of a spin or blocking Clt's close: see mw_clt.h. */
+#define MW_CLT_SYNC_LINGER_NS (2 * MW_NS_PER_S)
+
+/* ---- spin and blocking: the connection on the one driver, in pull mode -------
+ * The Clt's private io holds the driver; recv takes messages through the
+ * driver's pull entry points (mw__drv_recv, mw__drv_next), the read path a
+ * spin/blocking Svc uses, and close is the driver's graceful close, polled on
+ * this io until it ends. What the io never does here is wait before a read:
+ * a spin recv reads at once, a blocking one waits in the socket (plain TCP:
+ * a blocking read; TLS and sessions: poll on the fd), one syscall per
+ * message as a plain socket program would. The split sender and receiver
+ * need no lock because neither polls the io while the Clt is open (the
+ * io's callbacks would write from the receiver's thread). */
+
+static void sync_gone(mw__drv_t *d) { (void)d; }
+
+/* The driver's cross-thread arm is asked for only by its own send
+ * functions, which spin/blocking Clts do not use (they write inline). */
+static int sync_post(mw__drv_t *d, void (*fn)(mw__drv_t *d)) {
+    (void)d;
+    (void)fn;
+    return MW_ESTATE;
+}
+
+static int sync_attach(mw_clt_t *c, mw_err_t *err) {
+    int r;
+    if (!c->sio) {
+        mw_io_opts_t io;
+        mw_io_opts_init(&io);
+        if (mw_stream_fd(c->conn.stream) < 0) io.backend = "direct"; /* an in-process stream */
+        if ((r = mw_io_new(&c->sio, &io, err)) < 0) return r;
+    }
+    c->drv_cfg = (mw__drv_cfg_t){.on_gone = sync_gone, .post = sync_post, .budget = -1};
+    if ((r = mw__drv_start(&c->drv, c->sio, &c->conn, &c->drv_cfg, c)) < 0)
+        return mw_err_set(err, r, "register with the io: %s", mw_err_text(&mw_io_selector(c->sio)->err));
+    mw__drv_go(&c->drv); /* the handshakes are done: up at once */
+    if (!mw__drv_up(&c->drv)) return mw_err_set(err, MW_ESTATE, "connection not up after its handshakes");
+    /* The io watches the socket only while a close lingers: registered with
+     * epoll, every packet that arrives would also run epoll's wake-up
+     * callback for an io nobody waits on (the kernel's cost, per message). */
+    mw_io_del(c->sio, &c->drv.src);
+    return 0;
 }
 
 /* ---- synchronous connect (spin, blocking) ----------------------------------- */
@@ -145,11 +190,13 @@ static int connect_sync(mw_clt_t *c, mw_err_t *err) {
     while (!sc.stream && !sc.end && (r = mw_io_poll(io, -1)) >= 0) {}
     mw__ep_stop(&ep);
     mw_resolve_shutdown(io);
-    mw_io_free(io);
     if (!sc.stream) {
+        mw_io_free(io);
         mw_err_copy(err, &ep.err);
         return ep.err.code ? ep.err.code : r < 0 ? r : MW_ECONNREFUSED;
     }
+    if (c->o.mode == MW_MODE_EVENT) mw_io_free(io);
+    else c->sio = io; /* the connection's driver lives on it */
     mw_stream_t *s = sc.stream;
     if (c->o.mode == MW_MODE_BLOCKING) {
         bool tls = c->url.scheme == MW_SCHEME_TLS || c->url.scheme == MW_SCHEME_WSS;
@@ -162,11 +209,12 @@ static int connect_sync(mw_clt_t *c, mw_err_t *err) {
         } else {
             mw_tcp_set_blocking(s, true);
             if (c->o.timeout_ns > 0) mw_tcp_set_timeouts(s, c->o.timeout_ns, c->o.timeout_ns);
+            c->blocking_sock = true;
         }
     }
     /* (event mode logs on from the io, once the driver has the connection) */
-    if ((r = mw__clt_conn_setup(c, s, err)) == 0 && c->sess && c->o.mode != MW_MODE_EVENT)
-        r = mw__clt_sess_logon_sync(c, err);
+    if ((r = mw__clt_conn_setup(c, s, err)) == 0 && c->o.mode != MW_MODE_EVENT) r = sync_attach(c, err);
+    if (r == 0 && c->sess && c->o.mode != MW_MODE_EVENT) r = mw__clt_sess_logon_sync(c, err);
     return r;
 }
 
@@ -226,7 +274,7 @@ int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
     else if (!(c = clt_new(p, o))) r = mw_err_set(err, MW_ENOMEM, "out of memory");
     else if (o->session.enabled && (r = mw__clt_sess_open(c, err)) < 0) {}
     else if ((r = mw__clt_conn_setup(c, s, err)) == 0 && o->mode == MW_MODE_EVENT) r = mw__clt_ep_start(c);
-    else if (r == 0 && c->sess) r = mw__clt_sess_logon_sync(c, err);
+    else if (r == 0 && (r = sync_attach(c, err)) == 0 && c->sess) r = mw__clt_sess_logon_sync(c, err);
     if (r < 0) {
         if (!c || !c->have_conn) mw_stream_free(s);
         mw_clt_free(c);
@@ -273,13 +321,15 @@ int mw__clt_tx_want(mw_clt_t *c) {
 }
 
 /* One message onto the connection (or, with a session, numbered and
- * journaled first). more: queue without writing. Under txl. */
+ * journaled first). more: queue without writing. Under txl. Returns 1 when
+ * the message was accepted but bytes stay queued behind a full socket
+ * (spin/blocking without a session), else 0 or an error. */
 static int tx_one(mw_clt_t *c, const mw_schema_t *s, const void *msg, bool more, uint64_t *seq) {
     if (c->sess) return mw__clt_sess_send(c, s, msg, more, seq);
     if (!c->have_conn) return MW_ECLOSED;
     if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv))
         return more ? mw__drv_enqueue(&c->drv, s, msg) : mw__drv_send(&c->drv, s, msg);
-    return more ? mw_conn_enqueue(&c->conn, s, msg) : mw_conn_send(&c->conn, s, msg);
+    return more ? mw_conn_enqueue(&c->conn, s, msg) : mw__conn_send_q(&c->conn, s, msg);
 }
 
 /* Writes what is queued. Under txl. */
@@ -297,17 +347,20 @@ int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, ui
     int r = tx_one(c, s, msg, false, seq);
     if (r == MW_EAGAIN && c->o.mode == MW_MODE_EVENT) /* not attached yet: on_drain once it is */
         atomic_store(&c->drv.want_drain, true);
-    if (c->poll_wait && r >= 0 && (r == MW_EAGAIN || mw_conn_tx_pending(&c->conn))) {
+    if (c->poll_wait && r >= 0 && (r == MW_EAGAIN || r == 1 || mw_conn_tx_pending(&c->conn))) {
         /* blocking over TLS: wait until the message is accepted and written */
         uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
         while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = tx_one(c, s, msg, false, seq);
+        if (r == 1) r = 0;
         while (r == 0 && mw_conn_tx_pending(&c->conn) && wait_stream(c, MW_WANT_WRITE, dl) == 0) {
             int f = tx_flush(c);
             if (f < 0 && f != MW_EAGAIN) r = f;
         }
+        if (r == 0 && mw_conn_tx_pending(&c->conn)) r = 1;
     }
     /* (event mode: the driver asked for writability itself) */
-    bool pending = r == 0 && c->o.mode == MW_MODE_BLOCKING && c->have_conn && mw_conn_tx_pending(&c->conn);
+    bool pending = r == 1 && c->o.mode == MW_MODE_BLOCKING;
+    if (r == 1) r = 0;
     if (r < 0 && c->have_conn && c->conn.tx.failed) c->open = false;
     txu(c);
     if (pending) return MW_ETIMEDOUT; /* SO_SNDTIMEO hit: accepted, the rest is queued */
@@ -373,28 +426,50 @@ int mw_clt_commit(mw_clt_t *c, size_t len) {
  * only waits for the answer never stalls. Not when the Clt is split: its tx
  * side belongs to the sender's thread then. */
 static void recv_flush(mw_clt_t *c) {
-    if (c->split || c->o.mode == MW_MODE_EVENT || !mw_conn_tx_pending(&c->conn)) return;
+    if (c->split || !mw_conn_tx_pending(&c->conn)) return; /* (never in event mode) */
     int r = mw_conn_flush(&c->conn);
     if (r < 0 && r != MW_EAGAIN && c->conn.tx.failed) c->open = false;
 }
+
+/* Nothing whole came: closed, or a blocking read that brought part of a
+ * message (read on until it is whole: the socket's own timeout bounds each
+ * read, the deadline all). */
+static __attribute__((noinline)) int read_more(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
+    if (!c->open && !mw__drv_up(&c->drv)) return MW_ECLOSED; /* closed */
+    if (!c->blocking_sock || !mw_conn_rx_buffered(&c->conn)) return MW_EAGAIN;
+    uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
+    int r;
+    do r = mw__drv_recv(&c->drv, s, msg, cap);
+    while (r == MW_EAGAIN && mw_conn_rx_buffered(&c->conn) && !mw_deadline_passed(NULL, dl));
+    return r;
+}
+
+static inline int clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
+    int r = mw__drv_recv(&c->drv, s, msg, cap);
+    /* (a spin poll that found nothing returns here: no call more) */
+    return r == MW_EAGAIN && (c->blocking_sock || !c->open) ? read_more(c, s, msg, cap) : r;
+}
+
+int mw__clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) { return clt_read(c, s, msg, cap); }
 
 /* Blocking over TLS: a message already decoded or held inside the stream
  * is taken at once; otherwise wait for the socket first and read after, as
  * a blocking read would (a read tried first would mostly find nothing: one
  * syscall per message for nothing). */
 static int recv_poll_wait(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
-    int r = mw_conn_next(&c->conn, s, msg, cap);
-    if (r == MW_EAGAIN && mw_stream_pending(c->conn.stream)) r = mw_conn_recv(&c->conn, s, msg, cap);
+    if (!mw__drv_up(&c->drv)) return MW_ECLOSED;
+    int r = mw__drv_next(&c->drv, s, msg, cap, mw_stream_pending(c->conn.stream) > 0);
     uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
-    while (r == MW_EAGAIN && (r = wait_stream(c, MW_WANT_READ, dl)) == 0) r = mw_conn_recv(&c->conn, s, msg, cap);
+    while (r == MW_EAGAIN && (r = wait_stream(c, MW_WANT_READ, dl)) == 0) r = mw__drv_recv(&c->drv, s, msg, cap);
     return r;
 }
 
 static int recv_one(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (!c->have_conn) return MW_ECLOSED;
+    if (c->o.mode == MW_MODE_EVENT) return MW_ESTATE; /* on_msg delivers */
     if (c->sess) return mw__clt_sess_recv(c, s, msg, cap);
     recv_flush(c);
-    int r = c->poll_wait ? recv_poll_wait(c, s, msg, cap) : mw_conn_recv(&c->conn, s, msg, cap);
+    int r = c->poll_wait ? recv_poll_wait(c, s, msg, cap) : clt_read(c, s, msg, cap);
     if (r < 0 && r != MW_EAGAIN && r != MW_ETIMEDOUT) c->open = false;
     r = blocking_result(c, r);
     if (r == MW_ETIMEDOUT) /* not a failure of the connection, but say what happened */
@@ -487,15 +562,57 @@ int mw_clt_local_name(const mw_clt_t *c, char *buf, size_t cap) {
 
 bool mw_clt_is_open(const mw_clt_t *c) { return c->open; }
 
+void mw__clt_closed(mw_clt_t *c, int result) {
+    if (!c->o.on_closed || c->freeing) return;
+    bool was_in = c->in_cb;
+    c->in_cb = true;
+    c->o.on_closed(c, result, c->o.ud);
+    c->in_cb = was_in;
+    if (was_in || !c->free_pending) return;
+    c->free_pending = false; /* freed inside on_closed */
+    c->freeing = true;
+    if (c->o.mode == MW_MODE_EVENT && mw__clt_post(c, mw__clt_free_posted) == 0) return; /* the driver is on the stack */
+    mw_clt_free(c);
+}
+
+/* How long a close may linger: opts.linger_ns, or the mode's default. */
+static int64_t linger_of(const mw_clt_t *c) {
+    if (c->o.linger_ns >= 0) return c->o.linger_ns;
+    return c->o.mode == MW_MODE_EVENT ? 0 : MW_CLT_SYNC_LINGER_NS;
+}
+
+/* Spin and blocking: the driver's graceful close, run here on the private io
+ * until it ends (every accepted byte written, FIN, the peer's EOF) or
+ * linger_ns passes; the return is the signal. */
+static void sync_close(mw_clt_t *c, bool may_linger) {
+    c->open = false;
+    c->state = MW_CLT_CLOSED;
+    if (!mw__drv_attached(&c->drv)) return; /* closed before */
+    mw_stream_t *st = c->conn.stream;
+    if (c->blocking_sock) { /* the linger waits in the io, not in the socket */
+        mw_tcp_set_timeouts(st, 0, 0);
+        mw_tcp_set_blocking(st, false);
+        c->blocking_sock = false;
+    }
+    int64_t linger = may_linger ? linger_of(c) : 0;
+    if (linger > 0 && !c->drv.src.added && mw_io_add(c->sio, &c->drv.src) < 0) linger = 0; /* cannot wait */
+    c->drv_cfg.linger_ns = linger > 0 ? linger : 0;
+    if (linger <= 0 && !c->conn.tx.failed) (void)mw_conn_flush(&c->conn); /* what the socket takes now */
+    mw__drv_close(&c->drv, MW_ESTATE, linger > 0);
+    while (mw__drv_attached(&c->drv) && mw_io_poll(c->sio, -1) >= 0) {} /* bounded by the linger timer */
+    int result = c->drv.end_result;
+    mw__drv_stop(&c->drv); /* (only if the io failed) */
+    mw_stream_close(st);
+    mw__clt_closed(c, result);
+}
+
 void mw_clt_close(mw_clt_t *c) {
     if (!c) return;
     if (c->o.mode == MW_MODE_EVENT) {
         mw__clt_ep_stop(c);
         return;
     }
-    c->open = false;
-    c->state = MW_CLT_CLOSED;
-    if (c->have_conn) mw_stream_close(c->conn.stream);
+    sync_close(c, true);
 }
 
 void mw_clt_free(mw_clt_t *c) {
@@ -504,9 +621,14 @@ void mw_clt_free(mw_clt_t *c) {
         c->free_pending = true;
         return;
     }
-    mw_clt_close(c);
+    c->freeing = true; /* no on_closed */
+    if (c->o.mode == MW_MODE_EVENT) mw_clt_close(c);
+    else sync_close(c, false); /* free never lingers, in any mode: close first for that */
     if (c->o.mode == MW_MODE_EVENT && c->o.io) mw__clt_ep_abort(c); /* no linger past free */
+    else mw__drv_stop(&c->drv);
     mw__clt_conn_teardown(c);
+    mw_io_free(c->sio);
+    c->sio = NULL;
     mw__clt_sess_free(c);
     if (c->have_tr) mw_transport_fini(&c->tr);
     c->have_tr = false;

@@ -110,7 +110,7 @@ static void ep_end(mw__ep_t *e, int reason) {
 
 /* ---- the connection, on the one driver ------------------------------------------ */
 
-static void free_posted(mw_clt_t *c) { mw_clt_free(c); }
+void mw__clt_free_posted(mw_clt_t *c) { mw_clt_free(c); }
 
 /* A close by the user lingers only with opts.linger_ns (the driver's other
  * graceful closes, such as an idle timeout, stay immediate): the bound is
@@ -128,6 +128,7 @@ static bool stop_from_drv(mw_clt_t *c) {
     if (!c->close_pending && !c->free_pending) return c->stopped;
     bool free_it = c->free_pending;
     c->close_pending = c->free_pending = false;
+    if (free_it) c->freeing = true; /* no on_closed */
     if (!c->stopped) {
         c->stopped = true;
         stop_timers(c);
@@ -135,7 +136,7 @@ static bool stop_from_drv(mw_clt_t *c) {
         c->state = MW_CLT_CLOSED;
     }
     mw__drv_close(&c->drv, MW_ESTATE, !free_it && close_lingers(c));
-    if (free_it && mw__clt_post(c, free_posted) < 0) c->leak_guard = true; /* no memory: it stays */
+    if (free_it && mw__clt_post(c, mw__clt_free_posted) < 0) c->leak_guard = true; /* no memory: it stays */
     return true;
 }
 
@@ -235,6 +236,7 @@ static void drv_gone(mw__drv_t *d) {
     /* from a timer: schedule may free the Clt, and the driver is still on
      * this stack */
     if (!c->stopped) mw_io_timer_after(io_of(c), &c->t_gone, 0);
+    else mw__clt_closed(c, d->end_result); /* the user's close ended (its linger included) */
 }
 
 static int drv_post(mw__drv_t *d, void (*fn)(mw__drv_t *d)) {
@@ -340,13 +342,15 @@ void mw__clt_ep_stop(mw_clt_t *c) {
     /* linger_ns 0: what the socket takes now still goes out, then FIN (the
      * caller may free the io right after this). Otherwise the driver's
      * graceful close delivers everything accepted while the io runs. */
+    c->state = MW_CLT_CLOSED;
     if (!was_stopped && mw__drv_attached(&c->drv)) {
         bool linger = close_lingers(c);
         if (!linger) mw__drv_write(&c->drv);
-        mw__drv_close(&c->drv, MW_ESTATE, linger);
+        mw__drv_close(&c->drv, MW_ESTATE, linger); /* on_closed from drv_gone */
+    } else if (!was_stopped) {
+        mw__clt_closed(c, 0); /* no connection: nothing to deliver */
     }
     if (!mw__drv_attached(&c->drv)) mw__clt_conn_teardown(c);
-    c->state = MW_CLT_CLOSED;
 }
 
 /* Ends the driver at once (mw_clt_free: a linger is cut short). */

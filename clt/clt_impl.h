@@ -35,7 +35,11 @@ struct mw_clt {
     unsigned ttl_tries;    /* rotation waiting for queued bytes to drain */
     mw__ep_t ep;           /* resolve, connect, retry (event mode) */
     mw_io_timer_t t_ttl, t_heartbeat, t_gone;
-    mw__drv_t drv;         /* drives the open connection (event mode) */
+    mw__drv_t drv;         /* drives the open connection (every mode: spin and blocking
+                              in pull mode on sio) */
+    mw_io_t *sio;          /* spin/blocking: the Clt's private io (the close's linger) */
+    bool blocking_sock;    /* blocking mode over plain TCP/WS: reads wait in the socket */
+    bool freeing;          /* inside mw_clt_free: no on_closed */
     mw__drv_cfg_t drv_cfg;
     void (*drv_fn)(mw__drv_t *d); /* the driver's posted request (write arm) */
     int gone_reason;       /* why the last connection ended, for the reconnect */
@@ -61,7 +65,14 @@ int mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c));
 void mw__clt_unref(mw_clt_t *c);
 void mw__clt_ep_abort(mw_clt_t *c);
 void mw__clt_run_drv_fn(mw_clt_t *c);
+void mw__clt_free_posted(mw_clt_t *c);
 /* clt.c */
+/* The one read step of spin and blocking Clts (sessions included): the next
+ * buffered message, reading once first when none is (the driver's pull
+ * entry point). 0, MW_EAGAIN, or how the connection ended. */
+int mw__clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap);
+/* Calls opts.on_closed (once, after mw_clt_close) with result. */
+void mw__clt_closed(mw_clt_t *c, int result);
 int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err);
 void mw__clt_record_name(mw_clt_t *c);
 void mw__clt_conn_teardown(mw_clt_t *c);

@@ -88,7 +88,7 @@ int mw__clt_sess_logon_sync(mw_clt_t *c, mw_err_t *err) {
             if (f < 0 && f != MW_EAGAIN) return mw_err_set(err, f, "logon: %s", mw_conn_last_error(&c->conn));
         }
         const mw_schema_t *sch;
-        r = mw_conn_recv(&c->conn, &sch, c->sess_rx, c->proto->max_size);
+        r = mw__clt_read(c, &sch, c->sess_rx, c->proto->max_size);
         if (r == 0) {
             int x = mw__sess_rx(c->sess, sch, c->sess_rx, mw_now_ns());
             if (x < 0) {
@@ -141,7 +141,7 @@ int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap)
         if (!c->open) return c->err.code ? c->err.code : MW_ECLOSED;
         if (!c->split && mw_conn_tx_pending(&c->conn)) mw__sess_flush(c->sess);
         const mw_schema_t *sch;
-        int r = mw_conn_recv(&c->conn, &sch, c->sess_rx, c->proto->max_size);
+        int r = mw__clt_read(c, &sch, c->sess_rx, c->proto->max_size);
         if (r == 0) {
             int x = mw__sess_rx(c->sess, sch, c->sess_rx, 0);
             if (x < 0) return sess_fail(c, x);
@@ -247,7 +247,7 @@ int mw_clt_logout(mw_clt_t *c, const char *reason) {
     for (;;) {
         mw__sess_flush(c->sess);
         const mw_schema_t *sch;
-        r = mw_conn_recv(&c->conn, &sch, c->sess_rx, c->proto->max_size);
+        r = mw__clt_read(c, &sch, c->sess_rx, c->proto->max_size);
         if (r == 0) {
             int x = mw__sess_rx(c->sess, sch, c->sess_rx, mw_now_ns());
             if (x == MW_ECLOSED) { r = 0; break; } /* answered */

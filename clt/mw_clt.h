@@ -10,6 +10,13 @@
  *                     (over tls:// and wss:// the socket stays nonblocking and
  *                     the waits are poll() calls, so a split sender and
  *                     receiver never block each other inside TLS).
+ *                     In both modes the connection runs on the same driver
+ *                     as every other connection (a private io per Clt):
+ *                     recv takes the next message the driver has read, a
+ *                     read happening inside recv (spin: at once; blocking:
+ *                     a blocking read, or poll then read over TLS), and
+ *                     mw_clt_close is the driver's graceful close, run on
+ *                     that io before close returns (see linger_ns).
  *   MW_MODE_EVENT     an endpoint on an mw_io (opts.io). mw_clt_connect
  *                     connects (and handshakes) before it returns, then the io
  *                     thread calls on_connect, on_msg per message and on_close.
@@ -117,16 +124,37 @@ typedef struct mw_clt_opts {
      * to its low-water mark since: send again. Event mode, on the io thread. */
     void (*on_drain)(mw_clt_t *c, void *ud);
     void (*on_heartbeat)(mw_clt_t *c, void *ud);
-    /* Event mode: how long mw_clt_close may linger to deliver what send
-     * accepted. 0 (default): close writes what the socket takes at once and
-     * closes, so the caller may free the io right after it; anything still
-     * queued is lost. > 0: close hands the connection to the io, which writes
-     * every accepted byte, then FIN, then reads (and drops) input until the
-     * peer's EOF, so no RST destroys what the peer has not read yet; bounded
-     * by linger_ns. The io must keep running meanwhile, and mw_clt_free cuts
-     * the linger short (free the Clt once the peer has what it needs, or after
-     * linger_ns; always before mw_io_free). The same holds for a close asked
-     * for inside a callback. Spin and blocking modes ignore it. */
+    /* The close asked for with mw_clt_close has finished: the socket is
+     * closed. Called once per Clt, after its first mw_clt_close (never after
+     * mw_clt_free alone, never for a drop: that is on_close). result: 0
+     * when every byte send accepted was written (lingering: and the peer
+     * then closed its side, so it has read them); MW_ETIMEDOUT when
+     * linger_ns ran out first (with linger_ns 0: bytes were still queued
+     * and are lost); else the error that ended the connection (its text:
+     * mw_clt_last_error). Spin/blocking: inside mw_clt_close, before it
+     * returns. Event mode: inside mw_clt_close when nothing lingers (no
+     * connection, or linger_ns 0), else on the io thread once the linger
+     * ends. mw_clt_free(c) may be called inside it (event mode: the free
+     * runs right after the callback returns, from the io). Any mode. */
+    void (*on_closed)(mw_clt_t *c, int result, void *ud);
+    /* How long mw_clt_close may linger to deliver what send accepted, in
+     * every mode. A lingering close writes every accepted byte, then ends
+     * the write side (FIN; over TLS a close_notify first; over WebSocket a
+     * close frame after the queued messages), then reads and drops input
+     * until the peer's EOF, so that no RST destroys what the peer has not
+     * read yet; bounded by linger_ns, then the socket is closed.
+     *   < 0 (the default): the mode's default, 2 s in spin and blocking
+     *       modes, 0 in event mode.
+     *   0: close writes what the socket takes at once and closes; anything
+     *       still queued is lost (an RST if input is unread).
+     * Spin and blocking: mw_clt_close does it before it returns (so it may
+     * block up to linger_ns when the peer neither reads nor closes); its
+     * return is the signal that it ended, and on_closed says how.
+     * Event mode: close hands the connection to the io, which lingers while
+     * it keeps running; on_closed fires when it is over. The same holds for
+     * a close asked for inside a callback. mw_clt_free never lingers, in any
+     * mode (event mode: it cuts a linger short; free in on_closed, or after
+     * it, and always before mw_io_free). */
     int64_t linger_ns;
     bool rx_timestamps;        /* take one timestamp per read (mw_clt_rx_time_ns) */
     bool async_connect;        /* event mode: connect from the io (implied by reconnect) */
@@ -254,15 +282,23 @@ int mw_clt_local_name(const mw_clt_t *c, char *buf, size_t cap);
 /* True until the Clt failed or was closed. */
 bool mw_clt_is_open(const mw_clt_t *c);
 
-/* Closes the socket (idempotent, never frees); an event-mode endpoint stops
- * for good (no reconnect, no more callbacks). Event mode: call it on the io
- * thread (callbacks included: deferred until the callback returns) or while
- * the io is not running; with opts.linger_ns > 0 the io then delivers what
- * was accepted before it closes (see linger_ns). */
+/* Closes the connection gracefully (idempotent, never frees): what send
+ * accepted is delivered first, bounded by opts.linger_ns (see there), then
+ * on_closed says how it ended. Spin/blocking: blocks until that is done (up
+ * to linger_ns); call it once neither the sender nor the receiver thread is
+ * inside a call. An event-mode endpoint stops for good (no reconnect, no
+ * more on_connect/on_msg/on_close). Event mode: call it on the io thread
+ * (callbacks included: deferred until the callback returns) or while the io
+ * is not running; a linger then runs on the io. */
 void mw_clt_close(mw_clt_t *c);
-/* Closes and frees; NULL is a no-op. Event mode: on the io thread (not
- * inside this Clt's callbacks) or while the io is not running, before
- * mw_io_free. Callbacks posted but not yet run are dropped safely. */
+/* Closes and frees; NULL is a no-op; on_closed is not called. Never
+ * lingers, in any mode: a Clt not closed yet is closed as with linger_ns 0
+ * (what the socket takes at once is written, the rest is lost), and an
+ * event-mode linger under way is cut short; call mw_clt_close first (and,
+ * in event mode, wait for on_closed) to deliver everything. Event mode: on
+ * the io thread (inside on_closed too; not inside this Clt's other
+ * callbacks) or while the io is not running, before mw_io_free. Callbacks
+ * posted but not yet run are dropped safely. */
 void mw_clt_free(mw_clt_t *c);
 
 /* Typed sends. */

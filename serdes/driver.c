@@ -301,6 +301,15 @@ int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, boo
     return 0;
 }
 
+int mw__drv_recv(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap) {
+    if (mw_conn_rx_buffered(d->conn) || d->rx_done || d->paused || d->state != MW__DRV_UP)
+        return mw__drv_next(d, s, msg, cap, true);
+    /* Nothing buffered: read first rather than decode nothing. A read that
+     * found nothing leaves nothing to clock (no part of a message). */
+    if (fill(d) == MW_EAGAIN) return MW_EAGAIN;
+    return mw__drv_next(d, s, msg, cap, false);
+}
+
 static bool deliver(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     (void)c;
     mw__drv_t *d = ud;
@@ -409,6 +418,7 @@ static void step_handshake(mw__drv_t *d) {
 
 static void on_linger(mw_io_timer_t *t, void *ud) {
     (void)t;
+    ((mw__drv_t *)ud)->end_result = MW_ETIMEDOUT;
     finish(ud); /* the peer kept the connection past the linger: give up on it */
 }
 
@@ -429,6 +439,7 @@ static void linger_step(mw__drv_t *d) {
         r = n < 0 ? (int)n : (mw_stream_want(c->stream) & MW_WANT_WRITE) ? MW_EAGAIN : 0;
     }
     if (r < 0 && r != MW_EAGAIN) {
+        d->end_result = r;
         finish(d);
         return;
     }
@@ -448,6 +459,7 @@ static void linger_step(mw__drv_t *d) {
         }
     }
     if (c->rx_eof && d->shut_wr) {
+        d->end_result = 0;
         finish(d);
         return;
     }
@@ -497,6 +509,7 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
         d->close_pending = false;
     }
     if (!graceful || d->cfg->linger_ns <= 0 || d->conn->tx.failed) {
+        d->end_result = d->conn->tx.failed ? d->conn->tx.failed : mw_conn_tx_pending(d->conn) ? MW_ETIMEDOUT : 0;
         if (d->bye_due) mw_conn_close_transport(d->conn, reason, NULL, false); /* an abort after all */
         d->bye_due = false;
         finish(d);
@@ -640,6 +653,7 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
     d->ud = ud;
     d->in_cb = d->close_pending = d->paused = d->rx_done = d->held = d->shut_wr = d->bye_due = false;
     d->close_reason = 0;
+    d->end_result = 0;
     /* want_drain is kept: a Clt may have sent (and seen MW_EAGAIN) before
      * its driver attached; mw__drv_stop clears it for the next connection.
      * An arm posted for an earlier connection in this slot finds it gone

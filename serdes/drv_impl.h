@@ -88,6 +88,10 @@ struct mw__drv {
     bool bye_due;             /* linger: the transport's goodbye (WebSocket close frame)
                                  waits until the queued messages are written */
     int bye_reason;
+    int end_result;           /* how the detach ended (for on_gone): 0 every accepted byte
+                                 written (and, lingering, the peer's EOF seen), MW_ETIMEDOUT
+                                 linger_ns ran out (a close without linger: bytes left
+                                 queued), or the error that ended the write side */
     atomic_bool want_drain;   /* a send saw MW_EAGAIN */
     atomic_bool arm_posted;   /* a cross-thread arm is queued */
 };
@@ -142,6 +146,13 @@ static inline int mw__drv_next_buffered(mw__drv_t *d, const mw_schema_t **s, voi
     if (r == 0 && (!d->got_first || d->partial_since || !d->keep.used)) mw__drv_note_msg(d);
     return r;
 }
+
+/* Pull mode, for an owner whose recv reads (a spin or blocking Clt): as
+ * mw__drv_next with read set, but with nothing buffered it reads first
+ * instead of trying to decode an empty buffer, so a poll that finds
+ * nothing costs one read and no decode (on a blocking socket the read is
+ * the wait). Same returns. */
+int mw__drv_recv(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap);
 
 /* Stops or restarts reading (input stays in the kernel: TCP flow control
  * pushes back on the peer). Io thread. */
