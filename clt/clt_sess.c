@@ -13,16 +13,28 @@
  * on_drain would pump the session again) */
 static int link_send(void *ctx, const mw_schema_t *s, const void *msg, bool more) {
     mw_clt_t *c = ctx;
+    if (c->o.mode == MW_MODE_EVENT) { /* the one lock: txlk (the conn's and its streams') */
+        mw__lock(&c->txlk);
+        int r = !c->have_conn ? MW_ECLOSED
+                : mw__drv_attached(&c->drv) ? (more ? mw__drv_enqueue_l(&c->drv, s, msg) : mw__drv_send_l(&c->drv, s, msg))
+                : more ? mw__conn_enqueue_nl(&c->conn, s, msg) : mw__conn_send_q_nl(&c->conn, s, msg);
+        mw__unlock(&c->txlk);
+        return r == 1 ? 0 : r;
+    }
     if (!c->have_conn) return MW_ECLOSED;
-    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv))
-        return more ? mw__drv_enqueue(&c->drv, s, msg) : mw__drv_send_nocb(&c->drv, s, msg);
     return more ? mw_conn_enqueue(&c->conn, s, msg) : mw_conn_send(&c->conn, s, msg);
 }
 
 static int link_flush(void *ctx) {
     mw_clt_t *c = ctx;
+    if (c->o.mode == MW_MODE_EVENT) {
+        mw__lock(&c->txlk);
+        int r = !c->have_conn ? MW_ECLOSED
+                : mw__drv_attached(&c->drv) ? mw__drv_flush_l(&c->drv) : mw__conn_flush_nl(&c->conn);
+        mw__unlock(&c->txlk);
+        return r;
+    }
     if (!c->have_conn) return MW_ECLOSED;
-    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) return mw__drv_flush_nocb(&c->drv);
     return mw_conn_flush(&c->conn);
 }
 

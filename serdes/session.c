@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lock_impl.h"
 #include "mw_clock.h"
 #include "mw_err.h"
 
@@ -52,6 +53,13 @@ struct mw__sess {
     mw_session_stats_t st;
     mw_err_t err;
 };
+
+/* The session's mutex (counted in sanitizer builds, as every lock on a send
+ * path: lock_impl.h). */
+static void smu_lock(mw__sess_t *s) {
+    MW__LOCK_NOTE();
+    pthread_mutex_lock(&s->mu);
+}
 
 void mw_session_opts_init(mw_session_opts_t *o) {
     memset(o, 0, sizeof *o);
@@ -141,7 +149,7 @@ int mw__sess_open(mw__sess_t **out, const mw_session_opts_t *o, const char *id, 
 int mw__sess_set_wire(mw__sess_t *s, const char *serdes) {
     mw_serdes_t sd;
     if (mw_serdes_init(&sd, serdes ? serdes : "fixed", 0) < 0) return MW_EINVAL;
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     if (s->have_wire) mw_serdes_fini(&s->wire);
     s->wire = sd;
     s->have_wire = true;
@@ -302,7 +310,7 @@ static void link_reset(mw__sess_t *s, const mw__sess_link_t *l, uint64_t now) {
 }
 
 int mw__sess_link(mw__sess_t *s, const mw__sess_link_t *l, uint64_t now) {
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     link_reset(s, l, now);
     int r = 0;
     if (s->role == MW__SESS_CLIENT) { /* (a reset rolled the journal at open) */
@@ -321,14 +329,14 @@ int mw__sess_link(mw__sess_t *s, const mw__sess_link_t *l, uint64_t now) {
 }
 
 void mw__sess_unlink(mw__sess_t *s) {
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     s->linked = s->up = s->resending = false;
     pthread_mutex_unlock(&s->mu);
 }
 
 int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logon_t *lg, uint64_t now,
                           char *reason, size_t cap) {
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     int r = 0;
     if (s->linked) { /* the owner may wait for that connection to go, then ask again */
         snprintf(reason, cap, "session %s is logged on from another connection", s->id);
@@ -525,19 +533,19 @@ void mw__sess_delivered(mw__sess_t *s) {
 
 void mw__sess_commit(mw__sess_t *s) {
     if (!s->delivering) return;
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     mw__sess_delivered(s);
     pthread_mutex_unlock(&s->mu);
 }
 
 void mw__sess_discard(mw__sess_t *s) {
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     s->delivering = false;
     pthread_mutex_unlock(&s->mu);
 }
 
 int mw__sess_flush(mw__sess_t *s) {
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     int r = MW_ECLOSED;
     if (s->linked) {
         r = s->up && s->resending ? resend_some(s) : 0; /* journaled messages waiting first */
@@ -549,7 +557,7 @@ int mw__sess_flush(mw__sess_t *s) {
 }
 
 int mw__sess_rx(mw__sess_t *s, const mw_schema_t *sch, const void *msg, uint64_t now) {
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     if (s->delivering) mw__sess_delivered(s);
     (void)now;
     s->rxd = true;
@@ -610,7 +618,7 @@ static bool wire_refused(int r) {
 
 int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool more, uint64_t *seq) {
     if (mw_session_tag(sch->tag)) return MW_EINVAL;
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     int r;
     ssize_t len = mw_serdes_encode(&s->fx, sch, msg, s->enc, s->app->max_fixed_size + 16);
     if (len < 0) {
@@ -665,7 +673,7 @@ out:
 /* ---- time --------------------------------------------------------------------- */
 
 int mw__sess_pump(mw__sess_t *s, uint64_t now) {
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     int work = 0, r = 0;
     int synced = mw__jnl_tick(s->jnl, now); /* fsync interval */
     if (synced < 0) {
@@ -731,14 +739,14 @@ uint64_t mw__sess_next_due(const mw__sess_t *s, uint64_t now) {
 }
 
 int mw__sess_logout(mw__sess_t *s, int code, const char *reason) {
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     int r = s->linked ? send_logout(s, code, reason) : MW_ECLOSED;
     pthread_mutex_unlock(&s->mu);
     return r;
 }
 
 void mw__sess_stats(mw__sess_t *s, mw_session_stats_t *st) {
-    pthread_mutex_lock(&s->mu);
+    smu_lock(s);
     *st = s->st;
     st->next_in = s->delivering ? s->rx_seq + 1 : s->in_next; /* handed over counts */
     st->next_out = mw__jnl_out_next(s->jnl);

@@ -70,13 +70,27 @@ int mw__svc_sessions_get(mw__svc_sessions_t *t, const char *id, const mw_session
  * application messages come out numbered. */
 
 /* (called with the session's mutex held: no driver callback may run inside,
- * on_drain would pump the session again) */
+ * on_drain would pump the session again). The session is linked to this
+ * connection, which outlives the link (drv_closed unlinks before the slot
+ * is let go): the slot's lock is only the write's (event mode). */
 static int sl_send(void *ctx, const mw_schema_t *sch, const void *msg, bool more) {
     slot_t *sl = ctx;
-    return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send_nocb(&sl->drv, sch, msg);
+    if (sl->svc->o.mode != MW_MODE_EVENT)
+        return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send_nocb(&sl->drv, sch, msg);
+    mw__lock(&sl->lk);
+    int r = more ? mw__drv_enqueue_l(&sl->drv, sch, msg) : mw__drv_send_l(&sl->drv, sch, msg);
+    mw__unlock(&sl->lk);
+    return r;
 }
 
-static int sl_flush(void *ctx) { return mw__drv_flush_nocb(&((slot_t *)ctx)->drv); }
+static int sl_flush(void *ctx) {
+    slot_t *sl = ctx;
+    if (sl->svc->o.mode != MW_MODE_EVENT) return mw__drv_flush_nocb(&sl->drv);
+    mw__lock(&sl->lk);
+    int r = mw__drv_flush_l(&sl->drv);
+    mw__unlock(&sl->lk);
+    return r;
+}
 static void sl_again(void *ctx) { mw__drv_want_drain(&((slot_t *)ctx)->drv); } /* drv_drain pumps */
 
 /* Closes gracefully (a logout the session queued still goes out). */
@@ -194,7 +208,7 @@ static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const voi
     if (r == MW_EAGAIN) return logon_wait(s, sl, lg, now, reason);
     logon_wait_end(s, sl);
     if (r < 0) return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", reason);
-    sl->sess = ss;
+    __atomic_store_n(&sl->sess, ss, __ATOMIC_RELEASE); /* senders read it without a lock */
     mw_io_timer_init(&sl->t_sess, sess_timer, sl);
     mw_io_timer_after(slot_io(s, sl), &sl->t_sess, (int64_t)(mw__sess_next_due(ss, now) - now));
     if (s->o.session.on_logon_done) s->o.session.on_logon_done(s->o.ud, id, make_id(sl));
@@ -219,7 +233,7 @@ void mw__svc_sess_down(mw_svc_t *s, slot_t *sl) {
     if (s->uncommitted == sl->sess) s->uncommitted = NULL;
     mw__sess_commit(sl->sess);
     mw__sess_unlink(sl->sess);
-    sl->sess = NULL;
+    __atomic_store_n(&sl->sess, NULL, __ATOMIC_RELEASE);
 }
 
 int mw__svc_sess_next(mw_svc_t *s, slot_t *sl, const mw_schema_t **sch, void *msg, size_t cap, bool read) {
