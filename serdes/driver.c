@@ -271,6 +271,11 @@ void mw__drv_want_drain(mw__drv_t *d) {
 }
 int mw__drv_flush_nocb(mw__drv_t *d) { return flush_k(d, true); }
 
+void mw__drv_want_drain_l(mw__drv_t *d) {
+    atomic_store(&d->want_drain, true);
+    kick_nocb_k(d, true);
+}
+
 void mw__drv_write(mw__drv_t *d) {
     if (d->state != MW__DRV_UP) return;
     (void)mw_conn_flush(d->conn); /* a failure: the read side ends the connection (pull mode) */

@@ -122,6 +122,7 @@ int mw__drv_flush_nocb(mw__drv_t *d);
 int mw__drv_send_l(mw__drv_t *d, const mw_schema_t *s, const void *msg);
 int mw__drv_enqueue_l(mw__drv_t *d, const mw_schema_t *s, const void *msg);
 int mw__drv_flush_l(mw__drv_t *d);
+void mw__drv_want_drain_l(mw__drv_t *d); /* mw__drv_want_drain under that lock */
 /* Asks for on_drain once the queue is below its low-water mark (at once if
  * it is), without running it inside (as the _nocb functions). Any thread. */
 void mw__drv_want_drain(mw__drv_t *d);

@@ -137,13 +137,16 @@ static void drv_closed(mw__drv_t *d, int reason) {
     slot_t *sl = d->ud;
     mw_svc_t *s = sl->svc;
     mw_conn_id_t id = make_id(sl);
-    mw__lock(&sl->lk); /* a send from another thread finishes first; later ones find it closed */
+    /* A send from another thread finishes first; later ones find it closed.
+     * The conn's error text is read under the same lock (a sender's failed
+     * write sets it). */
+    mw__lock(&sl->lk);
     atomic_store(&sl->open, false);
-    mw__unlock(&sl->lk);
     const char *why = mw_conn_last_error(&sl->conn);
     if (sl->err.code && sl->err.code == reason) {} /* the session's reason, set when it closed */
     else if (*why) mw_err_set(&sl->err, reason, "%s", why);
     else mw_err_set(&sl->err, reason, "%s", reason == MW_ESTATE ? "closed by the service" : mw_strerror(reason));
+    mw__unlock(&sl->lk);
     if (is_bad_input(reason)) {
         atomic_fetch_add(&s->closed_bad_input, 1);
         mw__logf(MW_LOG_WARN, "svc: closing connection %#llx: %s", (unsigned long long)id, sl->err.text);
