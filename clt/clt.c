@@ -35,12 +35,11 @@ void mw_clt_opts_init(mw_clt_opts_t *o) {
 static inline bool locked_mode(const mw_clt_t *c) { return c->o.mode == MW_MODE_EVENT; }
 
 static inline void txl(mw_clt_t *c) {
-    if (!locked_mode(c)) return;
-    while (atomic_flag_test_and_set_explicit(&c->txlock, memory_order_acquire)) mw_cpu_relax();
+    if (locked_mode(c)) mw__lock(&c->txlk);
 }
 
 static inline void txu(mw_clt_t *c) {
-    if (locked_mode(c)) atomic_flag_clear_explicit(&c->txlock, memory_order_release);
+    if (locked_mode(c)) mw__unlock(&c->txlk);
 }
 
 /* ---- conn set-up / teardown ------------------------------------------------ */
@@ -48,10 +47,12 @@ static inline void txu(mw_clt_t *c) {
 int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err) {
     mw_conn_opts_t co = c->o.conn;
     if (c->o.rx_timestamps) co.flags |= MW_CONN_RX_TIMESTAMPS;
-    if (c->o.mode == MW_MODE_EVENT) co.flags |= MW_CONN_TX_LOCK; /* the io thread flushes too */
+    co.flags &= ~(unsigned)MW_CONN_TX_LOCK; /* event mode: txlk, below */
     txl(c);
     int r = mw_conn_init(&c->conn, s, c->proto, &co, err);
     if (r == 0) {
+        /* event mode: the io thread flushes too; txlk is the one lock of the conn and its streams */
+        if (c->o.mode == MW_MODE_EVENT) mw__conn_share_lock(&c->conn, &c->txlk);
         c->conn.tx.hook = c->o.on_sent;
         c->conn.rx.hook = c->o.on_recvd;
         c->conn.tx.hook_ud = c->conn.rx.hook_ud = c->o.hook_ud;
@@ -66,12 +67,15 @@ int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err) {
     return r;
 }
 
+/* Senders check have_conn under txl, so the conn is finished after it,
+ * without the lock (its streams' close takes it: mw_stream_share_lock). */
 void mw__clt_conn_teardown(mw_clt_t *c) {
     txl(c);
-    if (c->have_conn) mw_conn_fini(&c->conn);
+    bool had = c->have_conn;
     c->have_conn = false;
     c->open = false;
     txu(c);
+    if (had) mw_conn_fini(&c->conn);
 }
 
 /* The default linger of a spin or blocking Clt's close: see mw_clt.h. */
@@ -224,7 +228,6 @@ static mw_clt_t *clt_new(const mw_protocol_t *p, const mw_clt_opts_t *o) {
     c->o = *o;
     c->proto = p;
     c->tx_idle = c->rx_idle = o->idle;
-    atomic_flag_clear(&c->txlock);
     atomic_init(&c->refs, 1);
     c->state = MW_CLT_CLOSED;
     return c;
@@ -313,7 +316,7 @@ int mw__clt_tx_want(mw_clt_t *c) {
     txl(c);
     int want = 0;
     if (c->have_conn) {
-        if (mw_conn_tx_pending(&c->conn)) want |= MW_WANT_WRITE;
+        if (mw__conn_tx_pending_nl(&c->conn)) want |= MW_WANT_WRITE;
         want |= mw_stream_want(c->conn.stream);
     }
     txu(c);
@@ -321,28 +324,40 @@ int mw__clt_tx_want(mw_clt_t *c) {
 }
 
 /* One message onto the connection (or, with a session, numbered and
- * journaled first). more: queue without writing. Under txl. Returns 1 when
- * the message was accepted but bytes stay queued behind a full socket
- * (spin/blocking without a session), else 0 or an error. */
+ * journaled first). more: queue without writing. Under txl, but for an
+ * event-mode session (the session's lock orders it, and its link takes txl
+ * for the write: sess_unlocked). Event mode: txl is the conn's tx lock too
+ * (the one lock), so the driver's _l functions. Returns 1 when the message
+ * was accepted but bytes stay queued behind a full socket (spin/blocking
+ * without a session), else 0 or an error. */
 static int tx_one(mw_clt_t *c, const mw_schema_t *s, const void *msg, bool more, uint64_t *seq) {
     if (c->sess) return mw__clt_sess_send(c, s, msg, more, seq);
     if (!c->have_conn) return MW_ECLOSED;
     if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv))
-        return more ? mw__drv_enqueue(&c->drv, s, msg) : mw__drv_send(&c->drv, s, msg);
-    return more ? mw_conn_enqueue(&c->conn, s, msg) : mw__conn_send_q(&c->conn, s, msg);
+        return more ? mw__drv_enqueue_l(&c->drv, s, msg) : mw__drv_send_l(&c->drv, s, msg);
+    /* (txl is the conn's lock in event mode; spin/blocking take none) */
+    return more ? mw__conn_enqueue_nl(&c->conn, s, msg) : mw__conn_send_q_nl(&c->conn, s, msg);
 }
 
 /* Writes what is queued. Under txl. */
 static int tx_flush(mw_clt_t *c) {
     if (!c->have_conn) return MW_ECLOSED;
     if (c->sess && c->o.mode != MW_MODE_EVENT) return mw__sess_flush(c->sess); /* heartbeats write too */
-    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) return mw__drv_flush(&c->drv);
-    return mw_conn_flush(&c->conn);
+    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) return mw__drv_flush_l(&c->drv);
+    return mw__conn_flush_nl(&c->conn); /* (event mode: txl is its lock; else it has none) */
 }
+
+/* An event-mode session takes no txl around its send (see tx_one). */
+static inline bool sess_unlocked(const mw_clt_t *c) { return c->sess && locked_mode(c); }
 
 int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) { return mw__clt_send_numbered(c, s, msg, NULL); }
 
 int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, uint64_t *seq) {
+    if (sess_unlocked(c)) {
+        int r = tx_one(c, s, msg, false, seq);
+        if (r == MW_EAGAIN) atomic_store(&c->drv.want_drain, true);
+        return r;
+    }
     txl(c);
     int r = tx_one(c, s, msg, false, seq);
     if (r == MW_EAGAIN && c->o.mode == MW_MODE_EVENT) /* not attached yet: on_drain once it is */
@@ -368,6 +383,11 @@ int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, ui
 }
 
 int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
+    if (sess_unlocked(c)) {
+        int r = tx_one(c, s, msg, true, NULL);
+        if (r == MW_EAGAIN) atomic_store(&c->drv.want_drain, true);
+        return r;
+    }
     txl(c);
     int r = tx_one(c, s, msg, true, NULL);
     if (r == MW_EAGAIN && c->o.mode == MW_MODE_EVENT) atomic_store(&c->drv.want_drain, true);
@@ -408,13 +428,14 @@ int mw_clt_send_busywait_timeout(mw_clt_t *c, const mw_schema_t *s, const void *
 
 uint8_t *mw_clt_claim(mw_clt_t *c, size_t max) {
     txl(c);
-    uint8_t *p = c->have_conn ? mw_conn_claim(&c->conn, max) : NULL;
+    uint8_t *p = c->have_conn ? mw__conn_claim_nl(&c->conn, max) : NULL; /* (txl is its lock) */
     if (!p) txu(c);
     return p; /* the lock (event mode) is held until commit */
 }
 
 int mw_clt_commit(mw_clt_t *c, size_t len) {
-    int r = mw_conn_commit(&c->conn, len);
+    if (!c->conn.tx_claimed) return MW_EINVAL; /* no claim: no lock held */
+    int r = mw__conn_commit_nl(&c->conn, len);
     txu(c);
     return r;
 }

@@ -9,6 +9,7 @@
 #include "mw_clt.h"
 #include "mw_resolve.h"
 #include "drv_impl.h"
+#include "lock_impl.h"
 #include "endpoint_impl.h"
 #include "session_impl.h"
 
@@ -29,7 +30,9 @@ struct mw_clt {
     /* event mode, io thread only */
     mw_clt_state_t state;
     bool attached, in_cb, close_pending, free_pending, stopped;
-    atomic_flag txlock;    /* event mode: tx side vs the io thread's teardown */
+    bool txlk;             /* event mode: the one lock of the send path (lock_impl.h): tx side vs
+                              the io thread's flush and teardown, shared with the conn and its
+                              streams (mw__conn_share_lock) */
     uint64_t connects;     /* successful connects so far */
     uint64_t opened_at;
     unsigned ttl_tries;    /* rotation waiting for queued bytes to drain */

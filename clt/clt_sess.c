@@ -9,27 +9,33 @@
 
 /* ---- the session's way onto the connection ------------------------------------ */
 
-/* (called with the session's mutex held: no driver callback may run inside,
- * on_drain would pump the session again) */
+/* (called with the session's lock held: no driver callback may run inside,
+ * on_drain would pump the session again). Event mode: the session's lock
+ * is txlk (mw__sess_share_lock at open), the one lock of the conn and its
+ * streams, held here already: the _l / _nl functions. */
 static int link_send(void *ctx, const mw_schema_t *s, const void *msg, bool more) {
     mw_clt_t *c = ctx;
     if (!c->have_conn) return MW_ECLOSED;
-    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv))
-        return more ? mw__drv_enqueue(&c->drv, s, msg) : mw__drv_send_nocb(&c->drv, s, msg);
+    if (c->o.mode == MW_MODE_EVENT) {
+        int r = mw__drv_attached(&c->drv) ? (more ? mw__drv_enqueue_l(&c->drv, s, msg) : mw__drv_send_l(&c->drv, s, msg))
+                : more ? mw__conn_enqueue_nl(&c->conn, s, msg) : mw__conn_send_q_nl(&c->conn, s, msg);
+        return r == 1 ? 0 : r;
+    }
     return more ? mw_conn_enqueue(&c->conn, s, msg) : mw_conn_send(&c->conn, s, msg);
 }
 
 static int link_flush(void *ctx) {
     mw_clt_t *c = ctx;
     if (!c->have_conn) return MW_ECLOSED;
-    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) return mw__drv_flush_nocb(&c->drv);
+    if (c->o.mode == MW_MODE_EVENT)
+        return mw__drv_attached(&c->drv) ? mw__drv_flush_l(&c->drv) : mw__conn_flush_nl(&c->conn);
     return mw_conn_flush(&c->conn);
 }
 
 /* event mode: drv_drain pumps (spin/blocking pump on every call while behind) */
 static void link_again(void *ctx) {
     mw_clt_t *c = ctx;
-    if (c->have_conn && c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) mw__drv_want_drain(&c->drv);
+    if (c->have_conn && c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) mw__drv_want_drain_l(&c->drv);
 }
 
 static void link_of(mw_clt_t *c, mw__sess_link_t *l) { *l = (mw__sess_link_t){c, link_send, link_flush, link_again}; }
@@ -38,6 +44,7 @@ int mw__clt_sess_open(mw_clt_t *c, mw_err_t *err) {
     if (!(c->sproto = mw__sess_proto(c->proto)) || !(c->sess_rx = calloc(1, c->sproto->max_size)))
         return mw_err_set(err, MW_ENOMEM, "out of memory");
     int r = mw__sess_open(&c->sess, &c->o.session, c->o.session.id, MW__SESS_CLIENT, c->proto, err);
+    if (r == 0 && c->o.mode == MW_MODE_EVENT) mw__sess_share_lock(c->sess, &c->txlk); /* the one lock */
     if (r == 0 && mw__sess_set_wire(c->sess, c->o.conn.serdes) < 0)
         r = mw_err_set(err, MW_EINVAL, "unknown serdes \"%s\"", c->o.conn.serdes);
     if (r == 0) c->proto = c->sproto; /* the connection decodes both */

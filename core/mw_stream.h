@@ -130,6 +130,15 @@ typedef struct mw_stream_ops {
     /* Message streams only (see above); NULL for byte streams. */
     ssize_t (*readmsg)(mw_stream_t *s, void *dst, size_t cap, int flags, int *oflags);
     ssize_t (*writemsgs)(mw_stream_t *s, const struct iovec *msgs, int n, int flags);
+    /* Replaces the decorator's own lock with the owner's (lk, a byte used
+     * with the __atomic builtins as a spin lock) and passes lk on to the
+     * inner stream. From then on the owner holds lk around every tx-side
+     * call (writev, writemsgs), which then take no lock of their own; the
+     * rx-side calls (read, readmsg, handshake, pending, close, free) and the
+     * decorator's helpers take lk themselves, so they must be called without
+     * it. Called once, before the stream is shared between threads.
+     * [no lock to share: nothing] */
+    void (*share_lock)(mw_stream_t *s, bool *lk);
 } mw_stream_ops_t;
 
 struct mw_stream {
@@ -171,6 +180,11 @@ static inline ssize_t mw_stream_readmsg(mw_stream_t *s, void *dst, size_t cap, i
 }
 static inline ssize_t mw_stream_writemsgs(mw_stream_t *s, const struct iovec *msgs, int n, int flags) {
     return s->ops->writemsgs(s, msgs, n, flags);
+}
+/* One lock for the whole stack: see share_lock above. */
+static inline void mw_stream_share_lock(mw_stream_t *s, bool *lk) {
+    if (s->ops->share_lock) s->ops->share_lock(s, lk);
+    else if (s->inner) mw_stream_share_lock(s->inner, lk);
 }
 static inline const char *mw_stream_last_error(const mw_stream_t *s) { return mw_err_text(&s->err); }
 

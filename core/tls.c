@@ -13,6 +13,7 @@
  */
 #include "mw_tls.h"
 
+#include "lock_impl.h"
 #include "mw_tcp.h"
 
 #include <arpa/inet.h>
@@ -58,11 +59,29 @@ typedef struct tls {
      * threads in it at once; the lock lets a split sender and receiver share
      * a TLS stream (uncontended: ~20 ns beside microseconds of crypto). */
     pthread_mutex_t mu;
+    /* The owner's lock once shared (mw_stream_share_lock), used instead of
+     * mu: tx calls come with it held, the rest take it. NULL: mu. */
+    bool *lk;
     char name[NAME_LEN]; /* the peer, for error text: "localhost (127.0.0.1:4433)" */
     unsigned char gather[GATHER_MAX];
 } tls_t;
 
 static const mw_stream_ops_t tls_ops;
+
+/* Around SSL calls of the rx side and of helpers: the shared lock or mu. */
+static void tls_lock(tls_t *t) {
+    if (t->lk) {
+        mw__lock(t->lk);
+        return;
+    }
+    MW__LOCK_NOTE();
+    pthread_mutex_lock(&t->mu);
+}
+
+static void tls_unlock(tls_t *t) {
+    if (t->lk) mw__unlock(t->lk);
+    else pthread_mutex_unlock(&t->mu);
+}
 
 void mw_tls_opts_init(mw_tls_opts_t *o) { *o = (mw_tls_opts_t){0}; }
 
@@ -248,9 +267,9 @@ static ssize_t read_locked(tls_t *t, void *dst, size_t cap) {
 
 static ssize_t tls_read(mw_stream_t *s, void *dst, size_t cap) {
     tls_t *t = (tls_t *)s;
-    pthread_mutex_lock(&t->mu);
+    tls_lock(t);
     ssize_t n = read_locked(t, dst, cap);
-    pthread_mutex_unlock(&t->mu);
+    tls_unlock(t);
     return n;
 }
 
@@ -311,6 +330,8 @@ static ssize_t writev_locked(tls_t *t, const struct iovec *iov, int iovcnt) {
 
 static ssize_t tls_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt) {
     tls_t *t = (tls_t *)s;
+    if (t->lk) return writev_locked(t, iov, iovcnt); /* the owner holds it */
+    MW__LOCK_NOTE();
     pthread_mutex_lock(&t->mu);
     ssize_t n = writev_locked(t, iov, iovcnt);
     pthread_mutex_unlock(&t->mu);
@@ -340,13 +361,13 @@ static int tls_handshake_op(mw_stream_t *s) {
 static size_t tls_pending(const mw_stream_t *s) {
     tls_t *t = (tls_t *)s;
     if (!t->ssl) return 0;
-    pthread_mutex_lock(&t->mu);
+    tls_lock(t);
     size_t n = 0;
     if (!t->closed && !t->dead && !t->rdone) {
         int k = SSL_pending(t->ssl);
         n = k > 0 ? (size_t)k : SSL_has_pending(t->ssl) ? 1 : 0;
     }
-    pthread_mutex_unlock(&t->mu);
+    tls_unlock(t);
     return n;
 }
 
@@ -365,9 +386,9 @@ static void send_close_notify(tls_t *t) {
 static void tls_close(mw_stream_t *s) {
     tls_t *t = (tls_t *)s;
     if (t->closed) return;
-    pthread_mutex_lock(&t->mu);
+    tls_lock(t);
     send_close_notify(t);
-    pthread_mutex_unlock(&t->mu);
+    tls_unlock(t);
     t->closed = true;
     atomic_store(&t->want_rd, 0);
     atomic_store(&t->want_wr, 0);
@@ -383,6 +404,11 @@ static void tls_free(mw_stream_t *s) {
     free(t);
 }
 
+static void tls_share_lock(mw_stream_t *s, bool *lk) {
+    ((tls_t *)s)->lk = lk;
+    mw_stream_share_lock(s->inner, lk);
+}
+
 static const mw_stream_ops_t tls_ops = {
     .name = "tls",
     .read = tls_read,
@@ -394,6 +420,7 @@ static const mw_stream_ops_t tls_ops = {
     .handshake = tls_handshake_op,
     .pending = tls_pending,
     .rx_time = tls_rx_time,
+    .share_lock = tls_share_lock,
 };
 
 bool mw_is_tls(const mw_stream_t *s) { return s && s->ops == &tls_ops; }
@@ -403,9 +430,9 @@ int mw_tls_handshake(mw_stream_t *s) {
     if (!mw_is_tls(s)) return MW_EINVAL;
     if (gone(t)) return gone(t);
     if (t->rdone) return MW_ECLOSED;
-    pthread_mutex_lock(&t->mu);
+    tls_lock(t);
     if (is_up(t)) {
-        pthread_mutex_unlock(&t->mu);
+        tls_unlock(t);
         return 0;
     }
     ERR_clear_error();
@@ -418,16 +445,16 @@ int mw_tls_handshake(mw_stream_t *s) {
     } else {
         r = fail(t, r, "handshake", &t->want_rd);
     }
-    pthread_mutex_unlock(&t->mu);
+    tls_unlock(t);
     return r;
 }
 
 void mw_tls_shutdown(mw_stream_t *s) {
     if (!mw_is_tls(s)) return;
     tls_t *t = (tls_t *)s;
-    pthread_mutex_lock(&t->mu);
+    tls_lock(t);
     send_close_notify(t);
-    pthread_mutex_unlock(&t->mu);
+    tls_unlock(t);
 }
 
 /* ---- context -------------------------------------------------------------------- */

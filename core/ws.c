@@ -188,6 +188,11 @@ static void ws_free(mw_stream_t *s) {
     free(w);
 }
 
+static void ws_share_lock(mw_stream_t *s, bool *lk) {
+    ((ws_t *)s)->slk = lk;
+    mw_stream_share_lock(s->inner, lk);
+}
+
 static const mw_stream_ops_t ws_ops = {
     .name = "ws",
     .read = mw__ws_read,
@@ -201,6 +206,7 @@ static const mw_stream_ops_t ws_ops = {
     .rx_time = ws_rx_time,
     .readmsg = mw__ws_readmsg,
     .writemsgs = mw__ws_writemsgs,
+    .share_lock = ws_share_lock,
 };
 
 /* ---- construction ------------------------------------------------------------------ */

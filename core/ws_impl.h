@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "lock_impl.h"
 #include "mw_buf.h"
 #include "mw_ws.h"
 
@@ -148,6 +149,7 @@ typedef struct mw__ws {
 
     /* tx half: under lock */
     atomic_flag lock;
+    bool *slk; /* the owner's lock once shared (mw_stream_share_lock): used instead of lock */
     atomic_bool tx_held; /* tx bytes or a pending control frame: want() WRITE */
     mw_buf_t tx;
     int tx_err;    /* sticky result of writes (I/O or protocol failure) */
@@ -162,10 +164,31 @@ typedef struct mw__ws {
     uint8_t pool[MW__WS_MASK_POOL];
 } mw__ws_t;
 
+/* The tx half's lock, for the rx side and the helpers: the shared one or
+ * the stream's own. */
 static inline void mw__ws_tx_lock(mw__ws_t *w) {
+    if (w->slk) {
+        mw__lock(w->slk);
+        return;
+    }
+    MW__LOCK_NOTE();
     while (atomic_flag_test_and_set_explicit(&w->lock, memory_order_acquire)) sched_yield();
 }
-static inline void mw__ws_tx_unlock(mw__ws_t *w) { atomic_flag_clear_explicit(&w->lock, memory_order_release); }
+static inline void mw__ws_tx_unlock(mw__ws_t *w) {
+    if (w->slk) mw__unlock(w->slk);
+    else atomic_flag_clear_explicit(&w->lock, memory_order_release);
+}
+/* The same for the tx operations (writev, writemsgs): none once shared,
+ * as their caller holds the shared lock. */
+static inline void mw__ws_txop_lock(mw__ws_t *w) {
+    if (!w->slk) {
+        MW__LOCK_NOTE();
+        while (atomic_flag_test_and_set_explicit(&w->lock, memory_order_acquire)) sched_yield();
+    }
+}
+static inline void mw__ws_txop_unlock(mw__ws_t *w) {
+    if (!w->slk) atomic_flag_clear_explicit(&w->lock, memory_order_release);
+}
 static inline bool mw__ws_ready(const mw__ws_t *w) {
     return atomic_load_explicit(&w->ready, memory_order_acquire);
 }

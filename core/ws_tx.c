@@ -338,10 +338,10 @@ ssize_t mw__ws_writemsgs(mw_stream_t *s, const struct iovec *msgs, int n, int fl
     if (n > GATHER_MSGS) n = GATHER_MSGS;
     unsigned op = (flags & MW_MSG_TEXT) ? MW_WS_TEXT : MW_WS_BINARY;
     for (int i = 0; i < n; i++) m[i] = (wmsg_t){{&msgs[i], 1, 0, 0}, msgs[i].iov_len, op};
-    mw__ws_tx_lock(w);
+    mw__ws_txop_lock(w);
     ssize_t r = tx_gate(w, n <= 0);
     if (r == 1) r = send_msgs(w, m, n, flags & MW_MSG_MORE);
-    mw__ws_tx_unlock(w);
+    mw__ws_txop_unlock(w);
     return r;
 }
 
@@ -390,9 +390,9 @@ static ssize_t send_records(ws_t *w, const struct iovec *iov, int iovcnt) {
 
 ssize_t mw__ws_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt) {
     ws_t *w = (ws_t *)s;
-    mw__ws_tx_lock(w);
+    mw__ws_txop_lock(w);
     ssize_t r = tx_gate(w, iovcnt == 0);
     if (r == 1) r = send_records(w, iov, iovcnt);
-    mw__ws_tx_unlock(w);
+    mw__ws_txop_unlock(w);
     return r;
 }

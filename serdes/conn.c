@@ -2,6 +2,7 @@
 #include "mw_conn.h"
 #include "buf_impl.h"
 #include "drv_impl.h"
+#include "lock_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +36,22 @@ void mw_conn_opts_init(mw_conn_opts_t *o) {
     o->tx_buf = 256 * 1024;
 }
 
-/* The lock is a plain bool in the public struct (no <stdatomic.h> there, so
- * the header compiles as C++), taken with the compiler's atomic builtins. */
+/* The lock is a plain bool (no <stdatomic.h> in the public header, so it
+ * compiles as C++), taken with the compiler's atomic builtins: the conn's
+ * own (MW_CONN_TX_LOCK), or its owner's once shared (mw__conn_share_lock),
+ * which the whole stream stack then uses too (lock_impl.h). */
 static void tx_lock(mw_conn_t *c) {
-    if (!(c->flags & MW_CONN_TX_LOCK)) return;
-    while (__atomic_test_and_set(&c->tx_lock, __ATOMIC_ACQUIRE)) mw_cpu_relax();
+    if (c->tx_lk) mw__lock(c->tx_lk);
 }
 
 static void tx_unlock(mw_conn_t *c) {
-    if (c->flags & MW_CONN_TX_LOCK) __atomic_clear(&c->tx_lock, __ATOMIC_RELEASE);
+    if (c->tx_lk) mw__unlock(c->tx_lk);
+}
+
+void mw__conn_share_lock(mw_conn_t *c, bool *lk) {
+    c->flags |= MW_CONN_TX_LOCK;
+    c->tx_lk = lk;
+    mw_stream_share_lock(c->stream, lk);
 }
 
 /* Configures one side's serdes and framer; the old serdes is released only
@@ -87,6 +95,7 @@ int mw_conn_init(mw_conn_t *c, mw_stream_t *stream, const mw_protocol_t *p,
     c->stream = stream;
     c->proto = p;
     c->flags = o->flags;
+    c->tx_lk = (c->flags & MW_CONN_TX_LOCK) ? &c->tx_lock : NULL;
     c->max_msg = o->max_msg ? o->max_msg : 65536;
     int r;
     uint64_t need = (uint64_t)c->max_msg + FRAME_OVERHEAD; /* no uint32 wrap-around */
@@ -290,6 +299,15 @@ int mw_conn_flush(mw_conn_t *c) {
 /* 0 accepted and written, 1 accepted with bytes still queued, or < 0. */
 int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     tx_lock(c);
+    int r = mw__conn_send_q_nl(c, s, msg);
+    tx_unlock(c);
+    return r;
+}
+
+int mw__conn_enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) { return enqueue_nl(c, s, msg); }
+int mw__conn_flush_nl(mw_conn_t *c) { return flush_nl(c); }
+
+int mw__conn_send_q_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     int r = enqueue_nl(c, s, msg);
     if (r == MW_EAGAIN) {
         r = flush_nl(c);
@@ -300,7 +318,6 @@ int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
         if (f == MW_EAGAIN) r = 1;
         else if (f < 0) r = f;
     }
-    tx_unlock(c);
     return r;
 }
 
@@ -311,15 +328,18 @@ int mw_conn_send(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
 
 uint8_t *mw_conn_claim(mw_conn_t *c, size_t max) {
     tx_lock(c);
+    uint8_t *p = mw__conn_claim_nl(c, max);
+    if (!p) tx_unlock(c);
+    return p;
+}
+
+uint8_t *mw__conn_claim_nl(mw_conn_t *c, size_t max) {
     mw_conn_side_t *t = &c->tx;
     uint8_t *p = NULL;
     size_t need = max + mw_frame_prefix_len(&t->fr) + mw_frame_suffix_len(&t->fr);
     if (!t->failed && !c->tx_claimed && max <= c->max_msg)
         while (!(p = mw_buf_reserve(&t->buf, need)) && tx_grow(c) == 0) {}
-    if (!p) {
-        tx_unlock(c);
-        return NULL;
-    }
+    if (!p) return NULL;
     c->tx_claimed = true;
     c->tx_claim_max = max;
     return p + mw_frame_prefix_len(&t->fr);
@@ -327,6 +347,13 @@ uint8_t *mw_conn_claim(mw_conn_t *c, size_t max) {
 
 int mw_conn_commit(mw_conn_t *c, size_t len) {
     if (!c->tx_claimed) return MW_EINVAL; /* no claim: nothing reserved, no lock held */
+    int r = mw__conn_commit_nl(c, len);
+    tx_unlock(c);
+    return r;
+}
+
+int mw__conn_commit_nl(mw_conn_t *c, size_t len) {
+    if (!c->tx_claimed) return MW_EINVAL;
     c->tx_claimed = false;
     mw_conn_side_t *t = &c->tx;
     ssize_t fl = len > c->tx_claim_max ? MW_EINVAL : mw_frame_seal(&t->fr, mw_buf_tail(&t->buf), len);
@@ -336,15 +363,19 @@ int mw_conn_commit(mw_conn_t *c, size_t len) {
         t->msgs++;
         t->bytes += (uint64_t)fl;
     }
-    tx_unlock(c);
     return fl < 0 ? (int)fl : 0;
 }
 
 size_t mw_conn_tx_pending(mw_conn_t *c) {
     tx_lock(c);
+    size_t n = mw__conn_tx_pending_nl(c);
+    tx_unlock(c);
+    return n;
+}
+
+size_t mw__conn_tx_pending_nl(mw_conn_t *c) {
     size_t n = mw_buf_len(&c->tx.buf);
     if (!n && c->msgs && (mw_stream_want(c->stream) & MW_WANT_WRITE)) n = 1;
-    tx_unlock(c);
     return n;
 }
 
@@ -679,8 +710,12 @@ ssize_t mw_conn_pump(mw_conn_t *c, mw_conn_msg_fn fn, void *ud, int max_reads, b
 
 void mw__conn_hold(mw_conn_t *c) {
     tx_lock(c);
-    __atomic_store_n(&c->hold, true, __ATOMIC_RELAXED); /* the driver reads it without the lock */
+    mw__conn_hold_nl(c);
     tx_unlock(c);
+}
+
+void mw__conn_hold_nl(mw_conn_t *c) {
+    __atomic_store_n(&c->hold, true, __ATOMIC_RELAXED); /* the driver reads it without the lock */
 }
 
 /* A claim or bytes still queued keep the tx buffer, part of a message the

@@ -15,7 +15,7 @@ static void finish(mw__drv_t *d);
 
 /* ---- interest ------------------------------------------------------------------ */
 
-static int want_of(mw__drv_t *d) {
+static int want_of_k(mw__drv_t *d, bool locked) {
     mw_stream_t *s = d->conn->stream;
     if (d->state == MW__DRV_HANDSHAKE) {
         int w = mw_stream_want(s);
@@ -23,15 +23,21 @@ static int want_of(mw__drv_t *d) {
     }
     int want = mw_stream_want(s);
     if (d->state == MW__DRV_LINGER ? !d->conn->rx_eof : !d->paused && !d->rx_done) want |= MW_WANT_READ;
-    if (!d->conn->tx.failed && mw_conn_tx_pending(d->conn)) want |= MW_WANT_WRITE;
+    if (!d->conn->tx.failed && (locked ? mw__conn_tx_pending_nl(d->conn) : mw_conn_tx_pending(d->conn)))
+        want |= MW_WANT_WRITE;
     return want;
 }
 
-static void rearm(mw__drv_t *d) {
+static int want_of(mw__drv_t *d) { return want_of_k(d, false); }
+
+/* locked: the caller holds the conn's tx lock (an owner's send path). */
+static void rearm_k(mw__drv_t *d, bool locked) {
     if (d->state == MW__DRV_OFF) return;
-    int want = want_of(d);
+    int want = want_of_k(d, locked);
     if (want != d->src.events) mw_io_mod(d->io, &d->src, want);
 }
+
+static void rearm(mw__drv_t *d) { rearm_k(d, false); }
 
 /* Input may wait inside a decorator with no readiness to announce it: come
  * back on the next poll. */
@@ -48,32 +54,34 @@ static void again_soon(mw__drv_t *d) {
  * round trips cost far more than). Thousands of connections that each see a
  * message now and then keep passing the same few blocks around, as before,
  * and do not all hold buffers at once. Noted after a pass that moved bytes. */
-static __attribute__((noinline)) void warm(mw__drv_t *d) {
+static __attribute__((noinline)) void warm(mw__drv_t *d, bool locked) {
     if (d->state != MW__DRV_UP) return; /* only an attached conn may join its io's list */
     uint64_t now = mw_io_now(d->io);
     if (d->cold_ns && now - d->cold_ns < MW__IO_KEEP_NS) {
         mw__io_keep_link(d->io, &d->keep);
         d->keep.used = true;
-        mw__conn_hold(d->conn);
+        locked ? mw__conn_hold_nl(d->conn) : mw__conn_hold(d->conn);
     } else {
         d->cold_ns = now;
     }
 }
 
-static inline void traffic(mw__drv_t *d) {
+static inline void traffic_k(mw__drv_t *d, bool locked) {
     if (d->keep.linked) d->keep.used = true;
-    else warm(d);
+    else warm(d, locked);
 }
+
+static inline void traffic(mw__drv_t *d) { traffic_k(d, false); }
 
 /* A send on the io thread outside a pass (an owner that polls the io and
  * sends in between) links the conn too; from another thread it cannot
  * touch the io's list, and the conn gives the buffer back after each flush
  * as before. Only asked while the conn is not holding yet; once it holds,
  * the sweep sees the sends in the conn's count (mw__conn_release). */
-static inline void sending(mw__drv_t *d) {
+static inline void sending(mw__drv_t *d, bool locked) {
     if (!__atomic_load_n(&d->conn->hold, __ATOMIC_RELAXED) && mw_io_in_thread(d->io) && !d->in_cb &&
         d->state == MW__DRV_UP) /* inside a pass, the pass counts */
-        traffic(d);
+        traffic_k(d, locked);
 }
 
 static bool keep_release(mw__io_keep_t *k) {
@@ -171,13 +179,13 @@ void mw__drv_kick(mw__drv_t *d) {
 /* As mw__drv_kick, but no callback runs inside it: on the io thread the
  * write interest is set at once and a drain check (on_drain) is posted. For
  * callers holding a lock that the callbacks take (a session's mutex). */
-static void kick_nocb(mw__drv_t *d) {
+static void kick_nocb_k(mw__drv_t *d, bool locked) {
     if (!mw_io_in_thread(d->io)) {
         mw__drv_kick(d);
         return;
     }
     if (d->state != MW__DRV_UP && d->state != MW__DRV_LINGER) return;
-    rearm(d);
+    rearm_k(d, locked);
     if (d->cfg->slow_consumer_ns > 0 && atomic_load(&d->want_drain) && !mw_io_timer_armed(&d->t_slow))
         mw_io_timer_after(d->io, &d->t_slow, d->cfg->slow_consumer_ns);
     if (d->state == MW__DRV_UP && atomic_load(&d->want_drain) && !atomic_exchange(&d->arm_posted, true) &&
@@ -185,10 +193,12 @@ static void kick_nocb(mw__drv_t *d) {
         atomic_store(&d->arm_posted, false);
 }
 
+static void kick_nocb(mw__drv_t *d) { kick_nocb_k(d, false); }
+
 /* ---- sending ---------------------------------------------------------------------- */
 
 static int send_k(mw__drv_t *d, const mw_schema_t *s, const void *msg, bool nocb) {
-    sending(d);
+    sending(d, false);
     int r = mw__conn_send_q(d->conn, s, msg);
     if (r == 1) { /* accepted, bytes queued behind a full socket */
         nocb ? kick_nocb(d) : mw__drv_kick(d);
@@ -205,7 +215,7 @@ int mw__drv_send(mw__drv_t *d, const mw_schema_t *s, const void *msg) { return s
 int mw__drv_send_nocb(mw__drv_t *d, const mw_schema_t *s, const void *msg) { return send_k(d, s, msg, true); }
 
 int mw__drv_enqueue(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
-    sending(d);
+    sending(d, false);
     int r = mw_conn_enqueue(d->conn, s, msg);
     if (r == MW_EAGAIN) atomic_store(&d->want_drain, true);
     return r;
@@ -219,6 +229,40 @@ static int flush_k(mw__drv_t *d, bool nocb) {
     return r;
 }
 
+/* ---- sending under the owner's lock (the one lock) ----------------------------------
+ * The same three with the conn's tx lock held by the caller: nothing here
+ * takes it again, and no callback runs (a callback may send, and the lock
+ * is not recursive). On the io thread the write interest is set at once and
+ * a due drain check is posted; from another thread one arm request is
+ * posted (at most one in flight; only when bytes stay queued or the queue
+ * was full, never on the fast path). */
+int mw__drv_send_l(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
+    sending(d, true);
+    int r = mw__conn_send_q_nl(d->conn, s, msg);
+    if (r == 1) {
+        kick_nocb_k(d, true);
+        return 0;
+    }
+    if (r == MW_EAGAIN) {
+        atomic_store(&d->want_drain, true);
+        kick_nocb_k(d, true);
+    }
+    return r;
+}
+
+int mw__drv_enqueue_l(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
+    sending(d, true);
+    int r = mw__conn_enqueue_nl(d->conn, s, msg);
+    if (r == MW_EAGAIN) atomic_store(&d->want_drain, true);
+    return r;
+}
+
+int mw__drv_flush_l(mw__drv_t *d) {
+    int r = mw__conn_flush_nl(d->conn);
+    if (r == MW_EAGAIN || atomic_load_explicit(&d->want_drain, memory_order_relaxed)) kick_nocb_k(d, true);
+    return r;
+}
+
 int mw__drv_flush(mw__drv_t *d) { return flush_k(d, false); }
 
 void mw__drv_want_drain(mw__drv_t *d) {
@@ -226,6 +270,11 @@ void mw__drv_want_drain(mw__drv_t *d) {
     kick_nocb(d);
 }
 int mw__drv_flush_nocb(mw__drv_t *d) { return flush_k(d, true); }
+
+void mw__drv_want_drain_l(mw__drv_t *d) {
+    atomic_store(&d->want_drain, true);
+    kick_nocb_k(d, true);
+}
 
 void mw__drv_write(mw__drv_t *d) {
     if (d->state != MW__DRV_UP) return;

@@ -119,6 +119,14 @@ int mw__drv_flush(mw__drv_t *d);
  * runs on a timer, and on_drain pumps it). */
 int mw__drv_send_nocb(mw__drv_t *d, const mw_schema_t *s, const void *msg);
 int mw__drv_flush_nocb(mw__drv_t *d);
+/* The same three for an owner that holds the conn's tx lock (shared with
+ * mw__conn_share_lock): its send path takes that one lock for the lifetime
+ * check, the encode and the write. No callback runs inside them (as the
+ * _nocb functions). Any thread. */
+int mw__drv_send_l(mw__drv_t *d, const mw_schema_t *s, const void *msg);
+int mw__drv_enqueue_l(mw__drv_t *d, const mw_schema_t *s, const void *msg);
+int mw__drv_flush_l(mw__drv_t *d);
+void mw__drv_want_drain_l(mw__drv_t *d); /* mw__drv_want_drain under that lock */
 /* Asks for on_drain once the queue is below its low-water mark (at once if
  * it is), without running it inside (as the _nocb functions). Any thread. */
 void mw__drv_want_drain(mw__drv_t *d);
@@ -171,6 +179,21 @@ void mw__drv_stop(mw__drv_t *d);
 /* conn.c: mw_conn_send that also says whether bytes stayed queued: 0 written,
  * 1 accepted but (partly) queued, or < 0 as mw_conn_send. One tx lock. */
 int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg);
+
+/* conn.c: the one lock. mw__conn_share_lock makes the owner's lock (a
+ * byte, lock_impl.h) the conn's tx lock and the lock of every decorator
+ * under it (mw_stream_share_lock), before the conn is shared between
+ * threads. The _nl functions are their namesakes for a caller that holds
+ * that lock already (the owner's send path: lifetime check, numbering and
+ * encode under one lock). */
+void mw__conn_share_lock(mw_conn_t *c, bool *lk);
+int mw__conn_send_q_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg);
+int mw__conn_enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg);
+int mw__conn_flush_nl(mw_conn_t *c);
+size_t mw__conn_tx_pending_nl(mw_conn_t *c);
+void mw__conn_hold_nl(mw_conn_t *c);
+uint8_t *mw__conn_claim_nl(mw_conn_t *c, size_t max);
+int mw__conn_commit_nl(mw_conn_t *c, size_t len);
 
 /* conn.c: the conn keeps its buffers when they are empty (mw__conn_hold),
  * until mw__conn_release gives back the empty ones (the tx buffer, and with

@@ -117,6 +117,7 @@ typedef struct mw_conn {
     int rx_io_err;      /* the read failure, reported once the buffered frames are out */
     uint8_t rx_where;   /* mw_close_where_t of rx.failed: where the rx error arose */
     bool tx_lock;       /* MW_CONN_TX_LOCK's spin lock: conn.c only, with __atomic builtins */
+    bool *tx_lk;        /* the lock taken: &tx_lock, the owner's (shared), or NULL (none) */
     bool tx_claimed;    /* between a successful claim and its commit */
     bool hold;          /* buffers stay when empty; the owner gives them back (driver) */
     size_t tx_claim_max;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lock_impl.h"
 #include "mw_clock.h"
 #include "mw_err.h"
 
@@ -14,7 +15,16 @@
 #define MAX_BACKLOG 4096 /* messages journaled but not yet written, before MW_EAGAIN */
 
 struct mw__sess {
-    pthread_mutex_t mu;
+    /* The session's lock (lock_impl.h): the one lock of its send path.
+     * lkp points at own_lk, or at the lock of the connection the session
+     * is linked to (the Svc slot's, the event Clt's: mw__sess_link_t.lk),
+     * so that a send numbers, journals and writes under one lock. lkp
+     * changes only with both the old and the new lock held; sess_lock
+     * checks it again once it holds what it read. held: the lock the
+     * holder took (only the holder reads or writes it). */
+    bool own_lk;
+    bool *lkp;
+    bool *held;
     char id[MW__JNL_SESSION_MAX + 1];
     int role;
     mw_session_opts_t o;
@@ -52,6 +62,28 @@ struct mw__sess {
     mw_session_stats_t st;
     mw_err_t err;
 };
+
+static void sess_lock(mw__sess_t *s) {
+    for (;;) {
+        bool *l = __atomic_load_n(&s->lkp, __ATOMIC_ACQUIRE);
+        mw__lock(l);
+        if (__atomic_load_n(&s->lkp, __ATOMIC_RELAXED) == l) {
+            s->held = l;
+            return;
+        }
+        mw__unlock(l); /* it moved (a link or unlink) while we waited: again */
+    }
+}
+
+static void sess_unlock(mw__sess_t *s) { mw__unlock(s->held); }
+
+/* Holding the session's lock: makes lk (held too) its lock from now on. */
+static void lock_move(mw__sess_t *s, bool *lk) {
+    bool *old = s->held;
+    __atomic_store_n(&s->lkp, lk, __ATOMIC_RELEASE);
+    s->held = lk;
+    mw__unlock(old);
+}
 
 void mw_session_opts_init(mw_session_opts_t *o) {
     memset(o, 0, sizeof *o);
@@ -102,14 +134,13 @@ int mw__sess_open(mw__sess_t **out, const mw_session_opts_t *o, const char *id, 
     s->hb_ns = (uint64_t)s->o.heartbeat_ns;
     s->app = app;
     s->reset_pending = role == MW__SESS_CLIENT && o->reset;
-    pthread_mutex_init(&s->mu, NULL);
+    s->lkp = &s->own_lk;
     s->enc = malloc(app->max_fixed_size + 16);
     s->msg = calloc(1, app->max_size + 16);
     int r = s->enc && s->msg ? mw_serdes_init(&s->fx, "fixed", 0) : MW_ENOMEM;
     if (r < 0) {
         free(s->enc);
         free(s->msg);
-        pthread_mutex_destroy(&s->mu);
         free(s);
         return mw_err_set(err, MW_ENOMEM, "session: out of memory");
     }
@@ -141,11 +172,11 @@ int mw__sess_open(mw__sess_t **out, const mw_session_opts_t *o, const char *id, 
 int mw__sess_set_wire(mw__sess_t *s, const char *serdes) {
     mw_serdes_t sd;
     if (mw_serdes_init(&sd, serdes ? serdes : "fixed", 0) < 0) return MW_EINVAL;
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
     if (s->have_wire) mw_serdes_fini(&s->wire);
     s->wire = sd;
     s->have_wire = true;
-    pthread_mutex_unlock(&s->mu);
+    sess_unlock(s);
     return 0;
 }
 
@@ -166,9 +197,10 @@ void mw__sess_free(mw__sess_t *s) {
     if (s->enc) mw_serdes_fini(&s->fx);
     free(s->enc);
     free(s->msg);
-    pthread_mutex_destroy(&s->mu);
     free(s);
 }
+
+void mw__sess_share_lock(mw__sess_t *s, bool *lk) { s->lkp = lk ? lk : &s->own_lk; }
 
 const char *mw__sess_id(const mw__sess_t *s) { return s->id; }
 bool mw__sess_linked(const mw__sess_t *s) { return s->linked; }
@@ -302,7 +334,11 @@ static void link_reset(mw__sess_t *s, const mw__sess_link_t *l, uint64_t now) {
 }
 
 int mw__sess_link(mw__sess_t *s, const mw__sess_link_t *l, uint64_t now) {
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
+    if (l->lk && l->lk != s->held) {
+        mw__lock(l->lk);
+        lock_move(s, l->lk);
+    }
     link_reset(s, l, now);
     int r = 0;
     if (s->role == MW__SESS_CLIENT) { /* (a reset rolled the journal at open) */
@@ -316,19 +352,23 @@ int mw__sess_link(mw__sess_t *s, const mw__sess_link_t *l, uint64_t now) {
         r = link_send(s, mw_logon_schema(), &m, false);
         if (r == MW_EAGAIN) r = fail(s, MW_EAGAIN, "no room for the logon");
     }
-    pthread_mutex_unlock(&s->mu);
+    sess_unlock(s);
     return r;
 }
 
 void mw__sess_unlink(mw__sess_t *s) {
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
     s->linked = s->up = s->resending = false;
-    pthread_mutex_unlock(&s->mu);
+    if (s->held != &s->own_lk && s->l.lk == s->held) { /* back to its own lock (the connection goes) */
+        mw__lock(&s->own_lk);
+        lock_move(s, &s->own_lk);
+    }
+    sess_unlock(s);
 }
 
 int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logon_t *lg, uint64_t now,
                           char *reason, size_t cap) {
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
     int r = 0;
     if (s->linked) { /* the owner may wait for that connection to go, then ask again */
         snprintf(reason, cap, "session %s is logged on from another connection", s->id);
@@ -365,6 +405,10 @@ int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logo
         }
         s->in_next = s->possdup_below = s->sent_next = 1;
     }
+    if (l->lk && l->lk != s->held) { /* the connection's lock is the session's while linked */
+        mw__lock(l->lk);
+        lock_move(s, l->lk);
+    }
     link_reset(s, l, now);
     s->hb_ns = lg->heartbeat_ms ? hb_clamp(lg->heartbeat_ms) : (uint64_t)s->o.heartbeat_ns; /* 0: ours */
     mw_logon_ack_t a = {.next_in = s->in_next,
@@ -389,7 +433,11 @@ int mw__sess_accept_logon(mw__sess_t *s, const mw__sess_link_t *l, const mw_logo
     r = s->l.flush(s->l.ctx);
     r = r == MW_EAGAIN ? 0 : r;
 out:
-    pthread_mutex_unlock(&s->mu);
+    if (!s->linked && s->held != &s->own_lk && s->held == l->lk) { /* refused after the move: back */
+        mw__lock(&s->own_lk);
+        lock_move(s, &s->own_lk);
+    }
+    sess_unlock(s);
     return r == MW_EAGAIN ? r : r < 0 ? MW_ESESSION : 0;
 }
 
@@ -525,31 +573,31 @@ void mw__sess_delivered(mw__sess_t *s) {
 
 void mw__sess_commit(mw__sess_t *s) {
     if (!s->delivering) return;
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
     mw__sess_delivered(s);
-    pthread_mutex_unlock(&s->mu);
+    sess_unlock(s);
 }
 
 void mw__sess_discard(mw__sess_t *s) {
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
     s->delivering = false;
-    pthread_mutex_unlock(&s->mu);
+    sess_unlock(s);
 }
 
 int mw__sess_flush(mw__sess_t *s) {
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
     int r = MW_ECLOSED;
     if (s->linked) {
         r = s->up && s->resending ? resend_some(s) : 0; /* journaled messages waiting first */
         if (r >= 0) r = s->l.flush(s->l.ctx);
         if (r == 0 && s->resending) r = MW_EAGAIN;
     }
-    pthread_mutex_unlock(&s->mu);
+    sess_unlock(s);
     return r;
 }
 
 int mw__sess_rx(mw__sess_t *s, const mw_schema_t *sch, const void *msg, uint64_t now) {
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
     if (s->delivering) mw__sess_delivered(s);
     (void)now;
     s->rxd = true;
@@ -589,7 +637,7 @@ int mw__sess_rx(mw__sess_t *s, const mw_schema_t *sch, const void *msg, uint64_t
         }
     }
 out:
-    pthread_mutex_unlock(&s->mu);
+    sess_unlock(s);
     return r;
 }
 
@@ -610,7 +658,7 @@ static bool wire_refused(int r) {
 
 int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool more, uint64_t *seq) {
     if (mw_session_tag(sch->tag)) return MW_EINVAL;
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
     int r;
     ssize_t len = mw_serdes_encode(&s->fx, sch, msg, s->enc, s->app->max_fixed_size + 16);
     if (len < 0) {
@@ -658,14 +706,14 @@ int mw__sess_send(mw__sess_t *s, const mw_schema_t *sch, const void *msg, bool m
         }
     }
 out:
-    pthread_mutex_unlock(&s->mu);
+    sess_unlock(s);
     return r;
 }
 
 /* ---- time --------------------------------------------------------------------- */
 
 int mw__sess_pump(mw__sess_t *s, uint64_t now) {
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
     int work = 0, r = 0;
     int synced = mw__jnl_tick(s->jnl, now); /* fsync interval */
     if (synced < 0) {
@@ -713,7 +761,7 @@ int mw__sess_pump(mw__sess_t *s, uint64_t now) {
         if (link_send(s, mw_heartbeat_schema(), &h, false) == 0) work++;
     }
 out:
-    pthread_mutex_unlock(&s->mu);
+    sess_unlock(s);
     return r < 0 ? r : work;
 }
 
@@ -731,14 +779,14 @@ uint64_t mw__sess_next_due(const mw__sess_t *s, uint64_t now) {
 }
 
 int mw__sess_logout(mw__sess_t *s, int code, const char *reason) {
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
     int r = s->linked ? send_logout(s, code, reason) : MW_ECLOSED;
-    pthread_mutex_unlock(&s->mu);
+    sess_unlock(s);
     return r;
 }
 
 void mw__sess_stats(mw__sess_t *s, mw_session_stats_t *st) {
-    pthread_mutex_lock(&s->mu);
+    sess_lock(s);
     *st = s->st;
     st->next_in = s->delivering ? s->rx_seq + 1 : s->in_next; /* handed over counts */
     st->next_out = mw__jnl_out_next(s->jnl);
@@ -748,7 +796,7 @@ void mw__sess_stats(mw__sess_t *s, mw_session_stats_t *st) {
     st->journal_bytes = js.bytes;
     st->fsyncs = js.fsyncs;
     st->epoch = js.epoch;
-    pthread_mutex_unlock(&s->mu);
+    sess_unlock(s);
 }
 
 /* ---- replay ------------------------------------------------------------------- */

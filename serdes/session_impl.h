@@ -35,6 +35,10 @@ typedef struct mw__sess_link {
      * (pump) soon, e.g. by a drain callback. May be NULL (the owner pumps on
      * every call while mw__sess_behind). Same rules as send. */
     void (*again)(void *ctx);
+    /* The connection's lock (lock_impl.h), or NULL. While linked it is the
+     * session's lock too: send, flush and again are called with it held
+     * (and must not take it), and a send on the session takes it alone. */
+    bool *lk;
 } mw__sess_link_t;
 
 typedef struct mw__sess mw__sess_t;
@@ -48,6 +52,10 @@ mw_protocol_t *mw__sess_proto(const mw_protocol_t *app);
 int mw__sess_open(mw__sess_t **out, const mw_session_opts_t *o, const char *id, int role,
                   const mw_protocol_t *app, mw_err_t *err);
 void mw__sess_free(mw__sess_t *s);
+/* Makes lk (lock_impl.h) the session's lock for good (NULL: its own), for
+ * an owner whose one connection lock outlives its connections (the event
+ * Clt). Before the session is shared between threads. */
+void mw__sess_share_lock(mw__sess_t *s, bool *lk);
 /* The serdes the session's connections write with ("fixed" if never set).
  * A message that waits in the journal (not connected, behind a resend or a
  * full socket) is first encoded with it on trial: one the wire would refuse

@@ -137,13 +137,16 @@ static void drv_closed(mw__drv_t *d, int reason) {
     slot_t *sl = d->ud;
     mw_svc_t *s = sl->svc;
     mw_conn_id_t id = make_id(sl);
-    pthread_mutex_lock(&sl->mu); /* a send from another thread finishes first; later ones find it closed */
+    /* A send from another thread finishes first; later ones find it closed.
+     * The conn's error text is read under the same lock (a sender's failed
+     * write sets it). */
+    mw__lock(&sl->lk);
     atomic_store(&sl->open, false);
-    pthread_mutex_unlock(&sl->mu);
     const char *why = mw_conn_last_error(&sl->conn);
     if (sl->err.code && sl->err.code == reason) {} /* the session's reason, set when it closed */
     else if (*why) mw_err_set(&sl->err, reason, "%s", why);
     else mw_err_set(&sl->err, reason, "%s", reason == MW_ESTATE ? "closed by the service" : mw_strerror(reason));
+    mw__unlock(&sl->lk);
     if (is_bad_input(reason)) {
         atomic_fetch_add(&s->closed_bad_input, 1);
         mw__logf(MW_LOG_WARN, "svc: closing connection %#llx: %s", (unsigned long long)id, sl->err.text);
@@ -166,13 +169,15 @@ static void drv_closed(mw__drv_t *d, int reason) {
     if (!s->closed_all) solo_update(s);
 }
 
-/* The driver let go: the slot can be reused. */
+/* The driver let go: the slot can be reused. No sender reaches the conn
+ * any more (drv_closed closed it under the slot's lock, and every sender
+ * checks under that lock; a session's sends stopped when it was unlinked),
+ * so the conn is finished without the lock, which its streams' close takes
+ * (mw_stream_share_lock). */
 static void drv_gone(mw__drv_t *d) {
     slot_t *sl = d->ud;
-    pthread_mutex_lock(&sl->mu);
     mw_conn_fini(&sl->conn);
     atomic_store(&sl->used, false);
-    pthread_mutex_unlock(&sl->mu);
     mw__svc_free_slot(sl->svc, sl);
 }
 
@@ -231,12 +236,12 @@ static void drv_up(mw__drv_t *d) {
 
 /* A connection accepted but never attached: released, and counted as closed. */
 static void drop_unattached(mw_svc_t *s, slot_t *sl) {
-    pthread_mutex_lock(&sl->mu);
+    mw__lock(&sl->lk);
     atomic_store(&sl->open, false);
     atomic_fetch_add(&sl->gen, 1);
-    mw_conn_fini(&sl->conn);
+    mw__unlock(&sl->lk);
+    mw_conn_fini(&sl->conn); /* (as drv_gone: without the lock) */
     atomic_store(&sl->used, false);
-    pthread_mutex_unlock(&sl->mu);
     mw__svc_free_slot(s, sl);
     if (s->o.mode != MW_MODE_EVENT) active_remove(s, sl->idx);
     atomic_fetch_sub(&s->nconns, 1);
@@ -279,15 +284,15 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
         return;
     }
     mw_conn_opts_t co = s->o.conn;
-    if (s->o.mode == MW_MODE_EVENT) co.flags |= MW_CONN_TX_LOCK;
-    pthread_mutex_lock(&sl->mu);
-    int r = mw_conn_init(&sl->conn, st, s->proto, &co, &s->err);
-    pthread_mutex_unlock(&sl->mu);
+    co.flags &= ~(unsigned)MW_CONN_TX_LOCK; /* event mode: the slot's lock, below */
+    int r = mw_conn_init(&sl->conn, st, s->proto, &co, &s->err); /* (the slot is not open: no sender) */
     if (r < 0) {
         atomic_store(&sl->used, false);
         mw__svc_free_slot(s, sl);
         return;
     }
+    /* any thread may send: the slot's lock is the one lock of the conn and its streams */
+    if (s->o.mode == MW_MODE_EVENT) mw__conn_share_lock(&sl->conn, &sl->lk);
     sl->conn.tx.hook = s->o.on_sent;
     sl->conn.rx.hook = s->o.on_recvd;
     sl->conn.tx.hook_ud = sl->conn.rx.hook_ud = s->o.hook_ud;
@@ -649,42 +654,58 @@ int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_
 
 /* ---- sending, flow control, closing ----------------------------------------- */
 
-/* Runs op on an open connection with its lifetime held: event mode takes the
- * slot's lock so the owning worker cannot tear it down meanwhile. */
+/* Runs op on an open connection with its lifetime held. Event mode: the
+ * slot's one lock (lock_impl.h) covers the lifetime check (open and
+ * generation, so the owning worker cannot tear it down meanwhile), the
+ * encode into tx and the write through the stream stack, which takes no
+ * lock of its own then; expr must use the driver's _l functions. */
 #define WITH_SLOT(s, id, sl, expr)                                                    \
     do {                                                                              \
         slot_t *sl = lookup((s), (id));                                               \
         if (!sl) return MW_ECLOSED;                                                   \
         if ((s)->o.mode != MW_MODE_EVENT) return (expr);                              \
-        pthread_mutex_lock(&sl->mu);                                                  \
+        mw__lock(&sl->lk);                                                            \
         int r_ = lookup((s), (id)) ? (expr) : MW_ECLOSED;                             \
-        pthread_mutex_unlock(&sl->mu);                                                \
+        mw__unlock(&sl->lk);                                                          \
         return r_;                                                                    \
     } while (0)
 
-/* One message to an open connection; with sessions, numbered (*seq) and
- * journaled, and MW_ESTATE before its logon. */
-static int slot_send(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg, bool more, uint64_t *seq) {
-    if (s->sessions) {
-        if (!sl->sess) return MW_ESTATE;
-        int r = mw__sess_send(sl->sess, sch, msg, more, seq);
-        if (r == MW_EAGAIN) atomic_store(&sl->drv.want_drain, true); /* on_drain once the backlog moves */
-        return r;
-    }
+/* One message to an open connection (without sessions). locked: event
+ * mode, under the slot's lock. */
+static int slot_send(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg, bool more) {
+    if (s->o.mode == MW_MODE_EVENT) return more ? mw__drv_enqueue_l(&sl->drv, sch, msg) : mw__drv_send_l(&sl->drv, sch, msg);
     return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send(&sl->drv, sch, msg);
+}
+
+/* With sessions: numbered (*seq) and journaled, and MW_ESTATE before the
+ * logon. No slot lock here: the session's mutex orders its numbering,
+ * journal and link, and its link's send (svc_sess.c) takes the slot's lock
+ * for the write; a linked session's connection outlives the link. The
+ * session is read without a lock, then the id is checked again: it was
+ * this connection's session (sessions live as long as the Svc). */
+static int sess_send(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, bool more, uint64_t *seq) {
+    slot_t *sl = lookup(s, id);
+    if (!sl) return MW_ECLOSED;
+    mw__sess_t *ss = __atomic_load_n(&sl->sess, __ATOMIC_ACQUIRE);
+    if (!lookup(s, id)) return MW_ECLOSED;
+    if (!ss) return MW_ESTATE;
+    int r = mw__sess_send(ss, sch, msg, more, seq);
+    if (r == MW_EAGAIN) atomic_store(&sl->drv.want_drain, true); /* on_drain once the backlog moves */
+    return r;
 }
 
 int mw_svc_send_seq(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, uint64_t *seq) {
     /* A failed send does not close the connection: what the peer sent
      * before it left is still to be delivered; the read side ends it. */
+    if (s->sessions) return sess_send(s, id, sch, msg, false, seq);
     if (s->solo) { /* a reply queued behind a full socket: back to the io, which watches writability */
         slot_t *sl = lookup(s, id);
         if (!sl) return MW_ECLOSED;
-        int r = slot_send(s, sl, sch, msg, false, seq);
+        int r = slot_send(s, sl, sch, msg, false);
         if (sl == s->solo && mw_conn_tx_pending(&sl->conn)) solo_update(s);
         return r;
     }
-    WITH_SLOT(s, id, sl, slot_send(s, sl, sch, msg, false, seq));
+    WITH_SLOT(s, id, sl, slot_send(s, sl, sch, msg, false));
 }
 
 int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
@@ -692,11 +713,12 @@ int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const v
 }
 
 int mw_svc_send_more(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
-    WITH_SLOT(s, id, sl, slot_send(s, sl, sch, msg, true, NULL));
+    if (s->sessions) return sess_send(s, id, sch, msg, true, NULL);
+    WITH_SLOT(s, id, sl, slot_send(s, sl, sch, msg, true));
 }
 
 int mw_svc_flush(mw_svc_t *s, mw_conn_id_t id) {
-    WITH_SLOT(s, id, sl, mw__drv_flush(&sl->drv));
+    WITH_SLOT(s, id, sl, s->o.mode == MW_MODE_EVENT ? mw__drv_flush_l(&sl->drv) : mw__drv_flush(&sl->drv));
 }
 
 int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg) {

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "drv_impl.h"
+#include "lock_impl.h"
 #include "mw_svc.h"
 #include "svc_sess_impl.h"
 
@@ -19,14 +20,21 @@ typedef struct slot {
     mw__drv_t drv;            /* drives conn on its io while attached */
     mw_svc_t *svc;
     worker_t *w;              /* event mode: the owning worker */
-    pthread_mutex_t mu;       /* event mode: lifetime vs other threads' sends */
+    /* Event mode: the one lock of this connection's send path (lock_impl.h):
+     * the lifetime check (open + generation), the encode into tx and the
+     * write, through the whole stream stack (shared with the conn, TLS and
+     * WebSocket by mw__conn_share_lock); the io thread's flush takes it too.
+     * Never initialised again: a late sender's lock/unlock on a slot being
+     * reused stays balanced (a zero byte is an unlocked lock). */
+    bool lk;
     _Atomic uint32_t gen;     /* generation of the current (or last) connection */
     atomic_bool used;         /* from accept until the driver let go (linger included) */
     atomic_bool open;         /* the application's: from accept until on_close */
     uint32_t idx;
     uint32_t next_free;       /* free-list link (NO_SLOT: none) */
     mw_err_t err;             /* why it closed; kept for on_close / conn_error */
-    mw__sess_t *sess;         /* sessions: the one this connection logged on to */
+    mw__sess_t *sess;         /* sessions: the one this connection logged on to (set and read
+                                 with __atomic builtins: senders read it without a lock) */
     mw_io_timer_t t_sess;     /* sessions: heartbeats, resend, logon timeout */
     mw_logon_t *pending_logon;/* sessions: a logon waiting for the session's previous connection to go */
     uint64_t logon_wait_until;

@@ -31,19 +31,22 @@ void mw__svc_sessions_fini(mw__svc_sessions_t *t) {
     pthread_mutex_destroy(&t->mu);
 }
 
-/* The slot of id: its session, or the empty slot where it would go. */
+/* The slot of id: its session, or the empty slot where it would go. The
+ * table never grows and a session, once in, stays until the Svc goes, so
+ * readers need no lock: an entry is published whole (release) and read
+ * with acquire; a session added meanwhile is either seen or not yet. */
 static uint32_t probe(const mw__svc_sessions_t *t, const char *id) {
     uint32_t i = hash(id) & (t->cap - 1);
-    while (t->tab[i] && strcmp(mw__sess_id(t->tab[i]), id) != 0) i = (i + 1) & (t->cap - 1);
+    mw__sess_t *e;
+    while ((e = __atomic_load_n(&t->tab[i], __ATOMIC_ACQUIRE)) && strcmp(mw__sess_id(e), id) != 0)
+        i = (i + 1) & (t->cap - 1);
     return i;
 }
 
+/* Any thread, no lock (mw_svc_session_send's one lock is the session's). */
 mw__sess_t *mw__svc_sessions_find(mw__svc_sessions_t *t, const char *id) {
     if (!t->tab) return NULL;
-    pthread_mutex_lock(&t->mu);
-    mw__sess_t *s = t->tab[probe(t, id)];
-    pthread_mutex_unlock(&t->mu);
-    return s;
+    return __atomic_load_n(&t->tab[probe(t, id)], __ATOMIC_ACQUIRE);
 }
 
 int mw__svc_sessions_get(mw__svc_sessions_t *t, const char *id, const mw_session_opts_t *o,
@@ -53,9 +56,13 @@ int mw__svc_sessions_get(mw__svc_sessions_t *t, const char *id, const mw_session
     int r = 0;
     if (!t->tab[i]) {
         if (t->n >= t->max) r = mw_err_set(err, MW_EFULL, "max_sessions %u reached", t->max);
-        else if ((r = mw__sess_open(&t->tab[i], o, id, MW__SESS_SERVER, app, err)) == 0) {
-            t->n++;
-            mw__sess_set_wire(t->tab[i], t->wire); /* the connections' first serdes */
+        else {
+            mw__sess_t *ns;
+            if ((r = mw__sess_open(&ns, o, id, MW__SESS_SERVER, app, err)) == 0) {
+                t->n++;
+                mw__sess_set_wire(ns, t->wire); /* the connections' first serdes */
+                __atomic_store_n(&t->tab[i], ns, __ATOMIC_RELEASE); /* whole before it is seen */
+            }
         }
     }
     *out = t->tab[i];
@@ -69,15 +76,29 @@ int mw__svc_sessions_get(mw__svc_sessions_t *t, const char *id, const mw_session
  * later message goes through the session: control messages stay inside,
  * application messages come out numbered. */
 
-/* (called with the session's mutex held: no driver callback may run inside,
- * on_drain would pump the session again) */
+/* (called with the session's lock held: no driver callback may run inside,
+ * on_drain would pump the session again). Event mode: the session's lock
+ * is this connection's slot lock while linked (mw__sess_link_t.lk), held
+ * here already: a send on a session takes that one lock for its number,
+ * its journal record and its write; the connection outlives the link
+ * (drv_closed unlinks before the slot is let go). */
 static int sl_send(void *ctx, const mw_schema_t *sch, const void *msg, bool more) {
     slot_t *sl = ctx;
+    if (sl->svc->o.mode == MW_MODE_EVENT)
+        return more ? mw__drv_enqueue_l(&sl->drv, sch, msg) : mw__drv_send_l(&sl->drv, sch, msg);
     return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send_nocb(&sl->drv, sch, msg);
 }
 
-static int sl_flush(void *ctx) { return mw__drv_flush_nocb(&((slot_t *)ctx)->drv); }
-static void sl_again(void *ctx) { mw__drv_want_drain(&((slot_t *)ctx)->drv); } /* drv_drain pumps */
+static int sl_flush(void *ctx) {
+    slot_t *sl = ctx;
+    return sl->svc->o.mode == MW_MODE_EVENT ? mw__drv_flush_l(&sl->drv) : mw__drv_flush_nocb(&sl->drv);
+}
+
+static void sl_again(void *ctx) { /* drv_drain pumps */
+    slot_t *sl = ctx;
+    if (sl->svc->o.mode == MW_MODE_EVENT) mw__drv_want_drain_l(&sl->drv);
+    else mw__drv_want_drain(&sl->drv);
+}
 
 /* Closes gracefully (a logout the session queued still goes out). */
 static void sess_close(slot_t *sl, int reason, const char *why) {
@@ -189,12 +210,12 @@ static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const voi
     mw_err_t e;
     if (mw__svc_sessions_get(&s->stab, id, &s->o.session, s->app, &ss, &e) < 0)
         return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", mw_err_text(&e));
-    mw__sess_link_t l = {sl, sl_send, sl_flush, sl_again};
+    mw__sess_link_t l = {sl, sl_send, sl_flush, sl_again, s->o.mode == MW_MODE_EVENT ? &sl->lk : NULL};
     int r = mw__sess_accept_logon(ss, &l, lg, now, reason, sizeof reason);
     if (r == MW_EAGAIN) return logon_wait(s, sl, lg, now, reason);
     logon_wait_end(s, sl);
     if (r < 0) return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", reason);
-    sl->sess = ss;
+    __atomic_store_n(&sl->sess, ss, __ATOMIC_RELEASE); /* senders read it without a lock */
     mw_io_timer_init(&sl->t_sess, sess_timer, sl);
     mw_io_timer_after(slot_io(s, sl), &sl->t_sess, (int64_t)(mw__sess_next_due(ss, now) - now));
     if (s->o.session.on_logon_done) s->o.session.on_logon_done(s->o.ud, id, make_id(sl));
@@ -219,7 +240,7 @@ void mw__svc_sess_down(mw_svc_t *s, slot_t *sl) {
     if (s->uncommitted == sl->sess) s->uncommitted = NULL;
     mw__sess_commit(sl->sess);
     mw__sess_unlink(sl->sess);
-    sl->sess = NULL;
+    __atomic_store_n(&sl->sess, NULL, __ATOMIC_RELEASE);
 }
 
 int mw__svc_sess_next(mw_svc_t *s, slot_t *sl, const mw_schema_t **sch, void *msg, size_t cap, bool read) {

@@ -39,11 +39,9 @@ static void init_slot(mw_svc_t *s, uint32_t i) {
     sl->drv.ud = sl;
     sl->next_free = NO_SLOT;
     atomic_store(&sl->gen, gen ? gen : 1);
-    /* A slot given back is zero again, and a zero mutex is an initialised
-     * one on Linux (glibc and musl: PTHREAD_MUTEX_INITIALIZER is all zero);
-     * not initialising it again keeps a late sender's lock/unlock pair on it
+    /* sl->lk is not touched: a slot given back is zero again (unlocked), and
+     * not initialising it keeps a late sender's lock/unlock pair on it
      * (WITH_SLOT that found a connection just closing) balanced. */
-    if (!gen) pthread_mutex_init(&sl->mu, NULL);
 }
 
 static void take_freed(mw_svc_t *s) {
@@ -151,7 +149,6 @@ int mw__svc_slots_new(mw_svc_t *s) {
 void mw__svc_slots_free(mw_svc_t *s) {
     free(s->gens);
     if (!s->slots) return;
-    for (uint32_t i = 0; i < mw__svc_slots_seen(s); i++) pthread_mutex_destroy(&s->slots[i].mu);
     if (s->slots_mapped) munmap(s->slots, (size_t)s->cap * sizeof *s->slots);
     else free(s->slots);
     s->slots = NULL;
