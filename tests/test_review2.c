@@ -1,0 +1,212 @@
+/* test_review2.c - regression tests from the review of the one-lock, pull-path
+ * Clt and receive-side changes.
+ *
+ * 1. A graceful close whose peer answers with a reset (it closed with our
+ *    bytes unread) must not report success in on_closed: 0 promises that
+ *    every accepted byte was written and the peer then closed its side.
+ * 2. Once a stream stack shares its owner's lock (mw_stream_share_lock),
+ *    its tx operations must only run with that lock held. The transport's
+ *    close helper (mw_transport_close, called by the driver without the
+ *    lock) must not write through the stack without it: a sender holding
+ *    the lock may be inside the same WebSocket tx buffer / SSL object.
+ */
+#include "mw_test.h"
+#include "test_proto.h"
+
+#include "mw_clock.h"
+#include "mw_clt.h"
+#include "mw_stream.h"
+#include "mw_transport.h"
+#include "mw_ws.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define WAIT_MS 10000
+
+/* ---- 1. a reset during the linger is not a clean close ------------------------
+ * DISABLED (build with -DMW_REVIEW2_RESET to run it; it fails today): the
+ * TCP stream maps ECONNRESET on read to MW_ECLOSED (mw_err_from_errno), the
+ * code of the peer's orderly EOF, so the driver's linger (linger_step in
+ * serdes/driver.c) cannot tell a reset from a FIN and on_closed reports 0.
+ * The fix needs a read result that keeps the reset apart (a distinct code,
+ * or the stream's own "reset" flag), which changes what every reader of a
+ * reset sees: left to the lead. */
+#ifdef MW_REVIEW2_RESET
+
+typedef struct closed {
+    atomic_int calls;
+    atomic_int result;
+} closed_t;
+
+static void on_closed(mw_clt_t *c, int result, void *ud) {
+    (void)c;
+    closed_t *k = ud;
+    atomic_store(&k->result, result);
+    atomic_fetch_add(&k->calls, 1);
+}
+
+static int raw_listen(int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t n = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void reset_mid_linger(mw_mode_t mode) {
+    int port;
+    int lfd = raw_listen(&port);
+    closed_t k = {0};
+    mw_clt_opts_t o;
+    mw_clt_opts_init(&o);
+    o.mode = mode;
+    o.timeout_ns = 100 * MW_NS_PER_MS;
+    o.on_closed = on_closed;
+    o.ud = &k;
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    mw_clt_t *c;
+    mw_err_t err = {0};
+    if (mw_clt_connect(&c, url, &test_protocol, &o, &err) != 0) fail_msg("connect: %s", mw_err_text(&err));
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+    int sfd = accept(lfd, NULL, NULL);
+    assert_true(sfd >= 0);
+
+    ping_t m = {.seq = 1};
+    assert_int_equal(mw_clt_send(c, ping_schema(), &m), 0);
+    /* the peer has our message in its socket and closes without reading it:
+     * the kernel answers with a reset, and the message is lost */
+    p = (struct pollfd){.fd = sfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(sfd);
+    close(lfd);
+
+    mw_clt_close(c); /* spin/blocking: the linger runs inside */
+    assert_int_equal(atomic_load(&k.calls), 1);
+    int r = atomic_load(&k.result);
+    if (r == 0) fail_msg("on_closed said 0 (delivered and read) after the peer reset the connection");
+    mw_clt_free(c);
+}
+
+static void test_review2_spin_close_reset_mid_linger_is_an_error(void **state) {
+    (void)state;
+    reset_mid_linger(MW_MODE_SPIN);
+}
+
+static void test_review2_blocking_close_reset_mid_linger_is_an_error(void **state) {
+    (void)state;
+    reset_mid_linger(MW_MODE_BLOCKING);
+}
+
+#endif
+
+/* ---- 2. tx operations under the shared lock only -------------------------------- */
+
+/* A pass-through decorator over a pair stream that counts writes made while
+ * the shared lock is free (nobody holds it: the caller cannot be its owner). */
+typedef struct probe {
+    mw_stream_t base;
+    bool *lk;
+    int unlocked_writes;
+} probe_t;
+
+static ssize_t probe_read(mw_stream_t *s, void *dst, size_t cap) { return mw_stream_read(s->inner, dst, cap); }
+static ssize_t probe_writev(mw_stream_t *s, const struct iovec *iov, int n) {
+    probe_t *p = (probe_t *)s;
+    if (p->lk && !__atomic_load_n(p->lk, __ATOMIC_RELAXED)) p->unlocked_writes++;
+    return mw_stream_writev(s->inner, iov, n);
+}
+static int probe_want(const mw_stream_t *s) { return mw_stream_want(s->inner); }
+static int probe_fd(const mw_stream_t *s) { return mw_stream_fd(s->inner); }
+static void probe_close(mw_stream_t *s) { mw_stream_close(s->inner); }
+static void probe_free(mw_stream_t *s) {
+    mw_stream_free(s->inner);
+    free(s);
+}
+static const mw_stream_ops_t probe_ops = {
+    .name = "probe",
+    .read = probe_read,
+    .writev = probe_writev,
+    .want = probe_want,
+    .fd = probe_fd,
+    .close = probe_close,
+    .free = probe_free,
+};
+
+static void handshake_both(mw_stream_t *a, mw_stream_t *b) {
+    int ra = 0, rb = 0;
+    for (int i = 0; i < 1000 && (ra != 1 || rb != 1); i++) {
+        if (ra != 1) ra = mw_stream_handshake(a);
+        if (rb != 1) rb = mw_stream_handshake(b);
+        if ((ra < 0 && ra != MW_EAGAIN) || (rb < 0 && rb != MW_EAGAIN))
+            fail_msg("handshake: %s / %s", mw_errname(ra), mw_errname(rb));
+    }
+    assert_int_equal(ra, 1);
+    assert_int_equal(rb, 1);
+}
+
+static void test_review2_transport_close_writes_only_under_the_shared_lock(void **state) {
+    (void)state;
+    mw_stream_t *a, *b, *c, *s;
+    mw_err_t err = {0};
+    assert_int_equal(mw_pair_new(&a, &b, 4096, 0), 0);
+    probe_t *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->base.ops = &probe_ops;
+    p->base.inner = b;
+    if (mw_ws_client_wrap(&c, a, NULL, &err) != 0) fail_msg("client wrap: %s", mw_err_text(&err));
+    if (mw_ws_server_wrap(&s, &p->base, NULL, &err) != 0) fail_msg("server wrap: %s", mw_err_text(&err));
+    bool lk = false; /* the owner's lock, as a Svc slot's */
+    mw_stream_share_lock(s, &lk);
+    p->lk = &lk;
+    handshake_both(c, s);
+
+    /* the owner's sends (under the lock) until the peer's window is full and
+     * the WebSocket stream holds bytes of its own */
+    static uint8_t big[1000];
+    struct iovec v = {big, sizeof big};
+    int i = 0;
+    __atomic_test_and_set(&lk, __ATOMIC_ACQUIRE);
+    for (; i < 1000 && !(mw_stream_want(s) & MW_WANT_WRITE); i++) {
+        ssize_t r = mw_stream_writemsgs(s, &v, 1, 0);
+        if (r < 0 && r != MW_EAGAIN) fail_msg("send: %s", mw_errname((int)r));
+    }
+    __atomic_clear(&lk, __ATOMIC_RELEASE);
+    assert_true(mw_stream_want(s) & MW_WANT_WRITE);
+    assert_int_equal(p->unlocked_writes, 0);
+
+    /* the driver's close of the connection, from the io thread, which does
+     * not hold the owner's lock (and must not: the helpers take it) */
+    mw_transport_close(s, MW_ESTATE, "bye", false);
+    if (p->unlocked_writes)
+        fail_msg("%d write(s) through the stack without the shared lock (a sender holding it may be writing too)",
+                 p->unlocked_writes);
+    mw_stream_free(c);
+    mw_stream_free(s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+#ifdef MW_REVIEW2_RESET
+        cmocka_unit_test(test_review2_spin_close_reset_mid_linger_is_an_error),
+        cmocka_unit_test(test_review2_blocking_close_reset_mid_linger_is_an_error),
+#endif
+        cmocka_unit_test(test_review2_transport_close_writes_only_under_the_shared_lock),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
