@@ -7,14 +7,17 @@
  * 2. Once a stream stack shares its owner's lock (mw_stream_share_lock),
  *    its tx operations must only run with that lock held. The transport's
  *    close helper (mw_transport_close, called by the driver without the
- *    lock) must not write through the stack without it: a sender holding
- *    the lock may be inside the same WebSocket tx buffer / SSL object.
+ *    lock) and the driver's linger must not write through the stack without
+ *    it: a sender holding the lock may be inside the same WebSocket tx
+ *    buffer / SSL object.
  */
 #include "mw_test.h"
 #include "test_proto.h"
 
+#include "drv_impl.h"
 #include "mw_clock.h"
 #include "mw_clt.h"
+#include "mw_io.h"
 #include "mw_stream.h"
 #include "mw_transport.h"
 #include "mw_ws.h"
@@ -72,7 +75,6 @@ static void reset_mid_linger(mw_mode_t mode) {
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
     o.mode = mode;
-    o.timeout_ns = 100 * MW_NS_PER_MS;
     o.on_closed = on_closed;
     o.ud = &k;
     char url[64];
@@ -123,6 +125,7 @@ typedef struct probe {
     mw_stream_t base;
     bool *lk;
     int unlocked_writes;
+    bool want_write; /* says it holds bytes of its own (as TLS may) */
 } probe_t;
 
 static ssize_t probe_read(mw_stream_t *s, void *dst, size_t cap) { return mw_stream_read(s->inner, dst, cap); }
@@ -131,7 +134,9 @@ static ssize_t probe_writev(mw_stream_t *s, const struct iovec *iov, int n) {
     if (p->lk && !__atomic_load_n(p->lk, __ATOMIC_RELAXED)) p->unlocked_writes++;
     return mw_stream_writev(s->inner, iov, n);
 }
-static int probe_want(const mw_stream_t *s) { return mw_stream_want(s->inner); }
+static int probe_want(const mw_stream_t *s) {
+    return mw_stream_want(s->inner) | (((const probe_t *)s)->want_write ? MW_WANT_WRITE : 0);
+}
 static int probe_fd(const mw_stream_t *s) { return mw_stream_fd(s->inner); }
 static void probe_close(mw_stream_t *s) { mw_stream_close(s->inner); }
 static void probe_free(mw_stream_t *s) {
@@ -200,6 +205,54 @@ static void test_review2_transport_close_writes_only_under_the_shared_lock(void 
     mw_stream_free(s);
 }
 
+/* The driver's linger pushes out what the stream holds itself (its
+ * writev with nothing), from the io thread: under the conn's lock. */
+static void gone(mw__drv_t *d) { (void)d; }
+static int no_post(mw__drv_t *d, void (*fn)(mw__drv_t *d)) {
+    (void)d;
+    (void)fn;
+    return MW_ENOMEM;
+}
+
+static void test_review2_linger_writes_only_under_the_shared_lock(void **state) {
+    (void)state;
+    mw_io_t *io;
+    mw_io_opts_t io_o;
+    mw_io_opts_init(&io_o);
+    io_o.backend = "direct";
+    mw_err_t err = {0};
+    assert_int_equal(mw_io_new(&io, &io_o, &err), 0);
+    mw_stream_t *a, *b;
+    assert_int_equal(mw_pair_new(&a, &b, 4096, 0), 0);
+    probe_t *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->base.ops = &probe_ops;
+    p->base.inner = a;
+    mw_conn_t c;
+    mw_conn_opts_t co;
+    mw_conn_opts_init(&co);
+    assert_int_equal(mw_conn_init(&c, &p->base, &test_protocol, &co, &err), 0);
+    bool lk = false; /* the owner's lock, as the event Clt's */
+    mw__conn_share_lock(&c, &lk);
+    p->lk = &lk;
+    mw__drv_t d;
+    memset(&d, 0, sizeof d);
+    mw__drv_cfg_t cfg = {.on_gone = gone, .post = no_post, .budget = -1, .linger_ns = 5 * MW_NS_PER_S};
+    assert_int_equal(mw__drv_start(&d, io, &c, &cfg, NULL), 0);
+    mw__drv_go(&d);
+    assert_true(mw__drv_up(&d));
+
+    p->want_write = true;
+    mw__drv_close(&d, MW_ESTATE, true); /* graceful: the linger starts at once */
+    for (int i = 0; i < 3; i++) mw_io_poll(io, 0);
+    int unlocked = p->unlocked_writes;
+    mw__drv_stop(&d);
+    mw_conn_fini(&c);
+    mw_stream_free(b);
+    mw_io_free(io);
+    if (unlocked) fail_msg("%d write(s) by the linger without the shared lock", unlocked);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #ifdef MW_REVIEW2_RESET
@@ -207,6 +260,7 @@ int main(void) {
         cmocka_unit_test(test_review2_blocking_close_reset_mid_linger_is_an_error),
 #endif
         cmocka_unit_test(test_review2_transport_close_writes_only_under_the_shared_lock),
+        cmocka_unit_test(test_review2_linger_writes_only_under_the_shared_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
