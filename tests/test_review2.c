@@ -10,6 +10,9 @@
  *    lock) and the driver's linger must not write through the stack without
  *    it: a sender holding the lock may be inside the same WebSocket tx
  *    buffer / SSL object.
+ * 3. A blocking Svc serving its one connection solo (blocking reads) goes
+ *    back to the io once a reply queues behind the full socket, sessions
+ *    or not (the io then writes as the socket drains).
  */
 #include "mw_test.h"
 #include "test_proto.h"
@@ -21,15 +24,19 @@
 #include "mw_stream.h"
 #include "mw_transport.h"
 #include "mw_ws.h"
+#include "svc_impl.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define WAIT_MS 10000
@@ -253,6 +260,111 @@ static void test_review2_linger_writes_only_under_the_shared_lock(void **state) 
     if (unlocked) fail_msg("%d write(s) by the linger without the shared lock", unlocked);
 }
 
+/* ---- 3. blocking Svc, sessions: a queued reply ends solo mode ----------------- */
+
+typedef struct solo_fx {
+    char url[64], cdir[160];
+    atomic_int state; /* 1 logged on and pinged, 2 main says read, 3 done reading */
+    atomic_int got, want;
+    atomic_int err;
+} solo_fx_t;
+
+static void *solo_client(void *arg) {
+    solo_fx_t *f = arg;
+    mw_clt_opts_t co;
+    mw_clt_opts_init(&co);
+    co.mode = MW_MODE_BLOCKING;
+    co.tcp.rcvbuf = 4096;
+    co.session.enabled = true;
+    co.session.journal_dir = f->cdir;
+    co.session.id = "R1";
+    co.session.heartbeat_ns = 60 * MW_NS_PER_S;
+    mw_clt_t *c;
+    mw_err_t err = {0};
+    if (mw_clt_connect(&c, f->url, &test_protocol, &co, &err) != 0) {
+        atomic_store(&f->err, 1);
+        atomic_store(&f->state, 3);
+        return NULL;
+    }
+    atomic_store(&f->state, 1); /* (before the ping: main answers it with state 2) */
+    ping_t p = {.seq = 1};
+    if (mw_clt_send(c, ping_schema(), &p) != 0) atomic_store(&f->err, 2);
+    uint64_t dl = mw_deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
+    while (atomic_load(&f->state) < 2 && !mw_deadline_passed(NULL, dl)) sched_yield();
+    const mw_schema_t *sch;
+    test_msg_t m;
+    while (atomic_load(&f->got) < atomic_load(&f->want) && !mw_deadline_passed(NULL, dl)) {
+        int r = mw_clt_recv(c, &sch, &m, sizeof m);
+        if (r == 0) atomic_fetch_add(&f->got, 1);
+        else if (r != MW_EAGAIN && r != MW_ETIMEDOUT) break;
+    }
+    mw_clt_free(c);
+    atomic_store(&f->state, 3);
+    return NULL;
+}
+
+static void test_review2_blocking_session_reply_queued_leaves_solo(void **state) {
+    (void)state;
+    char dir[] = "/tmp/mw_review2_XXXXXX", sdir[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(sdir, sizeof sdir, "%s/svc", dir);
+    solo_fx_t *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->cdir, sizeof f->cdir, "%s/clt", dir);
+    assert_int_equal(mkdir(sdir, 0700), 0);
+    assert_int_equal(mkdir(f->cdir, 0700), 0);
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.mode = MW_MODE_BLOCKING;
+    o.timeout_ns = MW_NS_PER_MS;
+    o.tcp.sndbuf = 4096;
+    o.conn.max_msg = 1024;
+    o.conn.tx_buf = o.conn.rx_buf = 8192;
+    o.session.enabled = true;
+    o.session.journal_dir = sdir;
+    mw_svc_t *s;
+    mw_err_t err = {0};
+    if (mw_svc_listen(&s, "tcp://127.0.0.1:0", &test_protocol, &o, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
+    snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", mw_svc_port(s));
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, solo_client, f), 0);
+
+    /* the logon, then the client's ping */
+    mw_conn_id_t id = 0;
+    const mw_schema_t *sch;
+    test_msg_t m;
+    uint64_t dl = mw_deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
+    int r;
+    while ((r = mw_svc_recv(s, &id, &sch, &m, sizeof m)) != 0 && atomic_load(&f->state) < 3 &&
+           !mw_deadline_passed(NULL, dl)) {}
+    bool solo_at_start = false, left = false;
+    int sent = 0;
+    if (r == 0) {
+        solo_at_start = s->solo != NULL;
+        /* replies until one stays queued behind the full socket */
+        slot_t *sl = &s->slots[(uint32_t)id];
+        for (ping_t p = {.seq = 1}; sent < 100000; p.seq++) {
+            if ((r = mw_svc_send_to(s, id, ping_schema(), &p)) != 0) break;
+            sent++;
+            if (mw_conn_tx_pending(&sl->conn)) break;
+        }
+        left = s->solo == NULL;
+    }
+    /* let the client read what was accepted */
+    atomic_store(&f->want, sent);
+    atomic_store(&f->state, 2);
+    while (atomic_load(&f->state) < 3 && !mw_deadline_passed(NULL, dl)) (void)mw_svc_recv(s, &id, &sch, &m, sizeof m);
+    pthread_join(th, NULL);
+    int cerr = atomic_load(&f->err), got = atomic_load(&f->got);
+    mw_svc_free(s);
+    mw_tmpdir_remove(dir);
+    free(f);
+    if (cerr) fail_msg("client: error %d", cerr);
+    assert_true(solo_at_start);
+    if (!left) fail_msg("a reply queued behind the full socket (after %d) but the Svc stayed in solo mode", sent);
+    assert_int_equal(got, sent);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #ifdef MW_REVIEW2_RESET
@@ -261,6 +373,7 @@ int main(void) {
 #endif
         cmocka_unit_test(test_review2_transport_close_writes_only_under_the_shared_lock),
         cmocka_unit_test(test_review2_linger_writes_only_under_the_shared_lock),
+        cmocka_unit_test(test_review2_blocking_session_reply_queued_leaves_solo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
