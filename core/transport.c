@@ -120,8 +120,10 @@ void mw_transport_close_at(mw_stream_t *s, int reason, mw_close_where_t where, c
     }
     memcpy(text, why ? why : "", n);
     text[n] = '\0';
-    if (mw_ws_close(s, code, text) == 0 && (mw_stream_want(s) & MW_WANT_WRITE))
-        mw_stream_writev(s, NULL, 0); /* best effort: the socket closes next */
+    /* (mw_ws_close pushes the frame out itself, under the stream's lock. No
+     * second writev here: once the stack shares its owner's lock, tx calls
+     * need that lock held, and this helper is called without it.) */
+    (void)mw_ws_close(s, code, text);
 }
 
 void mw_transport_shutdown(mw_stream_t *s) {

@@ -304,6 +304,13 @@ int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     return r;
 }
 
+ssize_t mw__conn_stream_flush(mw_conn_t *c) {
+    tx_lock(c);
+    ssize_t n = mw_stream_writev(c->stream, NULL, 0);
+    tx_unlock(c);
+    return n;
+}
+
 int mw__conn_enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) { return enqueue_nl(c, s, msg); }
 int mw__conn_flush_nl(mw_conn_t *c) { return flush_nl(c); }
 

@@ -484,7 +484,7 @@ static void linger_step(mw__drv_t *d) {
     }
     if (r == 0 && (mw_stream_want(c->stream) & MW_WANT_WRITE)) {
         /* output the stream made itself: an HTTP error answer, a TLS alert */
-        ssize_t n = mw_stream_writev(c->stream, NULL, 0);
+        ssize_t n = mw__conn_stream_flush(c); /* (a tx call: under the conn's tx lock) */
         r = n < 0 ? (int)n : (mw_stream_want(c->stream) & MW_WANT_WRITE) ? MW_EAGAIN : 0;
     }
     if (r < 0 && r != MW_EAGAIN) {

@@ -187,6 +187,9 @@ int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg);
  * that lock already (the owner's send path: lifetime check, numbering and
  * encode under one lock). */
 void mw__conn_share_lock(mw_conn_t *c, bool *lk);
+/* Pushes out what the stream holds itself (mw_stream_writev with nothing),
+ * under the conn's tx lock: for callers that do not hold it (the driver). */
+ssize_t mw__conn_stream_flush(mw_conn_t *c);
 int mw__conn_send_q_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg);
 int mw__conn_enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg);
 int mw__conn_flush_nl(mw_conn_t *c);

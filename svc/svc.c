@@ -697,14 +697,14 @@ static int sess_send(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const
 int mw_svc_send_seq(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, uint64_t *seq) {
     /* A failed send does not close the connection: what the peer sent
      * before it left is still to be delivered; the read side ends it. */
-    if (s->sessions) return sess_send(s, id, sch, msg, false, seq);
     if (s->solo) { /* a reply queued behind a full socket: back to the io, which watches writability */
         slot_t *sl = lookup(s, id);
         if (!sl) return MW_ECLOSED;
-        int r = slot_send(s, sl, sch, msg, false);
+        int r = s->sessions ? sess_send(s, id, sch, msg, false, seq) : slot_send(s, sl, sch, msg, false);
         if (sl == s->solo && mw_conn_tx_pending(&sl->conn)) solo_update(s);
         return r;
     }
+    if (s->sessions) return sess_send(s, id, sch, msg, false, seq);
     WITH_SLOT(s, id, sl, slot_send(s, sl, sch, msg, false));
 }
 

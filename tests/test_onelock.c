@@ -51,6 +51,7 @@ typedef struct fx {
     /* stress */
     atomic_bool go, stop;
     atomic_ullong accepted[NSEND]; /* sends that returned 0, per sender */
+    atomic_ullong refused[NSEND];  /* sends that returned MW_EAGAIN (queue full), per sender */
     atomic_int send_err;
     uint64_t rcvd[NSEND];
     int bad;
@@ -129,6 +130,10 @@ static void start(fx_t *f, const char *scheme, bool sess) {
         co.session.enabled = true;
         co.session.journal_dir = f->cdir;
         co.session.id = "T1";
+        /* this blocking client calls nothing while the senders fill the
+         * queue (that phase can take seconds on a loaded box): no
+         * "peer silent" close meanwhile (the Svc takes the client's) */
+        co.session.heartbeat_ns = 60 * MW_NS_PER_S;
     }
     r = mw_clt_connect(&f->clt, f->url, &test_protocol, &co, &err);
     if (r) fail_msg("connect %s: %s", f->url, mw_err_text(&err));
@@ -303,6 +308,7 @@ static void *send_main(void *arg) {
             continue;
         }
         if (r == MW_EAGAIN && !mw_deadline_passed(NULL, dl)) {
+            atomic_fetch_add(&f->refused[a->k], 1);
             sched_yield();
             continue;
         }
@@ -367,11 +373,15 @@ static void stress(const char *scheme, bool sess, bool close_mid) {
     }
     atomic_store(&f->go, true);
     if (close_mid) {
-        /* close once every sender has had some accepted */
+        /* close once every sender has had some accepted, or keeps finding
+         * the queue full (the client reads nothing yet: once the socket and
+         * the session's backlog are full, a sender that came late gets
+         * MW_EAGAIN only; the lock promises no fairness between senders) */
         uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
         for (;;) {
             bool some = true;
-            for (int k = 0; k < NSEND; k++) some = some && atomic_load(&f->accepted[k]) > 100;
+            for (int k = 0; k < NSEND; k++)
+                some = some && (atomic_load(&f->accepted[k]) > 100 || atomic_load(&f->refused[k]) > 1000);
             if (some || mw_deadline_passed(NULL, dl)) break;
             sched_yield();
         }

@@ -1,0 +1,379 @@
+/* test_review2.c - regression tests from the review of the one-lock, pull-path
+ * Clt and receive-side changes.
+ *
+ * 1. A graceful close whose peer answers with a reset (it closed with our
+ *    bytes unread) must not report success in on_closed: 0 promises that
+ *    every accepted byte was written and the peer then closed its side.
+ * 2. Once a stream stack shares its owner's lock (mw_stream_share_lock),
+ *    its tx operations must only run with that lock held. The transport's
+ *    close helper (mw_transport_close, called by the driver without the
+ *    lock) and the driver's linger must not write through the stack without
+ *    it: a sender holding the lock may be inside the same WebSocket tx
+ *    buffer / SSL object.
+ * 3. A blocking Svc serving its one connection solo (blocking reads) goes
+ *    back to the io once a reply queues behind the full socket, sessions
+ *    or not (the io then writes as the socket drains).
+ */
+#include "mw_test.h"
+#include "test_proto.h"
+
+#include "drv_impl.h"
+#include "mw_clock.h"
+#include "mw_clt.h"
+#include "mw_io.h"
+#include "mw_stream.h"
+#include "mw_transport.h"
+#include "mw_ws.h"
+#include "svc_impl.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define WAIT_MS 10000
+
+/* ---- 1. a reset during the linger is not a clean close ------------------------
+ * DISABLED (build with -DMW_REVIEW2_RESET to run it; it fails today): the
+ * TCP stream maps ECONNRESET on read to MW_ECLOSED (mw_err_from_errno), the
+ * code of the peer's orderly EOF, so the driver's linger (linger_step in
+ * serdes/driver.c) cannot tell a reset from a FIN and on_closed reports 0.
+ * The fix needs a read result that keeps the reset apart (a distinct code,
+ * or the stream's own "reset" flag), which changes what every reader of a
+ * reset sees: left to the lead. */
+#ifdef MW_REVIEW2_RESET
+
+typedef struct closed {
+    atomic_int calls;
+    atomic_int result;
+} closed_t;
+
+static void on_closed(mw_clt_t *c, int result, void *ud) {
+    (void)c;
+    closed_t *k = ud;
+    atomic_store(&k->result, result);
+    atomic_fetch_add(&k->calls, 1);
+}
+
+static int raw_listen(int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t n = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void reset_mid_linger(mw_mode_t mode) {
+    int port;
+    int lfd = raw_listen(&port);
+    closed_t k = {0};
+    mw_clt_opts_t o;
+    mw_clt_opts_init(&o);
+    o.mode = mode;
+    o.on_closed = on_closed;
+    o.ud = &k;
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    mw_clt_t *c;
+    mw_err_t err = {0};
+    if (mw_clt_connect(&c, url, &test_protocol, &o, &err) != 0) fail_msg("connect: %s", mw_err_text(&err));
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+    int sfd = accept(lfd, NULL, NULL);
+    assert_true(sfd >= 0);
+
+    ping_t m = {.seq = 1};
+    assert_int_equal(mw_clt_send(c, ping_schema(), &m), 0);
+    /* the peer has our message in its socket and closes without reading it:
+     * the kernel answers with a reset, and the message is lost */
+    p = (struct pollfd){.fd = sfd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(sfd);
+    close(lfd);
+
+    mw_clt_close(c); /* spin/blocking: the linger runs inside */
+    assert_int_equal(atomic_load(&k.calls), 1);
+    int r = atomic_load(&k.result);
+    if (r == 0) fail_msg("on_closed said 0 (delivered and read) after the peer reset the connection");
+    mw_clt_free(c);
+}
+
+static void test_review2_spin_close_reset_mid_linger_is_an_error(void **state) {
+    (void)state;
+    reset_mid_linger(MW_MODE_SPIN);
+}
+
+static void test_review2_blocking_close_reset_mid_linger_is_an_error(void **state) {
+    (void)state;
+    reset_mid_linger(MW_MODE_BLOCKING);
+}
+
+#endif
+
+/* ---- 2. tx operations under the shared lock only -------------------------------- */
+
+/* A pass-through decorator over a pair stream that counts writes made while
+ * the shared lock is free (nobody holds it: the caller cannot be its owner). */
+typedef struct probe {
+    mw_stream_t base;
+    bool *lk;
+    int unlocked_writes;
+    bool want_write; /* says it holds bytes of its own (as TLS may) */
+} probe_t;
+
+static ssize_t probe_read(mw_stream_t *s, void *dst, size_t cap) { return mw_stream_read(s->inner, dst, cap); }
+static ssize_t probe_writev(mw_stream_t *s, const struct iovec *iov, int n) {
+    probe_t *p = (probe_t *)s;
+    if (p->lk && !__atomic_load_n(p->lk, __ATOMIC_RELAXED)) p->unlocked_writes++;
+    return mw_stream_writev(s->inner, iov, n);
+}
+static int probe_want(const mw_stream_t *s) {
+    return mw_stream_want(s->inner) | (((const probe_t *)s)->want_write ? MW_WANT_WRITE : 0);
+}
+static int probe_fd(const mw_stream_t *s) { return mw_stream_fd(s->inner); }
+static void probe_close(mw_stream_t *s) { mw_stream_close(s->inner); }
+static void probe_free(mw_stream_t *s) {
+    mw_stream_free(s->inner);
+    free(s);
+}
+static const mw_stream_ops_t probe_ops = {
+    .name = "probe",
+    .read = probe_read,
+    .writev = probe_writev,
+    .want = probe_want,
+    .fd = probe_fd,
+    .close = probe_close,
+    .free = probe_free,
+};
+
+static void handshake_both(mw_stream_t *a, mw_stream_t *b) {
+    int ra = 0, rb = 0;
+    for (int i = 0; i < 1000 && (ra != 1 || rb != 1); i++) {
+        if (ra != 1) ra = mw_stream_handshake(a);
+        if (rb != 1) rb = mw_stream_handshake(b);
+        if ((ra < 0 && ra != MW_EAGAIN) || (rb < 0 && rb != MW_EAGAIN))
+            fail_msg("handshake: %s / %s", mw_errname(ra), mw_errname(rb));
+    }
+    assert_int_equal(ra, 1);
+    assert_int_equal(rb, 1);
+}
+
+static void test_review2_transport_close_writes_only_under_the_shared_lock(void **state) {
+    (void)state;
+    mw_stream_t *a, *b, *c, *s;
+    mw_err_t err = {0};
+    assert_int_equal(mw_pair_new(&a, &b, 4096, 0), 0);
+    probe_t *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->base.ops = &probe_ops;
+    p->base.inner = b;
+    if (mw_ws_client_wrap(&c, a, NULL, &err) != 0) fail_msg("client wrap: %s", mw_err_text(&err));
+    if (mw_ws_server_wrap(&s, &p->base, NULL, &err) != 0) fail_msg("server wrap: %s", mw_err_text(&err));
+    bool lk = false; /* the owner's lock, as a Svc slot's */
+    mw_stream_share_lock(s, &lk);
+    p->lk = &lk;
+    handshake_both(c, s);
+
+    /* the owner's sends (under the lock) until the peer's window is full and
+     * the WebSocket stream holds bytes of its own */
+    static uint8_t big[1000];
+    struct iovec v = {big, sizeof big};
+    int i = 0;
+    __atomic_test_and_set(&lk, __ATOMIC_ACQUIRE);
+    for (; i < 1000 && !(mw_stream_want(s) & MW_WANT_WRITE); i++) {
+        ssize_t r = mw_stream_writemsgs(s, &v, 1, 0);
+        if (r < 0 && r != MW_EAGAIN) fail_msg("send: %s", mw_errname((int)r));
+    }
+    __atomic_clear(&lk, __ATOMIC_RELEASE);
+    assert_true(mw_stream_want(s) & MW_WANT_WRITE);
+    assert_int_equal(p->unlocked_writes, 0);
+
+    /* the driver's close of the connection, from the io thread, which does
+     * not hold the owner's lock (and must not: the helpers take it) */
+    mw_transport_close(s, MW_ESTATE, "bye", false);
+    if (p->unlocked_writes)
+        fail_msg("%d write(s) through the stack without the shared lock (a sender holding it may be writing too)",
+                 p->unlocked_writes);
+    mw_stream_free(c);
+    mw_stream_free(s);
+}
+
+/* The driver's linger pushes out what the stream holds itself (its
+ * writev with nothing), from the io thread: under the conn's lock. */
+static void gone(mw__drv_t *d) { (void)d; }
+static int no_post(mw__drv_t *d, void (*fn)(mw__drv_t *d)) {
+    (void)d;
+    (void)fn;
+    return MW_ENOMEM;
+}
+
+static void test_review2_linger_writes_only_under_the_shared_lock(void **state) {
+    (void)state;
+    mw_io_t *io;
+    mw_io_opts_t io_o;
+    mw_io_opts_init(&io_o);
+    io_o.backend = "direct";
+    mw_err_t err = {0};
+    assert_int_equal(mw_io_new(&io, &io_o, &err), 0);
+    mw_stream_t *a, *b;
+    assert_int_equal(mw_pair_new(&a, &b, 4096, 0), 0);
+    probe_t *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->base.ops = &probe_ops;
+    p->base.inner = a;
+    mw_conn_t c;
+    mw_conn_opts_t co;
+    mw_conn_opts_init(&co);
+    assert_int_equal(mw_conn_init(&c, &p->base, &test_protocol, &co, &err), 0);
+    bool lk = false; /* the owner's lock, as the event Clt's */
+    mw__conn_share_lock(&c, &lk);
+    p->lk = &lk;
+    mw__drv_t d;
+    memset(&d, 0, sizeof d);
+    mw__drv_cfg_t cfg = {.on_gone = gone, .post = no_post, .budget = -1, .linger_ns = 5 * MW_NS_PER_S};
+    assert_int_equal(mw__drv_start(&d, io, &c, &cfg, NULL), 0);
+    mw__drv_go(&d);
+    assert_true(mw__drv_up(&d));
+
+    p->want_write = true;
+    mw__drv_close(&d, MW_ESTATE, true); /* graceful: the linger starts at once */
+    for (int i = 0; i < 3; i++) mw_io_poll(io, 0);
+    int unlocked = p->unlocked_writes;
+    mw__drv_stop(&d);
+    mw_conn_fini(&c);
+    mw_stream_free(b);
+    mw_io_free(io);
+    if (unlocked) fail_msg("%d write(s) by the linger without the shared lock", unlocked);
+}
+
+/* ---- 3. blocking Svc, sessions: a queued reply ends solo mode ----------------- */
+
+typedef struct solo_fx {
+    char url[64], cdir[160];
+    atomic_int state; /* 1 logged on and pinged, 2 main says read, 3 done reading */
+    atomic_int got, want;
+    atomic_int err;
+} solo_fx_t;
+
+static void *solo_client(void *arg) {
+    solo_fx_t *f = arg;
+    mw_clt_opts_t co;
+    mw_clt_opts_init(&co);
+    co.mode = MW_MODE_BLOCKING;
+    co.tcp.rcvbuf = 4096;
+    co.session.enabled = true;
+    co.session.journal_dir = f->cdir;
+    co.session.id = "R1";
+    co.session.heartbeat_ns = 60 * MW_NS_PER_S;
+    mw_clt_t *c;
+    mw_err_t err = {0};
+    if (mw_clt_connect(&c, f->url, &test_protocol, &co, &err) != 0) {
+        atomic_store(&f->err, 1);
+        atomic_store(&f->state, 3);
+        return NULL;
+    }
+    atomic_store(&f->state, 1); /* (before the ping: main answers it with state 2) */
+    ping_t p = {.seq = 1};
+    if (mw_clt_send(c, ping_schema(), &p) != 0) atomic_store(&f->err, 2);
+    uint64_t dl = mw_deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
+    while (atomic_load(&f->state) < 2 && !mw_deadline_passed(NULL, dl)) sched_yield();
+    const mw_schema_t *sch;
+    test_msg_t m;
+    while (atomic_load(&f->got) < atomic_load(&f->want) && !mw_deadline_passed(NULL, dl)) {
+        int r = mw_clt_recv(c, &sch, &m, sizeof m);
+        if (r == 0) atomic_fetch_add(&f->got, 1);
+        else if (r != MW_EAGAIN && r != MW_ETIMEDOUT) break;
+    }
+    mw_clt_free(c);
+    atomic_store(&f->state, 3);
+    return NULL;
+}
+
+static void test_review2_blocking_session_reply_queued_leaves_solo(void **state) {
+    (void)state;
+    char dir[] = "/tmp/mw_review2_XXXXXX", sdir[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(sdir, sizeof sdir, "%s/svc", dir);
+    solo_fx_t *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->cdir, sizeof f->cdir, "%s/clt", dir);
+    assert_int_equal(mkdir(sdir, 0700), 0);
+    assert_int_equal(mkdir(f->cdir, 0700), 0);
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.mode = MW_MODE_BLOCKING;
+    o.timeout_ns = MW_NS_PER_MS;
+    o.tcp.sndbuf = 4096;
+    o.conn.max_msg = 1024;
+    o.conn.tx_buf = o.conn.rx_buf = 8192;
+    o.session.enabled = true;
+    o.session.journal_dir = sdir;
+    mw_svc_t *s;
+    mw_err_t err = {0};
+    if (mw_svc_listen(&s, "tcp://127.0.0.1:0", &test_protocol, &o, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
+    snprintf(f->url, sizeof f->url, "tcp://127.0.0.1:%d", mw_svc_port(s));
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, solo_client, f), 0);
+
+    /* the logon, then the client's ping */
+    mw_conn_id_t id = 0;
+    const mw_schema_t *sch;
+    test_msg_t m;
+    uint64_t dl = mw_deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
+    int r;
+    while ((r = mw_svc_recv(s, &id, &sch, &m, sizeof m)) != 0 && atomic_load(&f->state) < 3 &&
+           !mw_deadline_passed(NULL, dl)) {}
+    bool solo_at_start = false, left = false;
+    int sent = 0;
+    if (r == 0) {
+        solo_at_start = s->solo != NULL;
+        /* replies until one stays queued behind the full socket */
+        slot_t *sl = &s->slots[(uint32_t)id];
+        for (ping_t p = {.seq = 1}; sent < 100000; p.seq++) {
+            if ((r = mw_svc_send_to(s, id, ping_schema(), &p)) != 0) break;
+            sent++;
+            if (mw_conn_tx_pending(&sl->conn)) break;
+        }
+        left = s->solo == NULL;
+    }
+    /* let the client read what was accepted */
+    atomic_store(&f->want, sent);
+    atomic_store(&f->state, 2);
+    while (atomic_load(&f->state) < 3 && !mw_deadline_passed(NULL, dl)) (void)mw_svc_recv(s, &id, &sch, &m, sizeof m);
+    pthread_join(th, NULL);
+    int cerr = atomic_load(&f->err), got = atomic_load(&f->got);
+    mw_svc_free(s);
+    mw_tmpdir_remove(dir);
+    free(f);
+    if (cerr) fail_msg("client: error %d", cerr);
+    assert_true(solo_at_start);
+    if (!left) fail_msg("a reply queued behind the full socket (after %d) but the Svc stayed in solo mode", sent);
+    assert_int_equal(got, sent);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+#ifdef MW_REVIEW2_RESET
+        cmocka_unit_test(test_review2_spin_close_reset_mid_linger_is_an_error),
+        cmocka_unit_test(test_review2_blocking_close_reset_mid_linger_is_an_error),
+#endif
+        cmocka_unit_test(test_review2_transport_close_writes_only_under_the_shared_lock),
+        cmocka_unit_test(test_review2_linger_writes_only_under_the_shared_lock),
+        cmocka_unit_test(test_review2_blocking_session_reply_queued_leaves_solo),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
