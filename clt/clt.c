@@ -382,7 +382,7 @@ int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, ui
     return blocking_result(c, r);
 }
 
-int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
+static __attribute__((noinline)) int send_more_any(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     if (sess_unlocked(c)) {
         int r = tx_one(c, s, msg, true, NULL);
         if (r == MW_EAGAIN) atomic_store(&c->drv.want_drain, true);
@@ -393,6 +393,14 @@ int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     if (r == MW_EAGAIN && c->o.mode == MW_MODE_EVENT) atomic_store(&c->drv.want_drain, true);
     txu(c);
     return r;
+}
+
+int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
+    /* Spin/blocking without a session (no lock, nothing but the conn to
+     * tell): the common message inline, in a function that needs no frame;
+     * anything else as send_more_any. */
+    if (!locked_mode(c) && !c->sess && c->have_conn && mw__conn_enqueue_fast_nl(&c->conn, s, msg) == 0) return 0;
+    return send_more_any(c, s, msg);
 }
 
 int mw_clt_flush(mw_clt_t *c) {

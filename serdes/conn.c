@@ -27,6 +27,12 @@
 /* Messages handed to the stream per writemsgs call (one syscall). */
 #define MSGS_PER_WRITE 128
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define HOST_LE 1
+#else
+#define HOST_LE 0
+#endif
+
 void mw_conn_opts_init(mw_conn_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->serdes = "fixed";
@@ -81,6 +87,11 @@ static int side_setup(mw_conn_side_t *side, const char *serdes, int frame, uint3
     if (side->sd.ops) mw_serdes_fini(&side->sd);
     side->sd = nsd;
     side->fr = fr;
+    /* The inline send path (mw__conn_enqueue_fast_nl) writes what fixed_encode
+     * and the u32 framing would: a plain schema's bytes are its wire layout on
+     * a little-endian host, as fixed.c's own plain path assumes. */
+    bool fast = !msgs && kind == MW_FRAME_U32BE && nsd.ops == &mw_serdes_fixed_ops && HOST_LE;
+    side->fast_max = !fast ? 0 : max < MW__CONN_FAST_BODY + 2 ? max : MW__CONN_FAST_BODY + 2;
     return 0;
 }
 
@@ -284,7 +295,7 @@ static int flush_nl(mw_conn_t *c) {
 
 int mw_conn_enqueue(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     tx_lock(c);
-    int r = enqueue_nl(c, s, msg);
+    int r = mw__conn_enqueue_fast_nl(c, s, msg) == 0 ? 0 : enqueue_nl(c, s, msg);
     tx_unlock(c);
     return r;
 }
@@ -304,11 +315,13 @@ int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     return r;
 }
 
-int mw__conn_enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) { return enqueue_nl(c, s, msg); }
+int mw__conn_enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+    return mw__conn_enqueue_fast_nl(c, s, msg) == 0 ? 0 : enqueue_nl(c, s, msg);
+}
 int mw__conn_flush_nl(mw_conn_t *c) { return flush_nl(c); }
 
 int mw__conn_send_q_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
-    int r = enqueue_nl(c, s, msg);
+    int r = mw__conn_enqueue_fast_nl(c, s, msg) == 0 ? 0 : enqueue_nl(c, s, msg);
     if (r == MW_EAGAIN) {
         r = flush_nl(c);
         if (r == 0 || r == MW_EAGAIN) r = enqueue_nl(c, s, msg);
