@@ -336,7 +336,7 @@ static int tx_one(mw_clt_t *c, const mw_schema_t *s, const void *msg, bool more,
     if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv))
         return more ? mw__drv_enqueue_l(&c->drv, s, msg) : mw__drv_send_l(&c->drv, s, msg);
     /* (txl is the conn's lock in event mode; spin/blocking take none) */
-    return more ? mw__conn_enqueue_nl(&c->conn, s, msg) : mw__conn_send_q_nl(&c->conn, s, msg);
+    return more ? mw__conn_enqueue_nl(&c->conn, s, msg) : mw__conn_send_q_fast_nl(&c->conn, s, msg);
 }
 
 /* Writes what is queued. Under txl. */

@@ -165,11 +165,15 @@ static ssize_t tcp_read(mw_stream_t *s, void *dst, size_t cap) {
  * iovec on this machine's kernel (two calls per round trip). */
 static ssize_t tcp_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt) {
     tcp_t *t = (tcp_t *)s;
-    struct msghdr m = {.msg_iov = (struct iovec *)iov,
-                       .msg_iovlen = (size_t)(iovcnt < IOV_MAX ? iovcnt : IOV_MAX)};
     for (;;) {
-        ssize_t n = iovcnt == 1 ? send(t->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | t->wflags)
-                                : sendmsg(t->fd, &m, MSG_NOSIGNAL | t->wflags);
+        ssize_t n;
+        if (iovcnt == 1) {
+            n = send(t->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | t->wflags);
+        } else { /* (the header only here: the common single buffer does not build it) */
+            struct msghdr m = {.msg_iov = (struct iovec *)iov,
+                               .msg_iovlen = (size_t)(iovcnt < IOV_MAX ? iovcnt : IOV_MAX)};
+            n = sendmsg(t->fd, &m, MSG_NOSIGNAL | t->wflags);
+        }
         if (n >= 0) return n;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return MW_EAGAIN;
         if (errno != EINTR) return io_fail(t, "write", errno);

@@ -264,28 +264,26 @@ static int flush_msgs(mw_conn_t *c) {
     return 0;
 }
 
-static int flush_bytes(mw_conn_t *c) {
+/* One write of everything queued (the sender holds the tx lock: nothing is
+ * added meanwhile). A short write means the socket is full (or, blocking,
+ * that SO_SNDTIMEO expired): retrying now would only wait again. */
+static inline __attribute__((always_inline)) int flush_bytes(mw_conn_t *c) {
     mw_conn_side_t *t = &c->tx;
-    size_t len;
-    while ((len = mw_buf_len(&t->buf)) != 0) {
-        ssize_t n = mw_stream_write(c->stream, mw_buf_data(&t->buf), len);
-        if (n > 0) {
-            mw_buf_consume(&t->buf, (size_t)n);
-            /* A short write means the socket is full (or, blocking, that
-             * SO_SNDTIMEO expired): retrying now would only wait again. */
-            if ((size_t)n < len) return MW_EAGAIN;
-            continue;
-        }
-        if (n == 0 || n == MW_EAGAIN) return MW_EAGAIN;
-        return tx_fail(c, (int)n);
+    size_t len = mw_buf_len(&t->buf);
+    if (!len) return 0;
+    ssize_t n = mw_stream_write(c->stream, mw_buf_data(&t->buf), len);
+    if (n > 0) {
+        mw_buf_consume(&t->buf, (size_t)n);
+        return (size_t)n < len ? MW_EAGAIN : 0;
     }
-    return 0;
+    if (n == 0 || n == MW_EAGAIN) return MW_EAGAIN;
+    return tx_fail(c, (int)n);
 }
 
 /* Everything written: the empty tx buffer goes back to the pool (a claim
  * open on this thread, without the tx lock, keeps it; so does a held conn,
  * whose owner gives it back when traffic stops). */
-static int flush_nl(mw_conn_t *c) {
+static inline __attribute__((always_inline)) int flush_nl(mw_conn_t *c) {
     mw_conn_side_t *t = &c->tx;
     if (t->failed) return t->failed;
     int r = c->msgs ? flush_msgs(c) : flush_bytes(c);
@@ -310,7 +308,7 @@ int mw_conn_flush(mw_conn_t *c) {
 /* 0 accepted and written, 1 accepted with bytes still queued, or < 0. */
 int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     tx_lock(c);
-    int r = mw__conn_send_q_nl(c, s, msg);
+    int r = mw__conn_send_q_fast_nl(c, s, msg);
     tx_unlock(c);
     return r;
 }

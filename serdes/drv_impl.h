@@ -209,7 +209,7 @@ static inline void mw__copy16(uint8_t *dst, const uint8_t *src) {
 /* Copies n <= MW__CONN_FAST_BODY bytes without a call (a call would make
  * the inline send path save registers): overlapping 16-, 8- or 4-byte moves;
  * 16 to 64 bytes, the common messages, in four at most. */
-static inline void mw__conn_copy(uint8_t *dst, const void *src, size_t n) {
+static inline __attribute__((always_inline)) void mw__conn_copy(uint8_t *dst, const void *src, size_t n) {
     const uint8_t *s = src;
     if (n >= 16) {
         if (n > 32) {
@@ -246,7 +246,7 @@ static inline void mw__conn_copy(uint8_t *dst, const void *src, size_t n) {
  * (tx.fast_max, which also bounds the size: MW__CONN_FAST_BODY), no hook, not failed, and room in the tx buffer. Returns 0
  * when queued, 1 when not this way: then mw__conn_enqueue_nl does it all,
  * every error included. Under the tx lock, as mw__conn_enqueue_nl. */
-static inline int mw__conn_enqueue_fast_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+static inline __attribute__((always_inline)) int mw__conn_enqueue_fast_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     mw_conn_side_t *t = &c->tx;
     const size_t n = s->fixed_size;
     if (!(s->flags & MW_SCHEMA_PLAIN) || n > t->fast_max || t->failed || t->hook || t->buf.cap - t->buf.wr < n + 4)
@@ -267,6 +267,14 @@ static inline int mw__conn_enqueue_fast_nl(mw_conn_t *c, const mw_schema_t *s, c
     t->msgs = msgs + 1;
     t->bytes = bytes + n + 4;
     return 0;
+}
+
+/* mw__conn_send_q_nl with the common message queued inline: the same
+ * results (0 written, 1 accepted with bytes queued, < 0). */
+static inline __attribute__((always_inline)) int mw__conn_send_q_fast_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+    if (mw__conn_enqueue_fast_nl(c, s, msg) != 0) return mw__conn_send_q_nl(c, s, msg);
+    int f = mw__conn_flush_nl(c);
+    return f == 0 ? 0 : f == MW_EAGAIN ? 1 : f;
 }
 
 /* conn.c: the conn keeps its buffers when they are empty (mw__conn_hold),

@@ -665,7 +665,7 @@ int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_
         if (!sl) return MW_ECLOSED;                                                   \
         if ((s)->o.mode != MW_MODE_EVENT) return (expr);                              \
         mw__lock(&sl->lk);                                                            \
-        int r_ = lookup((s), (id)) ? (expr) : MW_ECLOSED;                             \
+        int r_ = slot_is(sl, (id)) ? (expr) : MW_ECLOSED;                             \
         mw__unlock(&sl->lk);                                                          \
         return r_;                                                                    \
     } while (0)
@@ -709,6 +709,16 @@ int mw_svc_send_seq(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const 
 }
 
 int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
+    /* The event-mode send without sessions (replies from on_msg, the common
+     * case) as WITH_SLOT + slot_send, flat: one call to the driver. */
+    if (s->o.mode == MW_MODE_EVENT && !s->sessions) {
+        slot_t *sl = lookup(s, id);
+        if (!sl) return MW_ECLOSED;
+        mw__lock(&sl->lk);
+        int r = slot_is(sl, id) ? mw__drv_send_l(&sl->drv, sch, msg) : MW_ECLOSED;
+        mw__unlock(&sl->lk);
+        return r;
+    }
     return mw_svc_send_seq(s, id, sch, msg, NULL);
 }
 
