@@ -306,12 +306,7 @@ int mw_conn_flush(mw_conn_t *c) {
 }
 
 /* 0 accepted and written, 1 accepted with bytes still queued, or < 0. */
-int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
-    tx_lock(c);
-    int r = mw__conn_send_q_fast_nl(c, s, msg);
-    tx_unlock(c);
-    return r;
-}
+int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg) { return mw__conn_send_q_fast(c, s, msg); }
 
 int mw__conn_enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     return mw__conn_enqueue_fast_nl(c, s, msg) == 0 ? 0 : enqueue_nl(c, s, msg);

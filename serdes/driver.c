@@ -199,7 +199,7 @@ static void kick_nocb(mw__drv_t *d) { kick_nocb_k(d, false); }
 
 static int send_k(mw__drv_t *d, const mw_schema_t *s, const void *msg, bool nocb) {
     sending(d, false);
-    int r = mw__conn_send_q(d->conn, s, msg);
+    int r = mw__conn_send_q_fast(d->conn, s, msg);
     if (r == 1) { /* accepted, bytes queued behind a full socket */
         nocb ? kick_nocb(d) : mw__drv_kick(d);
         return 0;

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "io_impl.h"
+#include "lock_impl.h"
 #include "mw_conn.h"
 #include "mw_io.h"
 
@@ -275,6 +276,17 @@ static inline __attribute__((always_inline)) int mw__conn_send_q_fast_nl(mw_conn
     if (mw__conn_enqueue_fast_nl(c, s, msg) != 0) return mw__conn_send_q_nl(c, s, msg);
     int f = mw__conn_flush_nl(c);
     return f == 0 ? 0 : f == MW_EAGAIN ? 1 : f;
+}
+
+/* mw__conn_send_q with the common message queued inline: the conn's tx
+ * lock (if it has one) around mw__conn_send_q_fast_nl. */
+static inline __attribute__((always_inline)) int mw__conn_send_q_fast(mw_conn_t *c, const mw_schema_t *s,
+                                                                      const void *msg) {
+    bool *lk = c->tx_lk;
+    if (lk) mw__lock(lk);
+    int r = mw__conn_send_q_fast_nl(c, s, msg);
+    if (lk) mw__unlock(lk);
+    return r;
 }
 
 /* conn.c: the conn keeps its buffers when they are empty (mw__conn_hold),
