@@ -336,7 +336,7 @@ static int tx_one(mw_clt_t *c, const mw_schema_t *s, const void *msg, bool more,
     if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv))
         return more ? mw__drv_enqueue_l(&c->drv, s, msg) : mw__drv_send_l(&c->drv, s, msg);
     /* (txl is the conn's lock in event mode; spin/blocking take none) */
-    return more ? mw__conn_enqueue_nl(&c->conn, s, msg) : mw__conn_send_q_nl(&c->conn, s, msg);
+    return more ? mw__conn_enqueue_nl(&c->conn, s, msg) : mw__conn_send_q_fast_nl(&c->conn, s, msg);
 }
 
 /* Writes what is queued. Under txl. */
@@ -350,7 +350,42 @@ static int tx_flush(mw_clt_t *c) {
 /* An event-mode session takes no txl around its send (see tx_one). */
 static inline bool sess_unlocked(const mw_clt_t *c) { return c->sess && locked_mode(c); }
 
-int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) { return mw__clt_send_numbered(c, s, msg, NULL); }
+/* A spin/blocking send without a session (no lock) that did not end with
+ * everything written: the same results as mw__clt_send_numbered. */
+static __attribute__((noinline)) int sync_sent(mw_clt_t *c, int r) {
+    bool pending = r == 1 && c->o.mode == MW_MODE_BLOCKING;
+    if (r == 1) r = 0;
+    if (r < 0 && c->have_conn && c->conn.tx.failed) c->open = false;
+    if (pending) return MW_ETIMEDOUT; /* SO_SNDTIMEO hit: accepted, the rest is queued */
+    return blocking_result(c, r);
+}
+
+/* The same for event mode, under txl, which it releases. */
+static __attribute__((noinline)) int event_sent(mw_clt_t *c, int r) {
+    if (r == MW_EAGAIN) atomic_store(&c->drv.want_drain, true);
+    if (r < 0 && c->have_conn && c->conn.tx.failed) c->open = false;
+    txu(c);
+    return r;
+}
+
+int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
+    if (!c->sess) { /* tx_one inline, for an attached or a lock-free conn */
+        if (!locked_mode(c)) {
+            if (c->have_conn && !c->poll_wait) {
+                int r = mw__conn_send_q_fast_nl(&c->conn, s, msg);
+                return r == 0 ? 0 : sync_sent(c, r);
+            }
+        } else {
+            txl(c);
+            int r = c->have_conn && mw__drv_attached(&c->drv) ? mw__drv_send_l(&c->drv, s, msg)
+                                                             : tx_one(c, s, msg, false, NULL);
+            if (r != 0) return event_sent(c, r == 1 ? 0 : r);
+            txu(c);
+            return 0;
+        }
+    }
+    return mw__clt_send_numbered(c, s, msg, NULL);
+}
 
 int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, uint64_t *seq) {
     if (sess_unlocked(c)) {
@@ -382,7 +417,7 @@ int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, ui
     return blocking_result(c, r);
 }
 
-int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
+static __attribute__((noinline)) int send_more_any(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     if (sess_unlocked(c)) {
         int r = tx_one(c, s, msg, true, NULL);
         if (r == MW_EAGAIN) atomic_store(&c->drv.want_drain, true);
@@ -393,6 +428,14 @@ int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     if (r == MW_EAGAIN && c->o.mode == MW_MODE_EVENT) atomic_store(&c->drv.want_drain, true);
     txu(c);
     return r;
+}
+
+int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
+    /* Spin/blocking without a session (no lock, nothing but the conn to
+     * tell): the common message inline, in a function that needs no frame;
+     * anything else as send_more_any. */
+    if (!locked_mode(c) && !c->sess && c->have_conn && mw__conn_enqueue_fast_nl(&c->conn, s, msg) == 0) return 0;
+    return send_more_any(c, s, msg);
 }
 
 int mw_clt_flush(mw_clt_t *c) {
@@ -447,7 +490,9 @@ int mw_clt_commit(mw_clt_t *c, size_t len) {
  * only waits for the answer never stalls. Not when the Clt is split: its tx
  * side belongs to the sender's thread then. */
 static void recv_flush(mw_clt_t *c) {
-    if (c->split || !mw_conn_tx_pending(&c->conn)) return; /* (never in event mode) */
+    if (c->split) return; /* (never in event mode) */
+    /* nothing queued (a message stream may still hold bytes of its own: ask it) */
+    if (!mw_buf_len(&c->conn.tx.buf) && (!c->conn.msgs || !mw_conn_tx_pending(&c->conn))) return;
     int r = mw_conn_flush(&c->conn);
     if (r < 0 && r != MW_EAGAIN && c->conn.tx.failed) c->open = false;
 }

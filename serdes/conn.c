@@ -27,6 +27,12 @@
 /* Messages handed to the stream per writemsgs call (one syscall). */
 #define MSGS_PER_WRITE 128
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define HOST_LE 1
+#else
+#define HOST_LE 0
+#endif
+
 void mw_conn_opts_init(mw_conn_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->serdes = "fixed";
@@ -81,6 +87,11 @@ static int side_setup(mw_conn_side_t *side, const char *serdes, int frame, uint3
     if (side->sd.ops) mw_serdes_fini(&side->sd);
     side->sd = nsd;
     side->fr = fr;
+    /* The inline send path (mw__conn_enqueue_fast_nl) writes what fixed_encode
+     * and the u32 framing would: a plain schema's bytes are its wire layout on
+     * a little-endian host, as fixed.c's own plain path assumes. */
+    bool fast = !msgs && kind == MW_FRAME_U32BE && nsd.ops == &mw_serdes_fixed_ops && HOST_LE;
+    side->fast_max = !fast ? 0 : max < MW__CONN_FAST_BODY + 2 ? max : MW__CONN_FAST_BODY + 2;
     return 0;
 }
 
@@ -253,28 +264,26 @@ static int flush_msgs(mw_conn_t *c) {
     return 0;
 }
 
-static int flush_bytes(mw_conn_t *c) {
+/* One write of everything queued (the sender holds the tx lock: nothing is
+ * added meanwhile). A short write means the socket is full (or, blocking,
+ * that SO_SNDTIMEO expired): retrying now would only wait again. */
+static inline __attribute__((always_inline)) int flush_bytes(mw_conn_t *c) {
     mw_conn_side_t *t = &c->tx;
-    size_t len;
-    while ((len = mw_buf_len(&t->buf)) != 0) {
-        ssize_t n = mw_stream_write(c->stream, mw_buf_data(&t->buf), len);
-        if (n > 0) {
-            mw_buf_consume(&t->buf, (size_t)n);
-            /* A short write means the socket is full (or, blocking, that
-             * SO_SNDTIMEO expired): retrying now would only wait again. */
-            if ((size_t)n < len) return MW_EAGAIN;
-            continue;
-        }
-        if (n == 0 || n == MW_EAGAIN) return MW_EAGAIN;
-        return tx_fail(c, (int)n);
+    size_t len = mw_buf_len(&t->buf);
+    if (!len) return 0;
+    ssize_t n = mw_stream_write(c->stream, mw_buf_data(&t->buf), len);
+    if (n > 0) {
+        mw_buf_consume(&t->buf, (size_t)n);
+        return (size_t)n < len ? MW_EAGAIN : 0;
     }
-    return 0;
+    if (n == 0 || n == MW_EAGAIN) return MW_EAGAIN;
+    return tx_fail(c, (int)n);
 }
 
 /* Everything written: the empty tx buffer goes back to the pool (a claim
  * open on this thread, without the tx lock, keeps it; so does a held conn,
  * whose owner gives it back when traffic stops). */
-static int flush_nl(mw_conn_t *c) {
+static inline __attribute__((always_inline)) int flush_nl(mw_conn_t *c) {
     mw_conn_side_t *t = &c->tx;
     if (t->failed) return t->failed;
     int r = c->msgs ? flush_msgs(c) : flush_bytes(c);
@@ -284,7 +293,7 @@ static int flush_nl(mw_conn_t *c) {
 
 int mw_conn_enqueue(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
     tx_lock(c);
-    int r = enqueue_nl(c, s, msg);
+    int r = mw__conn_enqueue_fast_nl(c, s, msg) == 0 ? 0 : enqueue_nl(c, s, msg);
     tx_unlock(c);
     return r;
 }
@@ -297,12 +306,7 @@ int mw_conn_flush(mw_conn_t *c) {
 }
 
 /* 0 accepted and written, 1 accepted with bytes still queued, or < 0. */
-int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
-    tx_lock(c);
-    int r = mw__conn_send_q_nl(c, s, msg);
-    tx_unlock(c);
-    return r;
-}
+int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg) { return mw__conn_send_q_fast(c, s, msg); }
 
 ssize_t mw__conn_stream_flush(mw_conn_t *c) {
     tx_lock(c);
@@ -311,11 +315,13 @@ ssize_t mw__conn_stream_flush(mw_conn_t *c) {
     return n;
 }
 
-int mw__conn_enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) { return enqueue_nl(c, s, msg); }
+int mw__conn_enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+    return mw__conn_enqueue_fast_nl(c, s, msg) == 0 ? 0 : enqueue_nl(c, s, msg);
+}
 int mw__conn_flush_nl(mw_conn_t *c) { return flush_nl(c); }
 
 int mw__conn_send_q_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
-    int r = enqueue_nl(c, s, msg);
+    int r = mw__conn_enqueue_fast_nl(c, s, msg) == 0 ? 0 : enqueue_nl(c, s, msg);
     if (r == MW_EAGAIN) {
         r = flush_nl(c);
         if (r == 0 || r == MW_EAGAIN) r = enqueue_nl(c, s, msg);

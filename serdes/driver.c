@@ -199,7 +199,7 @@ static void kick_nocb(mw__drv_t *d) { kick_nocb_k(d, false); }
 
 static int send_k(mw__drv_t *d, const mw_schema_t *s, const void *msg, bool nocb) {
     sending(d, false);
-    int r = mw__conn_send_q(d->conn, s, msg);
+    int r = mw__conn_send_q_fast(d->conn, s, msg);
     if (r == 1) { /* accepted, bytes queued behind a full socket */
         nocb ? kick_nocb(d) : mw__drv_kick(d);
         return 0;
@@ -238,7 +238,7 @@ static int flush_k(mw__drv_t *d, bool nocb) {
  * was full, never on the fast path). */
 int mw__drv_send_l(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
     sending(d, true);
-    int r = mw__conn_send_q_nl(d->conn, s, msg);
+    int r = mw__conn_send_q_fast_nl(d->conn, s, msg);
     if (r == 1) {
         kick_nocb_k(d, true);
         return 0;
@@ -252,6 +252,7 @@ int mw__drv_send_l(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
 
 int mw__drv_enqueue_l(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
     sending(d, true);
+    if (mw__conn_enqueue_fast_nl(d->conn, s, msg) == 0) return 0;
     int r = mw__conn_enqueue_nl(d->conn, s, msg);
     if (r == MW_EAGAIN) atomic_store(&d->want_drain, true);
     return r;

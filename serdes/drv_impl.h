@@ -26,8 +26,10 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "io_impl.h"
+#include "lock_impl.h"
 #include "mw_conn.h"
 #include "mw_io.h"
 
@@ -197,6 +199,98 @@ size_t mw__conn_tx_pending_nl(mw_conn_t *c);
 void mw__conn_hold_nl(mw_conn_t *c);
 uint8_t *mw__conn_claim_nl(mw_conn_t *c, size_t max);
 int mw__conn_commit_nl(mw_conn_t *c, size_t len);
+
+/* Bodies up to this size take the inline send path (larger ones: conn.c,
+ * where a memcpy call costs little next to the copy). */
+#define MW__CONN_FAST_BODY 256u
+
+static inline void mw__copy16(uint8_t *dst, const uint8_t *src) {
+    uint8_t t[16];
+    memcpy(t, src, 16);
+    memcpy(dst, t, 16);
+}
+
+/* Copies n <= MW__CONN_FAST_BODY bytes without a call (a call would make
+ * the inline send path save registers): overlapping 16-, 8- or 4-byte moves;
+ * 16 to 64 bytes, the common messages, in four at most. */
+static inline __attribute__((always_inline)) void mw__conn_copy(uint8_t *dst, const void *src, size_t n) {
+    const uint8_t *s = src;
+    if (n >= 16) {
+        if (n > 32) {
+            if (n > 64)
+                for (size_t i = 32; i < n - 32; i += 16) mw__copy16(dst + i, s + i);
+            mw__copy16(dst + 16, s + 16);
+            mw__copy16(dst + n - 32, s + n - 32);
+        }
+        mw__copy16(dst, s);
+        mw__copy16(dst + n - 16, s + n - 16);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + n - 4, &b, 4);
+    } else if (n) {
+        uint8_t a = s[0], b = s[n / 2], c = s[n - 1];
+        dst[0] = a;
+        dst[n / 2] = b;
+        dst[n - 1] = c;
+    }
+}
+
+/* The common message queued inline, as conn.c's enqueue would queue it: a
+ * plain schema (its bytes are its fixed wire layout, MW_SCHEMA_PLAIN) on a
+ * tx side with the fixed serdes and u32 framing over a byte stream
+ * (tx.fast_max, which also bounds the size: MW__CONN_FAST_BODY), no hook, not failed, and room in the tx buffer. Returns 0
+ * when queued, 1 when not this way: then mw__conn_enqueue_nl does it all,
+ * every error included. Under the tx lock, as mw__conn_enqueue_nl. */
+static inline __attribute__((always_inline)) int mw__conn_enqueue_fast_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+    mw_conn_side_t *t = &c->tx;
+    const size_t n = s->fixed_size;
+    if (!(s->flags & MW_SCHEMA_PLAIN) || n > t->fast_max || t->failed || t->hook || t->buf.cap - t->buf.wr < n + 4)
+        return 1;
+    /* Everything read before the byte stores, which may alias it all. */
+    const size_t wr = t->buf.wr;
+    const uint64_t msgs = t->msgs, bytes = t->bytes;
+    const unsigned tag = s->tag;
+    uint8_t *p = t->buf.base + wr;
+    /* the u32 big-endian length, then the fixed serdes' tag, little-endian
+     * (fast_max is 0 on a big-endian host) */
+    const uint32_t be = __builtin_bswap32((uint32_t)n);
+    const uint16_t le = (uint16_t)tag;
+    memcpy(p, &be, 4);
+    memcpy(p + 4, &le, 2);
+    mw__conn_copy(p + 6, msg, n - 2);
+    t->buf.wr = wr + n + 4;
+    t->msgs = msgs + 1;
+    t->bytes = bytes + n + 4;
+    return 0;
+}
+
+/* mw__conn_send_q_nl with the common message queued inline: the same
+ * results (0 written, 1 accepted with bytes queued, < 0). */
+static inline __attribute__((always_inline)) int mw__conn_send_q_fast_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+    if (mw__conn_enqueue_fast_nl(c, s, msg) != 0) return mw__conn_send_q_nl(c, s, msg);
+    int f = mw__conn_flush_nl(c);
+    return f == 0 ? 0 : f == MW_EAGAIN ? 1 : f;
+}
+
+/* mw__conn_send_q with the common message queued inline: the conn's tx
+ * lock (if it has one) around mw__conn_send_q_fast_nl. */
+static inline __attribute__((always_inline)) int mw__conn_send_q_fast(mw_conn_t *c, const mw_schema_t *s,
+                                                                      const void *msg) {
+    bool *lk = c->tx_lk;
+    if (lk) mw__lock(lk);
+    int r = mw__conn_send_q_fast_nl(c, s, msg);
+    if (lk) mw__unlock(lk);
+    return r;
+}
 
 /* conn.c: the conn keeps its buffers when they are empty (mw__conn_hold),
  * until mw__conn_release gives back the empty ones (the tx buffer, and with

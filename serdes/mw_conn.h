@@ -98,6 +98,8 @@ typedef struct mw_conn_side {
     mw_conn_hook_fn hook;
     void *hook_ud;
     int failed; /* first fatal MW_E* on this side, 0 if none */
+    uint32_t fast_max;  /* tx: the largest fixed wire size the inline send path takes
+                           (drv_impl.h); 0 when this side is not plain fixed + u32 */
     mw_err_t err;
 } mw_conn_side_t;
 

@@ -665,16 +665,15 @@ int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_
         if (!sl) return MW_ECLOSED;                                                   \
         if ((s)->o.mode != MW_MODE_EVENT) return (expr);                              \
         mw__lock(&sl->lk);                                                            \
-        int r_ = lookup((s), (id)) ? (expr) : MW_ECLOSED;                             \
+        int r_ = slot_is(sl, (id)) ? (expr) : MW_ECLOSED;                             \
         mw__unlock(&sl->lk);                                                          \
         return r_;                                                                    \
     } while (0)
 
-/* One message to an open connection (without sessions). locked: event
- * mode, under the slot's lock. */
-static int slot_send(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg, bool more) {
-    if (s->o.mode == MW_MODE_EVENT) return more ? mw__drv_enqueue_l(&sl->drv, sch, msg) : mw__drv_send_l(&sl->drv, sch, msg);
-    return more ? mw__drv_enqueue(&sl->drv, sch, msg) : mw__drv_send(&sl->drv, sch, msg);
+/* One message queued on an open connection (without sessions); event
+ * mode: under the slot's lock. */
+static int slot_enqueue(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void *msg) {
+    return s->o.mode == MW_MODE_EVENT ? mw__drv_enqueue_l(&sl->drv, sch, msg) : mw__drv_enqueue(&sl->drv, sch, msg);
 }
 
 /* With sessions: numbered (*seq) and journaled, and MW_ESTATE before the
@@ -694,27 +693,48 @@ static int sess_send(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const
     return r;
 }
 
-int mw_svc_send_seq(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, uint64_t *seq) {
-    /* A failed send does not close the connection: what the peer sent
-     * before it left is still to be delivered; the read side ends it. */
-    if (s->solo) { /* a reply queued behind a full socket: back to the io, which watches writability */
-        slot_t *sl = lookup(s, id);
-        if (!sl) return MW_ECLOSED;
-        int r = s->sessions ? sess_send(s, id, sch, msg, false, seq) : slot_send(s, sl, sch, msg, false);
-        if (sl == s->solo && mw_conn_tx_pending(&sl->conn)) solo_update(s);
+/* One message without sessions, as WITH_SLOT would send it, flat (the
+ * common send: one call into the driver). Blocking with one connection
+ * (solo): a reply queued behind a full socket goes back to the io, which
+ * watches writability. */
+static inline __attribute__((always_inline)) int send_plain(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch,
+                                                             const void *msg) {
+    slot_t *sl = lookup(s, id);
+    if (!sl) return MW_ECLOSED;
+    if (s->o.mode == MW_MODE_EVENT) {
+        mw__lock(&sl->lk);
+        int r = slot_is(sl, id) ? mw__drv_send_l(&sl->drv, sch, msg) : MW_ECLOSED;
+        mw__unlock(&sl->lk);
         return r;
     }
-    if (s->sessions) return sess_send(s, id, sch, msg, false, seq);
-    WITH_SLOT(s, id, sl, slot_send(s, sl, sch, msg, false));
+    int r = mw__drv_send(&sl->drv, sch, msg);
+    if (s->solo && sl == s->solo && mw_conn_tx_pending(&sl->conn)) solo_update(s);
+    return r;
+}
+
+/* With sessions; blocking with one connection (solo) as send_plain. */
+static int send_sess(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, uint64_t *seq) {
+    int r = sess_send(s, id, sch, msg, false, seq);
+    if (s->solo) {
+        slot_t *sl = lookup(s, id);
+        if (sl && sl == s->solo && mw_conn_tx_pending(&sl->conn)) solo_update(s);
+    }
+    return r;
+}
+
+/* A failed send does not close the connection: what the peer sent before
+ * it left is still to be delivered; the read side ends it. */
+int mw_svc_send_seq(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, uint64_t *seq) {
+    return s->sessions ? send_sess(s, id, sch, msg, seq) : send_plain(s, id, sch, msg);
 }
 
 int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
-    return mw_svc_send_seq(s, id, sch, msg, NULL);
+    return s->sessions ? send_sess(s, id, sch, msg, NULL) : send_plain(s, id, sch, msg);
 }
 
 int mw_svc_send_more(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
     if (s->sessions) return sess_send(s, id, sch, msg, true, NULL);
-    WITH_SLOT(s, id, sl, slot_send(s, sl, sch, msg, true));
+    WITH_SLOT(s, id, sl, slot_enqueue(s, sl, sch, msg));
 }
 
 int mw_svc_flush(mw_svc_t *s, mw_conn_id_t id) {

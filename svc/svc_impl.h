@@ -99,12 +99,15 @@ static inline mw_conn_id_t make_id(const slot_t *sl) { /* (generation << 32) | s
 
 /* Slot for an id, or NULL when the id is stale or unknown. A connection
  * being closed (on_close ran) is unknown already, even while it lingers. */
+static inline bool slot_is(const slot_t *sl, mw_conn_id_t id) {
+    return atomic_load(&sl->open) && atomic_load(&sl->gen) == (uint32_t)(id >> 32);
+}
+
 static inline slot_t *lookup(const mw_svc_t *s, mw_conn_id_t id) {
     uint32_t idx = (uint32_t)id;
     if (idx >= s->cap) return NULL;
     slot_t *sl = &s->slots[idx];
-    if (!atomic_load(&sl->open) || atomic_load(&sl->gen) != (uint32_t)(id >> 32)) return NULL;
-    return sl;
+    return slot_is(sl, id) ? sl : NULL;
 }
 
 static inline mw_io_t *slot_io(const mw_svc_t *s, const slot_t *sl) { return sl->w ? sl->w->io : s->io; }
