@@ -1,4 +1,4 @@
-/* drv_impl.h - the one connection driver: a message connection (mw_conn_t)
+/* drv_impl.h - the one connection driver: a message connection (mw__conn_t)
  * attached to an io. Clt and Svc both use it; neither re-implements it.
  *
  * What it does, once, for every connection in every mode:
@@ -30,6 +30,7 @@
 #include "io_impl.h"
 #include "mw_conn.h"
 #include "mw_io.h"
+#include "conn_impl.h"
 
 typedef struct mw__drv mw__drv_t;
 
@@ -64,7 +65,7 @@ typedef struct mw__drv_cfg {
 enum { MW__DRV_OFF = 0, MW__DRV_HANDSHAKE, MW__DRV_UP, MW__DRV_LINGER };
 
 struct mw__drv {
-    mw_conn_t *conn;
+    mw__conn_t *conn;
     mw_io_t *io;
     const mw__drv_cfg_t *cfg;
     void *ud;                 /* the owner's */
@@ -101,7 +102,7 @@ struct mw__drv {
  * registered then). Then the owner runs its own "accepted" callback (inside
  * mw__drv_enter/leave, so a close there is honoured) and calls mw__drv_go,
  * which takes the first handshake step (plain TCP: up at once, on_up). */
-int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_t *cfg, void *ud);
+int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw__conn_t *conn, const mw__drv_cfg_t *cfg, void *ud);
 void mw__drv_go(mw__drv_t *d);
 
 /* Sends (encode + write what the socket takes). 0 accepted, MW_EAGAIN not
@@ -137,7 +138,7 @@ void mw__drv_write(mw__drv_t *d);
  * write readiness (at once on the io thread, else one posted request). */
 void mw__drv_kick(mw__drv_t *d);
 
-/* Pull mode: the next buffered message (mw_conn_next), reading once first
+/* Pull mode: the next buffered message (mw__conn_next), reading once first
  * when nothing complete is buffered and `read` is set or the stream may
  * hold input. Returns 0, MW_EAGAIN, or how the connection ended (the owner
  * closes it then). */
@@ -176,9 +177,9 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful);
  * when the io no longer runs. */
 void mw__drv_stop(mw__drv_t *d);
 
-/* conn.c: mw_conn_send that also says whether bytes stayed queued: 0 written,
- * 1 accepted but (partly) queued, or < 0 as mw_conn_send. One tx lock. */
-int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg);
+/* conn.c: mw__conn_send that also says whether bytes stayed queued: 0 written,
+ * 1 accepted but (partly) queued, or < 0 as mw__conn_send. One tx lock. */
+int mw__conn_send_q(mw__conn_t *c, const mw_schema_t *s, const void *msg);
 
 /* conn.c: the one lock. mw__conn_share_lock makes the owner's lock (a
  * byte, lock_impl.h) the conn's tx lock and the lock of every decorator
@@ -202,8 +203,8 @@ int mw__conn_commit_nl(mw_conn_t *c, size_t len);
  * queued bytes or part of a message keep a buffer in use, or when messages
  * were sent since the count in *tx_seen (which it updates): hold stays on.
  * Io thread; both take the tx lock. */
-void mw__conn_hold(mw_conn_t *c);
-bool mw__conn_release(mw_conn_t *c, bool rx, uint64_t *tx_seen);
+void mw__conn_hold(mw__conn_t *c);
+bool mw__conn_release(mw__conn_t *c, bool rx, uint64_t *tx_seen);
 
 /* Brackets a user callback that is not a message (on_accept, ...): a close
  * asked for inside it is deferred; leave carries it out and returns true if
@@ -213,7 +214,7 @@ bool mw__drv_leave(mw__drv_t *d);
 
 /* conn.c: when the first message fails, what the peer's bytes look like
  * (" (the peer seems to send JSON text: is its serdes \"text\"?)"), or "". */
-const char *mw__conn_peer_hint(const mw_conn_t *c);
+const char *mw__conn_peer_hint(const mw__conn_t *c);
 
 static inline bool mw__drv_attached(const mw__drv_t *d) { return d->state != MW__DRV_OFF; }
 /* True while messages flow (handshakes done, not closing). */

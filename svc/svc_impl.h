@@ -12,11 +12,14 @@
 #include "lock_impl.h"
 #include "mw_svc.h"
 #include "svc_sess_impl.h"
+#include "conn_impl.h"
+#include "tcp_impl.h"
+#include "transport_impl.h"
 
 typedef struct worker worker_t;
 
 typedef struct slot {
-    mw_conn_t conn;
+    mw__conn_t conn;
     mw__drv_t drv;            /* drives conn on its io while attached */
     mw_svc_t *svc;
     worker_t *w;              /* event mode: the owning worker */
@@ -51,9 +54,9 @@ struct worker {
 struct mw_svc {
     mw_svc_opts_t o;
     const mw_protocol_t *proto;
-    mw_listener_t *lis;
+    mw__listener_t *lis;
     mw_sel_src_t lis_src;
-    mw_transport_t tr;
+    mw__transport_t tr;
     bool have_tr;
     mw_io_t *io;               /* spin/blocking: own io; event: workers[0].io */
     worker_t *workers;
