@@ -31,6 +31,7 @@
 #include "mw_conn.h"
 #include "mw_io.h"
 #include "conn_impl.h"
+#include "buf_impl.h"
 
 typedef struct mw__drv mw__drv_t;
 
@@ -150,8 +151,8 @@ int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, boo
  * mw__drv_next; for a run of messages from one connection without a scan. */
 void mw__drv_note_msg(mw__drv_t *d);
 static inline int mw__drv_next_buffered(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap) {
-    if (d->state != MW__DRV_UP || mw_buf_len(&d->conn->rx.buf) == 0) return MW_EAGAIN; /* nothing: no call */
-    int r = mw_conn_next(d->conn, s, msg, cap);
+    if (d->state != MW__DRV_UP || mw__buf_len(&d->conn->rx.buf) == 0) return MW_EAGAIN; /* nothing: no call */
+    int r = mw__conn_next(d->conn, s, msg, cap);
     if (r == 0 && (!d->got_first || d->partial_since || !d->keep.used)) mw__drv_note_msg(d);
     return r;
 }
@@ -183,18 +184,18 @@ int mw__conn_send_q(mw__conn_t *c, const mw_schema_t *s, const void *msg);
 
 /* conn.c: the one lock. mw__conn_share_lock makes the owner's lock (a
  * byte, lock_impl.h) the conn's tx lock and the lock of every decorator
- * under it (mw_stream_share_lock), before the conn is shared between
+ * under it (mw__stream_share_lock), before the conn is shared between
  * threads. The _nl functions are their namesakes for a caller that holds
  * that lock already (the owner's send path: lifetime check, numbering and
  * encode under one lock). */
-void mw__conn_share_lock(mw_conn_t *c, bool *lk);
-int mw__conn_send_q_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg);
-int mw__conn_enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg);
-int mw__conn_flush_nl(mw_conn_t *c);
-size_t mw__conn_tx_pending_nl(mw_conn_t *c);
-void mw__conn_hold_nl(mw_conn_t *c);
-uint8_t *mw__conn_claim_nl(mw_conn_t *c, size_t max);
-int mw__conn_commit_nl(mw_conn_t *c, size_t len);
+void mw__conn_share_lock(mw__conn_t *c, bool *lk);
+int mw__conn_send_q_nl(mw__conn_t *c, const mw_schema_t *s, const void *msg);
+int mw__conn_enqueue_nl(mw__conn_t *c, const mw_schema_t *s, const void *msg);
+int mw__conn_flush_nl(mw__conn_t *c);
+size_t mw__conn_tx_pending_nl(mw__conn_t *c);
+void mw__conn_hold_nl(mw__conn_t *c);
+uint8_t *mw__conn_claim_nl(mw__conn_t *c, size_t max);
+int mw__conn_commit_nl(mw__conn_t *c, size_t len);
 
 /* conn.c: the conn keeps its buffers when they are empty (mw__conn_hold),
  * until mw__conn_release gives back the empty ones (the tx buffer, and with

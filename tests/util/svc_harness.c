@@ -282,9 +282,9 @@ void svh_stop(svh_t *f) {
 }
 
 int svh_send_polled(svh_t *f, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
-    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
     int r;
-    while ((r = mw_svc_send_to(f->svc, id, sch, msg)) == MW_EAGAIN && !mw_deadline_passed(NULL, dl)) {
+    while ((r = mw_svc_send_to(f->svc, id, sch, msg)) == MW_EAGAIN && !mw__deadline_passed(NULL, dl)) {
         mw_svc_poll(f->svc, f->mode == MW_MODE_BLOCKING ? MW_NS_PER_MS : 0);
         sched_yield();
     }
