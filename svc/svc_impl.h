@@ -134,6 +134,12 @@ int mw__svc_sess_in(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void 
  * on the way), as mw__drv_next, or MW__SVC_RESCAN when the session closed
  * the connection (the list of open connections changed). */
 #define MW__SVC_RESCAN 1
+/* svc_pull.c: the blocking Svc's single connection read with blocking reads
+ * (see there): re-chosen after the set of open connections or their state
+ * changed; leave gives the connection back to the io. */
+void mw__svc_solo_update(mw_svc_t *s);
+void mw__svc_solo_leave(mw_svc_t *s, slot_t *sl);
+
 int mw__svc_sess_next(mw_svc_t *s, slot_t *sl, const mw_schema_t **sch, void *msg, size_t cap, bool read);
 void mw__svc_sess_pump_now(slot_t *sl); /* on drain: journaled messages waiting go first */
 void mw__svc_sess_down(mw_svc_t *s, slot_t *sl); /* the connection ended */
