@@ -138,10 +138,10 @@ $(B)/san/tests/%: $(B)/san/obj/tests/%.o $(TEST_UTIL_OBJS) $(SAN_EX_COMMON_OBJS)
 TSAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread -DMW_SANITIZED=1
 TSAN_TESTS ?= test_onelock
 TSAN_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/tsan/obj/%.o)
-$(B)/tsan/obj/%.o: %.c
+$(B)/tsan/obj/%.o: %.c Makefile
 	$(E) CC-TSAN $<
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(BASE_CFLAGS) $(TSAN_CFLAGS) $(INC_$(call layer,$<)) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(TSAN_CFLAGS) $(INC_$(call layer,$<)) $(VIS_$(call layer,$<)) $(CFLAGS) -c $< -o $@
 $(B)/tsan/libmsgwire.a: $(TSAN_LIB_OBJS)
 	$(E) AR $@
 	$(Q)rm -f $@ && ar rcs $@ $^
