@@ -54,6 +54,14 @@ CFLAGS ?=
 LDFLAGS ?=
 
 INC_core := -Icore
+# The library's own objects hide every symbol but the MW_API ones (core/mw_api.h):
+# libmsgwire.so exports exactly what the installed headers declare. Programs
+# (tests, examples) keep default visibility: the sanitizer runtime looks up
+# hooks such as __asan_default_options in them.
+VIS_core := -fvisibility=hidden
+VIS_serdes := $(VIS_core)
+VIS_clt := $(VIS_core)
+VIS_svc := $(VIS_core)
 INC_serdes := -Icore -Iserdes
 INC_clt := -Icore -Iserdes -Iclt
 INC_svc := -Icore -Iserdes -Isvc
@@ -65,10 +73,11 @@ layer = $(firstword $(subst /, ,$(1)))
 
 # ---- release objects, libraries ------------------------------------------
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
-$(B)/obj/%.o: %.c
+# Objects depend on the Makefile too: a flag change (-fvisibility) rebuilds them.
+$(B)/obj/%.o: %.c Makefile
 	$(E) CC $<
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(BASE_CFLAGS) $(OPT_CFLAGS) $(INC_$(call layer,$<)) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(OPT_CFLAGS) $(INC_$(call layer,$<)) $(VIS_$(call layer,$<)) $(CFLAGS) -c $< -o $@
 
 $(B)/libmsgwire.a: $(LIB_OBJS)
 	$(E) AR $@
@@ -79,10 +88,10 @@ $(B)/libmsgwire.so: $(LIB_OBJS)
 
 # ---- sanitizer objects, library ------------------------------------------
 SAN_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/san/obj/%.o)
-$(B)/san/obj/%.o: %.c
+$(B)/san/obj/%.o: %.c Makefile
 	$(E) CC-SAN $<
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) $(INC_$(call layer,$<)) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) $(INC_$(call layer,$<)) $(VIS_$(call layer,$<)) $(CFLAGS) -c $< -o $@
 $(B)/san/libmsgwire.a: $(SAN_LIB_OBJS)
 	$(E) AR $@
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -129,10 +138,10 @@ $(B)/san/tests/%: $(B)/san/obj/tests/%.o $(TEST_UTIL_OBJS) $(SAN_EX_COMMON_OBJS)
 TSAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread -DMW_SANITIZED=1
 TSAN_TESTS ?= test_onelock
 TSAN_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/tsan/obj/%.o)
-$(B)/tsan/obj/%.o: %.c
+$(B)/tsan/obj/%.o: %.c Makefile
 	$(E) CC-TSAN $<
 	@mkdir -p $(@D)
-	$(Q)$(CC) $(BASE_CFLAGS) $(TSAN_CFLAGS) $(INC_$(call layer,$<)) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(BASE_CFLAGS) $(TSAN_CFLAGS) $(INC_$(call layer,$<)) $(VIS_$(call layer,$<)) $(CFLAGS) -c $< -o $@
 $(B)/tsan/libmsgwire.a: $(TSAN_LIB_OBJS)
 	$(E) AR $@
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -281,7 +290,7 @@ FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/fuzz/obj/%.o)
 $(B)/fuzz/obj/%.o: %.c
 	$(E) CC-FUZZ $<
 	@mkdir -p $(@D)
-	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) $(INC_$(call layer,$<)) $(CFLAGS) -c $< -o $@
+	$(Q)$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_CFLAGS) $(INC_$(call layer,$<)) $(VIS_$(call layer,$<)) $(CFLAGS) -c $< -o $@
 $(B)/fuzz/libmsgwire.a: $(FUZZ_LIB_OBJS)
 	$(E) AR $@
 	$(Q)rm -f $@ && ar rcs $@ $^

@@ -1,6 +1,14 @@
 /* clt.c - the client: messaging in every mode, synchronous connect for the
  * spin and blocking modes. The event-mode lifecycle is in clt_ep.c. */
 #include "clt_impl.h"
+#include "clock_impl.h"
+#include "conn_impl.h"
+#include "err_impl.h"
+#include "io_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
+#include "transport_impl.h"
+#include "buf_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +22,9 @@ struct mw_clt_receiver { struct mw_clt c; };
 void mw_clt_opts_init(mw_clt_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->mode = MW_MODE_SPIN;
-    mw_conn_opts_init(&o->conn);
-    mw_tcp_opts_init(&o->tcp);
-    mw_transport_opts_init(&o->tr);
+    mw__conn_opts_init(&o->conn);
+    mw__tcp_opts_init(&o->tcp);
+    mw__transport_opts_init(&o->tr);
     o->connect_timeout_ns = 5 * MW_NS_PER_S;
     o->connect_attempts = 1;
     o->retry_delay_ns = 100 * MW_NS_PER_MS;
@@ -49,7 +57,7 @@ int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err) {
     if (c->o.rx_timestamps) co.flags |= MW_CONN_RX_TIMESTAMPS;
     co.flags &= ~(unsigned)MW_CONN_TX_LOCK; /* event mode: txlk, below */
     txl(c);
-    int r = mw_conn_init(&c->conn, s, c->proto, &co, err);
+    int r = mw__conn_init(&c->conn, s, c->proto, &co, err);
     if (r == 0) {
         /* event mode: the io thread flushes too; txlk is the one lock of the conn and its streams */
         if (c->o.mode == MW_MODE_EVENT) mw__conn_share_lock(&c->conn, &c->txlk);
@@ -68,14 +76,14 @@ int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err) {
 }
 
 /* Senders check have_conn under txl, so the conn is finished after it,
- * without the lock (its streams' close takes it: mw_stream_share_lock). */
+ * without the lock (its streams' close takes it: mw__stream_share_lock). */
 void mw__clt_conn_teardown(mw_clt_t *c) {
     txl(c);
     bool had = c->have_conn;
     c->have_conn = false;
     c->open = false;
     txu(c);
-    if (had) mw_conn_fini(&c->conn);
+    if (had) mw__conn_fini(&c->conn);
 }
 
 /* The default linger of a spin or blocking Clt's close: see mw_clt.h. */
@@ -107,14 +115,14 @@ static int sync_attach(mw_clt_t *c, mw_err_t *err) {
     if (!c->sio) {
         mw_io_opts_t io;
         mw_io_opts_init(&io);
-        if (mw_stream_fd(c->conn.stream) < 0) io.backend = "direct"; /* an in-process stream */
+        if (mw__stream_fd(c->conn.stream) < 0) io.backend = "direct"; /* an in-process stream */
         if ((r = mw_io_new(&c->sio, &io, err)) < 0) return r;
     }
     c->drv_cfg = (mw__drv_cfg_t){.on_gone = sync_gone, .post = sync_post, .budget = -1};
     if ((r = mw__drv_start(&c->drv, c->sio, &c->conn, &c->drv_cfg, c)) < 0)
-        return mw_err_set(err, r, "register with the io: %s", mw_err_text(&mw_io_selector(c->sio)->err));
+        return mw__err_set(err, r, "register with the io: %s", mw_err_text(&mw__io_selector(c->sio)->err));
     mw__drv_go(&c->drv); /* the handshakes are done: up at once */
-    if (!mw__drv_up(&c->drv)) return mw_err_set(err, MW_ESTATE, "connection not up after its handshakes");
+    if (!mw__drv_up(&c->drv)) return mw__err_set(err, MW_ESTATE, "connection not up after its handshakes");
     /* The io watches the socket only while a close lingers: registered with
      * epoll, every packet that arrives would also run epoll's wake-up
      * callback for an io nobody waits on (the kernel's cost, per message). */
@@ -147,7 +155,7 @@ static void sc_attempt(mw__ep_t *e) { mw__clt_record_name(((sync_connect_t *)e->
 
 static int sc_stream(mw__ep_t *e, mw_stream_t *s) {
     sync_connect_t *sc = e->ud;
-    int r = mw_transport_handshake(s, mw_deadline_in(NULL, sc->c->o.connect_timeout_ns), &e->err);
+    int r = mw__transport_handshake(s, mw__deadline_in(NULL, sc->c->o.connect_timeout_ns), &e->err);
     if (r < 0) {
         mw_stream_free(s);
         return r;
@@ -196,7 +204,7 @@ static int connect_sync(mw_clt_t *c, mw_err_t *err) {
     mw_resolve_shutdown(io);
     if (!sc.stream) {
         mw_io_free(io);
-        mw_err_copy(err, &ep.err);
+        mw__err_copy(err, &ep.err);
         return ep.err.code ? ep.err.code : r < 0 ? r : MW_ECONNREFUSED;
     }
     if (c->o.mode == MW_MODE_EVENT) mw_io_free(io);
@@ -211,8 +219,8 @@ static int connect_sync(mw_clt_t *c, mw_err_t *err) {
              * poll() outside it instead. */
             c->poll_wait = true;
         } else {
-            mw_tcp_set_blocking(s, true);
-            if (c->o.timeout_ns > 0) mw_tcp_set_timeouts(s, c->o.timeout_ns, c->o.timeout_ns);
+            mw__tcp_set_blocking(s, true);
+            if (c->o.timeout_ns > 0) mw__tcp_set_timeouts(s, c->o.timeout_ns, c->o.timeout_ns);
             c->blocking_sock = true;
         }
     }
@@ -241,14 +249,14 @@ int mw_clt_connect(mw_clt_t **out, const char *url, const mw_protocol_t *p,
         o = &def;
     }
     *out = NULL;
-    if (o->mode == MW_MODE_EVENT && !o->io) return mw_err_set(err, MW_EINVAL, "event mode needs opts.io");
+    if (o->mode == MW_MODE_EVENT && !o->io) return mw__err_set(err, MW_EINVAL, "event mode needs opts.io");
     mw_clt_t *c = clt_new(p, o);
-    if (!c) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!c) return mw__err_set(err, MW_ENOMEM, "out of memory");
     int r = o->session.enabled ? mw__clt_sess_open(c, err) : 0;
-    if (r == 0) r = mw_url_parse(url, &c->url, err);
+    if (r == 0) r = mw__url_parse(url, &c->url, err);
     mw_transport_opts_t tr = o->tr;
     if (tr.ws.max_msg > c->o.conn.max_msg) tr.ws.max_msg = c->o.conn.max_msg; /* one limit, not two */
-    if (r == 0 && (r = mw_transport_init(&c->tr, &c->url, false, &tr, err)) == 0) c->have_tr = true;
+    if (r == 0 && (r = mw__transport_init(&c->tr, &c->url, false, &tr, err)) == 0) c->have_tr = true;
     /* Event mode with reconnects (or asked to) connects from the io: errors
      * then arrive through on_close. Otherwise connect here and now. */
     bool async = o->mode == MW_MODE_EVENT && (o->async_connect || o->reconnect.enabled);
@@ -273,8 +281,8 @@ int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
     *out = NULL;
     mw_clt_t *c = NULL;
     int r = MW_EINVAL;
-    if (o->mode == MW_MODE_EVENT && !o->io) mw_err_set(err, r, "event mode needs opts.io");
-    else if (!(c = clt_new(p, o))) r = mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (o->mode == MW_MODE_EVENT && !o->io) mw__err_set(err, r, "event mode needs opts.io");
+    else if (!(c = clt_new(p, o))) r = mw__err_set(err, MW_ENOMEM, "out of memory");
     else if (o->session.enabled && (r = mw__clt_sess_open(c, err)) < 0) {}
     else if ((r = mw__clt_conn_setup(c, s, err)) == 0 && o->mode == MW_MODE_EVENT) r = mw__clt_ep_start(c);
     else if (r == 0 && (r = sync_attach(c, err)) == 0 && c->sess) r = mw__clt_sess_logon_sync(c, err);
@@ -291,10 +299,10 @@ int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
 /* Blocking mode over a nonblocking socket (TLS): waits for what the stream
  * needs, up to the deadline. MW_ETIMEDOUT when it passed. */
 static int wait_stream(mw_clt_t *c, int events, uint64_t dl) {
-    int64_t left = mw_deadline_left(NULL, dl);
+    int64_t left = mw__deadline_left(NULL, dl);
     if (left == 0) return MW_ETIMEDOUT;
-    int want = mw_stream_want(c->conn.stream);
-    int r = mw_stream_wait(c->conn.stream, want ? want : events, left);
+    int want = mw__stream_want(c->conn.stream);
+    int r = mw__stream_wait(c->conn.stream, want ? want : events, left);
     return r == MW_ETIMEDOUT ? r : 0;
 }
 
@@ -317,7 +325,7 @@ int mw__clt_tx_want(mw_clt_t *c) {
     int want = 0;
     if (c->have_conn) {
         if (mw__conn_tx_pending_nl(&c->conn)) want |= MW_WANT_WRITE;
-        want |= mw_stream_want(c->conn.stream);
+        want |= mw__stream_want(c->conn.stream);
     }
     txu(c);
     return want;
@@ -397,16 +405,16 @@ int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, ui
     int r = tx_one(c, s, msg, false, seq);
     if (r == MW_EAGAIN && c->o.mode == MW_MODE_EVENT) /* not attached yet: on_drain once it is */
         atomic_store(&c->drv.want_drain, true);
-    if (c->poll_wait && r >= 0 && (r == MW_EAGAIN || r == 1 || mw_conn_tx_pending(&c->conn))) {
+    if (c->poll_wait && r >= 0 && (r == MW_EAGAIN || r == 1 || mw__conn_tx_pending(&c->conn))) {
         /* blocking over TLS: wait until the message is accepted and written */
-        uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
+        uint64_t dl = mw__deadline_in(NULL, c->o.timeout_ns);
         while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = tx_one(c, s, msg, false, seq);
         if (r == 1) r = 0;
-        while (r == 0 && mw_conn_tx_pending(&c->conn) && wait_stream(c, MW_WANT_WRITE, dl) == 0) {
+        while (r == 0 && mw__conn_tx_pending(&c->conn) && wait_stream(c, MW_WANT_WRITE, dl) == 0) {
             int f = tx_flush(c);
             if (f < 0 && f != MW_EAGAIN) r = f;
         }
-        if (r == 0 && mw_conn_tx_pending(&c->conn)) r = 1;
+        if (r == 0 && mw__conn_tx_pending(&c->conn)) r = 1;
     }
     /* (event mode: the driver asked for writability itself) */
     bool pending = r == 1 && c->o.mode == MW_MODE_BLOCKING;
@@ -443,7 +451,7 @@ int mw_clt_flush(mw_clt_t *c) {
     int r = tx_flush(c);
     if (r == MW_EAGAIN && c->poll_wait) {
         /* blocking over TLS: wait for the socket, as a blocking write would */
-        uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
+        uint64_t dl = mw__deadline_in(NULL, c->o.timeout_ns);
         while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = tx_flush(c);
     }
     if (r < 0 && r != MW_EAGAIN && c->have_conn && c->conn.tx.failed) c->open = false;
@@ -453,15 +461,15 @@ int mw_clt_flush(mw_clt_t *c) {
 }
 
 int mw_clt_send_busywait_timeout(mw_clt_t *c, const mw_schema_t *s, const void *msg, int64_t timeout_ns) {
-    uint64_t dl = mw_deadline_in(NULL, timeout_ns);
+    uint64_t dl = mw__deadline_in(NULL, timeout_ns);
     int r;
     while ((r = mw_clt_send(c, s, msg)) == MW_EAGAIN) {
-        if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
+        if (mw__deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
         mw_idle(&c->tx_idle, 0);
     }
     if (r == 0) { /* accepted: now until every byte is written */
         while ((r = mw_clt_flush(c)) == MW_EAGAIN) {
-            if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
+            if (mw__deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
             mw_idle(&c->tx_idle, 0);
         }
     }
@@ -492,8 +500,8 @@ int mw_clt_commit(mw_clt_t *c, size_t len) {
 static void recv_flush(mw_clt_t *c) {
     if (c->split) return; /* (never in event mode) */
     /* nothing queued (a message stream may still hold bytes of its own: ask it) */
-    if (!mw_buf_len(&c->conn.tx.buf) && (!c->conn.msgs || !mw_conn_tx_pending(&c->conn))) return;
-    int r = mw_conn_flush(&c->conn);
+    if (!mw__buf_len(&c->conn.tx.buf) && (!c->conn.msgs || !mw__conn_tx_pending(&c->conn))) return;
+    int r = mw__conn_flush(&c->conn);
     if (r < 0 && r != MW_EAGAIN && c->conn.tx.failed) c->open = false;
 }
 
@@ -502,11 +510,11 @@ static void recv_flush(mw_clt_t *c) {
  * read, the deadline all). */
 static __attribute__((noinline)) int read_more(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (!c->open && !mw__drv_up(&c->drv)) return MW_ECLOSED; /* closed */
-    if (!c->blocking_sock || !mw_conn_rx_buffered(&c->conn)) return MW_EAGAIN;
-    uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
+    if (!c->blocking_sock || !mw__conn_rx_buffered(&c->conn)) return MW_EAGAIN;
+    uint64_t dl = mw__deadline_in(NULL, c->o.timeout_ns);
     int r;
     do r = mw__drv_recv(&c->drv, s, msg, cap);
-    while (r == MW_EAGAIN && mw_conn_rx_buffered(&c->conn) && !mw_deadline_passed(NULL, dl));
+    while (r == MW_EAGAIN && mw__conn_rx_buffered(&c->conn) && !mw__deadline_passed(NULL, dl));
     return r;
 }
 
@@ -524,8 +532,8 @@ int mw__clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) { re
  * syscall per message for nothing). */
 static int recv_poll_wait(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (!mw__drv_up(&c->drv)) return MW_ECLOSED;
-    int r = mw__drv_next(&c->drv, s, msg, cap, mw_stream_pending(c->conn.stream) > 0);
-    uint64_t dl = mw_deadline_in(NULL, c->o.timeout_ns);
+    int r = mw__drv_next(&c->drv, s, msg, cap, mw__stream_pending(c->conn.stream) > 0);
+    uint64_t dl = mw__deadline_in(NULL, c->o.timeout_ns);
     while (r == MW_EAGAIN && (r = wait_stream(c, MW_WANT_READ, dl)) == 0) r = mw__drv_recv(&c->drv, s, msg, cap);
     return r;
 }
@@ -539,7 +547,7 @@ static int recv_one(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (r < 0 && r != MW_EAGAIN && r != MW_ETIMEDOUT) c->open = false;
     r = blocking_result(c, r);
     if (r == MW_ETIMEDOUT) /* not a failure of the connection, but say what happened */
-        mw_err_set(&c->err, r, "recv: no message within timeout_ns (%lld ms)", (long long)(c->o.timeout_ns / MW_NS_PER_MS));
+        mw__err_set(&c->err, r, "recv: no message within timeout_ns (%lld ms)", (long long)(c->o.timeout_ns / MW_NS_PER_MS));
     return r;
 }
 
@@ -547,14 +555,14 @@ int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) { ret
 
 int mw_clt_recv_busywait_timeout(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap,
                                  int64_t timeout_ns) {
-    uint64_t dl = mw_deadline_in(NULL, timeout_ns);
+    uint64_t dl = mw__deadline_in(NULL, timeout_ns);
     int r;
     unsigned spins = 0;
     while ((r = mw_clt_recv(c, s, msg, cap)) == MW_EAGAIN) {
         /* Busy spin: the clock every 64th empty poll (a clock read in every
          * one delays noticing the message); idle strategies that sleep check
          * it every time, or they would overshoot the deadline. */
-        if ((c->rx_idle.kind != MW_IDLE_BUSY || (++spins & 63) == 0) && mw_deadline_passed(NULL, dl))
+        if ((c->rx_idle.kind != MW_IDLE_BUSY || (++spins & 63) == 0) && mw__deadline_passed(NULL, dl))
             return MW_ETIMEDOUT;
         mw_idle(&c->rx_idle, 0);
     }
@@ -595,7 +603,7 @@ int mw_clt_receiver_recv_busywait_timeout(mw_clt_receiver_t *rx, const mw_schema
 
 int mw_clt_set_serdes(mw_clt_t *c, int dirs, const char *serdes) {
     if (!c->have_conn) return MW_ECLOSED;
-    int r = mw_conn_set_serdes(&c->conn, dirs, serdes, MW_FRAME_AUTO);
+    int r = mw__conn_set_serdes(&c->conn, dirs, serdes, MW_FRAME_AUTO);
     if (r == 0 && c->sess && (dirs & MW_DIR_TX)) mw__sess_set_wire(c->sess, serdes); /* trial encodes */
     return r;
 }
@@ -611,19 +619,19 @@ const char *mw_clt_state_name(mw_clt_state_t st) {
 }
 
 void mw_clt_stats(const mw_clt_t *c, mw_conn_stats_t *st) {
-    if (c->have_conn) mw_conn_stats(&c->conn, st);
+    if (c->have_conn) mw__conn_stats(&c->conn, st);
     else memset(st, 0, sizeof *st);
 }
 
 const char *mw_clt_last_error(const mw_clt_t *c) {
-    const char *e = c->have_conn ? mw_conn_last_error(&c->conn) : "";
+    const char *e = c->have_conn ? mw__conn_last_error(&c->conn) : "";
     return *e ? e : mw_err_text(&c->err);
 }
 
-mw_conn_t *mw_clt_conn(mw_clt_t *c) { return c->have_conn ? &c->conn : NULL; }
+mw__conn_t *mw__clt_conn(mw_clt_t *c) { return c->have_conn ? &c->conn : NULL; }
 
 int mw_clt_local_name(const mw_clt_t *c, char *buf, size_t cap) {
-    return c->have_conn ? mw_tcp_local_name(c->conn.stream, buf, cap) : MW_ECLOSED;
+    return c->have_conn ? mw__tcp_local_name(c->conn.stream, buf, cap) : MW_ECLOSED;
 }
 
 bool mw_clt_is_open(const mw_clt_t *c) { return c->open; }
@@ -656,19 +664,19 @@ static void sync_close(mw_clt_t *c, bool may_linger) {
     if (!mw__drv_attached(&c->drv)) return; /* closed before */
     mw_stream_t *st = c->conn.stream;
     if (c->blocking_sock) { /* the linger waits in the io, not in the socket */
-        mw_tcp_set_timeouts(st, 0, 0);
-        mw_tcp_set_blocking(st, false);
+        mw__tcp_set_timeouts(st, 0, 0);
+        mw__tcp_set_blocking(st, false);
         c->blocking_sock = false;
     }
     int64_t linger = may_linger ? linger_of(c) : 0;
     if (linger > 0 && !c->drv.src.added && mw_io_add(c->sio, &c->drv.src) < 0) linger = 0; /* cannot wait */
     c->drv_cfg.linger_ns = linger > 0 ? linger : 0;
-    if (linger <= 0 && !c->conn.tx.failed) (void)mw_conn_flush(&c->conn); /* what the socket takes now */
+    if (linger <= 0 && !c->conn.tx.failed) (void)mw__conn_flush(&c->conn); /* what the socket takes now */
     mw__drv_close(&c->drv, MW_ESTATE, linger > 0);
     while (mw__drv_attached(&c->drv) && mw_io_poll(c->sio, -1) >= 0) {} /* bounded by the linger timer */
     int result = c->drv.end_result;
     mw__drv_stop(&c->drv); /* (only if the io failed) */
-    mw_stream_close(st);
+    mw__stream_close(st);
     mw__clt_closed(c, result);
 }
 
@@ -696,7 +704,7 @@ void mw_clt_free(mw_clt_t *c) {
     mw_io_free(c->sio);
     c->sio = NULL;
     mw__clt_sess_free(c);
-    if (c->have_tr) mw_transport_fini(&c->tr);
+    if (c->have_tr) mw__transport_fini(&c->tr);
     c->have_tr = false;
     atomic_store(&c->freed, true);
     mw__clt_unref(c);

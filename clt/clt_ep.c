@@ -7,6 +7,8 @@
  * it posted are still queued: posts hold a reference (refs) and do nothing
  * once the Clt is freed; the last reference frees the memory. */
 #include "clt_impl.h"
+#include "conn_impl.h"
+#include "err_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +88,7 @@ static int ep_stream(mw__ep_t *e, mw_stream_t *s) {
  * timeout): on_close, then the endpoint's retry policy. */
 static void ep_fail(mw__ep_t *e, int reason) {
     mw_clt_t *c = e->ud;
-    mw_err_copy(&c->err, &e->err);
+    mw__err_copy(&c->err, &e->err);
     c->state = MW_CLT_BACKOFF;
     notify_close(c, reason);
     if (finish_deferred(c)) return; /* closed or freed inside on_close */
@@ -196,7 +198,7 @@ static void drv_drain(mw__drv_t *d) {
     if (c->sess) { /* a resend continues first */
         int r = mw__sess_pump(c->sess, mw_io_now(io_of(c)));
         if (r < 0) {
-            mw_err_set(&c->err, r, "%s", mw__sess_error(c->sess));
+            mw__err_set(&c->err, r, "%s", mw__sess_error(c->sess));
             mw__drv_close(d, r, true);
             return;
         }
@@ -210,8 +212,8 @@ static void drv_drain(mw__drv_t *d) {
  * go of the connection (drv_gone). */
 static void drv_closed(mw__drv_t *d, int reason) {
     mw_clt_t *c = d->ud;
-    const char *why = mw_conn_last_error(&c->conn);
-    if (*why && !(reason == MW_ESTATE && c->err.code == MW_ESTATE)) mw_err_set(&c->err, reason, "%s", why);
+    const char *why = mw__conn_last_error(&c->conn);
+    if (*why && !(reason == MW_ESTATE && c->err.code == MW_ESTATE)) mw__err_set(&c->err, reason, "%s", why);
     c->open = false;
     if (c->sess) mw__clt_sess_down(c);
     if (c->stopped) return; /* closed by the user: no more callbacks */
@@ -264,7 +266,7 @@ static void on_ttl(mw_io_timer_t *t, void *ud) {
         }
     }
     c->ttl_tries = 0;
-    mw_err_set(&c->err, MW_ESTATE, "rotated after ttl %lld ms", (long long)(c->o.ttl_ns / MW_NS_PER_MS));
+    mw__err_set(&c->err, MW_ESTATE, "rotated after ttl %lld ms", (long long)(c->o.ttl_ns / MW_NS_PER_MS));
     mw__drv_close(&c->drv, MW_ESTATE, false);
 }
 
@@ -273,7 +275,7 @@ static void attach_conn(mw_clt_t *c) {
     c->state = MW_CLT_HANDSHAKING;
     int r = mw__drv_start(&c->drv, io_of(c), &c->conn, &c->drv_cfg, c);
     if (r < 0) {
-        mw_err_set(&c->err, r, "cannot register with the io");
+        mw__err_set(&c->err, r, "cannot register with the io");
         mw__clt_conn_teardown(c);
         notify_close(c, r);
         if (!finish_deferred(c)) mw__ep_retry(&c->ep, r, -1);

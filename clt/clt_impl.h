@@ -7,19 +7,22 @@
 #include <stdatomic.h>
 
 #include "mw_clt.h"
-#include "mw_resolve.h"
+#include "resolve_impl.h"
 #include "drv_impl.h"
 #include "lock_impl.h"
 #include "endpoint_impl.h"
 #include "session_impl.h"
+#include "conn_impl.h"
+#include "tcp_impl.h"
+#include "transport_impl.h"
 
 struct mw_clt {
-    mw_conn_t conn;        /* valid while have_conn */
+    mw__conn_t conn;        /* valid while have_conn */
     bool have_conn;
     mw_clt_opts_t o;
     const mw_protocol_t *proto;
-    mw_url_t url;
-    mw_transport_t tr;
+    mw__url_t url;
+    mw__transport_t tr;
     bool have_tr;
     bool open;
     bool poll_wait;        /* blocking mode over TLS: nonblocking socket, waits in poll() */
@@ -62,6 +65,9 @@ struct mw_clt {
 };
 
 /* clt_ep.c */
+/* The Clt's connection while it has one, else NULL (tests look inside). */
+mw__conn_t *mw__clt_conn(mw_clt_t *c);
+
 int mw__clt_ep_start(mw_clt_t *c);
 void mw__clt_ep_stop(mw_clt_t *c);
 int mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c));

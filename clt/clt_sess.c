@@ -3,6 +3,10 @@
  * modes, and the event-mode hooks clt_ep.c calls. The engine itself is
  * serdes/session.c. */
 #include "clt_impl.h"
+#include "clock_impl.h"
+#include "conn_impl.h"
+#include "err_impl.h"
+#include "stream_impl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +25,7 @@ static int link_send(void *ctx, const mw_schema_t *s, const void *msg, bool more
                 : more ? mw__conn_enqueue_nl(&c->conn, s, msg) : mw__conn_send_q_nl(&c->conn, s, msg);
         return r == 1 ? 0 : r;
     }
-    return more ? mw_conn_enqueue(&c->conn, s, msg) : mw_conn_send(&c->conn, s, msg);
+    return more ? mw__conn_enqueue(&c->conn, s, msg) : mw__conn_send(&c->conn, s, msg);
 }
 
 static int link_flush(void *ctx) {
@@ -29,7 +33,7 @@ static int link_flush(void *ctx) {
     if (!c->have_conn) return MW_ECLOSED;
     if (c->o.mode == MW_MODE_EVENT)
         return mw__drv_attached(&c->drv) ? mw__drv_flush_l(&c->drv) : mw__conn_flush_nl(&c->conn);
-    return mw_conn_flush(&c->conn);
+    return mw__conn_flush(&c->conn);
 }
 
 /* event mode: drv_drain pumps (spin/blocking pump on every call while behind) */
@@ -42,11 +46,11 @@ static void link_of(mw_clt_t *c, mw__sess_link_t *l) { *l = (mw__sess_link_t){c,
 
 int mw__clt_sess_open(mw_clt_t *c, mw_err_t *err) {
     if (!(c->sproto = mw__sess_proto(c->proto)) || !(c->sess_rx = calloc(1, c->sproto->max_size)))
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mw__err_set(err, MW_ENOMEM, "out of memory");
     int r = mw__sess_open(&c->sess, &c->o.session, c->o.session.id, MW__SESS_CLIENT, c->proto, err);
     if (r == 0 && c->o.mode == MW_MODE_EVENT) mw__sess_share_lock(c->sess, &c->txlk); /* the one lock */
     if (r == 0 && mw__sess_set_wire(c->sess, c->o.conn.serdes) < 0)
-        r = mw_err_set(err, MW_EINVAL, "unknown serdes \"%s\"", c->o.conn.serdes);
+        r = mw__err_set(err, MW_EINVAL, "unknown serdes \"%s\"", c->o.conn.serdes);
     if (r == 0) c->proto = c->sproto; /* the connection decodes both */
     return r;
 }
@@ -64,10 +68,10 @@ void mw__clt_sess_free(mw_clt_t *c) {
 
 static int sess_fail(mw_clt_t *c, int r) {
     c->open = false;
-    mw_err_set(&c->err, r, "%s", mw__sess_error(c->sess));
+    mw__err_set(&c->err, r, "%s", mw__sess_error(c->sess));
     if (c->have_conn) {
-        mw_conn_flush(&c->conn); /* a logout the session queued, if the socket takes it */
-        mw_conn_close_transport(&c->conn, r, mw__sess_error(c->sess), false);
+        mw__conn_flush(&c->conn); /* a logout the session queued, if the socket takes it */
+        mw__conn_close_transport(&c->conn, r, mw__sess_error(c->sess), false);
     }
     return r;
 }
@@ -75,9 +79,9 @@ static int sess_fail(mw_clt_t *c, int r) {
 static int wait_io(mw_clt_t *c, uint64_t until) {
     uint64_t now = mw_now_ns();
     if (now >= until) return MW_ETIMEDOUT;
-    int want = MW_WANT_READ | (mw_conn_tx_pending(&c->conn) ? MW_WANT_WRITE : 0);
-    int sw = mw_stream_want(c->conn.stream);
-    int r = mw_stream_wait(c->conn.stream, sw ? sw : want, (int64_t)(until - now));
+    int want = MW_WANT_READ | (mw__conn_tx_pending(&c->conn) ? MW_WANT_WRITE : 0);
+    int sw = mw__stream_want(c->conn.stream);
+    int r = mw__stream_wait(c->conn.stream, sw ? sw : want, (int64_t)(until - now));
     return r == MW_ETIMEDOUT ? 0 : r < 0 ? r : 0; /* the caller checks the clock */
 }
 
@@ -86,30 +90,30 @@ int mw__clt_sess_logon_sync(mw_clt_t *c, mw_err_t *err) {
     link_of(c, &l);
     uint64_t now = mw_now_ns();
     int r = mw__sess_link(c->sess, &l, now);
-    if (r < 0) return mw_err_set(err, r, "%s", mw__sess_error(c->sess));
+    if (r < 0) return mw__err_set(err, r, "%s", mw__sess_error(c->sess));
     uint64_t dl = now + (uint64_t)(c->o.session.logon_timeout_ns > 0 ? c->o.session.logon_timeout_ns
                                                                      : 5 * MW_NS_PER_S);
     while (!mw__sess_up(c->sess)) {
-        if (mw_conn_tx_pending(&c->conn)) {
-            int f = mw_conn_flush(&c->conn);
-            if (f < 0 && f != MW_EAGAIN) return mw_err_set(err, f, "logon: %s", mw_conn_last_error(&c->conn));
+        if (mw__conn_tx_pending(&c->conn)) {
+            int f = mw__conn_flush(&c->conn);
+            if (f < 0 && f != MW_EAGAIN) return mw__err_set(err, f, "logon: %s", mw__conn_last_error(&c->conn));
         }
         const mw_schema_t *sch;
         r = mw__clt_read(c, &sch, c->sess_rx, c->proto->max_size);
         if (r == 0) {
             int x = mw__sess_rx(c->sess, sch, c->sess_rx, mw_now_ns());
             if (x < 0) {
-                mw_conn_flush(&c->conn);
-                return mw_err_set(err, x == MW_ECLOSED ? MW_ESESSION : x, "%s", mw__sess_error(c->sess));
+                mw__conn_flush(&c->conn);
+                return mw__err_set(err, x == MW_ECLOSED ? MW_ESESSION : x, "%s", mw__sess_error(c->sess));
             }
             continue;
         }
         if (r == MW_ECLOSED)
-            return mw_err_set(err, MW_ESESSION, "session %s: the server closed the connection during the logon",
+            return mw__err_set(err, MW_ESESSION, "session %s: the server closed the connection during the logon",
                               c->o.session.id);
-        if (r != MW_EAGAIN) return mw_err_set(err, r, "logon: %s", mw_conn_last_error(&c->conn));
+        if (r != MW_EAGAIN) return mw__err_set(err, r, "logon: %s", mw__conn_last_error(&c->conn));
         if (mw_now_ns() >= dl || wait_io(c, dl) < 0 || mw_now_ns() >= dl)
-            return mw_err_set(err, MW_ETIMEDOUT, "session %s: no logon answer within %lld ms", c->o.session.id,
+            return mw__err_set(err, MW_ETIMEDOUT, "session %s: no logon answer within %lld ms", c->o.session.id,
                               (long long)((int64_t)(dl - now) / MW_NS_PER_MS));
     }
     c->sess_due = mw__sess_next_due(c->sess, mw_now_ns());
@@ -142,11 +146,11 @@ int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap)
     if (!c->have_conn || !c->open) return MW_ECLOSED;
     mw__sess_commit(c->sess); /* the previous message was handled */
     bool blocking = c->o.mode == MW_MODE_BLOCKING;
-    uint64_t dl = blocking && c->o.timeout_ns >= 0 ? mw_deadline_in(NULL, c->o.timeout_ns) : UINT64_MAX;
+    uint64_t dl = blocking && c->o.timeout_ns >= 0 ? mw__deadline_in(NULL, c->o.timeout_ns) : UINT64_MAX;
     for (;;) {
         mw__clt_sess_pump_due(c);
         if (!c->open) return c->err.code ? c->err.code : MW_ECLOSED;
-        if (!c->split && mw_conn_tx_pending(&c->conn)) mw__sess_flush(c->sess);
+        if (!c->split && mw__conn_tx_pending(&c->conn)) mw__sess_flush(c->sess);
         const mw_schema_t *sch;
         int r = mw__clt_read(c, &sch, c->sess_rx, c->proto->max_size);
         if (r == 0) {
@@ -155,7 +159,7 @@ int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap)
             if (x == 0) continue;
             if (sch->size > cap) {
                 mw__sess_discard(c->sess); /* not handed over: not counted, it comes again */
-                mw_err_set(&c->err, MW_ETOOBIG, "recv: %s needs %u bytes, cap is %zu", sch->name, sch->size, cap);
+                mw__err_set(&c->err, MW_ETOOBIG, "recv: %s needs %u bytes, cap is %zu", sch->name, sch->size, cap);
                 return MW_ETOOBIG;
             }
             memcpy(msg, c->sess_rx, sch->size);
@@ -169,7 +173,7 @@ int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap)
         if (!blocking) return MW_EAGAIN;
         uint64_t now = mw_now_ns();
         if (now >= dl) {
-            mw_err_set(&c->err, MW_ETIMEDOUT, "recv: no message within timeout_ns (%lld ms)",
+            mw__err_set(&c->err, MW_ETIMEDOUT, "recv: no message within timeout_ns (%lld ms)",
                        (long long)(c->o.timeout_ns / MW_NS_PER_MS));
             return MW_ETIMEDOUT;
         }
@@ -190,7 +194,7 @@ static void on_sess_timer(mw_io_timer_t *t, void *ud) {
     uint64_t now = mw_io_now(c->o.io);
     int r = mw__sess_pump(c->sess, now);
     if (r < 0) {
-        mw_err_set(&c->err, r, "%s", mw__sess_error(c->sess));
+        mw__err_set(&c->err, r, "%s", mw__sess_error(c->sess));
         mw__drv_close(&c->drv, r, true);
         return;
     }
@@ -204,7 +208,7 @@ void mw__clt_sess_up(mw_clt_t *c) {
     uint64_t now = mw_io_now(c->o.io);
     int r = mw__sess_link(c->sess, &l, now);
     if (r < 0) {
-        mw_err_set(&c->err, r, "%s", mw__sess_error(c->sess));
+        mw__err_set(&c->err, r, "%s", mw__sess_error(c->sess));
         mw__drv_close(&c->drv, r, false);
         return;
     }
@@ -214,7 +218,7 @@ void mw__clt_sess_up(mw_clt_t *c) {
 
 int mw__clt_sess_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     int x = mw__sess_rx(c->sess, s, msg, mw_io_now(c->o.io));
-    if (x < 0) mw_err_set(&c->err, x, "%s", mw__sess_error(c->sess));
+    if (x < 0) mw__err_set(&c->err, x, "%s", mw__sess_error(c->sess));
     return x;
 }
 
@@ -249,7 +253,7 @@ int mw_clt_logout(mw_clt_t *c, const char *reason) {
     int r = mw__sess_logout(c->sess, MW_LOGOUT_NORMAL, reason);
     if (r < 0) return r;
     /* the peer's answer, bounded by the logon timeout */
-    uint64_t dl = mw_deadline_in(NULL, c->o.session.logon_timeout_ns > 0 ? c->o.session.logon_timeout_ns
+    uint64_t dl = mw__deadline_in(NULL, c->o.session.logon_timeout_ns > 0 ? c->o.session.logon_timeout_ns
                                                                           : 5 * MW_NS_PER_S);
     for (;;) {
         mw__sess_flush(c->sess);
@@ -269,6 +273,6 @@ int mw_clt_logout(mw_clt_t *c, const char *reason) {
     }
     c->open = false;
     c->state = MW_CLT_CLOSED;
-    mw_conn_close_transport(&c->conn, MW_ECLOSED, "logout", false);
+    mw__conn_close_transport(&c->conn, MW_ECLOSED, "logout", false);
     return r;
 }

@@ -60,11 +60,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mw_api.h"
+
 #include "mw_conn.h"
 #include "mw_idle.h"
 #include "mw_io.h"
 #include "mw_mode.h"
 #include "mw_session.h"
+#include "mw_stream.h"
 #include "mw_tcp.h"
 #include "mw_transport.h"
 
@@ -173,7 +176,7 @@ typedef struct mw_clt_opts {
     mw_session_opts_t session;
 } mw_clt_opts_t;
 
-void mw_clt_opts_init(mw_clt_opts_t *o);
+MW_API void mw_clt_opts_init(mw_clt_opts_t *o);
 
 /* mw_clt_connect connects to url ("tcp://host:port"), retrying per opts, and
  * returns a new Clt in *out. Blocks for the connect (name resolution is
@@ -181,14 +184,14 @@ void mw_clt_opts_init(mw_clt_opts_t *o);
  * on_connect runs on the io thread. Returns 0, MW_EINVAL (bad url/options),
  * MW_ERESOLVE, MW_ECONNREFUSED, MW_ETIMEDOUT, MW_ENOTSUP (scheme not built
  * yet), MW_ENOMEM; the sentence goes to err. Allocates. Any thread. */
-int mw_clt_connect(mw_clt_t **out, const char *url, const mw_protocol_t *p,
+MW_API int mw_clt_connect(mw_clt_t **out, const char *url, const mw_protocol_t *p,
                    const mw_clt_opts_t *o, mw_err_t *err);
 
 /* Builds a Clt over a stream you already have (e.g. mw_replay_open, or a
  * stream you connected yourself). Ownership of s passes (also on failure).
  * Event mode: attached to opts.io and on_connect runs from the next poll; no
  * reconnects. Returns 0, MW_EINVAL, MW_ENOMEM. */
-int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
+MW_API int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
                        const mw_clt_opts_t *o, mw_err_t *err);
 
 /* ---- sending (the sender's thread) --------------------------------------- */
@@ -200,19 +203,27 @@ int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
  * of its bytes stay queued for the next send or flush; do not send it again).
  * Encode errors (MW_ERANGE, MW_EUTF8,
  * MW_ETOOBIG) reject this message only; MW_ECLOSED or I/O errors fail the Clt. */
-int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg);
+MW_API int mw_clt_send(mw_clt_t *c, const mw_schema_t *s, const void *msg);
 /* Queues without writing (batching): many send_more, then one flush = one
  * write syscall. 0, MW_EAGAIN (buffer full: flush), or an encode error. */
-int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg);
+MW_API int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg);
 /* Writes queued bytes: 0 when none remain, MW_EAGAIN if some remain (spin),
  * an error. Blocking mode waits until all are written. */
-int mw_clt_flush(mw_clt_t *c);
+MW_API int mw_clt_flush(mw_clt_t *c);
 /* Spins with opts.idle until the message is accepted AND written, or
  * timeout_ns passes (MW_ETIMEDOUT). Any mode but event. */
-int mw_clt_send_busywait_timeout(mw_clt_t *c, const mw_schema_t *s, const void *msg, int64_t timeout_ns);
-/* Raw zero-copy send of an already-encoded payload: see mw_conn_claim. */
-uint8_t *mw_clt_claim(mw_clt_t *c, size_t max);
-int mw_clt_commit(mw_clt_t *c, size_t len);
+MW_API int mw_clt_send_busywait_timeout(mw_clt_t *c, const mw_schema_t *s, const void *msg, int64_t timeout_ns);
+/* Zero-copy raw send of an already-encoded payload: claim room for up to max
+ * bytes, write the payload there, then commit its real length (the framing
+ * is added around it). claim returns NULL when there is no room (flush and
+ * retry), max is over max_msg, or a claim is already open. commit returns 0,
+ * MW_EINVAL (len over the claimed max, no claim open, or a '\n' in a LINE
+ * framed payload) or MW_ETOOBIG: an error abandons the claim and nothing is
+ * queued. Do not send or flush between claim and commit. Nothing is written
+ * until the next send, recv or flush. Raw messages are not seen by the hooks
+ * (they have no schema). */
+MW_API uint8_t *mw_clt_claim(mw_clt_t *c, size_t max);
+MW_API int mw_clt_commit(mw_clt_t *c, size_t len);
 
 /* ---- receiving (the receiver's thread; not in event mode) ---------------- */
 
@@ -220,9 +231,9 @@ int mw_clt_commit(mw_clt_t *c, size_t len);
  * *s to its schema. Spin: 0 or MW_EAGAIN at once. Blocking: waits up to
  * timeout_ns. MW_ECLOSED when the peer closed and everything sent before was
  * received; decode/framing errors fail the Clt. */
-int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap);
+MW_API int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap);
 /* Spins with opts.idle until a message arrives or timeout_ns passes. */
-int mw_clt_recv_busywait_timeout(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap,
+MW_API int mw_clt_recv_busywait_timeout(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap,
                                  int64_t timeout_ns);
 
 /* ---- sessions (opts.session.enabled) ------------------------------------- */
@@ -230,29 +241,29 @@ int mw_clt_recv_busywait_timeout(mw_clt_t *c, const mw_schema_t **s, void *msg, 
 /* mw_clt_send that also gives the number assigned (*seq). MW_EINVAL without
  * a session. (mw_clt_send returns 0, not the number: 0 means accepted in
  * every mode, and an int cannot carry a 64-bit number.) */
-int mw_clt_send_seq(mw_clt_t *c, const mw_schema_t *s, const void *msg, uint64_t *seq);
+MW_API int mw_clt_send_seq(mw_clt_t *c, const mw_schema_t *s, const void *msg, uint64_t *seq);
 /* The number and flags (MW_SEQ_RESENT, MW_SEQ_POSSDUP) of the message recv
  * just returned, or of the one on_msg is handling. 0 without a session. */
-uint64_t mw_clt_rx_seq(const mw_clt_t *c);
-unsigned mw_clt_rx_flags(const mw_clt_t *c);
-int mw_clt_session_stats(mw_clt_t *c, mw_session_stats_t *st);
+MW_API uint64_t mw_clt_rx_seq(const mw_clt_t *c);
+MW_API unsigned mw_clt_rx_flags(const mw_clt_t *c);
+MW_API int mw_clt_session_stats(mw_clt_t *c, mw_session_stats_t *st);
 /* Ends the session's connection cleanly: sends mw_logout, waits for the
  * server's answer (bounded by session.logon_timeout_ns) and closes; the
  * session stays in the journal for the next connect. Event mode: on the io
  * thread; the Clt stops (no reconnect) once the answer arrives. 0,
  * MW_ETIMEDOUT, MW_ECLOSED, MW_EINVAL (no session). */
-int mw_clt_logout(mw_clt_t *c, const char *reason);
+MW_API int mw_clt_logout(mw_clt_t *c, const char *reason);
 
 /* ---- split sender / receiver --------------------------------------------- */
 typedef struct mw_clt_sender mw_clt_sender_t;
 typedef struct mw_clt_receiver mw_clt_receiver_t;
-mw_clt_sender_t *mw_clt_sender(mw_clt_t *c);
-mw_clt_receiver_t *mw_clt_receiver(mw_clt_t *c);
-int mw_clt_sender_send(mw_clt_sender_t *tx, const mw_schema_t *s, const void *msg);
-int mw_clt_sender_send_busywait_timeout(mw_clt_sender_t *tx, const mw_schema_t *s, const void *msg,
+MW_API mw_clt_sender_t *mw_clt_sender(mw_clt_t *c);
+MW_API mw_clt_receiver_t *mw_clt_receiver(mw_clt_t *c);
+MW_API int mw_clt_sender_send(mw_clt_sender_t *tx, const mw_schema_t *s, const void *msg);
+MW_API int mw_clt_sender_send_busywait_timeout(mw_clt_sender_t *tx, const mw_schema_t *s, const void *msg,
                                         int64_t timeout_ns);
-int mw_clt_receiver_recv(mw_clt_receiver_t *rx, const mw_schema_t **s, void *msg, size_t cap);
-int mw_clt_receiver_recv_busywait_timeout(mw_clt_receiver_t *rx, const mw_schema_t **s, void *msg,
+MW_API int mw_clt_receiver_recv(mw_clt_receiver_t *rx, const mw_schema_t **s, void *msg, size_t cap);
+MW_API int mw_clt_receiver_recv_busywait_timeout(mw_clt_receiver_t *rx, const mw_schema_t **s, void *msg,
                                           size_t cap, int64_t timeout_ns);
 
 /* ---- serdes switch, state, lifetime --------------------------------------- */
@@ -261,26 +272,24 @@ int mw_clt_receiver_recv_busywait_timeout(mw_clt_receiver_t *rx, const mw_schema
  * effective from the next message in that direction. Both peers must switch
  * at the same message (e.g. after a login reply). Call TX from the sender's
  * thread and RX from the receiver's; in event mode, RX from inside on_msg. */
-int mw_clt_set_serdes(mw_clt_t *c, int dirs, const char *serdes);
+MW_API int mw_clt_set_serdes(mw_clt_t *c, int dirs, const char *serdes);
 
-mw_mode_t mw_clt_mode(const mw_clt_t *c);
+MW_API mw_mode_t mw_clt_mode(const mw_clt_t *c);
 /* Event mode: the lifecycle state; other modes: OPEN or CLOSED. */
-mw_clt_state_t mw_clt_state(const mw_clt_t *c);
-const char *mw_clt_state_name(mw_clt_state_t st);
+MW_API mw_clt_state_t mw_clt_state(const mw_clt_t *c);
+MW_API const char *mw_clt_state_name(mw_clt_state_t st);
 /* Successful connects so far (1 + reconnects). */
-uint64_t mw_clt_connects(const mw_clt_t *c);
+MW_API uint64_t mw_clt_connects(const mw_clt_t *c);
 /* With opts.rx_timestamps: monotonic ns of the read that brought the message
  * being handled (one timestamp per read: every message of a batch shares it;
  * for a replayed stream, the recorded time). Receiver's thread / on_msg. */
-uint64_t mw_clt_rx_time_ns(const mw_clt_t *c);
-void mw_clt_stats(const mw_clt_t *c, mw_conn_stats_t *st);
-const char *mw_clt_last_error(const mw_clt_t *c);
-/* The underlying connection (advanced use: raw views, buffers). */
-mw_conn_t *mw_clt_conn(mw_clt_t *c);
+MW_API uint64_t mw_clt_rx_time_ns(const mw_clt_t *c);
+MW_API void mw_clt_stats(const mw_clt_t *c, mw_conn_stats_t *st);
+MW_API const char *mw_clt_last_error(const mw_clt_t *c);
 /* "ip:port" of the local end. */
-int mw_clt_local_name(const mw_clt_t *c, char *buf, size_t cap);
+MW_API int mw_clt_local_name(const mw_clt_t *c, char *buf, size_t cap);
 /* True until the Clt failed or was closed. */
-bool mw_clt_is_open(const mw_clt_t *c);
+MW_API bool mw_clt_is_open(const mw_clt_t *c);
 
 /* Closes the connection gracefully (idempotent, never frees): what send
  * accepted is delivered first, bounded by opts.linger_ns (see there), then
@@ -290,7 +299,7 @@ bool mw_clt_is_open(const mw_clt_t *c);
  * more on_connect/on_msg/on_close). Event mode: call it on the io thread
  * (callbacks included: deferred until the callback returns) or while the io
  * is not running; a linger then runs on the io. */
-void mw_clt_close(mw_clt_t *c);
+MW_API void mw_clt_close(mw_clt_t *c);
 /* Closes and frees; NULL is a no-op; on_closed is not called. Never
  * lingers, in any mode: a Clt not closed yet is closed as with linger_ns 0
  * (what the socket takes at once is written, the rest is lost), and an
@@ -299,7 +308,7 @@ void mw_clt_close(mw_clt_t *c);
  * the io thread (inside on_closed too; not inside this Clt's other
  * callbacks) or while the io is not running, before mw_io_free. Callbacks
  * posted but not yet run are dropped safely. */
-void mw_clt_free(mw_clt_t *c);
+MW_API void mw_clt_free(mw_clt_t *c);
 
 /* Typed sends. */
 #define MW_CLT_SEND(clt, msgp, MSGS) mw_clt_send((clt), MW_SCHEMA_OF((msgp), MSGS), (msgp))

@@ -1,6 +1,6 @@
-/* buf.c - the only allocating parts of mw_buf, and the buffer pool
+/* buf.c - the only allocating parts of mw__buf, and the buffer pool
  * (buf_impl.h). */
-#include "mw_buf.h"
+#include "buf_impl.h"
 #include "buf_impl.h"
 #include "mw_err.h"
 
@@ -25,7 +25,7 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-int mw_buf_init(mw_buf_t *b, size_t cap) {
+int mw__buf_init(mw__buf_t *b, size_t cap) {
     b->base = NULL;
     b->cap = b->rd = b->wr = 0;
     b->owned = 0;
@@ -37,14 +37,14 @@ int mw_buf_init(mw_buf_t *b, size_t cap) {
     return 0;
 }
 
-void mw_buf_init_mem(mw_buf_t *b, void *mem, size_t cap) {
+void mw__buf_init_mem(mw__buf_t *b, void *mem, size_t cap) {
     b->base = mem;
     b->cap = cap;
     b->rd = b->wr = 0;
     b->owned = 0;
 }
 
-void mw_buf_fini(mw_buf_t *b) {
+void mw__buf_fini(mw__buf_t *b) {
     if (b->owned) free(b->base);
     b->base = NULL;
     b->cap = b->rd = b->wr = 0;
@@ -156,14 +156,14 @@ void mw__pool_give(void *p, size_t n) {
 
 bool mw__pool_keep(void *p, size_t n) { return p && keep(p, n); }
 
-int mw__buf_grow(mw_buf_t *b, size_t want, size_t max) {
+int mw__buf_grow(mw__buf_t *b, size_t want, size_t max) {
     if (want > max) want = max;
     size_t cap = class_size(class_of(want));
     if (cap > max) cap = max; /* still of want's class: max > the class below */
     if (b->base && b->cap >= cap) return 0;
     uint8_t *p = mw__pool_take(cap);
     if (!p) return MW_ENOMEM;
-    size_t len = mw_buf_len(b);
+    size_t len = mw__buf_len(b);
     if (len) memcpy(p, b->base + b->rd, len);
     if (b->base) mw__pool_give(b->base, b->cap);
     b->base = p;
@@ -174,15 +174,15 @@ int mw__buf_grow(mw_buf_t *b, size_t want, size_t max) {
     return 0;
 }
 
-void mw__buf_drop(mw_buf_t *b) {
+void mw__buf_drop(mw__buf_t *b) {
     mw__pool_give(b->base, b->cap);
     b->base = NULL;
     b->cap = b->rd = b->wr = 0;
     b->owned = 0;
 }
 
-bool mw__buf_trim(mw_buf_t *b) {
-    if (!b->base || mw_buf_len(b) || !keep(b->base, b->cap)) return false;
+bool mw__buf_trim(mw__buf_t *b) {
+    if (!b->base || mw__buf_len(b) || !keep(b->base, b->cap)) return false;
     b->base = NULL;
     b->cap = b->rd = b->wr = 0;
     b->owned = 0;

@@ -4,6 +4,11 @@
 #include <string.h>
 
 #include "mw_tcp.h"
+#include "err_impl.h"
+#include "resolve_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
+#include "transport_impl.h"
 
 static void try_next_addr(mw__ep_t *e);
 
@@ -16,7 +21,7 @@ static void drop_pending(mw__ep_t *e) {
     detach(e);
     mw_stream_free(e->pending);
     e->pending = NULL;
-    mw_resolve_cancel(e->dns);
+    mw__resolve_cancel(e->dns);
     e->dns = NULL;
 }
 
@@ -30,7 +35,7 @@ static void attempt_failed(mw__ep_t *e, int reason) {
     drop_pending(e);
     mw_io_timer_stop(e->io, &e->t_connect);
     e->state = MW__EP_BACKOFF;
-    mw__logf(MW_LOG_INFO, "endpoint %s://%s:%s: attempt failed: %s", mw_scheme_name(e->url->scheme),
+    mw__logf(MW_LOG_INFO, "endpoint %s://%s:%s: attempt failed: %s", mw__scheme_name(e->url->scheme),
              e->url->host, e->url->port, mw_err_text(&e->err));
     if (e->cfg->on_fail) e->cfg->on_fail(e, reason);
 }
@@ -45,10 +50,10 @@ static void handed(mw__ep_t *e, mw_stream_t *s) {
 static int on_pending(mw_sel_src_t *src, int events) {
     (void)events;
     mw__ep_t *e = src->ud;
-    int r = mw_tcp_connect_finish(e->pending);
+    int r = mw__tcp_connect_finish(e->pending);
     if (r == MW_EAGAIN) return 0;
     if (r < 0) {
-        mw_transport_error(e->pending, r, &e->err);
+        mw__transport_error(e->pending, r, &e->err);
         detach(e);
         mw_stream_free(e->pending);
         e->pending = NULL;
@@ -58,7 +63,7 @@ static int on_pending(mw_sel_src_t *src, int events) {
     mw_stream_t *s = e->pending;
     e->pending = NULL; /* wrap takes ownership, also on failure */
     detach(e);
-    if ((r = mw_transport_wrap(e->tr, s, &s, &e->err)) < 0) {
+    if ((r = mw__transport_wrap(e->tr, s, &s, &e->err)) < 0) {
         attempt_failed(e, r);
         return 1;
     }
@@ -73,24 +78,24 @@ static void try_next_addr(mw__ep_t *e) {
         mw_stream_t *s;
         mw_tcp_opts_t tcp = e->tcp;
         tcp.blocking = false;
-        r = mw_tcp_connect_start(&s, (struct sockaddr *)&e->addrs.addrs[i], e->addrs.lens[i], &tcp, &e->err);
+        r = mw__tcp_connect_start(&s, (struct sockaddr *)&e->addrs.addrs[i], e->addrs.lens[i], &tcp, &e->err);
         if (r != 0 && r != MW_EAGAIN) continue;
         e->pending = s;
         e->state = MW__EP_CONNECTING;
-        mw_sel_src_init(&e->src, mw_stream_fd(s), MW_WANT_WRITE, on_pending, e);
+        mw_sel_src_init(&e->src, mw__stream_fd(s), MW_WANT_WRITE, on_pending, e);
         if ((r = mw_io_add(e->io, &e->src)) < 0) break;
         e->attached = true;
         return;
     }
-    if (!e->err.code) mw_err_set(&e->err, r, "connect %s:%s: no address to try", e->url->host, e->url->port);
+    if (!e->err.code) mw__err_set(&e->err, r, "connect %s:%s: no address to try", e->url->host, e->url->port);
     attempt_failed(e, r);
 }
 
-static void on_resolved(const mw_resolve_result_t *res, void *ud) {
+static void on_resolved(const mw__resolve_result_t *res, void *ud) {
     mw__ep_t *e = ud;
     e->dns = NULL;
     if (res->code < 0) {
-        mw_err_set(&e->err, res->code, "%s", res->text);
+        mw__err_set(&e->err, res->code, "%s", res->text);
         attempt_failed(e, res->code);
         return;
     }
@@ -103,7 +108,7 @@ static void on_resolved(const mw_resolve_result_t *res, void *ud) {
 static void on_connect_timeout(mw_io_timer_t *t, void *ud) {
     (void)t;
     mw__ep_t *e = ud;
-    mw_err_set(&e->err, MW_ETIMEDOUT, "connect %s:%s: no connection within %lld ms", e->url->host, e->url->port,
+    mw__err_set(&e->err, MW_ETIMEDOUT, "connect %s:%s: no connection within %lld ms", e->url->host, e->url->port,
                (long long)(e->connect_timeout_ns / MW_NS_PER_MS));
     attempt_failed(e, MW_ETIMEDOUT);
 }
@@ -114,7 +119,7 @@ void mw__ep_start(mw__ep_t *e) {
     mw_err_clear(&e->err);
     if (e->cfg->on_attempt) e->cfg->on_attempt(e);
     if (e->connect_timeout_ns > 0) mw_io_timer_after(e->io, &e->t_connect, e->connect_timeout_ns);
-    int r = mw_resolve_start(e->io, e->url->host, e->url->port, on_resolved, e, &e->dns, &e->err);
+    int r = mw__resolve_start(e->io, e->url->host, e->url->port, on_resolved, e, &e->dns, &e->err);
     if (r < 0) attempt_failed(e, r);
 }
 
@@ -158,8 +163,8 @@ void mw__ep_stop(mw__ep_t *e) {
     e->state = MW__EP_ENDED;
 }
 
-void mw__ep_init(mw__ep_t *e, mw_io_t *io, const mw__ep_cfg_t *cfg, void *ud, const mw_url_t *url,
-                 mw_transport_t *tr, const mw_tcp_opts_t *tcp, int64_t connect_timeout_ns,
+void mw__ep_init(mw__ep_t *e, mw_io_t *io, const mw__ep_cfg_t *cfg, void *ud, const mw__url_t *url,
+                 mw__transport_t *tr, const mw_tcp_opts_t *tcp, int64_t connect_timeout_ns,
                  const mw__backoff_opts_t *bo, uint64_t seed) {
     memset(e, 0, sizeof *e);
     e->io = io;

@@ -6,7 +6,7 @@
  *
  * The endpoint stops at a connected, wrapped stream: the TLS and WebSocket
  * handshakes run in the connection driver that takes it (serdes/driver.c),
- * or in mw_transport_handshake for a synchronous connect. When that
+ * or in mw__transport_handshake for a synchronous connect. When that
  * connection ends, its owner calls mw__ep_retry to go round again.
  *
  * Everything runs on the io's thread. Allocates (the resolve request, the
@@ -20,8 +20,10 @@
 
 #include "backoff_impl.h"
 #include "mw_io.h"
-#include "mw_resolve.h"
+#include "resolve_impl.h"
 #include "mw_transport.h"
+#include "tcp_impl.h"
+#include "transport_impl.h"
 
 typedef struct mw__ep mw__ep_t;
 
@@ -50,8 +52,8 @@ struct mw__ep {
     mw_io_t *io;
     const mw__ep_cfg_t *cfg;
     void *ud;
-    const mw_url_t *url;
-    mw_transport_t *tr;
+    const mw__url_t *url;
+    mw__transport_t *tr;
     mw_tcp_opts_t tcp;
     int64_t connect_timeout_ns;  /* resolve + TCP connect, per attempt; 0: none */
     mw__backoff_t bo;
@@ -59,8 +61,8 @@ struct mw__ep {
     mw_sel_src_t src;
     bool attached;
     mw_stream_t *pending;        /* TCP connect in progress */
-    mw_resolve_req_t *dns;
-    mw_resolve_result_t addrs;
+    mw__resolve_req_t *dns;
+    mw__resolve_result_t addrs;
     int next_addr;
     mw_io_timer_t t_connect, t_backoff;
     mw_err_t err;
@@ -68,8 +70,8 @@ struct mw__ep {
 
 /* Sets e up (no I/O). url, tr and cfg must outlive e. bo: the retry policy
  * (max_attempts 1: no retry). */
-void mw__ep_init(mw__ep_t *e, mw_io_t *io, const mw__ep_cfg_t *cfg, void *ud, const mw_url_t *url,
-                 mw_transport_t *tr, const mw_tcp_opts_t *tcp, int64_t connect_timeout_ns,
+void mw__ep_init(mw__ep_t *e, mw_io_t *io, const mw__ep_cfg_t *cfg, void *ud, const mw__url_t *url,
+                 mw__transport_t *tr, const mw_tcp_opts_t *tcp, int64_t connect_timeout_ns,
                  const mw__backoff_opts_t *bo, uint64_t seed);
 /* Starts an attempt now (resolve first). */
 void mw__ep_start(mw__ep_t *e);

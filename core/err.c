@@ -1,5 +1,6 @@
 /* err.c - error codes, error text and the log hook. */
 #include "mw_err.h"
+#include "err_impl.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -47,7 +48,7 @@ const char *mw_errname(int code) {
     return errtab[-code].name;
 }
 
-int mw_err_from_errno(int e) {
+int mw__err_from_errno(int e) {
     switch (e) {
     case EAGAIN:
 #if EWOULDBLOCK != EAGAIN
@@ -67,7 +68,7 @@ int mw_err_from_errno(int e) {
     }
 }
 
-int mw_err_vset(mw_err_t *err, int code, const char *fmt, va_list ap) {
+int mw__err_vset(mw_err_t *err, int code, const char *fmt, va_list ap) {
     if (err) {
         err->code = code;
         vsnprintf(err->text, sizeof err->text, fmt, ap);
@@ -75,20 +76,20 @@ int mw_err_vset(mw_err_t *err, int code, const char *fmt, va_list ap) {
     return code;
 }
 
-int mw_err_set(mw_err_t *err, int code, const char *fmt, ...) {
+int mw__err_set(mw_err_t *err, int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    mw_err_vset(err, code, fmt, ap);
+    mw__err_vset(err, code, fmt, ap);
     va_end(ap);
     return code;
 }
 
-int mw_err_set_errno(mw_err_t *err, int errnum, const char *fmt, ...) {
-    int code = mw_err_from_errno(errnum);
+int mw__err_set_errno(mw_err_t *err, int errnum, const char *fmt, ...) {
+    int code = mw__err_from_errno(errnum);
     if (err) {
         va_list ap;
         va_start(ap, fmt);
-        mw_err_vset(err, code, fmt, ap);
+        mw__err_vset(err, code, fmt, ap);
         va_end(ap);
         size_t n = strlen(err->text);
         char eb[128];
@@ -98,7 +99,7 @@ int mw_err_set_errno(mw_err_t *err, int errnum, const char *fmt, ...) {
     return code;
 }
 
-void mw_err_copy(mw_err_t *dst, const mw_err_t *src) {
+void mw__err_copy(mw_err_t *dst, const mw_err_t *src) {
     if (!dst || !src || dst == src) return;
     dst->code = src->code;
     memcpy(dst->text, src->text, sizeof dst->text);

@@ -1,13 +1,14 @@
-/* frame.c - the frame codecs declared in mw_frame.h. */
+/* frame.c - the frame codecs declared in frame_impl.h. */
 #include "mw_frame.h"
 #include "mw_err.h"
+#include "frame_impl.h"
 
 #include <string.h>
 
 #define U16_MAX_LEN 65535u
 #define DEFAULT_MAX_LEN (16u * 1024u * 1024u)
 
-int mw_framer_init(mw_framer_t *f, mw_frame_kind_t kind, uint32_t max_len, uint32_t fixed_len) {
+int mw__framer_init(mw__framer_t *f, mw_frame_kind_t kind, uint32_t max_len, uint32_t fixed_len) {
     if (!f) return MW_EINVAL;
     switch (kind) {
     case MW_FRAME_U16BE:
@@ -38,14 +39,14 @@ static const char *const kind_names[] = {
 };
 #define N_KINDS (sizeof kind_names / sizeof kind_names[0])
 
-int mw_frame_kind_parse(const char *name) {
+int mw__frame_kind_parse(const char *name) {
     if (!name) return MW_EINVAL;
     for (size_t k = 0; k < N_KINDS; k++)
         if (strcmp(name, kind_names[k]) == 0) return (int)k;
     return MW_EINVAL;
 }
 
-const char *mw_frame_kind_name(mw_frame_kind_t kind) {
+const char *mw__frame_kind_name(mw_frame_kind_t kind) {
     return (unsigned)kind < N_KINDS ? kind_names[kind] : "unknown";
 }
 
@@ -61,7 +62,7 @@ static ssize_t ok(const uint8_t *in, size_t hdr, size_t n, size_t trailer,
     return (ssize_t)(hdr + n + trailer);
 }
 
-static ssize_t dec_u16(const mw_framer_t *f, const uint8_t *in, size_t len,
+static ssize_t dec_u16(const mw__framer_t *f, const uint8_t *in, size_t len,
                        const uint8_t **payload, size_t *plen) {
     if (len < 2) return MW_EAGAIN;
     size_t n = (size_t)in[0] << 8 | in[1];
@@ -70,7 +71,7 @@ static ssize_t dec_u16(const mw_framer_t *f, const uint8_t *in, size_t len,
     return ok(in, 2, n, 0, payload, plen);
 }
 
-static ssize_t dec_u32(const mw_framer_t *f, const uint8_t *in, size_t len,
+static ssize_t dec_u32(const mw__framer_t *f, const uint8_t *in, size_t len,
                        const uint8_t **payload, size_t *plen) {
     if (len < 4) return MW_EAGAIN;
     uint32_t n = (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
@@ -83,7 +84,7 @@ static ssize_t dec_u32(const mw_framer_t *f, const uint8_t *in, size_t len,
  * have arrived without a newline; searching further would only cost time.
  * `from` bytes are already known to hold no newline (a resumed search), so a
  * line arriving byte by byte costs linear, not quadratic, time. */
-static ssize_t dec_line(const mw_framer_t *f, const uint8_t *in, size_t len, size_t *from,
+static ssize_t dec_line(const mw__framer_t *f, const uint8_t *in, size_t len, size_t *from,
                         const uint8_t **payload, size_t *plen) {
     size_t window = (size_t)f->max_len + 1;
     size_t scan = len < window ? len : window;
@@ -97,12 +98,12 @@ static ssize_t dec_line(const mw_framer_t *f, const uint8_t *in, size_t len, siz
     return ok(in, 0, (size_t)(nl - in), 1, payload, plen);
 }
 
-ssize_t mw_frame_decode(const mw_framer_t *f, const uint8_t *in, size_t len,
+ssize_t mw__frame_decode(const mw__framer_t *f, const uint8_t *in, size_t len,
                         const uint8_t **payload, size_t *plen) {
-    return mw_frame_decode_resume(f, in, len, NULL, payload, plen);
+    return mw__frame_decode_resume(f, in, len, NULL, payload, plen);
 }
 
-ssize_t mw_frame_decode_resume(const mw_framer_t *f, const uint8_t *in, size_t len, size_t *scanned,
+ssize_t mw__frame_decode_resume(const mw__framer_t *f, const uint8_t *in, size_t len, size_t *scanned,
                                const uint8_t **payload, size_t *plen) {
     switch (f->kind) {
     case MW_FRAME_U16BE: return dec_u16(f, in, len, payload, plen);
@@ -121,7 +122,7 @@ ssize_t mw_frame_decode_resume(const mw_framer_t *f, const uint8_t *in, size_t l
 
 /* ---- encode ------------------------------------------------------------------ */
 
-static int check_payload(const mw_framer_t *f, const void *payload, size_t plen) {
+static int check_payload(const mw__framer_t *f, const void *payload, size_t plen) {
     if ((unsigned)f->kind >= N_KINDS) return MW_EINVAL;
     /* The U16 bound also protects a framer filled in by hand, without init. */
     if (plen > f->max_len || (f->kind == MW_FRAME_U16BE && plen > U16_MAX_LEN))
@@ -132,7 +133,7 @@ static int check_payload(const mw_framer_t *f, const void *payload, size_t plen)
 }
 
 /* Writes the prefix and suffix around a payload already at out + prefix. */
-static ssize_t put_frame(const mw_framer_t *f, uint8_t *out, size_t plen) {
+static ssize_t put_frame(const mw__framer_t *f, uint8_t *out, size_t plen) {
     switch (f->kind) {
     case MW_FRAME_U16BE:
         out[0] = (uint8_t)(plen >> 8);
@@ -153,18 +154,18 @@ static ssize_t put_frame(const mw_framer_t *f, uint8_t *out, size_t plen) {
     return MW_EINVAL;
 }
 
-ssize_t mw_frame_seal(const mw_framer_t *f, uint8_t *out, size_t plen) {
-    int rc = check_payload(f, out + mw_frame_prefix_len(f), plen);
+ssize_t mw__frame_seal(const mw__framer_t *f, uint8_t *out, size_t plen) {
+    int rc = check_payload(f, out + mw__frame_prefix_len(f), plen);
     if (rc < 0) return rc;
     return put_frame(f, out, plen);
 }
 
-ssize_t mw_frame_encode(const mw_framer_t *f, const void *payload, size_t plen,
+ssize_t mw__frame_encode(const mw__framer_t *f, const void *payload, size_t plen,
                         uint8_t *out, size_t cap) {
     int rc = check_payload(f, payload, plen);
     if (rc < 0) return rc;
-    size_t pre = mw_frame_prefix_len(f);
-    if (cap < pre + mw_frame_suffix_len(f) || cap - pre - mw_frame_suffix_len(f) < plen)
+    size_t pre = mw__frame_prefix_len(f);
+    if (cap < pre + mw__frame_suffix_len(f) || cap - pre - mw__frame_suffix_len(f) < plen)
         return MW_ETOOBIG;
     if (plen) memmove(out + pre, payload, plen);
     return put_frame(f, out, plen);

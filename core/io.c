@@ -14,7 +14,7 @@
  *
  * A loop the caller may run (the libevent backend: the caller's own
  * event_base_dispatch) must drive timers and posts without mw_io_poll. For
- * such a selector (mw_selector_has_loop_timers) one selector timer is kept
+ * such a selector (mw__selector_has_loop_timers) one selector timer is kept
  * armed for the earliest due timer, and posts get their own eventfd source
  * whose callback runs them. Inside mw_io_poll those callbacks leave the work
  * to the poll, so a poll behaves the same on every backend. Everything
@@ -29,6 +29,9 @@
  */
 #include "mw_io.h"
 #include "io_impl.h"
+#include "clock_impl.h"
+#include "err_impl.h"
+#include "selector_impl.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -51,7 +54,7 @@ typedef struct post {
 } post_t;
 
 struct mw_io {
-    mw_selector_t sel;
+    mw__selector_t sel;
     const mw_clock_t *clock; /* NULL: the monotonic clock */
 
     mw_io_timer_t **heap;
@@ -74,7 +77,7 @@ struct mw_io {
     atomic_bool running;
     pthread_t run_thread;
     /* the thread that last polled (as an integer: pthread_t is one on Linux,
-     * and an atomic lets other threads ask mw_io_in_thread safely); 0: none */
+     * and an atomic lets other threads ask mw__io_in_thread safely); 0: none */
     atomic_uintptr_t owner;
 
     pthread_mutex_t life_mu; /* start/stop */
@@ -154,15 +157,15 @@ static void sync_tev(mw_io_t *io) {
     if (due == io->tev_due) return;
     io->tev_due = due;
     if (due == MW_FOREVER) {
-        mw_selector_timer(&io->sel, &io->tsrc, -1);
+        mw__selector_timer(&io->sel, &io->tsrc, -1);
         return;
     }
-    uint64_t now = mw_clock_now(io->clock);
+    uint64_t now = mw__clock_now(io->clock);
     uint64_t ns = due > now ? due - now : 0;
     if (ns > (uint64_t)MAX_TEV_NS) ns = MAX_TEV_NS;
     /* A failed arm (out of memory at the first one) leaves the timers to
      * the next mw_io_poll; nothing else can be done from here. */
-    if (mw_selector_timer(&io->sel, &io->tsrc, (int64_t)ns) < 0) io->tev_due = MW_FOREVER;
+    if (mw__selector_timer(&io->sel, &io->tsrc, (int64_t)ns) < 0) io->tev_due = MW_FOREVER;
 }
 
 int mw_io_timer_at(mw_io_t *io, mw_io_timer_t *t, uint64_t due) {
@@ -194,7 +197,7 @@ void mw_io_timer_stop(mw_io_t *io, mw_io_timer_t *t) {
 }
 
 static int run_timers(mw_io_t *io) {
-    uint64_t now = mw_clock_now(io->clock);
+    uint64_t now = mw__clock_now(io->clock);
     uint32_t n = 0;
     while (io->nheap && io->heap[0]->due <= now) {
         mw_io_timer_t *t = io->heap[0];
@@ -284,7 +287,7 @@ int mw_io_post(mw_io_t *io, void (*fn)(void *ud), void *ud) {
         ssize_t r = write(io->post_fd, &one, sizeof one); /* EAGAIN: already signalled */
         (void)r;
     } else {
-        mw_selector_wake(&io->sel);
+        mw__selector_wake(&io->sel);
     }
     return 0;
 }
@@ -351,15 +354,15 @@ static int loop_hooks(mw_io_t *io, mw_err_t *err) {
     io->loop = true;
     mw_sel_src_init(&io->tsrc, -1, 0, tev_ready, io);
     io->post_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (io->post_fd < 0) return mw_err_set_errno(err, errno, "io: eventfd");
+    if (io->post_fd < 0) return mw__err_set_errno(err, errno, "io: eventfd");
     mw_sel_src_init(&io->post_src, io->post_fd, MW_WANT_READ, post_ready, io);
-    int rc = mw_selector_add(&io->sel, &io->post_src);
-    if (rc < 0) mw_err_copy(err, &io->sel.err);
+    int rc = mw__selector_add(&io->sel, &io->post_src);
+    if (rc < 0) mw__err_copy(err, &io->sel.err);
     return rc;
 }
 
 int mw_io_new(mw_io_t **out, const mw_io_opts_t *o, mw_err_t *err) {
-    if (!out) return mw_err_set(err, MW_EINVAL, "io: out is NULL");
+    if (!out) return mw__err_set(err, MW_EINVAL, "io: out is NULL");
     *out = NULL;
     mw_io_opts_t def;
     if (!o) {
@@ -367,10 +370,10 @@ int mw_io_new(mw_io_t **out, const mw_io_opts_t *o, mw_err_t *err) {
         o = &def;
     }
     const char *name = o->backend ? o->backend : o->base ? "libevent" : "epoll";
-    const mw_selector_ops_t *ops = mw_selector_find(name);
-    if (!ops) return mw_err_set(err, MW_EINVAL, "io: unknown selector backend \"%s\"", name);
+    const mw__selector_ops_t *ops = mw__selector_find(name);
+    if (!ops) return mw__err_set(err, MW_EINVAL, "io: unknown selector backend \"%s\"", name);
     mw_io_t *io = calloc(1, sizeof *io);
-    if (!io) return mw_err_set(err, MW_ENOMEM, "io: out of memory");
+    if (!io) return mw__err_set(err, MW_ENOMEM, "io: out of memory");
     io->clock = o->clock;
     io->post_fd = -1;
     io->tev_due = MW_FOREVER;
@@ -386,13 +389,13 @@ int mw_io_new(mw_io_t **out, const mw_io_opts_t *o, mw_err_t *err) {
      * close's linger, say) should not be where memory is first asked for. */
     int rc = heap_grow(io);
     if (rc < 0) {
-        mw_err_set(err, rc, "io: out of memory");
-    } else if ((rc = mw_selector_open(&io->sel, ops, o->base)) < 0) {
-        mw_err_copy(err, &io->sel.err);
-    } else if (mw_selector_has_loop_timers(&io->sel)) {
+        mw__err_set(err, rc, "io: out of memory");
+    } else if ((rc = mw__selector_open(&io->sel, ops, o->base)) < 0) {
+        mw__err_copy(err, &io->sel.err);
+    } else if (mw__selector_has_loop_timers(&io->sel)) {
         rc = loop_hooks(io, err);
     } else {
-        io->until_ok = mw_selector_has_wait_until(&io->sel) && !io->clock;
+        io->until_ok = mw__selector_has_wait_until(&io->sel) && !io->clock;
     }
     if (rc < 0) {
         mw_io_free(io);
@@ -407,11 +410,11 @@ void mw_io_free(mw_io_t *io) {
     mw_io_stop(io);
     while (run_posts(io) > 0) {} /* a posted function may post again */
     if (io->post_fd >= 0) {
-        mw_selector_del(&io->sel, &io->post_src);
+        mw__selector_del(&io->sel, &io->post_src);
         close(io->post_fd);
     }
-    if (io->loop) mw_selector_del(&io->sel, &io->tsrc);
-    mw_selector_close(&io->sel);
+    if (io->loop) mw__selector_del(&io->sel, &io->tsrc);
+    mw__selector_close(&io->sel);
     /* Timers still armed are forgotten; their owners may re-use them. So is
      * the keep list: its entries' owners unlink them later without harm. */
     for (uint32_t i = 0; i < io->nheap; i++) io->heap[i]->slot = 0;
@@ -423,20 +426,21 @@ void mw_io_free(mw_io_t *io) {
     free(io);
 }
 
-mw_selector_t *mw_io_selector(mw_io_t *io) { return &io->sel; }
-const mw_clock_t *mw_io_clock(const mw_io_t *io) { return io->clock ? io->clock : &mw_clock_mono; }
-uint64_t mw_io_now(const mw_io_t *io) { return mw_clock_now(io->clock); }
-const char *mw_io_backend(const mw_io_t *io) { return io->sel.ops->name; }
+mw__selector_t *mw__io_selector(mw_io_t *io) { return &io->sel; }
+const char *mw_io_last_error(const mw_io_t *io) { return mw_err_text(&io->sel.err); }
+const mw_clock_t *mw__io_clock(const mw_io_t *io) { return io->clock ? io->clock : &mw__clock_mono; }
+uint64_t mw_io_now(const mw_io_t *io) { return mw__clock_now(io->clock); }
+const char *mw__io_backend(const mw_io_t *io) { return io->sel.ops->name; }
 
-int mw_io_add(mw_io_t *io, mw_sel_src_t *src) { return mw_selector_add(&io->sel, src); }
-int mw_io_mod(mw_io_t *io, mw_sel_src_t *src, int events) { return mw_selector_mod(&io->sel, src, events); }
-int mw_io_del(mw_io_t *io, mw_sel_src_t *src) { return mw_selector_del(&io->sel, src); }
+int mw_io_add(mw_io_t *io, mw_sel_src_t *src) { return mw__selector_add(&io->sel, src); }
+int mw_io_mod(mw_io_t *io, mw_sel_src_t *src, int events) { return mw__selector_mod(&io->sel, src, events); }
+int mw_io_del(mw_io_t *io, mw_sel_src_t *src) { return mw__selector_del(&io->sel, src); }
 
 /* ---- polling --------------------------------------------------------------- */
 
 /* timeout_ns (not 0) shortened to the earliest due timer. */
 static int64_t until_timer(const mw_io_t *io, int64_t timeout_ns) {
-    uint64_t now = mw_clock_now(io->clock), due = io->heap[0]->due;
+    uint64_t now = mw__clock_now(io->clock), due = io->heap[0]->due;
     if (due <= now) return 0;
     uint64_t left = due - now;
     if (timeout_ns > 0 && left > (uint64_t)timeout_ns) return timeout_ns;
@@ -455,10 +459,10 @@ static int poll_until(mw_io_t *io) {
     int n;
     bool reached = false;
     if (due < io->until_due) {
-        uint64_t now = mw_clock_now(io->clock);
+        uint64_t now = mw__clock_now(io->clock);
         if (due <= now + SHORT_WAIT_NS) {
             io->polling = true;
-            n = mw_selector_wait(&io->sel, due > now ? (int64_t)(due - now) : 0);
+            n = mw__selector_wait(&io->sel, due > now ? (int64_t)(due - now) : 0);
             io->polling = false;
             reached = true;
             goto ran;
@@ -466,7 +470,7 @@ static int poll_until(mw_io_t *io) {
         io->until_due = due;
     }
     io->polling = true;
-    n = mw_selector_wait_until(&io->sel, due, &reached);
+    n = mw__selector_wait_until(&io->sel, due, &reached);
     io->polling = false;
 ran:
     if (n < 0) return n;
@@ -484,7 +488,7 @@ int mw_io_poll(mw_io_t *io, int64_t timeout_ns) {
     else if (io->nheap && timeout_ns < 0 && io->until_ok) return poll_until(io);
     else if (io->nheap && timeout_ns != 0) timeout_ns = until_timer(io, timeout_ns);
     io->polling = true;
-    int n = mw_selector_wait(&io->sel, timeout_ns);
+    int n = mw__selector_wait(&io->sel, timeout_ns);
     io->polling = false;
     if (n < 0) return n;
     if (io->nheap) n += run_timers(io);
@@ -537,7 +541,7 @@ int mw_io_run_spin(mw_io_t *io, mw_idle_t *idle) {
 
 void mw_io_break(mw_io_t *io) {
     atomic_store_explicit(&io->brk, true, memory_order_release);
-    mw_selector_wake(&io->sel);
+    mw__selector_wake(&io->sel);
 }
 
 static void *io_main(void *arg) {
@@ -576,7 +580,7 @@ void mw_io_stop(mw_io_t *io) {
     pthread_mutex_unlock(&io->life_mu);
 }
 
-bool mw_io_in_thread(const mw_io_t *io) {
+bool mw__io_in_thread(const mw_io_t *io) {
     if (atomic_load(&io->running)) return pthread_equal(pthread_self(), io->run_thread);
     if (atomic_load(&io->started)) return pthread_equal(pthread_self(), io->thread);
     /* Driven by the caller's own mw_io_poll loop: the thread that polled last.

@@ -15,7 +15,7 @@
  * 20 ms when others come and go, at most 320 ms after a long steady run),
  * and one that never stops never pays for it. No timer is armed per message
  * or per connection; over epoll the io's timers cost no timeout per wait
- * (mw_selector_ops_t.wait_until), so a sweep costs one timerfd_settime and
+ * (mw__selector_ops_t.wait_until), so a sweep costs one timerfd_settime and
  * perhaps one wake-up: per period, not per message.
  *
  * Thread rules: io thread only (touch, unlink, and the release callbacks).
@@ -26,6 +26,15 @@
 #include <stdbool.h>
 
 #include "mw_io.h"
+#include "selector_impl.h"
+
+/* The io's selector, clock and backend name (internal seams). */
+mw__selector_t *mw__io_selector(mw_io_t *io);
+const mw_clock_t *mw__io_clock(const mw_io_t *io);
+const char *mw__io_backend(const mw_io_t *io);
+/* True when called on the io's thread (or no thread started and not running). */
+bool mw__io_in_thread(const mw_io_t *io);
+
 
 #define MW__IO_KEEP_NS (10 * MW_NS_PER_MS)
 #define MW__IO_KEEP_MAX_NS (160 * MW_NS_PER_MS)

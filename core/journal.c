@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "mw_clock.h"
+#include "err_impl.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the journal is little-endian and mapped as is");
 
@@ -93,13 +94,13 @@ static void wr16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
 static uint64_t pad8(uint64_t n) { return (n + 7u) & ~(uint64_t)7u; }
 static uint64_t rec_size(uint32_t len) { return REC_HDR + pad8(len); }
 
-/* Like mw_err_set_errno, but always MW_ESYS (a full disk is not "invalid
+/* Like mw__err_set_errno, but always MW_ESYS (a full disk is not "invalid
  * argument" or "out of memory" to the caller of append). */
 __attribute__((format(printf, 3, 4))) static int sys_err(mw_err_t *e, int errnum, const char *fmt, ...) {
     if (!e) return MW_ESYS;
     va_list ap;
     va_start(ap, fmt);
-    mw_err_vset(e, MW_ESYS, fmt, ap);
+    mw__err_vset(e, MW_ESYS, fmt, ap);
     va_end(ap);
     size_t n = strlen(e->text);
     char eb[128];
@@ -123,7 +124,7 @@ bool mw__jnl_valid_session(const char *s) {
 static int make_path(char *buf, size_t cap, const char *dir, const char *session, uint64_t epoch, mw_err_t *e) {
     int n = snprintf(buf, cap, "%s/%s.%06u.mwj", dir, session, (unsigned)epoch);
     if (n < 0 || (size_t)n + 5 > cap) /* room for ".tmp" too */
-        return mw_err_set(e, MW_EINVAL, "journal: directory name too long: %.64s...", dir);
+        return mw__err_set(e, MW_EINVAL, "journal: directory name too long: %.64s...", dir);
     return 0;
 }
 
@@ -180,10 +181,10 @@ static int header_check(const uint8_t *h, const char *path, const char *session,
     else if (memchr(h + H_SESSION, 0, MW__JNL_SESSION_MAX + 1) == NULL) why = "session name not terminated";
     else if (rd64(h + H_EPOCH) != epoch) why = "epoch differs from the file name";
     else if (rd64(h + H_OUT_FIRST) == 0 || rd64(h + H_OUT_FIRST) > OUT_FIRST_MAX) why = "out_first out of range";
-    if (why) return mw_err_set(e, MW_ECORRUPT, "journal %s: bad header at offset 0: %s", path, why);
+    if (why) return mw__err_set(e, MW_ECORRUPT, "journal %s: bad header at offset 0: %s", path, why);
     const char *owner = (const char *)h + H_SESSION;
     if (strcmp(owner, session) != 0)
-        return mw_err_set(e, MW_EINVAL, "journal %s belongs to session %s", path, owner);
+        return mw__err_set(e, MW_EINVAL, "journal %s belongs to session %s", path, owner);
     return 0;
 }
 
@@ -262,7 +263,7 @@ static void file_drop(file_t *f) {
 static int lock(int fd, const char *path, mw_err_t *e) {
     if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
     if (errno == EWOULDBLOCK)
-        return mw_err_set(e, MW_ESYS, "journal %s is open elsewhere (another process or journal object)", path);
+        return mw__err_set(e, MW_ESYS, "journal %s is open elsewhere (another process or journal object)", path);
     return sys_err(e, errno, "journal %s: flock", path);
 }
 
@@ -326,7 +327,7 @@ static int file_check(mw__jnl_t *j, const char *path, uint64_t epoch, file_t *f)
     if (rc != 0) return rc;
     if (fstat(f->fd, &st) != 0) return sys_err(&j->err, errno, "journal %s: fstat", path);
     if ((uint64_t)st.st_size < HDR_SIZE || pread(f->fd, h, HDR_SIZE, 0) != (ssize_t)HDR_SIZE)
-        return mw_err_set(&j->err, MW_ECORRUPT, "journal %s: bad header at offset 0: the file has only %jd bytes",
+        return mw__err_set(&j->err, MW_ECORRUPT, "journal %s: bad header at offset 0: the file has only %jd bytes",
                           path, (intmax_t)st.st_size);
     if ((rc = header_check(h, path, j->session, epoch, &j->err)) != 0) return rc;
     f->size = ((size_t)st.st_size + j->page - 1) & ~(j->page - 1);
@@ -359,7 +360,7 @@ static int idx_reserve(mw__jnl_t *j, size_t want) {
     size_t cap = j->idx_cap ? j->idx_cap : INDEX_MIN;
     while (cap < want) cap *= 2;
     uint64_t *p = realloc(j->idx, cap * sizeof *p);
-    if (!p) return mw_err_set(&j->err, MW_ENOMEM, "journal %s: index of %zu entries", j->path, cap);
+    if (!p) return mw__err_set(&j->err, MW_ENOMEM, "journal %s: index of %zu entries", j->path, cap);
     j->idx = p;
     j->idx_cap = cap;
     return 0;
@@ -447,16 +448,16 @@ static void jnl_free(mw__jnl_t *j) {
 
 int mw__jnl_open(mw__jnl_t **out, const mw__jnl_opts_t *o, mw_err_t *err) {
     *out = NULL;
-    if (!o || !o->dir || !o->session) return mw_err_set(err, MW_EINVAL, "journal: no directory or session id");
+    if (!o || !o->dir || !o->session) return mw__err_set(err, MW_EINVAL, "journal: no directory or session id");
     if (!mw__jnl_valid_session(o->session))
-        return mw_err_set(err, MW_EINVAL, "journal: invalid session id \"%.40s\" (1 to %d of A-Z a-z 0-9 _ . -)",
+        return mw__err_set(err, MW_EINVAL, "journal: invalid session id \"%.40s\" (1 to %d of A-Z a-z 0-9 _ . -)",
                           o->session, MW__JNL_SESSION_MAX);
     if (o->fsync < MW__JNL_FSYNC_NONE || o->fsync > MW__JNL_FSYNC_ALWAYS || o->fsync_interval_ns < 0)
-        return mw_err_set(err, MW_EINVAL, "journal: bad fsync policy %d", o->fsync);
+        return mw__err_set(err, MW_EINVAL, "journal: bad fsync policy %d", o->fsync);
     mw__jnl_t *j = calloc(1, sizeof *j);
     if (!j || !(j->dir = strdup(o->dir))) {
         free(j);
-        return mw_err_set(err, MW_ENOMEM, "journal: out of memory");
+        return mw__err_set(err, MW_ENOMEM, "journal: out of memory");
     }
     j->fd = -1;
     j->page = (size_t)sysconf(_SC_PAGESIZE);
@@ -479,7 +480,7 @@ int mw__jnl_open(mw__jnl_t **out, const mw__jnl_opts_t *o, mw_err_t *err) {
         rc = epoch ? scan(j) : idx_reserve(j, INDEX_MIN);
     }
     if (rc != 0) {
-        mw_err_copy(err, &j->err);
+        mw__err_copy(err, &j->err);
         jnl_free(j);
         return rc;
     }
@@ -504,7 +505,7 @@ static int grow(mw__jnl_t *j, uint64_t need) {
     uint64_t add = (need + j->grow - 1) / j->grow * j->grow;
     uint64_t nsize = j->size + add;
     if (nsize > (uint64_t)INT64_MAX || nsize > SIZE_MAX)
-        return mw_err_set(&j->err, MW_ESYS, "journal %s: file would exceed %" PRIu64 " bytes", j->path, nsize);
+        return mw__err_set(&j->err, MW_ESYS, "journal %s: file would exceed %" PRIu64 " bytes", j->path, nsize);
     int e = posix_fallocate(j->fd, (off_t)j->size, (off_t)add);
     if (e) return sys_err(&j->err, e, "journal %s: growing to %" PRIu64 " bytes", j->path, nsize);
     void *m = mremap(j->map, j->size, (size_t)nsize, MREMAP_MAYMOVE);
@@ -544,11 +545,11 @@ static __attribute__((noinline)) void warm_ahead(mw__jnl_t *j) {
 int mw__jnl_append(mw__jnl_t *j, int kind, uint64_t seq, const void *payload, uint32_t len) {
     bool out = kind == MW__JNL_OUT;
     if (out && seq != j->out_next)
-        return mw_err_set(&j->err, MW_EINVAL, "journal %s: outbound record %" PRIu64 " appended where %" PRIu64
+        return mw__err_set(&j->err, MW_EINVAL, "journal %s: outbound record %" PRIu64 " appended where %" PRIu64
                           " is next", j->path, seq, j->out_next);
-    if (!out && kind != MW__JNL_IN) return mw_err_set(&j->err, MW_EINVAL, "journal %s: record kind %d", j->path, kind);
+    if (!out && kind != MW__JNL_IN) return mw__err_set(&j->err, MW_EINVAL, "journal %s: record kind %d", j->path, kind);
     if (len == 0 || len > LEN_MAX)
-        return mw_err_set(&j->err, MW_EINVAL, "journal %s: payload of %" PRIu32 " bytes (1 to %" PRIu32 ")",
+        return mw__err_set(&j->err, MW_EINVAL, "journal %s: payload of %" PRIu32 " bytes (1 to %" PRIu32 ")",
                           j->path, len, LEN_MAX);
     uint64_t rs = rec_size(len);
     if (j->end + rs + WARM_AHEAD / 2 > j->warm) warm_ahead(j); /* half the window used */
@@ -598,7 +599,7 @@ int mw__jnl_append(mw__jnl_t *j, int kind, uint64_t seq, const void *payload, ui
 int mw__jnl_drop_last(mw__jnl_t *j, uint64_t seq) {
     uint64_t off = j->last_off;
     if (!off || seq + 1 != j->out_next || rd16(j->map + off + 16) != MW__JNL_OUT || rd64(j->map + off + 8) != seq)
-        return mw_err_set(&j->err, MW_EINVAL, "journal %s: record %" PRIu64 " is not the last one appended", j->path,
+        return mw__err_set(&j->err, MW_EINVAL, "journal %s: record %" PRIu64 " is not the last one appended", j->path,
                           seq);
     uint64_t rs = j->end - off;
     memset(j->map + off, 0, (size_t)rs);
@@ -640,7 +641,7 @@ void mw__jnl_set_in_next(mw__jnl_t *j, uint64_t v) {
 
 int mw__jnl_seek(mw__jnl_t *j, uint64_t seq, mw__jnl_cur_t *cur) {
     if (seq < j->out_first || seq > j->out_next)
-        return mw_err_set(&j->err, MW_ERANGE, "journal %s: record %" PRIu64 " is not in [%" PRIu64 ", %" PRIu64 "]",
+        return mw__err_set(&j->err, MW_ERANGE, "journal %s: record %" PRIu64 " is not in [%" PRIu64 ", %" PRIu64 "]",
                           j->path, seq, j->out_first, j->out_next);
     cur->seq = seq;
     cur->off = seq == j->out_next ? j->end : j->idx[(seq - j->out_first) / MW__JNL_INDEX_EVERY];
@@ -673,7 +674,7 @@ int mw__jnl_next(mw__jnl_t *j, mw__jnl_cur_t *cur, uint64_t *seq, const uint8_t 
 /* ---- reset ---------------------------------------------------------------------------------- */
 
 int mw__jnl_reset(mw__jnl_t *j) {
-    if (j->epoch >= EPOCH_MAX) return mw_err_set(&j->err, MW_ESYS, "journal %s: no epoch after this one", j->path);
+    if (j->epoch >= EPOCH_MAX) return mw__err_set(&j->err, MW_ESYS, "journal %s: no epoch after this one", j->path);
     char path[PATH_MAX];
     file_t f = {.fd = -1};
     int rc = make_path(path, sizeof path, j->dir, j->session, j->epoch + 1, &j->err);
@@ -712,7 +713,7 @@ const char *mw__jnl_path(const mw__jnl_t *j) { return j->path; }
 
 int mw__jnl_replay(const char *dir, const char *session, mw__jnl_replay_fn fn, void *ud, mw_err_t *err) {
     if (!dir || !mw__jnl_valid_session(session))
-        return mw_err_set(err, MW_EINVAL, "journal: invalid session id \"%.40s\"", session ? session : "(null)");
+        return mw__err_set(err, MW_EINVAL, "journal: invalid session id \"%.40s\"", session ? session : "(null)");
     uint64_t epoch;
     char path[PATH_MAX];
     int rc = newest_epoch(dir, session, &epoch, err);
@@ -728,7 +729,7 @@ int mw__jnl_replay(const char *dir, const char *session, mw__jnl_replay_fn fn, v
     }
     if ((uint64_t)st.st_size < HDR_SIZE) {
         close(fd);
-        return mw_err_set(err, MW_ECORRUPT, "journal %s: bad header at offset 0: the file has only %jd bytes", path,
+        return mw__err_set(err, MW_ECORRUPT, "journal %s: bad header at offset 0: the file has only %jd bytes", path,
                           (intmax_t)st.st_size);
     }
     size_t size = (size_t)st.st_size;

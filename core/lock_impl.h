@@ -3,13 +3,13 @@
  * A connection that several threads send on (an event-mode Svc connection,
  * an event-mode Clt) has exactly one lock: a byte owned by whoever owns the
  * connection (the Svc's slot, the Clt), shared by reference with the
- * message connection (mw_conn_t) and with every stream decorator under it
+ * message connection (mw__conn_t) and with every stream decorator under it
  * that keeps state both directions touch (TLS: one SSL object; WebSocket:
  * the tx buffer, where reads queue pongs and close replies). A send takes
  * it once and then encodes, frames and writes through the whole stack with
  * no further lock; the decorators' tx operations (writev, writemsgs) assume
  * it held; their rx-side operations (read, handshake, pending, close) take
- * it themselves, since readers never hold it (see mw_stream_share_lock).
+ * it themselves, since readers never hold it (see mw__stream_share_lock).
  *
  * A test-and-set lock: held for an encode and a write (or one TLS read), so
  * a waiter spins briefly, then yields (the holder may have been preempted).

@@ -13,8 +13,9 @@
 #ifndef MW_ERR_H
 #define MW_ERR_H
 
-#include <stdarg.h>
 #include <stddef.h>
+
+#include "mw_api.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -55,16 +56,10 @@ enum {
  * "success" for 0 and for positive values (success counts), "unknown error"
  * for negative values that are not MW_E* codes. Never NULL, never allocates,
  * any thread. */
-const char *mw_strerror(int code);
+MW_API const char *mw_strerror(int code);
 
 /* mw_errname returns the symbol name of a code ("MW_EAGAIN"), static. */
-const char *mw_errname(int code);
-
-/* mw_err_from_errno maps an errno value to the closest MW_E* code:
- * EAGAIN/EWOULDBLOCK/EINPROGRESS -> MW_EAGAIN, ECONNREFUSED -> MW_ECONNREFUSED,
- * EPIPE/ECONNRESET/ECONNABORTED/ENOTCONN -> MW_ECLOSED, ETIMEDOUT -> MW_ETIMEDOUT,
- * ENOMEM/ENOBUFS -> MW_ENOMEM, EINVAL -> MW_EINVAL, anything else -> MW_ESYS. */
-int mw_err_from_errno(int errnum);
+MW_API const char *mw_errname(int code);
 
 #define MW_ERR_TEXT_MAX 256
 
@@ -74,28 +69,13 @@ typedef struct mw_err {
     char text[MW_ERR_TEXT_MAX]; /* "connect 127.0.0.1:7001: Connection refused" */
 } mw_err_t;
 
-/* mw_err_set formats text into err (if err is not NULL) and returns code, so
- * a failing path can end with `return mw_err_set(&s->err, MW_EPROTO, ...)`.
- * Text longer than MW_ERR_TEXT_MAX - 1 is truncated. Does not allocate. */
-int mw_err_set(mw_err_t *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-int mw_err_vset(mw_err_t *err, int code, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
-
-/* mw_err_set_errno: like mw_err_set, appending ": <strerror(errnum)>" and
- * using mw_err_from_errno(errnum) as the code. Returns that code. */
-int mw_err_set_errno(mw_err_t *err, int errnum, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* mw_err_copy copies code and text from src to dst (either may be NULL). */
-void mw_err_copy(mw_err_t *dst, const mw_err_t *src);
-
 static inline void mw_err_clear(mw_err_t *err) {
     if (err) { err->code = 0; err->text[0] = '\0'; }
 }
 
 /* mw_err_text returns the text, or mw_strerror(code) when no text was set,
  * or "" when there is no error. Never NULL. */
-const char *mw_err_text(const mw_err_t *err);
+MW_API const char *mw_err_text(const mw_err_t *err);
 
 /* ---- Log hook ------------------------------------------------------------
  * Library code never prints. Diagnostics (connection closed because of bad
@@ -104,11 +84,7 @@ const char *mw_err_text(const mw_err_t *err);
  * be thread-safe. Set it before starting threads. */
 enum { MW_LOG_ERROR = 0, MW_LOG_WARN = 1, MW_LOG_INFO = 2, MW_LOG_DEBUG = 3 };
 typedef void (*mw_log_fn)(void *ud, int level, const char *msg);
-void mw_log_set(mw_log_fn fn, void *ud, int max_level);
-
-/* Internal: format and deliver only if a hook is set and level allows. */
-int mw__log_enabled(int level);
-void mw__logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+MW_API void mw_log_set(mw_log_fn fn, void *ud, int max_level);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,5 @@
-/* mw_frame.h - sans-I/O frame codecs: where one message ends in a byte stream.
+/* mw_frame.h - the framings: where one message ends in a byte stream
+ * (mw_conn_opts.frame). The sans-I/O codecs are in frame_impl.h.
  *
  * Kinds:
  *   MW_FRAME_U16BE  2-byte big-endian payload length, then the payload.
@@ -7,17 +8,10 @@
  *   MW_FRAME_FIXED  every payload is exactly fixed_len bytes, nothing around it.
  *   MW_FRAME_NONE   the transport already delimits messages (WebSocket): the
  *                   whole input is one payload.
- *
- * The codecs never touch a file descriptor and never allocate. A length read
- * from the wire is checked against max_len before the caller reserves anything,
- * so a hostile 4 GiB prefix costs nothing but an MW_ETOOBIG.
- */
+ * */
 #ifndef MW_FRAME_H
 #define MW_FRAME_H
 
-#include <stddef.h>
-#include <stdint.h>
-#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -30,61 +24,6 @@ typedef enum mw_frame_kind {
     MW_FRAME_LINE,
     MW_FRAME_FIXED
 } mw_frame_kind_t;
-
-typedef struct mw_framer {
-    mw_frame_kind_t kind;
-    uint32_t max_len;   /* largest payload accepted or produced */
-    uint32_t fixed_len; /* MW_FRAME_FIXED only */
-} mw_framer_t;
-
-/* mw_framer_init checks and stores a configuration. max_len 0 means the
- * kind's natural maximum (65535 for U16BE, 16 MiB otherwise). Returns 0 or
- * MW_EINVAL (U16BE with max_len > 65535, FIXED with fixed_len 0 or
- * fixed_len > max_len, unknown kind). */
-int mw_framer_init(mw_framer_t *f, mw_frame_kind_t kind, uint32_t max_len, uint32_t fixed_len);
-
-/* Name <-> kind: "none", "u16", "u32", "line", "fixed". Parse returns the kind
- * or MW_EINVAL. */
-int mw_frame_kind_parse(const char *name);
-const char *mw_frame_kind_name(mw_frame_kind_t kind);
-
-/* mw_frame_decode finds the first frame in in[0..len).
- * On success returns the bytes the frame occupies (header + payload + trailer,
- * > 0) and sets *payload / *plen to the payload inside `in` (borrowed).
- * Returns MW_EAGAIN if the input holds no complete frame yet, MW_ETOOBIG if the
- * declared length (or, for LINE, the bytes seen without a newline) exceeds
- * max_len: the stream is then unusable and should be closed.
- * Never reads outside in[0..len). For NONE, len == 0 gives MW_EAGAIN. */
-ssize_t mw_frame_decode(const mw_framer_t *f, const uint8_t *in, size_t len,
-                        const uint8_t **payload, size_t *plen);
-
-/* mw_frame_decode for a caller that retries as more bytes arrive: *scanned
- * (start at 0) remembers how far a LINE search got, so each retry only looks
- * at the new bytes. Set it back to 0 after consuming a frame (a successful
- * decode does so itself). Other kinds ignore it. */
-ssize_t mw_frame_decode_resume(const mw_framer_t *f, const uint8_t *in, size_t len, size_t *scanned,
-                               const uint8_t **payload, size_t *plen);
-
-/* Bytes before and after the payload on the wire. */
-static inline size_t mw_frame_prefix_len(const mw_framer_t *f) {
-    return f->kind == MW_FRAME_U16BE ? 2u : f->kind == MW_FRAME_U32BE ? 4u : 0u;
-}
-static inline size_t mw_frame_suffix_len(const mw_framer_t *f) {
-    return f->kind == MW_FRAME_LINE ? 1u : 0u;
-}
-
-/* Zero-copy send: reserve prefix + payload + suffix, encode the payload at
- * out + prefix_len, then call mw_frame_seal with the payload length: it writes
- * the prefix and suffix. Returns prefix + plen + suffix, or MW_ETOOBIG
- * (plen > max_len) or MW_EINVAL (FIXED and plen != fixed_len; LINE and the
- * payload holds '\n'). */
-ssize_t mw_frame_seal(const mw_framer_t *f, uint8_t *out, size_t plen);
-
-/* mw_frame_encode copies payload into out with its framing. Returns the total
- * bytes written, MW_ETOOBIG if it does not fit in cap or plen > max_len, or
- * MW_EINVAL as for mw_frame_seal. */
-ssize_t mw_frame_encode(const mw_framer_t *f, const void *payload, size_t plen,
-                        uint8_t *out, size_t cap);
 
 #ifdef __cplusplus
 }

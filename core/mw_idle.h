@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "mw_api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -34,14 +36,14 @@ typedef struct mw_idle {
     uint64_t parks;
 } mw_idle_t;
 
-void mw_idle_init_busy(mw_idle_t *i);
-void mw_idle_init_yield(mw_idle_t *i);
-void mw_idle_init_sleep(mw_idle_t *i, uint64_t sleep_ns);
-void mw_idle_init_backoff(mw_idle_t *i, uint32_t max_spins, uint32_t max_yields,
+MW_API void mw_idle_init_busy(mw_idle_t *i);
+MW_API void mw_idle_init_yield(mw_idle_t *i);
+MW_API void mw_idle_init_sleep(mw_idle_t *i, uint64_t sleep_ns);
+MW_API void mw_idle_init_backoff(mw_idle_t *i, uint32_t max_spins, uint32_t max_yields,
                           uint64_t min_park_ns, uint64_t max_park_ns);
 /* Parses "busy", "yield", "sleep:<us>", "backoff" (defaults 100 spins,
  * 10 yields, 1 us .. 1 ms). Returns 0 or MW_EINVAL. */
-int mw_idle_parse(mw_idle_t *i, const char *spec);
+MW_API int mw_idle_parse(mw_idle_t *i, const char *spec);
 
 /* One CPU relax hint (x86 pause, arm yield). */
 static inline void mw_cpu_relax(void) {
@@ -52,7 +54,7 @@ static inline void mw_cpu_relax(void) {
 #endif
 }
 
-void mw__idle_slow(mw_idle_t *i);
+MW_API void mw__idle_slow(mw_idle_t *i);
 
 /* mw_idle: see the top of this file. The busy case stays inline. */
 static inline void mw_idle(mw_idle_t *i, int work) {

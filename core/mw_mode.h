@@ -13,6 +13,8 @@
 #ifndef MW_MODE_H
 #define MW_MODE_H
 
+#include "mw_api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -20,9 +22,9 @@ extern "C" {
 typedef enum mw_mode { MW_MODE_SPIN = 0, MW_MODE_BLOCKING, MW_MODE_EVENT } mw_mode_t;
 
 /* "spin", "blocking", "event" -> mode, or MW_EINVAL. */
-int mw_mode_parse(const char *name);
+MW_API int mw_mode_parse(const char *name);
 /* The mode's name, "?" for a value that is not a mode. Static. */
-const char *mw_mode_name(mw_mode_t m);
+MW_API const char *mw_mode_name(mw_mode_t m);
 
 #ifdef __cplusplus
 }

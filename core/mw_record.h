@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mw_api.h"
 #include "mw_err.h"
 #include "mw_stream.h"
 
@@ -38,39 +39,33 @@ extern "C" {
 
 #define MW_RECORD_MAX_CHUNK (16u * 1024 * 1024)
 
-/* Wraps inner (ownership passes, also on failure); creates/truncates path.
- * label: free text stored in the header (may be NULL). */
-int mw_record_wrap(mw_stream_t **out, mw_stream_t *inner, const char *path, const char *label,
-                   mw_err_t *err);
-
 /* Opens a recording as a stream: each read returns the next recorded chunk
  * (split if the caller's buffer is smaller, never merged, so read boundaries
  * are reproduced), then MW_ECLOSED at the end. Writes are accepted and
  * discarded (counted). fd() is -1: poll it with the direct selector or call it
  * directly. The header is validated here (MW_EPROTO on corruption). */
-int mw_replay_open(mw_stream_t **out, const char *path, mw_err_t *err);
+MW_API int mw_replay_open(mw_stream_t **out, const char *path, mw_err_t *err);
 
 /* mw_replay_open for a recording already open as fd, a regular file read
  * from its start (the offset is reset). The stream owns fd from this call on:
  * it is closed when the stream is freed, and at once on failure. Error text
  * names the recording "fd N". MW_EINVAL for fd < 0 or a file that is not
  * regular, MW_EPROTO on corruption, MW_ESYS, MW_ENOMEM. */
-int mw_replay_open_fd(mw_stream_t **out, int fd, mw_err_t *err);
+MW_API int mw_replay_open_fd(mw_stream_t **out, int fd, mw_err_t *err);
 
 /* mw_replay_open for a recording held in memory: data[0..len) is read in
  * place, not copied, so it must stay valid and unchanged until the stream is
  * freed. Error text names the recording "in memory". MW_EPROTO on
  * corruption, MW_ESYS, MW_ENOMEM. Allocates the stream. */
-int mw_replay_open_mem(mw_stream_t **out, const void *data, size_t len, mw_err_t *err);
+MW_API int mw_replay_open_mem(mw_stream_t **out, const void *data, size_t len, mw_err_t *err);
 
 /* Monotonic timestamp of the chunk the last read returned (replay and record
- * streams), also answered by mw_stream_rx_time (which decorators above
- * forward). */
-uint64_t mw_replay_last_ts(const mw_stream_t *s);
+ * streams; a Clt over a replay reports it as mw_clt_rx_time_ns). */
+MW_API uint64_t mw_replay_last_ts(const mw_stream_t *s);
 /* Wall-clock start and label from the header. */
-uint64_t mw_replay_start_wall_ns(const mw_stream_t *s);
-const char *mw_replay_label(const mw_stream_t *s);
-uint64_t mw_replay_bytes_discarded(const mw_stream_t *s);
+MW_API uint64_t mw_replay_start_wall_ns(const mw_stream_t *s);
+MW_API const char *mw_replay_label(const mw_stream_t *s);
+MW_API uint64_t mw_replay_bytes_discarded(const mw_stream_t *s);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
  * is freed last.
  */
 #include "mw_stream.h"
+#include "stream_impl.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -132,7 +133,7 @@ static void pair_free(mw_stream_t *s) {
     free(e);
 }
 
-static const mw_stream_ops_t pair_ops = {
+static const mw__stream_ops_t pair_ops = {
     .name = "pair",
     .read = pair_read,
     .writev = pair_writev,
@@ -142,7 +143,7 @@ static const mw_stream_ops_t pair_ops = {
     .free = pair_free,
 };
 
-int mw_pair_new(mw_stream_t **a, mw_stream_t **b, size_t cap, size_t max_chunk) {
+int mw__pair_new(mw_stream_t **a, mw_stream_t **b, size_t cap, size_t max_chunk) {
     if (!a || !b || cap == 0) return MW_EINVAL;
     shared_t *sh = calloc(1, sizeof *sh);
     pend_t *ea = calloc(1, sizeof *ea), *eb = calloc(1, sizeof *eb);

@@ -18,6 +18,9 @@
 #include <unistd.h>
 
 #include "mw_clock.h"
+#include "err_impl.h"
+#include "record_impl.h"
+#include "stream_impl.h"
 
 #define MAGIC_LEN 8
 #define HDR_FIXED 18 /* magic, wall ns, label length */
@@ -51,7 +54,7 @@ typedef struct replay {
     int end;       /* sticky: 0, MW_ECLOSED or MW_EPROTO */
 } replay_t;
 
-static const mw_stream_ops_t rec_ops, replay_ops;
+static const mw__stream_ops_t rec_ops, replay_ops;
 
 static void put_le(uint8_t *p, uint64_t v, int n) {
     for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
@@ -100,28 +103,28 @@ static void rec_append(rec_t *r, const void *p, size_t n, uint64_t ts) {
 static ssize_t rec_read(mw_stream_t *s, void *dst, size_t cap) {
     rec_t *r = (rec_t *)s;
     if (cap > MW_RECORD_MAX_CHUNK) cap = MW_RECORD_MAX_CHUNK; /* one read, one record */
-    ssize_t n = mw_stream_read(s->inner, dst, cap);
+    ssize_t n = mw__stream_read(s->inner, dst, cap);
     if (n > 0) {
         r->t.last_ts = mw_now_ns();
         if (r->t.f && !r->failed) rec_append(r, dst, (size_t)n, r->t.last_ts);
     } else if (n != MW_EAGAIN) {
-        mw_err_copy(&s->err, &s->inner->err);
+        mw__err_copy(&s->err, &s->inner->err);
     }
     return n;
 }
 
 static ssize_t rec_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt) {
-    ssize_t n = mw_stream_writev(s->inner, iov, iovcnt);
-    if (n < 0 && n != MW_EAGAIN) mw_err_copy(&s->err, &s->inner->err);
+    ssize_t n = mw__stream_writev(s->inner, iov, iovcnt);
+    if (n < 0 && n != MW_EAGAIN) mw__err_copy(&s->err, &s->inner->err);
     return n;
 }
 
-static int rec_want(const mw_stream_t *s) { return mw_stream_want(s->inner); }
-static int rec_fd(const mw_stream_t *s) { return mw_stream_fd(s->inner); }
+static int rec_want(const mw_stream_t *s) { return mw__stream_want(s->inner); }
+static int rec_fd(const mw_stream_t *s) { return mw__stream_fd(s->inner); }
 
 static void rec_close(mw_stream_t *s) {
     rec_t *r = (rec_t *)s;
-    mw_stream_close(s->inner);
+    mw__stream_close(s->inner);
     if (!r->t.f) return;
     if (fclose(r->t.f) != 0 && !r->failed) rec_stop(r, "close");
     r->t.f = NULL;
@@ -135,14 +138,14 @@ static void rec_free(mw_stream_t *s) {
 }
 
 static int rec_handshake(mw_stream_t *s) {
-    int r = mw_stream_handshake(s->inner);
-    if (r < 0 && r != MW_EAGAIN) mw_err_copy(&s->err, &s->inner->err);
+    int r = mw__stream_handshake(s->inner);
+    if (r < 0 && r != MW_EAGAIN) mw__err_copy(&s->err, &s->inner->err);
     return r;
 }
 
-static size_t rec_pending(const mw_stream_t *s) { return mw_stream_pending(s->inner); }
+static size_t rec_pending(const mw_stream_t *s) { return mw__stream_pending(s->inner); }
 
-static const mw_stream_ops_t rec_ops = {
+static const mw__stream_ops_t rec_ops = {
     .name = "record",
     .read = rec_read,
     .writev = rec_writev,
@@ -162,18 +165,18 @@ static int write_header(rec_t *r, mw_err_t *err) {
     put_le(h + 8, r->t.start_wall, 8);
     put_le(h + 16, n, 2);
     if (fwrite(h, 1, sizeof h, r->t.f) != sizeof h || fwrite(r->t.label, 1, n, r->t.f) != n)
-        return mw_err_set_errno(err, errno, "recording %s: write", r->t.path);
+        return mw__err_set_errno(err, errno, "recording %s: write", r->t.path);
     return 0;
 }
 
-int mw_record_wrap(mw_stream_t **out, mw_stream_t *inner, const char *path, const char *label,
+int mw__record_wrap(mw_stream_t **out, mw_stream_t *inner, const char *path, const char *label,
                    mw_err_t *err) {
     assert(out && inner && path);
     *out = NULL;
     if (!label) label = "";
     if (strlen(label) > LABEL_MAX) {
         mw_stream_free(inner);
-        return mw_err_set(err, MW_EINVAL, "recording %s: label over %u bytes", path, LABEL_MAX);
+        return mw__err_set(err, MW_EINVAL, "recording %s: label over %u bytes", path, LABEL_MAX);
     }
     rec_t *r = calloc(1, sizeof *r);
     if (r) {
@@ -184,14 +187,14 @@ int mw_record_wrap(mw_stream_t **out, mw_stream_t *inner, const char *path, cons
         if (r) tap_fini(&r->t);
         free(r);
         mw_stream_free(inner);
-        return mw_err_set(err, MW_ENOMEM, "recording %s: out of memory", path);
+        return mw__err_set(err, MW_ENOMEM, "recording %s: out of memory", path);
     }
     r->t.base.ops = &rec_ops;
     r->t.base.inner = inner;
     r->t.start_wall = mw_wall_ns();
     r->t.f = fopen(path, "wbe");
     int rc = r->t.f ? write_header(r, err)
-                    : mw_err_set_errno(err, errno, "recording %s: open", path);
+                    : mw__err_set_errno(err, errno, "recording %s: open", path);
     if (rc < 0) {
         rec_free(&r->t.base);
         return rc;
@@ -203,7 +206,7 @@ int mw_record_wrap(mw_stream_t **out, mw_stream_t *inner, const char *path, cons
 /* ---- replay ----------------------------------------------------------------- */
 
 static int corrupt(mw_err_t *err, const char *path, const char *what, uint64_t off) {
-    return mw_err_set(err, MW_EPROTO, "recording %s: %s at offset %llu", path, what,
+    return mw__err_set(err, MW_EPROTO, "recording %s: %s at offset %llu", path, what,
                       (unsigned long long)off);
 }
 
@@ -230,7 +233,7 @@ static int read_header(replay_t *p, mw_err_t *err) {
     p->t.start_wall = get_le(h + 8, 8);
     size_t n = (size_t)get_le(h + 16, 2);
     p->t.label = malloc(n + 1);
-    if (!p->t.label) return mw_err_set(err, MW_ENOMEM, "recording %s: out of memory", path);
+    if (!p->t.label) return mw__err_set(err, MW_ENOMEM, "recording %s: out of memory", path);
     p->t.label[n] = '\0';
     if (take(p, p->t.label, n, "truncated label", HDR_FIXED, err) < 0) return MW_EPROTO;
     if (memchr(p->t.label, '\0', n)) return corrupt(err, path, "NUL in label", HDR_FIXED);
@@ -275,7 +278,7 @@ static ssize_t replay_read(mw_stream_t *s, void *dst, size_t cap) {
 
 static ssize_t replay_writev(mw_stream_t *s, const struct iovec *iov, int iovcnt) {
     replay_t *p = (replay_t *)s;
-    if (!p->t.f) return mw_err_set(&s->err, MW_ECLOSED, "recording %s: closed", p->t.path);
+    if (!p->t.f) return mw__err_set(&s->err, MW_ECLOSED, "recording %s: closed", p->t.path);
     size_t n = 0;
     for (int i = 0; i < iovcnt; i++) n += iov[i].iov_len;
     p->t.discarded += n;
@@ -305,7 +308,7 @@ static void replay_free(mw_stream_t *s) {
     free(s);
 }
 
-static const mw_stream_ops_t replay_ops = {
+static const mw__stream_ops_t replay_ops = {
     .name = "replay",
     .read = replay_read,
     .writev = replay_writev,
@@ -322,18 +325,18 @@ static int replay_stat(replay_t *p, mw_err_t *err) {
     const char *path = p->t.path;
     struct stat st;
     if (fstat(fileno(p->t.f), &st) != 0)
-        return mw_err_set_errno(err, errno, "recording %s: stat", path);
+        return mw__err_set_errno(err, errno, "recording %s: stat", path);
     if (!S_ISREG(st.st_mode))
-        return mw_err_set(err, MW_EINVAL, "recording %s: not a regular file", path);
+        return mw__err_set(err, MW_EINVAL, "recording %s: not a regular file", path);
     p->size = (uint64_t)st.st_size;
     if (fseeko(p->t.f, 0, SEEK_SET) != 0) /* a descriptor handed in may be anywhere */
-        return mw_err_set_errno(err, errno, "recording %s: seek", path);
+        return mw__err_set_errno(err, errno, "recording %s: seek", path);
     return read_header(p, err);
 }
 
 static int replay_file(replay_t *p, const char *path, mw_err_t *err) {
     p->t.f = fopen(path, "rbe");
-    if (!p->t.f) return mw_err_set_errno(err, errno, "recording %s: open", path);
+    if (!p->t.f) return mw__err_set_errno(err, errno, "recording %s: open", path);
     return replay_stat(p, err);
 }
 
@@ -343,7 +346,7 @@ static replay_t *replay_new(const char *name, mw_err_t *err) {
     if (p) p->t.path = strdup(name);
     if (!p || !p->t.path) {
         free(p);
-        mw_err_set(err, MW_ENOMEM, "recording %s: out of memory", name);
+        mw__err_set(err, MW_ENOMEM, "recording %s: out of memory", name);
         return NULL;
     }
     p->t.base.ops = &replay_ops;
@@ -380,9 +383,9 @@ int mw_replay_open_fd(mw_stream_t **out, int fd, mw_err_t *err) {
     }
     int rc;
     if (fd < 0) {
-        rc = mw_err_set(err, MW_EINVAL, "recording %s: bad descriptor", name);
+        rc = mw__err_set(err, MW_EINVAL, "recording %s: bad descriptor", name);
     } else if (!(p->t.f = fdopen(fd, "rb"))) {
-        rc = mw_err_set_errno(err, errno, "recording %s: open", name);
+        rc = mw__err_set_errno(err, errno, "recording %s: open", name);
         close(fd);
     } else {
         rc = replay_stat(p, err);
@@ -398,7 +401,7 @@ int mw_replay_open_mem(mw_stream_t **out, const void *data, size_t len, mw_err_t
     if (!p) return MW_ENOMEM;
     /* "r" mode never writes through the pointer; fmemopen just is not const. */
     p->t.f = fmemopen(len ? (void *)(uintptr_t)data : empty, len, "r");
-    int rc = p->t.f ? 0 : mw_err_set_errno(err, errno, "recording in memory: open");
+    int rc = p->t.f ? 0 : mw__err_set_errno(err, errno, "recording in memory: open");
     if (rc == 0) {
         p->size = len;
         rc = read_header(p, err);

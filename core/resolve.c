@@ -18,8 +18,9 @@
  * request whose resolver was shut down is "orphaned" (r == NULL): its late
  * answer or post only frees it.
  */
-#include "mw_resolve.h"
 #include "resolve_impl.h"
+#include "resolve_impl.h"
+#include "err_impl.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -33,25 +34,25 @@
 
 typedef struct resolver resolver_t;
 
-struct mw_resolve_req {
-    mw_resolve_req_t *next, *prev; /* in r->reqs */
+struct mw__resolve_req {
+    mw__resolve_req_t *next, *prev; /* in r->reqs */
     resolver_t *r;                 /* NULL once orphaned by shutdown */
     mw__dns_query_t dq;            /* dq.owed: the back end's answer is still to come */
-    mw_resolve_fn fn;
+    mw__resolve_fn fn;
     void *ud;
-    bool starting;   /* inside mw__dns_query: mw_resolve_start posts */
+    bool starting;   /* inside mw__dns_query: mw__resolve_start posts */
     bool posted;     /* the delivery is posted */
     bool cancelled;  /* no user callback any more */
     bool delivering; /* the user callback runs now */
     char host[128];  /* for the result text only */
-    mw_resolve_result_t res;
+    mw__resolve_result_t res;
 };
 
 struct resolver {
     resolver_t *next; /* registry */
     mw_io_t *io;
     mw__dns_t *dns;         /* created at the first name query */
-    mw_resolve_req_t *reqs; /* live requests */
+    mw__resolve_req_t *reqs; /* live requests */
 };
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -84,7 +85,7 @@ static resolver_t *resolver_get(mw_io_t *io) {
 
 /* ---- requests --------------------------------------------------------------- */
 
-static void req_link(resolver_t *r, mw_resolve_req_t *q) {
+static void req_link(resolver_t *r, mw__resolve_req_t *q) {
     q->r = r;
     q->prev = NULL;
     q->next = r->reqs;
@@ -92,7 +93,7 @@ static void req_link(resolver_t *r, mw_resolve_req_t *q) {
     r->reqs = q;
 }
 
-static void req_unlink(mw_resolve_req_t *q) {
+static void req_unlink(mw__resolve_req_t *q) {
     resolver_t *r = q->r;
     if (!r) return;
     if (q->prev) q->prev->next = q->next;
@@ -102,12 +103,12 @@ static void req_unlink(mw_resolve_req_t *q) {
     q->r = NULL;
 }
 
-static void req_free(mw_resolve_req_t *q) {
+static void req_free(mw__resolve_req_t *q) {
     req_unlink(q);
     free(q);
 }
 
-static void set_text(mw_resolve_req_t *q, int code, const char *port, const char *what) {
+static void set_text(mw__resolve_req_t *q, int code, const char *port, const char *what) {
     q->res.code = code;
     /* Bounded so that the longest text still fits (160 bytes). */
     if (port)
@@ -118,7 +119,7 @@ static void set_text(mw_resolve_req_t *q, int code, const char *port, const char
 
 /* Posted: hands the result to the user, then frees the request. */
 static void deliver(void *ud) {
-    mw_resolve_req_t *q = ud;
+    mw__resolve_req_t *q = ud;
     q->posted = false;
     assert(!q->dq.owed); /* posted only once the back end is done with it */
     if (q->cancelled) {
@@ -131,7 +132,7 @@ static void deliver(void *ud) {
     free(q);
 }
 
-static int post_delivery(mw_io_t *io, mw_resolve_req_t *q) {
+static int post_delivery(mw_io_t *io, mw__resolve_req_t *q) {
     q->posted = true;
     int rc = mw_io_post(io, deliver, q);
     if (rc < 0) q->posted = false;
@@ -141,14 +142,14 @@ static int post_delivery(mw_io_t *io, mw_resolve_req_t *q) {
 /* ---- the back end's answers ---------------------------------------------------- */
 
 static void on_answer(mw__dns_query_t *dq, int code, const char *what) {
-    mw_resolve_req_t *q = (mw_resolve_req_t *)(void *)((char *)dq - offsetof(mw_resolve_req_t, dq));
+    mw__resolve_req_t *q = (mw__resolve_req_t *)(void *)((char *)dq - offsetof(mw__resolve_req_t, dq));
     if (q->cancelled) {
         if (!q->posted) req_free(q);
         return;
     }
     q->res.code = code;
     if (code) set_text(q, code, NULL, what);
-    if (q->starting) return; /* mw_resolve_start posts it */
+    if (q->starting) return; /* mw__resolve_start posts it */
     /* Not cancelled, so not orphaned. Without memory for the post, calling
      * back from here is the only way left to keep "exactly once". */
     if (post_delivery(q->r->io, q) < 0) deliver(q);
@@ -176,7 +177,7 @@ static bool parse_port(const char *port, uint16_t *out) {
 }
 
 /* Fills q->res when host is a numeric address; false when it is a name. */
-static bool numeric(mw_resolve_req_t *q, const char *host, const char *port) {
+static bool numeric(mw__resolve_req_t *q, const char *host, const char *port) {
     struct sockaddr_in sin;
     struct sockaddr_in6 sin6;
     memset(&sin, 0, sizeof sin);
@@ -205,7 +206,7 @@ static bool numeric(mw_resolve_req_t *q, const char *host, const char *port) {
 
 /* ---- API ----------------------------------------------------------------------- */
 
-static int start_query(resolver_t *r, mw_resolve_req_t *q, const char *host, const char *port,
+static int start_query(resolver_t *r, mw__resolve_req_t *q, const char *host, const char *port,
                        mw_err_t *err) {
     if (!r->dns) {
         int rc = mw__dns_open(&r->dns, r->io, on_answer, err);
@@ -214,25 +215,25 @@ static int start_query(resolver_t *r, mw_resolve_req_t *q, const char *host, con
     q->starting = true;
     int rc = mw__dns_query(r->dns, &q->dq, host, port, &q->res);
     q->starting = false;
-    if (rc < 0) return mw_err_set(err, rc, "resolve %s: out of memory", q->host);
+    if (rc < 0) return mw__err_set(err, rc, "resolve %s: out of memory", q->host);
     if (!q->dq.owed) return post_delivery(r->io, q); /* answered at once */
     return 0;
 }
 
-int mw_resolve_start(mw_io_t *io, const char *host, const char *port, mw_resolve_fn fn, void *ud,
-                     mw_resolve_req_t **req, mw_err_t *err) {
+int mw__resolve_start(mw_io_t *io, const char *host, const char *port, mw__resolve_fn fn, void *ud,
+                     mw__resolve_req_t **req, mw_err_t *err) {
     assert(io && host && fn);
     if (req) *req = NULL;
     resolver_t *r = resolver_get(io);
-    mw_resolve_req_t *q = r ? calloc(1, sizeof *q) : NULL;
-    if (!q) return mw_err_set(err, MW_ENOMEM, "resolve %.100s: out of memory", host);
+    mw__resolve_req_t *q = r ? calloc(1, sizeof *q) : NULL;
+    if (!q) return mw__err_set(err, MW_ENOMEM, "resolve %.100s: out of memory", host);
     q->fn = fn;
     q->ud = ud;
     snprintf(q->host, sizeof q->host, "%s", host);
     req_link(r, q);
     int rc = numeric(q, host, port) ? post_delivery(io, q) : start_query(r, q, host, port, err);
     if (rc < 0) { /* nothing was handed to the back end or posted */
-        if (rc == MW_ENOMEM) mw_err_set(err, rc, "resolve %s: out of memory", q->host);
+        if (rc == MW_ENOMEM) mw__err_set(err, rc, "resolve %s: out of memory", q->host);
         req_free(q);
         return rc;
     }
@@ -240,7 +241,7 @@ int mw_resolve_start(mw_io_t *io, const char *host, const char *port, mw_resolve
     return 0;
 }
 
-void mw_resolve_cancel(mw_resolve_req_t *req) {
+void mw__resolve_cancel(mw__resolve_req_t *req) {
     if (!req || req->cancelled || req->delivering) return;
     req->cancelled = true;
     /* The request may be freed inside this call; do not touch it after. */
@@ -253,9 +254,9 @@ void mw_resolve_cancel(mw_resolve_req_t *req) {
 void mw_resolve_shutdown(mw_io_t *io) {
     resolver_t *r = reg_find(io, true);
     if (!r) return;
-    mw_resolve_req_t *q = r->reqs;
+    mw__resolve_req_t *q = r->reqs;
     while (q) {
-        mw_resolve_req_t *next = q->next; /* a cancel may free q */
+        mw__resolve_req_t *next = q->next; /* a cancel may free q */
         if (!q->cancelled) {
             q->cancelled = true;
             mw__dns_cancel(&q->dq);

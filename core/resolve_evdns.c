@@ -24,6 +24,9 @@
 #include <event2/util.h>
 
 #include "mw_clock.h"
+#include "err_impl.h"
+#include "io_impl.h"
+#include "selector_impl.h"
 
 /* evdns's own timeout: seconds per try and tries per query. */
 #define DNS_TIMEOUT_S 2
@@ -68,16 +71,16 @@ static void dns_free(mw__dns_t *d) {
 int mw__dns_open(mw__dns_t **out, mw_io_t *io, mw__dns_answer_fn fn, mw_err_t *err) {
     pthread_once(&log_once, log_init);
     mw__dns_t *d = calloc(1, sizeof *d);
-    if (!d) return mw_err_set(err, MW_ENOMEM, "resolve: out of memory");
+    if (!d) return mw__err_set(err, MW_ENOMEM, "resolve: out of memory");
     d->io = io;
     d->fn = fn;
     mw_io_timer_init(&d->pump, pump_fn, d);
-    d->base = mw_selector_event_base(mw_io_selector(io));
+    d->base = mw__selector_event_base(mw__io_selector(io));
     if (!d->base) {
         d->own_base = event_base_new();
         if (!d->own_base) {
             free(d);
-            return mw_err_set(err, MW_ESYS, "resolve: event_base_new failed");
+            return mw__err_set(err, MW_ESYS, "resolve: event_base_new failed");
         }
         d->base = d->own_base;
     }
@@ -88,7 +91,7 @@ int mw__dns_open(mw__dns_t **out, mw_io_t *io, mw__dns_answer_fn fn, mw_err_t *e
     }
     if (!d->evdns) {
         dns_free(d);
-        return mw_err_set(err, MW_ESYS, "resolve: evdns_base_new failed");
+        return mw__err_set(err, MW_ESYS, "resolve: evdns_base_new failed");
     }
     char tmo[16];
     snprintf(tmo, sizeof tmo, "%d", DNS_TIMEOUT_S);
@@ -98,7 +101,7 @@ int mw__dns_open(mw__dns_t **out, mw_io_t *io, mw__dns_answer_fn fn, mw_err_t *e
     return 0;
 }
 
-static int fill_addrs(mw_resolve_result_t *res, const struct evutil_addrinfo *ai) {
+static int fill_addrs(mw__resolve_result_t *res, const struct evutil_addrinfo *ai) {
     res->naddrs = 0;
     for (; ai && res->naddrs < MW_RESOLVE_MAX_ADDRS; ai = ai->ai_next) {
         if (!ai->ai_addr || ai->ai_addrlen > sizeof res->addrs[0]) continue;
@@ -158,7 +161,7 @@ static void gai_cb(int result, struct evutil_addrinfo *ai, void *arg) {
 }
 
 int mw__dns_query(mw__dns_t *d, mw__dns_query_t *q, const char *host, const char *port,
-                  mw_resolve_result_t *res) {
+                  mw__resolve_result_t *res) {
     /* Armed first: once evdns holds the query, only the pump can finish it. */
     if (d->own_base && !mw_io_timer_armed(&d->pump) &&
         mw_io_timer_after(d->io, &d->pump, MW_RESOLVE_PUMP_NS) < 0)

@@ -17,7 +17,8 @@
  * being removed. New sources go to the head, so a pass never visits a source
  * added during that pass.
  */
-#include "mw_selector.h"
+#include "selector_impl.h"
+#include "err_impl.h"
 
 #include <stdlib.h>
 
@@ -26,10 +27,10 @@ typedef struct direct {
     mw_sel_src_t *cursor; /* next source the running wait() will visit */
 } direct_t;
 
-static int d_open(mw_selector_t *s, struct event_base *base) {
+static int d_open(mw__selector_t *s, struct event_base *base) {
     (void)base;
     direct_t *d = calloc(1, sizeof *d);
-    if (!d) return mw_err_set(&s->err, MW_ENOMEM, "direct selector: out of memory");
+    if (!d) return mw__err_set(&s->err, MW_ENOMEM, "direct selector: out of memory");
     s->impl = d;
     return 0;
 }
@@ -45,15 +46,15 @@ static void unlink_src(direct_t *d, mw_sel_src_t *src) {
 
 /* Registered sources are forgotten: their owners may still hold them, so
  * only the links are reset. */
-static void d_close(mw_selector_t *s) {
+static void d_close(mw__selector_t *s) {
     direct_t *d = s->impl;
     while (d->head) unlink_src(d, d->head);
     free(d);
 }
 
-static int d_add(mw_selector_t *s, mw_sel_src_t *src) {
+static int d_add(mw__selector_t *s, mw_sel_src_t *src) {
     direct_t *d = s->impl;
-    if (src->added) return mw_err_set(&s->err, MW_ESTATE, "direct add: already added");
+    if (src->added) return mw__err_set(&s->err, MW_ESTATE, "direct add: already added");
     src->prev = NULL;
     src->next = d->head;
     if (d->head) d->head->prev = src;
@@ -62,18 +63,18 @@ static int d_add(mw_selector_t *s, mw_sel_src_t *src) {
     return 0;
 }
 
-static int d_mod(mw_selector_t *s, mw_sel_src_t *src, int events) {
+static int d_mod(mw__selector_t *s, mw_sel_src_t *src, int events) {
     (void)s;
     src->events = events;
     return 0;
 }
 
-static int d_del(mw_selector_t *s, mw_sel_src_t *src) {
+static int d_del(mw__selector_t *s, mw_sel_src_t *src) {
     if (src->added) unlink_src(s->impl, src);
     return 0;
 }
 
-static int d_wait(mw_selector_t *s, int64_t timeout_ns) {
+static int d_wait(mw__selector_t *s, int64_t timeout_ns) {
     (void)timeout_ns;
     direct_t *d = s->impl;
     unsigned done = 0;
@@ -87,9 +88,9 @@ static int d_wait(mw_selector_t *s, int64_t timeout_ns) {
     return mw__sel_work(done);
 }
 
-static void d_wake(mw_selector_t *s) { (void)s; }
+static void d_wake(mw__selector_t *s) { (void)s; }
 
-const mw_selector_ops_t mw_selector_direct = {
+const mw__selector_ops_t mw__selector_direct = {
     .name = "direct",
     .open = d_open,
     .close = d_close,

@@ -17,8 +17,9 @@
  * earlier due comes; it is one-shot and edge-triggered, so firing needs no
  * read.
  */
-#include "mw_selector.h"
+#include "selector_impl.h"
 #include "mw_clock.h"
+#include "err_impl.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -67,17 +68,17 @@ static int from_epoll(uint32_t e) {
     return ev;
 }
 
-static int ep_open(mw_selector_t *s, struct event_base *base) {
+static int ep_open(mw__selector_t *s, struct event_base *base) {
     (void)base;
     ep_t *ep = calloc(1, sizeof *ep);
-    if (!ep) return mw_err_set(&s->err, MW_ENOMEM, "epoll selector: out of memory");
+    if (!ep) return mw__err_set(&s->err, MW_ENOMEM, "epoll selector: out of memory");
     ep->epfd = epoll_create1(EPOLL_CLOEXEC);
     ep->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     ep->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     ep->tfd_due = MW_FOREVER;
     int rc = 0;
     if (ep->epfd < 0 || ep->wakefd < 0 || ep->tfd < 0) {
-        rc = mw_err_set_errno(&s->err, errno, "epoll selector: create");
+        rc = mw__err_set_errno(&s->err, errno, "epoll selector: create");
     } else {
         /* data.ptr == ep marks the wake fd; no source can have that address. */
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = ep};
@@ -86,7 +87,7 @@ static int ep_open(mw_selector_t *s, struct event_base *base) {
         struct epoll_event tev = {.events = EPOLLIN | EPOLLET, .data.ptr = TFD_MARK(ep)};
         if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, ep->wakefd, &ev) < 0 ||
             epoll_ctl(ep->epfd, EPOLL_CTL_ADD, ep->tfd, &tev) < 0)
-            rc = mw_err_set_errno(&s->err, errno, "epoll selector: add wake fd");
+            rc = mw__err_set_errno(&s->err, errno, "epoll selector: add wake fd");
     }
     if (rc < 0) {
         if (ep->epfd >= 0) close(ep->epfd);
@@ -99,7 +100,7 @@ static int ep_open(mw_selector_t *s, struct event_base *base) {
     return 0;
 }
 
-static void ep_close(mw_selector_t *s) {
+static void ep_close(mw__selector_t *s) {
     ep_t *ep = s->impl;
     close(ep->epfd);
     close(ep->wakefd);
@@ -107,18 +108,18 @@ static void ep_close(mw_selector_t *s) {
     free(ep);
 }
 
-static int ep_add(mw_selector_t *s, mw_sel_src_t *src) {
+static int ep_add(mw__selector_t *s, mw_sel_src_t *src) {
     ep_t *ep = s->impl;
-    if (src->added) return mw_err_set(&s->err, MW_ESTATE, "epoll add fd %d: already added", src->fd);
-    if (src->fd < 0) return mw_err_set(&s->err, MW_EINVAL, "epoll add: no fd");
+    if (src->added) return mw__err_set(&s->err, MW_ESTATE, "epoll add fd %d: already added", src->fd);
+    if (src->fd < 0) return mw__err_set(&s->err, MW_EINVAL, "epoll add: no fd");
     struct epoll_event ev = {.events = to_epoll(src->events), .data.ptr = src};
     if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, src->fd, &ev) < 0)
-        return mw_err_set_errno(&s->err, errno, "epoll add fd %d", src->fd);
+        return mw__err_set_errno(&s->err, errno, "epoll add fd %d", src->fd);
     src->added = true;
     return 0;
 }
 
-static int ep_mod(mw_selector_t *s, mw_sel_src_t *src, int events) {
+static int ep_mod(mw__selector_t *s, mw_sel_src_t *src, int events) {
     ep_t *ep = s->impl;
     if (!src->added || src->events == events) {
         src->events = events;
@@ -126,12 +127,12 @@ static int ep_mod(mw_selector_t *s, mw_sel_src_t *src, int events) {
     }
     struct epoll_event ev = {.events = to_epoll(events), .data.ptr = src};
     if (epoll_ctl(ep->epfd, EPOLL_CTL_MOD, src->fd, &ev) < 0)
-        return mw_err_set_errno(&s->err, errno, "epoll mod fd %d", src->fd);
+        return mw__err_set_errno(&s->err, errno, "epoll mod fd %d", src->fd);
     src->events = events;
     return 0;
 }
 
-static int ep_del(mw_selector_t *s, mw_sel_src_t *src) {
+static int ep_del(mw__selector_t *s, mw_sel_src_t *src) {
     ep_t *ep = s->impl;
     if (!src->added) return 0;
     src->added = false;
@@ -141,7 +142,7 @@ static int ep_del(mw_selector_t *s, mw_sel_src_t *src) {
      * the registration; the source is gone either way. */
     struct epoll_event ev = {0};
     if (epoll_ctl(ep->epfd, EPOLL_CTL_DEL, src->fd, &ev) < 0 && errno != EBADF && errno != ENOENT)
-        return mw_err_set_errno(&s->err, errno, "epoll del fd %d", src->fd);
+        return mw__err_set_errno(&s->err, errno, "epoll del fd %d", src->fd);
     return 0;
 }
 
@@ -167,10 +168,10 @@ static void drain(int fd) {
 }
 
 /* Dispatches the n events epoll_wait returned (n < 0: its failure). */
-static int dispatch(mw_selector_t *s, ep_t *ep, int n) {
+static int dispatch(mw__selector_t *s, ep_t *ep, int n) {
     if (n < 0) {
         if (errno == EINTR) return 0;
-        return mw_err_set_errno(&s->err, errno, "epoll_wait");
+        return mw__err_set_errno(&s->err, errno, "epoll_wait");
     }
     unsigned done = 0;
     ep->n = n;
@@ -193,18 +194,18 @@ static int dispatch(mw_selector_t *s, ep_t *ep, int n) {
     return mw__sel_work(done);
 }
 
-static int ep_wait(mw_selector_t *s, int64_t timeout_ns) {
+static int ep_wait(mw__selector_t *s, int64_t timeout_ns) {
     ep_t *ep = s->impl;
     return dispatch(s, ep, ep_sys_wait(ep, timeout_ns));
 }
 
-static int ep_wait_until(mw_selector_t *s, uint64_t due_ns, bool *reached) {
+static int ep_wait_until(mw__selector_t *s, uint64_t due_ns, bool *reached) {
     ep_t *ep = s->impl;
     if (due_ns < ep->tfd_due) {
         struct itimerspec it = {.it_value = {(time_t)(due_ns / MW_NS_PER_S), (long)(due_ns % MW_NS_PER_S)}};
         if (it.it_value.tv_sec == 0 && it.it_value.tv_nsec == 0) it.it_value.tv_nsec = 1; /* 0 would disarm */
         if (timerfd_settime(ep->tfd, TFD_TIMER_ABSTIME, &it, NULL) < 0)
-            return mw_err_set_errno(&s->err, errno, "timerfd_settime");
+            return mw__err_set_errno(&s->err, errno, "timerfd_settime");
         ep->tfd_due = due_ns;
     }
     ep->tfd_fired = false;
@@ -213,7 +214,7 @@ static int ep_wait_until(mw_selector_t *s, uint64_t due_ns, bool *reached) {
     return n;
 }
 
-static void ep_wake(mw_selector_t *s) {
+static void ep_wake(mw__selector_t *s) {
     ep_t *ep = s->impl;
     uint64_t one = 1;
     /* EAGAIN means the counter is saturated: a wake is pending anyway. */
@@ -221,7 +222,7 @@ static void ep_wake(mw_selector_t *s) {
     (void)r;
 }
 
-const mw_selector_ops_t mw_selector_epoll = {
+const mw__selector_ops_t mw__selector_epoll = {
     .name = "epoll",
     .open = ep_open,
     .close = ep_close,

@@ -12,8 +12,9 @@
  * base has no locks). Bases we create are made after evthread_use_pthreads()
  * anyway, so callers may use libevent's own cross-thread calls on them.
  */
-#include "mw_selector.h"
+#include "selector_impl.h"
 #include "mw_clock.h"
+#include "err_impl.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -99,29 +100,29 @@ static void le_free(le_t *le) {
     free(le);
 }
 
-static int le_open(mw_selector_t *s, struct event_base *base) {
+static int le_open(mw__selector_t *s, struct event_base *base) {
     pthread_once(&threads_once, threads_init);
-    if (threads_rc < 0) return mw_err_set(&s->err, MW_ESYS, "libevent selector: evthread_use_pthreads failed");
+    if (threads_rc < 0) return mw__err_set(&s->err, MW_ESYS, "libevent selector: evthread_use_pthreads failed");
     le_t *le = calloc(1, sizeof *le);
-    if (!le) return mw_err_set(&s->err, MW_ENOMEM, "libevent selector: out of memory");
+    if (!le) return mw__err_set(&s->err, MW_ENOMEM, "libevent selector: out of memory");
     le->wakefd = -1;
     le->own = base == NULL;
     le->base = base ? base : own_base();
     if (!le->base) {
         le_free(le);
-        return mw_err_set(&s->err, MW_ESYS, "libevent selector: event_base_new failed");
+        return mw__err_set(&s->err, MW_ESYS, "libevent selector: event_base_new failed");
     }
     le->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (le->wakefd < 0) {
         int e = errno;
         le_free(le);
-        return mw_err_set_errno(&s->err, e, "libevent selector: eventfd");
+        return mw__err_set_errno(&s->err, e, "libevent selector: eventfd");
     }
     le->wake_ev = event_new(le->base, le->wakefd, EV_READ | EV_PERSIST, wake_cb, le);
     le->tmo_ev = evtimer_new(le->base, tmo_cb, le);
     if (!le->wake_ev || !le->tmo_ev || event_add(le->wake_ev, NULL) < 0) {
         le_free(le);
-        return mw_err_set(&s->err, MW_ESYS, "libevent selector: wake/timeout event setup failed");
+        return mw__err_set(&s->err, MW_ESYS, "libevent selector: wake/timeout event setup failed");
     }
     s->impl = le;
     return 0;
@@ -145,22 +146,22 @@ static void unlink_src(le_t *le, mw_sel_src_t *src) {
     src->added = false;
 }
 
-static void le_close(mw_selector_t *s) {
+static void le_close(mw__selector_t *s) {
     le_t *le = s->impl;
     while (le->head) unlink_src(le, le->head);
     le_free(le);
 }
 
-static int le_add(mw_selector_t *s, mw_sel_src_t *src) {
+static int le_add(mw__selector_t *s, mw_sel_src_t *src) {
     le_t *le = s->impl;
-    if (src->added) return mw_err_set(&s->err, MW_ESTATE, "libevent add fd %d: already added", src->fd);
-    if (src->fd < 0) return mw_err_set(&s->err, MW_EINVAL, "libevent add: no fd");
+    if (src->added) return mw__err_set(&s->err, MW_ESTATE, "libevent add fd %d: already added", src->fd);
+    if (src->fd < 0) return mw__err_set(&s->err, MW_EINVAL, "libevent add: no fd");
     short f = to_ev(src->events);
     struct event *ev = event_new(le->base, src->fd, f | EV_PERSIST, src_cb, src);
-    if (!ev) return mw_err_set(&s->err, MW_ENOMEM, "libevent add fd %d: event_new failed", src->fd);
+    if (!ev) return mw__err_set(&s->err, MW_ENOMEM, "libevent add fd %d: event_new failed", src->fd);
     if (f && event_add(ev, NULL) < 0) {
         event_free(ev);
-        return mw_err_set(&s->err, MW_ESYS, "libevent add fd %d: event_add failed", src->fd);
+        return mw__err_set(&s->err, MW_ESYS, "libevent add fd %d: event_add failed", src->fd);
     }
     src->bk = ev;
     link_src(le, src);
@@ -170,7 +171,7 @@ static int le_add(mw_selector_t *s, mw_sel_src_t *src) {
 /* An event's flags are fixed once assigned, so mod re-assigns the same
  * (non-pending) event: no allocation. This is safe from the source's own
  * callback, which libevent does not touch after it returns. */
-static int le_mod(mw_selector_t *s, mw_sel_src_t *src, int events) {
+static int le_mod(mw__selector_t *s, mw_sel_src_t *src, int events) {
     le_t *le = s->impl;
     if (!src->added || src->events == events) {
         src->events = events;
@@ -182,18 +183,18 @@ static int le_mod(mw_selector_t *s, mw_sel_src_t *src, int events) {
     src->events = events;
     if (event_assign(ev, le->base, src->fd, f | EV_PERSIST, src_cb, src) < 0 ||
         (f && event_add(ev, NULL) < 0))
-        return mw_err_set(&s->err, MW_ESYS, "libevent mod fd %d failed", src->fd);
+        return mw__err_set(&s->err, MW_ESYS, "libevent mod fd %d failed", src->fd);
     return 0;
 }
 
 /* event_free also takes the event off the active queue, so a source deleted
  * by an earlier callback of the same loop iteration never fires. */
-static int le_del(mw_selector_t *s, mw_sel_src_t *src) {
+static int le_del(mw__selector_t *s, mw_sel_src_t *src) {
     if (src->added) unlink_src(s->impl, src);
     return 0;
 }
 
-static int le_wait(mw_selector_t *s, int64_t timeout_ns) {
+static int le_wait(mw__selector_t *s, int64_t timeout_ns) {
     le_t *le = s->impl;
     unsigned before = work_sum;
     /* EVLOOP_ONCE also with NONBLOCK: alone, NONBLOCK loops for as long as
@@ -207,18 +208,18 @@ static int le_wait(mw_selector_t *s, int64_t timeout_ns) {
     }
     int rc = event_base_loop(le->base, flags);
     if (timeout_ns > 0) event_del(le->tmo_ev);
-    if (rc < 0) return mw_err_set(&s->err, MW_ESYS, "event_base_loop failed");
+    if (rc < 0) return mw__err_set(&s->err, MW_ESYS, "event_base_loop failed");
     return mw__sel_work(work_sum - before);
 }
 
 /* A timer source is kept on the source list like the others, so del and
  * close free its event the same way. */
-static int le_timer(mw_selector_t *s, mw_sel_src_t *src, int64_t delay_ns) {
+static int le_timer(mw__selector_t *s, mw_sel_src_t *src, int64_t delay_ns) {
     le_t *le = s->impl;
     if (!src->added) {
         if (delay_ns < 0) return 0;
         src->bk = evtimer_new(le->base, timer_cb, src);
-        if (!src->bk) return mw_err_set(&s->err, MW_ENOMEM, "libevent timer: evtimer_new failed");
+        if (!src->bk) return mw__err_set(&s->err, MW_ENOMEM, "libevent timer: evtimer_new failed");
         link_src(le, src);
     }
     if (delay_ns < 0) {
@@ -227,23 +228,23 @@ static int le_timer(mw_selector_t *s, mw_sel_src_t *src, int64_t delay_ns) {
     }
     int64_t us = (delay_ns + MW_NS_PER_US - 1) / MW_NS_PER_US;
     struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
-    if (event_add(src->bk, &tv) < 0) return mw_err_set(&s->err, MW_ESYS, "libevent timer: event_add failed");
+    if (event_add(src->bk, &tv) < 0) return mw__err_set(&s->err, MW_ESYS, "libevent timer: event_add failed");
     return 0;
 }
 
-static void le_wake(mw_selector_t *s) {
+static void le_wake(mw__selector_t *s) {
     le_t *le = s->impl;
     uint64_t one = 1;
     ssize_t r = write(le->wakefd, &one, sizeof one); /* EAGAIN: a wake is pending */
     (void)r;
 }
 
-struct event_base *mw_selector_event_base(const mw_selector_t *s) {
-    if (!s || s->ops != &mw_selector_libevent || !s->impl) return NULL;
+struct event_base *mw__selector_event_base(const mw__selector_t *s) {
+    if (!s || s->ops != &mw__selector_libevent || !s->impl) return NULL;
     return ((const le_t *)s->impl)->base;
 }
 
-const mw_selector_ops_t mw_selector_libevent = {
+const mw__selector_ops_t mw__selector_libevent = {
     .name = "libevent",
     .open = le_open,
     .close = le_close,

@@ -7,6 +7,10 @@
 #include "mw_tcp.h"
 
 #include "mw_clock.h"
+#include "clock_impl.h"
+#include "err_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -34,13 +38,13 @@ typedef struct tcp {
     char peer[NAME_MAX_LEN]; /* for error text: the address is gone after a reset */
 } tcp_t;
 
-struct mw_listener {
+struct mw__listener {
     int fd;
     int port;
     mw_tcp_opts_t o; /* applied to accepted sockets; string fields cleared */
 };
 
-void mw_tcp_opts_init(mw_tcp_opts_t *o) {
+void mw__tcp_opts_init(mw_tcp_opts_t *o) {
     *o = (mw_tcp_opts_t){.nodelay = true, .reuseaddr = true, .backlog = MW_TCP_BACKLOG_DEFAULT};
 }
 
@@ -71,8 +75,8 @@ static int set_nonblock(int fd, bool on) {
 }
 
 static int resolve_fail(mw_err_t *err, const char *host, const char *port, int gai) {
-    if (gai == EAI_SYSTEM) return mw_err_set_errno(err, errno, "resolve %s:%s", host, port);
-    return mw_err_set(err, MW_ERESOLVE, "resolve %s:%s: %s", host, port, gai_strerror(gai));
+    if (gai == EAI_SYSTEM) return mw__err_set_errno(err, errno, "resolve %s:%s", host, port);
+    return mw__err_set(err, MW_ERESOLVE, "resolve %s:%s: %s", host, port, gai_strerror(gai));
 }
 
 /* Socket options from o. Buffers and the interface apply to every socket;
@@ -80,18 +84,18 @@ static int resolve_fail(mw_err_t *err, const char *host, const char *port, int g
  * soft (if not NULL) and is not a failure. */
 static int set_opts(int fd, const mw_tcp_opts_t *o, bool conn, mw_err_t *err, mw_err_t *soft) {
     if (o->rcvbuf > 0 && set_int(fd, SOL_SOCKET, SO_RCVBUF, o->rcvbuf) < 0)
-        return mw_err_set_errno(err, errno, "setsockopt SO_RCVBUF %d", o->rcvbuf);
+        return mw__err_set_errno(err, errno, "setsockopt SO_RCVBUF %d", o->rcvbuf);
     if (o->sndbuf > 0 && set_int(fd, SOL_SOCKET, SO_SNDBUF, o->sndbuf) < 0)
-        return mw_err_set_errno(err, errno, "setsockopt SO_SNDBUF %d", o->sndbuf);
+        return mw__err_set_errno(err, errno, "setsockopt SO_SNDBUF %d", o->sndbuf);
     if (o->bind_iface && o->bind_iface[0] &&
         setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, o->bind_iface,
                    (socklen_t)strlen(o->bind_iface) + 1) < 0)
-        return mw_err_set_errno(err, errno, "bind to device %s", o->bind_iface);
+        return mw__err_set_errno(err, errno, "bind to device %s", o->bind_iface);
     if (!conn) return 0;
     if (o->nodelay && set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1) < 0)
-        return mw_err_set_errno(err, errno, "setsockopt TCP_NODELAY");
+        return mw__err_set_errno(err, errno, "setsockopt TCP_NODELAY");
     if (o->busy_poll_us > 0 && set_int(fd, SOL_SOCKET, SO_BUSY_POLL, o->busy_poll_us) < 0)
-        mw_err_set_errno(soft, errno, "setsockopt SO_BUSY_POLL %d", o->busy_poll_us);
+        mw__err_set_errno(soft, errno, "setsockopt SO_BUSY_POLL %d", o->busy_poll_us);
     return 0;
 }
 
@@ -121,13 +125,13 @@ static int bind_local(int fd, int family, const char *spec, mw_err_t *err) {
     char host[NI_MAXHOST];
     const char *port;
     if (split_hostport(spec, host, sizeof host, &port) < 0 || (port && !port[0]))
-        return mw_err_set(err, MW_EINVAL, "bind address \"%s\": malformed", spec);
+        return mw__err_set(err, MW_EINVAL, "bind address \"%s\": malformed", spec);
     struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
     struct addrinfo *ai;
     int g = getaddrinfo(host, port ? port : "0", &hints, &ai);
     if (g != 0)
-        return mw_err_set(err, MW_EINVAL, "bind address \"%s\": %s", spec, gai_strerror(g));
+        return mw__err_set(err, MW_EINVAL, "bind address \"%s\": %s", spec, gai_strerror(g));
 #ifdef IP_BIND_ADDRESS_NO_PORT
     /* Without a fixed port, let connect pick it: saves the ephemeral range. */
     if (!port || strcmp(port, "0") == 0) (void)set_int(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
@@ -135,16 +139,16 @@ static int bind_local(int fd, int family, const char *spec, mw_err_t *err) {
     int r = bind(fd, ai->ai_addr, ai->ai_addrlen);
     int e = errno;
     freeaddrinfo(ai);
-    return r == 0 ? 0 : mw_err_set_errno(err, e, "bind %s", spec);
+    return r == 0 ? 0 : mw__err_set_errno(err, e, "bind %s", spec);
 }
 
 /* ---- stream ops ------------------------------------------------------------ */
 
-static const mw_stream_ops_t tcp_ops;
+static const mw__stream_ops_t tcp_ops;
 
 static int io_fail(tcp_t *t, const char *op, int e) {
-    if (t->fd < 0) return mw_err_set(&t->base.err, MW_ECLOSED, "%s %s: stream closed", op, t->peer);
-    return mw_err_set_errno(&t->base.err, e, "%s %s", op, t->peer);
+    if (t->fd < 0) return mw__err_set(&t->base.err, MW_ECLOSED, "%s %s: stream closed", op, t->peer);
+    return mw__err_set_errno(&t->base.err, e, "%s %s", op, t->peer);
 }
 
 static ssize_t tcp_read(mw_stream_t *s, void *dst, size_t cap) {
@@ -153,7 +157,7 @@ static ssize_t tcp_read(mw_stream_t *s, void *dst, size_t cap) {
     for (;;) {
         ssize_t n = recv(t->fd, dst, cap, 0);
         if (n > 0) return n;
-        if (n == 0) return mw_err_set(&s->err, MW_ECLOSED, "read %s: closed by peer", t->peer);
+        if (n == 0) return mw__err_set(&s->err, MW_ECLOSED, "read %s: closed by peer", t->peer);
         if (errno == EAGAIN || errno == EWOULDBLOCK) return MW_EAGAIN;
         if (errno != EINTR) return io_fail(t, "read", errno);
     }
@@ -209,13 +213,13 @@ static void tcp_free(mw_stream_t *s) {
 }
 
 /* A connect in progress is TCP's handshake: decorators stacked on a stream
- * from mw_tcp_connect_start complete it first through their handshake op. */
+ * from mw__tcp_connect_start complete it first through their handshake op. */
 static int tcp_handshake(mw_stream_t *s) {
-    int r = mw_tcp_connect_finish(s);
+    int r = mw__tcp_connect_finish(s);
     return r == 0 ? 1 : r;
 }
 
-static const mw_stream_ops_t tcp_ops = {
+static const mw__stream_ops_t tcp_ops = {
     .name = "tcp",
     .read = tcp_read,
     .writev = tcp_writev,
@@ -241,32 +245,32 @@ static tcp_t *find_tcp(const mw_stream_t *s) {
     return (tcp_t *)s;
 }
 
-bool mw_is_tcp(const mw_stream_t *s) { return s && s->ops == &tcp_ops; }
+bool mw__is_tcp(const mw_stream_t *s) { return s && s->ops == &tcp_ops; }
 
 /* ---- connect ------------------------------------------------------------- */
 
 static int connected(tcp_t *t) {
     t->cstate = CONNECTED;
     if (t->block_when_up && set_nonblock(t->fd, false) < 0)
-        return t->cstate = mw_err_set_errno(&t->base.err, errno, "set blocking %s", t->peer);
+        return t->cstate = mw__err_set_errno(&t->base.err, errno, "set blocking %s", t->peer);
     return 0;
 }
 
-int mw_tcp_connect_start(mw_stream_t **out, const struct sockaddr *sa, socklen_t salen,
+int mw__tcp_connect_start(mw_stream_t **out, const struct sockaddr *sa, socklen_t salen,
                          const mw_tcp_opts_t *o, mw_err_t *err) {
     mw_tcp_opts_t def;
     if (!o) {
-        mw_tcp_opts_init(&def);
+        mw__tcp_opts_init(&def);
         o = &def;
     }
     char name[NAME_MAX_LEN];
     fmt_addr(sa, salen, name, sizeof name);
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return mw_err_set_errno(err, errno, "socket for %s", name);
+    if (fd < 0) return mw__err_set_errno(err, errno, "socket for %s", name);
     tcp_t *t = tcp_new(fd, name);
     if (!t) {
         close(fd);
-        return mw_err_set(err, MW_ENOMEM, "connect %s: out of memory", name);
+        return mw__err_set(err, MW_ENOMEM, "connect %s: out of memory", name);
     }
     t->block_when_up = o->blocking;
     int rc = set_opts(fd, o, true, err, &t->base.err);
@@ -274,12 +278,12 @@ int mw_tcp_connect_start(mw_stream_t **out, const struct sockaddr *sa, socklen_t
     if (rc == 0) {
         if (connect(fd, sa, salen) == 0) {
             rc = connected(t);
-            if (rc < 0) mw_err_copy(err, &t->base.err);
+            if (rc < 0) mw__err_copy(err, &t->base.err);
         } else if (errno == EINPROGRESS || errno == EINTR) {
             t->cstate = CONNECTING;
             rc = MW_EAGAIN;
         } else {
-            rc = mw_err_set_errno(err, errno, "connect %s", name);
+            rc = mw__err_set_errno(err, errno, "connect %s", name);
         }
     }
     if (rc < 0 && rc != MW_EAGAIN) {
@@ -290,18 +294,18 @@ int mw_tcp_connect_start(mw_stream_t **out, const struct sockaddr *sa, socklen_t
     return rc;
 }
 
-int mw_tcp_connect_finish(mw_stream_t *s) {
+int mw__tcp_connect_finish(mw_stream_t *s) {
     tcp_t *t = find_tcp(s);
     if (!t) return MW_EINVAL;
     if (t->cstate != CONNECTING) return t->cstate;
     struct pollfd p = {.fd = t->fd, .events = POLLOUT};
     int r = poll(&p, 1, 0);
     if (r == 0 || (r < 0 && errno == EINTR)) return MW_EAGAIN;
-    if (r < 0) return mw_err_set_errno(&t->base.err, errno, "connect %s: poll", t->peer);
+    if (r < 0) return mw__err_set_errno(&t->base.err, errno, "connect %s: poll", t->peer);
     int e = 0;
     socklen_t len = sizeof e;
     if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0) e = errno;
-    if (e != 0) return t->cstate = mw_err_set_errno(&t->base.err, e, "connect %s", t->peer);
+    if (e != 0) return t->cstate = mw__err_set_errno(&t->base.err, e, "connect %s", t->peer);
     return connected(t);
 }
 
@@ -309,21 +313,21 @@ int mw_tcp_connect_finish(mw_stream_t *s) {
 static int connect_one(mw_stream_t **out, const struct addrinfo *ai, const mw_tcp_opts_t *o,
                        uint64_t deadline, mw_err_t *err) {
     mw_stream_t *s = NULL;
-    int rc = mw_tcp_connect_start(&s, ai->ai_addr, ai->ai_addrlen, o, err);
+    int rc = mw__tcp_connect_start(&s, ai->ai_addr, ai->ai_addrlen, o, err);
     while (rc == MW_EAGAIN) {
-        int64_t left = mw_deadline_left(NULL, deadline);
+        int64_t left = mw__deadline_left(NULL, deadline);
         if (left == 0) {
-            rc = mw_err_set(err, MW_ETIMEDOUT, "connect %s: timed out", find_tcp(s)->peer);
+            rc = mw__err_set(err, MW_ETIMEDOUT, "connect %s: timed out", find_tcp(s)->peer);
             break;
         }
-        int w = mw_stream_wait(s, MW_WANT_WRITE, left);
+        int w = mw__stream_wait(s, MW_WANT_WRITE, left);
         if (w == MW_ETIMEDOUT) continue;
         if (w < 0) {
-            rc = mw_err_set_errno(err, errno, "connect %s: poll", find_tcp(s)->peer);
+            rc = mw__err_set_errno(err, errno, "connect %s: poll", find_tcp(s)->peer);
             break;
         }
-        rc = mw_tcp_connect_finish(s);
-        if (rc < 0 && rc != MW_EAGAIN) mw_err_copy(err, &s->err);
+        rc = mw__tcp_connect_finish(s);
+        if (rc < 0 && rc != MW_EAGAIN) mw__err_copy(err, &s->err);
     }
     if (rc < 0) {
         mw_stream_free(s);
@@ -333,10 +337,10 @@ static int connect_one(mw_stream_t **out, const struct addrinfo *ai, const mw_tc
     return 0;
 }
 
-int mw_tcp_connect(mw_stream_t **out, const char *host, const char *port,
+int mw__tcp_connect(mw_stream_t **out, const char *host, const char *port,
                    const mw_tcp_opts_t *o, int64_t timeout_ns, mw_err_t *err) {
-    if (!out || !host || !port) return mw_err_set(err, MW_EINVAL, "connect: host and port required");
-    uint64_t deadline = mw_deadline_in(NULL, timeout_ns);
+    if (!out || !host || !port) return mw__err_set(err, MW_EINVAL, "connect: host and port required");
+    uint64_t deadline = mw__deadline_in(NULL, timeout_ns);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res;
     int g = getaddrinfo(host, port, &hints, &res);
@@ -344,7 +348,7 @@ int mw_tcp_connect(mw_stream_t **out, const char *host, const char *port,
     int rc = MW_ERESOLVE;
     for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         rc = connect_one(out, ai, o, deadline, err);
-        if (rc == 0 || mw_deadline_passed(NULL, deadline)) break;
+        if (rc == 0 || mw__deadline_passed(NULL, deadline)) break;
     }
     freeaddrinfo(res);
     if (rc == 0) mw_err_clear(err); /* drop the text of addresses that failed first */
@@ -359,29 +363,29 @@ static struct timeval to_tv(int64_t ns) {
     return (struct timeval){.tv_sec = us / 1000000, .tv_usec = us % 1000000};
 }
 
-int mw_tcp_set_timeouts(mw_stream_t *s, int64_t rcv_ns, int64_t snd_ns) {
+int mw__tcp_set_timeouts(mw_stream_t *s, int64_t rcv_ns, int64_t snd_ns) {
     tcp_t *t = find_tcp(s);
     if (!t) return MW_EINVAL;
     struct timeval r = to_tv(rcv_ns), w = to_tv(snd_ns);
     if (setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &r, sizeof r) < 0)
-        return mw_err_set_errno(&t->base.err, errno, "setsockopt SO_RCVTIMEO");
+        return mw__err_set_errno(&t->base.err, errno, "setsockopt SO_RCVTIMEO");
     if (setsockopt(t->fd, SOL_SOCKET, SO_SNDTIMEO, &w, sizeof w) < 0)
-        return mw_err_set_errno(&t->base.err, errno, "setsockopt SO_SNDTIMEO");
+        return mw__err_set_errno(&t->base.err, errno, "setsockopt SO_SNDTIMEO");
     return 0;
 }
 
-int mw_tcp_set_write_nowait(mw_stream_t *s, bool on) {
+int mw__tcp_set_write_nowait(mw_stream_t *s, bool on) {
     tcp_t *t = find_tcp(s);
     if (!t) return MW_EINVAL;
     t->wflags = on ? MSG_DONTWAIT : 0;
     return 0;
 }
 
-int mw_tcp_set_blocking(mw_stream_t *s, bool blocking) {
+int mw__tcp_set_blocking(mw_stream_t *s, bool blocking) {
     tcp_t *t = find_tcp(s);
     if (!t) return MW_EINVAL;
     if (set_nonblock(t->fd, !blocking) < 0)
-        return mw_err_set_errno(&t->base.err, errno, "set %s", blocking ? "blocking" : "nonblocking");
+        return mw__err_set_errno(&t->base.err, errno, "set %s", blocking ? "blocking" : "nonblocking");
     return 0;
 }
 
@@ -396,8 +400,8 @@ static int sock_name(const mw_stream_t *s, bool peer, char *buf, size_t cap) {
     return fmt_addr((struct sockaddr *)&ss, len, buf, cap);
 }
 
-int mw_tcp_peer_name(const mw_stream_t *s, char *buf, size_t cap) { return sock_name(s, true, buf, cap); }
-int mw_tcp_local_name(const mw_stream_t *s, char *buf, size_t cap) { return sock_name(s, false, buf, cap); }
+int mw__tcp_peer_name(const mw_stream_t *s, char *buf, size_t cap) { return sock_name(s, true, buf, cap); }
+int mw__tcp_local_name(const mw_stream_t *s, char *buf, size_t cap) { return sock_name(s, false, buf, cap); }
 
 /* ---- listener -------------------------------------------------------------- */
 
@@ -405,16 +409,16 @@ static int listen_one(const struct addrinfo *ai, const mw_tcp_opts_t *o, mw_err_
     char name[NAME_MAX_LEN];
     fmt_addr(ai->ai_addr, ai->ai_addrlen, name, sizeof name);
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return mw_err_set_errno(err, errno, "socket for %s", name);
+    if (fd < 0) return mw__err_set_errno(err, errno, "socket for %s", name);
     int rc = 0;
     if (o->reuseaddr && set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1) < 0)
-        rc = mw_err_set_errno(err, errno, "setsockopt SO_REUSEADDR");
+        rc = mw__err_set_errno(err, errno, "setsockopt SO_REUSEADDR");
     /* Buffer sizes must be set before listen to shape the window scale. */
     if (rc == 0) rc = set_opts(fd, o, false, err, NULL);
     if (rc == 0 && bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
-        rc = mw_err_set_errno(err, errno, "bind %s", name);
+        rc = mw__err_set_errno(err, errno, "bind %s", name);
     if (rc == 0 && listen(fd, o->backlog > 0 ? o->backlog : MW_TCP_BACKLOG_DEFAULT) < 0)
-        rc = mw_err_set_errno(err, errno, "listen %s", name);
+        rc = mw__err_set_errno(err, errno, "listen %s", name);
     if (rc < 0) {
         close(fd);
         return rc;
@@ -430,11 +434,11 @@ static int bound_port(int fd) {
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-int mw_tcp_listen(mw_listener_t **out, const char *host, const char *port,
+int mw__tcp_listen(mw__listener_t **out, const char *host, const char *port,
                   const mw_tcp_opts_t *o, mw_err_t *err) {
     mw_tcp_opts_t def;
     if (!o) {
-        mw_tcp_opts_init(&def);
+        mw__tcp_opts_init(&def);
         o = &def;
     }
     bool any = !host || !host[0];
@@ -448,10 +452,10 @@ int mw_tcp_listen(mw_listener_t **out, const char *host, const char *port,
     for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) fd = listen_one(ai, o, err);
     freeaddrinfo(res);
     if (fd < 0) return fd;
-    mw_listener_t *l = calloc(1, sizeof *l);
+    mw__listener_t *l = calloc(1, sizeof *l);
     if (!l) {
         close(fd);
-        return mw_err_set(err, MW_ENOMEM, "listen: out of memory");
+        return mw__err_set(err, MW_ENOMEM, "listen: out of memory");
     }
     l->fd = fd;
     l->port = bound_port(fd);
@@ -462,11 +466,11 @@ int mw_tcp_listen(mw_listener_t **out, const char *host, const char *port,
     return 0;
 }
 
-int mw_listener_port(const mw_listener_t *l) { return l->port; }
-int mw_listener_fd(const mw_listener_t *l) { return l->fd; }
+int mw__listener_port(const mw__listener_t *l) { return l->port; }
+int mw__listener_fd(const mw__listener_t *l) { return l->fd; }
 
-int mw_listener_accept(mw_listener_t *l, mw_stream_t **out, mw_err_t *err) {
-    if (l->fd < 0) return mw_err_set(err, MW_ECLOSED, "accept: listener closed");
+int mw__listener_accept(mw__listener_t *l, mw_stream_t **out, mw_err_t *err) {
+    if (l->fd < 0) return mw__err_set(err, MW_ECLOSED, "accept: listener closed");
     struct sockaddr_storage ss;
     socklen_t len;
     int fd;
@@ -477,8 +481,8 @@ int mw_listener_accept(mw_listener_t *l, mw_stream_t **out, mw_err_t *err) {
     if (fd < 0) {
         int e = errno;
         if (e == EAGAIN || e == EWOULDBLOCK) return MW_EAGAIN;
-        mw_err_set_errno(err, e, "accept on port %d", l->port);
-        if (e != EMFILE && e != ENFILE) return err ? err->code : mw_err_from_errno(e);
+        mw__err_set_errno(err, e, "accept on port %d", l->port);
+        if (e != EMFILE && e != ENFILE) return err ? err->code : mw__err_from_errno(e);
         if (err) err->code = MW_EFULL; /* out of descriptors: the client still waits in the backlog */
         return MW_EFULL;
     }
@@ -487,11 +491,11 @@ int mw_listener_accept(mw_listener_t *l, mw_stream_t **out, mw_err_t *err) {
     tcp_t *t = tcp_new(fd, name);
     if (!t) {
         close(fd);
-        return mw_err_set(err, MW_ENOMEM, "accept %s: out of memory", name);
+        return mw__err_set(err, MW_ENOMEM, "accept %s: out of memory", name);
     }
     int rc = set_opts(fd, &l->o, true, err, &t->base.err);
     if (rc == 0 && l->o.blocking && set_nonblock(fd, false) < 0)
-        rc = mw_err_set_errno(err, errno, "accept %s: set blocking", name);
+        rc = mw__err_set_errno(err, errno, "accept %s: set blocking", name);
     if (rc < 0) {
         tcp_free(&t->base);
         return rc;
@@ -500,12 +504,12 @@ int mw_listener_accept(mw_listener_t *l, mw_stream_t **out, mw_err_t *err) {
     return 0;
 }
 
-void mw_listener_close(mw_listener_t *l) {
+void mw__listener_close(mw__listener_t *l) {
     if (l && l->fd >= 0) close(l->fd);
     if (l) l->fd = -1;
 }
 
-void mw_listener_free(mw_listener_t *l) {
-    mw_listener_close(l);
+void mw__listener_free(mw__listener_t *l) {
+    mw__listener_close(l);
     free(l);
 }

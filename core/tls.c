@@ -15,6 +15,10 @@
 
 #include "lock_impl.h"
 #include "mw_tcp.h"
+#include "err_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
+#include "tls_impl.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,7 +39,7 @@
 #define GATHER_MAX 16384
 #define NAME_LEN 160
 
-struct mw_tls_ctx {
+struct mw__tls_ctx {
     SSL_CTX *ssl_ctx;
     bool server;
     bool verify; /* clients: verify the server's chain and name */
@@ -59,14 +63,14 @@ typedef struct tls {
      * threads in it at once; the lock lets a split sender and receiver share
      * a TLS stream (uncontended: ~20 ns beside microseconds of crypto). */
     pthread_mutex_t mu;
-    /* The owner's lock once shared (mw_stream_share_lock), used instead of
+    /* The owner's lock once shared (mw__stream_share_lock), used instead of
      * mu: tx calls come with it held, the rest take it. NULL: mu. */
     bool *lk;
     char name[NAME_LEN]; /* the peer, for error text: "localhost (127.0.0.1:4433)" */
     unsigned char gather[GATHER_MAX];
 } tls_t;
 
-static const mw_stream_ops_t tls_ops;
+static const mw__stream_ops_t tls_ops;
 
 /* Around SSL calls of the rx side and of helpers: the shared lock or mu. */
 static void tls_lock(tls_t *t) {
@@ -83,7 +87,7 @@ static void tls_unlock(tls_t *t) {
     else pthread_mutex_unlock(&t->mu);
 }
 
-void mw_tls_opts_init(mw_tls_opts_t *o) { *o = (mw_tls_opts_t){0}; }
+void mw__tls_opts_init(mw_tls_opts_t *o) { *o = (mw_tls_opts_t){0}; }
 
 /* ---- BIO over the inner stream ------------------------------------------ */
 
@@ -93,7 +97,7 @@ static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
 static int bio_write(BIO *b, const char *p, int n) {
     tls_t *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    ssize_t w = mw_stream_write(t->base.inner, p, (size_t)n);
+    ssize_t w = mw__stream_write(t->base.inner, p, (size_t)n);
     if (w > 0) return (int)w;
     if (w == 0 || w == MW_EAGAIN) {
         BIO_set_retry_write(b);
@@ -106,7 +110,7 @@ static int bio_write(BIO *b, const char *p, int n) {
 static int bio_read(BIO *b, char *p, int n) {
     tls_t *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    ssize_t r = mw_stream_read(t->base.inner, p, (size_t)n);
+    ssize_t r = mw__stream_read(t->base.inner, p, (size_t)n);
     if (r > 0) return (int)r;
     if (r == MW_EAGAIN) {
         BIO_set_retry_read(b);
@@ -181,7 +185,7 @@ static const char *hint(unsigned long e, bool hs) {
 
 static int eof_failure(tls_t *t, const char *op) {
     bool up = is_up(t);
-    return mw_err_set(&t->base.err, MW_ECLOSED, "tls %s %s: peer closed %s", what(t, op), t->name,
+    return mw__err_set(&t->base.err, MW_ECLOSED, "tls %s %s: peer closed %s", what(t, op), t->name,
                       up ? "without close_notify" : "the connection during the handshake");
 }
 
@@ -190,7 +194,7 @@ static int ssl_failure(tls_t *t, const char *op) {
     unsigned long e = ERR_get_error(); /* the earliest: the cause, not its echoes */
     ERR_clear_error();
     const char *w = what(t, op);
-    if (e == 0) return mw_err_set(&t->base.err, MW_ETLS, "tls %s %s: TLS failure", w, t->name);
+    if (e == 0) return mw__err_set(&t->base.err, MW_ETLS, "tls %s %s: TLS failure", w, t->name);
     bool ssl_lib = ERR_GET_LIB(e) == ERR_LIB_SSL;
     if (ssl_lib && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
         return eof_failure(t, op);
@@ -201,9 +205,9 @@ static int ssl_failure(tls_t *t, const char *op) {
         rs = buf;
     }
     if (ssl_lib && ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED)
-        return mw_err_set(&t->base.err, MW_ETLS, "tls %s %s: %s: %s", w, t->name, rs,
+        return mw__err_set(&t->base.err, MW_ETLS, "tls %s %s: %s: %s", w, t->name, rs,
                           X509_verify_cert_error_string(SSL_get_verify_result(t->ssl)));
-    return mw_err_set(&t->base.err, MW_ETLS, "tls %s %s: %s%s", w, t->name, rs,
+    return mw__err_set(&t->base.err, MW_ETLS, "tls %s %s: %s%s", w, t->name, rs,
                       hint(e, !is_up(t)));
 }
 
@@ -222,12 +226,12 @@ static int fail(tls_t *t, int r, const char *op, atomic_int *want) {
     case SSL_ERROR_ZERO_RETURN:
         atomic_store(want, 0);
         t->rdone = true;
-        return mw_err_set(&t->base.err, MW_ECLOSED, "tls %s %s: closed by peer (close_notify)",
+        return mw__err_set(&t->base.err, MW_ECLOSED, "tls %s %s: closed by peer (close_notify)",
                           op, t->name);
     case SSL_ERROR_SYSCALL:
         ERR_clear_error();
         if (t->io_err && !t->eof)
-            code = mw_err_set(&t->base.err, t->io_err, "tls %s %s: %s", what(t, op), t->name,
+            code = mw__err_set(&t->base.err, t->io_err, "tls %s %s: %s", what(t, op), t->name,
                               inner_cause(t));
         else
             code = eof_failure(t, op);
@@ -237,7 +241,7 @@ static int fail(tls_t *t, int r, const char *op, atomic_int *want) {
         break;
     default:
         ERR_clear_error();
-        code = mw_err_set(&t->base.err, MW_ETLS, "tls %s %s: unexpected SSL error %d",
+        code = mw__err_set(&t->base.err, MW_ETLS, "tls %s %s: unexpected SSL error %d",
                           what(t, op), t->name, e);
         break;
     }
@@ -343,16 +347,16 @@ static int tls_want(const mw_stream_t *s) {
     return atomic_load(&t->want_rd) | atomic_load(&t->want_wr);
 }
 
-static int tls_fd(const mw_stream_t *s) { return mw_stream_fd(s->inner); }
+static int tls_fd(const mw_stream_t *s) { return mw__stream_fd(s->inner); }
 
 /* The TCP connect first, then the TLS handshake. */
 static int tls_handshake_op(mw_stream_t *s) {
-    int r = mw_stream_handshake(s->inner);
+    int r = mw__stream_handshake(s->inner);
     if (r != 1) {
-        if (r != MW_EAGAIN) mw_err_copy(&s->err, &s->inner->err);
+        if (r != MW_EAGAIN) mw__err_copy(&s->err, &s->inner->err);
         return r;
     }
-    r = mw_tls_handshake(s);
+    r = mw__tls_handshake(s);
     return r == 0 ? 1 : r;
 }
 
@@ -371,7 +375,7 @@ static size_t tls_pending(const mw_stream_t *s) {
     return n;
 }
 
-static int tls_rx_time(const mw_stream_t *s, uint64_t *ns) { return mw_stream_rx_time(s->inner, ns); }
+static int tls_rx_time(const mw_stream_t *s, uint64_t *ns) { return mw__stream_rx_time(s->inner, ns); }
 
 /* Sends close_notify once, if the connection is in a state to carry it. */
 static void send_close_notify(tls_t *t) {
@@ -392,7 +396,7 @@ static void tls_close(mw_stream_t *s) {
     t->closed = true;
     atomic_store(&t->want_rd, 0);
     atomic_store(&t->want_wr, 0);
-    mw_stream_close(s->inner);
+    mw__stream_close(s->inner);
 }
 
 static void tls_free(mw_stream_t *s) {
@@ -406,10 +410,10 @@ static void tls_free(mw_stream_t *s) {
 
 static void tls_share_lock(mw_stream_t *s, bool *lk) {
     ((tls_t *)s)->lk = lk;
-    mw_stream_share_lock(s->inner, lk);
+    mw__stream_share_lock(s->inner, lk);
 }
 
-static const mw_stream_ops_t tls_ops = {
+static const mw__stream_ops_t tls_ops = {
     .name = "tls",
     .read = tls_read,
     .writev = tls_writev,
@@ -423,11 +427,11 @@ static const mw_stream_ops_t tls_ops = {
     .share_lock = tls_share_lock,
 };
 
-bool mw_is_tls(const mw_stream_t *s) { return s && s->ops == &tls_ops; }
+bool mw__is_tls(const mw_stream_t *s) { return s && s->ops == &tls_ops; }
 
-int mw_tls_handshake(mw_stream_t *s) {
+int mw__tls_handshake(mw_stream_t *s) {
     tls_t *t = (tls_t *)s;
-    if (!mw_is_tls(s)) return MW_EINVAL;
+    if (!mw__is_tls(s)) return MW_EINVAL;
     if (gone(t)) return gone(t);
     if (t->rdone) return MW_ECLOSED;
     tls_lock(t);
@@ -449,8 +453,8 @@ int mw_tls_handshake(mw_stream_t *s) {
     return r;
 }
 
-void mw_tls_shutdown(mw_stream_t *s) {
-    if (!mw_is_tls(s)) return;
+void mw__tls_shutdown(mw_stream_t *s) {
+    if (!mw__is_tls(s)) return;
     tls_t *t = (tls_t *)s;
     tls_lock(t);
     send_close_notify(t);
@@ -465,10 +469,10 @@ static int file_fail(mw_err_t *err, const char *kind, const char *path) {
     const char *rs = e ? ERR_reason_error_string(e) : NULL;
     ERR_clear_error();
     FILE *f = fopen(path, "r");
-    if (!f) return mw_err_set(err, MW_EINVAL, "tls: %s %s: %s", kind, path, strerror(errno));
+    if (!f) return mw__err_set(err, MW_EINVAL, "tls: %s %s: %s", kind, path, strerror(errno));
     fclose(f);
     bool pem = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
-    return mw_err_set(err, MW_EINVAL, "tls: %s %s: %s", kind, path,
+    return mw__err_set(err, MW_EINVAL, "tls: %s %s: %s", kind, path,
                       pem ? "no PEM data found" : rs ? rs : "not usable");
 }
 
@@ -483,7 +487,7 @@ static int load_identity(SSL_CTX *c, const mw_tls_opts_t *o, mw_err_t *err) {
         return 0;
     }
     ERR_clear_error();
-    return mw_err_set(err, MW_EINVAL, "tls: key file %s does not match certificate %s",
+    return mw__err_set(err, MW_EINVAL, "tls: key file %s does not match certificate %s",
                       o->key_file, o->cert_file);
 }
 
@@ -505,7 +509,7 @@ static int load_trust(SSL_CTX *c, bool server, const mw_tls_opts_t *o, mw_err_t 
     }
     if (!o->ca_file && SSL_CTX_set_default_verify_paths(c) != 1) {
         ERR_clear_error();
-        return mw_err_set(err, MW_ETLS, "tls: cannot load the system CA store");
+        return mw__err_set(err, MW_ETLS, "tls: cannot load the system CA store");
     }
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
     return 0;
@@ -513,18 +517,18 @@ static int load_trust(SSL_CTX *c, bool server, const mw_tls_opts_t *o, mw_err_t 
 
 static int check_opts(bool server, const mw_tls_opts_t *o, mw_err_t *err) {
     if (server && (!o->cert_file || !o->key_file))
-        return mw_err_set(err, MW_EINVAL, "tls server: cert_file and key_file are required");
+        return mw__err_set(err, MW_EINVAL, "tls server: cert_file and key_file are required");
     if (!o->cert_file != !o->key_file)
-        return mw_err_set(err, MW_EINVAL, "tls: cert_file and key_file go together");
+        return mw__err_set(err, MW_EINVAL, "tls: cert_file and key_file go together");
     if (server && o->verify_client && !o->ca_file)
-        return mw_err_set(err, MW_EINVAL, "tls server: verify_client needs ca_file");
+        return mw__err_set(err, MW_EINVAL, "tls server: verify_client needs ca_file");
     return 0;
 }
 
-static int ctx_setup(mw_tls_ctx_t *ctx, const mw_tls_opts_t *o, mw_err_t *err) {
+static int ctx_setup(mw__tls_ctx_t *ctx, const mw_tls_opts_t *o, mw_err_t *err) {
     SSL_CTX *c = ctx->ssl_ctx;
     if (SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION) != 1)
-        return mw_err_set(err, MW_ETLS, "tls: cannot require TLS 1.2");
+        return mw__err_set(err, MW_ETLS, "tls: cannot require TLS 1.2");
     SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* One recv can then bring several records: fewer syscalls for small messages. */
     SSL_CTX_set_read_ahead(c, 1);
@@ -538,39 +542,39 @@ static int ctx_setup(mw_tls_ctx_t *ctx, const mw_tls_opts_t *o, mw_err_t *err) {
     return rc < 0 ? rc : load_trust(c, ctx->server, o, err);
 }
 
-int mw_tls_ctx_new(mw_tls_ctx_t **out, bool server, const mw_tls_opts_t *o, mw_err_t *err) {
+int mw__tls_ctx_new(mw__tls_ctx_t **out, bool server, const mw_tls_opts_t *o, mw_err_t *err) {
     mw_tls_opts_t def;
     if (!o) {
-        mw_tls_opts_init(&def);
+        mw__tls_opts_init(&def);
         o = &def;
     }
     int rc = check_opts(server, o, err);
     if (rc < 0) return rc;
-    mw_tls_ctx_t *ctx = calloc(1, sizeof *ctx);
-    if (!ctx) return mw_err_set(err, MW_ENOMEM, "tls: out of memory");
+    mw__tls_ctx_t *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return mw__err_set(err, MW_ENOMEM, "tls: out of memory");
     ctx->server = server;
     ctx->verify = !server && !o->insecure_skip_verify;
     if (o->server_name && !(ctx->server_name = strdup(o->server_name))) {
         free(ctx);
-        return mw_err_set(err, MW_ENOMEM, "tls: out of memory");
+        return mw__err_set(err, MW_ENOMEM, "tls: out of memory");
     }
     ERR_clear_error();
     ctx->ssl_ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (!ctx->ssl_ctx) {
         ERR_clear_error();
-        rc = mw_err_set(err, MW_ETLS, "tls: cannot create an SSL_CTX");
+        rc = mw__err_set(err, MW_ETLS, "tls: cannot create an SSL_CTX");
     } else {
         rc = ctx_setup(ctx, o, err);
     }
     if (rc < 0) {
-        mw_tls_ctx_free(ctx);
+        mw__tls_ctx_free(ctx);
         return rc;
     }
     *out = ctx;
     return 0;
 }
 
-void mw_tls_ctx_free(mw_tls_ctx_t *ctx) {
+void mw__tls_ctx_free(mw__tls_ctx_t *ctx) {
     if (!ctx) return;
     SSL_CTX_free(ctx->ssl_ctx); /* streams hold their own reference */
     free(ctx->server_name);
@@ -598,20 +602,20 @@ static int client_name(tls_t *t, const char *name, bool verify) {
 
 static void set_name(tls_t *t, const char *host) {
     char peer[96];
-    bool have_peer = mw_tcp_peer_name(t->base.inner, peer, sizeof peer) == 0;
+    bool have_peer = mw__tcp_peer_name(t->base.inner, peer, sizeof peer) == 0;
     if (host && host[0] && !is_ip(host))
         snprintf(t->name, sizeof t->name, have_peer ? "%s (%s)" : "%s", host, peer);
     else
         snprintf(t->name, sizeof t->name, "%s", have_peer ? peer : host && host[0] ? host : "peer");
 }
 
-static int tls_setup(tls_t *t, const mw_tls_ctx_t *ctx, const char *name, mw_err_t *err) {
+static int tls_setup(tls_t *t, const mw__tls_ctx_t *ctx, const char *name, mw_err_t *err) {
     ERR_clear_error();
     t->ssl = SSL_new(ctx->ssl_ctx);
     BIO *b = t->ssl ? BIO_new(bio_meth) : NULL;
     if (!b) {
         ERR_clear_error();
-        return mw_err_set(err, MW_ENOMEM, "tls %s: cannot create the connection", t->name);
+        return mw__err_set(err, MW_ENOMEM, "tls %s: cannot create the connection", t->name);
     }
     BIO_set_data(b, t);
     SSL_set_bio(t->ssl, b, b);
@@ -622,29 +626,29 @@ static int tls_setup(tls_t *t, const mw_tls_ctx_t *ctx, const char *name, mw_err
     SSL_set_connect_state(t->ssl);
     if (client_name(t, name, ctx->verify) != 1) {
         ERR_clear_error();
-        return mw_err_set(err, MW_EINVAL, "tls %s: cannot use \"%s\" as the server name", t->name,
+        return mw__err_set(err, MW_EINVAL, "tls %s: cannot use \"%s\" as the server name", t->name,
                           name);
     }
     return 0;
 }
 
-int mw_tls_wrap(mw_stream_t **out, mw_stream_t *tcp, mw_tls_ctx_t *ctx, const char *host,
+int mw__tls_wrap(mw_stream_t **out, mw_stream_t *tcp, mw__tls_ctx_t *ctx, const char *host,
                 mw_err_t *err) {
     if (!out || !tcp || !ctx) {
         mw_stream_free(tcp);
-        return mw_err_set(err, MW_EINVAL, "tls wrap: stream and context required");
+        return mw__err_set(err, MW_EINVAL, "tls wrap: stream and context required");
     }
     const char *name = ctx->server ? NULL : ctx->server_name ? ctx->server_name : host;
     if (ctx->verify && (!name || !name[0])) {
         mw_stream_free(tcp);
-        return mw_err_set(err, MW_EINVAL,
+        return mw__err_set(err, MW_EINVAL,
                           "tls: a host name is needed to verify the server (host or opts.server_name)");
     }
     pthread_once(&bio_once, bio_meth_make);
     tls_t *t = bio_meth ? calloc(1, sizeof *t) : NULL;
     if (!t) {
         mw_stream_free(tcp);
-        return mw_err_set(err, MW_ENOMEM, "tls wrap: out of memory");
+        return mw__err_set(err, MW_ENOMEM, "tls wrap: out of memory");
     }
     t->base.ops = &tls_ops;
     t->base.inner = tcp;

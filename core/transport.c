@@ -7,42 +7,50 @@
 
 #include "mw_clock.h"
 #include "mw_record.h"
+#include "clock_impl.h"
+#include "err_impl.h"
+#include "record_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
+#include "tls_impl.h"
+#include "transport_impl.h"
+#include "ws_impl.h"
 
-void mw_transport_opts_init(mw_transport_opts_t *o) {
+void mw__transport_opts_init(mw_transport_opts_t *o) {
     memset(o, 0, sizeof *o);
-    mw_tls_opts_init(&o->tls);
+    mw__tls_opts_init(&o->tls);
     mw_ws_opts_init(&o->ws);
 }
 
-static bool scheme_tls(mw_scheme_t s) { return s == MW_SCHEME_TLS || s == MW_SCHEME_WSS; }
-static bool scheme_ws(mw_scheme_t s) { return s == MW_SCHEME_WS || s == MW_SCHEME_WSS; }
+static bool scheme_tls(mw__scheme_t s) { return s == MW_SCHEME_TLS || s == MW_SCHEME_WSS; }
+static bool scheme_ws(mw__scheme_t s) { return s == MW_SCHEME_WS || s == MW_SCHEME_WSS; }
 
-int mw_transport_init(mw_transport_t *t, const mw_url_t *url, bool server,
+int mw__transport_init(mw__transport_t *t, const mw__url_t *url, bool server,
                       const mw_transport_opts_t *o, mw_err_t *err) {
     memset(t, 0, sizeof *t);
     t->url = *url;
     t->server = server;
     if (o) t->o = *o;
-    else mw_transport_opts_init(&t->o);
+    else mw__transport_opts_init(&t->o);
     bool v6 = strchr(url->host, ':') != NULL;
     snprintf(t->ws_host, sizeof t->ws_host, v6 ? "[%s]:%s" : "%s:%s", url->host, url->port);
     if (!scheme_tls(url->scheme)) return 0;
-    return mw_tls_ctx_new(&t->tls, server, &t->o.tls, err);
+    return mw__tls_ctx_new(&t->tls, server, &t->o.tls, err);
 }
 
-void mw_transport_fini(mw_transport_t *t) {
-    mw_tls_ctx_free(t->tls);
+void mw__transport_fini(mw__transport_t *t) {
+    mw__tls_ctx_free(t->tls);
     t->tls = NULL;
 }
 
-int mw_transport_wrap(mw_transport_t *t, mw_stream_t *tcp, mw_stream_t **out, mw_err_t *err) {
+int mw__transport_wrap(mw__transport_t *t, mw_stream_t *tcp, mw_stream_t **out, mw_err_t *err) {
     mw_stream_t *s = tcp;
     int r;
     if (scheme_tls(t->url.scheme) &&
-        (r = mw_tls_wrap(&s, s, t->tls, t->server ? NULL : t->url.host, err)) < 0)
+        (r = mw__tls_wrap(&s, s, t->tls, t->server ? NULL : t->url.host, err)) < 0)
         return r;
     if (!t->server && t->o.record_path &&
-        (r = mw_record_wrap(&s, s, t->o.record_path, t->url.host, err)) < 0)
+        (r = mw__record_wrap(&s, s, t->o.record_path, t->url.host, err)) < 0)
         return r;
     if (scheme_ws(t->url.scheme)) {
         mw_ws_opts_t wo = t->o.ws;
@@ -51,7 +59,7 @@ int mw_transport_wrap(mw_transport_t *t, mw_stream_t *tcp, mw_stream_t **out, mw
             if (!wo.host) wo.host = t->ws_host;
             r = mw_ws_client_wrap(&s, s, &wo, err);
         } else {
-            r = mw_ws_server_wrap(&s, s, &wo, err);
+            r = mw__ws_server_wrap(&s, s, &wo, err);
         }
         if (r < 0) return r;
     }
@@ -59,37 +67,37 @@ int mw_transport_wrap(mw_transport_t *t, mw_stream_t *tcp, mw_stream_t **out, mw
     return 0;
 }
 
-void mw_transport_error(const mw_stream_t *s, int code, mw_err_t *err) {
+void mw__transport_error(const mw_stream_t *s, int code, mw_err_t *err) {
     for (const mw_stream_t *x = s; x; x = x->inner) {
         if (x->err.code) {
-            mw_err_set(err, code, "%s", x->err.text);
+            mw__err_set(err, code, "%s", x->err.text);
             return;
         }
     }
-    mw_err_set(err, code, "handshake: %s", mw_strerror(code));
+    mw__err_set(err, code, "handshake: %s", mw_strerror(code));
 }
 
-int mw_transport_handshake(mw_stream_t *s, uint64_t deadline, mw_err_t *err) {
+int mw__transport_handshake(mw_stream_t *s, uint64_t deadline, mw_err_t *err) {
     for (;;) {
-        int r = mw_transport_step(s);
+        int r = mw__transport_step(s);
         if (r == 1) return 0;
-        if (r == MW_EAGAIN && mw_stream_want(s) == 0) continue; /* next layer can start now */
+        if (r == MW_EAGAIN && mw__stream_want(s) == 0) continue; /* next layer can start now */
         if (r != MW_EAGAIN) {
-            mw_transport_error(s, r, err);
+            mw__transport_error(s, r, err);
             return r;
         }
-        int64_t left = mw_deadline_left(NULL, deadline);
-        if (left == 0) return mw_err_set(err, MW_ETIMEDOUT, "handshake timed out");
-        int want = mw_stream_want(s);
-        r = mw_stream_wait(s, want ? want : MW_WANT_READ, left);
-        if (r < 0 && r != MW_ETIMEDOUT) return mw_err_set(err, r, "handshake: wait failed");
+        int64_t left = mw__deadline_left(NULL, deadline);
+        if (left == 0) return mw__err_set(err, MW_ETIMEDOUT, "handshake timed out");
+        int want = mw__stream_want(s);
+        r = mw__stream_wait(s, want ? want : MW_WANT_READ, left);
+        if (r < 0 && r != MW_ETIMEDOUT) return mw__err_set(err, r, "handshake: wait failed");
     }
 }
 
-/* One table (mw_transport.h, README "WebSocket close codes"). MW_ETOOBIG
+/* One table (transport_impl.h, README "WebSocket close codes"). MW_ETOOBIG
  * is 1009 only for a message over the size limit: a string too long for its
  * field is bad data inside a valid message (1007), like any decode error. */
-uint16_t mw_transport_ws_close_code(int reason, mw_close_where_t where, bool going_away) {
+uint16_t mw__transport_ws_close_code(int reason, mw__close_where_t where, bool going_away) {
     if (going_away || reason == MW_ETIMEDOUT) return MW_WS_CLOSE_GOING_AWAY;
     if (reason == 0 || reason == MW_ESTATE) return MW_WS_CLOSE_NORMAL;
     if (where == MW_CLOSE_WRONG_TYPE) return MW_WS_CLOSE_UNSUPPORTED;
@@ -103,35 +111,35 @@ uint16_t mw_transport_ws_close_code(int reason, mw_close_where_t where, bool goi
     }
 }
 
-void mw_transport_close(mw_stream_t *s, int reason, const char *why, bool going_away) {
-    mw_transport_close_at(s, reason, MW_CLOSE_STREAM, why, going_away);
+void mw__transport_close(mw_stream_t *s, int reason, const char *why, bool going_away) {
+    mw__transport_close_at(s, reason, MW_CLOSE_STREAM, why, going_away);
 }
 
-void mw_transport_close_at(mw_stream_t *s, int reason, mw_close_where_t where, const char *why, bool going_away) {
-    if (!s || reason == MW_ECLOSED || mw_ws_sent_close_code(s) != 0 || mw_ws_peer_close_code(s) != 0) return;
-    uint16_t code = mw_transport_ws_close_code(reason, where, going_away);
+void mw__transport_close_at(mw_stream_t *s, int reason, mw__close_where_t where, const char *why, bool going_away) {
+    if (!s || reason == MW_ECLOSED || mw__ws_sent_close_code(s) != 0 || mw__ws_peer_close_code(s) != 0) return;
+    uint16_t code = mw__transport_ws_close_code(reason, where, going_away);
     char text[121]; /* a close reason holds 123 bytes */
     size_t n = why ? strlen(why) : 0;
     if (n >= sizeof text) n = sizeof text - 1;
-    mw_utf8_state_t u;
+    mw__utf8_state_t u;
     for (;; n--) { /* cut at a character boundary */
-        mw_utf8_init(&u);
-        if (!n || (mw_utf8_feed(&u, (const uint8_t *)why, n) && mw_utf8_complete(&u))) break;
+        mw__utf8_init(&u);
+        if (!n || (mw__utf8_feed(&u, (const uint8_t *)why, n) && mw__utf8_complete(&u))) break;
     }
     memcpy(text, why ? why : "", n);
     text[n] = '\0';
-    /* (mw_ws_close pushes the frame out itself, under the stream's lock. No
+    /* (mw__ws_close pushes the frame out itself, under the stream's lock. No
      * second writev here: once the stack shares its owner's lock, tx calls
      * need that lock held, and this helper is called without it.) */
-    (void)mw_ws_close(s, code, text);
+    (void)mw__ws_close(s, code, text);
 }
 
-void mw_transport_shutdown(mw_stream_t *s) {
+void mw__transport_shutdown(mw_stream_t *s) {
     for (mw_stream_t *x = s; x; x = x->inner) /* the transport knows its own stack */
-        if (mw_is_tls(x)) {
-            mw_tls_shutdown(x);
+        if (mw__is_tls(x)) {
+            mw__tls_shutdown(x);
             break;
         }
-    int fd = s ? mw_stream_fd(s) : -1;
+    int fd = s ? mw__stream_fd(s) : -1;
     if (fd >= 0) (void)shutdown(fd, SHUT_WR);
 }

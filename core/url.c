@@ -4,6 +4,8 @@
  * msgwire needs on top of it and turns refusals into readable text.
  */
 #include "mw_tcp.h"
+#include "err_impl.h"
+#include "tcp_impl.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -15,7 +17,7 @@
 
 static const struct {
     const char *name;
-    mw_scheme_t scheme;
+    mw__scheme_t scheme;
     int default_port; /* 0: the port is required */
 } schemes[] = {
     {"tcp", MW_SCHEME_TCP, 0},
@@ -25,7 +27,7 @@ static const struct {
 };
 #define NSCHEMES (sizeof schemes / sizeof schemes[0])
 
-const char *mw_scheme_name(mw_scheme_t s) {
+const char *mw__scheme_name(mw__scheme_t s) {
     for (size_t i = 0; i < NSCHEMES; i++)
         if (schemes[i].scheme == s) return schemes[i].name;
     return "?";
@@ -43,7 +45,7 @@ static int bad(mw_err_t *err, const char *url, const char *fmt, ...) {
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     const char *more = strlen(url) > URL_SHOWN ? "..." : "";
-    return mw_err_set(err, MW_EINVAL, "URL \"%.*s%s\": %s", URL_SHOWN, url, more, why);
+    return mw__err_set(err, MW_EINVAL, "URL \"%.*s%s\": %s", URL_SHOWN, url, more, why);
 }
 
 /* libevent says only "no"; find the likely reason: a bad port is the common one. */
@@ -84,7 +86,7 @@ static int scheme_index(const char *name) {
 }
 
 /* Checks the parts and fills u; the caller's struct is written only on success. */
-static int fill(const struct evhttp_uri *uri, const char *url, mw_url_t *u, mw_err_t *err) {
+static int fill(const struct evhttp_uri *uri, const char *url, mw__url_t *u, mw_err_t *err) {
     const char *scheme = evhttp_uri_get_scheme(uri), *host = evhttp_uri_get_host(uri);
     if (!scheme) return bad(err, url, "no scheme (expected tcp://, tls://, ws:// or wss://)");
     int si = scheme_index(scheme);
@@ -123,11 +125,11 @@ static int fill(const struct evhttp_uri *uri, const char *url, mw_url_t *u, mw_e
     return 0;
 }
 
-int mw_url_parse(const char *url, mw_url_t *out, mw_err_t *err) {
-    if (!url || !out) return mw_err_set(err, MW_EINVAL, "URL: NULL argument");
+int mw__url_parse(const char *url, mw__url_t *out, mw_err_t *err) {
+    if (!url || !out) return mw__err_set(err, MW_EINVAL, "URL: NULL argument");
     struct evhttp_uri *uri = evhttp_uri_parse(url);
     if (!uri) return explain(url, err);
-    mw_url_t u;
+    mw__url_t u;
     int rc = fill(uri, url, &u, err);
     evhttp_uri_free(uri);
     if (rc == 0) *out = u;

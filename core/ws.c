@@ -1,6 +1,7 @@
 /* ws.c - the WebSocket stream decorator (see mw_ws.h): the ops table,
- * construction, the handshake driver and the public helpers. The reading
- * half is in ws_rx.c, the writing half in ws_tx.c (see ws_impl.h).
+ * construction and the public helpers. The reading half (and the handshake
+ * driver, which reads) is in ws_rx.c, the writing half in ws_tx.c (see
+ * ws_impl.h).
  *
  * Threads: the rx side (read, readmsg, handshake, pending) belongs to one
  * thread and the tx side (writev, writemsgs, ping, close) to one thread; they
@@ -12,6 +13,10 @@
 
 #include "mw_tcp.h"
 #include "ws_impl.h"
+#include "buf_impl.h"
+#include "err_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,122 +27,11 @@ typedef mw__ws_t ws_t;
 #define DEFAULT_MAX_MSG (16u * 1024 * 1024)
 #define DEFAULT_MAX_HEADER 8192u
 
-static const mw_stream_ops_t ws_ops;
+static const mw__stream_ops_t ws_ops;
 
 static ws_t *find_ws(const mw_stream_t *s) {
     while (s && s->ops != &ws_ops) s = s->inner;
     return (ws_t *)s;
-}
-
-/* ---- handshake --------------------------------------------------------------------- */
-
-static int hs_fail(ws_t *w, int code) {
-    w->hs = MW__WS_HS_FAILED;
-    w->rx_err = code;
-    mw__ws_tx_lock(w);
-    mw__ws_tx_fail(w, code);
-    mw__ws_tx_unlock(w);
-    return code;
-}
-
-/* Server: answer an error status (best effort) and fail with MW_EPROTO. */
-static int hs_reject(ws_t *w, int status, const char *why) {
-    mw_err_set(&w->base.err, MW_EPROTO, "ws handshake: answered %d %s: %s", status, mw__ws_status_text(status), why);
-    mw__ws_tx_lock(w);
-    ssize_t n = mw__ws_response_build((char *)mw_buf_reserve(&w->tx, 512), 512, status, (mw__ws_str_t){0},
-                                      (mw__ws_str_t){0});
-    if (n > 0) mw_buf_commit(&w->tx, (size_t)n);
-    mw__ws_flush_tx(w);
-    mw__ws_tx_unlock(w);
-    return hs_fail(w, MW_EPROTO);
-}
-
-static void copy_str(char *dst, size_t cap, mw__ws_str_t s) {
-    size_t n = s.n < cap - 1 ? s.n : cap - 1;
-    if (n) memcpy(dst, s.p, n);
-    dst[n] = '\0';
-}
-
-static int hs_server(ws_t *w, size_t len) {
-    mw__ws_req_t q;
-    int st = mw__ws_request_parse((const char *)mw_buf_data(&w->rx), len, w->expect_path, w->accept_proto, &q);
-    if (st != 101) return hs_reject(w, st, q.why);
-    if (q.target.n >= sizeof w->path) return hs_reject(w, 414, "request target too long");
-    copy_str(w->path, sizeof w->path, q.target);
-    copy_str(w->proto, sizeof w->proto, q.protocol);
-    mw__ws_tx_lock(w);
-    /* 101 head: fixed headers plus a subprotocol of < 128 bytes (checked at wrap) */
-    ssize_t n = mw__ws_response_build((char *)mw_buf_reserve(&w->tx, 1024), 1024, 101, q.key, q.protocol);
-    if (n <= 0) {
-        mw__ws_tx_unlock(w);
-        return hs_reject(w, 500, "response does not fit");
-    }
-    mw_buf_commit(&w->tx, (size_t)n);
-    int r = mw__ws_flush_tx(w);
-    mw__ws_tx_unlock(w);
-    mw_buf_consume(&w->rx, len);
-    if (r < 0 && r != MW_EAGAIN) return hs_fail(w, r);
-    return 1;
-}
-
-static int hs_client(ws_t *w, size_t len) {
-    mw__ws_resp_t a;
-    const char *accept = (w->flags & MW_WS_REPLAY) ? NULL : w->accept;
-    if (mw__ws_response_parse((const char *)mw_buf_data(&w->rx), len, accept, w->offered, &a) < 0) {
-        if (a.status && a.status != 101)
-            mw_err_set(&w->base.err, MW_EPROTO, "ws handshake: server answered %d %.*s", a.status,
-                       (int)a.reason.n, a.reason.p);
-        else
-            mw_err_set(&w->base.err, MW_EPROTO, "ws handshake: %s", a.why);
-        return hs_fail(w, MW_EPROTO);
-    }
-    copy_str(w->proto, sizeof w->proto, a.protocol);
-    mw_buf_consume(&w->rx, len);
-    return 1;
-}
-
-/* Drives the handshake: 1 done, MW_EAGAIN, or the error. Reader side. */
-int mw__ws_hs_drive(ws_t *w) {
-    if (atomic_load_explicit(&w->ready, memory_order_acquire)) return 1;
-    if (w->hs == MW__WS_HS_FAILED) return w->rx_err;
-    if (!atomic_load_explicit(&w->inner_up, memory_order_relaxed)) {
-        int r = mw_stream_handshake(w->base.inner);
-        if (r != 1) {
-            if (r == MW_EAGAIN) return r;
-            mw_err_copy(&w->base.err, &w->base.inner->err);
-            return hs_fail(w, r);
-        }
-        atomic_store_explicit(&w->inner_up, true, memory_order_release);
-    }
-    int r;
-    mw__ws_tx_lock(w);
-    r = mw__ws_flush_tx(w);
-    mw__ws_tx_unlock(w);
-    if (r < 0 && r != MW_EAGAIN) return hs_fail(w, r);
-    for (;;) {
-        ssize_t e = mw__ws_head_end(mw_buf_data(&w->rx), mw_buf_len(&w->rx), w->max_header, &w->hs_scan);
-        if (e > 0) {
-            r = w->server ? hs_server(w, (size_t)e) : hs_client(w, (size_t)e);
-            if (r != 1) return r;
-            w->hs = MW__WS_HS_DONE;
-            atomic_store_explicit(&w->ready, true, memory_order_release);
-            return 1;
-        }
-        if (e == MW_ETOOBIG) {
-            if (w->server) return hs_reject(w, 431, "request head too large");
-            mw_err_set(&w->base.err, MW_EPROTO, "ws handshake: response head over %zu bytes", w->max_header);
-            return hs_fail(w, MW_EPROTO);
-        }
-        const char *bad = w->server ? mw__ws_request_start_bad(mw_buf_data(&w->rx), mw_buf_len(&w->rx)) : NULL;
-        if (bad) return hs_reject(w, 400, bad); /* never a request: answer now, not at the timeout */
-        w->rx_need = 0;
-        ssize_t n = mw__ws_fill(w);
-        if (n == MW_EAGAIN) return MW_EAGAIN;
-        if (n < 0) {
-            mw_err_set(&w->base.err, (int)n, "ws handshake: %s", mw_err_text(&w->base.inner->err));
-            return hs_fail(w, (int)n);
-        }
-    }
 }
 
 /* ---- stream ops -------------------------------------------------------------------- */
@@ -146,7 +40,7 @@ static int ws_handshake(mw_stream_t *s) { return mw__ws_hs_drive((ws_t *)s); }
 
 static int ws_want(const mw_stream_t *s) {
     const ws_t *w = (const ws_t *)s;
-    int want = mw_stream_want(w->base.inner);
+    int want = mw__stream_want(w->base.inner);
     bool ready = mw__ws_ready(w);
     /* Until TCP/TLS is up, their wants alone say when to drive the handshake
      * (the upgrade request waiting in tx cannot go yet). */
@@ -156,9 +50,9 @@ static int ws_want(const mw_stream_t *s) {
     return want;
 }
 
-static int ws_fd(const mw_stream_t *s) { return mw_stream_fd(s->inner); }
+static int ws_fd(const mw_stream_t *s) { return mw__stream_fd(s->inner); }
 
-static int ws_rx_time(const mw_stream_t *s, uint64_t *ns) { return mw_stream_rx_time(s->inner, ns); }
+static int ws_rx_time(const mw_stream_t *s, uint64_t *ns) { return mw__stream_rx_time(s->inner, ns); }
 
 /* Says goodbye properly if nobody has yet (best effort, no waiting). */
 static void ws_close(mw_stream_t *s) {
@@ -171,7 +65,7 @@ static void ws_close(mw_stream_t *s) {
     w->tx_err = w->tx_err ? w->tx_err : MW_ECLOSED;
     mw__ws_tx_unlock(w);
     if (!w->rx_err) w->rx_err = MW_ECLOSED;
-    mw_stream_close(s->inner);
+    mw__stream_close(s->inner);
 }
 
 static void ws_free(mw_stream_t *s) {
@@ -179,8 +73,8 @@ static void ws_free(mw_stream_t *s) {
     ws_t *w = (ws_t *)s;
     ws_close(s);
     mw_stream_free(s->inner);
-    mw_buf_fini(&w->rx);
-    mw_buf_fini(&w->tx);
+    mw__buf_fini(&w->rx);
+    mw__buf_fini(&w->tx);
     free(w->reasm);
     free(w->offered);
     free(w->expect_path);
@@ -190,10 +84,10 @@ static void ws_free(mw_stream_t *s) {
 
 static void ws_share_lock(mw_stream_t *s, bool *lk) {
     ((ws_t *)s)->slk = lk;
-    mw_stream_share_lock(s->inner, lk);
+    mw__stream_share_lock(s->inner, lk);
 }
 
-static const mw_stream_ops_t ws_ops = {
+static const mw__stream_ops_t ws_ops = {
     .name = "ws",
     .read = mw__ws_read,
     .writev = mw__ws_writev,
@@ -231,15 +125,15 @@ static int ws_new(ws_t **out, mw_stream_t *inner, const mw_ws_opts_t *o, bool se
         mw_ws_opts_init(&def);
         o = &def;
     }
-    if (!inner) return mw_err_set(err, MW_EINVAL, "ws: no inner stream");
+    if (!inner) return mw__err_set(err, MW_EINVAL, "ws: no inner stream");
     if (o->max_msg > 0x7FFFFFF0u) {
         mw_stream_free(inner);
-        return mw_err_set(err, MW_EINVAL, "ws: max_msg %u is over 2 GiB", o->max_msg);
+        return mw__err_set(err, MW_EINVAL, "ws: max_msg %u is over 2 GiB", o->max_msg);
     }
     ws_t *w = calloc(1, sizeof *w);
     if (!w) {
         mw_stream_free(inner);
-        return mw_err_set(err, MW_ENOMEM, "ws: out of memory");
+        return mw__err_set(err, MW_ENOMEM, "ws: out of memory");
     }
     w->base.ops = &ws_ops;
     w->base.inner = inner;
@@ -258,7 +152,7 @@ static int ws_new(ws_t **out, mw_stream_t *inner, const mw_ws_opts_t *o, bool se
     atomic_init(&w->tx_held, false);
     if (o->subprotocol && strlen(o->subprotocol) >= sizeof w->proto) {
         ws_free(&w->base);
-        return mw_err_set(err, MW_EINVAL, "ws: subprotocol longer than %zu bytes", sizeof w->proto - 1);
+        return mw__err_set(err, MW_EINVAL, "ws: subprotocol longer than %zu bytes", sizeof w->proto - 1);
     }
     bool oom = false;
     size_t rx_cap = w->max_header + 1024 > RX_MIN ? w->max_header + 1024 : RX_MIN;
@@ -270,9 +164,9 @@ static int ws_new(ws_t **out, mw_stream_t *inner, const mw_ws_opts_t *o, bool se
         w->offered = dup_or_null(o->subprotocol, &oom);
     }
     w->reasm = malloc(w->max_msg ? w->max_msg : 1);
-    if (oom || !w->reasm || mw_buf_init(&w->rx, rx_cap) < 0 || mw_buf_init(&w->tx, tx_cap) < 0) {
+    if (oom || !w->reasm || mw__buf_init(&w->rx, rx_cap) < 0 || mw__buf_init(&w->tx, tx_cap) < 0) {
         ws_free(&w->base);
-        return mw_err_set(err, MW_ENOMEM, "ws: out of memory for %zu-byte buffers", w->max_msg);
+        return mw__err_set(err, MW_ENOMEM, "ws: out of memory for %zu-byte buffers", w->max_msg);
     }
     *out = w;
     return 0;
@@ -289,29 +183,29 @@ int mw_ws_client_wrap(mw_stream_t **out, mw_stream_t *inner, const mw_ws_opts_t 
     }
     char key[25], host[300];
     if (o->host && o->host[0]) snprintf(host, sizeof host, "%s", o->host);
-    else if (mw_tcp_peer_name(inner, host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
+    else if (mw__tcp_peer_name(inner, host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
     if ((r = mw__ws_key_new(key)) < 0) {
         ws_free(&w->base);
-        return mw_err_set(err, r, "ws: RAND_bytes failed for the handshake key");
+        return mw__err_set(err, r, "ws: RAND_bytes failed for the handshake key");
     }
-    mw_ws_accept_key(key, 24, w->accept);
+    mw__ws_accept_key(key, 24, w->accept);
     if (w->flags & MW_WS_REPLAY) { /* the recording holds the response to a request long gone */
         *out = &w->base;
         return 0;
     }
-    ssize_t n = mw__ws_request_build((char *)mw_buf_tail(&w->tx), mw_buf_tailroom(&w->tx), o, host, key);
+    ssize_t n = mw__ws_request_build((char *)mw__buf_tail(&w->tx), mw__buf_tailroom(&w->tx), o, host, key);
     if (n < 0) {
         ws_free(&w->base);
-        return mw_err_set(err, MW_EINVAL, "ws: cannot build the upgrade request: %s",
+        return mw__err_set(err, MW_EINVAL, "ws: cannot build the upgrade request: %s",
                           n == MW_ETOOBIG ? "over 8 KiB" : "path, host or header value malformed");
     }
-    mw_buf_commit(&w->tx, (size_t)n);
+    mw__buf_commit(&w->tx, (size_t)n);
     mw__ws_upd_held(w);
     *out = &w->base;
     return 0;
 }
 
-int mw_ws_server_wrap(mw_stream_t **out, mw_stream_t *inner, const mw_ws_opts_t *o, mw_err_t *err) {
+int mw__ws_server_wrap(mw_stream_t **out, mw_stream_t *inner, const mw_ws_opts_t *o, mw_err_t *err) {
     ws_t *w;
     int r = ws_new(&w, inner, o, true, err);
     if (r < 0) return r;
@@ -321,7 +215,7 @@ int mw_ws_server_wrap(mw_stream_t **out, mw_stream_t *inner, const mw_ws_opts_t 
 
 /* ---- public helpers ----------------------------------------------------------------- */
 
-int mw_ws_ping(mw_stream_t *s, const void *data, size_t n) {
+int mw__ws_ping(mw_stream_t *s, const void *data, size_t n) {
     ws_t *w = find_ws(s);
     if (!w || n > MW__WS_CTRL_MAX || (n && !data)) return MW_EINVAL;
     if (!mw__ws_ready(w)) return MW_EAGAIN;
@@ -340,13 +234,13 @@ int mw_ws_ping(mw_stream_t *s, const void *data, size_t n) {
     return r;
 }
 
-int mw_ws_close(mw_stream_t *s, uint16_t code, const char *reason) {
+int mw__ws_close(mw_stream_t *s, uint16_t code, const char *reason) {
     ws_t *w = find_ws(s);
     size_t rn = reason ? strlen(reason) : 0;
     if (!w || !mw__ws_close_code_ok(code) || rn > MW__WS_CTRL_MAX - 2) return MW_EINVAL;
-    mw_utf8_state_t u;
-    mw_utf8_init(&u);
-    if (rn && (!mw_utf8_feed(&u, (const uint8_t *)reason, rn) || !mw_utf8_complete(&u))) return MW_EINVAL;
+    mw__utf8_state_t u;
+    mw__utf8_init(&u);
+    if (rn && (!mw__utf8_feed(&u, (const uint8_t *)reason, rn) || !mw__utf8_complete(&u))) return MW_EINVAL;
     if (!mw__ws_ready(w)) return MW_ESTATE;
     mw__ws_tx_lock(w);
     int r = w->tx_err;
@@ -358,7 +252,7 @@ int mw_ws_close(mw_stream_t *s, uint16_t code, const char *reason) {
     return r;
 }
 
-void mw_ws_set_text(mw_stream_t *s, bool text) {
+void mw__ws_set_text(mw_stream_t *s, bool text) {
     ws_t *w = find_ws(s);
     if (!w) return;
     mw__ws_tx_lock(w);
@@ -366,12 +260,12 @@ void mw_ws_set_text(mw_stream_t *s, bool text) {
     mw__ws_tx_unlock(w);
 }
 
-int mw_ws_peer_close_code(const mw_stream_t *s) {
+int mw__ws_peer_close_code(const mw_stream_t *s) {
     const ws_t *w = find_ws(s);
     return w ? w->peer_code : 0;
 }
 
-int mw_ws_sent_close_code(const mw_stream_t *s) {
+int mw__ws_sent_close_code(const mw_stream_t *s) {
     ws_t *w = find_ws(s);
     if (!w) return 0;
     mw__ws_tx_lock(w);
@@ -380,19 +274,19 @@ int mw_ws_sent_close_code(const mw_stream_t *s) {
     return c;
 }
 
-uint64_t mw_ws_pongs(const mw_stream_t *s) {
+uint64_t mw__ws_pongs(const mw_stream_t *s) {
     const ws_t *w = find_ws(s);
     return w ? w->pongs : 0;
 }
 
-const char *mw_ws_subprotocol(const mw_stream_t *s) {
+const char *mw__ws_subprotocol(const mw_stream_t *s) {
     const ws_t *w = find_ws(s);
     return w ? w->proto : "";
 }
 
-const char *mw_ws_path(const mw_stream_t *s) {
+const char *mw__ws_path(const mw_stream_t *s) {
     const ws_t *w = find_ws(s);
     return w ? w->path : "";
 }
 
-bool mw_is_ws(const mw_stream_t *s) { return s && s->ops == &ws_ops; }
+bool mw__is_ws(const mw_stream_t *s) { return s && s->ops == &ws_ops; }

@@ -2,6 +2,7 @@
  * validation and the Sec-WebSocket-Accept key. No I/O, no allocation (except
  * inside OpenSSL for absurdly long keys). */
 #include "mw_ws.h"
+#include "ws_impl.h"
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -13,8 +14,8 @@ static bool known_opcode(unsigned op) { return op <= MW_WS_BINARY || (op >= MW_W
 
 /* Checks are made as soon as the byte they need is present, so a bad header
  * fails on its first bad byte rather than when 14 bytes have arrived. */
-ssize_t mw_ws_hdr_decode(const uint8_t *in, size_t len, bool expect_masked, uint64_t max_len,
-                         mw_ws_hdr_t *h) {
+ssize_t mw__ws_hdr_decode(const uint8_t *in, size_t len, bool expect_masked, uint64_t max_len,
+                         mw__ws_hdr_t *h) {
     if (len < 1) return MW_EAGAIN;
     unsigned op = in[0] & 0x0Fu;
     bool fin = in[0] & 0x80u, ctl = op & 0x8u;
@@ -47,7 +48,7 @@ ssize_t mw_ws_hdr_decode(const uint8_t *in, size_t len, bool expect_masked, uint
     return (ssize_t)hl;
 }
 
-size_t mw_ws_hdr_encode(uint8_t *out, bool fin, int opcode, uint64_t len, const uint8_t mask[4]) {
+size_t mw__ws_hdr_encode(uint8_t *out, bool fin, int opcode, uint64_t len, const uint8_t mask[4]) {
     size_t k = 2;
     out[0] = (uint8_t)((fin ? 0x80u : 0) | ((unsigned)opcode & 0x0Fu));
     uint8_t mbit = mask ? 0x80u : 0;
@@ -73,7 +74,7 @@ size_t mw_ws_hdr_encode(uint8_t *out, bool fin, int opcode, uint64_t len, const 
 /* XOR in memory order is independent of endianness: the 8-byte pattern is
  * the mask laid out twice from offset `off`, loaded and stored with memcpy so
  * alignment never matters. */
-void mw_ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], size_t off) {
+void mw__ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], size_t off) {
     uint8_t m8[8];
     for (int i = 0; i < 8; i++) m8[i] = mask[(off + (size_t)i) & 3];
     uint64_t m;
@@ -137,7 +138,7 @@ static const uint8_t utf8_next[NSTATES][NCLASSES] = {
 };
 #undef R
 
-bool mw_utf8_feed(mw_utf8_state_t *u, const uint8_t *p, size_t n) {
+bool mw__utf8_feed(mw__utf8_state_t *u, const uint8_t *p, size_t n) {
     uint32_t s = u->state;
     size_t i = 0;
     while (i < n) {
@@ -161,7 +162,7 @@ bool mw_utf8_feed(mw_utf8_state_t *u, const uint8_t *p, size_t n) {
 
 static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-void mw_ws_accept_key(const char *key, size_t key_len, char out[29]) {
+void mw__ws_accept_key(const char *key, size_t key_len, char out[29]) {
     unsigned char md[SHA_DIGEST_LENGTH];
     unsigned char buf[128];
     size_t g = sizeof WS_GUID - 1;

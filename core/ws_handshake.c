@@ -311,7 +311,7 @@ ssize_t mw__ws_response_build(char *out, size_t cap, int status, mw__ws_str_t ke
     outbuf_t b = {out, cap, 0, cap == 0};
     if (status == 101) {
         char acc[29];
-        mw_ws_accept_key(key.p, key.n, acc);
+        mw__ws_accept_key(key.p, key.n, acc);
         put(&b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 "Sec-WebSocket-Accept: %s\r\n", acc);
         if (protocol.n) put(&b, "Sec-WebSocket-Protocol: %.*s\r\n", (int)protocol.n, protocol.p);

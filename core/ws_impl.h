@@ -1,6 +1,53 @@
 /* ws_impl.h - internals shared by the WebSocket files and the tests. Not
  * installed.
  *
+ * WebSocket (RFC 6455): a sans-I/O codec, the HTTP/1.1 upgrade
+ * handshake, and a stream decorator over TCP or TLS, client and server.
+ *
+ * ---- Codec (no I/O, no allocation) -------------------------------------------
+ * Frames are parsed header-first; the payload length is checked against the
+ * caller's maximum before anything is buffered. Violations are MW_EPROTO
+ * (reserved bits without an extension, unknown opcode, fragmented or >125-byte
+ * control frame, wrong masking for the side, non-minimal length encoding,
+ * 64-bit length with the top bit set) or MW_ETOOBIG (over max).
+ *
+ * ---- Stream decorator ----------------------------------------------------------
+ * The WebSocket stream is a message stream (mw_stream.h): readmsg returns one
+ * WebSocket message per call (fragments reassembled, control frames handled
+ * inside: pings answered with pongs, pongs noted, close answered) and
+ * writemsgs sends each iovec as one message, text or binary per MW_MSG_TEXT.
+ * One socket read can bring many messages: pending() is then > 0 and they
+ * are read without waiting. A client masks with fresh random keys; a server
+ * never masks. Accepted messages may wait in the stream's own buffer while
+ * the socket is full: want() then reports MW_WANT_WRITE, and a writemsgs with
+ * no messages (or a writev with iovcnt 0) pushes them on (0 when all are
+ * out, MW_EAGAIN otherwise). Pongs and close replies produced by reads queue
+ * the same way. msgwire's mw__conn uses these, so over WebSocket one msgwire
+ * message is exactly one WebSocket message, with no length prefix anywhere.
+ *
+ * Record view, for tools that handle bytes (echo servers, the Autobahn
+ * client): read yields whole records of
+ *     u32 big-endian length, payload
+ * one per message, as many as fit per read, and writev takes the same records
+ * and sends each as one message, text or binary per mw__ws_set_text (or per
+ * record with MW_WS_RECORD_OPCODE). writev consumes whole records only (a
+ * record cut off at the end of the input is left for the next call) and
+ * returns the bytes of records consumed. A record larger than the caller's
+ * read buffer is handed over in pieces by successive reads (a buffer of
+ * max_msg + 5 bytes never sees that).
+ *
+ * A read that returned messages may leave more frames buffered in the
+ * stream: read while mw__stream_pending() > 0 before waiting on the fd. read
+ * and writev may run on two threads at once (the transmit side is under a
+ * spinlock, since reads queue pongs and close replies too).
+ *
+ * Failures close the connection with the RFC close code and return:
+ *   MW_EPROTO  (1002 protocol error)     MW_EUTF8  (1007 invalid UTF-8 in text)
+ *   MW_ETOOBIG (1009 message too big)    MW_ECLOSED (peer closed: 1000 etc.)
+ * with a sentence in the stream's err. A handshake failure answers an HTTP
+ * error status (400, 426 with Sec-WebSocket-Version: 13, 431) to a client and
+ * fails the stream with MW_EPROTO.
+ *
  *   ws_codec.c      frame headers, masking, UTF-8 (sans-I/O)
  *   ws_handshake.c  the HTTP/1.1 upgrade request/response (sans-I/O)
  *   ws.c            the stream: ops table, construction, handshake driver,
@@ -25,9 +72,76 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "buf_impl.h"
 #include "lock_impl.h"
-#include "mw_buf.h"
 #include "mw_ws.h"
+#include "stream_impl.h"
+
+/* ---- codec ------------------------------------------------------------------ */
+typedef struct mw__ws_hdr {
+    bool fin;
+    uint8_t rsv;     /* RSV1..3 bits as 0..7 */
+    uint8_t opcode;
+    bool masked;
+    uint8_t mask[4];
+    uint64_t len;    /* payload length */
+    size_t hdr_len;  /* bytes of header (2..14) */
+} mw__ws_hdr_t;
+
+/* Parses one frame header. expect_masked: true on a server (client frames
+ * must be masked), false on a client. Returns hdr_len (> 0), MW_EAGAIN (need
+ * more bytes), MW_EPROTO or MW_ETOOBIG (len > max_len). Never reads past
+ * in+len. */
+ssize_t mw__ws_hdr_decode(const uint8_t *in, size_t len, bool expect_masked, uint64_t max_len,
+                         mw__ws_hdr_t *h);
+/* Writes a header for a payload of len bytes into out (>= 14 bytes); mask
+ * NULL for unmasked. Returns the header length. */
+size_t mw__ws_hdr_encode(uint8_t *out, bool fin, int opcode, uint64_t len, const uint8_t mask[4]);
+/* XORs p[0..n) with mask, starting at mask offset `off` (for payloads masked
+ * in pieces). */
+void mw__ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], size_t off);
+
+/* Incremental UTF-8 validation across fragments. */
+typedef struct mw__utf8_state { uint32_t state; } mw__utf8_state_t;
+static inline void mw__utf8_init(mw__utf8_state_t *u) { u->state = 0; }
+/* Feeds bytes; false as soon as they cannot be valid UTF-8. */
+bool mw__utf8_feed(mw__utf8_state_t *u, const uint8_t *p, size_t n);
+/* True if the input so far ended on a character boundary. */
+static inline bool mw__utf8_complete(const mw__utf8_state_t *u) { return u->state == 0; }
+
+/* ---- handshake (sans-I/O) ------------------------------------------------------ */
+/* Sec-WebSocket-Accept for a key: base64(SHA-1(key + GUID)) into out (29 bytes
+ * incl. NUL). */
+void mw__ws_accept_key(const char *key, size_t key_len, char out[29]);
+
+/* Wraps a connected stream as a server (ownership passes, also on failure):
+ * it waits for the client's upgrade request. Reads return MW_EAGAIN until the
+ * handshake completes (mw__stream_handshake drives it and returns 1 then). */
+int mw__ws_server_wrap(mw_stream_t **out, mw_stream_t *inner, const mw_ws_opts_t *o, mw_err_t *err);
+
+/* Record view: the records written from now on (without an opcode byte)
+ * are text messages (else binary). Writer side. No effect on writemsgs,
+ * whose flags say it per call. */
+void mw__ws_set_text(mw_stream_t *s, bool text);
+
+/* Sends a ping with up to 125 bytes of payload. 0, MW_EAGAIN, MW_EINVAL, error. */
+int mw__ws_ping(mw_stream_t *s, const void *data, size_t n);
+/* Starts the close handshake with a code and reason (<= 123 bytes). Further
+ * writes fail with MW_ECLOSED; reads drain until the peer's close. Returns 0
+ * (also when already started), MW_EINVAL (a code that may not be sent, a
+ * reason too long or not UTF-8), MW_ESTATE before the handshake completes,
+ * or the stream's error. */
+int mw__ws_close(mw_stream_t *s, uint16_t code, const char *reason);
+/* The close code received from the peer (0 if none yet), and sent by us. */
+int mw__ws_peer_close_code(const mw_stream_t *s);
+int mw__ws_sent_close_code(const mw_stream_t *s);
+/* Pongs received (counts, for tests and keep-alive logic). */
+uint64_t mw__ws_pongs(const mw_stream_t *s);
+/* The subprotocol agreed on, or "". The request path (server side). */
+const char *mw__ws_subprotocol(const mw_stream_t *s);
+const char *mw__ws_path(const mw_stream_t *s);
+bool mw__is_ws(const mw_stream_t *s);
+
 
 typedef struct mw__ws_str {
     const char *p;
@@ -97,7 +211,7 @@ typedef struct mw__ws_resp {
 
 /* Parses and validates the server's response to our request: status 101,
  * Upgrade: websocket, Connection: upgrade, Sec-WebSocket-Accept equal to
- * accept (from mw_ws_accept_key; NULL: not checked), a subprotocol only if it is one of the
+ * accept (from mw__ws_accept_key; NULL: not checked), a subprotocol only if it is one of the
  * comma-separated offered ones, no extensions. Returns 0 or MW_EPROTO. */
 int mw__ws_response_parse(const char *head, size_t len, const char *accept, const char *offered,
                           mw__ws_resp_t *r);
@@ -134,24 +248,24 @@ typedef struct mw__ws {
     char path[1024];
 
     /* rx half: the reading thread only */
-    mw_buf_t rx;
+    mw__buf_t rx;
     size_t rx_need; /* bytes from rx.rd that must be present to go on */
     int rx_err;     /* sticky: every later read returns it */
-    mw_ws_hdr_t fh; /* the frame being streamed into reasm */
+    mw__ws_hdr_t fh; /* the frame being streamed into reasm */
     bool in_frame, in_msg, deliver;
     size_t frame_left, frame_off;
     uint8_t msg_op;
     uint8_t *reasm;
     size_t reasm_len, deliver_off;
-    mw_utf8_state_t utf8;
+    mw__utf8_state_t utf8;
     int peer_code;
     uint64_t pongs;
 
     /* tx half: under lock */
     atomic_flag lock;
-    bool *slk; /* the owner's lock once shared (mw_stream_share_lock): used instead of lock */
+    bool *slk; /* the owner's lock once shared (mw__stream_share_lock): used instead of lock */
     atomic_bool tx_held; /* tx bytes or a pending control frame: want() WRITE */
-    mw_buf_t tx;
+    mw__buf_t tx;
     int tx_err;    /* sticky result of writes (I/O or protocol failure) */
     int tx_io_err; /* the inner stream failed: nothing can be flushed */
     bool text;     /* record view: records without an opcode byte are text */

@@ -1,7 +1,7 @@
 /* ws_tx.c - the WebSocket stream's writing half: messages -> frames.
  *
  * One encoder serves both ways in: writemsgs (one iovec per message, what
- * mw_conn uses) and the record view's writev (u32-prefixed records, for
+ * mw__conn uses) and the record view's writev (u32-prefixed records, for
  * tools), which parses its records into the same message descriptors.
  *
  * A client encodes each message into tx (header + masked copy) and flushes tx
@@ -13,6 +13,9 @@
  * close replies into the same buffer.
  */
 #include "ws_impl.h"
+#include "buf_impl.h"
+#include "err_impl.h"
+#include "stream_impl.h"
 
 #include <assert.h>
 #include <openssl/rand.h>
@@ -35,7 +38,7 @@ bool mw__ws_close_code_ok(unsigned c) {
  * want() on other threads, and may lag (encode_one commits without updating
  * it): a server that trusted it could gather new messages past a frame still
  * in tx and send them first. */
-static bool held(const ws_t *w) { return mw_buf_len(&w->tx) || w->pong_pending || w->close_pending; }
+static bool held(const ws_t *w) { return mw__buf_len(&w->tx) || w->pong_pending || w->close_pending; }
 
 void mw__ws_upd_held(ws_t *w) { atomic_store_explicit(&w->tx_held, held(w), memory_order_release); }
 
@@ -61,18 +64,18 @@ static int tx_io_fail(ws_t *w, int code) {
 }
 
 static int mask_fail(ws_t *w) {
-    return mw__ws_tx_fail(w, mw_err_set(&w->base.err, MW_ESYS, "ws: RAND_bytes failed"));
+    return mw__ws_tx_fail(w, mw__err_set(&w->base.err, MW_ESYS, "ws: RAND_bytes failed"));
 }
 
 /* Appends one whole frame with a contiguous payload. 0 or MW_EAGAIN (no room). */
 int mw__ws_put_frame(ws_t *w, unsigned op, const uint8_t *p, size_t n) {
-    uint8_t *d = mw_buf_reserve(&w->tx, MW__WS_HDR_MAX + n);
+    uint8_t *d = mw__buf_reserve(&w->tx, MW__WS_HDR_MAX + n);
     if (!d) return MW_EAGAIN;
     const uint8_t *m = NULL;
     if (!w->server && !(m = next_mask(w))) return mask_fail(w);
-    size_t hl = mw_ws_hdr_encode(d, true, (int)op, n, m);
+    size_t hl = mw__ws_hdr_encode(d, true, (int)op, n, m);
     mw__ws_xor_copy(d + hl, p, n, m, 0);
-    mw_buf_commit(&w->tx, hl + n);
+    mw__buf_commit(&w->tx, hl + n);
     return 0;
 }
 
@@ -90,18 +93,18 @@ int mw__ws_flush_tx(ws_t *w) {
     if (w->tx_io_err) return w->tx_io_err;
     for (;;) {
         if (w->pong_pending || w->close_pending) drain_pending(w);
-        size_t len = mw_buf_len(&w->tx);
+        size_t len = mw__buf_len(&w->tx);
         if (!len) break;
-        ssize_t n = mw_stream_write(w->base.inner, mw_buf_data(&w->tx), len);
+        ssize_t n = mw__stream_write(w->base.inner, mw__buf_data(&w->tx), len);
         if (n > 0) {
-            mw_buf_consume(&w->tx, (size_t)n);
+            mw__buf_consume(&w->tx, (size_t)n);
             continue;
         }
         if (n == 0 || n == MW_EAGAIN) {
             r = MW_EAGAIN;
             break;
         }
-        mw_err_copy(&w->base.err, &w->base.inner->err);
+        mw__err_copy(&w->base.err, &w->base.inner->err);
         r = tx_io_fail(w, (int)n);
         break;
     }
@@ -184,18 +187,18 @@ typedef struct wmsg {
 /* Encodes one message into tx (masking on a client). 1 done, MW_EAGAIN tx
  * full even after a flush, or an error. */
 static int encode_one(ws_t *w, const wmsg_t *m) {
-    uint8_t *d = mw_buf_reserve(&w->tx, MW__WS_HDR_MAX + m->len);
+    uint8_t *d = mw__buf_reserve(&w->tx, MW__WS_HDR_MAX + m->len);
     if (!d) {
         int f = mw__ws_flush_tx(w);
         if (f < 0 && f != MW_EAGAIN) return f;
-        if (!(d = mw_buf_reserve(&w->tx, MW__WS_HDR_MAX + m->len))) return MW_EAGAIN;
+        if (!(d = mw__buf_reserve(&w->tx, MW__WS_HDR_MAX + m->len))) return MW_EAGAIN;
     }
     const uint8_t *mask = NULL;
     if (!w->server && !(mask = next_mask(w))) return mask_fail(w);
-    size_t hl = mw_ws_hdr_encode(d, true, (int)m->op, m->len, mask);
+    size_t hl = mw__ws_hdr_encode(d, true, (int)m->op, m->len, mask);
     cur_t c = m->pay;
     cur_copy(&c, d + hl, m->len, mask, 0);
-    mw_buf_commit(&w->tx, hl + m->len);
+    mw__buf_commit(&w->tx, hl + m->len);
     return 1;
 }
 
@@ -208,14 +211,14 @@ typedef struct ghdr {
  * it already out) into tx. False if tx has no room. */
 static bool hold_rest(ws_t *w, const ghdr_t *h, const wmsg_t *m, size_t sent) {
     size_t total = h->n + m->len;
-    uint8_t *d = mw_buf_reserve(&w->tx, total - sent);
+    uint8_t *d = mw__buf_reserve(&w->tx, total - sent);
     if (!d) return false;
     size_t hsent = sent < h->n ? sent : h->n;
     memcpy(d, h->b + hsent, h->n - hsent);
     cur_t c = m->pay;
     cur_skip(&c, sent - hsent);
     cur_copy(&c, d + h->n - hsent, m->len - (sent - hsent), NULL, 0);
-    mw_buf_commit(&w->tx, total - sent);
+    mw__buf_commit(&w->tx, total - sent);
     return true;
 }
 
@@ -224,7 +227,7 @@ static bool hold_rest(ws_t *w, const ghdr_t *h, const wmsg_t *m, size_t sent) {
 static bool gather_add(ghdr_t *h, const wmsg_t *m, struct iovec *v, int *nv) {
     int k = *nv;
     if (k >= GATHER_IOV) return false;
-    h->n = (uint8_t)mw_ws_hdr_encode(h->b, true, (int)m->op, m->len, NULL);
+    h->n = (uint8_t)mw__ws_hdr_encode(h->b, true, (int)m->op, m->len, NULL);
     v[k++] = (struct iovec){h->b, h->n};
     cur_t c = m->pay;
     size_t left = m->len;
@@ -261,9 +264,9 @@ static int gather(ws_t *w, const wmsg_t *m, int n) {
         int f = k == 1 ? mw__ws_flush_tx(w) : 0;
         return f < 0 && f != MW_EAGAIN ? f : k;
     }
-    ssize_t r = mw_stream_writev(w->base.inner, v, nv);
+    ssize_t r = mw__stream_writev(w->base.inner, v, nv);
     if (r < 0 && r != MW_EAGAIN) {
-        mw_err_copy(&w->base.err, &w->base.inner->err);
+        mw__err_copy(&w->base.err, &w->base.inner->err);
         return tx_io_fail(w, (int)r);
     }
     size_t sent = r > 0 ? (size_t)r : 0;
@@ -286,7 +289,7 @@ static ssize_t send_msgs(ws_t *w, const wmsg_t *m, int n, bool more) {
     int ok = 0, done = 0, r = 0;
     while (ok < n && m[ok].len <= w->max_msg) ok++;
     if (!ok)
-        return mw_err_set(&w->base.err, MW_ETOOBIG, "ws: message of %zu bytes is over max_msg %zu", m[0].len,
+        return mw__err_set(&w->base.err, MW_ETOOBIG, "ws: message of %zu bytes is over max_msg %zu", m[0].len,
                           w->max_msg);
     /* A server pushes out what waits first, so that it may gather again; a
      * client appends behind it (and writes when tx is full or at the end). */
@@ -328,7 +331,7 @@ static ssize_t tx_gate(ws_t *w, bool flush) {
         return w->tx_err ? w->tx_err : MW_EAGAIN;
     }
     if (flush) return mw__ws_flush_tx(w);
-    if (w->close_queued) return mw_err_set(&w->base.err, MW_ECLOSED, "ws: write after the close handshake began");
+    if (w->close_queued) return mw__err_set(&w->base.err, MW_ECLOSED, "ws: write after the close handshake began");
     return 1;
 }
 
@@ -359,9 +362,9 @@ static int rec_next(ws_t *w, cur_t *c, size_t *left, wmsg_t *m) {
     if (w->flags & MW_WS_RECORD_OPCODE) m->op = *l++;
     m->len = (size_t)l[0] << 24 | (size_t)l[1] << 16 | (size_t)l[2] << 8 | l[3];
     if (m->op != MW_WS_TEXT && m->op != MW_WS_BINARY)
-        return mw_err_set(&w->base.err, MW_EINVAL, "ws: record opcode %u is not 1 (text) or 2 (binary)", m->op);
+        return mw__err_set(&w->base.err, MW_EINVAL, "ws: record opcode %u is not 1 (text) or 2 (binary)", m->op);
     if (m->len > w->max_msg)
-        return mw_err_set(&w->base.err, MW_ETOOBIG, "ws: record of %zu bytes is over max_msg %zu", m->len,
+        return mw__err_set(&w->base.err, MW_ETOOBIG, "ws: record of %zu bytes is over max_msg %zu", m->len,
                           w->max_msg);
     if (*left - w->rhs < m->len) return 0;
     m->pay = t;

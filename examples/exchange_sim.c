@@ -68,7 +68,6 @@ typedef struct client {
 } client_t;
 
 typedef struct exchange {
-    mw_url_t url;       /* the Svc keeps pointers into it (expect_path) */
     mw_svc_t *svc;
     mw_io_t *io;
     mw_io_timer_t market, stop;
@@ -333,7 +332,6 @@ static void parse_args(int argc, char **argv, cfg_t *c, exchange_t *x) {
 static void listen_svc(exchange_t *x, const char *url) {
     mw_err_t err;
     mw_err_clear(&err);
-    if (mw_url_parse(url, &x->url, &err) < 0) tool_usage_fail(USAGE, "%s", mw_err_text(&err));
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.mode = MW_MODE_EVENT;
@@ -342,7 +340,7 @@ static void listen_svc(exchange_t *x, const char *url) {
     o.conn.max_msg = MD_MAX_MSG;
     o.conn.tx_buf = TX_BUF;
     o.max_connections = MAX_CLIENTS;
-    o.tr.ws.expect_path = strcmp(x->url.path, "/") == 0 ? NULL : x->url.path;
+    o.tr.ws.expect_path = tool_url_path(url);
     o.on_accept = on_accept;
     o.on_msg = on_msg;
     o.on_close = on_close;
@@ -375,7 +373,7 @@ int main(int argc, char **argv) {
     if (c.seconds > 0) mw_io_timer_after(x.io, &x.stop, (int64_t)(c.seconds * 1e9));
     while (!x.done) {
         int r = mw_io_poll(x.io, -1);
-        if (r < 0) tool_fail("poll: %s", mw_err_text(&mw_io_selector(x.io)->err));
+        if (r < 0) tool_fail("poll: %s", mw_io_last_error(x.io));
     }
     mw_io_timer_stop(x.io, &x.market);
     mw_io_timer_stop(x.io, &x.stop);

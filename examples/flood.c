@@ -319,7 +319,7 @@ static void wait_room(source_t *p) {
     if (r != MW_EAGAIN) send_fail(p, r);
     if (p->io) {
         int n = mw_io_poll(p->io, 100 * MW_NS_PER_MS); /* on_ready flushes on writability */
-        if (n < 0) tool_fail("io: %s", mw_err_text(&mw_io_selector(p->io)->err));
+        if (n < 0) tool_fail("io: %s", mw_io_last_error(p->io));
     } else {
         mw_cpu_relax();
     }

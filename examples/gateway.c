@@ -96,7 +96,6 @@ typedef struct listener {
     int idx;
     const char *name, *url, *serdes;
     char jdir[4096]; /* sessions: <--journal>/<name> */
-    mw_url_t purl;   /* the Svc keeps pointers into it (expect_path) */
     mw_svc_t *svc;
     /* per connection slot: the engine session of the connection there */
     struct {
@@ -600,9 +599,6 @@ static void listener_init(gateway_t *g, int idx, const char *name, const char *u
     l->url = url;
     l->serdes = serdes;
     if (!url) return;
-    mw_err_t err;
-    mw_err_clear(&err);
-    if (mw_url_parse(url, &l->purl, &err) < 0) tool_usage_fail(USAGE, "--%s: %s", name, mw_err_text(&err));
     bool ws = strncmp(url, "ws", 2) == 0;
     static const char *const want[] = {"tcp:// or tls://", "tls://", "ws:// or wss://"};
     if (ws != (idx == L_WS) || (idx == L_TLS && strncmp(url, "tls://", 6) != 0))
@@ -624,7 +620,7 @@ static void listener_start(gateway_t *g, listener_t *l, const cfg_t *c) {
     o.conn.max_msg = MAX_MSG;
     o.conn.tx_buf = TX_BUF;
     o.max_connections = MAX_CONNS;
-    if (l->idx == L_WS) o.tr.ws.expect_path = strcmp(l->purl.path, "/") == 0 ? NULL : l->purl.path;
+    if (l->idx == L_WS) o.tr.ws.expect_path = tool_url_path(l->url);
     o.on_accept = on_accept;
     o.on_msg = on_msg;
     o.on_close = on_close;

@@ -42,7 +42,6 @@
 #include "md_proto.h"
 #include "mw_clt.h"
 #include "mw_record.h"
-#include "mw_resolve.h"
 #include "mw_ws.h"
 #include "tool.h"
 
@@ -393,7 +392,7 @@ static int run_live(const cfg_t *c) {
     /* The timers bound every wait; output goes out once per poll, not per line. */
     while (!a.done) {
         int r = mw_io_poll(a.io, -1);
-        if (r < 0) tool_fail("poll: %s", mw_err_text(&mw_io_selector(a.io)->err));
+        if (r < 0) tool_fail("poll: %s", mw_io_last_error(a.io));
         fflush(stdout);
     }
     printf("summary after %.1f s:\n", (double)(mw_io_now(a.io) - a.t0) / 1e9);

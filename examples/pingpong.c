@@ -339,7 +339,7 @@ static void run_event(pinger_t *p) {
     mw_io_timer_after(p->io, &p->tick, MW_NS_PER_S);
     while (!p->finished) {
         int r = mw_io_run(p->io);
-        if (r < 0) tool_fail("io: %s", mw_err_text(&mw_io_selector(p->io)->err));
+        if (r < 0) tool_fail("io: %s", mw_io_last_error(p->io));
     }
     mw_io_timer_stop(p->io, &p->tick);
 }

@@ -498,7 +498,7 @@ static void run_event(trader_t *t) {
     mw_io_timer_after(t->io, &t->watchdog, 10 * MW_NS_PER_MS);
     while (!t->done) {
         int r = mw_io_run(t->io);
-        if (r < 0) tool_fail("io: %s", mw_err_text(&mw_io_selector(t->io)->err));
+        if (r < 0) tool_fail("io: %s", mw_io_last_error(t->io));
     }
     mw_io_timer_stop(t->io, &t->pace);
     mw_io_timer_stop(t->io, &t->watchdog);

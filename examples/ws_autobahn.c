@@ -31,6 +31,11 @@
 #include "mw_ws.h"
 #include "tool.h"
 #include "ws_tool.h"
+#include "err_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
+#include "tls_impl.h"
+#include "ws_impl.h"
 
 static const char USAGE[] =
     "usage: ws_autobahn --url ws://HOST:PORT --agent NAME [--cases N] [--timeout S]\n"
@@ -61,8 +66,8 @@ typedef struct cfg {
 
 typedef struct app {
     cfg_t c;
-    mw_url_t u;
-    mw_tls_ctx_t *tls;
+    mw__url_t u;
+    mw__tls_ctx_t *tls;
     char agent_q[512]; /* the agent, percent-encoded */
 } app_t;
 
@@ -107,11 +112,11 @@ static void encode_agent(app_t *a) {
 /* Connects, wraps (TLS, WebSocket) and completes the handshake. */
 static int ws_open(app_t *a, const char *path, mw_stream_t **out, mw_err_t *err) {
     mw_tcp_opts_t to;
-    mw_tcp_opts_init(&to);
+    mw__tcp_opts_init(&to);
     mw_stream_t *s;
-    int r = mw_tcp_connect(&s, a->u.host, a->u.port, &to, CONNECT_NS, err);
+    int r = mw__tcp_connect(&s, a->u.host, a->u.port, &to, CONNECT_NS, err);
     if (r < 0) return r;
-    if (a->tls && (r = mw_tls_wrap(&s, s, a->tls, a->u.host, err)) < 0) return r;
+    if (a->tls && (r = mw__tls_wrap(&s, s, a->tls, a->u.host, err)) < 0) return r;
     char host[300];
     snprintf(host, sizeof host, "%s:%s", a->u.host, a->u.port);
     mw_ws_opts_t wo;
@@ -122,17 +127,17 @@ static int ws_open(app_t *a, const char *path, mw_stream_t **out, mw_err_t *err)
     wo.flags = MW_WS_RECORD_OPCODE;
     if ((r = mw_ws_client_wrap(&s, s, &wo, err)) < 0) return r;
     uint64_t deadline = mw_now_ns() + CONNECT_NS;
-    while ((r = mw_stream_handshake(s)) == MW_EAGAIN) {
+    while ((r = mw__stream_handshake(s)) == MW_EAGAIN) {
         uint64_t now = mw_now_ns();
-        int want = mw_stream_want(s);
-        if (now >= deadline || mw_stream_wait(s, want ? want : MW_WANT_READ, (int64_t)(deadline - now)) < 0) {
-            r = mw_err_set(err, MW_ETIMEDOUT, "%s: no WebSocket handshake within %d s", path,
+        int want = mw__stream_want(s);
+        if (now >= deadline || mw__stream_wait(s, want ? want : MW_WANT_READ, (int64_t)(deadline - now)) < 0) {
+            r = mw__err_set(err, MW_ETIMEDOUT, "%s: no WebSocket handshake within %d s", path,
                            (int)(CONNECT_NS / MW_NS_PER_S));
             break;
         }
     }
     if (r != 1) {
-        if (r != MW_ETIMEDOUT) mw_err_set(err, r, "%s: %s", path, mw_stream_last_error(s));
+        if (r != MW_ETIMEDOUT) mw__err_set(err, r, "%s: %s", path, mw_stream_last_error(s));
         mw_stream_free(s);
         return r < 0 ? r : MW_EPROTO;
     }
@@ -168,11 +173,11 @@ static void self_test_step(session_t *ss) {
     if (ss->closing || !done) return;
     ss->closing = true;
     ss->echo.echo = false;
-    mw_ws_close(ss->s, MW_WS_CLOSE_NORMAL, "self-test done");
+    mw__ws_close(ss->s, MW_WS_CLOSE_NORMAL, "self-test done");
 }
 
 static void classify(session_t *ss, int r) {
-    int peer = mw_ws_peer_close_code(ss->s);
+    int peer = mw__ws_peer_close_code(ss->s);
     if (r == MW_ECLOSED && peer) {
         ss->end = END_CLOSED, ss->code = peer;
         snprintf(ss->why, sizeof ss->why, "%s", ws_tool_code_name(peer));
@@ -180,7 +185,7 @@ static void classify(session_t *ss, int r) {
         ss->end = END_DROPPED, ss->code = MW_WS_CLOSE_ABNORMAL;
         snprintf(ss->why, sizeof ss->why, "%s", mw_stream_last_error(ss->s));
     } else if (r == MW_EPROTO || r == MW_EUTF8 || r == MW_ETOOBIG) {
-        ss->end = END_FAILED, ss->code = mw_ws_sent_close_code(ss->s);
+        ss->end = END_FAILED, ss->code = mw__ws_sent_close_code(ss->s);
         snprintf(ss->why, sizeof ss->why, "%s", mw_stream_last_error(ss->s));
     } else {
         ss->end = END_ERROR, ss->code = MW_WS_CLOSE_ABNORMAL;
@@ -196,10 +201,10 @@ static void run_session(const app_t *a, session_t *ss) {
         r = ws_echo_pump(&ss->echo, ss->s);
         if (a->c.self_test) self_test_step(ss);
         if (r < 0) break;
-        if (mw_stream_wait(ss->s, ws_echo_events(&ss->echo, ss->s), idle) == MW_ETIMEDOUT) {
+        if (mw__stream_wait(ss->s, ws_echo_events(&ss->echo, ss->s), idle) == MW_ETIMEDOUT) {
             ss->end = END_TIMEOUT, ss->code = 0;
             snprintf(ss->why, sizeof ss->why, "nothing for %.0f s", a->c.timeout);
-            mw_ws_close(ss->s, MW_WS_CLOSE_GOING_AWAY, "timeout");
+            mw__ws_close(ss->s, MW_WS_CLOSE_GOING_AWAY, "timeout");
             break;
         }
     }
@@ -215,7 +220,7 @@ static int session_open(app_t *a, session_t *ss, const char *path, mw_err_t *err
     if (r < 0) return r;
     if (ws_echo_init(&ss->echo, a->c.max_msg) < 0) {
         mw_stream_free(ss->s);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mw__err_set(err, MW_ENOMEM, "out of memory");
     }
     ss->echo.on_msg = on_msg;
     ss->echo.ud = ss;
@@ -236,7 +241,7 @@ static void send_record(session_t *ss, unsigned op, const uint8_t *p, size_t n) 
     rec[0] = (uint8_t)op;
     rec[1] = (uint8_t)(n >> 24), rec[2] = (uint8_t)(n >> 16), rec[3] = (uint8_t)(n >> 8), rec[4] = (uint8_t)n;
     memcpy(rec + WS_TOOL_REC_HDR, p, n);
-    if (mw_stream_write_all(ss->s, rec, WS_TOOL_REC_HDR + n, CONNECT_NS) < 0)
+    if (mw__stream_write_all(ss->s, rec, WS_TOOL_REC_HDR + n, CONNECT_NS) < 0)
         tool_fail("self-test: cannot send: %s", mw_stream_last_error(ss->s));
     free(rec);
 }
@@ -314,7 +319,7 @@ static bool update_reports(app_t *a) {
     ss.echo.echo = false;
     if (a->c.self_test) {
         ss.closing = true;
-        mw_ws_close(ss.s, MW_WS_CLOSE_NORMAL, "reports");
+        mw__ws_close(ss.s, MW_WS_CLOSE_NORMAL, "reports");
     }
     run_session(a, &ss);
     bool ok = ss.end == END_CLOSED;
@@ -349,11 +354,11 @@ static void parse_args(int argc, char **argv, cfg_t *c) {
 
 static void open_tls(app_t *a) {
     mw_tls_opts_t to;
-    mw_tls_opts_init(&to);
+    mw__tls_opts_init(&to);
     to.ca_file = a->c.ca;
     to.insecure_skip_verify = a->c.insecure;
     mw_err_t err;
-    if (mw_tls_ctx_new(&a->tls, false, &to, &err) < 0) tool_fail("%s", mw_err_text(&err));
+    if (mw__tls_ctx_new(&a->tls, false, &to, &err) < 0) tool_fail("%s", mw_err_text(&err));
 }
 
 int main(int argc, char **argv) {
@@ -363,9 +368,9 @@ int main(int argc, char **argv) {
     memset(&a, 0, sizeof a);
     parse_args(argc, argv, &a.c);
     mw_err_t err;
-    if (mw_url_parse(a.c.url, &a.u, &err) < 0) tool_usage_fail(USAGE, "%s", mw_err_text(&err));
+    if (mw__url_parse(a.c.url, &a.u, &err) < 0) tool_usage_fail(USAGE, "%s", mw_err_text(&err));
     if (a.u.scheme != MW_SCHEME_WS && a.u.scheme != MW_SCHEME_WSS)
-        tool_usage_fail(USAGE, "the URL must be ws:// or wss://, not %s://", mw_scheme_name(a.u.scheme));
+        tool_usage_fail(USAGE, "the URL must be ws:// or wss://, not %s://", mw__scheme_name(a.u.scheme));
     if (a.u.scheme == MW_SCHEME_WSS) open_tls(&a);
     encode_agent(&a);
     long total = get_case_count(&a);
@@ -380,7 +385,7 @@ int main(int argc, char **argv) {
            "%d errors; reports %s\n",
            n, ends[END_CLOSED], ends[END_FAILED], ends[END_DROPPED], ends[END_TIMEOUT], ends[END_ERROR],
            reported ? "updated" : "NOT updated");
-    mw_tls_ctx_free(a.tls);
+    mw__tls_ctx_free(a.tls);
     if (!reported || (a.c.self_test && !ok)) return TOOL_EXIT_FAIL;
     return TOOL_EXIT_OK;
 }

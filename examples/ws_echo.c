@@ -39,6 +39,10 @@
 #include "mw_ws.h"
 #include "tool.h"
 #include "ws_tool.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
+#include "tls_impl.h"
+#include "ws_impl.h"
 
 static const char USAGE[] =
     "usage: ws_echo --url ws://HOST:PORT[/PATH] [--max-msg BYTES] [--verbose]\n"
@@ -75,11 +79,11 @@ typedef struct conn {
 
 typedef struct server {
     mw_io_t *io;
-    mw_listener_t *lis;
+    mw__listener_t *lis;
     mw_sel_src_t lis_src, sig_src;
     mw_io_timer_t stop_timer, accept_timer;
     int sig_fd;
-    mw_tls_ctx_t *tls;
+    mw__tls_ctx_t *tls;
     mw_ws_opts_t wo;
     conn_t *conns;
     size_t nconns;
@@ -128,13 +132,13 @@ static void on_conn_timeout(mw_io_timer_t *t, void *ud) {
 static void conn_drain(conn_t *c) {
     uint8_t scratch[4096];
     for (;;) {
-        ssize_t r = mw_stream_read(c->s->inner, scratch, sizeof scratch);
+        ssize_t r = mw__stream_read(c->s->inner, scratch, sizeof scratch);
         if (r > 0) continue;
         if (r != MW_EAGAIN) {
             conn_free(c);
             return;
         }
-        int want = mw_stream_want(c->s->inner);
+        int want = mw__stream_want(c->s->inner);
         conn_arm(c, want ? want : MW_WANT_READ);
         return;
     }
@@ -142,21 +146,21 @@ static void conn_drain(conn_t *c) {
 
 static void conn_linger(conn_t *c) {
     c->state = C_LINGER;
-    if (mw_is_tls(c->s->inner)) mw_tls_shutdown(c->s->inner);
-    shutdown(mw_stream_fd(c->s), SHUT_WR);
+    if (mw__is_tls(c->s->inner)) mw__tls_shutdown(c->s->inner);
+    shutdown(mw__stream_fd(c->s), SHUT_WR);
     mw_io_timer_after(c->srv->io, &c->timer, LINGER_NS);
     conn_drain(c);
 }
 
 static void conn_flush(conn_t *c) {
     c->state = C_FLUSH;
-    if (ws_tool_flush(c->s) == MW_EAGAIN) conn_arm(c, mw_stream_want(c->s));
+    if (ws_tool_flush(c->s) == MW_EAGAIN) conn_arm(c, mw__stream_want(c->s));
     else conn_linger(c);
 }
 
 static void conn_ended(conn_t *c, int why) {
     if (c->srv->verbose) {
-        int peer = mw_ws_peer_close_code(c->s), sent = mw_ws_sent_close_code(c->s);
+        int peer = mw__ws_peer_close_code(c->s), sent = mw__ws_sent_close_code(c->s);
         bool detail = why != MW_ECLOSED || !peer;
         fprintf(stderr,
                 "ws_echo: conn %" PRIu64 " ended after %" PRIu64 " msgs: peer close %d, sent close %d (%s%s%s)\n",
@@ -173,7 +177,7 @@ static void conn_pump(conn_t *c) {
         conn_ended(c, r);
         return;
     }
-    if (mw_io_timer_armed(&c->timer) && mw_stream_handshake(c->s) == 1)
+    if (mw_io_timer_armed(&c->timer) && mw__stream_handshake(c->s) == 1)
         mw_io_timer_stop(c->srv->io, &c->timer);
     conn_arm(c, ws_echo_events(&c->echo, c->s));
 }
@@ -193,8 +197,8 @@ static int on_conn(mw_sel_src_t *src, int events) {
 static int conn_add(server_t *sv, mw_stream_t *tcp) {
     mw_err_t err;
     mw_stream_t *s = tcp;
-    int r = sv->tls ? mw_tls_wrap(&s, tcp, sv->tls, NULL, &err) : 0;
-    if (r == 0) r = mw_ws_server_wrap(&s, s, &sv->wo, &err);
+    int r = sv->tls ? mw__tls_wrap(&s, tcp, sv->tls, NULL, &err) : 0;
+    if (r == 0) r = mw__ws_server_wrap(&s, s, &sv->wo, &err);
     conn_t *c = r == 0 ? calloc(1, sizeof *c) : NULL;
     if (!c || ws_echo_init(&c->echo, sv->wo.max_msg) < 0) {
         if (r == 0) mw_stream_free(s);
@@ -208,7 +212,7 @@ static int conn_add(server_t *sv, mw_stream_t *tcp) {
     c->id = ++sv->next_id;
     c->state = C_OPEN;
     mw_io_timer_init(&c->timer, on_conn_timeout, c);
-    mw_sel_src_init(&c->src, mw_stream_fd(s), MW_WANT_READ, on_conn, c);
+    mw_sel_src_init(&c->src, mw__stream_fd(s), MW_WANT_READ, on_conn, c);
     if ((r = mw_io_add(sv->io, &c->src)) < 0) {
         mw_stream_free(s);
         ws_echo_fini(&c->echo);
@@ -230,7 +234,7 @@ static int on_listener(mw_sel_src_t *src, int events) {
     for (;;) {
         mw_stream_t *tcp;
         mw_err_t err;
-        int r = mw_listener_accept(sv->lis, &tcp, &err);
+        int r = mw__listener_accept(sv->lis, &tcp, &err);
         if (r == MW_EAGAIN) return 1;
         if (r < 0) {
             fprintf(stderr, "ws_echo: accept: %s\n", mw_err_text(&err));
@@ -262,20 +266,20 @@ static void on_stop_timeout(mw_io_timer_t *t, void *ud) {
 static void begin_stop(server_t *sv) {
     if (sv->lis) {
         mw_io_del(sv->io, &sv->lis_src);
-        mw_listener_free(sv->lis);
+        mw__listener_free(sv->lis);
         sv->lis = NULL;
     }
     mw_io_timer_after(sv->io, &sv->stop_timer, STOP_NS);
     for (conn_t *c = sv->conns, *next; c; c = next) {
         next = c->next; /* the pump may free c */
         if (c->state != C_OPEN) continue;
-        if (mw_stream_handshake(c->s) != 1) {
+        if (mw__stream_handshake(c->s) != 1) {
             conn_free(c);
             continue;
         }
         c->state = C_CLOSING;
         c->echo.echo = false;
-        if (mw_ws_close(c->s, MW_WS_CLOSE_GOING_AWAY, "server shutting down") < 0) conn_flush(c);
+        if (mw__ws_close(c->s, MW_WS_CLOSE_GOING_AWAY, "server shutting down") < 0) conn_flush(c);
         else conn_pump(c);
     }
 }
@@ -325,14 +329,14 @@ static void parse_args(int argc, char **argv, cfg_t *c) {
 static void open_tls(server_t *sv, const cfg_t *c) {
     if (!c->cert || !c->key) tool_usage_fail(USAGE, "wss:// needs --cert and --key");
     mw_tls_opts_t to;
-    mw_tls_opts_init(&to);
+    mw__tls_opts_init(&to);
     to.cert_file = c->cert;
     to.key_file = c->key;
     mw_err_t err;
-    if (mw_tls_ctx_new(&sv->tls, true, &to, &err) < 0) tool_fail("%s", mw_err_text(&err));
+    if (mw__tls_ctx_new(&sv->tls, true, &to, &err) < 0) tool_fail("%s", mw_err_text(&err));
 }
 
-static void server_open(server_t *sv, const cfg_t *c, const mw_url_t *u) {
+static void server_open(server_t *sv, const cfg_t *c, const mw__url_t *u) {
     mw_err_t err;
     if (u->scheme == MW_SCHEME_WSS) open_tls(sv, c);
     else if (c->cert || c->key) tool_usage_fail(USAGE, "--cert and --key need a wss:// URL");
@@ -345,9 +349,9 @@ static void server_open(server_t *sv, const cfg_t *c, const mw_url_t *u) {
     if (mw_io_new(&sv->io, &io, &err) < 0) tool_fail("%s", mw_err_text(&err));
     if (signals_open(sv) < 0) tool_fail("signalfd: %s", strerror(errno));
     mw_tcp_opts_t to;
-    mw_tcp_opts_init(&to);
-    if (mw_tcp_listen(&sv->lis, u->host, u->port, &to, &err) < 0) tool_fail("%s", mw_err_text(&err));
-    mw_sel_src_init(&sv->lis_src, mw_listener_fd(sv->lis), MW_WANT_READ, on_listener, sv);
+    mw__tcp_opts_init(&to);
+    if (mw__tcp_listen(&sv->lis, u->host, u->port, &to, &err) < 0) tool_fail("%s", mw_err_text(&err));
+    mw_sel_src_init(&sv->lis_src, mw__listener_fd(sv->lis), MW_WANT_READ, on_listener, sv);
     if (mw_io_add(sv->io, &sv->lis_src) < 0) tool_fail("cannot watch the listener");
     mw_io_timer_init(&sv->stop_timer, on_stop_timeout, sv);
     mw_io_timer_init(&sv->accept_timer, on_accept_timer, sv);
@@ -357,17 +361,17 @@ int main(int argc, char **argv) {
     tool_init("ws_echo");
     cfg_t c;
     parse_args(argc, argv, &c);
-    mw_url_t u;
+    mw__url_t u;
     mw_err_t err;
-    if (mw_url_parse(c.url, &u, &err) < 0) tool_usage_fail(USAGE, "%s", mw_err_text(&err));
+    if (mw__url_parse(c.url, &u, &err) < 0) tool_usage_fail(USAGE, "%s", mw_err_text(&err));
     if (u.scheme != MW_SCHEME_WS && u.scheme != MW_SCHEME_WSS)
-        tool_usage_fail(USAGE, "the URL must be ws:// or wss://, not %s://", mw_scheme_name(u.scheme));
+        tool_usage_fail(USAGE, "the URL must be ws:// or wss://, not %s://", mw__scheme_name(u.scheme));
     server_t sv;
     memset(&sv, 0, sizeof sv);
     sv.sig_fd = -1;
     sv.verbose = c.verbose;
     server_open(&sv, &c, &u);
-    printf("listening on %d\n", mw_listener_port(sv.lis));
+    printf("listening on %d\n", mw__listener_port(sv.lis));
     fflush(stdout);
     while (sv.signals == 0 || sv.nconns > 0) {
         int r = mw_io_poll(sv.io, -1);
@@ -379,6 +383,6 @@ int main(int argc, char **argv) {
     mw_io_del(sv.io, &sv.sig_src);
     close(sv.sig_fd);
     mw_io_free(sv.io);
-    mw_tls_ctx_free(sv.tls);
+    mw__tls_ctx_free(sv.tls);
     return TOOL_EXIT_OK;
 }

@@ -6,6 +6,12 @@
 #include <sys/socket.h>
 
 #include "mw_transport.h"
+#include "buf_impl.h"
+#include "conn_impl.h"
+#include "err_impl.h"
+#include "io_impl.h"
+#include "stream_impl.h"
+#include "transport_impl.h"
 
 /* Reads per pass while a decorator (TLS, WebSocket) still holds input. */
 #define PASS_READS 16
@@ -18,12 +24,12 @@ static void finish(mw__drv_t *d);
 static int want_of_k(mw__drv_t *d, bool locked) {
     mw_stream_t *s = d->conn->stream;
     if (d->state == MW__DRV_HANDSHAKE) {
-        int w = mw_stream_want(s);
+        int w = mw__stream_want(s);
         return w ? w : MW_WANT_READ;
     }
-    int want = mw_stream_want(s);
+    int want = mw__stream_want(s);
     if (d->state == MW__DRV_LINGER ? !d->conn->rx_eof : !d->paused && !d->rx_done) want |= MW_WANT_READ;
-    if (!d->conn->tx.failed && (locked ? mw__conn_tx_pending_nl(d->conn) : mw_conn_tx_pending(d->conn)))
+    if (!d->conn->tx.failed && (locked ? mw__conn_tx_pending_nl(d->conn) : mw__conn_tx_pending(d->conn)))
         want |= MW_WANT_WRITE;
     return want;
 }
@@ -79,7 +85,7 @@ static inline void traffic(mw__drv_t *d) { traffic_k(d, false); }
  * as before. Only asked while the conn is not holding yet; once it holds,
  * the sweep sees the sends in the conn's count (mw__conn_release). */
 static inline void sending(mw__drv_t *d, bool locked) {
-    if (!__atomic_load_n(&d->conn->hold, __ATOMIC_RELAXED) && mw_io_in_thread(d->io) && !d->in_cb &&
+    if (!__atomic_load_n(&d->conn->hold, __ATOMIC_RELAXED) && mw__io_in_thread(d->io) && !d->in_cb &&
         d->state == MW__DRV_UP) /* inside a pass, the pass counts */
         traffic_k(d, locked);
 }
@@ -117,14 +123,14 @@ static void call_up(mw__drv_t *d) {
 
 /* ---- backpressure ---------------------------------------------------------------- */
 
-static size_t low_water(const mw_conn_t *c) {
+static size_t low_water(const mw__conn_t *c) {
     size_t cap = c->tx.buf_max, frame = (size_t)c->max_msg + 8, lwm = cap / 4;
     return cap > frame && cap - frame < lwm ? cap - frame : lwm;
 }
 
 static void check_drain(mw__drv_t *d) {
     if (!atomic_load_explicit(&d->want_drain, memory_order_relaxed)) return;
-    if (mw_conn_tx_pending(d->conn) > low_water(d->conn)) return;
+    if (mw__conn_tx_pending(d->conn) > low_water(d->conn)) return;
     atomic_store(&d->want_drain, false);
     mw_io_timer_stop(d->io, &d->t_slow);
     if (!d->cfg->on_drain) return;
@@ -137,11 +143,11 @@ static void on_slow(mw_io_timer_t *t, void *ud) {
     (void)t;
     mw__drv_t *d = ud;
     if (!atomic_load(&d->want_drain) || d->state != MW__DRV_UP) return;
-    if (mw_conn_tx_pending(d->conn) <= low_water(d->conn)) { /* it did drain: not slow */
+    if (mw__conn_tx_pending(d->conn) <= low_water(d->conn)) { /* it did drain: not slow */
         check_drain(d);
         return;
     }
-    mw_err_set(&d->conn->tx.err, MW_ESLOW, "slow consumer: the peer read nothing while the send queue was full for %lld ms",
+    mw__err_set(&d->conn->tx.err, MW_ESLOW, "slow consumer: the peer read nothing while the send queue was full for %lld ms",
                (long long)(d->cfg->slow_consumer_ns / MW_NS_PER_MS));
     mw__drv_close(d, MW_ESLOW, false);
 }
@@ -167,7 +173,7 @@ static void arm_posted(mw__drv_t *d) {
 }
 
 void mw__drv_kick(mw__drv_t *d) {
-    if (mw_io_in_thread(d->io)) {
+    if (mw__io_in_thread(d->io)) {
         arm_io(d);
         return;
     }
@@ -180,7 +186,7 @@ void mw__drv_kick(mw__drv_t *d) {
  * write interest is set at once and a drain check (on_drain) is posted. For
  * callers holding a lock that the callbacks take (a session's mutex). */
 static void kick_nocb_k(mw__drv_t *d, bool locked) {
-    if (!mw_io_in_thread(d->io)) {
+    if (!mw__io_in_thread(d->io)) {
         mw__drv_kick(d);
         return;
     }
@@ -216,13 +222,13 @@ int mw__drv_send_nocb(mw__drv_t *d, const mw_schema_t *s, const void *msg) { ret
 
 int mw__drv_enqueue(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
     sending(d, false);
-    int r = mw_conn_enqueue(d->conn, s, msg);
+    int r = mw__conn_enqueue(d->conn, s, msg);
     if (r == MW_EAGAIN) atomic_store(&d->want_drain, true);
     return r;
 }
 
 static int flush_k(mw__drv_t *d, bool nocb) {
-    int r = mw_conn_flush(d->conn);
+    int r = mw__conn_flush(d->conn);
     /* queued bytes left: write readiness; none left after an MW_EAGAIN: on_drain (io thread) */
     if (r == MW_EAGAIN || atomic_load_explicit(&d->want_drain, memory_order_relaxed))
         nocb ? kick_nocb(d) : mw__drv_kick(d);
@@ -279,7 +285,7 @@ void mw__drv_want_drain_l(mw__drv_t *d) {
 
 void mw__drv_write(mw__drv_t *d) {
     if (d->state != MW__DRV_UP) return;
-    (void)mw_conn_flush(d->conn); /* a failure: the read side ends the connection (pull mode) */
+    (void)mw__conn_flush(d->conn); /* a failure: the read side ends the connection (pull mode) */
     check_drain(d);
     (void)after_cb(d);
 }
@@ -292,9 +298,9 @@ static void note_input(mw__drv_t *d, ssize_t n) {
 
 /* Pull mode: one read into the rx buffer with its bookkeeping. */
 static ssize_t fill(mw__drv_t *d) {
-    ssize_t n = mw_conn_fill(d->conn);
+    ssize_t n = mw__conn_fill(d->conn);
     note_input(d, n);
-    d->held = n > 0 && mw_stream_pending(d->conn->stream) > 0;
+    d->held = n > 0 && mw__stream_pending(d->conn->stream) > 0;
     if (n < 0 && n != MW_EAGAIN) {
         d->rx_done = true; /* the owner delivers what is buffered, then learns how it ended */
         rearm(d);
@@ -315,7 +321,7 @@ static void got_msg(mw__drv_t *d) {
 /* No whole message is buffered: if part of one is, it must complete within
  * rx_timeout_ns (a peer that starts a message and stalls holds a slot). */
 static void check_partial(mw__drv_t *d) {
-    if (d->cfg->rx_timeout_ns <= 0 || !mw_conn_rx_buffered(d->conn) || d->partial_since) return;
+    if (d->cfg->rx_timeout_ns <= 0 || !mw__conn_rx_buffered(d->conn) || d->partial_since) return;
     d->partial_since = mw_io_now(d->io);
     if (!mw_io_timer_armed(&d->t_rx)) mw_io_timer_after(d->io, &d->t_rx, d->cfg->rx_timeout_ns);
 }
@@ -325,7 +331,7 @@ static __attribute__((noinline)) int next_more(mw__drv_t *d, int r, const mw_sch
                                                bool read) {
     if (r == MW_EAGAIN && !d->rx_done && !d->paused && d->state == MW__DRV_UP && (read || d->held) &&
         fill(d) != MW_EAGAIN)
-        r = mw_conn_next(d->conn, s, msg, cap); /* a message, or how it ended */
+        r = mw__conn_next(d->conn, s, msg, cap); /* a message, or how it ended */
     if (r == 0) {
         got_msg(d);
         traffic(d);
@@ -342,7 +348,7 @@ void mw__drv_note_msg(mw__drv_t *d) {
 
 /* The common case (a message was buffered) without the slow path's frame. */
 int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, bool read) {
-    int r = mw_conn_next(d->conn, s, msg, cap);
+    int r = mw__conn_next(d->conn, s, msg, cap);
     if (r != 0) return next_more(d, r, s, msg, cap, read);
     if (!d->got_first || d->partial_since || !d->keep.used) {
         got_msg(d);
@@ -352,7 +358,7 @@ int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, boo
 }
 
 int mw__drv_recv(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap) {
-    if (mw_conn_rx_buffered(d->conn) || d->rx_done || d->paused || d->state != MW__DRV_UP)
+    if (mw__conn_rx_buffered(d->conn) || d->rx_done || d->paused || d->state != MW__DRV_UP)
         return mw__drv_next(d, s, msg, cap, true);
     /* Nothing buffered: read first rather than decode nothing. A read that
      * found nothing leaves nothing to clock (no part of a message). */
@@ -360,7 +366,7 @@ int mw__drv_recv(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap) {
     return mw__drv_next(d, s, msg, cap, false);
 }
 
-static bool deliver(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+static bool deliver(void *ud, mw__conn_t *c, const mw_schema_t *s, const void *msg) {
     (void)c;
     mw__drv_t *d = ud;
     got_msg(d);
@@ -373,7 +379,7 @@ static int read_pass(mw__drv_t *d) {
     if (d->cfg->on_msg) {
         bool more = false;
         d->in_cb = true;
-        ssize_t n = mw_conn_pump(d->conn, deliver, d, PASS_READS, &more);
+        ssize_t n = mw__conn_pump(d->conn, deliver, d, PASS_READS, &more);
         d->in_cb = false;
         note_input(d, n);
         if (n != 0) d->work++; /* bytes in, or the end of the connection */
@@ -401,8 +407,8 @@ static void step_up(mw__drv_t *d, int events) {
     int r = 0;
     /* queued bytes always come with write interest (rearm, kick): no
      * need to look at the queue on a read event */
-    if ((events & MW_WANT_WRITE) && mw_conn_tx_pending(d->conn)) {
-        r = mw_conn_flush(d->conn);
+    if ((events & MW_WANT_WRITE) && mw__conn_tx_pending(d->conn)) {
+        r = mw__conn_flush(d->conn);
         if (r != MW_EAGAIN) d->work++; /* all written (or the write failed) */
         if (r == MW_EAGAIN) r = 0;
         check_drain(d);
@@ -436,7 +442,7 @@ static void became_up(mw__drv_t *d) {
     if (after_cb(d)) return;
     rearm(d);
     /* bytes may have come with the last handshake read */
-    if (mw_conn_rx_buffered(d->conn) || mw_stream_pending(d->conn->stream)) again_soon(d);
+    if (mw__conn_rx_buffered(d->conn) || mw__stream_pending(d->conn->stream)) again_soon(d);
 }
 
 static void step_handshake(mw__drv_t *d) {
@@ -446,8 +452,8 @@ static void step_handshake(mw__drv_t *d) {
     /* want() == 0 after MW_EAGAIN means "call again now" (a layer finished
      * and the next one can start); bounded in case a layer misbehaves. */
     for (int i = 0; i < 8; i++) {
-        r = mw_stream_handshake(s);
-        if (r != MW_EAGAIN || (want = mw_stream_want(s)) != 0) break;
+        r = mw__stream_handshake(s);
+        if (r != MW_EAGAIN || (want = mw__stream_want(s)) != 0) break;
     }
     if (r == MW_EAGAIN) {
         int w = want ? want : MW_WANT_READ;
@@ -456,8 +462,8 @@ static void step_handshake(mw__drv_t *d) {
     }
     if (r < 0) {
         mw_err_t e;
-        mw_transport_error(s, r, &e);
-        if (!d->conn->rx.err.code) mw_err_copy(&d->conn->rx.err, &e);
+        mw__transport_error(s, r, &e);
+        if (!d->conn->rx.err.code) mw__err_copy(&d->conn->rx.err, &e);
         mw__drv_close(d, r, true); /* an HTTP error answer may still be on its way */
         return;
     }
@@ -476,17 +482,17 @@ static void on_linger(mw_io_timer_t *t, void *ud) {
  * peer's EOF: closing with unread input would send an RST, and an RST makes
  * the peer's kernel drop the replies it has not read yet. */
 static void linger_step(mw__drv_t *d) {
-    mw_conn_t *c = d->conn;
+    mw__conn_t *c = d->conn;
     d->work++;
-    int r = mw_conn_flush(c);
+    int r = mw__conn_flush(c);
     if (r == 0 && d->bye_due) { /* every queued message is out: the close frame may follow */
         d->bye_due = false;
-        mw_conn_close_transport(c, d->bye_reason, NULL, false);
+        mw__conn_close_transport(c, d->bye_reason, NULL, false);
     }
-    if (r == 0 && (mw_stream_want(c->stream) & MW_WANT_WRITE)) {
+    if (r == 0 && (mw__stream_want(c->stream) & MW_WANT_WRITE)) {
         /* output the stream made itself: an HTTP error answer, a TLS alert */
         ssize_t n = mw__conn_stream_flush(c); /* (a tx call: under the conn's tx lock) */
-        r = n < 0 ? (int)n : (mw_stream_want(c->stream) & MW_WANT_WRITE) ? MW_EAGAIN : 0;
+        r = n < 0 ? (int)n : (mw__stream_want(c->stream) & MW_WANT_WRITE) ? MW_EAGAIN : 0;
     }
     if (r < 0 && r != MW_EAGAIN) {
         d->end_result = r;
@@ -494,14 +500,14 @@ static void linger_step(mw__drv_t *d) {
         return;
     }
     if (r == 0 && !d->shut_wr) {
-        mw_transport_shutdown(c->stream);
+        mw__transport_shutdown(c->stream);
         d->shut_wr = true;
     }
     uint8_t junk[4096]; /* the rx buffer, if the connection holds one, else this */
     for (int i = 0; i < PASS_READS; i++) {
-        mw_buf_t *b = &c->rx.buf;
+        mw__buf_t *b = &c->rx.buf;
         b->rd = b->wr = 0; /* unread input is discarded */
-        ssize_t n = b->base ? mw_stream_read(c->stream, b->base, b->cap) : mw_stream_read(c->stream, junk, sizeof junk);
+        ssize_t n = b->base ? mw__stream_read(c->stream, b->base, b->cap) : mw__stream_read(c->stream, junk, sizeof junk);
         if (n == MW_EAGAIN) break;
         if (n < 0) {
             c->rx_eof = true;
@@ -548,8 +554,8 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
      * messages queued sends it once they are written (linger_step). */
     d->bye_reason = reason;
     d->bye_due = was_up && graceful && d->cfg->linger_ns > 0 && !d->conn->tx.failed &&
-                 mw_conn_tx_pending(d->conn) > 0;
-    if (was_up && !d->bye_due) mw_conn_close_transport(d->conn, reason, NULL, false);
+                 mw__conn_tx_pending(d->conn) > 0;
+    if (was_up && !d->bye_due) mw__conn_close_transport(d->conn, reason, NULL, false);
     if (d->cfg->on_close) { /* a close (an abort) asked for in there is folded into this one */
         bool in = d->in_cb;
         d->in_cb = true;
@@ -559,8 +565,8 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
         d->close_pending = false;
     }
     if (!graceful || d->cfg->linger_ns <= 0 || d->conn->tx.failed) {
-        d->end_result = d->conn->tx.failed ? d->conn->tx.failed : mw_conn_tx_pending(d->conn) ? MW_ETIMEDOUT : 0;
-        if (d->bye_due) mw_conn_close_transport(d->conn, reason, NULL, false); /* an abort after all */
+        d->end_result = d->conn->tx.failed ? d->conn->tx.failed : mw__conn_tx_pending(d->conn) ? MW_ETIMEDOUT : 0;
+        if (d->bye_due) mw__conn_close_transport(d->conn, reason, NULL, false); /* an abort after all */
         d->bye_due = false;
         finish(d);
         return;
@@ -575,10 +581,10 @@ static void on_hs_timeout(mw_io_timer_t *t, void *ud) {
     (void)t;
     mw__drv_t *d = ud;
     if (d->state == MW__DRV_HANDSHAKE)
-        mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "handshake not completed within %lld ms",
+        mw__err_set(&d->conn->rx.err, MW_ETIMEDOUT, "handshake not completed within %lld ms",
                    (long long)(d->cfg->handshake_timeout_ns / MW_NS_PER_MS));
     else
-        mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "no message within %lld ms of connecting",
+        mw__err_set(&d->conn->rx.err, MW_ETIMEDOUT, "no message within %lld ms of connecting",
                    (long long)(d->cfg->first_msg_timeout_ns / MW_NS_PER_MS));
     mw__drv_close(d, MW_ETIMEDOUT, false);
 }
@@ -591,8 +597,8 @@ static void on_rx_timeout(mw_io_timer_t *t, void *ud) {
         mw_io_timer_at(d->io, t, d->paused ? mw_io_now(d->io) + (uint64_t)d->cfg->rx_timeout_ns : due);
         return;
     }
-    mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "a message begun %lld ms ago is still incomplete (%zu bytes of it)%s",
-               (long long)(d->cfg->rx_timeout_ns / MW_NS_PER_MS), mw_buf_len(&d->conn->rx.buf),
+    mw__err_set(&d->conn->rx.err, MW_ETIMEDOUT, "a message begun %lld ms ago is still incomplete (%zu bytes of it)%s",
+               (long long)(d->cfg->rx_timeout_ns / MW_NS_PER_MS), mw__buf_len(&d->conn->rx.buf),
                mw__conn_peer_hint(d->conn));
     mw__drv_close(d, MW_ETIMEDOUT, false);
 }
@@ -604,7 +610,7 @@ static void on_idle(mw_io_timer_t *t, void *ud) {
         mw_io_timer_at(d->io, t, due);
         return;
     }
-    mw_err_set(&d->conn->rx.err, MW_ETIMEDOUT, "nothing received for %lld ms",
+    mw__err_set(&d->conn->rx.err, MW_ETIMEDOUT, "nothing received for %lld ms",
                (long long)(d->cfg->idle_timeout_ns / MW_NS_PER_MS));
     mw__drv_close(d, MW_ETIMEDOUT, true);
 }
@@ -612,7 +618,7 @@ static void on_idle(mw_io_timer_t *t, void *ud) {
 static void on_more(mw_io_timer_t *t, void *ud) {
     (void)t;
     mw__drv_t *d = ud;
-    if (d->state == MW__DRV_UP) step_up(d, mw_conn_tx_pending(d->conn) ? MW_WANT_WRITE : 0);
+    if (d->state == MW__DRV_UP) step_up(d, mw__conn_tx_pending(d->conn) ? MW_WANT_WRITE : 0);
 }
 
 /* ---- readiness -------------------------------------------------------------------- */
@@ -624,12 +630,12 @@ static void on_more(mw_io_timer_t *t, void *ud) {
  * triggered HUP would wake us forever: end the connection. */
 static bool hung_up_while_paused(mw__drv_t *d, int events) {
     if (d->state != MW__DRV_UP || !d->paused || !(events & MW_WANT_READ) || (d->src.events & MW_WANT_READ)) return false;
-    int fd = mw_stream_fd(d->conn->stream);
+    int fd = mw__stream_fd(d->conn->stream);
     char b;
     ssize_t n = fd < 0 ? -1 : recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (fd < 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) return false;
-    mw_err_set(&d->conn->rx.err, MW_ECLOSED, "the peer hung up while reads were paused (%zu bytes buffered unread)",
-               mw_buf_len(&d->conn->rx.buf));
+    mw__err_set(&d->conn->rx.err, MW_ECLOSED, "the peer hung up while reads were paused (%zu bytes buffered unread)",
+               mw__buf_len(&d->conn->rx.buf));
     mw__drv_close(d, MW_ECLOSED, false);
     return true;
 }
@@ -637,7 +643,7 @@ static bool hung_up_while_paused(mw__drv_t *d, int events) {
 /* Queued tx bytes, read without the tx lock: another thread that queues
  * bytes arms write interest itself (mw__drv_kick), so a stale 0 here
  * loses nothing. */
-static inline bool tx_queued(const mw_conn_t *c) {
+static inline bool tx_queued(const mw__conn_t *c) {
     return __atomic_load_n(&c->tx.buf.wr, __ATOMIC_RELAXED) != __atomic_load_n(&c->tx.buf.rd, __ATOMIC_RELAXED);
 }
 
@@ -653,10 +659,10 @@ static bool fast_ok(const mw__drv_t *d, int events) {
 }
 
 static void read_fast(mw__drv_t *d) {
-    mw_conn_t *c = d->conn;
+    mw__conn_t *c = d->conn;
     bool more = false;
     d->in_cb = true;
-    ssize_t n = mw_conn_pump(c, deliver, d, PASS_READS, &more);
+    ssize_t n = mw__conn_pump(c, deliver, d, PASS_READS, &more);
     d->in_cb = false;
     if (n != 0) {
         note_input(d, n);
@@ -668,9 +674,9 @@ static void read_fast(mw__drv_t *d) {
         return;
     }
     if (more) again_soon(d);
-    else if (!c->rx_stopped && d->cfg->rx_timeout_ns > 0 && !d->partial_since && mw_buf_len(&c->rx.buf))
+    else if (!c->rx_stopped && d->cfg->rx_timeout_ns > 0 && !d->partial_since && mw__buf_len(&c->rx.buf))
         check_partial(d);
-    if (tx_queued(c) || mw_stream_want(c->stream)) rearm(d);
+    if (tx_queued(c) || mw__stream_want(c->stream)) rearm(d);
 }
 
 static int on_ready(mw_sel_src_t *src, int events) {
@@ -696,7 +702,7 @@ static int on_ready(mw_sel_src_t *src, int events) {
 
 /* ---- attach / detach ---------------------------------------------------------------- */
 
-int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_t *cfg, void *ud) {
+int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw__conn_t *conn, const mw__drv_cfg_t *cfg, void *ud) {
     d->conn = conn;
     d->io = io;
     d->cfg = cfg;
@@ -724,7 +730,7 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_
      * the first read, as fill-then-deliver in push mode needs only a small one. */
     if (!cfg->on_msg) conn->rx.buf_want = conn->rx.buf_max;
     d->state = MW__DRV_HANDSHAKE;
-    mw_sel_src_init(&d->src, mw_stream_fd(conn->stream), want_of(d), on_ready, d);
+    mw_sel_src_init(&d->src, mw__stream_fd(conn->stream), want_of(d), on_ready, d);
     int r = mw_io_add(io, &d->src);
     if (r < 0) {
         d->state = MW__DRV_OFF;
@@ -746,7 +752,7 @@ void mw__drv_pause(mw__drv_t *d, bool paused) {
     if (d->state != MW__DRV_UP) return;
     rearm(d);
     /* messages already buffered are not announced by any readiness */
-    if (!paused && (mw_conn_rx_buffered(d->conn) || mw_stream_pending(d->conn->stream))) again_soon(d);
+    if (!paused && (mw__conn_rx_buffered(d->conn) || mw__stream_pending(d->conn->stream))) again_soon(d);
 }
 
 void mw__drv_stop(mw__drv_t *d) {

@@ -1,4 +1,4 @@
-/* drv_impl.h - the one connection driver: a message connection (mw_conn_t)
+/* drv_impl.h - the one connection driver: a message connection (mw__conn_t)
  * attached to an io. Clt and Svc both use it; neither re-implements it.
  *
  * What it does, once, for every connection in every mode:
@@ -32,6 +32,8 @@
 #include "lock_impl.h"
 #include "mw_conn.h"
 #include "mw_io.h"
+#include "conn_impl.h"
+#include "buf_impl.h"
 
 typedef struct mw__drv mw__drv_t;
 
@@ -66,7 +68,7 @@ typedef struct mw__drv_cfg {
 enum { MW__DRV_OFF = 0, MW__DRV_HANDSHAKE, MW__DRV_UP, MW__DRV_LINGER };
 
 struct mw__drv {
-    mw_conn_t *conn;
+    mw__conn_t *conn;
     mw_io_t *io;
     const mw__drv_cfg_t *cfg;
     void *ud;                 /* the owner's */
@@ -103,7 +105,7 @@ struct mw__drv {
  * registered then). Then the owner runs its own "accepted" callback (inside
  * mw__drv_enter/leave, so a close there is honoured) and calls mw__drv_go,
  * which takes the first handshake step (plain TCP: up at once, on_up). */
-int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw_conn_t *conn, const mw__drv_cfg_t *cfg, void *ud);
+int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw__conn_t *conn, const mw__drv_cfg_t *cfg, void *ud);
 void mw__drv_go(mw__drv_t *d);
 
 /* Sends (encode + write what the socket takes). 0 accepted, MW_EAGAIN not
@@ -139,7 +141,7 @@ void mw__drv_write(mw__drv_t *d);
  * write readiness (at once on the io thread, else one posted request). */
 void mw__drv_kick(mw__drv_t *d);
 
-/* Pull mode: the next buffered message (mw_conn_next), reading once first
+/* Pull mode: the next buffered message (mw__conn_next), reading once first
  * when nothing complete is buffered and `read` is set or the stream may
  * hold input. Returns 0, MW_EAGAIN, or how the connection ended (the owner
  * closes it then). */
@@ -151,8 +153,8 @@ int mw__drv_next(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap, boo
  * mw__drv_next; for a run of messages from one connection without a scan. */
 void mw__drv_note_msg(mw__drv_t *d);
 static inline int mw__drv_next_buffered(mw__drv_t *d, const mw_schema_t **s, void *msg, size_t cap) {
-    if (d->state != MW__DRV_UP || mw_buf_len(&d->conn->rx.buf) == 0) return MW_EAGAIN; /* nothing: no call */
-    int r = mw_conn_next(d->conn, s, msg, cap);
+    if (d->state != MW__DRV_UP || mw__buf_len(&d->conn->rx.buf) == 0) return MW_EAGAIN; /* nothing: no call */
+    int r = mw__conn_next(d->conn, s, msg, cap);
     if (r == 0 && (!d->got_first || d->partial_since || !d->keep.used)) mw__drv_note_msg(d);
     return r;
 }
@@ -178,27 +180,27 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful);
  * when the io no longer runs. */
 void mw__drv_stop(mw__drv_t *d);
 
-/* conn.c: mw_conn_send that also says whether bytes stayed queued: 0 written,
- * 1 accepted but (partly) queued, or < 0 as mw_conn_send. One tx lock. */
-int mw__conn_send_q(mw_conn_t *c, const mw_schema_t *s, const void *msg);
+/* conn.c: mw__conn_send that also says whether bytes stayed queued: 0 written,
+ * 1 accepted but (partly) queued, or < 0 as mw__conn_send. One tx lock. */
+int mw__conn_send_q(mw__conn_t *c, const mw_schema_t *s, const void *msg);
 
 /* conn.c: the one lock. mw__conn_share_lock makes the owner's lock (a
  * byte, lock_impl.h) the conn's tx lock and the lock of every decorator
- * under it (mw_stream_share_lock), before the conn is shared between
+ * under it (mw__stream_share_lock), before the conn is shared between
  * threads. The _nl functions are their namesakes for a caller that holds
  * that lock already (the owner's send path: lifetime check, numbering and
  * encode under one lock). */
-void mw__conn_share_lock(mw_conn_t *c, bool *lk);
-/* Pushes out what the stream holds itself (mw_stream_writev with nothing),
+void mw__conn_share_lock(mw__conn_t *c, bool *lk);
+/* Pushes out what the stream holds itself (mw__stream_writev with nothing),
  * under the conn's tx lock: for callers that do not hold it (the driver). */
-ssize_t mw__conn_stream_flush(mw_conn_t *c);
-int mw__conn_send_q_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg);
-int mw__conn_enqueue_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg);
-int mw__conn_flush_nl(mw_conn_t *c);
-size_t mw__conn_tx_pending_nl(mw_conn_t *c);
-void mw__conn_hold_nl(mw_conn_t *c);
-uint8_t *mw__conn_claim_nl(mw_conn_t *c, size_t max);
-int mw__conn_commit_nl(mw_conn_t *c, size_t len);
+ssize_t mw__conn_stream_flush(mw__conn_t *c);
+int mw__conn_send_q_nl(mw__conn_t *c, const mw_schema_t *s, const void *msg);
+int mw__conn_enqueue_nl(mw__conn_t *c, const mw_schema_t *s, const void *msg);
+int mw__conn_flush_nl(mw__conn_t *c);
+size_t mw__conn_tx_pending_nl(mw__conn_t *c);
+void mw__conn_hold_nl(mw__conn_t *c);
+uint8_t *mw__conn_claim_nl(mw__conn_t *c, size_t max);
+int mw__conn_commit_nl(mw__conn_t *c, size_t len);
 
 /* Bodies up to this size take the inline send path (larger ones: conn.c,
  * where a memcpy call costs little next to the copy). */
@@ -250,8 +252,8 @@ static inline __attribute__((always_inline)) void mw__conn_copy(uint8_t *dst, co
  * (tx.fast_max, which also bounds the size: MW__CONN_FAST_BODY), no hook, not failed, and room in the tx buffer. Returns 0
  * when queued, 1 when not this way: then mw__conn_enqueue_nl does it all,
  * every error included. Under the tx lock, as mw__conn_enqueue_nl. */
-static inline __attribute__((always_inline)) int mw__conn_enqueue_fast_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
-    mw_conn_side_t *t = &c->tx;
+static inline __attribute__((always_inline)) int mw__conn_enqueue_fast_nl(mw__conn_t *c, const mw_schema_t *s, const void *msg) {
+    mw__conn_side_t *t = &c->tx;
     const size_t n = s->fixed_size;
     if (!(s->flags & MW_SCHEMA_PLAIN) || n > t->fast_max || t->failed || t->hook || t->buf.cap - t->buf.wr < n + 4)
         return 1;
@@ -275,7 +277,7 @@ static inline __attribute__((always_inline)) int mw__conn_enqueue_fast_nl(mw_con
 
 /* mw__conn_send_q_nl with the common message queued inline: the same
  * results (0 written, 1 accepted with bytes queued, < 0). */
-static inline __attribute__((always_inline)) int mw__conn_send_q_fast_nl(mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+static inline __attribute__((always_inline)) int mw__conn_send_q_fast_nl(mw__conn_t *c, const mw_schema_t *s, const void *msg) {
     if (mw__conn_enqueue_fast_nl(c, s, msg) != 0) return mw__conn_send_q_nl(c, s, msg);
     int f = mw__conn_flush_nl(c);
     return f == 0 ? 0 : f == MW_EAGAIN ? 1 : f;
@@ -283,7 +285,7 @@ static inline __attribute__((always_inline)) int mw__conn_send_q_fast_nl(mw_conn
 
 /* mw__conn_send_q with the common message queued inline: the conn's tx
  * lock (if it has one) around mw__conn_send_q_fast_nl. */
-static inline __attribute__((always_inline)) int mw__conn_send_q_fast(mw_conn_t *c, const mw_schema_t *s,
+static inline __attribute__((always_inline)) int mw__conn_send_q_fast(mw__conn_t *c, const mw_schema_t *s,
                                                                       const void *msg) {
     bool *lk = c->tx_lk;
     if (lk) mw__lock(lk);
@@ -299,8 +301,8 @@ static inline __attribute__((always_inline)) int mw__conn_send_q_fast(mw_conn_t 
  * queued bytes or part of a message keep a buffer in use, or when messages
  * were sent since the count in *tx_seen (which it updates): hold stays on.
  * Io thread; both take the tx lock. */
-void mw__conn_hold(mw_conn_t *c);
-bool mw__conn_release(mw_conn_t *c, bool rx, uint64_t *tx_seen);
+void mw__conn_hold(mw__conn_t *c);
+bool mw__conn_release(mw__conn_t *c, bool rx, uint64_t *tx_seen);
 
 /* Brackets a user callback that is not a message (on_accept, ...): a close
  * asked for inside it is deferred; leave carries it out and returns true if
@@ -310,7 +312,7 @@ bool mw__drv_leave(mw__drv_t *d);
 
 /* conn.c: when the first message fails, what the peer's bytes look like
  * (" (the peer seems to send JSON text: is its serdes \"text\"?)"), or "". */
-const char *mw__conn_peer_hint(const mw_conn_t *c);
+const char *mw__conn_peer_hint(const mw__conn_t *c);
 
 static inline bool mw__drv_attached(const mw__drv_t *d) { return d->state != MW__DRV_OFF; }
 /* True while messages flow (handshakes done, not closing). */

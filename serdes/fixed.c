@@ -6,6 +6,7 @@
  * wire size of a message is a constant of its schema (fixed_size), so the
  * only length check is one comparison. */
 #include "serdes_impl.h"
+#include "err_impl.h"
 
 #include <string.h>
 
@@ -78,13 +79,13 @@ static int chars_check(const uint8_t *p, size_t n) {
         size_t len = len16(x);
         words_t t = keep16(x, len);
         if (t.w[0] != x.w[0] || t.w[1] != x.w[1]) return MW_EPROTO;
-        return ascii16(x) || mw_utf8_valid(p, len) ? 0 : MW_EUTF8;
+        return ascii16(x) || mw__utf8_valid(p, len) ? 0 : MW_EUTF8;
     }
     const uint8_t *z = memchr(p, 0, n);
     size_t len = z ? (size_t)(z - p) : n;
     for (size_t i = len + 1; i < n; i++)
         if (p[i] != 0) return MW_EPROTO;
-    return mw_utf8_valid(p, len) ? 0 : MW_EUTF8;
+    return mw__utf8_valid(p, len) ? 0 : MW_EUTF8;
 }
 
 /* Copies one field from the struct (src) to the wire (dst). CHARS are
@@ -109,7 +110,7 @@ static inline int put_field(const mw_field_t *f, const uint8_t *src, uint8_t *ds
         if (HOST_LE && f->size <= 16) {
             words_t x = load16(src, f->size);
             size_t len = len16(x);
-            if (!ascii16(x) && !mw_utf8_valid(src, len < f->size ? len : f->size)) return MW_EUTF8;
+            if (!ascii16(x) && !mw__utf8_valid(src, len < f->size ? len : f->size)) return MW_EUTF8;
             x = keep16(x, len);
             uint8_t b[16];
             memcpy(b, x.w, 16);
@@ -118,7 +119,7 @@ static inline int put_field(const mw_field_t *f, const uint8_t *src, uint8_t *ds
         }
         const uint8_t *z = memchr(src, 0, f->size);
         size_t len = z ? (size_t)(z - src) : f->size;
-        if (!mw_utf8_valid(src, len)) return MW_EUTF8;
+        if (!mw__utf8_valid(src, len)) return MW_EUTF8;
         memcpy(dst, src, len);
         memset(dst + len, 0, f->size - len);
         return 0;
@@ -160,21 +161,21 @@ __attribute__((cold)) static int field_error(mw_serdes_t *sd, const mw_field_t *
     switch (code) {
     case MW_ERANGE:
         if (f->kind == MW_FK_BOOL)
-            return mw_err_set(&sd->err, code, "fixed: field \"%s\": byte %u is not a bool (0 or 1)",
+            return mw__err_set(&sd->err, code, "fixed: field \"%s\": byte %u is not a bool (0 or 1)",
                               f->name, *p);
-        return mw_err_set(&sd->err, code, "fixed: field \"%s\": %u is out of range for enum (0..%u)",
+        return mw__err_set(&sd->err, code, "fixed: field \"%s\": %u is out of range for enum (0..%u)",
                           f->name, *p, (unsigned)f->limit - 1u);
     case MW_EPROTO: why = "bytes after the terminating NUL are not NUL"; break;
     case MW_EUTF8: why = "invalid UTF-8"; break;
     default: why = "unknown field kind in the schema"; break;
     }
-    return mw_err_set(&sd->err, code, "fixed: field \"%s\": %s", f->name, why);
+    return mw__err_set(&sd->err, code, "fixed: field \"%s\": %s", f->name, why);
 }
 
 static ssize_t fixed_encode(mw_serdes_t *sd, const mw_schema_t *s, const void *msg,
                             uint8_t *out, size_t cap) {
     if (cap < s->fixed_size)
-        return mw_err_set(&sd->err, MW_ETOOBIG, "fixed: %s needs %u bytes, the buffer has %zu",
+        return mw__err_set(&sd->err, MW_ETOOBIG, "fixed: %s needs %u bytes, the buffer has %zu",
                           s->name, (unsigned)s->fixed_size, cap);
     out[0] = (uint8_t)(s->tag & 0xff);
     out[1] = (uint8_t)(s->tag >> 8);
@@ -218,12 +219,12 @@ static __attribute__((noinline)) ssize_t decode_fields(mw_serdes_t *sd, const mw
 
 static __attribute__((noinline, cold)) ssize_t decode_refused(mw_serdes_t *sd, const mw_schema_t *s, size_t len,
                                                               unsigned tag, size_t msg_cap) {
-    if (len < 2) return mw_err_set(&sd->err, MW_ETRUNC, "fixed: %zu bytes, shorter than the 2-byte tag", len);
-    if (!s) return mw_err_set(&sd->err, MW_ETAG, "fixed: unknown tag %u", tag);
+    if (len < 2) return mw__err_set(&sd->err, MW_ETRUNC, "fixed: %zu bytes, shorter than the 2-byte tag", len);
+    if (!s) return mw__err_set(&sd->err, MW_ETAG, "fixed: unknown tag %u", tag);
     if (len != s->fixed_size)
-        return mw_err_set(&sd->err, len < s->fixed_size ? MW_ETRUNC : MW_ETRAILING,
+        return mw__err_set(&sd->err, len < s->fixed_size ? MW_ETRUNC : MW_ETRAILING,
                           "fixed: %zu bytes for %s, which takes %u", len, s->name, (unsigned)s->fixed_size);
-    return mw_err_set(&sd->err, MW_ETOOBIG, "fixed: %s (%u bytes) does not fit in %zu bytes", s->name,
+    return mw__err_set(&sd->err, MW_ETOOBIG, "fixed: %s (%u bytes) does not fit in %zu bytes", s->name,
                       (unsigned)s->size, msg_cap);
 }
 
@@ -233,7 +234,7 @@ static __attribute__((noinline)) ssize_t decode_any(mw_serdes_t *sd, const uint8
                                                     const mw_protocol_t *p, const mw_schema_t **schema_out,
                                                     void *msg_out, size_t msg_cap) {
     unsigned tag = len >= 2 ? (unsigned)in[0] | (unsigned)in[1] << 8 : 0;
-    const mw_schema_t *s = len >= 2 ? mw_serdes_lookup(sd, p, tag) : NULL;
+    const mw_schema_t *s = len >= 2 ? mw__serdes_lookup(sd, p, tag) : NULL;
     if (!s || len != s->fixed_size || msg_cap < s->size) return decode_refused(sd, s, len, tag, msg_cap);
     uint8_t *m = msg_out;
     const size_t body = s->fixed_size - 2u;
@@ -269,5 +270,5 @@ static ssize_t fixed_decode(mw_serdes_t *sd, const uint8_t *in, size_t len,
     return (ssize_t)len;
 }
 
-const mw_serdes_ops_t mw_serdes_fixed_ops = {"fixed", MW_FRAME_U32BE, false, NULL, NULL,
+const mw_serdes_ops_t mw__serdes_fixed_ops = {"fixed", MW_FRAME_U32BE, false, NULL, NULL,
                                              fixed_encode, fixed_decode};

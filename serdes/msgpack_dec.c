@@ -15,6 +15,7 @@
  * as when msgpack-c's unpacker built the tree first. */
 #include "msgpack_impl.h"
 #include "serdes_impl.h"
+#include "err_impl.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -33,7 +34,7 @@ typedef struct mp_state {
 
 static int mp_init(mw_serdes_t *sd) {
     mp_state_t *st = malloc(sizeof *st);
-    if (!st) return mw_err_set(&sd->err, MW_ENOMEM, "msgpack: out of memory");
+    if (!st) return mw__err_set(&sd->err, MW_ENOMEM, "msgpack: out of memory");
     sd->state = st;
     return 0;
 }
@@ -327,7 +328,7 @@ static int get_chars(mw_serdes_t *sd, const mw_field_t *f, const obj_t *o, uint8
         return mw__mp_ferr(sd, f, MW_ETOOBIG, "str of %u bytes does not fit in chars[%u]",
                            (unsigned)n, (unsigned)f->size);
     if (n && memchr(o->s, 0, n)) return mw__mp_ferr(sd, f, MW_EPROTO, "str contains a NUL byte");
-    if (!mw_utf8_valid(o->s, n)) return mw__mp_ferr(sd, f, MW_EUTF8, "invalid UTF-8");
+    if (!mw__utf8_valid(o->s, n)) return mw__mp_ferr(sd, f, MW_EUTF8, "invalid UTF-8");
     if (n) memcpy(p, o->s, n);
     return 0;
 }
@@ -374,7 +375,7 @@ __attribute__((always_inline)) static inline bool val_fast(rd_t *r, const mw_fie
             nul |= p[1 + k] == 0;
             high |= p[1 + k];
         }
-        if (nul || ((high & 0x80) && !mw_utf8_valid(p + 1, n))) return false;
+        if (nul || ((high & 0x80) && !mw__utf8_valid(p + 1, n))) return false;
         mw__copy_small(dst, p + 1, n);
         r->p = p + 1 + n;
         return true;
@@ -446,24 +447,24 @@ static int type_schema(mw_serdes_t *sd, const obj_t *v, const mw_protocol_t *p,
     if (v->t == O_STR) {
         *out = by_name(sd, p, v);
         if (!*out)
-            return mw_err_set(&sd->err, MW_ETAG, "msgpack: unknown type \"%.*s\"",
+            return mw__err_set(&sd->err, MW_ETAG, "msgpack: unknown type \"%.*s\"",
                               (int)(v->n > 64 ? 64 : v->n), (const char *)v->s);
         return 0;
     }
     if (v->t == O_UINT) {
-        *out = v->v.u <= 65535 ? mw_serdes_lookup(sd, p, (unsigned)v->v.u) : NULL;
+        *out = v->v.u <= 65535 ? mw__serdes_lookup(sd, p, (unsigned)v->v.u) : NULL;
         if (!*out)
-            return mw_err_set(&sd->err, MW_ETAG, "msgpack: unknown tag %llu",
+            return mw__err_set(&sd->err, MW_ETAG, "msgpack: unknown tag %llu",
                               (unsigned long long)v->v.u);
         return 0;
     }
-    return mw_err_set(&sd->err, MW_ETYPE, "msgpack: \"type\" is a %s, expected str or uint",
+    return mw__err_set(&sd->err, MW_ETYPE, "msgpack: \"type\" is a %s, expected str or uint",
                       otype_name(v->t));
 }
 
 static int check_cap(mw_serdes_t *sd, const mw_schema_t *s, void *msg, size_t cap) {
     if (cap < s->size)
-        return mw_err_set(&sd->err, MW_ETOOBIG, "msgpack: %s (%u bytes) does not fit in %zu bytes",
+        return mw__err_set(&sd->err, MW_ETOOBIG, "msgpack: %s (%u bytes) does not fit in %zu bytes",
                           s->name, (unsigned)s->size, cap);
     memset(msg, 0, s->size);
     return 0;
@@ -496,7 +497,7 @@ __attribute__((always_inline)) static inline int key_fast(rd_t *r, const mw_sche
 }
 
 __attribute__((cold)) static int key_err(mw_serdes_t *sd, const obj_t *k, const char *why) {
-    return mw_err_set(&sd->err, MW_EFIELD, "msgpack: %s field \"%.*s\"", why,
+    return mw__err_set(&sd->err, MW_EFIELD, "msgpack: %s field \"%.*s\"", why,
                       (int)(k->n > 64 ? 64 : k->n), (const char *)k->s);
 }
 
@@ -531,7 +532,7 @@ __attribute__((noinline)) static int key_slow(mw_serdes_t *sd, rd_t *r, const mw
     if (rc) return rc;
     if (i == t) return rd_skip(r) ? E_FRAME : INT_MIN;
     if (k.t != O_STR)
-        return mw_err_set(&sd->err, MW_EPROTO, "msgpack: map key %u is a %s, not a str",
+        return mw__err_set(&sd->err, MW_EPROTO, "msgpack: map key %u is a %s, not a str",
                           (unsigned)i, otype_name(k.t));
     int fi = find_field(s, &k, next);
     if (fi < 0) return key_err(sd, &k, is_str(&k, "type", 4) ? "duplicate" : "unknown");
@@ -549,7 +550,7 @@ static int dec_map(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *p,
     if (n && is_str(&k, "type", 4)) rc = rd_obj(r, &v);
     else rc = find_type(body, n, &t, &v);
     if (rc) return rc;
-    if (t == n) return mw_err_set(&sd->err, MW_EMISSING, "msgpack: no \"type\" key");
+    if (t == n) return mw__err_set(&sd->err, MW_EMISSING, "msgpack: no \"type\" key");
     const mw_schema_t *s;
     if ((rc = type_schema(sd, &v, p, &s)) || (rc = check_cap(sd, s, msg, cap))) return rc;
     if (t != 0) *r = body;
@@ -587,26 +588,26 @@ static int dec_map(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *p,
     }
     unsigned m = 0;
     while (seen[m / 64] >> (m % 64) & 1) m++;
-    return mw_err_set(&sd->err, MW_EMISSING, "msgpack: field \"%s\" is missing",
+    return mw__err_set(&sd->err, MW_EMISSING, "msgpack: field \"%s\" is missing",
                       s->fields[m].name);
 }
 
 static int dec_array(mw_serdes_t *sd, rd_t *r, uint32_t n, const mw_protocol_t *p,
                      const mw_schema_t **so, void *msg, size_t cap) {
-    if (n == 0) return mw_err_set(&sd->err, MW_EMISSING, "msgpack: empty array, no tag");
+    if (n == 0) return mw__err_set(&sd->err, MW_EMISSING, "msgpack: empty array, no tag");
     obj_t t;
     int rc = rd_obj(r, &t);
     if (rc) return rc;
     if (t.t != O_UINT)
-        return mw_err_set(&sd->err, MW_ETYPE, "msgpack: the tag is a %s, expected uint",
+        return mw__err_set(&sd->err, MW_ETYPE, "msgpack: the tag is a %s, expected uint",
                           otype_name(t.t));
     const mw_schema_t *s;
     if ((rc = type_schema(sd, &t, p, &s))) return rc;
     if (n < 1u + s->nfields)
-        return mw_err_set(&sd->err, MW_EMISSING, "msgpack: field \"%s\" is missing (%s array of %u)",
+        return mw__err_set(&sd->err, MW_EMISSING, "msgpack: field \"%s\" is missing (%s array of %u)",
                           s->fields[n - 1].name, s->name, (unsigned)n);
     if (n > 1u + s->nfields)
-        return mw_err_set(&sd->err, MW_EFIELD, "msgpack: %s array of %u, expected %u", s->name,
+        return mw__err_set(&sd->err, MW_EFIELD, "msgpack: %s array of %u, expected %u", s->name,
                           (unsigned)n, 1u + s->nfields);
     if ((rc = check_cap(sd, s, msg, cap))) return rc;
     rd_t fr = *r;
@@ -629,19 +630,19 @@ __attribute__((cold)) static int verdict(mw_serdes_t *sd, const uint8_t *in, siz
     size_t end = 0;
     int frc = scan(in, len, &end);
     if (frc == MW_ETRUNC)
-        return mw_err_set(&sd->err, frc, "msgpack: %zu bytes end inside the message", len);
+        return mw__err_set(&sd->err, frc, "msgpack: %zu bytes end inside the message", len);
     if (frc)
-        return mw_err_set(&sd->err, frc, "msgpack: malformed (byte 0xc1, or nested over %d levels)",
+        return mw__err_set(&sd->err, frc, "msgpack: malformed (byte 0xc1, or nested over %d levels)",
                           MAX_DEPTH);
     if (end < len || rc == E_FRAME) /* E_FRAME with a sound object cannot happen; be safe */
-        return mw_err_set(&sd->err, MW_ETRAILING, "msgpack: %zu bytes after the message",
+        return mw__err_set(&sd->err, MW_ETRAILING, "msgpack: %zu bytes after the message",
                           len - end);
     return rc;
 }
 
 static ssize_t mp_decode(mw_serdes_t *sd, const uint8_t *in, size_t len, const mw_protocol_t *p,
                          const mw_schema_t **schema_out, void *msg_out, size_t msg_cap) {
-    if (!sd->state) return mw_err_set(&sd->err, MW_EINVAL, "msgpack: serdes not initialised");
+    if (!sd->state) return mw__err_set(&sd->err, MW_EINVAL, "msgpack: serdes not initialised");
     rd_t r = {in, in + len};
     obj_t top;
     int rc = rd_obj(&r, &top);
@@ -651,12 +652,12 @@ static ssize_t mp_decode(mw_serdes_t *sd, const uint8_t *in, size_t len, const m
         else if (top.t == O_ARR)
             rc = dec_array(sd, &r, top.n, p, schema_out, msg_out, msg_cap);
         else
-            rc = mw_err_set(&sd->err, MW_EPROTO, "msgpack: the message is a %s, not a map or array",
+            rc = mw__err_set(&sd->err, MW_EPROTO, "msgpack: the message is a %s, not a map or array",
                             otype_name(top.t));
     }
     if (rc == 0 && r.p != r.end) rc = MW_ETRAILING;
     return rc ? verdict(sd, in, len, rc) : (ssize_t)len;
 }
 
-const mw_serdes_ops_t mw_serdes_msgpack_ops = {"msgpack", MW_FRAME_U32BE, false, mp_init, mp_fini,
+const mw_serdes_ops_t mw__serdes_msgpack_ops = {"msgpack", MW_FRAME_U32BE, false, mp_init, mp_fini,
                                                mw__mp_encode, mp_decode};

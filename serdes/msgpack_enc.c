@@ -9,6 +9,7 @@
  * even with a small buffer. */
 #include "msgpack_impl.h"
 #include "serdes_impl.h"
+#include "err_impl.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,7 +22,7 @@ int mw__mp_ferr(mw_serdes_t *sd, const mw_field_t *f, int code, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return mw_err_set(&sd->err, code, "msgpack: field \"%s\": %s", f->name, what);
+    return mw__err_set(&sd->err, code, "msgpack: field \"%s\": %s", f->name, what);
 }
 
 /* ---- encode -------------------------------------------------------------- */
@@ -118,8 +119,8 @@ static int put_value(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const uint8_
         pack_uint(w, *p);
         return 0;
     case MW_FK_CHARS: {
-        size_t len = mw_chars_len(f, m);
-        if (!mw_utf8_valid(p, len)) return mw__mp_ferr(sd, f, MW_EUTF8, "invalid UTF-8");
+        size_t len = mw__chars_len(f, m);
+        if (!mw__utf8_valid(p, len)) return mw__mp_ferr(sd, f, MW_EUTF8, "invalid UTF-8");
         pack_str(w, p, len);
         return 0;
     }
@@ -198,8 +199,8 @@ static int w_value(mw_serdes_t *sd, uint8_t **op, const mw_field_t *f, const uin
         o = f->kind == MW_FK_BOOL ? (*o = (uint8_t)(0xc2 | *p), o + 1) : w_uint(o, *p);
         break;
     case MW_FK_CHARS: {
-        size_t len = mw_chars_len(f, m);
-        if (!mw_utf8_valid(p, len)) return mw__mp_ferr(sd, f, MW_EUTF8, "invalid UTF-8");
+        size_t len = mw__chars_len(f, m);
+        if (!mw__utf8_valid(p, len)) return mw__mp_ferr(sd, f, MW_EUTF8, "invalid UTF-8");
         o = w_str(o, p, len);
         break;
     }
@@ -249,7 +250,7 @@ ssize_t mw__mp_encode(mw_serdes_t *sd, const mw_schema_t *s, const void *msg,
         if (rc) return rc;
     }
     if (w.full)
-        return mw_err_set(&sd->err, MW_ETOOBIG, "msgpack: %s does not fit in %zu bytes", s->name,
+        return mw__err_set(&sd->err, MW_ETOOBIG, "msgpack: %s does not fit in %zu bytes", s->name,
                           cap);
     return w.p - out;
 }

@@ -51,6 +51,8 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "mw_api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -110,7 +112,7 @@ static inline const mw_schema_t *mw_protocol_by_name(const mw_protocol_t *p, con
 }
 
 /* Name of a field kind ("u64"), for error text and docs. */
-const char *mw_fkind_name(int kind);
+MW_API const char *mw_fkind_name(int kind);
 
 /* ---- generator internals (not for direct use) ---------------------------- */
 #define MW__CAT(a, b) MW__CAT_(a, b)

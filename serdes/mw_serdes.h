@@ -53,6 +53,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "mw_api.h"
 #include "mw_err.h"
 #include "mw_frame.h"
 #include "mw_schema.h"
@@ -85,39 +86,23 @@ struct mw_serdes {
     unsigned flags;
     void *state;
     /* one-entry tag -> schema cache for decoders (a stream usually carries
-     * one type at a time); see mw_serdes_lookup */
+     * one type at a time) */
     const mw_protocol_t *c_proto;
     const mw_schema_t *c_schema;
     unsigned c_tag;
     mw_err_t err;
 };
 
-/* The schema for a tag, through the one-entry cache. NULL if unknown. */
-static inline const mw_schema_t *mw_serdes_lookup(mw_serdes_t *sd, const mw_protocol_t *p, unsigned tag) {
-    if (sd->c_tag == tag && sd->c_proto == p && sd->c_schema) return sd->c_schema;
-    const mw_schema_t *s = mw_protocol_by_tag(p, tag);
-    if (s) {
-        sd->c_proto = p;
-        sd->c_tag = tag;
-        sd->c_schema = s;
-    }
-    return s;
-}
-
-extern const mw_serdes_ops_t mw_serdes_text_ops;
-extern const mw_serdes_ops_t mw_serdes_fixed_ops;
-extern const mw_serdes_ops_t mw_serdes_msgpack_ops;
-
-/* mw_serdes_find returns the ops named "text", "fixed" or "msgpack", or NULL. */
-const mw_serdes_ops_t *mw_serdes_find(const char *name);
+/* mw_serdes_find returns the ops named "text", "fixed" or "msgpack" (also
+ * "msgpack-array"), or NULL. */
+MW_API const mw_serdes_ops_t *mw_serdes_find(const char *name);
 
 /* mw_serdes_init sets sd up for the named serdes ("msgpack-array" is
  * "msgpack" with MW_SERDES_MSGPACK_ARRAY). Returns 0, MW_EINVAL for an
  * unknown name (text in sd->err), or MW_ENOMEM. Allocates for msgpack. */
-int mw_serdes_init(mw_serdes_t *sd, const char *name, unsigned flags);
-int mw_serdes_init_ops(mw_serdes_t *sd, const mw_serdes_ops_t *ops, unsigned flags);
+MW_API int mw_serdes_init(mw_serdes_t *sd, const char *name, unsigned flags);
 /* Releases what init allocated; safe on a zeroed or already-finished sd. */
-void mw_serdes_fini(mw_serdes_t *sd);
+MW_API void mw_serdes_fini(mw_serdes_t *sd);
 
 static inline ssize_t mw_serdes_encode(mw_serdes_t *sd, const mw_schema_t *s, const void *msg,
                                        uint8_t *out, size_t cap) {
@@ -132,36 +117,6 @@ static inline ssize_t mw_serdes_decode(mw_serdes_t *sd, const uint8_t *in, size_
 
 static inline const char *mw_serdes_name(const mw_serdes_t *sd) { return sd->ops->name; }
 static inline const char *mw_serdes_last_error(const mw_serdes_t *sd) { return mw_err_text(&sd->err); }
-
-/* Upper bound of an encoded payload for schema s in this serdes, for sizing
- * send buffers (text: worst case with every byte escaped). */
-size_t mw_serdes_max_len(const mw_serdes_t *sd, const mw_schema_t *s);
-
-/* ---- helpers shared by the serdes implementations and the clt/svc layers -- */
-
-/* Reads/writes a field of any integer kind as int64/uint64 (BOOL and ENUM
- * are unsigned). */
-int64_t mw_field_get_i64(const mw_field_t *f, const void *msg);
-uint64_t mw_field_get_u64(const mw_field_t *f, const void *msg);
-void mw_field_set_i64(const mw_field_t *f, void *msg, int64_t v);
-void mw_field_set_u64(const mw_field_t *f, void *msg, uint64_t v);
-/* True if kind is signed integer / unsigned integer (incl. BOOL, ENUM). */
-bool mw_fkind_is_signed(int kind);
-bool mw_fkind_is_unsigned(int kind);
-/* Range of an integer kind. */
-int64_t mw_fkind_min(int kind);
-uint64_t mw_fkind_max(const mw_field_t *f);
-
-/* Validates UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF).
- * Returns true if p[0..n) is valid. */
-bool mw_utf8_valid(const uint8_t *p, size_t n);
-
-/* Length of a CHARS field's text: bytes before the first NUL, at most size. */
-static inline size_t mw_chars_len(const mw_field_t *f, const void *msg) {
-    const char *p = (const char *)msg + f->offset;
-    const void *z = memchr(p, 0, f->size);
-    return z ? (size_t)((const char *)z - p) : f->size;
-}
 
 #ifdef __cplusplus
 }

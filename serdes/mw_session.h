@@ -21,6 +21,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mw_api.h"
+
 #include "mw_err.h"
 #include "mw_schema.h"
 
@@ -125,7 +127,7 @@ typedef struct mw_session_opts {
                                      closed (MW_LOGOUT_RESEND_FLOOD); default 8 */
 } mw_session_opts_t;
 
-void mw_session_opts_init(mw_session_opts_t *o);
+MW_API void mw_session_opts_init(mw_session_opts_t *o);
 
 /* Flags of a received message (mw_clt_rx_flags / mw_svc_rx_flags). */
 #define MW_SEQ_RESENT 1u  /* resent from the peer's journal: it sent this number
@@ -151,7 +153,7 @@ typedef struct mw_session_stats {
  * state after a restart. 0 or the error (text in err). */
 enum { MW_SESSION_OUT = 1, MW_SESSION_IN = 2 };
 typedef bool (*mw_session_replay_fn)(void *ud, int dir, uint64_t seq, const mw_schema_t *s, const void *msg);
-int mw_session_replay(const char *journal_dir, const char *session, const mw_protocol_t *p,
+MW_API int mw_session_replay(const char *journal_dir, const char *session, const mw_protocol_t *p,
                       mw_session_replay_fn fn, void *ud, mw_err_t *err);
 
 #ifdef __cplusplus

@@ -1,26 +1,24 @@
-/* serdes.c - serdes registry and helpers shared by the implementations. */
+/* serdes.c - the serdes registry: names to ops tables, init, fini. The
+ * helpers the implementations share are in field.c, so that the registry
+ * depends on the serializers and they do not depend on it. */
 #include "mw_serdes.h"
+#include "err_impl.h"
+#include "serdes_impl.h"
 
 #include <string.h>
 
-const char *mw_fkind_name(int kind) {
-    static const char *names[] = {"i8", "i16", "i32", "i64", "u8", "u16", "u32",
-                                  "u64", "f64", "bool", "chars", "bytes", "enum"};
-    return kind >= 0 && kind <= MW_FK_ENUM ? names[kind] : "?";
-}
-
 const mw_serdes_ops_t *mw_serdes_find(const char *name) {
     if (!name) return NULL;
-    if (strcmp(name, "text") == 0) return &mw_serdes_text_ops;
-    if (strcmp(name, "fixed") == 0) return &mw_serdes_fixed_ops;
+    if (strcmp(name, "text") == 0) return &mw__serdes_text_ops;
+    if (strcmp(name, "fixed") == 0) return &mw__serdes_fixed_ops;
     if (strcmp(name, "msgpack") == 0 || strcmp(name, "msgpack-array") == 0)
-        return &mw_serdes_msgpack_ops;
+        return &mw__serdes_msgpack_ops;
     return NULL;
 }
 
-int mw_serdes_init_ops(mw_serdes_t *sd, const mw_serdes_ops_t *ops, unsigned flags) {
+int mw__serdes_init_ops(mw_serdes_t *sd, const mw_serdes_ops_t *ops, unsigned flags) {
     memset(sd, 0, sizeof *sd);
-    if (!ops) return mw_err_set(&sd->err, MW_EINVAL, "no serdes given");
+    if (!ops) return mw__err_set(&sd->err, MW_EINVAL, "no serdes given");
     sd->ops = ops;
     sd->flags = flags;
     return ops->init ? ops->init(sd) : 0;
@@ -30,12 +28,12 @@ int mw_serdes_init(mw_serdes_t *sd, const char *name, unsigned flags) {
     const mw_serdes_ops_t *ops = mw_serdes_find(name);
     if (!ops) {
         memset(sd, 0, sizeof *sd);
-        return mw_err_set(&sd->err, MW_EINVAL,
+        return mw__err_set(&sd->err, MW_EINVAL,
                           "unknown serdes \"%s\" (expected text, fixed, msgpack or msgpack-array)",
                           name ? name : "(null)");
     }
     if (strcmp(name, "msgpack-array") == 0) flags |= MW_SERDES_MSGPACK_ARRAY;
-    return mw_serdes_init_ops(sd, ops, flags);
+    return mw__serdes_init_ops(sd, ops, flags);
 }
 
 void mw_serdes_fini(mw_serdes_t *sd) {
@@ -43,8 +41,8 @@ void mw_serdes_fini(mw_serdes_t *sd) {
     sd->state = NULL;
 }
 
-size_t mw_serdes_max_len(const mw_serdes_t *sd, const mw_schema_t *s) {
-    if (sd->ops == &mw_serdes_fixed_ops) return s->fixed_size;
+size_t mw__serdes_max_len(const mw_serdes_t *sd, const mw_schema_t *s) {
+    if (sd->ops == &mw__serdes_fixed_ops) return s->fixed_size;
     /* JSON worst case: every byte of text escaped as \u00XX (6), numbers up
      * to 24 characters, the member names and punctuation. msgpack is always
      * smaller than this bound. */
@@ -59,120 +57,4 @@ size_t mw_serdes_max_len(const mw_serdes_t *sd, const mw_schema_t *s) {
         }
     }
     return n;
-}
-
-bool mw_fkind_is_signed(int k) { return k >= MW_FK_I8 && k <= MW_FK_I64; }
-bool mw_fkind_is_unsigned(int k) {
-    return (k >= MW_FK_U8 && k <= MW_FK_U64) || k == MW_FK_BOOL || k == MW_FK_ENUM;
-}
-
-int64_t mw_fkind_min(int k) {
-    switch (k) {
-    case MW_FK_I8: return INT8_MIN;
-    case MW_FK_I16: return INT16_MIN;
-    case MW_FK_I32: return INT32_MIN;
-    case MW_FK_I64: return INT64_MIN;
-    default: return 0;
-    }
-}
-
-uint64_t mw_fkind_max(const mw_field_t *f) {
-    switch (f->kind) {
-    case MW_FK_I8: return INT8_MAX;
-    case MW_FK_I16: return INT16_MAX;
-    case MW_FK_I32: return INT32_MAX;
-    case MW_FK_I64: return INT64_MAX;
-    case MW_FK_U8: return UINT8_MAX;
-    case MW_FK_U16: return UINT16_MAX;
-    case MW_FK_U32: return UINT32_MAX;
-    case MW_FK_U64: return UINT64_MAX;
-    case MW_FK_BOOL: return 1;
-    case MW_FK_ENUM: return f->limit - 1u;
-    default: return 0;
-    }
-}
-
-int64_t mw_field_get_i64(const mw_field_t *f, const void *msg) {
-    const char *p = (const char *)msg + f->offset;
-    switch (f->kind) {
-    case MW_FK_I8: { int8_t v; memcpy(&v, p, 1); return v; }
-    case MW_FK_I16: { int16_t v; memcpy(&v, p, 2); return v; }
-    case MW_FK_I32: { int32_t v; memcpy(&v, p, 4); return v; }
-    case MW_FK_I64: { int64_t v; memcpy(&v, p, 8); return v; }
-    default: return (int64_t)mw_field_get_u64(f, msg);
-    }
-}
-
-uint64_t mw_field_get_u64(const mw_field_t *f, const void *msg) {
-    const char *p = (const char *)msg + f->offset;
-    switch (f->kind) {
-    case MW_FK_U8:
-    case MW_FK_ENUM: { uint8_t v; memcpy(&v, p, 1); return v; }
-    /* Read a bool's byte, not a bool: a corrupt value (not 0/1) must be seen. */
-    case MW_FK_BOOL: { uint8_t v; memcpy(&v, p, 1); return v; }
-    case MW_FK_U16: { uint16_t v; memcpy(&v, p, 2); return v; }
-    case MW_FK_U32: { uint32_t v; memcpy(&v, p, 4); return v; }
-    case MW_FK_U64: { uint64_t v; memcpy(&v, p, 8); return v; }
-    default: return (uint64_t)mw_field_get_i64(f, msg);
-    }
-}
-
-void mw_field_set_i64(const mw_field_t *f, void *msg, int64_t v) {
-    char *p = (char *)msg + f->offset;
-    switch (f->kind) {
-    case MW_FK_I8: { int8_t x = (int8_t)v; memcpy(p, &x, 1); break; }
-    case MW_FK_I16: { int16_t x = (int16_t)v; memcpy(p, &x, 2); break; }
-    case MW_FK_I32: { int32_t x = (int32_t)v; memcpy(p, &x, 4); break; }
-    case MW_FK_I64: memcpy(p, &v, 8); break;
-    default: mw_field_set_u64(f, msg, (uint64_t)v); break;
-    }
-}
-
-void mw_field_set_u64(const mw_field_t *f, void *msg, uint64_t v) {
-    char *p = (char *)msg + f->offset;
-    switch (f->kind) {
-    case MW_FK_U8:
-    case MW_FK_ENUM:
-    case MW_FK_BOOL: { uint8_t x = (uint8_t)v; memcpy(p, &x, 1); break; }
-    case MW_FK_U16: { uint16_t x = (uint16_t)v; memcpy(p, &x, 2); break; }
-    case MW_FK_U32: { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); break; }
-    case MW_FK_U64: memcpy(p, &v, 8); break;
-    default: mw_field_set_i64(f, msg, (int64_t)v); break;
-    }
-}
-
-/* Well-formed UTF-8 (Unicode Table 3-7), by lead byte 0xc0..0xff: the
- * sequence length (0: never a lead byte) and the range of the second byte,
- * which rules out overlongs, surrogates and code points over U+10FFFF. The
- * other continuation bytes are 0x80..0xbf. */
-static const struct { uint8_t len, lo, hi; } utf8_lead[64] = {
-    [0x02 ... 0x1f] = {2, 0x80, 0xbf},
-    [0x20] = {3, 0xa0, 0xbf},
-    [0x21 ... 0x2c] = {3, 0x80, 0xbf},
-    [0x2d] = {3, 0x80, 0x9f},
-    [0x2e ... 0x2f] = {3, 0x80, 0xbf},
-    [0x30] = {4, 0x90, 0xbf},
-    [0x31 ... 0x33] = {4, 0x80, 0xbf},
-    [0x34] = {4, 0x80, 0x8f},
-};
-
-bool mw_utf8_valid(const uint8_t *p, size_t n) {
-    size_t i = 0;
-    for (;;) {
-        /* ASCII eight bytes at a time, then byte by byte up to a lead byte */
-        for (uint64_t x; n - i >= 8; i += 8) {
-            memcpy(&x, p + i, 8);
-            if (x & 0x8080808080808080ull) break;
-        }
-        while (i < n && p[i] < 0x80) i++;
-        if (i == n) return true;
-        uint8_t c = p[i];
-        if (c < 0xc0) return false;
-        unsigned len = utf8_lead[c - 0xc0].len;
-        if (len == 0 || n - i < len) return false;
-        if (p[i + 1] < utf8_lead[c - 0xc0].lo || p[i + 1] > utf8_lead[c - 0xc0].hi) return false;
-        for (unsigned k = 2; k < len; k++)
-            if ((p[i + k] & 0xc0) != 0x80) return false;
-        i += len;
-    }
 }

@@ -1,4 +1,5 @@
-/* serdes_impl.h - small helpers shared by the serializers' hot paths. */
+/* serdes_impl.h - the serdes layer's internals: the ops tables, the schema
+ * cache, and small helpers shared by the serializers' hot paths. */
 #ifndef MW_SERDES_IMPL_H
 #define MW_SERDES_IMPL_H
 
@@ -8,6 +9,53 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+/* The schema for a tag, through the one-entry cache. NULL if unknown. */
+static inline const mw_schema_t *mw__serdes_lookup(mw_serdes_t *sd, const mw_protocol_t *p, unsigned tag) {
+    if (sd->c_tag == tag && sd->c_proto == p && sd->c_schema) return sd->c_schema;
+    const mw_schema_t *s = mw_protocol_by_tag(p, tag);
+    if (s) {
+        sd->c_proto = p;
+        sd->c_tag = tag;
+        sd->c_schema = s;
+    }
+    return s;
+}
+
+extern const mw_serdes_ops_t mw__serdes_text_ops;
+extern const mw_serdes_ops_t mw__serdes_fixed_ops;
+extern const mw_serdes_ops_t mw__serdes_msgpack_ops;
+
+int mw__serdes_init_ops(mw_serdes_t *sd, const mw_serdes_ops_t *ops, unsigned flags);
+/* Upper bound of an encoded payload for schema s in this serdes, for sizing
+ * send buffers (text: worst case with every byte escaped). */
+size_t mw__serdes_max_len(const mw_serdes_t *sd, const mw_schema_t *s);
+
+/* ---- helpers shared by the serdes implementations and the clt/svc layers --- */
+
+/* Reads/writes a field of any integer kind as int64/uint64 (BOOL and ENUM
+ * are unsigned). */
+int64_t mw__field_get_i64(const mw_field_t *f, const void *msg);
+uint64_t mw__field_get_u64(const mw_field_t *f, const void *msg);
+void mw__field_set_i64(const mw_field_t *f, void *msg, int64_t v);
+void mw__field_set_u64(const mw_field_t *f, void *msg, uint64_t v);
+/* True if kind is signed integer / unsigned integer (incl. BOOL, ENUM). */
+bool mw__fkind_is_signed(int kind);
+bool mw__fkind_is_unsigned(int kind);
+/* Range of an integer kind. */
+int64_t mw__fkind_min(int kind);
+uint64_t mw__fkind_max(const mw_field_t *f);
+
+/* Validates UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF).
+ * Returns true if p[0..n) is valid. */
+bool mw__utf8_valid(const uint8_t *p, size_t n);
+
+/* Length of a CHARS field's text: bytes before the first NUL, at most size. */
+static inline size_t mw__chars_len(const mw_field_t *f, const void *msg) {
+    const char *p = (const char *)msg + f->offset;
+    const void *z = memchr(p, 0, f->size);
+    return z ? (size_t)((const char *)z - p) : f->size;
+}
 
 /* Host order <-> big-endian (msgpack's byte order): a swap on little-endian
  * hosts, nothing on big-endian ones. MW__LE: 1 on little-endian hosts, where
@@ -103,7 +151,7 @@ static inline bool mw__eq_small(const void *a, const void *b, size_t n) {
     return memcmp(x, y, n) == 0;
 }
 
-/* Largest value of an integer, BOOL or ENUM field (mw_fkind_max, inline). */
+/* Largest value of an integer, BOOL or ENUM field (mw__fkind_max, inline). */
 static inline uint64_t mw__field_max(const mw_field_t *f) {
     static const uint64_t max[] = {INT8_MAX,  INT16_MAX,  INT32_MAX,  INT64_MAX, UINT8_MAX,
                                    UINT16_MAX, UINT32_MAX, UINT64_MAX, 0,         1};

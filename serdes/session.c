@@ -10,6 +10,7 @@
 #include "lock_impl.h"
 #include "mw_clock.h"
 #include "mw_err.h"
+#include "err_impl.h"
 
 #define RESEND_BATCH 256 /* journal records per pump: bounded work and memory */
 #define MAX_BACKLOG 4096 /* messages journaled but not yet written, before MW_EAGAIN */
@@ -113,18 +114,18 @@ static int fail(mw__sess_t *s, int code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    return mw_err_set(&s->err, code, "session %s: %s", s->id, text);
+    return mw__err_set(&s->err, code, "session %s: %s", s->id, text);
 }
 
 int mw__sess_open(mw__sess_t **out, const mw_session_opts_t *o, const char *id, int role,
                   const mw_protocol_t *app, mw_err_t *err) {
     *out = NULL;
-    if (!o->journal_dir) return mw_err_set(err, MW_EINVAL, "session: opts.session.journal_dir is required");
+    if (!o->journal_dir) return mw__err_set(err, MW_EINVAL, "session: opts.session.journal_dir is required");
     if (!id || !mw__jnl_valid_session(id))
-        return mw_err_set(err, MW_EINVAL, "session: bad session id \"%.40s\" (1..31 of A-Z a-z 0-9 _ . -)",
+        return mw__err_set(err, MW_EINVAL, "session: bad session id \"%.40s\" (1..31 of A-Z a-z 0-9 _ . -)",
                           id ? id : "");
     mw__sess_t *s = calloc(1, sizeof *s);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "session: out of memory");
+    if (!s) return mw__err_set(err, MW_ENOMEM, "session: out of memory");
     snprintf(s->id, sizeof s->id, "%s", id);
     s->role = role;
     s->o = *o;
@@ -142,7 +143,7 @@ int mw__sess_open(mw__sess_t **out, const mw_session_opts_t *o, const char *id, 
         free(s->enc);
         free(s->msg);
         free(s);
-        return mw_err_set(err, MW_ENOMEM, "session: out of memory");
+        return mw__err_set(err, MW_ENOMEM, "session: out of memory");
     }
     mw__jnl_opts_t jo = {.dir = o->journal_dir,
                          .session = id,
@@ -157,7 +158,7 @@ int mw__sess_open(mw__sess_t **out, const mw_session_opts_t *o, const char *id, 
      * application sends before the logon is numbered in it (from 1) and kept;
      * the logons say reset=true until one is answered. */
     if (s->reset_pending && (r = mw__jnl_reset(s->jnl)) < 0) {
-        mw_err_set(err, r, "session %s: reset: %s", id, mw__jnl_last_error(s->jnl));
+        mw__err_set(err, r, "session %s: reset: %s", id, mw__jnl_last_error(s->jnl));
         mw__sess_free(s);
         return r;
     }
@@ -797,38 +798,4 @@ void mw__sess_stats(mw__sess_t *s, mw_session_stats_t *st) {
     st->fsyncs = js.fsyncs;
     st->epoch = js.epoch;
     sess_unlock(s);
-}
-
-/* ---- replay ------------------------------------------------------------------- */
-
-typedef struct replay {
-    const mw_protocol_t *p;
-    mw_session_replay_fn fn;
-    void *ud;
-    mw_serdes_t fx;
-    void *msg;
-    int err;
-} replay_t;
-
-static bool replay_one(void *ud, int kind, uint64_t seq, const uint8_t *payload, uint32_t len) {
-    replay_t *rp = ud;
-    const mw_schema_t *sch;
-    if (mw_serdes_decode(&rp->fx, payload, len, rp->p, &sch, rp->msg, rp->p->max_size) < 0) {
-        rp->err = MW_ECORRUPT;
-        return false;
-    }
-    return rp->fn(rp->ud, kind == MW__JNL_OUT ? MW_SESSION_OUT : MW_SESSION_IN, seq, sch, rp->msg);
-}
-
-int mw_session_replay(const char *journal_dir, const char *session, const mw_protocol_t *p,
-                      mw_session_replay_fn fn, void *ud, mw_err_t *err) {
-    replay_t rp = {.p = p, .fn = fn, .ud = ud};
-    if (!(rp.msg = calloc(1, p->max_size + 16))) return mw_err_set(err, MW_ENOMEM, "replay: out of memory");
-    mw_serdes_init(&rp.fx, "fixed", 0);
-    int r = mw__jnl_replay(journal_dir, session, replay_one, &rp, err);
-    if (r == 0 && rp.err) r = mw_err_set(err, rp.err, "replay %s: a record does not decode: %s", session,
-                                         mw_serdes_last_error(&rp.fx));
-    mw_serdes_fini(&rp.fx);
-    free(rp.msg);
-    return r;
 }

@@ -12,6 +12,8 @@
  * same result, so it changes speed, never verdicts.
  */
 #include "text_impl.h"
+#include "err_impl.h"
+#include "serdes_impl.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -164,7 +166,7 @@ static int str_utf8(cur_t *c, uint8_t out[4]) {
             if ((c->p[k] & 0xC0) != 0x80) return lexerr(c, MW_EUTF8, "invalid UTF-8");
         return lexerr(c, MW_ETRUNC, "message ends inside a UTF-8 sequence");
     }
-    if (!mw_utf8_valid(c->p, n)) return lexerr(c, MW_EUTF8, "invalid UTF-8");
+    if (!mw__utf8_valid(c->p, n)) return lexerr(c, MW_EUTF8, "invalid UTF-8");
     memcpy(out, c->p, n);
     c->p += n;
     return (int)n;
@@ -379,8 +381,8 @@ static int fail(dec_t *d, int code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (d->f) return mw_err_set(&d->sd->err, code, "text: field \"%s\": %s", d->f->name, msg);
-    return mw_err_set(&d->sd->err, code, "text: %s", msg);
+    if (d->f) return mw__err_set(&d->sd->err, code, "text: field \"%s\": %s", d->f->name, msg);
+    return mw__err_set(&d->sd->err, code, "text: %s", msg);
 }
 
 /* Reports an error returned by the lexer. */
@@ -413,9 +415,9 @@ static int type_err(dec_t *d, uint8_t first) {
 }
 
 static bool int_in_range(const mw_field_t *f, bool neg, uint64_t mag) {
-    if (!neg || mag == 0) return mag <= mw_fkind_max(f);
-    if (!mw_fkind_is_signed(f->kind)) return false;
-    return mag <= 0 - (uint64_t)mw_fkind_min(f->kind);
+    if (!neg || mag == 0) return mag <= mw__fkind_max(f);
+    if (!mw__fkind_is_signed(f->kind)) return false;
+    return mag <= 0 - (uint64_t)mw__fkind_min(f->kind);
 }
 
 /* Integer kinds and ENUM: exact, overflow-checked. */
@@ -432,9 +434,9 @@ static int put_int(dec_t *d, const mw_field_t *f, const num_t *n) {
         return fail(d, MW_ERANGE, "%.*s is out of range for %s", show_len(n->len), n->s,
                     mw_fkind_name(f->kind));
     if (n->neg && mag)
-        mw_field_set_i64(f, d->msg, -(int64_t)(mag - 1) - 1);
+        mw__field_set_i64(f, d->msg, -(int64_t)(mag - 1) - 1);
     else
-        mw_field_set_u64(f, d->msg, mag);
+        mw__field_set_u64(f, d->msg, mag);
     return 0;
 }
 
@@ -455,7 +457,7 @@ static int dec_number(dec_t *d, const mw_field_t *f) {
     int rc = lex_number(&d->c, &n);
     if (rc < 0) return lex_fail(d, rc);
     if (f->kind == MW_FK_F64) return put_f64(d, f, &n);
-    if (mw_fkind_is_signed(f->kind) || (mw_fkind_is_unsigned(f->kind) && f->kind != MW_FK_BOOL))
+    if (mw__fkind_is_signed(f->kind) || (mw__fkind_is_unsigned(f->kind) && f->kind != MW_FK_BOOL))
         return put_int(d, f, &n);
     return type_err(d, '0');
 }
@@ -694,5 +696,5 @@ static ssize_t text_decode(mw_serdes_t *sd, const uint8_t *in, size_t len, const
     return (ssize_t)len;
 }
 
-const mw_serdes_ops_t mw_serdes_text_ops = {"text", MW_FRAME_LINE, true, NULL, NULL,
+const mw_serdes_ops_t mw__serdes_text_ops = {"text", MW_FRAME_LINE, true, NULL, NULL,
                                             mw__text_encode, text_decode};

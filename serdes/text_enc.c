@@ -7,6 +7,8 @@
  * library (text_num.c); strings are copied in runs between the bytes that
  * need an escape, found eight at a time. */
 #include "text_impl.h"
+#include "err_impl.h"
+#include "serdes_impl.h"
 
 #include <math.h>
 
@@ -74,9 +76,9 @@ static void put_string_body(wr_t *w, const uint8_t *s, size_t n) {
 
 static int enc_chars(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const void *msg) {
     const uint8_t *s = (const uint8_t *)msg + f->offset;
-    size_t n = mw_chars_len(f, msg);
-    if (!mw_utf8_valid(s, n))
-        return mw_err_set(&sd->err, MW_EUTF8, "text: field \"%s\": not valid UTF-8", f->name);
+    size_t n = mw__chars_len(f, msg);
+    if (!mw__utf8_valid(s, n))
+        return mw__err_set(&sd->err, MW_EUTF8, "text: field \"%s\": not valid UTF-8", f->name);
     put1(w, '"');
     put_string_body(w, s, n);
     put1(w, '"');
@@ -104,7 +106,7 @@ static int enc_f64(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const void *ms
     char buf[MW__F64_TEXT];
     memcpy(&v, (const char *)msg + f->offset, 8);
     if (!isfinite(v))
-        return mw_err_set(&sd->err, MW_ERANGE, "text: field \"%s\": %s is not a JSON number",
+        return mw__err_set(&sd->err, MW_ERANGE, "text: field \"%s\": %s is not a JSON number",
                           f->name, isnan(v) ? "NaN" : "an infinity");
     if (room(w, MW__F64_TEXT)) w->p += mw__fmt_f64((char *)w->p, v);
     else put(w, buf, mw__fmt_f64(buf, v));
@@ -117,7 +119,7 @@ static int enc_small(mw_serdes_t *sd, wr_t *w, const mw_field_t *f, const void *
     unsigned max = f->kind == MW_FK_BOOL ? 1u : f->limit - 1u;
     char buf[24];
     if (v > max)
-        return mw_err_set(&sd->err, MW_ERANGE,
+        return mw__err_set(&sd->err, MW_ERANGE,
                           "text: field \"%s\": %u is out of range for %s (0..%u)", f->name, v,
                           mw_fkind_name(f->kind), max);
     if (f->kind == MW_FK_BOOL)
@@ -188,7 +190,7 @@ static ssize_t text_encode(mw_serdes_t *sd, const mw_schema_t *s, const void *ms
     }
     put1(&w, '}');
     if (w.over)
-        return mw_err_set(&sd->err, MW_ETOOBIG, "text: \"%s\" does not fit in %zu bytes",
+        return mw__err_set(&sd->err, MW_ETOOBIG, "text: \"%s\" does not fit in %zu bytes",
                           s->name, cap);
     return w.p - out;
 }

@@ -183,7 +183,7 @@ static bool read_chars(fr_t *r, const mw_field_t *f, uint8_t *dst) {
     }
     if (q == r->end || *q != '"') return false;
     size_t n = (size_t)(q - s);
-    if (n > f->size || (high && !mw_utf8_valid(s, n))) return false;
+    if (n > f->size || (high && !mw__utf8_valid(s, n))) return false;
     memcpy(dst, s, n);
     r->p = q + 1;
     return true;

@@ -35,6 +35,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mw_api.h"
+
 #include "mw_conn.h"
 #include "mw_idle.h"
 #include "mw_io.h"
@@ -128,25 +130,25 @@ typedef struct mw_svc_stats {
     uint32_t connections; /* open now */
 } mw_svc_stats_t;
 
-void mw_svc_opts_init(mw_svc_opts_t *o);
+MW_API void mw_svc_opts_init(mw_svc_opts_t *o);
 
 /* Binds url ("tcp://host:port", "tls://host:port", "ws://host:port/path",
  * "wss://host:port/path"; port 0 picks a free port, see mw_svc_port)
  * and listens. Event mode with workers starts them (mw_svc_free stops them).
  * Returns 0, MW_EINVAL, MW_ENOTSUP, MW_ESYS (e.g. address in use), MW_ENOMEM;
  * the sentence goes to err. Allocates. */
-int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
+MW_API int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
                   const mw_svc_opts_t *o, mw_err_t *err);
-int mw_svc_port(const mw_svc_t *s);
+MW_API int mw_svc_port(const mw_svc_t *s);
 
 /* Spin/blocking: accepts pending clients and reads what the sockets hold,
  * without decoding. Waits up to timeout_ns (0: never). Returns the work done. */
-int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns);
+MW_API int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns);
 
 /* Spin/blocking: next message from any connection. Returns 0 (*id, *sch and
  * msg set), MW_EAGAIN (spin: nothing now), MW_ETIMEDOUT (blocking). Closed
  * connections are reported through on_close (if set) and skipped. */
-int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap);
+MW_API int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap);
 /* A message for mw_svc_recv_batch: msg is borrowed, valid until fn returns. */
 typedef void (*mw_svc_msg_fn)(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud);
 /* Spin/blocking: as mw_svc_recv, then up to max - 1 more messages that the
@@ -162,23 +164,23 @@ typedef void (*mw_svc_msg_fn)(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *s
  * send (any connection), pause, and close id (the close waits until fn
  * returns and ends the batch); it must not call mw_svc_recv, recv_batch or
  * poll. With sessions each call delivers one message. */
-int mw_svc_recv_batch(mw_svc_t *s, mw_svc_msg_fn fn, void *ud, int max);
-int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg,
+MW_API int mw_svc_recv_batch(mw_svc_t *s, mw_svc_msg_fn fn, void *ud, int max);
+MW_API int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg,
                                  size_t cap, int64_t timeout_ns);
 
 /* Sends to one connection: 0 (accepted), MW_EAGAIN (its tx buffer is full),
  * MW_ECLOSED (no such connection: closed or stale id), encode errors. A
  * connection whose socket fails is closed. */
-int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
+MW_API int mw_svc_send_to(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
 /* Queues without writing (batching): many send_more, then one mw_svc_flush
  * = one write. 0, MW_EAGAIN (queue full: flush), MW_ECLOSED, encode errors. */
-int mw_svc_send_more(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
+MW_API int mw_svc_send_more(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg);
 /* Writes what is queued for id: 0 when nothing is left, MW_EAGAIN when some
  * is (the socket is full: the rest goes out by itself as the client reads,
  * and on_drain tells when there is room again), MW_ECLOSED, or the error. */
-int mw_svc_flush(mw_svc_t *s, mw_conn_id_t id);
+MW_API int mw_svc_flush(mw_svc_t *s, mw_conn_id_t id);
 /* Sends to every open connection; returns how many accepted it (>= 0). */
-int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg);
+MW_API int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg);
 /* Closes one connection (on_close reason MW_ESTATE, "closed by the
  * service"), gracefully: every message already accepted for it is still
  * written, then the socket's write side is shut (FIN) and input is read and
@@ -186,60 +188,60 @@ int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg);
  * input therefore never turns the close into an RST that would destroy the
  * replies. The id is stale at once (sends return MW_ECLOSED). Deferred
  * inside its own callbacks. Any thread in event mode. 0 or MW_ECLOSED. */
-int mw_svc_close_conn(mw_svc_t *s, mw_conn_id_t id);
+MW_API int mw_svc_close_conn(mw_svc_t *s, mw_conn_id_t id);
 /* Closes at once: queued bytes are dropped and unread input makes the
  * kernel send an RST. on_close reason MW_ESTATE. 0 or MW_ECLOSED. */
-int mw_svc_abort_conn(mw_svc_t *s, mw_conn_id_t id);
+MW_API int mw_svc_abort_conn(mw_svc_t *s, mw_conn_id_t id);
 /* Stops reading from id (its messages wait in the kernel, and TCP flow
  * control slows the client down) until mw_svc_resume_recv. For a gateway
  * whose replies to this client cannot be queued now. Any thread in event
  * mode (takes effect on the worker). 0 or MW_ECLOSED. */
-int mw_svc_pause_recv(mw_svc_t *s, mw_conn_id_t id);
-int mw_svc_resume_recv(mw_svc_t *s, mw_conn_id_t id);
+MW_API int mw_svc_pause_recv(mw_svc_t *s, mw_conn_id_t id);
+MW_API int mw_svc_resume_recv(mw_svc_t *s, mw_conn_id_t id);
 
 /* Switches a connection's serdes (see mw_clt_set_serdes). Spin/blocking, or
  * from inside that connection's callbacks in event mode. */
-int mw_svc_set_serdes(mw_svc_t *s, mw_conn_id_t id, int dirs, const char *serdes);
+MW_API int mw_svc_set_serdes(mw_svc_t *s, mw_conn_id_t id, int dirs, const char *serdes);
 
 /* The last error of a connection (valid inside on_close), or "". */
-const char *mw_svc_conn_error(const mw_svc_t *s, mw_conn_id_t id);
-const char *mw_svc_last_error(const mw_svc_t *s);
-void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st);
-uint32_t mw_svc_conn_count(const mw_svc_t *s);
+MW_API const char *mw_svc_conn_error(const mw_svc_t *s, mw_conn_id_t id);
+MW_API const char *mw_svc_last_error(const mw_svc_t *s);
+MW_API void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st);
+MW_API uint32_t mw_svc_conn_count(const mw_svc_t *s);
 /* Messages and bytes of one open connection: 0 or MW_ECLOSED. Event mode:
  * from that connection's callbacks (exact) or elsewhere (for display). */
-int mw_svc_conn_stats(const mw_svc_t *s, mw_conn_id_t id, mw_conn_stats_t *st);
+MW_API int mw_svc_conn_stats(const mw_svc_t *s, mw_conn_id_t id, mw_conn_stats_t *st);
 
 /* Stops accepting and closes every connection (idempotent; event mode: stops
  * the workers first, returns when no callback can still run). */
-void mw_svc_close(mw_svc_t *s);
+MW_API void mw_svc_close(mw_svc_t *s);
 /* Closes and frees; NULL is a no-op. */
-void mw_svc_free(mw_svc_t *s);
+MW_API void mw_svc_free(mw_svc_t *s);
 
 /* ---- sessions (opts.session.enabled) ---------------------------------------- */
 
 /* mw_svc_send_to that also gives the number assigned. */
-int mw_svc_send_seq(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, uint64_t *seq);
+MW_API int mw_svc_send_seq(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, uint64_t *seq);
 /* Sends to a session by id whether or not it is connected now: journaled,
  * and written at once if it is connected and caught up, else at its next
  * logon. Opens the session's journal if needed (MW_EFULL past
  * max_sessions). Any thread. 0, MW_EINVAL (no sessions or bad id), encode
  * errors, MW_ESYS (journal). */
-int mw_svc_session_send(mw_svc_t *s, const char *session, const mw_schema_t *sch, const void *msg,
+MW_API int mw_svc_session_send(mw_svc_t *s, const char *session, const mw_schema_t *sch, const void *msg,
                         uint64_t *seq);
 /* The number and flags (MW_SEQ_RESENT, MW_SEQ_POSSDUP) of the message being
  * handled from id (inside on_msg, or after recv returned it). */
-uint64_t mw_svc_rx_seq(const mw_svc_t *s, mw_conn_id_t id);
-unsigned mw_svc_rx_flags(const mw_svc_t *s, mw_conn_id_t id);
+MW_API uint64_t mw_svc_rx_seq(const mw_svc_t *s, mw_conn_id_t id);
+MW_API unsigned mw_svc_rx_flags(const mw_svc_t *s, mw_conn_id_t id);
 /* The session id is logged on to, or NULL (no logon yet). */
-const char *mw_svc_conn_session(const mw_svc_t *s, mw_conn_id_t id);
+MW_API const char *mw_svc_conn_session(const mw_svc_t *s, mw_conn_id_t id);
 /* 0, or MW_ECLOSED when the Svc has not seen that session. */
-int mw_svc_session_stats(mw_svc_t *s, const char *session, mw_session_stats_t *st);
+MW_API int mw_svc_session_stats(mw_svc_t *s, const char *session, mw_session_stats_t *st);
 /* Ends id's session connection cleanly: mw_logout{reason} (from another
  * thread in event mode the reason is "logout by the service"), then a
  * graceful close; the session stays for its next logon. 0, MW_ECLOSED,
  * MW_ESTATE (not logged on). */
-int mw_svc_logout(mw_svc_t *s, mw_conn_id_t id, const char *reason);
+MW_API int mw_svc_logout(mw_svc_t *s, mw_conn_id_t id, const char *reason);
 
 #define MW_SVC_SEND_TO(svc, id, msgp, MSGS) mw_svc_send_to((svc), (id), MW_SCHEMA_OF((msgp), MSGS), (msgp))
 

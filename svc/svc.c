@@ -1,5 +1,11 @@
 /* svc.c - the service: listener, connection pool, three run modes. */
 #include "svc_impl.h"
+#include "clock_impl.h"
+#include "conn_impl.h"
+#include "err_impl.h"
+#include "io_impl.h"
+#include "tcp_impl.h"
+#include "transport_impl.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -10,13 +16,13 @@
 void mw_svc_opts_init(mw_svc_opts_t *o) {
     memset(o, 0, sizeof *o);
     o->mode = MW_MODE_SPIN;
-    mw_conn_opts_init(&o->conn);
-    mw_tcp_opts_init(&o->tcp);
+    mw__conn_opts_init(&o->conn);
+    mw__tcp_opts_init(&o->tcp);
     o->max_connections = 1024;
     o->timeout_ns = -1;
     mw_idle_init_busy(&o->idle);
     o->workers = 1;
-    mw_transport_opts_init(&o->tr);
+    mw__transport_opts_init(&o->tr);
     o->handshake_timeout_ns = 10 * MW_NS_PER_S;
     o->linger_ns = 2 * MW_NS_PER_S;
     o->rx_timeout_ns = 10 * MW_NS_PER_S;
@@ -49,7 +55,7 @@ static void req_run(void *ud) {
 int mw__svc_on_slot_thread(mw_svc_t *s, slot_t *sl, mw_conn_id_t id, void (*fn)(mw_svc_t *, slot_t *, intptr_t),
                           intptr_t arg) {
     mw_io_t *io = slot_io(s, sl);
-    if (s->o.mode != MW_MODE_EVENT || mw_io_in_thread(io)) {
+    if (s->o.mode != MW_MODE_EVENT || mw__io_in_thread(io)) {
         fn(s, sl, arg);
         return 0;
     }
@@ -115,9 +121,6 @@ static void active_remove(mw_svc_t *s, uint32_t idx) {
     }
 }
 
-static void solo_leave(mw_svc_t *s, slot_t *sl);
-static void solo_update(mw_svc_t *s);
-
 /* What the peer sent was rejected (as opposed to leaving, timing out, or
  * being closed by us). */
 static bool is_bad_input(int code) {
@@ -142,10 +145,10 @@ static void drv_closed(mw__drv_t *d, int reason) {
      * write sets it). */
     mw__lock(&sl->lk);
     atomic_store(&sl->open, false);
-    const char *why = mw_conn_last_error(&sl->conn);
+    const char *why = mw__conn_last_error(&sl->conn);
     if (sl->err.code && sl->err.code == reason) {} /* the session's reason, set when it closed */
-    else if (*why) mw_err_set(&sl->err, reason, "%s", why);
-    else mw_err_set(&sl->err, reason, "%s", reason == MW_ESTATE ? "closed by the service" : mw_strerror(reason));
+    else if (*why) mw__err_set(&sl->err, reason, "%s", why);
+    else mw__err_set(&sl->err, reason, "%s", reason == MW_ESTATE ? "closed by the service" : mw_strerror(reason));
     mw__unlock(&sl->lk);
     if (is_bad_input(reason)) {
         atomic_fetch_add(&s->closed_bad_input, 1);
@@ -154,84 +157,38 @@ static void drv_closed(mw__drv_t *d, int reason) {
     if (s->o.on_close && !s->closed_all) s->o.on_close(s, id, reason, s->o.ud);
     mw__svc_sess_down(s, sl);
     mw_conn_stats_t st;
-    mw_conn_stats(&sl->conn, &st);
+    mw__conn_stats(&sl->conn, &st);
     atomic_fetch_add(&s->msgs_in, st.msgs_in);
     atomic_fetch_add(&s->msgs_out, st.msgs_out);
     atomic_fetch_add(&s->bytes_in, st.bytes_in);
     atomic_fetch_add(&s->bytes_out, st.bytes_out);
     if (s->o.mode != MW_MODE_EVENT) {
         active_remove(s, sl->idx);
-        if (s->solo == sl) solo_leave(s, sl); /* lingering needs the io's readiness */
+        if (s->solo == sl) mw__svc_solo_leave(s, sl); /* lingering needs the io's readiness */
     }
     atomic_fetch_add(&sl->gen, 1); /* mw_svc_conn_error(id) answered until here */
     atomic_fetch_add(&s->closed, 1);
     atomic_fetch_sub(&s->nconns, 1);
-    if (!s->closed_all) solo_update(s);
+    if (!s->closed_all) mw__svc_solo_update(s);
 }
 
 /* The driver let go: the slot can be reused. No sender reaches the conn
  * any more (drv_closed closed it under the slot's lock, and every sender
  * checks under that lock; a session's sends stopped when it was unlinked),
  * so the conn is finished without the lock, which its streams' close takes
- * (mw_stream_share_lock). */
+ * (mw__stream_share_lock). */
 static void drv_gone(mw__drv_t *d) {
     slot_t *sl = d->ud;
-    mw_conn_fini(&sl->conn);
+    mw__conn_fini(&sl->conn);
     atomic_store(&sl->used, false);
     mw__svc_free_slot(sl->svc, sl);
-}
-
-/* ---- blocking mode with one connection ------------------------------------
- * A blocking Svc serving a single client waits in a blocking read on that
- * socket (bounded by SOLO_WAIT_NS), one syscall per message like a plain
- * blocking server, instead of epoll_wait and then read (writes still never
- * wait: send_to keeps returning MW_EAGAIN on a full socket). The listener and the
- * timers are polled every SOLO_POLL_EVERY messages and whenever the read times
- * out, so a second client waits at most that long to be accepted; with two or
- * more connections the Svc goes back to epoll. This is a wait strategy of
- * the Svc's own io, not a mode: the connection keeps its driver. */
-#define SOLO_WAIT_NS (10 * MW_NS_PER_MS)
-#define SOLO_POLL_EVERY 64u
-
-static void solo_enter(mw_svc_t *s, slot_t *sl) {
-    if (mw_tcp_set_blocking(sl->conn.stream, true) < 0) return; /* no TCP underneath: stay on epoll */
-    int64_t wait = s->o.timeout_ns > 0 && s->o.timeout_ns < SOLO_WAIT_NS ? s->o.timeout_ns : SOLO_WAIT_NS;
-    mw_tcp_set_timeouts(sl->conn.stream, wait, 0);
-    mw_tcp_set_write_nowait(sl->conn.stream, true); /* sends keep their MW_EAGAIN semantics */
-    if (sl->drv.src.added) mw_io_del(s->io, &sl->drv.src);
-    s->solo = sl;
-}
-
-static void solo_leave(mw_svc_t *s, slot_t *sl) {
-    s->solo = NULL;
-    mw_tcp_set_timeouts(sl->conn.stream, 0, 0);
-    mw_tcp_set_write_nowait(sl->conn.stream, false);
-    mw_tcp_set_blocking(sl->conn.stream, false);
-    if (mw__drv_attached(&sl->drv) && !sl->drv.src.added) mw_io_add(s->io, &sl->drv.src);
-}
-
-/* The one connection may be read with a blocking read while it is up,
- * reading, and has nothing queued to write (the io watches writability). */
-static slot_t *solo_candidate(const mw_svc_t *s) {
-    if (s->nactive != 1) return NULL;
-    slot_t *sl = &s->slots[s->active[0]];
-    if (sl->drv.rx_done || sl->drv.paused || !mw__drv_up(&sl->drv) || mw_conn_tx_pending(&sl->conn)) return NULL;
-    return sl;
-}
-
-static void solo_update(mw_svc_t *s) {
-    if (s->o.mode != MW_MODE_BLOCKING) return;
-    slot_t *want = solo_candidate(s);
-    if (want == s->solo) return;
-    if (s->solo) solo_leave(s, s->solo);
-    if (want) solo_enter(s, want);
 }
 
 /* ---- accepting ------------------------------------------------------------ */
 
 static void drv_up(mw__drv_t *d) {
     slot_t *sl = d->ud;
-    solo_update(sl->svc);
+    mw__svc_solo_update(sl->svc);
 }
 
 /* A connection accepted but never attached: released, and counted as closed. */
@@ -240,7 +197,7 @@ static void drop_unattached(mw_svc_t *s, slot_t *sl) {
     atomic_store(&sl->open, false);
     atomic_fetch_add(&sl->gen, 1);
     mw__unlock(&sl->lk);
-    mw_conn_fini(&sl->conn); /* (as drv_gone: without the lock) */
+    mw__conn_fini(&sl->conn); /* (as drv_gone: without the lock) */
     atomic_store(&sl->used, false);
     mw__svc_free_slot(s, sl);
     if (s->o.mode != MW_MODE_EVENT) active_remove(s, sl->idx);
@@ -251,7 +208,7 @@ static void drop_unattached(mw_svc_t *s, slot_t *sl) {
 static void attach(mw_svc_t *s, slot_t *sl) {
     int r = mw__drv_start(&sl->drv, slot_io(s, sl), &sl->conn, &s->drv_cfg, sl);
     if (r < 0) {
-        mw_err_set(&sl->err, r, "register with io: %s", mw_err_text(&mw_io_selector(slot_io(s, sl))->err));
+        mw__err_set(&sl->err, r, "register with io: %s", mw_err_text(&mw__io_selector(slot_io(s, sl))->err));
         drop_unattached(s, sl);
         return;
     }
@@ -272,7 +229,7 @@ static void attach_posted(mw_svc_t *s, slot_t *sl, intptr_t arg) {
 
 static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     mw_err_t err;
-    if (mw_transport_wrap(&s->tr, st, &st, &err) < 0) { /* st is gone */
+    if (mw__transport_wrap(&s->tr, st, &st, &err) < 0) { /* st is gone */
         mw__logf(MW_LOG_WARN, "svc: cannot set up an accepted connection: %s", err.text);
         return;
     }
@@ -285,7 +242,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     }
     mw_conn_opts_t co = s->o.conn;
     co.flags &= ~(unsigned)MW_CONN_TX_LOCK; /* event mode: the slot's lock, below */
-    int r = mw_conn_init(&sl->conn, st, s->proto, &co, &s->err); /* (the slot is not open: no sender) */
+    int r = mw__conn_init(&sl->conn, st, s->proto, &co, &s->err); /* (the slot is not open: no sender) */
     if (r < 0) {
         atomic_store(&sl->used, false);
         mw__svc_free_slot(s, sl);
@@ -303,7 +260,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     if (s->o.mode == MW_MODE_EVENT) {
         sl->w = &s->workers[s->next_worker++ % s->nworkers];
         if (mw__svc_on_slot_thread(s, sl, make_id(sl), attach_posted, 0) < 0) {
-            mw_err_set(&sl->err, MW_ENOMEM, "cannot hand the connection to its worker");
+            mw__err_set(&sl->err, MW_ENOMEM, "cannot hand the connection to its worker");
             drop_unattached(s, sl);
         }
         return;
@@ -316,7 +273,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
  * blindly, and a failing accept4 is expensive on Linux (it allocates and
  * frees a socket): a zero-timeout poll() answers without allocating. */
 static bool listener_ready(const mw_svc_t *s) {
-    struct pollfd p = {mw_listener_fd(s->lis), POLLIN, 0};
+    struct pollfd p = {mw__listener_fd(s->lis), POLLIN, 0};
     return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
 }
 
@@ -346,7 +303,7 @@ static int on_listener(mw_sel_src_t *src, int events) {
     int n = 0;
     while (n < ACCEPT_BUDGET) {
         mw_stream_t *st;
-        int r = mw_listener_accept(s->lis, &st, &s->err);
+        int r = mw__listener_accept(s->lis, &st, &s->err);
         if (r == MW_EAGAIN) break;
         if (r < 0) { /* EMFILE/ENFILE, or the kernel short of memory: no spin */
             accept_backoff(s, r);
@@ -374,16 +331,16 @@ static void on_accept_again(mw_io_timer_t *t, void *ud) {
 
 static int setup_workers(mw_svc_t *s, mw_err_t *err) {
     if (s->o.workers == 0) {
-        if (!s->o.io) return mw_err_set(err, MW_EINVAL, "event mode with workers = 0 needs opts.io");
+        if (!s->o.io) return mw__err_set(err, MW_EINVAL, "event mode with workers = 0 needs opts.io");
         s->nworkers = 1;
         s->workers = calloc(1, sizeof *s->workers);
-        if (!s->workers) return mw_err_set(err, MW_ENOMEM, "out of memory");
+        if (!s->workers) return mw__err_set(err, MW_ENOMEM, "out of memory");
         s->workers[0] = (worker_t){s->o.io, s, false};
         return 0;
     }
     s->nworkers = s->o.workers;
     s->workers = calloc(s->nworkers, sizeof *s->workers);
-    if (!s->workers) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!s->workers) return mw__err_set(err, MW_ENOMEM, "out of memory");
     mw_io_opts_t io;
     mw_io_opts_init(&io);
     io.backend = s->o.backend ? s->o.backend : "epoll";
@@ -400,18 +357,18 @@ static int start_workers(mw_svc_t *s, mw_err_t *err) {
     for (uint32_t i = 0; i < s->nworkers; i++) {
         if (!s->workers[i].own_io) continue;
         int r = mw_io_start(s->workers[i].io, NULL);
-        if (r < 0) return mw_err_set(err, r, "cannot start worker thread %u", i);
+        if (r < 0) return mw__err_set(err, r, "cannot start worker thread %u", i);
         s->threads_started = true;
     }
     return 0;
 }
 
-static int setup(mw_svc_t *s, const mw_url_t *u, mw_err_t *err) {
+static int setup(mw_svc_t *s, const mw__url_t *u, mw_err_t *err) {
     s->active = calloc(s->cap, sizeof *s->active);
-    if (mw__svc_slots_new(s) < 0 || !s->active) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (mw__svc_slots_new(s) < 0 || !s->active) return mw__err_set(err, MW_ENOMEM, "out of memory");
     mw_tcp_opts_t tcp = s->o.tcp;
     tcp.blocking = false; /* blocking mode waits in epoll, then reads without blocking */
-    int r = mw_tcp_listen(&s->lis, u->host, u->port, &tcp, err);
+    int r = mw__tcp_listen(&s->lis, u->host, u->port, &tcp, err);
     if (r < 0) return r;
     if (s->o.mode == MW_MODE_EVENT) {
         if ((r = setup_workers(s, err)) < 0) return r;
@@ -422,10 +379,10 @@ static int setup(mw_svc_t *s, const mw_url_t *u, mw_err_t *err) {
         io.backend = s->o.mode == MW_MODE_SPIN ? "direct" : "epoll";
         if ((r = mw_io_new(&s->io, &io, err)) < 0) return r;
     }
-    mw_sel_src_init(&s->lis_src, mw_listener_fd(s->lis), MW_WANT_READ, on_listener, s);
+    mw_sel_src_init(&s->lis_src, mw__listener_fd(s->lis), MW_WANT_READ, on_listener, s);
     mw_io_timer_init(&s->t_accept, on_accept_again, s);
     if ((r = mw_io_add(s->io, &s->lis_src)) < 0)
-        return mw_err_set(err, r, "register listener: %s", mw_err_text(&mw_io_selector(s->io)->err));
+        return mw__err_set(err, r, "register listener: %s", mw_err_text(&mw__io_selector(s->io)->err));
     return s->o.mode == MW_MODE_EVENT ? start_workers(s, err) : 0;
 }
 
@@ -437,20 +394,20 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
         o = &def;
     }
     *out = NULL;
-    mw_url_t u;
-    int r = mw_url_parse(url, &u, err);
+    mw__url_t u;
+    int r = mw__url_parse(url, &u, err);
     if (r < 0) return r;
     /* what every accept would refuse is refused here, loudly */
     uint64_t frame = (uint64_t)(o->conn.max_msg ? o->conn.max_msg : 65536) + 8;
     if (o->conn.rx_buf < frame || o->conn.tx_buf < frame)
-        return mw_err_set(err, MW_EINVAL, "buffers (rx %u, tx %u) must each hold one frame of max_msg + 8 (%llu)",
+        return mw__err_set(err, MW_EINVAL, "buffers (rx %u, tx %u) must each hold one frame of max_msg + 8 (%llu)",
                           o->conn.rx_buf, o->conn.tx_buf, (unsigned long long)frame);
     mw_svc_t *s = calloc(1, sizeof *s);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!s) return mw__err_set(err, MW_ENOMEM, "out of memory");
     s->o = *o;
     mw_transport_opts_t tr = o->tr;
     if (tr.ws.max_msg > o->conn.max_msg) tr.ws.max_msg = o->conn.max_msg; /* one limit, not two */
-    if ((r = mw_transport_init(&s->tr, &u, true, &tr, err)) < 0) {
+    if ((r = mw__transport_init(&s->tr, &u, true, &tr, err)) < 0) {
         free(s);
         return r;
     }
@@ -458,12 +415,12 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
     s->proto = s->app = p;
     if (o->session.enabled) {
         s->sessions = true;
-        if (!o->session.journal_dir) r = mw_err_set(err, MW_EINVAL, "sessions need opts.session.journal_dir");
+        if (!o->session.journal_dir) r = mw__err_set(err, MW_EINVAL, "sessions need opts.session.journal_dir");
         else if (!(s->sproto = mw__sess_proto(p)) || !(s->sess_rx = calloc(1, s->sproto->max_size)) ||
                  mw__svc_sessions_init(&s->stab, o->session.max_sessions) < 0)
-            r = mw_err_set(err, MW_ENOMEM, "out of memory");
+            r = mw__err_set(err, MW_ENOMEM, "out of memory");
         if (r < 0) {
-            mw_transport_fini(&s->tr);
+            mw__transport_fini(&s->tr);
             free(s->sess_rx);
             free(s->sproto);
             free(s);
@@ -497,160 +454,7 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
     return 0;
 }
 
-int mw_svc_port(const mw_svc_t *s) { return mw_listener_port(s->lis); }
-
-/* ---- spin/blocking receive ------------------------------------------------ */
-
-int mw_svc_poll(mw_svc_t *s, int64_t timeout_ns) {
-    if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
-    int work = 0;
-    if (s->solo && mw_conn_tx_pending(&s->solo->conn)) { /* not on the io: flush it here */
-        mw__drv_write(&s->solo->drv);
-        work++;
-    }
-    int r = mw_io_poll(s->io, work ? 0 : timeout_ns);
-    return r < 0 ? r : r + work;
-}
-
-/* One round-robin pass over the open connections: the first buffered message
- * wins, and the next pass starts after its connection. Spin mode reads a
- * connection on its turn when nothing is buffered (one recv per connection
- * per pass, as a busy-poll loop would); blocking mode reads only what the io
- * found ready, and the solo connection with a blocking read. */
-static int scan(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
-    for (;;) {
-        uint32_t n = s->nactive;
-        uint32_t pos = s->rr < n ? s->rr : 0;
-        int r = MW_EAGAIN;
-        slot_t *sl = NULL;
-        for (uint32_t k = 0; k < n; k++) {
-            sl = &s->slots[s->active[pos]];
-            bool read = s->o.mode == MW_MODE_SPIN || sl == s->solo;
-            r = s->sessions ? mw__svc_sess_next(s, sl, sch, msg, cap, read) : mw__drv_next(&sl->drv, sch, msg, cap, read);
-            if (r != MW_EAGAIN) break;
-            if (++pos == n) pos = 0;
-        }
-        if (r == MW__SVC_RESCAN) continue;
-        if (r == 0) {
-            s->rr = pos + 1;
-            *id = make_id(sl);
-            return 0;
-        }
-        if (r == MW_EAGAIN) return r;
-        /* How it ended (MW_ECLOSED, MW_ETRUNC, the error), now that every
-         * message before it is out. The list shrinks: scan again. */
-        mw__drv_close(&sl->drv, r, true);
-    }
-}
-
-/* Between the solo connection's blocking reads (inside scan), when nothing
- * came: the listener and timers once 10 ms have passed (mw_svc_recv also
- * polls them every 64th message), and replies still queued. */
-static void solo_wait(mw_svc_t *s) {
-    slot_t *sl = s->solo;
-    uint64_t now = mw_now_ns();
-    if (now - s->solo_polled_ns >= (uint64_t)SOLO_WAIT_NS) {
-        s->solo_polled_ns = now;
-        mw_io_poll(s->io, 0);
-        if (s->solo != sl) return; /* a second client arrived: epoll from now on */
-    }
-    if (mw_conn_tx_pending(&sl->conn)) mw__drv_write(&sl->drv); /* its socket is not on the io */
-}
-
-#define BUSY_POLL_NS MW_NS_PER_MS
-
-static bool poll_due(mw_svc_t *s) {
-    if (s->nactive == 0) return true;
-    if ((++s->spin_tick & (SOLO_POLL_EVERY - 1)) != 0) return false;
-    uint64_t now = mw_now_ns();
-    if (now - s->polled_ns < (uint64_t)BUSY_POLL_NS) return false;
-    s->polled_ns = now;
-    return true;
-}
-
-int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg, size_t cap) {
-    if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
-    if (s->uncommitted) { /* the message recv returned last was handled */
-        mw__sess_commit(s->uncommitted);
-        s->uncommitted = NULL;
-    }
-    /* The listener, the timers and write readiness get a look at least every
-     * millisecond even while messages keep coming (a busy peer must not keep
-     * new clients out): the clock is read every 64th call, the io polled
-     * only when a millisecond has passed. */
-    if (s->solo) {
-        /* the listener and timers every 64th message, without a clock read per message */
-        if ((++s->solo_tick & (SOLO_POLL_EVERY - 1)) == 0) {
-            mw_io_poll(s->io, 0);
-            if (s->solo && s->solo != solo_candidate(s)) solo_update(s);
-        }
-    } else if (poll_due(s)) {
-        mw_io_poll(s->io, 0);
-        if (s->o.mode == MW_MODE_BLOCKING && s->nactive == 1) solo_update(s); /* one connection again */
-    }
-    /* One open connection with a whole message buffered (a flood, a
-     * pipelined burst): no scan. With more than one, the scan keeps the
-     * round-robin turns. */
-    if (s->nactive == 1 && !s->sessions) {
-        slot_t *sl = &s->slots[s->active[0]];
-        if (mw__drv_next_buffered(&sl->drv, sch, msg, cap) == 0) {
-            *id = make_id(sl);
-            return 0;
-        }
-    }
-    int r = scan(s, id, sch, msg, cap);
-    if (r != MW_EAGAIN || s->o.mode == MW_MODE_SPIN) return r;
-    uint64_t dl = mw_deadline_in(NULL, s->o.timeout_ns);
-    for (;;) { /* blocking: wait at least once, even with a zero timeout */
-        if (s->solo) solo_wait(s);
-        else mw_io_poll(s->io, mw_deadline_left(NULL, dl));
-        if ((r = scan(s, id, sch, msg, cap)) != MW_EAGAIN) return r;
-        if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
-    }
-}
-
-/* The first message as mw_svc_recv (waits, fair turns), then the ones its
- * connection already has buffered, without a scan or a read each. fn runs
- * inside the driver's callback bracket, so a close it asks for waits until
- * it returns (and ends the batch). */
-int mw_svc_recv_batch(mw_svc_t *s, mw_svc_msg_fn fn, void *ud, int max) {
-    if (s->o.mode == MW_MODE_EVENT) return MW_ESTATE;
-    if (!fn || max <= 0) return MW_EINVAL;
-    size_t cap = s->proto->max_size;
-    if (!s->batch_rx && !(s->batch_rx = calloc(1, cap))) /* once per Svc */
-        return mw_err_set(&s->err, MW_ENOMEM, "recv: out of memory for a %zu-byte decode scratch", cap);
-    mw_conn_id_t id;
-    const mw_schema_t *sch;
-    int r = mw_svc_recv(s, &id, &sch, s->batch_rx, cap);
-    if (r < 0) return r;
-    slot_t *sl = &s->slots[(uint32_t)id];
-    int n = 0;
-    do {
-        mw__drv_enter(&sl->drv);
-        fn(s, id, sch, s->batch_rx, ud);
-        n++;
-        if (s->uncommitted) { /* sessions: handled, so the session may count it */
-            mw__sess_commit(s->uncommitted);
-            s->uncommitted = NULL;
-        }
-        if (!sl->drv.close_pending && mw__drv_up(&sl->drv)) sl->drv.in_cb = false; /* nothing asked: inline */
-        else if (mw__drv_leave(&sl->drv)) break; /* closed inside fn */
-        /* sessions deliver through their own filter: one message a call */
-    } while (n < max && !s->sessions && mw__drv_next_buffered(&sl->drv, &sch, s->batch_rx, cap) == 0);
-    return n;
-}
-
-int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg,
-                                 size_t cap, int64_t timeout_ns) {
-    uint64_t dl = mw_deadline_in(NULL, timeout_ns);
-    mw_idle_t idle = s->o.idle;
-    int r;
-    while ((r = mw_svc_recv(s, id, sch, msg, cap)) == MW_EAGAIN || r == MW_ETIMEDOUT) {
-        if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;
-        mw_idle(&idle, 0);
-    }
-    return r;
-}
+int mw_svc_port(const mw_svc_t *s) { return mw__listener_port(s->lis); }
 
 /* ---- sending, flow control, closing ----------------------------------------- */
 
@@ -708,7 +512,7 @@ static inline __attribute__((always_inline)) int send_plain(mw_svc_t *s, mw_conn
         return r;
     }
     int r = mw__drv_send(&sl->drv, sch, msg);
-    if (s->solo && sl == s->solo && mw_conn_tx_pending(&sl->conn)) solo_update(s);
+    if (s->solo && sl == s->solo && mw__conn_tx_pending(&sl->conn)) mw__svc_solo_update(s);
     return r;
 }
 
@@ -717,7 +521,7 @@ static int send_sess(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const
     int r = sess_send(s, id, sch, msg, false, seq);
     if (s->solo) {
         slot_t *sl = lookup(s, id);
-        if (sl && sl == s->solo && mw_conn_tx_pending(&sl->conn)) solo_update(s);
+        if (sl && sl == s->solo && mw__conn_tx_pending(&sl->conn)) mw__svc_solo_update(s);
     }
     return r;
 }
@@ -767,7 +571,7 @@ int mw_svc_abort_conn(mw_svc_t *s, mw_conn_id_t id) {
 
 static void pause_on_thread(mw_svc_t *s, slot_t *sl, intptr_t paused) {
     mw__drv_pause(&sl->drv, paused != 0);
-    solo_update(s); /* a paused connection is not read, blocking or not */
+    mw__svc_solo_update(s); /* a paused connection is not read, blocking or not */
 }
 
 int mw_svc_pause_recv(mw_svc_t *s, mw_conn_id_t id) {
@@ -783,55 +587,12 @@ int mw_svc_resume_recv(mw_svc_t *s, mw_conn_id_t id) {
 int mw_svc_set_serdes(mw_svc_t *s, mw_conn_id_t id, int dirs, const char *serdes) {
     slot_t *sl = lookup(s, id);
     if (!sl) return MW_ECLOSED;
-    int r = mw_conn_set_serdes(&sl->conn, dirs, serdes, MW_FRAME_AUTO);
+    int r = mw__conn_set_serdes(&sl->conn, dirs, serdes, MW_FRAME_AUTO);
     if (r == 0 && sl->sess && (dirs & MW_DIR_TX)) mw__sess_set_wire(sl->sess, serdes); /* trial encodes */
     return r;
 }
 
-/* ---- state and lifetime --------------------------------------------------- */
-
-const char *mw_svc_conn_error(const mw_svc_t *s, mw_conn_id_t id) {
-    uint32_t idx = (uint32_t)id;
-    if (idx >= s->cap) return "";
-    const slot_t *sl = &s->slots[idx];
-    if (atomic_load(&sl->gen) != (uint32_t)(id >> 32)) return "";
-    if (sl->err.code) return mw_err_text(&sl->err);
-    return atomic_load(&sl->used) ? mw_conn_last_error(&sl->conn) : "";
-}
-
-const char *mw_svc_last_error(const mw_svc_t *s) { return mw_err_text(&s->err); }
-
-void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st) {
-    st->accepted = atomic_load(&s->accepted);
-    st->refused_full = atomic_load(&s->refused_full);
-    st->refused_nofd = atomic_load(&s->refused_nofd);
-    st->closed = atomic_load(&s->closed);
-    st->closed_bad_input = atomic_load(&s->closed_bad_input);
-    st->msgs_in = atomic_load(&s->msgs_in);
-    st->msgs_out = atomic_load(&s->msgs_out);
-    st->bytes_in = atomic_load(&s->bytes_in);
-    st->bytes_out = atomic_load(&s->bytes_out);
-    st->connections = atomic_load(&s->nconns);
-    /* add the open connections' counts (racy in event mode; for display) */
-    for (uint32_t i = 0, hw = mw__svc_slots_seen(s); i < hw; i++) { /* closed ones were folded in at on_close */
-        if (!atomic_load(&s->slots[i].open)) continue;
-        mw_conn_stats_t c;
-        mw_conn_stats(&s->slots[i].conn, &c);
-        st->msgs_in += c.msgs_in;
-        st->msgs_out += c.msgs_out;
-        st->bytes_in += c.bytes_in;
-        st->bytes_out += c.bytes_out;
-    }
-}
-
-int mw_svc_conn_stats(const mw_svc_t *s, mw_conn_id_t id, mw_conn_stats_t *st) {
-    slot_t *sl = lookup(s, id);
-    if (!sl) return MW_ECLOSED;
-    mw_conn_stats(&sl->conn, st);
-    return 0;
-}
-
-uint32_t mw_svc_conn_count(const mw_svc_t *s) { return atomic_load(&s->nconns); }
+/* ---- lifetime (the queries are in svc_slots.c) --------------------------------------------------- */
 
 void mw_svc_close(mw_svc_t *s) {
     if (!s || s->close_started) return;
@@ -841,7 +602,7 @@ void mw_svc_close(mw_svc_t *s) {
     s->closed_all = true; /* only now: the workers read it until they stop */
     if (s->io && s->lis_src.added) mw_io_del(s->io, &s->lis_src);
     if (s->io) mw_io_timer_stop(s->io, &s->t_accept);
-    mw_listener_free(s->lis);
+    mw__listener_free(s->lis);
     s->lis = NULL;
     for (uint32_t i = 0, hw = s->slots ? mw__svc_slots_seen(s) : 0; i < hw; i++) {
         slot_t *sl = &s->slots[i];
@@ -849,7 +610,7 @@ void mw_svc_close(mw_svc_t *s) {
         if (sl->drv.state != MW__DRV_LINGER) { /* still open for the application */
             /* shutting down: the WebSocket close says "going away" */
             if (mw__drv_attached(&sl->drv))
-                mw_conn_close_transport(&sl->conn, MW_ESTATE, "service shutting down", true);
+                mw__conn_close_transport(&sl->conn, MW_ESTATE, "service shutting down", true);
             sl->drv.in_cb = false;
             drv_closed(&sl->drv, MW_ESTATE);
         }
@@ -875,7 +636,7 @@ void mw_svc_free(mw_svc_t *s) {
 /* The last reference: the owner's (mw_svc_free) or a queued request's. */
 void mw__svc_release(mw_svc_t *s) {
     mw__svc_slots_free(s);
-    if (s->have_tr) mw_transport_fini(&s->tr);
+    if (s->have_tr) mw__transport_fini(&s->tr);
     mw__svc_sessions_fini(&s->stab);
     free(s->sproto);
     free(s->sess_rx);

@@ -12,11 +12,14 @@
 #include "lock_impl.h"
 #include "mw_svc.h"
 #include "svc_sess_impl.h"
+#include "conn_impl.h"
+#include "tcp_impl.h"
+#include "transport_impl.h"
 
 typedef struct worker worker_t;
 
 typedef struct slot {
-    mw_conn_t conn;
+    mw__conn_t conn;
     mw__drv_t drv;            /* drives conn on its io while attached */
     mw_svc_t *svc;
     worker_t *w;              /* event mode: the owning worker */
@@ -51,9 +54,9 @@ struct worker {
 struct mw_svc {
     mw_svc_opts_t o;
     const mw_protocol_t *proto;
-    mw_listener_t *lis;
+    mw__listener_t *lis;
     mw_sel_src_t lis_src;
-    mw_transport_t tr;
+    mw__transport_t tr;
     bool have_tr;
     mw_io_t *io;               /* spin/blocking: own io; event: workers[0].io */
     worker_t *workers;
@@ -134,6 +137,12 @@ int mw__svc_sess_in(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const void 
  * on the way), as mw__drv_next, or MW__SVC_RESCAN when the session closed
  * the connection (the list of open connections changed). */
 #define MW__SVC_RESCAN 1
+/* svc_pull.c: the blocking Svc's single connection read with blocking reads
+ * (see there): re-chosen after the set of open connections or their state
+ * changed; leave gives the connection back to the io. */
+void mw__svc_solo_update(mw_svc_t *s);
+void mw__svc_solo_leave(mw_svc_t *s, slot_t *sl);
+
 int mw__svc_sess_next(mw_svc_t *s, slot_t *sl, const mw_schema_t **sch, void *msg, size_t cap, bool read);
 void mw__svc_sess_pump_now(slot_t *sl); /* on drain: journaled messages waiting go first */
 void mw__svc_sess_down(mw_svc_t *s, slot_t *sl); /* the connection ended */

@@ -1,5 +1,8 @@
 /* svc_sess.c - the Svc's sessions by id (see svc_sess_impl.h). */
 #include "svc_impl.h"
+#include "err_impl.h"
+#include "io_impl.h"
+#include "tcp_impl.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,7 +58,7 @@ int mw__svc_sessions_get(mw__svc_sessions_t *t, const char *id, const mw_session
     uint32_t i = probe(t, id);
     int r = 0;
     if (!t->tab[i]) {
-        if (t->n >= t->max) r = mw_err_set(err, MW_EFULL, "max_sessions %u reached", t->max);
+        if (t->n >= t->max) r = mw__err_set(err, MW_EFULL, "max_sessions %u reached", t->max);
         else {
             mw__sess_t *ns;
             if ((r = mw__sess_open(&ns, o, id, MW__SESS_SERVER, app, err)) == 0) {
@@ -102,7 +105,7 @@ static void sl_again(void *ctx) { /* drv_drain pumps */
 
 /* Closes gracefully (a logout the session queued still goes out). */
 static void sess_close(slot_t *sl, int reason, const char *why) {
-    mw_err_set(&sl->err, reason, "%s", why);
+    mw__err_set(&sl->err, reason, "%s", why);
     mw__drv_close(&sl->drv, reason, true);
 }
 
@@ -201,7 +204,7 @@ static int sess_logon(mw_svc_t *s, slot_t *sl, const mw_schema_t *sch, const voi
         return sess_reject(sl, MW_LOGOUT_REJECTED, "bad session id \"%.32s\" (1..31 of A-Z a-z 0-9 _ . -)", id);
     char reason[160] = "";
     if (s->o.session.on_logon) {
-        mw_tcp_peer_name(sl->conn.stream, peer, sizeof peer);
+        mw__tcp_peer_name(sl->conn.stream, peer, sizeof peer);
         mw_logon_info_t li = {id, user, pw, peer, lg->next_in, lg->next_out, lg->reset};
         if (s->o.session.on_logon(s->o.ud, &li, reason, sizeof reason) != 0)
             return sess_reject(sl, MW_LOGOUT_REJECTED, "%s", *reason ? reason : "refused by the service");
@@ -268,7 +271,7 @@ int mw_svc_session_send(mw_svc_t *s, const char *session, const mw_schema_t *sch
     mw_err_t e;
     int r = mw__svc_sessions_get(&s->stab, session, &s->o.session, s->app, &ss, &e);
     if (r < 0) {
-        mw_err_copy(&s->err, &e);
+        mw__err_copy(&s->err, &e);
         return r;
     }
     return mw__sess_send(ss, sch, msg, false, seq);
@@ -304,7 +307,7 @@ int mw_svc_session_stats(mw_svc_t *s, const char *session, mw_session_stats_t *s
 static void logout_on_thread(mw_svc_t *s, slot_t *sl, intptr_t arg) {
     (void)s;
     if (sl->sess) mw__sess_logout(sl->sess, MW_LOGOUT_NORMAL, (const char *)arg);
-    mw_err_set(&sl->err, MW_ESTATE, "logout: %s", (const char *)arg);
+    mw__err_set(&sl->err, MW_ESTATE, "logout: %s", (const char *)arg);
     mw__drv_close(&sl->drv, MW_ESTATE, true);
 }
 
@@ -313,6 +316,6 @@ int mw_svc_logout(mw_svc_t *s, mw_conn_id_t id, const char *reason) {
     if (!sl || !sl->sess) return sl ? MW_ESTATE : MW_ECLOSED;
     /* the reason is copied into the message on the slot's thread: keep it static there */
     static const char dflt[] = "logout by the service";
-    if (s->o.mode == MW_MODE_EVENT && !mw_io_in_thread(slot_io(s, sl))) reason = dflt;
+    if (s->o.mode == MW_MODE_EVENT && !mw__io_in_thread(slot_io(s, sl))) reason = dflt;
     return mw__svc_on_slot_thread(s, sl, id, logout_on_thread, (intptr_t)(reason ? reason : dflt));
 }

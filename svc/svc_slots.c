@@ -1,6 +1,8 @@
 /* svc_slots.c - the Svc's connection slots: O(1) allocation without a
- * lock, and memory given back when every client has left. */
+ * lock, memory given back when every client has left, and what the slots
+ * answer (per-connection errors, counts and statistics). */
 #include "svc_impl.h"
+#include "conn_impl.h"
 
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -153,3 +155,48 @@ void mw__svc_slots_free(mw_svc_t *s) {
     else free(s->slots);
     s->slots = NULL;
 }
+
+/* ---- what the slots answer: errors, counts and statistics ------------------ */
+
+const char *mw_svc_conn_error(const mw_svc_t *s, mw_conn_id_t id) {
+    uint32_t idx = (uint32_t)id;
+    if (idx >= s->cap) return "";
+    const slot_t *sl = &s->slots[idx];
+    if (atomic_load(&sl->gen) != (uint32_t)(id >> 32)) return "";
+    if (sl->err.code) return mw_err_text(&sl->err);
+    return atomic_load(&sl->used) ? mw__conn_last_error(&sl->conn) : "";
+}
+
+const char *mw_svc_last_error(const mw_svc_t *s) { return mw_err_text(&s->err); }
+
+void mw_svc_stats(const mw_svc_t *s, mw_svc_stats_t *st) {
+    st->accepted = atomic_load(&s->accepted);
+    st->refused_full = atomic_load(&s->refused_full);
+    st->refused_nofd = atomic_load(&s->refused_nofd);
+    st->closed = atomic_load(&s->closed);
+    st->closed_bad_input = atomic_load(&s->closed_bad_input);
+    st->msgs_in = atomic_load(&s->msgs_in);
+    st->msgs_out = atomic_load(&s->msgs_out);
+    st->bytes_in = atomic_load(&s->bytes_in);
+    st->bytes_out = atomic_load(&s->bytes_out);
+    st->connections = atomic_load(&s->nconns);
+    /* add the open connections' counts (racy in event mode; for display) */
+    for (uint32_t i = 0, hw = mw__svc_slots_seen(s); i < hw; i++) { /* closed ones were folded in at on_close */
+        if (!atomic_load(&s->slots[i].open)) continue;
+        mw_conn_stats_t c;
+        mw__conn_stats(&s->slots[i].conn, &c);
+        st->msgs_in += c.msgs_in;
+        st->msgs_out += c.msgs_out;
+        st->bytes_in += c.bytes_in;
+        st->bytes_out += c.bytes_out;
+    }
+}
+
+int mw_svc_conn_stats(const mw_svc_t *s, mw_conn_id_t id, mw_conn_stats_t *st) {
+    slot_t *sl = lookup(s, id);
+    if (!sl) return MW_ECLOSED;
+    mw__conn_stats(&sl->conn, st);
+    return 0;
+}
+
+uint32_t mw_svc_conn_count(const mw_svc_t *s) { return atomic_load(&s->nconns); }

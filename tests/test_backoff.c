@@ -7,6 +7,7 @@
 
 #include "backoff_impl.h"
 #include "mw_clock.h"
+#include "clock_impl.h"
 
 #include <math.h>
 
@@ -152,17 +153,17 @@ static void test_backoff_normalises_options(void **state) {
 static void test_backoff_drives_a_retry_loop_on_the_fake_clock(void **state) {
     (void)state;
     mw_clock_t clk;
-    mw_clock_fake_init(&clk, 1000 * MW_NS_PER_S);
+    mw__clock_fake_init(&clk, 1000 * MW_NS_PER_S);
     mw__backoff_t b;
     mw__backoff_opts_t o = opts(100 * MS, 250 * MS, 0, 10);
     mw__backoff_init(&b, &o, 3);
-    uint64_t t0 = mw_clock_now(&clk);
+    uint64_t t0 = mw__clock_now(&clk);
     uint64_t attempts_at[8];
     int attempts = 0;
     uint64_t due = t0;
     for (;;) {
-        mw_clock_fake_set(&clk, due); /* the io's timer fires at its due time */
-        attempts_at[attempts++] = mw_clock_now(&clk);
+        mw__clock_fake_set(&clk, due); /* the io's timer fires at its due time */
+        attempts_at[attempts++] = mw__clock_now(&clk);
         bool ok = attempts == 5;
         if (ok) {
             mw__backoff_reset(&b);
@@ -170,7 +171,7 @@ static void test_backoff_drives_a_retry_loop_on_the_fake_clock(void **state) {
         }
         int64_t d = mw__backoff_fail(&b);
         assert_true(d >= 0);
-        due = mw_clock_now(&clk) + (uint64_t)d;
+        due = mw__clock_now(&clk) + (uint64_t)d;
     }
     const uint64_t want_ms[] = {0, 100, 300, 550, 800};
     for (int i = 0; i < attempts; i++) assert_int_equal(attempts_at[i] - t0, want_ms[i] * MS);

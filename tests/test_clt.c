@@ -13,6 +13,9 @@
 #include "mw_clock.h"
 #include "mw_clt.h"
 #include "mw_svc.h"
+#include "clock_impl.h"
+#include "clt_impl.h"
+#include "conn_impl.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -182,11 +185,11 @@ static mw_clt_t *clt_open(fx_t *f, const mw_clt_opts_t *o) {
 /* Spin or blocking receive of one message, driving a spin peer meanwhile;
  * a blocking Clt's own timeouts are retried until the deadline. */
 static int clt_wait(fx_t *f, mw_clt_t *c, const mw_schema_t **s, test_msg_t *m) {
-    uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_NS);
     for (;;) {
         int r = mw_clt_recv(c, s, m, sizeof *m);
         if (r != MW_EAGAIN && r != MW_ETIMEDOUT) return r; /* blocking: wait again */
-        if (mw_deadline_passed(NULL, dl)) fail_msg("clt: nothing received");
+        if (mw__deadline_passed(NULL, dl)) fail_msg("clt: nothing received");
         peer_pump(f);
         sched_yield();
     }
@@ -318,10 +321,10 @@ typedef struct split {
 
 static void *sender_main(void *arg) {
     split_t *sp = arg;
-    uint64_t dl = mw_deadline_in(NULL, 4 * WAIT_NS);
+    uint64_t dl = mw__deadline_in(NULL, 4 * WAIT_NS);
     for (sp->sent = 0; sp->sent < sp->n && !atomic_load(&sp->stop);) {
         if (sp->sent - atomic_load_explicit(&sp->recvd, memory_order_acquire) >= sp->window) {
-            if (mw_deadline_passed(NULL, dl)) {
+            if (mw__deadline_passed(NULL, dl)) {
                 sp->rc = MW_ETIMEDOUT;
                 return NULL;
             }
@@ -523,9 +526,9 @@ static void test_clt_send_more_batches_until_one_flush(void **state) {
         assert_int_equal(mw_clt_send_more(c, ping_schema(), &p), 0);
     }
     /* Nothing written yet: every frame (4-byte length + 18-byte ping) waits. */
-    assert_int_equal(mw_conn_tx_pending(mw_clt_conn(c)), N * (4 + ping_FIXED_SIZE));
+    assert_int_equal(mw__conn_tx_pending(mw__clt_conn(c)), N * (4 + ping_FIXED_SIZE));
     assert_int_equal(mw_clt_flush(c), 0);
-    assert_int_equal(mw_conn_tx_pending(mw_clt_conn(c)), 0);
+    assert_int_equal(mw__conn_tx_pending(mw__clt_conn(c)), 0);
     for (uint64_t i = 0; i < N; i++) expect_ping(f, c, i);
     mw_conn_stats_t st;
     mw_clt_stats(c, &st);
@@ -579,15 +582,15 @@ static void test_clt_claim_commit_raw_and_next_raw(void **state) {
     assert_int_equal(mw_clt_flush(c), 0);
 
     /* The Svc decoded it as a typed ping and echoed it; read the echo raw. */
-    mw_conn_t *conn = mw_clt_conn(c);
+    mw__conn_t *conn = mw__clt_conn(c);
     const uint8_t *pl = NULL;
     size_t len = 0;
-    uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_NS);
     int r;
-    while ((r = mw_conn_next_raw(conn, &pl, &len)) == MW_EAGAIN) {
-        ssize_t n = mw_conn_fill(conn);
+    while ((r = mw__conn_next_raw(conn, &pl, &len)) == MW_EAGAIN) {
+        ssize_t n = mw__conn_fill(conn);
         if (n < 0 && n != MW_EAGAIN) fail_msg("fill: %s", mw_errname((int)n));
-        if (mw_deadline_passed(NULL, dl)) fail_msg("no raw echo");
+        if (mw__deadline_passed(NULL, dl)) fail_msg("no raw echo");
         if (n == MW_EAGAIN) sched_yield();
     }
     assert_int_equal(r, 0);
@@ -698,7 +701,7 @@ static void test_clt_text_nan_is_rejected_and_the_connection_lives(void **state)
     a.f64 = -INFINITY;
     assert_int_equal(mw_clt_send_more(c, all_kinds_schema(), &a), MW_ERANGE);
     assert_true(mw_clt_is_open(c));
-    assert_int_equal(mw_conn_tx_pending(mw_clt_conn(c)), 0); /* nothing half-encoded left behind */
+    assert_int_equal(mw__conn_tx_pending(mw__clt_conn(c)), 0); /* nothing half-encoded left behind */
     make_all_kinds(&a, 8);
     assert_int_equal(mw_clt_send(c, all_kinds_schema(), &a), 0);
     const mw_schema_t *s;
@@ -768,10 +771,10 @@ static void test_clt_close_inside_on_msg_is_deferred(void **state) {
     mw_clt_t *c = clt_open(f, &o);
     send_ping(c, 99);
     /* Drive the io from the test thread until the first message arrived. */
-    uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_NS);
     while (atomic_load(&k.msgs) == 0) {
         assert_true(mw_io_poll(f->io, MW_NS_PER_MS) >= 0);
-        if (mw_deadline_passed(NULL, dl)) fail_msg("no message");
+        if (mw__deadline_passed(NULL, dl)) fail_msg("no message");
     }
     for (int i = 0; i < 20; i++) assert_true(mw_io_poll(f->io, 0) >= 0);
     assert_int_equal(atomic_load(&k.msgs), 1);
@@ -856,7 +859,7 @@ static void test_clt_event_sends_from_another_thread_under_backpressure(void **s
     mw_clt_t *c = clt_open(f, &o);
     enum { N = 100000 }; /* more than the kernel buffers between the two can ever hold */
     uint64_t eagain = 0, sent = 0;
-    uint64_t dl = mw_deadline_in(NULL, 4 * WAIT_NS);
+    uint64_t dl = mw__deadline_in(NULL, 4 * WAIT_NS);
     while (atomic_load(&f->peer.next_seq) < N) {
         while (sent < N) {
             ping_t p = {.seq = sent, .sent_ns = sent * 3};
@@ -870,7 +873,7 @@ static void test_clt_event_sends_from_another_thread_under_backpressure(void **s
         }
         /* The peer reads a little; from here only the io thread can flush. */
         for (int k = 0; k < 20; k++) peer_pump(f);
-        if (mw_deadline_passed(NULL, dl))
+        if (mw__deadline_passed(NULL, dl))
             fail_msg("stuck: sent %" PRIu64 ", peer got %" PRIu64, sent, atomic_load(&f->peer.next_seq));
         sched_yield();
     }
@@ -1045,8 +1048,8 @@ static void test_clt_event_free_before_io_ran_is_safe(void **state) {
 
 static void *echo_thread(void *ud) {
     svh_t *f = ud;
-    uint64_t dl = mw_deadline_in(NULL, 30 * MW_NS_PER_S);
-    while (!atomic_load(&f->stop) && !mw_deadline_passed(NULL, dl)) {
+    uint64_t dl = mw__deadline_in(NULL, 30 * MW_NS_PER_S);
+    while (!atomic_load(&f->stop) && !mw__deadline_passed(NULL, dl)) {
         test_msg_t m;
         mw_conn_id_t id;
         const mw_schema_t *sch;

@@ -12,6 +12,8 @@
 #include "drv_impl.h"
 #include "mw_test.h"
 #include "test_proto.h"
+#include "conn_impl.h"
+#include "stream_impl.h"
 
 /* Plain messages (a tag and one BYTES field) whose bodies sit on each side
  * of mw__conn_copy's boundaries (4, 8, 16, 32, 64 bytes and the
@@ -58,27 +60,27 @@ static const mw_schema_t *bodies(size_t i) {
 }
 
 typedef struct fx {
-    mw_conn_t a, b; /* a sends to b */
+    mw__conn_t a, b; /* a sends to b */
     mw_serdes_t ref; /* the fixed serdes on its own: the expected bytes */
 } fx_t;
 
 static void open_fx(fx_t *f, const char *serdes) {
     mw_stream_t *sa, *sb;
-    assert_int_equal(mw_pair_new(&sa, &sb, 1 << 20, 1 << 20), 0);
+    assert_int_equal(mw__pair_new(&sa, &sb, 1 << 20, 1 << 20), 0);
     mw_conn_opts_t co;
-    mw_conn_opts_init(&co);
+    mw__conn_opts_init(&co);
     co.serdes = serdes;
     co.max_msg = 1024;
     co.rx_buf = co.tx_buf = 64 * 1024;
     mw_err_t err;
-    assert_int_equal(mw_conn_init(&f->a, sa, &sizes_protocol, &co, &err), 0);
-    assert_int_equal(mw_conn_init(&f->b, sb, &sizes_protocol, &co, &err), 0);
+    assert_int_equal(mw__conn_init(&f->a, sa, &sizes_protocol, &co, &err), 0);
+    assert_int_equal(mw__conn_init(&f->b, sb, &sizes_protocol, &co, &err), 0);
     assert_int_equal(mw_serdes_init(&f->ref, "fixed", 0), 0);
 }
 
 static void close_fx(fx_t *f) {
-    mw_conn_fini(&f->a);
-    mw_conn_fini(&f->b);
+    mw__conn_fini(&f->a);
+    mw__conn_fini(&f->b);
     mw_serdes_fini(&f->ref);
 }
 
@@ -97,23 +99,23 @@ static size_t expected(fx_t *f, const mw_schema_t *s, const void *msg, uint8_t *
 
 /* Queues msg on a and checks the bytes it added to the tx buffer. */
 static void enqueue_and_check(fx_t *f, const mw_schema_t *s, const void *msg) {
-    size_t before = mw_buf_len(&f->a.tx.buf);
+    size_t before = mw__buf_len(&f->a.tx.buf);
     uint64_t msgs = f->a.tx.msgs, bytes = f->a.tx.bytes;
-    assert_int_equal(mw_conn_enqueue(&f->a, s, msg), 0);
+    assert_int_equal(mw__conn_enqueue(&f->a, s, msg), 0);
     uint8_t want[2048];
     size_t n = expected(f, s, msg, want, sizeof want);
-    assert_int_equal(mw_buf_len(&f->a.tx.buf) - before, n);
-    assert_memory_equal(mw_buf_data(&f->a.tx.buf) + before, want, n);
+    assert_int_equal(mw__buf_len(&f->a.tx.buf) - before, n);
+    assert_memory_equal(mw__buf_data(&f->a.tx.buf) + before, want, n);
     assert_int_equal(f->a.tx.msgs, msgs + 1);
     assert_int_equal(f->a.tx.bytes, bytes + n);
 }
 
 /* Flushes a, receives on b and checks the message came back whole. */
 static void deliver_and_check(fx_t *f, const mw_schema_t *s, const void *msg) {
-    assert_int_equal(mw_conn_flush(&f->a), 0);
+    assert_int_equal(mw__conn_flush(&f->a), 0);
     sizes_msg_t got;
     const mw_schema_t *gs = NULL;
-    assert_int_equal(mw_conn_recv(&f->b, &gs, &got, sizeof got), 0);
+    assert_int_equal(mw__conn_recv(&f->b, &gs, &got, sizeof got), 0);
     assert_int_equal(gs->tag, s->tag);
     assert_memory_equal(&got, msg, s->size);
 }
@@ -168,7 +170,7 @@ static void test_conn_tx_inline_path_writes_what_the_serdes_writes_at_every_size
     deliver_and_check(&f, all_kinds_schema(), &k);
     const uint8_t two = 2; /* not a bool (stored as a byte: k.flag = 2 would store 1) */
     memcpy(&k.flag, &two, 1);
-    assert_int_equal(mw_conn_enqueue(&f.a, all_kinds_schema(), &k), MW_ERANGE);
+    assert_int_equal(mw__conn_enqueue(&f.a, all_kinds_schema(), &k), MW_ERANGE);
     close_fx(&f);
 }
 
@@ -190,13 +192,13 @@ static void test_conn_tx_inline_path_steps_aside_where_it_would_differ(void **st
     close_fx(&f);
 
     open_fx(&f, "fixed");
-    assert_int_equal(mw_conn_enqueue(&f.a, body_64_schema(), &m), 0); /* takes the buffer */
+    assert_int_equal(mw__conn_enqueue(&f.a, body_64_schema(), &m), 0); /* takes the buffer */
     assert_int_equal(mw__conn_enqueue_fast_nl(&f.a, body_64_schema(), &m), 0);
     /* a hook sees every message: the full path calls it */
     hooked = 0;
     f.a.tx.hook = count_hook;
     assert_int_equal(mw__conn_enqueue_fast_nl(&f.a, body_64_schema(), &m), 1);
-    assert_int_equal(mw_conn_enqueue(&f.a, body_64_schema(), &m), 0);
+    assert_int_equal(mw__conn_enqueue(&f.a, body_64_schema(), &m), 0);
     assert_int_equal(hooked, 1);
     f.a.tx.hook = NULL;
     /* over the inline limit: the full path */
@@ -207,21 +209,21 @@ static void test_conn_tx_inline_path_steps_aside_where_it_would_differ(void **st
     /* a full queue: MW_EAGAIN from the full path, nothing half written */
     int r;
     size_t guard = 0;
-    while ((r = mw_conn_enqueue(&f.a, body_64_schema(), &m)) == 0 && guard++ < 10000) {}
+    while ((r = mw__conn_enqueue(&f.a, body_64_schema(), &m)) == 0 && guard++ < 10000) {}
     assert_int_equal(r, MW_EAGAIN);
-    size_t len = mw_buf_len(&f.a.tx.buf);
+    size_t len = mw__buf_len(&f.a.tx.buf);
     assert_int_equal(mw__conn_enqueue_fast_nl(&f.a, body_64_schema(), &m), 1);
-    assert_int_equal(mw_buf_len(&f.a.tx.buf), len);
+    assert_int_equal(mw__buf_len(&f.a.tx.buf), len);
     /* a switch to text: the next message is text, not inline */
-    assert_int_equal(mw_conn_flush(&f.a), 0);
-    assert_int_equal(mw_conn_set_serdes(&f.a, MW_DIR_TX, "text", MW_FRAME_AUTO), 0);
+    assert_int_equal(mw__conn_flush(&f.a), 0);
+    assert_int_equal(mw__conn_set_serdes(&f.a, MW_DIR_TX, "text", MW_FRAME_AUTO), 0);
     assert_int_equal(f.a.tx.fast_max, 0);
-    assert_int_equal(mw_conn_set_serdes(&f.a, MW_DIR_TX, "fixed", MW_FRAME_AUTO), 0);
+    assert_int_equal(mw__conn_set_serdes(&f.a, MW_DIR_TX, "fixed", MW_FRAME_AUTO), 0);
     assert_int_equal(f.a.tx.fast_max, MW__CONN_FAST_BODY + 2);
     /* a failed side says so, inline or not */
     f.a.tx.failed = MW_ECLOSED;
     assert_int_equal(mw__conn_enqueue_fast_nl(&f.a, body_64_schema(), &m), 1);
-    assert_int_equal(mw_conn_enqueue(&f.a, body_64_schema(), &m), MW_ECLOSED);
+    assert_int_equal(mw__conn_enqueue(&f.a, body_64_schema(), &m), MW_ECLOSED);
     close_fx(&f);
 }
 

@@ -2,6 +2,8 @@
 #include "mw_test.h"
 #include "mw_clock.h"
 #include "mw_err.h"
+#include "clock_impl.h"
+#include "err_impl.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -57,7 +59,7 @@ static void test_err_from_errno_mapping(void **state) {
         {EBADF, MW_ESYS},          {0, MW_ESYS},                     {123456, MW_ESYS},
     };
     for (size_t k = 0; k < sizeof t / sizeof t[0]; k++)
-        assert_int_equal(mw_err_from_errno(t[k].e), t[k].code);
+        assert_int_equal(mw__err_from_errno(t[k].e), t[k].code);
 }
 
 static void test_err_set_formats_and_returns_code(void **state) {
@@ -68,13 +70,13 @@ static void test_err_set_formats_and_returns_code(void **state) {
     assert_string_equal(mw_err_text(&e), "");
     assert_string_equal(mw_err_text(NULL), "");
 
-    assert_int_equal(mw_err_set(&e, MW_EPROTO, "bad byte 0x%02x at %d", 0xab, 17), MW_EPROTO);
+    assert_int_equal(mw__err_set(&e, MW_EPROTO, "bad byte 0x%02x at %d", 0xab, 17), MW_EPROTO);
     assert_int_equal(e.code, MW_EPROTO);
     assert_string_equal(e.text, "bad byte 0xab at 17");
     assert_string_equal(mw_err_text(&e), "bad byte 0xab at 17");
 
     /* NULL err: only the code comes back. */
-    assert_int_equal(mw_err_set(NULL, MW_ETAG, "x"), MW_ETAG);
+    assert_int_equal(mw__err_set(NULL, MW_ETAG, "x"), MW_ETAG);
 
     /* No text: mw_err_text falls back to the code's description. */
     e.code = MW_ECLOSED;
@@ -83,12 +85,12 @@ static void test_err_set_formats_and_returns_code(void **state) {
 
     mw_err_t d;
     mw_err_clear(&d);
-    mw_err_set(&e, MW_ERANGE, "field %s", "qty");
-    mw_err_copy(&d, &e);
+    mw__err_set(&e, MW_ERANGE, "field %s", "qty");
+    mw__err_copy(&d, &e);
     assert_int_equal(d.code, MW_ERANGE);
     assert_string_equal(d.text, "field qty");
-    mw_err_copy(NULL, &e);
-    mw_err_copy(&d, NULL);
+    mw__err_copy(NULL, &e);
+    mw__err_copy(&d, NULL);
     assert_int_equal(d.code, MW_ERANGE);
     mw_err_clear(&d);
     assert_int_equal(d.code, 0);
@@ -102,12 +104,12 @@ static void test_err_set_truncates_long_text(void **state) {
     memset(longs, 'z', sizeof longs - 1);
     longs[sizeof longs - 1] = '\0';
     mw_err_t e;
-    assert_int_equal(mw_err_set(&e, MW_EINVAL, "%s", longs), MW_EINVAL);
+    assert_int_equal(mw__err_set(&e, MW_EINVAL, "%s", longs), MW_EINVAL);
     assert_int_equal(strlen(e.text), MW_ERR_TEXT_MAX - 1);
     assert_memory_equal(e.text, longs, MW_ERR_TEXT_MAX - 1);
 
     /* set_errno with the base text already full still terminates. */
-    assert_int_equal(mw_err_set_errno(&e, EPIPE, "%s", longs), MW_ECLOSED);
+    assert_int_equal(mw__err_set_errno(&e, EPIPE, "%s", longs), MW_ECLOSED);
     assert_int_equal(strlen(e.text), MW_ERR_TEXT_MAX - 1);
 }
 
@@ -115,18 +117,18 @@ static void test_err_set_errno_appends_strerror_and_maps(void **state) {
     (void)state;
     mw_err_t e;
     char want[MW_ERR_TEXT_MAX];
-    assert_int_equal(mw_err_set_errno(&e, ECONNREFUSED, "connect %s:%d", "127.0.0.1", 7001),
+    assert_int_equal(mw__err_set_errno(&e, ECONNREFUSED, "connect %s:%d", "127.0.0.1", 7001),
                      MW_ECONNREFUSED);
     assert_int_equal(e.code, MW_ECONNREFUSED);
     snprintf(want, sizeof want, "connect 127.0.0.1:7001: %s", strerror(ECONNREFUSED));
     assert_string_equal(e.text, want);
 
-    assert_int_equal(mw_err_set_errno(&e, EACCES, "open %s", "/x"), MW_ESYS);
+    assert_int_equal(mw__err_set_errno(&e, EACCES, "open %s", "/x"), MW_ESYS);
     snprintf(want, sizeof want, "open /x: %s", strerror(EACCES));
     assert_string_equal(e.text, want);
     assert_string_equal(mw_err_text(&e), want);
 
-    assert_int_equal(mw_err_set_errno(NULL, ETIMEDOUT, "x"), MW_ETIMEDOUT);
+    assert_int_equal(mw__err_set_errno(NULL, ETIMEDOUT, "x"), MW_ETIMEDOUT);
 }
 
 /* ---- log hook ------------------------------------------------------------------ */
@@ -187,58 +189,58 @@ static void test_log_hook_delivers_only_when_set_and_level_allows(void **state) 
 static void test_clock_fake_set_and_advance(void **state) {
     (void)state;
     mw_clock_t c;
-    mw_clock_fake_init(&c, 1000);
-    assert_int_equal(mw_clock_now(&c), 1000);
-    assert_int_equal(mw_clock_now(&c), 1000); /* does not move by itself */
-    mw_clock_fake_advance(&c, 500);
-    assert_int_equal(mw_clock_now(&c), 1500);
-    mw_clock_fake_set(&c, 42);
-    assert_int_equal(mw_clock_now(&c), 42);
-    mw_clock_fake_advance(&c, 0);
-    assert_int_equal(mw_clock_now(&c), 42);
+    mw__clock_fake_init(&c, 1000);
+    assert_int_equal(mw__clock_now(&c), 1000);
+    assert_int_equal(mw__clock_now(&c), 1000); /* does not move by itself */
+    mw__clock_fake_advance(&c, 500);
+    assert_int_equal(mw__clock_now(&c), 1500);
+    mw__clock_fake_set(&c, 42);
+    assert_int_equal(mw__clock_now(&c), 42);
+    mw__clock_fake_advance(&c, 0);
+    assert_int_equal(mw__clock_now(&c), 42);
 }
 
 static void test_clock_deadlines_on_fake_clock(void **state) {
     (void)state;
     mw_clock_t c;
-    mw_clock_fake_init(&c, 10 * MW_NS_PER_S);
+    mw__clock_fake_init(&c, 10 * MW_NS_PER_S);
 
-    uint64_t d = mw_deadline_in(&c, 100);
+    uint64_t d = mw__deadline_in(&c, 100);
     assert_int_equal(d, 10 * MW_NS_PER_S + 100);
-    assert_false(mw_deadline_passed(&c, d));
-    assert_int_equal(mw_deadline_left(&c, d), 100);
-    mw_clock_fake_advance(&c, 30);
-    assert_int_equal(mw_deadline_left(&c, d), 70);
-    mw_clock_fake_advance(&c, 69);
-    assert_false(mw_deadline_passed(&c, d));
-    assert_int_equal(mw_deadline_left(&c, d), 1);
-    mw_clock_fake_advance(&c, 1);
-    assert_true(mw_deadline_passed(&c, d));
-    assert_int_equal(mw_deadline_left(&c, d), 0);
-    mw_clock_fake_advance(&c, 1000);
-    assert_int_equal(mw_deadline_left(&c, d), 0);
+    assert_false(mw__deadline_passed(&c, d));
+    assert_int_equal(mw__deadline_left(&c, d), 100);
+    mw__clock_fake_advance(&c, 30);
+    assert_int_equal(mw__deadline_left(&c, d), 70);
+    mw__clock_fake_advance(&c, 69);
+    assert_false(mw__deadline_passed(&c, d));
+    assert_int_equal(mw__deadline_left(&c, d), 1);
+    mw__clock_fake_advance(&c, 1);
+    assert_true(mw__deadline_passed(&c, d));
+    assert_int_equal(mw__deadline_left(&c, d), 0);
+    mw__clock_fake_advance(&c, 1000);
+    assert_int_equal(mw__deadline_left(&c, d), 0);
 
     /* Zero timeout: already passed. */
-    d = mw_deadline_in(&c, 0);
-    assert_true(mw_deadline_passed(&c, d));
-    assert_int_equal(mw_deadline_left(&c, d), 0);
+    d = mw__deadline_in(&c, 0);
+    assert_true(mw__deadline_passed(&c, d));
+    assert_int_equal(mw__deadline_left(&c, d), 0);
 }
 
 static void test_clock_negative_timeout_is_forever(void **state) {
     (void)state;
     mw_clock_t c;
-    mw_clock_fake_init(&c, 5);
-    assert_true(mw_deadline_in(&c, -1) == MW_FOREVER);
-    assert_true(mw_deadline_in(&c, -1000 * MW_NS_PER_S) == MW_FOREVER);
-    assert_true(mw_deadline_in(NULL, -1) == MW_FOREVER);
-    mw_clock_fake_set(&c, UINT64_MAX - 1);
-    assert_false(mw_deadline_passed(&c, MW_FOREVER));
-    assert_int_equal(mw_deadline_left(&c, MW_FOREVER), -1);
-    assert_int_equal(mw_deadline_left(NULL, MW_FOREVER), -1);
+    mw__clock_fake_init(&c, 5);
+    assert_true(mw__deadline_in(&c, -1) == MW_FOREVER);
+    assert_true(mw__deadline_in(&c, -1000 * MW_NS_PER_S) == MW_FOREVER);
+    assert_true(mw__deadline_in(NULL, -1) == MW_FOREVER);
+    mw__clock_fake_set(&c, UINT64_MAX - 1);
+    assert_false(mw__deadline_passed(&c, MW_FOREVER));
+    assert_int_equal(mw__deadline_left(&c, MW_FOREVER), -1);
+    assert_int_equal(mw__deadline_left(NULL, MW_FOREVER), -1);
 
     /* A deadline that would wrap becomes MW_FOREVER rather than the past. */
-    mw_clock_fake_set(&c, UINT64_MAX - 10);
-    assert_true(mw_deadline_in(&c, 100) == MW_FOREVER);
+    mw__clock_fake_set(&c, UINT64_MAX - 10);
+    assert_true(mw__deadline_in(&c, 100) == MW_FOREVER);
 }
 
 static void test_clock_real_is_monotonic(void **state) {
@@ -246,7 +248,7 @@ static void test_clock_real_is_monotonic(void **state) {
     uint64_t prev = mw_now_ns();
     assert_true(prev > 0);
     for (int k = 0; k < 10000; k++) {
-        uint64_t now = (k & 1) ? mw_clock_now(NULL) : mw_clock_mono.now_ns(&mw_clock_mono);
+        uint64_t now = (k & 1) ? mw__clock_now(NULL) : mw__clock_mono.now_ns(&mw__clock_mono);
         assert_true(now >= prev);
         prev = now;
     }
@@ -255,10 +257,10 @@ static void test_clock_real_is_monotonic(void **state) {
     for (int k = 0; k < 100000000 && t == t0; k++) t = mw_now_ns();
     assert_true(t > t0);
 
-    uint64_t d = mw_deadline_in(NULL, 1000 * MW_NS_PER_S);
-    assert_false(mw_deadline_passed(NULL, d));
-    assert_true(mw_deadline_left(NULL, d) > 0);
-    assert_true(mw_deadline_left(NULL, d) <= 1000 * MW_NS_PER_S);
+    uint64_t d = mw__deadline_in(NULL, 1000 * MW_NS_PER_S);
+    assert_false(mw__deadline_passed(NULL, d));
+    assert_true(mw__deadline_left(NULL, d) > 0);
+    assert_true(mw__deadline_left(NULL, d) <= 1000 * MW_NS_PER_S);
 
     /* Wall clock: after 2020-01-01. */
     assert_true(mw_wall_ns() > (uint64_t)1577836800 * (uint64_t)MW_NS_PER_S);

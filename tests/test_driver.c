@@ -13,12 +13,15 @@
 #include "mw_io.h"
 #include "mw_test.h"
 #include "test_proto.h"
+#include "clock_impl.h"
+#include "conn_impl.h"
+#include "stream_impl.h"
 
 #define N 2000
 #define T0 ((uint64_t)1000 * MW_NS_PER_S)
 
 typedef struct end {
-    mw_conn_t conn;
+    mw__conn_t conn;
     mw__drv_t drv;
     mw__drv_cfg_t cfg;
     uint64_t got, next_seq, drains, ups, gone;
@@ -85,7 +88,7 @@ static void cfg_init(end_t *e, bool push) {
 static int setup(void **state) {
     fx_t *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    mw_clock_fake_init(&f->clock, T0);
+    mw__clock_fake_init(&f->clock, T0);
     mw_io_opts_t io;
     mw_io_opts_init(&io);
     io.backend = "direct";
@@ -93,13 +96,13 @@ static int setup(void **state) {
     mw_err_t err;
     if (mw_io_new(&f->io, &io, &err) < 0) return -1;
     mw_stream_t *sa, *sb;
-    if (mw_pair_new(&sa, &sb, 512, 7) < 0) return -1;
+    if (mw__pair_new(&sa, &sb, 512, 7) < 0) return -1;
     mw_conn_opts_t co;
-    mw_conn_opts_init(&co);
+    mw__conn_opts_init(&co);
     co.max_msg = 256;
     co.rx_buf = co.tx_buf = 1024;
-    if (mw_conn_init(&f->a.conn, sa, &test_protocol, &co, &err) < 0) return -1;
-    if (mw_conn_init(&f->b.conn, sb, &test_protocol, &co, &err) < 0) return -1;
+    if (mw__conn_init(&f->a.conn, sa, &test_protocol, &co, &err) < 0) return -1;
+    if (mw__conn_init(&f->b.conn, sb, &test_protocol, &co, &err) < 0) return -1;
     cfg_init(&f->a, true);
     cfg_init(&f->b, true);
     *state = f;
@@ -110,8 +113,8 @@ static int teardown(void **state) {
     fx_t *f = *state;
     mw__drv_stop(&f->a.drv);
     mw__drv_stop(&f->b.drv);
-    mw_conn_fini(&f->a.conn);
-    mw_conn_fini(&f->b.conn);
+    mw__conn_fini(&f->a.conn);
+    mw__conn_fini(&f->b.conn);
     mw_io_free(f->io);
     free(f);
     return 0;
@@ -186,9 +189,9 @@ static void test_driver_pull_mode_fills_and_the_owner_decodes(void **state) {
     assert_int_equal(got, 300);
 }
 
-static uint64_t held(const mw_conn_t *c) {
+static uint64_t held(const mw__conn_t *c) {
     mw_conn_stats_t st;
-    mw_conn_stats(c, &st);
+    mw__conn_stats(c, &st);
     return st.buffer_bytes;
 }
 
@@ -211,14 +214,14 @@ static void test_driver_keeps_buffers_while_traffic_flows_and_gives_them_back_wh
         if (i >= 2) assert_true(held(&f->b.conn) > 0); /* the rx buffer and the decode scratch */
         if (i == 3) pool = mw__pool_thread_bytes();
         if (i > 3) assert_int_equal(mw__pool_thread_bytes(), pool);
-        mw_clock_fake_advance(&f->clock, MW__IO_KEEP_NS / 4); /* traffic within every period */
+        mw__clock_fake_advance(&f->clock, MW__IO_KEEP_NS / 4); /* traffic within every period */
     }
     assert_false(f->b.bad_order);
     /* steady traffic: the sweep period has grown, to at most MW__IO_KEEP_MAX_NS */
-    mw_clock_fake_advance(&f->clock, MW__IO_KEEP_MAX_NS);
+    mw__clock_fake_advance(&f->clock, MW__IO_KEEP_MAX_NS);
     mw_io_poll(f->io, 0);
     assert_true(held(&f->b.conn) > 0); /* not before a whole period without traffic */
-    mw_clock_fake_advance(&f->clock, MW__IO_KEEP_MAX_NS);
+    mw__clock_fake_advance(&f->clock, MW__IO_KEEP_MAX_NS);
     mw_io_poll(f->io, 0);
     assert_int_equal(held(&f->a.conn), 0);
     assert_int_equal(held(&f->b.conn), 0);
@@ -233,20 +236,20 @@ static void test_driver_idle_timeout_closes_with_its_reason(void **state) {
     fx_t *f = *state;
     f->b.cfg.idle_timeout_ns = 100 * MW_NS_PER_MS;
     start(f);
-    mw_clock_fake_advance(&f->clock, 99 * MW_NS_PER_MS);
+    mw__clock_fake_advance(&f->clock, 99 * MW_NS_PER_MS);
     mw_io_poll(f->io, 0);
     assert_int_equal(f->b.closes, 0);
     f->a.to_send = 1; /* input moves the deadline */
     send_more(&f->a);
     while (f->b.got < 1) mw_io_poll(f->io, 0);
-    mw_clock_fake_advance(&f->clock, 99 * MW_NS_PER_MS);
+    mw__clock_fake_advance(&f->clock, 99 * MW_NS_PER_MS);
     mw_io_poll(f->io, 0);
     assert_int_equal(f->b.closes, 0);
-    mw_clock_fake_advance(&f->clock, 2 * MW_NS_PER_MS);
+    mw__clock_fake_advance(&f->clock, 2 * MW_NS_PER_MS);
     mw_io_poll(f->io, 0);
     assert_int_equal(f->b.closes, 1);
     assert_int_equal(f->b.close_reason, MW_ETIMEDOUT);
-    assert_non_null(strstr(mw_conn_last_error(&f->b.conn), "nothing received for 100 ms"));
+    assert_non_null(strstr(mw__conn_last_error(&f->b.conn), "nothing received for 100 ms"));
     assert_int_equal(f->b.gone, 1); /* linger 0: released at once */
     assert_false(mw__drv_attached(&f->b.drv));
 }

@@ -19,6 +19,10 @@
 #include "mw_test.h"
 #include "svc_harness.h"
 #include "test_proto.h"
+#include "clock_impl.h"
+#include "clt_impl.h"
+#include "conn_impl.h"
+#include "stream_impl.h"
 
 /* The Svc and its Clts are the fixture's (tests/util/svc_harness.h); what
  * these tests watch is kept here, its ud. */
@@ -183,7 +187,7 @@ static void clt_drain_case(rv_t *f, bool use_send_more) {
         mw_conn_stats_t cst;
         mw_clt_stats(c, &cst);
         fprintf(stderr, "DEBUG svc got %llu clt out %llu pending %zu state %d\n", (unsigned long long)atomic_load(&f->msgs),
-                (unsigned long long)cst.msgs_out, mw_conn_tx_pending(mw_clt_conn(c)), (int)mw_clt_state(c));
+                (unsigned long long)cst.msgs_out, mw__conn_tx_pending(mw__clt_conn(c)), (int)mw_clt_state(c));
     }
     printf("%s: MW_EAGAIN after %llu messages; on_drain %s\n", use_send_more ? "send_more+flush" : "send",
            (unsigned long long)n, ok ? "fired" : "NEVER fired");
@@ -208,7 +212,7 @@ static void test_linger_after_half_close_does_not_spin(void **st) {
     double c0 = cpu_s();
     nap_ms(500);
     printf("control (queue full, client not reading, no half-close): %.0f ms of CPU in 500 ms\n", (cpu_s() - c0) * 1000);
-    shutdown(mw_stream_fd(mw_clt_conn(c)->stream), SHUT_WR); /* request done, still reading later */
+    shutdown(mw__stream_fd(mw__clt_conn(c)->stream), SHUT_WR); /* request done, still reading later */
     assert_true(mw_wait_until(closed1, f, 5000));
     double t0 = cpu_s();
     nap_ms(500);
@@ -229,7 +233,7 @@ static void test_paused_conn_reset_by_peer(void **st) {
     assert_true(mw_wait_until(accepted1, f, 5000));
     assert_int_equal(mw_clt_send(c, ping_schema(), &(ping_t){.seq = 1}), 0); /* unread input */
     nap_ms(50);
-    int fd = mw_stream_fd(mw_clt_conn(c)->stream);
+    int fd = mw__stream_fd(mw__clt_conn(c)->stream);
     struct linger lg = {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     svh_clt_drop(f->h, c); /* RST */
@@ -286,8 +290,8 @@ static void test_flush_after_eagain_no_false_eslow(void **st) {
         const mw_schema_t *sch; test_msg_t m;
         if (mw_clt_recv(c, &sch, &m, sizeof m) == 0) got++;
     }
-    uint64_t dl = mw_deadline_in(NULL, 400 * MW_NS_PER_MS);
-    while (!mw_deadline_passed(NULL, dl)) mw_svc_poll(f->h->svc, MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, 400 * MW_NS_PER_MS);
+    while (!mw__deadline_passed(NULL, dl)) mw_svc_poll(f->h->svc, MW_NS_PER_MS);
     printf("queue empty, client read all %llu; on_drain %u; closes %u (reason %s)\n", (unsigned long long)got,
            atomic_load(&f->drains), atomic_load(&f->h->nclosed), mw_errname(atomic_load(&f->h->last_reason)));
     svh_clt_drop(f->h, c);
@@ -320,8 +324,8 @@ static void solo_case(rv_t *f, mw_mode_t mode) {
     pthread_create(&th, NULL, reader, c);
     void *res = NULL;
     if (mode == MW_MODE_BLOCKING) {
-        uint64_t dl = mw_deadline_in(NULL, 20 * MW_NS_PER_S);
-        while (f->next <= f->total && !mw_deadline_passed(NULL, dl)) {
+        uint64_t dl = mw__deadline_in(NULL, 20 * MW_NS_PER_S);
+        while (f->next <= f->total && !mw__deadline_passed(NULL, dl)) {
             mw_conn_id_t id; const mw_schema_t *sch; test_msg_t m;
             if (mw_svc_recv(f->h->svc, &id, &sch, &m, sizeof m) == 0) sv_took(f, id, sch, &m);
         }

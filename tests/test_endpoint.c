@@ -25,10 +25,15 @@
 #include "mw_clt.h"
 #include "mw_io.h"
 #include "mw_record.h"
-#include "mw_resolve.h"
+#include "resolve_impl.h"
 #include "mw_svc.h"
 #include "mw_tcp.h"
 #include "mw_ws.h"
+#include "clock_impl.h"
+#include "clt_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
+#include "ws_impl.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -139,7 +144,7 @@ struct fx {
     int nep;
     int fds[MAX_FDS];
     int nfds;
-    mw_listener_t *lis; /* a listener nobody accepts from */
+    mw__listener_t *lis; /* a listener nobody accepts from */
     mw_io_t *thread_io; /* run by mw_io_start: never polled by the test thread */
     mw_clt_t *thread_clt;
     struct mt_ep {
@@ -268,7 +273,7 @@ static int fx_teardown(void **state) {
     if (f->thread_io) mw_resolve_shutdown(f->thread_io);
     mw_io_free(f->thread_io);
     for (int i = 0; i < f->nfds; i++) close(f->fds[i]);
-    mw_listener_free(f->lis);
+    mw__listener_free(f->lis);
     for (int i = 0; i < f->npaths; i++) unlink(f->paths[i]);
     rmdir(f->dir);
     free(f);
@@ -281,7 +286,7 @@ static mw_io_t *fx_io(fx_t *f, const char *backend, bool fake) {
     mw_io_opts_init(&o);
     o.backend = backend;
     if (fake) {
-        mw_clock_fake_init(&f->clock, FAKE_T0);
+        mw__clock_fake_init(&f->clock, FAKE_T0);
         o.clock = &f->clock;
     }
     mw_err_t err = {0};
@@ -345,10 +350,10 @@ static void settle(fx_t *f) {
     }
 }
 
-static uint64_t fake_now(fx_t *f) { return mw_clock_now(&f->clock); }
+static uint64_t fake_now(fx_t *f) { return mw__clock_now(&f->clock); }
 
 static void fake_advance(fx_t *f, int64_t ns) {
-    mw_clock_fake_advance(&f->clock, (uint64_t)ns);
+    mw__clock_fake_advance(&f->clock, (uint64_t)ns);
     settle(f);
 }
 
@@ -689,10 +694,10 @@ static void test_connect_timeout_covers_a_stalled_handshake(void **state) {
     fx_t *f = *state;
     mw_io_t *io = fx_io(f, "epoll", true);
     mw_err_t err = {0};
-    int r = mw_tcp_listen(&f->lis, "127.0.0.1", "0", NULL, &err);
+    int r = mw__tcp_listen(&f->lis, "127.0.0.1", "0", NULL, &err);
     if (r != 0) fail_msg("listen: %s", mw_err_text(&err));
     char url[64];
-    snprintf(url, sizeof url, "ws://127.0.0.1:%d/feed", mw_listener_port(f->lis));
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/feed", mw__listener_port(f->lis));
     ep_t *e = ep_new(f, io);
     mw_clt_opts_t o;
     ep_opts(e, &o);
@@ -1199,7 +1204,7 @@ static void test_endpoint_binds_interface_and_local_address(void **state) {
     if (strncmp(name, "127.0.0.2:", 10) != 0) fail_msg("local name %s, want 127.0.0.2:*", name);
     char dev[32] = {0};
     socklen_t len = sizeof dev;
-    int fd = mw_stream_fd(mw_clt_conn(e->c)->stream);
+    int fd = mw__stream_fd(mw__clt_conn(e->c)->stream);
     assert_int_equal(getsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev, &len), 0);
     assert_string_equal(dev, "lo");
     exchange(f, e, 3);
@@ -1441,7 +1446,7 @@ static void test_open_stream_endpoint_never_reconnects(void **state) {
     mw_err_t err = {0};
     char port[16];
     snprintf(port, sizeof port, "%d", v->port);
-    int r = mw_tcp_connect(&s, "127.0.0.1", port, NULL, 5 * MW_NS_PER_S, &err);
+    int r = mw__tcp_connect(&s, "127.0.0.1", port, NULL, 5 * MW_NS_PER_S, &err);
     if (r != 0) fail_msg("tcp connect: %s", mw_err_text(&err));
     ep_t *e = ep_new(f, io);
     mw_clt_opts_t o;

@@ -14,6 +14,9 @@
 #include "mw_test.h"
 #include "svc_harness.h"
 #include "test_proto.h"
+#include "clock_impl.h"
+#include "clt_impl.h"
+#include "conn_impl.h"
 
 #define WAIT_MS 20000
 #define N_REPLIES 100000u
@@ -149,14 +152,14 @@ static void close_delivers_every_reply(flood_svc_t *f, mw_mode_t mode, const cha
      * go out only as on_drain lets them. */
     assert_true(mw_wait_until(saw_eagain, f, WAIT_MS));
     uint64_t got = 0, noise = 1000000;
-    uint64_t dl = mw_deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
     int r;
     for (;;) {
         const mw_schema_t *sch;
         test_msg_t m;
         r = mw_clt_recv(c, &sch, &m, sizeof m);
         if (r == MW_EAGAIN) {
-            if (mw_deadline_passed(NULL, dl)) fail_msg("%llu of %u replies after %d ms", (unsigned long long)got,
+            if (mw__deadline_passed(NULL, dl)) fail_msg("%llu of %u replies after %d ms", (unsigned long long)got,
                                                        N_REPLIES, WAIT_MS);
             ping_t p = {.seq = noise++}; /* input the Svc will not read before it closes */
             (void)mw_clt_send(c, ping_schema(), &p);
@@ -286,11 +289,11 @@ static void test_flow_spin_clt_recv_writes_what_send_queued(void **s) {
     /* The Svc does not read: send until a message is accepted but stays
      * queued in the Clt, then queue the request behind it. */
     uint64_t n = 0;
-    while (n < 1000000 && !mw_conn_tx_pending(mw_clt_conn(c))) {
+    while (n < 1000000 && !mw__conn_tx_pending(mw__clt_conn(c))) {
         ping_t p = {.seq = ++n};
         assert_int_equal(mw_clt_send(c, ping_schema(), &p), 0);
     }
-    assert_true(mw_conn_tx_pending(mw_clt_conn(c)) > 0);
+    assert_true(mw__conn_tx_pending(mw__clt_conn(c)) > 0);
     ping_t start = {.seq = START_SEQ};
     assert_int_equal(mw_clt_send_more(c, ping_schema(), &start), 0);
     /* The Svc reads again; from here on the Clt only calls recv (never send
@@ -342,8 +345,8 @@ static void blocking_flush_waits(flood_svc_t *f, const char *scheme) {
                  (unsigned long long)(took / MW_NS_PER_MS), mw_clt_last_error(c));
     /* The Svc reads again: flushing again completes, nothing lost. */
     assert_int_equal(mw_svc_resume_recv(f->h->svc, first_id(f)), 0);
-    uint64_t dl = mw_deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
-    while ((r = mw_clt_flush(c)) == MW_ETIMEDOUT && !mw_deadline_passed(NULL, dl)) {}
+    uint64_t dl = mw__deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
+    while ((r = mw_clt_flush(c)) == MW_ETIMEDOUT && !mw__deadline_passed(NULL, dl)) {}
     assert_int_equal(r, 0);
     f->total = seq - 1;
     assert_true(mw_wait_until(got_msgs, f, WAIT_MS));

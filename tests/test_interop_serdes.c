@@ -16,6 +16,7 @@
  */
 #include "mw_test.h"
 #include "test_proto.h"
+#include "serdes_impl.h"
 
 #include <float.h>
 #include <inttypes.h>
@@ -142,17 +143,17 @@ static void canon_field(sbuf_t *b, const mw_field_t *f, const void *m) {
         sb_printf(b, "\"%016" PRIx64 "\"", bits);
         break;
     }
-    case MW_FK_CHARS: sb_printf(b, "\""), sb_hex(b, p, mw_chars_len(f, m)), sb_printf(b, "\""); break;
+    case MW_FK_CHARS: sb_printf(b, "\""), sb_hex(b, p, mw__chars_len(f, m)), sb_printf(b, "\""); break;
     case MW_FK_BYTES: sb_printf(b, "\""), sb_hex(b, p, f->size), sb_printf(b, "\""); break;
     case MW_FK_BOOL: {
-        uint64_t v = mw_field_get_u64(f, m);
+        uint64_t v = mw__field_get_u64(f, m);
         if (v <= 1) sb_printf(b, "%s", v ? "true" : "false");
         else sb_printf(b, "%" PRIu64, v); /* a corrupt bool shows as its byte */
         break;
     }
     default:
-        if (mw_fkind_is_signed(f->kind)) sb_printf(b, "%" PRId64, mw_field_get_i64(f, m));
-        else sb_printf(b, "%" PRIu64, mw_field_get_u64(f, m));
+        if (mw__fkind_is_signed(f->kind)) sb_printf(b, "%" PRId64, mw__field_get_i64(f, m));
+        else sb_printf(b, "%" PRIu64, mw__field_get_u64(f, m));
     }
 }
 
@@ -245,7 +246,7 @@ static void c_to_python(const char *name) {
             fail_msg("%s: encode %s: %s (%s)", name, canon(smp[i].s, &smp[i].m, want, sizeof want),
                      mw_errname((int)len), mw_serdes_last_error(&sd));
         }
-        assert_true((size_t)len <= mw_serdes_max_len(&sd, smp[i].s));
+        assert_true((size_t)len <= mw__serdes_max_len(&sd, smp[i].s));
         if (fixed) assert_int_equal(len, smp[i].s->fixed_size);
         for (ssize_t k = 0; k < len; k++) fprintf(t.f, "%02x", wire[k]);
         fputc('\n', t.f);

@@ -9,6 +9,8 @@
 #include "io_impl.h"
 #include "mw_clock.h"
 #include "mw_io.h"
+#include "clock_impl.h"
+#include "selector_impl.h"
 
 #include <event2/event.h>
 #include <pthread.h>
@@ -32,7 +34,7 @@ static mw_io_t *new_io(const char *backend, const mw_clock_t *clock) {
     mw_err_t err = {0};
     assert_int_equal(mw_io_new(&io, &o, &err), 0);
     assert_non_null(io);
-    assert_string_equal(mw_io_backend(io), backend);
+    assert_string_equal(mw__io_backend(io), backend);
     return io;
 }
 
@@ -58,9 +60,9 @@ static void test_io_new_checks_options(void **state) {
     event_base_free(base);
     /* Defaults: epoll on the monotonic clock. */
     assert_int_equal(mw_io_new(&io, NULL, NULL), 0);
-    assert_string_equal(mw_io_backend(io), "epoll");
-    assert_ptr_equal(mw_io_clock(io), &mw_clock_mono);
-    assert_true(mw_io_in_thread(io));
+    assert_string_equal(mw__io_backend(io), "epoll");
+    assert_ptr_equal(mw__io_clock(io), &mw__clock_mono);
+    assert_true(mw__io_in_thread(io));
     mw_io_free(io);
     mw_io_free(NULL);
 }
@@ -114,9 +116,9 @@ static void tmr_init(tmr_t *m, rec_t *r, int id) {
 static rec_t *rec_new(const char *backend) {
     rec_t *r = calloc(1, sizeof *r);
     assert_non_null(r);
-    mw_clock_fake_init(&r->clock, T0);
+    mw__clock_fake_init(&r->clock, T0);
     r->io = new_io(backend, &r->clock);
-    assert_ptr_equal(mw_io_clock(r->io), &r->clock);
+    assert_ptr_equal(mw__io_clock(r->io), &r->clock);
     assert_int_equal(mw_io_now(r->io), T0);
     return r;
 }
@@ -139,13 +141,13 @@ static void test_io_timers_fire_in_due_order(void **state) {
         }
         assert_int_equal(mw_io_poll(r->io, 0), 0);
         assert_int_equal(r->n, 0);
-        mw_clock_fake_advance(&r->clock, 10);
+        mw__clock_fake_advance(&r->clock, 10);
         assert_int_equal(mw_io_poll(r->io, 0), 1);
         assert_int_equal(r->n, 1);
         assert_int_equal(r->order[0], 1);
-        mw_clock_fake_advance(&r->clock, 25); /* now T0 + 35 */
+        mw__clock_fake_advance(&r->clock, 25); /* now T0 + 35 */
         assert_int_equal(mw_io_poll(r->io, 0), 2);
-        mw_clock_fake_advance(&r->clock, 1000);
+        mw__clock_fake_advance(&r->clock, 1000);
         assert_int_equal(mw_io_poll(r->io, -1), 2); /* due timers: never blocks */
         const int want[5] = {1, 3, 2, 4, 0};
         assert_int_equal(r->n, 5);
@@ -182,7 +184,7 @@ static void test_io_timer_rearm_and_stop_from_callbacks(void **state) {
         assert_int_equal(mw_io_timer_at(r->io, &moved.t, T0 + 9), 0);
         /* All of killer..moved are due in one poll: killer stops victim and
          * pusher moves pushed into the future before either runs. */
-        mw_clock_fake_advance(&r->clock, 10);
+        mw__clock_fake_advance(&r->clock, 10);
         assert_int_equal(mw_io_poll(r->io, 0), 3);
         const int want1[3] = {1, 3, 5};
         assert_int_equal(r->n, 3);
@@ -193,7 +195,7 @@ static void test_io_timer_rearm_and_stop_from_callbacks(void **state) {
         /* rep fires at 100 then re-arms itself 3 times, 100 ns apart;
          * pushed (110) runs after the first. */
         for (int i = 0; i < 4; i++) {
-            mw_clock_fake_advance(&r->clock, 100);
+            mw__clock_fake_advance(&r->clock, 100);
             assert_true(mw_io_poll(r->io, 0) >= 1);
         }
         const int want2[8] = {1, 3, 5, 0, 4, 0, 0, 0};
@@ -244,7 +246,7 @@ static void test_io_1000_random_timers_fire_in_order(void **state) {
         for (int i = 0; i < N; i += 10, stopped++) mw_io_timer_stop(r->io, &m[i].t);
         int polls = 0;
         while (mw_io_now(r->io) < T0 + 100000) {
-            mw_clock_fake_advance(&r->clock, (uint64_t)(rand() % 3000));
+            mw__clock_fake_advance(&r->clock, (uint64_t)(rand() % 3000));
             int before = r->n;
             assert_true(mw_io_poll(r->io, 0) == r->n - before);
             for (int k = before; k < r->n; k++) assert_true(r->dues[k] <= mw_io_now(r->io));
@@ -382,7 +384,7 @@ static void test_io_keep_list_releases_only_entries_idle_for_a_whole_period(void
         for (int period = 1; period <= 4; period++) {
             mw__io_keep_touch(r->io, &hot.k);
             /* the first sweep found every entry in use: the second comes after twice the period */
-            mw_clock_fake_advance(&r->clock, period == 2 ? 2 * MW__IO_KEEP_NS : MW__IO_KEEP_NS);
+            mw__clock_fake_advance(&r->clock, period == 2 ? 2 * MW__IO_KEEP_NS : MW__IO_KEEP_NS);
             assert_true(mw_io_poll(r->io, 0) >= 1); /* the sweep */
             if (period == 1) assert_int_equal(cold.releases + busy.releases, 0); /* touched in the first */
             if (period >= 2) {
@@ -397,15 +399,15 @@ static void test_io_keep_list_releases_only_entries_idle_for_a_whole_period(void
         assert_int_equal(gone.releases, 0);
         busy.busy = false;
         mw__io_keep_touch(r->io, &hot.k);
-        mw_clock_fake_advance(&r->clock, MW__IO_KEEP_NS); /* busy goes, hot is cleared ... */
+        mw__clock_fake_advance(&r->clock, MW__IO_KEEP_NS); /* busy goes, hot is cleared ... */
         mw_io_poll(r->io, 0);
         assert_false(busy.k.linked);
         assert_int_equal(hot.releases, 0);
-        mw_clock_fake_advance(&r->clock, MW__IO_KEEP_NS); /* ... and released */
+        mw__clock_fake_advance(&r->clock, MW__IO_KEEP_NS); /* ... and released */
         mw_io_poll(r->io, 0);
         assert_int_equal(hot.releases, 1);
         assert_false(hot.k.linked);
-        mw_clock_fake_advance(&r->clock, 10 * MW__IO_KEEP_MAX_NS);
+        mw__clock_fake_advance(&r->clock, 10 * MW__IO_KEEP_MAX_NS);
         assert_int_equal(mw_io_poll(r->io, 0), 0); /* nothing armed any more */
         /* steady entries: the period doubles up to MW__IO_KEEP_MAX_NS; a new
          * entry brings it back to MW__IO_KEEP_NS */
@@ -413,16 +415,16 @@ static void test_io_keep_list_releases_only_entries_idle_for_a_whole_period(void
         uint64_t step = MW__IO_KEEP_NS;
         for (int i = 0; i < 8; i++) {
             mw__io_keep_touch(r->io, &hot.k);
-            mw_clock_fake_advance(&r->clock, step - 1);
+            mw__clock_fake_advance(&r->clock, step - 1);
             assert_int_equal(mw_io_poll(r->io, 0), 0); /* not yet */
-            mw_clock_fake_advance(&r->clock, 1);
+            mw__clock_fake_advance(&r->clock, 1);
             assert_int_equal(mw_io_poll(r->io, 0), 1);
             step = step * 2 < MW__IO_KEEP_MAX_NS ? step * 2 : MW__IO_KEEP_MAX_NS;
         }
         assert_int_equal(hot.releases, 1);
         mw__io_keep_touch(r->io, &cold.k); /* linked: the next sweep comes sooner */
         mw__io_keep_touch(r->io, &hot.k);
-        mw_clock_fake_advance(&r->clock, MW__IO_KEEP_NS);
+        mw__clock_fake_advance(&r->clock, MW__IO_KEEP_NS);
         assert_int_equal(mw_io_poll(r->io, 0), 1);
         /* an entry linked when the io is freed is forgotten: unlinking it after is harmless */
         mw__io_keep_touch(r->io, &cold.k);
@@ -491,7 +493,7 @@ static void test_io_poll_counts_sources_timers_and_posts(void **state) {
         assert_int_equal(o.calls, 2);
         assert_int_equal(mw_io_del(r->io, &o.src), 0);
         assert_int_equal(mw_io_poll(r->io, 0), 0);
-        assert_ptr_equal(mw_io_selector(r->io)->ops, mw_selector_find(backends[b]));
+        assert_ptr_equal(mw__io_selector(r->io)->ops, mw__selector_find(backends[b]));
         src_owner_fini(&o);
         rec_free(r);
     }
@@ -514,7 +516,7 @@ static void test_io_steady_state_does_not_allocate(void **state) {
             assert_int_equal(write(o.peer, "x", 1), 1);
             for (int i = 0; i < 4; i++)
                 assert_int_equal(mw_io_timer_after(r->io, &m[i].t, (int64_t)(i * 10)), 0);
-            mw_clock_fake_advance(&r->clock, 50);
+            mw__clock_fake_advance(&r->clock, 50);
             r->n = 0;
             assert_int_equal(mw_io_poll(r->io, 5 * MW_NS_PER_S), 5);
             assert_int_equal(r->n, 4);
@@ -552,7 +554,7 @@ static void on_item(void *ud) {
     post_ctx_t *c = it->c;
     if (it->seq != c->next[it->th]) c->errors++;
     c->next[it->th] = it->seq + 1;
-    if (!mw_io_in_thread(c->io)) c->wrong_thread = true;
+    if (!mw__io_in_thread(c->io)) c->wrong_thread = true;
     atomic_fetch_add(&c->total, 1);
 }
 
@@ -584,7 +586,7 @@ static void posts_round(const char *backend, const mw_idle_t *idle) {
     c->io = new_io(backend, NULL);
     assert_int_equal(mw_io_start(c->io, idle), 0);
     assert_int_equal(mw_io_start(c->io, idle), MW_ESTATE);
-    assert_false(mw_io_in_thread(c->io));
+    assert_false(mw__io_in_thread(c->io));
     pthread_t th[PTHREADS];
     producer_t p[PTHREADS];
     for (int i = 0; i < PTHREADS; i++) {
@@ -623,7 +625,7 @@ typedef struct flag_post {
 
 static void on_flag_post(void *ud) {
     flag_post_t *f = ud;
-    atomic_store(&f->in_thread, mw_io_in_thread(f->io));
+    atomic_store(&f->in_thread, mw__io_in_thread(f->io));
     atomic_fetch_add(&f->runs, 1);
 }
 
@@ -643,7 +645,7 @@ static void test_io_start_stop_joins(void **state) {
             assert_true(atomic_load(&f.in_thread));
             mw_io_stop(f.io);
             /* Once stop returns nothing runs on its own any more. */
-            assert_true(mw_io_in_thread(f.io));
+            assert_true(mw__io_in_thread(f.io));
             assert_int_equal(mw_io_post(f.io, on_flag_post, &f), 0);
             assert_int_equal(atomic_load(&f.runs), 1);
             assert_true(mw_io_poll(f.io, 0) >= 1);
@@ -756,8 +758,8 @@ static void test_io_callers_event_base_drives_sources_timers_and_posts(void **st
         mw_io_opts_init(&o);
         o.base = c->base; /* backend left NULL: libevent */
         assert_int_equal(mw_io_new(&c->io, &o, NULL), 0);
-        assert_string_equal(mw_io_backend(c->io), "libevent");
-        assert_ptr_equal(mw_selector_event_base(mw_io_selector(c->io)), c->base);
+        assert_string_equal(mw__io_backend(c->io), "libevent");
+        assert_ptr_equal(mw__selector_event_base(mw__io_selector(c->io)), c->base);
 
         src_owner_init(&c->o);
         c->o.src.fn = on_ev_src;
@@ -803,10 +805,10 @@ static void test_io_callers_event_base_drives_sources_timers_and_posts(void **st
 
 static void *poll_loop(void *ud) {
     svh_t *f = ud;
-    uint64_t dl = mw_deadline_in(NULL, 30 * MW_NS_PER_S);
-    while (!atomic_load(&f->stop) && !mw_deadline_passed(NULL, dl)) {
+    uint64_t dl = mw__deadline_in(NULL, 30 * MW_NS_PER_S);
+    while (!atomic_load(&f->stop) && !mw__deadline_passed(NULL, dl)) {
         mw_io_poll(f->io, MW_NS_PER_MS);
-        if (atomic_load(&f->polls) == 0) atomic_store(&f->poller_in_thread, mw_io_in_thread(f->io));
+        if (atomic_load(&f->polls) == 0) atomic_store(&f->poller_in_thread, mw__io_in_thread(f->io));
         atomic_fetch_add(&f->polls, 1);
     }
     return NULL;
@@ -815,7 +817,7 @@ static void *poll_loop(void *ud) {
 static bool polled(void *ud) { return atomic_load(&((svh_t *)ud)->polls) > 0; }
 
 /* A thread drives the io with mw_io_poll (no mw_io_start, no mw_io_run).
- * mw_io_in_thread is true there and false on the test thread, so a
+ * mw__io_in_thread is true there and false on the test thread, so a
  * close_conn from the test thread is handed to the poller: on_close runs on
  * the polling thread. */
 static void test_io_in_thread_is_false_off_the_thread_polling_a_callers_loop(void **state) {
@@ -830,7 +832,7 @@ static void test_io_in_thread_is_false_off_the_thread_polling_a_callers_loop(voi
     pthread_t poller = svh_spawn(f, poll_loop, f);
     if (!mw_wait_until(polled, f, SVH_WAIT_MS)) fail_msg("the poll thread did not poll");
 
-    assert_false(mw_io_in_thread(f->io));
+    assert_false(mw__io_in_thread(f->io));
     assert_true(atomic_load(&f->poller_in_thread));
 
     mw_clt_t *c = svh_clt_connect(f, NULL);
@@ -851,7 +853,7 @@ static void test_io_in_thread_is_false_off_the_thread_polling_a_callers_loop(voi
  * no libevent (selector_libevent.c and resolve_evdns.c do). */
 static void test_io_and_resolve_include_no_libevent_header(void **state) {
     (void)state;
-    static const char *const files[] = {"core/io.c", "core/resolve.c", "core/mw_io.h", "core/mw_resolve.h"};
+    static const char *const files[] = {"core/io.c", "core/resolve.c", "core/mw_io.h", "core/resolve_impl.h"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[512], line[512];
         snprintf(path, sizeof path, "%s/%s", MW_SRC_ROOT, files[i]);

@@ -23,6 +23,7 @@
 #include "mw_clt.h"
 #include "mw_io.h"
 #include "mw_svc.h"
+#include "clock_impl.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -143,10 +144,10 @@ static void start(fx_t *f, const char *scheme, bool sess) {
     /* the reply sent inside on_msg */
     const mw_schema_t *sch;
     test_msg_t m;
-    uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_NS);
     while ((r = mw_clt_recv(f->clt, &sch, &m, sizeof m)) != 0) {
         if (r != MW_EAGAIN && r != MW_ETIMEDOUT) fail_msg("recv: %s", mw_errname(r));
-        if (mw_deadline_passed(NULL, dl)) fail_msg("no reply");
+        if (mw__deadline_passed(NULL, dl)) fail_msg("no reply");
     }
     assert_int_equal(m.ping.seq, UINT64_MAX);
 }
@@ -298,7 +299,7 @@ static void *send_main(void *arg) {
     fx_t *f = a->f;
     mw_conn_id_t id = atomic_load(&f->id);
     while (!atomic_load(&f->go)) sched_yield();
-    uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_NS);
     for (uint64_t i = 1; i <= a->n && !atomic_load(&f->stop);) {
         ping_t p = {.seq = ((uint64_t)a->k << 32) | i, .sent_ns = (uint64_t)a->k};
         int r = mw_svc_send_to(f->svc, id, ping_schema(), &p);
@@ -307,7 +308,7 @@ static void *send_main(void *arg) {
             i++;
             continue;
         }
-        if (r == MW_EAGAIN && !mw_deadline_passed(NULL, dl)) {
+        if (r == MW_EAGAIN && !mw__deadline_passed(NULL, dl)) {
             atomic_fetch_add(&f->refused[a->k], 1);
             sched_yield();
             continue;
@@ -323,7 +324,7 @@ static void *send_main(void *arg) {
 static void receive(fx_t *f, bool closing, const pthread_t *th) {
     const mw_schema_t *sch;
     test_msg_t m;
-    uint64_t dl = mw_deadline_in(NULL, WAIT_NS * 2);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_NS * 2);
     bool joined = false;
     for (;;) {
         int r = mw_clt_recv(f->clt, &sch, &m, sizeof m);
@@ -355,7 +356,7 @@ static void receive(fx_t *f, bool closing, const pthread_t *th) {
             for (int k = 0; k < NSEND; k++) all = all && f->rcvd[k] == atomic_load(&f->accepted[k]);
             if (all) break;
         }
-        if (mw_deadline_passed(NULL, dl)) break;
+        if (mw__deadline_passed(NULL, dl)) break;
     }
     if (!joined)
         for (int k = 0; k < NSEND; k++) pthread_join(th[k], NULL);
@@ -377,12 +378,12 @@ static void stress(const char *scheme, bool sess, bool close_mid) {
          * the queue full (the client reads nothing yet: once the socket and
          * the session's backlog are full, a sender that came late gets
          * MW_EAGAIN only; the lock promises no fairness between senders) */
-        uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
+        uint64_t dl = mw__deadline_in(NULL, WAIT_NS);
         for (;;) {
             bool some = true;
             for (int k = 0; k < NSEND; k++)
                 some = some && (atomic_load(&f->accepted[k]) > 100 || atomic_load(&f->refused[k]) > 1000);
-            if (some || mw_deadline_passed(NULL, dl)) break;
+            if (some || mw__deadline_passed(NULL, dl)) break;
             sched_yield();
         }
         assert_int_equal(mw_svc_close_conn(f->svc, atomic_load(&f->id)), 0);

@@ -12,6 +12,10 @@
 #include "mw_record.h"
 #include "mw_stream.h"
 #include "mw_tcp.h"
+#include "clock_impl.h"
+#include "record_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -50,20 +54,20 @@ static void tmp_path(char *buf, size_t cap) {
 
 static uint64_t rx_time(mw_stream_t *s) {
     uint64_t ts = 1;
-    assert_int_equal(mw_stream_rx_time(s, &ts), 0);
+    assert_int_equal(mw__stream_rx_time(s, &ts), 0);
     return ts;
 }
 
 /* Reads from the recorder until `want` more bytes arrived, logging each read. */
 static void live_read(mw_stream_t *rec, chunks_t *c, size_t want) {
-    uint64_t deadline = mw_deadline_in(NULL, WAIT_NS);
+    uint64_t deadline = mw__deadline_in(NULL, WAIT_NS);
     size_t end = c->total + want;
     while (c->total < end) {
         assert_true(c->n < MAXREADS);
-        ssize_t r = mw_stream_read(rec, c->data + c->total, 4 * BIG - c->total);
+        ssize_t r = mw__stream_read(rec, c->data + c->total, 4 * BIG - c->total);
         if (r == MW_EAGAIN) {
-            assert_false(mw_deadline_passed(NULL, deadline));
-            assert_true(mw_stream_wait(rec, MW_WANT_READ, mw_deadline_left(NULL, deadline)) > 0);
+            assert_false(mw__deadline_passed(NULL, deadline));
+            assert_true(mw__stream_wait(rec, MW_WANT_READ, mw__deadline_left(NULL, deadline)) > 0);
             continue;
         }
         if (r <= 0) fail_msg("read: %s (%s)", mw_errname((int)r), mw_stream_last_error(rec));
@@ -80,12 +84,12 @@ static void live_read(mw_stream_t *rec, chunks_t *c, size_t want) {
 }
 
 static ssize_t read_settled(mw_stream_t *s, void *dst, size_t cap) {
-    uint64_t deadline = mw_deadline_in(NULL, WAIT_NS);
+    uint64_t deadline = mw__deadline_in(NULL, WAIT_NS);
     for (;;) {
-        ssize_t r = mw_stream_read(s, dst, cap);
+        ssize_t r = mw__stream_read(s, dst, cap);
         if (r != MW_EAGAIN) return r;
-        assert_false(mw_deadline_passed(NULL, deadline));
-        assert_true(mw_stream_wait(s, MW_WANT_READ, mw_deadline_left(NULL, deadline)) > 0);
+        assert_false(mw__deadline_passed(NULL, deadline));
+        assert_true(mw__stream_wait(s, MW_WANT_READ, mw__deadline_left(NULL, deadline)) > 0);
     }
 }
 
@@ -102,17 +106,17 @@ static mw_stream_t *replay_open(const char *path) {
  * pieces, never merged with the next, with its timestamp. */
 static void check_replay(const char *path, const chunks_t *c, size_t cap) {
     mw_stream_t *s = replay_open(path);
-    assert_int_equal(mw_stream_fd(s), -1);
-    assert_int_equal(mw_stream_want(s), 0);
-    assert_int_equal(mw_stream_handshake(s), 1); /* no handshake to drive */
-    assert_int_equal(mw_stream_pending(s), 0);
+    assert_int_equal(mw__stream_fd(s), -1);
+    assert_int_equal(mw__stream_want(s), 0);
+    assert_int_equal(mw__stream_handshake(s), 1); /* no handshake to drive */
+    assert_int_equal(mw__stream_pending(s), 0);
     uint8_t *buf = malloc(cap);
     assert_non_null(buf);
     size_t total = 0;
     for (int i = 0; i < c->n; i++) {
         for (size_t done = 0; done < c->len[i];) {
             size_t expect = c->len[i] - done < cap ? c->len[i] - done : cap;
-            ssize_t r = mw_stream_read(s, buf, cap);
+            ssize_t r = mw__stream_read(s, buf, cap);
             assert_int_equal(r, (ssize_t)expect);
             assert_memory_equal(buf, c->data + c->off[i] + done, expect);
             assert_int_equal(mw_replay_last_ts(s), c->ts[i]);
@@ -122,8 +126,8 @@ static void check_replay(const char *path, const chunks_t *c, size_t cap) {
         }
     }
     assert_int_equal(total, c->total);
-    assert_int_equal(mw_stream_read(s, buf, cap), MW_ECLOSED);
-    assert_int_equal(mw_stream_read(s, buf, cap), MW_ECLOSED);
+    assert_int_equal(mw__stream_read(s, buf, cap), MW_ECLOSED);
+    assert_int_equal(mw__stream_read(s, buf, cap), MW_ECLOSED);
     free(buf);
     mw_stream_free(s);
 }
@@ -134,25 +138,25 @@ static void test_record_tcp_session_replays_same_chunks_and_timestamps(void **st
     (void)state;
     char path[64];
     tmp_path(path, sizeof path);
-    mw_listener_t *l = NULL;
+    mw__listener_t *l = NULL;
     mw_err_t err = {0};
-    assert_int_equal(mw_tcp_listen(&l, "127.0.0.1", "0", NULL, &err), 0);
+    assert_int_equal(mw__tcp_listen(&l, "127.0.0.1", "0", NULL, &err), 0);
     char port[8], label[64];
-    snprintf(port, sizeof port, "%d", mw_listener_port(l));
+    snprintf(port, sizeof port, "%d", mw__listener_port(l));
     snprintf(label, sizeof label, "tcp://127.0.0.1:%s", port);
     mw_stream_t *cli = NULL, *srv = NULL, *rec = NULL;
-    assert_int_equal(mw_tcp_connect(&cli, "127.0.0.1", port, NULL, WAIT_NS, &err), 0);
-    uint64_t deadline = mw_deadline_in(NULL, WAIT_NS);
+    assert_int_equal(mw__tcp_connect(&cli, "127.0.0.1", port, NULL, WAIT_NS, &err), 0);
+    uint64_t deadline = mw__deadline_in(NULL, WAIT_NS);
     int rc;
-    while ((rc = mw_listener_accept(l, &srv, NULL)) == MW_EAGAIN)
-        assert_false(mw_deadline_passed(NULL, deadline));
+    while ((rc = mw__listener_accept(l, &srv, NULL)) == MW_EAGAIN)
+        assert_false(mw__deadline_passed(NULL, deadline));
     assert_int_equal(rc, 0);
     uint64_t wall0 = mw_wall_ns();
-    assert_int_equal(mw_record_wrap(&rec, cli, path, label, &err), 0);
+    assert_int_equal(mw__record_wrap(&rec, cli, path, label, &err), 0);
     uint64_t wall1 = mw_wall_ns();
     assert_int_equal(mw_replay_last_ts(rec), 0);
     assert_string_equal(mw_replay_label(rec), label);
-    assert_int_equal(mw_stream_handshake(rec), 1); /* forwarded to TCP, connected */
+    assert_int_equal(mw__stream_handshake(rec), 1); /* forwarded to TCP, connected */
 
     /* The peer writes each chunk only after the last one was read whole. */
     static const size_t sizes[] = {1, 17, 1000, 3, 70000, 2, 4096, 5};
@@ -163,12 +167,12 @@ static void test_record_tcp_session_replays_same_chunks_and_timestamps(void **st
     size_t sent = 0;
     for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
         for (size_t i = 0; i < sizes[k]; i++) out[i] = pattern(sent + i);
-        assert_int_equal(mw_stream_write_all(srv, out, sizes[k], WAIT_NS), 0);
+        assert_int_equal(mw__stream_write_all(srv, out, sizes[k], WAIT_NS), 0);
         sent += sizes[k];
         live_read(rec, &c, sizes[k]);
     }
     /* Writes go to the peer unrecorded. */
-    assert_int_equal(mw_stream_write_all(rec, "ping", 4, WAIT_NS), 0);
+    assert_int_equal(mw__stream_write_all(rec, "ping", 4, WAIT_NS), 0);
     char pong[4];
     assert_int_equal(read_settled(srv, pong, 4), 4);
     assert_memory_equal(pong, "ping", 4);
@@ -186,25 +190,25 @@ static void test_record_tcp_session_replays_same_chunks_and_timestamps(void **st
     mw_stream_free(s);
     free(out);
     free(c.data);
-    mw_listener_free(l);
+    mw__listener_free(l);
     unlink(path);
 }
 
 /* Records a pair whose reads return at most 7 bytes; fills c. */
 static void record_pair(const char *path, chunks_t *c, size_t nbytes, const char *label) {
     mw_stream_t *a = NULL, *b = NULL, *rec = NULL;
-    assert_int_equal(mw_pair_new(&a, &b, 4096, 7), 0);
+    assert_int_equal(mw__pair_new(&a, &b, 4096, 7), 0);
     mw_err_t err = {0};
-    assert_int_equal(mw_record_wrap(&rec, a, path, label, &err), 0);
+    assert_int_equal(mw__record_wrap(&rec, a, path, label, &err), 0);
     uint8_t buf[1024];
     assert_true(nbytes <= sizeof buf);
     for (size_t i = 0; i < nbytes; i++) buf[i] = pattern(i);
-    assert_int_equal(mw_stream_write(b, buf, nbytes), (ssize_t)nbytes);
+    assert_int_equal(mw__stream_write(b, buf, nbytes), (ssize_t)nbytes);
     live_read(rec, c, nbytes);
-    assert_int_equal(mw_stream_write(rec, "xy", 2), 2);
-    assert_int_equal(mw_stream_read(b, buf, sizeof buf), 2);
+    assert_int_equal(mw__stream_write(rec, "xy", 2), 2);
+    assert_int_equal(mw__stream_read(b, buf, sizeof buf), 2);
     mw_stream_free(b);
-    assert_int_equal(mw_stream_read(rec, buf, sizeof buf), MW_ECLOSED);
+    assert_int_equal(mw__stream_read(rec, buf, sizeof buf), MW_ECLOSED);
     mw_stream_free(rec);
 }
 
@@ -237,18 +241,18 @@ static void test_record_writes_to_replay_are_discarded_and_counted(void **state)
     chunks_init(&c);
     record_pair(path, &c, 10, "w");
     mw_stream_t *s = replay_open(path);
-    assert_int_equal(mw_stream_write(s, "0123456789", 10), 10);
+    assert_int_equal(mw__stream_write(s, "0123456789", 10), 10);
     struct iovec iov[2] = {{"abcde", 5}, {"fghijk", 6}};
-    assert_int_equal(mw_stream_writev(s, iov, 2), 11);
+    assert_int_equal(mw__stream_writev(s, iov, 2), 11);
     assert_int_equal(mw_replay_bytes_discarded(s), 21);
     uint8_t buf[16];
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), 7); /* reads are unaffected */
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), 7); /* reads are unaffected */
     assert_memory_equal(buf, c.data, 7);
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), 3);
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), MW_ECLOSED);
-    mw_stream_close(s);
-    mw_stream_close(s); /* idempotent */
-    assert_int_equal(mw_stream_write(s, "z", 1), MW_ECLOSED);
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), 3);
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), MW_ECLOSED);
+    mw__stream_close(s);
+    mw__stream_close(s); /* idempotent */
+    assert_int_equal(mw__stream_write(s, "z", 1), MW_ECLOSED);
     assert_int_equal(mw_replay_bytes_discarded(s), 21);
     mw_stream_free(s);
     free(c.data);
@@ -264,9 +268,9 @@ static void test_record_label_and_start_time_round_trip(void **state) {
     size_t n = 0;
     while (n + 4 < 3000) n += (size_t)sprintf(label + n, "wss://h\xc3\xa9/");
     mw_stream_t *a = NULL, *b = NULL, *rec = NULL;
-    assert_int_equal(mw_pair_new(&a, &b, 64, 0), 0);
+    assert_int_equal(mw__pair_new(&a, &b, 64, 0), 0);
     uint64_t wall0 = mw_wall_ns();
-    assert_int_equal(mw_record_wrap(&rec, a, path, label, NULL), 0);
+    assert_int_equal(mw__record_wrap(&rec, a, path, label, NULL), 0);
     uint64_t wall1 = mw_wall_ns();
     assert_string_equal(mw_replay_label(rec), label);
     uint64_t start = mw_replay_start_wall_ns(rec);
@@ -277,20 +281,20 @@ static void test_record_label_and_start_time_round_trip(void **state) {
     assert_string_equal(mw_replay_label(s), label);
     assert_int_equal(mw_replay_start_wall_ns(s), start);
     uint8_t buf[8];
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), MW_ECLOSED); /* no records */
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), MW_ECLOSED); /* no records */
     mw_stream_free(s);
 
     /* A label over 65535 bytes is refused; the inner stream is freed. */
     memset(label, 'x', 65536);
     label[65536] = '\0';
-    assert_int_equal(mw_pair_new(&a, &b, 64, 0), 0);
+    assert_int_equal(mw__pair_new(&a, &b, 64, 0), 0);
     mw_err_t err = {0};
-    assert_int_equal(mw_record_wrap(&rec, a, path, label, &err), MW_EINVAL);
+    assert_int_equal(mw__record_wrap(&rec, a, path, label, &err), MW_EINVAL);
     assert_null(rec);
     mw_stream_free(b);
     /* So is a path that cannot be created, with the path in the text. */
-    assert_int_equal(mw_pair_new(&a, &b, 64, 0), 0);
-    assert_int_equal(mw_record_wrap(&rec, a, "/nonexistent/dir/rec", "x", &err), MW_ESYS);
+    assert_int_equal(mw__pair_new(&a, &b, 64, 0), 0);
+    assert_int_equal(mw__record_wrap(&rec, a, "/nonexistent/dir/rec", "x", &err), MW_ESYS);
     assert_non_null(strstr(mw_err_text(&err), "/nonexistent/dir/rec"));
     mw_stream_free(b);
     assert_int_equal(mw_replay_open(&s, "/nonexistent/dir/rec", &err), MW_ESYS);
@@ -304,30 +308,30 @@ static void test_record_rx_time_and_forwarding(void **state) {
     char path[64];
     tmp_path(path, sizeof path);
     mw_stream_t *a = NULL, *b = NULL, *rec = NULL;
-    assert_int_equal(mw_pair_new(&a, &b, 64, 0), 0);
+    assert_int_equal(mw__pair_new(&a, &b, 64, 0), 0);
     uint64_t ts = 1;
-    assert_int_equal(mw_stream_rx_time(a, &ts), MW_ENOTSUP);
-    assert_int_equal(mw_record_wrap(&rec, a, path, "ctl", NULL), 0);
+    assert_int_equal(mw__stream_rx_time(a, &ts), MW_ENOTSUP);
+    assert_int_equal(mw__record_wrap(&rec, a, path, "ctl", NULL), 0);
     assert_int_equal(rx_time(rec), 0);
-    assert_int_equal(mw_stream_handshake(rec), 1);
-    assert_int_equal(mw_stream_pending(rec), 0);
-    assert_false(mw_stream_is_msg(rec));
-    assert_int_equal(mw_stream_fd(rec), -1);
-    assert_int_equal(mw_stream_want(rec), mw_stream_want(a));
+    assert_int_equal(mw__stream_handshake(rec), 1);
+    assert_int_equal(mw__stream_pending(rec), 0);
+    assert_false(mw__stream_is_msg(rec));
+    assert_int_equal(mw__stream_fd(rec), -1);
+    assert_int_equal(mw__stream_want(rec), mw__stream_want(a));
     uint64_t t0 = mw_now_ns();
-    assert_int_equal(mw_stream_write(b, "abc", 3), 3);
+    assert_int_equal(mw__stream_write(b, "abc", 3), 3);
     uint8_t buf[8];
-    assert_int_equal(mw_stream_read(rec, buf, sizeof buf), 3);
+    assert_int_equal(mw__stream_read(rec, buf, sizeof buf), 3);
     assert_true(rx_time(rec) >= t0 && rx_time(rec) <= mw_now_ns());
-    assert_int_equal(mw_stream_read(rec, buf, sizeof buf), MW_EAGAIN); /* not recorded */
+    assert_int_equal(mw__stream_read(rec, buf, sizeof buf), MW_EAGAIN); /* not recorded */
     mw_stream_free(rec);
     mw_stream_free(b);
     mw_stream_t *s = replay_open(path);
     assert_int_equal(rx_time(s), 0);
-    assert_false(mw_stream_is_msg(s));
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), 3);
+    assert_false(mw__stream_is_msg(s));
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), 3);
     assert_true(rx_time(s) >= t0);
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), MW_ECLOSED);
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), MW_ECLOSED);
     mw_stream_free(s);
     unlink(path);
 }
@@ -373,15 +377,15 @@ static void expect_read_fails(const char *path, const chunks_t *c, int good, con
     mw_stream_t *s = replay_open(path);
     uint8_t buf[64];
     for (int i = 0; i < good; i++) {
-        assert_int_equal(mw_stream_read(s, buf, sizeof buf), (ssize_t)c->len[i]);
+        assert_int_equal(mw__stream_read(s, buf, sizeof buf), (ssize_t)c->len[i]);
         assert_memory_equal(buf, c->data + c->off[i], c->len[i]);
     }
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), MW_EPROTO);
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), MW_EPROTO);
     char text[96];
     snprintf(text, sizeof text, "%s at offset %llu", what, off);
     if (!strstr(mw_stream_last_error(s), text))
         fail_msg("got \"%s\", want \"%s\"", mw_stream_last_error(s), text);
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), MW_EPROTO);
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), MW_EPROTO);
     mw_stream_free(s);
 }
 
@@ -459,11 +463,11 @@ static void test_record_corrupt_recordings_are_eproto_with_offset(void **state) 
 static void check_chunks(mw_stream_t *s, const chunks_t *c) {
     uint8_t buf[64];
     for (int i = 0; i < c->n; i++) {
-        assert_int_equal(mw_stream_read(s, buf, sizeof buf), (ssize_t)c->len[i]);
+        assert_int_equal(mw__stream_read(s, buf, sizeof buf), (ssize_t)c->len[i]);
         assert_memory_equal(buf, c->data + c->off[i], c->len[i]);
         assert_int_equal(mw_replay_last_ts(s), c->ts[i]);
     }
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), MW_ECLOSED);
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), MW_ECLOSED);
 }
 
 static void test_record_replay_opens_from_fd_and_from_memory(void **state) {
@@ -484,9 +488,9 @@ static void test_record_replay_opens_from_fd_and_from_memory(void **state) {
     /* Cut inside the last record: the two before it, then MW_EPROTO. */
     assert_int_equal(mw_replay_open_mem(&s, f.p, f.n - 1, &err), 0);
     uint8_t buf[64];
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), 7);
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), 7);
-    assert_int_equal(mw_stream_read(s, buf, sizeof buf), MW_EPROTO);
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), 7);
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), 7);
+    assert_int_equal(mw__stream_read(s, buf, sizeof buf), MW_EPROTO);
     assert_non_null(strstr(mw_stream_last_error(s), "in memory: truncated record at offset"));
     mw_stream_free(s);
     assert_int_equal(mw_replay_open_mem(&s, f.p, 0, &err), MW_EPROTO);

@@ -4,11 +4,12 @@
  * after the answer is known) suppressing the callback, 50 concurrent requests
  * each answered once, shutdown with requests pending, and a caller's own
  * event_base driving the resolver. The callback never runs inside
- * mw_resolve_start. The io is polled in this thread with deadlines. */
+ * mw__resolve_start. The io is polled in this thread with deadlines. */
 #include "mw_test.h"
 
 #include "mw_io.h"
-#include "mw_resolve.h"
+#include "resolve_impl.h"
+#include "clock_impl.h"
 
 #include <arpa/inet.h>
 #include <event2/event.h>
@@ -21,12 +22,12 @@ static const char *const backends[] = {"epoll", "libevent", "direct"};
 
 typedef struct ctx {
     int calls;
-    bool in_start;      /* set around mw_resolve_start */
-    bool called_inside; /* a callback ran inside mw_resolve_start */
-    mw_resolve_result_t res;
+    bool in_start;      /* set around mw__resolve_start */
+    bool called_inside; /* a callback ran inside mw__resolve_start */
+    mw__resolve_result_t res;
 } ctx_t;
 
-static void on_result(const mw_resolve_result_t *res, void *ud) {
+static void on_result(const mw__resolve_result_t *res, void *ud) {
     ctx_t *c = ud;
     if (c->in_start) c->called_inside = true;
     c->calls++;
@@ -43,11 +44,11 @@ static mw_io_t *new_io(const char *backend) {
     return io;
 }
 
-static mw_resolve_req_t *start(mw_io_t *io, const char *host, const char *port, ctx_t *c) {
-    mw_resolve_req_t *req = NULL;
+static mw__resolve_req_t *start(mw_io_t *io, const char *host, const char *port, ctx_t *c) {
+    mw__resolve_req_t *req = NULL;
     mw_err_t err = {0};
     c->in_start = true;
-    int rc = mw_resolve_start(io, host, port, on_result, c, &req, &err);
+    int rc = mw__resolve_start(io, host, port, on_result, c, &req, &err);
     c->in_start = false;
     assert_int_equal(rc, 0);
     assert_non_null(req);
@@ -57,16 +58,16 @@ static mw_resolve_req_t *start(mw_io_t *io, const char *host, const char *port, 
 
 /* Polls until *count reaches want or timeout_ms passes; returns the count. */
 static int poll_until(mw_io_t *io, const int *count, int want, int timeout_ms) {
-    uint64_t deadline = mw_deadline_in(NULL, (int64_t)timeout_ms * MW_NS_PER_MS);
-    while (*count < want && !mw_deadline_passed(NULL, deadline))
+    uint64_t deadline = mw__deadline_in(NULL, (int64_t)timeout_ms * MW_NS_PER_MS);
+    while (*count < want && !mw__deadline_passed(NULL, deadline))
         assert_true(mw_io_poll(io, 10 * MW_NS_PER_MS) >= 0);
     return *count;
 }
 
 /* Polls for timeout_ms whatever happens (to show that nothing does). */
 static void poll_for(mw_io_t *io, int timeout_ms) {
-    uint64_t deadline = mw_deadline_in(NULL, (int64_t)timeout_ms * MW_NS_PER_MS);
-    while (!mw_deadline_passed(NULL, deadline)) assert_true(mw_io_poll(io, 5 * MW_NS_PER_MS) >= 0);
+    uint64_t deadline = mw__deadline_in(NULL, (int64_t)timeout_ms * MW_NS_PER_MS);
+    while (!mw__deadline_passed(NULL, deadline)) assert_true(mw_io_poll(io, 5 * MW_NS_PER_MS) >= 0);
 }
 
 static bool is_loopback(const struct sockaddr_storage *ss, socklen_t len, uint16_t port) {
@@ -163,14 +164,14 @@ static void test_resolve_cancel_prevents_the_callback(void **state) {
     for (size_t b = 0; b < NBACKENDS; b++) {
         mw_io_t *io = new_io(backends[b]);
         ctx_t cn = {0}, ch = {0}, cq = {0}, keep = {0};
-        mw_resolve_req_t *rn = start(io, "127.0.0.1", "1", &cn);   /* posted */
-        mw_resolve_req_t *rh = start(io, "localhost", "1", &ch);   /* from hosts */
-        mw_resolve_req_t *rq = start(io, "cancel.invalid", "1", &cq); /* a query */
+        mw__resolve_req_t *rn = start(io, "127.0.0.1", "1", &cn);   /* posted */
+        mw__resolve_req_t *rh = start(io, "localhost", "1", &ch);   /* from hosts */
+        mw__resolve_req_t *rq = start(io, "cancel.invalid", "1", &cq); /* a query */
         start(io, "::1", "1", &keep);
-        mw_resolve_cancel(rn);
-        mw_resolve_cancel(rh);
-        mw_resolve_cancel(rq);
-        mw_resolve_cancel(NULL);
+        mw__resolve_cancel(rn);
+        mw__resolve_cancel(rh);
+        mw__resolve_cancel(rq);
+        mw__resolve_cancel(NULL);
         assert_int_equal(poll_until(io, &keep.calls, 1, 5000), 1);
         poll_for(io, 100); /* the query's cancellation is delivered by now */
         assert_int_equal(cn.calls, 0);
@@ -195,9 +196,9 @@ static void test_resolve_50_concurrent_requests_each_answered_once(void **state)
             snprintf(port[i], sizeof port[i], "%u", 1000u + (unsigned)i);
             start(io, hosts[i % 3], port[i], &c[i]);
         }
-        uint64_t deadline = mw_deadline_in(NULL, 5 * MW_NS_PER_S);
+        uint64_t deadline = mw__deadline_in(NULL, 5 * MW_NS_PER_S);
         int done = 0;
-        while (done < NCONC && !mw_deadline_passed(NULL, deadline)) {
+        while (done < NCONC && !mw__deadline_passed(NULL, deadline)) {
             assert_true(mw_io_poll(io, 10 * MW_NS_PER_MS) >= 0);
             done = 0;
             for (int i = 0; i < NCONC; i++) done += c[i].calls;
@@ -247,7 +248,7 @@ typedef struct loop_ctx {
     struct event_base *base;
 } loop_ctx_t;
 
-static void on_result_exit(const mw_resolve_result_t *res, void *ud) {
+static void on_result_exit(const mw__resolve_result_t *res, void *ud) {
     loop_ctx_t *l = ud;
     on_result(res, &l->c);
     event_base_loopexit(l->base, NULL);
@@ -273,8 +274,8 @@ static void test_resolve_callers_event_base_drives_the_resolver(void **state) {
     struct timeval tv = {5, 0};
     evtimer_add(tmo, &tv);
     loop_ctx_t l = {.base = base};
-    mw_resolve_req_t *req = NULL;
-    assert_int_equal(mw_resolve_start(io, "localhost", "80", on_result_exit, &l, &req, NULL), 0);
+    mw__resolve_req_t *req = NULL;
+    assert_int_equal(mw__resolve_start(io, "localhost", "80", on_result_exit, &l, &req, NULL), 0);
     event_base_dispatch(base);
     assert_int_equal(l.c.calls, 1);
     assert_int_equal(l.c.res.code, 0);
@@ -293,7 +294,7 @@ typedef struct reent {
     ctx_t first, pending;
 } reent_t;
 
-static void on_first_shutdown(const mw_resolve_result_t *res, void *ud) {
+static void on_first_shutdown(const mw__resolve_result_t *res, void *ud) {
     reent_t *r = ud;
     on_result(res, &r->first);
     mw_resolve_shutdown(r->io);
@@ -312,9 +313,9 @@ static void test_resolve_shutdown_from_a_callback_in_the_callers_loop(void **sta
     struct event *tmo = evtimer_new(base, on_deadline, base);
     struct timeval tv = {5, 0};
     evtimer_add(tmo, &tv);
-    assert_int_equal(mw_resolve_start(r.io, "pending.invalid", "80", on_result, &r.pending, NULL,
+    assert_int_equal(mw__resolve_start(r.io, "pending.invalid", "80", on_result, &r.pending, NULL,
                                       NULL), 0);
-    assert_int_equal(mw_resolve_start(r.io, "127.0.0.1", "80", on_first_shutdown, &r, NULL, NULL),
+    assert_int_equal(mw__resolve_start(r.io, "127.0.0.1", "80", on_first_shutdown, &r, NULL, NULL),
                      0);
     event_base_dispatch(base);
     event_base_loop(base, EVLOOP_NONBLOCK); /* the loop goes on running */

@@ -4,9 +4,9 @@
  * 1. A graceful close whose peer answers with a reset (it closed with our
  *    bytes unread) must not report success in on_closed: 0 promises that
  *    every accepted byte was written and the peer then closed its side.
- * 2. Once a stream stack shares its owner's lock (mw_stream_share_lock),
+ * 2. Once a stream stack shares its owner's lock (mw__stream_share_lock),
  *    its tx operations must only run with that lock held. The transport's
- *    close helper (mw_transport_close, called by the driver without the
+ *    close helper (mw__transport_close, called by the driver without the
  *    lock) and the driver's linger must not write through the stack without
  *    it: a sender holding the lock may be inside the same WebSocket tx
  *    buffer / SSL object.
@@ -25,6 +25,11 @@
 #include "mw_transport.h"
 #include "mw_ws.h"
 #include "svc_impl.h"
+#include "clock_impl.h"
+#include "conn_impl.h"
+#include "stream_impl.h"
+#include "transport_impl.h"
+#include "ws_impl.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -43,7 +48,7 @@
 
 /* ---- 1. a reset during the linger is not a clean close ------------------------
  * DISABLED (build with -DMW_REVIEW2_RESET to run it; it fails today): the
- * TCP stream maps ECONNRESET on read to MW_ECLOSED (mw_err_from_errno), the
+ * TCP stream maps ECONNRESET on read to MW_ECLOSED (mw__err_from_errno), the
  * code of the peer's orderly EOF, so the driver's linger (linger_step in
  * serdes/driver.c) cannot tell a reset from a FIN and on_closed reports 0.
  * The fix needs a read result that keeps the reset apart (a distinct code,
@@ -135,22 +140,22 @@ typedef struct probe {
     bool want_write; /* says it holds bytes of its own (as TLS may) */
 } probe_t;
 
-static ssize_t probe_read(mw_stream_t *s, void *dst, size_t cap) { return mw_stream_read(s->inner, dst, cap); }
+static ssize_t probe_read(mw_stream_t *s, void *dst, size_t cap) { return mw__stream_read(s->inner, dst, cap); }
 static ssize_t probe_writev(mw_stream_t *s, const struct iovec *iov, int n) {
     probe_t *p = (probe_t *)s;
     if (p->lk && !__atomic_load_n(p->lk, __ATOMIC_RELAXED)) p->unlocked_writes++;
-    return mw_stream_writev(s->inner, iov, n);
+    return mw__stream_writev(s->inner, iov, n);
 }
 static int probe_want(const mw_stream_t *s) {
-    return mw_stream_want(s->inner) | (((const probe_t *)s)->want_write ? MW_WANT_WRITE : 0);
+    return mw__stream_want(s->inner) | (((const probe_t *)s)->want_write ? MW_WANT_WRITE : 0);
 }
-static int probe_fd(const mw_stream_t *s) { return mw_stream_fd(s->inner); }
-static void probe_close(mw_stream_t *s) { mw_stream_close(s->inner); }
+static int probe_fd(const mw_stream_t *s) { return mw__stream_fd(s->inner); }
+static void probe_close(mw_stream_t *s) { mw__stream_close(s->inner); }
 static void probe_free(mw_stream_t *s) {
     mw_stream_free(s->inner);
     free(s);
 }
-static const mw_stream_ops_t probe_ops = {
+static const mw__stream_ops_t probe_ops = {
     .name = "probe",
     .read = probe_read,
     .writev = probe_writev,
@@ -163,8 +168,8 @@ static const mw_stream_ops_t probe_ops = {
 static void handshake_both(mw_stream_t *a, mw_stream_t *b) {
     int ra = 0, rb = 0;
     for (int i = 0; i < 1000 && (ra != 1 || rb != 1); i++) {
-        if (ra != 1) ra = mw_stream_handshake(a);
-        if (rb != 1) rb = mw_stream_handshake(b);
+        if (ra != 1) ra = mw__stream_handshake(a);
+        if (rb != 1) rb = mw__stream_handshake(b);
         if ((ra < 0 && ra != MW_EAGAIN) || (rb < 0 && rb != MW_EAGAIN))
             fail_msg("handshake: %s / %s", mw_errname(ra), mw_errname(rb));
     }
@@ -176,15 +181,15 @@ static void test_review2_transport_close_writes_only_under_the_shared_lock(void 
     (void)state;
     mw_stream_t *a, *b, *c, *s;
     mw_err_t err = {0};
-    assert_int_equal(mw_pair_new(&a, &b, 4096, 0), 0);
+    assert_int_equal(mw__pair_new(&a, &b, 4096, 0), 0);
     probe_t *p = calloc(1, sizeof *p);
     assert_non_null(p);
     p->base.ops = &probe_ops;
     p->base.inner = b;
     if (mw_ws_client_wrap(&c, a, NULL, &err) != 0) fail_msg("client wrap: %s", mw_err_text(&err));
-    if (mw_ws_server_wrap(&s, &p->base, NULL, &err) != 0) fail_msg("server wrap: %s", mw_err_text(&err));
+    if (mw__ws_server_wrap(&s, &p->base, NULL, &err) != 0) fail_msg("server wrap: %s", mw_err_text(&err));
     bool lk = false; /* the owner's lock, as a Svc slot's */
-    mw_stream_share_lock(s, &lk);
+    mw__stream_share_lock(s, &lk);
     p->lk = &lk;
     handshake_both(c, s);
 
@@ -194,17 +199,17 @@ static void test_review2_transport_close_writes_only_under_the_shared_lock(void 
     struct iovec v = {big, sizeof big};
     int i = 0;
     __atomic_test_and_set(&lk, __ATOMIC_ACQUIRE);
-    for (; i < 1000 && !(mw_stream_want(s) & MW_WANT_WRITE); i++) {
-        ssize_t r = mw_stream_writemsgs(s, &v, 1, 0);
+    for (; i < 1000 && !(mw__stream_want(s) & MW_WANT_WRITE); i++) {
+        ssize_t r = mw__stream_writemsgs(s, &v, 1, 0);
         if (r < 0 && r != MW_EAGAIN) fail_msg("send: %s", mw_errname((int)r));
     }
     __atomic_clear(&lk, __ATOMIC_RELEASE);
-    assert_true(mw_stream_want(s) & MW_WANT_WRITE);
+    assert_true(mw__stream_want(s) & MW_WANT_WRITE);
     assert_int_equal(p->unlocked_writes, 0);
 
     /* the driver's close of the connection, from the io thread, which does
      * not hold the owner's lock (and must not: the helpers take it) */
-    mw_transport_close(s, MW_ESTATE, "bye", false);
+    mw__transport_close(s, MW_ESTATE, "bye", false);
     if (p->unlocked_writes)
         fail_msg("%d write(s) through the stack without the shared lock (a sender holding it may be writing too)",
                  p->unlocked_writes);
@@ -230,15 +235,15 @@ static void test_review2_linger_writes_only_under_the_shared_lock(void **state) 
     mw_err_t err = {0};
     assert_int_equal(mw_io_new(&io, &io_o, &err), 0);
     mw_stream_t *a, *b;
-    assert_int_equal(mw_pair_new(&a, &b, 4096, 0), 0);
+    assert_int_equal(mw__pair_new(&a, &b, 4096, 0), 0);
     probe_t *p = calloc(1, sizeof *p);
     assert_non_null(p);
     p->base.ops = &probe_ops;
     p->base.inner = a;
-    mw_conn_t c;
+    mw__conn_t c;
     mw_conn_opts_t co;
-    mw_conn_opts_init(&co);
-    assert_int_equal(mw_conn_init(&c, &p->base, &test_protocol, &co, &err), 0);
+    mw__conn_opts_init(&co);
+    assert_int_equal(mw__conn_init(&c, &p->base, &test_protocol, &co, &err), 0);
     bool lk = false; /* the owner's lock, as the event Clt's */
     mw__conn_share_lock(&c, &lk);
     p->lk = &lk;
@@ -254,7 +259,7 @@ static void test_review2_linger_writes_only_under_the_shared_lock(void **state) 
     for (int i = 0; i < 3; i++) mw_io_poll(io, 0);
     int unlocked = p->unlocked_writes;
     mw__drv_stop(&d);
-    mw_conn_fini(&c);
+    mw__conn_fini(&c);
     mw_stream_free(b);
     mw_io_free(io);
     if (unlocked) fail_msg("%d write(s) by the linger without the shared lock", unlocked);
@@ -289,11 +294,11 @@ static void *solo_client(void *arg) {
     atomic_store(&f->state, 1); /* (before the ping: main answers it with state 2) */
     ping_t p = {.seq = 1};
     if (mw_clt_send(c, ping_schema(), &p) != 0) atomic_store(&f->err, 2);
-    uint64_t dl = mw_deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
-    while (atomic_load(&f->state) < 2 && !mw_deadline_passed(NULL, dl)) sched_yield();
+    uint64_t dl = mw__deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
+    while (atomic_load(&f->state) < 2 && !mw__deadline_passed(NULL, dl)) sched_yield();
     const mw_schema_t *sch;
     test_msg_t m;
-    while (atomic_load(&f->got) < atomic_load(&f->want) && !mw_deadline_passed(NULL, dl)) {
+    while (atomic_load(&f->got) < atomic_load(&f->want) && !mw__deadline_passed(NULL, dl)) {
         int r = mw_clt_recv(c, &sch, &m, sizeof m);
         if (r == 0) atomic_fetch_add(&f->got, 1);
         else if (r != MW_EAGAIN && r != MW_ETIMEDOUT) break;
@@ -333,10 +338,10 @@ static void test_review2_blocking_session_reply_queued_leaves_solo(void **state)
     mw_conn_id_t id = 0;
     const mw_schema_t *sch;
     test_msg_t m;
-    uint64_t dl = mw_deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
     int r;
     while ((r = mw_svc_recv(s, &id, &sch, &m, sizeof m)) != 0 && atomic_load(&f->state) < 3 &&
-           !mw_deadline_passed(NULL, dl)) {}
+           !mw__deadline_passed(NULL, dl)) {}
     bool solo_at_start = false, left = false;
     int sent = 0;
     if (r == 0) {
@@ -346,14 +351,14 @@ static void test_review2_blocking_session_reply_queued_leaves_solo(void **state)
         for (ping_t p = {.seq = 1}; sent < 100000; p.seq++) {
             if ((r = mw_svc_send_to(s, id, ping_schema(), &p)) != 0) break;
             sent++;
-            if (mw_conn_tx_pending(&sl->conn)) break;
+            if (mw__conn_tx_pending(&sl->conn)) break;
         }
         left = s->solo == NULL;
     }
     /* let the client read what was accepted */
     atomic_store(&f->want, sent);
     atomic_store(&f->state, 2);
-    while (atomic_load(&f->state) < 3 && !mw_deadline_passed(NULL, dl)) (void)mw_svc_recv(s, &id, &sch, &m, sizeof m);
+    while (atomic_load(&f->state) < 3 && !mw__deadline_passed(NULL, dl)) (void)mw_svc_recv(s, &id, &sch, &m, sizeof m);
     pthread_join(th, NULL);
     int cerr = atomic_load(&f->err), got = atomic_load(&f->got);
     mw_svc_free(s);

@@ -7,7 +7,7 @@
 #include "mw_test.h"
 
 #include "mw_clock.h"
-#include "mw_selector.h"
+#include "selector_impl.h"
 
 #include <event2/event.h>
 #include <fcntl.h>
@@ -28,13 +28,13 @@ typedef struct owner {
     int calls, events;
 } owner_t;
 
-static bool is_direct(const mw_selector_t *s) { return s->ops == &mw_selector_direct; }
+static bool is_direct(const mw__selector_t *s) { return s->ops == &mw__selector_direct; }
 
-static void open_sel(mw_selector_t *s, const char *name) {
-    const mw_selector_ops_t *ops = mw_selector_find(name);
+static void open_sel(mw__selector_t *s, const char *name) {
+    const mw__selector_ops_t *ops = mw__selector_find(name);
     assert_non_null(ops);
     assert_string_equal(ops->name, name);
-    assert_int_equal(mw_selector_open(s, ops, NULL), 0);
+    assert_int_equal(mw__selector_open(s, ops, NULL), 0);
 }
 
 static void pair(int sv[2]) {
@@ -65,8 +65,8 @@ static void owner_init(owner_t *o, int events) {
     mw_sel_src_init(&o->src, o->fd, events, on_ready, o);
 }
 
-static void owner_fini(mw_selector_t *s, owner_t *o) {
-    assert_int_equal(mw_selector_del(s, &o->src), 0);
+static void owner_fini(mw__selector_t *s, owner_t *o) {
+    assert_int_equal(mw__selector_del(s, &o->src), 0);
     close(o->fd);
     close(o->peer);
 }
@@ -75,129 +75,129 @@ static void poke(owner_t *o) { assert_int_equal(write(o->peer, "x", 1), 1); }
 
 static void test_selector_find_and_open_checks(void **state) {
     (void)state;
-    for (size_t i = 0; i < NBACKENDS; i++) assert_non_null(mw_selector_find(backends[i]));
-    assert_null(mw_selector_find("kqueue"));
-    assert_null(mw_selector_find(NULL));
-    mw_selector_t s;
-    assert_int_equal(mw_selector_open(&s, NULL, NULL), MW_EINVAL);
-    mw_selector_close(&s); /* after a failed open: a no-op */
+    for (size_t i = 0; i < NBACKENDS; i++) assert_non_null(mw__selector_find(backends[i]));
+    assert_null(mw__selector_find("kqueue"));
+    assert_null(mw__selector_find(NULL));
+    mw__selector_t s;
+    assert_int_equal(mw__selector_open(&s, NULL, NULL), MW_EINVAL);
+    mw__selector_close(&s); /* after a failed open: a no-op */
     struct event_base *base = event_base_new();
     assert_non_null(base);
-    assert_int_equal(mw_selector_open(&s, &mw_selector_epoll, base), MW_EINVAL);
+    assert_int_equal(mw__selector_open(&s, &mw__selector_epoll, base), MW_EINVAL);
     assert_true(strstr(mw_err_text(&s.err), "libevent") != NULL);
     event_base_free(base);
     for (size_t i = 0; i < NBACKENDS; i++) {
         open_sel(&s, backends[i]);
-        assert_true((mw_selector_event_base(&s) != NULL) == (s.ops == &mw_selector_libevent));
-        mw_selector_close(&s);
-        mw_selector_close(&s); /* idempotent */
-        assert_null(mw_selector_event_base(&s));
+        assert_true((mw__selector_event_base(&s) != NULL) == (s.ops == &mw__selector_libevent));
+        mw__selector_close(&s);
+        mw__selector_close(&s); /* idempotent */
+        assert_null(mw__selector_event_base(&s));
     }
 }
 
 static void test_selector_read_readiness_dispatches(void **state) {
     (void)state;
     for (size_t b = 0; b < NBACKENDS; b++) {
-        mw_selector_t s;
+        mw__selector_t s;
         owner_t o;
         open_sel(&s, backends[b]);
         owner_init(&o, MW_WANT_READ);
-        assert_int_equal(mw_selector_add(&s, &o.src), 0);
+        assert_int_equal(mw__selector_add(&s, &o.src), 0);
         assert_true(o.src.added);
-        int n = mw_selector_wait(&s, 0);
+        int n = mw__selector_wait(&s, 0);
         assert_int_equal(n, is_direct(&s) ? 1 : 0);
         assert_int_equal(o.calls, n);
         o.calls = 0;
         poke(&o);
-        assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+        assert_int_equal(mw__selector_wait(&s, LONG_NS), 1);
         assert_int_equal(o.calls, 1);
         assert_int_equal(o.events, MW_WANT_READ);
-        if (!is_direct(&s)) assert_int_equal(mw_selector_wait(&s, 0), 0); /* drained */
+        if (!is_direct(&s)) assert_int_equal(mw__selector_wait(&s, 0), 0); /* drained */
         owner_fini(&s, &o);
-        mw_selector_close(&s);
+        mw__selector_close(&s);
     }
 }
 
 static void test_selector_write_readiness_dispatches(void **state) {
     (void)state;
     for (size_t b = 0; b < NBACKENDS; b++) {
-        mw_selector_t s;
+        mw__selector_t s;
         owner_t o;
         open_sel(&s, backends[b]);
         owner_init(&o, MW_WANT_WRITE);
-        assert_int_equal(mw_selector_add(&s, &o.src), 0);
-        assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+        assert_int_equal(mw__selector_add(&s, &o.src), 0);
+        assert_int_equal(mw__selector_wait(&s, LONG_NS), 1);
         assert_int_equal(o.calls, 1);
         assert_int_equal(o.events, MW_WANT_WRITE);
         owner_fini(&s, &o);
-        mw_selector_close(&s);
+        mw__selector_close(&s);
     }
 }
 
 static void test_selector_mod_switches_events(void **state) {
     (void)state;
     for (size_t b = 0; b < NBACKENDS; b++) {
-        mw_selector_t s;
+        mw__selector_t s;
         owner_t o;
         open_sel(&s, backends[b]);
         bool direct = is_direct(&s);
         owner_init(&o, MW_WANT_READ);
-        assert_int_equal(mw_selector_add(&s, &o.src), 0);
-        if (!direct) assert_int_equal(mw_selector_wait(&s, 0), 0);
+        assert_int_equal(mw__selector_add(&s, &o.src), 0);
+        if (!direct) assert_int_equal(mw__selector_wait(&s, 0), 0);
 
-        assert_int_equal(mw_selector_mod(&s, &o.src, MW_WANT_WRITE), 0);
+        assert_int_equal(mw__selector_mod(&s, &o.src, MW_WANT_WRITE), 0);
         assert_int_equal(o.src.events, MW_WANT_WRITE);
-        assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+        assert_int_equal(mw__selector_wait(&s, LONG_NS), 1);
         assert_int_equal(o.events, MW_WANT_WRITE);
 
-        assert_int_equal(mw_selector_mod(&s, &o.src, MW_WANT_READ), 0);
+        assert_int_equal(mw__selector_mod(&s, &o.src, MW_WANT_READ), 0);
         o.calls = 0;
-        if (!direct) assert_int_equal(mw_selector_wait(&s, 0), 0);
+        if (!direct) assert_int_equal(mw__selector_wait(&s, 0), 0);
         poke(&o);
-        assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+        assert_int_equal(mw__selector_wait(&s, LONG_NS), 1);
         assert_int_equal(o.events, MW_WANT_READ);
 
         /* Both at once: one dispatch with both bits. */
         poke(&o);
-        assert_int_equal(mw_selector_mod(&s, &o.src, MW_WANT_READ | MW_WANT_WRITE), 0);
-        assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+        assert_int_equal(mw__selector_mod(&s, &o.src, MW_WANT_READ | MW_WANT_WRITE), 0);
+        assert_int_equal(mw__selector_wait(&s, LONG_NS), 1);
         assert_int_equal(o.events, MW_WANT_READ | MW_WANT_WRITE);
 
         /* Nothing wanted: nothing dispatched, even with data waiting. */
-        assert_int_equal(mw_selector_mod(&s, &o.src, 0), 0);
+        assert_int_equal(mw__selector_mod(&s, &o.src, 0), 0);
         poke(&o);
         o.calls = 0;
-        assert_int_equal(mw_selector_wait(&s, 0), 0);
+        assert_int_equal(mw__selector_wait(&s, 0), 0);
         assert_int_equal(o.calls, 0);
-        assert_int_equal(mw_selector_mod(&s, &o.src, MW_WANT_READ), 0);
-        assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+        assert_int_equal(mw__selector_mod(&s, &o.src, MW_WANT_READ), 0);
+        assert_int_equal(mw__selector_wait(&s, LONG_NS), 1);
         assert_int_equal(o.events, MW_WANT_READ);
         owner_fini(&s, &o);
-        mw_selector_close(&s);
+        mw__selector_close(&s);
     }
 }
 
 static void test_selector_del_stops_dispatch(void **state) {
     (void)state;
     for (size_t b = 0; b < NBACKENDS; b++) {
-        mw_selector_t s;
+        mw__selector_t s;
         owner_t o;
         open_sel(&s, backends[b]);
         owner_init(&o, MW_WANT_READ | MW_WANT_WRITE);
-        assert_int_equal(mw_selector_add(&s, &o.src), 0);
-        assert_int_equal(mw_selector_add(&s, &o.src), MW_ESTATE);
+        assert_int_equal(mw__selector_add(&s, &o.src), 0);
+        assert_int_equal(mw__selector_add(&s, &o.src), MW_ESTATE);
         poke(&o);
-        assert_int_equal(mw_selector_del(&s, &o.src), 0);
+        assert_int_equal(mw__selector_del(&s, &o.src), 0);
         assert_false(o.src.added);
-        assert_int_equal(mw_selector_del(&s, &o.src), 0); /* not added: a no-op */
-        assert_int_equal(mw_selector_wait(&s, 0), 0);
+        assert_int_equal(mw__selector_del(&s, &o.src), 0); /* not added: a no-op */
+        assert_int_equal(mw__selector_wait(&s, 0), 0);
         assert_int_equal(o.calls, 0);
         /* And it can come back. */
-        assert_int_equal(mw_selector_add(&s, &o.src), 0);
-        assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+        assert_int_equal(mw__selector_add(&s, &o.src), 0);
+        assert_int_equal(mw__selector_wait(&s, LONG_NS), 1);
         assert_int_equal(o.calls, 1);
         owner_fini(&s, &o);
-        mw_selector_close(&s);
+        mw__selector_close(&s);
     }
 }
 
@@ -206,7 +206,7 @@ static void test_selector_del_stops_dispatch(void **state) {
 #define NOWN 8
 
 typedef struct killer {
-    mw_selector_t *s;
+    mw__selector_t *s;
     owner_t *own[NOWN]; /* heap-allocated owners, NULL once freed */
     int calls;
     bool kill_self;
@@ -215,7 +215,7 @@ typedef struct killer {
 static killer_t g_kill;
 
 static void free_owner(killer_t *k, int i) {
-    assert_int_equal(mw_selector_del(k->s, &k->own[i]->src), 0);
+    assert_int_equal(mw__selector_del(k->s, &k->own[i]->src), 0);
     close(k->own[i]->fd);
     close(k->own[i]->peer);
     free(k->own[i]);
@@ -235,7 +235,7 @@ static int on_kill(mw_sel_src_t *src, int events) {
 }
 
 static void kill_round(const char *name, bool kill_self) {
-    mw_selector_t s;
+    mw__selector_t s;
     open_sel(&s, name);
     memset(&g_kill, 0, sizeof g_kill);
     g_kill.s = &s;
@@ -246,16 +246,16 @@ static void kill_round(const char *name, bool kill_self) {
         owner_init(o, MW_WANT_READ);
         o->src.fn = on_kill;
         poke(o);
-        assert_int_equal(mw_selector_add(&s, &o->src), 0);
+        assert_int_equal(mw__selector_add(&s, &o->src), 0);
         g_kill.own[i] = o;
     }
     /* Every source is ready; make sure the kernel backends see all of them
      * in one batch by waiting until the first wait reports something. */
-    int n = mw_selector_wait(&s, LONG_NS);
+    int n = mw__selector_wait(&s, LONG_NS);
     if (kill_self) {
         /* Each deletes only itself: all eight run (possibly over two waits
          * for libevent, which may split the batch). */
-        while (g_kill.calls < NOWN && n > 0) n = mw_selector_wait(&s, LONG_NS);
+        while (g_kill.calls < NOWN && n > 0) n = mw__selector_wait(&s, LONG_NS);
         assert_int_equal(g_kill.calls, NOWN);
     } else {
         /* The first to run deletes and frees all the others. */
@@ -269,7 +269,7 @@ static void kill_round(const char *name, bool kill_self) {
         free_owner(&g_kill, i);
     }
     assert_int_equal(left, kill_self ? 0 : 1);
-    mw_selector_close(&s);
+    mw__selector_close(&s);
 }
 
 static void test_selector_del_of_other_ready_source_in_callback_is_safe(void **state) {
@@ -284,18 +284,18 @@ static void test_selector_del_of_self_in_callback_is_safe(void **state) {
 
 /* direct: a source added from a callback is not visited in the same pass. */
 static owner_t g_late;
-static mw_selector_t *g_sel;
+static mw__selector_t *g_sel;
 
 static int on_add_late(mw_sel_src_t *src, int events) {
     on_ready(src, events);
-    if (!g_late.src.added) assert_int_equal(mw_selector_add(g_sel, &g_late.src), 0);
+    if (!g_late.src.added) assert_int_equal(mw__selector_add(g_sel, &g_late.src), 0);
     return 1;
 }
 
 static void test_selector_add_from_callback(void **state) {
     (void)state;
     for (size_t b = 0; b < NBACKENDS; b++) {
-        mw_selector_t s;
+        mw__selector_t s;
         owner_t o;
         open_sel(&s, backends[b]);
         g_sel = &s;
@@ -304,37 +304,37 @@ static void test_selector_add_from_callback(void **state) {
         owner_init(&g_late, MW_WANT_READ);
         poke(&o);
         poke(&g_late);
-        assert_int_equal(mw_selector_add(&s, &o.src), 0);
-        assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+        assert_int_equal(mw__selector_add(&s, &o.src), 0);
+        assert_int_equal(mw__selector_wait(&s, LONG_NS), 1);
         assert_true(g_late.src.added);
         assert_int_equal(g_late.calls, 0);
-        assert_true(mw_selector_wait(&s, LONG_NS) >= 1);
+        assert_true(mw__selector_wait(&s, LONG_NS) >= 1);
         assert_int_equal(g_late.calls, 1);
         owner_fini(&s, &o);
         owner_fini(&s, &g_late);
-        mw_selector_close(&s);
+        mw__selector_close(&s);
     }
 }
 
 static void test_selector_direct_polls_sources_without_fd(void **state) {
     (void)state;
-    mw_selector_t s;
+    mw__selector_t s;
     owner_t o;
     memset(&o, 0, sizeof o);
     o.fd = -1;
     open_sel(&s, "direct");
     mw_sel_src_init(&o.src, -1, MW_WANT_WRITE, on_ready, &o);
-    assert_int_equal(mw_selector_add(&s, &o.src), 0);
+    assert_int_equal(mw__selector_add(&s, &o.src), 0);
     for (int i = 1; i <= 3; i++) {
-        assert_int_equal(mw_selector_wait(&s, -1), 1); /* never blocks */
+        assert_int_equal(mw__selector_wait(&s, -1), 1); /* never blocks */
         assert_int_equal(o.calls, i);
     }
-    mw_selector_close(&s); /* forgets the source */
+    mw__selector_close(&s); /* forgets the source */
     assert_false(o.src.added);
     for (size_t b = 0; b < 2; b++) {
         open_sel(&s, backends[b]);
-        assert_int_equal(mw_selector_add(&s, &o.src), MW_EINVAL);
-        mw_selector_close(&s);
+        assert_int_equal(mw__selector_add(&s, &o.src), MW_EINVAL);
+        mw__selector_close(&s);
     }
 }
 
@@ -345,72 +345,72 @@ static void test_selector_direct_polls_sources_without_fd(void **state) {
 static int g_busy_calls;
 static int on_busy(mw_sel_src_t *src, int events) {
     (void)events;
-    mw_selector_t *s = src->ud;
-    if (++g_busy_calls > 100 && mw_selector_event_base(s)) event_base_loopbreak(mw_selector_event_base(s));
+    mw__selector_t *s = src->ud;
+    if (++g_busy_calls > 100 && mw__selector_event_base(s)) event_base_loopbreak(mw__selector_event_base(s));
     return 0;
 }
 
 static void test_selector_zero_wait_returns_with_a_source_that_stays_ready(void **state) {
     (void)state;
     for (size_t b = 0; b < NBACKENDS; b++) {
-        mw_selector_t s;
+        mw__selector_t s;
         owner_t o;
         open_sel(&s, backends[b]);
         owner_init(&o, MW_WANT_WRITE);
         o.src.fn = on_busy;
         o.src.ud = &s;
-        assert_int_equal(mw_selector_add(&s, &o.src), 0);
+        assert_int_equal(mw__selector_add(&s, &o.src), 0);
         for (int i = 1; i <= 3; i++) {
             g_busy_calls = 0;
-            assert_int_equal(mw_selector_wait(&s, 0), 0);
+            assert_int_equal(mw__selector_wait(&s, 0), 0);
             assert_int_equal(g_busy_calls, 1);
         }
         owner_fini(&s, &o);
-        mw_selector_close(&s);
+        mw__selector_close(&s);
     }
 }
 
 static void test_selector_peer_close_reports_readable(void **state) {
     (void)state;
     for (size_t b = 0; b < NBACKENDS; b++) {
-        mw_selector_t s;
+        mw__selector_t s;
         owner_t o;
         open_sel(&s, backends[b]);
         owner_init(&o, MW_WANT_READ);
-        assert_int_equal(mw_selector_add(&s, &o.src), 0);
+        assert_int_equal(mw__selector_add(&s, &o.src), 0);
         close(o.peer);
         o.peer = -1;
-        assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+        assert_int_equal(mw__selector_wait(&s, LONG_NS), 1);
         assert_true(o.events & MW_WANT_READ);
         char c;
         assert_int_equal(read(o.fd, &c, 1), 0); /* end of stream */
-        assert_int_equal(mw_selector_del(&s, &o.src), 0);
+        assert_int_equal(mw__selector_del(&s, &o.src), 0);
         close(o.fd);
-        mw_selector_close(&s);
+        mw__selector_close(&s);
     }
 }
 
 static void test_selector_wait_timeout_is_respected(void **state) {
     (void)state;
     for (size_t b = 0; b < NBACKENDS; b++) {
-        mw_selector_t s;
+        mw__selector_t s;
         owner_t o;
         open_sel(&s, backends[b]);
         owner_init(&o, MW_WANT_READ); /* never ready */
-        if (!is_direct(&s)) assert_int_equal(mw_selector_add(&s, &o.src), 0);
+        if (!is_direct(&s)) assert_int_equal(mw__selector_add(&s, &o.src), 0);
         uint64_t t0 = mw_now_ns();
-        assert_int_equal(mw_selector_wait(&s, 20 * MW_NS_PER_MS), 0);
+        assert_int_equal(mw__selector_wait(&s, 20 * MW_NS_PER_MS), 0);
         uint64_t el = mw_now_ns() - t0;
         assert_true(el < (uint64_t)LONG_NS);
         if (!is_direct(&s)) assert_true(el >= 10 * MW_NS_PER_MS); /* it did wait */
         /* Sub-millisecond and zero timeouts return too. */
-        assert_int_equal(mw_selector_wait(&s, 100 * MW_NS_PER_US), 0);
-        assert_int_equal(mw_selector_wait(&s, 1), 0);
-        assert_int_equal(mw_selector_wait(&s, 0), 0);
-        if (!is_direct(&s)) assert_int_equal(mw_selector_del(&s, &o.src), 0);
+        assert_int_equal(mw__selector_wait(&s, 100 * MW_NS_PER_US), 0);
+        assert_int_equal(mw__selector_wait(&s, 1), 0);
+        assert_int_equal(mw__selector_wait(&s, 0), 0);
+        if (!is_direct(&s)) assert_int_equal(mw__selector_del(&s, &o.src), 0);
         close(o.fd);
         close(o.peer);
-        mw_selector_close(&s);
+        mw__selector_close(&s);
     }
 }
 
@@ -419,7 +419,7 @@ static void test_selector_wait_timeout_is_respected(void **state) {
 #define WAKE_ROUNDS 200
 
 typedef struct wake_ctx {
-    mw_selector_t *s;
+    mw__selector_t *s;
     atomic_int round; /* main is about to wait in this round */
     atomic_int done;  /* main returned from this round's wait */
     atomic_bool stuck;
@@ -441,7 +441,7 @@ static void *waker(void *arg) {
     wake_ctx_t *w = arg;
     for (w->want = 1; w->want <= WAKE_ROUNDS; w->want++) {
         if (!mw_wait_until(round_started, w, 5000)) break;
-        mw_selector_wake(w->s);
+        mw__selector_wake(w->s);
         if (!mw_wait_until(round_done, w, 5000)) {
             atomic_store(&w->stuck, true); /* checked by the main thread */
             ssize_t r = write(w->rescue_fd, "r", 1);
@@ -455,18 +455,18 @@ static void *waker(void *arg) {
 static void test_selector_wake_unblocks_wait_from_another_thread(void **state) {
     (void)state;
     for (size_t b = 0; b < 2; b++) { /* direct never blocks */
-        mw_selector_t s;
+        mw__selector_t s;
         owner_t rescue;
         open_sel(&s, backends[b]);
         owner_init(&rescue, MW_WANT_READ);
-        assert_int_equal(mw_selector_add(&s, &rescue.src), 0);
+        assert_int_equal(mw__selector_add(&s, &rescue.src), 0);
         wake_ctx_t w = {.s = &s, .rescue_fd = rescue.peer};
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, waker, &w), 0);
         int bad = 0;
         for (int r = 1; r <= WAKE_ROUNDS && !atomic_load(&w.stuck); r++) {
             atomic_store(&w.round, r);
-            if (mw_selector_wait(&s, -1) < 0) bad++;
+            if (mw__selector_wait(&s, -1) < 0) bad++;
             atomic_store(&w.done, r);
         }
         pthread_join(th, NULL);
@@ -474,7 +474,7 @@ static void test_selector_wake_unblocks_wait_from_another_thread(void **state) {
         assert_int_equal(bad, 0);
         assert_int_equal(rescue.calls, 0);
         owner_fini(&s, &rescue);
-        mw_selector_close(&s);
+        mw__selector_close(&s);
     }
 }
 
@@ -484,23 +484,23 @@ static void test_selector_libevent_on_callers_base(void **state) {
     (void)state;
     struct event_base *base = event_base_new();
     assert_non_null(base);
-    mw_selector_t s;
-    assert_int_equal(mw_selector_open(&s, &mw_selector_libevent, base), 0);
-    assert_ptr_equal(mw_selector_event_base(&s), base);
+    mw__selector_t s;
+    assert_int_equal(mw__selector_open(&s, &mw__selector_libevent, base), 0);
+    assert_ptr_equal(mw__selector_event_base(&s), base);
     owner_t o, forgotten;
     owner_init(&o, MW_WANT_READ);
     owner_init(&forgotten, MW_WANT_READ);
-    assert_int_equal(mw_selector_add(&s, &o.src), 0);
-    assert_int_equal(mw_selector_add(&s, &forgotten.src), 0);
+    assert_int_equal(mw__selector_add(&s, &o.src), 0);
+    assert_int_equal(mw__selector_add(&s, &forgotten.src), 0);
     poke(&o);
     /* The caller's loop drives the source. */
     for (int i = 0; i < 100 && o.calls == 0; i++) event_base_loop(base, EVLOOP_ONCE);
     assert_int_equal(o.calls, 1);
     assert_int_equal(forgotten.calls, 0);
-    assert_int_equal(mw_selector_del(&s, &o.src), 0);
+    assert_int_equal(mw__selector_del(&s, &o.src), 0);
     /* Close frees the events of sources still added and leaves the caller's
      * base empty, and alive. */
-    mw_selector_close(&s);
+    mw__selector_close(&s);
     assert_false(forgotten.src.added);
     assert_null(forgotten.src.bk);
     assert_int_equal(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 0);
@@ -524,39 +524,39 @@ static int on_timer_src(mw_sel_src_t *src, int events) {
 
 static void test_selector_loop_timers_fire_from_the_callers_loop(void **state) {
     (void)state;
-    mw_selector_t s;
+    mw__selector_t s;
     for (size_t b = 0; b < NBACKENDS; b++) {
         open_sel(&s, backends[b]);
-        assert_true(mw_selector_has_loop_timers(&s) == (s.ops == &mw_selector_libevent));
-        mw_selector_close(&s);
+        assert_true(mw__selector_has_loop_timers(&s) == (s.ops == &mw__selector_libevent));
+        mw__selector_close(&s);
     }
     struct event_base *base = event_base_new();
     assert_non_null(base);
-    assert_int_equal(mw_selector_open(&s, &mw_selector_libevent, base), 0);
+    assert_int_equal(mw__selector_open(&s, &mw__selector_libevent, base), 0);
     mw_sel_src_t t, left;
     mw_sel_src_init(&t, -1, 0, on_timer_src, NULL);
     mw_sel_src_init(&left, -1, 0, on_timer_src, NULL);
     g_timer_fired = 0;
-    assert_int_equal(mw_selector_timer(&s, &t, -1), 0); /* disarming an unarmed timer: nothing */
+    assert_int_equal(mw__selector_timer(&s, &t, -1), 0); /* disarming an unarmed timer: nothing */
     assert_false(t.added);
-    assert_int_equal(mw_selector_timer(&s, &t, LONG_NS), 0);
-    assert_int_equal(mw_selector_timer(&s, &t, MW_NS_PER_MS), 0); /* moved earlier */
+    assert_int_equal(mw__selector_timer(&s, &t, LONG_NS), 0);
+    assert_int_equal(mw__selector_timer(&s, &t, MW_NS_PER_MS), 0); /* moved earlier */
     uint64_t dl = mw_now_ns() + (uint64_t)LONG_NS;
     while (g_timer_fired == 0 && mw_now_ns() < dl) event_base_loop(base, EVLOOP_ONCE);
     assert_int_equal(g_timer_fired, 1);
     /* One-shot; a disarmed timer does not fire, and wait() counts its work. */
-    assert_int_equal(mw_selector_timer(&s, &t, 0), 0);
-    assert_int_equal(mw_selector_timer(&s, &t, -1), 0);
-    assert_int_equal(mw_selector_wait(&s, 5 * MW_NS_PER_MS), 0);
+    assert_int_equal(mw__selector_timer(&s, &t, 0), 0);
+    assert_int_equal(mw__selector_timer(&s, &t, -1), 0);
+    assert_int_equal(mw__selector_wait(&s, 5 * MW_NS_PER_MS), 0);
     assert_int_equal(g_timer_fired, 1);
-    assert_int_equal(mw_selector_timer(&s, &t, 0), 0);
-    assert_int_equal(mw_selector_wait(&s, LONG_NS), 1);
+    assert_int_equal(mw__selector_timer(&s, &t, 0), 0);
+    assert_int_equal(mw__selector_wait(&s, LONG_NS), 1);
     assert_int_equal(g_timer_fired, 2);
-    assert_int_equal(mw_selector_del(&s, &t), 0);
+    assert_int_equal(mw__selector_del(&s, &t), 0);
     assert_false(t.added);
     assert_null(t.bk);
-    assert_int_equal(mw_selector_timer(&s, &left, LONG_NS), 0);
-    mw_selector_close(&s);
+    assert_int_equal(mw__selector_timer(&s, &left, LONG_NS), 0);
+    mw__selector_close(&s);
     assert_false(left.added);
     assert_int_equal(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED), 0);
     event_base_free(base);

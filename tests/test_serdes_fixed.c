@@ -3,6 +3,7 @@
  * page, short output buffers, a deterministic fuzz loop, and no allocation. */
 #include "mw_test.h"
 #include "test_proto.h"
+#include "serdes_impl.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -409,7 +410,7 @@ static int ref_chars_wire(const uint8_t *p, size_t n) {
     while (len < n && p[len]) len++;
     for (size_t i = len; i < n; i++)
         if (p[i]) return MW_EPROTO;
-    return mw_utf8_valid(p, len) ? 0 : MW_EUTF8;
+    return mw__utf8_valid(p, len) ? 0 : MW_EUTF8;
 }
 
 static void random_chars(uint8_t *p, size_t n, uint64_t *rng) {
@@ -459,8 +460,8 @@ static void test_fixed_chars_of_every_size_follow_the_rule(void **state) {
             if (rng_next(&rng) % 4 == 0) src[i] = (uint8_t)rng_next(&rng); /* junk after the NUL */
         uint8_t enc[charsmsg_FIXED_SIZE + 8];
         r = charsmsg_encode(&sd, &m, enc, sizeof enc);
-        size_t len = mw_chars_len(f, &m);
-        if (!mw_utf8_valid(src, len)) {
+        size_t len = mw__chars_len(f, &m);
+        if (!mw__utf8_valid(src, len)) {
             assert_int_equal(r, MW_EUTF8);
             continue;
         }

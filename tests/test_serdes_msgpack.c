@@ -5,6 +5,7 @@
  * in steady state. */
 #include "mw_test.h"
 #include "test_proto.h"
+#include "serdes_impl.h"
 
 #include <math.h>
 #include <msgpack.h>
@@ -95,7 +96,7 @@ static void test_msgpack_round_trips_edge_values_in_both_forms(void **state) {
             uint8_t buf[256];
             ssize_t n = all_kinds_encode(&sd, &m, buf, sizeof buf);
             assert_true(n > 0);
-            assert_true((size_t)n <= mw_serdes_max_len(&sd, all_kinds_schema()));
+            assert_true((size_t)n <= mw__serdes_max_len(&sd, all_kinds_schema()));
             test_msg_t out;
             memset(&out, 0xa5, sizeof out);
             const mw_schema_t *s = NULL;
@@ -210,13 +211,13 @@ static void pack_cstr(msgpack_packer *pk, const char *s) {
 
 /* The test's own encoding of one field value, independent of msgpack.c. */
 static void pack_value(msgpack_packer *pk, const mw_field_t *f, const all_kinds_t *m) {
-    if (mw_fkind_is_signed(f->kind)) {
-        msgpack_pack_int64(pk, mw_field_get_i64(f, m));
+    if (mw__fkind_is_signed(f->kind)) {
+        msgpack_pack_int64(pk, mw__field_get_i64(f, m));
     } else if (f->kind == MW_FK_BOOL) {
         if (m->flag) msgpack_pack_true(pk);
         else msgpack_pack_false(pk);
-    } else if (mw_fkind_is_unsigned(f->kind)) {
-        msgpack_pack_uint64(pk, mw_field_get_u64(f, m));
+    } else if (mw__fkind_is_unsigned(f->kind)) {
+        msgpack_pack_uint64(pk, mw__field_get_u64(f, m));
     } else if (f->kind == MW_FK_F64) {
         msgpack_pack_double(pk, m->f64);
     } else if (f->kind == MW_FK_CHARS) {
@@ -690,7 +691,7 @@ static void test_msgpack_decode_without_init_is_an_error(void **state) {
     (void)state;
     mw_serdes_t sd;
     memset(&sd, 0, sizeof sd);
-    sd.ops = &mw_serdes_msgpack_ops;
+    sd.ops = &mw__serdes_msgpack_ops;
     test_msg_t out;
     assert_int_equal(decode(&sd, (const uint8_t *)"\x93\x02\x01\x02", 4, &out), MW_EINVAL);
     mw_serdes_fini(&sd);

@@ -10,6 +10,7 @@
  *     bytes in place. */
 #include "mw_test.h"
 #include "test_proto.h"
+#include "serdes_impl.h"
 
 #include <math.h>
 #include <msgpack.h>
@@ -55,15 +56,15 @@ static void pack_cstr(msgpack_packer *pk, const char *s, size_t n) {
 /* style 0: what msgwire writes; 1: ints in fixed-size or signed encodings,
  * float32 where exact. */
 static void ref_value(msgpack_packer *pk, const mw_field_t *f, const all_kinds_t *m, int style) {
-    if (mw_fkind_is_signed(f->kind)) {
-        int64_t v = mw_field_get_i64(f, m);
+    if (mw__fkind_is_signed(f->kind)) {
+        int64_t v = mw__field_get_i64(f, m);
         if (style) msgpack_pack_fix_int64(pk, v);
         else msgpack_pack_int64(pk, v);
     } else if (f->kind == MW_FK_BOOL) {
         if (m->flag) msgpack_pack_true(pk);
         else msgpack_pack_false(pk);
-    } else if (mw_fkind_is_unsigned(f->kind)) {
-        uint64_t v = mw_field_get_u64(f, m);
+    } else if (mw__fkind_is_unsigned(f->kind)) {
+        uint64_t v = mw__field_get_u64(f, m);
         if (style && v <= INT64_MAX && (v & 1)) msgpack_pack_fix_int64(pk, (int64_t)v);
         else if (style) msgpack_pack_fix_uint64(pk, v);
         else msgpack_pack_uint64(pk, v);
@@ -177,7 +178,7 @@ static int ref_value_get(const mw_field_t *f, const msgpack_object *o, uint8_t *
         if (o->type != MSGPACK_OBJECT_STR) return MW_ETYPE;
         if (o->via.str.size > f->size) return MW_ETOOBIG;
         if (o->via.str.size && memchr(o->via.str.ptr, 0, o->via.str.size)) return MW_EPROTO;
-        if (!mw_utf8_valid((const uint8_t *)o->via.str.ptr, o->via.str.size)) return MW_EUTF8;
+        if (!mw__utf8_valid((const uint8_t *)o->via.str.ptr, o->via.str.size)) return MW_EUTF8;
         if (o->via.str.size) memcpy(p, o->via.str.ptr, o->via.str.size);
         return 0;
     case MW_FK_BYTES:
@@ -187,13 +188,13 @@ static int ref_value_get(const mw_field_t *f, const msgpack_object *o, uint8_t *
         return 0;
     default:
         if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            if (o->via.u64 > mw_fkind_max(f)) return MW_ERANGE;
-            mw_field_set_u64(f, msg, o->via.u64);
+            if (o->via.u64 > mw__fkind_max(f)) return MW_ERANGE;
+            mw__field_set_u64(f, msg, o->via.u64);
             return 0;
         }
         if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-            if (!mw_fkind_is_signed(f->kind) || o->via.i64 < mw_fkind_min(f->kind)) return MW_ERANGE;
-            mw_field_set_i64(f, msg, o->via.i64);
+            if (!mw__fkind_is_signed(f->kind) || o->via.i64 < mw__fkind_min(f->kind)) return MW_ERANGE;
+            mw__field_set_i64(f, msg, o->via.i64);
             return 0;
         }
         return MW_ETYPE;

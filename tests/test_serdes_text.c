@@ -4,6 +4,7 @@
  * duplicate bitmap, and a bounded deterministic fuzz loop. */
 #include "mw_test.h"
 #include "test_proto.h"
+#include "serdes_impl.h"
 
 #include <float.h>
 #include <math.h>
@@ -88,7 +89,7 @@ static void round_trip(const all_kinds_t *m) {
     char buf[512];
     size_t n = encode_ak(m, buf, sizeof buf);
     assert_null(memchr(buf, '\n', n));
-    assert_true(n <= mw_serdes_max_len(&sd, all_kinds_schema()));
+    assert_true(n <= mw__serdes_max_len(&sd, all_kinds_schema()));
     test_msg_t out;
     const mw_schema_t *s = NULL;
     assert_int_equal(decode_n(buf, n, &test_protocol, &out, sizeof out, &s), (ssize_t)n);
@@ -207,7 +208,7 @@ static void test_text_encode_stays_within_max_len(void **state) {
     m.f64 = -2.2250738585072014e-308;
     char buf[1024];
     size_t n = encode_ak(&m, buf, sizeof buf);
-    assert_true(n <= mw_serdes_max_len(&sd, all_kinds_schema()));
+    assert_true(n <= mw__serdes_max_len(&sd, all_kinds_schema()));
     assert_non_null(strstr(buf, "\"f64\":-2.2250738585072014e-308,"));
 }
 

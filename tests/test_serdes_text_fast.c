@@ -3,10 +3,11 @@
  * snprintf/strtod over many random bit patterns, F64 parsing against strtod,
  * integers at every boundary against 128-bit arithmetic, the single-pass
  * reader against the general decoder on the same (mutated) inputs, hex in
- * bulk on a 4 KiB BYTES field, and mw_utf8_valid against a plain decoder of
+ * bulk on a 4 KiB BYTES field, and mw__utf8_valid against a plain decoder of
  * code points, exhaustively for short sequences. */
 #include "mw_test.h"
 #include "test_proto.h"
+#include "serdes_impl.h"
 
 #include <float.h>
 #include <math.h>
@@ -535,7 +536,7 @@ static void check_utf8(const uint8_t *seq, size_t n) {
             size_t len = pre + n + post;
             mw_guard_t g;
             const uint8_t *in = mw_guard_copy(&g, buf, len);
-            bool got = mw_utf8_valid(in, len), want = ref_utf8_valid(buf, len);
+            bool got = mw__utf8_valid(in, len), want = ref_utf8_valid(buf, len);
             mw_guard_free(&g);
             if (got != want)
                 fail_msg("UTF-8 %02x %02x %02x %02x (n %zu, at %zu, %zu after): %d, want %d",
@@ -559,28 +560,28 @@ static void test_utf8_valid_matches_code_point_decoding(void **state) {
     for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
         const uint8_t *s = (const uint8_t *)named[i][0];
         size_t n = strlen(named[i][0]);
-        if (mw_utf8_valid(s, n)) fail_msg("%s accepted", named[i][1]);
+        if (mw__utf8_valid(s, n)) fail_msg("%s accepted", named[i][1]);
         check_utf8(s, n);
     }
     static const char *const good[] = {"\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf",
                                        "\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80",
                                        "\xf4\x8f\xbf\xbf"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        assert_true(mw_utf8_valid((const uint8_t *)good[i], strlen(good[i])));
+        assert_true(mw__utf8_valid((const uint8_t *)good[i], strlen(good[i])));
         check_utf8((const uint8_t *)good[i], strlen(good[i]));
     }
     uint8_t s[4];
     for (unsigned a = 0x80; a < 0x100; a++) /* every 1- and 2-byte sequence */
         for (unsigned b = 0; b < 0x100; b++) {
             s[0] = (uint8_t)a, s[1] = (uint8_t)b;
-            assert_int_equal(mw_utf8_valid(s, 2), ref_utf8_valid(s, 2));
+            assert_int_equal(mw__utf8_valid(s, 2), ref_utf8_valid(s, 2));
             if (b % 37 == 0) check_utf8(s, 2);
         }
     for (unsigned a = 0xe0; a < 0x100; a++) /* every 3-byte sequence with a 3- or 4-byte lead */
         for (unsigned b = 0; b < 0x100; b++)
             for (unsigned c = 0; c < 0x100; c++) {
                 s[0] = (uint8_t)a, s[1] = (uint8_t)b, s[2] = (uint8_t)c;
-                assert_int_equal(mw_utf8_valid(s, 3), ref_utf8_valid(s, 3));
+                assert_int_equal(mw__utf8_valid(s, 3), ref_utf8_valid(s, 3));
             }
     static const uint8_t tails[] = {0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff};
     for (unsigned a = 0xf0; a < 0x100; a++) /* 4-byte leads: every second byte */
@@ -588,7 +589,7 @@ static void test_utf8_valid_matches_code_point_decoding(void **state) {
             for (size_t c = 0; c < sizeof tails; c++)
                 for (size_t d = 0; d < sizeof tails; d++) {
                     s[0] = (uint8_t)a, s[1] = (uint8_t)b, s[2] = tails[c], s[3] = tails[d];
-                    assert_int_equal(mw_utf8_valid(s, 4), ref_utf8_valid(s, 4));
+                    assert_int_equal(mw__utf8_valid(s, 4), ref_utf8_valid(s, 4));
                     if (c == 4 && d == 8 && b % 8 == 0) check_utf8(s, 4);
                 }
     /* long mixed strings */
@@ -603,7 +604,7 @@ static void test_utf8_valid_matches_code_point_decoding(void **state) {
         if (n >= 4 && it % 2) memcpy(buf + rng_next(&rng) % (n - 3), "\xf0\x9f\x98\x80", 4);
         mw_guard_t g;
         const uint8_t *in = mw_guard_copy(&g, buf, n);
-        assert_int_equal(mw_utf8_valid(in, n), ref_utf8_valid(buf, n));
+        assert_int_equal(mw__utf8_valid(in, n), ref_utf8_valid(buf, n));
         mw_guard_free(&g);
     }
 }

@@ -14,6 +14,10 @@
 #include "mw_clock.h"
 #include "mw_clt.h"
 #include "mw_svc.h"
+#include "clock_impl.h"
+#include "clt_impl.h"
+#include "io_impl.h"
+#include "stream_impl.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -163,7 +167,7 @@ static mw_conn_id_t wait_accepted(svh_t *e, int n) {
 
 /* Waits for the close of id and returns a copy of its record. */
 static svh_close_t wait_closed(svh_t *e, mw_conn_id_t id) {
-    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     for (;;) {
         pthread_mutex_lock(&e->mu);
         for (int i = 0; i < e->ncloses; i++) {
@@ -173,7 +177,7 @@ static svh_close_t wait_closed(svh_t *e, mw_conn_id_t id) {
             return c;
         }
         pthread_mutex_unlock(&e->mu);
-        if (mw_deadline_passed(NULL, dl)) fail_msg("connection %#" PRIx64 " was not closed", id);
+        if (mw__deadline_passed(NULL, dl)) fail_msg("connection %#" PRIx64 " was not closed", id);
         env_pump(e);
         sched_yield();
     }
@@ -255,11 +259,11 @@ static void clt_send_ping(mw_clt_t *c, uint64_t seq) { svh_send_ping(c, seq); }
 /* Receives one message, driving the Svc meanwhile. Returns 0, MW_ECLOSED or
  * an error; fails on timeout. */
 static int clt_wait_msg(svh_t *e, mw_clt_t *c, const mw_schema_t **s, test_msg_t *m) {
-    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     for (;;) {
         int r = mw_clt_recv(c, s, m, sizeof *m);
         if (r != MW_EAGAIN) return r;
-        if (mw_deadline_passed(NULL, dl)) fail_msg("clt: nothing received in %d ms", WAIT_MS);
+        if (mw__deadline_passed(NULL, dl)) fail_msg("clt: nothing received in %d ms", WAIT_MS);
         env_pump(e);
         sched_yield();
     }
@@ -297,7 +301,7 @@ static void raw_close(svh_t *e, int fd) { svh_raw_close(e, fd); }
 /* Waits until the Svc closed the raw peer's connection: end of stream or a
  * reset. Returns the bytes it sent before (the echoes), up to cap. */
 static size_t raw_wait_eof(svh_t *e, int fd, uint8_t *got, size_t cap) {
-    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     size_t n = 0;
     uint8_t tmp[4096];
     for (;;) {
@@ -310,7 +314,7 @@ static size_t raw_wait_eof(svh_t *e, int fd, uint8_t *got, size_t cap) {
             continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) fail_msg("raw recv: %s", strerror(errno));
-        if (mw_deadline_passed(NULL, dl)) fail_msg("the Svc did not close the raw connection");
+        if (mw__deadline_passed(NULL, dl)) fail_msg("the Svc did not close the raw connection");
         env_pump(e);
         sched_yield();
     }
@@ -318,7 +322,7 @@ static size_t raw_wait_eof(svh_t *e, int fd, uint8_t *got, size_t cap) {
 
 /* Reads exactly n bytes the Svc sends, driving it meanwhile. */
 static void raw_read_exact(svh_t *e, int fd, uint8_t *got, size_t n) {
-    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     size_t have = 0;
     while (have < n) {
         ssize_t r = recv(fd, got + have, n - have, MSG_DONTWAIT);
@@ -327,7 +331,7 @@ static void raw_read_exact(svh_t *e, int fd, uint8_t *got, size_t n) {
             continue;
         }
         if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) fail_msg("raw recv: closed early");
-        if (mw_deadline_passed(NULL, dl)) fail_msg("raw recv: %zu of %zu bytes", have, n);
+        if (mw__deadline_passed(NULL, dl)) fail_msg("raw recv: %zu of %zu bytes", have, n);
         env_pump(e);
         sched_yield();
     }
@@ -718,7 +722,7 @@ static void test_svc_send_to_backpressure_then_everything_arrives(void **state) 
     mw_clt_t *c = clt_open(e, NULL);
     mw_conn_id_t id = wait_accepted(e, 1);
     uint64_t sent = 0, got = 0, eagain = 0;
-    uint64_t dl = mw_deadline_in(NULL, 4 * WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, 4 * WAIT_MS * MW_NS_PER_MS);
     while (got < N) {
         bool progress = false;
         while (sent < N) {
@@ -745,7 +749,7 @@ static void test_svc_send_to_backpressure_then_everything_arrives(void **state) 
             progress = true;
         }
         if (!progress) {
-            if (mw_deadline_passed(NULL, dl)) fail_msg("stuck: sent %" PRIu64 ", received %" PRIu64, sent, got);
+            if (mw__deadline_passed(NULL, dl)) fail_msg("stuck: sent %" PRIu64 ", received %" PRIu64, sent, got);
             sched_yield();
         }
     }
@@ -777,23 +781,23 @@ static void test_svc_event_without_workers_runs_on_the_callers_io(void **state) 
 /* ---- fairness and threads -------------------------------------------------------- */
 
 static void flood(mw_clt_t *c, uint64_t n) {
-    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     for (uint64_t s = 0; s < n;) {
         ping_t p = {.seq = s, .sent_ns = s * 3};
         int r = mw_clt_send(c, ping_schema(), &p);
         if (r == 0) s++;
         else if (r != MW_EAGAIN) fail_msg("flood: %s", mw_errname(r));
-        else if (mw_deadline_passed(NULL, dl)) fail_msg("flood: stuck at %" PRIu64, s);
+        else if (mw__deadline_passed(NULL, dl)) fail_msg("flood: stuck at %" PRIu64, s);
     }
     while (mw_clt_flush(c) == MW_EAGAIN) {
-        if (mw_deadline_passed(NULL, dl)) fail_msg("flood: flush stuck");
+        if (mw__deadline_passed(NULL, dl)) fail_msg("flood: flush stuck");
         sched_yield();
     }
 }
 
 typedef struct outq_cond { mw_clt_t *c; } outq_cond_t;
 static bool outq_empty(void *ud) {
-    int fd = mw_stream_fd(mw_clt_conn(((outq_cond_t *)ud)->c)->stream);
+    int fd = mw__stream_fd(mw__clt_conn(((outq_cond_t *)ud)->c)->stream);
     int n = -1;
     return ioctl(fd, SIOCOUTQ, &n) == 0 && n == 0;
 }
@@ -814,7 +818,7 @@ typedef struct tally {
 
 /* Receives n messages, checking each client's order and counting. */
 static void recv_tally(svh_t *e, tally_t *t, int n) {
-    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     t->na = t->nb = t->run = t->longest = 0;
     t->prev = MW_CONN_ID_NONE;
     while (t->na + t->nb < n) {
@@ -823,7 +827,7 @@ static void recv_tally(svh_t *e, tally_t *t, int n) {
         const mw_schema_t *sch;
         int r = mw_svc_recv(e->svc, &id, &sch, &m, sizeof m);
         if (r == MW_EAGAIN || r == MW_ETIMEDOUT) {
-            if (mw_deadline_passed(NULL, dl)) fail_msg("recv stalled at %d+%d", t->na, t->nb);
+            if (mw__deadline_passed(NULL, dl)) fail_msg("recv stalled at %d+%d", t->na, t->nb);
             continue;
         }
         assert_int_equal(r, 0);
@@ -893,13 +897,13 @@ static void test_svc_recv_batch_delivers_runs_in_order(void **state) {
     mw_conn_id_t ida = wait_accepted(e, 1);
     flood(a, FLOOD);
     wait_delivered(a);
-    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     int calls = 0, longest = 0;
     while (msgs_from(e, ida) < FLOOD) {
         int before = e->nmsgs;
         int r = mw_svc_recv_batch(e->svc, batch_msg, e, 1000);
         if (r == MW_EAGAIN || r == MW_ETIMEDOUT) {
-            if (mw_deadline_passed(NULL, dl)) fail_msg("batch recv stalled at %d", msgs_from(e, ida));
+            if (mw__deadline_passed(NULL, dl)) fail_msg("batch recv stalled at %d", msgs_from(e, ida));
             continue;
         }
         assert_true(r >= 1 && r <= 1000);
@@ -929,14 +933,14 @@ static void test_svc_recv_batch_takes_turns_between_connections(void **state) {
     flood(b, FLOOD);
     wait_delivered(a);
     wait_delivered(b);
-    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     mw_conn_id_t prev = MW_CONN_ID_NONE;
     int switches = 0;
     while (msgs_from(e, ida) + msgs_from(e, idb) < 2 * FLOOD) {
         int before = e->nmsgs;
         int r = mw_svc_recv_batch(e->svc, batch_msg, e, 64);
         if (r == MW_EAGAIN || r == MW_ETIMEDOUT) {
-            if (mw_deadline_passed(NULL, dl)) fail_msg("batch recv stalled");
+            if (mw__deadline_passed(NULL, dl)) fail_msg("batch recv stalled");
             continue;
         }
         assert_true(r >= 1 && r <= 64);
@@ -965,11 +969,11 @@ static void test_svc_recv_batch_close_inside_fn_ends_the_batch(void **state) {
     mw_conn_id_t ida = wait_accepted(e, 1);
     flood(a, 100);
     wait_delivered(a);
-    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     while (!was_closed(e, ida)) {
         int r = mw_svc_recv_batch(e->svc, batch_msg, e, 1000);
         if (r < 0 && r != MW_EAGAIN && r != MW_ETIMEDOUT) fail_msg("batch recv: %s", mw_errname(r));
-        if (mw_deadline_passed(NULL, dl)) fail_msg("not closed");
+        if (mw__deadline_passed(NULL, dl)) fail_msg("not closed");
     }
     assert_int_equal(X(e)->close_rc, 0);
     assert_false(X(e)->closed_inside_msg);
@@ -1027,7 +1031,7 @@ static void test_svc_poll_with_full_rx_buffer_keeps_the_connection(void **state)
     mw_conn_id_t id = wait_accepted(e, 1);
     flood(c, PINGS);
     for (int i = 0; i < 10; i++) assert_true(mw_svc_poll(e->svc, 0) >= 0);
-    uint64_t dl = mw_deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_MS * MW_NS_PER_MS);
     for (uint64_t s = 0; s < PINGS;) {
         test_msg_t m;
         mw_conn_id_t from;
@@ -1043,7 +1047,7 @@ static void test_svc_poll_with_full_rx_buffer_keeps_the_connection(void **state)
             fail_msg("connection closed after %" PRIu64 " of %d pings: %s: %s", s, PINGS, mw_errname(cr.reason),
                      cr.text);
         }
-        if (mw_deadline_passed(NULL, dl)) fail_msg("stalled after %" PRIu64 " pings", s);
+        if (mw__deadline_passed(NULL, dl)) fail_msg("stalled after %" PRIu64 " pings", s);
     }
     assert_int_equal(env_nclosed(e), 0);
 }
@@ -1066,8 +1070,8 @@ static bool fin_acked(void *ud) {
 }
 
 static void busy_for(int64_t ns) {
-    uint64_t dl = mw_deadline_in(NULL, ns);
-    while (!mw_deadline_passed(NULL, dl)) mw_cpu_relax();
+    uint64_t dl = mw__deadline_in(NULL, ns);
+    while (!mw__deadline_passed(NULL, dl)) mw_cpu_relax();
 }
 
 /* ---- spin/blocking Svc: a failed reply loses nothing the peer sent ------------ */
@@ -1095,9 +1099,9 @@ static void test_svc_failed_send_does_not_drop_requests_buffered_before_the_peer
     svh_raw_close(f, fd); /* nothing unread: the next bytes the Svc sends draw a reset */
 
     int got = 0, first_failed = 0;
-    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
     while (!svh_find_close(f, id, NULL)) {
-        if (mw_deadline_passed(NULL, dl)) fail_msg("no on_close after %d requests", got);
+        if (mw__deadline_passed(NULL, dl)) fail_msg("no on_close after %d requests", got);
         test_msg_t m;
         mw_conn_id_t from;
         const mw_schema_t *sch;
@@ -1156,8 +1160,8 @@ static void test_svc_event_delivers_a_resetting_peers_messages_before_on_close_w
 
 static void *svc_thread(void *ud) {
     svh_t *f = ud;
-    uint64_t dl = mw_deadline_in(NULL, 30 * MW_NS_PER_S);
-    while (!atomic_load(&f->stop) && !mw_deadline_passed(NULL, dl)) {
+    uint64_t dl = mw__deadline_in(NULL, 30 * MW_NS_PER_S);
+    while (!atomic_load(&f->stop) && !mw__deadline_passed(NULL, dl)) {
         test_msg_t m;
         mw_conn_id_t id;
         const mw_schema_t *sch;
@@ -1187,7 +1191,7 @@ static void test_svc_ws_blocking_delivers_good_frames_read_with_a_bad_one_then_c
     const uint8_t bad[] = {0x82, 0x01, 0x00}; /* a client frame without a mask */
     memcpy(wire + n, bad, sizeof bad);
     n += sizeof bad;
-    mw_test_raw_write(mw_stream_fd(mw_clt_conn(a)->stream), wire, n);
+    mw_test_raw_write(mw__stream_fd(mw__clt_conn(a)->stream), wire, n);
 
     svh_close_t cr = svh_wait_closed(f, id_a);
     if (cr.reason != MW_EPROTO) fail_msg("A closed with %s (%s), want MW_EPROTO", mw_errname(cr.reason), cr.text);
@@ -1213,9 +1217,9 @@ static void *flooder(void *ud) {
         return NULL;
     }
     ping_t p = {0};
-    uint64_t dl = mw_deadline_in(NULL, 30 * MW_NS_PER_S);
-    while (!atomic_load(&f->go) && !atomic_load(&f->stop) && !mw_deadline_passed(NULL, dl)) sched_yield();
-    while (!atomic_load(&f->stop) && !mw_deadline_passed(NULL, dl)) {
+    uint64_t dl = mw__deadline_in(NULL, 30 * MW_NS_PER_S);
+    while (!atomic_load(&f->go) && !atomic_load(&f->stop) && !mw__deadline_passed(NULL, dl)) sched_yield();
+    while (!atomic_load(&f->stop) && !mw__deadline_passed(NULL, dl)) {
         p.seq++;
         /* MW_EAGAIN is an accepted message too: the call returns it when
          * the flush after the send would block. */
@@ -1295,8 +1299,8 @@ static void test_svc_busy_with_a_steady_sender_still_accepts_a_new_client(void *
 static void blocker(void *ud) {
     svh_t *f = ud;
     atomic_store(&f->blocker_running, true);
-    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
-    while (!atomic_load(&f->release) && !mw_deadline_passed(NULL, dl)) sched_yield();
+    uint64_t dl = mw__deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    while (!atomic_load(&f->release) && !mw__deadline_passed(NULL, dl)) sched_yield();
 }
 
 /* workers = 0 on a caller's io that runs on its own thread. While that
@@ -1324,7 +1328,7 @@ static void queued_request_after_svc_free(svh_t *f, bool send) {
 
     assert_int_equal(mw_io_post(f->io, blocker, f), 0);
     svh_wait_flag(&f->blocker_running, "the io thread to run the blocker");
-    assert_false(mw_io_in_thread(f->io));
+    assert_false(mw__io_in_thread(f->io));
     if (send) {
         svh_fill_tx(f, f->svc, id);
         assert_true(atomic_load(&f->fill_count) > 0);
@@ -1505,9 +1509,9 @@ static int ws_raw_open(svh_t *f) {
     mw_test_raw_write(fd, req, sizeof req - 1);
     char head[1024];
     size_t n = 0;
-    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
     while (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0) { /* byte by byte: nothing after the head */
-        if (n == sizeof head - 1 || mw_deadline_passed(NULL, dl)) fail_msg("no upgrade response");
+        if (n == sizeof head - 1 || mw__deadline_passed(NULL, dl)) fail_msg("no upgrade response");
         struct pollfd pfd = {fd, POLLIN, 0};
         if (poll(&pfd, 1, 10) <= 0) continue;
         if (recv(fd, head + n, 1, 0) != 1) fail_msg("closed during the upgrade");

@@ -18,6 +18,9 @@
 #include "mw_conn.h"
 #include "mw_svc.h"
 #include "mw_tcp.h"
+#include "conn_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
 
 #include <stdatomic.h>
 
@@ -283,19 +286,19 @@ static void test_listener_backlog_defaults_to_large_value_capped_by_somaxconn(vo
     (void)state;
     int cap = somaxconn();
     if (cap <= 0) skip();
-    mw_listener_t *l = NULL;
+    mw__listener_t *l = NULL;
     mw_err_t err = {0};
-    if (mw_tcp_listen(&l, "127.0.0.1", "0", NULL, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
+    if (mw__tcp_listen(&l, "127.0.0.1", "0", NULL, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
     int want = MW_TCP_BACKLOG_DEFAULT < cap ? MW_TCP_BACKLOG_DEFAULT : cap;
-    assert_int_equal(backlog_of(mw_listener_fd(l)), want);
-    mw_listener_free(l);
+    assert_int_equal(backlog_of(mw__listener_fd(l)), want);
+    mw__listener_free(l);
 
     mw_tcp_opts_t o;
-    mw_tcp_opts_init(&o);
+    mw__tcp_opts_init(&o);
     o.backlog = 7;
-    if (mw_tcp_listen(&l, "127.0.0.1", "0", &o, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
-    assert_int_equal(backlog_of(mw_listener_fd(l)), 7);
-    mw_listener_free(l);
+    if (mw__tcp_listen(&l, "127.0.0.1", "0", &o, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
+    assert_int_equal(backlog_of(mw__listener_fd(l)), 7);
+    mw__listener_free(l);
 }
 
 /* BURST clients connect at once to a listener that accepts nothing yet:
@@ -309,10 +312,10 @@ static void test_listener_takes_a_burst_of_connects_without_accepting(void **sta
     (void)state;
     int cap = somaxconn();
     if (cap < BURST) skip(); /* the kernel caps the backlog below the burst */
-    mw_listener_t *l = NULL;
+    mw__listener_t *l = NULL;
     mw_err_t err = {0};
-    if (mw_tcp_listen(&l, "127.0.0.1", "0", NULL, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mw_listener_port(l)),
+    if (mw__tcp_listen(&l, "127.0.0.1", "0", NULL, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mw__listener_port(l)),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     static struct pollfd pf[BURST];
     for (int i = 0; i < BURST; i++) {
@@ -343,7 +346,7 @@ static void test_listener_takes_a_burst_of_connects_without_accepting(void **sta
     }
     for (int i = 0; i < BURST; i++)
         if (pf[i].fd >= 0) close(pf[i].fd);
-    mw_listener_free(l);
+    mw__listener_free(l);
     if (done != BURST) fail_msg("%d of %d connects completed within %d ms", done, BURST, WAIT_MS);
 }
 
@@ -500,10 +503,10 @@ static void test_svc_idle_connections_hold_no_buffer_and_grow_for_a_big_message(
 
 typedef struct got { int n; uint64_t seq; bool blob_ok; uint64_t held_inside; } got_t;
 
-static bool on_got(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg) {
+static bool on_got(void *ud, mw__conn_t *c, const mw_schema_t *s, const void *msg) {
     got_t *g = ud;
     mw_conn_stats_t st;
-    mw_conn_stats(c, &st);
+    mw__conn_stats(c, &st);
     g->held_inside = st.buffer_bytes;
     g->n++;
     if (s->tag == big_TAG) {
@@ -518,9 +521,9 @@ static bool on_got(void *ud, mw_conn_t *c, const mw_schema_t *s, const void *msg
     return true;
 }
 
-static uint64_t held(mw_conn_t *c) {
+static uint64_t held(mw__conn_t *c) {
     mw_conn_stats_t st;
-    mw_conn_stats(c, &st);
+    mw__conn_stats(c, &st);
     return st.buffer_bytes;
 }
 
@@ -530,20 +533,20 @@ static uint64_t held(mw_conn_t *c) {
 static void test_conn_buffers_are_taken_when_needed_and_given_back_when_empty(void **state) {
     (void)state;
     mw_stream_t *sa, *sb;
-    assert_int_equal(mw_pair_new(&sa, &sb, 1 << 20, 0), 0);
-    mw_conn_t a, b;
+    assert_int_equal(mw__pair_new(&sa, &sb, 1 << 20, 0), 0);
+    mw__conn_t a, b;
     mw_err_t err = {0};
-    assert_int_equal(mw_conn_init(&a, sa, &scale_protocol, NULL, &err), 0);
-    assert_int_equal(mw_conn_init(&b, sb, &scale_protocol, NULL, &err), 0);
+    assert_int_equal(mw__conn_init(&a, sa, &scale_protocol, NULL, &err), 0);
+    assert_int_equal(mw__conn_init(&b, sb, &scale_protocol, NULL, &err), 0);
     assert_int_equal(held(&a), 0);
     assert_int_equal(held(&b), 0);
 
     ping_t p = {.seq = 5, .sent_ns = 6};
-    assert_int_equal(mw_conn_send(&a, ping_schema(), &p), 0);
+    assert_int_equal(mw__conn_send(&a, ping_schema(), &p), 0);
     assert_int_equal(held(&a), 0); /* written at once: the tx buffer went back */
     got_t g = {0};
     bool more;
-    assert_true(mw_conn_pump(&b, on_got, &g, 4, &more) > 0);
+    assert_true(mw__conn_pump(&b, on_got, &g, 4, &more) > 0);
     assert_int_equal(g.n, 1);
     assert_int_equal(g.seq, 5);
     assert_true(g.held_inside >= 4096); /* rx buffer + scratch while delivering */
@@ -552,15 +555,15 @@ static void test_conn_buffers_are_taken_when_needed_and_given_back_when_empty(vo
     static big_t m;
     m.seq = 3;
     for (size_t i = 0; i < sizeof m.blob; i++) m.blob[i] = (uint8_t)(i * 7 + 3);
-    assert_int_equal(mw_conn_enqueue(&a, big_schema(), &m), 0);
+    assert_int_equal(mw__conn_enqueue(&a, big_schema(), &m), 0);
     assert_true(held(&a) >= BIG_BLOB + 14); /* grew to hold it */
     assert_true(held(&a) <= 32768);         /* by doubling, not to tx_buf (256 KiB) */
-    assert_int_equal(mw_conn_flush(&a), 0);
+    assert_int_equal(mw__conn_flush(&a), 0);
     assert_int_equal(held(&a), 0);
     /* The pair has no readiness: pump as an event loop would on each one
      * (a read fills the 4 KiB buffer, the next ones double it). */
     g = (got_t){0};
-    for (int k = 0; k < 64 && g.n == 0; k++) assert_true(mw_conn_pump(&b, on_got, &g, 4, &more) >= 0);
+    for (int k = 0; k < 64 && g.n == 0; k++) assert_true(mw__conn_pump(&b, on_got, &g, 4, &more) >= 0);
     assert_int_equal(g.n, 1);
     assert_int_equal(g.seq, 3);
     assert_true(g.blob_ok);
@@ -569,16 +572,16 @@ static void test_conn_buffers_are_taken_when_needed_and_given_back_when_empty(vo
 
     /* The tx queue still holds what tx_buf allows before MW_EAGAIN. */
     int queued = 0;
-    while (mw_conn_enqueue(&a, ping_schema(), &p) == 0 && queued < 1000000) queued++;
+    while (mw__conn_enqueue(&a, ping_schema(), &p) == 0 && queued < 1000000) queued++;
     assert_int_equal(queued, (256 * 1024) / PING_WIRE);
-    assert_int_equal(mw_conn_flush(&a), 0);
+    assert_int_equal(mw__conn_flush(&a), 0);
     assert_int_equal(held(&a), 0);
     g = (got_t){0};
-    for (int k = 0; k < 100000 && g.n < queued; k++) assert_true(mw_conn_pump(&b, on_got, &g, 4, &more) >= 0);
+    for (int k = 0; k < 100000 && g.n < queued; k++) assert_true(mw__conn_pump(&b, on_got, &g, 4, &more) >= 0);
     assert_int_equal(g.n, queued);
     assert_int_equal(held(&b), 0);
-    mw_conn_fini(&a);
-    mw_conn_fini(&b);
+    mw__conn_fini(&a);
+    mw__conn_fini(&b);
 }
 
 /* The last of more than 64 clients leaving gives the slot table's pages

@@ -18,6 +18,7 @@
 #include "mw_test.h"
 #include "svc_harness.h"
 #include "test_proto.h"
+#include "clock_impl.h"
 
 #define WAIT_MS 20000
 #define N_STALLED 200
@@ -75,8 +76,8 @@ static void test_svc_stalled_peers_are_closed_and_a_client_is_served(void **stat
     mw_clt_t *c = NULL;
     int r = MW_ECLOSED;
     /* a full Svc closes newcomers at once: the client retries until a stalled peer's slot is free */
-    uint64_t dl = mw_deadline_in(NULL, 10 * MW_NS_PER_S);
-    while (r != 0 && !mw_deadline_passed(NULL, dl)) {
+    uint64_t dl = mw__deadline_in(NULL, 10 * MW_NS_PER_S);
+    while (r != 0 && !mw__deadline_passed(NULL, dl)) {
         mw_clt_free(c);
         c = NULL;
         if (mw_clt_connect(&c, f->url, &test_protocol, &co, &err) < 0) continue;

@@ -28,6 +28,10 @@
 #include "mw_clock.h"
 #include "mw_clt.h"
 #include "mw_svc.h"
+#include "clock_impl.h"
+#include "clt_impl.h"
+#include "transport_impl.h"
+#include "ws_impl.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -160,7 +164,7 @@ static void echo_once(mw_clt_t *c, uint64_t i, mw_failure_t *f) {
 /* One read within the deadline: > 0 bytes, 0 end of stream, -1 reset. */
 static ssize_t raw_recv(int fd, void *p, size_t cap, uint64_t dl) {
     for (;;) {
-        int64_t left = mw_deadline_left(NULL, dl);
+        int64_t left = mw__deadline_left(NULL, dl);
         if (left == 0) fail_msg("raw read: nothing within %lld ms", (long long)(IO_NS / MW_NS_PER_MS));
         struct pollfd pf = {.fd = fd, .events = POLLIN};
         int r = poll(&pf, 1, (int)(left / MW_NS_PER_MS) + 1);
@@ -177,7 +181,7 @@ static ssize_t raw_recv(int fd, void *p, size_t cap, uint64_t dl) {
 /* Reads until the peer ends the connection (EOF or reset); the bytes that
  * came before go to buf (NUL-terminated, truncated at cap). */
 static size_t raw_read_to_end(int fd, char *buf, size_t cap) {
-    uint64_t dl = mw_deadline_in(NULL, IO_NS);
+    uint64_t dl = mw__deadline_in(NULL, IO_NS);
     size_t len = 0;
     char tmp[4096];
     ssize_t n;
@@ -227,7 +231,7 @@ static void rw_open(raw_ws_t *w, int port, const char *path) {
                      "Connection: Upgrade\r\nSec-WebSocket-Key: " RAW_KEY "\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n", path, port);
     mw_test_raw_write(w->fd, req, (size_t)n);
-    uint64_t dl = mw_deadline_in(NULL, IO_NS);
+    uint64_t dl = mw__deadline_in(NULL, IO_NS);
     char *end;
     for (;;) {
         w->buf[w->len] = '\0'; /* len < sizeof buf - 1 is kept below */
@@ -279,7 +283,7 @@ typedef struct raw_frame {
 /* Reads one whole frame from the server (never masked). False at the end
  * of the stream. */
 static bool rw_frame(raw_ws_t *w, raw_frame_t *fr) {
-    uint64_t dl = mw_deadline_in(NULL, IO_NS);
+    uint64_t dl = mw__deadline_in(NULL, IO_NS);
     for (;;) {
         if (w->len >= 2) {
             const uint8_t *p = w->buf;
@@ -627,14 +631,14 @@ static void test_ws_svc_path_is_enforced_and_subprotocol_negotiated(void **state
     /* The right path: accepted, with the subprotocol agreed. */
     make_url(url, sizeof url, WS, port, "/feed");
     p->good = clt_connect(url, &co);
-    assert_string_equal(mw_ws_subprotocol(mw_clt_conn(p->good)->stream), "msgwire.v1");
+    assert_string_equal(mw__ws_subprotocol(mw__clt_conn(p->good)->stream), "msgwire.v1");
     echo_once(p->good, 0, &p->h->fail);
 
     /* A subprotocol the Svc does not speak is declined, not fatal. */
     co.tr.ws.subprotocol = "other.v2";
     make_url(url, sizeof url, WS, port, "/feed?x=1");
     p->other = clt_connect(url, &co);
-    assert_string_equal(mw_ws_subprotocol(mw_clt_conn(p->other)->stream), "");
+    assert_string_equal(mw__ws_subprotocol(mw__clt_conn(p->other)->stream), "");
     echo_once(p->other, 1, &p->h->fail);
     echo_once(p->good, 2, &p->h->fail);
     assert_int_equal(mw_svc_conn_count(p->h->svc), 2);
@@ -697,7 +701,7 @@ static void test_tls_spin_svc_reads_on_what_tls_holds_after_the_socket_is_draine
  * error arose, not only on its MW_E* code. */
 static void test_ws_close_code_table_by_reason_and_where(void **state) {
     (void)state;
-    static const struct { int reason; mw_close_where_t where; bool away; uint16_t code; } t[] = {
+    static const struct { int reason; mw__close_where_t where; bool away; uint16_t code; } t[] = {
         {0, MW_CLOSE_STREAM, false, 1000},
         {MW_ESTATE, MW_CLOSE_STREAM, false, 1000},
         {MW_ESTATE, MW_CLOSE_STREAM, true, 1001},
@@ -715,7 +719,7 @@ static void test_ws_close_code_table_by_reason_and_where(void **state) {
         {MW_ESYS, MW_CLOSE_STREAM, false, 1011},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        uint16_t got = mw_transport_ws_close_code(t[i].reason, t[i].where, t[i].away);
+        uint16_t got = mw__transport_ws_close_code(t[i].reason, t[i].where, t[i].away);
         if (got != t[i].code)
             fail_msg("%s where %d going_away %d: %u, want %u", mw_errname(t[i].reason), (int)t[i].where,
                      t[i].away, got, t[i].code);

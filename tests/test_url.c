@@ -3,14 +3,15 @@
 #include "mw_test.h"
 
 #include "mw_tcp.h"
+#include "tcp_impl.h"
 
 #include <string.h>
 
-static void check_ok(const char *url, mw_scheme_t scheme, const char *host, const char *port,
+static void check_ok(const char *url, mw__scheme_t scheme, const char *host, const char *port,
                      const char *path) {
-    mw_url_t u;
+    mw__url_t u;
     mw_err_t err = {0};
-    int rc = mw_url_parse(url, &u, &err);
+    int rc = mw__url_parse(url, &u, &err);
     if (rc != 0) fail_msg("%s: %s", url, mw_err_text(&err));
     assert_int_equal(u.scheme, scheme);
     assert_string_equal(u.host, host);
@@ -21,10 +22,10 @@ static void check_ok(const char *url, mw_scheme_t scheme, const char *host, cons
 /* Refused with MW_EINVAL, text naming the URL and containing `why`, and the
  * output left untouched. */
 static void check_bad(const char *url, const char *why) {
-    mw_url_t u;
+    mw__url_t u;
     memset(&u, 0x5a, sizeof u);
     mw_err_t err = {0};
-    assert_int_equal(mw_url_parse(url, &u, &err), MW_EINVAL);
+    assert_int_equal(mw__url_parse(url, &u, &err), MW_EINVAL);
     assert_int_equal(err.code, MW_EINVAL);
     const char *text = mw_err_text(&err);
     if (!strstr(text, why)) fail_msg("%s: text \"%s\" lacks \"%s\"", url, text, why);
@@ -124,32 +125,32 @@ static void test_url_rejects_overlong_host_and_path(void **state) {
     strcpy(url, "tcp://");
     memset(url + 6, 'a', 256);
     strcat(url, ":1");
-    mw_url_t u;
+    mw__url_t u;
     mw_err_t err = {0};
-    assert_int_equal(mw_url_parse(url, &u, &err), MW_EINVAL);
+    assert_int_equal(mw__url_parse(url, &u, &err), MW_EINVAL);
     assert_non_null(strstr(mw_err_text(&err), "host name too long"));
     strcpy(url, "ws://h/");
     memset(url + 7, 'p', 600);
     url[607] = '\0';
-    assert_int_equal(mw_url_parse(url, &u, &err), MW_EINVAL);
+    assert_int_equal(mw__url_parse(url, &u, &err), MW_EINVAL);
     assert_non_null(strstr(mw_err_text(&err), "path too long"));
 }
 
 static void test_url_null_arguments_are_einval(void **state) {
     (void)state;
-    mw_url_t u;
-    assert_int_equal(mw_url_parse(NULL, &u, NULL), MW_EINVAL);
-    assert_int_equal(mw_url_parse("tcp://h:1", NULL, NULL), MW_EINVAL);
-    assert_int_equal(mw_url_parse("tcp://h", &u, NULL), MW_EINVAL); /* err is optional */
+    mw__url_t u;
+    assert_int_equal(mw__url_parse(NULL, &u, NULL), MW_EINVAL);
+    assert_int_equal(mw__url_parse("tcp://h:1", NULL, NULL), MW_EINVAL);
+    assert_int_equal(mw__url_parse("tcp://h", &u, NULL), MW_EINVAL); /* err is optional */
 }
 
 static void test_scheme_names(void **state) {
     (void)state;
-    assert_string_equal(mw_scheme_name(MW_SCHEME_TCP), "tcp");
-    assert_string_equal(mw_scheme_name(MW_SCHEME_TLS), "tls");
-    assert_string_equal(mw_scheme_name(MW_SCHEME_WS), "ws");
-    assert_string_equal(mw_scheme_name(MW_SCHEME_WSS), "wss");
-    assert_string_equal(mw_scheme_name((mw_scheme_t)42), "?");
+    assert_string_equal(mw__scheme_name(MW_SCHEME_TCP), "tcp");
+    assert_string_equal(mw__scheme_name(MW_SCHEME_TLS), "tls");
+    assert_string_equal(mw__scheme_name(MW_SCHEME_WS), "ws");
+    assert_string_equal(mw__scheme_name(MW_SCHEME_WSS), "wss");
+    assert_string_equal(mw__scheme_name((mw__scheme_t)42), "?");
 }
 
 int main(void) {

@@ -20,6 +20,9 @@
 #include "mw_stream.h"
 #include "mw_svc.h"
 #include "mw_tcp.h"
+#include "clock_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -66,7 +69,7 @@ static int on_readable(mw_sel_src_t *src, int events) {
     (void)events;
     reader_t *r = src->ud;
     char buf[256];
-    ssize_t n = mw_stream_read(r->s, buf, sizeof buf);
+    ssize_t n = mw__stream_read(r->s, buf, sizeof buf);
     if (n > 0) r->got += (size_t)n;
     return n == MW_EAGAIN ? 0 : 1; /* bytes, or the end of the stream */
 }
@@ -74,19 +77,19 @@ static int on_readable(mw_sel_src_t *src, int events) {
 static void reader_add(mw_io_t *io, reader_t *r, mw_stream_t *s) {
     memset(r, 0, sizeof *r);
     r->s = s;
-    mw_sel_src_init(&r->src, mw_stream_fd(s), MW_WANT_READ, on_readable, r);
+    mw_sel_src_init(&r->src, mw__stream_fd(s), MW_WANT_READ, on_readable, r);
     assert_int_equal(mw_io_add(io, &r->src), 0);
 }
 
 /* Polls until r got n bytes; returns the work those polls reported. */
 static int poll_until_got(mw_io_t *io, reader_t *r, size_t n) {
-    uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_NS);
     int work = 0;
     while (r->got < n) {
         int w = mw_io_poll(io, MW_NS_PER_MS);
         assert_true(w >= 0);
         work += w;
-        if (mw_deadline_passed(NULL, dl)) fail_msg("no bytes arrived");
+        if (mw__deadline_passed(NULL, dl)) fail_msg("no bytes arrived");
     }
     return work;
 }
@@ -98,29 +101,29 @@ static void test_work_quiet_streams_report_no_work_on_every_backend(void **state
         bool direct = strcmp(backends[b], "direct") == 0;
         mw_err_t err = {0};
         mw_tcp_opts_t to;
-        mw_tcp_opts_init(&to);
-        mw_listener_t *lis = NULL;
-        assert_int_equal(mw_tcp_listen(&lis, "127.0.0.1", "0", &to, &err), 0);
+        mw__tcp_opts_init(&to);
+        mw__listener_t *lis = NULL;
+        assert_int_equal(mw__tcp_listen(&lis, "127.0.0.1", "0", &to, &err), 0);
         char port[16];
-        snprintf(port, sizeof port, "%d", mw_listener_port(lis));
+        snprintf(port, sizeof port, "%d", mw__listener_port(lis));
         mw_stream_t *cs = NULL, *pa = NULL, *pb = NULL;
-        assert_int_equal(mw_tcp_connect(&cs, "127.0.0.1", port, &to, WAIT_NS, &err), 0);
+        assert_int_equal(mw__tcp_connect(&cs, "127.0.0.1", port, &to, WAIT_NS, &err), 0);
         mw_stream_t *ss = mw_test_accept(lis, 5000);
         reader_t rc, rs, rp;
         reader_add(io, &rc, cs);
         reader_add(io, &rs, ss);
         if (direct) { /* no fd: only the direct backend can poll it */
-            assert_int_equal(mw_pair_new(&pa, &pb, 4096, 0), 0);
+            assert_int_equal(mw__pair_new(&pa, &pb, 4096, 0), 0);
             reader_add(io, &rp, pa);
         }
         assert_int_equal(idle_polls(io), 0);
 
-        assert_int_equal(mw_stream_write(ss, "abc", 3), 3);
+        assert_int_equal(mw__stream_write(ss, "abc", 3), 3);
         int w = poll_until_got(io, &rc, 3);
         assert_true(w >= 1);
         assert_int_equal(idle_polls(io), 0);
         if (direct) {
-            assert_int_equal(mw_stream_write(pb, "xy", 2), 2);
+            assert_int_equal(mw__stream_write(pb, "xy", 2), 2);
             assert_true(poll_until_got(io, &rp, 2) >= 1);
             assert_int_equal(idle_polls(io), 0);
             assert_int_equal(mw_io_del(io, &rp.src), 0);
@@ -131,7 +134,7 @@ static void test_work_quiet_streams_report_no_work_on_every_backend(void **state
         assert_int_equal(mw_io_del(io, &rs.src), 0);
         mw_stream_free(cs);
         mw_stream_free(ss);
-        mw_listener_free(lis);
+        mw__listener_free(lis);
         mw_io_free(io);
     }
 }
@@ -171,9 +174,9 @@ static mw_clt_t *event_clt(svh_t *f, mw_io_t *io) {
 /* Polls until the connect's leftovers (on_connect, a first flush) are done:
  * a poll that reports 0 work. */
 static void settle(mw_io_t *io) {
-    uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_NS);
     while (mw_io_poll(io, 0) != 0)
-        if (mw_deadline_passed(NULL, dl)) fail_msg("the io never went quiet");
+        if (mw__deadline_passed(NULL, dl)) fail_msg("the io never went quiet");
 }
 
 static void test_work_quiet_event_clt_reports_no_work_on_every_backend(void **state) {
@@ -189,13 +192,13 @@ static void test_work_quiet_event_clt_reports_no_work_on_every_backend(void **st
         atomic_store(&g_echoes, 0);
         ping_t p = {.seq = 1, .sent_ns = 2};
         assert_int_equal(mw_clt_send(c, ping_schema(), &p), 0);
-        uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
+        uint64_t dl = mw__deadline_in(NULL, WAIT_NS);
         int work = 0;
         while (atomic_load(&g_echoes) == 0) {
             int w = mw_io_poll(io, MW_NS_PER_MS);
             assert_true(w >= 0);
             work += w;
-            if (mw_deadline_passed(NULL, dl)) fail_msg("%s: no echo", backends[b]);
+            if (mw__deadline_passed(NULL, dl)) fail_msg("%s: no echo", backends[b]);
         }
         assert_true(work >= 1); /* the poll that delivered it did work */
         assert_int_equal(idle_polls(io), 0);
@@ -215,13 +218,13 @@ static void test_work_spin_svc_poll_reports_no_work_while_client_is_quiet(void *
     svh_listen(f, "tcp", &o);
     mw_svc_t *s = f->svc;
     svh_raw_connect(f);
-    uint64_t dl = mw_deadline_in(NULL, WAIT_NS);
+    uint64_t dl = mw__deadline_in(NULL, WAIT_NS);
     int work = 0;
     while (mw_svc_conn_count(s) == 0) {
         int w = mw_svc_poll(s, 0);
         assert_true(w >= 0);
         work += w;
-        if (mw_deadline_passed(NULL, dl)) fail_msg("never accepted");
+        if (mw__deadline_passed(NULL, dl)) fail_msg("never accepted");
     }
     assert_true(work >= 1); /* the accept */
     int idle = 0;
@@ -247,7 +250,7 @@ static int on_sentinel(mw_sel_src_t *src, int events) {
     (void)events;
     sentinel_t *k = src->ud;
     k->calls++;
-    if (k->idle->parks >= WANT_PARKS || mw_deadline_passed(NULL, k->deadline)) mw_io_break(k->io);
+    if (k->idle->parks >= WANT_PARKS || mw__deadline_passed(NULL, k->deadline)) mw_io_break(k->io);
     return 0;
 }
 
@@ -262,7 +265,7 @@ static void test_work_backoff_idle_parks_under_run_spin_on_every_backend(void **
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
         mw_idle_t idle;
         mw_idle_init_backoff(&idle, 10, 5, MW_NS_PER_US, 4 * MW_NS_PER_US);
-        sentinel_t k = {.io = io, .idle = &idle, .deadline = mw_deadline_in(NULL, WAIT_NS)};
+        sentinel_t k = {.io = io, .idle = &idle, .deadline = mw__deadline_in(NULL, WAIT_NS)};
         mw_sel_src_init(&k.src, sv[0], MW_WANT_WRITE, on_sentinel, &k);
         assert_int_equal(mw_io_add(io, &k.src), 0);
         assert_int_equal(mw_io_run_spin(io, &idle), 0);

@@ -12,6 +12,9 @@
 #include "mw_tls.h"
 #include "mw_ws.h"
 #include "ws_impl.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
+#include "tls_impl.h"
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -27,13 +30,13 @@ static uint8_t pattern_byte(size_t i) { return (uint8_t)((i * 2654435761u) >> 13
 
 /* ---- codec: headers ------------------------------------------------------------ */
 
-static void check_decode_every_split(const uint8_t *frame, size_t hl, bool masked, const mw_ws_hdr_t *want) {
+static void check_decode_every_split(const uint8_t *frame, size_t hl, bool masked, const mw__ws_hdr_t *want) {
     for (size_t k = 0; k <= hl; k++) {
         mw_guard_t g;
         const uint8_t *p = mw_guard_copy(&g, frame, k);
-        mw_ws_hdr_t h;
+        mw__ws_hdr_t h;
         memset(&h, 0xAA, sizeof h);
-        ssize_t r = mw_ws_hdr_decode(p, k, masked, UINT64_MAX >> 1, &h);
+        ssize_t r = mw__ws_hdr_decode(p, k, masked, UINT64_MAX >> 1, &h);
         if (k < hl) {
             assert_int_equal(r, MW_EAGAIN);
         } else {
@@ -60,9 +63,9 @@ static void test_hdr_roundtrips_every_length_encoding_at_every_split(void **stat
             for (int fin = 0; fin < 2; fin++) {
                 uint8_t buf[14];
                 int op = fin ? MW_WS_BINARY : MW_WS_TEXT;
-                size_t hl = mw_ws_hdr_encode(buf, fin, op, lens[i], m ? mask : NULL);
+                size_t hl = mw__ws_hdr_encode(buf, fin, op, lens[i], m ? mask : NULL);
                 assert_int_equal(hl, base_hl[i] + (m ? 4 : 0));
-                mw_ws_hdr_t want = {.fin = fin, .opcode = (uint8_t)op, .masked = m, .len = lens[i]};
+                mw__ws_hdr_t want = {.fin = fin, .opcode = (uint8_t)op, .masked = m, .len = lens[i]};
                 memcpy(want.mask, mask, 4);
                 check_decode_every_split(buf, hl, m, &want);
             }
@@ -70,14 +73,14 @@ static void test_hdr_roundtrips_every_length_encoding_at_every_split(void **stat
     }
     /* The bytes are exactly RFC 6455's: 0x81 0x05 "Hello" unmasked. */
     uint8_t b[14];
-    assert_int_equal(mw_ws_hdr_encode(b, true, MW_WS_TEXT, 5, NULL), 2);
+    assert_int_equal(mw__ws_hdr_encode(b, true, MW_WS_TEXT, 5, NULL), 2);
     assert_int_equal(b[0], 0x81);
     assert_int_equal(b[1], 0x05);
-    assert_int_equal(mw_ws_hdr_encode(b, true, MW_WS_BINARY, 256, NULL), 4);
+    assert_int_equal(mw__ws_hdr_encode(b, true, MW_WS_BINARY, 256, NULL), 4);
     assert_memory_equal(b, "\x82\x7E\x01\x00", 4);
-    assert_int_equal(mw_ws_hdr_encode(b, true, MW_WS_BINARY, 65536, NULL), 10);
+    assert_int_equal(mw__ws_hdr_encode(b, true, MW_WS_BINARY, 65536, NULL), 10);
     assert_memory_equal(b, "\x82\x7F\x00\x00\x00\x00\x00\x01\x00\x00", 10);
-    assert_int_equal(mw_ws_hdr_encode(b, true, MW_WS_PING, 5, mask), 6);
+    assert_int_equal(mw__ws_hdr_encode(b, true, MW_WS_PING, 5, mask), 6);
     assert_memory_equal(b, "\x89\x85\x37\xfa\x21\x3d", 6);
 }
 
@@ -87,8 +90,8 @@ static void expect_proto(const uint8_t *h, size_t n, size_t first_bad, bool mask
     for (size_t k = first_bad; k <= n; k++) {
         mw_guard_t g;
         const uint8_t *p = mw_guard_copy(&g, h, k);
-        mw_ws_hdr_t hd;
-        ssize_t r = mw_ws_hdr_decode(p, k, masked, 1u << 30, &hd);
+        mw__ws_hdr_t hd;
+        ssize_t r = mw__ws_hdr_decode(p, k, masked, 1u << 30, &hd);
         if (r != MW_EPROTO) fail_msg("header %02x %02x... prefix %zu: got %zd, want MW_EPROTO", h[0], n > 1 ? h[1] : 0, k, r);
         mw_guard_free(&g);
     }
@@ -122,27 +125,27 @@ static void test_hdr_decode_rejects_each_violation_on_its_first_bad_byte(void **
     /* 64-bit length with the top bit set: known from its first byte */
     expect_proto((const uint8_t *)"\x82\x7F\x80\0\0\0\0\0\0\0", 10, 3, false);
     /* and a 125-byte ping is fine */
-    mw_ws_hdr_t h;
-    assert_int_equal(mw_ws_hdr_decode((const uint8_t *)"\x89\x7D", 2, false, 0, &h), 2);
+    mw__ws_hdr_t h;
+    assert_int_equal(mw__ws_hdr_decode((const uint8_t *)"\x89\x7D", 2, false, 0, &h), 2);
     assert_int_equal(h.len, 125);
 }
 
 static void test_hdr_decode_checks_max_from_the_header_alone(void **state) {
     (void)state;
     uint8_t b[14];
-    mw_ws_hdr_t h;
-    size_t hl = mw_ws_hdr_encode(b, true, MW_WS_BINARY, 1001, NULL);
-    assert_int_equal(mw_ws_hdr_decode(b, hl, false, 1000, &h), MW_ETOOBIG);
-    assert_int_equal(mw_ws_hdr_decode(b, hl, false, 1001, &h), (ssize_t)hl);
-    hl = mw_ws_hdr_encode(b, false, MW_WS_CONT, UINT64_C(1) << 40, NULL);
-    assert_int_equal(mw_ws_hdr_decode(b, hl, false, 1u << 20, &h), MW_ETOOBIG);
+    mw__ws_hdr_t h;
+    size_t hl = mw__ws_hdr_encode(b, true, MW_WS_BINARY, 1001, NULL);
+    assert_int_equal(mw__ws_hdr_decode(b, hl, false, 1000, &h), MW_ETOOBIG);
+    assert_int_equal(mw__ws_hdr_decode(b, hl, false, 1001, &h), (ssize_t)hl);
+    hl = mw__ws_hdr_encode(b, false, MW_WS_CONT, UINT64_C(1) << 40, NULL);
+    assert_int_equal(mw__ws_hdr_decode(b, hl, false, 1u << 20, &h), MW_ETOOBIG);
     /* Before the mask has arrived, the length already decides. */
     uint8_t m[4] = {1, 2, 3, 4};
-    hl = mw_ws_hdr_encode(b, true, MW_WS_TEXT, 70000, m);
-    assert_int_equal(mw_ws_hdr_decode(b, hl - 4, true, 65536, &h), MW_ETOOBIG);
+    hl = mw__ws_hdr_encode(b, true, MW_WS_TEXT, 70000, m);
+    assert_int_equal(mw__ws_hdr_decode(b, hl - 4, true, 65536, &h), MW_ETOOBIG);
     /* Control frames are bounded by 125, not by max_len. */
-    hl = mw_ws_hdr_encode(b, true, MW_WS_PING, 100, NULL);
-    assert_int_equal(mw_ws_hdr_decode(b, hl, false, 10, &h), (ssize_t)hl);
+    hl = mw__ws_hdr_encode(b, true, MW_WS_PING, 100, NULL);
+    assert_int_equal(mw__ws_hdr_decode(b, hl, false, 10, &h), (ssize_t)hl);
 }
 
 static void test_mask_matches_bytewise_at_every_offset_length_and_alignment(void **state) {
@@ -156,9 +159,9 @@ static void test_mask_matches_bytewise_at_every_offset_length_and_alignment(void
                 uint8_t *p = a + align;
                 memcpy(p, src, n);
                 for (size_t i = 0; i < n; i++) ref[i] = src[i] ^ mask[(off + i) & 3];
-                mw_ws_mask(p, n, mask, off);
+                mw__ws_mask(p, n, mask, off);
                 assert_memory_equal(p, ref, n);
-                mw_ws_mask(p, n, mask, off);
+                mw__ws_mask(p, n, mask, off);
                 assert_memory_equal(p, src, n);
             }
         }
@@ -167,10 +170,10 @@ static void test_mask_matches_bytewise_at_every_offset_length_and_alignment(void
     uint8_t whole[200], parts[200];
     memcpy(whole, src, 200);
     memcpy(parts, src, 200);
-    mw_ws_mask(whole, 200, mask, 0);
-    mw_ws_mask(parts, 13, mask, 0);
-    mw_ws_mask(parts + 13, 90, mask, 13);
-    mw_ws_mask(parts + 103, 97, mask, 103);
+    mw__ws_mask(whole, 200, mask, 0);
+    mw__ws_mask(parts, 13, mask, 0);
+    mw__ws_mask(parts + 13, 90, mask, 13);
+    mw__ws_mask(parts + 103, 97, mask, 103);
     assert_memory_equal(whole, parts, 200);
 }
 
@@ -179,17 +182,17 @@ static void test_mask_matches_bytewise_at_every_offset_length_and_alignment(void
 /* Feeds all at once, byte by byte, and split at every point: the verdicts
  * must agree. Returns whether the bytes are complete, valid UTF-8. */
 static bool utf8_all_ways(const uint8_t *p, size_t n) {
-    mw_utf8_state_t u;
-    mw_utf8_init(&u);
-    bool once = mw_utf8_feed(&u, p, n) && mw_utf8_complete(&u);
+    mw__utf8_state_t u;
+    mw__utf8_init(&u);
+    bool once = mw__utf8_feed(&u, p, n) && mw__utf8_complete(&u);
     for (size_t k = 0; k <= n; k++) {
         mw_guard_t g1, g2;
         const uint8_t *a = mw_guard_copy(&g1, p, k);
         const uint8_t *b = mw_guard_copy(&g2, p + k, n - k);
-        mw_utf8_init(&u);
-        bool ok = mw_utf8_feed(&u, a, k);
-        ok = ok && mw_utf8_feed(&u, b, n - k);
-        assert_int_equal(ok && mw_utf8_complete(&u), once);
+        mw__utf8_init(&u);
+        bool ok = mw__utf8_feed(&u, a, k);
+        ok = ok && mw__utf8_feed(&u, b, n - k);
+        assert_int_equal(ok && mw__utf8_complete(&u), once);
         mw_guard_free(&g1);
         mw_guard_free(&g2);
     }
@@ -198,10 +201,10 @@ static bool utf8_all_ways(const uint8_t *p, size_t n) {
 
 /* Index of the byte on which byte-by-byte feeding first fails, or -1. */
 static int utf8_fail_at(const uint8_t *p, size_t n) {
-    mw_utf8_state_t u;
-    mw_utf8_init(&u);
+    mw__utf8_state_t u;
+    mw__utf8_init(&u);
     for (size_t i = 0; i < n; i++)
-        if (!mw_utf8_feed(&u, p + i, 1)) return (int)i;
+        if (!mw__utf8_feed(&u, p + i, 1)) return (int)i;
     return -1;
 }
 
@@ -245,10 +248,10 @@ static void test_utf8_rejects_overlongs_surrogates_and_too_large_on_the_first_ba
         int at = utf8_fail_at(p, n);
         if (at != bad[i].at) fail_msg("vector %zu failed at byte %d, want %d", i, at, bad[i].at);
         /* once failed, it stays failed */
-        mw_utf8_state_t u;
-        mw_utf8_init(&u);
-        assert_false(mw_utf8_feed(&u, p, n));
-        assert_false(mw_utf8_feed(&u, (const uint8_t *)"a", 1));
+        mw__utf8_state_t u;
+        mw__utf8_init(&u);
+        assert_false(mw__utf8_feed(&u, p, n));
+        assert_false(mw__utf8_feed(&u, (const uint8_t *)"a", 1));
     }
 }
 
@@ -259,11 +262,11 @@ static void test_utf8_truncated_at_every_byte_is_incomplete_not_invalid(void **s
     for (size_t k = 0; k <= n; k++) {
         mw_guard_t g;
         const uint8_t *p = mw_guard_copy(&g, s, k);
-        mw_utf8_state_t u;
-        mw_utf8_init(&u);
-        assert_true(mw_utf8_feed(&u, p, k));
+        mw__utf8_state_t u;
+        mw__utf8_init(&u);
+        assert_true(mw__utf8_feed(&u, p, k));
         bool boundary = k == 0 || k == 2 || k == 5 || k == 9;
-        assert_int_equal(mw_utf8_complete(&u), boundary);
+        assert_int_equal(mw__utf8_complete(&u), boundary);
         mw_guard_free(&g);
     }
 }
@@ -290,18 +293,18 @@ static bool ref_utf8(const uint8_t *p, size_t n) {
 static void test_utf8_agrees_with_a_reference_decoder_on_all_short_sequences(void **state) {
     (void)state;
     uint8_t b[4];
-    mw_utf8_state_t u;
+    mw__utf8_state_t u;
     for (unsigned a = 0; a < 256; a++) {
         for (unsigned c = 0; c < 256; c++) {
             b[0] = (uint8_t)a, b[1] = (uint8_t)c;
-            mw_utf8_init(&u);
-            bool ok = mw_utf8_feed(&u, b, 2) && mw_utf8_complete(&u);
+            mw__utf8_init(&u);
+            bool ok = mw__utf8_feed(&u, b, 2) && mw__utf8_complete(&u);
             if (ok != ref_utf8(b, 2)) fail_msg("%02x %02x: dfa %d", a, c, ok);
             if (a < 0xE0 || a > 0xEF) continue;
             for (unsigned d = 0; d < 256; d++) {
                 b[2] = (uint8_t)d;
-                mw_utf8_init(&u);
-                ok = mw_utf8_feed(&u, b, 3) && mw_utf8_complete(&u);
+                mw__utf8_init(&u);
+                ok = mw__utf8_feed(&u, b, 3) && mw__utf8_complete(&u);
                 if (ok != ref_utf8(b, 3)) fail_msg("%02x %02x %02x: dfa %d", a, c, d, ok);
             }
         }
@@ -312,8 +315,8 @@ static void test_utf8_agrees_with_a_reference_decoder_on_all_short_sequences(voi
             for (size_t i = 0; i < sizeof tails; i++)
                 for (size_t j = 0; j < sizeof tails; j++) {
                     b[0] = (uint8_t)a, b[1] = (uint8_t)c, b[2] = tails[i], b[3] = tails[j];
-                    mw_utf8_init(&u);
-                    bool ok = mw_utf8_feed(&u, b, 4) && mw_utf8_complete(&u);
+                    mw__utf8_init(&u);
+                    bool ok = mw__utf8_feed(&u, b, 4) && mw__utf8_complete(&u);
                     if (ok != ref_utf8(b, 4)) fail_msg("%02x %02x %02x %02x: dfa %d", a, c, b[2], b[3], ok);
                 }
 }
@@ -323,7 +326,7 @@ static void test_utf8_agrees_with_a_reference_decoder_on_all_short_sequences(voi
 static void test_accept_key_is_the_rfc_6455_example(void **state) {
     (void)state;
     char out[29];
-    mw_ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, out);
+    mw__ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, out);
     assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     char key[25];
     assert_int_equal(mw__ws_key_new(key), 0);
@@ -569,7 +572,7 @@ static void test_handshake_response_each_defect_is_a_protocol_error(void **state
 /* ---- decorator helpers -------------------------------------------------------------- */
 
 static void idle_wait(mw_stream_t *s, int events) {
-    if (mw_stream_fd(s) >= 0) mw_stream_wait(s, events, 2 * MW_NS_PER_MS);
+    if (mw__stream_fd(s) >= 0) mw__stream_wait(s, events, 2 * MW_NS_PER_MS);
     else sched_yield();
 }
 
@@ -592,13 +595,13 @@ static void read_exact(mw_stream_t *s, mw_stream_t *pump, uint8_t *buf, size_t n
     uint64_t dl = mw_now_ns() + WAIT_NS;
     size_t got = 0;
     while (got < n) {
-        ssize_t r = mw_stream_read(s, buf + got, n - got);
+        ssize_t r = mw__stream_read(s, buf + got, n - got);
         if (r > 0) {
             got += (size_t)r;
             continue;
         }
         if (r != MW_EAGAIN) fail_msg("read after %zu of %zu bytes: %s (%s)", got, n, mw_errname((int)r), mw_stream_last_error(s));
-        if (pump) mw_stream_writev(pump, NULL, 0);
+        if (pump) mw__stream_writev(pump, NULL, 0);
         check_deadline(dl, "read_exact");
         idle_wait(s, MW_WANT_READ);
     }
@@ -611,7 +614,7 @@ static int read_until_error(mw_stream_t *s, mw_stream_t *pump, uint8_t *buf, siz
     uint8_t tmp[256];
     size_t g = 0;
     for (;;) {
-        ssize_t r = buf ? mw_stream_read(s, buf + g, cap - g) : mw_stream_read(s, tmp, sizeof tmp);
+        ssize_t r = buf ? mw__stream_read(s, buf + g, cap - g) : mw__stream_read(s, tmp, sizeof tmp);
         if (r > 0) {
             if (!buf) fail_msg("unexpected record of %zd bytes", r);
             g += (size_t)r;
@@ -621,7 +624,7 @@ static int read_until_error(mw_stream_t *s, mw_stream_t *pump, uint8_t *buf, siz
             if (got) *got = g;
             return (int)r;
         }
-        if (pump) mw_stream_writev(pump, NULL, 0);
+        if (pump) mw__stream_writev(pump, NULL, 0);
         check_deadline(dl, "read_until_error");
         idle_wait(s, MW_WANT_READ);
     }
@@ -631,7 +634,7 @@ static int read_until_error(mw_stream_t *s, mw_stream_t *pump, uint8_t *buf, siz
 static void write_records(mw_stream_t *s, const uint8_t *p, size_t n) {
     uint64_t dl = mw_now_ns() + WAIT_NS;
     while (n) {
-        ssize_t w = mw_stream_write(s, p, n);
+        ssize_t w = mw__stream_write(s, p, n);
         if (w > 0) {
             p += w, n -= (size_t)w;
             continue;
@@ -640,8 +643,8 @@ static void write_records(mw_stream_t *s, const uint8_t *p, size_t n) {
         check_deadline(dl, "write_records");
         idle_wait(s, MW_WANT_WRITE);
     }
-    while (mw_stream_want(s) & MW_WANT_WRITE) {
-        ssize_t f = mw_stream_writev(s, NULL, 0);
+    while (mw__stream_want(s) & MW_WANT_WRITE) {
+        ssize_t f = mw__stream_writev(s, NULL, 0);
         if (f == 0) break;
         if (f != MW_EAGAIN) fail_msg("flush: %s", mw_errname((int)f));
         check_deadline(dl, "flush");
@@ -653,13 +656,13 @@ static void handshake_both(mw_stream_t *c, mw_stream_t *s) {
     uint64_t dl = mw_now_ns() + WAIT_NS;
     int rc = 0, rs = 0;
     while (rc != 1 || rs != 1) {
-        if (rc != 1) rc = mw_stream_handshake(c);
-        if (rs != 1) rs = mw_stream_handshake(s);
+        if (rc != 1) rc = mw__stream_handshake(c);
+        if (rs != 1) rs = mw__stream_handshake(s);
         if ((rc < 0 && rc != MW_EAGAIN) || (rs < 0 && rs != MW_EAGAIN))
             fail_msg("handshake: client %s (%s), server %s (%s)", mw_errname(rc), mw_stream_last_error(c),
                      mw_errname(rs), mw_stream_last_error(s));
         check_deadline(dl, "handshake");
-        if (rc != 1) idle_wait(c, mw_stream_want(c) ? mw_stream_want(c) : MW_WANT_READ);
+        if (rc != 1) idle_wait(c, mw__stream_want(c) ? mw__stream_want(c) : MW_WANT_READ);
     }
 }
 
@@ -670,26 +673,26 @@ typedef struct duo {
 static void duo_pair(duo_t *d, size_t cap, size_t chunk, const mw_ws_opts_t *co, const mw_ws_opts_t *so) {
     mw_stream_t *a, *b;
     mw_err_t err = {0};
-    assert_int_equal(mw_pair_new(&a, &b, cap, chunk), 0);
+    assert_int_equal(mw__pair_new(&a, &b, cap, chunk), 0);
     if (mw_ws_client_wrap(&d->c, a, co, &err) != 0) fail_msg("client wrap: %s", mw_err_text(&err));
-    if (mw_ws_server_wrap(&d->s, b, so, &err) != 0) fail_msg("server wrap: %s", mw_err_text(&err));
+    if (mw__ws_server_wrap(&d->s, b, so, &err) != 0) fail_msg("server wrap: %s", mw_err_text(&err));
     handshake_both(d->c, d->s);
 }
 
 static void duo_tcp(duo_t *d, const mw_ws_opts_t *co, const mw_ws_opts_t *so) {
-    mw_listener_t *l;
+    mw__listener_t *l;
     mw_err_t err = {0};
-    if (mw_tcp_listen(&l, "127.0.0.1", "0", NULL, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
+    if (mw__tcp_listen(&l, "127.0.0.1", "0", NULL, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
     char port[16];
-    snprintf(port, sizeof port, "%d", mw_listener_port(l));
+    snprintf(port, sizeof port, "%d", mw__listener_port(l));
     mw_stream_t *c, *s = NULL;
-    if (mw_tcp_connect(&c, "127.0.0.1", port, NULL, WAIT_NS, &err) != 0) fail_msg("connect: %s", mw_err_text(&err));
+    if (mw__tcp_connect(&c, "127.0.0.1", port, NULL, WAIT_NS, &err) != 0) fail_msg("connect: %s", mw_err_text(&err));
     uint64_t dl = mw_now_ns() + WAIT_NS;
-    while (mw_listener_accept(l, &s, &err) == MW_EAGAIN) check_deadline(dl, "accept");
+    while (mw__listener_accept(l, &s, &err) == MW_EAGAIN) check_deadline(dl, "accept");
     assert_non_null(s);
-    mw_listener_free(l);
+    mw__listener_free(l);
     if (mw_ws_client_wrap(&d->c, c, co, &err) != 0) fail_msg("client wrap: %s", mw_err_text(&err));
-    if (mw_ws_server_wrap(&d->s, s, so, &err) != 0) fail_msg("server wrap: %s", mw_err_text(&err));
+    if (mw__ws_server_wrap(&d->s, s, so, &err) != 0) fail_msg("server wrap: %s", mw_err_text(&err));
     handshake_both(d->c, d->s);
 }
 
@@ -709,16 +712,16 @@ typedef struct raw {
 } raw_t;
 
 static void raw_send_bytes(raw_t *r, const void *p, size_t n) {
-    if (mw_stream_write_all(r->s, p, n, WAIT_NS) != 0) fail_msg("raw write of %zu bytes failed", n);
+    if (mw__stream_write_all(r->s, p, n, WAIT_NS) != 0) fail_msg("raw write of %zu bytes failed", n);
 }
 
 /* Sends one frame; masked when the raw side is the client (or force_mask). */
 static void raw_frame(raw_t *r, bool fin, int op, const void *p, size_t n) {
     uint8_t *f = malloc(14 + n + 1);
     const uint8_t mask[4] = {0xA1, 0x5B, 0x3C, 0x07};
-    size_t hl = mw_ws_hdr_encode(f, fin, op, n, r->client ? mask : NULL);
+    size_t hl = mw__ws_hdr_encode(f, fin, op, n, r->client ? mask : NULL);
     if (n) memcpy(f + hl, p, n);
-    if (r->client) mw_ws_mask(f + hl, n, mask, 0);
+    if (r->client) mw__ws_mask(f + hl, n, mask, 0);
     raw_send_bytes(r, f, hl + n);
     free(f);
 }
@@ -728,21 +731,21 @@ static bool raw_fill(raw_t *r) {
         r->cap *= 2;
         r->buf = realloc(r->buf, r->cap);
     }
-    ssize_t n = mw_stream_read(r->s, r->buf + r->len, r->cap - r->len);
+    ssize_t n = mw__stream_read(r->s, r->buf + r->len, r->cap - r->len);
     if (n > 0) r->len += (size_t)n;
     return n > 0;
 }
 
 /* The next frame the WebSocket end sent (pumping its pending writes). The
  * payload is unmasked into *pl (malloc'ed, caller frees). */
-static void raw_next_frame(raw_t *r, mw_ws_hdr_t *h, uint8_t **pl) {
+static void raw_next_frame(raw_t *r, mw__ws_hdr_t *h, uint8_t **pl) {
     uint64_t dl = mw_now_ns() + WAIT_NS;
     for (;;) {
-        ssize_t hl = mw_ws_hdr_decode(r->buf, r->len, !r->client, UINT64_MAX >> 1, h);
+        ssize_t hl = mw__ws_hdr_decode(r->buf, r->len, !r->client, UINT64_MAX >> 1, h);
         if (hl > 0 && r->len >= (size_t)hl + h->len) {
             *pl = malloc(h->len + 1);
             memcpy(*pl, r->buf + hl, h->len);
-            if (h->masked) mw_ws_mask(*pl, h->len, h->mask, 0);
+            if (h->masked) mw__ws_mask(*pl, h->len, h->mask, 0);
             size_t used = (size_t)hl + h->len;
             memmove(r->buf, r->buf + used, r->len - used);
             r->len -= used;
@@ -750,7 +753,7 @@ static void raw_next_frame(raw_t *r, mw_ws_hdr_t *h, uint8_t **pl) {
         }
         if (hl < 0 && hl != MW_EAGAIN) fail_msg("raw side got a malformed frame: %s", mw_errname((int)hl));
         if (raw_fill(r)) continue;
-        mw_stream_writev(r->ws, NULL, 0);
+        mw__stream_writev(r->ws, NULL, 0);
         check_deadline(dl, "raw_next_frame");
         sched_yield();
     }
@@ -759,7 +762,7 @@ static void raw_next_frame(raw_t *r, mw_ws_hdr_t *h, uint8_t **pl) {
 /* Skips frames up to the next close; returns its code (1005 if none). */
 static int raw_close_code(raw_t *r) {
     for (;;) {
-        mw_ws_hdr_t h;
+        mw__ws_hdr_t h;
         uint8_t *pl;
         raw_next_frame(r, &h, &pl);
         int code = h.len >= 2 ? pl[0] << 8 | pl[1] : 1005;
@@ -769,7 +772,7 @@ static int raw_close_code(raw_t *r) {
 }
 
 static bool raw_nothing_pending(raw_t *r) {
-    mw_stream_writev(r->ws, NULL, 0);
+    mw__stream_writev(r->ws, NULL, 0);
     while (raw_fill(r)) {}
     return r->len == 0;
 }
@@ -782,7 +785,7 @@ static size_t raw_read_head(raw_t *r, mw_stream_t *drive) {
         ssize_t e = mw__ws_head_end(r->buf, r->len, 65536, &scan);
         if (e > 0) return (size_t)e;
         if (raw_fill(r)) continue;
-        if (drive) mw_stream_handshake(drive);
+        if (drive) mw__stream_handshake(drive);
         check_deadline(dl, "raw_read_head");
         sched_yield();
     }
@@ -797,12 +800,12 @@ static void raw_init(raw_t *r, bool raw_is_client, const mw_ws_opts_t *o, size_t
     mw_stream_t *a, *b;
     mw_err_t err = {0};
     memset(r, 0, sizeof *r);
-    assert_int_equal(mw_pair_new(&a, &b, cap, chunk), 0);
+    assert_int_equal(mw__pair_new(&a, &b, cap, chunk), 0);
     r->s = a;
     r->client = raw_is_client;
     r->cap = 1 << 16;
     r->buf = malloc(r->cap);
-    int rc = raw_is_client ? mw_ws_server_wrap(&r->ws, b, o, &err) : mw_ws_client_wrap(&r->ws, b, o, &err);
+    int rc = raw_is_client ? mw__ws_server_wrap(&r->ws, b, o, &err) : mw_ws_client_wrap(&r->ws, b, o, &err);
     if (rc != 0) fail_msg("wrap: %s", mw_err_text(&err));
 }
 
@@ -818,12 +821,12 @@ static void raw_client_upgrade(raw_t *r, const char *path) {
     raw_send_bytes(r, req, (size_t)n);
     size_t hl = raw_read_head(r, r->ws);
     char acc[29];
-    mw_ws_accept_key(key, 24, acc);
+    mw__ws_accept_key(key, 24, acc);
     mw__ws_resp_t a;
     if (mw__ws_response_parse((const char *)r->buf, hl, acc, NULL, &a) != 0)
         fail_msg("server's response rejected: %s: %.*s", a.why, (int)hl, r->buf);
     raw_consume(r, hl);
-    assert_int_equal(mw_stream_handshake(r->ws), 1);
+    assert_int_equal(mw__stream_handshake(r->ws), 1);
 }
 
 /* Raw server: answer the WebSocket client's request, then send `after`. */
@@ -874,17 +877,17 @@ static void test_ws_pair_round_trips_text_and_binary_records_in_small_chunks(voi
     co.max_msg = 1u << 20;
     duo_t d;
     duo_pair(&d, 1 << 16, 7, &co, &so);
-    assert_true(mw_is_ws(d.c) && mw_is_ws(d.s));
-    assert_true(mw_stream_is_msg(d.c));
-    assert_int_equal(mw_stream_handshake(d.s), 1);
-    assert_int_equal(mw_stream_fd(d.c), -1);
+    assert_true(mw__is_ws(d.c) && mw__is_ws(d.s));
+    assert_true(mw__stream_is_msg(d.c));
+    assert_int_equal(mw__stream_handshake(d.s), 1);
+    assert_int_equal(mw__stream_fd(d.c), -1);
     /* client -> server: text, binary, empty, per MSG_TEXT */
     uint8_t out[256], in[256], want[256];
     const uint8_t bin[] = {0, 1, 2, 0xff, 0x80};
-    mw_ws_set_text(d.c, true);
+    mw__ws_set_text(d.c, true);
     size_t n = rec_put(out, -1, "h\xc3\xa9llo", 6);
     write_records(d.c, out, n);
-    mw_ws_set_text(d.c, false);
+    mw__ws_set_text(d.c, false);
     n = rec_put(out, -1, bin, sizeof bin);
     n += rec_put(out + n, -1, NULL, 0);
     write_records(d.c, out, n);
@@ -901,7 +904,7 @@ static void test_ws_pair_round_trips_text_and_binary_records_in_small_chunks(voi
     wn += rec_put(want + wn, -1, "abc", 3);
     read_exact(d.c, d.s, in, wn);
     assert_memory_equal(in, want, wn);
-    assert_int_equal(mw_stream_read(d.c, in, sizeof in), MW_EAGAIN);
+    assert_int_equal(mw__stream_read(d.c, in, sizeof in), MW_EAGAIN);
     duo_free(&d);
 }
 
@@ -924,9 +927,9 @@ static void test_ws_fragments_with_interleaved_control_frames_are_reassembled(vo
     wn += rec_put(want + wn, MW_WS_BINARY, "\x00\x01", 2);
     read_exact(r.ws, NULL, in, wn);
     assert_memory_equal(in, want, wn);
-    assert_int_equal(mw_ws_pongs(r.ws), 1);
+    assert_int_equal(mw__ws_pongs(r.ws), 1);
     /* the ping was answered with its payload, unmasked */
-    mw_ws_hdr_t h;
+    mw__ws_hdr_t h;
     uint8_t *pl;
     raw_next_frame(&r, &h, &pl);
     assert_int_equal(h.opcode, MW_WS_PONG);
@@ -958,19 +961,19 @@ static void test_ws_ping_is_answered_and_pongs_are_counted(void **state) {
     (void)state;
     duo_t d;
     duo_pair(&d, 1 << 16, 3, NULL, NULL);
-    assert_int_equal(mw_ws_ping(d.c, "hb", 2), 0);
-    assert_int_equal(mw_ws_ping(d.c, NULL, 0), 0);
+    assert_int_equal(mw__ws_ping(d.c, "hb", 2), 0);
+    assert_int_equal(mw__ws_ping(d.c, NULL, 0), 0);
     uint8_t big[126] = {0}, in[16];
-    assert_int_equal(mw_ws_ping(d.c, big, 126), MW_EINVAL);
-    assert_int_equal(mw_ws_ping(d.s, big, 125), 0);
+    assert_int_equal(mw__ws_ping(d.c, big, 126), MW_EINVAL);
+    assert_int_equal(mw__ws_ping(d.s, big, 125), 0);
     uint64_t dl = mw_now_ns() + WAIT_NS;
-    while (mw_ws_pongs(d.c) < 2 || mw_ws_pongs(d.s) < 1) {
-        assert_int_equal(mw_stream_read(d.s, in, sizeof in), MW_EAGAIN);
-        assert_int_equal(mw_stream_read(d.c, in, sizeof in), MW_EAGAIN);
+    while (mw__ws_pongs(d.c) < 2 || mw__ws_pongs(d.s) < 1) {
+        assert_int_equal(mw__stream_read(d.s, in, sizeof in), MW_EAGAIN);
+        assert_int_equal(mw__stream_read(d.c, in, sizeof in), MW_EAGAIN);
         check_deadline(dl, "pongs");
     }
-    assert_int_equal(mw_ws_pongs(d.c), 2);
-    assert_int_equal(mw_ws_pongs(d.s), 1);
+    assert_int_equal(mw__ws_pongs(d.c), 2);
+    assert_int_equal(mw__ws_pongs(d.s), 1);
     duo_free(&d);
 }
 
@@ -986,24 +989,24 @@ static void close_both_ways(bool client_first) {
     size_t n = rec_put(out, -1, "one", 3);
     n += rec_put(out + n, -1, "two", 3);
     write_records(a, out, n);
-    assert_int_equal(mw_ws_close(a, 4001, "bye \xe2\x82\xac"), 0);
-    assert_int_equal(mw_ws_close(a, 4001, "again"), 0); /* idempotent */
-    assert_int_equal(mw_stream_write(a, out, n), MW_ECLOSED);
-    assert_int_equal(mw_ws_sent_close_code(a), 4001);
+    assert_int_equal(mw__ws_close(a, 4001, "bye \xe2\x82\xac"), 0);
+    assert_int_equal(mw__ws_close(a, 4001, "again"), 0); /* idempotent */
+    assert_int_equal(mw__stream_write(a, out, n), MW_ECLOSED);
+    assert_int_equal(mw__ws_sent_close_code(a), 4001);
     /* b gets both messages, then the close */
     size_t got = 0;
     assert_int_equal(read_until_error(b, a, in, sizeof in, &got), MW_ECLOSED);
     assert_int_equal(got, n);
     assert_memory_equal(in, out, n);
-    assert_int_equal(mw_ws_peer_close_code(b), 4001);
-    assert_int_equal(mw_ws_sent_close_code(b), 4001); /* echoed */
+    assert_int_equal(mw__ws_peer_close_code(b), 4001);
+    assert_int_equal(mw__ws_sent_close_code(b), 4001); /* echoed */
     assert_non_null(strstr(mw_stream_last_error(b), "4001"));
-    assert_int_equal(mw_stream_read(b, in, sizeof in), MW_ECLOSED); /* sticky */
-    assert_int_equal(mw_stream_write(b, out, n), MW_ECLOSED);
+    assert_int_equal(mw__stream_read(b, in, sizeof in), MW_ECLOSED); /* sticky */
+    assert_int_equal(mw__stream_write(b, out, n), MW_ECLOSED);
     /* a gets the echo */
     assert_int_equal(read_until_error(a, b, NULL, 0, NULL), MW_ECLOSED);
-    assert_int_equal(mw_ws_peer_close_code(a), 4001);
-    assert_int_equal(mw_ws_close(a, 999, NULL), MW_EINVAL);
+    assert_int_equal(mw__ws_peer_close_code(a), 4001);
+    assert_int_equal(mw__ws_close(a, 999, NULL), MW_EINVAL);
     duo_free(&d);
 }
 
@@ -1026,7 +1029,7 @@ static void test_ws_close_codes_valid_ones_are_echoed_and_no_status_gets_1000(vo
         uint8_t p[2] = {(uint8_t)(ok[i] >> 8), (uint8_t)ok[i]};
         raw_frame(&r, true, MW_WS_CLOSE, p, 2);
         assert_int_equal(read_until_error(r.ws, NULL, NULL, 0, NULL), MW_ECLOSED);
-        assert_int_equal(mw_ws_peer_close_code(r.ws), (int)ok[i]);
+        assert_int_equal(mw__ws_peer_close_code(r.ws), (int)ok[i]);
         assert_int_equal(raw_close_code(&r), (int)ok[i]);
         raw_free(&r);
     }
@@ -1034,7 +1037,7 @@ static void test_ws_close_codes_valid_ones_are_echoed_and_no_status_gets_1000(vo
     raw_server_setup(&r, NULL, 0);
     raw_frame(&r, true, MW_WS_CLOSE, NULL, 0);
     assert_int_equal(read_until_error(r.ws, NULL, NULL, 0, NULL), MW_ECLOSED);
-    assert_int_equal(mw_ws_peer_close_code(r.ws), MW_WS_CLOSE_NO_STATUS);
+    assert_int_equal(mw__ws_peer_close_code(r.ws), MW_WS_CLOSE_NO_STATUS);
     assert_int_equal(raw_close_code(&r), 1000);
     raw_free(&r);
 }
@@ -1049,22 +1052,22 @@ static void expect_failure(const mw_ws_opts_t *o, const void *bytes, size_t n, i
     if (got != err) fail_msg("got %s (%s), want %s", mw_errname(got), mw_stream_last_error(r.ws), mw_errname(err));
     assert_true(strlen(mw_stream_last_error(r.ws)) > 0);
     assert_int_equal(raw_close_code(&r), code);
-    assert_int_equal(mw_ws_sent_close_code(r.ws), code);
+    assert_int_equal(mw__ws_sent_close_code(r.ws), code);
     uint8_t in[8];
-    assert_int_equal(mw_stream_read(r.ws, in, sizeof in), err); /* sticky */
+    assert_int_equal(mw__stream_read(r.ws, in, sizeof in), err); /* sticky */
     uint8_t rec[8];
     size_t rn = rec_put(rec, -1, "x", 1);
-    assert_int_equal(mw_stream_write(r.ws, rec, rn), err);
+    assert_int_equal(mw__stream_write(r.ws, rec, rn), err);
     raw_free(&r);
 }
 
 /* A masked client frame built by hand. */
 static size_t cframe(uint8_t *out, uint8_t b0, const void *p, size_t n) {
     const uint8_t m[4] = {9, 8, 7, 6};
-    size_t hl = mw_ws_hdr_encode(out, true, 0, n, m);
+    size_t hl = mw__ws_hdr_encode(out, true, 0, n, m);
     out[0] = b0;
     memcpy(out + hl, p, n);
-    mw_ws_mask(out + hl, n, m, 0);
+    mw__ws_mask(out + hl, n, m, 0);
     return hl + n;
 }
 
@@ -1087,12 +1090,12 @@ static void test_ws_close_and_failures_wait_until_earlier_messages_were_answered
         uint8_t in[64], want[64];
         size_t wn = rec_put(want, MW_WS_TEXT, "first", 5);
         wn += rec_put(want + wn, MW_WS_BINARY, "second", 6);
-        assert_int_equal(mw_stream_read(r.ws, in, sizeof in), (ssize_t)wn);
+        assert_int_equal(mw__stream_read(r.ws, in, sizeof in), (ssize_t)wn);
         assert_memory_equal(in, want, wn);
         assert_true(raw_nothing_pending(&r)); /* nothing answered yet */
         write_records(r.ws, in, wn);           /* the application echoes */
-        assert_int_equal(mw_stream_read(r.ws, in, sizeof in), kind == 0 ? MW_ECLOSED : kind == 1 ? MW_EPROTO : MW_EAGAIN);
-        mw_ws_hdr_t h;
+        assert_int_equal(mw__stream_read(r.ws, in, sizeof in), kind == 0 ? MW_ECLOSED : kind == 1 ? MW_EPROTO : MW_EAGAIN);
+        mw__ws_hdr_t h;
         uint8_t *pl;
         raw_next_frame(&r, &h, &pl);
         assert_int_equal(h.opcode, MW_WS_TEXT);
@@ -1185,9 +1188,9 @@ static void test_ws_too_big_closes_with_1009_from_the_header(void **state) {
     uint8_t f[64];
     const uint8_t m[4] = {1, 2, 3, 4};
     /* only the header of a 1001-byte frame is ever sent */
-    size_t n = mw_ws_hdr_encode(f, true, MW_WS_BINARY, 1001, m);
+    size_t n = mw__ws_hdr_encode(f, true, MW_WS_BINARY, 1001, m);
     expect_failure(&o, f, n, MW_ETOOBIG, 1009);
-    n = mw_ws_hdr_encode(f, true, MW_WS_BINARY, UINT64_C(1) << 40, m);
+    n = mw__ws_hdr_encode(f, true, MW_WS_BINARY, UINT64_C(1) << 40, m);
     expect_failure(&o, f, n, MW_ETOOBIG, 1009);
     { /* the error names the limit that applies: max_frame (16 MiB by default) is clamped to max_msg */
         raw_t r;
@@ -1203,7 +1206,7 @@ static void test_ws_too_big_closes_with_1009_from_the_header(void **state) {
     uint8_t pay[600];
     memset(pay, 'z', sizeof pay);
     n = cframe(fr, 0x02, pay, 600);
-    n += mw_ws_hdr_encode(fr + n, true, MW_WS_CONT, 600, m);
+    n += mw__ws_hdr_encode(fr + n, true, MW_WS_CONT, 600, m);
     expect_failure(&o, fr, n, MW_ETOOBIG, 1009);
     /* max_frame below max_msg */
     o.max_frame = 100;
@@ -1248,9 +1251,9 @@ static void test_ws_batch_read_yields_100_records_from_one_read(void **state) {
             int k = snprintf(msg, sizeof msg, "msg-%03d", i);
             n += rec_put(out + n, -1, msg, (size_t)k);
         }
-        assert_int_equal(mw_stream_write(wr, out, n), (ssize_t)n); /* one writev, all consumed */
-        assert_false(mw_stream_want(wr) & MW_WANT_WRITE);
-        ssize_t r = mw_stream_read(rd, in, sizeof in);
+        assert_int_equal(mw__stream_write(wr, out, n), (ssize_t)n); /* one writev, all consumed */
+        assert_false(mw__stream_want(wr) & MW_WANT_WRITE);
+        ssize_t r = mw__stream_read(rd, in, sizeof in);
         assert_int_equal(r, (ssize_t)n); /* one read, 100 records */
         assert_memory_equal(in, out, n);
     }
@@ -1275,7 +1278,7 @@ static void big_transfer(mw_stream_t *wr, mw_stream_t *rd, bool text) {
     uint8_t *out = malloc(n + 4), *in = malloc(n + 4);
     for (size_t i = 0; i < n; i++) out[4 + i] = text ? (uint8_t)('a' + i % 26) : pattern_byte(i);
     rec_put(out, -1, NULL, n); /* header only; the payload is already there */
-    mw_ws_set_text(wr, text);
+    mw__ws_set_text(wr, text);
     reader_t r = {rd, in, n + 4};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, reader_main, &r), 0);
@@ -1309,7 +1312,7 @@ static void test_ws_large_messages_in_many_fragments_and_whole(void **state) {
     assert_memory_equal(in, want, wn);
     int pongs = 0;
     while (!raw_nothing_pending(&r) || r.len) {
-        mw_ws_hdr_t h;
+        mw__ws_hdr_t h;
         uint8_t *pl;
         raw_next_frame(&r, &h, &pl);
         assert_int_equal(h.opcode, MW_WS_PONG);
@@ -1344,17 +1347,17 @@ static void test_ws_writev_consumes_whole_records_only(void **state) {
         size_t b = rec_put(out + a, -1, "second", 6);
         size_t c = rec_put(out + a + b, -1, "third", 5);
         /* two whole records and the start of a third */
-        assert_int_equal(mw_stream_write(wr, out, a + b + 3), (ssize_t)(a + b));
-        assert_int_equal(mw_stream_write(wr, out + a + b, 3), 0); /* no whole record */
+        assert_int_equal(mw__stream_write(wr, out, a + b + 3), (ssize_t)(a + b));
+        assert_int_equal(mw__stream_write(wr, out + a + b, 3), 0); /* no whole record */
         /* the third, its header split over iovecs, the payload over two more */
         const uint8_t *t = out + a + b;
         struct iovec v[4] = {{(void *)t, 2}, {(void *)(t + 2), 3}, {(void *)(t + 5), 0}, {(void *)(t + 5), c - 5}};
-        assert_int_equal(mw_stream_writev(wr, v, 4), (ssize_t)c);
+        assert_int_equal(mw__stream_writev(wr, v, 4), (ssize_t)c);
         read_exact(rd, wr, in, a + b + c);
         assert_memory_equal(in, out, a + b + c);
         /* records spanning iovecs in the middle of a batch */
         struct iovec w[3] = {{out, a + 1}, {out + a + 1, b + 1}, {out + a + b + 2, c - 2}};
-        assert_int_equal(mw_stream_writev(wr, w, 3), (ssize_t)(a + b + c));
+        assert_int_equal(mw__stream_writev(wr, w, 3), (ssize_t)(a + b + c));
         read_exact(rd, wr, in, a + b + c);
         assert_memory_equal(in, out, a + b + c);
     }
@@ -1365,14 +1368,14 @@ static void test_ws_writev_consumes_whole_records_only(void **state) {
     duo_pair(&e, 1 << 16, 0, &oo, &oo);
     uint8_t rec[256], big[200] = {0};
     size_t n = rec_put(rec, 7, "x", 1);
-    assert_int_equal(mw_stream_write(e.c, rec, n), MW_EINVAL);
+    assert_int_equal(mw__stream_write(e.c, rec, n), MW_EINVAL);
     n = rec_put(rec, MW_WS_BINARY, big, 101);
-    assert_int_equal(mw_stream_write(e.s, rec, n), MW_ETOOBIG);
+    assert_int_equal(mw__stream_write(e.s, rec, n), MW_ETOOBIG);
     /* a good record before a bad one goes; the bad one is reported next */
     size_t g = rec_put(rec, MW_WS_TEXT, "ok", 2);
     n = g + rec_put(rec + g, 9, "x", 1);
-    assert_int_equal(mw_stream_write(e.c, rec, n), (ssize_t)g);
-    assert_int_equal(mw_stream_write(e.c, rec + g, n - g), MW_EINVAL);
+    assert_int_equal(mw__stream_write(e.c, rec, n), (ssize_t)g);
+    assert_int_equal(mw__stream_write(e.c, rec + g, n - g), MW_EINVAL);
     uint8_t in[16];
     read_exact(e.s, NULL, in, g);
     assert_memory_equal(in, rec, g);
@@ -1398,32 +1401,32 @@ static void backpressure(bool from_client) {
     /* nobody reads: the ring fills, the stream holds what it accepted */
     size_t acc = 0;
     ssize_t w;
-    while ((w = mw_stream_write(wr, out + acc, n - acc)) > 0) acc += (size_t)w;
+    while ((w = mw__stream_write(wr, out + acc, n - acc)) > 0) acc += (size_t)w;
     assert_int_equal(w, MW_EAGAIN);
     assert_true(acc > 4096 && acc < n);
     assert_int_equal(acc % (PAY + 4), 0); /* whole records only */
-    assert_true(mw_stream_want(wr) & MW_WANT_WRITE);
-    assert_int_equal(mw_stream_writev(wr, NULL, 0), MW_EAGAIN);
+    assert_true(mw__stream_want(wr) & MW_WANT_WRITE);
+    assert_int_equal(mw__stream_writev(wr, NULL, 0), MW_EAGAIN);
     /* drain while flushing, then send the rest */
     size_t got = 0;
     uint64_t dl = mw_now_ns() + WAIT_NS;
     while (got < n) {
-        ssize_t r = mw_stream_read(rd, in + got, n - got);
+        ssize_t r = mw__stream_read(rd, in + got, n - got);
         if (r > 0) got += (size_t)r;
         else assert_int_equal(r, MW_EAGAIN);
-        ssize_t f = mw_stream_writev(wr, NULL, 0);
+        ssize_t f = mw__stream_writev(wr, NULL, 0);
         assert_true(f == 0 || f == MW_EAGAIN);
-        if (f == 0) assert_false(mw_stream_want(wr) & MW_WANT_WRITE);
+        if (f == 0) assert_false(mw__stream_want(wr) & MW_WANT_WRITE);
         if (f == 0 && acc < n) {
-            w = mw_stream_write(wr, out + acc, n - acc);
+            w = mw__stream_write(wr, out + acc, n - acc);
             if (w > 0) acc += (size_t)w;
             else assert_true(w == MW_EAGAIN || w == 0);
         }
         check_deadline(dl, "backpressure drain");
     }
     assert_memory_equal(in, out, n);
-    assert_int_equal(mw_stream_writev(wr, NULL, 0), 0);
-    assert_false(mw_stream_want(wr) & MW_WANT_WRITE);
+    assert_int_equal(mw__stream_writev(wr, NULL, 0), 0);
+    assert_false(mw__stream_want(wr) & MW_WANT_WRITE);
     free(out);
     free(in);
     duo_free(&d);
@@ -1442,28 +1445,28 @@ static void test_ws_backpressure_server_holds_records_and_flushes_later(void **s
 static void test_ws_before_the_handshake_writes_wait_and_reads_drive_it(void **state) {
     (void)state;
     mw_stream_t *a, *b, *c, *s;
-    assert_int_equal(mw_pair_new(&a, &b, 1 << 16, 0), 0);
+    assert_int_equal(mw__pair_new(&a, &b, 1 << 16, 0), 0);
     assert_int_equal(mw_ws_client_wrap(&c, a, NULL, NULL), 0);
-    assert_int_equal(mw_ws_server_wrap(&s, b, NULL, NULL), 0);
+    assert_int_equal(mw__ws_server_wrap(&s, b, NULL, NULL), 0);
     uint8_t rec[16], in[16];
     size_t n = rec_put(rec, -1, "early", 5);
-    assert_true(mw_stream_is_msg(c));
-    assert_int_equal(mw_stream_want(c), 0); /* the pair needs no handshake: drive ours now */
-    assert_int_equal(mw_stream_want(s), 0);
-    assert_int_equal(mw_stream_handshake(s), MW_EAGAIN);
-    assert_int_equal(mw_stream_want(s), MW_WANT_READ);
-    assert_int_equal(mw_stream_write(c, rec, n), MW_EAGAIN);
-    assert_int_equal(mw_stream_write(s, rec, n), MW_EAGAIN);
-    assert_int_equal(mw_stream_read(s, in, sizeof in), MW_EAGAIN); /* nothing sent yet */
-    assert_int_equal(mw_stream_read(c, in, sizeof in), MW_EAGAIN); /* sends the request */
-    assert_int_equal(mw_stream_want(c), MW_WANT_READ);
-    assert_int_equal(mw_stream_read(s, in, sizeof in), MW_EAGAIN); /* answers 101 */
-    assert_int_equal(mw_stream_handshake(s), 1);
-    assert_int_equal(mw_stream_write(s, rec, n), (ssize_t)n);
-    assert_int_equal(mw_stream_read(c, in, sizeof in), (ssize_t)n); /* 101, then the record */
+    assert_true(mw__stream_is_msg(c));
+    assert_int_equal(mw__stream_want(c), 0); /* the pair needs no handshake: drive ours now */
+    assert_int_equal(mw__stream_want(s), 0);
+    assert_int_equal(mw__stream_handshake(s), MW_EAGAIN);
+    assert_int_equal(mw__stream_want(s), MW_WANT_READ);
+    assert_int_equal(mw__stream_write(c, rec, n), MW_EAGAIN);
+    assert_int_equal(mw__stream_write(s, rec, n), MW_EAGAIN);
+    assert_int_equal(mw__stream_read(s, in, sizeof in), MW_EAGAIN); /* nothing sent yet */
+    assert_int_equal(mw__stream_read(c, in, sizeof in), MW_EAGAIN); /* sends the request */
+    assert_int_equal(mw__stream_want(c), MW_WANT_READ);
+    assert_int_equal(mw__stream_read(s, in, sizeof in), MW_EAGAIN); /* answers 101 */
+    assert_int_equal(mw__stream_handshake(s), 1);
+    assert_int_equal(mw__stream_write(s, rec, n), (ssize_t)n);
+    assert_int_equal(mw__stream_read(c, in, sizeof in), (ssize_t)n); /* 101, then the record */
     assert_memory_equal(in, rec, n);
-    assert_int_equal(mw_stream_handshake(c), 1);
-    assert_int_equal(mw_stream_want(c), 0);
+    assert_int_equal(mw__stream_handshake(c), 1);
+    assert_int_equal(mw__stream_want(c), 0);
     mw_stream_free(c);
     mw_stream_free(s);
 }
@@ -1479,16 +1482,16 @@ static void test_ws_read_into_a_small_buffer_gets_a_record_in_pieces(void **stat
     n += rec_put(out + n, -1, "tail", 4);
     write_records(d.s, out, n);
     /* the first read is too small for the first record: pieces of it */
-    ssize_t r = mw_stream_read(d.c, in, 100);
+    ssize_t r = mw__stream_read(d.c, in, 100);
     assert_int_equal(r, 100);
     size_t got = 100;
     while (got < 1004) {
-        r = mw_stream_read(d.c, in + got, got + 100 <= 1004 ? 100 : 1004 - got);
+        r = mw__stream_read(d.c, in + got, got + 100 <= 1004 ? 100 : 1004 - got);
         assert_true(r > 0);
         got += (size_t)r;
     }
     /* whole records again once they fit */
-    r = mw_stream_read(d.c, in + got, sizeof in - got);
+    r = mw__stream_read(d.c, in + got, sizeof in - got);
     assert_int_equal(r, 8);
     assert_memory_equal(in, out, n);
     duo_free(&d);
@@ -1508,9 +1511,9 @@ static void expect_refusal(const mw_ws_opts_t *o, const char *head, size_t n, in
     char num[8];
     snprintf(num, sizeof num, "%d", status);
     assert_non_null(strstr(mw_stream_last_error(r.ws), num));
-    assert_int_equal(mw_stream_handshake(r.ws), MW_EPROTO);
+    assert_int_equal(mw__stream_handshake(r.ws), MW_EPROTO);
     uint8_t rec[8];
-    assert_int_equal(mw_stream_write(r.ws, rec, rec_put(rec, -1, "x", 1)), MW_EPROTO);
+    assert_int_equal(mw__stream_write(r.ws, rec, rec_put(rec, -1, "x", 1)), MW_EPROTO);
     raw_free(&r);
 }
 
@@ -1554,17 +1557,17 @@ static void test_ws_handshake_byte_by_byte_then_frames(void **state) {
     ssize_t n = mw__ws_request_build(req, sizeof req, &co, "h", key);
     uint8_t in[16];
     for (ssize_t i = 0; i < n; i++) {
-        assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
+        assert_int_equal(mw__stream_handshake(r.ws), MW_EAGAIN);
         raw_send_bytes(&r, req + i, 1);
-        ssize_t rr = mw_stream_read(r.ws, in, sizeof in);
+        ssize_t rr = mw__stream_read(r.ws, in, sizeof in);
         assert_int_equal(rr, MW_EAGAIN);
     }
-    assert_int_equal(mw_stream_handshake(r.ws), 1);
-    assert_string_equal(mw_ws_path(r.ws), "/deep/path?q=1");
-    assert_string_equal(mw_ws_subprotocol(r.ws), "v2");
+    assert_int_equal(mw__stream_handshake(r.ws), 1);
+    assert_string_equal(mw__ws_path(r.ws), "/deep/path?q=1");
+    assert_string_equal(mw__ws_subprotocol(r.ws), "v2");
     size_t hl = raw_read_head(&r, NULL);
     char acc[29];
-    mw_ws_accept_key(key, 24, acc);
+    mw__ws_accept_key(key, 24, acc);
     mw__ws_resp_t a;
     assert_int_equal(mw__ws_response_parse((const char *)r.buf, hl, acc, "v1, v2", &a), 0);
     assert_int_equal(a.protocol.n, 2);
@@ -1590,31 +1593,31 @@ static void test_ws_subprotocol_and_path_are_negotiated(void **state) {
     so.expect_path = "/feed";
     duo_t d;
     duo_pair(&d, 1 << 16, 1, &co, &so);
-    assert_string_equal(mw_ws_subprotocol(d.c), "superchat");
-    assert_string_equal(mw_ws_subprotocol(d.s), "superchat");
-    assert_string_equal(mw_ws_path(d.s), "/feed?x=1");
+    assert_string_equal(mw__ws_subprotocol(d.c), "superchat");
+    assert_string_equal(mw__ws_subprotocol(d.s), "superchat");
+    assert_string_equal(mw__ws_path(d.s), "/feed?x=1");
     duo_free(&d);
     /* a server without a subprotocol declines; the client goes on without */
     so.subprotocol = NULL;
     duo_pair(&d, 1 << 16, 0, &co, &so);
-    assert_string_equal(mw_ws_subprotocol(d.c), "");
+    assert_string_equal(mw__ws_subprotocol(d.c), "");
     duo_free(&d);
-    assert_string_equal(mw_ws_subprotocol(NULL), "");
-    assert_false(mw_is_ws(NULL));
+    assert_string_equal(mw__ws_subprotocol(NULL), "");
+    assert_false(mw__is_ws(NULL));
 }
 
 static void client_refuses(const char *resp, const char *text) {
     raw_t r;
     raw_init(&r, false, NULL, 1 << 16, 0);
-    assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
+    assert_int_equal(mw__stream_handshake(r.ws), MW_EAGAIN);
     raw_server_upgrade(&r, resp, NULL, 0);
     uint64_t dl = mw_now_ns() + WAIT_NS;
     int rc;
-    while ((rc = mw_stream_handshake(r.ws)) == MW_EAGAIN) check_deadline(dl, "refusal");
+    while ((rc = mw__stream_handshake(r.ws)) == MW_EAGAIN) check_deadline(dl, "refusal");
     assert_int_equal(rc, MW_EPROTO);
     if (!strstr(mw_stream_last_error(r.ws), text)) fail_msg("error text \"%s\" lacks \"%s\"", mw_stream_last_error(r.ws), text);
     uint8_t in[8];
-    assert_int_equal(mw_stream_read(r.ws, in, sizeof in), MW_EPROTO);
+    assert_int_equal(mw__stream_read(r.ws, in, sizeof in), MW_EPROTO);
     raw_free(&r);
 }
 
@@ -1632,22 +1635,22 @@ static void test_ws_frames_right_after_the_101_are_kept_for_reads(void **state) 
     raw_t r;
     raw_init(&r, false, NULL, 1 << 16, 0);
     uint8_t f[64];
-    size_t n = mw_ws_hdr_encode(f, true, MW_WS_TEXT, 2, NULL);
+    size_t n = mw__ws_hdr_encode(f, true, MW_WS_TEXT, 2, NULL);
     memcpy(f + n, "hi", 2);
     n += 2;
-    n += mw_ws_hdr_encode(f + n, true, MW_WS_PING, 0, NULL);
-    assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
+    n += mw__ws_hdr_encode(f + n, true, MW_WS_PING, 0, NULL);
+    assert_int_equal(mw__stream_handshake(r.ws), MW_EAGAIN);
     raw_server_upgrade(&r, NULL, f, n);
     uint64_t dl = mw_now_ns() + WAIT_NS;
     int rc;
-    while ((rc = mw_stream_handshake(r.ws)) == MW_EAGAIN) check_deadline(dl, "hs");
+    while ((rc = mw__stream_handshake(r.ws)) == MW_EAGAIN) check_deadline(dl, "hs");
     assert_int_equal(rc, 1);
     uint8_t in[16], want[16];
     size_t wn = rec_put(want, -1, "hi", 2);
-    assert_int_equal(mw_stream_read(r.ws, in, sizeof in), (ssize_t)wn);
+    assert_int_equal(mw__stream_read(r.ws, in, sizeof in), (ssize_t)wn);
     assert_memory_equal(in, want, wn);
-    assert_int_equal(mw_stream_read(r.ws, in, sizeof in), MW_EAGAIN); /* answers the ping */
-    mw_ws_hdr_t h;
+    assert_int_equal(mw__stream_read(r.ws, in, sizeof in), MW_EAGAIN); /* answers the ping */
+    mw__ws_hdr_t h;
     uint8_t *pl;
     raw_next_frame(&r, &h, &pl); /* the client's pong, masked */
     assert_int_equal(h.opcode, MW_WS_PONG);
@@ -1663,7 +1666,7 @@ static void test_ws_replay_client_sends_no_request_and_skips_the_accept_check(vo
     o.flags = MW_WS_REPLAY;
     raw_t r;
     raw_init(&r, false, &o, 1 << 16, 0);
-    assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
+    assert_int_equal(mw__stream_handshake(r.ws), MW_EAGAIN);
     assert_true(raw_nothing_pending(&r));
     const char *resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                        "Sec-WebSocket-Accept: recordedrecordedrecorded123=\r\n\r\n\x81\x02ok";
@@ -1685,11 +1688,11 @@ static void test_ws_steady_state_allocates_nothing(void **state) {
     n += rec_put(out + n, -1, "second", 6);
     uint64_t before = mw_alloc_count();
     for (int i = 0; i < 1000; i++) {
-        assert_int_equal(mw_stream_write(d.c, out, n), (ssize_t)n);
-        assert_int_equal(mw_stream_read(d.s, in, sizeof in), (ssize_t)n);
-        assert_int_equal(mw_stream_write(d.s, in, n), (ssize_t)n);
-        assert_int_equal(mw_stream_read(d.c, in, sizeof in), (ssize_t)n);
-        if (i % 100 == 0) assert_int_equal(mw_ws_ping(d.c, "x", 1), 0);
+        assert_int_equal(mw__stream_write(d.c, out, n), (ssize_t)n);
+        assert_int_equal(mw__stream_read(d.s, in, sizeof in), (ssize_t)n);
+        assert_int_equal(mw__stream_write(d.s, in, n), (ssize_t)n);
+        assert_int_equal(mw__stream_read(d.c, in, sizeof in), (ssize_t)n);
+        if (i % 100 == 0) assert_int_equal(mw__ws_ping(d.c, "x", 1), 0);
     }
     assert_int_equal(mw_alloc_count() - before, 0);
     assert_memory_equal(in, out, n);
@@ -1707,7 +1710,7 @@ static void test_ws_control_replies_wait_for_room_when_tx_is_full(void **state) 
     raw_server_upgrade(&r, NULL, NULL, 0);
     uint64_t dl = mw_now_ns() + WAIT_NS;
     int rc;
-    while ((rc = mw_stream_handshake(r.ws)) == MW_EAGAIN) check_deadline(dl, "hs");
+    while ((rc = mw__stream_handshake(r.ws)) == MW_EAGAIN) check_deadline(dl, "hs");
     assert_int_equal(rc, 1);
     /* fill the ring and then the stream's buffer to the last byte, with ever
      * smaller records, so not even a pong fits */
@@ -1717,7 +1720,7 @@ static void test_ws_control_replies_wait_for_room_when_tx_is_full(void **state) 
     int sent = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         size_t rn = rec_put(rec, -1, p, sizes[i]);
-        while (mw_stream_write(r.ws, rec, rn) == (ssize_t)rn) sent++;
+        while (mw__stream_write(r.ws, rec, rn) == (ssize_t)rn) sent++;
     }
     assert_true(sent > 4);
     /* pings and a close arrive while nothing can be sent */
@@ -1726,11 +1729,11 @@ static void test_ws_control_replies_wait_for_room_when_tx_is_full(void **state) 
     uint8_t cl[2] = {0x0F, 0xA0}; /* 4000 */
     raw_frame(&r, true, MW_WS_CLOSE, cl, 2);
     assert_int_equal(read_until_error(r.ws, NULL, NULL, 0, NULL), MW_ECLOSED);
-    assert_true(mw_stream_want(r.ws) & MW_WANT_WRITE);
+    assert_true(mw__stream_want(r.ws) & MW_WANT_WRITE);
     /* draining shows every record, one pong for the latest ping, then the close */
     int data = 0, pongs = 0;
     for (;;) {
-        mw_ws_hdr_t h;
+        mw__ws_hdr_t h;
         uint8_t *pl;
         raw_next_frame(&r, &h, &pl);
         if (h.opcode == MW_WS_BINARY) {
@@ -1748,8 +1751,8 @@ static void test_ws_control_replies_wait_for_room_when_tx_is_full(void **state) 
     }
     assert_int_equal(data, sent);
     assert_int_equal(pongs, 1);
-    assert_int_equal(mw_stream_writev(r.ws, NULL, 0), 0);
-    assert_false(mw_stream_want(r.ws) & MW_WANT_WRITE);
+    assert_int_equal(mw__stream_writev(r.ws, NULL, 0), 0);
+    assert_false(mw__stream_want(r.ws) & MW_WANT_WRITE);
     raw_free(&r);
 }
 
@@ -1776,7 +1779,7 @@ static void test_ws_server_writes_records_scattered_over_many_iovecs(void **stat
     size_t done = 0;
     uint64_t dl = mw_now_ns() + WAIT_NS;
     while (done < n) {
-        ssize_t w = mw_stream_writev(d.s, v + done, (int)(n - done));
+        ssize_t w = mw__stream_writev(d.s, v + done, (int)(n - done));
         assert_true(w > 0);
         done += (size_t)w;
         assert_true(done == bstart || done == n || done % (PIECES + 4) == 0);
@@ -1792,24 +1795,24 @@ static void test_ws_client_handshake_failures_are_reported(void **state) {
     /* the server hangs up before answering */
     raw_t r;
     raw_init(&r, false, NULL, 1 << 16, 0);
-    assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
-    mw_stream_close(r.s);
-    assert_int_equal(mw_stream_handshake(r.ws), MW_ECLOSED);
+    assert_int_equal(mw__stream_handshake(r.ws), MW_EAGAIN);
+    mw__stream_close(r.s);
+    assert_int_equal(mw__stream_handshake(r.ws), MW_ECLOSED);
     assert_non_null(strstr(mw_stream_last_error(r.ws), "handshake"));
     uint8_t in[8];
-    assert_int_equal(mw_stream_read(r.ws, in, sizeof in), MW_ECLOSED);
+    assert_int_equal(mw__stream_read(r.ws, in, sizeof in), MW_ECLOSED);
     raw_free(&r);
     /* a response head over max_header */
     mw_ws_opts_t o;
     mw_ws_opts_init(&o);
     o.max_header = 256;
     raw_init(&r, false, &o, 1 << 16, 0);
-    assert_int_equal(mw_stream_handshake(r.ws), MW_EAGAIN);
+    assert_int_equal(mw__stream_handshake(r.ws), MW_EAGAIN);
     char head[600];
     memset(head, 'x', sizeof head);
     memcpy(head, "HTTP/1.1 101 OK\r\nX: ", 20);
     raw_send_bytes(&r, head, sizeof head);
-    assert_int_equal(mw_stream_handshake(r.ws), MW_EPROTO);
+    assert_int_equal(mw__stream_handshake(r.ws), MW_EPROTO);
     assert_non_null(strstr(mw_stream_last_error(r.ws), "256"));
     raw_free(&r);
 }
@@ -1821,25 +1824,25 @@ static void test_ws_wrap_failures_free_the_inner_stream(void **state) {
     mw_ws_opts_t o;
     mw_ws_opts_init(&o);
     o.path = "no-slash";
-    assert_int_equal(mw_pair_new(&a, &b, 64, 0), 0);
+    assert_int_equal(mw__pair_new(&a, &b, 64, 0), 0);
     assert_int_equal(mw_ws_client_wrap(&w, a, &o, &err), MW_EINVAL);
     assert_non_null(strstr(mw_err_text(&err), "request"));
     mw_ws_opts_init(&o);
     o.max_msg = 0x80000000u;
-    assert_int_equal(mw_ws_server_wrap(&w, b, &o, &err), MW_EINVAL);
+    assert_int_equal(mw__ws_server_wrap(&w, b, &o, &err), MW_EINVAL);
     assert_null(w);
     assert_int_equal(mw_ws_client_wrap(&w, NULL, NULL, &err), MW_EINVAL);
     /* rx_time goes to the inner stream (the pair knows none); nothing buffered */
     duo_t d;
     duo_pair(&d, 1 << 12, 0, NULL, NULL);
     uint64_t ts;
-    assert_int_equal(mw_stream_rx_time(d.c, &ts), MW_ENOTSUP);
-    assert_int_equal(mw_stream_pending(d.c), 0);
-    assert_int_equal(mw_ws_close(d.c, 1000, "\xff"), MW_EINVAL);
+    assert_int_equal(mw__stream_rx_time(d.c, &ts), MW_ENOTSUP);
+    assert_int_equal(mw__stream_pending(d.c), 0);
+    assert_int_equal(mw__ws_close(d.c, 1000, "\xff"), MW_EINVAL);
     char longr[130];
     memset(longr, 'r', sizeof longr - 1);
     longr[sizeof longr - 1] = '\0';
-    assert_int_equal(mw_ws_close(d.c, 1000, longr), MW_EINVAL);
+    assert_int_equal(mw__ws_close(d.c, 1000, longr), MW_EINVAL);
     duo_free(&d);
 }
 
@@ -1852,7 +1855,7 @@ static void test_accept_key_of_a_long_key_hashes_all_of_it(void **state) {
     memcpy(buf + sizeof key, "258EAFA5-E914-47DA-95CA-C5AB0DC85B11", 36);
     SHA1(buf, sizeof key + 36, md);
     EVP_EncodeBlock((unsigned char *)ref, md, 20);
-    mw_ws_accept_key(key, sizeof key, out);
+    mw__ws_accept_key(key, sizeof key, out);
     assert_string_equal(out, ref);
 }
 
@@ -1869,13 +1872,13 @@ static void *echo_main(void *arg) {
     size_t done = 0;
     uint64_t dl = mw_now_ns() + WAIT_NS;
     while (done < e->n && mw_now_ns() < dl) {
-        ssize_t r = mw_stream_read(e->s, buf, 1 << 16);
+        ssize_t r = mw__stream_read(e->s, buf, 1 << 16);
         if (r > 0) {
             write_records(e->s, buf, (size_t)r);
             done += (size_t)r;
-            if (mw_ws_ping(e->s, "t", 1) == 0) e->pings++;
+            if (mw__ws_ping(e->s, "t", 1) == 0) e->pings++;
         } else {
-            mw_stream_writev(e->s, NULL, 0);
+            mw__stream_writev(e->s, NULL, 0);
             sched_yield();
         }
     }
@@ -1912,10 +1915,10 @@ static void test_ws_read_and_write_may_run_on_two_threads(void **state) {
     assert_memory_equal(in, out, n);
     assert_true(e.pings > 0);
     uint64_t dl = mw_now_ns() + WAIT_NS;
-    while (mw_ws_pongs(d.s) < (uint64_t)e.pings) { /* every ping got its pong */
+    while (mw__ws_pongs(d.s) < (uint64_t)e.pings) { /* every ping got its pong */
         uint8_t tmp[64];
-        mw_stream_read(d.c, tmp, sizeof tmp);
-        mw_stream_read(d.s, tmp, sizeof tmp);
+        mw__stream_read(d.c, tmp, sizeof tmp);
+        mw__stream_read(d.s, tmp, sizeof tmp);
         check_deadline(dl, "pongs");
     }
     free(out);
@@ -1932,9 +1935,9 @@ static void test_ws_tcp_round_trip_large_messages_ping_and_close(void **state) {
     co.max_msg = 2u << 20;
     duo_t d;
     duo_tcp(&d, &co, &so);
-    assert_true(mw_stream_fd(d.c) >= 0);
+    assert_true(mw__stream_fd(d.c) >= 0);
     uint8_t out[64], in[64], want[64];
-    mw_ws_set_text(d.c, true);
+    mw__ws_set_text(d.c, true);
     size_t n = rec_put(out, -1, "text \xe2\x9c\x93", 8);
     write_records(d.c, out, n);
     size_t wn = rec_put(want, MW_WS_TEXT, "text \xe2\x9c\x93", 8);
@@ -1945,21 +1948,21 @@ static void test_ws_tcp_round_trip_large_messages_ping_and_close(void **state) {
     wn = rec_put(want, -1, "\x00\xff", 2);
     read_exact(d.c, NULL, in, wn);
     assert_memory_equal(in, want, wn);
-    assert_int_equal(mw_ws_ping(d.s, "tcp", 3), 0);
+    assert_int_equal(mw__ws_ping(d.s, "tcp", 3), 0);
     uint64_t dl = mw_now_ns() + WAIT_NS;
-    while (mw_ws_pongs(d.s) == 0) {
-        mw_stream_read(d.c, in, sizeof in);
-        mw_stream_read(d.s, in, sizeof in);
+    while (mw__ws_pongs(d.s) == 0) {
+        mw__stream_read(d.c, in, sizeof in);
+        mw__stream_read(d.s, in, sizeof in);
         check_deadline(dl, "tcp pong");
         idle_wait(d.s, MW_WANT_READ);
     }
-    mw_ws_close(d.c, 1001, NULL);
+    mw__ws_close(d.c, 1001, NULL);
     size_t got;
     assert_int_equal(read_until_error(d.s, NULL, in, sizeof in, &got), MW_ECLOSED);
     assert_int_equal(got, 0);
-    assert_int_equal(mw_ws_peer_close_code(d.s), 1001);
+    assert_int_equal(mw__ws_peer_close_code(d.s), 1001);
     assert_int_equal(read_until_error(d.c, NULL, NULL, 0, NULL), MW_ECLOSED);
-    assert_int_equal(mw_ws_peer_close_code(d.c), 1001);
+    assert_int_equal(mw__ws_peer_close_code(d.c), 1001);
     duo_free(&d);
     /* 1 MiB each way over real sockets */
     mw_ws_opts_init(&so);
@@ -1974,11 +1977,11 @@ static void test_ws_tcp_peer_vanishing_is_closed_not_an_error(void **state) {
     (void)state;
     duo_t d;
     duo_tcp(&d, NULL, NULL);
-    mw_stream_close(d.c->inner); /* the TCP under the client goes away, no close frame */
+    mw__stream_close(d.c->inner); /* the TCP under the client goes away, no close frame */
     uint8_t in[16];
     assert_int_equal(read_until_error(d.s, NULL, in, sizeof in, NULL), MW_ECLOSED);
     assert_non_null(strstr(mw_stream_last_error(d.s), "1006"));
-    assert_int_equal(mw_ws_peer_close_code(d.s), 0);
+    assert_int_equal(mw__ws_peer_close_code(d.s), 0);
     duo_free(&d);
 }
 
@@ -1987,37 +1990,37 @@ static void test_ws_over_tls_round_trip_large_message_and_close(void **state) {
     (void)state;
     mw_test_require(mw_have_openssl_cli(), "the openssl command (Debian package openssl)");
     mw_tls_opts_t so, co;
-    mw_tls_opts_init(&so);
-    mw_tls_opts_init(&co);
+    mw__tls_opts_init(&so);
+    mw__tls_opts_init(&co);
     so.cert_file = mw_test_cert("srv.pem");
     so.key_file = mw_test_cert("srv.key");
     co.ca_file = mw_test_cert("ca.pem");
     co.server_name = "localhost";
-    mw_tls_ctx_t *sctx, *cctx;
+    mw__tls_ctx_t *sctx, *cctx;
     mw_err_t err = {0};
-    if (mw_tls_ctx_new(&sctx, true, &so, &err) != 0) fail_msg("server ctx: %s", mw_err_text(&err));
-    if (mw_tls_ctx_new(&cctx, false, &co, &err) != 0) fail_msg("client ctx: %s", mw_err_text(&err));
+    if (mw__tls_ctx_new(&sctx, true, &so, &err) != 0) fail_msg("server ctx: %s", mw_err_text(&err));
+    if (mw__tls_ctx_new(&cctx, false, &co, &err) != 0) fail_msg("client ctx: %s", mw_err_text(&err));
     /* TCP, then TLS, then WebSocket on each side */
-    mw_listener_t *l;
-    if (mw_tcp_listen(&l, "127.0.0.1", "0", NULL, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
+    mw__listener_t *l;
+    if (mw__tcp_listen(&l, "127.0.0.1", "0", NULL, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
     char port[16];
-    snprintf(port, sizeof port, "%d", mw_listener_port(l));
+    snprintf(port, sizeof port, "%d", mw__listener_port(l));
     mw_stream_t *ct, *st = NULL, *ctls, *stls;
-    if (mw_tcp_connect(&ct, "127.0.0.1", port, NULL, WAIT_NS, &err) != 0) fail_msg("connect: %s", mw_err_text(&err));
+    if (mw__tcp_connect(&ct, "127.0.0.1", port, NULL, WAIT_NS, &err) != 0) fail_msg("connect: %s", mw_err_text(&err));
     uint64_t dl = mw_now_ns() + WAIT_NS;
-    while (mw_listener_accept(l, &st, &err) == MW_EAGAIN) check_deadline(dl, "accept");
-    mw_listener_free(l);
-    assert_int_equal(mw_tls_wrap(&ctls, ct, cctx, "localhost", &err), 0);
-    assert_int_equal(mw_tls_wrap(&stls, st, sctx, NULL, &err), 0);
+    while (mw__listener_accept(l, &st, &err) == MW_EAGAIN) check_deadline(dl, "accept");
+    mw__listener_free(l);
+    assert_int_equal(mw__tls_wrap(&ctls, ct, cctx, "localhost", &err), 0);
+    assert_int_equal(mw__tls_wrap(&stls, st, sctx, NULL, &err), 0);
     mw_ws_opts_t wo;
     mw_ws_opts_init(&wo);
     wo.max_msg = 2u << 20;
     wo.host = "localhost";
     duo_t d;
     assert_int_equal(mw_ws_client_wrap(&d.c, ctls, &wo, &err), 0);
-    assert_int_equal(mw_ws_server_wrap(&d.s, stls, &wo, &err), 0);
+    assert_int_equal(mw__ws_server_wrap(&d.s, stls, &wo, &err), 0);
     handshake_both(d.c, d.s); /* TLS first, then the upgrade, through one op */
-    assert_int_equal(mw_stream_handshake(d.c), 1);
+    assert_int_equal(mw__stream_handshake(d.c), 1);
     uint8_t out[64], in[64];
     size_t n = rec_put(out, -1, "over tls", 8);
     write_records(d.c, out, n);
@@ -2025,13 +2028,13 @@ static void test_ws_over_tls_round_trip_large_message_and_close(void **state) {
     assert_memory_equal(in, out, n);
     big_transfer(d.c, d.s, true);
     big_transfer(d.s, d.c, false);
-    assert_int_equal(mw_ws_close(d.s, 1000, NULL), 0);
+    assert_int_equal(mw__ws_close(d.s, 1000, NULL), 0);
     assert_int_equal(read_until_error(d.c, NULL, NULL, 0, NULL), MW_ECLOSED);
     assert_int_equal(read_until_error(d.s, d.c, NULL, 0, NULL), MW_ECLOSED);
-    assert_int_equal(mw_ws_peer_close_code(d.s), 1000);
+    assert_int_equal(mw__ws_peer_close_code(d.s), 1000);
     duo_free(&d);
-    mw_tls_ctx_free(cctx);
-    mw_tls_ctx_free(sctx);
+    mw__tls_ctx_free(cctx);
+    mw__tls_ctx_free(sctx);
 }
 
 /* ---- a server answers 400 at once to bytes no HTTP request begins with ---------------- */
@@ -2088,25 +2091,25 @@ static void test_ws_server_answers_400_at_once_to_bytes_no_request_begins_with(v
         {"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11}, {"\x00", 1}, {"\x80", 1}};
     for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
         mw_stream_t *a, *pb, *s;
-        assert_int_equal(mw_pair_new(&a, &pb, 1 << 16, 0), 0);
-        assert_int_equal(mw_ws_server_wrap(&s, pb, NULL, NULL), 0);
-        assert_int_equal(mw_stream_write(a, bad[b].p, bad[b].n), (ssize_t)bad[b].n);
-        assert_int_equal(mw_stream_handshake(s), MW_EPROTO);
+        assert_int_equal(mw__pair_new(&a, &pb, 1 << 16, 0), 0);
+        assert_int_equal(mw__ws_server_wrap(&s, pb, NULL, NULL), 0);
+        assert_int_equal(mw__stream_write(a, bad[b].p, bad[b].n), (ssize_t)bad[b].n);
+        assert_int_equal(mw__stream_handshake(s), MW_EPROTO);
         assert_non_null(strstr(mw_stream_last_error(s), "400"));
         char resp[512] = {0};
-        ssize_t n = mw_stream_read(a, resp, sizeof resp - 1);
+        ssize_t n = mw__stream_read(a, resp, sizeof resp - 1);
         if (n < 12 || memcmp(resp, "HTTP/1.1 400", 12) != 0) fail_msg("case %zu: answered \"%s\"", b, resp);
         assert_non_null(strstr(resp, "Connection: close"));
         mw_stream_free(s);
         mw_stream_free(a);
     }
     mw_stream_t *a, *pb, *s;
-    assert_int_equal(mw_pair_new(&a, &pb, 1 << 16, 0), 0);
-    assert_int_equal(mw_ws_server_wrap(&s, pb, NULL, NULL), 0);
-    assert_int_equal(mw_stream_write(a, "GET / HTTP/1.", 13), 13);
-    assert_int_equal(mw_stream_handshake(s), MW_EAGAIN);
+    assert_int_equal(mw__pair_new(&a, &pb, 1 << 16, 0), 0);
+    assert_int_equal(mw__ws_server_wrap(&s, pb, NULL, NULL), 0);
+    assert_int_equal(mw__stream_write(a, "GET / HTTP/1.", 13), 13);
+    assert_int_equal(mw__stream_handshake(s), MW_EAGAIN);
     char resp[64];
-    assert_int_equal(mw_stream_read(a, resp, sizeof resp), MW_EAGAIN); /* no answer yet */
+    assert_int_equal(mw__stream_read(a, resp, sizeof resp), MW_EAGAIN); /* no answer yet */
     mw_stream_free(s);
     mw_stream_free(a);
 }

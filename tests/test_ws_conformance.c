@@ -38,6 +38,10 @@
 #include "mw_tcp.h"
 #include "mw_tls.h"
 #include "mw_ws.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
+#include "tls_impl.h"
+#include "ws_impl.h"
 
 #ifndef MW_BUILD_DIR
 #define MW_BUILD_DIR "build"
@@ -741,7 +745,7 @@ static void test_ws_1_x_server_header_bytes_use_minimal_length_encoding(void **s
 }
 
 /* Headers a client must not send: a 64-bit length with the top bit set
- * (RFC 6455 5.2), and lengths not in their minimal encoding (mw_ws.h). */
+ * (RFC 6455 5.2), and lengths not in their minimal encoding (ws_impl.h). */
 static void test_ws_1_x_bad_length_encodings_close_1002(void **state) {
     (void)state;
     static const uint8_t heads[][14] = {
@@ -1838,8 +1842,8 @@ static void test_ws_echo_sigterm_closes_clients_with_1001_and_exits_0(void **sta
 /* Waits for what the stream wants, failing the test at the deadline. */
 static void stream_wait(mw_stream_t *s, uint64_t deadline, const char *what) {
     if (ms_left(deadline) == 0) fail_msg("%s: timeout (%s)", what, mw_stream_last_error(s));
-    int want = mw_stream_want(s);
-    mw_stream_wait(s, want ? want : MW_WANT_READ, (int64_t)ms_left(deadline) * 1000000);
+    int want = mw__stream_want(s);
+    mw__stream_wait(s, want ? want : MW_WANT_READ, (int64_t)ms_left(deadline) * 1000000);
 }
 
 static pid_t tls_pid;
@@ -1863,18 +1867,18 @@ static void test_ws_echo_over_tls_echoes_for_the_library_client(void **state) {
     assert_true(tls_pid > 0);
 
     mw_err_t err;
-    mw_tls_ctx_t *ctx;
+    mw__tls_ctx_t *ctx;
     mw_tls_opts_t to;
-    mw_tls_opts_init(&to);
+    mw__tls_opts_init(&to);
     to.ca_file = mw_test_cert("ca.pem");
-    if (mw_tls_ctx_new(&ctx, false, &to, &err) < 0) fail_msg("%s", mw_err_text(&err));
+    if (mw__tls_ctx_new(&ctx, false, &to, &err) < 0) fail_msg("%s", mw_err_text(&err));
     mw_tcp_opts_t tco;
-    mw_tcp_opts_init(&tco);
+    mw__tcp_opts_init(&tco);
     mw_stream_t *s;
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
-    if (mw_tcp_connect(&s, "127.0.0.1", ps, &tco, 5 * 1000000000LL, &err) < 0 ||
-        mw_tls_wrap(&s, s, ctx, "localhost", &err) < 0)
+    if (mw__tcp_connect(&s, "127.0.0.1", ps, &tco, 5 * 1000000000LL, &err) < 0 ||
+        mw__tls_wrap(&s, s, ctx, "localhost", &err) < 0)
         fail_msg("%s", mw_err_text(&err));
     mw_ws_opts_t wo;
     mw_ws_opts_init(&wo);
@@ -1882,14 +1886,14 @@ static void test_ws_echo_over_tls_echoes_for_the_library_client(void **state) {
     assert_int_equal(mw_ws_client_wrap(&s, s, &wo, &err), 0);
     uint64_t deadline = now_ms() + BIG_MS;
     int r;
-    while ((r = mw_stream_handshake(s)) == MW_EAGAIN) stream_wait(s, deadline, "handshake");
+    while ((r = mw__stream_handshake(s)) == MW_EAGAIN) stream_wait(s, deadline, "handshake");
     if (r != 1) fail_msg("wss handshake: %s", mw_stream_last_error(s));
     static const uint8_t rec[] = {OP_TEXT, 0, 0, 0, 9, 'h', 'e', 'l', 'l', 'o', ' ', 'w', 's', 's'};
-    assert_int_equal(mw_stream_write_all(s, rec, sizeof rec, 5 * 1000000000LL), 0);
+    assert_int_equal(mw__stream_write_all(s, rec, sizeof rec, 5 * 1000000000LL), 0);
     uint8_t got[64];
     size_t n = 0;
     while (n < sizeof rec) {
-        ssize_t k = mw_stream_read(s, got + n, sizeof got - n);
+        ssize_t k = mw__stream_read(s, got + n, sizeof got - n);
         if (k > 0) {
             n += (size_t)k;
             continue;
@@ -1899,13 +1903,13 @@ static void test_ws_echo_over_tls_echoes_for_the_library_client(void **state) {
     }
     assert_int_equal(n, sizeof rec);
     assert_memory_equal(got, rec, sizeof rec);
-    assert_int_equal(mw_ws_close(s, 1000, "bye"), 0);
+    assert_int_equal(mw__ws_close(s, 1000, "bye"), 0);
     ssize_t k;
-    while ((k = mw_stream_read(s, got, sizeof got)) == MW_EAGAIN || k > 0) stream_wait(s, deadline, "close");
+    while ((k = mw__stream_read(s, got, sizeof got)) == MW_EAGAIN || k > 0) stream_wait(s, deadline, "close");
     assert_int_equal(k, MW_ECLOSED);
-    assert_int_equal(mw_ws_peer_close_code(s), 1000);
+    assert_int_equal(mw__ws_peer_close_code(s), 1000);
     mw_stream_free(s);
-    mw_tls_ctx_free(ctx);
+    mw__tls_ctx_free(ctx);
     int st = stop_server(tls_pid, SIGTERM, 10000);
     tls_pid = 0;
     assert_true(st >= 0 && WIFEXITED(st));

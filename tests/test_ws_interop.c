@@ -11,6 +11,9 @@
 #include "mw_clock.h"
 #include "mw_tcp.h"
 #include "mw_ws.h"
+#include "stream_impl.h"
+#include "tcp_impl.h"
+#include "ws_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -115,8 +118,8 @@ static void check_deadline(uint64_t dl, child_t *c, const char *what) {
 }
 
 static void wait_stream(mw_stream_t *s, int extra) {
-    int w = mw_stream_want(s) | extra;
-    mw_stream_wait(s, w ? w : MW_WANT_READ, 20 * MW_NS_PER_MS);
+    int w = mw__stream_want(s) | extra;
+    mw__stream_wait(s, w ? w : MW_WANT_READ, 20 * MW_NS_PER_MS);
 }
 
 /* Sends out[0..n) as records and reads back exactly n bytes into in,
@@ -127,14 +130,14 @@ static void exchange(mw_stream_t *s, child_t *c, const uint8_t *out, size_t n, u
     while (got < n) {
         bool progress = false;
         if (sent < n) {
-            ssize_t w = mw_stream_write(s, out + sent, n - sent);
+            ssize_t w = mw__stream_write(s, out + sent, n - sent);
             if (w > 0) sent += (size_t)w, progress = true;
             else if (w != MW_EAGAIN && w != 0) fail_msg("write: %s", mw_stream_last_error(s));
-        } else if (mw_stream_want(s) & MW_WANT_WRITE) {
-            ssize_t f = mw_stream_writev(s, NULL, 0);
+        } else if (mw__stream_want(s) & MW_WANT_WRITE) {
+            ssize_t f = mw__stream_writev(s, NULL, 0);
             if (f < 0 && f != MW_EAGAIN) fail_msg("flush: %s", mw_stream_last_error(s));
         }
-        ssize_t r = mw_stream_read(s, in + got, n - got);
+        ssize_t r = mw__stream_read(s, in + got, n - got);
         if (r > 0) got += (size_t)r, progress = true;
         else if (r != MW_EAGAIN) fail_msg("read after %zu of %zu bytes: %s", got, n, mw_stream_last_error(s));
         if (!progress) {
@@ -147,7 +150,7 @@ static void exchange(mw_stream_t *s, child_t *c, const uint8_t *out, size_t n, u
 static void handshake(mw_stream_t *s, child_t *c) {
     uint64_t dl = mw_now_ns() + WAIT_NS;
     int r;
-    while ((r = mw_stream_handshake(s)) == MW_EAGAIN) {
+    while ((r = mw__stream_handshake(s)) == MW_EAGAIN) {
         check_deadline(dl, c, "handshake");
         wait_stream(s, 0);
     }
@@ -187,7 +190,7 @@ static void test_ws_interop_our_client_with_python_echo_server(void **state) {
     snprintf(ps, sizeof ps, "%d", port);
     mw_stream_t *tcp, *s;
     mw_err_t err = {0};
-    if (mw_tcp_connect(&tcp, "127.0.0.1", ps, NULL, WAIT_NS, &err) != 0) fail_msg("connect: %s", mw_err_text(&err));
+    if (mw__tcp_connect(&tcp, "127.0.0.1", ps, NULL, WAIT_NS, &err) != 0) fail_msg("connect: %s", mw_err_text(&err));
     mw_ws_opts_t o;
     mw_ws_opts_init(&o);
     o.path = "/echo";
@@ -196,7 +199,7 @@ static void test_ws_interop_our_client_with_python_echo_server(void **state) {
     o.flags = MW_WS_RECORD_OPCODE;
     assert_int_equal(mw_ws_client_wrap(&s, tcp, &o, &err), 0);
     handshake(s, &c);
-    assert_string_equal(mw_ws_subprotocol(s), "msgwire");
+    assert_string_equal(mw__ws_subprotocol(s), "msgwire");
     /* 50 text and 50 binary messages in one write */
     size_t cap = 2 * MIB + 64;
     uint8_t *out = malloc(cap), *in = malloc(cap);
@@ -221,24 +224,24 @@ static void test_ws_interop_our_client_with_python_echo_server(void **state) {
     assert_memory_equal(in, out, n);
     free(p);
     /* a ping is answered */
-    assert_int_equal(mw_ws_ping(s, "hi", 2), 0);
+    assert_int_equal(mw__ws_ping(s, "hi", 2), 0);
     dl = mw_now_ns() + WAIT_NS;
-    while (mw_ws_pongs(s) == 0) {
-        ssize_t r = mw_stream_read(s, in, cap);
+    while (mw__ws_pongs(s) == 0) {
+        ssize_t r = mw__stream_read(s, in, cap);
         assert_int_equal(r, MW_EAGAIN);
         check_deadline(dl, &c, "pong");
         wait_stream(s, 0);
     }
     /* close 1000, the server answers 1000 and exits */
-    assert_int_equal(mw_ws_close(s, 1000, "bye"), 0);
+    assert_int_equal(mw__ws_close(s, 1000, "bye"), 0);
     ssize_t r;
     dl = mw_now_ns() + WAIT_NS;
-    while ((r = mw_stream_read(s, in, cap)) == MW_EAGAIN) {
+    while ((r = mw__stream_read(s, in, cap)) == MW_EAGAIN) {
         check_deadline(dl, NULL, "close reply");
         wait_stream(s, 0);
     }
     assert_int_equal(r, MW_ECLOSED);
-    assert_int_equal(mw_ws_peer_close_code(s), 1000);
+    assert_int_equal(mw__ws_peer_close_code(s), 1000);
     mw_stream_free(s);
     int st = child_wait(&c, WAIT_NS);
     if (st != 0 || !strstr(c.text, "closed 1000 path /echo")) fail_msg("python server: status %d, output: %s", st, c.text);
@@ -251,29 +254,29 @@ static void test_ws_interop_our_client_with_python_echo_server(void **state) {
 
 static void test_ws_interop_python_client_with_our_echo_server(void **state) {
     (void)state;
-    mw_listener_t *l;
+    mw__listener_t *l;
     mw_err_t err = {0};
-    if (mw_tcp_listen(&l, "127.0.0.1", "0", NULL, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
+    if (mw__tcp_listen(&l, "127.0.0.1", "0", NULL, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
     char url[64];
-    snprintf(url, sizeof url, "ws://127.0.0.1:%d/echo", mw_listener_port(l));
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/echo", mw__listener_port(l));
     child_t c;
     child_start(&c, "client", url, "50");
     mw_stream_t *tcp = NULL, *s;
     uint64_t dl = mw_now_ns() + WAIT_NS;
-    while (mw_listener_accept(l, &tcp, &err) == MW_EAGAIN) {
+    while (mw__listener_accept(l, &tcp, &err) == MW_EAGAIN) {
         check_deadline(dl, &c, "accept");
-        struct pollfd p = {.fd = mw_listener_fd(l), .events = POLLIN};
+        struct pollfd p = {.fd = mw__listener_fd(l), .events = POLLIN};
         poll(&p, 1, 10);
     }
     assert_non_null(tcp);
-    mw_listener_free(l);
+    mw__listener_free(l);
     mw_ws_opts_t o;
     mw_ws_opts_init(&o);
     o.subprotocol = "msgwire";
     o.expect_path = "/echo";
     o.max_msg = 4 * MIB;
     o.flags = MW_WS_RECORD_OPCODE;
-    assert_int_equal(mw_ws_server_wrap(&s, tcp, &o, &err), 0);
+    assert_int_equal(mw__ws_server_wrap(&s, tcp, &o, &err), 0);
     /* echo: whatever whole records came in go straight back out */
     size_t cap = 4 * MIB + 64, have = 0;
     uint8_t *acc = malloc(cap);
@@ -282,11 +285,11 @@ static void test_ws_interop_python_client_with_our_echo_server(void **state) {
     dl = mw_now_ns() + WAIT_NS;
     for (;;) {
         bool progress = false;
-        r = mw_stream_read(s, acc + have, cap - have);
+        r = mw__stream_read(s, acc + have, cap - have);
         if (r > 0) have += (size_t)r, bytes += (size_t)r, progress = true;
         else if (r != MW_EAGAIN) break;
         if (have) {
-            ssize_t w = mw_stream_write(s, acc, have);
+            ssize_t w = mw__stream_write(s, acc, have);
             if (w > 0) {
                 for (size_t off = 0; off < (size_t)w; msgs++) /* count the records echoed */
                     off += 5 + ((size_t)acc[off + 1] << 24 | (size_t)acc[off + 2] << 16 | (size_t)acc[off + 3] << 8 | acc[off + 4]);
@@ -296,8 +299,8 @@ static void test_ws_interop_python_client_with_our_echo_server(void **state) {
             } else if (w != MW_EAGAIN && w != 0) {
                 fail_msg("echo write: %s", mw_stream_last_error(s));
             }
-        } else if (mw_stream_want(s) & MW_WANT_WRITE) {
-            mw_stream_writev(s, NULL, 0);
+        } else if (mw__stream_want(s) & MW_WANT_WRITE) {
+            mw__stream_writev(s, NULL, 0);
         }
         if (!progress) {
             check_deadline(dl, NULL, "echo loop");
@@ -306,16 +309,16 @@ static void test_ws_interop_python_client_with_our_echo_server(void **state) {
     }
     if (r != MW_ECLOSED) fail_msg("echo loop ended with %s: %s (python: %s)", mw_errname((int)r), mw_stream_last_error(s), c.text);
     assert_int_equal(have, 0);
-    assert_int_equal(mw_ws_peer_close_code(s), 1000);
-    assert_string_equal(mw_ws_path(s), "/echo");
-    assert_string_equal(mw_ws_subprotocol(s), "msgwire");
+    assert_int_equal(mw__ws_peer_close_code(s), 1000);
+    assert_string_equal(mw__ws_path(s), "/echo");
+    assert_string_equal(mw__ws_subprotocol(s), "msgwire");
     assert_int_equal(msgs, 100 + 2 + 2);
     assert_true(bytes > 2 * MIB);
     /* our close reply must reach the client before the socket goes */
     dl = mw_now_ns() + WAIT_NS;
-    while (mw_stream_want(s) & MW_WANT_WRITE) {
+    while (mw__stream_want(s) & MW_WANT_WRITE) {
         check_deadline(dl, NULL, "close reply flush");
-        mw_stream_writev(s, NULL, 0);
+        mw__stream_writev(s, NULL, 0);
     }
     mw_stream_free(s); /* the server closes TCP first (RFC 6455 7.1.1); the client waits for it */
     int st = child_wait(&c, WAIT_NS);

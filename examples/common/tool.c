@@ -558,3 +558,9 @@ void tool_apply_tls(mw_transport_opts_t *tr, const tool_tls_t *t, bool server) {
     tr->tls.key_file = t->key;
     tr->tls.insecure_skip_verify = t->insecure;
 }
+
+const char *tool_url_path(const char *url) {
+    const char *p = strstr(url, "://");
+    if (p) p = strchr(p + 3, '/');
+    return p && strcmp(p, "/") != 0 ? p : NULL;
+}

@@ -68,6 +68,10 @@ typedef struct tool_tls {
 } tool_tls_t;
 #define TOOL_TLS_OPTS(t)                                                                       {"--cert", TOOL_OPT_STR, &(t)->cert, NULL}, {"--key", TOOL_OPT_STR, &(t)->key, NULL},         {"--ca", TOOL_OPT_STR, &(t)->ca, NULL}, {"--insecure", TOOL_OPT_FLAG, &(t)->insecure, NULL}
 void tool_apply_tls(mw_transport_opts_t *tr, const tool_tls_t *t, bool server);
+/* The path of a ws:// or wss:// URL ("/feed" in "ws://host:port/feed"), for
+ * a Svc's tr.ws.expect_path: a pointer into url, or NULL when it has none or
+ * it is "/" (any path is accepted then). */
+const char *tool_url_path(const char *url);
 
 /* --mode and --serdes values: fail through tool_usage_fail when unknown. */
 mw_mode_t tool_parse_mode(const char *name, const char *usage);

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "mw_clock.h"
+#include "stream_impl.h"
 
 #define INITIAL_CAP (64u * 1024)
 #define MIN_TAIL 4096u
@@ -51,10 +52,10 @@ static void scan_records(ws_echo_t *e) {
 /* Hands whole records back to the stream. 1 progress, 0 none. */
 static int put_back(ws_echo_t *e, mw_stream_t *s) {
     if (e->scan == e->off) {
-        if (mw_stream_want(s) & MW_WANT_WRITE) (void)mw_stream_writev(s, NULL, 0);
+        if (mw__stream_want(s) & MW_WANT_WRITE) (void)mw__stream_writev(s, NULL, 0);
         return 0;
     }
-    ssize_t w = mw_stream_write(s, e->p + e->off, e->scan - e->off);
+    ssize_t w = mw__stream_write(s, e->p + e->off, e->scan - e->off);
     if (w == 0 || w == MW_EAGAIN) return 0;
     if (w > 0) {
         e->off += (size_t)w;
@@ -91,7 +92,7 @@ int ws_echo_pump(ws_echo_t *e, mw_stream_t *s) {
     for (;;) {
         int progress = put_back(e, s);
         if (make_room(e)) {
-            ssize_t r = mw_stream_read(s, e->p + e->len, e->cap - e->len);
+            ssize_t r = mw__stream_read(s, e->p + e->len, e->cap - e->len);
             if (r > 0) {
                 e->len += (size_t)r;
                 scan_records(e);
@@ -105,15 +106,15 @@ int ws_echo_pump(ws_echo_t *e, mw_stream_t *s) {
 }
 
 int ws_echo_events(const ws_echo_t *e, const mw_stream_t *s) {
-    int ev = mw_stream_want(s);
+    int ev = mw__stream_want(s);
     if (e->len < e->cap || e->off > 0 || (e->scan == 0 && e->cap < e->max)) ev |= MW_WANT_READ;
     if (e->scan > e->off && !(ev & MW_WANT_READ)) ev |= MW_WANT_WRITE;
     return ev;
 }
 
 int ws_tool_flush(mw_stream_t *s) {
-    ssize_t r = mw_stream_writev(s, NULL, 0);
-    if (r == MW_EAGAIN && (mw_stream_want(s) & MW_WANT_WRITE)) return MW_EAGAIN;
+    ssize_t r = mw__stream_writev(s, NULL, 0);
+    if (r == MW_EAGAIN && (mw__stream_want(s) & MW_WANT_WRITE)) return MW_EAGAIN;
     return 0;
 }
 
@@ -126,7 +127,7 @@ int ws_tool_flush_wait(mw_stream_t *s, int64_t timeout_ns) {
     uint64_t deadline = mw_now_ns() + (uint64_t)timeout_ns;
     while (ws_tool_flush(s) == MW_EAGAIN) {
         int64_t left = left_ns(deadline);
-        if (left == 0 || mw_stream_wait(s, mw_stream_want(s), left) < 0) return MW_ETIMEDOUT;
+        if (left == 0 || mw__stream_wait(s, mw__stream_want(s), left) < 0) return MW_ETIMEDOUT;
     }
     return 0;
 }
@@ -136,12 +137,12 @@ int ws_tool_drain_wait(mw_stream_t *ws, int64_t timeout_ns) {
     uint64_t deadline = mw_now_ns() + (uint64_t)timeout_ns;
     uint8_t scratch[4096];
     for (;;) {
-        ssize_t r = mw_stream_read(in, scratch, sizeof scratch);
+        ssize_t r = mw__stream_read(in, scratch, sizeof scratch);
         if (r > 0) continue;
         if (r != MW_EAGAIN) return 0;
         int64_t left = left_ns(deadline);
-        int want = mw_stream_want(in);
-        if (left == 0 || mw_stream_wait(in, want ? want : MW_WANT_READ, left) < 0) return MW_ETIMEDOUT;
+        int want = mw__stream_want(in);
+        if (left == 0 || mw__stream_wait(in, want ? want : MW_WANT_READ, left) < 0) return MW_ETIMEDOUT;
     }
 }
 

@@ -48,8 +48,8 @@ void ws_echo_fini(ws_echo_t *e);
 /* Writes pending echoes and reads more messages until neither can make
  * progress. Returns 0 (wait for ws_echo_events, then call again) or the
  * stream's read result that ended the session: MW_ECLOSED when the peer
- * closed (see mw_ws_peer_close_code), MW_EPROTO / MW_EUTF8 / MW_ETOOBIG when
- * the stream failed the connection (see mw_ws_sent_close_code), or another
+ * closed (see mw__ws_peer_close_code), MW_EPROTO / MW_EUTF8 / MW_ETOOBIG when
+ * the stream failed the connection (see mw__ws_sent_close_code), or another
  * MW_E* from the transport. A write error does not end the pump: echoing
  * stops (werr is set) and reading goes on until the stream reports why. */
 int ws_echo_pump(ws_echo_t *e, mw_stream_t *s);

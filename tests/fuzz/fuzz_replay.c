@@ -14,6 +14,7 @@
 
 #include "mw_err.h"
 #include "mw_record.h"
+#include "stream_impl.h"
 
 static const size_t caps[] = {4096, 1, 7, 64};
 
@@ -42,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t total = 0;
     ssize_t r = 0;
     for (size_t i = 0; i <= in.n; i++) {
-        r = mw_stream_read(s, buf, cap);
+        r = mw__stream_read(s, buf, cap);
         if (r <= 0) break;
         FUZZ_CHECK((size_t)r <= cap, "read %zd into %zu", r, cap);
         total += (size_t)r;
@@ -50,8 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(r == MW_ECLOSED || r == MW_EPROTO, "replay ended with %zd", r);
     FUZZ_CHECK(total <= in.n - 18, "%zu bytes out of a %zu-byte file", total, in.n);
     if (r == MW_EPROTO) FUZZ_CHECK(strstr(mw_stream_last_error(s), " at offset "), "text");
-    FUZZ_CHECK(mw_stream_read(s, buf, cap) == r, "end is not sticky");
-    FUZZ_CHECK(mw_stream_write(s, "abc", 3) == 3 && mw_replay_bytes_discarded(s) == 3, "write");
+    FUZZ_CHECK(mw__stream_read(s, buf, cap) == r, "end is not sticky");
+    FUZZ_CHECK(mw__stream_write(s, "abc", 3) == 3 && mw_replay_bytes_discarded(s) == 3, "write");
     free(buf);
     mw_stream_free(s);
     return 0;

@@ -20,6 +20,7 @@
 #include "mw_err.h"
 #include "mw_serdes.h"
 #include "test_proto.h"
+#include "serdes_impl.h"
 
 static const char *const fz_names[] = {"text", "fixed", "msgpack", "msgpack-array"};
 #define FZ_N 4
@@ -80,7 +81,7 @@ static void fz_same(const mw_schema_t *s, const void *a, const void *b, const ch
 static void fz_round_trip(const mw_schema_t *s, const void *m) {
     size_t cap = 0;
     for (int i = 0; i < FZ_N; i++) {
-        size_t n = mw_serdes_max_len(&fz_sd[i], s);
+        size_t n = mw__serdes_max_len(&fz_sd[i], s);
         if (n > cap) cap = n;
     }
     uint8_t *out = malloc(cap), *again = malloc(cap);
@@ -94,7 +95,7 @@ static void fz_round_trip(const mw_schema_t *s, const void *m) {
         }
         FUZZ_CHECK(n > 0, "%s cannot encode what was decoded: %s (%s)", fz_names[i], mw_errname((int)n),
                    mw_serdes_last_error(sd));
-        FUZZ_CHECK((size_t)n <= mw_serdes_max_len(sd, s), "%s wrote %zd over its max_len", fz_names[i], n);
+        FUZZ_CHECK((size_t)n <= mw__serdes_max_len(sd, s), "%s wrote %zd over its max_len", fz_names[i], n);
         const mw_schema_t *s2 = NULL;
         memset(fz_msg[1], 0xA5, test_protocol.max_size);
         ssize_t r = mw_serdes_decode(sd, out, (size_t)n, &test_protocol, &s2, fz_msg[1], test_protocol.max_size);

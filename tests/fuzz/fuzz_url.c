@@ -1,4 +1,4 @@
-/* fuzz_url.c - endpoint URL parsing (mw_url_parse, core/url.c).
+/* fuzz_url.c - endpoint URL parsing (mw__url_parse, core/url.c).
  *
  * Input: the URL text (a NUL ends it early, as it would in C). Properties:
  * success fills NUL-terminated host, port and path within their arrays, a
@@ -11,8 +11,9 @@
 
 #include "mw_err.h"
 #include "mw_tcp.h"
+#include "tcp_impl.h"
 
-static void check_parts(const mw_url_t *u) {
+static void check_parts(const mw__url_t *u) {
     FUZZ_CHECK(memchr(u->host, 0, sizeof u->host) && memchr(u->port, 0, sizeof u->port) &&
                    memchr(u->path, 0, sizeof u->path),
                "unterminated part");
@@ -22,7 +23,7 @@ static void check_parts(const mw_url_t *u) {
                "port \"%s\"", u->port);
     FUZZ_CHECK(u->path[0] == '/', "path \"%s\"", u->path);
     if (u->scheme == MW_SCHEME_TCP || u->scheme == MW_SCHEME_TLS)
-        FUZZ_CHECK(strcmp(u->path, "/") == 0, "path \"%s\" on %s", u->path, mw_scheme_name(u->scheme));
+        FUZZ_CHECK(strcmp(u->path, "/") == 0, "path \"%s\" on %s", u->path, mw__scheme_name(u->scheme));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -31,10 +32,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(url, "malloc");
     memcpy(url, data, size);
     url[size] = '\0';
-    mw_url_t u;
+    mw__url_t u;
     memset(&u, 0x5A, sizeof u);
     mw_err_t err = {0};
-    int rc = mw_url_parse(url, &u, &err);
+    int rc = mw__url_parse(url, &u, &err);
     if (rc != 0) {
         FUZZ_CHECK(rc == MW_EINVAL, "rc %d", rc);
         FUZZ_CHECK(strncmp(mw_err_text(&err), "URL \"", 5) == 0, "text \"%s\"", mw_err_text(&err));
@@ -46,10 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char again[1024];
     bool v6 = strchr(u.host, ':') != NULL;
     bool ws = u.scheme == MW_SCHEME_WS || u.scheme == MW_SCHEME_WSS;
-    snprintf(again, sizeof again, "%s://%s%s%s:%s%s", mw_scheme_name(u.scheme), v6 ? "[" : "", u.host,
+    snprintf(again, sizeof again, "%s://%s%s%s:%s%s", mw__scheme_name(u.scheme), v6 ? "[" : "", u.host,
              v6 ? "]" : "", u.port, ws ? u.path : "");
-    mw_url_t u2;
-    rc = mw_url_parse(again, &u2, &err);
+    mw__url_t u2;
+    rc = mw__url_parse(again, &u2, &err);
     FUZZ_CHECK(rc == 0, "\"%s\" from \"%s\" does not parse: %s", again, url, mw_err_text(&err));
     FUZZ_CHECK(u2.scheme == u.scheme && !strcmp(u2.host, u.host) && !strcmp(u2.port, u.port) &&
                    !strcmp(u2.path, u.path),

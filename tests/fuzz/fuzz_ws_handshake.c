@@ -61,7 +61,7 @@ static void check_request(const char *head, size_t len, unsigned sel) {
     char acc[29], key[32];
     memcpy(key, q.key.p, q.key.n);
     key[q.key.n] = '\0';
-    mw_ws_accept_key(key, q.key.n, acc);
+    mw__ws_accept_key(key, q.key.n, acc);
     mw__ws_resp_t rs;
     int rc = mw__ws_response_parse(out, (size_t)n, acc, proto, &rs);
     FUZZ_CHECK(rc == 0 && rs.status == 101, "client refused the server's 101: %s", rs.why ? rs.why : "");
@@ -70,7 +70,7 @@ static void check_request(const char *head, size_t len, unsigned sel) {
 static void check_response(const char *head, size_t len, unsigned sel) {
     static const char key[] = "dGhlIHNhbXBsZSBub25jZQ=="; /* RFC 6455's sample */
     char acc[29];
-    mw_ws_accept_key(key, sizeof key - 1, acc);
+    mw__ws_accept_key(key, sizeof key - 1, acc);
     const char *offered = (sel & 0x40) ? "chat, superchat" : NULL;
     mw__ws_resp_t rs;
     int rc = mw__ws_response_parse(head, len, (sel & 0x80) ? NULL : acc, offered, &rs);

@@ -1,4 +1,4 @@
-/* fuzz_ws_stream.c - the WebSocket stream (mw_ws.h) over an in-process pair
+/* fuzz_ws_stream.c - the WebSocket stream (ws_impl.h) over an in-process pair
  * with the fuzz input as everything the peer sends, client and server roles.
  *
  * Input: one byte (role, read chunk size of the pair, max_msg, read buffer),
@@ -22,6 +22,7 @@
 #include "mw_stream.h"
 #include "mw_ws.h"
 #include "ws_impl.h"
+#include "stream_impl.h"
 
 static const size_t chunks[] = {0, 1, 2, 3, 7, 64, 0, 0};
 static const uint32_t max_msgs[] = {1024, 64, 125, 65536};
@@ -32,7 +33,7 @@ static size_t drain(mw_stream_t *peer, char *keep, size_t cap, size_t *kept) {
     uint8_t tmp[512];
     size_t total = 0;
     ssize_t n;
-    while ((n = mw_stream_read(peer, tmp, sizeof tmp)) > 0) {
+    while ((n = mw__stream_read(peer, tmp, sizeof tmp)) > 0) {
         if (keep && *kept < cap) {
             size_t k = (size_t)n < cap - *kept ? (size_t)n : cap - *kept;
             memcpy(keep + *kept, tmp, k);
@@ -49,7 +50,7 @@ static bool answer_request(mw_stream_t *ws, mw_stream_t *peer) {
     size_t len = 0, scan = 0;
     ssize_t h = MW_EAGAIN;
     for (int i = 0; i < 10000 && h == MW_EAGAIN; i++) {
-        int r = mw_stream_handshake(ws);
+        int r = mw__stream_handshake(ws);
         FUZZ_CHECK(r == MW_EAGAIN, "handshake before an answer: %d", r);
         drain(peer, req, sizeof req, &len);
         h = mw__ws_head_end((const uint8_t *)req, len, sizeof req, &scan);
@@ -60,7 +61,7 @@ static bool answer_request(mw_stream_t *ws, mw_stream_t *peer) {
     FUZZ_CHECK(st == 101, "the client's own request is refused: %d %s", st, q.why);
     char resp[1024];
     ssize_t n = mw__ws_response_build(resp, sizeof resp, 101, q.key, q.protocol);
-    FUZZ_CHECK(n > 0 && mw_stream_write(peer, resp, (size_t)n) == n, "write 101");
+    FUZZ_CHECK(n > 0 && mw__stream_write(peer, resp, (size_t)n) == n, "write 101");
     return true;
 }
 
@@ -69,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     unsigned sel = fuzz_byte(&in);
     bool server = sel & 1, replay = sel & 2;
     mw_stream_t *a, *peer, *ws;
-    FUZZ_CHECK(mw_pair_new(&a, &peer, in.n + 8192, chunks[(sel >> 2) & 7]) == 0, "pair");
+    FUZZ_CHECK(mw__pair_new(&a, &peer, in.n + 8192, chunks[(sel >> 2) & 7]) == 0, "pair");
     mw_ws_opts_t o;
     mw_ws_opts_init(&o);
     o.max_msg = max_msgs[(sel >> 5) & 3];
@@ -77,10 +78,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!server && replay) o.flags |= MW_WS_REPLAY;
     if (server) o.subprotocol = "chat";
     mw_err_t err = {0};
-    int rc = server ? mw_ws_server_wrap(&ws, a, &o, &err) : mw_ws_client_wrap(&ws, a, &o, &err);
+    int rc = server ? mw__ws_server_wrap(&ws, a, &o, &err) : mw_ws_client_wrap(&ws, a, &o, &err);
     FUZZ_CHECK(rc == 0, "wrap: %s", mw_err_text(&err));
     if (!server && !replay) answer_request(ws, peer);
-    if (in.n) FUZZ_CHECK(mw_stream_write(peer, in.p, in.n) == (ssize_t)in.n, "peer write");
+    if (in.n) FUZZ_CHECK(mw__stream_write(peer, in.p, in.n) == (ssize_t)in.n, "peer write");
 
     size_t cap = bufs[(sel >> 7) & 1 ? 1 + ((sel >> 2) % 3) : 0];
     uint8_t *buf = malloc(cap);
@@ -89,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ssize_t r = 0;
     /* Each pass reads at least one byte of input, or the peer closes, or it fails. */
     for (size_t i = 0; i < in.n + 4 * (size_t)o.max_msg + 64; i++) {
-        r = mw_stream_read(ws, buf, cap);
+        r = mw__stream_read(ws, buf, cap);
         drain(peer, NULL, 0, NULL);
         if (r > 0) {
             FUZZ_CHECK((size_t)r <= cap, "read %zd into %zu", r, cap);
@@ -97,11 +98,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         if (r != MW_EAGAIN) break;
         if (peer_closed) FUZZ_CHECK(0, "MW_EAGAIN after the peer closed");
-        mw_stream_close(peer);
+        mw__stream_close(peer);
         peer_closed = true;
     }
     FUZZ_CHECK(r < 0 && r != MW_EAGAIN, "the stream neither ended nor failed: %zd", r);
-    FUZZ_CHECK(mw_stream_read(ws, buf, cap) == r, "failure is not sticky");
+    FUZZ_CHECK(mw__stream_read(ws, buf, cap) == r, "failure is not sticky");
     FUZZ_CHECK(mw_stream_last_error(ws)[0] || r == MW_ECLOSED, "no error text for %zd", r);
     free(buf);
     mw_stream_free(ws);

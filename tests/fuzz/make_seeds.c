@@ -18,6 +18,9 @@
 #include "mw_ws.h"
 #include "test_proto.h"
 #include "ws_impl.h"
+#include "conn_impl.h"
+#include "frame_impl.h"
+#include "stream_impl.h"
 
 static const char *root;
 
@@ -57,12 +60,12 @@ static void frames(void) {
     for (int kind = 0; kind < 5; kind++) {
         for (int mi = 0; mi < 4; mi += 2) { /* default max, and 16 */
             int fixed = 5, sel = kind + 5 * mi + 20 * (fixed - 1);
-            mw_framer_t f;
-            if (mw_framer_init(&f, kind, mi ? 16 : 0, fixed) != 0) die("framer");
+            mw__framer_t f;
+            if (mw__framer_init(&f, kind, mi ? 16 : 0, fixed) != 0) die("framer");
             out_t o = {.n = 0};
             const char *msgs[] = {"hello", "", "x\n", "12345678901234567"};
             for (int i = 0; i < 4; i++) {
-                ssize_t r = mw_frame_encode(&f, msgs[i], strlen(msgs[i]), o.b + o.n, sizeof o.b - o.n);
+                ssize_t r = mw__frame_encode(&f, msgs[i], strlen(msgs[i]), o.b + o.n, sizeof o.b - o.n);
                 if (r > 0) o.n += (size_t)r;
             }
             char name[32];
@@ -80,11 +83,11 @@ static const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
 
 static void ws_frame(out_t *o, bool fin, int op, const void *p, size_t n, bool masked) {
     uint8_t h[14];
-    size_t hl = mw_ws_hdr_encode(h, fin, op, n, masked ? mask : NULL);
+    size_t hl = mw__ws_hdr_encode(h, fin, op, n, masked ? mask : NULL);
     put(o, h, hl);
     size_t at = o->n;
     put(o, p, n);
-    if (masked) mw_ws_mask(o->b + at, n, mask, 0);
+    if (masked) mw__ws_mask(o->b + at, n, mask, 0);
 }
 
 static void ws_codec(void) {
@@ -99,7 +102,7 @@ static void ws_codec(void) {
         seed("ws_codec", m ? "len16-masked" : "len16", m | 0x80, o.b, o.n);
         o.n = 0;
         uint8_t h[14];
-        size_t hl = mw_ws_hdr_encode(h, true, MW_WS_BINARY, 70000, m ? mask : NULL);
+        size_t hl = mw__ws_hdr_encode(h, true, MW_WS_BINARY, 70000, m ? mask : NULL);
         seed("ws_codec", m ? "len64-masked" : "len64", m, h, hl);
         o.n = 0;
         ws_frame(&o, true, MW_WS_CLOSE, "\x03\xe8" "bye", 5, m);
@@ -216,35 +219,35 @@ static void serdes(void) {
     seed("serdes_text", "ping-spaces", -1, ws, sizeof ws - 1);
 }
 
-/* The bytes mw_conn sends for messages 0..5 in serdes i, framing sel's. */
+/* The bytes mw__conn sends for messages 0..5 in serdes i, framing sel's. */
 static void conns(void) {
     static const char *const conn_serdes[] = {"fixed", "text", "msgpack", "msgpack-array"};
     static const int frames[] = {MW_FRAME_AUTO, MW_FRAME_U16BE, MW_FRAME_U32BE, MW_FRAME_LINE};
     for (int i = 0; i < 4; i++) {
         for (int fr = 0; fr < 3; fr++) {
             mw_stream_t *a, *b;
-            if (mw_pair_new(&a, &b, 65536, 0) != 0) die("pair");
+            if (mw__pair_new(&a, &b, 65536, 0) != 0) die("pair");
             mw_conn_opts_t o;
-            mw_conn_opts_init(&o);
+            mw__conn_opts_init(&o);
             o.serdes = conn_serdes[i];
             o.frame = frames[fr];
             o.max_msg = 512;
             o.rx_buf = o.tx_buf = 2 * 512 + 64;
-            mw_conn_t c;
+            mw__conn_t c;
             mw_err_t err = {0};
-            if (mw_conn_init(&c, a, &test_protocol, &o, &err) != 0) die(mw_err_text(&err));
+            if (mw__conn_init(&c, a, &test_protocol, &o, &err) != 0) die(mw_err_text(&err));
             for (uint64_t k = 0; k < 6; k++) {
                 test_msg_t m;
                 const mw_schema_t *s = test_make_msg(k, &m);
-                if (mw_conn_send(&c, s, &m) != 0) die(mw_conn_last_error(&c));
+                if (mw__conn_send(&c, s, &m) != 0) die(mw__conn_last_error(&c));
             }
             uint8_t buf[16384];
-            ssize_t n = mw_stream_read(b, buf, sizeof buf);
+            ssize_t n = mw__stream_read(b, buf, sizeof buf);
             if (n <= 0) die("conn read");
             char name[48];
-            snprintf(name, sizeof name, "%s-%s", conn_serdes[i], fr ? mw_frame_kind_name(frames[fr]) : "auto");
+            snprintf(name, sizeof name, "%s-%s", conn_serdes[i], fr ? mw__frame_kind_name(frames[fr]) : "auto");
             seed("conn", name, i | fr << 2, buf, (size_t)n);
-            mw_conn_fini(&c);
+            mw__conn_fini(&c);
             mw_stream_free(b);
         }
     }

@@ -7,6 +7,11 @@
 #include "mw_svc.h"
 #include "mw_tls.h"
 #include "mw_ws.h"
+#include "clock_impl.h"
+#include "clt_impl.h"
+#include "io_impl.h"
+#include "tls_impl.h"
+#include "ws_impl.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -64,9 +69,9 @@ static void on_svc_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
 /* Spin/blocking echo: the socket may be full for a moment, so poll (which
  * flushes) and retry within a bound. */
 static void echo_polled(esvc_t *e, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
-    uint64_t dl = mw_deadline_in(NULL, IO_NS);
+    uint64_t dl = mw__deadline_in(NULL, IO_NS);
     int r;
-    while ((r = mw_svc_send_to(e->svc, id, sch, msg)) == MW_EAGAIN && !mw_deadline_passed(NULL, dl)) {
+    while ((r = mw_svc_send_to(e->svc, id, sch, msg)) == MW_EAGAIN && !mw__deadline_passed(NULL, dl)) {
         mw_svc_poll(e->svc, e->c->mode == MW_MODE_SPIN ? 0 : MW_NS_PER_MS);
         sched_yield();
     }
@@ -202,13 +207,13 @@ static void clt_connect(eclt_t *cs) {
 
 /* The Clt's stream stack is what the scheme says: ws over (tls over) tcp. */
 static void assert_stack(mw_clt_t *c, const char *scheme) {
-    const mw_stream_t *s = mw_clt_conn(c)->stream;
+    const mw_stream_t *s = mw__clt_conn(c)->stream;
     assert_non_null(s);
-    assert_int_equal(mw_is_ws(s), is_ws(scheme));
+    assert_int_equal(mw__is_ws(s), is_ws(scheme));
     if (is_ws(scheme)) s = s->inner;
-    assert_int_equal(mw_is_tls(s), is_tls(scheme));
+    assert_int_equal(mw__is_tls(s), is_tls(scheme));
     if (is_tls(scheme)) s = s->inner;
-    assert_false(mw_is_ws(s) || mw_is_tls(s));
+    assert_false(mw__is_ws(s) || mw__is_tls(s));
     assert_null(s->inner);
 }
 
@@ -233,7 +238,7 @@ static bool fill_window(eclt_t *cs, uint64_t upto) {
 /* Spin and blocking: the test thread sends, flushes and receives. */
 static void run_polled(eclt_t *cs, uint64_t upto) {
     run_t *r = cs->r;
-    uint64_t dl = mw_deadline_in(NULL, CASE_DEADLINE_NS);
+    uint64_t dl = mw__deadline_in(NULL, CASE_DEADLINE_NS);
     test_msg_t m;
     while (atomic_load(&cs->recvd) < upto) {
         bool progress = fill_window(cs, upto);
@@ -251,7 +256,7 @@ static void run_polled(eclt_t *cs, uint64_t upto) {
         }
         mw_assert_no_failure(&r->f);
         if (!progress) {
-            if (mw_deadline_passed(NULL, dl))
+            if (mw__deadline_passed(NULL, dl))
                 fail_msg("timed out: sent %" PRIu64 ", echoed %" PRIu64, cs->sent, atomic_load(&cs->recvd));
             sched_yield();
         }
@@ -278,11 +283,11 @@ static bool all_connected(run_t *r, int want) {
 /* Event: waits until every Clt has had `connects` on_connect calls, then
  * keeps every window full until all echoes up to `upto` are checked. */
 static void run_event(run_t *r, uint64_t upto, int connects) {
-    uint64_t dl = mw_deadline_in(NULL, CASE_DEADLINE_NS);
+    uint64_t dl = mw__deadline_in(NULL, CASE_DEADLINE_NS);
     while (!all_connected(r, connects)) {
         event_step(r, false);
         mw_assert_no_failure(&r->f);
-        if (mw_deadline_passed(NULL, dl)) fail_msg("on_connect #%d never came", connects);
+        if (mw__deadline_passed(NULL, dl)) fail_msg("on_connect #%d never came", connects);
     }
     for (int k = 0; k < r->c->nclts; k++) assert_int_equal(mw_clt_state(r->cs[k].clt), MW_CLT_OPEN);
     for (;;) {
@@ -294,7 +299,7 @@ static void run_event(run_t *r, uint64_t upto, int connects) {
         mw_assert_no_failure(&r->f);
         if (done) return;
         event_step(r, progress);
-        if (mw_deadline_passed(NULL, dl))
+        if (mw__deadline_passed(NULL, dl))
             fail_msg("timed out: clt 0 sent %" PRIu64 ", echoed %" PRIu64, r->cs[0].sent, atomic_load(&r->cs[0].recvd));
     }
 }
@@ -302,12 +307,12 @@ static void run_event(run_t *r, uint64_t upto, int connects) {
 /* Spin/blocking: the Svc closed the connection after the last echo; recv
  * says so once everything before was received. Then a new Clt connects. */
 static void reconnect_polled(eclt_t *cs) {
-    uint64_t dl = mw_deadline_in(NULL, CASE_DEADLINE_NS);
+    uint64_t dl = mw__deadline_in(NULL, CASE_DEADLINE_NS);
     test_msg_t m;
     const mw_schema_t *s;
     int rc;
     while ((rc = mw_clt_recv(cs->clt, &s, &m, sizeof m)) == MW_EAGAIN || rc == MW_ETIMEDOUT) {
-        if (mw_deadline_passed(NULL, dl)) fail_msg("the Svc's close never reached the Clt");
+        if (mw__deadline_passed(NULL, dl)) fail_msg("the Svc's close never reached the Clt");
         sched_yield();
     }
     if (rc != MW_ECLOSED) fail_msg("recv after the Svc's close: %s: %s", mw_errname(rc), mw_clt_last_error(cs->clt));
@@ -341,7 +346,7 @@ static void body(void **state) {
         io_o.backend = c->backend;
         mw_err_t err = {0};
         if (mw_io_new(&r->io, &io_o, &err) != 0) fail_msg("io: %s", mw_err_text(&err));
-        assert_string_equal(mw_io_backend(r->io), c->backend);
+        assert_string_equal(mw__io_backend(r->io), c->backend);
         if (c->io_thread) assert_int_equal(mw_io_start(r->io, NULL), 0);
     }
     for (int k = 0; k < c->nclts; k++) {

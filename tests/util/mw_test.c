@@ -2,6 +2,7 @@
 #include "mw_test.h"
 
 #include "mw_tcp.h"
+#include "tcp_impl.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -141,18 +142,18 @@ int mw_tmpdir_remove(const char *dir) {
 }
 
 typedef struct accept_try {
-    mw_listener_t *l;
+    mw__listener_t *l;
     mw_stream_t *s;
     int rc;
 } accept_try_t;
 
 static bool try_accept(void *ud) {
     accept_try_t *a = ud;
-    a->rc = mw_listener_accept(a->l, &a->s, NULL);
+    a->rc = mw__listener_accept(a->l, &a->s, NULL);
     return a->rc != MW_EAGAIN;
 }
 
-mw_stream_t *mw_test_accept(mw_listener_t *l, int timeout_ms) {
+mw_stream_t *mw_test_accept(mw__listener_t *l, int timeout_ms) {
     accept_try_t a = {.l = l};
     if (!mw_wait_until(try_accept, &a, timeout_ms)) fail_msg("no connection to accept within %d ms", timeout_ms);
     if (a.rc != 0) fail_msg("accept: %s", mw_strerror(a.rc));

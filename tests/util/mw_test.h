@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tcp_impl.h"
 
 /* ---- guard pages -----------------------------------------------------------
  * mw_guard_copy places a copy of src[0..n) so that its last byte is the last
@@ -57,9 +58,9 @@ int mw_tmpdir_remove(const char *dir);
 
 /* Accepts one connection from a nonblocking listener, waiting up to
  * timeout_ms; fails the test otherwise. */
-struct mw_listener;
+struct mw__listener;
 struct mw_stream;
-struct mw_stream *mw_test_accept(struct mw_listener *l, int timeout_ms);
+struct mw_stream *mw_test_accept(struct mw__listener *l, int timeout_ms);
 
 /* A plain TCP client socket to 127.0.0.1:port (TCP_NODELAY, 5 s send
  * timeout), for tests that play a misbehaving peer. Fails the test on error. */

@@ -1,5 +1,6 @@
 /* svc_harness.c - see svc_harness.h. */
 #include "svc_harness.h"
+#include "clock_impl.h"
 
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -120,8 +121,8 @@ static void on_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
      * while the peer sends and leaves: both events are there at once. */
     svh_fill_tx(f, s, id);
     atomic_store(&f->filled, true);
-    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
-    while (!atomic_load(&f->peer_gone) && !mw_deadline_passed(NULL, dl)) sched_yield();
+    uint64_t dl = mw__deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    while (!atomic_load(&f->peer_gone) && !mw__deadline_passed(NULL, dl)) sched_yield();
 }
 
 static void on_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
@@ -281,9 +282,9 @@ void svh_stop(svh_t *f) {
 }
 
 int svh_send_polled(svh_t *f, mw_conn_id_t id, const mw_schema_t *sch, const void *msg) {
-    uint64_t dl = mw_deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, SVH_WAIT_MS * MW_NS_PER_MS);
     int r;
-    while ((r = mw_svc_send_to(f->svc, id, sch, msg)) == MW_EAGAIN && !mw_deadline_passed(NULL, dl)) {
+    while ((r = mw_svc_send_to(f->svc, id, sch, msg)) == MW_EAGAIN && !mw__deadline_passed(NULL, dl)) {
         mw_svc_poll(f->svc, f->mode == MW_MODE_BLOCKING ? MW_NS_PER_MS : 0);
         sched_yield();
     }

@@ -1,5 +1,6 @@
 /* svh_session.c - see svh_session.h. */
 #include "svh_session.h"
+#include "clock_impl.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -61,24 +62,24 @@ void svh_session_clt_opts(svh_t *f, mw_clt_opts_t *o, mw_mode_t mode, const char
 static int send_one(mw_clt_t *c, uint64_t payload, uint64_t *seq, uint64_t dl) {
     ping_t p = {.seq = payload};
     int r;
-    while ((r = mw_clt_send_seq(c, ping_schema(), &p, seq)) == MW_EAGAIN && !mw_deadline_passed(NULL, dl))
+    while ((r = mw_clt_send_seq(c, ping_schema(), &p, seq)) == MW_EAGAIN && !mw__deadline_passed(NULL, dl))
         mw_clt_flush(c);
     return r;
 }
 
 static void flush_all(mw_clt_t *c, uint64_t dl) {
-    while (mw_clt_flush(c) == MW_EAGAIN && !mw_deadline_passed(NULL, dl)) {}
+    while (mw_clt_flush(c) == MW_EAGAIN && !mw__deadline_passed(NULL, dl)) {}
 }
 
 int svh_send_ping_seq(mw_clt_t *c, uint64_t payload, uint64_t *seq) {
-    uint64_t dl = mw_deadline_in(NULL, SVH_SESSION_WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, SVH_SESSION_WAIT_MS * MW_NS_PER_MS);
     int r = send_one(c, payload, seq, dl);
     flush_all(c, dl);
     return r;
 }
 
 void svh_send_numbered(mw_clt_t *c, uint64_t first, uint64_t last) {
-    uint64_t dl = mw_deadline_in(NULL, SVH_SESSION_WAIT_MS * MW_NS_PER_MS);
+    uint64_t dl = mw__deadline_in(NULL, SVH_SESSION_WAIT_MS * MW_NS_PER_MS);
     for (uint64_t i = first; i <= last; i++) {
         uint64_t seq = 0;
         int r = send_one(c, i, &seq, dl);
