@@ -13,14 +13,32 @@ void mw_svc_opts_init(mw_svc_opts_t *o) {
     mw_conn_opts_init(&o->conn);
     mw_tcp_opts_init(&o->tcp);
     o->max_connections = 1024;
-    o->timeout_ns = -1;
-    mw_idle_init_busy(&o->idle);
-    o->workers = 1;
+    o->sync.timeout_ns = -1;
+    mw_idle_init_busy(&o->sync.idle);
+    o->event.workers = 1;
     mw_transport_opts_init(&o->tr);
     o->handshake_timeout_ns = 10 * MW_NS_PER_S;
     o->linger_ns = 2 * MW_NS_PER_S;
     o->rx_timeout_ns = 10 * MW_NS_PER_S;
     o->first_msg_timeout_ns = 60 * MW_NS_PER_S;
+}
+
+/* What only event mode reads, set for another mode (or an io beside the
+ * workers, which would never run it), is refused rather than ignored. */
+static int check_opts(const mw_svc_opts_t *o, mw_err_t *err) {
+    const mw_svc_event_opts_t *e = &o->event;
+    if (o->mode == MW_MODE_EVENT) {
+        if (e->workers == 0 && !e->io) return mw_err_set(err, MW_EINVAL, "event mode with workers = 0 needs opts.event.io");
+        if (e->workers > 0 && e->io)
+            return mw_err_set(err, MW_EINVAL, "opts.event.io is set with %u workers: an io is used only with workers = 0",
+                              e->workers);
+        return 0;
+    }
+    const char *bad = e->io ? "io" : e->backend ? "backend" : e->on_msg ? "on_msg" : NULL;
+    if (bad)
+        return mw_err_set(err, MW_EINVAL, "opts.event.%s is set but the mode is %s: event options act only in event mode%s",
+                          bad, mw_mode_name(o->mode), e->on_msg ? " (mw_svc_recv delivers the messages)" : "");
+    return 0;
 }
 
 
@@ -94,7 +112,7 @@ static bool drv_msg(mw__drv_t *d, const mw_schema_t *sch, const void *msg) {
         int x = mw__svc_sess_in(s, sl, sch, msg);
         if (x <= 0) return x == 0;
     }
-    if (s->o.on_msg) s->o.on_msg(s, make_id(sl), sch, msg, s->o.ud);
+    if (s->o.event.on_msg) s->o.event.on_msg(s, make_id(sl), sch, msg, s->o.ud);
     if (sl->sess) mw__sess_commit(sl->sess);
     return true;
 }
@@ -195,7 +213,7 @@ static void drv_gone(mw__drv_t *d) {
 
 static void solo_enter(mw_svc_t *s, slot_t *sl) {
     if (mw_tcp_set_blocking(sl->conn.stream, true) < 0) return; /* no TCP underneath: stay on epoll */
-    int64_t wait = s->o.timeout_ns > 0 && s->o.timeout_ns < SOLO_WAIT_NS ? s->o.timeout_ns : SOLO_WAIT_NS;
+    int64_t wait = s->o.sync.timeout_ns > 0 && s->o.sync.timeout_ns < SOLO_WAIT_NS ? s->o.sync.timeout_ns : SOLO_WAIT_NS;
     mw_tcp_set_timeouts(sl->conn.stream, wait, 0);
     mw_tcp_set_write_nowait(sl->conn.stream, true); /* sends keep their MW_EAGAIN semantics */
     if (sl->drv.src.added) mw_io_del(s->io, &sl->drv.src);
@@ -373,20 +391,19 @@ static void on_accept_again(mw_io_timer_t *t, void *ud) {
 /* ---- set-up --------------------------------------------------------------- */
 
 static int setup_workers(mw_svc_t *s, mw_err_t *err) {
-    if (s->o.workers == 0) {
-        if (!s->o.io) return mw_err_set(err, MW_EINVAL, "event mode with workers = 0 needs opts.io");
+    if (s->o.event.workers == 0) {
         s->nworkers = 1;
         s->workers = calloc(1, sizeof *s->workers);
         if (!s->workers) return mw_err_set(err, MW_ENOMEM, "out of memory");
-        s->workers[0] = (worker_t){s->o.io, s, false};
+        s->workers[0] = (worker_t){s->o.event.io, s, false};
         return 0;
     }
-    s->nworkers = s->o.workers;
+    s->nworkers = s->o.event.workers;
     s->workers = calloc(s->nworkers, sizeof *s->workers);
     if (!s->workers) return mw_err_set(err, MW_ENOMEM, "out of memory");
     mw_io_opts_t io;
     mw_io_opts_init(&io);
-    io.backend = s->o.backend ? s->o.backend : "epoll";
+    io.backend = s->o.event.backend ? s->o.event.backend : "epoll";
     for (uint32_t i = 0; i < s->nworkers; i++) {
         int r = mw_io_new(&s->workers[i].io, &io, err);
         if (r < 0) return r;
@@ -438,8 +455,8 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
     }
     *out = NULL;
     mw_url_t u;
-    int r = mw_url_parse(url, &u, err);
-    if (r < 0) return r;
+    int r = check_opts(o, err);
+    if (r < 0 || (r = mw_url_parse(url, &u, err)) < 0) return r;
     /* what every accept would refuse is refused here, loudly */
     uint64_t frame = (uint64_t)(o->conn.max_msg ? o->conn.max_msg : 65536) + 8;
     if (o->conn.rx_buf < frame || o->conn.tx_buf < frame)
@@ -600,7 +617,7 @@ int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
     }
     int r = scan(s, id, sch, msg, cap);
     if (r != MW_EAGAIN || s->o.mode == MW_MODE_SPIN) return r;
-    uint64_t dl = mw_deadline_in(NULL, s->o.timeout_ns);
+    uint64_t dl = mw_deadline_in(NULL, s->o.sync.timeout_ns);
     for (;;) { /* blocking: wait at least once, even with a zero timeout */
         if (s->solo) solo_wait(s);
         else mw_io_poll(s->io, mw_deadline_left(NULL, dl));
@@ -643,7 +660,7 @@ int mw_svc_recv_batch(mw_svc_t *s, mw_svc_msg_fn fn, void *ud, int max) {
 int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg,
                                  size_t cap, int64_t timeout_ns) {
     uint64_t dl = mw_deadline_in(NULL, timeout_ns);
-    mw_idle_t idle = s->o.idle;
+    mw_idle_t idle = s->o.sync.idle;
     int r;
     while ((r = mw_svc_recv(s, id, sch, msg, cap)) == MW_EAGAIN || r == MW_ETIMEDOUT) {
         if (mw_deadline_passed(NULL, dl)) return MW_ETIMEDOUT;

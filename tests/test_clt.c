@@ -133,7 +133,7 @@ static void peer_start(fx_t *f, const peer_cfg_t *cfg) {
     p->mode = o.mode;
     p->login = cfg && cfg->login;
     if (cfg && cfg->rcvbuf) o.tcp.rcvbuf = cfg->rcvbuf;
-    o.on_msg = peer_on_msg;
+    if (o.mode == MW_MODE_EVENT) o.event.on_msg = peer_on_msg;
     o.ud = p;
     o.on_sent = peer_sent;
     o.on_recvd = peer_recvd;
@@ -166,7 +166,7 @@ static void clt_opts(mw_clt_opts_t *o, mw_mode_t mode, const char *serdes) {
     mw_clt_opts_init(o);
     o->mode = mode;
     if (serdes) o->conn.serdes = serdes;
-    o->timeout_ns = 5 * MW_NS_PER_S;
+    o->sync.timeout_ns = 5 * MW_NS_PER_S;
 }
 
 static mw_clt_t *clt_open(fx_t *f, const mw_clt_opts_t *o) {
@@ -257,9 +257,10 @@ static int connect_closed(int port, uint32_t attempts, int64_t delay_ns, int64_t
                           int64_t *elapsed_ns) {
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_SPIN, NULL);
-    o.connect_attempts = attempts;
-    o.retry_delay_ns = delay_ns;
-    o.retry_max_delay_ns = max_delay_ns;
+    o.retry.max_attempts = attempts;
+    o.retry.min_delay_ns = delay_ns;
+    o.retry.max_delay_ns = max_delay_ns;
+    o.retry.jitter = 0; /* exact delays: the elapsed time below is their sum */
     char url[64];
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
     mw_clt_t *c = NULL;
@@ -344,7 +345,7 @@ static void run_split(fx_t *f, mw_mode_t mode, uint64_t n) {
     peer_start(f, NULL);
     mw_clt_opts_t o;
     clt_opts(&o, mode, NULL);
-    mw_idle_init_yield(&o.idle); /* busywait on a 2-core box: let the others run */
+    mw_idle_init_yield(&o.sync.idle); /* busywait on a 2-core box: let the others run */
     mw_clt_t *c = clt_open(f, &o);
     split_t sp = {.tx = mw_clt_sender(c), .n = n, .window = 512, .busywait = mode == MW_MODE_SPIN};
     mw_clt_receiver_t *rx = mw_clt_receiver(c);
@@ -444,9 +445,9 @@ static void test_clt_one_poll_thread_drives_four_event_clts(void **state) {
     for (int i = 0; i < MAX_CLTS; i++) {
         mw_clt_opts_t o;
         clt_opts(&o, MW_MODE_EVENT, NULL);
-        o.io = f->io;
-        o.on_connect = chain_connect;
-        o.on_msg = chain_msg;
+        o.event.io = f->io;
+        o.event.on_connect = chain_connect;
+        o.event.on_msg = chain_msg;
         o.ud = &ch[i];
         clt_open(f, &o);
     }
@@ -607,7 +608,7 @@ static void test_clt_blocking_recv_times_out_and_stays_usable(void **state) {
     peer_start(f, NULL);
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_BLOCKING, NULL);
-    o.timeout_ns = 20 * MW_NS_PER_MS;
+    o.sync.timeout_ns = 20 * MW_NS_PER_MS;
     mw_clt_t *c = clt_open(f, &o);
     const mw_schema_t *s;
     test_msg_t m;
@@ -761,9 +762,9 @@ static void test_clt_close_inside_on_msg_is_deferred(void **state) {
     memset(&k, 0, sizeof k);
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_EVENT, NULL);
-    o.io = f->io;
-    o.on_msg = closer_msg;
-    o.on_close = closer_close;
+    o.event.io = f->io;
+    o.event.on_msg = closer_msg;
+    o.event.on_close = closer_close;
     o.ud = &k;
     mw_clt_t *c = clt_open(f, &o);
     send_ping(c, 99);
@@ -814,9 +815,9 @@ static void test_clt_event_on_close_follows_everything_the_peer_sent(void **stat
     memset(&l, 0, sizeof l);
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_EVENT, NULL);
-    o.io = f->io;
-    o.on_msg = ev_log_msg;
-    o.on_close = ev_log_close;
+    o.event.io = f->io;
+    o.event.on_msg = ev_log_msg;
+    o.event.on_close = ev_log_close;
     o.ud = &l;
     mw_clt_t *c = clt_open(f, &o);
     send_ping(c, 99);
@@ -839,7 +840,7 @@ static void event_clt_to_counting_peer(fx_t *f, mw_clt_opts_t *o, const char *sc
     assert_int_equal(mw_io_new(&f->io, NULL, &err), 0);
     assert_int_equal(mw_io_start(f->io, NULL), 0);
     clt_opts(o, MW_MODE_EVENT, NULL);
-    o->io = f->io;
+    o->event.io = f->io;
     if (!strcmp(scheme, "tls") || !strcmp(scheme, "wss")) o->tr.tls.ca_file = mw_test_cert("ca.pem");
 }
 
@@ -917,8 +918,8 @@ static void close_with_linger(fx_t *f, const char *scheme) {
     o.conn.tx_buf = 4u << 20; /* room for all of them: the peer reads nothing yet */
     o.tcp.sndbuf = 4096;
     o.linger_ns = WAIT_NS;
-    o.async_connect = true; /* the spin peer answers the handshakes only when pumped */
-    o.on_connect = on_connect_flag;
+    o.event.async_connect = true; /* the spin peer answers the handshakes only when pumped */
+    o.event.on_connect = on_connect_flag;
     o.ud = &f->connected;
     mw_clt_t *c = clt_open(f, &o);
     if (!mw_wait_until(pumped_until_connected, f, WAIT_MS)) fail_msg("connect: %s", mw_clt_last_error(c));
@@ -1016,7 +1017,7 @@ static void test_clt_event_free_before_io_ran_is_safe(void **state) {
         mw_clt_opts_t o;
         mw_clt_opts_init(&o);
         o.mode = MW_MODE_EVENT;
-        o.io = io;
+        o.event.io = io;
         char url[64];
         snprintf(url, sizeof url, "tcp://127.0.0.1:%d", ntohs(sa.sin_port));
         mw_clt_t *c = NULL;
@@ -1101,7 +1102,7 @@ static void test_clt_tls_blocking_split_sender_is_not_held_by_a_waiting_receiver
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.mode = MW_MODE_BLOCKING;
-    co.timeout_ns = 2 * MW_NS_PER_S;
+    co.sync.timeout_ns = 2 * MW_NS_PER_S;
     co.tr.tls.insecure_skip_verify = true;
     f->split = svh_clt_connect(f, &co);
     atomic_store(&f->tx_rc, 1);
@@ -1135,7 +1136,7 @@ static void test_clt_recv_busywait_timeout_with_a_sleeping_idle_ends_near_its_de
     svh_listen(f, "tcp", &o);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
-    mw_idle_init_sleep(&co.idle, 5 * MW_NS_PER_MS);
+    mw_idle_init_sleep(&co.sync.idle, 5 * MW_NS_PER_MS);
     mw_clt_t *c = svh_clt_connect(f, &co); /* from the backlog: the Svc never runs, nothing arrives */
     test_msg_t m;
     const mw_schema_t *s;

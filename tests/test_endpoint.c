@@ -401,13 +401,13 @@ static srv_t *srv_start(fx_t *f, const srv_cfg_t *cfg) {
     mw_svc_opts_init(&o);
     o.mode = MW_MODE_EVENT;
     if (cfg->io) {
-        o.workers = 0;
-        o.io = cfg->io;
+        o.event.workers = 0;
+        o.event.io = cfg->io;
     }
     o.idle_timeout_ns = cfg->idle_timeout_ns;
     if (cfg->serdes) o.conn.serdes = cfg->serdes;
     o.on_accept = srv_on_accept;
-    o.on_msg = srv_on_msg;
+    o.event.on_msg = srv_on_msg;
     o.on_close = srv_on_close;
     o.ud = v;
     /* A restart may find the port still held for a moment: retry until the deadline. */
@@ -443,20 +443,20 @@ static ep_t *ep_new(fx_t *f, mw_io_t *io) {
 static void ep_opts(ep_t *e, mw_clt_opts_t *o) {
     mw_clt_opts_init(o);
     o->mode = MW_MODE_EVENT;
-    o->io = e->io;
-    o->on_connect = ep_on_connect;
-    o->on_msg = ep_on_msg;
-    o->on_close = ep_on_close;
-    o->can_reconnect = ep_can_reconnect;
-    o->on_heartbeat = ep_on_heartbeat;
+    o->event.io = e->io;
+    o->event.on_connect = ep_on_connect;
+    o->event.on_msg = ep_on_msg;
+    o->event.on_close = ep_on_close;
+    o->event.can_reconnect = ep_can_reconnect;
+    o->event.on_heartbeat = ep_on_heartbeat;
     o->ud = e;
-    o->reconnect.jitter = 0;
+    o->retry.jitter = 0;
 }
 
 static void ep_reconnect(mw_clt_opts_t *o, int64_t min_ns, int64_t max_ns) {
-    o->reconnect.enabled = true;
-    o->reconnect.min_delay_ns = min_ns;
-    o->reconnect.max_delay_ns = max_ns;
+    o->event.reconnect = true;
+    o->retry.min_delay_ns = min_ns;
+    o->retry.max_delay_ns = max_ns;
 }
 
 static void ep_connect(ep_t *e, const char *url, const mw_clt_opts_t *o) {
@@ -594,7 +594,7 @@ static ep_t *refused_ep(fx_t *f, mw_clt_opts_t *o, char *url, size_t cap, int64_
     ep_t *e = ep_new(f, io);
     ep_opts(e, o);
     ep_reconnect(o, min_ns, max_ns);
-    o->reconnect.jitter = jitter;
+    o->retry.jitter = jitter;
     return e;
 }
 
@@ -671,7 +671,7 @@ static void test_max_attempts_ends_the_endpoint(void **state) {
     mw_clt_opts_t o;
     char url[64];
     ep_t *e = refused_ep(f, &o, url, sizeof url, 100 * MS, 800 * MS, 0);
-    o.reconnect.max_attempts = 3;
+    o.retry.max_attempts = 3;
     ep_connect(e, url, &o);
     STEP_UNTIL(f, 1000, mw_clt_state(e->c) == MW_CLT_CLOSED);
     assert_int_equal(e->closes, 3);
@@ -697,7 +697,7 @@ static void test_connect_timeout_covers_a_stalled_handshake(void **state) {
     mw_clt_opts_t o;
     ep_opts(e, &o);
     ep_reconnect(&o, 100 * MS, 800 * MS);
-    o.reconnect.max_attempts = 2;
+    o.retry.max_attempts = 2;
     o.connect_timeout_ns = 1000 * MS;
     ep_connect(e, url, &o);
     settle(f);
@@ -722,7 +722,7 @@ static void test_ttl_rotates_the_connection_without_backoff(void **state) {
     mw_clt_opts_t o;
     ep_opts(e, &o);
     ep_reconnect(&o, 100 * MS, 800 * MS); /* a backoff would show as 100 ms */
-    o.ttl_ns = 100 * MS;
+    o.event.ttl_ns = 100 * MS;
     ep_connect(e, v->url, &o);
     settle(f);
     assert_int_equal(e->connects, 1);
@@ -759,7 +759,7 @@ static void test_idle_timeout_drops_a_silent_connection_then_reconnects(void **s
     mw_clt_opts_t o;
     ep_opts(e, &o);
     ep_reconnect(&o, 20 * MS, 800 * MS);
-    o.idle_timeout_ns = 50 * MS;
+    o.event.idle_timeout_ns = 50 * MS;
     ep_connect(e, v->url, &o);
     settle(f);
     assert_int_equal(e->connects, 1);
@@ -796,7 +796,7 @@ static void test_heartbeat_runs_while_open_and_keeps_an_idle_svc_happy(void **st
     mw_clt_opts_t o;
     ep_opts(e, &o);
     ep_reconnect(&o, 100 * MS, 800 * MS);
-    o.heartbeat_ns = 30 * MS;
+    o.event.heartbeat_ns = 30 * MS;
     e->hb_send = true;
     ep_connect(e, v->url, &o);
     settle(f);
@@ -837,7 +837,7 @@ static void test_endpoint_resolves_names_on_every_backend(void **state) {
         ep_t *e = ep_new(f, io);
         mw_clt_opts_t o;
         ep_opts(e, &o);
-        o.async_connect = true;
+        o.event.async_connect = true;
         char url[96];
         snprintf(url, sizeof url, "tcp://localhost:%d", v->port);
         ep_connect(e, url, &o);
@@ -851,7 +851,7 @@ static void test_endpoint_resolves_names_on_every_backend(void **state) {
 
         ep_t *bad = ep_new(f, io);
         ep_opts(bad, &o);
-        o.async_connect = true;
+        o.event.async_connect = true;
         o.connect_timeout_ns = 8 * MW_NS_PER_S;
         snprintf(url, sizeof url, "tcp://nosuch.invalid:%d", v->port);
         ep_connect(bad, url, &o);
@@ -987,7 +987,7 @@ static ep_t *record_live(fx_t *f, const char *scheme, const char *path) {
     ep_t *e = ep_new(f, io);
     mw_clt_opts_t o;
     ep_opts(e, &o);
-    o.async_connect = true;
+    o.event.async_connect = true;
     o.rx_timestamps = true;
     o.tr.record_path = path;
     e->logging = true;
@@ -1188,7 +1188,7 @@ static void test_endpoint_binds_interface_and_local_address(void **state) {
     ep_t *e = ep_new(f, io);
     mw_clt_opts_t o;
     ep_opts(e, &o);
-    o.async_connect = true;
+    o.event.async_connect = true;
     o.tcp.bind_iface = "lo";
     o.tcp.bind_addr = "127.0.0.2";
     ep_connect(e, v->url, &o);
@@ -1207,7 +1207,7 @@ static void test_endpoint_binds_interface_and_local_address(void **state) {
     /* an interface that does not exist fails the attempt with the reason */
     ep_t *bad = ep_new(f, io);
     ep_opts(bad, &o);
-    o.async_connect = true;
+    o.event.async_connect = true;
     o.tcp.bind_iface = "nosuch0";
     o.tcp.bind_addr = NULL;
     ep_connect(bad, v->url, &o);
@@ -1284,7 +1284,7 @@ static void test_async_connect_to_a_closed_port_reports_and_closes(void **state)
     ep_t *e = ep_new(f, io);
     mw_clt_opts_t o;
     ep_opts(e, &o);
-    o.async_connect = true;
+    o.event.async_connect = true;
     char url[64];
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
     ep_connect(e, url, &o); /* returns 0: the io reports the outcome */
@@ -1320,7 +1320,7 @@ static void test_freeing_an_endpoint_before_or_while_the_io_runs_it_is_safe(void
         ep_t *e = ep_new(f, never);
         mw_clt_opts_t o;
         ep_opts(e, &o);
-        o.async_connect = true;
+        o.event.async_connect = true;
         if (i == 2) ep_reconnect(&o, 10 * MS, 20 * MS);
         ep_connect(e, url[i], &o);
         mw_clt_free(e->c);
@@ -1336,7 +1336,7 @@ static void test_freeing_an_endpoint_before_or_while_the_io_runs_it_is_safe(void
     ep_t *mid = ep_new(f, io), *back = ep_new(f, io), *self = ep_new(f, io);
     mw_clt_opts_t o;
     ep_opts(mid, &o);
-    o.async_connect = true;
+    o.event.async_connect = true;
     ep_connect(mid, url[1], &o);
     ep_opts(back, &o);
     ep_reconnect(&o, 10 * MS, 20 * MS);
@@ -1405,13 +1405,13 @@ static void test_sends_from_another_thread_during_reconnects_are_safe(void **sta
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
     o.mode = MW_MODE_EVENT;
-    o.io = f->thread_io;
-    o.on_connect = mt_on_connect;
-    o.on_msg = mt_on_msg;
-    o.on_close = mt_on_close;
+    o.event.io = f->thread_io;
+    o.event.on_connect = mt_on_connect;
+    o.event.on_msg = mt_on_msg;
+    o.event.on_close = mt_on_close;
     o.ud = m;
     ep_reconnect(&o, 10 * MS, 50 * MS);
-    o.reconnect.jitter = 0;
+    o.retry.jitter = 0;
     int r = mw_clt_connect(&f->thread_clt, s1->url, &test_protocol, &o, &err);
     if (r != 0) fail_msg("connect: %s", mw_err_text(&err));
     assert_int_equal(mw_io_start(f->thread_io, NULL), 0);
