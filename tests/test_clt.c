@@ -12,6 +12,7 @@
 
 #include "mw_clock.h"
 #include "mw_clt.h"
+#include "mw_resolve.h"
 #include "mw_svc.h"
 
 #include <arpa/inet.h>
@@ -303,6 +304,38 @@ static void test_clt_connect_retries_with_doubling_delay_then_refuses(void **sta
     char addr[32];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     assert_non_null(strstr(mw_err_text(&err), addr));
+}
+
+/* A default-initialised opts.retry (max_attempts 0) tries once in spin,
+ * blocking and event mode without reconnect: a retry would wait at least
+ * 1.6 s here (min_delay 2 s, jitter 0.2 at most). */
+static void test_clt_connect_with_the_default_retry_tries_once(void **state) {
+    (void)state;
+    int port = closed_port();
+    mw_err_t err = {0};
+    int64_t took;
+    assert_int_equal(connect_closed(port, 0, 2 * MW_NS_PER_S, 2 * MW_NS_PER_S, &err, &took), MW_ECONNREFUSED);
+    if (took >= MW_NS_PER_S) fail_msg("spin: took %lld ms: retried", (long long)(took / MW_NS_PER_MS));
+    mw_io_t *io;
+    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
+    static const mw_mode_t modes[] = {MW_MODE_BLOCKING, MW_MODE_EVENT};
+    for (int i = 0; i < 2; i++) {
+        mw_clt_opts_t o;
+        mw_clt_opts_init(&o);
+        o.mode = modes[i];
+        if (o.mode == MW_MODE_EVENT) o.event.io = io;
+        o.retry.min_delay_ns = o.retry.max_delay_ns = 2 * MW_NS_PER_S;
+        char url[64];
+        snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+        mw_clt_t *c = NULL;
+        uint64_t t0 = mw_now_ns();
+        assert_int_equal(mw_clt_connect(&c, url, &test_protocol, &o, &err), MW_ECONNREFUSED);
+        uint64_t t = mw_now_ns() - t0;
+        assert_null(c);
+        if (t >= MW_NS_PER_S) fail_msg("%s: took %llu ms: retried", mw_mode_name(modes[i]), (unsigned long long)(t / MW_NS_PER_MS));
+    }
+    mw_resolve_shutdown(io);
+    mw_io_free(io);
 }
 
 /* ---- split sender / receiver --------------------------------------------------------- */
@@ -1182,6 +1215,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_clt_connect_to_closed_port_is_refused_naming_the_address),
         T(test_clt_connect_retries_with_doubling_delay_then_refuses),
+        T(test_clt_connect_with_the_default_retry_tries_once),
         T(test_clt_split_threads_blocking_100k_pings_in_order),
         T(test_clt_split_threads_spin_busywait_in_order),
         T(test_clt_one_poll_thread_drives_four_event_clts),

@@ -683,6 +683,88 @@ static void test_max_attempts_ends_the_endpoint(void **state) {
     expect_state(e->c, MW_CLT_CLOSED);
 }
 
+/* ==== 2b. one retry policy: the first connect and the reconnects ============== */
+
+/* Without event.reconnect, an async first connect still retries per
+ * opts.retry (here 4 attempts, 10 ms doubling to a 40 ms cap), then ends. */
+static void test_first_connect_retries_per_the_policy_without_reconnect(void **state) {
+    fx_t *f = *state;
+    mw_clt_opts_t o;
+    char url[64];
+    ep_t *e = refused_ep(f, &o, url, sizeof url, 10 * MS, 40 * MS, 0);
+    o.event.reconnect = false;
+    o.event.async_connect = true;
+    o.retry.max_attempts = 4;
+    ep_connect(e, url, &o);
+    STEP_UNTIL(f, 1000, mw_clt_state(e->c) == MW_CLT_CLOSED);
+    assert_int_equal(e->closes, 4);
+    check_refused(e);
+    assert_int_equal(e->close_at[0], FAKE_T0);
+    static const int64_t want[] = {10, 20, 40};
+    for (int i = 0; i < 3; i++) assert_int_equal(e->close_at[i + 1] - e->close_at[i], want[i] * MS);
+    assert_int_equal(e->can_calls, 3); /* asked before each retry */
+    for (int i = 0; i < 50; i++) fake_advance(f, 100 * MS);
+    assert_int_equal(e->closes, 4);
+    assert_int_equal(e->connects, 0);
+}
+
+/* The default (max_attempts 0) without event.reconnect: one attempt only. */
+static void test_first_connect_default_policy_is_one_attempt_without_reconnect(void **state) {
+    fx_t *f = *state;
+    mw_clt_opts_t o;
+    char url[64];
+    ep_t *e = refused_ep(f, &o, url, sizeof url, 10 * MS, 40 * MS, 0);
+    o.event.reconnect = false;
+    o.event.async_connect = true;
+    assert_int_equal(o.retry.max_attempts, 0);
+    ep_connect(e, url, &o);
+    STEP_UNTIL(f, 1000, mw_clt_state(e->c) == MW_CLT_CLOSED);
+    for (int i = 0; i < 20; i++) fake_advance(f, 100 * MS);
+    assert_int_equal(e->closes, 1);
+    assert_int_equal(e->can_calls, 0);
+}
+
+/* Delays between consecutive close_at[from..from+n]. */
+static void expect_delays(const ep_t *e, int from, const int64_t *want_ms, int n, const char *what) {
+    for (int i = 0; i < n; i++) {
+        int64_t d = (int64_t)(e->close_at[from + i + 1] - e->close_at[from + i]);
+        if (d != want_ms[i] * MS)
+            fail_msg("%s: delay %d: %" PRId64 " us, want %" PRId64 " ms", what, i, d / 1000, want_ms[i]);
+    }
+}
+
+/* One policy, one count: a first connect that fails three times, a server
+ * that appears (the count starts again), a drop, and reconnects that fail:
+ * the delays after the drop are those of the first connect, and with the
+ * default max_attempts (0) and event.reconnect the endpoint never gives up. */
+static void test_first_connect_and_reconnects_follow_one_policy(void **state) {
+    fx_t *f = *state;
+    mw_clt_opts_t o;
+    char url[64];
+    ep_t *e = refused_ep(f, &o, url, sizeof url, 10 * MS, 80 * MS, 0);
+    assert_int_equal(o.retry.max_attempts, 0);
+    int port = atoi(strrchr(url, ':') + 1);
+    ep_connect(e, url, &o);
+    STEP_UNTIL(f, 1000, e->closes == 3);
+    static const int64_t first[] = {10, 20, 40, 80, 80, 80, 80, 80, 80, 80};
+    expect_delays(e, 0, first, 2, "first connect");
+    /* the port starts listening (on the same fake-clock io): the next attempt, 40 ms on, connects */
+    close(f->fds[f->nfds - 1]);
+    f->fds[f->nfds - 1] = -1;
+    srv_t *v = srv_start(f, &(srv_cfg_t){.io = e->io, .port = port});
+    STEP_UNTIL(f, 1000, e->connects == 1);
+    assert_int_equal(e->connect_at[0], e->close_at[2] + 40 * MS);
+    exchange(f, e, 3);
+    /* the drop, then refusals: the same delays again, from the first one */
+    srv_stop(v);
+    STEP_UNTIL(f, 5000, e->closes == 3 + 1 + 10);
+    expect_reason(e->reasons[3], MW_ECLOSED, "the drop");
+    for (int i = 4; i < e->closes; i++) expect_reason(e->reasons[i], MW_ECONNREFUSED, "a reconnect");
+    expect_delays(e, 3, first, 10, "after the drop");
+    assert_true(reconnecting(mw_clt_state(e->c))); /* no limit by default */
+    assert_int_equal(e->can_attempt[3], 1); /* the drop is the first failure of a new count */
+}
+
 /* The connect timeout covers the whole attempt: a peer that completes TCP (a
  * listener's backlog) but never answers the WebSocket upgrade. */
 static void test_connect_timeout_covers_a_stalled_handshake(void **state) {
@@ -1473,6 +1555,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_backoff_doubles_to_the_cap_exactly_without_jitter, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_backoff_with_jitter_stays_within_half_to_full_delay, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_can_reconnect_false_ends_the_endpoint, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_first_connect_retries_per_the_policy_without_reconnect, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_first_connect_default_policy_is_one_attempt_without_reconnect, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_first_connect_and_reconnects_follow_one_policy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_max_attempts_ends_the_endpoint, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeout_covers_a_stalled_handshake, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ttl_rotates_the_connection_without_backoff, fx_setup, fx_teardown),
