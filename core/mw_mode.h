@@ -11,11 +11,13 @@
  * (one driver, serdes/driver.c, under every mode).
  *
  * Their options (mw_clt_opts_t, mw_svc_opts_t) have one shape: fields that
- * act in every mode at the top level, then `.sync` (the groups below: only
- * the spin and blocking modes read it, event mode ignores it) and `.event`
- * (only event mode reads it; setting any of it in another mode is refused
- * with MW_EINVAL, so a callback that could never run is caught at once).
- * mw_clt_opts_init / mw_svc_opts_init set every default named here.
+ * act in every mode at the top level, then `.sync` (mw_sync_opts_t below:
+ * read only in spin and blocking modes, ignored in event mode) and `.event`
+ * (read only in event mode; set in another mode it is refused with
+ * MW_EINVAL, so a callback that could never run is caught at once; the
+ * Svc's event.workers, 1 by default, is the one exception: ignored). A Clt
+ * also has `.retry` (mw_retry_opts_t below). mw_clt_opts_init /
+ * mw_svc_opts_init set every default named here.
  */
 #ifndef MW_MODE_H
 #define MW_MODE_H
@@ -60,7 +62,8 @@ typedef struct mw_retry_opts {
      * N failures (so N - 1 reconnect attempts follow it). */
     uint32_t max_attempts;
     int64_t min_delay_ns; /* the first delay; default 100 ms; < 0: MW_EINVAL */
-    int64_t max_delay_ns; /* cap of the doubling; default 10 s; below min_delay_ns: min_delay_ns */
+    int64_t max_delay_ns; /* cap of the doubling; default 10 s; below min_delay_ns: min_delay_ns;
+                             < 0: MW_EINVAL */
     double jitter;        /* 0..1 (else MW_EINVAL); default 0.2; 0: exact delays */
 } mw_retry_opts_t;
 
