@@ -179,7 +179,7 @@ typedef void (*mw_svc_msg_fn)(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *s
  * connection's buffered run at most, then the next recv starts with the
  * next connection). Returns the number of messages delivered (>= 1),
  * MW_EAGAIN (spin: none now), MW_ETIMEDOUT (blocking: none within
- * opts.timeout_ns), MW_EINVAL (fn NULL or max <= 0), MW_ESTATE (event mode),
+ * opts.sync.timeout_ns), MW_EINVAL (fn NULL or max <= 0), MW_ESTATE (event mode),
  * MW_ENOMEM (the decode scratch, allocated once at the first call). fn may
  * send (any connection), pause, and close id (the close waits until fn
  * returns and ends the batch); it must not call mw_svc_recv, recv_batch or

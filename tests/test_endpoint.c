@@ -1514,7 +1514,7 @@ static void test_sends_from_another_thread_during_reconnects_are_safe(void **sta
 }
 
 /* A Clt over a stream you connected yourself is one connection: it never
- * reconnects, whatever opts.reconnect says. */
+ * reconnects, whatever opts.event.reconnect says. */
 static void test_open_stream_endpoint_never_reconnects(void **state) {
     fx_t *f = *state;
     mw_io_t *io = fx_io(f, "epoll", false);
