@@ -43,7 +43,7 @@ static void test_clt_defaults_are_the_documented_ones(void **state) {
     assert_int_equal(o.retry.min_delay_ns, 100 * MS);
     assert_int_equal(o.retry.max_delay_ns, 10000 * MS);
     assert_true(o.retry.jitter == 0.2);
-    assert_int_equal(o.linger_ns, 0);
+    assert_int_equal(o.linger_ns, -1); /* the mode's default: 2 s spin/blocking, 0 event */
     assert_int_equal(o.sync.timeout_ns, -1);
     assert_int_equal(o.sync.idle.kind, MW_IDLE_BUSY);
     mw_clt_event_opts_t zero;
