@@ -26,15 +26,54 @@ void mw_clt_opts_init(mw_clt_opts_t *o) {
     mw__tcp_opts_init(&o->tcp);
     mw__transport_opts_init(&o->tr);
     o->connect_timeout_ns = 5 * MW_NS_PER_S;
-    o->connect_attempts = 1;
-    o->retry_delay_ns = 100 * MW_NS_PER_MS;
-    o->retry_max_delay_ns = 2 * MW_NS_PER_S;
-    o->timeout_ns = -1;
-    mw_idle_init_busy(&o->idle);
-    o->reconnect.min_delay_ns = 100 * MW_NS_PER_MS;
-    o->reconnect.max_delay_ns = 10 * MW_NS_PER_S;
-    o->reconnect.jitter = 0.2;
+    o->retry.max_attempts = 0; /* 1 without event.reconnect, no limit with it */
+    o->retry.min_delay_ns = 100 * MW_NS_PER_MS;
+    o->retry.max_delay_ns = 10 * MW_NS_PER_S;
+    o->retry.jitter = 0.2;
+    o->sync.timeout_ns = -1;
+    mw_idle_init_busy(&o->sync.idle);
     o->linger_ns = -1; /* the mode's default: see mw_clt.h */
+}
+
+/* The one retry policy as the endpoint's backoff takes it: max_attempts 0
+ * means one attempt for a connect that returns its result, and no limit
+ * for an endpoint that reconnects. */
+void mw__clt_backoff_opts(const mw_clt_opts_t *o, mw__backoff_opts_t *bo) {
+    uint32_t n = o->retry.max_attempts;
+    if (n == 0) n = o->mode == MW_MODE_EVENT && o->event.reconnect ? 0 : 1;
+    *bo = (mw__backoff_opts_t){.min_delay_ns = o->retry.min_delay_ns,
+                               .max_delay_ns = o->retry.max_delay_ns,
+                               .jitter = o->retry.jitter,
+                               .max_attempts = n};
+}
+
+/* What only one mode reads, set for another, is a mistake the caller
+ * should hear about now, not a callback that silently never runs. */
+static int check_opts(const mw_clt_opts_t *o, mw_err_t *err) {
+    const mw_clt_event_opts_t *e = &o->event;
+    const char *bad = NULL;
+    if (o->mode == MW_MODE_EVENT) {
+        if (!e->io) return mw__err_set(err, MW_EINVAL, "event mode needs opts.event.io");
+    } else if (e->io) bad = "io";
+    else if (e->on_connect) bad = "on_connect";
+    else if (e->on_msg) bad = "on_msg";
+    else if (e->on_close) bad = "on_close";
+    else if (e->on_drain) bad = "on_drain";
+    else if (e->on_heartbeat) bad = "on_heartbeat";
+    else if (e->can_reconnect) bad = "can_reconnect";
+    else if (e->reconnect) bad = "reconnect";
+    else if (e->async_connect) bad = "async_connect";
+    else if (e->ttl_ns) bad = "ttl_ns";
+    else if (e->idle_timeout_ns) bad = "idle_timeout_ns";
+    else if (e->heartbeat_ns) bad = "heartbeat_ns";
+    if (bad)
+        return mw__err_set(err, MW_EINVAL, "opts.event.%s is set but the mode is %s: event options act only in event mode",
+                          bad, mw_mode_name(o->mode));
+    if (o->retry.min_delay_ns < 0 || o->retry.max_delay_ns < 0)
+        return mw__err_set(err, MW_EINVAL, "opts.retry: negative delay");
+    if (!(o->retry.jitter >= 0 && o->retry.jitter <= 1)) /* NaN too */
+        return mw__err_set(err, MW_EINVAL, "opts.retry.jitter must be within 0..1");
+    return 0;
 }
 
 /* ---- tx lock (event mode): the io thread tears the conn down on a drop
@@ -183,21 +222,21 @@ static const mw__ep_cfg_t sc_cfg = {
     .on_end = sc_end,
 };
 
-/* connect_attempts attempts, retry_delay_ns doubling up to
- * retry_max_delay_ns in between (the endpoint's backoff, no jitter), each
- * bounded by connect_timeout_ns. */
+/* Attempts per opts.retry (the endpoint's backoff, the same policy as the
+ * event-mode reconnects), each bounded by connect_timeout_ns. */
 static int connect_sync(mw_clt_t *c, mw_err_t *err) {
     mw_io_t *io;
     int r = mw_io_new(&io, NULL, err);
     if (r < 0) return r;
     sync_connect_t sc = {c, NULL, 0};
-    mw__backoff_opts_t bo = {.min_delay_ns = c->o.retry_delay_ns,
-                             .max_delay_ns = c->o.retry_max_delay_ns,
-                             .max_attempts = c->o.connect_attempts ? c->o.connect_attempts : 1};
+    mw__backoff_opts_t bo;
+    mw__clt_backoff_opts(&c->o, &bo);
+    if (bo.max_attempts == 0) bo.max_attempts = 1; /* (event.reconnect connects from the io) */
     mw__ep_t ep;
     mw_tcp_opts_t tcp = c->o.tcp;
     tcp.blocking = false; /* handshakes are driven nonblocking, then switched */
-    mw__ep_init(&ep, io, &sc_cfg, &sc, &c->url, &c->tr, &tcp, c->o.connect_timeout_ns, &bo, 0);
+    mw__ep_init(&ep, io, &sc_cfg, &sc, &c->url, &c->tr, &tcp, c->o.connect_timeout_ns, &bo,
+                (uint64_t)(uintptr_t)c ^ mw_now_ns());
     mw__ep_start(&ep);
     while (!sc.stream && !sc.end && (r = mw_io_poll(io, -1)) >= 0) {}
     mw__ep_stop(&ep);
@@ -220,7 +259,7 @@ static int connect_sync(mw_clt_t *c, mw_err_t *err) {
             c->poll_wait = true;
         } else {
             mw__tcp_set_blocking(s, true);
-            if (c->o.timeout_ns > 0) mw__tcp_set_timeouts(s, c->o.timeout_ns, c->o.timeout_ns);
+            if (c->o.sync.timeout_ns > 0) mw__tcp_set_timeouts(s, c->o.sync.timeout_ns, c->o.sync.timeout_ns);
             c->blocking_sock = true;
         }
     }
@@ -235,7 +274,7 @@ static mw_clt_t *clt_new(const mw_protocol_t *p, const mw_clt_opts_t *o) {
     if (!c) return NULL;
     c->o = *o;
     c->proto = p;
-    c->tx_idle = c->rx_idle = o->idle;
+    c->tx_idle = c->rx_idle = o->sync.idle;
     atomic_init(&c->refs, 1);
     c->state = MW_CLT_CLOSED;
     return c;
@@ -249,17 +288,18 @@ int mw_clt_connect(mw_clt_t **out, const char *url, const mw_protocol_t *p,
         o = &def;
     }
     *out = NULL;
-    if (o->mode == MW_MODE_EVENT && !o->io) return mw__err_set(err, MW_EINVAL, "event mode needs opts.io");
+    int r = check_opts(o, err);
+    if (r < 0) return r;
     mw_clt_t *c = clt_new(p, o);
     if (!c) return mw__err_set(err, MW_ENOMEM, "out of memory");
-    int r = o->session.enabled ? mw__clt_sess_open(c, err) : 0;
+    r = o->session.enabled ? mw__clt_sess_open(c, err) : 0;
     if (r == 0) r = mw__url_parse(url, &c->url, err);
     mw_transport_opts_t tr = o->tr;
     if (tr.ws.max_msg > c->o.conn.max_msg) tr.ws.max_msg = c->o.conn.max_msg; /* one limit, not two */
     if (r == 0 && (r = mw__transport_init(&c->tr, &c->url, false, &tr, err)) == 0) c->have_tr = true;
     /* Event mode with reconnects (or asked to) connects from the io: errors
      * then arrive through on_close. Otherwise connect here and now. */
-    bool async = o->mode == MW_MODE_EVENT && (o->async_connect || o->reconnect.enabled);
+    bool async = o->mode == MW_MODE_EVENT && (o->event.async_connect || o->event.reconnect);
     if (r == 0 && !async) r = connect_sync(c, err);
     if (r == 0 && o->mode == MW_MODE_EVENT) r = mw__clt_ep_start(c);
     if (r < 0) {
@@ -280,8 +320,8 @@ int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
     }
     *out = NULL;
     mw_clt_t *c = NULL;
-    int r = MW_EINVAL;
-    if (o->mode == MW_MODE_EVENT && !o->io) mw__err_set(err, r, "event mode needs opts.io");
+    int r = check_opts(o, err);
+    if (r < 0) {}
     else if (!(c = clt_new(p, o))) r = mw__err_set(err, MW_ENOMEM, "out of memory");
     else if (o->session.enabled && (r = mw__clt_sess_open(c, err)) < 0) {}
     else if ((r = mw__clt_conn_setup(c, s, err)) == 0 && o->mode == MW_MODE_EVENT) r = mw__clt_ep_start(c);
@@ -407,7 +447,7 @@ int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, ui
         atomic_store(&c->drv.want_drain, true);
     if (c->poll_wait && r >= 0 && (r == MW_EAGAIN || r == 1 || mw__conn_tx_pending(&c->conn))) {
         /* blocking over TLS: wait until the message is accepted and written */
-        uint64_t dl = mw__deadline_in(NULL, c->o.timeout_ns);
+        uint64_t dl = mw__deadline_in(NULL, c->o.sync.timeout_ns);
         while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = tx_one(c, s, msg, false, seq);
         if (r == 1) r = 0;
         while (r == 0 && mw__conn_tx_pending(&c->conn) && wait_stream(c, MW_WANT_WRITE, dl) == 0) {
@@ -451,7 +491,7 @@ int mw_clt_flush(mw_clt_t *c) {
     int r = tx_flush(c);
     if (r == MW_EAGAIN && c->poll_wait) {
         /* blocking over TLS: wait for the socket, as a blocking write would */
-        uint64_t dl = mw__deadline_in(NULL, c->o.timeout_ns);
+        uint64_t dl = mw__deadline_in(NULL, c->o.sync.timeout_ns);
         while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = tx_flush(c);
     }
     if (r < 0 && r != MW_EAGAIN && c->have_conn && c->conn.tx.failed) c->open = false;
@@ -511,7 +551,7 @@ static void recv_flush(mw_clt_t *c) {
 static __attribute__((noinline)) int read_more(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (!c->open && !mw__drv_up(&c->drv)) return MW_ECLOSED; /* closed */
     if (!c->blocking_sock || !mw__conn_rx_buffered(&c->conn)) return MW_EAGAIN;
-    uint64_t dl = mw__deadline_in(NULL, c->o.timeout_ns);
+    uint64_t dl = mw__deadline_in(NULL, c->o.sync.timeout_ns);
     int r;
     do r = mw__drv_recv(&c->drv, s, msg, cap);
     while (r == MW_EAGAIN && mw__conn_rx_buffered(&c->conn) && !mw__deadline_passed(NULL, dl));
@@ -533,7 +573,7 @@ int mw__clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) { re
 static int recv_poll_wait(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (!mw__drv_up(&c->drv)) return MW_ECLOSED;
     int r = mw__drv_next(&c->drv, s, msg, cap, mw__stream_pending(c->conn.stream) > 0);
-    uint64_t dl = mw__deadline_in(NULL, c->o.timeout_ns);
+    uint64_t dl = mw__deadline_in(NULL, c->o.sync.timeout_ns);
     while (r == MW_EAGAIN && (r = wait_stream(c, MW_WANT_READ, dl)) == 0) r = mw__drv_recv(&c->drv, s, msg, cap);
     return r;
 }
@@ -547,7 +587,7 @@ static int recv_one(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (r < 0 && r != MW_EAGAIN && r != MW_ETIMEDOUT) c->open = false;
     r = blocking_result(c, r);
     if (r == MW_ETIMEDOUT) /* not a failure of the connection, but say what happened */
-        mw__err_set(&c->err, r, "recv: no message within timeout_ns (%lld ms)", (long long)(c->o.timeout_ns / MW_NS_PER_MS));
+        mw__err_set(&c->err, r, "recv: no message within timeout_ns (%lld ms)", (long long)(c->o.sync.timeout_ns / MW_NS_PER_MS));
     return r;
 }
 
@@ -698,7 +738,7 @@ void mw_clt_free(mw_clt_t *c) {
     c->freeing = true; /* no on_closed */
     if (c->o.mode == MW_MODE_EVENT) mw_clt_close(c);
     else sync_close(c, false); /* free never lingers, in any mode: close first for that */
-    if (c->o.mode == MW_MODE_EVENT && c->o.io) mw__clt_ep_abort(c); /* no linger past free */
+    if (c->o.mode == MW_MODE_EVENT && c->o.event.io) mw__clt_ep_abort(c); /* no linger past free */
     else mw__drv_stop(&c->drv);
     mw__clt_conn_teardown(c);
     mw_io_free(c->sio);

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static mw_io_t *io_of(const mw_clt_t *c) { return c->o.io; }
+static mw_io_t *io_of(const mw_clt_t *c) { return c->o.event.io; }
 
 /* ---- references and posts --------------------------------------------------- */
 
@@ -65,7 +65,7 @@ static bool finish_deferred(mw_clt_t *c);
 /* ---- the endpoint's callbacks (core/endpoint.c) ---------------------------------- */
 
 static void notify_close(mw_clt_t *c, int reason) {
-    if (c->o.on_close) USER_CB(c, c->o.on_close(c, reason, c->o.ud));
+    if (c->o.event.on_close) USER_CB(c, c->o.event.on_close(c, reason, c->o.ud));
 }
 
 static void ep_attempt(mw__ep_t *e) {
@@ -97,9 +97,12 @@ static void ep_fail(mw__ep_t *e, int reason) {
 
 static bool ep_can_retry(mw__ep_t *e, int reason, uint32_t failures) {
     mw_clt_t *c = e->ud;
-    /* a Clt over the caller's stream (mw_clt_open_stream) has nothing to reconnect to */
-    bool again = !c->stopped && c->have_tr && c->o.reconnect.enabled;
-    if (again && c->o.can_reconnect) USER_CB(c, again = c->o.can_reconnect(c, reason, failures, c->o.ud));
+    /* The first connect retries per opts.retry (its attempt limit ends it);
+     * once a connection has opened, only event.reconnect connects again. A
+     * Clt over the caller's stream (mw_clt_open_stream) has nothing to
+     * reconnect to. */
+    bool again = !c->stopped && c->have_tr && (c->o.event.reconnect || c->connects == 0);
+    if (again && c->o.event.can_reconnect) USER_CB(c, again = c->o.event.can_reconnect(c, reason, failures, c->o.ud));
     return again && !c->close_pending && !c->free_pending; /* a close asked for there ends it: on_end */
 }
 
@@ -148,7 +151,7 @@ static void open_conn(mw_clt_t *c);
 static bool sess_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
     int x = mw__clt_sess_msg(c, s, msg);
     if (x == 1) {
-        if (c->o.on_msg) USER_CB(c, c->o.on_msg(c, s, msg, c->o.ud));
+        if (c->o.event.on_msg) USER_CB(c, c->o.event.on_msg(c, s, msg, c->o.ud));
         mw__sess_commit(c->sess);
     } else if (x == 0) {
         if (c->state != MW_CLT_OPEN && mw__sess_up(c->sess)) open_conn(c);
@@ -164,15 +167,15 @@ static bool sess_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
 static bool drv_msg(mw__drv_t *d, const mw_schema_t *s, const void *msg) {
     mw_clt_t *c = d->ud;
     if (c->sess) return sess_msg(c, s, msg);
-    if (c->o.on_msg) USER_CB(c, c->o.on_msg(c, s, msg, c->o.ud));
+    if (c->o.event.on_msg) USER_CB(c, c->o.event.on_msg(c, s, msg, c->o.ud));
     return !stop_from_drv(c);
 }
 
 static void on_heartbeat(mw_io_timer_t *t, void *ud) {
     mw_clt_t *c = ud;
-    if (c->o.on_heartbeat) USER_CB(c, c->o.on_heartbeat(c, c->o.ud));
+    if (c->o.event.on_heartbeat) USER_CB(c, c->o.event.on_heartbeat(c, c->o.ud));
     if (finish_deferred(c)) return;
-    if (c->state == MW_CLT_OPEN) mw_io_timer_after(io_of(c), t, c->o.heartbeat_ns);
+    if (c->state == MW_CLT_OPEN) mw_io_timer_after(io_of(c), t, c->o.event.heartbeat_ns);
 }
 
 /* The handshakes are done: open (with a session: log on first). */
@@ -187,9 +190,9 @@ static void open_conn(mw_clt_t *c) {
     c->state = MW_CLT_OPEN;
     c->connects++;
     c->opened_at = mw_io_now(io_of(c));
-    if (c->o.ttl_ns > 0) mw_io_timer_after(io_of(c), &c->t_ttl, c->o.ttl_ns);
-    if (c->o.heartbeat_ns > 0) mw_io_timer_after(io_of(c), &c->t_heartbeat, c->o.heartbeat_ns);
-    if (c->o.on_connect) USER_CB(c, c->o.on_connect(c, c->o.ud));
+    if (c->o.event.ttl_ns > 0) mw_io_timer_after(io_of(c), &c->t_ttl, c->o.event.ttl_ns);
+    if (c->o.event.heartbeat_ns > 0) mw_io_timer_after(io_of(c), &c->t_heartbeat, c->o.event.heartbeat_ns);
+    if (c->o.event.on_connect) USER_CB(c, c->o.event.on_connect(c, c->o.ud));
     stop_from_drv(c);
 }
 
@@ -203,7 +206,7 @@ static void drv_drain(mw__drv_t *d) {
             return;
         }
     }
-    if (c->o.on_drain) USER_CB(c, c->o.on_drain(c, c->o.ud));
+    if (c->o.event.on_drain) USER_CB(c, c->o.event.on_drain(c, c->o.ud));
     stop_from_drv(c);
 }
 
@@ -266,7 +269,7 @@ static void on_ttl(mw_io_timer_t *t, void *ud) {
         }
     }
     c->ttl_tries = 0;
-    mw__err_set(&c->err, MW_ESTATE, "rotated after ttl %lld ms", (long long)(c->o.ttl_ns / MW_NS_PER_MS));
+    mw__err_set(&c->err, MW_ESTATE, "rotated after ttl %lld ms", (long long)(c->o.event.ttl_ns / MW_NS_PER_MS));
     mw__drv_close(&c->drv, MW_ESTATE, false);
 }
 
@@ -301,10 +304,8 @@ static const mw__ep_cfg_t ep_cfg = {
 };
 
 int mw__clt_ep_start(mw_clt_t *c) {
-    mw__backoff_opts_t bo = {.min_delay_ns = c->o.reconnect.min_delay_ns,
-                             .max_delay_ns = c->o.reconnect.max_delay_ns,
-                             .jitter = c->o.reconnect.jitter,
-                             .max_attempts = c->o.reconnect.max_attempts};
+    mw__backoff_opts_t bo;
+    mw__clt_backoff_opts(&c->o, &bo);
     mw__ep_init(&c->ep, io_of(c), &ep_cfg, c, &c->url, &c->tr, &c->o.tcp, c->o.connect_timeout_ns, &bo,
                 (uint64_t)(uintptr_t)c ^ mw_now_ns());
     mw_io_timer_init(&c->t_ttl, on_ttl, c);
@@ -320,7 +321,7 @@ int mw__clt_ep_start(mw_clt_t *c) {
         .post = drv_post,
         /* the connect timeout bounds resolve + connect, then the handshakes */
         .handshake_timeout_ns = c->o.connect_timeout_ns,
-        .idle_timeout_ns = c->o.idle_timeout_ns,
+        .idle_timeout_ns = c->o.event.idle_timeout_ns,
         .linger_ns = 0,
         .slow_consumer_ns = 0,
         .budget = -1,
@@ -337,7 +338,7 @@ void mw__clt_ep_stop(mw_clt_t *c) {
     bool was_stopped = c->stopped;
     c->stopped = true;
     c->close_pending = false;
-    if (c->o.io) {
+    if (c->o.event.io) {
         stop_timers(c);
         mw__ep_stop(&c->ep);
     }

@@ -82,6 +82,8 @@ void mw__clt_free_posted(mw_clt_t *c);
 int mw__clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap);
 /* Calls opts.on_closed (once, after mw_clt_close) with result. */
 void mw__clt_closed(mw_clt_t *c, int result);
+/* opts.retry as the endpoint's backoff policy (max_attempts 0 resolved). */
+void mw__clt_backoff_opts(const mw_clt_opts_t *o, mw__backoff_opts_t *bo);
 int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err);
 void mw__clt_record_name(mw_clt_t *c);
 void mw__clt_conn_teardown(mw_clt_t *c);

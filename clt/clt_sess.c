@@ -146,7 +146,7 @@ int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap)
     if (!c->have_conn || !c->open) return MW_ECLOSED;
     mw__sess_commit(c->sess); /* the previous message was handled */
     bool blocking = c->o.mode == MW_MODE_BLOCKING;
-    uint64_t dl = blocking && c->o.timeout_ns >= 0 ? mw__deadline_in(NULL, c->o.timeout_ns) : UINT64_MAX;
+    uint64_t dl = blocking && c->o.sync.timeout_ns >= 0 ? mw__deadline_in(NULL, c->o.sync.timeout_ns) : UINT64_MAX;
     for (;;) {
         mw__clt_sess_pump_due(c);
         if (!c->open) return c->err.code ? c->err.code : MW_ECLOSED;
@@ -174,7 +174,7 @@ int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap)
         uint64_t now = mw_now_ns();
         if (now >= dl) {
             mw__err_set(&c->err, MW_ETIMEDOUT, "recv: no message within timeout_ns (%lld ms)",
-                       (long long)(c->o.timeout_ns / MW_NS_PER_MS));
+                       (long long)(c->o.sync.timeout_ns / MW_NS_PER_MS));
             return MW_ETIMEDOUT;
         }
         uint64_t until = c->sess_due < dl ? c->sess_due : dl;
@@ -191,7 +191,7 @@ int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap)
 static void on_sess_timer(mw_io_timer_t *t, void *ud) {
     mw_clt_t *c = ud;
     if (!c->sess || !mw__drv_attached(&c->drv)) return;
-    uint64_t now = mw_io_now(c->o.io);
+    uint64_t now = mw_io_now(c->o.event.io);
     int r = mw__sess_pump(c->sess, now);
     if (r < 0) {
         mw__err_set(&c->err, r, "%s", mw__sess_error(c->sess));
@@ -199,13 +199,13 @@ static void on_sess_timer(mw_io_timer_t *t, void *ud) {
         return;
     }
     uint64_t due = mw__sess_next_due(c->sess, now);
-    mw_io_timer_after(c->o.io, t, (int64_t)(due - now));
+    mw_io_timer_after(c->o.event.io, t, (int64_t)(due - now));
 }
 
 void mw__clt_sess_up(mw_clt_t *c) {
     mw__sess_link_t l;
     link_of(c, &l);
-    uint64_t now = mw_io_now(c->o.io);
+    uint64_t now = mw_io_now(c->o.event.io);
     int r = mw__sess_link(c->sess, &l, now);
     if (r < 0) {
         mw__err_set(&c->err, r, "%s", mw__sess_error(c->sess));
@@ -213,17 +213,17 @@ void mw__clt_sess_up(mw_clt_t *c) {
         return;
     }
     mw_io_timer_init(&c->t_sess, on_sess_timer, c);
-    mw_io_timer_after(c->o.io, &c->t_sess, (int64_t)(mw__sess_next_due(c->sess, now) - now));
+    mw_io_timer_after(c->o.event.io, &c->t_sess, (int64_t)(mw__sess_next_due(c->sess, now) - now));
 }
 
 int mw__clt_sess_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
-    int x = mw__sess_rx(c->sess, s, msg, mw_io_now(c->o.io));
+    int x = mw__sess_rx(c->sess, s, msg, mw_io_now(c->o.event.io));
     if (x < 0) mw__err_set(&c->err, x, "%s", mw__sess_error(c->sess));
     return x;
 }
 
 void mw__clt_sess_down(mw_clt_t *c) {
-    mw_io_timer_stop(c->o.io, &c->t_sess);
+    mw_io_timer_stop(c->o.event.io, &c->t_sess);
     mw__sess_unlink(c->sess);
 }
 

@@ -4,9 +4,10 @@
  *
  *   MW_MODE_SPIN      nonblocking socket. send/recv return at once: 0 when
  *                     done, MW_EAGAIN when not. The *_busywait_timeout
- *                     variants spin with opts.idle until done or the deadline.
+ *                     variants spin with opts.sync.idle until done or the
+ *                     deadline.
  *   MW_MODE_BLOCKING  blocking socket. send/recv wait until done or
- *                     opts.timeout_ns (MW_ETIMEDOUT), one syscall per wait
+ *                     opts.sync.timeout_ns (MW_ETIMEDOUT), one syscall per wait
  *                     (over tls:// and wss:// the socket stays nonblocking and
  *                     the waits are poll() calls, so a split sender and
  *                     receiver never block each other inside TLS).
@@ -17,19 +18,19 @@
  *                     a blocking read, or poll then read over TLS), and
  *                     mw_clt_close is the driver's graceful close, run on
  *                     that io before close returns (see linger_ns).
- *   MW_MODE_EVENT     an endpoint on an mw_io (opts.io). mw_clt_connect
+ *   MW_MODE_EVENT     an endpoint on an mw_io (opts.event.io). mw_clt_connect
  *                     connects (and handshakes) before it returns, then the io
  *                     thread calls on_connect, on_msg per message and on_close.
- *                     With opts.async_connect or opts.reconnect.enabled it
+ *                     With opts.event.async_connect or opts.event.reconnect it
  *                     returns at once instead, and the io resolves the name
  *                     (async, evdns), connects, runs the TLS/WebSocket
  *                     handshakes and calls on_connect; failed attempts and
- *                     drops both reach on_close. With opts.reconnect.enabled it
- *                     reconnects with exponential backoff and jitter (asking
- *                     can_reconnect first), rotates the connection after
- *                     opts.ttl_ns, drops a silent one after
- *                     opts.idle_timeout_ns, and calls on_heartbeat every
- *                     opts.heartbeat_ns. Whatever drives the io drives the
+ *                     drops both reach on_close. With opts.event.reconnect it
+ *                     reconnects per opts.retry (exponential backoff and
+ *                     jitter, asking can_reconnect first), rotates the
+ *                     connection after event.ttl_ns, drops a silent one after
+ *                     event.idle_timeout_ns, and calls on_heartbeat every
+ *                     event.heartbeat_ns. Whatever drives the io drives the
  *                     endpoint: mw_io_poll(io, 0) in your spin loop (one poll
  *                     serves every endpoint), mw_io_run (blocking waits), a
  *                     libevent loop, or mw_io_start (a poll thread for many
@@ -37,6 +38,11 @@
  *                     other thread (a tiny spinlock guards the tx buffer in
  *                     this mode only); they return MW_ECLOSED while not
  *                     connected.
+ *
+ * Options: the top level of mw_clt_opts_t acts in every mode, opts.sync in
+ * spin and blocking modes, opts.event in event mode (see mw_mode.h). The
+ * first connect retries per opts.retry in every mode, and event-mode
+ * reconnects follow the same policy.
  *
  * URLs: tcp://host:port, tls://host:port, ws://host:port/path,
  * wss://host:port/path. The same program talks any of them by changing only
@@ -83,24 +89,12 @@ typedef enum mw_clt_state {
     MW_CLT_BACKOFF, MW_CLT_CLOSED
 } mw_clt_state_t;
 
-/* Options are copied, but the strings they point to (serdes name, TLS file
- * names, WebSocket path/host/origin, record_path, bind address/interface)
- * are used again at every connect or accept: keep them alive as long as the
- * object. */
-typedef struct mw_clt_opts {
-    mw_mode_t mode;            /* default MW_MODE_SPIN */
-    mw_conn_opts_t conn;       /* serdes, framing, max_msg, buffers */
-    mw_tcp_opts_t tcp;         /* nodelay, bind address/interface, busy poll, buffers */
-    mw_transport_opts_t tr;    /* TLS (CA, certs, verification), WebSocket (path, origin,
-                                  subprotocol, limits), record_path */
-    int64_t connect_timeout_ns;/* per attempt; default 5 s */
-    uint32_t connect_attempts; /* total attempts; default 1 */
-    int64_t retry_delay_ns;    /* first delay between attempts (doubles); default 100 ms */
-    int64_t retry_max_delay_ns;/* cap of the delay; default 2 s */
-    int64_t timeout_ns;        /* blocking mode send/recv limit; < 0: none (default) */
-    mw_idle_t idle;            /* busywait variants; default busy spin */
-    /* event mode */
-    mw_io_t *io; /* required in MW_MODE_EVENT; must outlive the Clt */
+/* What only event mode reads (opts.event). Any of it set in another mode
+ * makes mw_clt_connect and mw_clt_open_stream fail with MW_EINVAL. Every
+ * callback runs on the io thread and gets opts.ud. */
+typedef struct mw_clt_event_opts {
+    mw_io_t *io; /* required; must outlive the Clt */
+    /* The connection is up (handshakes done; with a session: logged on). */
     void (*on_connect)(mw_clt_t *c, void *ud);
     /* msg is borrowed: valid until the callback returns. */
     void (*on_msg)(mw_clt_t *c, const mw_schema_t *s, const void *msg, void *ud);
@@ -109,24 +103,42 @@ typedef struct mw_clt_opts {
      * (MW_ECONNREFUSED, MW_ERESOLVE, MW_ETLS, MW_EPROTO, ...). Called for failed
      * attempts too (the text: mw_clt_last_error). */
     void (*on_close)(mw_clt_t *c, int reason, void *ud);
-    void *ud;
-    /* event mode lifecycle */
-    struct {
-        bool enabled;          /* reconnect after a drop or a failed attempt */
-        int64_t min_delay_ns;  /* first delay; default 100 ms (TTL rotation: none) */
-        int64_t max_delay_ns;  /* cap of the doubling; default 10 s */
-        double jitter;         /* 0..1: delays scaled by a random factor in [1-jitter, 1]; 0.2 */
-        uint32_t max_attempts; /* consecutive failures before giving up; 0: no limit */
-    } reconnect;
-    /* Asked before each reconnect; false ends the endpoint (state CLOSED). */
-    bool (*can_reconnect)(mw_clt_t *c, int reason, uint32_t attempt, void *ud);
-    int64_t ttl_ns;            /* rotate an open connection after this long; 0: never */
-    int64_t idle_timeout_ns;   /* drop (and reconnect) after this long without input; 0: never */
-    int64_t heartbeat_ns;      /* call on_heartbeat this often while open; 0: never */
     /* A send returned MW_EAGAIN (tx buffer full) and the buffer has drained
-     * to its low-water mark since: send again. Event mode, on the io thread. */
+     * to its low-water mark since: send again. */
     void (*on_drain)(mw_clt_t *c, void *ud);
-    void (*on_heartbeat)(mw_clt_t *c, void *ud);
+    void (*on_heartbeat)(mw_clt_t *c, void *ud); /* every heartbeat_ns while open */
+    /* Asked before each retry (a failed attempt, a drop), with the failures
+     * in a row so far; false ends the endpoint (state CLOSED). May be NULL. */
+    bool (*can_reconnect)(mw_clt_t *c, int reason, uint32_t attempt, void *ud);
+    bool reconnect;          /* reconnect after a drop or a failed attempt, per
+                                opts.retry (no limit by default); implies async_connect */
+    bool async_connect;      /* connect from the io: mw_clt_connect returns at once */
+    int64_t ttl_ns;          /* rotate an open connection after this long (reconnect
+                                at once, no backoff); 0: never */
+    int64_t idle_timeout_ns; /* drop (and reconnect) after this long without input; 0: never */
+    int64_t heartbeat_ns;    /* call on_heartbeat this often while open; 0: never */
+} mw_clt_event_opts_t;
+
+/* Options are copied, but the strings they point to (serdes name, TLS file
+ * names, WebSocket path/host/origin, record_path, bind address/interface)
+ * are used again at every connect or accept: keep them alive as long as the
+ * object. mw_clt_opts_init sets the defaults named here.
+ *
+ * Fields at the top level act in every mode; .sync only in spin and
+ * blocking modes (event mode ignores it); .event only in event mode
+ * (MW_EINVAL in another mode). */
+typedef struct mw_clt_opts {
+    mw_mode_t mode;            /* default MW_MODE_SPIN */
+    mw_conn_opts_t conn;       /* serdes, framing, max_msg, buffers */
+    mw_tcp_opts_t tcp;         /* nodelay, bind address/interface, busy poll, buffers */
+    mw_transport_opts_t tr;    /* TLS (CA, certs, verification), WebSocket (path, origin,
+                                  subprotocol, limits), record_path */
+    int64_t connect_timeout_ns;/* per attempt: resolve + connect + handshakes; default 5 s */
+    /* The one retry policy (mw_mode.h): the first connect's attempts in every
+     * mode and the event-mode reconnects. Defaults: 100 ms doubling to 10 s,
+     * jitter 0.2; max_attempts 0: a connect that returns its result tries
+     * once, an endpoint with event.reconnect never gives up. */
+    mw_retry_opts_t retry;
     /* The close asked for with mw_clt_close has finished: the socket is
      * closed. Called once per Clt, after its first mw_clt_close (never after
      * mw_clt_free alone, never for a drop: that is on_close). result: 0
@@ -160,10 +172,10 @@ typedef struct mw_clt_opts {
      * it, and always before mw_io_free). */
     int64_t linger_ns;
     bool rx_timestamps;        /* take one timestamp per read (mw_clt_rx_time_ns) */
-    bool async_connect;        /* event mode: connect from the io (implied by reconnect) */
     /* every message sent / received, any mode */
     mw_conn_hook_fn on_sent, on_recvd;
     void *hook_ud;
+    void *ud;                  /* passed to on_closed and every callback in .event */
     /* A recoverable sequenced session (see mw_session.h and the README,
      * "Sessions"): set session.enabled, session.journal_dir and session.id.
      * mw_clt_connect then also logs on (event mode: on_connect runs once the
@@ -174,14 +186,19 @@ typedef struct mw_clt_opts {
      * and go out after the next logon. Spin and blocking modes send the
      * session's heartbeats from inside send and recv: call recv regularly. */
     mw_session_opts_t session;
+    mw_sync_opts_t sync;       /* spin and blocking: timeout_ns (-1: none), idle (busy) */
+    mw_clt_event_opts_t event; /* event mode: io, callbacks, reconnect, timers */
 } mw_clt_opts_t;
 
 MW_API void mw_clt_opts_init(mw_clt_opts_t *o);
 
-/* mw_clt_connect connects to url ("tcp://host:port"), retrying per opts, and
- * returns a new Clt in *out. Blocks for the connect (name resolution is
- * getaddrinfo). In event mode the Clt is then attached to opts.io and
- * on_connect runs on the io thread. Returns 0, MW_EINVAL (bad url/options),
+/* mw_clt_connect connects to url ("tcp://host:port"), retrying per
+ * opts.retry, and returns a new Clt in *out. Blocks for the connect (unless
+ * opts.event.async_connect or opts.event.reconnect). In event mode the Clt
+ * is then attached to opts.event.io and on_connect runs on the io thread.
+ * Returns 0, MW_EINVAL (bad url/options: event mode without event.io,
+ * anything in opts.event set in another mode, a negative retry delay or a
+ * jitter outside 0..1),
  * MW_ERESOLVE, MW_ECONNREFUSED, MW_ETIMEDOUT, MW_ENOTSUP (scheme not built
  * yet), MW_ENOMEM; the sentence goes to err. Allocates. Any thread. */
 MW_API int mw_clt_connect(mw_clt_t **out, const char *url, const mw_protocol_t *p,
@@ -189,8 +206,10 @@ MW_API int mw_clt_connect(mw_clt_t **out, const char *url, const mw_protocol_t *
 
 /* Builds a Clt over a stream you already have (e.g. mw_replay_open, or a
  * stream you connected yourself). Ownership of s passes (also on failure).
- * Event mode: attached to opts.io and on_connect runs from the next poll; no
- * reconnects. Returns 0, MW_EINVAL, MW_ENOMEM. */
+ * Event mode: attached to opts.event.io and on_connect runs from the next
+ * poll; no reconnects (event.reconnect and opts.retry are ignored: there is
+ * nothing to reconnect to). Returns 0, MW_EINVAL (as mw_clt_connect),
+ * MW_ENOMEM. */
 MW_API int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
                        const mw_clt_opts_t *o, mw_err_t *err);
 
@@ -199,7 +218,7 @@ MW_API int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_
 /* Sends one message: encodes it into the tx buffer and writes.
  * Spin/event: 0 when accepted (written, or queued behind a full socket),
  * MW_EAGAIN when the tx buffer is full. Blocking: waits until every byte is
- * written or timeout_ns (MW_ETIMEDOUT: the message WAS accepted and the rest
+ * written or sync.timeout_ns (MW_ETIMEDOUT: the message WAS accepted and the rest
  * of its bytes stay queued for the next send or flush; do not send it again).
  * Encode errors (MW_ERANGE, MW_EUTF8,
  * MW_ETOOBIG) reject this message only; MW_ECLOSED or I/O errors fail the Clt. */
@@ -210,7 +229,7 @@ MW_API int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg);
 /* Writes queued bytes: 0 when none remain, MW_EAGAIN if some remain (spin),
  * an error. Blocking mode waits until all are written. */
 MW_API int mw_clt_flush(mw_clt_t *c);
-/* Spins with opts.idle until the message is accepted AND written, or
+/* Spins with opts.sync.idle until the message is accepted AND written, or
  * timeout_ns passes (MW_ETIMEDOUT). Any mode but event. */
 MW_API int mw_clt_send_busywait_timeout(mw_clt_t *c, const mw_schema_t *s, const void *msg, int64_t timeout_ns);
 /* Zero-copy raw send of an already-encoded payload: claim room for up to max
@@ -229,10 +248,10 @@ MW_API int mw_clt_commit(mw_clt_t *c, size_t len);
 
 /* Receives one message into msg (cap bytes: use sizeof(proto_msg_t)) and sets
  * *s to its schema. Spin: 0 or MW_EAGAIN at once. Blocking: waits up to
- * timeout_ns. MW_ECLOSED when the peer closed and everything sent before was
+ * sync.timeout_ns. MW_ECLOSED when the peer closed and everything sent before was
  * received; decode/framing errors fail the Clt. */
 MW_API int mw_clt_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap);
-/* Spins with opts.idle until a message arrives or timeout_ns passes. */
+/* Spins with opts.sync.idle until a message arrives or timeout_ns passes. */
 MW_API int mw_clt_recv_busywait_timeout(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap,
                                  int64_t timeout_ns);
 

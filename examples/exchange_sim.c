@@ -335,14 +335,14 @@ static void listen_svc(exchange_t *x, const char *url) {
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.mode = MW_MODE_EVENT;
-    o.workers = 1;
+    o.event.workers = 1;
     o.conn.serdes = "text";
     o.conn.max_msg = MD_MAX_MSG;
     o.conn.tx_buf = TX_BUF;
     o.max_connections = MAX_CLIENTS;
     o.tr.ws.expect_path = tool_url_path(url);
     o.on_accept = on_accept;
-    o.on_msg = on_msg;
+    o.event.on_msg = on_msg;
     o.on_close = on_close;
     o.ud = x;
     if (mw_svc_listen(&x->svc, url, &md_protocol, &o, &err) < 0)

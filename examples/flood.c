@@ -247,9 +247,9 @@ static int run_recv(const cfg_t *c) {
     tool_apply_tls(&o.tr, &c->tls, true);
     o.mode = c->mode;
     o.conn.serdes = c->serdes;
-    o.timeout_ns = 100 * MW_NS_PER_MS; /* blocking: wake up to check the idle limit */
-    o.workers = 1;
-    o.on_msg = c->mode == MW_MODE_EVENT ? sink_on_msg : NULL;
+    o.sync.timeout_ns = 100 * MW_NS_PER_MS; /* blocking: wake up to check the idle limit */
+    o.event.workers = 1;
+    o.event.on_msg = c->mode == MW_MODE_EVENT ? sink_on_msg : NULL;
     o.on_close = sink_on_close;
     o.ud = k;
     mw_err_t err;
@@ -335,7 +335,7 @@ static void send_open(source_t *p, const cfg_t *c) {
     tool_apply_tls(&o.tr, &c->tls, false);
     o.mode = c->mode;
     o.conn.serdes = c->serdes;
-    o.timeout_ns = IDLE_LIMIT_NS; /* blocking: a write that long is a failure */
+    o.sync.timeout_ns = IDLE_LIMIT_NS; /* blocking: a write that long is a failure */
     mw_err_t err;
     mw_err_clear(&err);
     if (c->mode == MW_MODE_EVENT) {
@@ -343,9 +343,9 @@ static void send_open(source_t *p, const cfg_t *c) {
         mw_io_opts_init(&io);
         io.backend = "epoll";
         if (mw_io_new(&p->io, &io, &err) < 0) tool_fail("io: %s", mw_err_text(&err));
-        o.io = p->io;
-        o.on_connect = src_connect;
-        o.on_close = src_close;
+        o.event.io = p->io;
+        o.event.on_connect = src_connect;
+        o.event.on_close = src_close;
         o.ud = p;
     }
     int r = mw_clt_connect(&p->clt, c->url, &pp_protocol, &o, &err);

@@ -615,14 +615,14 @@ static void listener_start(gateway_t *g, listener_t *l, const cfg_t *c) {
     mw_svc_opts_init(&o);
     tool_apply_tls(&o.tr, &c->tls, true);
     o.mode = MW_MODE_EVENT;
-    o.workers = 1;
+    o.event.workers = 1;
     o.conn.serdes = l->serdes;
     o.conn.max_msg = MAX_MSG;
     o.conn.tx_buf = TX_BUF;
     o.max_connections = MAX_CONNS;
     if (l->idx == L_WS) o.tr.ws.expect_path = tool_url_path(l->url);
     o.on_accept = on_accept;
-    o.on_msg = on_msg;
+    o.event.on_msg = on_msg;
     o.on_close = on_close;
     o.on_drain = on_drain;
     o.ud = l;

@@ -146,9 +146,9 @@ static void svc_open(echo_t *e, const cfg_t *c, const char *url) {
     tool_apply_tls(&o.tr, &c->tls, true);
     o.mode = c->mode;
     o.conn.serdes = c->serdes;
-    o.timeout_ns = 200 * MW_NS_PER_MS; /* blocking: wake up to notice --once / signals */
-    o.workers = 1;
-    o.on_msg = c->mode == MW_MODE_EVENT ? echo_on_msg : NULL;
+    o.sync.timeout_ns = 200 * MW_NS_PER_MS; /* blocking: wake up to notice --once / signals */
+    o.event.workers = 1;
+    o.event.on_msg = c->mode == MW_MODE_EVENT ? echo_on_msg : NULL;
     o.on_close = echo_closed;
     o.ud = e;
     set_session(&o.session, c, NULL);
@@ -327,10 +327,10 @@ static void ev_open(pinger_t *p, mw_clt_opts_t *o) {
     mw_err_t err;
     mw_err_clear(&err);
     if (mw_io_new(&p->io, &io, &err) < 0) tool_fail("io: %s", mw_err_text(&err));
-    o->io = p->io;
-    o->on_connect = ev_connect;
-    o->on_msg = ev_msg;
-    o->on_close = ev_close;
+    o->event.io = p->io;
+    o->event.on_connect = ev_connect;
+    o->event.on_msg = ev_msg;
+    o->event.on_close = ev_close;
     o->ud = p;
 }
 
@@ -361,7 +361,7 @@ static uint64_t *ping_run(const cfg_t *c, const char *url, result_t *res) {
     tool_apply_tls(&o.tr, &c->tls, false);
     o.mode = c->mode;
     o.conn.serdes = c->serdes;
-    o.timeout_ns = RTT_LIMIT_NS; /* blocking mode */
+    o.sync.timeout_ns = RTT_LIMIT_NS; /* blocking mode */
     set_session(&o.session, c, "pingpong");
     if (c->mode == MW_MODE_EVENT) ev_open(p, &o);
     mw_err_t err;

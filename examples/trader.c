@@ -484,11 +484,11 @@ static void ev_open(trader_t *t, mw_clt_opts_t *o) {
     mw_err_t err;
     mw_err_clear(&err);
     if (mw_io_new(&t->io, &io, &err) < 0) tool_fail("io: %s", mw_err_text(&err));
-    o->io = t->io;
-    o->on_connect = ev_connect;
-    o->on_msg = ev_msg;
-    o->on_close = ev_close;
-    o->on_drain = ev_drain;
+    o->event.io = t->io;
+    o->event.on_connect = ev_connect;
+    o->event.on_msg = ev_msg;
+    o->event.on_close = ev_close;
+    o->event.on_drain = ev_drain;
     o->ud = t;
     mw_io_timer_init(&t->pace, ev_pace, t);
     mw_io_timer_init(&t->watchdog, ev_watchdog, t);
@@ -711,7 +711,7 @@ int main(int argc, char **argv) {
     o->mode = c.mode;
     o->conn.serdes = c.serdes;
     o->conn.max_msg = 1024;
-    o->timeout_ns = MW_NS_PER_MS; /* blocking: wake up for the next paced order and the stall check */
+    o->sync.timeout_ns = MW_NS_PER_MS; /* blocking: wake up for the next paced order and the stall check */
     if (c.session) {
         mw_session_opts_init(&o->session);
         o->session.enabled = true;
@@ -719,9 +719,9 @@ int main(int argc, char **argv) {
         o->session.id = c.session;
         o->session.journal_in = true; /* what resume() reads after a restart */
         if (c.mode == MW_MODE_EVENT) {
-            o->reconnect.enabled = true;
-            o->reconnect.min_delay_ns = 10 * MW_NS_PER_MS;
-            o->reconnect.max_delay_ns = 500 * MW_NS_PER_MS;
+            o->event.reconnect = true;
+            o->retry.min_delay_ns = 10 * MW_NS_PER_MS;
+            o->retry.max_delay_ns = 500 * MW_NS_PER_MS;
         }
     }
     if (c.mode == MW_MODE_EVENT) ev_open(t, o);

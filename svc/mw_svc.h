@@ -11,13 +11,19 @@
  *                     the others) or MW_EAGAIN at once; accepting and reading
  *                     happen inside it (or in mw_svc_poll).
  *   MW_MODE_BLOCKING  as spin, but mw_svc_recv waits in epoll up to
- *                     opts.timeout_ns.
- *   MW_MODE_EVENT     callbacks (on_accept, on_msg, on_close) from worker
- *                     threads: opts.workers threads each run their own io loop,
- *                     accepted connections are spread over them round-robin,
- *                     and each connection's callbacks always run on the same
- *                     worker. With workers == 0 the Svc attaches to opts.io
- *                     instead and the caller runs it (or a poll thread does).
+ *                     opts.sync.timeout_ns.
+ *   MW_MODE_EVENT     callbacks (on_accept, event.on_msg, on_close) from
+ *                     worker threads: opts.event.workers threads each run
+ *                     their own io loop, accepted connections are spread over
+ *                     them round-robin, and each connection's callbacks always
+ *                     run on the same worker. With event.workers == 0 the Svc
+ *                     attaches to opts.event.io instead and the caller runs it
+ *                     (or a poll thread does).
+ *
+ * Options: the top level of mw_svc_opts_t acts in every mode (on_accept,
+ * on_close and on_drain run in spin and blocking modes too, from inside
+ * mw_svc_recv / mw_svc_poll), opts.sync in spin and blocking modes,
+ * opts.event in event mode (see mw_mode.h).
  *
  * Bad input (oversized frame, garbage, unknown tag, invalid field) closes that
  * connection only, with the reason in on_close and mw_svc_conn_error; every
@@ -53,10 +59,29 @@ typedef struct mw_svc mw_svc_t;
 typedef uint64_t mw_conn_id_t;
 #define MW_CONN_ID_NONE ((mw_conn_id_t)0)
 
+/* What only event mode reads (opts.event). io, backend or on_msg set in
+ * another mode make mw_svc_listen fail with MW_EINVAL (spin and blocking
+ * deliver messages through mw_svc_recv); workers is ignored there. */
+typedef struct mw_svc_event_opts {
+    uint32_t workers;          /* worker threads, each with its own io; default 1;
+                                  0: attach to io instead */
+    const char *backend;       /* workers' selector: "epoll" (default), "libevent" */
+    mw_io_t *io;               /* workers == 0: the io to attach to (required; must
+                                  outlive the Svc); with workers > 0: MW_EINVAL */
+    /* One message, on the connection's worker; msg is borrowed: valid until
+     * the callback returns. */
+    void (*on_msg)(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud);
+} mw_svc_event_opts_t;
+
 /* Options are copied, but the strings they point to (serdes name, TLS file
  * names, WebSocket path/host/origin, record_path, bind address/interface)
  * are used again at every connect or accept: keep them alive as long as the
- * object. */
+ * object. mw_svc_opts_init sets the defaults named here.
+ *
+ * Fields at the top level act in every mode (the callbacks there run in
+ * every mode: inside mw_svc_recv / mw_svc_poll in spin and blocking modes,
+ * on the connection's worker in event mode); .sync only in spin and
+ * blocking modes (event mode ignores it); .event only in event mode. */
 typedef struct mw_svc_opts {
     mw_mode_t mode;            /* default MW_MODE_SPIN */
     mw_conn_opts_t conn;       /* serdes, framing, max_msg, buffers (per connection) */
@@ -84,26 +109,18 @@ typedef struct mw_svc_opts {
     int64_t slow_consumer_ns;  /* close a connection whose send queue stays full
                                   this long (reason MW_ESLOW); 0: never (default) */
     uint32_t max_connections;  /* default 1024 (each idle one costs ~13 KiB resident) */
-    int64_t timeout_ns;        /* blocking mode recv limit; < 0: none (default) */
-    mw_idle_t idle;            /* busywait variants; default busy spin */
-    /* event mode */
-    uint32_t workers;          /* worker threads; default 1; 0: attach to io */
-    const char *backend;       /* workers' selector: "epoll" (default), "libevent" */
-    mw_io_t *io;               /* workers == 0: the io to attach to */
+    /* A client was accepted (before its TLS/WebSocket handshakes; messages
+     * flow once they complete). May be NULL. */
     void (*on_accept)(mw_svc_t *s, mw_conn_id_t id, void *ud);
-    /* msg is borrowed: valid until the callback returns. */
-    void (*on_msg)(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud);
     /* reason: MW_ECLOSED (peer closed), MW_ESTATE (closed by the Svc),
      * MW_ETIMEDOUT (handshake or idle timeout), or the error that closed it
      * (MW_EPROTO, MW_ETOOBIG, MW_EUTF8, MW_ETLS, ...; text: mw_svc_conn_error).
-     * on_accept runs when the connection is accepted, before its TLS/WebSocket
-     * handshakes; messages flow once they complete. */
+     * May be NULL. */
     void (*on_close)(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud);
     /* A send to id returned MW_EAGAIN (its queue was full) and the queue has
-     * since drained to its low-water mark: send again. Any mode; event mode:
-     * on the connection's worker. May be NULL. */
+     * since drained to its low-water mark: send again. May be NULL. */
     void (*on_drain)(mw_svc_t *s, mw_conn_id_t id, void *ud);
-    void *ud;
+    void *ud;                  /* passed to every callback (and session.on_logon) */
     mw_conn_hook_fn on_sent, on_recvd; /* every message, any mode */
     void *hook_ud;
     /* Recoverable sequenced sessions (see mw_session.h and the README,
@@ -116,6 +133,9 @@ typedef struct mw_svc_opts {
      * recv deliver only application messages, each number once and in order
      * (mw_svc_rx_seq / mw_svc_rx_flags). */
     mw_session_opts_t session;
+    mw_sync_opts_t sync;       /* spin and blocking: timeout_ns (mw_svc_recv in blocking
+                                  mode; -1: none), idle (busywait variants; busy) */
+    mw_svc_event_opts_t event; /* event mode: workers or io, on_msg */
 } mw_svc_opts_t;
 
 typedef struct mw_svc_stats {
@@ -135,7 +155,9 @@ MW_API void mw_svc_opts_init(mw_svc_opts_t *o);
 /* Binds url ("tcp://host:port", "tls://host:port", "ws://host:port/path",
  * "wss://host:port/path"; port 0 picks a free port, see mw_svc_port)
  * and listens. Event mode with workers starts them (mw_svc_free stops them).
- * Returns 0, MW_EINVAL, MW_ENOTSUP, MW_ESYS (e.g. address in use), MW_ENOMEM;
+ * Returns 0, MW_EINVAL (bad url or options: buffers smaller than a frame,
+ * event mode with workers 0 and no event.io or with workers and an
+ * event.io, event.io/backend/on_msg set in another mode), MW_ENOTSUP, MW_ESYS (e.g. address in use), MW_ENOMEM;
  * the sentence goes to err. Allocates. */
 MW_API int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
                   const mw_svc_opts_t *o, mw_err_t *err);
@@ -159,7 +181,7 @@ typedef void (*mw_svc_msg_fn)(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *s
  * connection's buffered run at most, then the next recv starts with the
  * next connection). Returns the number of messages delivered (>= 1),
  * MW_EAGAIN (spin: none now), MW_ETIMEDOUT (blocking: none within
- * opts.timeout_ns), MW_EINVAL (fn NULL or max <= 0), MW_ESTATE (event mode),
+ * opts.sync.timeout_ns), MW_EINVAL (fn NULL or max <= 0), MW_ESTATE (event mode),
  * MW_ENOMEM (the decode scratch, allocated once at the first call). fn may
  * send (any connection), pause, and close id (the close waits until fn
  * returns and ends the batch); it must not call mw_svc_recv, recv_batch or

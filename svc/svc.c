@@ -19,14 +19,32 @@ void mw_svc_opts_init(mw_svc_opts_t *o) {
     mw__conn_opts_init(&o->conn);
     mw__tcp_opts_init(&o->tcp);
     o->max_connections = 1024;
-    o->timeout_ns = -1;
-    mw_idle_init_busy(&o->idle);
-    o->workers = 1;
+    o->sync.timeout_ns = -1;
+    mw_idle_init_busy(&o->sync.idle);
+    o->event.workers = 1;
     mw__transport_opts_init(&o->tr);
     o->handshake_timeout_ns = 10 * MW_NS_PER_S;
     o->linger_ns = 2 * MW_NS_PER_S;
     o->rx_timeout_ns = 10 * MW_NS_PER_S;
     o->first_msg_timeout_ns = 60 * MW_NS_PER_S;
+}
+
+/* What only event mode reads, set for another mode (or an io beside the
+ * workers, which would never run it), is refused rather than ignored. */
+static int check_opts(const mw_svc_opts_t *o, mw_err_t *err) {
+    const mw_svc_event_opts_t *e = &o->event;
+    if (o->mode == MW_MODE_EVENT) {
+        if (e->workers == 0 && !e->io) return mw__err_set(err, MW_EINVAL, "event mode with workers = 0 needs opts.event.io");
+        if (e->workers > 0 && e->io)
+            return mw__err_set(err, MW_EINVAL, "opts.event.io is set with %u workers: an io is used only with workers = 0",
+                              e->workers);
+        return 0;
+    }
+    const char *bad = e->io ? "io" : e->backend ? "backend" : e->on_msg ? "on_msg" : NULL;
+    if (bad)
+        return mw__err_set(err, MW_EINVAL, "opts.event.%s is set but the mode is %s: event options act only in event mode%s",
+                          bad, mw_mode_name(o->mode), e->on_msg ? " (mw_svc_recv delivers the messages)" : "");
+    return 0;
 }
 
 
@@ -100,7 +118,7 @@ static bool drv_msg(mw__drv_t *d, const mw_schema_t *sch, const void *msg) {
         int x = mw__svc_sess_in(s, sl, sch, msg);
         if (x <= 0) return x == 0;
     }
-    if (s->o.on_msg) s->o.on_msg(s, make_id(sl), sch, msg, s->o.ud);
+    if (s->o.event.on_msg) s->o.event.on_msg(s, make_id(sl), sch, msg, s->o.ud);
     if (sl->sess) mw__sess_commit(sl->sess);
     return true;
 }
@@ -330,20 +348,19 @@ static void on_accept_again(mw_io_timer_t *t, void *ud) {
 /* ---- set-up --------------------------------------------------------------- */
 
 static int setup_workers(mw_svc_t *s, mw_err_t *err) {
-    if (s->o.workers == 0) {
-        if (!s->o.io) return mw__err_set(err, MW_EINVAL, "event mode with workers = 0 needs opts.io");
+    if (s->o.event.workers == 0) {
         s->nworkers = 1;
         s->workers = calloc(1, sizeof *s->workers);
         if (!s->workers) return mw__err_set(err, MW_ENOMEM, "out of memory");
-        s->workers[0] = (worker_t){s->o.io, s, false};
+        s->workers[0] = (worker_t){s->o.event.io, s, false};
         return 0;
     }
-    s->nworkers = s->o.workers;
+    s->nworkers = s->o.event.workers;
     s->workers = calloc(s->nworkers, sizeof *s->workers);
     if (!s->workers) return mw__err_set(err, MW_ENOMEM, "out of memory");
     mw_io_opts_t io;
     mw_io_opts_init(&io);
-    io.backend = s->o.backend ? s->o.backend : "epoll";
+    io.backend = s->o.event.backend ? s->o.event.backend : "epoll";
     for (uint32_t i = 0; i < s->nworkers; i++) {
         int r = mw_io_new(&s->workers[i].io, &io, err);
         if (r < 0) return r;
@@ -395,8 +412,8 @@ int mw_svc_listen(mw_svc_t **out, const char *url, const mw_protocol_t *p,
     }
     *out = NULL;
     mw__url_t u;
-    int r = mw__url_parse(url, &u, err);
-    if (r < 0) return r;
+    int r = check_opts(o, err);
+    if (r < 0 || (r = mw__url_parse(url, &u, err)) < 0) return r;
     /* what every accept would refuse is refused here, loudly */
     uint64_t frame = (uint64_t)(o->conn.max_msg ? o->conn.max_msg : 65536) + 8;
     if (o->conn.rx_buf < frame || o->conn.tx_buf < frame)

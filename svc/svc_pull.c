@@ -29,7 +29,7 @@
 
 static void solo_enter(mw_svc_t *s, slot_t *sl) {
     if (mw__tcp_set_blocking(sl->conn.stream, true) < 0) return; /* no TCP underneath: stay on epoll */
-    int64_t wait = s->o.timeout_ns > 0 && s->o.timeout_ns < SOLO_WAIT_NS ? s->o.timeout_ns : SOLO_WAIT_NS;
+    int64_t wait = s->o.sync.timeout_ns > 0 && s->o.sync.timeout_ns < SOLO_WAIT_NS ? s->o.sync.timeout_ns : SOLO_WAIT_NS;
     mw__tcp_set_timeouts(sl->conn.stream, wait, 0);
     mw__tcp_set_write_nowait(sl->conn.stream, true); /* sends keep their MW_EAGAIN semantics */
     if (sl->drv.src.added) mw_io_del(s->io, &sl->drv.src);
@@ -162,7 +162,7 @@ int mw_svc_recv(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *ms
     }
     int r = scan(s, id, sch, msg, cap);
     if (r != MW_EAGAIN || s->o.mode == MW_MODE_SPIN) return r;
-    uint64_t dl = mw__deadline_in(NULL, s->o.timeout_ns);
+    uint64_t dl = mw__deadline_in(NULL, s->o.sync.timeout_ns);
     for (;;) { /* blocking: wait at least once, even with a zero timeout */
         if (s->solo) solo_wait(s);
         else mw_io_poll(s->io, mw__deadline_left(NULL, dl));
@@ -205,7 +205,7 @@ int mw_svc_recv_batch(mw_svc_t *s, mw_svc_msg_fn fn, void *ud, int max) {
 int mw_svc_recv_busywait_timeout(mw_svc_t *s, mw_conn_id_t *id, const mw_schema_t **sch, void *msg,
                                  size_t cap, int64_t timeout_ns) {
     uint64_t dl = mw__deadline_in(NULL, timeout_ns);
-    mw_idle_t idle = s->o.idle;
+    mw_idle_t idle = s->o.sync.idle;
     int r;
     while ((r = mw_svc_recv(s, id, sch, msg, cap)) == MW_EAGAIN || r == MW_ETIMEDOUT) {
         if (mw__deadline_passed(NULL, dl)) return MW_ETIMEDOUT;

@@ -85,8 +85,8 @@ static void svc_start(run_t *r) {
     f->serdes = r->c->serdes;
     if (r->c->session) svh_session_svc_opts(f, &o);
     else svh_svc_opts(f, &o);
-    o.backend = r->c->backend;
-    o.workers = 1;
+    if (o.mode == MW_MODE_EVENT) o.event.backend = r->c->backend;
+    o.event.workers = 1;
     f->on_msg = svh_echo;
     svh_start(f, "tcp", 0, &o);
 }
@@ -120,15 +120,15 @@ static void clt_connect(run_t *r) {
         o.mode = r->c->mode;
     }
     o.conn.serdes = r->c->serdes;
-    mw_idle_init_yield(&o.idle);
+    mw_idle_init_yield(&o.sync.idle);
     if (r->c->mode == MW_MODE_EVENT) {
         mw_io_opts_t io_o;
         mw_io_opts_init(&io_o);
         io_o.backend = r->c->backend;
         mw_err_t err = {0};
         if (mw_io_new(&r->io, &io_o, &err) != 0) fail_msg("io: %s", mw_err_text(&err));
-        o.io = r->io;
-        o.on_msg = clt_on_msg;
+        o.event.io = r->io;
+        o.event.on_msg = clt_on_msg;
         o.ud = r;
     }
     mw_err_t err = {0};

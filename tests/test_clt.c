@@ -12,6 +12,7 @@
 
 #include "mw_clock.h"
 #include "mw_clt.h"
+#include "resolve_impl.h"
 #include "mw_svc.h"
 #include "clock_impl.h"
 #include "clt_impl.h"
@@ -136,7 +137,7 @@ static void peer_start(fx_t *f, const peer_cfg_t *cfg) {
     p->mode = o.mode;
     p->login = cfg && cfg->login;
     if (cfg && cfg->rcvbuf) o.tcp.rcvbuf = cfg->rcvbuf;
-    o.on_msg = peer_on_msg;
+    if (o.mode == MW_MODE_EVENT) o.event.on_msg = peer_on_msg;
     o.ud = p;
     o.on_sent = peer_sent;
     o.on_recvd = peer_recvd;
@@ -169,7 +170,7 @@ static void clt_opts(mw_clt_opts_t *o, mw_mode_t mode, const char *serdes) {
     mw_clt_opts_init(o);
     o->mode = mode;
     if (serdes) o->conn.serdes = serdes;
-    o->timeout_ns = 5 * MW_NS_PER_S;
+    o->sync.timeout_ns = 5 * MW_NS_PER_S;
 }
 
 static mw_clt_t *clt_open(fx_t *f, const mw_clt_opts_t *o) {
@@ -260,9 +261,10 @@ static int connect_closed(int port, uint32_t attempts, int64_t delay_ns, int64_t
                           int64_t *elapsed_ns) {
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_SPIN, NULL);
-    o.connect_attempts = attempts;
-    o.retry_delay_ns = delay_ns;
-    o.retry_max_delay_ns = max_delay_ns;
+    o.retry.max_attempts = attempts;
+    o.retry.min_delay_ns = delay_ns;
+    o.retry.max_delay_ns = max_delay_ns;
+    o.retry.jitter = 0; /* exact delays: the elapsed time below is their sum */
     char url[64];
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
     mw_clt_t *c = NULL;
@@ -307,6 +309,38 @@ static void test_clt_connect_retries_with_doubling_delay_then_refuses(void **sta
     assert_non_null(strstr(mw_err_text(&err), addr));
 }
 
+/* A default-initialised opts.retry (max_attempts 0) tries once in spin,
+ * blocking and event mode without reconnect: a retry would wait at least
+ * 1.6 s here (min_delay 2 s, jitter 0.2 at most). */
+static void test_clt_connect_with_the_default_retry_tries_once(void **state) {
+    (void)state;
+    int port = closed_port();
+    mw_err_t err = {0};
+    int64_t took;
+    assert_int_equal(connect_closed(port, 0, 2 * MW_NS_PER_S, 2 * MW_NS_PER_S, &err, &took), MW_ECONNREFUSED);
+    if (took >= MW_NS_PER_S) fail_msg("spin: took %lld ms: retried", (long long)(took / MW_NS_PER_MS));
+    mw_io_t *io;
+    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
+    static const mw_mode_t modes[] = {MW_MODE_BLOCKING, MW_MODE_EVENT};
+    for (int i = 0; i < 2; i++) {
+        mw_clt_opts_t o;
+        mw_clt_opts_init(&o);
+        o.mode = modes[i];
+        if (o.mode == MW_MODE_EVENT) o.event.io = io;
+        o.retry.min_delay_ns = o.retry.max_delay_ns = 2 * MW_NS_PER_S;
+        char url[64];
+        snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+        mw_clt_t *c = NULL;
+        uint64_t t0 = mw_now_ns();
+        assert_int_equal(mw_clt_connect(&c, url, &test_protocol, &o, &err), MW_ECONNREFUSED);
+        uint64_t t = mw_now_ns() - t0;
+        assert_null(c);
+        if (t >= MW_NS_PER_S) fail_msg("%s: took %llu ms: retried", mw_mode_name(modes[i]), (unsigned long long)(t / MW_NS_PER_MS));
+    }
+    mw_resolve_shutdown(io);
+    mw_io_free(io);
+}
+
 /* ---- split sender / receiver --------------------------------------------------------- */
 
 typedef struct split {
@@ -347,7 +381,7 @@ static void run_split(fx_t *f, mw_mode_t mode, uint64_t n) {
     peer_start(f, NULL);
     mw_clt_opts_t o;
     clt_opts(&o, mode, NULL);
-    mw_idle_init_yield(&o.idle); /* busywait on a 2-core box: let the others run */
+    mw_idle_init_yield(&o.sync.idle); /* busywait on a 2-core box: let the others run */
     mw_clt_t *c = clt_open(f, &o);
     split_t sp = {.tx = mw_clt_sender(c), .n = n, .window = 512, .busywait = mode == MW_MODE_SPIN};
     mw_clt_receiver_t *rx = mw_clt_receiver(c);
@@ -447,9 +481,9 @@ static void test_clt_one_poll_thread_drives_four_event_clts(void **state) {
     for (int i = 0; i < MAX_CLTS; i++) {
         mw_clt_opts_t o;
         clt_opts(&o, MW_MODE_EVENT, NULL);
-        o.io = f->io;
-        o.on_connect = chain_connect;
-        o.on_msg = chain_msg;
+        o.event.io = f->io;
+        o.event.on_connect = chain_connect;
+        o.event.on_msg = chain_msg;
         o.ud = &ch[i];
         clt_open(f, &o);
     }
@@ -610,7 +644,7 @@ static void test_clt_blocking_recv_times_out_and_stays_usable(void **state) {
     peer_start(f, NULL);
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_BLOCKING, NULL);
-    o.timeout_ns = 20 * MW_NS_PER_MS;
+    o.sync.timeout_ns = 20 * MW_NS_PER_MS;
     mw_clt_t *c = clt_open(f, &o);
     const mw_schema_t *s;
     test_msg_t m;
@@ -764,9 +798,9 @@ static void test_clt_close_inside_on_msg_is_deferred(void **state) {
     memset(&k, 0, sizeof k);
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_EVENT, NULL);
-    o.io = f->io;
-    o.on_msg = closer_msg;
-    o.on_close = closer_close;
+    o.event.io = f->io;
+    o.event.on_msg = closer_msg;
+    o.event.on_close = closer_close;
     o.ud = &k;
     mw_clt_t *c = clt_open(f, &o);
     send_ping(c, 99);
@@ -817,9 +851,9 @@ static void test_clt_event_on_close_follows_everything_the_peer_sent(void **stat
     memset(&l, 0, sizeof l);
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_EVENT, NULL);
-    o.io = f->io;
-    o.on_msg = ev_log_msg;
-    o.on_close = ev_log_close;
+    o.event.io = f->io;
+    o.event.on_msg = ev_log_msg;
+    o.event.on_close = ev_log_close;
     o.ud = &l;
     mw_clt_t *c = clt_open(f, &o);
     send_ping(c, 99);
@@ -842,7 +876,7 @@ static void event_clt_to_counting_peer(fx_t *f, mw_clt_opts_t *o, const char *sc
     assert_int_equal(mw_io_new(&f->io, NULL, &err), 0);
     assert_int_equal(mw_io_start(f->io, NULL), 0);
     clt_opts(o, MW_MODE_EVENT, NULL);
-    o->io = f->io;
+    o->event.io = f->io;
     if (!strcmp(scheme, "tls") || !strcmp(scheme, "wss")) o->tr.tls.ca_file = mw_test_cert("ca.pem");
 }
 
@@ -920,8 +954,8 @@ static void close_with_linger(fx_t *f, const char *scheme) {
     o.conn.tx_buf = 4u << 20; /* room for all of them: the peer reads nothing yet */
     o.tcp.sndbuf = 4096;
     o.linger_ns = WAIT_NS;
-    o.async_connect = true; /* the spin peer answers the handshakes only when pumped */
-    o.on_connect = on_connect_flag;
+    o.event.async_connect = true; /* the spin peer answers the handshakes only when pumped */
+    o.event.on_connect = on_connect_flag;
     o.ud = &f->connected;
     mw_clt_t *c = clt_open(f, &o);
     if (!mw_wait_until(pumped_until_connected, f, WAIT_MS)) fail_msg("connect: %s", mw_clt_last_error(c));
@@ -1019,7 +1053,7 @@ static void test_clt_event_free_before_io_ran_is_safe(void **state) {
         mw_clt_opts_t o;
         mw_clt_opts_init(&o);
         o.mode = MW_MODE_EVENT;
-        o.io = io;
+        o.event.io = io;
         char url[64];
         snprintf(url, sizeof url, "tcp://127.0.0.1:%d", ntohs(sa.sin_port));
         mw_clt_t *c = NULL;
@@ -1104,7 +1138,7 @@ static void test_clt_tls_blocking_split_sender_is_not_held_by_a_waiting_receiver
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.mode = MW_MODE_BLOCKING;
-    co.timeout_ns = 2 * MW_NS_PER_S;
+    co.sync.timeout_ns = 2 * MW_NS_PER_S;
     co.tr.tls.insecure_skip_verify = true;
     f->split = svh_clt_connect(f, &co);
     atomic_store(&f->tx_rc, 1);
@@ -1138,7 +1172,7 @@ static void test_clt_recv_busywait_timeout_with_a_sleeping_idle_ends_near_its_de
     svh_listen(f, "tcp", &o);
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
-    mw_idle_init_sleep(&co.idle, 5 * MW_NS_PER_MS);
+    mw_idle_init_sleep(&co.sync.idle, 5 * MW_NS_PER_MS);
     mw_clt_t *c = svh_clt_connect(f, &co); /* from the backlog: the Svc never runs, nothing arrives */
     test_msg_t m;
     const mw_schema_t *s;
@@ -1184,6 +1218,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_clt_connect_to_closed_port_is_refused_naming_the_address),
         T(test_clt_connect_retries_with_doubling_delay_then_refuses),
+        T(test_clt_connect_with_the_default_retry_tries_once),
         T(test_clt_split_threads_blocking_100k_pings_in_order),
         T(test_clt_split_threads_spin_busywait_in_order),
         T(test_clt_one_poll_thread_drives_four_event_clts),

@@ -57,7 +57,7 @@ static void peer_start(peer_t *p, const char *scheme) {
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.mode = MW_MODE_EVENT;
-    o.on_msg = peer_on_msg;
+    o.event.on_msg = peer_on_msg;
     o.on_close = peer_on_close;
     o.ud = p;
     const char *path = strncmp(scheme, "ws", 2) == 0 ? "/" : "";
@@ -101,7 +101,7 @@ static void rec_closed(mw_clt_t *c, int result, void *ud) {
 static void clt_opts(mw_clt_opts_t *o, mw_mode_t mode, const char *scheme, closed_rec_t *rec) {
     mw_clt_opts_init(o);
     o->mode = mode;
-    o->timeout_ns = 10 * MW_NS_PER_S;
+    o->sync.timeout_ns = 10 * MW_NS_PER_S;
     o->conn.tx_buf = 8u << 20; /* room for every ping: close, not send, must deliver them */
     o->tcp.sndbuf = 4096;      /* so that most of them are still queued at close */
     if (tls_scheme(scheme)) o->tr.tls.ca_file = mw_test_cert("ca.pem");
@@ -297,7 +297,7 @@ static void event_closed_signal(const char *scheme) {
     closed_rec_t rec = {.peer = &p, .free_inside = true};
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_EVENT, scheme, &rec);
-    o.io = io;
+    o.event.io = io;
     o.linger_ns = 10 * MW_NS_PER_S;
     mw_clt_t *c = clt_connect(p.url, &o);
     for (uint64_t i = 0; i < N_MSGS; i++) { /* from this thread while the io runs */
@@ -338,7 +338,7 @@ static void test_clt_event_on_closed_without_linger_runs_inside_close(void **sta
     closed_rec_t rec = {0};
     mw_clt_opts_t o;
     clt_opts(&o, MW_MODE_EVENT, "tcp", &rec);
-    o.io = io;
+    o.event.io = io;
     mw_clt_t *c = clt_connect(p.url, &o);
     for (int i = 0; i < 100 && mw_clt_state(c) != MW_CLT_OPEN; i++) mw_io_poll(io, MW_NS_PER_MS);
     assert_int_equal(mw_clt_state(c), MW_CLT_OPEN);

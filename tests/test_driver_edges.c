@@ -97,7 +97,7 @@ static void svc_start(rv_t *f, mw_mode_t mode, int sndbuf) {
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.mode = mode;
-    o.timeout_ns = g_timeout;
+    o.sync.timeout_ns = g_timeout;
     o.conn.max_msg = 1024;
     o.conn.tx_buf = 16 * 1024;
     if (sndbuf) o.tcp.sndbuf = sndbuf;
@@ -108,8 +108,8 @@ static mw_clt_t *clt(rv_t *f, mw_mode_t mode, mw_io_t *io, void (*on_drain)(mw_c
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
     o.mode = mode;
-    o.io = io;
-    o.on_drain = on_drain;
+    o.event.io = io;
+    o.event.on_drain = on_drain;
     o.ud = f;
     o.tcp.sndbuf = 4096;
     if (rcv) o.tcp.rcvbuf = rcv;

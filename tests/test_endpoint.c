@@ -406,13 +406,13 @@ static srv_t *srv_start(fx_t *f, const srv_cfg_t *cfg) {
     mw_svc_opts_init(&o);
     o.mode = MW_MODE_EVENT;
     if (cfg->io) {
-        o.workers = 0;
-        o.io = cfg->io;
+        o.event.workers = 0;
+        o.event.io = cfg->io;
     }
     o.idle_timeout_ns = cfg->idle_timeout_ns;
     if (cfg->serdes) o.conn.serdes = cfg->serdes;
     o.on_accept = srv_on_accept;
-    o.on_msg = srv_on_msg;
+    o.event.on_msg = srv_on_msg;
     o.on_close = srv_on_close;
     o.ud = v;
     /* A restart may find the port still held for a moment: retry until the deadline. */
@@ -448,20 +448,20 @@ static ep_t *ep_new(fx_t *f, mw_io_t *io) {
 static void ep_opts(ep_t *e, mw_clt_opts_t *o) {
     mw_clt_opts_init(o);
     o->mode = MW_MODE_EVENT;
-    o->io = e->io;
-    o->on_connect = ep_on_connect;
-    o->on_msg = ep_on_msg;
-    o->on_close = ep_on_close;
-    o->can_reconnect = ep_can_reconnect;
-    o->on_heartbeat = ep_on_heartbeat;
+    o->event.io = e->io;
+    o->event.on_connect = ep_on_connect;
+    o->event.on_msg = ep_on_msg;
+    o->event.on_close = ep_on_close;
+    o->event.can_reconnect = ep_can_reconnect;
+    o->event.on_heartbeat = ep_on_heartbeat;
     o->ud = e;
-    o->reconnect.jitter = 0;
+    o->retry.jitter = 0;
 }
 
 static void ep_reconnect(mw_clt_opts_t *o, int64_t min_ns, int64_t max_ns) {
-    o->reconnect.enabled = true;
-    o->reconnect.min_delay_ns = min_ns;
-    o->reconnect.max_delay_ns = max_ns;
+    o->event.reconnect = true;
+    o->retry.min_delay_ns = min_ns;
+    o->retry.max_delay_ns = max_ns;
 }
 
 static void ep_connect(ep_t *e, const char *url, const mw_clt_opts_t *o) {
@@ -599,7 +599,7 @@ static ep_t *refused_ep(fx_t *f, mw_clt_opts_t *o, char *url, size_t cap, int64_
     ep_t *e = ep_new(f, io);
     ep_opts(e, o);
     ep_reconnect(o, min_ns, max_ns);
-    o->reconnect.jitter = jitter;
+    o->retry.jitter = jitter;
     return e;
 }
 
@@ -676,7 +676,7 @@ static void test_max_attempts_ends_the_endpoint(void **state) {
     mw_clt_opts_t o;
     char url[64];
     ep_t *e = refused_ep(f, &o, url, sizeof url, 100 * MS, 800 * MS, 0);
-    o.reconnect.max_attempts = 3;
+    o.retry.max_attempts = 3;
     ep_connect(e, url, &o);
     STEP_UNTIL(f, 1000, mw_clt_state(e->c) == MW_CLT_CLOSED);
     assert_int_equal(e->closes, 3);
@@ -686,6 +686,88 @@ static void test_max_attempts_ends_the_endpoint(void **state) {
     for (int i = 0; i < 50; i++) fake_advance(f, 100 * MS);
     assert_int_equal(e->closes, 3);
     expect_state(e->c, MW_CLT_CLOSED);
+}
+
+/* ==== 2b. one retry policy: the first connect and the reconnects ============== */
+
+/* Without event.reconnect, an async first connect still retries per
+ * opts.retry (here 4 attempts, 10 ms doubling to a 40 ms cap), then ends. */
+static void test_first_connect_retries_per_the_policy_without_reconnect(void **state) {
+    fx_t *f = *state;
+    mw_clt_opts_t o;
+    char url[64];
+    ep_t *e = refused_ep(f, &o, url, sizeof url, 10 * MS, 40 * MS, 0);
+    o.event.reconnect = false;
+    o.event.async_connect = true;
+    o.retry.max_attempts = 4;
+    ep_connect(e, url, &o);
+    STEP_UNTIL(f, 1000, mw_clt_state(e->c) == MW_CLT_CLOSED);
+    assert_int_equal(e->closes, 4);
+    check_refused(e);
+    assert_int_equal(e->close_at[0], FAKE_T0);
+    static const int64_t want[] = {10, 20, 40};
+    for (int i = 0; i < 3; i++) assert_int_equal(e->close_at[i + 1] - e->close_at[i], want[i] * MS);
+    assert_int_equal(e->can_calls, 3); /* asked before each retry */
+    for (int i = 0; i < 50; i++) fake_advance(f, 100 * MS);
+    assert_int_equal(e->closes, 4);
+    assert_int_equal(e->connects, 0);
+}
+
+/* The default (max_attempts 0) without event.reconnect: one attempt only. */
+static void test_first_connect_default_policy_is_one_attempt_without_reconnect(void **state) {
+    fx_t *f = *state;
+    mw_clt_opts_t o;
+    char url[64];
+    ep_t *e = refused_ep(f, &o, url, sizeof url, 10 * MS, 40 * MS, 0);
+    o.event.reconnect = false;
+    o.event.async_connect = true;
+    assert_int_equal(o.retry.max_attempts, 0);
+    ep_connect(e, url, &o);
+    STEP_UNTIL(f, 1000, mw_clt_state(e->c) == MW_CLT_CLOSED);
+    for (int i = 0; i < 20; i++) fake_advance(f, 100 * MS);
+    assert_int_equal(e->closes, 1);
+    assert_int_equal(e->can_calls, 0);
+}
+
+/* Delays between consecutive close_at[from..from+n]. */
+static void expect_delays(const ep_t *e, int from, const int64_t *want_ms, int n, const char *what) {
+    for (int i = 0; i < n; i++) {
+        int64_t d = (int64_t)(e->close_at[from + i + 1] - e->close_at[from + i]);
+        if (d != want_ms[i] * MS)
+            fail_msg("%s: delay %d: %" PRId64 " us, want %" PRId64 " ms", what, i, d / 1000, want_ms[i]);
+    }
+}
+
+/* One policy, one count: a first connect that fails three times, a server
+ * that appears (the count starts again), a drop, and reconnects that fail:
+ * the delays after the drop are those of the first connect, and with the
+ * default max_attempts (0) and event.reconnect the endpoint never gives up. */
+static void test_first_connect_and_reconnects_follow_one_policy(void **state) {
+    fx_t *f = *state;
+    mw_clt_opts_t o;
+    char url[64];
+    ep_t *e = refused_ep(f, &o, url, sizeof url, 10 * MS, 80 * MS, 0);
+    assert_int_equal(o.retry.max_attempts, 0);
+    int port = atoi(strrchr(url, ':') + 1);
+    ep_connect(e, url, &o);
+    STEP_UNTIL(f, 1000, e->closes == 3);
+    static const int64_t first[] = {10, 20, 40, 80, 80, 80, 80, 80, 80, 80};
+    expect_delays(e, 0, first, 2, "first connect");
+    /* the port starts listening (on the same fake-clock io): the next attempt, 40 ms on, connects */
+    close(f->fds[f->nfds - 1]);
+    f->fds[f->nfds - 1] = -1;
+    srv_t *v = srv_start(f, &(srv_cfg_t){.io = e->io, .port = port});
+    STEP_UNTIL(f, 1000, e->connects == 1);
+    assert_int_equal(e->connect_at[0], e->close_at[2] + 40 * MS);
+    exchange(f, e, 3);
+    /* the drop, then refusals: the same delays again, from the first one */
+    srv_stop(v);
+    STEP_UNTIL(f, 5000, e->closes == 3 + 1 + 10);
+    expect_reason(e->reasons[3], MW_ECLOSED, "the drop");
+    for (int i = 4; i < e->closes; i++) expect_reason(e->reasons[i], MW_ECONNREFUSED, "a reconnect");
+    expect_delays(e, 3, first, 10, "after the drop");
+    assert_true(reconnecting(mw_clt_state(e->c))); /* no limit by default */
+    assert_int_equal(e->can_attempt[3], 1); /* the drop is the first failure of a new count */
 }
 
 /* The connect timeout covers the whole attempt: a peer that completes TCP (a
@@ -702,7 +784,7 @@ static void test_connect_timeout_covers_a_stalled_handshake(void **state) {
     mw_clt_opts_t o;
     ep_opts(e, &o);
     ep_reconnect(&o, 100 * MS, 800 * MS);
-    o.reconnect.max_attempts = 2;
+    o.retry.max_attempts = 2;
     o.connect_timeout_ns = 1000 * MS;
     ep_connect(e, url, &o);
     settle(f);
@@ -727,7 +809,7 @@ static void test_ttl_rotates_the_connection_without_backoff(void **state) {
     mw_clt_opts_t o;
     ep_opts(e, &o);
     ep_reconnect(&o, 100 * MS, 800 * MS); /* a backoff would show as 100 ms */
-    o.ttl_ns = 100 * MS;
+    o.event.ttl_ns = 100 * MS;
     ep_connect(e, v->url, &o);
     settle(f);
     assert_int_equal(e->connects, 1);
@@ -764,7 +846,7 @@ static void test_idle_timeout_drops_a_silent_connection_then_reconnects(void **s
     mw_clt_opts_t o;
     ep_opts(e, &o);
     ep_reconnect(&o, 20 * MS, 800 * MS);
-    o.idle_timeout_ns = 50 * MS;
+    o.event.idle_timeout_ns = 50 * MS;
     ep_connect(e, v->url, &o);
     settle(f);
     assert_int_equal(e->connects, 1);
@@ -801,7 +883,7 @@ static void test_heartbeat_runs_while_open_and_keeps_an_idle_svc_happy(void **st
     mw_clt_opts_t o;
     ep_opts(e, &o);
     ep_reconnect(&o, 100 * MS, 800 * MS);
-    o.heartbeat_ns = 30 * MS;
+    o.event.heartbeat_ns = 30 * MS;
     e->hb_send = true;
     ep_connect(e, v->url, &o);
     settle(f);
@@ -842,7 +924,7 @@ static void test_endpoint_resolves_names_on_every_backend(void **state) {
         ep_t *e = ep_new(f, io);
         mw_clt_opts_t o;
         ep_opts(e, &o);
-        o.async_connect = true;
+        o.event.async_connect = true;
         char url[96];
         snprintf(url, sizeof url, "tcp://localhost:%d", v->port);
         ep_connect(e, url, &o);
@@ -856,7 +938,7 @@ static void test_endpoint_resolves_names_on_every_backend(void **state) {
 
         ep_t *bad = ep_new(f, io);
         ep_opts(bad, &o);
-        o.async_connect = true;
+        o.event.async_connect = true;
         o.connect_timeout_ns = 8 * MW_NS_PER_S;
         snprintf(url, sizeof url, "tcp://nosuch.invalid:%d", v->port);
         ep_connect(bad, url, &o);
@@ -992,7 +1074,7 @@ static ep_t *record_live(fx_t *f, const char *scheme, const char *path) {
     ep_t *e = ep_new(f, io);
     mw_clt_opts_t o;
     ep_opts(e, &o);
-    o.async_connect = true;
+    o.event.async_connect = true;
     o.rx_timestamps = true;
     o.tr.record_path = path;
     e->logging = true;
@@ -1193,7 +1275,7 @@ static void test_endpoint_binds_interface_and_local_address(void **state) {
     ep_t *e = ep_new(f, io);
     mw_clt_opts_t o;
     ep_opts(e, &o);
-    o.async_connect = true;
+    o.event.async_connect = true;
     o.tcp.bind_iface = "lo";
     o.tcp.bind_addr = "127.0.0.2";
     ep_connect(e, v->url, &o);
@@ -1212,7 +1294,7 @@ static void test_endpoint_binds_interface_and_local_address(void **state) {
     /* an interface that does not exist fails the attempt with the reason */
     ep_t *bad = ep_new(f, io);
     ep_opts(bad, &o);
-    o.async_connect = true;
+    o.event.async_connect = true;
     o.tcp.bind_iface = "nosuch0";
     o.tcp.bind_addr = NULL;
     ep_connect(bad, v->url, &o);
@@ -1289,7 +1371,7 @@ static void test_async_connect_to_a_closed_port_reports_and_closes(void **state)
     ep_t *e = ep_new(f, io);
     mw_clt_opts_t o;
     ep_opts(e, &o);
-    o.async_connect = true;
+    o.event.async_connect = true;
     char url[64];
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
     ep_connect(e, url, &o); /* returns 0: the io reports the outcome */
@@ -1325,7 +1407,7 @@ static void test_freeing_an_endpoint_before_or_while_the_io_runs_it_is_safe(void
         ep_t *e = ep_new(f, never);
         mw_clt_opts_t o;
         ep_opts(e, &o);
-        o.async_connect = true;
+        o.event.async_connect = true;
         if (i == 2) ep_reconnect(&o, 10 * MS, 20 * MS);
         ep_connect(e, url[i], &o);
         mw_clt_free(e->c);
@@ -1341,7 +1423,7 @@ static void test_freeing_an_endpoint_before_or_while_the_io_runs_it_is_safe(void
     ep_t *mid = ep_new(f, io), *back = ep_new(f, io), *self = ep_new(f, io);
     mw_clt_opts_t o;
     ep_opts(mid, &o);
-    o.async_connect = true;
+    o.event.async_connect = true;
     ep_connect(mid, url[1], &o);
     ep_opts(back, &o);
     ep_reconnect(&o, 10 * MS, 20 * MS);
@@ -1410,13 +1492,13 @@ static void test_sends_from_another_thread_during_reconnects_are_safe(void **sta
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
     o.mode = MW_MODE_EVENT;
-    o.io = f->thread_io;
-    o.on_connect = mt_on_connect;
-    o.on_msg = mt_on_msg;
-    o.on_close = mt_on_close;
+    o.event.io = f->thread_io;
+    o.event.on_connect = mt_on_connect;
+    o.event.on_msg = mt_on_msg;
+    o.event.on_close = mt_on_close;
     o.ud = m;
     ep_reconnect(&o, 10 * MS, 50 * MS);
-    o.reconnect.jitter = 0;
+    o.retry.jitter = 0;
     int r = mw_clt_connect(&f->thread_clt, s1->url, &test_protocol, &o, &err);
     if (r != 0) fail_msg("connect: %s", mw_err_text(&err));
     assert_int_equal(mw_io_start(f->thread_io, NULL), 0);
@@ -1437,7 +1519,7 @@ static void test_sends_from_another_thread_during_reconnects_are_safe(void **sta
 }
 
 /* A Clt over a stream you connected yourself is one connection: it never
- * reconnects, whatever opts.reconnect says. */
+ * reconnects, whatever opts.event.reconnect says. */
 static void test_open_stream_endpoint_never_reconnects(void **state) {
     fx_t *f = *state;
     mw_io_t *io = fx_io(f, "epoll", false);
@@ -1478,6 +1560,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_backoff_doubles_to_the_cap_exactly_without_jitter, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_backoff_with_jitter_stays_within_half_to_full_delay, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_can_reconnect_false_ends_the_endpoint, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_first_connect_retries_per_the_policy_without_reconnect, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_first_connect_default_policy_is_one_attempt_without_reconnect, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_first_connect_and_reconnects_follow_one_policy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_max_attempts_ends_the_endpoint, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_connect_timeout_covers_a_stalled_handshake, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_ttl_rotates_the_connection_without_backoff, fx_setup, fx_teardown),

@@ -136,9 +136,9 @@ static void on_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
 static void fx_opts(fx_t *f, mw_svc_opts_t *o) {
     mw_svc_opts_init(o);
     o->mode = MW_MODE_EVENT;
-    o->workers = 1;
+    o->event.workers = 1;
     o->on_accept = on_accept;
-    o->on_msg = on_msg;
+    o->event.on_msg = on_msg;
     o->on_close = on_close;
     o->ud = f;
 }

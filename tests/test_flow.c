@@ -95,7 +95,7 @@ static void fs_start(flood_svc_t *f, mw_mode_t mode, const char *scheme, const m
     if (base) o = *base;
     else mw_svc_opts_init(&o);
     o.mode = mode;
-    o.timeout_ns = 5 * MW_NS_PER_MS;
+    o.sync.timeout_ns = 5 * MW_NS_PER_MS;
     o.conn.max_msg = 1024;
     o.conn.tx_buf = 16 * 1024; /* fills fast: replies must wait for the client */
     svh_svc_hooks(f->h, &o);
@@ -325,7 +325,7 @@ static void blocking_flush_waits(flood_svc_t *f, const char *scheme) {
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.mode = MW_MODE_BLOCKING;
-    co.timeout_ns = 300 * MW_NS_PER_MS;
+    co.sync.timeout_ns = 300 * MW_NS_PER_MS;
     co.tcp.sndbuf = 4096;
     mw_clt_t *c = clt_to(f, scheme, &co);
     /* The Svc reads nothing: queue until the buffer is full and flush, until
@@ -368,7 +368,7 @@ static void test_flow_blocking_tls_batches_complete(void **s) {
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.mode = MW_MODE_BLOCKING;
-    co.timeout_ns = 10 * MW_NS_PER_S;
+    co.sync.timeout_ns = 10 * MW_NS_PER_S;
     mw_clt_t *c = clt_to(f, "tls", &co);
     for (uint64_t i = 1; i <= f->total; i++) {
         ping_t p = {.seq = i};
@@ -399,8 +399,8 @@ static void test_flow_connect_does_not_retry_a_certificate_that_fails_verificati
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.tr.tls.ca_file = mw_test_cert("other.pem"); /* not the CA that signed srv.pem */
-    co.connect_attempts = 20;
-    co.retry_delay_ns = co.retry_max_delay_ns = 100 * MW_NS_PER_MS;
+    co.retry.max_attempts = 20;
+    co.retry.min_delay_ns = co.retry.max_delay_ns = 100 * MW_NS_PER_MS;
     mw_clt_t *c = NULL;
     mw_err_t err;
     uint64_t t0 = mw_now_ns();

@@ -141,7 +141,7 @@ static mw_clt_t *clt_open(const char *url, const char *serdes) {
     mw_clt_opts_init(&o);
     o.mode = MW_MODE_BLOCKING;
     o.conn.serdes = serdes;
-    o.timeout_ns = 10 * MW_NS_PER_S;
+    o.sync.timeout_ns = 10 * MW_NS_PER_S;
     mw_clt_t *c;
     mw_err_t err;
     mw_err_clear(&err);

@@ -826,8 +826,8 @@ static void test_io_in_thread_is_false_off_the_thread_polling_a_callers_loop(voi
     if (mw_io_new(&f->io, NULL, &err) != 0) fail_msg("io: %s", mw_err_text(&err));
     mw_svc_opts_t o;
     svh_svc_opts(f, &o);
-    o.workers = 0;
-    o.io = f->io;
+    o.event.workers = 0;
+    o.event.io = f->io;
     svh_listen(f, "tcp", &o);
     pthread_t poller = svh_spawn(f, poll_loop, f);
     if (!mw_wait_until(polled, f, SVH_WAIT_MS)) fail_msg("the poll thread did not poll");

@@ -100,9 +100,9 @@ static void start(fx_t *f, const char *scheme, bool sess) {
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.mode = MW_MODE_EVENT;
-    o.workers = 1;
+    o.event.workers = 1;
     o.linger_ns = 5 * MW_NS_PER_S;
-    o.on_msg = svc_msg;
+    o.event.on_msg = svc_msg;
     o.on_close = svc_close;
     o.ud = f;
     if (is_tls(scheme)) {
@@ -124,7 +124,7 @@ static void start(fx_t *f, const char *scheme, bool sess) {
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.mode = MW_MODE_BLOCKING;
-    co.timeout_ns = 100 * MW_NS_PER_MS;
+    co.sync.timeout_ns = 100 * MW_NS_PER_MS;
     co.connect_timeout_ns = WAIT_NS;
     if (is_tls(scheme)) co.tr.tls.ca_file = mw_test_cert("ca.pem");
     if (sess) {
@@ -250,8 +250,8 @@ static void clt_counts(const char *scheme, bool sess) {
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
     co.mode = MW_MODE_EVENT;
-    co.io = io;
-    co.on_connect = on_up;
+    co.event.io = io;
+    co.event.on_connect = on_up;
     co.connect_timeout_ns = WAIT_NS;
     if (is_tls(scheme)) co.tr.tls.ca_file = mw_test_cert("ca.pem");
     if (sess) {

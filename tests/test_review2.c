@@ -321,7 +321,7 @@ static void test_review2_blocking_session_reply_queued_leaves_solo(void **state)
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
     o.mode = MW_MODE_BLOCKING;
-    o.timeout_ns = MW_NS_PER_MS;
+    o.sync.timeout_ns = MW_NS_PER_MS;
     o.tcp.sndbuf = 4096;
     o.conn.max_msg = 1024;
     o.conn.tx_buf = o.conn.rx_buf = 8192;

@@ -69,8 +69,8 @@ static void svc_start_at(svh_t *f, int port) {
     svh_session_svc_opts(f, &o);
     f->on_msg = on_ping;
     f->recv_batch = cur->batch;
-    if (cur->backend) o.backend = cur->backend;
-    o.timeout_ns = 20 * MW_NS_PER_MS; /* a blocking Svc's thread checks for its stop */
+    if (cur->backend && o.mode == MW_MODE_EVENT) o.event.backend = cur->backend;
+    o.sync.timeout_ns = 20 * MW_NS_PER_MS; /* a blocking Svc's thread checks for its stop */
     bool tls = !strcmp(cur->scheme, "tls") || !strcmp(cur->scheme, "wss");
     if (tls) {
         o.tr.tls.cert_file = mw_test_cert("srv.pem");
@@ -90,7 +90,7 @@ static void svc_start(svh_t *f, int unused) {
 
 static void clt_opts(svh_t *f, mw_clt_opts_t *o, mw_mode_t mode, const char *id) {
     svh_session_clt_opts(f, o, mode, id);
-    o->timeout_ns = 5 * MW_NS_PER_S;
+    o->sync.timeout_ns = 5 * MW_NS_PER_S;
     o->session.user = "alice";
     o->session.journal_in = true;
     if (cur->serdes) o->conn.serdes = cur->serdes;
@@ -211,9 +211,9 @@ static void test_session_event_clt_journals_while_disconnected(void **state) {
     svc_start(f, 0);
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_EVENT, "T4");
-    o.io = svh_clt_io(f);
+    o.event.io = svh_clt_io(f);
     svh_clt_fast_reconnect(&o);
-    o.on_connect = ev_on_connect;
+    o.event.on_connect = ev_on_connect;
     atomic_store(&ev_connects, 0);
     mw_clt_t *c = svh_clt_connect(f, &o);
     assert_true(mw_wait_until(ev_connected_once, NULL, WAIT_MS));
@@ -560,7 +560,7 @@ static void test_session_heartbeats_keep_an_idle_session_up(void **state) {
     svc_start(f, 0);
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_EVENT, "H1");
-    o.io = svh_clt_io(f);
+    o.event.io = svh_clt_io(f);
     o.session.heartbeat_ns = 100 * MW_NS_PER_MS; /* (a loaded machine stalls for tens of ms) */
     mw_clt_t *c = svh_clt_connect(f, &o);
     /* the ack, then a heartbeat every 100 ms: 8 messages take > 6 intervals,
@@ -612,9 +612,9 @@ static void test_session_journal_only_send_is_tried_on_the_wire_serdes(void **st
     assert_int_equal(mw_io_new(&io, NULL, &err), 0);
     mw_clt_opts_t o;
     clt_opts(f, &o, MW_MODE_EVENT, "W1");
-    o.io = io;
-    o.async_connect = true;
-    o.reconnect.enabled = true;
+    o.event.io = io;
+    o.event.async_connect = true;
+    o.event.reconnect = true;
     mw_clt_t *c;
     char url[64];
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);

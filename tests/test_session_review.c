@@ -52,7 +52,7 @@ static void svc_start(svh_t *f) { svc_start_at(f, 0); }
 static mw_clt_t *clt_connect(svh_t *f, const char *id) {
     mw_clt_opts_t o;
     svh_session_clt_opts(f, &o, MW_MODE_SPIN, id);
-    o.timeout_ns = 5 * MW_NS_PER_S;
+    o.sync.timeout_ns = 5 * MW_NS_PER_S;
     o.session.journal_in = clt_journal_in;
     if (clt_hb_ns) o.session.heartbeat_ns = clt_hb_ns;
     return svh_clt_connect(f, &o);
@@ -402,7 +402,7 @@ static void test_review_reset_keeps_what_was_sent_before_the_logon(void **state)
     /* a new trading day: reset; the client starts before the gateway */
     mw_clt_opts_t o;
     svh_session_clt_opts(f, &o, MW_MODE_EVENT, "R4");
-    o.io = svh_clt_io(f);
+    o.event.io = svh_clt_io(f);
     svh_clt_fast_reconnect(&o);
     o.session.reset = true;
     c = svh_clt_connect(f, &o);

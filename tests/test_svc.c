@@ -94,7 +94,7 @@ static void env_start(svh_t *e, const env_cfg_t *cfg) {
     svh_svc_opts(e, &o);
     if (cfg && cfg->serdes) o.conn.serdes = cfg->serdes;
     if (cfg && cfg->max_connections) o.max_connections = cfg->max_connections;
-    if (cfg && cfg->workers) o.workers = cfg->workers;
+    if (cfg && cfg->workers) o.event.workers = cfg->workers;
     if (cfg && cfg->max_msg) o.conn.max_msg = cfg->max_msg;
     if (cfg && cfg->rx_buf) o.conn.rx_buf = cfg->rx_buf;
     if (cfg && cfg->tx_buf) o.conn.tx_buf = cfg->tx_buf;
@@ -102,10 +102,10 @@ static void env_start(svh_t *e, const env_cfg_t *cfg) {
     if (cfg && cfg->on_callers_io) {
         mw_err_t ioerr = {0};
         if (mw_io_new(&e->io, NULL, &ioerr) != 0) fail_msg("io: %s", mw_err_text(&ioerr));
-        o.workers = 0;
-        o.io = e->io;
+        o.event.workers = 0;
+        o.event.io = e->io;
     }
-    o.timeout_ns = MW_NS_PER_MS; /* blocking pump: short waits */
+    o.sync.timeout_ns = MW_NS_PER_MS; /* blocking pump: short waits */
     e->on_accept = on_accept;
     e->on_msg = handle_msg;
     e->on_close = on_close;
@@ -1084,7 +1084,7 @@ static void test_svc_failed_send_does_not_drop_requests_buffered_before_the_peer
     svh_t *f = *state;
     mw_svc_opts_t o;
     svh_svc_opts(f, &o);
-    o.timeout_ns = 10 * MW_NS_PER_MS;
+    o.sync.timeout_ns = 10 * MW_NS_PER_MS;
     svh_listen(f, "tcp", &o);
     int fd = svh_raw_connect(f);
     svh_pump_until_conns(f, 1);
@@ -1132,7 +1132,7 @@ static void test_svc_event_delivers_a_resetting_peers_messages_before_on_close_w
     svh_t *f = *state;
     mw_svc_opts_t o;
     svh_svc_opts(f, &o);
-    o.workers = 1;
+    o.event.workers = 1;
     o.conn.max_msg = 1024;
     o.conn.tx_buf = o.conn.rx_buf = 8192;
     o.tcp.sndbuf = 4096;
@@ -1177,7 +1177,7 @@ static void test_svc_ws_blocking_delivers_good_frames_read_with_a_bad_one_then_c
     svh_t *f = *state;
     mw_svc_opts_t o;
     svh_svc_opts(f, &o);
-    o.timeout_ns = 20 * MW_NS_PER_MS;
+    o.sync.timeout_ns = 20 * MW_NS_PER_MS;
     svh_listen(f, "ws", &o);
     svh_spawn(f, svc_thread, f); /* the handshakes need the Svc running */
     mw_clt_t *a = svh_clt_connect(f, NULL);
@@ -1209,7 +1209,7 @@ static void *flooder(void *ud) {
     svh_t *f = ud;
     mw_clt_opts_t co;
     mw_clt_opts_init(&co);
-    mw_idle_init_yield(&co.idle);
+    mw_idle_init_yield(&co.sync.idle);
     mw_clt_t *c = NULL;
     if (mw_clt_connect(&c, f->url, &test_protocol, &co, NULL) != 0) {
         atomic_fetch_add(&f->flooder_err, 1);
@@ -1268,7 +1268,7 @@ static void test_svc_busy_with_a_steady_sender_still_accepts_a_new_client(void *
     svh_t *f = *state;
     mw_svc_opts_t o;
     svh_svc_opts(f, &o);
-    o.timeout_ns = 10 * MW_NS_PER_MS;
+    o.sync.timeout_ns = 10 * MW_NS_PER_MS;
     svh_listen(f, "tcp", &o);
     uint32_t nflood = f->mode == MW_MODE_BLOCKING ? 2 : 1;
     atomic_store(&f->flooders, (int)nflood);
@@ -1314,8 +1314,8 @@ static void queued_request_after_svc_free(svh_t *f, bool send) {
     assert_int_equal(mw_io_start(f->io, NULL), 0);
     mw_svc_opts_t o;
     svh_svc_opts(f, &o);
-    o.workers = 0;
-    o.io = f->io;
+    o.event.workers = 0;
+    o.event.io = f->io;
     o.conn.max_msg = 1024;
     o.conn.tx_buf = o.conn.rx_buf = 8192;
     o.tcp.sndbuf = 4096;
@@ -1382,7 +1382,7 @@ static void test_svc_blocking_second_client_does_not_strand_replies_queued_for_t
     svh_t *f = *state;
     mw_svc_opts_t o;
     svh_svc_opts(f, &o);
-    o.timeout_ns = MW_NS_PER_MS;
+    o.sync.timeout_ns = MW_NS_PER_MS;
     o.conn.max_msg = 1024;
     o.conn.tx_buf = o.conn.rx_buf = 8192;
     o.tcp.sndbuf = 4096;
@@ -1418,7 +1418,7 @@ static void test_svc_blocking_zero_timeout_still_accepts_and_receives(void **sta
     svh_t *f = *state;
     mw_svc_opts_t o;
     svh_svc_opts(f, &o);
-    o.timeout_ns = 0;
+    o.sync.timeout_ns = 0;
     svh_listen(f, "tcp", &o);
     mw_clt_t *c = svh_clt_connect(f, NULL);
     svh_send_ping(c, 1);
@@ -1469,7 +1469,7 @@ static void test_svc_ws_answers_400_at_once_to_bytes_no_request_begins_with(void
     mw_svc_opts_t o;
     svh_svc_opts(f, &o);
     o.handshake_timeout_ns = hs_timeout;
-    o.timeout_ns = 10 * MW_NS_PER_MS;
+    o.sync.timeout_ns = 10 * MW_NS_PER_MS;
     svh_listen(f, "ws", &o);
     if (f->mode != MW_MODE_EVENT) svh_spawn(f, svc_thread, f); /* the handshakes need the Svc running */
 

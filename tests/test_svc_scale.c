@@ -120,8 +120,8 @@ static mw_svc_t *svc_start_opts(svh_t *f, mw_svc_opts_t *o, const mw_protocol_t 
 static mw_svc_t *svc_start(svh_t *f, uint32_t workers, uint32_t max_conns, const char *backend) {
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
-    o.workers = workers;
-    o.backend = backend;
+    o.event.workers = workers;
+    o.event.backend = backend;
     o.max_connections = max_conns;
     /* small buffers: hundreds of connections under ASan stay cheap */
     o.conn.rx_buf = o.conn.tx_buf = 4096;
@@ -466,7 +466,7 @@ static void test_svc_idle_connections_hold_no_buffer_and_grow_for_a_big_message(
     enum { N = 20 };
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
-    o.workers = 1;
+    o.event.workers = 1;
     o.max_connections = 64;
     mw_svc_t *s = svc_start_opts(*state, &o, &scale_protocol);
     int port = mw_svc_port(s);
@@ -596,8 +596,8 @@ static void test_svc_gives_slots_back_when_the_last_client_leaves(void **state) 
     if (mw_io_new(&io, NULL, &err) != 0) fail_msg("io: %s", mw_err_text(&err));
     mw_svc_opts_t o;
     mw_svc_opts_init(&o);
-    o.workers = 0;
-    o.io = io;
+    o.event.workers = 0;
+    o.event.io = io;
     o.max_connections = 2000; /* a table large enough to come from mmap */
     o.conn.rx_buf = o.conn.tx_buf = 4096;
     o.conn.max_msg = 1024;

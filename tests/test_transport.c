@@ -98,8 +98,8 @@ static void svc_opts(mw_svc_opts_t *o, mw_mode_t mode, const char *serdes, schem
     mw_svc_opts_init(o);
     o->mode = mode;
     o->conn.serdes = serdes;
-    o->timeout_ns = 20 * MW_NS_PER_MS; /* blocking recv wakes up to check the stop flag */
-    o->workers = 1;
+    o->sync.timeout_ns = 20 * MW_NS_PER_MS; /* blocking recv wakes up to check the stop flag */
+    o->event.workers = 1;
     if (is_tls(sch)) {
         o->tr.tls.cert_file = cert("srv.pem");
         o->tr.tls.key_file = cert("srv.key");
@@ -132,7 +132,7 @@ static void clt_opts(mw_clt_opts_t *o, mw_mode_t mode, const char *serdes, schem
     mw_clt_opts_init(o);
     o->mode = mode;
     o->conn.serdes = serdes;
-    o->timeout_ns = IO_NS; /* blocking: nothing waits forever */
+    o->sync.timeout_ns = IO_NS; /* blocking: nothing waits forever */
     o->connect_timeout_ns = IO_NS;
     if (is_tls(sch)) o->tr.tls.ca_file = cert("ca.pem"); /* verification stays on */
 }

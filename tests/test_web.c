@@ -214,7 +214,7 @@ static void gw_start(gw_t *g, svh_t *h, const mw_protocol_t *p, bool sessions) {
         so.session.journal_dir = h->sdir;
     }
     so.mode = MW_MODE_BLOCKING;
-    so.timeout_ns = 20 * MW_NS_PER_MS;
+    so.sync.timeout_ns = 20 * MW_NS_PER_MS;
     so.conn.serdes = "text";
     h->proto = p;
     svh_listen(h, "ws", &so);

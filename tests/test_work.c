@@ -165,9 +165,9 @@ static mw_clt_t *event_clt(svh_t *f, mw_io_t *io) {
     mw_clt_opts_t o;
     mw_clt_opts_init(&o);
     o.mode = MW_MODE_EVENT;
-    o.io = io;
-    o.on_msg = clt_on_msg;
-    o.timeout_ns = WAIT_NS;
+    o.event.io = io;
+    o.event.on_msg = clt_on_msg;
+    o.sync.timeout_ns = WAIT_NS;
     return svh_clt_connect_untracked(f, &o);
 }
 

@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
             return 2;
         }
         i++;
-        if (!strcmp(a, "--workers")) o.workers = (uint32_t)num(a, v);
+        if (!strcmp(a, "--workers")) o.event.workers = (uint32_t)num(a, v);
         else if (!strcmp(a, "--max-conns")) o.max_connections = (uint32_t)num(a, v);
         else if (!strcmp(a, "--serdes")) o.conn.serdes = v;
         else if (!strcmp(a, "--max-msg")) o.conn.max_msg = (uint32_t)num(a, v);
@@ -102,7 +102,7 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    o.on_msg = echo;
+    o.event.on_msg = echo;
     mw_svc_t *s = NULL;
     mw_err_t err = {0};
     int r = mw_svc_listen(&s, "tcp://127.0.0.1:0", &pp_protocol, &o, &err);

@@ -105,15 +105,15 @@ static void svc_start(esvc_t *e, const e2e_case_t *c, mw_failure_t *f) {
     mw_svc_opts_init(&o);
     o.mode = c->mode;
     o.conn.serdes = c->serdes;
-    o.timeout_ns = 20 * MW_NS_PER_MS; /* blocking recv wakes up to look at the stop flag */
-    o.workers = c->workers;
-    o.backend = c->mode == MW_MODE_EVENT ? c->backend : NULL;
+    o.sync.timeout_ns = 20 * MW_NS_PER_MS; /* blocking recv wakes up to look at the stop flag */
+    o.event.workers = c->workers;
+    o.event.backend = c->mode == MW_MODE_EVENT ? c->backend : NULL;
     if (is_tls(c->scheme)) {
         o.tr.tls.cert_file = mw_test_cert("srv.pem");
         o.tr.tls.key_file = mw_test_cert("srv.key");
     }
     if (is_ws(c->scheme)) o.tr.ws.expect_path = WS_PATH;
-    o.on_msg = on_svc_msg;
+    if (c->mode == MW_MODE_EVENT) o.event.on_msg = on_svc_msg; /* else recv pulls */
     o.on_close = on_svc_close;
     o.ud = e;
     char url[96];
@@ -184,19 +184,19 @@ static void clt_connect(eclt_t *cs) {
     mw_clt_opts_init(&o);
     o.mode = c->mode;
     o.conn.serdes = c->serdes;
-    o.timeout_ns = IO_NS; /* blocking: nothing waits forever */
+    o.sync.timeout_ns = IO_NS; /* blocking: nothing waits forever */
     o.connect_timeout_ns = IO_NS;
     if (is_tls(c->scheme)) o.tr.tls.ca_file = mw_test_cert("ca.pem"); /* verification stays on */
     if (c->mode == MW_MODE_EVENT) {
-        o.io = cs->r->io;
-        o.on_connect = on_clt_connect;
-        o.on_msg = on_clt_msg;
-        o.on_close = on_clt_close;
+        o.event.io = cs->r->io;
+        o.event.on_connect = on_clt_connect;
+        o.event.on_msg = on_clt_msg;
+        o.event.on_close = on_clt_close;
         o.ud = cs;
-        o.reconnect.enabled = c->reconnect;
-        o.reconnect.min_delay_ns = MW_NS_PER_MS;
-        o.reconnect.max_delay_ns = 50 * MW_NS_PER_MS;
-        o.reconnect.jitter = 0;
+        o.event.reconnect = c->reconnect;
+        o.retry.min_delay_ns = MW_NS_PER_MS;
+        o.retry.max_delay_ns = 50 * MW_NS_PER_MS;
+        o.retry.jitter = 0;
     }
     mw_err_t err = {0};
     int r = mw_clt_connect(&cs->clt, cs->r->url, &test_protocol, &o, &err);

@@ -214,7 +214,7 @@ void svh_svc_opts(svh_t *f, mw_svc_opts_t *o) {
 
 void svh_svc_hooks(svh_t *f, mw_svc_opts_t *o) {
     o->on_accept = on_accept;
-    o->on_msg = on_msg;
+    if (o->mode == MW_MODE_EVENT) o->event.on_msg = on_msg;
     o->on_close = on_close;
     o->ud = f;
 }
@@ -322,9 +322,9 @@ mw_io_t *svh_clt_io(svh_t *f) {
 }
 
 void svh_clt_fast_reconnect(mw_clt_opts_t *o) {
-    o->reconnect.enabled = true;
-    o->reconnect.min_delay_ns = 10 * MW_NS_PER_MS;
-    o->reconnect.max_delay_ns = 50 * MW_NS_PER_MS;
+    o->event.reconnect = true;
+    o->retry.min_delay_ns = 10 * MW_NS_PER_MS;
+    o->retry.max_delay_ns = 50 * MW_NS_PER_MS;
 }
 
 void svh_clt_adopt(svh_t *f, mw_clt_t *c) {
