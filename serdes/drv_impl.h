@@ -34,6 +34,7 @@
 #include "mw_io.h"
 #include "conn_impl.h"
 #include "buf_impl.h"
+#include "serdes_impl.h"
 
 typedef struct mw__drv mw__drv_t;
 
@@ -226,23 +227,8 @@ static inline __attribute__((always_inline)) void mw__conn_copy(uint8_t *dst, co
         }
         mw__copy16(dst, s);
         mw__copy16(dst + n - 16, s + n - 16);
-    } else if (n >= 8) {
-        uint64_t a, b;
-        memcpy(&a, s, 8);
-        memcpy(&b, s + n - 8, 8);
-        memcpy(dst, &a, 8);
-        memcpy(dst + n - 8, &b, 8);
-    } else if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, s, 4);
-        memcpy(&b, s + n - 4, 4);
-        memcpy(dst, &a, 4);
-        memcpy(dst + n - 4, &b, 4);
-    } else if (n) {
-        uint8_t a = s[0], b = s[n / 2], c = s[n - 1];
-        dst[0] = a;
-        dst[n / 2] = b;
-        dst[n - 1] = c;
+    } else {
+        mw__copy_upto16(dst, s, n);
     }
 }
 

@@ -103,7 +103,7 @@ static inline void mw__copy_small(uint8_t *dst, const void *src, size_t n) {
 
 /* mw__copy_small for n <= 16 only (no memcpy fallback for the compiler to
  * worry about). */
-static inline void mw__copy_upto16(uint8_t *dst, const void *src, size_t n) {
+static inline __attribute__((always_inline)) void mw__copy_upto16(uint8_t *dst, const void *src, size_t n) {
     const uint8_t *s = src;
     if (n >= 8) {
         uint64_t a, b;
@@ -117,10 +117,11 @@ static inline void mw__copy_upto16(uint8_t *dst, const void *src, size_t n) {
         memcpy(&b, s + n - 4, 4);
         memcpy(dst, &a, 4);
         memcpy(dst + n - 4, &b, 4);
-    } else {
-        if (n > 0) dst[0] = s[0];
-        if (n > 1) dst[1] = s[1];
-        if (n > 2) dst[2] = s[2];
+    } else if (n) { /* 1 to 3 bytes: three stores, no branch on n */
+        uint8_t a = s[0], b = s[n / 2], c = s[n - 1];
+        dst[0] = a;
+        dst[n / 2] = b;
+        dst[n - 1] = c;
     }
 }
 
