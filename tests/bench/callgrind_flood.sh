@@ -21,37 +21,11 @@ FL=${5:-./build/examples/flood}
 [ -x "$FL" ] || { echo "build $FL first (make bench-bins)" >&2; exit 1; }
 mkdir -p "$OUT"
 
-run() { # n -> recv.N.out, send.N.out
-    n=$1
-    rm -f "$OUT/recv.$n.out" "$OUT/send.$n.out"
-    : >"$OUT/recv.$n.log"
-    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/recv.$n.out" \
-        $FL recv --url tcp://127.0.0.1:0 --mode "$MODE" >"$OUT/recv.$n.log" 2>"$OUT/recv.$n.err" &
-    rcv=$!
-    port=""
-    i=0
-    while [ -z "$port" ] && [ $i -lt 600 ]; do
-        port=$(sed -n 's/^listening on \([0-9]*\).*/\1/p' "$OUT/recv.$n.log")
-        [ -n "$port" ] || sleep 0.05
-        i=$((i + 1))
-    done
-    [ -n "$port" ] || { kill "$rcv"; echo "flood recv did not start" >&2; exit 1; }
-    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/send.$n.out" \
-        $FL send --url "tcp://127.0.0.1:$port" --mode "$MODE" --count "$n" \
-        >"$OUT/send.$n.log" 2>"$OUT/send.$n.err"
-    wait "$rcv"
-    grep -q "msgs in" "$OUT/recv.$n.log" || { echo "flood recv failed: $(cat "$OUT/recv.$n.err")" >&2; exit 1; }
-}
+. tests/bench/callgrind_lib.sh
+server_cmd() { echo "$FL recv --url tcp://127.0.0.1:0 --mode $MODE"; }
+client_cmd() { echo "$FL send --url tcp://127.0.0.1:$1 --mode $MODE --count $2"; }
+check() { grep -q "msgs in" "$OUT/recv.$1.log" || { echo "flood recv failed: $(cat "$OUT/recv.$1.err")" >&2; exit 1; }; }
 
-total() { # callgrind file -> total Ir
-    sed -n 's/^summary: \([0-9]*\).*/\1/p' "$1"
-}
-
-run "$LO"
-run "$HI"
-for side in recv send; do
-    lo=$(total "$OUT/$side.$LO.out")
-    hi=$(total "$OUT/$side.$HI.out")
-    echo "flood $MODE $side: $(( (hi - lo) / (HI - LO) )) instructions per message ($lo at $LO, $hi at $HI)"
-done
-echo "files: $OUT"
+cg_run recv send "$LO" && check "$LO"
+cg_run recv send "$HI" && check "$HI"
+cg_report "flood $MODE" message recv send
