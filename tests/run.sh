@@ -29,6 +29,12 @@ for t in "$@"; do
     # cmocka lists each skipped test as "[  SKIPPED ] name" (once when it
     # runs, once in the summary): one line per test, by binary.
     sed -n 's/^\[  SKIPPED \] \([^ ]*\)$/\1/p' "$tmp" | sort -u | sed "s/^/  $name: /" >>"$skips"
+    if [ "$rc" -eq 0 ] && [ $((p + f + s)) -eq 0 ]; then
+        # exit 0 but no cmocka summary read back: the output is lost or the
+        # binary ran no test; either way nothing was shown to pass
+        echo "!! $name: exit 0 but no test summary in its output"
+        rc=1
+    fi
     if [ "$rc" -ne 0 ]; then
         [ "$rc" -eq 124 ] && echo "!! $name timed out after ${TEST_TIMEOUT}s"
         [ "$f" -eq 0 ] && fail=$((fail + 1))   # crash or hang: count it
