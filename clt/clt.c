@@ -1,5 +1,7 @@
-/* clt.c - the client: messaging in every mode, synchronous connect for the
- * spin and blocking modes. The event-mode lifecycle is in clt_ep.c. */
+/* clt.c - the client's API: connect, messaging in every mode, close and
+ * free; the synchronous connect and close of the spin and blocking modes.
+ * The event-mode lifecycle is in clt_ep.c, sessions in clt_sess.c, what
+ * they all share in clt_conn.c. */
 #include "clt_impl.h"
 #include "clock_impl.h"
 #include "conn_impl.h"
@@ -10,7 +12,6 @@
 #include "transport_impl.h"
 #include "buf_impl.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,18 +34,6 @@ void mw_clt_opts_init(mw_clt_opts_t *o) {
     o->sync.timeout_ns = -1;
     mw_idle_init_busy(&o->sync.idle);
     o->linger_ns = -1; /* the mode's default: see mw_clt.h */
-}
-
-/* The one retry policy as the endpoint's backoff takes it: max_attempts 0
- * means one attempt for a connect that returns its result, and no limit
- * for an endpoint that reconnects. */
-void mw__clt_backoff_opts(const mw_clt_opts_t *o, mw__backoff_opts_t *bo) {
-    uint32_t n = o->retry.max_attempts;
-    if (n == 0) n = o->mode == MW_MODE_EVENT && o->event.reconnect ? 0 : 1;
-    *bo = (mw__backoff_opts_t){.min_delay_ns = o->retry.min_delay_ns,
-                               .max_delay_ns = o->retry.max_delay_ns,
-                               .jitter = o->retry.jitter,
-                               .max_attempts = n};
 }
 
 /* What only one mode reads, set for another, is a mistake the caller
@@ -74,55 +63,6 @@ static int check_opts(const mw_clt_opts_t *o, mw_err_t *err) {
     if (!(o->retry.jitter >= 0 && o->retry.jitter <= 1)) /* NaN too */
         return mw__err_set(err, MW_EINVAL, "opts.retry.jitter must be within 0..1");
     return 0;
-}
-
-/* ---- tx lock (event mode): the io thread tears the conn down on a drop
- * while application threads may be sending. ------------------------------ */
-
-static inline bool locked_mode(const mw_clt_t *c) { return c->o.mode == MW_MODE_EVENT; }
-
-static inline void txl(mw_clt_t *c) {
-    if (locked_mode(c)) mw__lock(&c->txlk);
-}
-
-static inline void txu(mw_clt_t *c) {
-    if (locked_mode(c)) mw__unlock(&c->txlk);
-}
-
-/* ---- conn set-up / teardown ------------------------------------------------ */
-
-int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err) {
-    mw_conn_opts_t co = c->o.conn;
-    if (c->o.rx_timestamps) co.flags |= MW_CONN_RX_TIMESTAMPS;
-    co.flags &= ~(unsigned)MW_CONN_TX_LOCK; /* event mode: txlk, below */
-    txl(c);
-    int r = mw__conn_init(&c->conn, s, c->proto, &co, err);
-    if (r == 0) {
-        /* event mode: the io thread flushes too; txlk is the one lock of the conn and its streams */
-        if (c->o.mode == MW_MODE_EVENT) mw__conn_share_lock(&c->conn, &c->txlk);
-        c->conn.tx.hook = c->o.on_sent;
-        c->conn.rx.hook = c->o.on_recvd;
-        c->conn.tx.hook_ud = c->conn.rx.hook_ud = c->o.hook_ud;
-        /* Spin and blocking: no io sweeps this conn (io_impl.h), and one
-         * connection keeps its buffers while open rather than take and give
-         * back its tx buffer at every send. */
-        if (c->o.mode != MW_MODE_EVENT) c->conn.hold = true;
-        c->have_conn = true;
-        c->open = true;
-    }
-    txu(c);
-    return r;
-}
-
-/* Senders check have_conn under txl, so the conn is finished after it,
- * without the lock (its streams' close takes it: mw__stream_share_lock). */
-void mw__clt_conn_teardown(mw_clt_t *c) {
-    txl(c);
-    bool had = c->have_conn;
-    c->have_conn = false;
-    c->open = false;
-    txu(c);
-    if (had) mw__conn_fini(&c->conn);
 }
 
 /* The default linger of a spin or blocking Clt's close: see mw_clt.h. */
@@ -170,17 +110,6 @@ static int sync_attach(mw_clt_t *c, mw_err_t *err) {
 }
 
 /* ---- synchronous connect (spin, blocking) ----------------------------------- */
-
-/* The recording file for the next connection: a "%u" in opts.tr.record_path
- * becomes the connect number, so every session gets a file of its own. */
-void mw__clt_record_name(mw_clt_t *c) {
-    const char *pat = c->o.tr.record_path;
-    const char *u = pat ? strstr(pat, "%u") : NULL;
-    if (!u) return;
-    snprintf(c->rec_name, sizeof c->rec_name, "%.*s%llu%s", (int)(u - pat), pat,
-             (unsigned long long)(c->connects + 1), u + 2);
-    c->tr.o.record_path = c->rec_name;
-}
 
 /* The endpoint on a private io, polled here until it hands over a stream
  * whose handshakes completed, or gives up. */
@@ -336,40 +265,7 @@ int mw_clt_open_stream(mw_clt_t **out, mw_stream_t *s, const mw_protocol_t *p,
     return 0;
 }
 
-/* Blocking mode over a nonblocking socket (TLS): waits for what the stream
- * needs, up to the deadline. MW_ETIMEDOUT when it passed. */
-static int wait_stream(mw_clt_t *c, int events, uint64_t dl) {
-    int64_t left = mw__deadline_left(NULL, dl);
-    if (left == 0) return MW_ETIMEDOUT;
-    int want = mw__stream_want(c->conn.stream);
-    int r = mw__stream_wait(c->conn.stream, want ? want : events, left);
-    return r == MW_ETIMEDOUT ? r : 0;
-}
-
 /* ---- sending -------------------------------------------------------------- */
-
-static int blocking_result(const mw_clt_t *c, int r) {
-    return c->o.mode == MW_MODE_BLOCKING && r == MW_EAGAIN ? MW_ETIMEDOUT : r;
-}
-
-/* Event mode: bytes left behind a full socket need write readiness, which
- * the driver asks the io for (from any thread). */
-static void after_send(mw_clt_t *c) {
-    if (c->o.mode == MW_MODE_EVENT && c->have_conn && mw__drv_attached(&c->drv)) mw__drv_kick(&c->drv);
-}
-
-/* The io thread's view of the tx side, under the tx lock (a sender thread
- * may be writing the buffer). Not with the lock held. */
-int mw__clt_tx_want(mw_clt_t *c) {
-    txl(c);
-    int want = 0;
-    if (c->have_conn) {
-        if (mw__conn_tx_pending_nl(&c->conn)) want |= MW_WANT_WRITE;
-        want |= mw__stream_want(c->conn.stream);
-    }
-    txu(c);
-    return want;
-}
 
 /* One message onto the connection (or, with a session, numbered and
  * journaled first). more: queue without writing. Under txl, but for an
@@ -385,14 +281,6 @@ static int tx_one(mw_clt_t *c, const mw_schema_t *s, const void *msg, bool more,
         return more ? mw__drv_enqueue_l(&c->drv, s, msg) : mw__drv_send_l(&c->drv, s, msg);
     /* (txl is the conn's lock in event mode; spin/blocking take none) */
     return more ? mw__conn_enqueue_nl(&c->conn, s, msg) : mw__conn_send_q_fast_nl(&c->conn, s, msg);
-}
-
-/* Writes what is queued. Under txl. */
-static int tx_flush(mw_clt_t *c) {
-    if (!c->have_conn) return MW_ECLOSED;
-    if (c->sess && c->o.mode != MW_MODE_EVENT) return mw__sess_flush(c->sess); /* heartbeats write too */
-    if (c->o.mode == MW_MODE_EVENT && mw__drv_attached(&c->drv)) return mw__drv_flush_l(&c->drv);
-    return mw__conn_flush_nl(&c->conn); /* (event mode: txl is its lock; else it has none) */
 }
 
 /* An event-mode session takes no txl around its send (see tx_one). */
@@ -448,10 +336,10 @@ int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, ui
     if (c->poll_wait && r >= 0 && (r == MW_EAGAIN || r == 1 || mw__conn_tx_pending(&c->conn))) {
         /* blocking over TLS: wait until the message is accepted and written */
         uint64_t dl = mw__deadline_in(NULL, c->o.sync.timeout_ns);
-        while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = tx_one(c, s, msg, false, seq);
+        while (r == MW_EAGAIN && mw__clt_wait_stream(c, MW_WANT_WRITE, dl) == 0) r = tx_one(c, s, msg, false, seq);
         if (r == 1) r = 0;
-        while (r == 0 && mw__conn_tx_pending(&c->conn) && wait_stream(c, MW_WANT_WRITE, dl) == 0) {
-            int f = tx_flush(c);
+        while (r == 0 && mw__conn_tx_pending(&c->conn) && mw__clt_wait_stream(c, MW_WANT_WRITE, dl) == 0) {
+            int f = mw__clt_tx_flush(c);
             if (f < 0 && f != MW_EAGAIN) r = f;
         }
         if (r == 0 && mw__conn_tx_pending(&c->conn)) r = 1;
@@ -463,6 +351,11 @@ int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, ui
     txu(c);
     if (pending) return MW_ETIMEDOUT; /* SO_SNDTIMEO hit: accepted, the rest is queued */
     return blocking_result(c, r);
+}
+
+int mw_clt_send_seq(mw_clt_t *c, const mw_schema_t *s, const void *msg, uint64_t *seq) {
+    if (!c->sess) return MW_EINVAL;
+    return mw__clt_send_numbered(c, s, msg, seq);
 }
 
 static __attribute__((noinline)) int send_more_any(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
@@ -484,20 +377,6 @@ int mw_clt_send_more(mw_clt_t *c, const mw_schema_t *s, const void *msg) {
      * anything else as send_more_any. */
     if (!locked_mode(c) && !c->sess && c->have_conn && mw__conn_enqueue_fast_nl(&c->conn, s, msg) == 0) return 0;
     return send_more_any(c, s, msg);
-}
-
-int mw_clt_flush(mw_clt_t *c) {
-    txl(c);
-    int r = tx_flush(c);
-    if (r == MW_EAGAIN && c->poll_wait) {
-        /* blocking over TLS: wait for the socket, as a blocking write would */
-        uint64_t dl = mw__deadline_in(NULL, c->o.sync.timeout_ns);
-        while (r == MW_EAGAIN && wait_stream(c, MW_WANT_WRITE, dl) == 0) r = tx_flush(c);
-    }
-    if (r < 0 && r != MW_EAGAIN && c->have_conn && c->conn.tx.failed) c->open = false;
-    txu(c);
-    if (r == MW_EAGAIN) after_send(c);
-    return blocking_result(c, r);
 }
 
 int mw_clt_send_busywait_timeout(mw_clt_t *c, const mw_schema_t *s, const void *msg, int64_t timeout_ns) {
@@ -545,27 +424,6 @@ static void recv_flush(mw_clt_t *c) {
     if (r < 0 && r != MW_EAGAIN && c->conn.tx.failed) c->open = false;
 }
 
-/* Nothing whole came: closed, or a blocking read that brought part of a
- * message (read on until it is whole: the socket's own timeout bounds each
- * read, the deadline all). */
-static __attribute__((noinline)) int read_more(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
-    if (!c->open && !mw__drv_up(&c->drv)) return MW_ECLOSED; /* closed */
-    if (!c->blocking_sock || !mw__conn_rx_buffered(&c->conn)) return MW_EAGAIN;
-    uint64_t dl = mw__deadline_in(NULL, c->o.sync.timeout_ns);
-    int r;
-    do r = mw__drv_recv(&c->drv, s, msg, cap);
-    while (r == MW_EAGAIN && mw__conn_rx_buffered(&c->conn) && !mw__deadline_passed(NULL, dl));
-    return r;
-}
-
-static inline int clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
-    int r = mw__drv_recv(&c->drv, s, msg, cap);
-    /* (a spin poll that found nothing returns here: no call more) */
-    return r == MW_EAGAIN && (c->blocking_sock || !c->open) ? read_more(c, s, msg, cap) : r;
-}
-
-int mw__clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) { return clt_read(c, s, msg, cap); }
-
 /* Blocking over TLS: a message already decoded or held inside the stream
  * is taken at once; otherwise wait for the socket first and read after, as
  * a blocking read would (a read tried first would mostly find nothing: one
@@ -574,7 +432,8 @@ static int recv_poll_wait(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t 
     if (!mw__drv_up(&c->drv)) return MW_ECLOSED;
     int r = mw__drv_next(&c->drv, s, msg, cap, mw__stream_pending(c->conn.stream) > 0);
     uint64_t dl = mw__deadline_in(NULL, c->o.sync.timeout_ns);
-    while (r == MW_EAGAIN && (r = wait_stream(c, MW_WANT_READ, dl)) == 0) r = mw__drv_recv(&c->drv, s, msg, cap);
+    while (r == MW_EAGAIN && (r = mw__clt_wait_stream(c, MW_WANT_READ, dl)) == 0)
+        r = mw__drv_recv(&c->drv, s, msg, cap);
     return r;
 }
 
@@ -583,7 +442,7 @@ static int recv_one(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
     if (c->o.mode == MW_MODE_EVENT) return MW_ESTATE; /* on_msg delivers */
     if (c->sess) return mw__clt_sess_recv(c, s, msg, cap);
     recv_flush(c);
-    int r = c->poll_wait ? recv_poll_wait(c, s, msg, cap) : clt_read(c, s, msg, cap);
+    int r = c->poll_wait ? recv_poll_wait(c, s, msg, cap) : mw__clt_read(c, s, msg, cap);
     if (r < 0 && r != MW_EAGAIN && r != MW_ETIMEDOUT) c->open = false;
     r = blocking_result(c, r);
     if (r == MW_ETIMEDOUT) /* not a failure of the connection, but say what happened */
@@ -668,26 +527,11 @@ const char *mw_clt_last_error(const mw_clt_t *c) {
     return *e ? e : mw_err_text(&c->err);
 }
 
-mw__conn_t *mw__clt_conn(mw_clt_t *c) { return c->have_conn ? &c->conn : NULL; }
-
 int mw_clt_local_name(const mw_clt_t *c, char *buf, size_t cap) {
     return c->have_conn ? mw__tcp_local_name(c->conn.stream, buf, cap) : MW_ECLOSED;
 }
 
 bool mw_clt_is_open(const mw_clt_t *c) { return c->open; }
-
-void mw__clt_closed(mw_clt_t *c, int result) {
-    if (!c->o.on_closed || c->freeing) return;
-    bool was_in = c->in_cb;
-    c->in_cb = true;
-    c->o.on_closed(c, result, c->o.ud);
-    c->in_cb = was_in;
-    if (was_in || !c->free_pending) return;
-    c->free_pending = false; /* freed inside on_closed */
-    c->freeing = true;
-    if (c->o.mode == MW_MODE_EVENT && mw__clt_post(c, mw__clt_free_posted) == 0) return; /* the driver is on the stack */
-    mw_clt_free(c);
-}
 
 /* How long a close may linger: opts.linger_ns, or the mode's default. */
 static int64_t linger_of(const mw_clt_t *c) {
@@ -717,7 +561,7 @@ static void sync_close(mw_clt_t *c, bool may_linger) {
     int result = c->drv.end_result;
     mw__drv_stop(&c->drv); /* (only if the io failed) */
     mw__stream_close(st);
-    mw__clt_closed(c, result);
+    if (mw__clt_closed(c, result)) mw_clt_free(c); /* freed inside on_closed */
 }
 
 void mw_clt_close(mw_clt_t *c) {
@@ -735,17 +579,12 @@ void mw_clt_free(mw_clt_t *c) {
         c->free_pending = true;
         return;
     }
+    if (c->o.mode == MW_MODE_EVENT) {
+        mw__clt_ep_free(c);
+        return;
+    }
     c->freeing = true; /* no on_closed */
-    if (c->o.mode == MW_MODE_EVENT) mw_clt_close(c);
-    else sync_close(c, false); /* free never lingers, in any mode: close first for that */
-    if (c->o.mode == MW_MODE_EVENT && c->o.event.io) mw__clt_ep_abort(c); /* no linger past free */
-    else mw__drv_stop(&c->drv);
-    mw__clt_conn_teardown(c);
-    mw_io_free(c->sio);
-    c->sio = NULL;
-    mw__clt_sess_free(c);
-    if (c->have_tr) mw__transport_fini(&c->tr);
-    c->have_tr = false;
-    atomic_store(&c->freed, true);
-    mw__clt_unref(c);
+    sync_close(c, false); /* free never lingers, in any mode: close first for that */
+    mw__drv_stop(&c->drv);
+    mw__clt_release(c);
 }

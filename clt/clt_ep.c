@@ -3,9 +3,10 @@
  * on a drop or a failed attempt: on_close, then reconnect with exponential
  * backoff and jitter; TTL rotation, idle timeout and heartbeat timers.
  *
- * Everything here runs on the io thread. A Clt may be freed while callbacks
- * it posted are still queued: posts hold a reference (refs) and do nothing
- * once the Clt is freed; the last reference frees the memory. */
+ * Everything here runs on the io thread, but mw__clt_release, where every
+ * mode's free ends. A Clt may be freed while callbacks it posted are still
+ * queued: posts hold a reference (refs) and do nothing once the Clt is
+ * freed; the last reference frees the memory. */
 #include "clt_impl.h"
 #include "conn_impl.h"
 #include "err_impl.h"
@@ -19,18 +20,18 @@ static mw_io_t *io_of(const mw_clt_t *c) { return c->o.event.io; }
 
 typedef struct post { mw_clt_t *c; void (*fn)(mw_clt_t *c); } post_t;
 
-void mw__clt_unref(mw_clt_t *c) {
+static void unref(mw_clt_t *c) {
     if (atomic_fetch_sub(&c->refs, 1) == 1) free(c);
 }
 
 static void post_run(void *ud) {
     post_t *p = ud;
     if (!atomic_load(&p->c->freed)) p->fn(p->c);
-    mw__clt_unref(p->c);
+    unref(p->c);
     free(p);
 }
 
-int mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c)) {
+static int post(mw_clt_t *c, void (*fn)(mw_clt_t *c)) {
     post_t *p = malloc(sizeof *p);
     if (!p) return MW_ENOMEM;
     *p = (post_t){c, fn};
@@ -41,6 +42,17 @@ int mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c)) {
         return MW_ENOMEM;
     }
     return 0;
+}
+
+void mw__clt_release(mw_clt_t *c) {
+    mw__clt_conn_teardown(c);
+    mw_io_free(c->sio);
+    c->sio = NULL;
+    mw__clt_sess_free(c);
+    if (c->have_tr) mw__transport_fini(&c->tr);
+    c->have_tr = false;
+    atomic_store(&c->freed, true);
+    unref(c);
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -115,7 +127,13 @@ static void ep_end(mw__ep_t *e, int reason) {
 
 /* ---- the connection, on the one driver ------------------------------------------ */
 
-void mw__clt_free_posted(mw_clt_t *c) { mw_clt_free(c); }
+static void free_posted(mw_clt_t *c) { mw__clt_ep_free(c); }
+
+/* A free asked for inside on_closed: posted, as the driver may still be on
+ * the stack (at once only when there is no memory for the post). */
+static void free_later(mw_clt_t *c) {
+    if (post(c, free_posted) < 0) mw__clt_ep_free(c);
+}
 
 /* A close by the user lingers only with opts.linger_ns (the driver's other
  * graceful closes, such as an idle timeout, stay immediate): the bound is
@@ -141,7 +159,7 @@ static bool stop_from_drv(mw_clt_t *c) {
         c->state = MW_CLT_CLOSED;
     }
     mw__drv_close(&c->drv, MW_ESTATE, !free_it && close_lingers(c));
-    if (free_it && mw__clt_post(c, mw__clt_free_posted) < 0) c->leak_guard = true; /* no memory: it stays */
+    if (free_it && post(c, free_posted) < 0) c->leak_guard = true; /* no memory: it stays */
     return true;
 }
 
@@ -241,17 +259,17 @@ static void drv_gone(mw__drv_t *d) {
     /* from a timer: schedule may free the Clt, and the driver is still on
      * this stack */
     if (!c->stopped) mw_io_timer_after(io_of(c), &c->t_gone, 0);
-    else mw__clt_closed(c, d->end_result); /* the user's close ended (its linger included) */
+    else if (mw__clt_closed(c, d->end_result)) free_later(c); /* the user's close ended (its linger included) */
+}
+
+static void run_drv_fn(mw_clt_t *c) {
+    if (mw__drv_attached(&c->drv) && c->drv_fn) c->drv_fn(&c->drv);
 }
 
 static int drv_post(mw__drv_t *d, void (*fn)(mw__drv_t *d)) {
     mw_clt_t *c = d->ud;
     c->drv_fn = fn; /* one kind of request only: the write arm */
-    return mw__clt_post(c, mw__clt_run_drv_fn);
-}
-
-void mw__clt_run_drv_fn(mw_clt_t *c) {
-    if (mw__drv_attached(&c->drv) && c->drv_fn) c->drv_fn(&c->drv);
+    return post(c, run_drv_fn);
 }
 
 /* Rotation is our own decision: messages already accepted are not thrown
@@ -327,7 +345,7 @@ int mw__clt_ep_start(mw_clt_t *c) {
         .budget = -1,
     };
     c->state = c->have_conn ? MW_CLT_HANDSHAKING : MW_CLT_RESOLVING;
-    return mw__clt_post(c, begin);
+    return post(c, begin);
 }
 
 void mw__clt_ep_stop(mw_clt_t *c) {
@@ -346,20 +364,23 @@ void mw__clt_ep_stop(mw_clt_t *c) {
      * caller may free the io right after this). Otherwise the driver's
      * graceful close delivers everything accepted while the io runs. */
     c->state = MW_CLT_CLOSED;
+    bool free_it = false;
     if (!was_stopped && mw__drv_attached(&c->drv)) {
         bool linger = close_lingers(c);
         if (!linger) mw__drv_write(&c->drv);
         mw__drv_close(&c->drv, MW_ESTATE, linger); /* on_closed from drv_gone */
     } else if (!was_stopped) {
-        mw__clt_closed(c, 0); /* no connection: nothing to deliver */
+        free_it = mw__clt_closed(c, 0); /* no connection: nothing to deliver */
     }
     if (!mw__drv_attached(&c->drv)) mw__clt_conn_teardown(c);
+    if (free_it) free_later(c);
 }
 
-/* Ends the driver at once (mw_clt_free: a linger is cut short). */
-void mw__clt_ep_abort(mw_clt_t *c) {
-    mw__drv_stop(&c->drv);
-    mw__clt_conn_teardown(c);
+void mw__clt_ep_free(mw_clt_t *c) {
+    c->freeing = true; /* no on_closed */
+    mw__clt_ep_stop(c);
+    mw__drv_stop(&c->drv); /* no linger past free */
+    mw__clt_release(c);
 }
 
 /* After a user callback: carries out a close (or free) asked for inside it.
@@ -370,7 +391,7 @@ static bool finish_deferred(mw_clt_t *c) {
     mw__clt_ep_stop(c);
     if (c->free_pending) {
         c->free_pending = false;
-        mw_clt_free(c);
+        mw__clt_ep_free(c);
     }
     return true;
 }

@@ -1,6 +1,19 @@
-/* clt_impl.h - the Clt's private state, shared by clt.c (messaging, the
- * synchronous modes) and clt_ep.c (event-mode lifecycle: resolve, connect,
- * handshake, reconnect, rotation, timeouts). */
+/* clt_impl.h - the Clt's private state, shared by clt.c (the API:
+ * messaging, the synchronous modes' connect and close), clt_ep.c (event-mode
+ * lifecycle: resolve, connect, handshake, reconnect, rotation, timeouts;
+ * references and the free), clt_sess.c (sessions) and clt_conn.c (the
+ * connection below them all).
+ *
+ * Layers: calls between these files go down only (tests/test_surface.c
+ * fails on a cycle):
+ *   clt.c       -> clt_ep.c, clt_sess.c, clt_conn.c
+ *   clt_ep.c    -> clt_sess.c, clt_conn.c
+ *   clt_sess.c  -> clt_conn.c
+ *   clt_conn.c  -> (nothing in clt/)
+ * A free asked for inside a callback is carried out by the file that ran
+ * the callback, never by calling mw_clt_free from below: mw__clt_closed
+ * returns that it was asked for, clt_ep.c frees an event-mode Clt itself
+ * (mw__clt_ep_free), clt.c a spin or blocking one. */
 #ifndef MW_CLT_IMPL_H
 #define MW_CLT_IMPL_H
 
@@ -64,37 +77,39 @@ struct mw_clt {
     bool logging_out;      /* mw_clt_logout: stop once the peer answered */
 };
 
-/* clt_ep.c */
-/* The Clt's connection while it has one, else NULL (tests look inside). */
-mw__conn_t *mw__clt_conn(mw_clt_t *c);
+/* ---- the tx lock (event mode): the io thread tears the conn down on a drop
+ * while application threads may be sending. */
+static inline bool locked_mode(const mw_clt_t *c) { return c->o.mode == MW_MODE_EVENT; }
 
+static inline void txl(mw_clt_t *c) {
+    if (locked_mode(c)) mw__lock(&c->txlk);
+}
+
+static inline void txu(mw_clt_t *c) {
+    if (locked_mode(c)) mw__unlock(&c->txlk);
+}
+
+/* Blocking mode: "not now" is a timeout. */
+static inline int blocking_result(const mw_clt_t *c, int r) {
+    return c->o.mode == MW_MODE_BLOCKING && r == MW_EAGAIN ? MW_ETIMEDOUT : r;
+}
+
+/* ---- clt.c */
+int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, uint64_t *seq);
+
+/* ---- clt_ep.c */
 int mw__clt_ep_start(mw_clt_t *c);
 void mw__clt_ep_stop(mw_clt_t *c);
-int mw__clt_post(mw_clt_t *c, void (*fn)(mw_clt_t *c));
-void mw__clt_unref(mw_clt_t *c);
-void mw__clt_ep_abort(mw_clt_t *c);
-void mw__clt_run_drv_fn(mw_clt_t *c);
-void mw__clt_free_posted(mw_clt_t *c);
-/* clt.c */
-/* The one read step of spin and blocking Clts (sessions included): the next
- * buffered message, reading once first when none is (the driver's pull
- * entry point). 0, MW_EAGAIN, or how the connection ended. */
-int mw__clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap);
-/* Calls opts.on_closed (once, after mw_clt_close) with result. */
-void mw__clt_closed(mw_clt_t *c, int result);
-/* opts.retry as the endpoint's backoff policy (max_attempts 0 resolved). */
-void mw__clt_backoff_opts(const mw_clt_opts_t *o, mw__backoff_opts_t *bo);
-int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err);
-void mw__clt_record_name(mw_clt_t *c);
-void mw__clt_conn_teardown(mw_clt_t *c);
-/* Readiness the tx side needs, under the tx lock: MW_WANT_WRITE while bytes
- * are queued, plus what the stream asks for (TLS may need writability). */
-int mw__clt_tx_want(mw_clt_t *c);
-/* clt_sess.c: sessions on a Clt */
+/* mw_clt_free of an event-mode Clt, outside its callbacks. */
+void mw__clt_ep_free(mw_clt_t *c);
+/* What a Clt holds, given back (every mode, its driver stopped), then the
+ * user's reference: the memory goes with the last reference. */
+void mw__clt_release(mw_clt_t *c);
+
+/* ---- clt_sess.c: sessions on a Clt */
 int mw__clt_sess_open(mw_clt_t *c, mw_err_t *err);
 void mw__clt_sess_free(mw_clt_t *c);
 int mw__clt_sess_logon_sync(mw_clt_t *c, mw_err_t *err); /* spin/blocking connect */
-int mw__clt_send_numbered(mw_clt_t *c, const mw_schema_t *s, const void *msg, uint64_t *seq);
 int mw__clt_sess_send(mw_clt_t *c, const mw_schema_t *s, const void *msg, bool more, uint64_t *seq);
 int mw__clt_sess_recv(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap);
 void mw__clt_sess_pump_due(mw_clt_t *c);
@@ -102,5 +117,33 @@ void mw__clt_sess_pump_due(mw_clt_t *c);
 void mw__clt_sess_up(mw_clt_t *c);               /* handshakes done: logon */
 int mw__clt_sess_msg(mw_clt_t *c, const mw_schema_t *s, const void *msg); /* as mw__sess_rx */
 void mw__clt_sess_down(mw_clt_t *c);
+
+/* ---- clt_conn.c */
+/* opts.retry as the endpoint's backoff policy (max_attempts 0 resolved). */
+void mw__clt_backoff_opts(const mw_clt_opts_t *o, mw__backoff_opts_t *bo);
+void mw__clt_record_name(mw_clt_t *c);
+int mw__clt_conn_setup(mw_clt_t *c, mw_stream_t *s, mw_err_t *err);
+void mw__clt_conn_teardown(mw_clt_t *c);
+/* The Clt's connection while it has one, else NULL (tests look inside). */
+mw__conn_t *mw__clt_conn(mw_clt_t *c);
+/* Blocking over TLS: waits for the stream until dl (0 or MW_ETIMEDOUT). */
+int mw__clt_wait_stream(mw_clt_t *c, int events, uint64_t dl);
+/* Readiness the tx side needs, under the tx lock: MW_WANT_WRITE while bytes
+ * are queued, plus what the stream asks for (TLS may need writability). */
+int mw__clt_tx_want(mw_clt_t *c);
+int mw__clt_tx_flush(mw_clt_t *c); /* under txl */
+int mw__clt_read_more(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap);
+/* Calls opts.on_closed (once, after mw_clt_close) with result. True when
+ * the Clt was freed inside it: the caller frees it now, its mode's way. */
+bool mw__clt_closed(mw_clt_t *c, int result);
+
+/* The one read step of spin and blocking Clts (sessions included): the next
+ * buffered message, reading once first when none is (the driver's pull
+ * entry point). 0, MW_EAGAIN, or how the connection ended. */
+static inline int mw__clt_read(mw_clt_t *c, const mw_schema_t **s, void *msg, size_t cap) {
+    int r = mw__drv_recv(&c->drv, s, msg, cap);
+    /* (a spin poll that found nothing returns here: no call more) */
+    return r == MW_EAGAIN && (c->blocking_sock || !c->open) ? mw__clt_read_more(c, s, msg, cap) : r;
+}
 
 #endif

@@ -229,11 +229,6 @@ void mw__clt_sess_down(mw_clt_t *c) {
 
 /* ---- public ----------------------------------------------------------------------- */
 
-int mw_clt_send_seq(mw_clt_t *c, const mw_schema_t *s, const void *msg, uint64_t *seq) {
-    if (!c->sess) return MW_EINVAL;
-    return mw__clt_send_numbered(c, s, msg, seq);
-}
-
 uint64_t mw_clt_rx_seq(const mw_clt_t *c) { return c->sess ? mw__sess_rx_seq(c->sess) : 0; }
 unsigned mw_clt_rx_flags(const mw_clt_t *c) { return c->sess ? mw__sess_rx_flags(c->sess) : 0; }
 

@@ -1,4 +1,5 @@
-/* svc.c - the service: listener, connection pool, three run modes. */
+/* svc.c - the service: listener, connection pool, three run modes; its
+ * lifetime (references, cross-thread requests, the last one's release). */
 #include "svc_impl.h"
 #include "clock_impl.h"
 #include "conn_impl.h"
@@ -59,18 +60,26 @@ typedef struct id_req {
 } id_req_t;
 
 
+static void release(mw_svc_t *s);
+
+/* Drops a reference: the owner's (mw_svc_free) or a queued request's. */
+static void unref(mw_svc_t *s) {
+    if (atomic_fetch_sub(&s->refs, 1) == 1) release(s);
+}
+
 static void req_run(void *ud) {
     id_req_t *q = ud;
     mw_svc_t *s = q->s;
     slot_t *sl = atomic_load(&s->dead) || s->closed_all ? NULL : lookup(s, q->id);
     if (sl) q->fn(s, sl, q->arg);
     free(q);
-    if (atomic_fetch_sub(&s->refs, 1) == 1) mw__svc_release(s);
+    unref(s);
 }
 
 /* Runs fn(s, slot, arg) on the slot's io thread: now if this is that
- * thread (or the Svc is not threaded), else posted. */
-int mw__svc_on_slot_thread(mw_svc_t *s, slot_t *sl, mw_conn_id_t id, void (*fn)(mw_svc_t *, slot_t *, intptr_t),
+ * thread (or the Svc is not threaded), else posted (the id, not the slot,
+ * travels: a later connection in the slot is not it). 0 or MW_ENOMEM. */
+static int on_slot_thread(mw_svc_t *s, slot_t *sl, mw_conn_id_t id, void (*fn)(mw_svc_t *, slot_t *, intptr_t),
                           intptr_t arg) {
     mw_io_t *io = slot_io(s, sl);
     if (s->o.mode != MW_MODE_EVENT || mw__io_in_thread(io)) {
@@ -87,6 +96,21 @@ int mw__svc_on_slot_thread(mw_svc_t *s, slot_t *sl, mw_conn_id_t id, void (*fn)(
         free(q);
     }
     return r;
+}
+
+/* The last connection gone gives memory back (svc_slots.c), on the
+ * acceptor's thread, the only one that allocates slots. */
+static void shrink_posted(void *ud) {
+    mw_svc_t *s = ud;
+    if (!atomic_load(&s->dead) && !s->closed_all) mw__svc_slots_shrink(s);
+    unref(s);
+}
+
+/* Any thread, once nothing refers to the slot's connection any more. */
+static void free_slot(mw_svc_t *s, slot_t *sl) {
+    if (!mw__svc_free_slot(s, sl)) return;
+    atomic_fetch_add(&s->refs, 1); /* the Svc outlives the request */
+    if (mw_io_post(s->io, shrink_posted, s) < 0) atomic_fetch_sub(&s->refs, 1);
 }
 
 /* ---- the driver's callbacks ---------------------------------------------------- */
@@ -199,7 +223,7 @@ static void drv_gone(mw__drv_t *d) {
     slot_t *sl = d->ud;
     mw__conn_fini(&sl->conn);
     atomic_store(&sl->used, false);
-    mw__svc_free_slot(sl->svc, sl);
+    free_slot(sl->svc, sl);
 }
 
 /* ---- accepting ------------------------------------------------------------ */
@@ -217,7 +241,7 @@ static void drop_unattached(mw_svc_t *s, slot_t *sl) {
     mw__unlock(&sl->lk);
     mw__conn_fini(&sl->conn); /* (as drv_gone: without the lock) */
     atomic_store(&sl->used, false);
-    mw__svc_free_slot(s, sl);
+    free_slot(s, sl);
     if (s->o.mode != MW_MODE_EVENT) active_remove(s, sl->idx);
     atomic_fetch_sub(&s->nconns, 1);
     atomic_fetch_add(&s->closed, 1);
@@ -263,7 +287,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     int r = mw__conn_init(&sl->conn, st, s->proto, &co, &s->err); /* (the slot is not open: no sender) */
     if (r < 0) {
         atomic_store(&sl->used, false);
-        mw__svc_free_slot(s, sl);
+        free_slot(s, sl);
         return;
     }
     /* any thread may send: the slot's lock is the one lock of the conn and its streams */
@@ -277,7 +301,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     atomic_fetch_add(&s->nconns, 1);
     if (s->o.mode == MW_MODE_EVENT) {
         sl->w = &s->workers[s->next_worker++ % s->nworkers];
-        if (mw__svc_on_slot_thread(s, sl, make_id(sl), attach_posted, 0) < 0) {
+        if (on_slot_thread(s, sl, make_id(sl), attach_posted, 0) < 0) {
             mw__err_set(&sl->err, MW_ENOMEM, "cannot hand the connection to its worker");
             drop_unattached(s, sl);
         }
@@ -578,12 +602,28 @@ static void close_on_thread(mw_svc_t *s, slot_t *sl, intptr_t graceful) {
 
 int mw_svc_close_conn(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? mw__svc_on_slot_thread(s, sl, id, close_on_thread, 1) : MW_ECLOSED;
+    return sl ? on_slot_thread(s, sl, id, close_on_thread, 1) : MW_ECLOSED;
 }
 
 int mw_svc_abort_conn(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? mw__svc_on_slot_thread(s, sl, id, close_on_thread, 0) : MW_ECLOSED;
+    return sl ? on_slot_thread(s, sl, id, close_on_thread, 0) : MW_ECLOSED;
+}
+
+static void logout_on_thread(mw_svc_t *s, slot_t *sl, intptr_t arg) {
+    (void)s;
+    if (sl->sess) mw__sess_logout(sl->sess, MW_LOGOUT_NORMAL, (const char *)arg);
+    mw__err_set(&sl->err, MW_ESTATE, "logout: %s", (const char *)arg);
+    mw__drv_close(&sl->drv, MW_ESTATE, true);
+}
+
+int mw_svc_logout(mw_svc_t *s, mw_conn_id_t id, const char *reason) {
+    slot_t *sl = lookup(s, id);
+    if (!sl || !sl->sess) return sl ? MW_ESTATE : MW_ECLOSED;
+    /* the reason is copied into the message on the slot's thread: keep it static there */
+    static const char dflt[] = "logout by the service";
+    if (s->o.mode == MW_MODE_EVENT && !mw__io_in_thread(slot_io(s, sl))) reason = dflt;
+    return on_slot_thread(s, sl, id, logout_on_thread, (intptr_t)(reason ? reason : dflt));
 }
 
 static void pause_on_thread(mw_svc_t *s, slot_t *sl, intptr_t paused) {
@@ -593,12 +633,12 @@ static void pause_on_thread(mw_svc_t *s, slot_t *sl, intptr_t paused) {
 
 int mw_svc_pause_recv(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? mw__svc_on_slot_thread(s, sl, id, pause_on_thread, 1) : MW_ECLOSED;
+    return sl ? on_slot_thread(s, sl, id, pause_on_thread, 1) : MW_ECLOSED;
 }
 
 int mw_svc_resume_recv(mw_svc_t *s, mw_conn_id_t id) {
     slot_t *sl = lookup(s, id);
-    return sl ? mw__svc_on_slot_thread(s, sl, id, pause_on_thread, 0) : MW_ECLOSED;
+    return sl ? on_slot_thread(s, sl, id, pause_on_thread, 0) : MW_ECLOSED;
 }
 
 int mw_svc_set_serdes(mw_svc_t *s, mw_conn_id_t id, int dirs, const char *serdes) {
@@ -647,11 +687,11 @@ void mw_svc_free(mw_svc_t *s) {
         if (s->workers[i].own_io) mw_io_free(s->workers[i].io);
     if (s->o.mode != MW_MODE_EVENT) mw_io_free(s->io);
     s->io = NULL;
-    if (atomic_fetch_sub(&s->refs, 1) == 1) mw__svc_release(s);
+    unref(s);
 }
 
 /* The last reference: the owner's (mw_svc_free) or a queued request's. */
-void mw__svc_release(mw_svc_t *s) {
+static void release(mw_svc_t *s) {
     mw__svc_slots_free(s);
     if (s->have_tr) mw__transport_fini(&s->tr);
     mw__svc_sessions_fini(&s->stab);

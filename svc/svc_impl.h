@@ -1,6 +1,16 @@
 /* svc_impl.h - the Svc's private state, shared by svc.c (listener, pool,
- * run modes, sending, closing), svc_slots.c (O(1) slot allocation and
- * memory given back) and svc_sess.c (sessions on the Svc's connections). */
+ * run modes, sending, closing), svc_pull.c (the pull API of the spin and
+ * blocking modes), svc_sess.c (sessions on the Svc's connections) and
+ * svc_slots.c (O(1) slot allocation and memory given back).
+ *
+ * Layers: calls between these files go down only (tests/test_surface.c
+ * fails on a cycle):
+ *   svc.c        -> svc_pull.c, svc_sess.c, svc_slots.c
+ *   svc_pull.c   -> svc_sess.c
+ *   svc_sess.c   -> (nothing in svc/)
+ *   svc_slots.c  -> (nothing in svc/)
+ * svc.c owns the Svc's lifetime: its references, cross-thread requests and
+ * the last reference's release; the files below it never post or free. */
 #ifndef MW_SVC_IMPL_H
 #define MW_SVC_IMPL_H
 
@@ -115,19 +125,14 @@ static inline slot_t *lookup(const mw_svc_t *s, mw_conn_id_t id) {
 
 static inline mw_io_t *slot_io(const mw_svc_t *s, const slot_t *sl) { return sl->w ? sl->w->io : s->io; }
 
-/* svc.c */
-/* Runs fn(s, slot, arg) on the slot's io thread: now if this is that
- * thread (or the Svc is not threaded), else posted (the id, not the slot,
- * travels: a later connection in the slot is not it). 0 or MW_ENOMEM. */
-int mw__svc_on_slot_thread(mw_svc_t *s, slot_t *sl, mw_conn_id_t id, void (*fn)(mw_svc_t *, slot_t *, intptr_t),
-                           intptr_t arg);
-void mw__svc_release(mw_svc_t *s); /* the last reference */
-
 /* svc_slots.c */
 int mw__svc_slots_new(mw_svc_t *s);
 void mw__svc_slots_free(mw_svc_t *s);
 slot_t *mw__svc_alloc_slot(mw_svc_t *s);            /* the acceptor only; NULL: full */
-void mw__svc_free_slot(mw_svc_t *s, slot_t *sl);    /* any thread */
+/* Any thread. True: the last slot in use went; run mw__svc_slots_shrink on
+ * the acceptor's thread (the table's memory given back). */
+bool mw__svc_free_slot(mw_svc_t *s, slot_t *sl);
+void mw__svc_slots_shrink(mw_svc_t *s);
 uint32_t mw__svc_slots_seen(const mw_svc_t *s);     /* slots [0, n) were handed out */
 
 /* svc_sess.c (sessions on): a decoded message from sl. 1: hand it to the

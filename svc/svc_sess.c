@@ -1,7 +1,6 @@
 /* svc_sess.c - the Svc's sessions by id (see svc_sess_impl.h). */
 #include "svc_impl.h"
 #include "err_impl.h"
-#include "io_impl.h"
 #include "tcp_impl.h"
 
 #include <stdarg.h>
@@ -302,20 +301,4 @@ int mw_svc_session_stats(mw_svc_t *s, const char *session, mw_session_stats_t *s
     if (!ss) return MW_ECLOSED;
     mw__sess_stats(ss, st);
     return 0;
-}
-
-static void logout_on_thread(mw_svc_t *s, slot_t *sl, intptr_t arg) {
-    (void)s;
-    if (sl->sess) mw__sess_logout(sl->sess, MW_LOGOUT_NORMAL, (const char *)arg);
-    mw__err_set(&sl->err, MW_ESTATE, "logout: %s", (const char *)arg);
-    mw__drv_close(&sl->drv, MW_ESTATE, true);
-}
-
-int mw_svc_logout(mw_svc_t *s, mw_conn_id_t id, const char *reason) {
-    slot_t *sl = lookup(s, id);
-    if (!sl || !sl->sess) return sl ? MW_ESTATE : MW_ECLOSED;
-    /* the reason is copied into the message on the slot's thread: keep it static there */
-    static const char dflt[] = "logout by the service";
-    if (s->o.mode == MW_MODE_EVENT && !mw__io_in_thread(slot_io(s, sl))) reason = dflt;
-    return mw__svc_on_slot_thread(s, sl, id, logout_on_thread, (intptr_t)(reason ? reason : dflt));
 }

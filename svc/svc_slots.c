@@ -79,20 +79,18 @@ slot_t *mw__svc_alloc_slot(mw_svc_t *s) {
     return sl;
 }
 
-static void shrink_posted(void *ud);
-
 /* Any thread, once nothing refers to the slot's connection any more. The
  * push comes before the count drops: a shrink that finds no slot in use
- * finds every free slot on the stack. */
-void mw__svc_free_slot(mw_svc_t *s, slot_t *sl) {
+ * finds every free slot on the stack. True when this was the last slot in
+ * use of a table worth shrinking: the caller has mw__svc_slots_shrink run
+ * on the acceptor's thread. */
+bool mw__svc_free_slot(mw_svc_t *s, slot_t *sl) {
     uint32_t head = atomic_load_explicit(&s->freed, memory_order_relaxed);
     do sl->next_free = head;
     while (!atomic_compare_exchange_weak_explicit(&s->freed, &head, sl->idx, memory_order_release,
                                                   memory_order_relaxed));
-    if (atomic_fetch_sub(&s->nused, 1) != 1 || !s->slots_mapped || s->closed_all) return;
-    if (mw__svc_slots_seen(s) < SHRINK_MIN) return;
-    atomic_fetch_add(&s->refs, 1); /* the Svc outlives the request */
-    if (mw_io_post(s->io, shrink_posted, s) < 0) atomic_fetch_sub(&s->refs, 1);
+    if (atomic_fetch_sub(&s->nused, 1) != 1 || !s->slots_mapped || s->closed_all) return false;
+    return mw__svc_slots_seen(s) >= SHRINK_MIN;
 }
 
 /* The last connection has gone: the memory many connections used comes
@@ -105,7 +103,7 @@ void mw__svc_free_slot(mw_svc_t *s, slot_t *sl) {
  * thread (the only one that allocates slots), and only after more than
  * SHRINK_MIN slots were in use, so a lone client coming and going costs
  * nothing. */
-static void shrink_slots(mw_svc_t *s) {
+void mw__svc_slots_shrink(mw_svc_t *s) {
     if (atomic_load(&s->nused) != 0) return; /* a client came meanwhile */
     uint32_t hw = mw__svc_slots_seen(s);
     if (hw < SHRINK_MIN) return;
@@ -120,12 +118,6 @@ static void shrink_slots(mw_svc_t *s) {
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif
-}
-
-static void shrink_posted(void *ud) {
-    mw_svc_t *s = ud;
-    if (!atomic_load(&s->dead) && !s->closed_all) shrink_slots(s);
-    if (atomic_fetch_sub(&s->refs, 1) == 1) mw__svc_release(s);
 }
 
 /* The table is zero until used: from mmap when large, so that its pages
