@@ -294,7 +294,10 @@ static void on_ttl(mw_io_timer_t *t, void *ud) {
 /* Hands the connected stream (handshakes not done yet) to the driver. */
 static void attach_conn(mw_clt_t *c) {
     c->state = MW_CLT_HANDSHAKING;
+    /* under the tx lock: a sender picks its path from the driver's state */
+    txl(c);
     int r = mw__drv_start(&c->drv, io_of(c), &c->conn, &c->drv_cfg, c);
+    txu(c);
     if (r < 0) {
         mw__err_set(&c->err, r, "cannot register with the io");
         mw__clt_conn_teardown(c);

@@ -37,9 +37,9 @@ struct mw_clt {
     mw__url_t url;
     mw__transport_t tr;
     bool have_tr;
-    bool open;
+    atomic_bool open;
     bool poll_wait;        /* blocking mode over TLS: nonblocking socket, waits in poll() */
-    bool split;            /* mw_clt_sender/receiver handed out: recv leaves tx alone */
+    atomic_bool split;     /* mw_clt_sender/receiver handed out: recv leaves tx alone */
     mw_err_t err;          /* connect / lifecycle errors; I/O errors live in conn */
     mw_idle_t tx_idle;     /* busywait state, one per thread side */
     mw_idle_t rx_idle;

@@ -432,7 +432,7 @@ static void step_up(mw__drv_t *d, int events) {
 /* ---- handshakes ------------------------------------------------------------------ */
 
 static void became_up(mw__drv_t *d) {
-    d->state = MW__DRV_UP;
+    __atomic_store_n(&d->state, MW__DRV_UP, __ATOMIC_RELAXED);
     mw_io_timer_stop(d->io, &d->t_hs);
     if (d->cfg->first_msg_timeout_ns > 0 && !d->got_first) /* the same timer, now for the first message */
         mw_io_timer_at(d->io, &d->t_hs, d->started_at + (uint64_t)d->cfg->first_msg_timeout_ns);
@@ -548,7 +548,7 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
     mw_io_timer_stop(d->io, &d->t_more);
     mw_io_timer_stop(d->io, &d->t_rx);
     bool was_up = d->state == MW__DRV_UP;
-    d->state = MW__DRV_LINGER; /* no more messages either way */
+    __atomic_store_n(&d->state, MW__DRV_LINGER, __ATOMIC_RELAXED); /* no more messages either way */
     /* The WebSocket close frame, with the code that matches the reason. A
      * stream takes nothing after it, so a lingering close that still has
      * messages queued sends it once they are written (linger_step). */
@@ -729,11 +729,11 @@ int mw__drv_start(mw__drv_t *d, mw_io_t *io, mw__conn_t *conn, const mw__drv_cfg
      * per call, fairly across connections): its rx buffer is full size from
      * the first read, as fill-then-deliver in push mode needs only a small one. */
     if (!cfg->on_msg) conn->rx.buf_want = conn->rx.buf_max;
-    d->state = MW__DRV_HANDSHAKE;
+    __atomic_store_n(&d->state, MW__DRV_HANDSHAKE, __ATOMIC_RELAXED);
     mw_sel_src_init(&d->src, mw__stream_fd(conn->stream), want_of(d), on_ready, d);
     int r = mw_io_add(io, &d->src);
     if (r < 0) {
-        d->state = MW__DRV_OFF;
+        __atomic_store_n(&d->state, MW__DRV_OFF, __ATOMIC_RELAXED);
         return r;
     }
     d->last_rx_ns = d->started_at = mw_io_now(io);
@@ -766,5 +766,5 @@ void mw__drv_stop(mw__drv_t *d) {
     mw_io_timer_stop(d->io, &d->t_rx);
     mw__io_keep_unlink(d->io, &d->keep);
     atomic_store(&d->want_drain, false);
-    d->state = MW__DRV_OFF;
+    __atomic_store_n(&d->state, MW__DRV_OFF, __ATOMIC_RELAXED);
 }

@@ -300,8 +300,12 @@ bool mw__drv_leave(mw__drv_t *d);
  * (" (the peer seems to send JSON text: is its serdes \"text\"?)"), or "". */
 const char *mw__conn_peer_hint(const mw__conn_t *c);
 
-static inline bool mw__drv_attached(const mw__drv_t *d) { return d->state != MW__DRV_OFF; }
+/* Senders on other threads read the state (under the send lock, which not
+ * every transition takes: HANDSHAKE -> UP, say): relaxed atomic accesses. */
+static inline bool mw__drv_attached(const mw__drv_t *d) {
+    return __atomic_load_n(&d->state, __ATOMIC_RELAXED) != MW__DRV_OFF;
+}
 /* True while messages flow (handshakes done, not closing). */
-static inline bool mw__drv_up(const mw__drv_t *d) { return d->state == MW__DRV_UP; }
+static inline bool mw__drv_up(const mw__drv_t *d) { return __atomic_load_n(&d->state, __ATOMIC_RELAXED) == MW__DRV_UP; }
 
 #endif
