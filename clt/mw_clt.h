@@ -152,8 +152,9 @@ typedef struct mw_clt_opts {
      * the connection (its text: mw_clt_last_error, also inside
      * on_closed). Spin/blocking: inside mw_clt_close, before it returns.
      * Event mode: inside mw_clt_close when nothing lingers (no connection,
-     * or linger_ns 0), else on the io thread once the linger ends. mw_clt_free(c) may be called inside it (event mode: the free
-     * runs right after the callback returns, from the io). Any mode. */
+     * or linger_ns 0), else on the io thread once the linger ends.
+     * mw_clt_free(c) may be called inside it (event mode: the free runs
+     * right after the callback returns, from the io). Any mode. */
     void (*on_closed)(mw_clt_t *c, int result, void *ud);
     /* How long mw_clt_close may linger to deliver what send accepted, in
      * every mode. A lingering close writes every accepted byte, then ends
