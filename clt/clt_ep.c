@@ -255,6 +255,10 @@ static void on_gone_timer(mw_io_timer_t *t, void *ud) {
 
 static void drv_gone(mw__drv_t *d) {
     mw_clt_t *c = d->ud;
+    if (c->stopped && d->end_result != 0) { /* how the user's close ended, for mw_clt_last_error in on_closed */
+        const char *why = mw__conn_last_error(&c->conn);
+        mw__err_set(&c->err, d->end_result, "%s", *why ? why : mw_strerror(d->end_result));
+    }
     mw__clt_conn_teardown(c);
     /* from a timer: schedule may free the Clt, and the driver is still on
      * this stack */

@@ -145,12 +145,16 @@ typedef struct mw_clt_opts {
      * when every byte send accepted was written (lingering: and the peer
      * then closed its side, so it has read them); MW_ETIMEDOUT when
      * linger_ns ran out first (with linger_ns 0: bytes were still queued
-     * and are lost); else the error that ended the connection (its text:
-     * mw_clt_last_error). Spin/blocking: inside mw_clt_close, before it
-     * returns. Event mode: inside mw_clt_close when nothing lingers (no
-     * connection, or linger_ns 0), else on the io thread once the linger
-     * ends. mw_clt_free(c) may be called inside it (event mode: the free
-     * runs right after the callback returns, from the io). Any mode. */
+     * and are lost); MW_ECLOSED when the peer reset the connection during
+     * the linger (it closed with bytes unread: its kernel dropped them, and
+     * ours not sent yet; text "the peer reset the connection during the
+     * linger: what it had not read may be lost"); else the error that ended
+     * the connection (its text: mw_clt_last_error, also inside
+     * on_closed). Spin/blocking: inside mw_clt_close, before it returns.
+     * Event mode: inside mw_clt_close when nothing lingers (no connection,
+     * or linger_ns 0), else on the io thread once the linger ends.
+     * mw_clt_free(c) may be called inside it (event mode: the free runs
+     * right after the callback returns, from the io). Any mode. */
     void (*on_closed)(mw_clt_t *c, int result, void *ud);
     /* How long mw_clt_close may linger to deliver what send accepted, in
      * every mode. A lingering close writes every accepted byte, then ends

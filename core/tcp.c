@@ -35,6 +35,10 @@ typedef struct tcp {
     int cstate;         /* CONNECTED, CONNECTING, or the connect error */
     bool block_when_up; /* opts.blocking, applied when the connect completes */
     int wflags;         /* extra sendmsg flags: MSG_DONTWAIT for never-blocking writes */
+    /* The connection was reset (see note_reset) / our write side was shut
+     * (mw__tcp_shutdown). Set and read with __atomic builtins: a split
+     * sender's write may fail while the receiver's read fails. */
+    bool reset, shut_wr;
     char peer[NAME_MAX_LEN]; /* for error text: the address is gone after a reset */
 } tcp_t;
 
@@ -146,8 +150,25 @@ static int bind_local(int fd, int family, const char *spec, mw_err_t *err) {
 
 static const mw__stream_ops_t tcp_ops;
 
+/* A reset keeps the code every reader expects for a vanished peer
+ * (MW_ECLOSED, mw__err_from_errno) and its text ("Connection reset by
+ * peer"), and is remembered here for the one caller that must tell it from
+ * an orderly EOF: a lingering close, which promises that the peer closed
+ * after reading everything (mw__tcp_was_reset). It is a fact of the
+ * connection, not of one call: the first call after the RST, read or
+ * write, gets ECONNRESET and later ones see EOF or EPIPE, so a reset met by
+ * a write whose failure nobody reports (a TLS close_notify, a WebSocket
+ * close frame) would otherwise look like an orderly end to the next read.
+ * EPIPE: writes after the connection died (or after a RST answered data
+ * sent to a peer that had closed), unless we shut the write side. */
+static void note_reset(tcp_t *t, int e) {
+    if (e == ECONNRESET || e == ECONNABORTED || (e == EPIPE && !__atomic_load_n(&t->shut_wr, __ATOMIC_RELAXED)))
+        __atomic_store_n(&t->reset, true, __ATOMIC_RELAXED);
+}
+
 static int io_fail(tcp_t *t, const char *op, int e) {
     if (t->fd < 0) return mw__err_set(&t->base.err, MW_ECLOSED, "%s %s: stream closed", op, t->peer);
+    note_reset(t, e);
     return mw__err_set_errno(&t->base.err, e, "%s %s", op, t->peer);
 }
 
@@ -246,6 +267,25 @@ static tcp_t *find_tcp(const mw_stream_t *s) {
 }
 
 bool mw__is_tcp(const mw_stream_t *s) { return s && s->ops == &tcp_ops; }
+
+void mw__tcp_shutdown(mw_stream_t *s) {
+    tcp_t *t = find_tcp(s);
+    if (!t || t->fd < 0) return;
+    __atomic_store_n(&t->shut_wr, true, __ATOMIC_RELAXED);
+    (void)shutdown(t->fd, SHUT_WR);
+}
+
+bool mw__tcp_was_reset(mw_stream_t *s) {
+    tcp_t *t = find_tcp(s);
+    if (!t) return false;
+    if (!__atomic_load_n(&t->reset, __ATOMIC_RELAXED) && t->fd >= 0) {
+        /* A RST that came after the peer's FIN: reads see only the EOF */
+        int e = 0;
+        socklen_t len = sizeof e;
+        if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e) note_reset(t, e);
+    }
+    return __atomic_load_n(&t->reset, __ATOMIC_RELAXED);
+}
 
 /* ---- connect ------------------------------------------------------------- */
 

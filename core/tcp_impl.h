@@ -50,6 +50,18 @@ int mw__tcp_peer_name(const mw_stream_t *s, char *buf, size_t cap);
 int mw__tcp_local_name(const mw_stream_t *s, char *buf, size_t cap);
 /* True if s is a TCP stream (by ops table). */
 bool mw__is_tcp(const mw_stream_t *s);
+/* Shuts the write side (FIN) of the TCP stream under s (s may be a
+ * decorator stack). Best effort; nothing without a TCP stream. */
+void mw__tcp_shutdown(mw_stream_t *s);
+/* True once the TCP connection under s was reset (ECONNRESET or
+ * ECONNABORTED on a read or write, or EPIPE on a write before our
+ * mw__tcp_shutdown): what either side had not read yet may be lost. Reads
+ * and writes still return MW_ECLOSED for it, as for any peer that left;
+ * only a caller that must tell a reset from an orderly EOF asks (a
+ * lingering close). Also takes a reset the socket holds but no call met
+ * yet (SO_ERROR, which it clears: call it when the connection is ending).
+ * False without a TCP stream. */
+bool mw__tcp_was_reset(mw_stream_t *s);
 
 /* ---- Listener ----------------------------------------------------------- */
 typedef struct mw__listener mw__listener_t;

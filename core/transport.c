@@ -3,7 +3,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "mw_clock.h"
 #include "mw_record.h"
@@ -140,6 +139,7 @@ void mw__transport_shutdown(mw_stream_t *s) {
             mw__tls_shutdown(x);
             break;
         }
-    int fd = s ? mw__stream_fd(s) : -1;
-    if (fd >= 0) (void)shutdown(fd, SHUT_WR);
+    mw__tcp_shutdown(s); /* (through the stream: an EPIPE after it is no reset) */
 }
+
+bool mw__transport_peer_reset(mw_stream_t *s) { return s && mw__tcp_was_reset(s); }

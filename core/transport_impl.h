@@ -93,6 +93,13 @@ void mw__transport_close(mw_stream_t *s, int reason, const char *why, bool going
  * then FIN (shutdown of the socket's write side). Reads still work, so the
  * caller can drain the peer's input until its EOF. Best effort. */
 void mw__transport_shutdown(mw_stream_t *s);
+/* True once the peer reset the connection under s (TLS and WebSocket read
+ * it through their inner stream; see mw__tcp_was_reset): what it had not
+ * read may be lost. Its reads and writes report MW_ECLOSED as for an
+ * orderly close; a lingering close asks this before it calls the end
+ * clean. Clears the socket's pending error: for a connection that is
+ * ending. */
+bool mw__transport_peer_reset(mw_stream_t *s);
 /* Nonblocking step: 1 done, MW_EAGAIN (wait for mw__stream_want), or error. */
 static inline int mw__transport_step(mw_stream_t *s) {
     return mw__stream_handshake(s);

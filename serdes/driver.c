@@ -472,10 +472,38 @@ static void step_handshake(mw__drv_t *d) {
 
 /* ---- graceful close ------------------------------------------------------------- */
 
+/* The linger is over: r 0 (everything written, the peer's EOF read),
+ * MW_ETIMEDOUT (linger_ns ran out) or the failure that ended it; the
+ * result goes to on_gone (end_result), and its sentence to the conn's rx
+ * error unless an earlier failure's is there (a plain "peer closed" is
+ * replaced). A reset is no clean end, however the stack reported it: the
+ * TCP stream maps it to MW_ECLOSED like an orderly EOF (every other reader
+ * only needs "the peer left"; TLS and WebSocket pass it on as "closed
+ * without close_notify / a close frame"), and after the first call that
+ * met it, reads see a plain EOF. The transport remembers it
+ * (mw__transport_peer_reset): the peer's kernel dropped what it had not
+ * read, and our unsent bytes with it. */
+static void linger_end(mw__drv_t *d, int r) {
+    mw__conn_t *c = d->conn;
+    bool plain = !c->rx.err.code || c->rx.err.code == MW_ECLOSED;
+    if ((r == 0 || r == MW_ECLOSED) && mw__transport_peer_reset(c->stream)) {
+        r = MW_ECLOSED;
+        if (plain)
+            mw__err_set(&c->rx.err, r, "the peer reset the connection during the linger: what it had not read may be lost");
+    } else if (r == MW_ETIMEDOUT && plain) {
+        mw__err_set(&c->rx.err, r, "the linger ran out (%lld ms) before %s",
+                    (long long)(d->cfg->linger_ns / MW_NS_PER_MS),
+                    mw__conn_tx_pending(c) ? "every accepted byte was written" : "the peer closed its side");
+    } else if (r < 0 && plain && !c->tx.err.code) { /* a read (or the stream's own write) failed */
+        mw__err_set(&c->rx.err, r, "close: %s", c->stream->err.code ? mw_stream_last_error(c->stream) : mw_strerror(r));
+    }
+    d->end_result = r;
+    finish(d);
+}
+
 static void on_linger(mw_io_timer_t *t, void *ud) {
     (void)t;
-    ((mw__drv_t *)ud)->end_result = MW_ETIMEDOUT;
-    finish(ud); /* the peer kept the connection past the linger: give up on it */
+    linger_end(ud, MW_ETIMEDOUT); /* the peer kept the connection past the linger: give up on it */
 }
 
 /* Writes what was accepted, then FIN, then reads (and drops) until the
@@ -495,8 +523,7 @@ static void linger_step(mw__drv_t *d) {
         r = n < 0 ? (int)n : (mw__stream_want(c->stream) & MW_WANT_WRITE) ? MW_EAGAIN : 0;
     }
     if (r < 0 && r != MW_EAGAIN) {
-        d->end_result = r;
-        finish(d);
+        linger_end(d, r);
         return;
     }
     if (r == 0 && !d->shut_wr) {
@@ -511,12 +538,19 @@ static void linger_step(mw__drv_t *d) {
         if (n == MW_EAGAIN) break;
         if (n < 0) {
             c->rx_eof = true;
+            if (mw__transport_peer_reset(c->stream)) { /* nothing more goes out either */
+                linger_end(d, MW_ECLOSED);
+                return;
+            }
+            /* The peer's EOF, or a failure (a stream that cannot be read
+             * any more): its result once the writes are done (an HTTP error
+             * answer or a TLS alert may still be going out). */
+            d->end_result = n == MW_ECLOSED ? 0 : (int)n;
             break;
         }
     }
     if (c->rx_eof && d->shut_wr) {
-        d->end_result = 0;
-        finish(d);
+        linger_end(d, d->end_result);
         return;
     }
     rearm(d);

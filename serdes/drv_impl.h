@@ -94,9 +94,11 @@ struct mw__drv {
                                  waits until the queued messages are written */
     int bye_reason;
     int end_result;           /* how the detach ended (for on_gone): 0 every accepted byte
-                                 written (and, lingering, the peer's EOF seen), MW_ETIMEDOUT
-                                 linger_ns ran out (a close without linger: bytes left
-                                 queued), or the error that ended the write side */
+                                 written (and, lingering, the peer's orderly EOF seen),
+                                 MW_ETIMEDOUT linger_ns ran out (a close without linger:
+                                 bytes left queued), MW_ECLOSED the peer reset the
+                                 connection while lingering (the conn's rx error says so),
+                                 or the error that ended the linger's writes or reads */
     atomic_bool want_drain;   /* a send saw MW_EAGAIN */
     atomic_bool arm_posted;   /* a cross-thread arm is queued */
 };

@@ -117,6 +117,23 @@ typedef struct mw_svc_opts {
      * (MW_EPROTO, MW_ETOOBIG, MW_EUTF8, MW_ETLS, ...; text: mw_svc_conn_error).
      * May be NULL. */
     void (*on_close)(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud);
+    /* A close asked for with mw_svc_close_conn has finished: its linger is
+     * over and the socket is closed (on_close came first, at the close).
+     * id: the id on_close reported (stale: only mw_svc_conn_error(s, id)
+     * answers for it, inside this callback, with the text of result).
+     * result: 0 when every reply accepted for it was written (lingering:
+     * and the client then closed its side, so it has read them);
+     * MW_ETIMEDOUT when linger_ns ran out first (with linger_ns 0: replies
+     * were still queued and are lost); MW_ECLOSED when the client reset
+     * the connection ("the peer reset the connection during the linger:
+     * what it had not read may be lost"); else the error that ended it.
+     * Once per connection that mw_svc_close_conn closed (not for one that
+     * ended before the close ran, nor for mw_svc_abort_conn, nor for one
+     * still lingering at mw_svc_close / mw_svc_free), on the thread that
+     * runs that connection's callbacks (spin/blocking: inside mw_svc_poll,
+     * mw_svc_recv, or mw_svc_close_conn itself when nothing lingers). It
+     * must not free the Svc. May be NULL. */
+    void (*on_closed)(mw_svc_t *s, mw_conn_id_t id, int result, void *ud);
     /* A send to id returned MW_EAGAIN (its queue was full) and the queue has
      * since drained to its low-water mark: send again. May be NULL. */
     void (*on_drain)(mw_svc_t *s, mw_conn_id_t id, void *ud);
@@ -208,8 +225,10 @@ MW_API int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg
  * written, then the socket's write side is shut (FIN) and input is read and
  * dropped until the client closes too, bounded by opts.linger_ns. Unread
  * input therefore never turns the close into an RST that would destroy the
- * replies. The id is stale at once (sends return MW_ECLOSED). Deferred
- * inside its own callbacks. Any thread in event mode. 0 or MW_ECLOSED. */
+ * replies. The id is stale at once (sends return MW_ECLOSED). opts.on_closed
+ * says how it ended (a client that resets the connection meanwhile may have
+ * lost replies: MW_ECLOSED there). Deferred inside its own callbacks. Any
+ * thread in event mode. 0 or MW_ECLOSED. */
 MW_API int mw_svc_close_conn(mw_svc_t *s, mw_conn_id_t id);
 /* Closes at once: queued bytes are dropped and unread input makes the
  * kernel send an RST. on_close reason MW_ESTATE. 0 or MW_ECLOSED. */

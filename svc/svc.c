@@ -221,9 +221,24 @@ static void drv_closed(mw__drv_t *d, int reason) {
  * (mw__stream_share_lock). */
 static void drv_gone(mw__drv_t *d) {
     slot_t *sl = d->ud;
+    mw_svc_t *s = sl->svc;
+    bool report = sl->close_asked && s->o.on_closed && !s->closed_all;
+    sl->close_asked = false;
+    if (report) { /* its text, while the conn still has it (mw_svc_conn_error inside on_closed) */
+        const char *why = mw__conn_last_error(&sl->conn);
+        if (d->end_result == 0) mw_err_clear(&sl->err);
+        else mw__err_set(&sl->err, d->end_result, "%s", *why ? why : mw_strerror(d->end_result));
+    }
     mw__conn_fini(&sl->conn);
+    if (report) {
+        /* the id on_close reported: drv_closed bumped the generation since */
+        mw_conn_id_t id = ((uint64_t)(atomic_load(&sl->gen) - 1) << 32) | sl->idx;
+        atomic_store(&sl->reporting, true);
+        s->o.on_closed(s, id, d->end_result, s->o.ud);
+        atomic_store(&sl->reporting, false);
+    }
     atomic_store(&sl->used, false);
-    free_slot(sl->svc, sl);
+    free_slot(s, sl);
 }
 
 /* ---- accepting ------------------------------------------------------------ */
@@ -296,6 +311,7 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     sl->conn.rx.hook = s->o.on_recvd;
     sl->conn.tx.hook_ud = sl->conn.rx.hook_ud = s->o.hook_ud;
     mw_err_clear(&sl->err);
+    sl->close_asked = false;
     atomic_store(&sl->open, true);
     atomic_fetch_add(&s->accepted, 1);
     atomic_fetch_add(&s->nconns, 1);
@@ -597,6 +613,7 @@ int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg) {
 
 static void close_on_thread(mw_svc_t *s, slot_t *sl, intptr_t graceful) {
     (void)s;
+    if (graceful) sl->close_asked = true; /* on_closed says how it ended */
     mw__drv_close(&sl->drv, MW_ESTATE, graceful != 0);
 }
 

@@ -45,7 +45,10 @@ typedef struct slot {
     atomic_bool open;         /* the application's: from accept until on_close */
     uint32_t idx;
     uint32_t next_free;       /* free-list link (NO_SLOT: none) */
-    mw_err_t err;             /* why it closed; kept for on_close / conn_error */
+    mw_err_t err;             /* why it closed; kept for on_close / conn_error (and, inside
+                                 on_closed, how its close ended) */
+    bool close_asked;         /* mw_svc_close_conn closed it: on_closed reports the end */
+    atomic_bool reporting;    /* inside on_closed: conn_error answers for the closed id */
     mw__sess_t *sess;         /* sessions: the one this connection logged on to (set and read
                                  with __atomic builtins: senders read it without a lock) */
     mw_io_timer_t t_sess;     /* sessions: heartbeats, resend, logon timeout */

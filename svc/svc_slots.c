@@ -154,7 +154,9 @@ const char *mw_svc_conn_error(const mw_svc_t *s, mw_conn_id_t id) {
     uint32_t idx = (uint32_t)id;
     if (idx >= s->cap) return "";
     const slot_t *sl = &s->slots[idx];
-    if (atomic_load(&sl->gen) != (uint32_t)(id >> 32)) return "";
+    uint32_t gen = atomic_load(&sl->gen), want = (uint32_t)(id >> 32);
+    if (gen != want) /* inside on_closed the id is the one before (drv_gone) */
+        return atomic_load(&sl->reporting) && gen - 1 == want ? mw_err_text(&sl->err) : "";
     if (sl->err.code) return mw_err_text(&sl->err);
     return atomic_load(&sl->used) ? mw__conn_last_error(&sl->conn) : "";
 }

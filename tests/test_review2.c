@@ -4,6 +4,8 @@
  * 1. A graceful close whose peer answers with a reset (it closed with our
  *    bytes unread) must not report success in on_closed: 0 promises that
  *    every accepted byte was written and the peer then closed its side.
+ *    The Clt in every mode, over tcp, tls, ws and wss, and the Svc's
+ *    on_closed after mw_svc_close_conn.
  * 2. Once a stream stack shares its owner's lock (mw__stream_share_lock),
  *    its tx operations must only run with that lock held. The transport's
  *    close helper (mw__transport_close, called by the driver without the
@@ -24,14 +26,17 @@
 #include "mw_stream.h"
 #include "mw_transport.h"
 #include "mw_ws.h"
+#include "mw_svc.h"
 #include "svc_impl.h"
 #include "clock_impl.h"
 #include "conn_impl.h"
 #include "stream_impl.h"
+#include "tcp_impl.h"
 #include "transport_impl.h"
 #include "ws_impl.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -47,25 +52,35 @@
 #define WAIT_MS 10000
 
 /* ---- 1. a reset during the linger is not a clean close ------------------------
- * DISABLED (build with -DMW_REVIEW2_RESET to run it; it fails today): the
- * TCP stream maps ECONNRESET on read to MW_ECLOSED (mw__err_from_errno), the
- * code of the peer's orderly EOF, so the driver's linger (linger_step in
- * serdes/driver.c) cannot tell a reset from a FIN and on_closed reports 0.
- * The fix needs a read result that keeps the reset apart (a distinct code,
- * or the stream's own "reset" flag), which changes what every reader of a
- * reset sees: left to the lead. */
-#ifdef MW_REVIEW2_RESET
+ * The TCP stream reports a reset as MW_ECLOSED, as it does the peer's
+ * orderly EOF (what every reader of a vanished peer expects); the
+ * transport remembers the reset (mw__transport_peer_reset) and the
+ * driver's linger asks it before it calls the end clean. A peer resets
+ * here by closing its socket with SO_LINGER {1, 0} (an RST, whatever it
+ * holds unread). */
 
 typedef struct closed {
     atomic_int calls;
     atomic_int result;
+    char text[MW_ERR_TEXT_MAX]; /* mw_clt_last_error / mw_svc_conn_error inside on_closed */
 } closed_t;
 
 static void on_closed(mw_clt_t *c, int result, void *ud) {
-    (void)c;
     closed_t *k = ud;
+    snprintf(k->text, sizeof k->text, "%s", mw_clt_last_error(c));
     atomic_store(&k->result, result);
     atomic_fetch_add(&k->calls, 1);
+}
+
+static bool closed_called(void *ud) { return atomic_load(&((closed_t *)ud)->calls) > 0; }
+
+/* on_closed came once and says the peer reset the connection. */
+static void expect_reset(closed_t *k) {
+    assert_int_equal(atomic_load(&k->calls), 1);
+    int r = atomic_load(&k->result);
+    if (r == 0) fail_msg("on_closed said 0 (delivered and read) after the peer reset the connection");
+    if (r != MW_ECLOSED) fail_msg("on_closed said %s (%s), not MW_ECLOSED for the reset", mw_errname(r), k->text);
+    if (!strstr(k->text, "reset the connection")) fail_msg("the close's text does not tell the reset: \"%s\"", k->text);
 }
 
 static int raw_listen(int *port) {
@@ -80,40 +95,76 @@ static int raw_listen(int *port) {
     return fd;
 }
 
+static void wait_readable(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+}
+
+/* close() that sends an RST rather than a FIN */
+static void reset_close(int fd) {
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(fd);
+}
+
+static void clt_opts(mw_clt_opts_t *o, mw_mode_t mode, mw_io_t *io, closed_t *k) {
+    mw_clt_opts_init(o);
+    o->mode = mode;
+    o->event.io = io;
+    o->on_closed = on_closed;
+    o->ud = k;
+    o->linger_ns = 10 * MW_NS_PER_S; /* a linger that ends by the clock would be MW_ETIMEDOUT */
+}
+
+/* An event Clt's close, run on its io thread. */
+typedef struct closing {
+    mw_clt_t *c;
+    atomic_bool ran;
+} closing_t;
+
+static void close_posted(void *ud) {
+    closing_t *x = ud;
+    mw_clt_close(x->c);
+    atomic_store(&x->ran, true);
+}
+
+static bool close_ran(void *ud) { return atomic_load(&((closing_t *)ud)->ran); }
+
+/* Event mode: mw_clt_close on the io thread; the linger runs there. */
+static void close_event(mw_clt_t *c, mw_io_t *io) {
+    closing_t x = {.c = c};
+    assert_int_equal(mw_io_post(io, close_posted, &x), 0);
+    assert_true(mw_wait_until(close_ran, &x, WAIT_MS));
+}
+
+/* Spin/blocking: the peer resets with our message unread before the close,
+ * and the close's linger meets the reset. */
 static void reset_mid_linger(mw_mode_t mode) {
     int port;
     int lfd = raw_listen(&port);
     closed_t k = {0};
     mw_clt_opts_t o;
-    mw_clt_opts_init(&o);
-    o.mode = mode;
-    o.on_closed = on_closed;
-    o.ud = &k;
+    clt_opts(&o, mode, NULL, &k);
     char url[64];
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
     mw_clt_t *c;
     mw_err_t err = {0};
     if (mw_clt_connect(&c, url, &test_protocol, &o, &err) != 0) fail_msg("connect: %s", mw_err_text(&err));
-    struct pollfd p = {.fd = lfd, .events = POLLIN};
-    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+    wait_readable(lfd);
     int sfd = accept(lfd, NULL, NULL);
     assert_true(sfd >= 0);
 
     ping_t m = {.seq = 1};
     assert_int_equal(mw_clt_send(c, ping_schema(), &m), 0);
+    assert_int_equal(mw_clt_flush(c), 0);
     /* the peer has our message in its socket and closes without reading it:
      * the kernel answers with a reset, and the message is lost */
-    p = (struct pollfd){.fd = sfd, .events = POLLIN};
-    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    assert_int_equal(setsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
-    close(sfd);
+    wait_readable(sfd);
+    reset_close(sfd);
     close(lfd);
 
     mw_clt_close(c); /* spin/blocking: the linger runs inside */
-    assert_int_equal(atomic_load(&k.calls), 1);
-    int r = atomic_load(&k.result);
-    if (r == 0) fail_msg("on_closed said 0 (delivered and read) after the peer reset the connection");
+    expect_reset(&k);
     mw_clt_free(c);
 }
 
@@ -127,7 +178,283 @@ static void test_review2_blocking_close_reset_mid_linger_is_an_error(void **stat
     reset_mid_linger(MW_MODE_BLOCKING);
 }
 
-#endif
+/* Event mode: the close runs first (everything written, FIN, the linger
+ * waits for the peer's EOF), then the peer resets with our message unread. */
+static void test_review2_event_close_reset_mid_linger_is_an_error(void **state) {
+    (void)state;
+    int port;
+    int lfd = raw_listen(&port);
+    mw_io_t *io;
+    mw_err_t err = {0};
+    assert_int_equal(mw_io_new(&io, NULL, &err), 0);
+    assert_int_equal(mw_io_start(io, NULL), 0);
+    closed_t k = {0};
+    mw_clt_opts_t o;
+    clt_opts(&o, MW_MODE_EVENT, io, &k);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    mw_clt_t *c;
+    if (mw_clt_connect(&c, url, &test_protocol, &o, &err) != 0) fail_msg("connect: %s", mw_err_text(&err));
+    wait_readable(lfd);
+    int sfd = accept(lfd, NULL, NULL);
+    assert_true(sfd >= 0);
+    ping_t m = {.seq = 1};
+    assert_int_equal(mw_clt_send(c, ping_schema(), &m), 0);
+    wait_readable(sfd);
+    close_event(c, io);
+    assert_int_equal(atomic_load(&k.calls), 0); /* lingering: the peer neither read nor closed */
+    reset_close(sfd);
+    close(lfd);
+    assert_true(mw_wait_until(closed_called, &k, WAIT_MS));
+    mw_io_stop(io);
+    expect_reset(&k);
+    mw_clt_free(c);
+    mw_io_free(io);
+}
+
+/* ---- TLS and WebSocket: the reset arrives through the decorator ------------------
+ * The peer is msgwire's own server stack (accept, wrap, handshake) on a
+ * thread while the Clt connects; it resets by closing its socket under the
+ * stack (dup2 of /dev/null over the descriptor), so no close_notify or
+ * close frame goes out before the RST. */
+
+typedef struct dpeer {
+    mw__listener_t *l;
+    mw__transport_t tr;
+    mw_stream_t *s;
+    atomic_int state; /* 0 handshaking, 1 up, < 0 failed */
+    mw_err_t err;
+} dpeer_t;
+
+static void *dpeer_run(void *arg) {
+    dpeer_t *p = arg;
+    uint64_t dl = mw__deadline_in(NULL, (int64_t)WAIT_MS * MW_NS_PER_MS);
+    mw_stream_t *tcp = NULL;
+    int r;
+    while ((r = mw__listener_accept(p->l, &tcp, &p->err)) == MW_EAGAIN && !mw__deadline_passed(NULL, dl)) {
+        struct pollfd q = {.fd = mw__listener_fd(p->l), .events = POLLIN};
+        (void)poll(&q, 1, 100);
+    }
+    if (r == 0) r = mw__transport_wrap(&p->tr, tcp, &p->s, &p->err);
+    if (r == 0) r = mw__transport_handshake(p->s, dl, &p->err);
+    atomic_store(&p->state, r == 0 ? 1 : r < 0 ? r : MW_ESTATE);
+    return NULL;
+}
+
+static bool tls_scheme(const char *scheme) { return !strcmp(scheme, "tls") || !strcmp(scheme, "wss"); }
+
+static void decorated_reset(mw_mode_t mode, const char *scheme) {
+    bool tls = tls_scheme(scheme), ws = !strncmp(scheme, "ws", 2);
+    if (tls) mw_test_require(mw_have_openssl_cli(), "the openssl command (Debian package openssl)");
+    dpeer_t *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    mw_err_t err = {0};
+    if (mw__tcp_listen(&p->l, "127.0.0.1", "0", NULL, &err) != 0) fail_msg("listen: %s", mw_err_text(&err));
+    int port = mw__listener_port(p->l);
+    char url[96];
+    snprintf(url, sizeof url, "%s://127.0.0.1:%d%s", scheme, port, ws ? "/" : "");
+    mw__url_t u;
+    assert_int_equal(mw__url_parse(url, &u, &err), 0);
+    mw_transport_opts_t to;
+    mw__transport_opts_init(&to);
+    if (tls) {
+        to.tls.cert_file = mw_test_cert("srv.pem");
+        to.tls.key_file = mw_test_cert("srv.key");
+    }
+    if (mw__transport_init(&p->tr, &u, true, &to, &err) != 0) fail_msg("server transport: %s", mw_err_text(&err));
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, dpeer_run, p), 0);
+
+    mw_io_t *io = NULL;
+    if (mode == MW_MODE_EVENT) {
+        assert_int_equal(mw_io_new(&io, NULL, &err), 0);
+        assert_int_equal(mw_io_start(io, NULL), 0);
+    }
+    closed_t k = {0};
+    mw_clt_opts_t o;
+    clt_opts(&o, mode, io, &k);
+    if (tls) o.tr.tls.ca_file = mw_test_cert("ca.pem");
+    mw_clt_t *c = NULL;
+    int rc = mw_clt_connect(&c, url, &test_protocol, &o, &err);
+    pthread_join(th, NULL);
+    if (rc != 0) fail_msg("connect %s: %s", url, mw_err_text(&err));
+    if (atomic_load(&p->state) != 1) fail_msg("peer: %s", mw_err_text(&p->err));
+
+    ping_t m = {.seq = 1};
+    assert_int_equal(mw_clt_send(c, ping_schema(), &m), 0);
+    if (mode != MW_MODE_EVENT) assert_int_equal(mw_clt_flush(c), 0);
+    int fd = mw__stream_fd(p->s);
+    wait_readable(fd); /* our message, unread */
+    if (mode == MW_MODE_EVENT) close_event(c, io); /* the reset comes while it lingers */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    assert_true(nul >= 0);
+    assert_int_equal(dup2(nul, fd), fd); /* the socket's last descriptor: closed, RST */
+    close(nul);
+    if (mode == MW_MODE_EVENT) {
+        assert_true(mw_wait_until(closed_called, &k, WAIT_MS));
+        mw_io_stop(io);
+    } else {
+        mw_clt_close(c); /* the linger meets the reset (a close_notify or close frame write may meet it first) */
+    }
+    expect_reset(&k);
+    mw_clt_free(c);
+    mw_io_free(io);
+    mw_stream_free(p->s); /* (its last words go to /dev/null) */
+    mw__listener_free(p->l);
+    mw__transport_fini(&p->tr);
+    free(p);
+}
+
+static void test_review2_spin_close_reset_mid_linger_tls(void **state) {
+    (void)state;
+    decorated_reset(MW_MODE_SPIN, "tls");
+}
+static void test_review2_event_close_reset_mid_linger_tls(void **state) {
+    (void)state;
+    decorated_reset(MW_MODE_EVENT, "tls");
+}
+static void test_review2_blocking_close_reset_mid_linger_ws(void **state) {
+    (void)state;
+    decorated_reset(MW_MODE_BLOCKING, "ws");
+}
+static void test_review2_event_close_reset_mid_linger_ws(void **state) {
+    (void)state;
+    decorated_reset(MW_MODE_EVENT, "ws");
+}
+static void test_review2_spin_close_reset_mid_linger_wss(void **state) {
+    (void)state;
+    decorated_reset(MW_MODE_SPIN, "wss");
+}
+
+/* ---- the Svc: mw_svc_close_conn, then the client resets (or closes) ---------------
+ * on_close comes at the close (MW_ESTATE); on_closed says how the linger
+ * ended, with the text in mw_svc_conn_error(id) inside it. */
+
+typedef struct sfx {
+    mw_svc_t *svc;
+    bool spin; /* the test's thread polls the Svc in its waits */
+    _Atomic mw_conn_id_t id;
+    atomic_int accepted, closes;
+    closed_t k;
+    _Atomic mw_conn_id_t closed_id;
+} sfx_t;
+
+static void s_accept(mw_svc_t *s, mw_conn_id_t id, void *ud) {
+    (void)s;
+    sfx_t *f = ud;
+    atomic_store(&f->id, id);
+    atomic_fetch_add(&f->accepted, 1);
+}
+static void s_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
+    (void)s;
+    (void)id;
+    (void)reason;
+    atomic_fetch_add(&((sfx_t *)ud)->closes, 1);
+}
+static void s_closed(mw_svc_t *s, mw_conn_id_t id, int result, void *ud) {
+    sfx_t *f = ud;
+    snprintf(f->k.text, sizeof f->k.text, "%s", mw_svc_conn_error(s, id));
+    atomic_store(&f->closed_id, id);
+    atomic_store(&f->k.result, result);
+    atomic_fetch_add(&f->k.calls, 1);
+}
+
+static void pump(sfx_t *f) {
+    if (f->spin) (void)mw_svc_poll(f->svc, 0);
+}
+static bool s_accepted(void *ud) {
+    pump(ud);
+    return atomic_load(&((sfx_t *)ud)->accepted) > 0;
+}
+static bool s_closed_once(void *ud) {
+    pump(ud);
+    return atomic_load(&((sfx_t *)ud)->closes) > 0;
+}
+static bool s_closed_called(void *ud) {
+    pump(ud);
+    return atomic_load(&((sfx_t *)ud)->k.calls) > 0;
+}
+
+/* The client reads until the Svc's EOF (its linger has shut the write side),
+ * then closes orderly. */
+typedef struct eof_wait {
+    sfx_t *f;
+    int fd;
+    bool eof;
+} eof_wait_t;
+
+static bool read_to_eof(void *ud) {
+    eof_wait_t *w = ud;
+    pump(w->f);
+    char b[4096];
+    ssize_t n;
+    while ((n = recv(w->fd, b, sizeof b, MSG_DONTWAIT)) > 0) {}
+    if (n == 0) w->eof = true;
+    return w->eof;
+}
+
+static void svc_close_conn_case(mw_mode_t mode, bool reset) {
+    sfx_t *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->spin = mode != MW_MODE_EVENT;
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.mode = mode;
+    o.on_accept = s_accept;
+    o.on_close = s_close;
+    o.on_closed = s_closed;
+    o.ud = f;
+    o.linger_ns = 10 * MW_NS_PER_S;
+    mw_err_t err = {0};
+    if (mw_svc_listen(&f->svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err) != 0)
+        fail_msg("listen: %s", mw_err_text(&err));
+    int fd = mw_test_raw_connect(mw_svc_port(f->svc));
+    assert_true(mw_wait_until(s_accepted, f, WAIT_MS));
+    mw_conn_id_t id = atomic_load(&f->id);
+    ping_t m = {.seq = 7};
+    assert_int_equal(mw_svc_send_to(f->svc, id, ping_schema(), &m), 0);
+    wait_readable(fd); /* the reply, unread */
+    assert_int_equal(mw_svc_close_conn(f->svc, id), 0);
+    assert_true(mw_wait_until(s_closed_once, f, WAIT_MS));
+    assert_int_equal(atomic_load(&f->k.calls), 0); /* lingering: the client has not closed */
+    if (reset) {
+        reset_close(fd);
+    } else {
+        eof_wait_t w = {.f = f, .fd = fd};
+        assert_true(mw_wait_until(read_to_eof, &w, WAIT_MS));
+        close(fd);
+    }
+    assert_true(mw_wait_until(s_closed_called, f, WAIT_MS));
+    mw_svc_free(f->svc); /* (event mode: stops the worker) */
+    assert_true(atomic_load(&f->closed_id) == id);
+    if (reset) {
+        expect_reset(&f->k);
+    } else {
+        assert_int_equal(atomic_load(&f->k.calls), 1);
+        assert_int_equal(atomic_load(&f->k.result), 0);
+        assert_string_equal(f->k.text, "");
+    }
+    free(f);
+}
+
+static void test_review2_spin_svc_close_conn_reset_mid_linger_is_an_error(void **state) {
+    (void)state;
+    svc_close_conn_case(MW_MODE_SPIN, true);
+}
+static void test_review2_event_svc_close_conn_reset_mid_linger_is_an_error(void **state) {
+    (void)state;
+    svc_close_conn_case(MW_MODE_EVENT, true);
+}
+static void test_review2_spin_svc_close_conn_orderly_close_is_0(void **state) {
+    (void)state;
+    svc_close_conn_case(MW_MODE_SPIN, false);
+}
+static void test_review2_event_svc_close_conn_orderly_close_is_0(void **state) {
+    (void)state;
+    svc_close_conn_case(MW_MODE_EVENT, false);
+}
 
 /* ---- 2. tx operations under the shared lock only -------------------------------- */
 
@@ -372,10 +699,18 @@ static void test_review2_blocking_session_reply_queued_leaves_solo(void **state)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-#ifdef MW_REVIEW2_RESET
         cmocka_unit_test(test_review2_spin_close_reset_mid_linger_is_an_error),
         cmocka_unit_test(test_review2_blocking_close_reset_mid_linger_is_an_error),
-#endif
+        cmocka_unit_test(test_review2_event_close_reset_mid_linger_is_an_error),
+        cmocka_unit_test(test_review2_spin_close_reset_mid_linger_tls),
+        cmocka_unit_test(test_review2_event_close_reset_mid_linger_tls),
+        cmocka_unit_test(test_review2_blocking_close_reset_mid_linger_ws),
+        cmocka_unit_test(test_review2_event_close_reset_mid_linger_ws),
+        cmocka_unit_test(test_review2_spin_close_reset_mid_linger_wss),
+        cmocka_unit_test(test_review2_spin_svc_close_conn_reset_mid_linger_is_an_error),
+        cmocka_unit_test(test_review2_event_svc_close_conn_reset_mid_linger_is_an_error),
+        cmocka_unit_test(test_review2_spin_svc_close_conn_orderly_close_is_0),
+        cmocka_unit_test(test_review2_event_svc_close_conn_orderly_close_is_0),
         cmocka_unit_test(test_review2_transport_close_writes_only_under_the_shared_lock),
         cmocka_unit_test(test_review2_linger_writes_only_under_the_shared_lock),
         cmocka_unit_test(test_review2_blocking_session_reply_queued_leaves_solo),
