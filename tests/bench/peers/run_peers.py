@@ -93,9 +93,14 @@ def main():
         results = {"method": method, "rows": []}
         for label, (scheme, mode), cpus, peers in rows:
             tls = pki if scheme == "tls" else None
-            mw, others = [], {p[0]: [] for p in peers}
+            mw, others, raw = [], {p[0]: [] for p in peers}, []
+            # tcp rows also time raw sockets (the same wait strategy, no
+            # library): raw / peer is the floor any target on that row has
+            floor = scheme == "tcp"
             for _ in range(a.rounds):
                 mw.append(rb.pingpong("mw", mode, "fixed", 64, a.count, warmup, cpus, scheme, tls))
+                if floor:
+                    raw.append(rb.pingpong("raw", mode, "fixed", 64, a.count, warmup, cpus))
                 for plabel, prog, pscheme, pmode, _t in peers:
                     others[plabel].append(peer_pingpong(prog, pscheme, pmode, a.count, warmup, cpus, tls))
             med = lambda rs, k: statistics.median(r["rtt_ns"][k] for r in rs)
@@ -108,11 +113,16 @@ def main():
                     label, plabel, m50 / 1e3, o50 / 1e3, r50, m99 / 1e3, o99 / 1e3, r99,
                     "<=%.2f" % target if target else "-",
                     "  (over target)" if target and r50 > target else ""))
+                if floor:
+                    w50 = med(raw, "p50")
+                    print("%-13s %-14s %7.2fus %7.2fus %7.3f   (raw sockets against the same peer: the floor)" % (
+                        "", "raw " + mode, w50 / 1e3, o50 / 1e3, w50 / o50 if o50 else float("nan")))
                 sys.stdout.flush()
                 results["rows"].append({
                     "row": label, "peer": plabel, "cpus": list(cpus), "mw_p50_ns": m50, "peer_p50_ns": o50,
                     "ratio_p50": r50, "mw_p99_ns": m99, "peer_p99_ns": o99, "ratio_p99": r99,
                     "target_p50": target,
+                    "raw_p50_ns": med(raw, "p50") if floor else None,
                     "rounds_mw_p50": [r["rtt_ns"]["p50"] for r in mw],
                     "rounds_peer_p50": [r["rtt_ns"]["p50"] for r in others[plabel]]})
         print()
