@@ -136,7 +136,7 @@ $(B)/san/tests/%: $(B)/san/obj/tests/%.o $(TEST_UTIL_OBJS) $(SAN_EX_COMMON_OBJS)
 # keeps the per-thread lock counter of lock_impl.h); the tests that send
 # from several threads at once by default.
 TSAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread -DMW_SANITIZED=1
-TSAN_TESTS ?= test_onelock test_clt test_svc
+TSAN_TESTS ?= test_onelock test_lock test_clt test_svc
 TSAN_LIB_OBJS := $(LIB_SRCS:%.c=$(B)/tsan/obj/%.o)
 $(B)/tsan/obj/%.o: %.c Makefile
 	$(E) CC-TSAN $<

@@ -46,7 +46,7 @@ struct mw_clt {
     /* event mode, io thread only */
     mw_clt_state_t state;
     bool attached, in_cb, close_pending, free_pending, stopped;
-    bool txlk;             /* event mode: the one lock of the send path (lock_impl.h): tx side vs
+    mw__lock_t txlk;       /* event mode: the one lock of the send path (lock_impl.h): tx side vs
                               the io thread's flush and teardown, shared with the conn and its
                               streams (mw__conn_share_lock) */
     uint64_t connects;     /* successful connects so far */

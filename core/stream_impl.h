@@ -33,6 +33,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "lock_impl.h"
 #include "mw_err.h"
 #include "mw_io.h" /* MW_WANT_READ / MW_WANT_WRITE */
 #include "mw_stream.h"
@@ -124,15 +125,15 @@ typedef struct mw__stream_ops {
     /* Message streams only (see above); NULL for byte streams. */
     ssize_t (*readmsg)(mw_stream_t *s, void *dst, size_t cap, int flags, int *oflags);
     ssize_t (*writemsgs)(mw_stream_t *s, const struct iovec *msgs, int n, int flags);
-    /* Replaces the decorator's own lock with the owner's (lk, a byte used
-     * with the __atomic builtins as a spin lock) and passes lk on to the
-     * inner stream. From then on the owner holds lk around every tx-side
-     * call (writev, writemsgs), which then take no lock of their own; the
-     * rx-side calls (read, readmsg, handshake, pending, close, free) and the
-     * decorator's helpers take lk themselves, so they must be called without
-     * it. Called once, before the stream is shared between threads.
+    /* Replaces the decorator's own lock with the owner's (lk, lock_impl.h)
+     * and passes lk on to the inner stream. From then on the owner holds lk
+     * around every tx-side call (writev, writemsgs), which then take no lock
+     * of their own; the rx-side calls (read, readmsg, handshake, pending,
+     * close, free) and the decorator's helpers take lk themselves, so they
+     * must be called without it. Called once, before the stream is shared
+     * between threads.
      * [no lock to share: nothing] */
-    void (*share_lock)(mw_stream_t *s, bool *lk);
+    void (*share_lock)(mw_stream_t *s, mw__lock_t *lk);
 } mw__stream_ops_t;
 
 struct mw_stream {
@@ -175,7 +176,7 @@ static inline ssize_t mw__stream_writemsgs(mw_stream_t *s, const struct iovec *m
     return s->ops->writemsgs(s, msgs, n, flags);
 }
 /* One lock for the whole stack: see share_lock above. */
-static inline void mw__stream_share_lock(mw_stream_t *s, bool *lk) {
+static inline void mw__stream_share_lock(mw_stream_t *s, mw__lock_t *lk) {
     if (s->ops->share_lock) s->ops->share_lock(s, lk);
     else if (s->inner) mw__stream_share_lock(s->inner, lk);
 }

@@ -65,7 +65,7 @@ typedef struct tls {
     pthread_mutex_t mu;
     /* The owner's lock once shared (mw__stream_share_lock), used instead of
      * mu: tx calls come with it held, the rest take it. NULL: mu. */
-    bool *lk;
+    mw__lock_t *lk;
     char name[NAME_LEN]; /* the peer, for error text: "localhost (127.0.0.1:4433)" */
     unsigned char gather[GATHER_MAX];
 } tls_t;
@@ -408,7 +408,7 @@ static void tls_free(mw_stream_t *s) {
     free(t);
 }
 
-static void tls_share_lock(mw_stream_t *s, bool *lk) {
+static void tls_share_lock(mw_stream_t *s, mw__lock_t *lk) {
     ((tls_t *)s)->lk = lk;
     mw__stream_share_lock(s->inner, lk);
 }

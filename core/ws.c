@@ -6,8 +6,8 @@
  * Threads: the rx side (read, readmsg, handshake, pending) belongs to one
  * thread and the tx side (writev, writemsgs, ping, close) to one thread; they
  * may differ. Everything in the tx half (tx, pending control frames, close
- * state) is under a spinlock, because reads queue pongs and close replies
- * there too.
+ * state) is under a lock (lock_impl.h: the stream's own, or its owner's
+ * once shared), because reads queue pongs and close replies there too.
  */
 #include "mw_ws.h"
 
@@ -82,7 +82,7 @@ static void ws_free(mw_stream_t *s) {
     free(w);
 }
 
-static void ws_share_lock(mw_stream_t *s, bool *lk) {
+static void ws_share_lock(mw_stream_t *s, mw__lock_t *lk) {
     ((ws_t *)s)->slk = lk;
     mw__stream_share_lock(s->inner, lk);
 }
@@ -146,7 +146,6 @@ static int ws_new(ws_t **out, mw_stream_t *inner, const mw_ws_opts_t *o, bool se
     w->max_header = o->max_header ? o->max_header : DEFAULT_MAX_HEADER;
     w->rhs = (o->flags & MW_WS_RECORD_OPCODE) ? 5 : 4;
     w->pool_pos = sizeof w->pool; /* refilled at the first mask */
-    atomic_flag_clear(&w->lock);
     atomic_init(&w->ready, false);
     atomic_init(&w->inner_up, false);
     atomic_init(&w->tx_held, false);

@@ -65,7 +65,6 @@
 #ifndef MW_WS_IMPL_H
 #define MW_WS_IMPL_H
 
-#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
@@ -262,8 +261,8 @@ typedef struct mw__ws {
     uint64_t pongs;
 
     /* tx half: under lock */
-    atomic_flag lock;
-    bool *slk; /* the owner's lock once shared (mw__stream_share_lock): used instead of lock */
+    mw__lock_t lock;
+    mw__lock_t *slk; /* the owner's lock once shared (mw__stream_share_lock): used instead of lock */
     atomic_bool tx_held; /* tx bytes or a pending control frame: want() WRITE */
     mw__buf_t tx;
     int tx_err;    /* sticky result of writes (I/O or protocol failure) */
@@ -280,28 +279,15 @@ typedef struct mw__ws {
 
 /* The tx half's lock, for the rx side and the helpers: the shared one or
  * the stream's own. */
-static inline void mw__ws_tx_lock(mw__ws_t *w) {
-    if (w->slk) {
-        mw__lock(w->slk);
-        return;
-    }
-    MW__LOCK_NOTE();
-    while (atomic_flag_test_and_set_explicit(&w->lock, memory_order_acquire)) sched_yield();
-}
-static inline void mw__ws_tx_unlock(mw__ws_t *w) {
-    if (w->slk) mw__unlock(w->slk);
-    else atomic_flag_clear_explicit(&w->lock, memory_order_release);
-}
+static inline void mw__ws_tx_lock(mw__ws_t *w) { mw__lock(w->slk ? w->slk : &w->lock); }
+static inline void mw__ws_tx_unlock(mw__ws_t *w) { mw__unlock(w->slk ? w->slk : &w->lock); }
 /* The same for the tx operations (writev, writemsgs): none once shared,
  * as their caller holds the shared lock. */
 static inline void mw__ws_txop_lock(mw__ws_t *w) {
-    if (!w->slk) {
-        MW__LOCK_NOTE();
-        while (atomic_flag_test_and_set_explicit(&w->lock, memory_order_acquire)) sched_yield();
-    }
+    if (!w->slk) mw__lock(&w->lock);
 }
 static inline void mw__ws_txop_unlock(mw__ws_t *w) {
-    if (!w->slk) atomic_flag_clear_explicit(&w->lock, memory_order_release);
+    if (!w->slk) mw__unlock(&w->lock);
 }
 static inline bool mw__ws_ready(const mw__ws_t *w) {
     return atomic_load_explicit(&w->ready, memory_order_acquire);

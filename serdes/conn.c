@@ -48,10 +48,9 @@ void mw__conn_opts_init(mw_conn_opts_t *o) {
     o->tx_buf = 256 * 1024;
 }
 
-/* The lock is a plain bool (no <stdatomic.h> in the public header, so it
- * compiles as C++), taken with the compiler's atomic builtins: the conn's
- * own (MW_CONN_TX_LOCK), or its owner's once shared (mw__conn_share_lock),
- * which the whole stream stack then uses too (lock_impl.h). */
+/* The lock (lock_impl.h): the conn's own (MW_CONN_TX_LOCK), or its
+ * owner's once shared (mw__conn_share_lock), which the whole stream stack
+ * then uses too. */
 static void tx_lock(mw__conn_t *c) {
     if (c->tx_lk) mw__lock(c->tx_lk);
 }
@@ -60,7 +59,7 @@ static void tx_unlock(mw__conn_t *c) {
     if (c->tx_lk) mw__unlock(c->tx_lk);
 }
 
-void mw__conn_share_lock(mw__conn_t *c, bool *lk) {
+void mw__conn_share_lock(mw__conn_t *c, mw__lock_t *lk) {
     c->flags |= MW_CONN_TX_LOCK;
     c->tx_lk = lk;
     mw__stream_share_lock(c->stream, lk);

@@ -24,9 +24,9 @@
  * Thread rules: the tx side (send, enqueue, flush, claim/commit, tx serdes
  * switch) belongs to one thread and the rx side (recv, fill, dispatch, rx
  * serdes switch) to one thread; the two may be different threads at the same
- * time with no lock. With MW_CONN_TX_LOCK the tx side takes a spinlock so
- * several threads (e.g. an event loop flushing and an application thread
- * sending) may share it.
+ * time with no lock. With MW_CONN_TX_LOCK the tx side takes a lock
+ * (lock_impl.h) so several threads (e.g. an event loop flushing and an
+ * application thread sending) may share it.
  *
  * Memory is held only while it is used: the rx and tx buffers (and the decode
  * scratch of event mode) come from a per-thread pool of 4 KiB << k blocks
@@ -89,8 +89,8 @@ typedef struct mw__conn {
     bool rx_eof;        /* the peer closed (or a read failed); buffered frames may remain */
     int rx_io_err;      /* the read failure, reported once the buffered frames are out */
     uint8_t rx_where;   /* mw__close_where_t of rx.failed: where the rx error arose */
-    bool tx_lock;       /* MW_CONN_TX_LOCK's spin lock: conn.c only, with __atomic builtins */
-    bool *tx_lk;        /* the lock taken: &tx_lock, the owner's (shared), or NULL (none) */
+    mw__lock_t tx_lock; /* MW_CONN_TX_LOCK's lock (lock_impl.h): conn.c only */
+    mw__lock_t *tx_lk;  /* the lock taken: &tx_lock, the owner's (shared), or NULL (none) */
     bool tx_claimed;    /* between a successful claim and its commit */
     bool hold;          /* buffers stay when empty; the owner gives them back (driver) */
     size_t tx_claim_max;

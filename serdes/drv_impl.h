@@ -188,12 +188,12 @@ void mw__drv_stop(mw__drv_t *d);
 int mw__conn_send_q(mw__conn_t *c, const mw_schema_t *s, const void *msg);
 
 /* conn.c: the one lock. mw__conn_share_lock makes the owner's lock (a
- * byte, lock_impl.h) the conn's tx lock and the lock of every decorator
+ * word, lock_impl.h) the conn's tx lock and the lock of every decorator
  * under it (mw__stream_share_lock), before the conn is shared between
  * threads. The _nl functions are their namesakes for a caller that holds
  * that lock already (the owner's send path: lifetime check, numbering and
  * encode under one lock). */
-void mw__conn_share_lock(mw__conn_t *c, bool *lk);
+void mw__conn_share_lock(mw__conn_t *c, mw__lock_t *lk);
 /* Pushes out what the stream holds itself (mw__stream_writev with nothing),
  * under the conn's tx lock: for callers that do not hold it (the driver). */
 ssize_t mw__conn_stream_flush(mw__conn_t *c);
@@ -275,7 +275,7 @@ static inline __attribute__((always_inline)) int mw__conn_send_q_fast_nl(mw__con
  * lock (if it has one) around mw__conn_send_q_fast_nl. */
 static inline __attribute__((always_inline)) int mw__conn_send_q_fast(mw__conn_t *c, const mw_schema_t *s,
                                                                       const void *msg) {
-    bool *lk = c->tx_lk;
+    mw__lock_t *lk = c->tx_lk;
     if (lk) mw__lock(lk);
     int r = mw__conn_send_q_fast_nl(c, s, msg);
     if (lk) mw__unlock(lk);

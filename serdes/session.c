@@ -23,9 +23,9 @@ struct mw__sess {
      * changes only with both the old and the new lock held; sess_lock
      * checks it again once it holds what it read. held: the lock the
      * holder took (only the holder reads or writes it). */
-    bool own_lk;
-    bool *lkp;
-    bool *held;
+    mw__lock_t own_lk;
+    mw__lock_t *lkp;
+    mw__lock_t *held;
     char id[MW__JNL_SESSION_MAX + 1];
     int role;
     mw_session_opts_t o;
@@ -66,7 +66,7 @@ struct mw__sess {
 
 static void sess_lock(mw__sess_t *s) {
     for (;;) {
-        bool *l = __atomic_load_n(&s->lkp, __ATOMIC_ACQUIRE);
+        mw__lock_t *l = __atomic_load_n(&s->lkp, __ATOMIC_ACQUIRE);
         mw__lock(l);
         if (__atomic_load_n(&s->lkp, __ATOMIC_RELAXED) == l) {
             s->held = l;
@@ -79,8 +79,8 @@ static void sess_lock(mw__sess_t *s) {
 static void sess_unlock(mw__sess_t *s) { mw__unlock(s->held); }
 
 /* Holding the session's lock: makes lk (held too) its lock from now on. */
-static void lock_move(mw__sess_t *s, bool *lk) {
-    bool *old = s->held;
+static void lock_move(mw__sess_t *s, mw__lock_t *lk) {
+    mw__lock_t *old = s->held;
     __atomic_store_n(&s->lkp, lk, __ATOMIC_RELEASE);
     s->held = lk;
     mw__unlock(old);
@@ -201,7 +201,7 @@ void mw__sess_free(mw__sess_t *s) {
     free(s);
 }
 
-void mw__sess_share_lock(mw__sess_t *s, bool *lk) { s->lkp = lk ? lk : &s->own_lk; }
+void mw__sess_share_lock(mw__sess_t *s, mw__lock_t *lk) { s->lkp = lk ? lk : &s->own_lk; }
 
 const char *mw__sess_id(const mw__sess_t *s) { return s->id; }
 bool mw__sess_linked(const mw__sess_t *s) { return s->linked; }

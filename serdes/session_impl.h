@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "journal_impl.h"
+#include "lock_impl.h"
 #include "mw_serdes.h"
 #include "mw_session.h"
 
@@ -38,7 +39,7 @@ typedef struct mw__sess_link {
     /* The connection's lock (lock_impl.h), or NULL. While linked it is the
      * session's lock too: send, flush and again are called with it held
      * (and must not take it), and a send on the session takes it alone. */
-    bool *lk;
+    mw__lock_t *lk;
 } mw__sess_link_t;
 
 typedef struct mw__sess mw__sess_t;
@@ -55,7 +56,7 @@ void mw__sess_free(mw__sess_t *s);
 /* Makes lk (lock_impl.h) the session's lock for good (NULL: its own), for
  * an owner whose one connection lock outlives its connections (the event
  * Clt). Before the session is shared between threads. */
-void mw__sess_share_lock(mw__sess_t *s, bool *lk);
+void mw__sess_share_lock(mw__sess_t *s, mw__lock_t *lk);
 /* The serdes the session's connections write with ("fixed" if never set).
  * A message that waits in the journal (not connected, behind a resend or a
  * full socket) is first encoded with it on trial: one the wire would refuse

@@ -38,8 +38,8 @@ typedef struct slot {
      * write, through the whole stream stack (shared with the conn, TLS and
      * WebSocket by mw__conn_share_lock); the io thread's flush takes it too.
      * Never initialised again: a late sender's lock/unlock on a slot being
-     * reused stays balanced (a zero byte is an unlocked lock). */
-    bool lk;
+     * reused stays balanced (a zero word is an unlocked lock). */
+    mw__lock_t lk;
     _Atomic uint32_t gen;     /* generation of the current (or last) connection */
     atomic_bool used;         /* from accept until the driver let go (linger included) */
     atomic_bool open;         /* the application's: from accept until on_close */

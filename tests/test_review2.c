@@ -462,7 +462,7 @@ static void test_review2_event_svc_close_conn_orderly_close_is_0(void **state) {
  * the shared lock is free (nobody holds it: the caller cannot be its owner). */
 typedef struct probe {
     mw_stream_t base;
-    bool *lk;
+    mw__lock_t *lk;
     int unlocked_writes;
     bool want_write; /* says it holds bytes of its own (as TLS may) */
 } probe_t;
@@ -470,7 +470,7 @@ typedef struct probe {
 static ssize_t probe_read(mw_stream_t *s, void *dst, size_t cap) { return mw__stream_read(s->inner, dst, cap); }
 static ssize_t probe_writev(mw_stream_t *s, const struct iovec *iov, int n) {
     probe_t *p = (probe_t *)s;
-    if (p->lk && !__atomic_load_n(p->lk, __ATOMIC_RELAXED)) p->unlocked_writes++;
+    if (p->lk && !mw__lock_held(p->lk)) p->unlocked_writes++;
     return mw__stream_writev(s->inner, iov, n);
 }
 static int probe_want(const mw_stream_t *s) {
@@ -515,7 +515,7 @@ static void test_review2_transport_close_writes_only_under_the_shared_lock(void 
     p->base.inner = b;
     if (mw_ws_client_wrap(&c, a, NULL, &err) != 0) fail_msg("client wrap: %s", mw_err_text(&err));
     if (mw__ws_server_wrap(&s, &p->base, NULL, &err) != 0) fail_msg("server wrap: %s", mw_err_text(&err));
-    bool lk = false; /* the owner's lock, as a Svc slot's */
+    mw__lock_t lk = 0; /* the owner's lock, as a Svc slot's */
     mw__stream_share_lock(s, &lk);
     p->lk = &lk;
     handshake_both(c, s);
@@ -525,12 +525,12 @@ static void test_review2_transport_close_writes_only_under_the_shared_lock(void 
     static uint8_t big[1000];
     struct iovec v = {big, sizeof big};
     int i = 0;
-    __atomic_test_and_set(&lk, __ATOMIC_ACQUIRE);
+    mw__lock(&lk);
     for (; i < 1000 && !(mw__stream_want(s) & MW_WANT_WRITE); i++) {
         ssize_t r = mw__stream_writemsgs(s, &v, 1, 0);
         if (r < 0 && r != MW_EAGAIN) fail_msg("send: %s", mw_errname((int)r));
     }
-    __atomic_clear(&lk, __ATOMIC_RELEASE);
+    mw__unlock(&lk);
     assert_true(mw__stream_want(s) & MW_WANT_WRITE);
     assert_int_equal(p->unlocked_writes, 0);
 
@@ -571,7 +571,7 @@ static void test_review2_linger_writes_only_under_the_shared_lock(void **state) 
     mw_conn_opts_t co;
     mw__conn_opts_init(&co);
     assert_int_equal(mw__conn_init(&c, &p->base, &test_protocol, &co, &err), 0);
-    bool lk = false; /* the owner's lock, as the event Clt's */
+    mw__lock_t lk = 0; /* the owner's lock, as the event Clt's */
     mw__conn_share_lock(&c, &lk);
     p->lk = &lk;
     mw__drv_t d;
