@@ -100,7 +100,8 @@ def main():
             for _ in range(a.rounds):
                 mw.append(rb.pingpong("mw", mode, "fixed", 64, a.count, warmup, cpus, scheme, tls))
                 if floor:
-                    raw.append(rb.pingpong("raw", mode, "fixed", 64, a.count, warmup, cpus))
+                    raw.append(rb.pingpong("raw", "epoll" if mode == "event" else mode, "fixed", 64, a.count,
+                                           warmup, cpus))
                 for plabel, prog, pscheme, pmode, _t in peers:
                     others[plabel].append(peer_pingpong(prog, pscheme, pmode, a.count, warmup, cpus, tls))
             med = lambda rs, k: statistics.median(r["rtt_ns"][k] for r in rs)
