@@ -263,7 +263,13 @@ static void drop_unattached(mw_svc_t *s, slot_t *sl) {
 }
 
 static void attach(mw_svc_t *s, slot_t *sl) {
+    /* Event mode: under the slot's lock, as a sender that finds the slot
+     * open before this ran (mw_svc_broadcast) reads the driver's state
+     * under it (usable_l): the driver's fields come with it. */
+    bool ev = s->o.mode == MW_MODE_EVENT;
+    if (ev) mw__lock(&sl->lk);
     int r = mw__drv_start(&sl->drv, slot_io(s, sl), &sl->conn, &s->drv_cfg, sl);
+    if (ev) mw__unlock(&sl->lk);
     if (r < 0) {
         mw__err_set(&sl->err, r, "register with io: %s", mw_err_text(&mw__io_selector(slot_io(s, sl))->err));
         drop_unattached(s, sl);
@@ -312,11 +318,11 @@ static void accept_one(mw_svc_t *s, mw_stream_t *st) {
     sl->conn.tx.hook_ud = sl->conn.rx.hook_ud = s->o.hook_ud;
     mw_err_clear(&sl->err);
     sl->close_asked = false;
+    if (s->o.mode == MW_MODE_EVENT) sl->w = &s->workers[s->next_worker++ % s->nworkers]; /* before it is open */
     atomic_store(&sl->open, true);
     atomic_fetch_add(&s->accepted, 1);
     atomic_fetch_add(&s->nconns, 1);
     if (s->o.mode == MW_MODE_EVENT) {
-        sl->w = &s->workers[s->next_worker++ % s->nworkers];
         if (on_slot_thread(s, sl, make_id(sl), attach_posted, 0) < 0) {
             mw__err_set(&sl->err, MW_ENOMEM, "cannot hand the connection to its worker");
             drop_unattached(s, sl);
@@ -515,6 +521,15 @@ int mw_svc_port(const mw_svc_t *s) { return mw__listener_port(s->lis); }
 
 /* ---- sending, flow control, closing ----------------------------------------- */
 
+/* Event mode, under the slot's lock: MW_ECLOSED for a stale id, MW_ESTATE
+ * for a connection accepted but not attached to its worker's driver yet
+ * (not announced by on_accept: only mw_svc_broadcast finds it, and the
+ * driver has no conn, io or config to send with), else 0. */
+static inline int usable_l(const slot_t *sl, mw_conn_id_t id) {
+    if (!slot_is(sl, id)) return MW_ECLOSED;
+    return mw__drv_attached(&sl->drv) ? 0 : MW_ESTATE;
+}
+
 /* Runs op on an open connection with its lifetime held. Event mode: the
  * slot's one lock (lock_impl.h) covers the lifetime check (open and
  * generation, so the owning worker cannot tear it down meanwhile), the
@@ -526,7 +541,8 @@ int mw_svc_port(const mw_svc_t *s) { return mw__listener_port(s->lis); }
         if (!sl) return MW_ECLOSED;                                                   \
         if ((s)->o.mode != MW_MODE_EVENT) return (expr);                              \
         mw__lock(&sl->lk);                                                            \
-        int r_ = slot_is(sl, (id)) ? (expr) : MW_ECLOSED;                             \
+        int r_ = usable_l(sl, (id));                                                  \
+        if (r_ == 0) r_ = (expr);                                                     \
         mw__unlock(&sl->lk);                                                          \
         return r_;                                                                    \
     } while (0)
@@ -564,7 +580,8 @@ static inline __attribute__((always_inline)) int send_plain(mw_svc_t *s, mw_conn
     if (!sl) return MW_ECLOSED;
     if (s->o.mode == MW_MODE_EVENT) {
         mw__lock(&sl->lk);
-        int r = slot_is(sl, id) ? mw__drv_send_l(&sl->drv, sch, msg) : MW_ECLOSED;
+        int r = usable_l(sl, id);
+        if (r == 0) r = mw__drv_send_l(&sl->drv, sch, msg);
         mw__unlock(&sl->lk);
         return r;
     }
