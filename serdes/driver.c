@@ -562,19 +562,23 @@ static void finish(mw__drv_t *d) {
     if (d->cfg->on_gone) d->cfg->on_gone(d);
 }
 
-void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
-    if (d->state == MW__DRV_OFF) return;
+bool mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
+    if (d->state == MW__DRV_OFF) return false;
     if (d->in_cb) { /* deferred until the callback returns */
-        if (!d->close_pending) {
-            d->close_pending = true;
-            d->close_reason = reason;
-            d->close_graceful = graceful;
+        if (d->close_pending) { /* the first request stands, but an abort makes it one */
+            if (graceful || !d->close_graceful) return false;
+            d->close_graceful = false;
+            return true;
         }
-        return;
+        d->close_pending = true;
+        d->close_reason = reason;
+        d->close_graceful = graceful;
+        return true;
     }
     if (d->state == MW__DRV_LINGER) {
-        if (!graceful) finish(d);
-        return;
+        if (graceful) return false;
+        finish(d);
+        return true;
     }
     mw_io_timer_stop(d->io, &d->t_hs);
     mw_io_timer_stop(d->io, &d->t_idle);
@@ -603,10 +607,11 @@ void mw__drv_close(mw__drv_t *d, int reason, bool graceful) {
         if (d->bye_due) mw__conn_close_transport(d->conn, reason, NULL, false); /* an abort after all */
         d->bye_due = false;
         finish(d);
-        return;
+        return true;
     }
     mw_io_timer_after(d->io, &d->t_linger, d->cfg->linger_ns);
     linger_step(d);
+    return true;
 }
 
 /* ---- timers ----------------------------------------------------------------------- */

@@ -176,8 +176,11 @@ void mw__drv_pause(mw__drv_t *d, bool paused);
 /* Ends the connection with reason (on_close gets it). graceful: write what
  * was accepted, then FIN, drain input until EOF, all bounded by linger_ns;
  * otherwise at once (an RST if input is unread). Deferred when called from
- * inside one of its callbacks. Io thread. */
-void mw__drv_close(mw__drv_t *d, int reason, bool graceful);
+ * inside one of its callbacks (the first request's reason stands; an abort
+ * among them makes it an abort). Io thread. False when the request changes
+ * nothing: the driver is off, a deferred request is already as strong, or
+ * a graceful close finds it lingering. */
+bool mw__drv_close(mw__drv_t *d, int reason, bool graceful);
 
 /* Detaches at once without callbacks (owner shutting down). Io thread, or
  * when the io no longer runs. */

@@ -126,10 +126,15 @@ typedef struct mw_svc_opts {
      * MW_ETIMEDOUT when linger_ns ran out first (with linger_ns 0: replies
      * were still queued and are lost); MW_ECLOSED when the client reset
      * the connection ("the peer reset the connection during the linger:
-     * what it had not read may be lost"); else the error that ended it.
+     * what it had not read may be lost"; over TLS and WebSocket the
+     * closing handshake counts: a client that leaves without reading the
+     * close frame or close_notify resets too, and the Svc cannot tell that
+     * from lost replies); else the error that ended it.
      * Once per connection that mw_svc_close_conn closed (not for one that
-     * ended before the close ran, nor for mw_svc_abort_conn, nor for one
-     * still lingering at mw_svc_close / mw_svc_free), on the thread that
+     * ended before the close ran, nor for mw_svc_abort_conn, also when it
+     * comes before or after the close in one callback or cuts its linger
+     * short, nor for one still lingering at mw_svc_close / mw_svc_free),
+     * on the thread that
      * runs that connection's callbacks (spin/blocking: inside mw_svc_poll,
      * mw_svc_recv, or mw_svc_close_conn itself when nothing lingers). It
      * must not free the Svc. May be NULL. */

@@ -628,10 +628,15 @@ int mw_svc_broadcast(mw_svc_t *s, const mw_schema_t *sch, const void *msg) {
     return n;
 }
 
+/* on_closed reports a close_conn that took effect: not one that found the
+ * connection ending already, nor one an abort overrode (an abort before or
+ * after it in the same callback, or during its linger, makes it an abort).
+ * Set before the call: a close that ends at once reports from inside it. */
 static void close_on_thread(mw_svc_t *s, slot_t *sl, intptr_t graceful) {
     (void)s;
-    if (graceful) sl->close_asked = true; /* on_closed says how it ended */
-    mw__drv_close(&sl->drv, MW_ESTATE, graceful != 0);
+    bool asked = sl->close_asked;
+    sl->close_asked = graceful != 0;
+    if (!mw__drv_close(&sl->drv, MW_ESTATE, graceful != 0)) sl->close_asked = asked;
 }
 
 int mw_svc_close_conn(mw_svc_t *s, mw_conn_id_t id) {

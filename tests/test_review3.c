@@ -12,15 +12,13 @@
  *    bounds. Here a waiter that sleeps at its longest timeout gets the lock
  *    a wake-up after the release, not at the end of its sleep.
  * 3. mw_svc_close_conn over WebSocket or TLS, then the client, which had
- *    read every reply, closes without reading on: the Svc's close frame or
- *    close_notify is unread in its socket, so its kernel answers with a
- *    reset, and on_closed says MW_ECLOSED ("the peer reset the connection
- *    during the linger: what it had not read may be lost") where mw_svc.h
- *    promises 0 (every reply written, and the client closed its side). A
- *    reset cannot tell lost replies from an unread close frame. DISABLED
- *    (build with -DMW_REVIEW3_CLOSE_FRAME; they fail today): left to the
- *    lead. The same over TCP, and the client closing first (the close's
- *    crossing), pass and run.
+ *    read every reply, is freed without reading on (mw_clt_free never
+ *    lingers): the Svc's close frame or close_notify is unread in its
+ *    socket, so its kernel answers with a reset. The Svc cannot tell that
+ *    reset from one that destroyed replies, so on_closed says MW_ECLOSED
+ *    ("the peer reset the connection during the linger ..."), as mw_svc.h
+ *    documents; a client that closes with mw_clt_close (reads the closing
+ *    handshake, answers it) gives 0. Over TCP nothing is left unread: 0.
  */
 #include "mw_test.h"
 
@@ -209,7 +207,9 @@ static bool x_closed_called(void *ud) {
     return atomic_load(&f->closed_calls) > 0;
 }
 
-static void close_conn_crossing(const char *scheme, bool client_first) {
+enum { CLIENT_FIRST, CLIENT_FREED_AFTER, CLIENT_CLOSES_AFTER };
+
+static void close_conn_crossing(const char *scheme, int how) {
     bool tls = !strcmp(scheme, "wss") || !strcmp(scheme, "tls");
     if (tls) mw_test_require(mw_have_openssl_cli(), "the openssl command (Debian package openssl)");
     xfx_t *f = calloc(1, sizeof *f);
@@ -252,7 +252,7 @@ static void close_conn_crossing(const char *scheme, bool client_first) {
     while ((r = mw_clt_recv(f->clt, &sch, &in, sizeof in)) == MW_EAGAIN && !mw__deadline_passed(NULL, dl)) {}
     assert_int_equal(r, 0);
     assert_true(sch == ping_schema() && in.seq == 9);
-    if (client_first) {
+    if (how == CLIENT_FIRST) {
         /* the client is done and closes (its close frame / close_notify, then FIN) */
         mw_clt_free(f->clt);
         int fd = mw__stream_fd(f->svc->slots[(uint32_t)id].conn.stream);
@@ -267,59 +267,179 @@ static void close_conn_crossing(const char *scheme, bool client_first) {
         assert_non_null(cc);
         struct pollfd p = {.fd = mw__stream_fd(cc->stream), .events = POLLRDHUP};
         assert_int_equal(poll(&p, 1, WAIT_MS), 1); /* the Svc's FIN is here */
-        /* the client had its reply and closes without reading on */
-        mw_clt_free(f->clt);
+        if (how == CLIENT_FREED_AFTER) {
+            /* the client had its reply and is freed without reading on */
+            mw_clt_free(f->clt);
+        } else {
+            /* a lingering close: reads the closing handshake and answers it */
+            mw_clt_close(f->clt);
+            mw_clt_free(f->clt);
+        }
     }
     assert_true(mw_wait_until(x_closed_called, f, WAIT_MS));
     int res = atomic_load(&f->closed_result);
     mw_svc_free(f->svc);
-    if (res != 0) fail_msg("on_closed said %s (\"%s\") for a client that read every reply and closed", mw_errname(res), f->text);
+    bool unread = how == CLIENT_FREED_AFTER && strcmp(scheme, "tcp") != 0; /* the closing handshake */
+    if (unread) {
+        if (res != MW_ECLOSED || !strstr(f->text, "reset"))
+            fail_msg("on_closed said %s (\"%s\"): a reset during the linger is MW_ECLOSED", mw_errname(res), f->text);
+    } else if (res != 0) {
+        fail_msg("on_closed said %s (\"%s\") for a client that read every reply and closed", mw_errname(res), f->text);
+    }
     free(f);
+}
+
+static void test_review3_tcp_close_conn_crossing_the_clients_close_is_0(void **state) {
+    (void)state;
+    close_conn_crossing("tcp", CLIENT_FIRST);
+}
+
+static void test_review3_tcp_close_conn_then_the_client_closes_is_0(void **state) {
+    (void)state;
+    close_conn_crossing("tcp", CLIENT_CLOSES_AFTER);
+}
+
+static void test_review3_tcp_close_conn_then_the_client_is_freed_is_0(void **state) {
+    (void)state;
+    close_conn_crossing("tcp", CLIENT_FREED_AFTER);
 }
 
 static void test_review3_ws_close_conn_crossing_the_clients_close_is_0(void **state) {
     (void)state;
-    close_conn_crossing("ws", true);
+    close_conn_crossing("ws", CLIENT_FIRST);
 }
-#ifdef MW_REVIEW3_CLOSE_FRAME
+
 static void test_review3_ws_close_conn_then_the_client_closes_is_0(void **state) {
     (void)state;
-    close_conn_crossing("ws", false);
+    close_conn_crossing("ws", CLIENT_CLOSES_AFTER);
 }
-#endif
+
+static void test_review3_ws_close_conn_then_the_client_is_freed_is_a_reset(void **state) {
+    (void)state;
+    close_conn_crossing("ws", CLIENT_FREED_AFTER);
+}
+
 static void test_review3_tls_close_conn_crossing_the_clients_close_is_0(void **state) {
     (void)state;
-    close_conn_crossing("tls", true);
+    close_conn_crossing("tls", CLIENT_FIRST);
 }
-#ifdef MW_REVIEW3_CLOSE_FRAME
+
 static void test_review3_tls_close_conn_then_the_client_closes_is_0(void **state) {
     (void)state;
-    close_conn_crossing("tls", false);
+    close_conn_crossing("tls", CLIENT_CLOSES_AFTER);
 }
-#endif
-static void test_review3_tcp_close_conn_crossing_the_clients_close_is_0(void **state) {
+
+static void test_review3_tls_close_conn_then_the_client_is_freed_is_a_reset(void **state) {
     (void)state;
-    close_conn_crossing("tcp", true);
+    close_conn_crossing("tls", CLIENT_FREED_AFTER);
 }
-static void test_review3_tcp_close_conn_then_the_client_closes_is_0(void **state) {
+
+/* ---- 5. which close_conn on_closed reports ------------------------------------------
+ * Inside on_msg (event mode): an abort then a close: the abort, asked first,
+ * wins: no on_closed. A close then an abort: the abort cuts the close
+ * short: no on_closed. A close alone: one on_closed. */
+
+typedef struct ab {
+    atomic_int closes[4]; /* on_closed calls, by the ping's seq that asked */
+    atomic_int ends;      /* on_close calls */
+    atomic_int seq_of[64];
+} ab_t;
+
+static void ab_msg(mw_svc_t *s, mw_conn_id_t id, const mw_schema_t *sch, const void *msg, void *ud) {
+    ab_t *a = ud;
+    if (sch != ping_schema()) return;
+    uint64_t seq = ((const ping_t *)msg)->seq;
+    atomic_store(&a->seq_of[(uint32_t)id % 64], (int)seq);
+    if (seq == 1) {
+        mw_svc_abort_conn(s, id);
+        mw_svc_close_conn(s, id);
+    } else if (seq == 2) {
+        mw_svc_close_conn(s, id);
+        mw_svc_abort_conn(s, id);
+    } else {
+        mw_svc_close_conn(s, id);
+    }
+}
+
+static void ab_close(mw_svc_t *s, mw_conn_id_t id, int reason, void *ud) {
+    (void)s, (void)id, (void)reason;
+    atomic_fetch_add(&((ab_t *)ud)->ends, 1);
+}
+
+static void ab_closed(mw_svc_t *s, mw_conn_id_t id, int result, void *ud) {
+    (void)s, (void)result;
+    ab_t *a = ud;
+    atomic_fetch_add(&a->closes[atomic_load(&a->seq_of[(uint32_t)id % 64]) & 3], 1);
+}
+
+typedef struct ab_wait {
+    ab_t *a;
+    int n;
+} ab_wait_t;
+
+static bool ab_ended(void *ud) {
+    ab_wait_t *w = ud;
+    return atomic_load(&w->a->ends) >= w->n;
+}
+
+static bool closed_three(void *ud) { return atomic_load(&((ab_wait_t *)ud)->a->closes[3]) >= 1; }
+
+static void test_review3_close_conn_on_closed_only_when_the_close_took_effect(void **state) {
     (void)state;
-    close_conn_crossing("tcp", false);
+    ab_t *a = calloc(1, sizeof *a);
+    assert_non_null(a);
+    mw_svc_opts_t o;
+    mw_svc_opts_init(&o);
+    o.mode = MW_MODE_EVENT;
+    o.event.workers = 1;
+    o.event.on_msg = ab_msg;
+    o.on_close = ab_close;
+    o.on_closed = ab_closed;
+    o.linger_ns = 2 * MW_NS_PER_S;
+    o.ud = a;
+    mw_svc_t *svc;
+    mw_err_t err = {0};
+    if (mw_svc_listen(&svc, "tcp://127.0.0.1:0", &test_protocol, &o, &err) != 0)
+        fail_msg("listen: %s", mw_err_text(&err));
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", mw_svc_port(svc));
+    for (int seq = 1; seq <= 3; seq++) {
+        mw_clt_opts_t co;
+        mw_clt_opts_init(&co);
+        mw_clt_t *c;
+        if (mw_clt_connect(&c, url, &test_protocol, &co, &err) != 0) fail_msg("connect: %s", mw_err_text(&err));
+        ping_t m = {.seq = (uint64_t)seq};
+        assert_int_equal(mw_clt_send(c, ping_schema(), &m), 0);
+        assert_int_equal(mw_clt_flush(c), 0);
+        ab_wait_t w = {a, seq};
+        assert_true(mw_wait_until(ab_ended, &w, WAIT_MS)); /* on_close: the Svc acted on it */
+        mw_clt_close(c); /* reads until the Svc's EOF, then closes: a lingering Svc sees an orderly end */
+        mw_clt_free(c);
+    }
+    ab_wait_t w3 = {a, 3};
+    assert_true(mw_wait_until(closed_three, &w3, WAIT_MS)); /* after every earlier callback, on the one worker */
+    mw_svc_close(svc);
+    mw_svc_free(svc);
+    assert_int_equal(atomic_load(&a->closes[1]), 0); /* abort, then close: the abort */
+    assert_int_equal(atomic_load(&a->closes[2]), 0); /* close, then abort: cut short */
+    assert_int_equal(atomic_load(&a->closes[3]), 1); /* close alone */
+    free(a);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_review3_broadcast_while_accepting),
         cmocka_unit_test(test_review3_unlock_wakes_a_sleeping_waiter),
+        cmocka_unit_test(test_review3_close_conn_on_closed_only_when_the_close_took_effect),
         cmocka_unit_test(test_review3_tcp_close_conn_crossing_the_clients_close_is_0),
         cmocka_unit_test(test_review3_tcp_close_conn_then_the_client_closes_is_0),
+        cmocka_unit_test(test_review3_tcp_close_conn_then_the_client_is_freed_is_0),
         cmocka_unit_test(test_review3_ws_close_conn_crossing_the_clients_close_is_0),
-#ifdef MW_REVIEW3_CLOSE_FRAME
         cmocka_unit_test(test_review3_ws_close_conn_then_the_client_closes_is_0),
-#endif
+        cmocka_unit_test(test_review3_ws_close_conn_then_the_client_is_freed_is_a_reset),
         cmocka_unit_test(test_review3_tls_close_conn_crossing_the_clients_close_is_0),
-#ifdef MW_REVIEW3_CLOSE_FRAME
         cmocka_unit_test(test_review3_tls_close_conn_then_the_client_closes_is_0),
-#endif
+        cmocka_unit_test(test_review3_tls_close_conn_then_the_client_is_freed_is_a_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
